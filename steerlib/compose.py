@@ -1,0 +1,129 @@
+"""Stage 2: the composition token ``<and>``.
+
+One vector, trained on pairs of *seen* behaviors from different categories while the
+model and every behavior token stay frozen. The teacher reads both instructions (random
+paraphrases, random order); the student reads ``<b1><and><b2>`` in the same order; the
+loss is stage 1's distillation loss plus
+
+    lambda * L_orth,   L_orth = sum over seen behaviors b of cos(e_and, e_b)^2,
+
+which keeps ``<and>`` from drifting into any behavior's direction (paper, lambda = 0.5).
+The "2+3" variant also trains on triples ``<b1><and><b2><and><b3>``.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import time
+from dataclasses import asdict
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from . import behaviors as B
+from . import prompts as P
+from .backbone import Backbone
+from .config import TrainConfig, config_hash
+from .distill import examples_for, train_vectors
+from .generate import interleave
+from .targets import artifacts_root, make_targets
+from .tokens import SteeringTokens, random_init, text_init
+
+log = logging.getLogger("steerlib")
+VARIANTS = ("2", "2+3")
+
+
+def orthogonality(e_and: torch.Tensor, behavior_vectors: torch.Tensor) -> torch.Tensor:
+    """L_orth = sum_b cos(e_and, e_b)^2 over the rows of ``behavior_vectors``."""
+    return F.cosine_similarity(e_and.unsqueeze(0), behavior_vectors, dim=-1).pow(2).sum()
+
+
+def composition_jobs(n: int, variant: str, seed: int, questions: Sequence[str]) -> list[tuple[str, tuple[str, ...]]]:
+    """``n`` (question, ordered combination) jobs: seen cross-category pairs (and triples).
+
+    Each job draws a combination uniformly and shuffles its order, so the token sees every
+    ordering; in "2+3" a third of the jobs are triples (ours).
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"variant {variant!r} unknown; choose one of {VARIANTS}")
+    rng = random.Random(seed)
+    pairs = B.training_pairs()
+    triples = B.combinations(3, "seen") if variant == "2+3" else []
+    jobs = []
+    for i in range(n):
+        pool = triples if triples and i % 3 == 2 else pairs
+        combo = list(rng.choice(pool))
+        rng.shuffle(combo)
+        jobs.append((questions[i % len(questions)], tuple(combo)))
+    return jobs
+
+
+def init_and(bb: Backbone, tokens: SteeringTokens, init: str, seed: int) -> torch.Tensor:
+    """Stage-2 inits: zero (paper default), ' and' word embedding, mean of behavior tokens, random."""
+    if init == "zero":
+        return torch.zeros(bb.hidden_size)
+    if init == "word":
+        return text_init(bb, " and")
+    if init == "mean":
+        return torch.stack([tokens[n] for n in tokens.names if n != "and"]).mean(0)
+    if init == "random":
+        return random_init(bb, seed)
+    raise ValueError(f"init {init!r} is not a stage-2 init; use 'zero', 'word', 'mean' or 'random'")
+
+
+def train_composition_token(bb: Backbone, tokens: SteeringTokens, config: TrainConfig | None = None, *,
+                            variant: str = "2", questions: Sequence[str] | None = None,
+                            retrain: bool = False, progress: bool | None = None,
+                            stop_after: int | None = None, name: str = "and") -> SteeringTokens:
+    """Train ``<and>`` on top of frozen behavior tokens; return a copy of ``tokens`` with it.
+
+    Cached like stage 1 under ``artifacts/<fingerprint>/stage2/`` (keyed by config,
+    variant and the behavior vectors themselves), resumable from checkpoints.
+    """
+    cfg = config or TrainConfig(init="zero")
+    seen = [b for b in B.names() if B.get(b).seen]
+    missing = [b for b in seen if b not in tokens]
+    if missing:
+        raise ValueError(f"stage 2 needs the seen behavior tokens first; missing: {missing}")
+    tokens.check_backbone(bb)
+    frozen = torch.stack([tokens[b] for b in seen]).to(bb.device)
+    key = f"{name}-v{variant.replace('+', 'p')}-{config_hash(cfg)}-{_vectors_hash(frozen)}"
+    final = artifacts_root() / bb.fingerprint / "stage2" / f"{key}.safetensors"
+    out = tokens.copy()
+    if final.is_file() and not retrain:
+        cached = SteeringTokens.load(final, bb)
+        out.set(name, cached[name], cached.info[name], cached.losses.get(name))
+        return out
+    start = time.perf_counter()
+    questions = list(questions) if questions is not None else P.load("train")
+    n_jobs = round(max(cfg.batch_size, cfg.n_examples // 2) * cfg.targets.oversample)
+    jobs = composition_jobs(n_jobs, variant, cfg.seed, questions)
+    targets = make_targets(bb, jobs, cfg.targets, key=f"compose-v{variant.replace('+', 'p')}", seed=cfg.seed,
+                           progress=progress)
+    examples = examples_for(bb, targets, lambda t: interleave(t.names, name))
+    param = init_and(bb, tokens, cfg.init, cfg.seed).to(bb.device, torch.float32).clone()
+    ckpt = final.with_suffix(".ckpt.safetensors")
+    if retrain and ckpt.is_file():
+        ckpt.unlink()
+
+    def orth(params):
+        return cfg.orth_weight * orthogonality(params[name], frozen) if cfg.orth_weight else 0.0
+
+    losses = train_vectors(bb, {name: param}, examples, cfg, tokens=tokens, extra_loss=orth,
+                           checkpoint=ckpt, desc=f"<{name}>", progress=progress, stop_after=stop_after)
+    info = {"stage": 2, "variant": variant, "init": cfg.init, "orth_weight": cfg.orth_weight,
+            "target_source": cfg.targets.source, "n_targets": len(targets), "steps": len(losses),
+            "seconds": round(time.perf_counter() - start, 1), "final_loss": losses[-1], "config": asdict(cfg)}
+    out.set(name, param, info, losses)
+    if len(losses) == cfg.steps:
+        out.subset([name]).save(final)
+        log.info("<%s>: %d steps in %.0f s, loss %.3f -> %.3f", name, cfg.steps, info["seconds"],
+                 losses[0], losses[-1])
+    return out
+
+
+def _vectors_hash(vectors: torch.Tensor) -> str:
+    """Short hash of the frozen behavior vectors: a new <and> for new behavior tokens."""
+    return hashlib.sha256(vectors.detach().cpu().float().numpy().tobytes()).hexdigest()[:8]

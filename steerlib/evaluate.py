@@ -1,0 +1,188 @@
+"""The evaluation protocol: methods x combinations x orderings x prompts -> records -> metrics.
+
+Every generation becomes one record (prompt, method, ordered behaviors, text, one
+verdict per behavior), so every table can be recomputed from the records alone. Records
+are appended to a JSON-lines file as they are made; re-running skips what is there, so
+an interrupted evaluation resumes.
+
+Metrics (paper): a generation is correct when it satisfies *all* behaviors of its
+combination. Mean accuracy averages over all k! orderings of the tokens; best accuracy
+takes each combination's best ordering; order variance is, per combination, the largest
+gap between the accuracies of two orderings, averaged over combinations. Intervals
+(ours): 95% Wilson intervals on pooled generations for mean accuracy, and a bootstrap
+over combinations for best accuracy and order variance.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import random
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from . import behaviors as B
+from .generate import METHODS, Method, SteeredModel
+
+SPLITS = ("seen", "unseen")
+
+
+def split_of(combo: Sequence[str]) -> str:
+    """'seen-2', 'unseen-3', 'seen-4+json' ...: seen when every non-json member is seen."""
+    core = [n for n in combo if n != "json"]
+    kind = "seen" if all(B.get(n).seen for n in core) else "unseen"
+    return f"{kind}-{len(core)}" + ("+json" if "json" in combo else "")
+
+
+def orderings(combo: Sequence[str]) -> list[tuple[str, ...]]:
+    """All k! orders of a combination (one for a single behavior)."""
+    return list(itertools.permutations(combo))
+
+
+def sample_combos(k: int, split: str, n: int | None, seed: int = 0, include_json: bool = False
+                  ) -> list[tuple[str, ...]]:
+    """``n`` combinations of one split drawn without replacement (all when n is None)."""
+    combos = B.combinations(k, split, include_json=include_json)
+    if include_json:
+        combos = [c for c in combos if "json" in c]
+    if n is None or n >= len(combos):
+        return combos
+    return sorted(random.Random(f"{seed}-{k}-{split}-{include_json}").sample(combos, n))
+
+
+def _resolve(method: str | Method) -> Method:
+    if isinstance(method, Method):
+        return method
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; known: {sorted(METHODS)} or a Method object")
+    return METHODS[method]
+
+
+def evaluate(sm: SteeredModel, methods: Sequence[str | Method], combos: Sequence[Sequence[str]],
+             prompts: Sequence[str], *, max_new_tokens: int = 256, batch_size: int = 32,
+             records: str | Path | None = None, seed: int = 0, progress: bool | None = None) -> pd.DataFrame:
+    """Generate and verify every (method, ordering, prompt); return all records.
+
+    ``records`` is a JSON-lines file to append to and resume from. Prompt-level methods
+    batch all their combinations together; methods with a model context (baselines)
+    generate one ordering at a time inside it.
+    """
+    path = Path(records) if records else None
+    rows = _read_records(path)
+    have = {(r["method"], r["order"], r["prompt_id"]) for r in rows}
+    for method in map(_resolve, methods):
+        jobs = [(order, pid) for combo in combos for order in orderings(tuple(combo))
+                for pid in range(len(prompts)) if (method.name, "+".join(order), pid) not in have]
+        groups = _group(jobs, by_order=type(method).context is not Method.context)
+        for group in tqdm(groups, desc=method.name, disable=progress is False or len(groups) < 2, leave=False):
+            with method.context(sm, group[0][0]) as model:
+                reqs = [method.request(prompts[pid], order, random.Random(f"{seed}-{pid}-{'+'.join(order)}"))
+                        for order, pid in group]
+                texts = model.generate(reqs, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                                       progress=progress, desc=method.name)
+            new = [_record(method.name, order, pid, prompts[pid], text) for (order, pid), text in zip(group, texts)]
+            _append(path, new)
+            rows += new
+    wanted = {"+".join(o) for c in combos for o in orderings(tuple(c))}
+    names = {_resolve(m).name for m in methods}
+    df = pd.DataFrame(rows)
+    return df[df["order"].isin(wanted) & df["method"].isin(names)].reset_index(drop=True) if len(df) else df
+
+
+def _group(jobs, by_order: bool, size: int = 256):
+    """Chunks of jobs: per ordering for model-changing methods, else fixed-size chunks."""
+    if by_order:
+        out: dict[tuple, list] = {}
+        for job in jobs:
+            out.setdefault(job[0], []).append(job)
+        return list(out.values())
+    return [jobs[i: i + size] for i in range(0, len(jobs), size)]
+
+
+def _record(method: str, order: tuple[str, ...], pid: int, prompt: str, text: str) -> dict:
+    verdicts = B.verify_all(text, order)
+    return {"method": method, "combo": "+".join(sorted(order, key=B.names().index)), "order": "+".join(order),
+            "k": len(order), "split": split_of(order), "prompt_id": pid, "prompt": prompt, "text": text,
+            "verdicts": verdicts, "ok": all(verdicts.values())}
+
+
+def _read_records(path: Path | None) -> list[dict]:
+    if path is None or not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _append(path: Path | None, rows: list[dict]) -> None:
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+
+# -- metrics ---------------------------------------------------------------------------------
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval for a proportion k/n."""
+    if n == 0:
+        return (float("nan"), float("nan"))
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def per_ordering(records: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy of each (method, split, combination, ordering) over its prompts."""
+    return (records.groupby(["method", "split", "combo", "order"], as_index=False)
+            .agg(acc=("ok", "mean"), n=("ok", "size")))
+
+
+def metrics(records: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Paper metrics per method and split, in percent, with 95% intervals.
+
+    Columns: mean accuracy (+ Wilson interval), best-ordering accuracy and order
+    variance (+ bootstrap intervals over combinations), number of combinations and of
+    generations.
+    """
+    rng = np.random.default_rng(seed)
+    per_order = per_ordering(records)
+    out = []
+    for (method, split), g in per_order.groupby(["method", "split"]):
+        combos = g.groupby("combo")["acc"].agg(["mean", "max", "min"])
+        mean_acc = combos["mean"].to_numpy()
+        best = combos["max"].to_numpy()
+        ov = (combos["max"] - combos["min"]).to_numpy()
+        sub = records[(records["method"] == method) & (records["split"] == split)]
+        lo, hi = wilson(int(sub["ok"].sum()), len(sub))
+        idx = rng.integers(0, len(combos), size=(n_boot, len(combos)))
+        row = {"method": method, "split": split, "mean_acc": 100 * mean_acc.mean(),
+               "mean_lo": 100 * lo, "mean_hi": 100 * hi, "best_acc": 100 * best.mean(),
+               "best_lo": 100 * np.percentile(best[idx].mean(1), 2.5),
+               "best_hi": 100 * np.percentile(best[idx].mean(1), 97.5),
+               "order_var": 100 * ov.mean(),
+               "ov_lo": 100 * np.percentile(ov[idx].mean(1), 2.5),
+               "ov_hi": 100 * np.percentile(ov[idx].mean(1), 97.5),
+               "combos": len(combos), "n": len(sub)}
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def behavior_pass_rates(records: pd.DataFrame) -> pd.DataFrame:
+    """Per method and behavior: share of generations passing that behavior's verifier."""
+    rows = []
+    for _, r in records.iterrows():
+        for name, ok in r["verdicts"].items():
+            rows.append({"method": r["method"], "behavior": name, "ok": ok})
+    df = pd.DataFrame(rows)
+    return df.groupby(["method", "behavior"], as_index=False).agg(pass_rate=("ok", "mean"), n=("ok", "size"))
+
+
+def format_table(table: pd.DataFrame, value: str = "mean_acc", lo: str = "mean_lo", hi: str = "mean_hi",
+                 index: str = "method", columns: str = "split") -> pd.DataFrame:
+    """A methods x splits table of "value [lo, hi]" strings (for markdown)."""
+    cells = table.assign(cell=[f"{v:.1f} [{a:.0f}, {b:.0f}]" for v, a, b in zip(table[value], table[lo], table[hi])])
+    return cells.pivot(index=index, columns=columns, values="cell")

@@ -1,0 +1,154 @@
+"""The answers y that teacher and student are both teacher-forced on.
+
+The paper forces both on answers a larger model wrote under the instruction. Our
+sources (``TargetConfig.source``):
+
+* ``self``: the steered model itself answers under the instruction (true self-distillation;
+  the default);
+* ``filtered``: ``self`` answers kept only where every behavior's verifier passes, so a
+  token can beat a weak teacher; too few survivors is an error, not a silent tiny run;
+* ``constructed``: the model's answer transformed so it satisfies the behaviors that have
+  a faithful transform (case, sentence count, word range, JSON; see ``transforms``);
+  behaviors without one (languages) are asked for by instruction and filtered first;
+* ``model``: another model's answers under the instruction (the paper's setting).
+
+Targets are cached as JSON lines under the artifacts folder, keyed by the model's
+fingerprint, the behaviors and the target config, and written batch by batch, so an
+interrupted run resumes where it stopped.
+"""
+from __future__ import annotations
+
+import json
+import os
+import logging
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from . import behaviors as B
+from . import transforms
+from .backbone import Backbone, cache_root, load_backbone
+from .config import TargetConfig, config_hash
+from .generate import Request, SteeredModel, instructions_for
+
+log = logging.getLogger("steerlib")
+
+
+@dataclass(frozen=True)
+class Target:
+    """One training example: a question, the instruction the teacher read, the answer ids."""
+
+    question: str
+    names: tuple[str, ...]
+    instructions: str
+    answer: tuple[int, ...]
+    text: str
+
+
+def artifacts_root() -> Path:
+    """Where trained tokens, targets and evaluation records go (``$STEERLIB_ARTIFACTS``)."""
+    return Path(os.environ.get("STEERLIB_ARTIFACTS", "artifacts"))
+
+
+def _cache_file(bb: Backbone, key: str, cfg: TargetConfig, seed: int) -> Path:
+    return artifacts_root() / bb.fingerprint / "targets" / f"{key}-{config_hash(cfg)}-s{seed}.jsonl"
+
+
+def _encode_answer(bb: Backbone, text: str) -> tuple[int, ...]:
+    """Token ids of an answer written as text, closed by the end-of-turn token."""
+    ids = bb.tokenizer(text, add_special_tokens=False)["input_ids"]
+    return tuple(ids) + (bb.eos_ids[0],)
+
+
+def make_targets(bb: Backbone, jobs: Sequence[tuple[str, Sequence[str]]], cfg: TargetConfig, *,
+                 key: str, seed: int = 0, progress: bool | None = None,
+                 teacher: Backbone | None = None) -> list[Target]:
+    """Targets for ``jobs`` = [(question, ordered behavior names), ...], cached under ``key``.
+
+    Jobs of different behaviors are generated together in batches. For filtered and
+    constructed sources, jobs whose answer cannot be kept are dropped, and too few
+    survivors is an error. ``teacher`` is the answering model for ``source='model'``
+    (loaded from ``cfg.model`` when not given).
+    """
+    path = _cache_file(bb, key, cfg, seed)
+    done = _read(path)
+    rng = random.Random(seed)
+    plan = []
+    for question, names in jobs:
+        names = tuple(names)
+        instr = instructions_for(names, rng)  # what the teacher reads in training
+        # what the answering model is asked: constructed targets ask only for what no
+        # transform can produce (a language), and build the rest from that answer
+        free = tuple(x for x in names if not transforms.constructible(x))
+        asked = instructions_for(free, rng) if cfg.source == "constructed" else instr
+        plan.append((question, names, instr, asked))
+    todo = plan[len(done):]
+    if todo:
+        start = time.perf_counter()
+        answer = _answerer(bb, cfg, teacher)
+        chunk = 64
+        for i in range(0, len(todo), chunk):
+            rows = answer(todo[i: i + chunk], progress)
+            _append(path, rows)
+            done += rows
+        log.info("targets %s (%s): %d made in %.0f s", key, cfg.source, len(todo), time.perf_counter() - start)
+    kept = [t for t in done[: len(plan)] if t is not None]
+    if cfg.source in ("filtered", "constructed") and len(kept) < cfg.min_kept:
+        raise RuntimeError(
+            f"only {len(kept)} of {len(plan)} {cfg.source} targets for {key} could be kept (need "
+            f"{cfg.min_kept}); use source='self', give more jobs, or lower min_kept")
+    if len(kept) < len(plan):
+        log.warning("%s: %d of %d %s targets kept", key, len(kept), len(plan), cfg.source)
+    return kept
+
+
+def _answerer(bb: Backbone, cfg: TargetConfig, teacher: Backbone | None):
+    """A function: batch of planned jobs -> Target-or-None rows, by source."""
+    gen_kw = dict(max_new_tokens=cfg.max_new_tokens, batch_size=32, do_sample=cfg.do_sample,
+                  temperature=cfg.temperature, desc="targets")
+    own = SteeredModel(bb)
+    other = SteeredModel(teacher or load_backbone(cfg.model, device=str(bb.device))) if cfg.source == "model" else None
+
+    def answer(batch, progress):
+        reqs = [Request(q, (), asked) for q, _, _, asked in batch]
+        if cfg.source == "model":
+            texts = other.generate(reqs, progress=progress, **gen_kw)
+            return [Target(q, n, i, _encode_answer(bb, t), t) for (q, n, i, _), t in zip(batch, texts)]
+        ids = own.generate_ids(reqs, progress=progress, **gen_kw)
+        texts = [bb.tokenizer.decode(x, skip_special_tokens=True).strip() for x in ids]
+        rows = []
+        for (q, names, instr, _), a, text in zip(batch, ids, texts):
+            if cfg.source == "constructed":
+                free = [x for x in names if not transforms.constructible(x)]
+                built = transforms.construct(names, text) if all(B.verify_all(text, free).values()) else None
+                rows.append(Target(q, names, instr, _encode_answer(bb, built), built) if built else None)
+            elif cfg.source == "filtered" and not all(B.verify_all(text, names).values()):
+                rows.append(None)
+            else:
+                rows.append(Target(q, names, instr, tuple(a), text))
+        return rows
+
+    return answer
+
+
+def _read(path: Path) -> list[Target | None]:
+    if not path.is_file():
+        return []
+    rows: list[Target | None] = []
+    for line in path.read_text().splitlines():
+        obj = json.loads(line)
+        rows.append(None if obj is None else Target(obj["question"], tuple(obj["names"]), obj["instructions"],
+                                                    tuple(obj["answer"]), obj["text"]))
+    return rows
+
+
+def _append(path: Path, rows: list[Target | None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        for r in rows:
+            f.write(json.dumps(None if r is None else r.__dict__ | {"answer": list(r.answer)}) + "\n")
+
+
+__all__ = ["Target", "make_targets", "artifacts_root", "cache_root"]
