@@ -28,8 +28,9 @@ from .backbone import Backbone
 from .config import TrainConfig, config_hash
 from .distill import examples_for, train_vectors
 from .generate import interleave
-from .targets import artifacts_root, make_targets
-from .tokens import SteeringTokens, random_init, text_init
+from .paths import artifacts_root
+from .targets import make_targets
+from .tokens import SteeringTokens, random_init, shipped, text_init
 
 log = logging.getLogger("steerlib")
 VARIANTS = ("2", "2+3")
@@ -92,8 +93,8 @@ def train_composition_token(bb: Backbone, tokens: SteeringTokens, config: TrainC
     key = f"{name}-v{variant.replace('+', 'p')}-{config_hash(cfg)}-{_vectors_hash(frozen)}"
     final = artifacts_root() / bb.fingerprint / "stage2" / f"{key}.safetensors"
     out = tokens.copy()
-    if final.is_file() and not retrain:
-        cached = SteeringTokens.load(final, bb)
+    cached = None if retrain else (SteeringTokens.load(final, bb) if final.is_file() else shipped(bb, name, key))
+    if cached is not None:
         out.set(name, cached[name], cached.info[name], cached.losses.get(name))
         return out
     start = time.perf_counter()
@@ -113,7 +114,7 @@ def train_composition_token(bb: Backbone, tokens: SteeringTokens, config: TrainC
 
     losses = train_vectors(bb, {name: param}, examples, cfg, tokens=tokens, extra_loss=orth,
                            checkpoint=ckpt, desc=f"<{name}>", progress=progress, stop_after=stop_after)
-    info = {"stage": 2, "variant": variant, "init": cfg.init, "orth_weight": cfg.orth_weight,
+    info = {"stage": 2, "key": key, "variant": variant, "init": cfg.init, "orth_weight": cfg.orth_weight,
             "target_source": cfg.targets.source, "n_targets": len(targets), "steps": len(losses),
             "seconds": round(time.perf_counter() - start, 1), "final_loss": losses[-1], "config": asdict(cfg)}
     out.set(name, param, info, losses)

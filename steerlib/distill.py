@@ -16,12 +16,13 @@ data order is a function of the seed and the step alone.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, ContextManager, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -33,9 +34,10 @@ from . import behaviors as B
 from . import prompts as P
 from .backbone import Backbone
 from .config import TrainConfig, config_hash
-from .targets import Target, artifacts_root, make_targets
+from .paths import artifacts_root
+from .targets import Target, make_targets
 from .template import Rendered, embed, render
-from .tokens import SteeringTokens, random_init, text_init
+from .tokens import SteeringTokens, random_init, shipped, text_init
 
 log = logging.getLogger("steerlib")
 
@@ -73,14 +75,21 @@ def distill_loss(teacher_logits: torch.Tensor, student_logits: torch.Tensor, tem
 
 
 def step_loss(bb: Backbone, batch: Sequence[Example], params: dict[str, torch.Tensor],
-              tokens: SteeringTokens | None, cfg: TrainConfig) -> torch.Tensor:
-    """The distillation loss (plus the optional CE term) for one batch."""
+              tokens: SteeringTokens | None, cfg: TrainConfig,
+              student_context: Callable[[], ContextManager] = contextlib.nullcontext) -> torch.Tensor:
+    """The distillation loss (plus the optional CE term) for one batch.
+
+    ``student_context`` is entered for the student pass only: methods that steer by
+    changing the model (LM-Steer, LoRA) switch their change on there, so the teacher is
+    always the unchanged model.
+    """
     answers = [ex.answer for ex in batch]
     head = bb.model.get_output_embeddings()
     with torch.inference_mode():
         teacher = head(answer_hidden(bb, [ex.teacher for ex in batch], answers))
     teacher = teacher.clone()  # leave inference mode so autograd may read it
-    student = head(answer_hidden(bb, [ex.student for ex in batch], answers, params, tokens))
+    with student_context():
+        student = head(answer_hidden(bb, [ex.student for ex in batch], answers, params, tokens))
     loss = distill_loss(teacher, student, cfg.temperature)
     if cfg.ce_weight:
         labels = torch.tensor([t for a in answers for t in a], device=student.device)
@@ -108,12 +117,15 @@ def batch_order(n: int, cfg: TrainConfig) -> list[list[int]]:
 def train_vectors(bb: Backbone, params: dict[str, torch.Tensor], examples: Sequence[Example],
                   cfg: TrainConfig, *, tokens: SteeringTokens | None = None,
                   extra_loss: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None,
+                  student_context: Callable[[], ContextManager] = contextlib.nullcontext,
                   checkpoint: Path | None = None, desc: str = "train",
                   progress: bool | None = None, stop_after: int | None = None) -> list[float]:
     """Optimise ``params`` (name -> vector) on ``examples``; everything else frozen.
 
     ``tokens`` supplies the frozen vectors of other slots (stage 2's behavior tokens).
     ``extra_loss(params)`` is added to each step's loss (stage 2's orthogonality term).
+    ``student_context`` wraps the student pass (see ``step_loss``); params may then be
+    any tensors the context uses, not only steering vectors.
     ``stop_after`` ends the run early after that many steps (tests of resume use it).
     Returns the loss curve; ``params`` hold the trained vectors.
     """
@@ -131,7 +143,7 @@ def train_vectors(bb: Backbone, params: dict[str, torch.Tensor], examples: Seque
     for step in bar:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
-        loss = step_loss(bb, [examples[i] for i in order[step]], params, tokens, cfg)
+        loss = step_loss(bb, [examples[i] for i in order[step]], params, tokens, cfg, student_context)
         if extra_loss is not None:
             loss = loss + extra_loss(params)
         opt.zero_grad(set_to_none=True)
@@ -184,6 +196,18 @@ def examples_for(bb: Backbone, targets: Sequence[Target], slots: Callable[[Targe
                     t.answer) for t in targets]
 
 
+def behavior_targets(bb: Backbone, name: str, cfg: TrainConfig, questions: Sequence[str] | None = None,
+                     progress: bool | None = None) -> list[Target]:
+    """The (cached) targets a behavior trains on: one job per example for 2 epochs (ours).
+
+    Shared with the LM-Steer and LoRA baselines, which distill on exactly these.
+    """
+    questions = list(questions) if questions is not None else P.load("train")
+    n_jobs = round(max(cfg.batch_size, cfg.n_examples // 2) * cfg.targets.oversample)
+    jobs = [(questions[i % len(questions)], (name,)) for i in range(n_jobs)]
+    return make_targets(bb, jobs, cfg.targets, key=name, seed=cfg.seed, progress=progress)
+
+
 def train_behavior_token(bb: Backbone, name: str, config: TrainConfig | None = None, *,
                          tokens: SteeringTokens | None = None, questions: Sequence[str] | None = None,
                          retrain: bool = False, progress: bool | None = None,
@@ -197,17 +221,14 @@ def train_behavior_token(bb: Backbone, name: str, config: TrainConfig | None = N
     cfg = config or TrainConfig()
     behavior = B.get(name)
     tokens = tokens.copy() if tokens is not None else SteeringTokens.for_backbone(bb)
-    folder = artifacts_root() / bb.fingerprint / "stage1"
-    final = folder / f"{name}-{config_hash(cfg)}.safetensors"
-    if final.is_file() and not retrain:
-        cached = SteeringTokens.load(final, bb)
+    key = f"{name}-{config_hash(cfg)}"
+    final = artifacts_root() / bb.fingerprint / "stage1" / f"{key}.safetensors"
+    cached = None if retrain else (SteeringTokens.load(final, bb) if final.is_file() else shipped(bb, name, key))
+    if cached is not None:
         tokens.set(name, cached[name], cached.info[name], cached.losses.get(name))
         return tokens
     start = time.perf_counter()
-    questions = list(questions) if questions is not None else P.load("train")
-    n_jobs = round(max(cfg.batch_size, cfg.n_examples // 2) * cfg.targets.oversample)  # 2 epochs (ours)
-    jobs = [(questions[i % len(questions)], (name,)) for i in range(n_jobs)]
-    targets = make_targets(bb, jobs, cfg.targets, key=name, seed=cfg.seed, progress=progress)
+    targets = behavior_targets(bb, name, cfg, questions, progress)
     examples = examples_for(bb, targets, lambda t: (name,))
     init = _init_vector(bb, cfg.init, behavior.paraphrases[0], cfg.seed)
     param = init.to(bb.device, torch.float32).clone()
@@ -216,7 +237,7 @@ def train_behavior_token(bb: Backbone, name: str, config: TrainConfig | None = N
         ckpt.unlink()
     losses = train_vectors(bb, {name: param}, examples, cfg, checkpoint=ckpt, desc=f"<{name}>",
                            progress=progress, stop_after=stop_after)
-    info = {"stage": 1, "init": cfg.init, "target_source": cfg.targets.source, "n_targets": len(targets),
+    info = {"stage": 1, "key": key, "init": cfg.init, "target_source": cfg.targets.source, "n_targets": len(targets),
             "steps": len(losses), "seconds": round(time.perf_counter() - start, 1),
             "final_loss": losses[-1], "config": asdict(cfg)}
     tokens.set(name, param, info, losses)

@@ -81,8 +81,11 @@ def evaluate(sm: SteeredModel, methods: Sequence[str | Method], combos: Sequence
             with method.context(sm, group[0][0]) as model:
                 reqs = [method.request(prompts[pid], order, random.Random(f"{seed}-{pid}-{'+'.join(order)}"))
                         for order, pid in group]
-                texts = model.generate(reqs, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                                       progress=progress, desc=method.name)
+                unique = list(dict.fromkeys(reqs))  # e.g. 'plain' asks the same for every behavior
+                answers = dict(zip(unique, model.generate(unique, max_new_tokens=max_new_tokens,
+                                                          batch_size=batch_size, progress=progress,
+                                                          desc=method.name)))
+                texts = [answers[r] for r in reqs]
             new = [_record(method.name, order, pid, prompts[pid], text) for (order, pid), text in zip(group, texts)]
             _append(path, new)
             rows += new

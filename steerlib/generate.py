@@ -25,7 +25,9 @@ from tqdm.auto import tqdm
 
 from . import behaviors as B
 from .backbone import Backbone
-from .template import Rendered, embed, render, render_text
+from transformers import DynamicCache
+
+from .template import Batch, Rendered, embed, render, render_text
 from .tokens import SteeringTokens, text_init
 
 
@@ -60,7 +62,7 @@ class SteeredModel:
     @torch.inference_mode()
     def generate_ids(self, prompts: Sequence[str | Request], max_new_tokens: int = 256,
                      batch_size: int = 16, do_sample: bool = False, temperature: float = 1.0,
-                     progress: bool | None = None, desc: str = "generate") -> list[list[int]]:
+                     progress: bool | None = None, desc: str = "generate", seed: int = 0) -> list[list[int]]:
         """Answer token ids for each prompt (greedy by default), in input order.
 
         An answer ends with the model's end-of-turn token when it finished before
@@ -73,15 +75,11 @@ class SteeredModel:
         eos = set(bb.eos_ids)
         batches = [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
         bar = tqdm(batches, desc=desc, disable=_quiet(progress, len(prompts)), leave=False)
+        gen = torch.Generator(device=bb.device).manual_seed(seed)
         for idx in bar:
             batch = embed(bb, [rows[i] for i in idx], self.tokens)
-            gen = bb.model.generate(
-                inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask,
-                max_new_tokens=max_new_tokens, do_sample=do_sample,
-                temperature=temperature if do_sample else None, top_p=None, top_k=None,
-                pad_token_id=bb.tokenizer.pad_token_id, eos_token_id=bb.eos_ids)
-            for i, seq in zip(idx, gen.tolist()):
-                out[i] = _cut(seq, eos)
+            for i, seq in zip(idx, decode(bb, batch, max_new_tokens, eos, do_sample, temperature, gen)):
+                out[i] = seq
         return out
 
     def generate(self, prompts: Sequence[str | Request] | str, max_new_tokens: int = 256,
@@ -93,12 +91,43 @@ class SteeredModel:
         return texts[0] if single else texts
 
 
-def _cut(seq: list[int], eos: set[int]) -> list[int]:
-    """Keep tokens up to and including the first end-of-turn token."""
-    for i, t in enumerate(seq):
-        if t in eos:
-            return seq[: i + 1]
-    return seq
+def decode(bb: Backbone, batch: Batch, max_new_tokens: int, eos: set[int], do_sample: bool = False,
+           temperature: float = 1.0, generator: torch.Generator | None = None) -> list[list[int]]:
+    """Greedy (or sampled) decoding with a KV cache, dropping rows as they finish.
+
+    ``transformers``' ``generate`` keeps computing every row until the longest answer
+    ends; answers of a chat model vary a lot in length, so removing finished rows from
+    the batch and the cache (ours) saves much of the work. Each answer ends with its
+    end-of-turn token, or stops at ``max_new_tokens``.
+    """
+    model = bb.model
+    cache = DynamicCache(config=model.config)
+    rows = torch.arange(batch.inputs_embeds.shape[0], device=bb.device)
+    mask, pos = batch.attention_mask, batch.position_ids[:, -1:]
+    out = model(inputs_embeds=batch.inputs_embeds, attention_mask=mask, position_ids=batch.position_ids,
+                past_key_values=cache, use_cache=True, logits_to_keep=1)
+    results: list[list[int]] = [[] for _ in range(len(rows))]
+    eos_t = torch.tensor(sorted(eos), device=bb.device)
+    for step in range(max_new_tokens):
+        logits = out.logits[:, -1].float()
+        if do_sample:
+            nxt = torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=generator).squeeze(1)
+        else:
+            nxt = logits.argmax(-1)
+        for r, t in zip(rows.tolist(), nxt.tolist()):
+            results[r].append(t)
+        live = ~torch.isin(nxt, eos_t)
+        if step == max_new_tokens - 1 or not live.any():
+            break
+        if not live.all():
+            keep = live.nonzero().squeeze(1)
+            rows, nxt, mask, pos = rows[keep], nxt[keep], mask[keep], pos[keep]
+            cache.batch_select_indices(keep)
+        mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
+        pos = pos + 1
+        out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=pos, past_key_values=cache,
+                    use_cache=True)
+    return results
 
 
 def _quiet(progress: bool | None, n: int) -> bool:

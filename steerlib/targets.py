@@ -19,19 +19,19 @@ interrupted run resumes where it stopped.
 from __future__ import annotations
 
 import json
-import os
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
 from . import behaviors as B
 from . import transforms
-from .backbone import Backbone, cache_root, load_backbone
+from .backbone import Backbone, load_backbone
 from .config import TargetConfig, config_hash
 from .generate import Request, SteeredModel, instructions_for
+from .paths import artifacts_root
 
 log = logging.getLogger("steerlib")
 
@@ -45,11 +45,6 @@ class Target:
     instructions: str
     answer: tuple[int, ...]
     text: str
-
-
-def artifacts_root() -> Path:
-    """Where trained tokens, targets and evaluation records go (``$STEERLIB_ARTIFACTS``)."""
-    return Path(os.environ.get("STEERLIB_ARTIFACTS", "artifacts"))
 
 
 def _cache_file(bb: Backbone, key: str, cfg: TargetConfig, seed: int) -> Path:
@@ -84,17 +79,17 @@ def make_targets(bb: Backbone, jobs: Sequence[tuple[str, Sequence[str]]], cfg: T
         free = tuple(x for x in names if not transforms.constructible(x))
         asked = instructions_for(free, rng) if cfg.source == "constructed" else instr
         plan.append((question, names, instr, asked))
-    todo = plan[len(done):]
+    todo = list(dict.fromkeys(job for job in plan if _key(job) not in done))
     if todo:
         start = time.perf_counter()
         answer = _answerer(bb, cfg, teacher)
         chunk = 64
         for i in range(0, len(todo), chunk):
             rows = answer(todo[i: i + chunk], progress)
-            _append(path, rows)
-            done += rows
+            _append(path, todo[i: i + chunk], rows)
+            done.update((_key(job), row) for job, row in zip(todo[i: i + chunk], rows))
         log.info("targets %s (%s): %d made in %.0f s", key, cfg.source, len(todo), time.perf_counter() - start)
-    kept = [t for t in done[: len(plan)] if t is not None]
+    kept = [done[_key(job)] for job in plan if done[_key(job)] is not None]
     if cfg.source in ("filtered", "constructed") and len(kept) < cfg.min_kept:
         raise RuntimeError(
             f"only {len(kept)} of {len(plan)} {cfg.source} targets for {key} could be kept (need "
@@ -113,6 +108,12 @@ def _answerer(bb: Backbone, cfg: TargetConfig, teacher: Backbone | None):
 
     def answer(batch, progress):
         reqs = [Request(q, (), asked) for q, _, _, asked in batch]
+        if cfg.source == "constructed" and not any(asked for *_, asked in batch):
+            # nothing to ask: transform the plain answers, made once and shared by all behaviors
+            plain = replace(cfg, source="self", max_new_tokens=cfg.plain_max_new_tokens)
+            texts = [t.text for t in make_targets(bb, [(q, ()) for q, *_ in batch], plain, key="plain",
+                                                  progress=progress)]
+            return [_construct(bb, q, names, instr, text) for (q, names, instr, _), text in zip(batch, texts)]
         if cfg.source == "model":
             texts = other.generate(reqs, progress=progress, **gen_kw)
             return [Target(q, n, i, _encode_answer(bb, t), t) for (q, n, i, _), t in zip(batch, texts)]
@@ -121,9 +122,7 @@ def _answerer(bb: Backbone, cfg: TargetConfig, teacher: Backbone | None):
         rows = []
         for (q, names, instr, _), a, text in zip(batch, ids, texts):
             if cfg.source == "constructed":
-                free = [x for x in names if not transforms.constructible(x)]
-                built = transforms.construct(names, text) if all(B.verify_all(text, free).values()) else None
-                rows.append(Target(q, names, instr, _encode_answer(bb, built), built) if built else None)
+                rows.append(_construct(bb, q, names, instr, text))
             elif cfg.source == "filtered" and not all(B.verify_all(text, names).values()):
                 rows.append(None)
             else:
@@ -133,22 +132,37 @@ def _answerer(bb: Backbone, cfg: TargetConfig, teacher: Backbone | None):
     return answer
 
 
-def _read(path: Path) -> list[Target | None]:
+def _construct(bb: Backbone, question: str, names: tuple[str, ...], instr: str, text: str) -> Target | None:
+    """Transform an answer to satisfy ``names``; None if a behavior without a transform
+    (a language) is not already satisfied, or no faithful transform exists."""
+    free = [x for x in names if not transforms.constructible(x)]
+    if not all(B.verify_all(text, free).values()):
+        return None
+    built = transforms.construct(names, text)
+    return Target(question, names, instr, _encode_answer(bb, built), built) if built else None
+
+
+def _key(job: tuple) -> str:
+    """Cache key of a planned job: question, behaviors, teacher instruction, what was asked."""
+    return json.dumps(job, ensure_ascii=False)
+
+
+def _read(path: Path) -> dict[str, Target | None]:
+    """The cached targets by job key (None where a job's answer could not be kept)."""
     if not path.is_file():
-        return []
-    rows: list[Target | None] = []
+        return {}
+    out: dict[str, Target | None] = {}
     for line in path.read_text().splitlines():
         obj = json.loads(line)
-        rows.append(None if obj is None else Target(obj["question"], tuple(obj["names"]), obj["instructions"],
-                                                    tuple(obj["answer"]), obj["text"]))
-    return rows
+        t = obj["target"]
+        out[obj["key"]] = None if t is None else Target(t["question"], tuple(t["names"]), t["instructions"],
+                                                        tuple(t["answer"]), t["text"])
+    return out
 
 
-def _append(path: Path, rows: list[Target | None]) -> None:
+def _append(path: Path, jobs: list[tuple], rows: list[Target | None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as f:
-        for r in rows:
-            f.write(json.dumps(None if r is None else r.__dict__ | {"answer": list(r.answer)}) + "\n")
-
-
-__all__ = ["Target", "make_targets", "artifacts_root", "cache_root"]
+        for job, r in zip(jobs, rows):
+            target = None if r is None else r.__dict__ | {"answer": list(r.answer)}
+            f.write(json.dumps({"key": _key(job), "target": target}, ensure_ascii=False) + "\n")

@@ -138,6 +138,21 @@ class SteeringTokens:
         return cls.load(Path(str(path)), backbone=backbone)
 
 
+def shipped(bb: Backbone, name: str, key: str) -> SteeringTokens | None:
+    """The shipped ``<name>`` when it was trained for this model with cache key ``key``.
+
+    Lets a fresh clone (and the book) reuse the committed tokens instead of retraining
+    them, exactly when the training run asked for is the one that made them.
+    """
+    path = Path(str(resources.files("steerlib") / "data" / PRETRAINED_FILE))
+    if not path.is_file():
+        return None
+    tokens = SteeringTokens.load(path)
+    if tokens.fingerprint != bb.fingerprint or name not in tokens or tokens.info.get(name, {}).get("key") != key:
+        return None
+    return tokens.subset([name])
+
+
 # -- initialisations ------------------------------------------------------------------
 def text_init(bb: Backbone, text: str) -> torch.Tensor:
     """Mean input embedding of ``text``'s tokens.

@@ -1,0 +1,40 @@
+"""The paper's model-changing baselines: CAA, LM-Steer and LoRA + DARE.
+
+Each is a ``Method`` with a plain prompt (``tokens=False``) whose ``context`` changes the
+model for one combination and undoes the change on exit, so ``evaluate`` and
+``SteeredModel`` run them next to the prompt-level methods::
+
+    from steerlib.baselines import train_baselines
+    baselines = train_baselines(bb, names, preset.stage1)
+    evaluate(sm, ["instruction", "and", *baselines.values()], combos, prompts)
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from ..backbone import Backbone
+from ..config import TrainConfig
+from .caa import CAA, CAAConfig, sweep, train_caa
+from .common import Baseline
+from .lm_steer import LMSteer, LMSteerConfig, train_lm_steer
+from .lora_dare import LoRAConfig, LoRADare, train_lora
+
+
+def train_baselines(bb: Backbone, names: Sequence[str], cfg: TrainConfig | None = None, *,
+                    questions: Sequence[str] | None = None, retrain: bool = False,
+                    progress: bool | None = None) -> dict[str, Baseline]:
+    """All three baselines for ``names``, by method name, with the paper's settings.
+
+    LM-Steer and LoRA train with ``cfg`` (the behavior tokens' stage-1 config) on the
+    tokens' own targets; CAA draws its prompts with ``cfg.seed``. Each is cached per
+    behavior and an interrupted run resumes from its checkpoint.
+    """
+    cfg = cfg or TrainConfig()
+    kw = dict(questions=questions, retrain=retrain, progress=progress)
+    return {"caa": train_caa(bb, names, CAAConfig(seed=cfg.seed), **kw),
+            "lm_steer": train_lm_steer(bb, names, LMSteerConfig(train=cfg), **kw),
+            "lora_dare": train_lora(bb, names, LoRAConfig(train=cfg), **kw)}
+
+
+__all__ = ["Baseline", "CAA", "CAAConfig", "train_caa", "sweep", "LMSteer", "LMSteerConfig", "train_lm_steer",
+           "LoRADare", "LoRAConfig", "train_lora", "train_baselines"]

@@ -1,0 +1,20 @@
+"""Shared fixtures: the tiny random model (fast) and the embedded model (slow tests)."""
+import pytest
+
+import steerlib as st
+
+
+@pytest.fixture(autouse=True)
+def _artifacts(tmp_path, monkeypatch):
+    """Every test writes its caches into its own temporary folder, never the repo."""
+    monkeypatch.setenv("STEERLIB_ARTIFACTS", str(tmp_path / "artifacts"))
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    return st.load_backbone("tiny")
+
+
+@pytest.fixture(scope="session")
+def embedded():
+    return st.load_backbone()

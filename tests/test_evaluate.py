@@ -1,0 +1,71 @@
+"""Metrics on hand-made records, splits, and the evaluate loop on the tiny model."""
+import pandas as pd
+import pytest
+
+import steerlib as st
+from steerlib.evaluate import evaluate, metrics, orderings, sample_combos, split_of, wilson
+
+
+def _records(spec):
+    """spec: {(method, combo, order): [ok, ok, ...]} -> records DataFrame."""
+    rows = []
+    for (method, combo, order), oks in spec.items():
+        for pid, ok in enumerate(oks):
+            rows.append({"method": method, "combo": combo, "order": order, "split": "seen-2",
+                         "prompt_id": pid, "ok": ok})
+    return pd.DataFrame(rows)
+
+
+def test_metrics_known_values():
+    recs = _records({
+        ("and", "a+b", "a+b"): [1, 1, 1, 0],   # 75%
+        ("and", "a+b", "b+a"): [1, 0, 0, 0],   # 25%
+        ("and", "c+d", "c+d"): [1, 1, 0, 0],   # 50%
+        ("and", "c+d", "d+c"): [1, 1, 0, 0],   # 50%
+    })
+    row = metrics(recs).iloc[0]
+    assert row["mean_acc"] == pytest.approx(50.0)
+    assert row["best_acc"] == pytest.approx((75 + 50) / 2)
+    assert row["order_var"] == pytest.approx((50 + 0) / 2)
+    assert row["n"] == 16 and row["combos"] == 2
+    lo, hi = wilson(8, 16)
+    assert row["mean_lo"] == pytest.approx(100 * lo) and row["mean_hi"] == pytest.approx(100 * hi)
+
+
+def test_wilson_edges():
+    lo, hi = wilson(0, 10)
+    assert lo == 0.0 and 0.2 < hi < 0.35
+    lo, hi = wilson(10, 10)
+    assert hi == 1.0 and 0.65 < lo < 0.8
+
+
+def test_orderings_and_splits():
+    assert len(orderings(("french", "upper_case", "sentences_2"))) == 6
+    assert split_of(("french", "upper_case")) == "seen-2"
+    assert split_of(("german", "upper_case")) == "unseen-2"
+    assert split_of(("french", "upper_case", "sentences_2", "json")) == "seen-3+json"
+
+
+def test_sample_combos_deterministic_and_in_split():
+    a = sample_combos(2, "unseen", 5, seed=1)
+    assert a == sample_combos(2, "unseen", 5, seed=1) and len(a) == 5
+    assert all(split_of(c) == "unseen-2" for c in a)
+    assert all("json" in c for c in sample_combos(4, "all", 3, include_json=True))
+
+
+def test_evaluate_records_and_resume(tiny, tmp_path):
+    toks = st.SteeringTokens.for_backbone(tiny)
+    import torch
+    for n in ["french", "upper_case", "and"]:
+        toks.set(n, torch.randn(tiny.hidden_size) * 0.1)
+    sm = st.SteeredModel(tiny, toks)
+    path = tmp_path / "records.jsonl"
+    kw = dict(max_new_tokens=6, records=path, progress=False)
+    recs = evaluate(sm, ["instruction", "and"], [("french", "upper_case")], ["Why?", "How?"], **kw)
+    assert len(recs) == 2 * 2 * 2  # methods x orderings x prompts
+    assert set(recs["order"]) == {"french+upper_case", "upper_case+french"}
+    assert all(set(v) == {"french", "upper_case"} for v in recs["verdicts"])
+    lines = path.read_text().splitlines()
+    again = evaluate(sm, ["instruction", "and"], [("french", "upper_case")], ["Why?", "How?"], **kw)
+    assert path.read_text().splitlines() == lines  # nothing regenerated
+    pd.testing.assert_frame_equal(recs, again)
