@@ -92,7 +92,7 @@ def cmd_reproduce(args) -> None:
     from .config import presets
     from .pipeline import reproduce
 
-    reproduce(presets.get(args.preset), Path(args.out) if args.out else None, with_baselines=not args.no_baselines)
+    reproduce(presets.get(args.preset), Path(args.out) if args.out else None, with_baselines=args.baselines)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("reproduce", help="stage 1, stage 2, evaluation, tables and figures (resumable)")
     sp.add_argument("--preset", default=None)
     sp.add_argument("--out", default=None, help="results folder (default results/<preset>)")
-    sp.add_argument("--no-baselines", action="store_true", help="skip CAA, LM-Steer and LoRA-DARE")
+    sp.add_argument("--baselines", action="store_true", help="also train and evaluate CAA, LM-Steer, LoRA-DARE")
     sp.set_defaults(fn=cmd_reproduce)
     return p
 

@@ -83,7 +83,7 @@ def step_loss(bb: Backbone, batch: Sequence[Example], params: dict[str, torch.Te
     changing the model (LM-Steer, LoRA) switch their change on there, so the teacher is
     always the unchanged model.
     """
-    answers = [ex.answer for ex in batch]
+    answers = [ex.answer[: cfg.max_answer_tokens] for ex in batch]
     head = bb.model.get_output_embeddings()
     with torch.inference_mode():
         teacher = head(answer_hidden(bb, [ex.teacher for ex in batch], answers))

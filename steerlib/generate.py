@@ -16,6 +16,7 @@ in ``steerlib.baselines`` and plug in through ``Method.context``.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import random
 from dataclasses import dataclass
 from typing import Iterator, Sequence
@@ -102,10 +103,12 @@ def decode(bb: Backbone, batch: Batch, max_new_tokens: int, eos: set[int], do_sa
     """
     model = bb.model
     cache = DynamicCache(config=model.config)
+    # transformers renamed past_key_values to cache in 5.x; accept either
+    cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
     rows = torch.arange(batch.inputs_embeds.shape[0], device=bb.device)
     mask, pos = batch.attention_mask, batch.position_ids[:, -1:]
     out = model(inputs_embeds=batch.inputs_embeds, attention_mask=mask, position_ids=batch.position_ids,
-                past_key_values=cache, use_cache=True, logits_to_keep=1)
+                use_cache=True, logits_to_keep=1, **{cache_kw: cache})
     results: list[list[int]] = [[] for _ in range(len(rows))]
     eos_t = torch.tensor(sorted(eos), device=bb.device)
     for step in range(max_new_tokens):
@@ -125,8 +128,8 @@ def decode(bb: Backbone, batch: Batch, max_new_tokens: int, eos: set[int], do_sa
             cache.batch_select_indices(keep)
         mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
         pos = pos + 1
-        out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=pos, past_key_values=cache,
-                    use_cache=True)
+        out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=pos, use_cache=True,
+                    **{cache_kw: cache})
     return results
 
 

