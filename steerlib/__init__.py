@@ -7,7 +7,7 @@
 """
 __version__ = "0.1.0"
 
-from . import behaviors, prompts  # noqa: E402
+from . import behaviors, notebook, prompts  # noqa: E402
 from .backbone import Backbone, load_backbone  # noqa: E402
 from .config import presets  # noqa: E402
 from .generate import METHODS, Method, Request, SteeredModel  # noqa: E402

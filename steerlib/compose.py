@@ -16,7 +16,6 @@ import hashlib
 import logging
 import random
 import time
-from dataclasses import asdict
 from typing import Sequence
 
 import torch
@@ -26,11 +25,11 @@ from . import behaviors as B
 from . import prompts as P
 from .backbone import Backbone
 from .config import TrainConfig, config_hash
-from .distill import examples_for, train_vectors
+from .distill import cached_token, examples_for, fit_token
 from .generate import interleave
 from .paths import artifacts_root
 from .targets import make_targets
-from .tokens import SteeringTokens, random_init, shipped, text_init
+from .tokens import SteeringTokens, random_init, text_init
 
 log = logging.getLogger("steerlib")
 VARIANTS = ("2", "2+3")
@@ -93,7 +92,7 @@ def train_composition_token(bb: Backbone, tokens: SteeringTokens, config: TrainC
     key = f"{name}-v{variant.replace('+', 'p')}-{config_hash(cfg)}-{_vectors_hash(frozen)}"
     final = artifacts_root() / bb.fingerprint / "stage2" / f"{key}.safetensors"
     out = tokens.copy()
-    cached = None if retrain else (SteeringTokens.load(final, bb) if final.is_file() else shipped(bb, name, key))
+    cached = cached_token(bb, final, name, key, retrain)
     if cached is not None:
         out.set(name, cached[name], cached.info[name], cached.losses.get(name))
         return out
@@ -104,24 +103,15 @@ def train_composition_token(bb: Backbone, tokens: SteeringTokens, config: TrainC
     targets = make_targets(bb, jobs, cfg.targets, key=f"compose-v{variant.replace('+', 'p')}", seed=cfg.seed,
                            progress=progress)
     examples = examples_for(bb, targets, lambda t: interleave(t.names, name))
-    param = init_and(bb, tokens, cfg.init, cfg.seed).to(bb.device, torch.float32).clone()
-    ckpt = final.with_suffix(".ckpt.safetensors")
-    if retrain and ckpt.is_file():
-        ckpt.unlink()
 
     def orth(params):
         return cfg.orth_weight * orthogonality(params[name], frozen) if cfg.orth_weight else 0.0
 
-    losses = train_vectors(bb, {name: param}, examples, cfg, tokens=tokens, extra_loss=orth,
-                           checkpoint=ckpt, desc=f"<{name}>", progress=progress, stop_after=stop_after)
-    info = {"stage": 2, "key": key, "variant": variant, "init": cfg.init, "orth_weight": cfg.orth_weight,
-            "target_source": cfg.targets.source, "n_targets": len(targets), "steps": len(losses),
-            "seconds": round(time.perf_counter() - start, 1), "final_loss": losses[-1], "config": asdict(cfg)}
-    out.set(name, param, info, losses)
-    if len(losses) == cfg.steps:
-        out.subset([name]).save(final)
-        log.info("<%s>: %d steps in %.0f s, loss %.3f -> %.3f", name, cfg.steps, info["seconds"],
-                 losses[0], losses[-1])
+    record = {"stage": 2, "key": key, "variant": variant, "init": cfg.init, "orth_weight": cfg.orth_weight,
+              "target_source": cfg.targets.source, "n_targets": len(targets)}
+    trained = fit_token(bb, name, init_and(bb, tokens, cfg.init, cfg.seed), examples, cfg, final, record, start,
+                        tokens=tokens, extra_loss=orth, retrain=retrain, progress=progress, stop_after=stop_after)
+    out.set(name, trained[name], trained.info[name], trained.losses[name])
     return out
 
 

@@ -223,7 +223,7 @@ def train_behavior_token(bb: Backbone, name: str, config: TrainConfig | None = N
     tokens = tokens.copy() if tokens is not None else SteeringTokens.for_backbone(bb)
     key = f"{name}-{config_hash(cfg)}"
     final = artifacts_root() / bb.fingerprint / "stage1" / f"{key}.safetensors"
-    cached = None if retrain else (SteeringTokens.load(final, bb) if final.is_file() else shipped(bb, name, key))
+    cached = cached_token(bb, final, name, key, retrain)
     if cached is not None:
         tokens.set(name, cached[name], cached.info[name], cached.losses.get(name))
         return tokens
@@ -231,21 +231,42 @@ def train_behavior_token(bb: Backbone, name: str, config: TrainConfig | None = N
     targets = behavior_targets(bb, name, cfg, questions, progress)
     examples = examples_for(bb, targets, lambda t: (name,))
     init = _init_vector(bb, cfg.init, behavior.paraphrases[0], cfg.seed)
+    record = {"stage": 1, "key": key, "init": cfg.init, "target_source": cfg.targets.source,
+              "n_targets": len(targets)}
+    trained = fit_token(bb, name, init, examples, cfg, final, record, start, retrain=retrain, progress=progress,
+                        stop_after=stop_after)
+    tokens.set(name, trained[name], trained.info[name], trained.losses[name])
+    return tokens
+
+
+def cached_token(bb: Backbone, final: Path, name: str, key: str, retrain: bool) -> SteeringTokens | None:
+    """A finished training run's token: from the artifacts cache, else the shipped file."""
+    if retrain:
+        return None
+    return SteeringTokens.load(final, bb) if final.is_file() else shipped(bb, name, key)
+
+
+def fit_token(bb: Backbone, name: str, init: torch.Tensor, examples: Sequence[Example], cfg: TrainConfig,
+              final: Path, record: dict, start: float, *, tokens: SteeringTokens | None = None,
+              extra_loss: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None, retrain: bool = False,
+              progress: bool | None = None, stop_after: int | None = None) -> SteeringTokens:
+    """Train one vector from ``init`` with checkpoints next to ``final``; save it to ``final``
+    once all steps are done. Returns it as a one-token set carrying ``record`` and timing."""
     param = init.to(bb.device, torch.float32).clone()
     ckpt = final.with_suffix(".ckpt.safetensors")
     if retrain and ckpt.is_file():
         ckpt.unlink()
-    losses = train_vectors(bb, {name: param}, examples, cfg, checkpoint=ckpt, desc=f"<{name}>",
-                           progress=progress, stop_after=stop_after)
-    info = {"stage": 1, "key": key, "init": cfg.init, "target_source": cfg.targets.source, "n_targets": len(targets),
-            "steps": len(losses), "seconds": round(time.perf_counter() - start, 1),
+    losses = train_vectors(bb, {name: param}, examples, cfg, tokens=tokens, extra_loss=extra_loss,
+                           checkpoint=ckpt, desc=f"<{name}>", progress=progress, stop_after=stop_after)
+    info = {**record, "steps": len(losses), "seconds": round(time.perf_counter() - start, 1),
             "final_loss": losses[-1], "config": asdict(cfg)}
-    tokens.set(name, param, info, losses)
+    out = SteeringTokens.for_backbone(bb)
+    out.set(name, param, info, losses)
     if len(losses) == cfg.steps:
-        tokens.subset([name]).save(final)
+        out.save(final)
         log.info("<%s>: %d steps in %.0f s, loss %.3f -> %.3f", name, cfg.steps, info["seconds"],
                  losses[0], losses[-1])
-    return tokens
+    return out
 
 
 def _init_vector(bb: Backbone, init: str, text: str, seed: int) -> torch.Tensor:
