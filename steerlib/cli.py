@@ -88,6 +88,17 @@ def cmd_evaluate(args) -> None:
     print(table.to_markdown(index=False))
 
 
+def cmd_targets_compare(args) -> None:
+    from .config import presets
+    from .paths import results_dir
+    from .pipeline import targets_comparison
+
+    preset = presets.get(args.preset)
+    names = B.names() if args.behaviors == ["all"] else args.behaviors
+    table = targets_comparison(_backbone(args), preset, names, results_dir(preset.name))
+    print(table.round(1).to_markdown(index=False))
+
+
 def cmd_reproduce(args) -> None:
     from .config import presets
     from .pipeline import reproduce
@@ -144,6 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--methods", nargs="+", default=None, help="default: instruction concat native_and and hybrid")
     sp.add_argument("--out", default="results/evaluate")
     sp.set_defaults(fn=cmd_evaluate)
+
+    sp = sub.add_parser("targets-compare", help="tokens trained on self / filtered / constructed targets, per behavior")
+    model_args(sp)
+    sp.add_argument("--behaviors", nargs="+", default=["all"], help="'all' or names")
+    sp.add_argument("--preset", default=None)
+    sp.set_defaults(fn=cmd_targets_compare)
 
     sp = sub.add_parser("reproduce", help="stage 1, stage 2, evaluation, tables and figures (resumable)")
     sp.add_argument("--preset", default=None)

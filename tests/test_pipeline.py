@@ -1,0 +1,60 @@
+"""End to end: `reproduce --preset smoke`, resumability, and the CLI."""
+import json
+
+import pandas as pd
+
+import steerlib as st
+from steerlib.cli import main
+from steerlib.pipeline import reproduce
+
+
+def test_reproduce_smoke_end_to_end(tmp_path):
+    out = tmp_path / "results"
+    tables = reproduce(st.presets.smoke(), out)
+    for name in ["teacher_compliance.md", "single_behavior.md", "composition.md", "composition.csv",
+                 "pair_heatmap.png", "records.jsonl", "single_records.jsonl", "tokens.safetensors", "timings.json"]:
+        assert (out / name).is_file(), name
+    assert list(tables["single"].index) == st.behaviors.names()
+    assert set(tables["single"].columns) == {"plain", "instruction", "token", "hybrid"}
+    comp = tables["composition"]
+    assert set(comp["method"]) == {"instruction", "concat", "native_and", "and", "hybrid"}
+    assert {"seen-2", "unseen-2", "seen-3", "unseen-3"} <= set(comp["split"])
+    timings = json.loads((out / "timings.json").read_text())
+    assert {"stage1", "single_eval", "stage2", "composition_eval", "total", "peak_rss_gb"} <= set(timings)
+    tokens = st.SteeringTokens.load(out / "tokens.safetensors")
+    assert tokens.names == [*st.behaviors.names(), "and"]
+    # a second run regenerates nothing: the records are reused as they are
+    lines = (out / "records.jsonl").read_text()
+    reproduce(st.presets.smoke(), out)
+    assert (out / "records.jsonl").read_text() == lines
+    assert len(pd.read_json(out / "records.jsonl", lines=True)) == comp["n"].sum()
+
+
+def test_cli_behaviors(capsys):
+    assert main(["behaviors"]) == 0
+    text = capsys.readouterr().out
+    assert "<french>" in text and "<json>" in text and "unseen" in text
+
+
+def test_cli_generate_on_tiny(capsys):
+    assert main(["generate", "--model", "tiny", "--tokens", "none", "--prompt", "Why?", "--max-new-tokens", "4"]) == 0
+    assert capsys.readouterr().out.strip()
+
+
+def test_cli_unknown_token_is_a_clear_error(capsys):
+    code = main(["generate", "--model", "tiny", "--tokens", "none", "--prompt", "Why? <frnch>", "--max-new-tokens", "2"])
+    assert code == 2
+    assert "unknown steering token" in capsys.readouterr().err
+
+
+def test_targets_comparison_reports_every_source(tmp_path):
+    from steerlib.pipeline import targets_comparison
+
+    preset = st.presets.smoke()
+    table = targets_comparison(st.load_backbone("tiny"), preset, ["upper_case"], tmp_path)
+    assert list(table["method"]) == ["instruction", "self", "filtered", "constructed", "constructed+ce"]
+    # the tiny random model never writes upper case: filtered targets are reported, not faked
+    filtered = table[table["method"] == "filtered"].iloc[0]
+    assert filtered["note"] == "too few targets" and filtered["n"] == 0
+    assert (table[table["method"] != "filtered"]["n"] == preset.eval.n_single).all()
+    assert (tmp_path / "targets_comparison.md").is_file()
