@@ -7,7 +7,7 @@
 """
 __version__ = "0.1.0"
 
-from . import behaviors, notebook, prompts  # noqa: E402
+from . import behaviors, notebook, pipeline, prompts  # noqa: E402
 from .backbone import Backbone, load_backbone  # noqa: E402
 from .compose import train_composition_token  # noqa: E402
 from .config import EvalConfig, Preset, TargetConfig, TrainConfig, presets  # noqa: E402

@@ -85,7 +85,8 @@ def run_ablations(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Pat
         n_prompts = ev.n_prompts if k_test == (2,) else ev.n_prompts_3
         if cached_only:
             expected = sum(len(orderings(c)) for c in test) * n_prompts
-            have = done[done["method"] == label(v)] if done is not None else []
+            wanted = {"+".join(o) for c in test for o in orderings(c)}
+            have = done[(done["method"] == label(v)) & done["order"].isin(wanted)] if done is not None else []
             if len(have) < expected:
                 continue
         cfg = replace(preset.stage2, init=v.init, orth_weight=v.orth_weight)

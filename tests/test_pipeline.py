@@ -58,3 +58,22 @@ def test_targets_comparison_reports_every_source(tmp_path):
     assert filtered["note"] == "too few targets" and filtered["n"] == 0
     assert (table[table["method"] != "filtered"]["n"] == preset.eval.n_single).all()
     assert (tmp_path / "targets_comparison.md").is_file()
+
+
+def test_ablations_cached_only_reads_records_and_trains_nothing(tmp_path):
+    from steerlib.ablations import run_ablations
+
+    preset = st.presets.smoke()
+    bb = st.load_backbone("tiny")
+    tokens = st.train_composition_token(bb, st.pipeline.train_all_behaviors(bb, preset), preset.stage2)
+    first = run_ablations(bb, tokens, preset, tmp_path, which=("no_and",))
+    lines = (tmp_path / "records.jsonl").read_text()
+    # cached_only: the no_and variants are complete and reported; everything else is skipped,
+    # including "<and> trained on 2" whose pair records exist but whose triples do not
+    again = run_ablations(bb, tokens.subset([n for n in tokens.names if n != "and"]), preset, tmp_path,
+                          cached_only=True)
+    assert (tmp_path / "records.jsonl").read_text() == lines
+    assert set(again["ablation"]) == {"no_and", "init", "lambda"}  # init/lambda share the <and> records
+    assert "variant" not in set(again["ablation"])
+    pd.testing.assert_frame_equal(first.reset_index(drop=True),
+                                  again[again["ablation"] == "no_and"].reset_index(drop=True))
