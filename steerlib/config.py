@@ -160,7 +160,8 @@ class presets:  # noqa: N801 - used as a namespace: st.presets.cpu()
     def cpu() -> Preset:
         """The embedded model on a 2-core CPU (ours; every number here is a compute budget).
 
-        Trials on <french> (16 test prompts, one run each): lr 1e-2 for 24 steps gave 0%
+        Exploratory trials on <french> (scripts around train_behavior_token, not kept in
+        the repo; 16 test prompts, one run each): lr 1e-2 for 24 steps gave 0%
         French; with 16 steps on the first 48 answer tokens, lr 5e-2 gave 56% and lr 1e-1
         0% (it overshoots). A rerun of the lr 5e-2 setting on fewer distinct targets gave
         12%: at this budget single runs are noisy. Steps are the lever: <french> trained

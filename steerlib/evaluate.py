@@ -184,8 +184,22 @@ def behavior_pass_rates(records: pd.DataFrame) -> pd.DataFrame:
     return df.groupby(["method", "behavior"], as_index=False).agg(pass_rate=("ok", "mean"), n=("ok", "size"))
 
 
+def interval_cells(table: pd.DataFrame, value: str, lo: str, hi: str) -> list[str]:
+    """One "value [lo, hi]" string per row (percentages, for markdown and notebooks)."""
+    return [f"{v:.1f} [{a:.0f}, {b:.0f}]" for v, a, b in zip(table[value], table[lo], table[hi])]
+
+
 def format_table(table: pd.DataFrame, value: str = "mean_acc", lo: str = "mean_lo", hi: str = "mean_hi",
                  index: str = "method", columns: str = "split") -> pd.DataFrame:
     """A methods x splits table of "value [lo, hi]" strings (for markdown)."""
-    cells = table.assign(cell=[f"{v:.1f} [{a:.0f}, {b:.0f}]" for v, a, b in zip(table[value], table[lo], table[hi])])
-    return cells.pivot(index=index, columns=columns, values="cell")
+    return table.assign(cell=interval_cells(table, value, lo, hi)).pivot(index=index, columns=columns, values="cell")
+
+
+def format_metrics(table: pd.DataFrame) -> pd.DataFrame:
+    """The long metrics table as readable "value [lo, hi]" cells, one row per method and split."""
+    return pd.DataFrame({
+        "method": table["method"], "split": table["split"],
+        "mean acc": interval_cells(table, "mean_acc", "mean_lo", "mean_hi"),
+        "best acc": interval_cells(table, "best_acc", "best_lo", "best_hi"),
+        "order var": interval_cells(table, "order_var", "ov_lo", "ov_hi"),
+        "combos": table["combos"], "n": table["n"]})

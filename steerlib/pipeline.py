@@ -21,7 +21,7 @@ from .backbone import Backbone, load_backbone
 from .compose import train_composition_token
 from .config import Preset, TrainConfig, replace
 from .distill import train_behavior_token
-from .evaluate import evaluate, metrics, orderings, per_ordering, sample_combos
+from .evaluate import evaluate, format_metrics, metrics, orderings, per_ordering, sample_combos
 from .generate import METHODS, Method, SteeredModel
 from .paths import results_dir
 from .tokens import SteeringTokens
@@ -186,19 +186,6 @@ def reproduce(preset: Preset, out: Path | None = None, with_baselines: bool = Fa
     (out / "timings.json").write_text(json.dumps(timings, indent=1) + "\n")
     log.info("reproduce done in %.0f s; results in %s", timings["total"], out)
     return {"single": single, "composition": table, "timings": timings}
-
-
-def format_metrics(table: pd.DataFrame) -> pd.DataFrame:
-    """The metrics table as readable strings: 'value [lo, hi]' cells."""
-    def cell(v, lo, hi):
-        return f"{v:.1f} [{lo:.0f}, {hi:.0f}]"
-
-    return pd.DataFrame({
-        "method": table["method"], "split": table["split"],
-        "mean acc": [cell(*r) for r in table[["mean_acc", "mean_lo", "mean_hi"]].values],
-        "best acc": [cell(*r) for r in table[["best_acc", "best_lo", "best_hi"]].values],
-        "order var": [cell(*r) for r in table[["order_var", "ov_lo", "ov_hi"]].values],
-        "combos": table["combos"], "n": table["n"]})
 
 
 def _print_plan(preset: Preset, out: Path, with_baselines: bool) -> None:
