@@ -55,7 +55,8 @@ from steerlib import plots
 from steerlib.distill import train_behavior_token
 from steerlib.generate import Request, SteeredModel
 from steerlib.paths import results_dir
-from steerlib.pipeline import stage1_config, single_behavior_eval, teacher_compliance, train_all_behaviors
+from steerlib.pipeline import (single_behavior_eval, stage1_config, targets_comparison, teacher_compliance,
+                               train_all_behaviors)
 from steerlib.template import render
 
 # %matplotlib inline
@@ -212,16 +213,19 @@ with pd.option_context("display.max_colwidth", None):
 # Every behavior gets its own token in the same way. The table below gives the
 # pass rate (%) of each behavior's verifier on held-out questions for four
 # methods: **plain** (no steering, the floor), **instruction** (the instruction
-# as text: the teacher), **token** (the learned behavior token) and **hybrid**
-# (token plus instruction). Since the student learns to imitate the teacher, the
+# as text: the teacher), **token** (the learned behavior token, trained on the
+# targets the preset chooses for it, named in the last column) and **hybrid**
+# (token plus instruction), plus **filtered**: a token trained only on the
+# teacher's answers that pass the verifier (empty where fewer than
+# `min_kept` pass). Since the student learns to imitate the teacher, the
 # instruction column is the ceiling a self-distilled token starts from; a token
-# trained on constructed targets may pass it.
+# trained on filtered or constructed targets may pass it.
 
 # %%
 RETRAIN = False  # True: train every behavior token again instead of loading it
 tokens = train_all_behaviors(bb, preset, retrain=RETRAIN)  # cached; for the embedded model, shipped in the package
 out = results_dir(preset.name)
-single = single_behavior_eval(bb, tokens, preset, out)
+single = single_behavior_eval(bb, tokens, preset, out, variants=("filtered",))
 compliance = teacher_compliance(bb, preset, out).set_index("behavior")
 single["target source"] = [preset.target_source(n) for n in single.index]
 display(single)
@@ -233,6 +237,47 @@ print(f"{preset.eval.n_single} held-out prompts per behavior, greedy, {preset.ev
 
 # %%
 display(compliance)
+
+# %% [markdown]
+# ## Where the targets come from
+#
+# A self-distilled token imitates the model's own answers under the instruction,
+# so it inherits what those answers lack. Every behavior here is checked by a
+# verifier, and most can also be *constructed*: the model's plain answer cut to
+# N sentences or into a word range, recased, or wrapped as JSON (the rules are
+# in `steerlib/transforms.py`). The comparison trains one token per behavior and
+# target variant, all with the same stage-1 config:
+#
+# - **self**: the model's answers under the instruction (the paper's loss, our
+#   teacher);
+# - **filtered**: the same answers, kept only where the verifier passes;
+# - **constructed**: transformed plain answers (a language has no transform, so
+#   its row repeats filtered);
+# - **constructed+ce**: constructed, plus a cross-entropy term on the target
+#   tokens next to the distillation loss.
+#
+# `python -m steerlib targets-compare --preset cpu` trains and evaluates all of
+# them (about 100 minutes on 2 cores) and writes
+# `results/cpu/targets_comparison.csv`; in the cpu preset this cell reads that
+# committed file, in the smoke preset it runs the comparison on two behaviors.
+
+# %%
+committed = out / "targets_comparison.csv"
+if preset.name == "cpu" and committed.is_file():
+    comparison = pd.read_csv(committed)
+else:
+    comparison = targets_comparison(bb, preset, ["upper_case", "sentences_2"], out)
+wide = comparison.pivot(index="behavior", columns="method", values="pass_rate")
+wide = wide.reindex(index=[n for n in B.names() if n in wide.index],
+                    columns=["instruction", "self", "filtered", "constructed", "constructed+ce"]).round(1)
+wide["chosen"] = [preset.target_source(n) for n in wide.index]
+display(wide)
+plots.method_bars(comparison.rename(columns={"behavior": "split"}), value="pass_rate", lo="lo", hi="hi",
+                  title="pass rate by target variant (95% Wilson intervals)")
+plt.show()
+
+# %% [markdown]
+# The **chosen** column is the variant the preset trains each shipped token with.
 
 # %% [markdown]
 # ## What the numbers say
@@ -253,6 +298,12 @@ lines = [
     f"- Token above the instruction: {', '.join(beats) if beats else 'none'}; "
     f"token below the instruction: {', '.join(lags) if lags else 'none'}.",
 ]
+variants = wide.drop(columns=["instruction", "chosen"])
+for name, row in variants.iterrows():
+    if row.notna().any() and row.max() > row.get("self", 0):
+        lines.append(f"- `<{name}>`: {row.idxmax()} targets {row.max():.1f}% against self {row['self']:.1f}% "
+                     f"(instruction {wide.loc[name, 'instruction']:.1f}%).")
+
 if preset.model == "tiny":
     lines.append("- This run used the tiny random model of the smoke preset: these rates say nothing about the "
                  "method. Run with `STEERLIB_PRESET=cpu` for real numbers.")

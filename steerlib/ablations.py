@@ -83,20 +83,21 @@ def run_ablations(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Pat
         k_test = (3, 4) if v.ablation == "variant" else (2,)
         test = [c for c in combos if len(c) in k_test]
         n_prompts = ev.n_prompts if k_test == (2,) else ev.n_prompts_3
-        if cached_only:
+        if cached_only:  # the records alone: the <and> variants' vectors need not be at hand
             expected = sum(len(orderings(c)) for c in test) * n_prompts
             wanted = {"+".join(o) for c in test for o in orderings(c)}
-            have = done[(done["method"] == label(v)) & done["order"].isin(wanted)] if done is not None else []
-            if len(have) < expected:
+            recs = (done[(done["method"] == label(v)) & done["order"].isin(wanted) & (done["prompt_id"] < n_prompts)]
+                    if done is not None else [])
+            if len(recs) < expected:
                 continue
-        cfg = replace(preset.stage2, init=v.init, orth_weight=v.orth_weight)
-        if v.method == "and" and not cached_only:
-            steer = train_composition_token(bb, behaviors, cfg, variant=v.variant, progress=progress)
         else:
-            steer = behaviors
-        recs = evaluate(SteeredModel(bb, steer), [Method(label(v), joiner=METHODS[v.method].joiner)], test,
-                        P.load("test", limit=n_prompts), max_new_tokens=ev.max_new_tokens,
-                        batch_size=ev.batch_size, records=out / "records.jsonl", seed=ev.seed, progress=progress)
+            cfg = replace(preset.stage2, init=v.init, orth_weight=v.orth_weight)
+            steer = (train_composition_token(bb, behaviors, cfg, variant=v.variant, progress=progress)
+                     if v.method == "and" else behaviors)
+            recs = evaluate(SteeredModel(bb, steer), [Method(label(v), joiner=METHODS[v.method].joiner)], test,
+                            P.load("test", limit=n_prompts), max_new_tokens=ev.max_new_tokens,
+                            batch_size=ev.batch_size, records=out / "records.jsonl", seed=ev.seed,
+                            progress=progress)
         table = metrics(recs).drop(columns="method")
         rows.append(table.assign(ablation=v.ablation, setting=v.setting))
     if not rows:

@@ -1,4 +1,4 @@
-"""Command line: ``python -m steerlib behaviors|generate|teacher-compliance|train|compose|evaluate|reproduce``."""
+"""Command line: ``python -m steerlib behaviors|generate|teacher-compliance|train|compose|evaluate|targets-compare|ablations|reproduce``."""
 from __future__ import annotations
 
 import argparse
@@ -9,10 +9,12 @@ from pathlib import Path
 from . import behaviors as B
 
 
-def _backbone(args):
+def _backbone(args, preset=None):
+    """The model of ``--model``, else the preset's (the smoke preset's is the tiny random model)."""
     from .backbone import load_backbone
 
-    return load_backbone(args.model, trust_remote_code=args.trust_remote_code)
+    model = args.model if args.model is not None or preset is None else preset.model
+    return load_backbone(model, trust_remote_code=args.trust_remote_code)
 
 
 def _tokens(args, bb):
@@ -49,7 +51,8 @@ def cmd_teacher_compliance(args) -> None:
     from .config import presets
     from .pipeline import teacher_compliance
 
-    table = teacher_compliance(_backbone(args), presets.get(args.preset))
+    preset = presets.get(args.preset)
+    table = teacher_compliance(_backbone(args, preset), preset)
     print(table.to_markdown(index=False))
 
 
@@ -59,7 +62,7 @@ def cmd_train(args) -> None:
 
     preset = presets.get(args.preset)
     names = B.names() if args.behaviors == ["all"] else args.behaviors
-    bb = _backbone(args)
+    bb = _backbone(args, preset)
     tokens = train_all_behaviors(bb, preset, names, retrain=args.retrain)
     path = tokens.save(args.out)
     print(f"saved {tokens.names} to {path}")
@@ -71,7 +74,7 @@ def cmd_compose(args) -> None:
     from .tokens import SteeringTokens
 
     preset = presets.get(args.preset)
-    bb = _backbone(args)
+    bb = _backbone(args, preset)
     tokens = SteeringTokens.load(args.tokens, bb)
     cfg = replace(preset.stage2, init=args.init, orth_weight=args.orth_weight)
     tokens = train_composition_token(bb, tokens, cfg, variant=args.variant, retrain=args.retrain)
@@ -83,7 +86,7 @@ def cmd_evaluate(args) -> None:
     from .pipeline import composition_eval
 
     preset = presets.get(args.preset)
-    bb = _backbone(args)
+    bb = _backbone(args, preset)
     table = composition_eval(bb, _tokens(args, bb), preset, Path(args.out), methods=args.methods)
     print(table.to_markdown(index=False))
 
@@ -95,7 +98,20 @@ def cmd_targets_compare(args) -> None:
 
     preset = presets.get(args.preset)
     names = B.names() if args.behaviors == ["all"] else args.behaviors
-    table = targets_comparison(_backbone(args), preset, names, results_dir(preset.name))
+    table = targets_comparison(_backbone(args, preset), preset, names, results_dir(preset.name))
+    print(table.round(1).to_markdown(index=False))
+
+
+def cmd_ablations(args) -> None:
+    from .ablations import ABLATIONS, run_ablations
+    from .config import presets
+    from .paths import results_dir
+    from .pipeline import load_tokens
+
+    preset = presets.get(args.preset)
+    bb = _backbone(args, preset)
+    table = run_ablations(bb, load_tokens(bb, preset), preset, results_dir(preset.name) / "ablations",
+                          which=args.which or ABLATIONS)
     print(table.round(1).to_markdown(index=False))
 
 
@@ -161,6 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--behaviors", nargs="+", default=["all"], help="'all' or names")
     sp.add_argument("--preset", default=None)
     sp.set_defaults(fn=cmd_targets_compare)
+
+    sp = sub.add_parser("ablations", help="stage-2 ablations: no <and>, init, lambda, 2 vs 2+3 (resumable)")
+    model_args(sp)
+    sp.add_argument("--preset", default=None)
+    sp.add_argument("--which", nargs="+", default=None, help="no_and | init | lambda | variant (default: all four)")
+    sp.set_defaults(fn=cmd_ablations)
 
     sp = sub.add_parser("reproduce", help="stage 1, stage 2, evaluation, tables and figures (resumable)")
     sp.add_argument("--preset", default=None)

@@ -12,7 +12,6 @@ The "2+3" variant also trains on triples ``<b1><and><b2><and><b3>``.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 import time
@@ -89,7 +88,7 @@ def train_composition_token(bb: Backbone, tokens: SteeringTokens, config: TrainC
         raise ValueError(f"stage 2 needs the seen behavior tokens first; missing: {missing}")
     tokens.check_backbone(bb)
     frozen = torch.stack([tokens[b] for b in seen]).to(bb.device)
-    key = f"{name}-v{variant.replace('+', 'p')}-{config_hash(cfg)}-{_vectors_hash(frozen)}"
+    key = f"{name}-v{variant.replace('+', 'p')}-{config_hash(cfg)}-{tokens.digest(seen)[:8]}"
     final = artifacts_root() / bb.fingerprint / "stage2" / f"{key}.safetensors"
     out = tokens.copy()
     cached = cached_token(bb, final, name, key, retrain)
@@ -114,7 +113,3 @@ def train_composition_token(bb: Backbone, tokens: SteeringTokens, config: TrainC
     out.set(name, trained[name], trained.info[name], trained.losses[name])
     return out
 
-
-def _vectors_hash(vectors: torch.Tensor) -> str:
-    """Short hash of the frozen behavior vectors: a new <and> for new behavior tokens."""
-    return hashlib.sha256(vectors.detach().cpu().float().numpy().tobytes()).hexdigest()[:8]

@@ -22,6 +22,9 @@ from dataclasses import dataclass, field, replace
 
 TARGET_SOURCES = ("self", "filtered", "constructed", "model")
 INITS = ("semantic", "zero", "word", "random", "mean")
+TARGET_VARIANTS = {"self": ("self", 0.0), "filtered": ("filtered", 0.0), "constructed": ("constructed", 0.0),
+                   "constructed+ce": ("constructed", 1.0)}
+"""Stage-1 target policies compared per behavior: label -> (target source, CE weight)."""
 
 
 @dataclass(frozen=True)
@@ -136,11 +139,33 @@ class Preset:
     model: str | None = None
     """None = the embedded SmolLM2-135M-Instruct; "tiny" = a random tiny LLaMA (tests)."""
     sources: dict[str, str] = field(default_factory=dict)
-    """Per-behavior target source overriding ``stage1.targets.source`` (see targets.py)."""
+    """Per-behavior target policy, a ``TARGET_VARIANTS`` label; others use ``stage1`` as it is."""
+
+    def __post_init__(self) -> None:
+        unknown = {v for v in self.sources.values() if v not in TARGET_VARIANTS}
+        if unknown:
+            raise ValueError(f"unknown target variants {sorted(unknown)}; choose from {list(TARGET_VARIANTS)}")
 
     def target_source(self, behavior: str) -> str:
-        """The target source stage 1 uses for ``behavior``."""
+        """The target policy (a ``TARGET_VARIANTS`` label) stage 1 uses for ``behavior``."""
         return self.sources.get(behavior, self.stage1.targets.source)
+
+
+def variant_config(base: TrainConfig, variant: str, constructible: bool = True) -> TrainConfig:
+    """``base`` with the target source and CE weight of ``variant`` (a TARGET_VARIANTS label).
+
+    A behavior without a faithful transform (``constructible=False``: languages) has
+    constructed targets that are its filtered ones, so it gets the filtered config and
+    shares its cached targets and token.
+    """
+    if variant not in TARGET_VARIANTS:
+        raise ValueError(f"unknown target variant {variant!r}; choose from {list(TARGET_VARIANTS)}")
+    source, ce = TARGET_VARIANTS[variant]
+    if source == "constructed" and not constructible:
+        source = "filtered"
+    if source == base.targets.source and ce == base.ce_weight:
+        return base
+    return replace(base, ce_weight=ce, targets=replace(base.targets, source=source))
 
 
 def config_hash(cfg) -> str:
@@ -199,4 +224,5 @@ class presets:  # noqa: N801 - used as a namespace: st.presets.cpu()
         return table[name]()
 
 
-__all__ = ["TargetConfig", "TrainConfig", "EvalConfig", "Preset", "presets", "config_hash", "replace"]
+__all__ = ["TargetConfig", "TrainConfig", "EvalConfig", "Preset", "presets", "config_hash", "replace",
+           "TARGET_VARIANTS", "variant_config"]

@@ -25,7 +25,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from . import behaviors as B
-from .generate import METHODS, Method, SteeredModel
+from .generate import METHODS, Method, Request, SteeredModel
 
 SPLITS = ("seen", "unseen")
 
@@ -72,27 +72,50 @@ def evaluate(sm: SteeredModel, methods: Sequence[str | Method], combos: Sequence
     """
     path = Path(records) if records else None
     rows = _read_records(path)
-    have = {(r["method"], r["order"], r["prompt_id"]) for r in rows}
+    keep: set[tuple] = set()  # (method, order, prompt id, stamp) of every record asked for
     for method in map(_resolve, methods):
-        jobs = [(order, pid) for combo in combos for order in orderings(tuple(combo))
-                for pid in range(len(prompts)) if (method.name, "+".join(order), pid) not in have]
+        model = method.prepare(sm)
+
+        def request(order: tuple[str, ...], pid: int) -> Request:
+            return method.request(prompts[pid], order, random.Random(f"{seed}-{pid}-{'+'.join(order)}"))
+
+        wanted = {(method.name, "+".join(order), pid): _stamp(model, request(order, pid))
+                  for combo in combos for order in orderings(tuple(combo)) for pid in range(len(prompts))}
+        stale = [r for r in rows if wanted.get(_rkey(r), r.get("tokens", "")) != r.get("tokens", "")]
+        if stale:  # made with other vectors: drop them from the file and generate anew
+            gone = {id(r) for r in stale}
+            rows = [r for r in rows if id(r) not in gone]
+            _rewrite(path, rows)
+        have = {_rkey(r) for r in rows}
+        keep |= {(*k, s) for k, s in wanted.items()}
+        jobs = [(tuple(k[1].split("+")), k[2]) for k in wanted if k not in have]
         groups = _group(jobs, by_order=type(method).context is not Method.context)
         for group in tqdm(groups, desc=method.name, disable=progress is False or len(groups) < 2, leave=False):
             with method.context(sm, group[0][0]) as model:
-                reqs = [method.request(prompts[pid], order, random.Random(f"{seed}-{pid}-{'+'.join(order)}"))
-                        for order, pid in group]
+                reqs = [request(order, pid) for order, pid in group]
                 unique = list(dict.fromkeys(reqs))  # e.g. 'plain' asks the same for every behavior
                 answers = dict(zip(unique, model.generate(unique, max_new_tokens=max_new_tokens,
                                                           batch_size=batch_size, progress=progress,
                                                           desc=method.name)))
                 texts = [answers[r] for r in reqs]
-            new = [_record(method.name, order, pid, prompts[pid], text) for (order, pid), text in zip(group, texts)]
+            new = [_record(method.name, order, pid, prompts[pid], text, _stamp(model, req))
+                   for (order, pid), req, text in zip(group, reqs, texts)]
             _append(path, new)
             rows += new
-    wanted = {"+".join(o) for c in combos for o in orderings(tuple(c))}
-    names = {_resolve(m).name for m in methods}
     df = pd.DataFrame(rows)
-    return df[df["order"].isin(wanted) & df["method"].isin(names)].reset_index(drop=True) if len(df) else df
+    if not len(df):
+        return df
+    mine = [(*_rkey(r), r.get("tokens", "")) in keep for r in rows]
+    return df[mine].reset_index(drop=True)
+
+
+def _rkey(record: dict) -> tuple:
+    return record["method"], record["order"], record["prompt_id"]
+
+
+def _stamp(sm: SteeredModel, req: Request) -> str:
+    """The digest of the steering vectors a request reads ('' when it reads none)."""
+    return sm.tokens.digest(req.slots) if req.slots and sm.tokens is not None else ""
 
 
 def _group(jobs, by_order: bool, size: int = 256):
@@ -105,11 +128,12 @@ def _group(jobs, by_order: bool, size: int = 256):
     return [jobs[i: i + size] for i in range(0, len(jobs), size)]
 
 
-def _record(method: str, order: tuple[str, ...], pid: int, prompt: str, text: str) -> dict:
+def _record(method: str, order: tuple[str, ...], pid: int, prompt: str, text: str, stamp: str) -> dict:
     verdicts = B.verify_all(text, order)
-    return {"method": method, "combo": "+".join(sorted(order, key=B.names().index)), "order": "+".join(order),
-            "k": len(order), "split": split_of(order), "prompt_id": pid, "prompt": prompt, "text": text,
-            "verdicts": verdicts, "ok": all(verdicts.values())}
+    record = {"method": method, "combo": "+".join(sorted(order, key=B.names().index)), "order": "+".join(order),
+              "k": len(order), "split": split_of(order), "prompt_id": pid, "prompt": prompt, "text": text,
+              "verdicts": verdicts, "ok": all(verdicts.values())}
+    return record | ({"tokens": stamp} if stamp else {})
 
 
 def _read_records(path: Path | None) -> list[dict]:
@@ -125,6 +149,15 @@ def _append(path: Path | None, rows: list[dict]) -> None:
     with path.open("a") as f:
         for r in rows:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+
+def _rewrite(path: Path | None, rows: list[dict]) -> None:
+    """Replace the records file by ``rows`` (atomically: an interruption keeps the old file)."""
+    if path is None:
+        return
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    tmp.replace(path)
 
 
 # -- metrics ---------------------------------------------------------------------------------

@@ -19,7 +19,8 @@ from . import behaviors as B
 from . import prompts as P
 from .backbone import Backbone, load_backbone
 from .compose import train_composition_token
-from .config import Preset, TrainConfig, replace
+from . import transforms
+from .config import TARGET_VARIANTS, Preset, TrainConfig, variant_config
 from .distill import train_behavior_token
 from .evaluate import evaluate, format_metrics, metrics, orderings, per_ordering, sample_combos
 from .generate import METHODS, Method, SteeredModel
@@ -68,11 +69,10 @@ def train_all_behaviors(bb: Backbone, preset: Preset, names: Sequence[str] | Non
 
 
 def stage1_config(preset: Preset, name: str) -> TrainConfig:
-    """The stage-1 config of one behavior: the preset's, with its per-behavior target source."""
-    source = preset.target_source(name)
-    if source == preset.stage1.targets.source:
+    """The stage-1 config of one behavior: the preset's, with its per-behavior target policy."""
+    if name not in preset.sources:
         return preset.stage1
-    return replace(preset.stage1, targets=replace(preset.stage1.targets, source=source))
+    return variant_config(preset.stage1, preset.sources[name], transforms.constructible(name))
 
 
 def load_tokens(bb: Backbone, preset: Preset, retrain: bool = False) -> SteeringTokens:
@@ -83,24 +83,51 @@ def load_tokens(bb: Backbone, preset: Preset, retrain: bool = False) -> Steering
 
 
 def single_behavior_eval(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path,
-                         extra: dict[str, SteeringTokens] | None = None) -> pd.DataFrame:
+                         variants: Sequence[str] = ()) -> pd.DataFrame:
     """The single-behavior table: pass rate per behavior for each method (paper Table 9 shape).
 
-    ``extra`` maps a label to another token set (e.g. tokens from filtered targets),
-    evaluated as a token method under that label.
+    Columns: plain, instruction, token (each behavior's token in ``tokens``), hybrid, and
+    one column per target variant in ``variants`` (e.g. "filtered": tokens trained on
+    filtered targets; empty where too few targets survive). Token generations are
+    recorded under ``token:<variant>`` in ``targets_records.jsonl``, shared with
+    ``targets_comparison``, so a token is evaluated once for both tables.
     """
     questions = P.load("test", limit=preset.eval.n_single)
     kw = dict(max_new_tokens=preset.eval.max_new_tokens, batch_size=preset.eval.batch_size)
-    sm = SteeredModel(bb, tokens)
-    recs = [evaluate(sm, SINGLE_METHODS, singles(), questions, records=out / "single_records.jsonl", **kw)]
-    for label, other in (extra or {}).items():
-        recs.append(evaluate(SteeredModel(bb, other), [Method(label, joiner=None)], singles(), questions,
-                             records=out / f"single_records_{label}.jsonl", **kw))
+    methods = [METHODS["plain"], METHODS["instruction"], METHODS["hybrid"]]
+    recs = [evaluate(SteeredModel(bb, tokens), methods, singles(), questions, records=out / "single_records.jsonl",
+                     **kw)]
+    for name in B.names():
+        recs.append(token_records(bb, tokens.subset([name]), preset.target_source(name), preset, out)
+                    .assign(method="token"))
+        for label in variants:
+            try:
+                other = variant_token(bb, preset, name, label)
+            except RuntimeError as err:  # too few filtered targets: an empty cell, not a fake one
+                log.warning("%s / %s: %s", name, label, err)
+                continue
+            recs.append(token_records(bb, other, label, preset, out).assign(method=label))
     records = pd.concat(recs, ignore_index=True)
     table = (records.assign(ok=100 * records["ok"]).pivot_table(index="combo", columns="method", values="ok")
              .reindex(B.names()).round(1))
     table.index.name = "behavior"
-    return table[[m for m in ["plain", "instruction", "token", "hybrid", *(extra or {})] if m in table]]
+    return table.reindex(columns=["plain", "instruction", "token", "hybrid", *variants])
+
+
+def variant_token(bb: Backbone, preset: Preset, name: str, variant: str) -> SteeringTokens:
+    """``<name>`` trained with the preset's stage-1 config under one target variant (cached).
+
+    Raises RuntimeError when the variant's source leaves too few targets.
+    """
+    return train_behavior_token(bb, name, variant_config(preset.stage1, variant, transforms.constructible(name)))
+
+
+def token_records(bb: Backbone, tokens: SteeringTokens, variant: str, preset: Preset, out: Path) -> pd.DataFrame:
+    """Held-out generations of the one behavior token in ``tokens``, recorded as ``token:<variant>``."""
+    (name,) = tokens.names
+    return evaluate(SteeredModel(bb, tokens), [Method(f"token:{variant}", joiner=None)], [(name,)],
+                    P.load("test", limit=preset.eval.n_single), max_new_tokens=preset.eval.max_new_tokens,
+                    batch_size=preset.eval.batch_size, records=out / "targets_records.jsonl")
 
 
 def composition_combos(preset: Preset) -> list[tuple[str, ...]]:
@@ -158,7 +185,7 @@ def reproduce(preset: Preset, out: Path | None = None, with_baselines: bool = Fa
     tokens = train_all_behaviors(bb, preset)
     lap("stage1")
     teacher_compliance(bb, preset, out)
-    single = single_behavior_eval(bb, tokens, preset, out)
+    single = single_behavior_eval(bb, tokens, preset, out, variants=("filtered",))
     _write_md(out / "single_behavior.md", single.reset_index(),
               f"Pass rate (%) per behavior, {preset.eval.n_single} held-out prompts each, greedy, "
               f"{preset.eval.max_new_tokens} new tokens.")
@@ -210,45 +237,42 @@ def _write_md(path: Path, table: pd.DataFrame, caption: str) -> None:
     path.write_text(f"{caption}\n\n{table.to_markdown(index=False)}\n")
 
 
-SOURCE_VARIANTS = {"self": dict(source="self"), "filtered": dict(source="filtered"),
-                   "constructed": dict(source="constructed"), "constructed+ce": dict(source="constructed", ce=1.0)}
-"""The target sources compared per behavior (constructed+ce adds a cross-entropy term of weight 1)."""
-
-
 def targets_comparison(bb: Backbone, preset: Preset, names: Sequence[str], out: Path,
-                       variants: Sequence[str] = tuple(SOURCE_VARIANTS)) -> pd.DataFrame:
-    """Instruction compliance next to tokens trained on each target source, per behavior.
+                       variants: Sequence[str] = tuple(TARGET_VARIANTS)) -> pd.DataFrame:
+    """Instruction compliance next to tokens trained on each target variant, per behavior.
 
     Each token is trained with the preset's stage-1 config and only the target source
     (and CE weight) changed; pass rates on the same held-out prompts with 95% Wilson
     intervals. A source that cannot give enough targets (filtered, for a behavior the
-    model never follows) is reported as such instead of trained.
+    model never follows) is reported as such instead of trained; a variant that reduces
+    to an earlier one (constructed, for a language) shares its row.
     """
     from .evaluate import wilson
 
     ev = preset.eval
-    questions = P.load("test", limit=ev.n_single)
-    kw = dict(max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size)
     rows = []
     for name in names:
-        recs = evaluate(SteeredModel(bb), [METHODS["instruction"]], [(name,)], questions,
-                        records=out / "single_records.jsonl", **kw)
+        recs = evaluate(SteeredModel(bb), [METHODS["instruction"]], [(name,)], P.load("test", limit=ev.n_single),
+                        max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size,
+                        records=out / "single_records.jsonl")
         rows.append(_rate_row(name, "instruction", recs, wilson))
+        done: dict[TrainConfig, dict] = {}
         for label in variants:
-            spec = SOURCE_VARIANTS[label]
-            cfg = replace(preset.stage1, ce_weight=spec.get("ce", 0.0),
-                          targets=replace(preset.stage1.targets, source=spec["source"]))
+            cfg = variant_config(preset.stage1, label, transforms.constructible(name))
+            if cfg in done:
+                rows.append({**done[cfg], "method": label, "note": f"= {done[cfg]['method']} (no transform)"})
+                continue
             try:
-                tokens = train_behavior_token(bb, name, cfg)
+                row = _rate_row(name, label, token_records(bb, variant_token(bb, preset, name, label), label,
+                                                           preset, out), wilson)
             except RuntimeError as err:  # too few filtered/constructed targets
                 log.warning("%s / %s: %s", name, label, err)
-                rows.append({"behavior": name, "method": label, "pass_rate": float("nan"), "lo": float("nan"),
-                             "hi": float("nan"), "n": 0, "note": "too few targets"})
-                continue
-            recs = evaluate(SteeredModel(bb, tokens), [Method(f"token:{label}", joiner=None)], [(name,)],
-                            questions, records=out / "targets_records.jsonl", **kw)
-            rows.append(_rate_row(name, label, recs, wilson))
+                row = {"behavior": name, "method": label, "pass_rate": float("nan"), "lo": float("nan"),
+                       "hi": float("nan"), "n": 0, "note": "too few targets"}
+            done[cfg] = row
+            rows.append(row)
     table = pd.DataFrame(rows)
+    table.to_csv(out / "targets_comparison.csv", index=False)
     _write_md(out / "targets_comparison.md", table.round(1),
               f"Pass rate (%) with 95% Wilson interval, {ev.n_single} held-out prompts per cell: instruction "
               f"compliance and tokens trained on each target source. Made by `python -m steerlib targets-compare "

@@ -5,8 +5,9 @@ sources (``TargetConfig.source``):
 
 * ``self``: the steered model itself answers under the instruction (true self-distillation;
   the default);
-* ``filtered``: ``self`` answers kept only where every behavior's verifier passes, so a
-  token can beat a weak teacher; too few survivors is an error, not a silent tiny run;
+* ``filtered``: ``self`` answers (the same cached generations) kept only where every
+  behavior's verifier passes, so a token can beat a weak teacher; too few survivors is an
+  error, not a silent tiny run;
 * ``constructed``: the model's answer transformed so it satisfies the behaviors that have
   a faithful transform (case, sentence count, word range, JSON; see ``transforms``);
   behaviors without one (languages) are asked for by instruction and filtered first;
@@ -67,6 +68,11 @@ def make_targets(bb: Backbone, jobs: Sequence[tuple[str, Sequence[str]]], cfg: T
     survivors is an error. ``teacher`` is the answering model for ``source='model'``
     (loaded from ``cfg.model`` when not given).
     """
+    if cfg.source == "filtered":
+        # the 'self' answers to the same jobs (same paraphrases), kept where they pass: one
+        # generation serves both sources
+        answers = make_targets(bb, jobs, replace(cfg, source="self"), key=key, seed=seed, progress=progress)
+        return _enough([t for t in answers if all(B.verify_all(t.text, t.names).values())], len(jobs), cfg, key)
     path = _cache_file(bb, key, cfg, seed)
     done = _read(path)
     rng = random.Random(seed)
@@ -89,13 +95,17 @@ def make_targets(bb: Backbone, jobs: Sequence[tuple[str, Sequence[str]]], cfg: T
             _append(path, todo[i: i + chunk], rows)
             done.update((_key(job), row) for job, row in zip(todo[i: i + chunk], rows))
         log.info("targets %s (%s): %d made in %.0f s", key, cfg.source, len(todo), time.perf_counter() - start)
-    kept = [done[_key(job)] for job in plan if done[_key(job)] is not None]
+    return _enough([done[_key(job)] for job in plan if done[_key(job)] is not None], len(plan), cfg, key)
+
+
+def _enough(kept: list[Target], n_jobs: int, cfg: TargetConfig, key: str) -> list[Target]:
+    """``kept``, after a loud error when fewer than ``min_kept`` survived and a warning when some were dropped."""
     if cfg.source in ("filtered", "constructed") and len(kept) < cfg.min_kept:
         raise RuntimeError(
-            f"only {len(kept)} of {len(plan)} {cfg.source} targets for {key} could be kept (need "
+            f"only {len(kept)} of {n_jobs} {cfg.source} targets for {key} could be kept (need "
             f"{cfg.min_kept}); use source='self', give more jobs, or lower min_kept")
-    if len(kept) < len(plan):
-        log.warning("%s: %d of %d %s targets kept", key, len(kept), len(plan), cfg.source)
+    if len(kept) < n_jobs:
+        log.warning("%s: %d of %d %s targets kept", key, len(kept), n_jobs, cfg.source)
     return kept
 
 
@@ -123,8 +133,6 @@ def _answerer(bb: Backbone, cfg: TargetConfig, teacher: Backbone | None):
         for (q, names, instr, _), a, text in zip(batch, ids, texts):
             if cfg.source == "constructed":
                 rows.append(_construct(bb, q, names, instr, text))
-            elif cfg.source == "filtered" and not all(B.verify_all(text, names).values()):
-                rows.append(None)
             else:
                 rows.append(Target(q, names, instr, tuple(a), text))
         return rows

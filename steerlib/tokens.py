@@ -9,9 +9,11 @@ them onto another model is an error instead of silent garbage.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from importlib import resources
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from safetensors import safe_open
@@ -84,6 +86,14 @@ class SteeringTokens:
         for name in names:
             new.set(name, self[name], dict(self.info.get(name, {})), self.losses.get(name))
         return new
+
+    def digest(self, names: Sequence[str]) -> str:
+        """A short hash of the named vectors: generation records carry it, so a record made
+        with other vectors (a retrained token) is recognised as stale, not reused."""
+        h = hashlib.sha256()
+        for name in sorted(set(names)):
+            h.update(name.encode() + b"\0" + self[name].numpy().tobytes())
+        return h.hexdigest()[:12]
 
     def check_backbone(self, bb: Backbone) -> None:
         """Fail clearly when these tokens were trained for another embedding space."""

@@ -1,4 +1,6 @@
 """Metrics on hand-made records, splits, and the evaluate loop on the tiny model."""
+import json
+
 import pandas as pd
 import pytest
 
@@ -69,3 +71,25 @@ def test_evaluate_records_and_resume(tiny, tmp_path):
     again = evaluate(sm, ["instruction", "and"], [("french", "upper_case")], ["Why?", "How?"], **kw)
     assert path.read_text().splitlines() == lines  # nothing regenerated
     pd.testing.assert_frame_equal(recs, again)
+
+
+def test_records_of_other_vectors_are_stale_and_regenerated(tiny, tmp_path):
+    import torch
+    toks = st.SteeringTokens.for_backbone(tiny)
+    toks.set("french", torch.randn(tiny.hidden_size) * 0.1)
+    path = tmp_path / "records.jsonl"
+    kw = dict(max_new_tokens=6, records=path, progress=False)
+    first = evaluate(st.SteeredModel(tiny, toks), ["instruction", "concat"], [("french",)], ["Why?", "How?"], **kw)
+    retrained = toks.copy()
+    retrained.set("french", torch.randn(tiny.hidden_size) * 0.1)
+    second = evaluate(st.SteeredModel(tiny, retrained), ["instruction", "concat"], [("french",)], ["Why?", "How?"],
+                      **kw)
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    assert len(lines) == 4  # the stale token records were replaced, not kept beside the new ones
+    # instruction records read no vector: reused as they were
+    pd.testing.assert_frame_equal(first[first["method"] == "instruction"].reset_index(drop=True),
+                                  second[second["method"] == "instruction"].reset_index(drop=True))
+    new = second[second["method"] == "concat"]
+    assert set(new["tokens"]) == {retrained.digest(["french"])} != {toks.digest(["french"])}
+    expected = st.SteeredModel(tiny, retrained).generate(["Why? <french>", "How? <french>"], max_new_tokens=6)
+    assert list(new.sort_values("prompt_id")["text"]) == expected

@@ -15,7 +15,8 @@ def test_reproduce_smoke_end_to_end(tmp_path):
                  "pair_heatmap.png", "records.jsonl", "single_records.jsonl", "tokens.safetensors", "timings.json"]:
         assert (out / name).is_file(), name
     assert list(tables["single"].index) == st.behaviors.names()
-    assert set(tables["single"].columns) == {"plain", "instruction", "token", "hybrid"}
+    assert list(tables["single"].columns) == ["plain", "instruction", "token", "hybrid", "filtered"]
+    assert (out / "targets_records.jsonl").is_file()  # token columns share the targets comparison's records
     comp = tables["composition"]
     assert set(comp["method"]) == {"instruction", "concat", "native_and", "and", "hybrid"}
     assert {"seen-2", "unseen-2", "seen-3", "unseen-3"} <= set(comp["split"])
@@ -77,3 +78,14 @@ def test_ablations_cached_only_reads_records_and_trains_nothing(tmp_path):
     assert "variant" not in set(again["ablation"])
     pd.testing.assert_frame_equal(first.reset_index(drop=True),
                                   again[again["ablation"] == "no_and"].reset_index(drop=True))
+
+
+def test_cli_ablations_runs_the_chosen_ablation_on_the_presets_model(capsys):
+    assert main(["ablations", "--preset", "smoke", "--which", "no_and"]) == 0
+    out = capsys.readouterr().out
+    assert "no_and" in out and "init" not in out
+
+
+def test_cli_unknown_ablation_is_a_clear_error(capsys):
+    assert main(["ablations", "--preset", "smoke", "--which", "orth"]) == 2
+    assert "unknown ablation" in capsys.readouterr().err

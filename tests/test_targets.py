@@ -35,6 +35,17 @@ def test_filtered_with_no_survivors_fails_loudly(tiny):
         make_targets(tiny, [(q, ("json",)) for q in QUESTIONS], cfg, key="json")
 
 
+def test_filtered_targets_are_the_passing_self_targets_without_new_generation(tiny, monkeypatch):
+    cfg = TargetConfig(max_new_tokens=6, min_kept=1)
+    jobs = [(q, ("french",)) for q in QUESTIONS]
+    answers = make_targets(tiny, jobs, cfg, key="fr")
+    # a verifier that passes exactly the answers of even length: which ones survive is known
+    monkeypatch.setattr(st.behaviors, "verify_all", lambda text, names: {n: len(text) % 2 == 0 for n in names})
+    monkeypatch.setattr(st.SteeredModel, "generate_ids", lambda *a, **k: pytest.fail("filtered generated anew"))
+    kept = make_targets(tiny, jobs, TargetConfig(source="filtered", max_new_tokens=6, min_kept=1), key="fr")
+    assert kept == [t for t in answers if len(t.text) % 2 == 0]
+
+
 def test_constructed_targets_pass_their_verifiers(tiny):
     cfg = TargetConfig(source="constructed", max_new_tokens=6, plain_max_new_tokens=40, min_kept=1)
     for names in [("upper_case",), ("json",), ("lower_case", "json")]:

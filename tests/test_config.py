@@ -1,0 +1,41 @@
+"""Presets and target variants: what each label trains on, and clear errors."""
+import pytest
+
+import steerlib as st
+from steerlib.config import TARGET_VARIANTS, Preset, variant_config
+from steerlib.pipeline import stage1_config
+
+
+def test_variants_set_source_and_ce_weight():
+    base = st.presets.cpu().stage1
+    assert variant_config(base, "self") is base
+    for label, (source, ce) in TARGET_VARIANTS.items():
+        cfg = variant_config(base, label)
+        assert (cfg.targets.source, cfg.ce_weight) == (source, ce)
+        assert cfg.steps == base.steps and cfg.targets.max_new_tokens == base.targets.max_new_tokens
+
+
+def test_constructed_without_a_transform_is_filtered():
+    base = st.presets.cpu().stage1
+    assert variant_config(base, "constructed", constructible=False) == variant_config(base, "filtered")
+    ce = variant_config(base, "constructed+ce", constructible=False)
+    assert (ce.targets.source, ce.ce_weight) == ("filtered", 1.0)
+
+
+def test_preset_sources_pick_each_behaviors_config():
+    preset = st.presets.cpu()
+    for name in st.behaviors.names():
+        label = preset.target_source(name)
+        cfg = stage1_config(preset, name)
+        source, ce = TARGET_VARIANTS[label]
+        if st.behaviors.get(name).category == "language" and source == "constructed":
+            source = "filtered"
+        assert (cfg.targets.source, cfg.ce_weight) == (source, ce), name
+
+
+def test_unknown_variant_is_a_clear_error():
+    base = st.presets.cpu()
+    with pytest.raises(ValueError, match="unknown target variant.*choose from"):
+        variant_config(base.stage1, "constructed+sft")
+    with pytest.raises(ValueError, match="unknown target variants"):
+        Preset("x", base.stage1, base.stage2, base.eval, sources={"french": "teacher"})
