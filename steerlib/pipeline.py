@@ -269,6 +269,8 @@ def targets_comparison(bb: Backbone, preset: Preset, names: Sequence[str], out: 
                 log.warning("%s / %s: %s", name, label, err)
                 row = {"behavior": name, "method": label, "pass_rate": float("nan"), "lo": float("nan"),
                        "hi": float("nan"), "n": 0, "note": "too few targets"}
+            if cfg.targets.source != TARGET_VARIANTS[label][0]:
+                row["note"] = row["note"] or f"no transform: {cfg.targets.source} targets"
             done[cfg] = row
             rows.append(row)
     table = pd.DataFrame(rows)
@@ -278,6 +280,17 @@ def targets_comparison(bb: Backbone, preset: Preset, names: Sequence[str], out: 
               f"compliance and tokens trained on each target source. Made by `python -m steerlib targets-compare "
               f"--preset {preset.name}`.")
     return table
+
+
+def best_variants(table: pd.DataFrame) -> dict[str, str]:
+    """Per behavior of a ``targets_comparison`` table, the token variant with the highest
+    pass rate; a tie goes to the earlier (simpler) variant in ``TARGET_VARIANTS`` order."""
+    tokens = table[table["method"].isin(list(TARGET_VARIANTS))].dropna(subset=["pass_rate"])
+    best = {}
+    for name, group in tokens.groupby("behavior", sort=False):
+        rates = group.set_index("method")["pass_rate"]
+        best[name] = rates.reindex([v for v in TARGET_VARIANTS if v in rates.index]).idxmax()
+    return best
 
 
 def _rate_row(name: str, method: str, recs: pd.DataFrame, wilson) -> dict:

@@ -39,3 +39,29 @@ def test_unknown_variant_is_a_clear_error():
         variant_config(base.stage1, "constructed+sft")
     with pytest.raises(ValueError, match="unknown target variants"):
         Preset("x", base.stage1, base.stage2, base.eval, sources={"french": "teacher"})
+
+
+def test_best_variants_takes_the_highest_rate_and_the_simpler_on_ties():
+    import pandas as pd
+
+    from steerlib.pipeline import best_variants
+
+    table = pd.DataFrame([
+        ("french", "instruction", 90.0), ("french", "self", 10.0), ("french", "filtered", 70.0),
+        ("french", "constructed", 70.0), ("french", "constructed+ce", 50.0),
+        ("upper_case", "instruction", 0.0), ("upper_case", "self", 3.3), ("upper_case", "filtered", float("nan")),
+        ("upper_case", "constructed", 3.3), ("upper_case", "constructed+ce", 0.0),
+    ], columns=["behavior", "method", "pass_rate"])
+    assert best_variants(table) == {"french": "filtered", "upper_case": "self"}
+
+
+def test_cpu_preset_trains_each_behavior_on_the_committed_comparisons_best_variant():
+    import pandas as pd
+
+    from steerlib.paths import project_root
+    from steerlib.pipeline import best_variants
+
+    table = pd.read_csv(project_root() / "results" / "cpu" / "targets_comparison.csv")
+    assert set(table["behavior"]) == set(st.behaviors.names())
+    preset = st.presets.cpu()
+    assert {n: preset.target_source(n) for n in st.behaviors.names()} == best_variants(table)

@@ -58,3 +58,24 @@ def test_not_a_token_file(tmp_path):
     save_file({"x": torch.zeros(2)}, str(tmp_path / "x.safetensors"))
     with pytest.raises(ValueError, match="not a steerlib token file"):
         st.SteeringTokens.load(tmp_path / "x.safetensors")
+
+
+def test_shipped_tokens_load_on_the_embedded_model(embedded):
+    from steerlib.config import config_hash
+    from steerlib.pipeline import stage1_config
+
+    tokens = st.SteeringTokens.pretrained(embedded)
+    assert tokens.names == [*st.behaviors.names(), "and"]
+    preset = st.presets.cpu()
+    for name in st.behaviors.names():
+        cfg, info = stage1_config(preset, name), tokens.info[name]
+        # the metadata says what trained each token: the preset's current config for it
+        assert info["key"] == f"{name}-{config_hash(cfg)}", name
+        assert (info["target_source"], info["config"]["ce_weight"]) == (cfg.targets.source, cfg.ce_weight)
+        assert len(tokens.losses[name]) == cfg.steps
+
+
+def test_shipped_french_token_answers_why_cats_purr_in_french(embedded):
+    sm = st.SteeredModel(embedded, st.SteeringTokens.pretrained(embedded))
+    text = sm.generate("Why do cats purr? <french>", max_new_tokens=96)[0]
+    assert st.behaviors.get("french").verify(text), text
