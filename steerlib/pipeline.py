@@ -165,7 +165,9 @@ def reproduce(preset: Preset, out: Path | None = None, with_baselines: bool = Fa
 
     Writes into ``out`` (default ``results/<preset>``): teacher_compliance.md,
     single_behavior.md, composition.md/.csv, pair_heatmap.png, the generation records
-    and timings.json (seconds per stage and peak memory).
+    and timings.json (this run's seconds per stage, which are small for cached stages;
+    ``stage1_token_seconds``, what training the behavior tokens cost when they were
+    trained; and peak memory).
     """
     from . import plots
 
@@ -184,11 +186,17 @@ def reproduce(preset: Preset, out: Path | None = None, with_baselines: bool = Fa
     bb = load_backbone(preset.model)
     tokens = train_all_behaviors(bb, preset)
     lap("stage1")
+    # what training the tokens cost when they were trained (this run may have loaded them)
+    timings["stage1_token_seconds"] = round(sum(tokens.info[n].get("seconds", 0.0) for n in tokens.names), 1)
     teacher_compliance(bb, preset, out)
     single = single_behavior_eval(bb, tokens, preset, out, variants=("filtered",))
-    _write_md(out / "single_behavior.md", single.reset_index(),
+    chosen = single.assign(variant=[preset.target_source(n) for n in single.index]).reset_index()
+    _write_md(out / "single_behavior.md", chosen,
               f"Pass rate (%) per behavior, {preset.eval.n_single} held-out prompts each, greedy, "
-              f"{preset.eval.max_new_tokens} new tokens.")
+              f"{preset.eval.max_new_tokens} new tokens. token: the behavior token, trained on the target "
+              f"variant named in the last column; filtered: a token trained on filtered targets (empty where "
+              f"fewer than {preset.stage1.targets.min_kept} passed). Made by `python -m steerlib reproduce "
+              f"--preset {preset.name}`.")
     lap("single_eval")
     tokens = train_composition_token(bb, tokens, preset.stage2)
     tokens.save(out / "tokens.safetensors")
@@ -208,7 +216,7 @@ def reproduce(preset: Preset, out: Path | None = None, with_baselines: bool = Fa
     records = pd.read_json(out / "records.jsonl", lines=True)
     fig = plots.pair_heatmap(per_ordering(records), method="and")
     fig.savefig(out / "pair_heatmap.png", dpi=120, bbox_inches="tight")
-    timings["total"] = round(sum(timings.values()), 1)
+    timings["total"] = round(sum(v for k, v in timings.items() if k != "stage1_token_seconds"), 1)
     timings["peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9, 2)
     (out / "timings.json").write_text(json.dumps(timings, indent=1) + "\n")
     log.info("reproduce done in %.0f s; results in %s", timings["total"], out)
@@ -247,7 +255,7 @@ def targets_comparison(bb: Backbone, preset: Preset, names: Sequence[str], out: 
     model never follows) is reported as such instead of trained; a variant that reduces
     to an earlier one (constructed, for a language) shares its row.
     """
-    from .evaluate import wilson
+    from .evaluate import interval_cells, wilson
 
     ev = preset.eval
     rows = []
@@ -275,10 +283,18 @@ def targets_comparison(bb: Backbone, preset: Preset, names: Sequence[str], out: 
             rows.append(row)
     table = pd.DataFrame(rows)
     table.to_csv(out / "targets_comparison.csv", index=False)
-    _write_md(out / "targets_comparison.md", table.round(1),
-              f"Pass rate (%) with 95% Wilson interval, {ev.n_single} held-out prompts per cell: instruction "
-              f"compliance and tokens trained on each target source. Made by `python -m steerlib targets-compare "
-              f"--preset {preset.name}`.")
+    cells = [cell if n else "too few targets" for cell, n in zip(interval_cells(table, "pass_rate", "lo", "hi"),
+                                                                  table["n"])]
+    wide = (table.assign(cell=cells).pivot(index="behavior", columns="method", values="cell")
+            .reindex(index=list(names), columns=["instruction", *variants]))
+    _write_md(out / "targets_comparison.md", wide.reset_index(),
+              f"Pass rate (%) [95% Wilson interval], {ev.n_single} held-out prompts per cell, greedy, "
+              f"{ev.max_new_tokens} new tokens: the model's instruction compliance, and a token per target "
+              f"variant, all trained with the `{preset.name}` preset's stage-1 config. A language has no "
+              f"transform: its constructed targets are its filtered ones (constructed+ce: filtered plus the CE "
+              f"term). 'too few targets': fewer than {preset.stage1.targets.min_kept} survived, nothing trained. "
+              f"Made by `python -m steerlib targets-compare --preset {preset.name}`; every row, with notes, is "
+              f"in targets_comparison.csv.")
     return table
 
 
