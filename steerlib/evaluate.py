@@ -79,7 +79,7 @@ def evaluate(sm: SteeredModel, methods: Sequence[str | Method], combos: Sequence
         def request(order: tuple[str, ...], pid: int) -> Request:
             return method.request(prompts[pid], order, random.Random(f"{seed}-{pid}-{'+'.join(order)}"))
 
-        wanted = {(method.name, "+".join(order), pid): _stamp(model, request(order, pid))
+        wanted = {(method.name, "+".join(order), pid): _stamp(method, model, order, request(order, pid))
                   for combo in combos for order in orderings(tuple(combo)) for pid in range(len(prompts))}
         stale = [r for r in rows if wanted.get(_rkey(r), r.get("tokens", "")) != r.get("tokens", "")]
         if stale:  # made with other vectors: drop them from the file and generate anew
@@ -98,8 +98,8 @@ def evaluate(sm: SteeredModel, methods: Sequence[str | Method], combos: Sequence
                                                           batch_size=batch_size, progress=progress,
                                                           desc=method.name)))
                 texts = [answers[r] for r in reqs]
-            new = [_record(method.name, order, pid, prompts[pid], text, _stamp(model, req))
-                   for (order, pid), req, text in zip(group, reqs, texts)]
+            new = [_record(method.name, order, pid, prompts[pid], text, wanted[(method.name, "+".join(order), pid)])
+                   for (order, pid), text in zip(group, texts)]
             _append(path, new)
             rows += new
     df = pd.DataFrame(rows)
@@ -113,8 +113,11 @@ def _rkey(record: dict) -> tuple:
     return record["method"], record["order"], record["prompt_id"]
 
 
-def _stamp(sm: SteeredModel, req: Request) -> str:
-    """The digest of the steering vectors a request reads ('' when it reads none)."""
+def _stamp(method: Method, sm: SteeredModel, order: Sequence[str], req: Request) -> str:
+    """What a record was made with: the digest of the steering vectors its prompt reads, or
+    of a model-changing method's settings and parameters ('' when it uses neither)."""
+    if hasattr(method, "digest"):
+        return method.digest(order)
     return sm.tokens.digest(req.slots) if req.slots and sm.tokens is not None else ""
 
 

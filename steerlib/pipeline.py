@@ -17,10 +17,10 @@ import pandas as pd
 
 from . import behaviors as B
 from . import prompts as P
+from . import transforms
 from .backbone import Backbone, load_backbone
 from .compose import train_composition_token
-from . import transforms
-from .config import TARGET_VARIANTS, Preset, TrainConfig, variant_config
+from .config import TARGET_VARIANTS, Preset, TrainConfig, replace, variant_config
 from .distill import train_behavior_token
 from .evaluate import evaluate, format_metrics, metrics, orderings, per_ordering, sample_combos
 from .generate import METHODS, Method, SteeredModel
@@ -205,7 +205,9 @@ def reproduce(preset: Preset, out: Path | None = None, with_baselines: bool = Fa
     if with_baselines:
         from .baselines import train_baselines
 
-        methods += list(train_baselines(bb, B.names(), preset.stage1).values())
+        baselines = train_baselines(bb, B.names(), preset.stage1)
+        baselines["caa"] = caa_sweep(bb, baselines["caa"], preset, out)
+        methods += list(baselines.values())
         lap("baselines")
     table = composition_eval(bb, tokens, preset, out, methods)
     lap("composition_eval")
@@ -221,6 +223,34 @@ def reproduce(preset: Preset, out: Path | None = None, with_baselines: bool = Fa
     (out / "timings.json").write_text(json.dumps(timings, indent=1) + "\n")
     log.info("reproduce done in %.0f s; results in %s", timings["total"], out)
     return {"single": single, "composition": table, "timings": timings}
+
+
+CAA_ALPHAS = (1.0, 3.0, 6.0)
+"""The multipliers ``caa_sweep`` tries (the paper's 3.0, a third of it and twice it)."""
+
+
+def caa_sweep(bb: Backbone, caa, preset: Preset, out: Path):
+    """CAA with the layer and alpha that pass most single behaviors on validation questions.
+
+    Validation questions are training-split questions the CAA vectors were not averaged
+    over (the first ``eval.n_prompts`` of them); the layers tried are the paper's relative
+    depth and four layers either side. Writes the sweep to ``caa_sweep.md`` (its
+    generations to ``caa_sweep_records.jsonl``) and returns CAA at the best setting.
+    """
+    from .baselines import CAAConfig, sweep
+    from .baselines.caa import default_layer
+
+    used = set(P.load("train", limit=CAAConfig().n_prompts, seed=preset.stage1.seed))
+    validation = [q for q in P.load("train") if q not in used][: preset.eval.n_prompts]
+    n_layers = len(bb.model.base_model.layers)
+    layers = sorted({min(max(default_layer(bb) + d, 0), n_layers - 1) for d in (-4, 0, 4)})
+    table = sweep(bb, caa, B.names(), validation, CAA_ALPHAS, layers, max_new_tokens=preset.eval.max_new_tokens,
+                  batch_size=preset.eval.batch_size, records=out / "caa_sweep_records.jsonl")
+    _write_md(out / "caa_sweep.md", (table.set_index(["layer", "alpha"]) * 100).round(1).reset_index(),
+              f"CAA pass rate (%) per single behavior on {len(validation)} validation questions for every layer "
+              f"and alpha tried, best mean first; the first row is the setting the composition table uses.")
+    best = table.iloc[0]
+    return replace(caa, layer=int(best["layer"]), alpha=float(best["alpha"]))
 
 
 def _print_plan(preset: Preset, out: Path, with_baselines: bool) -> None:

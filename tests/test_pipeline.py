@@ -89,3 +89,16 @@ def test_cli_ablations_runs_the_chosen_ablation_on_the_presets_model(capsys):
 def test_cli_unknown_ablation_is_a_clear_error(capsys):
     assert main(["ablations", "--preset", "smoke", "--which", "orth"]) == 2
     assert "unknown ablation" in capsys.readouterr().err
+
+
+def test_reproduce_with_baselines_sweeps_caa_and_adds_their_rows(tmp_path):
+    out = tmp_path / "results"
+    tables = reproduce(st.presets.smoke(), out, with_baselines=True)
+    assert {"caa", "lm_steer", "lora_dare"} <= set(tables["composition"]["method"])
+    header = (out / "caa_sweep.md").read_text().splitlines()[2].split("|")
+    assert [c.strip() for c in header[1:4]] == ["layer", "alpha", "mean"]
+    records = pd.read_json(out / "caa_sweep_records.jsonl", lines=True)
+    assert records["method"].str.startswith("caa@").all()
+    # baseline records carry the digest of the settings they were made with
+    comp = pd.read_json(out / "records.jsonl", lines=True)
+    assert comp[comp["method"] == "caa"]["tokens"].notna().all()

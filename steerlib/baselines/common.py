@@ -13,6 +13,7 @@ is the config, not the question list (pass ``retrain=True`` after changing quest
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -76,6 +77,15 @@ class Baseline(Method):
         missing = [n for n in names if n not in self.params]
         if missing:
             raise KeyError(f"{self.KIND} has no parameters for {missing}; trained: {self.names or 'none'}")
+
+    def digest(self, names: Sequence[str]) -> str:
+        """A short hash of the settings and the named behaviors' tensors: generation records
+        carry it, so records of other settings or retrained parameters count as stale."""
+        h = hashlib.sha256(json.dumps({k: getattr(self, k) for k in self.SETTINGS}, sort_keys=True).encode())
+        for name in sorted(set(names)):
+            for key, tensor in sorted(self.params[name].items()):
+                h.update(f"{name}/{key}".encode() + tensor.detach().float().cpu().numpy().tobytes())
+        return h.hexdigest()[:12]
 
     def metadata(self) -> dict:
         return {"format": FORMAT, "kind": self.KIND, "model_id": self.model_id, "fingerprint": self.fingerprint,
