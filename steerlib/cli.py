@@ -119,7 +119,8 @@ def cmd_reproduce(args) -> None:
     from .config import presets
     from .pipeline import reproduce
 
-    reproduce(presets.get(args.preset), Path(args.out) if args.out else None, with_baselines=args.baselines)
+    baselines = True if args.baselines == [] else (args.baselines or False)  # a bare --baselines: all three
+    reproduce(presets.get(args.preset), Path(args.out) if args.out else None, with_baselines=baselines)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -187,7 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("reproduce", help="stage 1, stage 2, evaluation, tables and figures (resumable)")
     sp.add_argument("--preset", default=None)
     sp.add_argument("--out", default=None, help="results folder (default results/<preset>)")
-    sp.add_argument("--baselines", action="store_true", help="also train and evaluate CAA, LM-Steer, LoRA-DARE")
+    sp.add_argument("--baselines", nargs="*", default=None, metavar="NAME",
+                    help="also train and evaluate baselines: caa lm_steer lora_dare (no names: all three)")
     sp.set_defaults(fn=cmd_reproduce)
     return p
 

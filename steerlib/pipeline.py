@@ -160,7 +160,7 @@ def composition_eval(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: 
     return metrics(recs)
 
 
-def reproduce(preset: Preset, out: Path | None = None, with_baselines: bool = False) -> dict:
+def reproduce(preset: Preset, out: Path | None = None, with_baselines: bool | Sequence[str] = False) -> dict:
     """Stage 1, stage 2, evaluation, tables and figures; resumable. Returns the tables.
 
     Writes into ``out`` (default ``results/<preset>``): teacher_compliance.md,
@@ -203,10 +203,12 @@ def reproduce(preset: Preset, out: Path | None = None, with_baselines: bool = Fa
     lap("stage2")
     methods: list = list(COMPOSITION_METHODS)
     if with_baselines:
-        from .baselines import train_baselines
+        from .baselines import BASELINES, train_baselines
 
-        baselines = train_baselines(bb, B.names(), preset.stage1)
-        baselines["caa"] = caa_sweep(bb, baselines["caa"], preset, out)
+        which = BASELINES if with_baselines is True else with_baselines
+        baselines = train_baselines(bb, B.names(), preset.stage1, which=which)
+        if "caa" in baselines:
+            baselines["caa"] = caa_sweep(bb, baselines["caa"], preset, out)
         methods += list(baselines.values())
         lap("baselines")
     table = composition_eval(bb, tokens, preset, out, methods)
@@ -253,7 +255,7 @@ def caa_sweep(bb: Backbone, caa, preset: Preset, out: Path):
     return replace(caa, layer=int(best["layer"]), alpha=float(best["alpha"]))
 
 
-def _print_plan(preset: Preset, out: Path, with_baselines: bool) -> None:
+def _print_plan(preset: Preset, out: Path, with_baselines: bool | Sequence[str]) -> None:
     ev = preset.eval
     combos = composition_combos(preset)
     n_orders = sum(len(orderings(c)) for c in combos)
@@ -267,7 +269,8 @@ def _print_plan(preset: Preset, out: Path, with_baselines: bool) -> None:
           f"  evaluation: {len(B.names())} behaviors x {ev.n_single} prompts alone; {len(combos)} combinations "
           f"({n_orders} orderings) x {len(COMPOSITION_METHODS)} methods; about {n_gen} generations of "
           f"<= {ev.max_new_tokens} tokens (cached ones are reused)"
-          + ("\n  baselines: CAA, LM-Steer, LoRA-DARE for every behavior" if with_baselines else ""))
+          + (f"\n  baselines: {'all three' if with_baselines is True else ', '.join(with_baselines)}, for every "
+             f"behavior" if with_baselines else ""))
 
 
 def _write_md(path: Path, table: pd.DataFrame, caption: str) -> None:

@@ -326,3 +326,10 @@ def test_train_baselines_caches_and_resumes(bb, monkeypatch, artifacts):
     again = train_baselines(bb, names, TRAIN, questions=QUESTIONS, progress=False)
     assert all(torch.equal(again["lm_steer"].params[n]["P1"], out["lm_steer"].params[n]["P1"]) for n in names)
     assert (artifacts / bb.fingerprint / "baselines" / "lora_dare").is_dir()
+
+
+def test_train_baselines_trains_only_the_chosen_ones_and_rejects_unknown(bb, artifacts):
+    out = train_baselines(bb, ["french"], TRAIN, which=["caa"], questions=QUESTIONS, progress=False)
+    assert list(out) == ["caa"]
+    with pytest.raises(ValueError, match="unknown baseline.*choose from"):
+        train_baselines(bb, ["french"], TRAIN, which=["repeng"], questions=QUESTIONS)

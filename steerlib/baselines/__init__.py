@@ -20,21 +20,28 @@ from .lm_steer import LMSteer, LMSteerConfig, train_lm_steer
 from .lora_dare import LoRAConfig, LoRADare, train_lora
 
 
+BASELINES = ("caa", "lm_steer", "lora_dare")
+
+
 def train_baselines(bb: Backbone, names: Sequence[str], cfg: TrainConfig | None = None, *,
-                    questions: Sequence[str] | None = None, retrain: bool = False,
-                    progress: bool | None = None) -> dict[str, Baseline]:
-    """All three baselines for ``names``, by method name, with the paper's settings.
+                    which: Sequence[str] = BASELINES, questions: Sequence[str] | None = None,
+                    retrain: bool = False, progress: bool | None = None) -> dict[str, Baseline]:
+    """The baselines in ``which`` for ``names``, by method name, with the paper's settings.
 
     LM-Steer and LoRA train with ``cfg`` (the behavior tokens' stage-1 config) on the
     tokens' own targets; CAA draws its prompts with ``cfg.seed``. Each is cached per
     behavior and an interrupted run resumes from its checkpoint.
     """
+    unknown = set(which) - set(BASELINES)
+    if unknown:
+        raise ValueError(f"unknown baseline(s) {sorted(unknown)}; choose from {BASELINES}")
     cfg = cfg or TrainConfig()
     kw = dict(questions=questions, retrain=retrain, progress=progress)
-    return {"caa": train_caa(bb, names, CAAConfig(seed=cfg.seed), **kw),
-            "lm_steer": train_lm_steer(bb, names, LMSteerConfig(train=cfg), **kw),
-            "lora_dare": train_lora(bb, names, LoRAConfig(train=cfg), **kw)}
+    makers = {"caa": lambda: train_caa(bb, names, CAAConfig(seed=cfg.seed), **kw),
+              "lm_steer": lambda: train_lm_steer(bb, names, LMSteerConfig(train=cfg), **kw),
+              "lora_dare": lambda: train_lora(bb, names, LoRAConfig(train=cfg), **kw)}
+    return {name: makers[name]() for name in BASELINES if name in which}
 
 
-__all__ = ["Baseline", "CAA", "CAAConfig", "train_caa", "sweep", "LMSteer", "LMSteerConfig", "train_lm_steer",
+__all__ = ["BASELINES", "Baseline", "CAA", "CAAConfig", "train_caa", "sweep", "LMSteer", "LMSteerConfig", "train_lm_steer",
            "LoRADare", "LoRAConfig", "train_lora", "train_baselines"]
