@@ -185,24 +185,42 @@ class presets:  # noqa: N801 - used as a namespace: st.presets.cpu()
     def cpu() -> Preset:
         """The embedded model on a 2-core CPU (ours; every number here is a compute budget).
 
-        Exploratory trials on <french> (scripts around train_behavior_token, not kept in
-        the repo; 16 test prompts, one run each): lr 1e-2 for 24 steps gave 0%
-        French; with 16 steps on the first 48 answer tokens, lr 5e-2 gave 56% and lr 1e-1
-        0% (it overshoots). A rerun of the lr 5e-2 setting on fewer distinct targets gave
-        12%: at this budget single runs are noisy. Steps are the lever: <french> trained
-        for 48 steps (192 targets) passes 24 of 30 held-out prompts, against 3 of 30 at
-        16 steps; 48 steps for all 18 tokens would take about 2 hours on 2 cores. The first 48 answer tokens carry most
-        of the signal and halve a step's cost. 16 steps of 8 over 64 targets (two epochs),
-        the paper's self-distillation targets for every behavior. The evaluation samples
-        combinations and prompts; intervals say what that costs in precision.
+        Steps and learning rate. Exploratory trials on <french> (scripts around
+        train_behavior_token, not kept in the repo; 16 test prompts, one run each): lr 1e-2
+        for 24 steps gave 0% French; with 16 steps on the first 48 answer tokens, lr 5e-2
+        gave 56% and lr 1e-1 0% (it overshoots). A rerun of the lr 5e-2 setting on fewer
+        distinct targets gave 12%: at this budget single runs are noisy. 48 steps gave
+        80% (24 of 30 held-out prompts) on self targets, but would cost about 2 hours for 18
+        tokens. So: lr 5e-2, 16 steps of 8 over 64 targets (two epochs), the first 48 answer
+        tokens (they carry most of the signal and halve a step's cost), about 2 minutes a
+        token.
+
+        Targets. ``python -m steerlib targets-compare --preset cpu`` trained every behavior
+        on every target variant at that budget (results/cpu/targets_comparison.md, 30
+        held-out prompts per cell); ``sources`` holds each behavior's best variant there
+        (``pipeline.best_variants``; a test keeps the two in step). No single variant wins
+        everywhere: the CE term lifts Spanish, Italian and German from 40/3/0% to 73/50/57%
+        and 90-120 words to 90%; filtered targets lift <french> from 10% to 77%; constructed
+        ones help 10-50 words and 2-3 sentences. Stage 2 trains <and> on constructed pair
+        targets (both transforms where both exist; a language asked for by instruction and
+        kept where the answer is in it), without the CE term (the paper's loss).
+        The evaluation samples combinations and prompts; intervals say what that costs.
         """
         targets = TargetConfig(max_new_tokens=96, plain_max_new_tokens=160)
         stage1 = TrainConfig(steps=16, batch_size=8, lr=5e-2, max_answer_tokens=48, checkpoint_every=4,
                              targets=targets)
-        stage2 = replace(stage1, steps=24, init="zero")
+        stage2 = replace(stage1, steps=24, init="zero", targets=replace(targets, source="constructed"))
         ev = EvalConfig(max_new_tokens=128, n_single=30, n_prompts=5, n_prompts_3=2, n_combos=6, n_combos_3=3,
                         n_combos_4=1, batch_size=64)
-        return Preset("cpu", stage1, stage2, ev)
+        sources = {
+            "french": "filtered", "spanish": "constructed+ce", "italian": "constructed+ce", "portuguese": "self",
+            "german": "constructed+ce", "words_10_50": "constructed", "words_50_70": "filtered",
+            "words_70_90": "self", "words_90_120": "constructed+ce", "lower_case": "constructed+ce",
+            "upper_case": "self", "title_case": "constructed", "sentences_1": "self", "sentences_2": "constructed",
+            "sentences_3": "constructed", "sentences_4": "constructed+ce", "sentences_5": "constructed+ce",
+            "json": "self",
+        }
+        return Preset("cpu", stage1, stage2, ev, sources=sources)
 
     @staticmethod
     def smoke() -> Preset:

@@ -146,8 +146,10 @@ def _construct(bb: Backbone, question: str, names: tuple[str, ...], instr: str, 
     free = [x for x in names if not transforms.constructible(x)]
     if not all(B.verify_all(text, free).values()):
         return None
-    built = transforms.construct(names, text)
-    return Target(question, names, instr, _encode_answer(bb, built), built) if built else None
+    built = transforms.construct([x for x in names if x not in free], text)
+    if built is None or not all(B.verify_all(built, names).values()):  # e.g. a cut left too little French
+        return None
+    return Target(question, names, instr, _encode_answer(bb, built), built)
 
 
 def _key(job: tuple) -> str:

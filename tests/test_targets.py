@@ -71,3 +71,17 @@ def test_bad_source_is_a_clear_error():
         TargetConfig(source="teacher")
     with pytest.raises(ValueError, match="needs TargetConfig"):
         TargetConfig(source="model")
+
+
+def test_constructed_pair_with_a_language_transforms_the_rest_of_an_answer_in_that_language(tiny):
+    from steerlib.targets import _construct
+
+    french = ("Les chats ronronnent surtout quand ils sont détendus et heureux. Ce son vient de leur "
+              "larynx, qui vibre très vite. Ils ronronnent aussi pour se calmer quand ils ont mal.")
+    target = _construct(tiny, "Why do cats purr?", ("french", "sentences_1"), "Answer in French.", french)
+    assert target is not None
+    assert target.text == "Les chats ronronnent surtout quand ils sont détendus et heureux."
+    assert all(st.behaviors.verify_all(target.text, ("french", "sentences_1")).values())
+    # an answer not in the language is not kept: no transform can make it French
+    english = "Cats purr when they are relaxed. The sound comes from the larynx."
+    assert _construct(tiny, "Why do cats purr?", ("french", "sentences_1"), "Answer in French.", english) is None
