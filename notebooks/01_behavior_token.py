@@ -56,7 +56,7 @@ from steerlib.distill import train_behavior_token
 from steerlib.generate import Request, SteeredModel
 from steerlib.paths import results_dir
 from steerlib.pipeline import (single_behavior_eval, stage1_config, targets_comparison, teacher_compliance,
-                               train_all_behaviors)
+                               token_label, train_all_behaviors)
 from steerlib.template import render
 
 # %matplotlib inline
@@ -103,11 +103,12 @@ print("embedding matrix:", tuple(bb.embeddings.shape))
 # Where $y$ comes from is the one place we depart from the paper on purpose: the
 # paper forces answers written by a larger model; steerlib's default is the
 # steered model's own answers under the instruction (true self-distillation).
-# For behaviors the small model does not follow by instruction (case, length,
-# sentence count, JSON), the `cpu` preset *constructs* targets by transforming
-# the model's plain answer so that it satisfies the rule (ours; see
-# `steerlib.targets`). The target source used for each behavior is listed in the
-# final table.
+# Where the small model does not follow the instruction well, the `cpu` preset
+# trains on better targets (ours; see `steerlib.targets`): only the answers that
+# pass the verifier (*filtered*), or the model's plain answer transformed so that
+# it satisfies the rule (*constructed*), optionally with a cross-entropy term.
+# Each behavior's target variant is the best one of the comparison at the end of
+# this chapter, and is listed in the single-behavior table.
 
 # %%
 french = B.get("french")
@@ -227,7 +228,7 @@ tokens = train_all_behaviors(bb, preset, retrain=RETRAIN)  # cached; for the emb
 out = results_dir(preset.name)
 single = single_behavior_eval(bb, tokens, preset, out, variants=("filtered",))
 compliance = teacher_compliance(bb, preset, out).set_index("behavior")
-single["target source"] = [preset.target_source(n) for n in single.index]
+single["target variant"] = [token_label(preset, n) for n in single.index]
 display(single)
 print(f"{preset.eval.n_single} held-out prompts per behavior, greedy, {preset.eval.max_new_tokens} new tokens")
 

@@ -141,6 +141,10 @@ class Preset:
     sources: dict[str, str] = field(default_factory=dict)
     """Per-behavior target policy, a ``TARGET_VARIANTS`` label; others use ``stage1`` as it is."""
 
+    steps: dict[str, int] = field(default_factory=dict)
+    """Per-behavior stage-1 step count overriding ``stage1.steps`` (ours: a budget for the
+    behaviors that need more)."""
+
     def __post_init__(self) -> None:
         unknown = {v for v in self.sources.values() if v not in TARGET_VARIANTS}
         if unknown:
@@ -204,6 +208,11 @@ class presets:  # noqa: N801 - used as a namespace: st.presets.cpu()
         ones help 10-50 words and 2-3 sentences. Stage 2 trains <and> on constructed pair
         targets (both transforms where both exist; a language asked for by instruction and
         kept where the answer is in it), without the CE term (the paper's loss).
+
+        <french> alone trains for 48 steps (192 filtered targets): at 16 steps its token
+        passed 77% of the held-out prompts but answered "Why do cats purr?" in English;
+        at 48 steps it passes 83% and answers that question in French (chosen after
+        seeing that failure; the other tokens keep 16 steps).
         The evaluation samples combinations and prompts; intervals say what that costs.
         """
         targets = TargetConfig(max_new_tokens=96, plain_max_new_tokens=160)
@@ -220,7 +229,7 @@ class presets:  # noqa: N801 - used as a namespace: st.presets.cpu()
             "sentences_3": "constructed", "sentences_4": "constructed+ce", "sentences_5": "constructed+ce",
             "json": "self",
         }
-        return Preset("cpu", stage1, stage2, ev, sources=sources)
+        return Preset("cpu", stage1, stage2, ev, sources=sources, steps={"french": 48})
 
     @staticmethod
     def smoke() -> Preset:

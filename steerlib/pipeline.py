@@ -69,10 +69,20 @@ def train_all_behaviors(bb: Backbone, preset: Preset, names: Sequence[str] | Non
 
 
 def stage1_config(preset: Preset, name: str) -> TrainConfig:
-    """The stage-1 config of one behavior: the preset's, with its per-behavior target policy."""
-    if name not in preset.sources:
-        return preset.stage1
-    return variant_config(preset.stage1, preset.sources[name], transforms.constructible(name))
+    """The stage-1 config of one behavior: the preset's, with its per-behavior target policy
+    and step count."""
+    cfg = preset.stage1
+    if name in preset.sources:
+        cfg = variant_config(cfg, preset.sources[name], transforms.constructible(name))
+    return replace(cfg, steps=preset.steps[name]) if name in preset.steps else cfg
+
+
+def token_label(preset: Preset, name: str) -> str:
+    """The records label of ``name``'s token: its target variant, and its step count where
+    that differs from the variant's token in ``targets_comparison``."""
+    variant = preset.target_source(name)
+    steps = preset.steps.get(name, preset.stage1.steps)
+    return variant if steps == preset.stage1.steps else f"{variant}@{steps}steps"
 
 
 def load_tokens(bb: Backbone, preset: Preset, retrain: bool = False) -> SteeringTokens:
@@ -98,7 +108,7 @@ def single_behavior_eval(bb: Backbone, tokens: SteeringTokens, preset: Preset, o
     recs = [evaluate(SteeredModel(bb, tokens), methods, singles(), questions, records=out / "single_records.jsonl",
                      **kw)]
     for name in B.names():
-        recs.append(token_records(bb, tokens.subset([name]), preset.target_source(name), preset, out)
+        recs.append(token_records(bb, tokens.subset([name]), token_label(preset, name), preset, out)
                     .assign(method="token"))
         for label in variants:
             try:
@@ -190,11 +200,12 @@ def reproduce(preset: Preset, out: Path | None = None, with_baselines: bool | Se
     timings["stage1_token_seconds"] = round(sum(tokens.info[n].get("seconds", 0.0) for n in tokens.names), 1)
     teacher_compliance(bb, preset, out)
     single = single_behavior_eval(bb, tokens, preset, out, variants=("filtered",))
-    chosen = single.assign(variant=[preset.target_source(n) for n in single.index]).reset_index()
+    chosen = single.assign(variant=[token_label(preset, n) for n in single.index]).reset_index()
     _write_md(out / "single_behavior.md", chosen,
               f"Pass rate (%) per behavior, {preset.eval.n_single} held-out prompts each, greedy, "
               f"{preset.eval.max_new_tokens} new tokens. token: the behavior token, trained on the target "
-              f"variant named in the last column; filtered: a token trained on filtered targets (empty where "
+              f"variant named in the last column (for {preset.stage1.steps} steps unless it says otherwise); "
+              f"filtered: a token trained on filtered targets (empty where "
               f"fewer than {preset.stage1.targets.min_kept} passed). Made by `python -m steerlib reproduce "
               f"--preset {preset.name}`.")
     lap("single_eval")
@@ -264,7 +275,7 @@ def _print_plan(preset: Preset, out: Path, with_baselines: bool | Sequence[str])
              * len(COMPOSITION_METHODS))
     print(f"steerlib reproduce --preset {preset.name} -> {out}\n"
           f"  stage 1: {len(B.names())} behavior tokens x {preset.stage1.steps} steps of {preset.stage1.batch_size}"
-          f" (cached ones are loaded)\n"
+          + "".join(f", <{n}> {k} steps" for n, k in preset.steps.items()) + " (cached ones are loaded)\n"
           f"  stage 2: <and>, {preset.stage2.steps} steps of {preset.stage2.batch_size}\n"
           f"  evaluation: {len(B.names())} behaviors x {ev.n_single} prompts alone; {len(combos)} combinations "
           f"({n_orders} orderings) x {len(COMPOSITION_METHODS)} methods; about {n_gen} generations of "

@@ -65,3 +65,16 @@ def test_cpu_preset_trains_each_behavior_on_the_committed_comparisons_best_varia
     assert set(table["behavior"]) == set(st.behaviors.names())
     preset = st.presets.cpu()
     assert {n: preset.target_source(n) for n in st.behaviors.names()} == best_variants(table)
+
+
+def test_per_behavior_steps_override_only_that_behavior_and_label_its_records():
+    from steerlib.config import replace
+    from steerlib.pipeline import token_label
+
+    base = st.presets.cpu()
+    preset = replace(base, steps={"spanish": 40})
+    assert stage1_config(preset, "spanish").steps == 40
+    assert stage1_config(preset, "spanish").targets == stage1_config(base, "spanish").targets
+    assert stage1_config(preset, "italian") == stage1_config(base, "italian")
+    assert token_label(preset, "spanish") == f"{base.target_source('spanish')}@40steps"
+    assert token_label(preset, "italian") == base.target_source("italian")

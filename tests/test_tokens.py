@@ -77,5 +77,5 @@ def test_shipped_tokens_load_on_the_embedded_model(embedded):
 
 def test_shipped_french_token_answers_why_cats_purr_in_french(embedded):
     sm = st.SteeredModel(embedded, st.SteeringTokens.pretrained(embedded))
-    text = sm.generate("Why do cats purr? <french>", max_new_tokens=96)[0]
+    text = sm.generate("Why do cats purr? <french>", max_new_tokens=96)
     assert st.behaviors.get("french").verify(text), text
