@@ -79,8 +79,9 @@ def evaluate(sm: SteeredModel, methods: Sequence[str | Method], combos: Sequence
         def request(order: tuple[str, ...], pid: int) -> Request:
             return method.request(prompts[pid], order, random.Random(f"{seed}-{pid}-{'+'.join(order)}"))
 
-        wanted = {(method.name, "+".join(order), pid): _stamp(method, model, order, request(order, pid))
-                  for combo in combos for order in orderings(tuple(combo)) for pid in range(len(prompts))}
+        asked = {(method.name, "+".join(order), pid): request(order, pid)
+                 for combo in combos for order in orderings(tuple(combo)) for pid in range(len(prompts))}
+        wanted = {k: _stamp(method, model, k[1].split("+"), req) for k, req in asked.items()}
         stale = [r for r in rows if wanted.get(_rkey(r), r.get("tokens", "")) != r.get("tokens", "")]
         if stale:  # made with other vectors: drop them from the file and generate anew
             gone = {id(r) for r in stale}
@@ -92,7 +93,7 @@ def evaluate(sm: SteeredModel, methods: Sequence[str | Method], combos: Sequence
         groups = _group(jobs, by_order=type(method).context is not Method.context)
         for group in tqdm(groups, desc=method.name, disable=progress is False or len(groups) < 2, leave=False):
             with method.context(sm, group[0][0]) as model:
-                reqs = [request(order, pid) for order, pid in group]
+                reqs = [asked[(method.name, "+".join(order), pid)] for order, pid in group]
                 unique = list(dict.fromkeys(reqs))  # e.g. 'plain' asks the same for every behavior
                 answers = dict(zip(unique, model.generate(unique, max_new_tokens=max_new_tokens,
                                                           batch_size=batch_size, progress=progress,

@@ -80,8 +80,7 @@ def stage1_config(preset: Preset, name: str) -> TrainConfig:
 def token_label(preset: Preset, name: str) -> str:
     """The records label of ``name``'s token: its target variant, and its step count where
     that differs from the variant's token in ``targets_comparison``."""
-    variant = preset.target_source(name)
-    steps = preset.steps.get(name, preset.stage1.steps)
+    variant, steps = preset.target_source(name), stage1_config(preset, name).steps
     return variant if steps == preset.stage1.steps else f"{variant}@{steps}steps"
 
 
@@ -111,12 +110,9 @@ def single_behavior_eval(bb: Backbone, tokens: SteeringTokens, preset: Preset, o
         recs.append(token_records(bb, tokens.subset([name]), token_label(preset, name), preset, out)
                     .assign(method="token"))
         for label in variants:
-            try:
-                other = variant_token(bb, preset, name, label)
-            except RuntimeError as err:  # too few filtered targets: an empty cell, not a fake one
-                log.warning("%s / %s: %s", name, label, err)
-                continue
-            recs.append(token_records(bb, other, label, preset, out).assign(method=label))
+            found = variant_records(bb, preset, name, label, out)
+            if found is not None:  # None: too few targets, an empty cell rather than a fake one
+                recs.append(found.assign(method=label))
     records = pd.concat(recs, ignore_index=True)
     table = (records.assign(ok=100 * records["ok"]).pivot_table(index="combo", columns="method", values="ok")
              .reindex(B.names()).round(1))
@@ -130,6 +126,17 @@ def variant_token(bb: Backbone, preset: Preset, name: str, variant: str) -> Stee
     Raises RuntimeError when the variant's source leaves too few targets.
     """
     return train_behavior_token(bb, name, variant_config(preset.stage1, variant, transforms.constructible(name)))
+
+
+def variant_records(bb: Backbone, preset: Preset, name: str, variant: str, out: Path) -> pd.DataFrame | None:
+    """The held-out records of ``variant_token``, or None (with a warning) when its source
+    leaves too few targets to train on."""
+    try:
+        tokens = variant_token(bb, preset, name, variant)
+    except RuntimeError as err:
+        log.warning("%s / %s: %s", name, variant, err)
+        return None
+    return token_records(bb, tokens, variant, preset, out)
 
 
 def token_records(bb: Backbone, tokens: SteeringTokens, variant: str, preset: Preset, out: Path) -> pd.DataFrame:
@@ -251,9 +258,9 @@ def caa_sweep(bb: Backbone, caa, preset: Preset, out: Path):
     generations to ``caa_sweep_records.jsonl``) and returns CAA at the best setting.
     """
     from .baselines import CAAConfig, sweep
-    from .baselines.caa import default_layer
+    from .baselines.caa import default_layer, extraction_questions
 
-    used = set(P.load("train", limit=CAAConfig().n_prompts, seed=preset.stage1.seed))
+    used = set(extraction_questions(CAAConfig(seed=preset.stage1.seed)))
     validation = [q for q in P.load("train") if q not in used][: preset.eval.n_prompts]
     n_layers = len(bb.model.base_model.layers)
     layers = sorted({min(max(default_layer(bb) + d, 0), n_layers - 1) for d in (-4, 0, 4)})
@@ -314,13 +321,10 @@ def targets_comparison(bb: Backbone, preset: Preset, names: Sequence[str], out: 
             if cfg in done:
                 rows.append({**done[cfg], "method": label, "note": f"= {done[cfg]['method']} (no transform)"})
                 continue
-            try:
-                row = _rate_row(name, label, token_records(bb, variant_token(bb, preset, name, label), label,
-                                                           preset, out), wilson)
-            except RuntimeError as err:  # too few filtered/constructed targets
-                log.warning("%s / %s: %s", name, label, err)
-                row = {"behavior": name, "method": label, "pass_rate": float("nan"), "lo": float("nan"),
-                       "hi": float("nan"), "n": 0, "note": "too few targets"}
+            found = variant_records(bb, preset, name, label, out)
+            row = (_rate_row(name, label, found, wilson) if found is not None else
+                   {"behavior": name, "method": label, "pass_rate": float("nan"), "lo": float("nan"),
+                    "hi": float("nan"), "n": 0, "note": "too few targets"})
             if cfg.targets.source != TARGET_VARIANTS[label][0]:
                 row["note"] = row["note"] or f"no transform: {cfg.targets.source} targets"
             done[cfg] = row

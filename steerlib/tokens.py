@@ -13,7 +13,7 @@ import hashlib
 import json
 from importlib import resources
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import torch
 from safetensors import safe_open
@@ -90,10 +90,7 @@ class SteeringTokens:
     def digest(self, names: Sequence[str]) -> str:
         """A short hash of the named vectors: generation records carry it, so a record made
         with other vectors (a retrained token) is recognised as stale, not reused."""
-        h = hashlib.sha256()
-        for name in sorted(set(names)):
-            h.update(name.encode() + b"\0" + self[name].numpy().tobytes())
-        return h.hexdigest()[:12]
+        return tensor_digest((name, self[name]) for name in sorted(set(names)))
 
     def check_backbone(self, bb: Backbone) -> None:
         """Fail clearly when these tokens were trained for another embedding space."""
@@ -164,6 +161,14 @@ def shipped(bb: Backbone, name: str, key: str) -> SteeringTokens | None:
 
 
 # -- initialisations ------------------------------------------------------------------
+def tensor_digest(named: Iterable[tuple[str, torch.Tensor]], salt: str = "") -> str:
+    """12 hex digits of SHA-256 over ``salt`` and each (name, float32 values) in the given order."""
+    h = hashlib.sha256(salt.encode())
+    for name, tensor in named:
+        h.update(name.encode() + b"\0" + tensor.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()[:12]
+
+
 def text_init(bb: Backbone, text: str) -> torch.Tensor:
     """Mean input embedding of ``text``'s tokens.
 

@@ -133,6 +133,13 @@ def last_token_states(bb: Backbone, rows: Sequence[Rendered], batch_size: int = 
     return total / len(rows)
 
 
+def extraction_questions(cfg: CAAConfig, questions: Sequence[str] | None = None) -> list[str]:
+    """The ``n_prompts`` questions CAA averages over, drawn with the config's seed from
+    ``questions`` (default: the shipped training split)."""
+    return P.load("train", list(questions) if questions is not None else None, limit=cfg.n_prompts,
+                  seed=cfg.seed)
+
+
 def train_caa(bb: Backbone, names: Sequence[str], config: CAAConfig | None = None, *, layer: int | None = None,
               alpha: float = 3.0, questions: Sequence[str] | None = None, retrain: bool = False,
               progress: bool | None = None) -> CAA:
@@ -142,8 +149,7 @@ def train_caa(bb: Backbone, names: Sequence[str], config: CAAConfig | None = Non
     drawn with the config's seed. Each question gets one random instruction paraphrase.
     """
     cfg = config or CAAConfig()
-    questions = P.load("train", list(questions) if questions is not None else None, limit=cfg.n_prompts,
-                       seed=cfg.seed)
+    questions = extraction_questions(cfg, questions)
     plain = functools.cache(lambda: last_token_states(bb, [render(bb, q) for q in questions], cfg.batch_size,
                                                       progress, desc="CAA plain"))
 

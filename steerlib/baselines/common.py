@@ -13,7 +13,6 @@ is the config, not the question list (pass ``retrain=True`` after changing quest
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -33,6 +32,7 @@ from ..config import TrainConfig
 from ..distill import Example, behavior_targets, examples_for
 from ..generate import Method
 from ..targets import artifacts_root
+from ..tokens import tensor_digest
 
 log = logging.getLogger("steerlib")
 FORMAT = "steerlib.baseline/1"
@@ -81,11 +81,9 @@ class Baseline(Method):
     def digest(self, names: Sequence[str]) -> str:
         """A short hash of the settings and the named behaviors' tensors: generation records
         carry it, so records of other settings or retrained parameters count as stale."""
-        h = hashlib.sha256(json.dumps({k: getattr(self, k) for k in self.SETTINGS}, sort_keys=True).encode())
-        for name in sorted(set(names)):
-            for key, tensor in sorted(self.params[name].items()):
-                h.update(f"{name}/{key}".encode() + tensor.detach().float().cpu().numpy().tobytes())
-        return h.hexdigest()[:12]
+        settings = json.dumps({k: getattr(self, k) for k in self.SETTINGS}, sort_keys=True)
+        return tensor_digest(((f"{name}/{key}", tensor) for name in sorted(set(names))
+                              for key, tensor in sorted(self.params[name].items())), salt=settings)
 
     def metadata(self) -> dict:
         return {"format": FORMAT, "kind": self.KIND, "model_id": self.model_id, "fingerprint": self.fingerprint,
