@@ -247,8 +247,8 @@ display(pairs.assign(acc=(100 * pairs["acc"]).round(1))
 # The paper also compares CAA (activation addition), LM-Steer (a low-rank map on
 # the final hidden state) and LoRA adapters merged with DARE. They are
 # implemented in `steerlib.baselines` and evaluated by
-# `python -m steerlib reproduce`, which writes their rows to the results
-# folder's `composition.csv`; they are shown here when that file has them.
+# `python -m steerlib reproduce --baselines`, which writes their rows to the
+# results folder's `composition.csv`; they are shown here when that file has them.
 
 # %%
 csv = out / "composition.csv"
@@ -256,7 +256,8 @@ extra = pd.read_csv(csv) if csv.is_file() else None
 if extra is not None:
     extra = extra[~extra["method"].isin(COMPOSITION_METHODS)]
 if extra is None or extra.empty:
-    print(f"No baseline rows in {csv}: run `python -m steerlib reproduce --preset {preset.name}` to add them.")
+    print(f"No baseline rows in {csv}: run `python -m steerlib reproduce --preset {preset.name} --baselines` "
+          "to add them.")
 else:
     display(format_table(extra))
     plots.method_bars(pd.concat([table[table["method"] == "and"], extra]),

@@ -18,7 +18,7 @@ import itertools
 import json
 import random
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -68,7 +68,8 @@ def evaluate(sm: SteeredModel, methods: Sequence[str | Method], combos: Sequence
 
     ``records`` is a JSON-lines file to append to and resume from. Prompt-level methods
     batch all their combinations together; methods with a model context (baselines)
-    generate one ordering at a time inside it.
+    generate one ordering at a time inside it (one combination at a time when the
+    method is order-free).
     """
     path = Path(records) if records else None
     rows = _read_records(path)
@@ -90,7 +91,7 @@ def evaluate(sm: SteeredModel, methods: Sequence[str | Method], combos: Sequence
         have = {_rkey(r) for r in rows}
         keep |= {(*k, s) for k, s in wanted.items()}
         jobs = [(tuple(k[1].split("+")), k[2]) for k in wanted if k not in have]
-        groups = _group(jobs, by_order=type(method).context is not Method.context)
+        groups = _group(jobs, _context_key(method))
         for group in tqdm(groups, desc=method.name, disable=progress is False or len(groups) < 2, leave=False):
             with method.context(sm, group[0][0]) as model:
                 reqs = [asked[(method.name, "+".join(order), pid)] for order, pid in group]
@@ -122,12 +123,21 @@ def _stamp(method: Method, sm: SteeredModel, order: Sequence[str], req: Request)
     return sm.tokens.digest(req.slots) if req.slots and sm.tokens is not None else ""
 
 
-def _group(jobs, by_order: bool, size: int = 256):
-    """Chunks of jobs: per ordering for model-changing methods, else fixed-size chunks."""
-    if by_order:
+def _context_key(method: Method) -> Callable[[tuple[str, ...]], tuple[str, ...]] | None:
+    """What a model-changing method's context depends on: the ordering, or only the set of
+    behaviors when the method is order-free (then every ordering of a combination shares one
+    context, and its identical plain prompts one generation). None for prompt methods."""
+    if type(method).context is Method.context:
+        return None
+    return (lambda order: tuple(sorted(order))) if getattr(method, "ORDER_FREE", False) else (lambda order: order)
+
+
+def _group(jobs, key: Callable[[tuple[str, ...]], tuple[str, ...]] | None, size: int = 256):
+    """Chunks of jobs: one per model context (``key`` of the ordering), else fixed-size chunks."""
+    if key is not None:
         out: dict[tuple, list] = {}
         for job in jobs:
-            out.setdefault(job[0], []).append(job)
+            out.setdefault(key(job[0]), []).append(job)
         return list(out.values())
     return [jobs[i: i + size] for i in range(0, len(jobs), size)]
 

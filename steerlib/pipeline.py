@@ -181,10 +181,11 @@ def reproduce(preset: Preset, out: Path | None = None, with_baselines: bool | Se
     """Stage 1, stage 2, evaluation, tables and figures; resumable. Returns the tables.
 
     Writes into ``out`` (default ``results/<preset>``): teacher_compliance.md,
-    single_behavior.md, composition.md/.csv, pair_heatmap.png, the generation records
-    and timings.json (this run's seconds per stage, which are small for cached stages;
-    ``stage1_token_seconds``, what training the behavior tokens cost when they were
-    trained; and peak memory).
+    single_behavior.md, composition.md/.csv, pair_heatmap.png, the generation records,
+    with ``with_baselines`` also caa_sweep.md and baselines.md (training seconds and
+    settings of each baseline), and timings.json (this run's seconds per stage, which are
+    small for cached stages; ``stage1_token_seconds``, what training the behavior tokens
+    cost when they were trained; and peak memory).
     """
     from . import plots
 
@@ -224,11 +225,19 @@ def reproduce(preset: Preset, out: Path | None = None, with_baselines: bool | Se
         from .baselines import BASELINES, train_baselines
 
         which = BASELINES if with_baselines is True else with_baselines
-        baselines = train_baselines(bb, B.names(), preset.stage1, which=which)
+        # LM-Steer and LoRA learn from the same targets, CE weight and steps as each token
+        baselines = train_baselines(bb, B.names(), preset.stage1, which=which,
+                                    train_for={n: stage1_config(preset, n) for n in B.names()})
+        lap("baselines_train")
         if "caa" in baselines:
             baselines["caa"] = caa_sweep(bb, baselines["caa"], preset, out)
+            lap("caa_sweep")
+        _write_md(out / "baselines.md", baseline_costs(baselines).reset_index(),
+                  "Seconds each baseline took to train per behavior, as recorded when it was trained (cached "
+                  "ones keep their first run's time); LM-Steer and LoRA train for the steps of the behavior's "
+                  "token. Settings: " + "; ".join(f"{m.name} {json.dumps(baseline_settings(m))}"
+                                                  for m in baselines.values()) + ".")
         methods += list(baselines.values())
-        lap("baselines")
     table = composition_eval(bb, tokens, preset, out, methods)
     lap("composition_eval")
     table.to_csv(out / "composition.csv", index=False)
@@ -243,6 +252,19 @@ def reproduce(preset: Preset, out: Path | None = None, with_baselines: bool | Se
     (out / "timings.json").write_text(json.dumps(timings, indent=1) + "\n")
     log.info("reproduce done in %.0f s; results in %s", timings["total"], out)
     return {"single": single, "composition": table, "timings": timings}
+
+
+def baseline_costs(baselines: dict) -> pd.DataFrame:
+    """Training seconds per behavior (rows, plus a total) and baseline (columns)."""
+    table = pd.DataFrame({m.name: {n: m.info[n]["seconds"] for n in m.names} for m in baselines.values()})
+    table.loc["total"] = table.sum()
+    return table.rename_axis("behavior")
+
+
+def baseline_settings(method) -> dict:
+    """What shapes a baseline's steering at generation: its settings, and how LoRA merges."""
+    meta = method.metadata()
+    return {k: v for k, v in meta["settings"].items() if k != "name"} | meta.get("merge", {})
 
 
 CAA_ALPHAS = (1.0, 3.0, 6.0)

@@ -6,6 +6,8 @@ save/load with a model check.
 """
 from __future__ import annotations
 
+import dataclasses
+import itertools
 from dataclasses import replace
 
 import peft
@@ -152,6 +154,34 @@ def test_caa_sweep_table(bb):
     assert set(zip(table.layer, table.alpha)) == {(0, 0.0), (0, 3.0), (1, 0.0), (1, 3.0)}
     assert {"mean", "upper_case"} <= set(table.columns)
     assert table["mean"].is_monotonic_decreasing
+
+
+def test_order_free_methods_generate_once_per_combination(bb, monkeypatch):
+    """CAA's steering is one sum taken in a fixed order, the same bits for every ordering, so
+    ``evaluate`` enters its context once per combination and every ordering gets the text
+    generated there; a method that is not order-free gets one context per ordering."""
+    gen = torch.Generator().manual_seed(1)
+    names = ("french", "upper_case", "german")
+    caa = CAA(params={n: {"vector": torch.randn(len(bb.model.base_model.layers), bb.hidden_size, generator=gen)}
+                      for n in names}, model_id=bb.model_id, fingerprint=bb.fingerprint)
+    assert all(torch.equal(caa.delta(bb, order), caa.delta(bb, names)) for order in itertools.permutations(names))
+    entered = []
+    original = CAA.context
+    monkeypatch.setattr(CAA, "context", lambda self, sm, order: (entered.append(tuple(order)),
+                                                                 original(self, sm, order))[1])
+    recs = evaluate(SteeredModel(bb), [caa], [names[:2], names], QUESTIONS[:2], max_new_tokens=4, progress=False)
+    assert len(entered) == 2 and len(recs) == (2 + 6) * 2  # two combinations; every ordering has its records
+    for pid in (0, 1):
+        texts = set(recs[(recs.prompt_id == pid) & (recs.k == 3)].text)
+        with original(caa, SteeredModel(bb), names[::-1]) as sm:
+            assert texts == {sm.generate(QUESTIONS[pid], max_new_tokens=4)}
+
+    class Ordered(CAA):  # as LoRA + DARE, whose drop masks follow the order of the adapters
+        ORDER_FREE = False
+    entered.clear()
+    evaluate(SteeredModel(bb), [Ordered(**{f.name: getattr(caa, f.name) for f in dataclasses.fields(caa)})],
+             [names[:2]], QUESTIONS[:2], max_new_tokens=4, progress=False)
+    assert sorted(entered) == sorted(itertools.permutations(names[:2]))
 
 
 # -- LM-Steer ------------------------------------------------------------------------------
@@ -333,3 +363,19 @@ def test_train_baselines_trains_only_the_chosen_ones_and_rejects_unknown(bb, art
     assert list(out) == ["caa"]
     with pytest.raises(ValueError, match="unknown baseline.*choose from"):
         train_baselines(bb, ["french"], TRAIN, which=["repeng"], questions=QUESTIONS)
+
+
+def test_train_for_gives_each_behavior_its_own_training_run(bb, artifacts):
+    """LM-Steer and LoRA learn each behavior with that behavior token's own config."""
+    longer = replace(TRAIN, steps=6)
+    out = train_baselines(bb, ["french", "upper_case"], TRAIN, which=["lm_steer", "lora_dare"],
+                          train_for={"upper_case": longer}, questions=QUESTIONS, progress=False)
+    for method in out.values():
+        assert method.info["french"]["steps"] == TRAIN.steps
+        assert method.info["upper_case"]["steps"] == longer.steps
+        assert method.info["upper_case"]["config"]["train"]["steps"] == longer.steps
+    # each config has its own cache entry: the plain run of upper_case is not the longer one
+    plain = train_lm_steer(bb, ["upper_case"], LMSteerConfig(train=TRAIN), questions=QUESTIONS, progress=False)
+    assert plain.info["upper_case"]["steps"] == TRAIN.steps
+    files = (artifacts / bb.fingerprint / "baselines" / "lm_steer").glob("upper_case-*.safetensors")
+    assert len([f for f in files if not f.name.endswith(".ckpt.safetensors")]) == 2

@@ -102,3 +102,8 @@ def test_reproduce_with_baselines_sweeps_caa_and_adds_their_rows(tmp_path):
     # baseline records carry the digest of the settings they were made with
     comp = pd.read_json(out / "records.jsonl", lines=True)
     assert comp[comp["method"] == "caa"]["tokens"].notna().all()
+    # what each baseline cost per behavior, and the settings it steered with (DARE's drop rate)
+    costs = (out / "baselines.md").read_text()
+    assert '"drop_rate": 0.5' in costs and '"alpha": ' in costs
+    assert all(f"| {n} " in costs for n in [*st.behaviors.names(), "total"])
+    assert "timings" in tables and {"baselines_train", "caa_sweep"} <= set(tables["timings"])

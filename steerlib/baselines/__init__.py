@@ -10,7 +10,7 @@ model for one combination and undoes the change on exit, so ``evaluate`` and
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from ..backbone import Backbone
 from ..config import TrainConfig
@@ -24,13 +24,15 @@ BASELINES = ("caa", "lm_steer", "lora_dare")
 
 
 def train_baselines(bb: Backbone, names: Sequence[str], cfg: TrainConfig | None = None, *,
-                    which: Sequence[str] = BASELINES, questions: Sequence[str] | None = None,
-                    retrain: bool = False, progress: bool | None = None) -> dict[str, Baseline]:
+                    train_for: Mapping[str, TrainConfig] | None = None, which: Sequence[str] = BASELINES,
+                    questions: Sequence[str] | None = None, retrain: bool = False,
+                    progress: bool | None = None) -> dict[str, Baseline]:
     """The baselines in ``which`` for ``names``, by method name, with the paper's settings.
 
-    LM-Steer and LoRA train with ``cfg`` (the behavior tokens' stage-1 config) on the
-    tokens' own targets; CAA draws its prompts with ``cfg.seed``. Each is cached per
-    behavior and an interrupted run resumes from its checkpoint.
+    LM-Steer and LoRA train like the behavior tokens: with ``cfg`` (the stage-1 config),
+    or ``train_for[name]`` where given (a token's own config: its target variant, CE
+    weight and steps), on the tokens' very targets. CAA draws its prompts with
+    ``cfg.seed``. Each is cached per behavior; an interrupted run resumes from its checkpoint.
     """
     unknown = set(which) - set(BASELINES)
     if unknown:
@@ -38,8 +40,8 @@ def train_baselines(bb: Backbone, names: Sequence[str], cfg: TrainConfig | None 
     cfg = cfg or TrainConfig()
     kw = dict(questions=questions, retrain=retrain, progress=progress)
     makers = {"caa": lambda: train_caa(bb, names, CAAConfig(seed=cfg.seed), **kw),
-              "lm_steer": lambda: train_lm_steer(bb, names, LMSteerConfig(train=cfg), **kw),
-              "lora_dare": lambda: train_lora(bb, names, LoRAConfig(train=cfg), **kw)}
+              "lm_steer": lambda: train_lm_steer(bb, names, LMSteerConfig(train=cfg), train_for=train_for, **kw),
+              "lora_dare": lambda: train_lora(bb, names, LoRAConfig(train=cfg), train_for=train_for, **kw)}
     return {name: makers[name]() for name in BASELINES if name in which}
 
 

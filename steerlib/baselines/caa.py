@@ -68,6 +68,7 @@ class CAA(Baseline):
 
     KIND = "caa"
     SETTINGS = ("name", "layer", "alpha")
+    ORDER_FREE = True
 
     def layer_for(self, bb: Backbone) -> int:
         return default_layer(bb) if self.layer is None else self.layer
@@ -76,7 +77,7 @@ class CAA(Baseline):
         """What steering ``names`` adds to the layer's output: alpha * sum of their vectors."""
         self.require(names)
         layer = self.layer_for(bb)
-        return self.alpha * torch.stack([self.params[n]["vector"][layer] for n in names]).sum(0)
+        return self.alpha * torch.stack([self.params[n]["vector"][layer] for n in sorted(names)]).sum(0)
 
     @contextlib.contextmanager
     def context(self, sm: SteeredModel, names: Sequence[str]) -> Iterator[SteeredModel]:
@@ -164,7 +165,7 @@ def train_caa(bb: Backbone, names: Sequence[str], config: CAAConfig | None = Non
         return CAA(params={name: {"vector": vector}}, model_id=bb.model_id, fingerprint=bb.fingerprint,
                    info={name: info}), True
 
-    caa = train_each(bb, names, CAA, config_hash(cfg), one, retrain=retrain, progress=progress)
+    caa = train_each(bb, names, CAA, lambda _: config_hash(cfg), one, retrain=retrain, progress=progress)
     return replace(caa, layer=layer, alpha=alpha)
 
 

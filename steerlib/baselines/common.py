@@ -19,7 +19,7 @@ import time
 import zlib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, ClassVar, Sequence, TypeVar
+from typing import Callable, ClassVar, Mapping, Sequence, TypeVar
 
 import torch
 from safetensors import safe_open
@@ -60,6 +60,11 @@ class Baseline(Method):
     """Fields that are dicts keyed by behavior (``join`` merges them)."""
     SUFFIX: ClassVar[str] = ".safetensors"
     """Cache file suffix ("" for a folder)."""
+    ORDER_FREE: ClassVar[bool] = False
+    """True when the steering is the same for every ordering of the behaviors (a sum taken
+    in a fixed order, bit for bit): ``evaluate`` then generates once per combination,
+    since every ordering reads the same plain prompt under the same model. LoRA + DARE is
+    not: its seeded drop masks are drawn in the order of the adapters."""
 
     @property
     def names(self) -> list[str]:
@@ -143,11 +148,13 @@ def cache_dir(bb: Backbone, kind: str) -> Path:
     return artifacts_root() / bb.fingerprint / "baselines" / kind
 
 
-def train_each(bb: Backbone, names: Sequence[str], cls: type[T], key: str,
+def train_each(bb: Backbone, names: Sequence[str], cls: type[T], key: Callable[[str], str],
                train_one: Callable[[str, Path], tuple[T, bool]], *, retrain: bool = False,
                progress: bool | None = None) -> T:
     """Per behavior: load its cached result, or train it and cache it once complete.
 
+    ``key(name)`` is the cache key of that behavior's config (behaviors may train with
+    different configs, as the behavior tokens do).
     ``train_one(name, checkpoint)`` trains one behavior (resuming from ``checkpoint``
     when it exists) and returns the one-behavior method and whether the run finished;
     an unfinished run (``stop_after``) is returned but not cached.
@@ -157,11 +164,12 @@ def train_each(bb: Backbone, names: Sequence[str], cls: type[T], key: str,
     folder = cache_dir(bb, cls.KIND)
     parts = []
     for name in tqdm(names, desc=cls.KIND, disable=progress is False or len(names) < 2, leave=False):
-        final = folder / f"{name}-{key}{cls.SUFFIX}"
+        stem = f"{name}-{key(name)}"
+        final = folder / f"{stem}{cls.SUFFIX}"
         if final.exists() and not retrain:
             parts.append(cls.load(final, bb))
             continue
-        ckpt = folder / f"{name}-{key}.ckpt.safetensors"
+        ckpt = folder / f"{stem}.ckpt.safetensors"
         if retrain:
             ckpt.unlink(missing_ok=True)
         part, complete = train_one(name, ckpt)
@@ -179,6 +187,14 @@ def distill_examples(bb: Backbone, name: str, cfg: TrainConfig, questions: Seque
     very same (cached) targets; only where the student's steering lives differs.
     """
     return examples_for(bb, behavior_targets(bb, name, cfg, questions, progress), lambda t: ())
+
+
+C = TypeVar("C")
+
+
+def per_behavior(config: C, train_for: Mapping[str, TrainConfig] | None, name: str) -> C:
+    """``config`` with ``train_for[name]`` as its training run, where one is given."""
+    return replace(config, train=train_for[name]) if train_for and name in train_for else config
 
 
 def behavior_seed(seed: int, name: str) -> int:

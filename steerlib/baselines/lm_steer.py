@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import torch
 
@@ -26,7 +26,7 @@ from ..backbone import Backbone
 from ..config import TrainConfig, config_hash
 from ..distill import train_vectors
 from ..generate import SteeredModel
-from .common import Baseline, behavior_seed, distill_examples, train_each, training_record
+from .common import Baseline, behavior_seed, distill_examples, per_behavior, train_each, training_record
 
 
 @dataclass(frozen=True)
@@ -56,12 +56,13 @@ class LMSteer(Baseline):
 
     KIND = "lm_steer"
     SETTINGS = ("name", "eps")
+    ORDER_FREE = True
 
     def factors(self, names: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """The composed map: summed P1s and summed P2s (paper)."""
         self.require(names)
-        return (torch.stack([self.params[n]["P1"] for n in names]).sum(0),
-                torch.stack([self.params[n]["P2"] for n in names]).sum(0))
+        return (torch.stack([self.params[n]["P1"] for n in sorted(names)]).sum(0),
+                torch.stack([self.params[n]["P2"] for n in sorted(names)]).sum(0))
 
     @contextlib.contextmanager
     def context(self, sm: SteeredModel, names: Sequence[str]) -> Iterator[SteeredModel]:
@@ -89,12 +90,17 @@ def steer_final_hidden(bb: Backbone, p1: torch.Tensor, p2: torch.Tensor, eps: fl
 
 
 def train_lm_steer(bb: Backbone, names: Sequence[str], config: LMSteerConfig | None = None, *,
-                   questions: Sequence[str] | None = None, retrain: bool = False,
-                   progress: bool | None = None, stop_after: int | None = None) -> LMSteer:
-    """Train one LM-Steer map per behavior by self-distillation (cached, resumable)."""
-    cfg = config or LMSteerConfig()
+                   train_for: Mapping[str, TrainConfig] | None = None, questions: Sequence[str] | None = None,
+                   retrain: bool = False, progress: bool | None = None, stop_after: int | None = None) -> LMSteer:
+    """Train one LM-Steer map per behavior by self-distillation (cached, resumable).
+
+    ``train_for[name]``, where given, replaces ``config.train`` for that behavior: pass
+    each behavior token's own stage-1 config so the map learns from the same targets.
+    """
+    config = config or LMSteerConfig()
 
     def one(name: str, checkpoint) -> tuple[LMSteer, bool]:
+        cfg = per_behavior(config, train_for, name)
         start = time.perf_counter()
         examples = distill_examples(bb, name, cfg.train, questions, progress)
         gen = torch.Generator().manual_seed(behavior_seed(cfg.train.seed, name))
@@ -110,4 +116,4 @@ def train_lm_steer(bb: Backbone, names: Sequence[str], config: LMSteerConfig | N
         return (LMSteer(eps=cfg.eps, params={name: trained}, model_id=bb.model_id, fingerprint=bb.fingerprint,
                         info={name: info}), len(losses) == cfg.train.steps)
 
-    return train_each(bb, names, LMSteer, config_hash(cfg), one, retrain=retrain, progress=progress)
+    return train_each(bb, names, LMSteer, lambda n: config_hash(per_behavior(config, train_for, n)), one, retrain=retrain, progress=progress)

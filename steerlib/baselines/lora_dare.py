@@ -34,7 +34,7 @@ import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import peft
 import torch
@@ -46,7 +46,8 @@ from ..backbone import Backbone
 from ..config import TrainConfig, config_hash
 from ..distill import train_vectors
 from ..generate import SteeredModel
-from .common import Baseline, behavior_seed, distill_examples, read_metadata, train_each, training_record
+from .common import (Baseline, behavior_seed, distill_examples, per_behavior, read_metadata, train_each,
+                     training_record)
 
 MLP = ("gate_proj", "up_proj", "down_proj")
 COMBINATION = "dare_linear"
@@ -205,16 +206,19 @@ def student_pass(model: peft.PeftModel, params: dict[str, torch.Tensor]) -> Iter
 
 
 def train_lora(bb: Backbone, names: Sequence[str], config: LoRAConfig | None = None, *, density: float = 0.5,
-               weight: float = 1.0, questions: Sequence[str] | None = None, retrain: bool = False,
+               weight: float = 1.0, train_for: Mapping[str, TrainConfig] | None = None,
+               questions: Sequence[str] | None = None, retrain: bool = False,
                progress: bool | None = None, stop_after: int | None = None) -> LoRADare:
     """Train one LoRA adapter per behavior by self-distillation (cached, resumable).
 
-    ``density`` and ``weight`` only shape the merge at generation time; they are not
-    part of the cache key.
+    ``train_for[name]``, where given, replaces ``config.train`` for that behavior (the
+    behavior token's own stage-1 config: same targets). ``density`` and ``weight`` only
+    shape the merge at generation time; they are not part of the cache key.
     """
-    cfg = config or LoRAConfig()
+    config = config or LoRAConfig()
 
     def one(name: str, checkpoint) -> tuple[LoRADare, bool]:
+        cfg = per_behavior(config, train_for, name)
         start = time.perf_counter()
         examples = distill_examples(bb, name, cfg.train, questions, progress)
         lora = cfg.peft_config(bb)
@@ -231,5 +235,6 @@ def train_lora(bb: Backbone, names: Sequence[str], config: LoRAConfig | None = N
         return (LoRADare(params={name: state}, configs={name: lora}, model_id=bb.model_id,
                          fingerprint=bb.fingerprint, info={name: info}), len(losses) == cfg.train.steps)
 
-    out = train_each(bb, names, LoRADare, config_hash(cfg), one, retrain=retrain, progress=progress)
-    return replace(out, density=density, weight=weight, seed=cfg.train.seed)
+    out = train_each(bb, names, LoRADare, lambda n: config_hash(per_behavior(config, train_for, n)), one,
+                     retrain=retrain, progress=progress)
+    return replace(out, density=density, weight=weight, seed=config.train.seed)
