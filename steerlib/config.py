@@ -144,6 +144,9 @@ class Preset:
     steps: dict[str, int] = field(default_factory=dict)
     """Per-behavior stage-1 step count overriding ``stage1.steps`` (ours: a budget for the
     behaviors that need more)."""
+    baseline_lr: dict[str, float] = field(default_factory=dict)
+    """Learning rate of a trained baseline ("lm_steer", "lora_dare") where it differs from
+    stage 1's; they otherwise train exactly like each behavior's token."""
 
     def __post_init__(self) -> None:
         unknown = {v for v in self.sources.values() if v not in TARGET_VARIANTS}
@@ -213,6 +216,13 @@ class presets:  # noqa: N801 - used as a namespace: st.presets.cpu()
         passed 77% of the held-out prompts but answered "Why do cats purr?" in English;
         at 48 steps it passes 83% and answers that question in French (chosen after
         seeing that failure; the other tokens keep 16 steps).
+
+        Baselines. LM-Steer and LoRA learn each behavior with its token's config, but a
+        token's lr makes LoRA diverge (one exploratory <french> run at 5e-2: KL 0.48 ->
+        7.1 after 2 steps, 10-30 after): a rank-8 update of every MLP moves the whole
+        model, a token one input vector. On <spanish> (16 steps, script not kept) lr 1e-3
+        took the training KL from 2.08 to about 1.0 and 5e-3 to about 0.8, both smoothly,
+        so LoRA trains at 5e-3. LM-Steer keeps 5e-2 (its eps 1e-3 scales the map down).
         The evaluation samples combinations and prompts; intervals say what that costs.
         """
         targets = TargetConfig(max_new_tokens=96, plain_max_new_tokens=160)
@@ -229,7 +239,8 @@ class presets:  # noqa: N801 - used as a namespace: st.presets.cpu()
             "sentences_3": "constructed", "sentences_4": "constructed+ce", "sentences_5": "constructed+ce",
             "json": "self",
         }
-        return Preset("cpu", stage1, stage2, ev, sources=sources, steps={"french": 48})
+        return Preset("cpu", stage1, stage2, ev, sources=sources, steps={"french": 48},
+                      baseline_lr={"lora_dare": 5e-3})
 
     @staticmethod
     def smoke() -> Preset:

@@ -226,7 +226,8 @@ def reproduce(preset: Preset, out: Path | None = None, with_baselines: bool | Se
 
         which = BASELINES if with_baselines is True else with_baselines
         # LM-Steer and LoRA learn from the same targets, CE weight and steps as each token
-        baselines = train_baselines(bb, B.names(), preset.stage1, which=which,
+        # (at their own lr where the preset gives one)
+        baselines = train_baselines(bb, B.names(), preset.stage1, which=which, lr=preset.baseline_lr,
                                     train_for={n: stage1_config(preset, n) for n in B.names()})
         lap("baselines_train")
         if "caa" in baselines:

@@ -369,11 +369,17 @@ def test_train_for_gives_each_behavior_its_own_training_run(bb, artifacts):
     """LM-Steer and LoRA learn each behavior with that behavior token's own config."""
     longer = replace(TRAIN, steps=6)
     out = train_baselines(bb, ["french", "upper_case"], TRAIN, which=["lm_steer", "lora_dare"],
-                          train_for={"upper_case": longer}, questions=QUESTIONS, progress=False)
+                          train_for={"upper_case": longer}, lr={"lora_dare": 3e-3}, questions=QUESTIONS,
+                          progress=False)
     for method in out.values():
         assert method.info["french"]["steps"] == TRAIN.steps
         assert method.info["upper_case"]["steps"] == longer.steps
         assert method.info["upper_case"]["config"]["train"]["steps"] == longer.steps
+    # a method's own lr replaces the tokens' in each of its runs, and only in its own
+    assert {out["lora_dare"].info[n]["config"]["train"]["lr"] for n in ("french", "upper_case")} == {3e-3}
+    assert {out["lm_steer"].info[n]["config"]["train"]["lr"] for n in ("french", "upper_case")} == {TRAIN.lr}
+    with pytest.raises(ValueError, match="unknown baseline.*lora"):
+        train_baselines(bb, ["french"], TRAIN, lr={"lora": 1e-3}, questions=QUESTIONS)
     # each config has its own cache entry: the plain run of upper_case is not the longer one
     plain = train_lm_steer(bb, ["upper_case"], LMSteerConfig(train=TRAIN), questions=QUESTIONS, progress=False)
     assert plain.info["upper_case"]["steps"] == TRAIN.steps
