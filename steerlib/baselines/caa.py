@@ -29,7 +29,6 @@ from tqdm.auto import tqdm
 from .. import behaviors as B
 from .. import prompts as P
 from ..backbone import Backbone
-from ..config import config_hash
 from ..evaluate import evaluate
 from ..generate import SteeredModel
 from ..template import Rendered, embed, render
@@ -154,7 +153,7 @@ def train_caa(bb: Backbone, names: Sequence[str], config: CAAConfig | None = Non
     plain = functools.cache(lambda: last_token_states(bb, [render(bb, q) for q in questions], cfg.batch_size,
                                                       progress, desc="CAA plain"))
 
-    def one(name: str, _checkpoint) -> tuple[CAA, bool]:
+    def one(name: str, cfg: CAAConfig, _checkpoint) -> tuple[CAA, bool]:
         start = time.perf_counter()
         rng = random.Random(behavior_seed(cfg.seed, name))
         rows = [render(bb, q, (), B.get(name).instruction(rng)) for q in questions]
@@ -165,7 +164,7 @@ def train_caa(bb: Backbone, names: Sequence[str], config: CAAConfig | None = Non
         return CAA(params={name: {"vector": vector}}, model_id=bb.model_id, fingerprint=bb.fingerprint,
                    info={name: info}), True
 
-    caa = train_each(bb, names, CAA, lambda _: config_hash(cfg), one, retrain=retrain, progress=progress)
+    caa = train_each(bb, names, CAA, lambda _: cfg, one, retrain=retrain, progress=progress)
     return replace(caa, layer=layer, alpha=alpha)
 
 

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..backbone import Backbone
-from ..config import TrainConfig
+from ..config import TrainConfig, config_hash
 from ..distill import Example, behavior_targets, examples_for
 from ..generate import Method
 from ..targets import artifacts_root
@@ -37,6 +37,7 @@ from ..tokens import tensor_digest
 log = logging.getLogger("steerlib")
 FORMAT = "steerlib.baseline/1"
 T = TypeVar("T", bound="Baseline")
+C = TypeVar("C")
 
 
 @dataclass(frozen=True)
@@ -148,23 +149,24 @@ def cache_dir(bb: Backbone, kind: str) -> Path:
     return artifacts_root() / bb.fingerprint / "baselines" / kind
 
 
-def train_each(bb: Backbone, names: Sequence[str], cls: type[T], key: Callable[[str], str],
-               train_one: Callable[[str, Path], tuple[T, bool]], *, retrain: bool = False,
+def train_each(bb: Backbone, names: Sequence[str], cls: type[T], config_for: Callable[[str], C],
+               train_one: Callable[[str, C, Path], tuple[T, bool]], *, retrain: bool = False,
                progress: bool | None = None) -> T:
     """Per behavior: load its cached result, or train it and cache it once complete.
 
-    ``key(name)`` is the cache key of that behavior's config (behaviors may train with
-    different configs, as the behavior tokens do).
-    ``train_one(name, checkpoint)`` trains one behavior (resuming from ``checkpoint``
-    when it exists) and returns the one-behavior method and whether the run finished;
-    an unfinished run (``stop_after``) is returned but not cached.
+    ``config_for(name)`` is that behavior's config (behaviors may train with different
+    configs, as the behavior tokens do); its hash is the cache key.
+    ``train_one(name, config, checkpoint)`` trains one behavior (resuming from
+    ``checkpoint`` when it exists) and returns the one-behavior method and whether the
+    run finished; an unfinished run (``stop_after``) is returned but not cached.
     """
     if not names:
         raise ValueError("no behaviors to train")
     folder = cache_dir(bb, cls.KIND)
     parts = []
     for name in tqdm(names, desc=cls.KIND, disable=progress is False or len(names) < 2, leave=False):
-        stem = f"{name}-{key(name)}"
+        config = config_for(name)
+        stem = f"{name}-{config_hash(config)}"
         final = folder / f"{stem}{cls.SUFFIX}"
         if final.exists() and not retrain:
             parts.append(cls.load(final, bb))
@@ -172,7 +174,7 @@ def train_each(bb: Backbone, names: Sequence[str], cls: type[T], key: Callable[[
         ckpt = folder / f"{stem}.ckpt.safetensors"
         if retrain:
             ckpt.unlink(missing_ok=True)
-        part, complete = train_one(name, ckpt)
+        part, complete = train_one(name, config, ckpt)
         if complete:
             part.save(final)
         parts.append(part)
@@ -187,9 +189,6 @@ def distill_examples(bb: Backbone, name: str, cfg: TrainConfig, questions: Seque
     very same (cached) targets; only where the student's steering lives differs.
     """
     return examples_for(bb, behavior_targets(bb, name, cfg, questions, progress), lambda t: ())
-
-
-C = TypeVar("C")
 
 
 def per_behavior(config: C, train_for: Mapping[str, TrainConfig] | None, name: str) -> C:

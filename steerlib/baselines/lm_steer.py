@@ -23,7 +23,7 @@ from typing import Iterator, Mapping, Sequence
 import torch
 
 from ..backbone import Backbone
-from ..config import TrainConfig, config_hash
+from ..config import TrainConfig
 from ..distill import train_vectors
 from ..generate import SteeredModel
 from .common import Baseline, behavior_seed, distill_examples, per_behavior, train_each, training_record
@@ -99,8 +99,7 @@ def train_lm_steer(bb: Backbone, names: Sequence[str], config: LMSteerConfig | N
     """
     config = config or LMSteerConfig()
 
-    def one(name: str, checkpoint) -> tuple[LMSteer, bool]:
-        cfg = per_behavior(config, train_for, name)
+    def one(name: str, cfg: LMSteerConfig, checkpoint) -> tuple[LMSteer, bool]:
         start = time.perf_counter()
         examples = distill_examples(bb, name, cfg.train, questions, progress)
         gen = torch.Generator().manual_seed(behavior_seed(cfg.train.seed, name))
@@ -116,4 +115,5 @@ def train_lm_steer(bb: Backbone, names: Sequence[str], config: LMSteerConfig | N
         return (LMSteer(eps=cfg.eps, params={name: trained}, model_id=bb.model_id, fingerprint=bb.fingerprint,
                         info={name: info}), len(losses) == cfg.train.steps)
 
-    return train_each(bb, names, LMSteer, lambda n: config_hash(per_behavior(config, train_for, n)), one, retrain=retrain, progress=progress)
+    return train_each(bb, names, LMSteer, lambda n: per_behavior(config, train_for, n), one, retrain=retrain,
+                      progress=progress)

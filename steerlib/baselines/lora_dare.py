@@ -43,7 +43,7 @@ from peft.utils import SAFETENSORS_WEIGHTS_NAME, load_peft_weights
 from safetensors.torch import save_file
 
 from ..backbone import Backbone
-from ..config import TrainConfig, config_hash
+from ..config import TrainConfig
 from ..distill import train_vectors
 from ..generate import SteeredModel
 from .common import (Baseline, behavior_seed, distill_examples, per_behavior, read_metadata, train_each,
@@ -217,8 +217,7 @@ def train_lora(bb: Backbone, names: Sequence[str], config: LoRAConfig | None = N
     """
     config = config or LoRAConfig()
 
-    def one(name: str, checkpoint) -> tuple[LoRADare, bool]:
-        cfg = per_behavior(config, train_for, name)
+    def one(name: str, cfg: LoRAConfig, checkpoint) -> tuple[LoRADare, bool]:
         start = time.perf_counter()
         examples = distill_examples(bb, name, cfg.train, questions, progress)
         lora = cfg.peft_config(bb)
@@ -235,6 +234,6 @@ def train_lora(bb: Backbone, names: Sequence[str], config: LoRAConfig | None = N
         return (LoRADare(params={name: state}, configs={name: lora}, model_id=bb.model_id,
                          fingerprint=bb.fingerprint, info={name: info}), len(losses) == cfg.train.steps)
 
-    out = train_each(bb, names, LoRADare, lambda n: config_hash(per_behavior(config, train_for, n)), one,
-                     retrain=retrain, progress=progress)
+    out = train_each(bb, names, LoRADare, lambda n: per_behavior(config, train_for, n), one, retrain=retrain,
+                     progress=progress)
     return replace(out, density=density, weight=weight, seed=config.train.seed)
