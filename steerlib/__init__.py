@@ -4,18 +4,37 @@
     bb = st.load_backbone()                          # embedded SmolLM2-135M-Instruct
     sm = st.SteeredModel(bb, st.SteeringTokens.pretrained(bb))
     sm.generate("Why is the sky blue? <french><and><words_10_50>")
-"""
-__version__ = "0.1.0"
 
-from . import behaviors, notebook, pipeline, prompts  # noqa: E402
-from .backbone import Backbone, load_backbone  # noqa: E402
-from .compose import train_composition_token  # noqa: E402
-from .config import EvalConfig, Preset, TargetConfig, TrainConfig, presets  # noqa: E402
-from .distill import train_behavior_token  # noqa: E402
-from .evaluate import evaluate, metrics  # noqa: E402
-from .generate import METHODS, Method, Request, SteeredModel  # noqa: E402
-from .tokens import SteeringTokens  # noqa: E402
+``import steerlib`` loads the core only: backbone, tokens, generation, the two trainers,
+evaluation, behaviors, prompts and presets. The study code (``study``, ``reports``,
+``ablations``, ``baselines``, ``plots``, ``geometry``) and the book's ``notebook`` helpers
+are imported on first use (``st.study``, ``import steerlib.reports``), so the core stays
+quick to import and changes no global settings.
+"""
+from __future__ import annotations
+
+import importlib
+
+from . import behaviors, prompts
+from ._version import __version__
+from .backbone import Backbone, load_backbone
+from .compose import train_composition_token
+from .config import EvalConfig, Preset, TargetConfig, TrainConfig, presets
+from .distill import train_behavior_token
+from .evaluate import evaluate, metrics
+from .generate import METHODS, Method, Request, SteeredModel
+from .tokens import SteeringTokens
+
+_ON_USE = ("pipeline", "ablations", "baselines", "plots", "geometry", "notebook")
+"""Submodules imported by ``st.<name>`` the first time it is read, not by ``import steerlib``."""
+
+
+def __getattr__(name: str):
+    if name in _ON_USE:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'steerlib' has no attribute {name!r}")
+
 
 __all__ = ["Backbone", "load_backbone", "SteeringTokens", "SteeredModel", "Request", "Method", "METHODS",
            "train_behavior_token", "train_composition_token", "evaluate", "metrics", "presets", "Preset",
-           "TrainConfig", "TargetConfig", "EvalConfig", "behaviors", "prompts", "notebook", "__version__"]
+           "TrainConfig", "TargetConfig", "EvalConfig", "behaviors", "prompts", "__version__"]

@@ -19,6 +19,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from ._version import __version__
 from .backbone import Backbone
 
 FORMAT = "steerlib.tokens/1"
@@ -103,8 +104,6 @@ class SteeringTokens:
     # -- files -------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write safetensors: ``token/<name>`` vectors, ``loss/<name>`` curves, JSON metadata."""
-        from . import __version__
-
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {f"token/{n}": v.contiguous() for n, v in self.vectors.items()}

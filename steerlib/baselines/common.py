@@ -26,7 +26,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from .. import __version__
+from .._version import __version__
 from ..backbone import Backbone
 from ..config import TrainConfig, config_hash
 from ..distill import Example, behavior_targets, examples_for

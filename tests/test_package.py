@@ -1,0 +1,72 @@
+"""The package root: what ``import steerlib`` loads, and what it leaves alone."""
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import steerlib
+
+PACKAGE = Path(steerlib.__file__).parent
+STUDY = ("steerlib.study", "steerlib.reports", "steerlib.ablations", "steerlib.baselines", "steerlib.plots",
+         "steerlib.geometry", "steerlib.notebook")
+
+
+def _in_fresh_interpreter(code: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_import_loads_the_core_only_and_sets_no_display_options():
+    seen = _in_fresh_interpreter(
+        "import json, sys\n"
+        "import pandas as pd\n"
+        "defaults = {k: pd.get_option(k) for k in ('display.width', 'display.max_colwidth')}\n"
+        "import steerlib as st\n"
+        "print(json.dumps({'modules': sorted(m for m in sys.modules if m.startswith('steerlib')),\n"
+        "                  'options_kept': defaults == {k: pd.get_option(k) for k in defaults},\n"
+        "                  'core': [hasattr(st, n) for n in ('SteeredModel', 'train_behavior_token',\n"
+        "                           'train_composition_token', 'evaluate', 'metrics', 'presets')]}))")
+    assert not set(STUDY) & set(seen["modules"]), seen["modules"]
+    assert seen["options_kept"]
+    assert all(seen["core"])
+
+
+def test_study_modules_are_imported_on_use():
+    seen = _in_fresh_interpreter(
+        "import json, sys\nimport steerlib as st\nst.ablations\n"
+        "print(json.dumps({'modules': sorted(m for m in sys.modules if m.startswith('steerlib'))}))")
+    assert "steerlib.ablations" in seen["modules"]
+
+
+def test_unknown_attribute_is_an_attribute_error():
+    import pytest
+
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        steerlib.nope  # noqa: B018
+
+
+def test_no_module_imports_the_package_root():
+    """The version lives in ``_version``; a module reading ``steerlib``'s root would import
+    every core module (and itself, half-initialised)."""
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        if path.name == "__init__.py" and path.parent == PACKAGE:
+            continue
+        depth = len(path.relative_to(PACKAGE).parts)  # 1: steerlib/x.py, 2: steerlib/sub/x.py
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                root = (node.module == "steerlib") or (node.level == depth and node.module is None)
+                if root and any(not (PACKAGE / a.name).with_suffix(".py").is_file()
+                                and not (PACKAGE / a.name).is_dir() for a in node.names):
+                    offenders.append(f"{path.name}: {ast.unparse(node)}")
+            elif isinstance(node, ast.Import) and any(a.name == "steerlib" for a in node.names):
+                offenders.append(f"{path.name}: {ast.unparse(node)}")
+    assert not offenders, offenders
+
+
+def test_version_is_the_packaging_version():
+    from steerlib._version import __version__
+
+    assert steerlib.__version__ == __version__
+    assert 'attr = "steerlib._version.__version__"' in (PACKAGE.parent / "pyproject.toml").read_text()
