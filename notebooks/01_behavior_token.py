@@ -221,12 +221,20 @@ with pd.option_context("display.max_colwidth", None):
 # `min_kept` pass). Since the student learns to imitate the teacher, the
 # instruction column is the ceiling a self-distilled token starts from; a token
 # trained on filtered or constructed targets may pass it.
+#
+# steerlib ships each behavior's chosen token, not the filtered-target tokens
+# of the other behaviors, so in the `cpu` preset the **filtered** column is read
+# from their committed generation records (`results/cpu/targets_records.jsonl`,
+# made by `python -m steerlib targets-compare --preset cpu`) as they were
+# recorded; every other column is checked against the shipped tokens.
 
 # %%
 RETRAIN = False  # True: train every behavior token again instead of loading it
 tokens = train_all_behaviors(bb, preset, retrain=RETRAIN)  # cached; for the embedded model, shipped in the package
 out = results_dir(preset.name)
-single = single_behavior_eval(bb, tokens, preset, out, variants=("filtered",))
+# cpu: the filtered column from its committed records (those tokens are not shipped)
+single = single_behavior_eval(bb, tokens, preset, out, variants=("filtered",),
+                              recorded_variants=preset.name == "cpu")
 compliance = teacher_compliance(bb, preset, out).set_index("behavior")
 single["target variant"] = [token_label(preset, n) for n in single.index]
 display(single)

@@ -34,6 +34,7 @@ from . import behaviors as B
 from . import prompts as P
 from .backbone import Backbone
 from .config import TrainConfig, config_hash
+from .guard import refuse_work
 from .paths import artifacts_root
 from .targets import Target, make_targets
 from .template import Rendered, embed, render
@@ -252,6 +253,7 @@ def fit_token(bb: Backbone, name: str, init: torch.Tensor, examples: Sequence[Ex
               progress: bool | None = None, stop_after: int | None = None) -> SteeringTokens:
     """Train one vector from ``init`` with checkpoints next to ``final``; save it to ``final``
     once all steps are done. Returns it as a one-token set carrying ``record`` and timing."""
+    refuse_work(f"token <{name}> ({final.name})")
     param = init.to(bb.device, torch.float32).clone()
     ckpt = final.with_suffix(".ckpt.safetensors")
     if retrain and ckpt.is_file():

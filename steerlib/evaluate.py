@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from . import behaviors as B
 from .generate import METHODS, Method, Request, SteeredModel
+from .guard import refuse_work
 
 SPLITS = ("seen", "unseen")
 
@@ -85,12 +86,17 @@ def evaluate(sm: SteeredModel, methods: Sequence[str | Method], combos: Sequence
         wanted = {k: _stamp(method, model, k[1].split("+"), req) for k, req in asked.items()}
         stale = [r for r in rows if wanted.get(_rkey(r), r.get("tokens", "")) != r.get("tokens", "")]
         if stale:  # made with other vectors: drop them from the file and generate anew
+            refuse_work(f"{len(stale)} '{method.name}' records of {path} anew (the recorded ones were made "
+                        f"with other vectors than these)")
             gone = {id(r) for r in stale}
             rows = [r for r in rows if id(r) not in gone]
             _rewrite(path, rows)
         have = {_rkey(r) for r in rows}
         keep |= {(*k, s) for k, s in wanted.items()}
         jobs = [(tuple(k[1].split("+")), k[2]) for k in wanted if k not in have]
+        if jobs:
+            refuse_work(f"{len(jobs)} '{method.name}' generations for {path or 'this evaluation'} "
+                        f"(e.g. {jobs[0][0]} on prompt {jobs[0][1]})")
         groups = _group(jobs, _context_key(method))
         for group in tqdm(groups, desc=method.name, disable=progress is False or len(groups) < 2, leave=False):
             with method.context(sm, group[0][0]) as model:

@@ -92,7 +92,7 @@ def load_tokens(bb: Backbone, preset: Preset, retrain: bool = False) -> Steering
 
 
 def single_behavior_eval(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path,
-                         variants: Sequence[str] = ()) -> pd.DataFrame:
+                         variants: Sequence[str] = (), recorded_variants: bool = False) -> pd.DataFrame:
     """The single-behavior table: pass rate per behavior for each method (paper Table 9 shape).
 
     Columns: plain, instruction, token (each behavior's token in ``tokens``), hybrid, and
@@ -100,6 +100,8 @@ def single_behavior_eval(bb: Backbone, tokens: SteeringTokens, preset: Preset, o
     filtered targets; empty where too few targets survive). Token generations are
     recorded under ``token:<variant>`` in ``targets_records.jsonl``, shared with
     ``targets_comparison``, so a token is evaluated once for both tables.
+    ``recorded_variants`` reads the variant columns from those records alone (see
+    ``recorded_token_records``): the variant tokens need not be at hand, and nothing is trained.
     """
     questions = P.load("test", limit=preset.eval.n_single)
     kw = dict(max_new_tokens=preset.eval.max_new_tokens, batch_size=preset.eval.batch_size)
@@ -110,7 +112,8 @@ def single_behavior_eval(bb: Backbone, tokens: SteeringTokens, preset: Preset, o
         recs.append(token_records(bb, tokens.subset([name]), token_label(preset, name), preset, out)
                     .assign(method="token"))
         for label in variants:
-            found = variant_records(bb, preset, name, label, out)
+            found = (recorded_token_records(preset, name, label, out) if recorded_variants
+                     else variant_records(bb, preset, name, label, out))
             if found is not None:  # None: too few targets, an empty cell rather than a fake one
                 recs.append(found.assign(method=label))
     records = pd.concat(recs, ignore_index=True)
@@ -137,6 +140,29 @@ def variant_records(bb: Backbone, preset: Preset, name: str, variant: str, out: 
         log.warning("%s / %s: %s", name, variant, err)
         return None
     return token_records(bb, tokens, variant, preset, out)
+
+
+def recorded_token_records(preset: Preset, name: str, variant: str, out: Path) -> pd.DataFrame | None:
+    """The recorded held-out generations of ``<name>`` trained on ``variant`` targets, read
+    from ``targets_records.jsonl`` without the token's vector (so their stamps cannot be
+    checked against it); None when no record of it exists ("too few targets": nothing was
+    trained). A partial set, or records of other prompts, is an error.
+
+    This is how the book shows the filtered column of the single-behavior table: those
+    tokens are not shipped (only each behavior's chosen token is), their records are.
+    """
+    questions = P.load("test", limit=preset.eval.n_single)
+    path = out / "targets_records.jsonl"
+    rows = pd.read_json(path, lines=True) if path.is_file() else pd.DataFrame(columns=["method", "order", "prompt_id"])
+    mine = rows[(rows["method"] == f"token:{variant}") & (rows["order"] == name)
+                & (rows["prompt_id"] < len(questions))].sort_values("prompt_id").reset_index(drop=True)
+    if mine.empty:
+        return None
+    if mine["prompt_id"].tolist() != list(range(len(questions))) or mine["prompt"].tolist() != questions:
+        raise ValueError(f"{path} holds {len(mine)} 'token:{variant}' records of <{name}>, not one for each of the "
+                         f"{len(questions)} test prompts of the {preset.name} preset: regenerate them with "
+                         f"`python -m steerlib targets-compare --preset {preset.name}`")
+    return mine
 
 
 def token_records(bb: Backbone, tokens: SteeringTokens, variant: str, preset: Preset, out: Path) -> pd.DataFrame:

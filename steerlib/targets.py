@@ -32,6 +32,7 @@ from . import transforms
 from .backbone import Backbone, load_backbone
 from .config import TargetConfig, config_hash
 from .generate import Request, SteeredModel, instructions_for
+from .guard import refuse_work
 from .paths import artifacts_root
 
 log = logging.getLogger("steerlib")
@@ -87,6 +88,7 @@ def make_targets(bb: Backbone, jobs: Sequence[tuple[str, Sequence[str]]], cfg: T
         plan.append((question, names, instr, asked))
     todo = list(dict.fromkeys(job for job in plan if _key(job) not in done))
     if todo:
+        refuse_work(f"{len(todo)} {cfg.source} targets for {key} ({path.name})")
         start = time.perf_counter()
         answer = _answerer(bb, cfg, teacher)
         chunk = 64

@@ -31,6 +31,7 @@ from ..backbone import Backbone
 from ..config import TrainConfig, config_hash
 from ..distill import Example, behavior_targets, examples_for
 from ..generate import Method
+from ..guard import refuse_work
 from ..targets import artifacts_root
 from ..tokens import tensor_digest
 
@@ -171,6 +172,7 @@ def train_each(bb: Backbone, names: Sequence[str], cls: type[T], config_for: Cal
         if final.exists() and not retrain:
             parts.append(cls.load(final, bb))
             continue
+        refuse_work(f"{cls.KIND} baseline for <{name}> ({final.name})")
         ckpt = folder / f"{stem}.ckpt.safetensors"
         if retrain:
             ckpt.unlink(missing_ok=True)

@@ -1,0 +1,65 @@
+"""The book's cpu-preset data path needs nothing that does not ship: no training, no generation.
+
+`make book` builds on a fresh clone with an empty artifacts folder under STEERLIB_NO_TRAIN=1.
+This test makes the same calls the chapters make for their tables and tokens (the live
+demo generations aside), under the same guard, from an empty artifacts folder, on a copy
+of the committed results: each token must come from the shipped file, each record the
+chapters read must be committed and stamped with the digest of a shipped vector (else
+`evaluate` would regenerate it), and nothing committed may change.
+"""
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import steerlib as st
+from steerlib.ablations import ABLATIONS, run_ablations, variants
+from steerlib.distill import train_behavior_token
+from steerlib.guard import NO_TRAIN_ENV
+from steerlib.pipeline import (composition_eval, load_tokens, single_behavior_eval, stage1_config, teacher_compliance)
+
+COMMITTED = Path(__file__).resolve().parent.parent / "results" / "cpu"
+
+
+@pytest.fixture
+def results(tmp_path, monkeypatch):
+    """A copy of results/cpu, the guard on, and an empty artifacts folder (conftest)."""
+    shutil.copytree(COMMITTED, tmp_path / "results" / "cpu")
+    monkeypatch.setenv("STEERLIB_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv(NO_TRAIN_ENV, "1")
+    return tmp_path / "results" / "cpu"
+
+
+def _contents(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_book_chapters_read_only_shipped_artifacts(embedded, results):
+    preset = st.presets.cpu()
+    before = _contents(results)
+    # chapter 1: the French token, the single-behavior table (filtered column from its records)
+    french = train_behavior_token(embedded, "french", stage1_config(preset, "french"))
+    tokens = load_tokens(embedded, preset)  # chapters 2-4
+    assert tokens.names == [*st.behaviors.names(), "and"]
+    assert pd.Series(french["french"]).equals(pd.Series(tokens["french"]))
+    single = single_behavior_eval(embedded, tokens, preset, results, variants=("filtered",),
+                                  recorded_variants=True)
+    compliance = teacher_compliance(embedded, preset, results)
+    assert single.notna()[["plain", "instruction", "token", "hybrid"]].all().all()
+    assert (compliance["n"] == preset.eval.n_single).all()
+    # an empty filtered cell is one the committed comparison reports as "too few targets"
+    comparison = pd.read_csv(results / "targets_comparison.csv")
+    too_few = set(comparison[(comparison["method"] == "filtered") & (comparison["n"] == 0)]["behavior"])
+    assert set(single.index[single["filtered"].isna()]) == too_few
+    filtered = comparison[comparison["method"] == "filtered"].set_index("behavior")["pass_rate"]
+    pd.testing.assert_series_equal(single["filtered"].dropna(), filtered.dropna().reindex(single["filtered"].dropna()
+                                   .index).round(1), check_names=False)
+    # chapter 2: the composition table
+    table = composition_eval(embedded, tokens, preset, results)
+    assert set(table["method"]) == {"instruction", "concat", "native_and", "and", "hybrid"}
+    # chapter 3: the ablation variants whose records are committed
+    ablations = run_ablations(embedded, tokens, preset, results / "ablations", which=ABLATIONS, cached_only=True)
+    assert len(ablations)
+    assert set(ablations["setting"]) <= {v.setting for v in variants()}
+    assert _contents(results) == before  # nothing rewritten, nothing appended
