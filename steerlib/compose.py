@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +29,7 @@ from .generate import interleave
 from .paths import artifacts_root
 from .targets import make_targets
 from .tokens import SteeringTokens, random_init, text_init
+from .validation import pair_validator
 
 log = logging.getLogger("steerlib")
 VARIANTS = ("2", "2+3")
@@ -72,6 +73,32 @@ def init_and(bb: Backbone, tokens: SteeringTokens, init: str, seed: int) -> torc
     raise ValueError(f"init {init!r} is not a stage-2 init; use 'zero', 'word', 'mean' or 'random'")
 
 
+def validation_rate(tokens: SteeringTokens, name: str) -> float | None:
+    """``<name>``'s best stage-1 validation pass rate, from its metadata (None: trained
+    without validation)."""
+    record = (tokens.info.get(name) or {}).get("validation")
+    return None if record is None else record["best_rate"]
+
+
+def capable(pairs: Sequence[tuple[str, ...]], rate: Callable[[str], float | None],
+            threshold: float = 0.5) -> list[tuple[str, ...]]:
+    """The pairs whose every behavior passes at least ``threshold`` alone, as ``rate``
+    reports it (validation data only; a behavior without a rate is not capable)."""
+    def ok(name: str) -> bool:
+        r = rate(name)
+        return r is not None and r >= threshold
+    return [p for p in pairs if all(ok(n) for n in p)]
+
+
+def validation_pairs(tokens: SteeringTokens, threshold: float = 0.5) -> list[tuple[str, str]]:
+    """The training pairs stage 2 is scored on: those whose behavior tokens both pass
+    ``threshold`` on their own validation questions (ours). A pair with an incapable
+    behavior scores 0 with any ``<and>``, and would only dilute the signal; with fewer
+    than 2 capable pairs, all training pairs are used."""
+    pairs = capable(B.training_pairs(), lambda n: validation_rate(tokens, n), threshold)
+    return pairs if len(pairs) >= 2 else B.training_pairs()
+
+
 def train_composition_token(bb: Backbone, tokens: SteeringTokens, config: TrainConfig | None = None, *,
                             variant: str = "2", questions: Sequence[str] | None = None,
                             retrain: bool = False, progress: bool | None = None,
@@ -108,8 +135,14 @@ def train_composition_token(bb: Backbone, tokens: SteeringTokens, config: TrainC
 
     record = {"stage": 2, "key": key, "variant": variant, "init": cfg.init, "orth_weight": cfg.orth_weight,
               "target_source": cfg.targets.source, "n_targets": len(targets)}
+    validate = None
+    if cfg.validation:
+        pairs = validation_pairs(tokens)
+        record["validation_pairs"] = [list(p) for p in pairs]
+        validate = pair_validator(bb, tokens, pairs, cfg.validation, joiner=name)
     trained = fit_token(bb, name, init_and(bb, tokens, cfg.init, cfg.seed), examples, cfg, final, record, start,
-                        tokens=tokens, extra_loss=orth, retrain=retrain, progress=progress, stop_after=stop_after)
+                        tokens=tokens, extra_loss=orth, validate=validate, retrain=retrain, progress=progress,
+                        stop_after=stop_after)
     out.set(name, trained[name], trained.info[name], trained.losses[name])
     return out
 

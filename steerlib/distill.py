@@ -1,4 +1,4 @@
-"""Stage 1: behavior tokens by self-distillation, and the training loop both stages share.
+"""Stage 1: behavior tokens by self-distillation, and the distillation loss every trained method uses.
 
 Teacher: the frozen model reading ``question + instruction``. Student: the same model
 reading ``question + <token>``. Both are teacher-forced on the same answer y; the loss is
@@ -10,14 +10,12 @@ Two cost savers (ours): the teacher runs under ``torch.inference_mode``, and the
 runs only on the positions that predict answer tokens, not over the whole prompt: with a
 49k vocabulary the head is a large part of a small model's compute.
 
-The loop saves a checkpoint (vector, AdamW moments, step, loss curve) every
-``checkpoint_every`` steps and resumes from it, reproducing the uninterrupted run: the
-data order is a function of the seed and the step alone.
+The optimisation loop itself (schedule, checkpoints, resume, validation-guided
+stopping) is ``training.fit``, shared with stage 2 and the trained baselines.
 """
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 from dataclasses import asdict, dataclass
@@ -26,9 +24,6 @@ from typing import Callable, ContextManager, Sequence
 
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
-from safetensors.torch import save_file
-from tqdm.auto import tqdm
 
 from . import behaviors as B
 from . import prompts as P
@@ -39,6 +34,8 @@ from .paths import artifacts_root
 from .targets import Target, make_targets
 from .template import Rendered, embed, render
 from .tokens import SteeringTokens, random_init, shipped, text_init
+from .training import TrainResult, Validator, fit
+from .validation import behavior_validator
 
 log = logging.getLogger("steerlib")
 
@@ -98,96 +95,25 @@ def step_loss(bb: Backbone, batch: Sequence[Example], params: dict[str, torch.Te
     return loss
 
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up over ``warmup`` of the steps, then linear decay to 0 (paper)."""
-    warm = max(1, round(cfg.warmup * cfg.steps))
-    if step < warm:
-        return cfg.lr * (step + 1) / warm
-    return cfg.lr * max(0.0, (cfg.steps - step) / max(1, cfg.steps - warm))
-
-
-def batch_order(n: int, cfg: TrainConfig) -> list[list[int]]:
-    """Example indices for every step: seeded epoch-wise permutations, cut into batches."""
-    gen = torch.Generator().manual_seed(cfg.seed)
-    flat: list[int] = []
-    while len(flat) < cfg.steps * cfg.batch_size:
-        flat += torch.randperm(n, generator=gen).tolist()
-    return [flat[i * cfg.batch_size:(i + 1) * cfg.batch_size] for i in range(cfg.steps)]
-
-
 def train_vectors(bb: Backbone, params: dict[str, torch.Tensor], examples: Sequence[Example],
                   cfg: TrainConfig, *, tokens: SteeringTokens | None = None,
                   extra_loss: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None,
                   student_context: Callable[[], ContextManager] = contextlib.nullcontext,
-                  checkpoint: Path | None = None, desc: str = "train",
-                  progress: bool | None = None, stop_after: int | None = None) -> list[float]:
-    """Optimise ``params`` (name -> vector) on ``examples``; everything else frozen.
+                  validate: Validator | None = None, checkpoint: Path | None = None, desc: str = "train",
+                  progress: bool | None = None, stop_after: int | None = None) -> TrainResult:
+    """Distil ``params`` (name -> tensor) on ``examples`` with the shared loop (``training.fit``).
 
     ``tokens`` supplies the frozen vectors of other slots (stage 2's behavior tokens).
     ``extra_loss(params)`` is added to each step's loss (stage 2's orthogonality term).
     ``student_context`` wraps the student pass (see ``step_loss``); params may then be
-    any tensors the context uses, not only steering vectors.
-    ``stop_after`` ends the run early after that many steps (tests of resume use it).
-    Returns the loss curve; ``params`` hold the trained vectors.
+    any tensors the context uses, not only steering vectors (LM-Steer, LoRA).
     """
-    if not examples:
-        raise ValueError("no training examples")
-    for p in params.values():
-        p.requires_grad_(True)
-    opt = torch.optim.AdamW(list(params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    start_step, losses = (_load_checkpoint(checkpoint, params, opt) if checkpoint and checkpoint.is_file()
-                          else (0, []))
-    order = batch_order(len(examples), cfg)
-    last = min(cfg.steps, stop_after) if stop_after is not None else cfg.steps
-    bar = tqdm(range(start_step, last), desc=desc, initial=start_step, total=cfg.steps,
-               disable=progress is False, leave=False)
-    for step in bar:
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, cfg)
-        loss = step_loss(bb, [examples[i] for i in order[step]], params, tokens, cfg, student_context)
-        if extra_loss is not None:
-            loss = loss + extra_loss(params)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(list(params.values()), cfg.grad_clip)
-        opt.step()
-        losses.append(loss.item())
-        bar.set_postfix(loss=f"{losses[-1]:.3f}")
-        done = step + 1
-        if checkpoint and (done % cfg.checkpoint_every == 0 or done == last):
-            _save_checkpoint(checkpoint, params, opt, done, losses)
-    return losses
+    def loss_fn(batch: list[Example]) -> torch.Tensor:
+        loss = step_loss(bb, batch, params, tokens, cfg, student_context)
+        return loss + extra_loss(params) if extra_loss is not None else loss
 
-
-def _save_checkpoint(path: Path, params: dict, opt: torch.optim.Optimizer, step: int, losses: list[float]) -> None:
-    """Vectors and AdamW moments as safetensors; step and loss curve in the metadata."""
-    tensors = {}
-    for i, (name, p) in enumerate(params.items()):
-        tensors[f"param/{name}"] = p.detach().cpu().contiguous()
-        state = opt.state.get(p, {})
-        for key in ("exp_avg", "exp_avg_sq"):
-            if key in state:
-                tensors[f"{key}/{name}"] = state[key].detach().cpu().contiguous()
-    meta = {"step": step, "losses": losses,
-            "adam_steps": {n: float(opt.state[p]["step"]) for n, p in params.items() if p in opt.state}}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    save_file(tensors, str(tmp), metadata={"checkpoint": json.dumps(meta)})
-    tmp.replace(path)
-
-
-def _load_checkpoint(path: Path, params: dict, opt: torch.optim.Optimizer) -> tuple[int, list[float]]:
-    with safe_open(str(path), framework="pt") as f:
-        meta = json.loads(f.metadata()["checkpoint"])
-        with torch.no_grad():
-            for name, p in params.items():
-                p.copy_(f.get_tensor(f"param/{name}"))
-                if name in meta["adam_steps"]:
-                    opt.state[p] = {"step": torch.tensor(meta["adam_steps"][name]),
-                                    "exp_avg": f.get_tensor(f"exp_avg/{name}").to(p.device),
-                                    "exp_avg_sq": f.get_tensor(f"exp_avg_sq/{name}").to(p.device)}
-    log.info("resumed %s at step %d", path.name, meta["step"])
-    return meta["step"], meta["losses"]
+    return fit(params, examples, cfg, loss_fn, validate=validate, checkpoint=checkpoint, desc=desc,
+               progress=progress, stop_after=stop_after)
 
 
 # -- stage 1 -------------------------------------------------------------------------------
@@ -234,8 +160,9 @@ def train_behavior_token(bb: Backbone, name: str, config: TrainConfig | None = N
     init = _init_vector(bb, cfg.init, behavior.paraphrases[0], cfg.seed)
     record = {"stage": 1, "key": key, "init": cfg.init, "target_source": cfg.targets.source,
               "n_targets": len(targets)}
-    trained = fit_token(bb, name, init, examples, cfg, final, record, start, retrain=retrain, progress=progress,
-                        stop_after=stop_after)
+    validate = behavior_validator(bb, name, cfg.validation) if cfg.validation else None
+    trained = fit_token(bb, name, init, examples, cfg, final, record, start, validate=validate, retrain=retrain,
+                        progress=progress, stop_after=stop_after)
     tokens.set(name, trained[name], trained.info[name], trained.losses[name])
     return tokens
 
@@ -249,24 +176,30 @@ def cached_token(bb: Backbone, final: Path, name: str, key: str, retrain: bool) 
 
 def fit_token(bb: Backbone, name: str, init: torch.Tensor, examples: Sequence[Example], cfg: TrainConfig,
               final: Path, record: dict, start: float, *, tokens: SteeringTokens | None = None,
-              extra_loss: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None, retrain: bool = False,
+              extra_loss: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None,
+              validate: Validator | None = None, retrain: bool = False,
               progress: bool | None = None, stop_after: int | None = None) -> SteeringTokens:
     """Train one vector from ``init`` with checkpoints next to ``final``; save it to ``final``
-    once all steps are done. Returns it as a one-token set carrying ``record`` and timing."""
+    once the run has finished (all steps, or early stopping on validation). Returns it as a
+    one-token set carrying ``record``, timing and the validation curve."""
     refuse_work(f"token <{name}> ({final.name})")
     param = init.to(bb.device, torch.float32).clone()
     ckpt = final.with_suffix(".ckpt.safetensors")
     if retrain and ckpt.is_file():
         ckpt.unlink()
-    losses = train_vectors(bb, {name: param}, examples, cfg, tokens=tokens, extra_loss=extra_loss,
-                           checkpoint=ckpt, desc=f"<{name}>", progress=progress, stop_after=stop_after)
-    info = {**record, "steps": len(losses), "seconds": round(time.perf_counter() - start, 1),
+    result = train_vectors(bb, {name: param}, examples, cfg, tokens=tokens, extra_loss=extra_loss,
+                           validate=validate, checkpoint=ckpt, desc=f"<{name}>", progress=progress,
+                           stop_after=stop_after)
+    losses = result.losses
+    info = {**record, "steps": result.steps, "seconds": round(time.perf_counter() - start, 1),
             "final_loss": losses[-1], "config": asdict(cfg)}
+    if result.validation is not None:
+        info["validation"] = result.validation.record(result.steps)
     out = SteeringTokens.for_backbone(bb)
     out.set(name, param, info, losses)
-    if len(losses) == cfg.steps:
+    if result.finished:
         out.save(final)
-        log.info("<%s>: %d steps in %.0f s, loss %.3f -> %.3f", name, cfg.steps, info["seconds"],
+        log.info("<%s>: %d steps in %.0f s, loss %.3f -> %.3f", name, result.steps, info["seconds"],
                  losses[0], losses[-1])
     return out
 

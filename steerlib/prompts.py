@@ -6,7 +6,9 @@ from SmolTalk and stripped them of any constraints or format instructions, so
 that the only source of the behaviour is the token. To work offline, steerlib
 ships its own set of such questions instead: over 700 self-contained questions
 written for this project across 18 domains, with a fixed split of 200 "test"
-questions held out for evaluation and the rest "train". The set is our choice,
+questions held out for evaluation, the last 48 of the others "val" (validation-guided
+training scores tokens on them; they are never training targets) and the rest
+"train". The set is our choice,
 not the paper's; `load` also accepts your own questions, a local file or a
 Hugging Face dataset.
 """
@@ -21,7 +23,11 @@ from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
 
-SPLITS = ("train", "test")
+SPLITS = ("train", "val", "test")
+N_VAL = 48
+"""The last N_VAL train questions of the shipped file form the "val" split (ours): the
+file's train rows are shuffled across domains, and the first 472 "train" questions,
+which every cached target so far was drawn from, keep their order."""
 TEXT_FIELDS = ("prompt", "question", "instruction", "text")
 FILE_SUFFIXES = (".jsonl", ".txt")
 
@@ -40,7 +46,7 @@ def load(
     (returned as is, `split` ignored), a path to a ``.jsonl`` file (objects
     with a ``"text"`` field and an optional ``"split"``) or ``.txt`` file (one
     question per line), or a Hugging Face dataset name. `split` is "train",
-    "test" or None (all); it filters the shipped set and files whose rows
+    "val", "test" or None (all); it filters the shipped set and files whose rows
     carry a split, and names the split of a Hugging Face dataset (default
     "train"). With `seed` the questions are shuffled deterministically before
     the first `limit` are taken; without it, source order is kept.
@@ -73,11 +79,14 @@ def domains(split: str | None = None) -> dict[str, int]:
 
 @lru_cache(maxsize=1)
 def _shipped() -> tuple[tuple[str, str, str], ...]:
-    """The shipped set as (text, domain, split) rows, in file order."""
+    """The shipped set as (text, domain, split) rows, in file order, the last ``N_VAL``
+    train rows relabelled "val"."""
     path = files("steerlib") / "data" / "prompts.jsonl"
     with path.open(encoding="utf-8") as f:
         rows = [json.loads(line) for line in f if line.strip()]
-    return tuple((row["text"], row["domain"], row["split"]) for row in rows)
+    train = [i for i, row in enumerate(rows) if row["split"] == "train"]
+    val = set(train[-N_VAL:])
+    return tuple((row["text"], row["domain"], "val" if i in val else row["split"]) for i, row in enumerate(rows))
 
 
 def _check_split(split: str | None) -> None:

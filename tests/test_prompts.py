@@ -53,19 +53,20 @@ def _words(text: str) -> list[str]:
 
 
 def test_counts_and_splits():
-    train, test, everything = prompts.load("train"), prompts.load("test"), prompts.load(None)
+    train, val, test, everything = (prompts.load("train"), prompts.load("val"), prompts.load("test"),
+                                    prompts.load(None))
     assert len(everything) >= 650
-    assert len(test) == 200
-    assert len(train) + len(test) == len(everything)
-    assert not set(train) & set(test)
-    assert set(train) | set(test) == set(everything)
+    assert len(test) == 200 and len(val) == prompts.N_VAL
+    assert len(train) + len(val) + len(test) == len(everything)
+    assert not set(train) & set(test) and not set(val) & (set(train) | set(test))
+    assert set(train) | set(val) | set(test) == set(everything)
 
 
 def test_rows_are_well_formed(rows):
     assert [row["id"] for row in rows] == list(range(len(rows)))
     for row in rows:
         assert set(row) == {"id", "text", "domain", "split"}
-        assert row["split"] in prompts.SPLITS
+        assert row["split"] in ("train", "test")  # "val" is carved from train on load
         text = row["text"]
         assert text == text.strip() and text.endswith("?") and text.isascii(), text
         assert 4 <= len(text.split()) <= 25, text
@@ -103,8 +104,8 @@ def test_domains():
     assert sum(test_counts.values()) == 200
     assert set(test_counts) == set(counts)
     assert all(n >= 5 for n in test_counts.values()), test_counts
-    train_counts = prompts.domains("train")
-    assert all(train_counts[d] + test_counts[d] == counts[d] for d in counts)
+    train_counts, val_counts = prompts.domains("train"), prompts.domains("val")
+    assert all(train_counts[d] + val_counts.get(d, 0) + test_counts[d] == counts[d] for d in counts)
 
 
 def test_bad_split_names_allowed_values():

@@ -106,14 +106,14 @@ def train_lm_steer(bb: Backbone, names: Sequence[str], config: LMSteerConfig | N
         d = bb.hidden_size
         params = {"P1": (torch.randn(d, cfg.rank, generator=gen) * cfg.init_std).to(bb.device),
                   "P2": (torch.randn(cfg.rank, d, generator=gen) * cfg.init_std).to(bb.device)}
-        losses = train_vectors(
+        result = train_vectors(
             bb, params, examples, cfg.train, checkpoint=checkpoint, desc=f"LM-Steer <{name}>",
             student_context=lambda: steer_final_hidden(bb, params["P1"], params["P2"], cfg.eps),
             progress=progress, stop_after=stop_after)
         trained = {k: p.detach().cpu() for k, p in params.items()}
-        info = training_record(LMSteer.KIND, name, cfg, losses, len(examples), start)
+        info = training_record(LMSteer.KIND, name, cfg, result.losses, len(examples), start)
         return (LMSteer(eps=cfg.eps, params={name: trained}, model_id=bb.model_id, fingerprint=bb.fingerprint,
-                        info={name: info}), len(losses) == cfg.train.steps)
+                        info={name: info}), result.finished)
 
     return train_each(bb, names, LMSteer, lambda n: per_behavior(config, train_for, n), one, retrain=retrain,
                       progress=progress)

@@ -224,15 +224,15 @@ def train_lora(bb: Backbone, names: Sequence[str], config: LoRAConfig | None = N
         with attach(bb, {name: lora}, seed=behavior_seed(cfg.train.seed, name)) as model:
             params = {k: p for k, p in model.named_parameters() if p.requires_grad}  # A and B only
             model.base_model.disable_adapter_layers()  # the teacher sees the unchanged model
-            losses = train_vectors(bb, params, examples, cfg.train, checkpoint=checkpoint, desc=f"LoRA <{name}>",
+            result = train_vectors(bb, params, examples, cfg.train, checkpoint=checkpoint, desc=f"LoRA <{name}>",
                                    student_context=lambda: student_pass(model, params), progress=progress,
                                    stop_after=stop_after)
             # no embedding layers are adapted; "auto" would look the base model up on the Hub
             state = peft.get_peft_model_state_dict(model, adapter_name=name, save_embedding_layers=False)
         state = {k: t.detach().cpu() for k, t in state.items()}
-        info = training_record(LoRADare.KIND, name, cfg, losses, len(examples), start)
+        info = training_record(LoRADare.KIND, name, cfg, result.losses, len(examples), start)
         return (LoRADare(params={name: state}, configs={name: lora}, model_id=bb.model_id,
-                         fingerprint=bb.fingerprint, info={name: info}), len(losses) == cfg.train.steps)
+                         fingerprint=bb.fingerprint, info={name: info}), result.finished)
 
     out = train_each(bb, names, LoRADare, lambda n: per_behavior(config, train_for, n), one, retrain=retrain,
                      progress=progress)
