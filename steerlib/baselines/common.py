@@ -23,7 +23,6 @@ from typing import Callable, ClassVar, Mapping, Sequence, TypeVar
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from .._version import __version__
@@ -32,6 +31,7 @@ from ..config import TrainConfig, config_hash
 from ..distill import Example, behavior_targets, examples_for
 from ..generate import Method
 from ..guard import refuse_work
+from ..io import save_safetensors
 from ..targets import artifacts_root
 from ..tokens import tensor_digest
 
@@ -99,13 +99,9 @@ class Baseline(Method):
 
     def save(self, path: str | Path) -> Path:
         """Write ``<name>/<key>`` tensors to one safetensors file with the JSON metadata."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {f"{n}/{k}": t.contiguous() for n, group in self.params.items() for k, t in group.items()}
-        tmp = path.with_name(path.name + ".partial")
-        save_file(tensors, str(tmp), metadata={"steerlib": json.dumps(self.metadata())})
-        tmp.replace(path)  # atomic: an interrupted save never leaves a torn file
-        return path
+        # atomic, under a unique temp name: an interrupted save never leaves a torn file
+        return save_safetensors(tensors, path, metadata={"steerlib": json.dumps(self.metadata())})
 
     @classmethod
     def load(cls: type[T], path: str | Path, backbone: Backbone) -> T:

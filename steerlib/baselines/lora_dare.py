@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -46,6 +45,7 @@ from ..backbone import Backbone
 from ..config import TrainConfig
 from ..distill import train_vectors
 from ..generate import SteeredModel
+from ..io import atomic_folder
 from .common import (Baseline, behavior_seed, distill_examples, per_behavior, read_metadata, train_each,
                      training_record)
 
@@ -121,13 +121,10 @@ class LoRADare(Baseline):
     def save(self, path: str | Path) -> Path:
         """One PEFT adapter folder per behavior, plus ``steerlib.json``; replaced atomically."""
         path = Path(path)
-        tmp = path.with_name(path.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
-        for name in self.names:
-            write_adapter(tmp / name, self.params[name], self.configs[name])
-        (tmp / META_FILE).write_text(json.dumps(self.metadata(), indent=1))
-        shutil.rmtree(path, ignore_errors=True)
-        tmp.rename(path)
+        with atomic_folder(path) as tmp:
+            for name in self.names:
+                write_adapter(tmp / name, self.params[name], self.configs[name])
+            (tmp / META_FILE).write_text(json.dumps(self.metadata(), indent=1))
         return path
 
     @classmethod
