@@ -26,18 +26,17 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence, TypeVar
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from .config import TrainConfig, ValidationConfig
+from .errors import NonFiniteLossError
+from .io import save_safetensors
 
 log = logging.getLogger("steerlib")
 
@@ -45,10 +44,6 @@ T = TypeVar("T")
 Params = dict[str, torch.Tensor]
 Validator = Callable[[Params], float]
 """Pass rate in [0, 1] of the params as they are now, on validation questions."""
-
-
-class NonFiniteLossError(FloatingPointError):
-    """A training step produced a NaN or infinite loss; nothing of that run is cached."""
 
 
 @dataclass
@@ -192,13 +187,7 @@ def _save_checkpoint(path: Path, params: Params, opt: torch.optim.Optimizer, ste
         tensors.update({f"best/{name}": p.cpu().contiguous() for name, p in val.best.items()})
         meta["validation"] = {"curve": val.curve, "best_step": val.best_step, "best_rate": val.best_rate,
                               "since_best": val.since_best}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial")  # unique: no collisions
-    try:
-        save_file(tensors, str(tmp), metadata={"checkpoint": json.dumps(meta)})
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    save_safetensors(tensors, path, metadata={"checkpoint": json.dumps(meta)})
 
 
 def _load_checkpoint(path: Path, params: Params, opt: torch.optim.Optimizer
