@@ -132,25 +132,27 @@ def behavior_targets(bb: Backbone, name: str, cfg: TrainConfig, questions: Seque
     questions = list(questions) if questions is not None else P.load("train")
     n_jobs = round(max(cfg.batch_size, cfg.n_examples // 2) * cfg.targets.oversample)
     jobs = [(questions[i % len(questions)], (name,)) for i in range(n_jobs)]
-    return make_targets(bb, jobs, cfg.targets, key=name, seed=cfg.seed, progress=progress)
+    return make_targets(bb, jobs, cfg.targets, key=B.cache_name(name), seed=cfg.seed, progress=progress)
 
 
 def train_behavior_token(bb: Backbone, name: str, config: TrainConfig | None = None, *,
                          tokens: SteeringTokens | None = None, questions: Sequence[str] | None = None,
                          retrain: bool = False, progress: bool | None = None,
-                         stop_after: int | None = None) -> SteeringTokens:
+                         stop_after: int | None = None, from_file: str | Path | None = None) -> SteeringTokens:
     """Train ``<name>`` by self-distillation and return ``tokens`` with it added.
 
     The result is cached under ``artifacts/<fingerprint>/stage1/``: a second call with
     the same model and config loads it instead of training (``retrain=True`` forces it),
-    and an interrupted call resumes from its last checkpoint.
+    and an interrupted call resumes from its last checkpoint. ``from_file``: a token file
+    (one committed next to a chapter's results) to load ``<name>`` from when it holds the
+    run asked for, same model and same cache key, instead of training it.
     """
     cfg = config or TrainConfig()
     behavior = B.get(name)
     tokens = tokens.copy() if tokens is not None else SteeringTokens.for_backbone(bb)
-    key = f"{name}-{config_hash(cfg)}"
+    key = f"{B.cache_name(name)}-{config_hash(cfg)}"
     final = artifacts_root() / bb.fingerprint / "stage1" / f"{key}.safetensors"
-    cached = cached_token(bb, final, name, key, retrain)
+    cached = cached_token(bb, final, name, key, retrain, from_file)
     if cached is not None:
         tokens.set(name, cached[name], cached.info[name], cached.losses.get(name))
         return tokens
@@ -167,11 +169,15 @@ def train_behavior_token(bb: Backbone, name: str, config: TrainConfig | None = N
     return tokens
 
 
-def cached_token(bb: Backbone, final: Path, name: str, key: str, retrain: bool) -> SteeringTokens | None:
-    """A finished training run's token: from the artifacts cache, else the shipped file."""
+def cached_token(bb: Backbone, final: Path, name: str, key: str, retrain: bool,
+                 from_file: str | Path | None = None) -> SteeringTokens | None:
+    """A finished training run's token: from the artifacts cache, else ``from_file`` or the
+    shipped file when they hold it under ``key``."""
     if retrain:
         return None
-    return SteeringTokens.load(final, bb) if final.is_file() else shipped(bb, name, key)
+    if final.is_file():
+        return SteeringTokens.load(final, bb)
+    return (shipped(bb, name, key, from_file) if from_file is not None else None) or shipped(bb, name, key)
 
 
 def fit_token(bb: Backbone, name: str, init: torch.Tensor, examples: Sequence[Example], cfg: TrainConfig,

@@ -140,13 +140,14 @@ class SteeringTokens:
         return cls.load(Path(str(path)), backbone=backbone)
 
 
-def shipped(bb: Backbone, name: str, key: str) -> SteeringTokens | None:
+def shipped(bb: Backbone, name: str, key: str, path: str | Path | None = None) -> SteeringTokens | None:
     """The shipped ``<name>`` when it was trained for this model with cache key ``key``.
 
     Lets a fresh clone (and the book) reuse the committed tokens instead of retraining
-    them, exactly when the training run asked for is the one that made them.
+    them, exactly when the training run asked for is the one that made them. ``path``:
+    another committed token file to look in (default: the tokens shipped in the package).
     """
-    path = Path(str(resources.files("steerlib") / "data" / PRETRAINED_FILE))
+    path = Path(path) if path is not None else Path(str(resources.files("steerlib") / "data" / PRETRAINED_FILE))
     if not path.is_file():
         return None
     tokens = SteeringTokens.load(path)

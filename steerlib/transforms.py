@@ -11,9 +11,12 @@ Order of a composition (ours), so that later steps cannot undo earlier ones:
      after sentence n; a word range [lo, hi] allows the cuts whose running word
      count lies in [lo, hi]; the last allowed cut wins (the longest answer).
      No allowed cut -> None.
-  2. case: lower / upper / title. Changing case never moves a sentence boundary
+  2. your own behaviors' transforms (``Behavior.transform``), in the order given;
+     one that returns None makes the whole composition unconstructible. Whether the
+     cut still holds afterwards is the final check's business (below).
+  3. case: lower / upper / title. Changing case never moves a sentence boundary
      or a word boundary, so the cut stays valid.
-  3. json: wrap last, ``json.dumps({"answer": text}, ensure_ascii=False)``, so
+  4. json: wrap last, ``json.dumps({"answer": text}, ensure_ascii=False)``, so
      the other behaviors hold on the value, as :func:`behaviors.verify_all` reads it.
 The cut and the counts reuse the verifiers' own splitter and word counter, and
 the result is checked with :func:`behaviors.verify_all`: whatever is returned
@@ -55,8 +58,12 @@ _CASE_TRANSFORMS: dict[str, Callable[[str], str]] = {
 
 
 def constructible(name: str) -> bool:
-    """True when behavior ``name`` has a faithful transform (every one but languages)."""
-    return B.get(name).category != "language"
+    """True when behavior ``name`` has a faithful transform: every built-in but the
+    languages, and your own behaviors registered with a ``transform``."""
+    behavior = B.get(name)
+    if not B.is_builtin(name):
+        return behavior.transform is not None
+    return behavior.category != "language"
 
 
 def _cut(text: str, names: Sequence[str]) -> str | None:
@@ -89,6 +96,11 @@ def construct(names: Sequence[str], text: str) -> str | None:
     if out is None:
         return None
     out = out.strip()
+    for name in names:  # your own behaviors' transforms, in the given order
+        transform = B.get(name).transform
+        out = transform(out) if transform is not None else out
+        if out is None:
+            return None
     for name in names:
         if name in _CASE_TRANSFORMS:
             out = _CASE_TRANSFORMS[name](out)

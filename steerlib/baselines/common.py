@@ -26,6 +26,7 @@ from safetensors import safe_open
 from tqdm.auto import tqdm
 
 from .._version import __version__
+from .. import behaviors as B
 from ..backbone import Backbone
 from ..config import TrainConfig, config_hash
 from ..distill import Example, behavior_targets, examples_for
@@ -163,7 +164,7 @@ def train_each(bb: Backbone, names: Sequence[str], cls: type[T], config_for: Cal
     parts = []
     for name in tqdm(names, desc=cls.KIND, disable=progress is False or len(names) < 2, leave=False):
         config = config_for(name)
-        stem = f"{name}-{config_hash(config)}"
+        stem = f"{B.cache_name(name)}-{config_hash(config)}"
         final = folder / f"{stem}{cls.SUFFIX}"
         if final.exists() and not retrain:
             parts.append(cls.load(final, bb))
