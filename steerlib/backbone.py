@@ -84,6 +84,16 @@ class Backbone:
         return self.model.get_input_embeddings().weight
 
     @property
+    def embed_scale(self) -> float:
+        """What the input-embedding layer multiplies looked-up rows by: sqrt(d) in Gemma, else 1.
+
+        Steering vectors live in the space of ``embeddings``, the rows that inits and the
+        geometry chapter compare them to, so a slot's vector is scaled like a looked-up row
+        before the model reads it.
+        """
+        return float(getattr(self.model.get_input_embeddings(), "embed_scale", 1.0))
+
+    @property
     def hidden_size(self) -> int:
         return self.embeddings.shape[1]
 

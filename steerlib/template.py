@@ -6,8 +6,9 @@ The hybrid form has both: ``question instructions <tokens>`` (that order is ours
 
 We render the chat template with one private-use character per slot, cut the text at
 those characters, tokenise the pieces without adding special tokens (the template
-already wrote BOS where the model wants one, so there is never a second), and remember
-the slot positions. The embeddings of a batch are the model's word embeddings with the
+already wrote BOS where the model wants one, so there is never a second), each piece
+after a slot as mid-text (SentencePiece would start it with a word-start space), and
+remember the slot positions. The embeddings of a batch are the model's word embeddings with the
 slot rows replaced by the steering vectors: gradients reach only those vectors.
 
 Token syntax: a trailing run of ``<name>`` tags is steering syntax and every name in
@@ -70,11 +71,32 @@ def render(bb: Backbone, question: str, slots: Sequence[str] = (), instructions:
     ids: list[int] = []
     positions: list[tuple[int, str]] = []
     for i, piece in enumerate(pieces):
-        ids += bb.tokenizer(piece, add_special_tokens=False)["input_ids"] if piece else []
+        if piece:
+            ids += _tokenize(bb.tokenizer, piece) if i == 0 else _tokenize_after_slot(bb.tokenizer, piece)
         if i < len(slots):
             positions.append((len(ids), slots[i]))
             ids.append(bb.tokenizer.pad_token_id)  # placeholder; its embedding is replaced
     return Rendered(ids, positions)
+
+
+def _tokenize(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def _tokenize_after_slot(tokenizer, piece: str) -> list[int]:
+    """Ids of ``piece`` as it tokenizes in mid-text, after a steering slot.
+
+    Tokenized alone, a piece counts as the start of a text, and SentencePiece-style
+    tokenizers (Llama 2, Mistral) prepend their word-start space to it: ``"\\n\\nAssistant:"``
+    after a slot would gain a token that the same text after a word never has. So the
+    piece is tokenized behind a slot character, whose own ids are then dropped.
+    """
+    anchor = _tokenize(tokenizer, SLOT)
+    ids = _tokenize(tokenizer, SLOT + piece)
+    if ids[: len(anchor)] != anchor:
+        raise ValueError(f"{type(tokenizer).__name__} merges the text after a steering slot with the slot "
+                         f"marker U+E000 ({piece[:20]!r}); steerlib cannot place slots in this chat template")
+    return ids[len(anchor):]
 
 
 def render_text(bb: Backbone, text: str, tokens: SteeringTokens | None = None,
@@ -124,7 +146,10 @@ def embed(bb: Backbone, rows: Sequence[Rendered], tokens: SteeringTokens | None 
             slot_p.append(offset + pos)
             slot_vecs.append(vec.to(bb.device, embeds.dtype))
     if slot_vecs:
+        values = torch.stack(slot_vecs)
+        if bb.embed_scale != 1.0:  # scaled as the embedding layer scales a looked-up row
+            values = values * torch.tensor(bb.embed_scale, dtype=embeds.dtype, device=bb.device)
         embeds = embeds.index_put((torch.tensor(slot_b, device=bb.device), torch.tensor(slot_p, device=bb.device)),
-                                  torch.stack(slot_vecs))
+                                  values)
     position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
     return Batch(embeds, mask, position_ids, [len(r.ids) for r in rows])
