@@ -104,7 +104,7 @@ def test_architecture_trains_a_token_and_generates(arch):
     examples = [Example(render(bb, t.question, (), WORDS[0].strip()), render(bb, t.question, ("fr",)), t.answer)
                 for t in answers]
     vector = torch.zeros(bb.hidden_size)
-    losses = train_vectors(bb, {"fr": vector}, examples, cfg, progress=False)
+    losses = train_vectors(bb, {"fr": vector}, examples, cfg, progress=False).losses
     assert losses[-1] < 0.7 * losses[0]
     # generation with the trained token: batched equals one by one
     trained = st.SteeringTokens.for_backbone(bb)
