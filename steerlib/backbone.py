@@ -124,9 +124,23 @@ class Backbone:
 
 
 def _default_device_dtype(device, dtype) -> tuple[torch.device, torch.dtype]:
+    """CUDA when available; bfloat16 where the GPU computes it natively, float16 on older
+    GPUs (a T4 has no bfloat16: emulated, it is slow), float32 on CPU. Logs the choice.
+
+    Half precision holds the frozen weights and activations only: the steering vectors,
+    their optimiser state and the distillation KL stay in float32.
+    """
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if dtype is None:
-        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    if dtype is not None:
+        return device, dtype
+    if device.type == "cuda":
+        native_bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
+        dtype = torch.bfloat16 if native_bf16 else torch.float16
+        log.info("%s: %s weights (%s)", torch.cuda.get_device_name(device), str(dtype).removeprefix("torch."),
+                 "native bfloat16" if native_bf16 else "no native bfloat16")
+    else:
+        dtype = torch.float32
+        log.info("%s: float32 weights", device.type)
     return device, dtype
 
 
@@ -224,7 +238,7 @@ def load_backbone(name: str | os.PathLike | None = None, *, device: str | None =
         name: None or "embedded" for the shipped SmolLM2-135M-Instruct; "tiny" for a random
             test model; a hub id, a local model folder, or a ``.gguf`` file path.
         device: "cpu", "cuda", ...; default CUDA when available.
-        dtype: default bfloat16 on CUDA, float32 on CPU.
+        dtype: default bfloat16 on GPUs with native bfloat16, else float16; float32 on CPU.
         trust_remote_code: passed to transformers; off by default on purpose.
     """
     start = time.perf_counter()

@@ -149,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("train", help="stage 1: train behavior tokens")
     model_args(sp)
     sp.add_argument("--behaviors", nargs="+", default=["all"], help="'all' or names")
-    sp.add_argument("--preset", default=None, help="smoke | cpu | paper (default $STEERLIB_PRESET or cpu)")
+    sp.add_argument("--preset", default=None, help="smoke | cpu | colab | paper (default $STEERLIB_PRESET or cpu)")
     sp.add_argument("--out", default="tokens.safetensors")
     sp.add_argument("--retrain", action="store_true", help="ignore cached tokens")
     sp.set_defaults(fn=cmd_train)

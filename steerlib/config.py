@@ -1,4 +1,4 @@
-"""Dataclass configs carrying the paper's defaults, and the three presets.
+"""Dataclass configs carrying the paper's defaults, and the presets.
 
 Every field says where its value comes from: the paper (arXiv 2601.05062) or
 **ours** where the paper is silent or a 2-core CPU forces a smaller run.
@@ -7,7 +7,8 @@ Presets:
 
 * ``smoke``: seconds; unit tests and ``pytest --nbmake`` in CI.
 * ``cpu``: the default outside CI; the embedded SmolLM2-135M model on a laptop CPU.
-* ``paper``: the paper's hyper-parameters, for a GPU.
+* ``colab``: one free Colab T4 GPU (float16), SmolLM2-1.7B-Instruct.
+* ``paper``: the paper's model and hyper-parameters, for several GPUs under torchrun.
 
 ``presets.get()`` reads the ``STEERLIB_PRESET`` environment variable, so a
 notebook runs in the smoke preset under CI and in the cpu preset elsewhere.
@@ -230,12 +231,64 @@ def config_hash(cfg) -> str:
 
 
 class presets:  # noqa: N801 - used as a namespace: st.presets.cpu()
-    """The three named presets."""
+    """The named presets."""
 
     @staticmethod
     def paper() -> Preset:
-        """The paper's hyper-parameters (GPU)."""
-        return Preset("paper", TrainConfig(), TrainConfig(init="zero"), EvalConfig())
+        """The paper's model and hyper-parameters, on several GPUs (not run in this project).
+
+        Qwen3-8B (the paper's main table) steered, targets written under the instruction by
+        Qwen3-30B-A3B (the paper's), AdamW at 1e-4 for 2 epochs over 50k examples per
+        behavior, evaluation on 1,000 prompts per ordering: every default of the configs.
+
+        Launch with ``torchrun --nproc_per_node N -m steerlib reproduce --preset paper``: each
+        rank takes its shard of every global batch of 16 and of every generation job
+        (``steerlib.distributed``). Memory per rank, estimated in bf16 (not measured): the
+        two models' weights, 8.2B x 2 B = 16 GB and 30.5B x 2 B = 61 GB, so 80 GB GPUs; with
+        ``TargetConfig(source="self")`` (our default elsewhere) the 30B model is never
+        loaded. A step's activations (16/N examples of about 300 tokens, 36 layers of width
+        4,096 and MLP 12,288: about 5.9 MB a token kept for the backward pass, plus fp32
+        logits over 152k words at each answer token) come to about 2.4 GB an example, 16/N of them per rank.
+        """
+        targets = TargetConfig(source="model", model="Qwen/Qwen3-30B-A3B")
+        return Preset("paper", TrainConfig(targets=targets), TrainConfig(init="zero", targets=targets), EvalConfig(),
+                      model="Qwen/Qwen3-8B")
+
+    @staticmethod
+    def colab() -> Preset:
+        """One free Colab GPU: a T4 with 16 GB (about 15 usable) and no native bfloat16.
+
+        An estimate, not a measurement: this project has run no GPU. The model is
+        SmolLM2-1.7B-Instruct, the embedded model's 12x larger sibling (same tokenizer and
+        chat template, 24 layers of width 2,048, MLP 8,192, 49,152 words, 1.71B parameters).
+        ``load_backbone`` gives it float16 weights on a T4; the steering vectors, AdamW
+        and the distillation KL stay in float32 (``distill_loss`` upcasts the logits).
+
+        Memory, float16 (2 bytes):
+
+        * weights: 1.71B x 2 B = 3.4 GB;
+        * training, per example of about 300 tokens (a 50-token prompt, a 256-token answer):
+          the student's activations kept for the backward pass, about (8 x 2,048 + 4 x 8,192)
+          values x 2 B = 98 KB a token and layer, x 24 layers x 300 tokens = 0.71 GB; the
+          fp32 logits at 256 answer positions, 49,152 x 4 B x 4 live copies = 0.2 GB. So about
+          0.9 GB an example: batch 8 needs about 7.4 GB, 12 GB with the weights and CUDA's own
+          use; batch 16 (the paper's global batch in our configs) would need about 19 GB;
+        * generation: the KV cache holds 2 x 24 layers x 2,048 x 2 B = 0.2 MB a token, so a
+          batch of 64 answers of up to 300 tokens holds 3.8 GB: 7.2 GB with the weights.
+
+        Time, at an assumed 16 TFLOP/s (a quarter of the T4's fp16 peak): a step costs the
+        teacher's forward pass, the student's and its backward pass to the input, about
+        6 x 1.71B x 8 x 300 = 2.5e13 FLOP, so about 1.5 s; 96 steps take under 3 minutes a
+        token. Steps and learning rate are a budget (ours): 96 steps of 8 over 384 targets
+        (2 epochs), at lr 1e-2, between the cpu preset's 5e-2 for 16 steps and the paper's
+        1e-4 for 6,250. Untuned: check the learning curves before trusting them.
+        """
+        targets = TargetConfig(max_new_tokens=256)
+        stage1 = TrainConfig(steps=96, batch_size=8, lr=1e-2, checkpoint_every=16, targets=targets)
+        stage2 = replace(stage1, steps=128, init="zero", targets=replace(targets, source="constructed"))
+        ev = EvalConfig(max_new_tokens=256, n_single=100, n_prompts=20, n_prompts_3=5, n_combos=12, n_combos_3=6,
+                        n_combos_4=2, batch_size=64)
+        return Preset("colab", stage1, stage2, ev, model="HuggingFaceTB/SmolLM2-1.7B-Instruct")
 
     @staticmethod
     def cpu() -> Preset:
@@ -305,7 +358,7 @@ class presets:  # noqa: N801 - used as a namespace: st.presets.cpu()
     def get(name: str | None = None) -> Preset:
         """A preset by name, defaulting to ``$STEERLIB_PRESET`` or 'cpu'."""
         name = name or os.environ.get("STEERLIB_PRESET", "cpu")
-        table = {"paper": presets.paper, "cpu": presets.cpu, "smoke": presets.smoke}
+        table = {"paper": presets.paper, "colab": presets.colab, "cpu": presets.cpu, "smoke": presets.smoke}
         if name not in table:
             raise ValueError(f"unknown preset {name!r}; choose one of {sorted(table)}")
         return table[name]()

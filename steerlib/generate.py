@@ -61,6 +61,19 @@ class SteeredModel:
         return render_text(self.backbone, prompt, self.tokens)
 
     @torch.inference_mode()
+    def prompt_embeds(self, prompts: Sequence[str | Request] | str) -> list[torch.Tensor]:
+        """For each prompt, the ``(seq_len, hidden)`` input embeddings steered generation
+        feeds the model: the chat template around the question, the steering vectors in
+        their slots. Unpadded, on the CPU.
+
+        This is how steering tokens reach an inference engine that takes embeddings
+        instead of token ids (vLLM's ``{"prompt_embeds": tensor}``, or transformers'
+        ``generate(inputs_embeds=...)``): the engine never needs to know about them.
+        """
+        prompts = [prompts] if isinstance(prompts, (str, Request)) else prompts
+        return [embed(self.backbone, [self.render(p)], self.tokens).inputs_embeds[0].cpu() for p in prompts]
+
+    @torch.inference_mode()
     def generate_ids(self, prompts: Sequence[str | Request], max_new_tokens: int = 256,
                      batch_size: int = 16, do_sample: bool = False, temperature: float = 1.0,
                      progress: bool | None = None, desc: str = "generate", seed: int = 0) -> list[list[int]]:
