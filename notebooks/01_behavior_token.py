@@ -329,3 +329,69 @@ display(Markdown("\n".join(lines)))
 # below 50% are where this small model and this short CPU training budget fail:
 # the paper's 3B-14B models, trained on 50k examples, reach far higher rates.
 # The next chapter composes these tokens.
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise uses the library the way this chapter did. The solutions are
+# functions in `notebooks/exercises/ch1.py`: a folded block shows each one, the
+# cell after it runs it, and `tests/test_exercises.py` checks every solution on
+# the tiny model.
+
+# %%
+from steerlib.paths import project_root
+
+sys.path.insert(0, str(project_root() / "notebooks"))  # where the solutions live, also in Colab
+from exercises import ch1  # noqa: E402
+
+# %% [markdown]
+# **Exercise 1.1: a verifier of your own** (easy, about 10 min). Write `mentions_a_number(text) -> bool`:
+# True when the answer contains a number written in digits ("3", "1,000",
+# "3.14", "(42)."), False for "H2O", "the 1990s" or "three". State the rule in
+# its docstring, as the built-in verifiers do.
+#
+# :::{dropdown} Solution
+# ```{literalinclude} exercises/ch1.py
+# :pyobject: mentions_a_number
+# ```
+# :::
+
+# %%
+for text in ["A spider has 8 legs.", "It is about 1,000 km away.", "Water is H2O.", "three cats"]:
+    print(f"{text!r:32} -> {ch1.mentions_a_number(text)}")
+
+# %% [markdown]
+# **Exercise 1.2: how far did training move each token?** (easy, about 10 min). A behavior token starts at
+# the mean embedding of its first paraphrase (`steerlib.tokens.text_init`). For
+# every behavior token, compute the cosine between the trained vector and that
+# initialisation, and its norm next to the vocabulary's median norm. Which
+# tokens moved furthest?
+#
+# :::{dropdown} Solution
+# ```{literalinclude} exercises/ch1.py
+# :pyobject: token_drift
+# ```
+# :::
+
+# %%
+drift = pd.DataFrame({n: ch1.token_drift(bb, tokens, n) for n in tokens.names if n != "and"}).T
+display(drift.sort_values("cosine_to_init").round(3))
+
+# %% [markdown]
+# **Exercise 1.3: steering strength** (medium, about 15 min). Scale the `<french>` vector by 0.5, 1 and 2
+# (`SteeringTokens.set`), generate for three held-out questions at each scale, and
+# count the answers the French verifier accepts. Does a longer vector steer
+# harder, or break the model?
+#
+# :::{dropdown} Solution
+# ```{literalinclude} exercises/ch1.py
+# :pyobject: strength_sweep
+# ```
+# :::
+
+# %%
+sweep = ch1.strength_sweep(bb, tokens, "french", [0.5, 1.0, 2.0], st.prompts.load("test", limit=3),
+                           max_new_tokens=48)
+display(sweep.groupby("scale")["ok"].agg(["sum", "size"]).rename(columns={"sum": "French", "size": "answers"}))
+with pd.option_context("display.max_colwidth", 100):
+    display(sweep[["scale", "text"]])

@@ -278,3 +278,56 @@ else:
 #
 # The next chapter asks which parts of stage 2 matter: `<and>` itself, its
 # initialisation, the orthogonality weight, and training on triples.
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise uses the library the way this chapter did. The solutions are
+# functions in `notebooks/exercises/ch2.py`: a folded block shows each one, the
+# cell after it runs it, and `tests/test_exercises.py` checks every solution on
+# the tiny model.
+
+# %%
+from steerlib.paths import project_root
+
+sys.path.insert(0, str(project_root() / "notebooks"))  # where the solutions live, also in Colab
+from exercises import ch2  # noqa: E402
+
+# %% [markdown]
+# **Exercise 2.1: order variance by hand** (medium, about 15 min). The evaluation above composed
+# three tokens in all 6 orders. From the records alone (`records`, one row per
+# generation), compute each ordering's accuracy and the order variance of
+# `<and>` on the 3-behavior splits (per combination, best ordering minus worst,
+# averaged), and check your numbers against `st.metrics`.
+#
+# :::{dropdown} Solution
+# ```{literalinclude} exercises/ch2.py
+# :pyobject: order_accuracies
+# ```
+# ```{literalinclude} exercises/ch2.py
+# :pyobject: order_variance
+# ```
+# :::
+
+# %%
+triples = records[(records["k"] == 3) & (records["method"] == "and")]
+check = pd.DataFrame({split: {"by hand": ch2.order_variance(part, "and"),
+                              "st.metrics": st.metrics(part)["order_var"].iloc[0]}
+                      for split, part in triples.groupby("split")}).T
+display(check.round(1))
+display(ch2.order_accuracies(triples, "and").head(6))
+
+# %% [markdown]
+# **Exercise 2.2: why is a pair excluded?** (easy, about 5 min). The conflict rule drops some
+# sentence-count/word-range pairs (`B.EXCLUDED_PAIRS`). For each, say which bound
+# it breaks: more than `MAX_WORDS_PER_SENTENCE` words per sentence at least, or
+# fewer than `MIN_WORDS_PER_SENTENCE` at most. Does the second bound ever bite?
+#
+# :::{dropdown} Solution
+# ```{literalinclude} exercises/ch2.py
+# :pyobject: excluded_with_reason
+# ```
+# :::
+
+# %%
+display(pd.DataFrame(ch2.excluded_with_reason(), columns=["length", "sentences", "bound broken"]))

@@ -185,3 +185,53 @@ display(Markdown("\n".join(lines)))
 # combination; ours rest on a handful of prompts per ordering, so only large
 # effects (like `<and>` against no `<and>`, if it holds at this scale) can show
 # through the intervals. Read the intervals before reading the ranking.
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise uses the library the way this chapter did. The solutions are
+# functions in `notebooks/exercises/ch3.py`: a folded block shows each one, the
+# cell after it runs it, and `tests/test_exercises.py` checks every solution on
+# the tiny model.
+
+# %%
+from steerlib.paths import project_root
+
+sys.path.insert(0, str(project_root() / "notebooks"))  # where the solutions live, also in Colab
+from exercises import ch3  # noqa: E402
+
+# %% [markdown]
+# **Exercise 3.1: the orthogonality term** (easy, about 10 min). Compute
+# $L_{orth} = \sum_b \cos(v, e_b)^2$ over the seen behavior tokens for the
+# trained `<and>`, for the vocabulary's `" and"`, and for a random vector
+# (`steerlib.compose.orthogonality`). How much did training with
+# $\lambda = 0.5$ keep `<and>` out of the behaviors' directions?
+#
+# :::{dropdown} Solution
+# ```{literalinclude} exercises/ch3.py
+# :pyobject: orthogonality_terms
+# ```
+# :::
+
+# %%
+display(ch3.orthogonality_terms(bb, tokens).round(4).to_frame())
+
+# %% [markdown]
+# **Exercise 3.2: a paired test** (medium, about 20 min). `<and>` and concatenation answered the
+# same prompts in the same orders, so compare them pair by pair: count the
+# pairs only `<and>` got right and those only concatenation got right, and
+# run an exact McNemar test (a binomial test on the discordant pairs,
+# `scipy.stats.binomtest`) on each split of chapter 2's records.
+#
+# :::{dropdown} Solution
+# ```{literalinclude} exercises/ch3.py
+# :pyobject: mcnemar
+# ```
+# :::
+
+# %%
+from steerlib.paths import results_dir
+
+composition = pd.read_json(results_dir(preset.name) / "records.jsonl", lines=True)
+tests = {split: ch3.mcnemar(part, "and", "concat") for split, part in composition.groupby("split")}
+display(pd.DataFrame(tests).T.rename(columns={"a_only": "only <and>", "b_only": "only concat"}))

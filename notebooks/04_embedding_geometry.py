@@ -181,3 +181,51 @@ display(Markdown("\n".join(lines)))
 # Second, a 576-dimensional embedding space of a 135M-parameter model is not
 # that of an 8B model: absolute cosines are not comparable across models, only
 # the pattern (which tokens are near words, which are not) is.
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise uses the library the way this chapter did. The solutions are
+# functions in `notebooks/exercises/ch4.py`: a folded block shows each one, the
+# cell after it runs it, and `tests/test_exercises.py` checks every solution on
+# the tiny model.
+
+# %%
+from steerlib.paths import project_root
+
+sys.path.insert(0, str(project_root() / "notebooks"))  # where the solutions live, also in Colab
+from exercises import ch4  # noqa: E402
+
+# %% [markdown]
+# **Exercise 4.1: the nearest vocabulary of `<and>`** (easy, about 10 min). Where does the word `" and"` rank
+# among all vocabulary embeddings by cosine to `<and>` (1 = nearest)? And `" French"`
+# next to `<french>`? Print `<and>`'s ten nearest words too
+# (`geometry.nearest_vocabulary`).
+#
+# :::{dropdown} Solution
+# ```{literalinclude} exercises/ch4.py
+# :pyobject: vocabulary_rank
+# ```
+# :::
+
+# %%
+print("rank of ' and' next to <and>:", ch4.vocabulary_rank(bb, tokens["and"], " and"), "of", bb.embeddings.shape[0])
+print("rank of ' French' next to <french>:", ch4.vocabulary_rank(bb, tokens["french"], " French"))
+print("nearest to <and>:", geometry.nearest_vocabulary(bb, tokens.subset(["and"]), k=10)["nearest"].iloc[0])
+
+# %% [markdown]
+# **Exercise 4.2: closer to words than chance?** (medium, about 15 min). For every token, compare its highest
+# cosine to any vocabulary embedding with that of a random vector of typical
+# norm (`steerlib.tokens.random_init`). Which tokens sit nearer the vocabulary
+# than a random direction does?
+#
+# :::{dropdown} Solution
+# ```{literalinclude} exercises/ch4.py
+# :pyobject: top_cosine_vs_random
+# ```
+# :::
+
+# %%
+near = ch4.top_cosine_vs_random(bb, tokens)
+near["above chance"] = near["top_cosine"] > near["random_top_cosine"]
+display(near.round(3))

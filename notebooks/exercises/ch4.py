@@ -1,0 +1,30 @@
+"""Chapter 4 exercises: where a word ranks next to a token, and tokens against random vectors."""
+from __future__ import annotations
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+import steerlib as st
+from steerlib import geometry
+from steerlib.tokens import random_init
+
+
+def vocabulary_rank(bb: st.Backbone, vector: torch.Tensor, word: str) -> int:
+    """Rank (1 = nearest) of ``word``'s first token among all vocabulary embeddings, by
+    cosine to ``vector``."""
+    ids = bb.tokenizer(word, add_special_tokens=False)["input_ids"]
+    vocab = F.normalize(bb.embeddings.detach().float().cpu(), dim=-1)
+    sims = vocab @ F.normalize(vector.float(), dim=0)
+    return int((sims > sims[ids[0]]).sum().item()) + 1
+
+
+def top_cosine_vs_random(bb: st.Backbone, tokens: st.SteeringTokens, seed: int = 0) -> pd.DataFrame:
+    """Each token's highest cosine to any vocabulary embedding, next to that of a random
+    vector of typical norm (one per token): is a trained token closer to words than chance?"""
+    near = geometry.nearest_vocabulary(bb, tokens, k=1).set_index("token")["top_cosine"]
+    randoms = st.SteeringTokens.for_backbone(bb)
+    for i, name in enumerate(tokens.names):
+        randoms.set(name, random_init(bb, seed + i))
+    chance = geometry.nearest_vocabulary(bb, randoms, k=1).set_index("token")["top_cosine"]
+    return pd.DataFrame({"top_cosine": near, "random_top_cosine": chance})

@@ -1,0 +1,50 @@
+"""Chapter 5 exercises: a second behavior of your own, and a rival in the same category."""
+from __future__ import annotations
+
+import pandas as pd
+
+import steerlib as st
+from steerlib import behaviors as B
+
+from .ch1 import mentions_a_number
+
+def number_behavior() -> B.Behavior:
+    """"Mention a number", in a category of its own, checked by chapter 1's verifier."""
+    return B.Behavior(
+        name="mentions_a_number", category="content",
+        paraphrases=("Include at least one number written in digits in your answer.",
+                     "Mention a specific number, written with digits.",
+                     "Your answer must contain a number in digits, such as 3 or 1,000."),
+        rule="some word, punctuation stripped, is digits with optional inner , or . groups",
+        checker=mentions_a_number)
+
+
+def number_compliance(sm: st.SteeredModel, questions, max_new_tokens: int = 64) -> pd.DataFrame:
+    """How often the model mentions a number unasked (plain) and when asked (instruction):
+    the ceiling a token distilled from its own answers starts from. One row per answer."""
+    with B.registered(number_behavior(), new_category=True) as (number,):
+        asked = [st.Request(q, (), number.instruction()) for q in questions]
+        answers = {"plain": sm.generate(list(questions), max_new_tokens=max_new_tokens),
+                   "instruction": sm.generate(asked, max_new_tokens=max_new_tokens)}
+        return pd.DataFrame([{"method": method, "question": q, "text": a, "ok": number.verify(a)}
+                             for method, texts in answers.items() for q, a in zip(questions, texts)])
+
+
+def ends_with_exclamation(text: str) -> bool:
+    """True when the answer's last character, closing quotes and emphasis aside, is '!'."""
+    return text.rstrip("\"'”’»*_) \t\n").endswith("!")
+
+
+def rival_pairs() -> dict:
+    """Register "ends_with_exclamation" in the "ending" category next to whatever is there,
+    and report what the conflict rule makes of it (the registry is left as it was)."""
+    exclamation = B.Behavior(
+        name="ends_with_exclamation", category="ending",
+        paraphrases=("End your answer with an exclamation mark.", "Finish your reply with an exclamation!"),
+        rule="the last character, closing quotes and emphasis aside, is '!'", checker=ends_with_exclamation)
+    with B.registered(exclamation, new_category=True):
+        rivals = [n for n in B.categories()["ending"] if n != exclamation.name]
+        pairs = [c for c in B.combinations(2) if exclamation.name in c]
+        return {"same category": rivals,
+                "composes with a rival": any(B.compatible(exclamation.name, r) for r in rivals),
+                "pairs": len(pairs), "unseen": all(c in B.combinations(2, "unseen") for c in pairs)}
