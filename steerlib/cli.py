@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from . import behaviors as B
+from . import distributed
 
 
 def _backbone(args, preset=None):
@@ -64,8 +65,8 @@ def cmd_train(args) -> None:
     names = B.names() if args.behaviors == ["all"] else args.behaviors
     bb = _backbone(args, preset)
     tokens = train_all_behaviors(bb, preset, names, retrain=args.retrain)
-    path = tokens.save(args.out)
-    print(f"saved {tokens.names} to {path}")
+    if distributed.main_only(tokens.save, args.out):
+        print(f"saved {tokens.names} to {args.out}")
 
 
 def cmd_compose(args) -> None:
@@ -78,7 +79,8 @@ def cmd_compose(args) -> None:
     tokens = SteeringTokens.load(args.tokens, bb)
     cfg = replace(preset.stage2, init=args.init, orth_weight=args.orth_weight)
     tokens = train_composition_token(bb, tokens, cfg, variant=args.variant, retrain=args.retrain)
-    print(f"saved {tokens.names} to {tokens.save(args.out or args.tokens)}")
+    if distributed.main_only(tokens.save, args.out or args.tokens):
+        print(f"saved {tokens.names} to {args.out or args.tokens}")
 
 
 def cmd_evaluate(args) -> None:
@@ -198,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     args = build_parser().parse_args(argv)
     try:
+        distributed.init()  # under torchrun: join the other processes (a no-op otherwise)
         args.fn(args)
     except (ValueError, FileNotFoundError, KeyError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from . import behaviors as B
+from . import distributed
 from . import prompts as P
 from .backbone import Backbone
 from .config import TrainConfig, config_hash
@@ -112,8 +113,8 @@ def train_vectors(bb: Backbone, params: dict[str, torch.Tensor], examples: Seque
         loss = step_loss(bb, batch, params, tokens, cfg, student_context)
         return loss + extra_loss(params) if extra_loss is not None else loss
 
-    return fit(params, examples, cfg, loss_fn, validate=validate, checkpoint=checkpoint, desc=desc,
-               progress=progress, stop_after=stop_after)
+    return fit(params, examples, cfg, loss_fn, size=lambda ex: len(ex.answer[: cfg.max_answer_tokens]),
+               validate=validate, checkpoint=checkpoint, desc=desc, progress=progress, stop_after=stop_after)
 
 
 # -- stage 1 -------------------------------------------------------------------------------
@@ -191,8 +192,8 @@ def fit_token(bb: Backbone, name: str, init: torch.Tensor, examples: Sequence[Ex
     refuse_work(f"token <{name}> ({final.name})")
     param = init.to(bb.device, torch.float32).clone()
     ckpt = final.with_suffix(".ckpt.safetensors")
-    if retrain and ckpt.is_file():
-        ckpt.unlink()
+    if retrain:
+        distributed.main_only(ckpt.unlink, missing_ok=True)
     result = train_vectors(bb, {name: param}, examples, cfg, tokens=tokens, extra_loss=extra_loss,
                            validate=validate, checkpoint=ckpt, desc=f"<{name}>", progress=progress,
                            stop_after=stop_after)
@@ -204,7 +205,7 @@ def fit_token(bb: Backbone, name: str, init: torch.Tensor, examples: Sequence[Ex
     out = SteeringTokens.for_backbone(bb)
     out.set(name, param, info, losses)
     if result.finished:
-        out.save(final)
+        distributed.main_only(out.save, final)
         log.info("<%s>: %d steps in %.0f s, loss %.3f -> %.3f", name, result.steps, info["seconds"],
                  losses[0], losses[-1])
     return out

@@ -16,6 +16,7 @@ from typing import Sequence
 import pandas as pd
 
 from . import behaviors as B
+from . import distributed
 from . import prompts as P
 from . import transforms
 from .backbone import Backbone, load_backbone
@@ -244,7 +245,7 @@ def reproduce(preset: Preset, out: Path | None = None, with_baselines: bool | Se
               f"--preset {preset.name}`.")
     lap("single_eval")
     tokens = train_composition_token(bb, tokens, preset.stage2)
-    tokens.save(out / "tokens.safetensors")
+    distributed.main_only(tokens.save, out / "tokens.safetensors")
     lap("stage2")
     methods: list = list(COMPOSITION_METHODS)
     if with_baselines:
@@ -267,16 +268,16 @@ def reproduce(preset: Preset, out: Path | None = None, with_baselines: bool | Se
         methods += list(baselines.values())
     table = composition_eval(bb, tokens, preset, out, methods)
     lap("composition_eval")
-    table.to_csv(out / "composition.csv", index=False)
+    distributed.main_only(table.to_csv, out / "composition.csv", index=False)
     _write_md(out / "composition.md", format_metrics(table),
               "Composition accuracy (%), mean over orderings [95% Wilson interval]; best ordering; order "
               "variance [bootstrap interval over combinations]; combinations and generations per cell.")
     records = pd.read_json(out / "records.jsonl", lines=True)
     fig = plots.pair_heatmap(per_ordering(records), method="and")
-    fig.savefig(out / "pair_heatmap.png", dpi=120, bbox_inches="tight")
+    distributed.main_only(fig.savefig, out / "pair_heatmap.png", dpi=120, bbox_inches="tight")
     timings["total"] = round(sum(v for k, v in timings.items() if k != "stage1_token_seconds"), 1)
     timings["peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9, 2)
-    (out / "timings.json").write_text(json.dumps(timings, indent=1) + "\n")
+    distributed.main_only((out / "timings.json").write_text, json.dumps(timings, indent=1) + "\n")
     log.info("reproduce done in %.0f s; results in %s", timings["total"], out)
     return {"single": single, "composition": table, "timings": timings}
 
@@ -341,8 +342,9 @@ def _print_plan(preset: Preset, out: Path, with_baselines: bool | Sequence[str])
 
 
 def _write_md(path: Path, table: pd.DataFrame, caption: str) -> None:
+    """Write a table with its caption (rank 0 only, under torchrun)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"{caption}\n\n{table.to_markdown(index=False)}\n")
+    distributed.main_only(path.write_text, f"{caption}\n\n{table.to_markdown(index=False)}\n")
 
 
 def targets_comparison(bb: Backbone, preset: Preset, names: Sequence[str], out: Path,
@@ -379,7 +381,7 @@ def targets_comparison(bb: Backbone, preset: Preset, names: Sequence[str], out: 
             done[cfg] = row
             rows.append(row)
     table = pd.DataFrame(rows)
-    table.to_csv(out / "targets_comparison.csv", index=False)
+    distributed.main_only(table.to_csv, out / "targets_comparison.csv", index=False)
     cells = [cell if n else "too few targets" for cell, n in zip(interval_cells(table, "pass_rate", "lo", "hi"),
                                                                   table["n"])]
     wide = (table.assign(cell=cells).pivot(index="behavior", columns="method", values="cell")

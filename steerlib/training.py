@@ -34,6 +34,7 @@ import torch
 from safetensors import safe_open
 from tqdm.auto import tqdm
 
+from . import distributed
 from .config import TrainConfig, ValidationConfig
 from .errors import NonFiniteLossError
 from .io import save_safetensors
@@ -110,12 +111,18 @@ def batch_order(n: int, cfg: TrainConfig) -> list[list[int]]:
 
 
 def fit(params: Params, examples: Sequence[T], cfg: TrainConfig, loss_fn: Callable[[list[T]], torch.Tensor], *,
-        validate: Validator | None = None, checkpoint: Path | None = None, desc: str = "train",
-        progress: bool | None = None, stop_after: int | None = None) -> TrainResult:
+        size: Callable[[T], int] = lambda example: 1, validate: Validator | None = None,
+        checkpoint: Path | None = None, desc: str = "train", progress: bool | None = None,
+        stop_after: int | None = None) -> TrainResult:
     """Optimise ``params`` (name -> tensor, updated in place) on ``examples``.
 
     ``loss_fn(batch)`` is one step's loss on a list of examples, computed from the
     params it closes over; nothing but ``params`` receives updates.
+    ``size(example)`` is the example's weight in the batch's mean loss (its answer tokens,
+    for a mean over tokens). Under torchrun each rank computes the loss of its shard of
+    every batch, weighted by its share of the batch's size, and the gradients are summed
+    over ranks (``steerlib.distributed``): that is the gradient of the whole batch's mean,
+    so N processes take the steps one process takes. Only rank 0 writes checkpoints.
     ``validate`` with ``cfg.validation`` turns on validation-guided stopping (module doc).
     ``stop_after`` ends the run early after that many steps (tests of resume use it).
     """
@@ -134,22 +141,30 @@ def fit(params: Params, examples: Sequence[T], cfg: TrainConfig, loss_fn: Callab
     order = batch_order(len(examples), cfg)
     last = min(cfg.steps, stop_after) if stop_after is not None else cfg.steps
     bar = tqdm(range(start_step, last), desc=desc, initial=start_step, total=cfg.steps,
-               disable=progress is False, leave=False)
+               disable=progress is False or not distributed.is_main(), leave=False)
     stopped = _stop(val, vcfg)
     for step in bar:
         if stopped:
             break
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
-        loss = loss_fn([examples[i] for i in order[step]])
-        if not math.isfinite(loss.item()):
-            raise NonFiniteLossError(f"{desc}: loss is {loss.item()} at step {step + 1}; lower the learning "
-                                     f"rate ({cfg.lr}) or check the inputs; nothing was cached")
+        local = distributed.shard([examples[i] for i in order[step]])
+        local_size = sum(size(x) for x in local)
+        share = local_size / distributed.all_reduce_sum(local_size)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss = 0.0
+        if local:
+            weighted = loss_fn(local) * share
+            weighted.backward()
+            loss = weighted.item()
+        loss = distributed.all_reduce_sum(loss)
+        if not math.isfinite(loss):
+            raise NonFiniteLossError(f"{desc}: loss is {loss} at step {step + 1}; lower the learning "
+                                     f"rate ({cfg.lr}) or check the inputs; nothing was cached")
+        distributed.all_reduce_grads(list(params.values()))
         torch.nn.utils.clip_grad_norm_(list(params.values()), cfg.grad_clip)
         opt.step()
-        losses.append(loss.item())
+        losses.append(loss)
         done = step + 1
         if val is not None and (done % vcfg.every == 0 or done == cfg.steps):
             val.update(done, validate(params), params)
@@ -157,7 +172,7 @@ def fit(params: Params, examples: Sequence[T], cfg: TrainConfig, loss_fn: Callab
             bar.set_postfix(loss=f"{losses[-1]:.3f}", val=f"{val.curve[-1][1]:.2f}", best=val.best_step)
         else:
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
-        if checkpoint and (done % cfg.checkpoint_every == 0 or done == last or stopped):
+        if checkpoint and distributed.is_main() and (done % cfg.checkpoint_every == 0 or done == last or stopped):
             _save_checkpoint(checkpoint, params, opt, done, losses, val)
     finished = stopped or len(losses) == cfg.steps
     if val is not None and finished:

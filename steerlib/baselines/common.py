@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from .._version import __version__
 from .. import behaviors as B
+from .. import distributed
 from ..backbone import Backbone
 from ..config import TrainConfig, config_hash
 from ..distill import Example, behavior_targets, examples_for
@@ -172,10 +173,10 @@ def train_each(bb: Backbone, names: Sequence[str], cls: type[T], config_for: Cal
         refuse_work(f"{cls.KIND} baseline for <{name}> ({final.name})")
         ckpt = folder / f"{stem}.ckpt.safetensors"
         if retrain:
-            ckpt.unlink(missing_ok=True)
+            distributed.main_only(ckpt.unlink, missing_ok=True)
         part, complete = train_one(name, config, ckpt)
         if complete:
-            part.save(final)
+            distributed.main_only(part.save, final)
         parts.append(part)
     return cls.join(parts)
 

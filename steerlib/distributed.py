@@ -1,0 +1,122 @@
+"""Several processes, one model each: data parallelism on ``torch.distributed``.
+
+``torchrun --nproc_per_node N -m steerlib ...`` starts N copies of the same program; each
+loads the frozen model on its own device. Three rules make N processes compute what one
+process computes:
+
+* **Training.** Each rank takes its share of every global batch (``shard``). Its loss is
+  weighted by its share of the batch's answer tokens, and the gradients of the trainable
+  tensors are summed over ranks (``all_reduce_grads``): every rank then holds the gradient
+  of the whole batch's mean loss and takes the same optimiser step a single process would.
+* **Generation.** Each rank answers its share of the jobs; ``gather`` puts the answers
+  back in job order on every rank.
+* **Files.** Rank 0 alone writes checkpoints, caches and results (``main_only``); the
+  others wait for it, so nobody reads a file before it is complete.
+
+The backend is NCCL on CUDA and gloo on CPUs. Outside torchrun (or with one process)
+every function here is the identity, so single-process code paths are unchanged.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Callable, Sequence, TypeVar
+
+import torch
+import torch.distributed as dist
+
+log = logging.getLogger("steerlib")
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def init() -> None:
+    """Join the process group that torchrun describes in the environment (once).
+
+    Does nothing when not launched by torchrun with more than one process.
+    """
+    if dist.is_initialized() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))  # "cuda" now means this rank's GPU
+    dist.init_process_group(backend)
+    log.info("rank %d of %d (%s)", rank(), world_size(), backend)
+
+
+def active() -> bool:
+    """True inside a process group of more than one process."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def world_size() -> int:
+    return dist.get_world_size() if active() else 1
+
+
+def rank() -> int:
+    return dist.get_rank() if active() else 0
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def shard(items: Sequence[T]) -> list[T]:
+    """This rank's contiguous share of ``items`` (sizes differ by at most one; may be empty)."""
+    n, r, w = len(items), rank(), world_size()
+    return list(items[r * n // w: (r + 1) * n // w])
+
+
+def gather(local: Sequence[T]) -> list[T]:
+    """Every rank's ``shard`` result, concatenated in rank order: the inverse of ``shard``."""
+    if not active():
+        return list(local)
+    parts: list[list[T] | None] = [None] * world_size()
+    dist.all_gather_object(parts, list(local))
+    return [x for part in parts for x in part]
+
+
+def all_reduce_sum(value: float) -> float:
+    """The sum of ``value`` over ranks."""
+    if not active():
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=_device())
+    dist.all_reduce(t)
+    return t.item()
+
+
+def all_reduce_grads(params: Sequence[torch.Tensor]) -> None:
+    """Replace each tensor's gradient by its sum over ranks (a rank without a gradient adds 0).
+
+    One flat all-reduce for all tensors: a token is one vector, a LoRA adapter a few
+    dozen small matrices, and many small messages would cost more than the data.
+    """
+    if not active():
+        return
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1).float() for g in grads])
+    dist.all_reduce(flat)
+    offset = 0
+    for p, g in zip(params, grads):
+        p.grad = flat[offset: offset + g.numel()].view_as(p).to(p.dtype)
+        offset += g.numel()
+
+
+def barrier() -> None:
+    if active():
+        dist.barrier()
+
+
+def main_only(write: Callable[..., R], *args, **kwargs) -> R | None:
+    """Run ``write`` on rank 0 only, then let every rank continue once it is done.
+
+    Every rank must call this at the same point (as all ranks run the same program);
+    the others get None.
+    """
+    result = write(*args, **kwargs) if is_main() else None
+    barrier()
+    return result
+
+
+def _device() -> torch.device:
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
