@@ -24,7 +24,7 @@ from . import prompts as P
 from .backbone import Backbone
 from .compose import train_composition_token
 from .config import Preset, replace
-from .evaluate import evaluate, metrics, orderings
+from .evaluate import evaluate, metrics, orderings, read_records
 from .generate import METHODS, Method, SteeredModel
 from .pipeline import composition_combos
 from .tokens import SteeringTokens
@@ -77,7 +77,9 @@ def run_ablations(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Pat
     ev = preset.eval
     behaviors = tokens.subset([n for n in tokens.names if n != "and"])
     combos = composition_combos(preset)
-    done = pd.read_json(out / "records.jsonl", lines=True) if (out / "records.jsonl").is_file() else None
+    if cached_only:  # records of this model, these prompts and settings (the vectors are not at hand)
+        done = read_records(out / "records.jsonl", model=bb.fingerprint, max_new_tokens=ev.max_new_tokens,
+                            seed=ev.seed, prompts=P.load("test", limit=max(ev.n_prompts, ev.n_prompts_3)))
     rows = []
     for v in (v for v in variants() if v.ablation in which):
         k_test = (3, 4) if v.ablation == "variant" else (2,)
@@ -86,8 +88,7 @@ def run_ablations(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Pat
         if cached_only:  # the records alone: the <and> variants' vectors need not be at hand
             expected = sum(len(orderings(c)) for c in test) * n_prompts
             wanted = {"+".join(o) for c in test for o in orderings(c)}
-            recs = (done[(done["method"] == label(v)) & done["order"].isin(wanted) & (done["prompt_id"] < n_prompts)]
-                    if done is not None else [])
+            recs = done[(done["method"] == label(v)) & done["order"].isin(wanted) & (done["prompt_id"] < n_prompts)]
             if len(recs) < expected:
                 continue
         else:

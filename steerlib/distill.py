@@ -143,15 +143,16 @@ def train_behavior_token(bb: Backbone, name: str, config: TrainConfig | None = N
     """Train ``<name>`` by self-distillation and return ``tokens`` with it added.
 
     The result is cached under ``artifacts/<fingerprint>/stage1/``: a second call with
-    the same model and config loads it instead of training (``retrain=True`` forces it),
-    and an interrupted call resumes from its last checkpoint. ``from_file``: a token file
-    (one committed next to a chapter's results) to load ``<name>`` from when it holds the
-    run asked for, same model and same cache key, instead of training it.
+    the same model, config and training questions loads it instead of training
+    (``retrain=True`` forces it), and an interrupted call resumes from its last checkpoint.
+    ``from_file``: a token file (one committed next to a chapter's results) to load
+    ``<name>`` from when it holds the run asked for, same model and same cache key,
+    instead of training it.
     """
     cfg = config or TrainConfig()
     behavior = B.get(name)
     tokens = tokens.copy() if tokens is not None else SteeringTokens.for_backbone(bb)
-    key = f"{B.cache_name(name)}-{config_hash(cfg)}"
+    key = stage1_key(name, cfg, questions)
     final = artifacts_root() / bb.fingerprint / "stage1" / f"{key}.safetensors"
     cached = cached_token(bb, final, name, key, retrain, from_file)
     if cached is not None:
@@ -168,6 +169,12 @@ def train_behavior_token(bb: Backbone, name: str, config: TrainConfig | None = N
                         progress=progress, stop_after=stop_after)
     tokens.set(name, trained[name], trained.info[name], trained.losses[name])
     return tokens
+
+
+def stage1_key(name: str, cfg: TrainConfig, questions: Sequence[str] | None = None) -> str:
+    """The cache key of a stage-1 run: behavior, config hash and, unless they are the shipped
+    train split, a digest of the training questions (the shipped tokens carry this key)."""
+    return f"{B.cache_name(name)}-{config_hash(cfg)}{P.cache_tag(questions)}"
 
 
 def cached_token(bb: Backbone, final: Path, name: str, key: str, retrain: bool,

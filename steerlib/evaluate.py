@@ -14,6 +14,8 @@ over combinations for best accuracy and order variance.
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import itertools
 import random
 from pathlib import Path
@@ -26,7 +28,8 @@ from tqdm.auto import tqdm
 from . import behaviors as B
 from .generate import METHODS, Method, Request, SteeredModel
 from .guard import refuse_work
-from .io import append_jsonl, read_jsonl, write_jsonl
+from .errors import RecordsError
+from .io import append_jsonl, lock, read_jsonl, write_jsonl
 
 SPLITS = ("seen", "unseen")
 
@@ -62,20 +65,68 @@ def _resolve(method: str | Method) -> Method:
     return METHODS[method]
 
 
+KEY_FIELDS = ("method", "order", "prompt_id", "prompt_sha", "model", "max_new_tokens", "seed", "tokens")
+"""What a record was made from; a record is reused only when all of it matches. ``prompt_sha``
+is a digest of the prompt text, ``model`` the backbone's fingerprint, ``max_new_tokens`` and
+``seed`` (it picks the instruction paraphrases) the generation settings, ``tokens`` the stamp
+of the vectors or baseline parameters used ('' for none)."""
+RecordKey = tuple
+"""A record's values of ``KEY_FIELDS``, in that order (records are keyed by tuples in memory;
+only the files hold strings)."""
+
+
+def prompt_digest(prompt: str) -> str:
+    """12 hex digits of SHA-256 over the prompt text: a record made for another prompt at the
+    same index is recognised as stale."""
+    return hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:12]
+
+
+def record_key(record: dict) -> RecordKey:
+    """The ``KEY_FIELDS`` of a record ('' for a field it lacks, as records written before a
+    field existed do: they never match a new key, so they are made again)."""
+    return tuple(_missing_as_empty(record.get(f, "")) for f in KEY_FIELDS)
+
+
+def _missing_as_empty(value):
+    """'' for None and NaN (a field a table row lacks), the value otherwise."""
+    return "" if value is None or (isinstance(value, float) and value != value) else value
+
+
+def _slot(record: dict) -> tuple:
+    """Where a record sits in an evaluation: (method, order, prompt index)."""
+    return record["method"], record["order"], record["prompt_id"]
+
+
 def evaluate(sm: SteeredModel, methods: Sequence[str | Method], combos: Sequence[Sequence[str]],
              prompts: Sequence[str], *, max_new_tokens: int = 256, batch_size: int = 32,
              records: str | Path | None = None, seed: int = 0, progress: bool | None = None) -> pd.DataFrame:
     """Generate and verify every (method, ordering, prompt); return all records.
 
-    ``records`` is a JSON-lines file to append to and resume from. Prompt-level methods
-    batch all their combinations together; methods with a model context (baselines)
-    generate one ordering at a time inside it (one combination at a time when the
-    method is order-free).
+    ``records`` is a JSON-lines file to append to and resume from; a recorded generation is
+    reused only when its whole key (``KEY_FIELDS``: model, generation settings, prompt text,
+    vectors) matches, and a record of the same (method, ordering, prompt index) with another
+    key is dropped from the file and made again. The file is locked for the whole call, so a
+    second evaluation of the same file waits and then reuses these records. Prompt-level
+    methods batch all their combinations together; methods with a model context (baselines)
+    generate one ordering at a time inside it (one combination at a time when the method is
+    order-free).
     """
     path = Path(records) if records else None
+    with lock(path) if path is not None else contextlib.nullcontext():
+        rows = _evaluate(sm, [_resolve(m) for m in methods], combos, prompts, max_new_tokens, batch_size, path,
+                         seed, progress)
+    return pd.DataFrame(rows)
+
+
+def _evaluate(sm: SteeredModel, methods: Sequence[Method], combos: Sequence[Sequence[str]], prompts: Sequence[str],
+              max_new_tokens: int, batch_size: int, path: Path | None, seed: int, progress: bool | None
+              ) -> list[dict]:
+    """``evaluate`` holding the records file: the records asked for, reused or made."""
     rows = _read_records(path)
-    keep: set[tuple] = set()  # (method, order, prompt id, stamp) of every record asked for
-    for method in map(_resolve, methods):
+    settings = {"model": sm.backbone.fingerprint, "max_new_tokens": max_new_tokens, "seed": seed}
+    digests = [prompt_digest(p) for p in prompts]
+    keep: set[RecordKey] = set()
+    for method in methods:
         model = method.prepare(sm)
 
         def request(order: tuple[str, ...], pid: int) -> Request:
@@ -83,17 +134,20 @@ def evaluate(sm: SteeredModel, methods: Sequence[str | Method], combos: Sequence
 
         asked = {(method.name, "+".join(order), pid): request(order, pid)
                  for combo in combos for order in orderings(tuple(combo)) for pid in range(len(prompts))}
-        wanted = {k: _stamp(method, model, k[1].split("+"), req) for k, req in asked.items()}
-        stale = [r for r in rows if wanted.get(_rkey(r), r.get("tokens", "")) != r.get("tokens", "")]
-        if stale:  # made with other vectors: drop them from the file and generate anew
+        stamps = {k: _stamp(method, model, k[1].split("+"), req) for k, req in asked.items()}
+        fields = {k: {"prompt_sha": digests[k[2]], **settings} | ({"tokens": s} if s else {})
+                  for k, s in stamps.items()}
+        wanted = {k: record_key({"method": k[0], "order": k[1], "prompt_id": k[2], **f}) for k, f in fields.items()}
+        stale = [r for r in rows if _slot(r) in wanted and record_key(r) != wanted[_slot(r)]]
+        if stale:  # made with another model, settings, prompt or vectors: drop them and generate anew
             refuse_work(f"{len(stale)} '{method.name}' records of {path} anew (the recorded ones were made "
-                        f"with other vectors than these)")
+                        f"with another model, generation settings, prompt or vectors than these)")
             gone = {id(r) for r in stale}
             rows = [r for r in rows if id(r) not in gone]
             _rewrite(path, rows)
-        have = {_rkey(r) for r in rows}
-        keep |= {(*k, s) for k, s in wanted.items()}
-        jobs = [(tuple(k[1].split("+")), k[2]) for k in wanted if k not in have]
+        have = {record_key(r) for r in rows}
+        keep |= set(wanted.values())
+        jobs = [(tuple(k[1].split("+")), k[2]) for k, key in wanted.items() if key not in have]
         if jobs:
             refuse_work(f"{len(jobs)} '{method.name}' generations for {path or 'this evaluation'} "
                         f"(e.g. {jobs[0][0]} on prompt {jobs[0][1]})")
@@ -106,19 +160,39 @@ def evaluate(sm: SteeredModel, methods: Sequence[str | Method], combos: Sequence
                                                           batch_size=batch_size, progress=progress,
                                                           desc=method.name)))
                 texts = [answers[r] for r in reqs]
-            new = [_record(method.name, order, pid, prompts[pid], text, wanted[(method.name, "+".join(order), pid)])
+            new = [_record(method.name, order, pid, prompts[pid], text, fields[(method.name, "+".join(order), pid)])
                    for (order, pid), text in zip(group, texts)]
             _append(path, new)
             rows += new
-    df = pd.DataFrame(rows)
-    if not len(df):
-        return df
-    mine = [(*_rkey(r), r.get("tokens", "")) in keep for r in rows]
-    return df[mine].reset_index(drop=True)
+    return _unique([r for r in rows if record_key(r) in keep])
 
 
-def _rkey(record: dict) -> tuple:
-    return record["method"], record["order"], record["prompt_id"]
+def _unique(rows: list[dict]) -> list[dict]:
+    """``rows`` with each key once; two records of one key that disagree raise RecordsError."""
+    first: dict[RecordKey, dict] = {}
+    for r in rows:
+        key = record_key(r)
+        if key not in first:
+            first[key] = r
+        elif (r["text"], r["ok"]) != (first[key]["text"], first[key]["ok"]):
+            raise RecordsError(f"two records of {dict(zip(KEY_FIELDS, key))} disagree ({first[key]['text'][:40]!r} "
+                               f"vs {r['text'][:40]!r}): the records were written by two runs that did not "
+                               f"make the same generation; delete the file's duplicates or regenerate it")
+    return list(first.values())
+
+
+def unique_records(records: pd.DataFrame) -> pd.DataFrame:
+    """A records table with each key (``KEY_FIELDS``) counted once.
+
+    Two processes appending to one file without a lock (before records files were locked)
+    wrote some generations twice; counting them twice would inflate n and narrow every
+    interval. Identical duplicates are dropped; duplicates that disagree raise RecordsError.
+    """
+    if not len(records):
+        return records
+    rows = records.to_dict("records")
+    kept = _unique(rows)
+    return records if len(kept) == len(rows) else pd.DataFrame(kept)
 
 
 def _stamp(method: Method, sm: SteeredModel, order: Sequence[str], req: Request) -> str:
@@ -148,12 +222,29 @@ def _group(jobs, key: Callable[[tuple[str, ...]], tuple[str, ...]] | None, size:
     return [jobs[i: i + size] for i in range(0, len(jobs), size)]
 
 
-def _record(method: str, order: tuple[str, ...], pid: int, prompt: str, text: str, stamp: str) -> dict:
+def _record(method: str, order: tuple[str, ...], pid: int, prompt: str, text: str, fields: dict) -> dict:
+    """One generation, verified; ``fields`` are the rest of its key (``KEY_FIELDS``)."""
     verdicts = B.verify_all(text, order)
-    record = {"method": method, "combo": "+".join(sorted(order, key=B.names().index)), "order": "+".join(order),
-              "k": len(order), "split": split_of(order), "prompt_id": pid, "prompt": prompt, "text": text,
-              "verdicts": verdicts, "ok": all(verdicts.values())}
-    return record | ({"tokens": stamp} if stamp else {})
+    return {"method": method, "combo": "+".join(sorted(order, key=B.names().index)), "order": "+".join(order),
+            "k": len(order), "split": split_of(order), "prompt_id": pid, "prompt": prompt, "text": text,
+            "verdicts": verdicts, "ok": all(verdicts.values())} | fields
+
+
+def read_records(path: str | Path, *, model: str | None = None, prompts: Sequence[str] | None = None,
+                 max_new_tokens: int | None = None, seed: int | None = None) -> pd.DataFrame:
+    """The records of a file as a table, each key once, without generating anything.
+
+    Optionally only those made with this model fingerprint, generation settings, and
+    ``prompts`` at their indices: how a reader that does not hold the vectors (the book,
+    ``run_ablations(cached_only=True)``) still never shows records of another run.
+    """
+    rows = [r for r in read_jsonl(path)
+            if (model is None or r.get("model") == model)
+            and (max_new_tokens is None or r.get("max_new_tokens") == max_new_tokens)
+            and (seed is None or r.get("seed") == seed)
+            and (prompts is None or (r["prompt_id"] < len(prompts)
+                                     and r.get("prompt_sha") == prompt_digest(prompts[r["prompt_id"]])))]
+    return pd.DataFrame(_unique(rows), columns=None if rows else [*KEY_FIELDS, "combo", "split", "text", "ok"])
 
 
 def _read_records(path: Path | None) -> list[dict]:
@@ -183,8 +274,8 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def per_ordering(records: pd.DataFrame) -> pd.DataFrame:
-    """Accuracy of each (method, split, combination, ordering) over its prompts."""
-    return (records.groupby(["method", "split", "combo", "order"], as_index=False)
+    """Accuracy of each (method, split, combination, ordering) over its prompts (each record once)."""
+    return (unique_records(records).groupby(["method", "split", "combo", "order"], as_index=False)
             .agg(acc=("ok", "mean"), n=("ok", "size")))
 
 
@@ -196,6 +287,7 @@ def metrics(records: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.Data
     generations.
     """
     rng = np.random.default_rng(seed)
+    records = unique_records(records)
     per_order = per_ordering(records)
     out = []
     for (method, split), g in per_order.groupby(["method", "split"]):
@@ -221,7 +313,7 @@ def metrics(records: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.Data
 def behavior_pass_rates(records: pd.DataFrame) -> pd.DataFrame:
     """Per method and behavior: share of generations passing that behavior's verifier."""
     rows = []
-    for _, r in records.iterrows():
+    for _, r in unique_records(records).iterrows():
         for name, ok in r["verdicts"].items():
             rows.append({"method": r["method"], "behavior": name, "ok": ok})
     df = pd.DataFrame(rows)

@@ -5,8 +5,8 @@
   was, and two processes saving the same file never share a temp name. A temp file a
   killed process left behind is never read (its name is unique), and ``build_once``
   deletes leftover ones of the artifact it builds.
-* ``lock``: an exclusive inter-process lock (``filelock``) on a file; the OS releases it
-  when its holder dies, even by kill -9.
+* ``lock``: an exclusive inter-process lock (``filelock``) on a file or folder; the OS
+  releases it when its holder dies, even by kill -9.
 * ``read_jsonl`` / ``append_jsonl``: one JSON object per line, each line flushed as it is
   written. A torn *last* line (a crash or a full disk mid-append) is dropped with a
   warning naming the file; a bad line anywhere else is refused with its file and line.
@@ -16,6 +16,7 @@ Every ``OSError`` of a write becomes a ``StorageError`` naming the path.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ from typing import Callable, Iterable, Iterator
 from filelock import FileLock
 
 from .errors import RecordsError, StorageError
+from .paths import cache_root
 
 log = logging.getLogger("steerlib")
 
@@ -86,14 +88,18 @@ def save_safetensors(tensors: dict, path: str | os.PathLike, metadata: dict[str,
 
 
 def lock(path: str | os.PathLike, timeout: float = -1) -> FileLock:
-    """An exclusive lock guarding ``path`` (held in ``<path>.lock``), for ``with lock(p): ...``.
+    """An exclusive lock guarding ``path``, for ``with lock(p): ...``.
 
-    Re-entrant within one process; other processes wait for it.
+    Re-entrant within one process; other processes on this machine wait for it. The lock
+    file lives in ``<cache_root>/locks`` (named after ``path``'s absolute path), not next to
+    ``path``: result folders stay free of lock files, and a read-only folder can be locked.
     """
-    path = Path(path)
-    with storage_errors(path.parent):
-        path.parent.mkdir(parents=True, exist_ok=True)
-    return FileLock(str(path) + ".lock", timeout=timeout)
+    path = Path(path).absolute()
+    folder = cache_root() / "locks"
+    with storage_errors(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(str(path).encode()).hexdigest()[:16]
+    return FileLock(str(folder / f"{path.name}-{digest}.lock"), timeout=timeout)
 
 
 @contextlib.contextmanager

@@ -19,6 +19,11 @@ def project_root() -> Path:
     return root if (root / "pyproject.toml").is_file() else Path.cwd()
 
 
+def cache_root() -> Path:
+    """Per-machine caches: converted weights, lock files (``$STEERLIB_CACHE``, default ``~/.cache/steerlib``)."""
+    return Path(os.environ.get("STEERLIB_CACHE", Path.home() / ".cache" / "steerlib"))
+
+
 def artifacts_root() -> Path:
     """Trained tokens, targets and checkpoints (git-ignored caches)."""
     return Path(os.environ.get("STEERLIB_ARTIFACTS", project_root() / "artifacts"))

@@ -23,7 +23,7 @@ from .backbone import Backbone, load_backbone
 from .compose import train_composition_token
 from .config import TARGET_VARIANTS, Preset, TrainConfig, replace, variant_config
 from .distill import train_behavior_token
-from .evaluate import evaluate, format_metrics, metrics, orderings, per_ordering, sample_combos
+from .evaluate import evaluate, format_metrics, metrics, orderings, per_ordering, read_records, sample_combos
 from .generate import METHODS, Method, SteeredModel
 from .paths import results_dir
 from .tokens import SteeringTokens
@@ -154,7 +154,7 @@ def recorded_token_records(preset: Preset, name: str, variant: str, out: Path) -
     """
     questions = P.load("test", limit=preset.eval.n_single)
     path = out / "targets_records.jsonl"
-    rows = pd.read_json(path, lines=True) if path.is_file() else pd.DataFrame(columns=["method", "order", "prompt_id"])
+    rows = read_records(path, max_new_tokens=preset.eval.max_new_tokens)
     mine = rows[(rows["method"] == f"token:{variant}") & (rows["order"] == name)
                 & (rows["prompt_id"] < len(questions))].sort_values("prompt_id").reset_index(drop=True)
     if mine.empty:
@@ -272,7 +272,7 @@ def reproduce(preset: Preset, out: Path | None = None, with_baselines: bool | Se
     _write_md(out / "composition.md", format_metrics(table),
               "Composition accuracy (%), mean over orderings [95% Wilson interval]; best ordering; order "
               "variance [bootstrap interval over combinations]; combinations and generations per cell.")
-    records = pd.read_json(out / "records.jsonl", lines=True)
+    records = read_records(out / "records.jsonl")
     fig = plots.pair_heatmap(per_ordering(records), method="and")
     distributed.main_only(fig.savefig, out / "pair_heatmap.png", dpi=120, bbox_inches="tight")
     timings["total"] = round(sum(v for k, v in timings.items() if k != "stage1_token_seconds"), 1)

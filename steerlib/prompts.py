@@ -15,6 +15,7 @@ Hugging Face dataset.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from collections import Counter
@@ -30,6 +31,19 @@ file's train rows are shuffled across domains, and the first 472 "train" questio
 which every cached target so far was drawn from, keep their order."""
 TEXT_FIELDS = ("prompt", "question", "instruction", "text")
 FILE_SUFFIXES = (".jsonl", ".txt")
+
+
+def cache_tag(questions: Sequence[str] | None, split: str = "train") -> str:
+    """The part of a cache key that names the questions a run trains on.
+
+    '' for the default (None, or exactly the shipped ``split``), so every key made before
+    questions were part of keys, the shipped tokens' included, stays valid; else ``-q``
+    and 12 hex digits of SHA-256 over the question list, so training on other questions
+    never reuses a result made from these.
+    """
+    if questions is None or list(questions) == load(split):
+        return ""
+    return "-q" + hashlib.sha256(json.dumps(list(questions), ensure_ascii=False).encode()).hexdigest()[:12]
 
 
 def load(

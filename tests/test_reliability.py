@@ -45,6 +45,120 @@ def _run_together(script: str, n: int = 2, timeout: float = 240) -> list[subproc
     return out
 
 
+# -- 1. records are reused only for the same model, settings, prompt and vectors --------------------
+PROMPTS = ["Why is the sky blue?", "Name a fruit."]
+
+
+def _eval(bb, path, prompts=PROMPTS, **kw):
+    from steerlib import SteeredModel, evaluate
+
+    return evaluate(SteeredModel(bb), ["instruction"], [("french",)], prompts, records=path, progress=False,
+                    **{"max_new_tokens": 3, **kw})
+
+
+def _count_generations(monkeypatch) -> list[int]:
+    """Patch SteeredModel.generate to count the prompts it is asked to answer."""
+    from steerlib.generate import SteeredModel
+
+    calls: list[int] = []
+    real = SteeredModel.generate
+
+    def counting(self, prompts, *args, **kwargs):
+        calls.append(len(prompts))
+        return real(self, prompts, *args, **kwargs)
+
+    monkeypatch.setattr(SteeredModel, "generate", counting)
+    return calls
+
+
+def test_records_of_another_model_are_regenerated(tiny, tmp_path, monkeypatch):
+    from steerlib.backbone import tiny_backbone
+
+    path = tmp_path / "records.jsonl"
+    _eval(tiny, path)
+    other = tiny_backbone(seed=1)  # same shapes and tokenizer, other weights: another fingerprint
+    calls = _count_generations(monkeypatch)
+    again = _eval(other, path)
+    assert calls == [2]
+    assert set(again["model"]) == {other.fingerprint}
+    assert len(sio.read_jsonl(path)) == 2  # the other model's records replaced, not added to
+
+
+def test_records_of_other_generation_settings_are_regenerated(tiny, tmp_path, monkeypatch):
+    path = tmp_path / "records.jsonl"
+    _eval(tiny, path, max_new_tokens=3)
+    calls = _count_generations(monkeypatch)
+    longer = _eval(tiny, path, max_new_tokens=8)
+    assert calls == [2] and set(longer["max_new_tokens"]) == {8}
+    _eval(tiny, path, max_new_tokens=8, seed=1)  # another seed: other instruction paraphrases
+    assert calls == [2, 2]
+    _eval(tiny, path, max_new_tokens=8, seed=1)  # the same again: reused
+    assert calls == [2, 2]
+
+
+def test_records_of_another_prompt_at_the_same_index_are_regenerated(tiny, tmp_path, monkeypatch):
+    path = tmp_path / "records.jsonl"
+    _eval(tiny, path)
+    calls = _count_generations(monkeypatch)
+    again = _eval(tiny, path, prompts=[PROMPTS[0], "Name a colour."])
+    assert calls == [1]
+    assert list(again["prompt"]) == [PROMPTS[0], "Name a colour."]
+
+
+def test_committed_records_carry_the_full_key_and_are_reused():
+    """The migrated cpu records: every key field present, model and settings of the cpu preset."""
+    import steerlib as st
+    from steerlib.evaluate import KEY_FIELDS, prompt_digest
+
+    ev = st.presets.cpu().eval
+    for path in sorted((ROOT / "results" / "cpu").rglob("*records.jsonl")):
+        rows = sio.read_jsonl(path)
+        assert rows, path
+        for r in rows:
+            assert set(KEY_FIELDS) - {"tokens"} <= set(r), path
+            assert r["prompt_sha"] == prompt_digest(r["prompt"])
+            assert (r["max_new_tokens"], r["seed"]) == (ev.max_new_tokens, ev.seed)
+        shipped = json.loads(__import__("safetensors").safe_open(
+            str(ROOT / "results" / "cpu" / "tokens.safetensors"), "pt").metadata()["steerlib"])["fingerprint"]
+        assert {r["model"] for r in rows} == {shipped}, path
+
+
+# -- 2. concurrent evaluations count each generation once -----------------------------------------
+def test_two_processes_evaluating_one_records_file_write_each_record_once(tmp_path):
+    path = tmp_path / "records.jsonl"
+    script = f"""
+        import steerlib as st
+        bb = st.load_backbone("tiny")
+        st.evaluate(st.SteeredModel(bb), ["plain", "instruction"], [("french",), ("german",)],
+                    ["Why is the sky blue?", "Name a fruit.", "What is rain?"], max_new_tokens=4,
+                    records={str(path)!r}, progress=False)
+    """
+    for result in _run_together(script):
+        assert result.returncode == 0, result.stderr[-2000:]
+    rows = sio.read_jsonl(path)
+    assert len(rows) == 2 * 2 * 3
+    assert len({tuple(sorted((k, str(v)) for k, v in r.items() if k != "verdicts")) for r in rows}) == 12
+
+
+def test_metrics_count_duplicate_records_once(tiny, tmp_path):
+    import pandas as pd
+    from steerlib.evaluate import metrics
+
+    recs = _eval(tiny, tmp_path / "records.jsonl")
+    doubled = pd.concat([recs, recs], ignore_index=True)  # what two unlocked appenders left behind
+    assert metrics(doubled)["n"].tolist() == metrics(recs)["n"].tolist() == [2]
+
+
+def test_metrics_refuse_conflicting_duplicate_records(tiny, tmp_path):
+    import pandas as pd
+    from steerlib.evaluate import metrics
+
+    recs = _eval(tiny, tmp_path / "records.jsonl")
+    other = recs.iloc[:1].assign(text="something else", ok=not recs["ok"].iloc[0])
+    with pytest.raises(RecordsError, match="disagree"):
+        metrics(pd.concat([recs, other], ignore_index=True))
+
+
 # -- 7. torn files ---------------------------------------------------------------------------
 def test_torn_last_line_is_dropped_with_a_warning_naming_the_file(tmp_path, caplog):
     path = tmp_path / "records.jsonl"
@@ -130,7 +244,7 @@ def test_two_processes_build_a_cache_folder_once(tmp_path):
         assert result.returncode == 0, result.stderr[-2000:]
         assert result.stdout.strip() == "done"
     assert (tmp_path / "model" / "builder").read_text() in ("0", "1")
-    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == ["model"]
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no temp folder, no lock file in the cache
 
 
 def test_stale_temp_folder_of_a_killed_conversion_is_removed(tmp_path):
@@ -205,3 +319,38 @@ def test_read_only_folder_names_the_path(tmp_path, monkeypatch):
 
 def test_storage_errors_are_steerlib_and_os_errors():
     assert issubclass(StorageError, SteerlibError) and issubclass(StorageError, OSError)
+
+
+# -- 3. the stage-1 cache covers the training questions ---------------------------------------------
+def test_stage1_cache_covers_the_training_questions(tiny):
+    import steerlib as st
+    from steerlib.distill import train_behavior_token
+
+    cfg = st.presets.smoke().stage1
+    first = train_behavior_token(tiny, "french", cfg, questions=["Why is the sky blue?", "Name a fruit."],
+                                 progress=False)
+    again = train_behavior_token(tiny, "french", cfg, questions=["What is rain?", "How do magnets work?"],
+                                 progress=False)
+    assert first.info["french"]["key"] != again.info["french"]["key"]
+    assert not torch.equal(first["french"], again["french"])
+
+
+def test_shipped_tokens_still_resolve_under_the_default_questions():
+    """Keys made before questions were part of them are unchanged for the shipped train split."""
+    from types import SimpleNamespace
+
+    import steerlib as st
+    from steerlib import prompts as P
+    from steerlib.distill import stage1_key
+    from steerlib.pipeline import stage1_config
+    from steerlib.tokens import PRETRAINED_FILE, shipped
+
+    path = ROOT / "steerlib" / "data" / PRETRAINED_FILE
+    fingerprint = SteeringTokens.load(path).fingerprint
+    bb = SimpleNamespace(fingerprint=fingerprint)  # shipped() reads only the fingerprint
+    preset = st.presets.cpu()
+    for name in st.behaviors.names():
+        cfg = stage1_config(preset, name)
+        for questions in (None, P.load("train")):
+            assert shipped(bb, name, stage1_key(name, cfg, questions)) is not None, name
+        assert shipped(bb, name, stage1_key(name, cfg, P.load("train")[:-1])) is None

@@ -149,7 +149,7 @@ def train_caa(bb: Backbone, names: Sequence[str], config: CAAConfig | None = Non
     drawn with the config's seed. Each question gets one random instruction paraphrase.
     """
     cfg = config or CAAConfig()
-    questions = extraction_questions(cfg, questions)
+    source, questions = questions, extraction_questions(cfg, questions)
     plain = functools.cache(lambda: last_token_states(bb, [render(bb, q) for q in questions], cfg.batch_size,
                                                       progress, desc="CAA plain"))
 
@@ -164,7 +164,7 @@ def train_caa(bb: Backbone, names: Sequence[str], config: CAAConfig | None = Non
         return CAA(params={name: {"vector": vector}}, model_id=bb.model_id, fingerprint=bb.fingerprint,
                    info={name: info}), True
 
-    caa = train_each(bb, names, CAA, lambda _: cfg, one, retrain=retrain, progress=progress)
+    caa = train_each(bb, names, CAA, lambda _: cfg, one, questions=source, retrain=retrain, progress=progress)
     return replace(caa, layer=layer, alpha=alpha)
 
 

@@ -8,8 +8,8 @@ names, settings, per-behavior training records, library version), like steering 
 (LoRA writes PEFT's own adapter files instead, with the same metadata beside them).
 
 Training results are cached per behavior under
-``artifacts/<fingerprint>/baselines/<kind>/<name>-<config hash>``; like stage 1, the key
-is the config, not the question list (pass ``retrain=True`` after changing questions).
+``artifacts/<fingerprint>/baselines/<kind>/<name>-<config hash>``, plus a digest of the
+training questions when they are not the shipped train split (``prompts.cache_tag``).
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ import torch
 from safetensors import safe_open
 from tqdm.auto import tqdm
 
+from .. import prompts as P
 from .._version import __version__
 from .. import behaviors as B
 from .. import distributed
@@ -149,12 +150,13 @@ def cache_dir(bb: Backbone, kind: str) -> Path:
 
 
 def train_each(bb: Backbone, names: Sequence[str], cls: type[T], config_for: Callable[[str], C],
-               train_one: Callable[[str, C, Path], tuple[T, bool]], *, retrain: bool = False,
-               progress: bool | None = None) -> T:
+               train_one: Callable[[str, C, Path], tuple[T, bool]], *, questions: Sequence[str] | None = None,
+               retrain: bool = False, progress: bool | None = None) -> T:
     """Per behavior: load its cached result, or train it and cache it once complete.
 
     ``config_for(name)`` is that behavior's config (behaviors may train with different
-    configs, as the behavior tokens do); its hash is the cache key.
+    configs, as the behavior tokens do); its hash and ``questions`` (what ``train_one``
+    trains on; None = the shipped train split) make the cache key.
     ``train_one(name, config, checkpoint)`` trains one behavior (resuming from
     ``checkpoint`` when it exists) and returns the one-behavior method and whether the
     run finished; an unfinished run (``stop_after``) is returned but not cached.
@@ -165,7 +167,7 @@ def train_each(bb: Backbone, names: Sequence[str], cls: type[T], config_for: Cal
     parts = []
     for name in tqdm(names, desc=cls.KIND, disable=progress is False or len(names) < 2, leave=False):
         config = config_for(name)
-        stem = f"{B.cache_name(name)}-{config_hash(config)}"
+        stem = f"{B.cache_name(name)}-{config_hash(config)}{P.cache_tag(questions)}"
         final = folder / f"{stem}{cls.SUFFIX}"
         if final.exists() and not retrain:
             parts.append(cls.load(final, bb))

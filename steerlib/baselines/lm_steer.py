@@ -115,5 +115,5 @@ def train_lm_steer(bb: Backbone, names: Sequence[str], config: LMSteerConfig | N
         return (LMSteer(eps=cfg.eps, params={name: trained}, model_id=bb.model_id, fingerprint=bb.fingerprint,
                         info={name: info}), result.finished)
 
-    return train_each(bb, names, LMSteer, lambda n: per_behavior(config, train_for, n), one, retrain=retrain,
-                      progress=progress)
+    return train_each(bb, names, LMSteer, lambda n: per_behavior(config, train_for, n), one, questions=questions,
+                      retrain=retrain, progress=progress)

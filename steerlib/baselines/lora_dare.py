@@ -231,6 +231,6 @@ def train_lora(bb: Backbone, names: Sequence[str], config: LoRAConfig | None = N
         return (LoRADare(params={name: state}, configs={name: lora}, model_id=bb.model_id,
                          fingerprint=bb.fingerprint, info={name: info}), result.finished)
 
-    out = train_each(bb, names, LoRADare, lambda n: per_behavior(config, train_for, n), one, retrain=retrain,
-                     progress=progress)
+    out = train_each(bb, names, LoRADare, lambda n: per_behavior(config, train_for, n), one, questions=questions,
+                     retrain=retrain, progress=progress)
     return replace(out, density=density, weight=weight, seed=config.train.seed)
