@@ -174,10 +174,10 @@ def _unique(rows: list[dict]) -> list[dict]:
         key = record_key(r)
         if key not in first:
             first[key] = r
-        elif (r["text"], r["ok"]) != (first[key]["text"], first[key]["ok"]):
-            raise RecordsError(f"two records of {dict(zip(KEY_FIELDS, key))} disagree ({first[key]['text'][:40]!r} "
-                               f"vs {r['text'][:40]!r}): the records were written by two runs that did not "
-                               f"make the same generation; delete the file's duplicates or regenerate it")
+        elif (r.get("text"), r["ok"]) != (first[key].get("text"), first[key]["ok"]):
+            raise RecordsError(f"two records of {dict(zip(KEY_FIELDS, key))} disagree ({first[key].get('text')!r:.40} "
+                               f"vs {r.get('text')!r:.40}): they were written by two runs that did not make the "
+                               f"same generation; delete the file's duplicates or regenerate it")
     return list(first.values())
 
 
@@ -188,7 +188,7 @@ def unique_records(records: pd.DataFrame) -> pd.DataFrame:
     wrote some generations twice; counting them twice would inflate n and narrow every
     interval. Identical duplicates are dropped; duplicates that disagree raise RecordsError.
     """
-    if not len(records):
+    if not len(records) or "prompt_id" not in records:  # not records of evaluate (no key to go by)
         return records
     rows = records.to_dict("records")
     kept = _unique(rows)
