@@ -18,8 +18,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass, field, replace
+
+from .errors import ConfigError
 
 TARGET_SOURCES = ("self", "filtered", "constructed", "model")
 INITS = ("semantic", "zero", "word", "random", "mean")
@@ -57,6 +60,9 @@ class TargetConfig:
             raise ValueError(f"target source {self.source!r} unknown; choose one of {TARGET_SOURCES}")
         if self.source == "model" and not self.model:
             raise ValueError("target source 'model' needs TargetConfig(model=<hub id or path>)")
+        _integers(self, 1, "max_new_tokens", "plain_max_new_tokens")
+        _integers(self, 0, "min_kept")
+        _numbers(self, "temperature", "oversample", positive=True)
 
 
 @dataclass(frozen=True)
@@ -83,9 +89,30 @@ class ValidationConfig:
     """Generation batch size of a score."""
 
     def __post_init__(self) -> None:
-        for name in ("every", "patience", "n_questions", "max_new_tokens", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"ValidationConfig.{name} must be >= 1, got {getattr(self, name)}")
+        _integers(self, 1, "every", "patience", "n_questions", "max_new_tokens", "batch_size")
+
+
+def _integers(cfg, minimum: int | None, *names: str, optional: bool = False) -> None:
+    """Refuse a field that is not an integer >= ``minimum`` (None where ``optional``)."""
+    for name in names:
+        value = getattr(cfg, name)
+        if optional and value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
+            allowed = "an integer" + (f" >= {minimum}" if minimum is not None else "") + (" or None" if optional else "")
+            raise ConfigError(f"{type(cfg).__name__}.{name} must be {allowed}; got {value!r}")
+
+
+def _numbers(cfg, *names: str, positive: bool = False) -> None:
+    """Refuse a field that is not a finite number > 0 (``positive``) or >= 0: NaN, inf and
+    negative values would train NaN vectors, or none at all, without an error."""
+    for name in names:
+        value = getattr(cfg, name)
+        ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+              and (value > 0 if positive else value >= 0))
+        if not ok:
+            raise ConfigError(f"{type(cfg).__name__}.{name} must be a finite number {'> 0' if positive else '>= 0'}; "
+                              f"got {value!r}")
 
 
 def _added(default=None):
@@ -135,8 +162,14 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.init not in INITS:
             raise ValueError(f"init {self.init!r} unknown; choose one of {INITS}")
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError("steps and batch_size must be >= 1")
+        _integers(self, 1, "steps", "batch_size", "checkpoint_every")
+        _integers(self, 1, "max_answer_tokens", optional=True)
+        _integers(self, None, "seed")
+        # a zero or non-finite lr, temperature or clip trains a NaN or unchanged vector
+        _numbers(self, "lr", "grad_clip", "temperature", positive=True)
+        _numbers(self, "weight_decay", "ce_weight", "orth_weight", "warmup")
+        if self.warmup > 1:
+            raise ConfigError(f"TrainConfig.warmup must be a share of the steps, in [0, 1]; got {self.warmup!r}")
 
     @property
     def n_examples(self) -> int:
@@ -165,6 +198,11 @@ class EvalConfig:
     batch_size: int = 32
     """Generation batch size."""
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        _integers(self, 1, "max_new_tokens", "n_prompts", "n_single", "n_prompts_3", "batch_size")
+        _integers(self, 1, "n_combos", "n_combos_3", "n_combos_4", optional=True)
+        _integers(self, None, "seed")
 
 
 @dataclass(frozen=True)

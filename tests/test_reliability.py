@@ -354,3 +354,37 @@ def test_shipped_tokens_still_resolve_under_the_default_questions():
         for questions in (None, P.load("train")):
             assert shipped(bb, name, stage1_key(name, cfg, questions)) is not None, name
         assert shipped(bb, name, stage1_key(name, cfg, P.load("train")[:-1])) is None
+
+
+# -- 4. configs that would train NaN or nothing are refused ---------------------------------------------
+@pytest.mark.parametrize("field, value", [
+    ("temperature", 0), ("lr", float("inf")), ("lr", 0.0), ("grad_clip", float("nan")), ("max_answer_tokens", 0),
+    ("checkpoint_every", 0), ("batch_size", 0), ("steps", 0), ("warmup", 1.5), ("weight_decay", -1.0),
+    ("ce_weight", float("nan")), ("batch_size", 2.5), ("steps", True),
+])
+def test_train_config_refuses_values_that_train_nan_or_nothing(field, value):
+    from steerlib.config import TrainConfig
+    from steerlib.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"TrainConfig\.{field} must be"):
+        TrainConfig(**{field: value})
+
+
+@pytest.mark.parametrize("cls, field, value", [
+    ("TargetConfig", "max_new_tokens", 0), ("TargetConfig", "temperature", 0.0),
+    ("TargetConfig", "oversample", float("inf")), ("EvalConfig", "max_new_tokens", 0),
+    ("EvalConfig", "batch_size", 0), ("EvalConfig", "n_combos", 0), ("ValidationConfig", "every", 0),
+])
+def test_other_configs_refuse_values_that_do_nothing(cls, field, value):
+    import steerlib.config as C
+    from steerlib.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"{cls}\.{field} must be"):
+        getattr(C, cls)(**{field: value})
+
+
+def test_every_preset_passes_validation():
+    import steerlib as st
+
+    for name in ("paper", "colab", "cpu", "smoke"):
+        st.presets.get(name)
