@@ -104,6 +104,23 @@ def cmd_targets_compare(args) -> None:
     print(table.round(1).to_markdown(index=False))
 
 
+def cmd_curves(args) -> None:
+    from .config import presets
+    from .curves import measure, peak_steps
+    from .paths import results_dir
+    from .plots import validation_curves
+
+    preset = presets.get(args.preset)
+    if preset.validation is None:
+        raise ValueError(f"preset {preset.name!r} has no validation settings (Preset.validation)")
+    out = results_dir(preset.name)
+    table = measure(_backbone(args, preset), preset, args.behaviors, args.max_steps, preset.validation, out)
+    peaks = peak_steps(table)
+    validation_curves(table, dict(zip(peaks["behavior"], peaks["step"]))).savefig(out / "validation_curves.png",
+                                                                                   dpi=120)
+    print(peaks.to_markdown(index=False))
+
+
 def cmd_ablations(args) -> None:
     from .ablations import ABLATIONS, run_ablations
     from .config import presets
@@ -180,6 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--behaviors", nargs="+", default=["all"], help="'all' or names")
     sp.add_argument("--preset", default=None)
     sp.set_defaults(fn=cmd_targets_compare)
+
+    sp = sub.add_parser("curves", help="validation curves of a few behaviors trained without early stopping")
+    model_args(sp)
+    sp.add_argument("--preset", default=None)
+    sp.add_argument("--behaviors", nargs="+", required=True, help="behavior names")
+    sp.add_argument("--max-steps", type=int, default=64)
+    sp.set_defaults(fn=cmd_curves)
 
     sp = sub.add_parser("ablations", help="stage-2 ablations: no <and>, init, lambda, 2 vs 2+3 (resumable)")
     model_args(sp)

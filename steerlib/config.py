@@ -221,6 +221,9 @@ class Preset:
     steps: dict[str, int] = field(default_factory=dict)
     """Per-behavior stage-1 step count overriding ``stage1.steps`` (ours: a budget for the
     behaviors that need more)."""
+    validation: ValidationConfig | None = None
+    """Validation settings of this preset's validation-guided runs (``curves``, and the
+    tokens trained with them); None where the preset has none."""
     baseline_lr: dict[str, float] = field(default_factory=dict)
     """Learning rate of a trained baseline ("lm_steer", "lora_dare") where it differs from
     stage 1's; they otherwise train exactly like each behavior's token."""
@@ -379,7 +382,10 @@ class presets:  # noqa: N801 - used as a namespace: st.presets.cpu()
             "sentences_3": "constructed", "sentences_4": "constructed+ce", "sentences_5": "constructed+ce",
             "json": "self",
         }
-        return Preset("cpu", stage1, stage2, ev, sources=sources, steps={"french": 48},
+        # Validation: 24 questions (4.2 points a pass), scored every 8 steps at the evaluation's
+        # 128-token cap, so the long word ranges are visible too.
+        validation = ValidationConfig(every=8, patience=3, n_questions=24, max_new_tokens=128, batch_size=24)
+        return Preset("cpu", stage1, stage2, ev, sources=sources, steps={"french": 48}, validation=validation,
                       baseline_lr={"lora_dare": 5e-3})
 
     @staticmethod
@@ -390,7 +396,8 @@ class presets:  # noqa: N801 - used as a namespace: st.presets.cpu()
         stage2 = TrainConfig(steps=3, batch_size=2, lr=5e-2, init="zero", checkpoint_every=2, targets=targets)
         ev = EvalConfig(max_new_tokens=12, n_single=2, n_prompts=2, n_prompts_3=1, n_combos=2, n_combos_3=1,
                         n_combos_4=1, batch_size=8)
-        return Preset("smoke", stage1, stage2, ev, model="tiny")
+        validation = ValidationConfig(every=2, patience=1, n_questions=4, max_new_tokens=8, batch_size=4)
+        return Preset("smoke", stage1, stage2, ev, model="tiny", validation=validation)
 
     @staticmethod
     def get(name: str | None = None) -> Preset:

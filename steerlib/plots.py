@@ -16,6 +16,22 @@ import seaborn as sns  # noqa: E402
 from . import behaviors as B  # noqa: E402
 
 
+def validation_curves(table: pd.DataFrame, chosen: dict[str, int] | None = None,
+                      title: str = "validation pass rate while training") -> plt.Figure:
+    """Validation pass rate (%) against step, one line per behavior (``curves.measure``);
+    ``chosen`` marks the step each token kept."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    for name, rows in table.groupby("behavior", sort=False):
+        line, = ax.plot(rows["step"], 100 * rows["pass_rate"], marker="o", ms=3, lw=1.2, label=f"<{name}>")
+        if chosen and name in chosen:
+            hit = rows[rows["step"] == chosen[name]]
+            ax.plot(hit["step"], 100 * hit["pass_rate"], marker="*", ms=12, color=line.get_color(), ls="none")
+    ax.set(xlabel="optimiser step (batch of 8)", ylabel="validation pass rate (%)", ylim=(-3, 103), title=title)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig
+
+
 def loss_curve(losses: dict[str, list[float]], title: str = "distillation loss") -> plt.Figure:
     """Loss per optimiser step for one or more tokens."""
     fig, ax = plt.subplots(figsize=(6, 3.2))
