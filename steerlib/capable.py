@@ -1,0 +1,195 @@
+"""The capable-pairs study (ours): composition measured where it can show.
+
+A composition passes only where each of its behaviors can. On a 135M model some
+behaviors (case, JSON) fail for every method, so the paper's protocol, sampling pairs
+uniformly, mostly measures those failures. This study instead
+
+1. **selects pairs on validation data only**: every cross-category pair (conflicts
+   excluded) whose two behavior tokens each pass >= 50% alone on validation questions
+   that the tokens' step selection did not see (``selection_questions``);
+2. **evaluates** every method on those pairs, both orderings, on test prompts;
+3. **reports**, per method and split (seen / unseen pairs): the joint pass rate with a
+   Wilson interval; each behavior's retention (its pass rate inside the pair against
+   its rate alone under the same method); composition efficiency, joint / (product of
+   the two single rates of the same method), with a bootstrap interval over prompts;
+   and exact McNemar tests on the paired outcomes of identical prompt-orderings.
+
+Efficiency 1.0 means the two behaviors combine as if independent; below 1, they
+interfere. McNemar uses the prompts both methods saw, so it can separate methods whose
+intervals overlap.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from statsmodels.stats.contingency_tables import mcnemar
+
+from . import behaviors as B
+from . import prompts as P
+from .config import ValidationConfig
+from .evaluate import split_of, wilson
+
+THRESHOLD = 0.5
+"""A behavior is capable when its token alone passes at least this share of validation questions."""
+PROMPT_METHODS = ("instruction", "concat", "native_and", "and", "hybrid")
+SINGLE_OF = {"concat": "and", "native_and": "and"}
+"""The single-behavior method whose rate a composition method is compared with: with
+one behavior, concatenation and native " and" are the token alone, i.e. "and"; every
+other method is compared with itself alone."""
+TESTS = (("and", "concat"), ("and", "native_and"), ("hybrid", "instruction"), ("and", "instruction"))
+"""The paired comparisons reported (first vs second)."""
+
+
+def selection_questions(validation: ValidationConfig | None) -> list[str]:
+    """Validation questions for pair selection: the val split without the ones that chose
+    each token's training step (those are biased upward by that choice)."""
+    val = P.load("val")
+    used = validation.n_questions if validation is not None else 0
+    if used >= len(val):
+        raise ValueError(f"no validation questions left for pair selection ({used} of {len(val)} choose steps)")
+    return val[used:]
+
+
+def single_rate(records: pd.DataFrame) -> pd.Series:
+    """Pass rate per behavior from single-behavior records (k == 1)."""
+    singles = records[records["k"] == 1]
+    return singles.groupby("combo")["ok"].mean()
+
+
+def select_pairs(val_rates: pd.Series, threshold: float = THRESHOLD) -> list[tuple[str, str]]:
+    """Every compatible cross-category pair (registry order) whose two behaviors each pass
+    ``threshold`` on validation (``val_rates``: behavior -> rate, validation records only)."""
+    capable = {name for name, rate in val_rates.items() if rate >= threshold}
+    return [pair for pair in B.combinations(2, "all") if set(pair) <= capable]
+
+
+def joint(records: pd.DataFrame) -> pd.DataFrame:
+    """Joint pass rate per method and split, in %, with Wilson intervals."""
+    rows = []
+    for (method, split), g in records.groupby(["method", "split"]):
+        k, n = int(g["ok"].sum()), len(g)
+        lo, hi = wilson(k, n)
+        rows.append({"method": method, "split": split, "joint": 100 * k / n, "joint_lo": 100 * lo,
+                     "joint_hi": 100 * hi, "pairs": g["combo"].nunique(), "n": n})
+    return pd.DataFrame(rows)
+
+
+def _single_method(method: str) -> str:
+    return SINGLE_OF.get(method, method)
+
+
+def retention(pairs: pd.DataFrame, singles: pd.DataFrame) -> pd.DataFrame:
+    """Per method, split and behavior: its pass rate inside the pairs against alone (in %)."""
+    rows = []
+    for _, r in pairs.iterrows():
+        for name, ok in r["verdicts"].items():
+            rows.append({"method": r["method"], "split": r["split"], "behavior": name, "ok": ok})
+    inside = pd.DataFrame(rows).groupby(["method", "split", "behavior"], as_index=False).agg(
+        in_pair=("ok", "mean"), n_pair=("ok", "size"))
+    alone = singles[singles["k"] == 1].groupby(["method", "combo"])["ok"].mean()
+    inside["alone"] = [alone.get((_single_method(m), b), np.nan) for m, b in zip(inside["method"], inside["behavior"])]
+    inside[["in_pair", "alone"]] *= 100
+    inside["retention"] = inside["in_pair"] / inside["alone"]
+    return inside
+
+
+def _efficiency(pairs: pd.DataFrame, alone: dict[tuple[str, str], float], method: str) -> float:
+    expected = [alone.get((_single_method(method), a), np.nan) * alone.get((_single_method(method), b), np.nan)
+                for a, b in (c.split("+") for c in pairs["combo"])]
+    denominator = float(np.mean(expected))
+    return float(pairs["ok"].mean()) / denominator if denominator > 0 else np.nan
+
+
+def efficiency(pairs: pd.DataFrame, singles: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Per method and split: joint / mean over its generations of (single a x single b),
+    the single rates measured under the same method on the same test prompts. The 95%
+    interval resamples prompts (with replacement) for pairs and singles together."""
+    rng = np.random.default_rng(seed)
+    singles = singles[singles["k"] == 1]
+    pids = np.array(sorted(set(pairs["prompt_id"]) | set(singles["prompt_id"])))
+    draws = [rng.choice(pids, size=len(pids)) for _ in range(n_boot)]
+
+    def alone_of(s: pd.DataFrame) -> dict[tuple[str, str], float]:
+        return s.groupby(["method", "combo"])["ok"].mean().to_dict()
+
+    def resample(df: pd.DataFrame, draw: np.ndarray) -> pd.DataFrame:
+        counts = pd.Series(draw).value_counts()
+        weights = df["prompt_id"].map(counts).fillna(0).astype(int)
+        return df.loc[df.index.repeat(weights)]
+
+    rows = []
+    for (method, split), g in pairs.groupby(["method", "split"]):
+        point = _efficiency(g, alone_of(singles), method)
+        boot = []
+        for draw in draws:
+            sub = resample(g, draw)
+            if len(sub):
+                boot.append(_efficiency(sub, alone_of(resample(singles, draw)), method))
+        boot = np.array([b for b in boot if np.isfinite(b)])
+        lo, hi = (np.percentile(boot, [2.5, 97.5]) if len(boot) else (np.nan, np.nan))
+        rows.append({"method": method, "split": split, "efficiency": point, "eff_lo": lo, "eff_hi": hi})
+    return pd.DataFrame(rows)
+
+
+def paired_test(records: pd.DataFrame, a: str, b: str) -> dict:
+    """Exact McNemar test of methods ``a`` vs ``b`` on the prompt-orderings both were run on.
+
+    Returns the counts of the 2x2 table's discordant cells (``a_only``: a passed and b
+    failed) and the two-sided exact p-value (statsmodels)."""
+    key = ["combo", "order", "prompt_id"]
+    left = records[records["method"] == a].set_index(key)["ok"]
+    right = records[records["method"] == b].set_index(key)["ok"]
+    both = pd.concat([left.rename("a"), right.rename("b")], axis=1, join="inner")
+    if both.empty:
+        raise ValueError(f"methods {a!r} and {b!r} share no prompt-orderings to pair")
+    a_only = int((both["a"] & ~both["b"]).sum())
+    b_only = int((~both["a"] & both["b"]).sum())
+    table = [[int((both["a"] & both["b"]).sum()), a_only], [b_only, int((~both["a"] & ~both["b"]).sum())]]
+    return {"a": a, "b": b, "n": len(both), "a_rate": 100 * both["a"].mean(), "b_rate": 100 * both["b"].mean(),
+            "a_only": a_only, "b_only": b_only, "p": float(mcnemar(table, exact=True).pvalue)}
+
+
+def paired_tests(records: pd.DataFrame, comparisons: Sequence[tuple[str, str]] = TESTS) -> pd.DataFrame:
+    """``paired_test`` for each comparison and split (where both methods were run)."""
+    rows = []
+    for split, g in records.groupby("split"):
+        present = set(g["method"])
+        rows += [{"split": split, **paired_test(g, a, b)} for a, b in comparisons if {a, b} <= present]
+    return pd.DataFrame(rows)
+
+
+def summary(pairs: pd.DataFrame, singles: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:
+    """Joint rate and efficiency per method and split, one table."""
+    return joint(pairs).merge(efficiency(pairs, singles, n_boot), on=["method", "split"])
+
+
+def write_report(pairs: pd.DataFrame, singles: pd.DataFrame, val_rates: pd.Series, selected: Sequence[tuple],
+                 out: Path) -> dict[str, pd.DataFrame]:
+    """``capable_pairs.md`` and ``capable_pairs.csv`` (+ retention and tests csv) in ``out``."""
+    table, ret, tests = summary(pairs, singles), retention(pairs, singles), paired_tests(pairs)
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "capable_pairs.csv", index=False)
+    ret.to_csv(out / "capable_retention.csv", index=False)
+    tests.to_csv(out / "capable_tests.csv", index=False)
+    cells = table.assign(
+        joint_cell=[f"{v:.1f} [{a:.0f}, {b:.0f}]" for v, a, b in zip(table["joint"], table["joint_lo"],
+                                                                      table["joint_hi"])],
+        eff_cell=[f"{v:.2f} [{a:.2f}, {b:.2f}]" for v, a, b in zip(table["efficiency"], table["eff_lo"],
+                                                                    table["eff_hi"])])
+    lines = ["# Capable pairs", "",
+             f"Pairs chosen on validation questions (each behavior's token alone >= {100 * THRESHOLD:.0f}%):",
+             ", ".join(f"{a}+{b} ({split_of((a, b))})" for a, b in selected) or "none qualified", "",
+             "Validation pass rate of each token alone (%): "
+             + ", ".join(f"{n} {100 * r:.0f}" for n, r in val_rates.sort_values(ascending=False).items()), "",
+             "## Joint pass rate (%) [95% Wilson] and efficiency [95% bootstrap over prompts]", "",
+             cells[["method", "split", "joint_cell", "eff_cell", "pairs", "n"]]
+             .rename(columns={"joint_cell": "joint", "eff_cell": "efficiency"}).to_markdown(index=False), "",
+             "## Paired exact McNemar tests (same prompts and orderings)", "",
+             tests.round({"a_rate": 1, "b_rate": 1, "p": 4}).to_markdown(index=False) if len(tests) else "none", "",
+             "## Retention: each behavior inside its pairs vs alone (%)", "",
+             ret.round({"in_pair": 1, "alone": 1, "retention": 2}).to_markdown(index=False), ""]
+    (out / "capable_pairs.md").write_text("\n".join(lines))
+    return {"summary": table, "retention": ret, "tests": tests}

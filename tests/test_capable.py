@@ -1,0 +1,101 @@
+"""The capable-pairs study's statistics on hand-made records with known answers."""
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import binomtest
+
+from steerlib import behaviors as B
+from steerlib import capable
+from steerlib import prompts as P
+from steerlib.config import ValidationConfig
+
+
+def _rec(method, order, pid, verdicts):
+    combo = "+".join(sorted(order, key=B.names().index))
+    return {"method": method, "combo": combo, "order": "+".join(order), "k": len(order),
+            "split": "seen" if all(B.get(n).seen for n in order) else "unseen", "prompt_id": pid,
+            "verdicts": dict(zip(order, verdicts)), "ok": all(verdicts)}
+
+
+def test_mcnemar_exact_matches_binomial():
+    """The exact McNemar p-value is a two-sided binomial test on the discordant pairs."""
+    recs = []
+    a_ok = [1] * 9 + [0] * 1 + [1] * 5 + [0] * 15   # 30 prompts
+    b_ok = [0] * 9 + [1] * 1 + [1] * 5 + [0] * 15   # a only: 9, b only: 1, both: 5
+    for pid, (x, y) in enumerate(zip(a_ok, b_ok)):
+        recs.append(_rec("and", ("french", "sentences_1"), pid, [bool(x), True]))
+        recs.append(_rec("concat", ("french", "sentences_1"), pid, [bool(y), True]))
+    result = capable.paired_test(pd.DataFrame(recs), "and", "concat")
+    assert (result["a_only"], result["b_only"], result["n"]) == (9, 1, 30)
+    assert result["p"] == pytest.approx(binomtest(9, 10, 0.5).pvalue)
+    assert result["a_rate"] == pytest.approx(100 * 14 / 30) and result["b_rate"] == pytest.approx(100 * 6 / 30)
+
+
+def test_mcnemar_pairs_by_prompt_and_ordering_only():
+    recs = [_rec("and", ("french", "sentences_1"), 0, [True, True]),
+            _rec("concat", ("sentences_1", "french"), 0, [False, False])]  # other ordering: no pair
+    with pytest.raises(ValueError, match="share no"):
+        capable.paired_test(pd.DataFrame(recs), "and", "concat")
+
+
+def test_efficiency_and_retention_known_answer():
+    """Singles: french 80%, sentences_1 50% (5 prompts x 2 = 10 single generations each).
+    Pairs: joint 40% -> efficiency 0.4 / (0.8 x 0.5) = 1.0; french kept in 60% -> retention 0.75."""
+    recs, singles = [], []
+    fr = [1, 1, 1, 1, 0, 1, 1, 1, 1, 0]
+    s1 = [1, 0, 1, 0, 1, 0, 1, 0, 1, 0]
+    for pid in range(10):
+        singles.append(_rec("and", ("french",), pid, [bool(fr[pid])]))
+        singles.append(_rec("and", ("sentences_1",), pid, [bool(s1[pid])]))
+    pair_fr = [1, 1, 1, 0, 0, 1, 1, 0, 0, 1]
+    pair_s1 = [1, 1, 0, 1, 1, 0, 1, 0, 1, 0]  # joint: pids 0, 1, 6 -> plus one more below
+    pair_s1[9] = 1  # joint: 0, 1, 6, 9 = 4 of 10
+    for pid in range(10):
+        recs.append(_rec("and", ("french", "sentences_1"), pid, [bool(pair_fr[pid]), bool(pair_s1[pid])]))
+        recs.append(_rec("concat", ("french", "sentences_1"), pid, [bool(pair_fr[pid]), False]))
+    pairs, singles = pd.DataFrame(recs), pd.DataFrame(singles)
+    eff = capable.efficiency(pairs, singles, n_boot=200).set_index("method")
+    assert eff.loc["and", "efficiency"] == pytest.approx(0.4 / (0.8 * 0.5))
+    assert eff.loc["and", "eff_lo"] <= 1.0 <= eff.loc["and", "eff_hi"]
+    assert eff.loc["concat", "efficiency"] == 0.0  # concat is compared with the same singles ("and" alone)
+    ret = capable.retention(pairs, singles).set_index(["method", "behavior"])
+    assert ret.loc[("and", "french"), "in_pair"] == pytest.approx(60.0)
+    assert ret.loc[("and", "french"), "alone"] == pytest.approx(80.0)
+    assert ret.loc[("and", "french"), "retention"] == pytest.approx(0.75)
+    j = capable.joint(pairs).set_index("method")
+    assert j.loc["and", "joint"] == pytest.approx(40.0) and j.loc["and", "n"] == 10
+
+
+def test_selection_reads_validation_rates_only():
+    rates = pd.Series({"french": 0.9, "spanish": 0.7, "sentences_1": 0.5, "words_10_50": 0.49,
+                       "upper_case": 0.0, "german": 0.6})
+    pairs = capable.select_pairs(rates)
+    assert ("french", "sentences_1") in pairs and ("german", "sentences_1") in pairs
+    assert all(B.compatible(a, b) for a, b in pairs)
+    assert not any("words_10_50" in p or "upper_case" in p for p in pairs)
+    assert ("french", "spanish") not in pairs  # same category
+    assert len(pairs) == 3  # french, spanish, german each with sentences_1
+
+
+def test_selection_questions_are_validation_not_seen_by_step_choice():
+    qs = capable.selection_questions(ValidationConfig(n_questions=24))
+    val = P.load("val")
+    assert qs == val[24:]
+    assert not set(qs) & set(P.load("test")) and not set(qs) & set(P.load("train"))
+    with pytest.raises(ValueError, match="no validation questions left"):
+        capable.selection_questions(ValidationConfig(n_questions=len(val)))
+
+
+def test_efficiency_interval_narrows_with_more_prompts():
+    rng = np.random.default_rng(1)
+
+    def data(n):
+        recs, singles = [], []
+        for pid in range(n):
+            a, b = rng.random() < 0.8, rng.random() < 0.6
+            singles += [_rec("and", ("french",), pid, [a]), _rec("and", ("sentences_1",), pid, [b])]
+            recs.append(_rec("and", ("french", "sentences_1"), pid, [rng.random() < 0.8, rng.random() < 0.6]))
+        e = capable.efficiency(pd.DataFrame(recs), pd.DataFrame(singles), n_boot=300).iloc[0]
+        return e["eff_hi"] - e["eff_lo"]
+
+    assert data(400) < data(25)
