@@ -20,6 +20,7 @@ intervals overlap.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Sequence
 
@@ -29,8 +30,13 @@ from statsmodels.stats.contingency_tables import mcnemar
 
 from . import behaviors as B
 from . import prompts as P
-from .config import ValidationConfig
-from .evaluate import split_of, wilson
+from .backbone import Backbone
+from .config import Preset, ValidationConfig
+from .evaluate import evaluate, split_of, wilson
+from .generate import Method, SteeredModel
+from .tokens import SteeringTokens
+
+log = logging.getLogger("steerlib")
 
 THRESHOLD = 0.5
 """A behavior is capable when its token alone passes at least this share of validation questions."""
@@ -43,14 +49,14 @@ TESTS = (("and", "concat"), ("and", "native_and"), ("hybrid", "instruction"), ("
 """The paired comparisons reported (first vs second)."""
 
 
-def selection_questions(validation: ValidationConfig | None) -> list[str]:
-    """Validation questions for pair selection: the val split without the ones that chose
-    each token's training step (those are biased upward by that choice)."""
+def selection_questions(validation: ValidationConfig | None, limit: int | None = None) -> list[str]:
+    """Validation questions for pair selection (at most ``limit``): the val split without
+    the ones that chose each token's training step (those are biased upward by that choice)."""
     val = P.load("val")
     used = validation.n_questions if validation is not None else 0
     if used >= len(val):
         raise ValueError(f"no validation questions left for pair selection ({used} of {len(val)} choose steps)")
-    return val[used:]
+    return val[used:][:limit]
 
 
 def single_rate(records: pd.DataFrame) -> pd.Series:
@@ -166,8 +172,23 @@ def summary(pairs: pd.DataFrame, singles: pd.DataFrame, n_boot: int = 1000) -> p
     return joint(pairs).merge(efficiency(pairs, singles, n_boot), on=["method", "split"])
 
 
+def selection_lines(val_rates: pd.Series, selected: Sequence[tuple], threshold: float) -> list[str]:
+    """The report's head: which pairs were chosen, from which validation rates."""
+    return ["# Capable pairs", "",
+            f"Pairs chosen on validation questions (each behavior's token alone >= {100 * threshold:.0f}%):",
+            ", ".join(f"{a}+{b} ({split_of((a, b))})" for a, b in selected) or "none qualified", "",
+            "Validation pass rate of each token alone (%): "
+            + ", ".join(f"{n} {100 * r:.0f}" for n, r in val_rates.sort_values(ascending=False).items()), ""]
+
+
+def write_selection(val_rates: pd.Series, selected: Sequence[tuple], out: Path, threshold: float) -> None:
+    """``capable_pairs.md`` when no pair qualified: the selection alone."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "capable_pairs.md").write_text("\n".join(selection_lines(val_rates, selected, threshold)))
+
+
 def write_report(pairs: pd.DataFrame, singles: pd.DataFrame, val_rates: pd.Series, selected: Sequence[tuple],
-                 out: Path) -> dict[str, pd.DataFrame]:
+                 out: Path, threshold: float = THRESHOLD) -> dict[str, pd.DataFrame]:
     """``capable_pairs.md`` and ``capable_pairs.csv`` (+ retention and tests csv) in ``out``."""
     table, ret, tests = summary(pairs, singles), retention(pairs, singles), paired_tests(pairs)
     out.mkdir(parents=True, exist_ok=True)
@@ -179,11 +200,7 @@ def write_report(pairs: pd.DataFrame, singles: pd.DataFrame, val_rates: pd.Serie
                                                                       table["joint_hi"])],
         eff_cell=[f"{v:.2f} [{a:.2f}, {b:.2f}]" for v, a, b in zip(table["efficiency"], table["eff_lo"],
                                                                     table["eff_hi"])])
-    lines = ["# Capable pairs", "",
-             f"Pairs chosen on validation questions (each behavior's token alone >= {100 * THRESHOLD:.0f}%):",
-             ", ".join(f"{a}+{b} ({split_of((a, b))})" for a, b in selected) or "none qualified", "",
-             "Validation pass rate of each token alone (%): "
-             + ", ".join(f"{n} {100 * r:.0f}" for n, r in val_rates.sort_values(ascending=False).items()), "",
+    lines = selection_lines(val_rates, selected, threshold) + [
              "## Joint pass rate (%) [95% Wilson] and efficiency [95% bootstrap over prompts]", "",
              cells[["method", "split", "joint_cell", "eff_cell", "pairs", "n"]]
              .rename(columns={"joint_cell": "joint", "eff_cell": "efficiency"}).to_markdown(index=False), "",
@@ -193,3 +210,46 @@ def write_report(pairs: pd.DataFrame, singles: pd.DataFrame, val_rates: pd.Serie
              ret.round({"in_pair": 1, "alone": 1, "retention": 2}).to_markdown(index=False), ""]
     (out / "capable_pairs.md").write_text("\n".join(lines))
     return {"summary": table, "retention": ret, "tests": tests}
+
+
+def choose(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path,
+           threshold: float = THRESHOLD) -> tuple[pd.Series, list[tuple]]:
+    """Validation pass rate of every token alone (records in ``out``, resumable) and the
+    pairs it selects. Reads validation questions only (as many as ``eval.n_single``, the
+    test prompts of a single behavior, allow)."""
+    ev = preset.eval
+    val = evaluate(SteeredModel(bb, tokens), ["and"], [(n,) for n in B.names()],
+                   selection_questions(preset.validation, ev.n_single), max_new_tokens=ev.max_new_tokens,
+                   batch_size=ev.batch_size, seed=ev.seed, records=out / "capable_val_records.jsonl")
+    val_rates = single_rate(val)
+    selected = select_pairs(val_rates, threshold)
+    log.info("capable pairs (validation >= %.0f%%): %s", 100 * threshold, selected or "none")
+    return val_rates, selected
+
+
+def run(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path,
+        methods: Sequence[str | Method] = PROMPT_METHODS, threshold: float = THRESHOLD) -> dict[str, pd.DataFrame]:
+    """The whole study, resumable (records in ``out``): ``choose``, then pairs and singles
+    on ``eval.n_capable`` test prompts, report and retention figure. ``methods`` may
+    include baselines (Method objects)."""
+    from . import plots
+
+    ev = preset.eval
+    val_rates, selected = choose(bb, tokens, preset, out, threshold)
+    if not selected:  # nothing to compose: say so, with the rates that decided it
+        write_selection(val_rates, selected, out, threshold)
+        return {}
+    sm = SteeredModel(bb, tokens)
+    kw = dict(max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, seed=ev.seed)
+    test = P.load("test", limit=ev.n_capable)
+    single_methods = list(dict.fromkeys(SINGLE_OF.get(_name(m), m) for m in methods))
+    singles = evaluate(sm, single_methods, sorted({(n,) for p in selected for n in p}), test,
+                       records=out / "capable_single_records.jsonl", **kw)
+    pairs = evaluate(sm, methods, selected, test, records=out / "capable_records.jsonl", **kw)
+    report = write_report(pairs, singles, val_rates, selected, out, threshold)
+    plots.retention(report["retention"]).savefig(out / "capable_retention.png", dpi=120, bbox_inches="tight")
+    return report
+
+
+def _name(method: str | Method) -> str:
+    return method if isinstance(method, str) else method.name

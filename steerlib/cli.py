@@ -121,6 +121,32 @@ def cmd_curves(args) -> None:
     print(peaks.to_markdown(index=False))
 
 
+def cmd_capable(args) -> None:
+    from . import capable
+    from .config import presets
+    from .paths import results_dir
+    from .pipeline import caa_sweep, load_tokens, stage1_config
+
+    preset = presets.get(args.preset)
+    bb = _backbone(args, preset)
+    tokens = load_tokens(bb, preset)
+    out = results_dir(preset.name)
+    methods: list = list(capable.PROMPT_METHODS)
+    if args.baselines is not None:
+        from .baselines import BASELINES, train_baselines
+
+        _, selected = capable.choose(bb, tokens, preset, out)
+        names = sorted({n for pair in selected for n in pair}, key=B.names().index)
+        baselines = train_baselines(bb, names, preset.stage1, which=args.baselines or BASELINES,
+                                    lr=preset.baseline_lr, train_for={n: stage1_config(preset, n) for n in names})
+        if "caa" in baselines:  # layer and alpha swept on validation, over these behaviors
+            baselines["caa"] = caa_sweep(bb, baselines["caa"], preset, out, name="capable_caa_sweep")
+        methods += list(baselines.values())
+    report = capable.run(bb, tokens, preset, out, methods)
+    print(report["summary"].round(2).to_markdown(index=False))
+    print(report["tests"].round(4).to_markdown(index=False))
+
+
 def cmd_ablations(args) -> None:
     from .ablations import ABLATIONS, run_ablations
     from .config import presets
@@ -204,6 +230,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--behaviors", nargs="+", required=True, help="behavior names")
     sp.add_argument("--max-steps", type=int, default=64)
     sp.set_defaults(fn=cmd_curves)
+
+    sp = sub.add_parser("capable", help="the capable-pairs study: pairs chosen on validation, paired tests")
+    model_args(sp)
+    sp.add_argument("--preset", default=None)
+    sp.add_argument("--baselines", nargs="*", default=None, metavar="NAME",
+                    help="also train (for the chosen pairs' behaviors) and evaluate baselines (no names: all)")
+    sp.set_defaults(fn=cmd_capable)
 
     sp = sub.add_parser("ablations", help="stage-2 ablations: no <and>, init, lambda, 2 vs 2+3 (resumable)")
     model_args(sp)

@@ -198,6 +198,8 @@ class EvalConfig:
     batch_size: int = 32
     """Generation batch size."""
     seed: int = 0
+    n_capable: int = _added(1000)
+    """Test prompts per ordering in the capable-pairs study (ours; ``capable.py``)."""
 
     def __post_init__(self) -> None:
         _integers(self, 1, "max_new_tokens", "n_prompts", "n_single", "n_prompts_3", "batch_size")
@@ -373,7 +375,7 @@ class presets:  # noqa: N801 - used as a namespace: st.presets.cpu()
                              targets=targets)
         stage2 = replace(stage1, steps=24, init="zero", targets=replace(targets, source="constructed"))
         ev = EvalConfig(max_new_tokens=128, n_single=30, n_prompts=5, n_prompts_3=2, n_combos=6, n_combos_3=3,
-                        n_combos_4=1, batch_size=64)
+                        n_combos_4=1, batch_size=64, n_capable=30)
         sources = {
             "french": "filtered", "spanish": "constructed+ce", "italian": "constructed+ce", "portuguese": "self",
             "german": "constructed+ce", "words_10_50": "constructed", "words_50_70": "filtered",
@@ -395,7 +397,7 @@ class presets:  # noqa: N801 - used as a namespace: st.presets.cpu()
         stage1 = TrainConfig(steps=3, batch_size=2, lr=5e-2, checkpoint_every=2, targets=targets)
         stage2 = TrainConfig(steps=3, batch_size=2, lr=5e-2, init="zero", checkpoint_every=2, targets=targets)
         ev = EvalConfig(max_new_tokens=12, n_single=2, n_prompts=2, n_prompts_3=1, n_combos=2, n_combos_3=1,
-                        n_combos_4=1, batch_size=8)
+                        n_combos_4=1, batch_size=8, n_capable=2)
         validation = ValidationConfig(every=2, patience=1, n_questions=4, max_new_tokens=8, batch_size=4)
         return Preset("smoke", stage1, stage2, ev, model="tiny", validation=validation)
 

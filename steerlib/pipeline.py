@@ -268,6 +268,11 @@ def reproduce(preset: Preset, out: Path | None = None, with_baselines: bool | Se
         methods += list(baselines.values())
     table = composition_eval(bb, tokens, preset, out, methods)
     lap("composition_eval")
+    if preset.validation is not None:  # pairs are chosen on validation questions
+        from . import capable
+
+        capable.run(bb, tokens, preset, out, methods)
+        lap("capable_pairs")
     distributed.main_only(table.to_csv, out / "composition.csv", index=False)
     _write_md(out / "composition.md", format_metrics(table),
               "Composition accuracy (%), mean over orderings [95% Wilson interval]; best ordering; order "
@@ -299,13 +304,14 @@ CAA_ALPHAS = (1.0, 3.0, 6.0)
 """The multipliers ``caa_sweep`` tries (the paper's 3.0, a third of it and twice it)."""
 
 
-def caa_sweep(bb: Backbone, caa, preset: Preset, out: Path):
-    """CAA with the layer and alpha that pass most single behaviors on validation questions.
+def caa_sweep(bb: Backbone, caa, preset: Preset, out: Path, name: str = "caa_sweep"):
+    """CAA with the layer and alpha that pass most of its single behaviors on validation questions.
 
     Validation questions are training-split questions the CAA vectors were not averaged
     over (the first ``eval.n_prompts`` of them); the layers tried are the paper's relative
     depth and four layers either side. Writes the sweep to ``caa_sweep.md`` (its
-    generations to ``caa_sweep_records.jsonl``) and returns CAA at the best setting.
+    generations to ``caa_sweep_records.jsonl``; another ``name`` for a sweep over another set
+    of behaviors) and returns CAA at the best setting.
     """
     from .baselines import CAAConfig, sweep
     from .baselines.caa import default_layer, extraction_questions
@@ -314,9 +320,10 @@ def caa_sweep(bb: Backbone, caa, preset: Preset, out: Path):
     validation = [q for q in P.load("train") if q not in used][: preset.eval.n_prompts]
     n_layers = len(bb.model.base_model.layers)
     layers = sorted({min(max(default_layer(bb) + d, 0), n_layers - 1) for d in (-4, 0, 4)})
-    table = sweep(bb, caa, B.names(), validation, CAA_ALPHAS, layers, max_new_tokens=preset.eval.max_new_tokens,
+    names = [n for n in B.names() if n in caa.names]
+    table = sweep(bb, caa, names, validation, CAA_ALPHAS, layers, max_new_tokens=preset.eval.max_new_tokens,
                   batch_size=preset.eval.batch_size, records=out / "caa_sweep_records.jsonl")
-    _write_md(out / "caa_sweep.md", (table.set_index(["layer", "alpha"]) * 100).round(1).reset_index(),
+    _write_md(out / f"{name}.md", (table.set_index(["layer", "alpha"]) * 100).round(1).reset_index(),
               f"CAA pass rate (%) per single behavior on {len(validation)} validation questions for every layer "
               f"and alpha tried, best mean first; the first row is the setting the composition table uses.")
     best = table.iloc[0]

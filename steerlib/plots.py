@@ -32,6 +32,29 @@ def validation_curves(table: pd.DataFrame, chosen: dict[str, int] | None = None,
     return fig
 
 
+def retention(table: pd.DataFrame, title: str = "each behavior inside its capable pairs vs alone") -> plt.Figure:
+    """Pass rate (%) of each behavior inside the pairs (bars) against its rate alone under
+    the same method (markers), per method (``capable.retention``), seen and unseen pairs pooled."""
+    pooled = table.assign(k=table["in_pair"] / 100 * table["n_pair"]).groupby(["method", "behavior"],
+                                                                            as_index=False)
+    pooled = pooled.agg(k=("k", "sum"), n=("n_pair", "sum"), alone=("alone", "first"))
+    pooled["in_pair"] = 100 * pooled["k"] / pooled["n"]
+    behaviors = list(dict.fromkeys(pooled["behavior"]))
+    methods = list(dict.fromkeys(pooled["method"]))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(behaviors) * len(methods) / 3), 3.6))
+    width = 0.8 / len(methods)
+    for i, method in enumerate(methods):
+        rows = pooled[pooled["method"] == method].set_index("behavior").reindex(behaviors)
+        x = np.arange(len(behaviors)) + (i - (len(methods) - 1) / 2) * width
+        bars = ax.bar(x, rows["in_pair"], width, label=method)
+        ax.plot(x, rows["alone"], "_", ms=10, mew=2, color=bars.patches[0].get_facecolor(), alpha=0.9)
+    ax.set_xticks(np.arange(len(behaviors)), [f"<{b}>" for b in behaviors], rotation=20, ha="right")
+    ax.set(ylabel="pass rate (%)", ylim=(0, 105), title=title + "  (bar: in pair, dash: alone)")
+    ax.legend(fontsize=7, ncols=min(4, len(methods)), loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
 def loss_curve(losses: dict[str, list[float]], title: str = "distillation loss") -> plt.Figure:
     """Loss per optimiser step for one or more tokens."""
     fig, ax = plt.subplots(figsize=(6, 3.2))

@@ -81,6 +81,7 @@ def test_selection_questions_are_validation_not_seen_by_step_choice():
     qs = capable.selection_questions(ValidationConfig(n_questions=24))
     val = P.load("val")
     assert qs == val[24:]
+    assert capable.selection_questions(ValidationConfig(n_questions=24), limit=5) == val[24:29]
     assert not set(qs) & set(P.load("test")) and not set(qs) & set(P.load("train"))
     with pytest.raises(ValueError, match="no validation questions left"):
         capable.selection_questions(ValidationConfig(n_questions=len(val)))
@@ -99,3 +100,41 @@ def test_efficiency_interval_narrows_with_more_prompts():
         return e["eff_hi"] - e["eff_lo"]
 
     assert data(400) < data(25)
+
+
+def test_run_selects_on_validation_and_tests_on_test(tiny, tmp_path, monkeypatch):
+    """End to end on the tiny model: the selection step generates for validation
+    questions only, the pairs and singles for test prompts only; the report is written."""
+    import torch
+
+    import steerlib as st
+    from steerlib.config import presets
+
+    asked: dict[str, set] = {}
+    real = capable.evaluate
+
+    def spy(sm, methods, combos, prompts, **kw):
+        asked.setdefault(kw["records"].name, set()).update(prompts)
+        return real(sm, methods, combos, prompts, **kw)
+
+    monkeypatch.setattr(capable, "evaluate", spy)
+    real_select = capable.select_pairs
+
+    def few(rates, threshold):  # the real selection, cut to one seen and one unseen pair (time)
+        pairs = real_select(rates, threshold)
+        return [next(p for p in pairs if B.get(p[0]).seen and B.get(p[1]).seen),
+                next(p for p in pairs if not (B.get(p[0]).seen and B.get(p[1]).seen))]
+
+    monkeypatch.setattr(capable, "select_pairs", few)
+    toks = st.SteeringTokens.for_backbone(tiny)
+    g = torch.Generator().manual_seed(0)
+    for name in st.behaviors.names() + ["and"]:
+        toks.set(name, torch.randn(tiny.hidden_size, generator=g) * 0.2)
+    preset = presets.smoke()
+    report = capable.run(tiny, toks, preset, tmp_path, threshold=0.0)  # every pair qualifies at 0
+    val, test = set(P.load("val")), set(P.load("test"))
+    assert asked["capable_val_records.jsonl"] <= val
+    assert asked["capable_records.jsonl"] <= test and asked["capable_single_records.jsonl"] <= test
+    assert (tmp_path / "capable_pairs.md").is_file() and (tmp_path / "capable_retention.png").is_file()
+    assert set(report["summary"]["method"]) == set(capable.PROMPT_METHODS)
+    assert len(report["tests"]) == 2 * len(capable.TESTS)  # seen and unseen pairs
