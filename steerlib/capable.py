@@ -32,7 +32,9 @@ from . import behaviors as B
 from . import prompts as P
 from .backbone import Backbone
 from .config import Preset, ValidationConfig
-from .evaluate import evaluate, split_of, wilson
+from . import distributed
+from .evaluate import behavior_pass_rates, evaluate, split_of, wilson
+from .io import write_text
 from .generate import Method, SteeredModel
 from .tokens import SteeringTokens
 
@@ -89,12 +91,8 @@ def _single_method(method: str) -> str:
 
 def retention(pairs: pd.DataFrame, singles: pd.DataFrame) -> pd.DataFrame:
     """Per method, split and behavior: its pass rate inside the pairs against alone (in %)."""
-    rows = []
-    for _, r in pairs.iterrows():
-        for name, ok in r["verdicts"].items():
-            rows.append({"method": r["method"], "split": r["split"], "behavior": name, "ok": ok})
-    inside = pd.DataFrame(rows).groupby(["method", "split", "behavior"], as_index=False).agg(
-        in_pair=("ok", "mean"), n_pair=("ok", "size"))
+    inside = behavior_pass_rates(pairs, by=("method", "split")).rename(columns={"pass_rate": "in_pair",
+                                                                               "n": "n_pair"})
     alone = singles[singles["k"] == 1].groupby(["method", "combo"])["ok"].mean()
     inside["alone"] = [alone.get((_single_method(m), b), np.nan) for m, b in zip(inside["method"], inside["behavior"])]
     inside[["in_pair", "alone"]] *= 100
@@ -183,18 +181,16 @@ def selection_lines(val_rates: pd.Series, selected: Sequence[tuple], threshold: 
 
 def write_selection(val_rates: pd.Series, selected: Sequence[tuple], out: Path, threshold: float) -> None:
     """``capable_pairs.md`` when no pair qualified: the selection alone."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "capable_pairs.md").write_text("\n".join(selection_lines(val_rates, selected, threshold)))
+    distributed.main_only(write_text, out / "capable_pairs.md", "\n".join(selection_lines(val_rates, selected,
+                                                                                           threshold)))
 
 
 def write_report(pairs: pd.DataFrame, singles: pd.DataFrame, val_rates: pd.Series, selected: Sequence[tuple],
                  out: Path, threshold: float = THRESHOLD) -> dict[str, pd.DataFrame]:
     """``capable_pairs.md`` and ``capable_pairs.csv`` (+ retention and tests csv) in ``out``."""
     table, ret, tests = summary(pairs, singles), retention(pairs, singles), paired_tests(pairs)
-    out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "capable_pairs.csv", index=False)
-    ret.to_csv(out / "capable_retention.csv", index=False)
-    tests.to_csv(out / "capable_tests.csv", index=False)
+    for name, frame in (("capable_pairs", table), ("capable_retention", ret), ("capable_tests", tests)):
+        distributed.main_only(write_text, out / f"{name}.csv", frame.to_csv(index=False))
     cells = table.assign(
         joint_cell=[f"{v:.1f} [{a:.0f}, {b:.0f}]" for v, a, b in zip(table["joint"], table["joint_lo"],
                                                                       table["joint_hi"])],
@@ -208,7 +204,7 @@ def write_report(pairs: pd.DataFrame, singles: pd.DataFrame, val_rates: pd.Serie
              tests.round({"a_rate": 1, "b_rate": 1, "p": 4}).to_markdown(index=False) if len(tests) else "none", "",
              "## Retention: each behavior inside its pairs vs alone (%)", "",
              ret.round({"in_pair": 1, "alone": 1, "retention": 2}).to_markdown(index=False), ""]
-    (out / "capable_pairs.md").write_text("\n".join(lines))
+    distributed.main_only(write_text, out / "capable_pairs.md", "\n".join(lines))
     return {"summary": table, "retention": ret, "tests": tests}
 
 
@@ -247,7 +243,8 @@ def run(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path,
                        records=out / "capable_single_records.jsonl", **kw)
     pairs = evaluate(sm, methods, selected, test, records=out / "capable_records.jsonl", **kw)
     report = write_report(pairs, singles, val_rates, selected, out, threshold)
-    plots.retention(report["retention"]).savefig(out / "capable_retention.png", dpi=120, bbox_inches="tight")
+    distributed.main_only(plots.retention(report["retention"]).savefig, out / "capable_retention.png", dpi=120,
+                          bbox_inches="tight")
     return report
 
 

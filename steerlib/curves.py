@@ -13,9 +13,11 @@ from typing import Sequence
 
 import pandas as pd
 
+from . import distributed
 from .backbone import Backbone
 from .config import Preset, ValidationConfig
 from .distill import train_behavior_token
+from .io import write_text
 from .pipeline import stage1_config
 
 
@@ -40,8 +42,7 @@ def measure(bb: Backbone, preset: Preset, names: Sequence[str], max_steps: int, 
                          "loss": losses[step - 1] if step else None})
     table = pd.DataFrame(rows)
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        table.to_csv(out / "validation_curves.csv", index=False)
+        distributed.main_only(write_text, out / "validation_curves.csv", table.to_csv(index=False))
     return table
 
 

@@ -310,14 +310,13 @@ def metrics(records: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.Data
     return pd.DataFrame(out)
 
 
-def behavior_pass_rates(records: pd.DataFrame) -> pd.DataFrame:
-    """Per method and behavior: share of generations passing that behavior's verifier."""
-    rows = []
-    for _, r in unique_records(records).iterrows():
-        for name, ok in r["verdicts"].items():
-            rows.append({"method": r["method"], "behavior": name, "ok": ok})
-    df = pd.DataFrame(rows)
-    return df.groupby(["method", "behavior"], as_index=False).agg(pass_rate=("ok", "mean"), n=("ok", "size"))
+def behavior_pass_rates(records: pd.DataFrame, by: Sequence[str] = ("method",)) -> pd.DataFrame:
+    """Per ``by`` group (default: method) and behavior: the share of generations passing
+    that behavior's verifier, whatever the other behaviors of the generation did."""
+    rows = [{**{c: r[c] for c in by}, "behavior": name, "ok": ok}
+            for _, r in unique_records(records).iterrows() for name, ok in r["verdicts"].items()]
+    return pd.DataFrame(rows).groupby([*by, "behavior"], as_index=False).agg(pass_rate=("ok", "mean"),
+                                                                             n=("ok", "size"))
 
 
 def interval_cells(table: pd.DataFrame, value: str, lo: str, hi: str) -> list[str]:
