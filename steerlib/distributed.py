@@ -8,8 +8,9 @@ process computes:
   weighted by its share of the batch's answer tokens, and the gradients of the trainable
   tensors are summed over ranks (``all_reduce_grads``): every rank then holds the gradient
   of the whole batch's mean loss and takes the same optimiser step a single process would.
-* **Generation.** Each rank answers its share of the jobs; ``gather`` puts the answers
-  back in job order on every rank.
+* **Generation.** Each rank answers its share of the jobs (``map_shards``); every rank
+  gets all the answers back in job order, and rank 0 appends them to the cache or
+  records file, which therefore equals a single process's.
 * **Files.** Rank 0 alone writes checkpoints, caches and results (``main_only``); the
   others wait for it, so nobody reads a file before it is complete.
 
@@ -18,9 +19,10 @@ every function here is the identity, so single-process code paths are unchanged.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from typing import Callable, Sequence, TypeVar
+from typing import Callable, Iterator, Sequence, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -76,6 +78,13 @@ def gather(local: Sequence[T]) -> list[T]:
     return [x for part in parts for x in part]
 
 
+def map_shards(fn: Callable[[list[T]], Sequence[R]], items: Sequence[T]) -> list[R]:
+    """``fn(items)``, computed by all ranks together: each runs ``fn`` on its shard and every
+    rank gets all the results in input order. ``fn`` must map a list to a list of the same
+    length (a batch of prompts to their answers)."""
+    return gather(fn(shard(items)))
+
+
 def all_reduce_sum(value: float) -> float:
     """The sum of ``value`` over ranks."""
     if not active():
@@ -105,6 +114,18 @@ def all_reduce_grads(params: Sequence[torch.Tensor]) -> None:
 def barrier() -> None:
     if active():
         dist.barrier()
+
+
+@contextlib.contextmanager
+def main_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Rank 0 holds ``path``'s file lock (another run on the same cache waits for it); the
+    other ranks enter once it holds it, so every rank then reads the same file, which only
+    rank 0 writes (``main_only``) until the block ends."""
+    from .io import lock
+
+    with lock(path) if is_main() else contextlib.nullcontext():
+        barrier()
+        yield
 
 
 def main_only(write: Callable[..., R], *args, **kwargs) -> R | None:

@@ -3,7 +3,8 @@
 Every generation becomes one record (prompt, method, ordered behaviors, text, one
 verdict per behavior), so every table can be recomputed from the records alone. Records
 are appended to a JSON-lines file as they are made; re-running skips what is there, so
-an interrupted evaluation resumes.
+an interrupted evaluation resumes. Under torchrun each rank generates its share of every
+batch of jobs and rank 0 appends all of them, so the file equals one process's.
 
 Metrics (paper): a generation is correct when it satisfies *all* behaviors of its
 combination. Mean accuracy averages over all k! orderings of the tokens; best accuracy
@@ -26,6 +27,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from . import behaviors as B
+from . import distributed
 from .generate import METHODS, Method, Request, SteeredModel
 from .guard import refuse_work
 from .errors import RecordsError
@@ -156,9 +158,9 @@ def _evaluate(sm: SteeredModel, methods: Sequence[Method], combos: Sequence[Sequ
             with method.context(sm, group[0][0]) as model:
                 reqs = [asked[(method.name, "+".join(order), pid)] for order, pid in group]
                 unique = list(dict.fromkeys(reqs))  # e.g. 'plain' asks the same for every behavior
-                answers = dict(zip(unique, model.generate(unique, max_new_tokens=max_new_tokens,
-                                                          batch_size=batch_size, progress=progress,
-                                                          desc=method.name)))
+                answers = dict(zip(unique, distributed.map_shards(  # each rank its share, all get all
+                    lambda part: model.generate(part, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                                                progress=progress, desc=method.name), unique)))
                 texts = [answers[r] for r in reqs]
             new = [_record(method.name, order, pid, prompts[pid], text, fields[(method.name, "+".join(order), pid)])
                    for (order, pid), text in zip(group, texts)]
@@ -252,14 +254,15 @@ def _read_records(path: Path | None) -> list[dict]:
 
 
 def _append(path: Path | None, rows: list[dict]) -> None:
+    """Append records (rank 0 only, under torchrun: every rank holds all of them)."""
     if path is not None:
-        append_jsonl(path, rows)
+        distributed.main_only(append_jsonl, path, rows)
 
 
 def _rewrite(path: Path | None, rows: list[dict]) -> None:
     """Replace the records file by ``rows`` (atomically: an interruption keeps the old file)."""
     if path is not None:
-        write_jsonl(path, rows)
+        distributed.main_only(write_jsonl, path, rows)
 
 
 # -- metrics ---------------------------------------------------------------------------------

@@ -28,12 +28,13 @@ from pathlib import Path
 from typing import Sequence
 
 from . import behaviors as B
+from . import distributed
 from . import transforms
 from .backbone import Backbone, load_backbone
 from .config import TargetConfig, config_hash
 from .generate import Request, SteeredModel, instructions_for
 from .guard import refuse_work
-from .io import append_jsonl, lock, read_jsonl
+from .io import append_jsonl, read_jsonl
 from .paths import artifacts_root
 
 log = logging.getLogger("steerlib")
@@ -86,7 +87,7 @@ def make_targets(bb: Backbone, jobs: Sequence[tuple[str, Sequence[str]]], cfg: T
         asked = instructions_for(free, rng) if cfg.source == "constructed" else instr
         plan.append((question, names, instr, asked))
     path = _cache_file(bb, key, cfg, seed)
-    with lock(path):  # a second process making these targets waits, then reads them
+    with distributed.main_lock(path):  # a second run making these targets waits, then reads them
         done = _read(path)
         todo = list(dict.fromkeys(job for job in plan if _key(job) not in done))
         if todo:
@@ -96,7 +97,7 @@ def make_targets(bb: Backbone, jobs: Sequence[tuple[str, Sequence[str]]], cfg: T
             chunk = 64
             for i in range(0, len(todo), chunk):
                 rows = answer(todo[i: i + chunk], progress)
-                _append(path, todo[i: i + chunk], rows)
+                distributed.main_only(_append, path, todo[i: i + chunk], rows)
                 done.update((_key(job), row) for job, row in zip(todo[i: i + chunk], rows))
             log.info("targets %s (%s): %d made in %.0f s", key, cfg.source, len(todo), time.perf_counter() - start)
     return _enough([done[_key(job)] for job in plan if done[_key(job)] is not None], len(plan), cfg, key)
@@ -129,9 +130,9 @@ def _answerer(bb: Backbone, cfg: TargetConfig, teacher: Backbone | None):
                                                   progress=progress)]
             return [_construct(bb, q, names, instr, text) for (q, names, instr, _), text in zip(batch, texts)]
         if cfg.source == "model":
-            texts = other.generate(reqs, progress=progress, **gen_kw)
+            texts = distributed.map_shards(lambda part: other.generate(part, progress=progress, **gen_kw), reqs)
             return [Target(q, n, i, _encode_answer(bb, t), t) for (q, n, i, _), t in zip(batch, texts)]
-        ids = own.generate_ids(reqs, progress=progress, **gen_kw)
+        ids = distributed.map_shards(lambda part: own.generate_ids(part, progress=progress, **gen_kw), reqs)
         texts = [bb.tokenizer.decode(x, skip_special_tokens=True).strip() for x in ids]
         rows = []
         for (q, names, instr, _), a, text in zip(batch, ids, texts):

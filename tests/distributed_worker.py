@@ -1,6 +1,8 @@
 """Launched under torchrun by test_distributed.py (and imported by it for the single-process
-side): train one vector on fixed examples whose answers differ in length, so that ranks
-hold different shares of each batch's answer tokens."""
+side). ``train``: one vector on fixed examples whose answers differ in length, so that
+ranks hold different shares of each batch's answer tokens. ``generate``: teacher targets
+and evaluation records, each rank generating its share."""
+import os
 import sys
 from pathlib import Path
 
@@ -9,8 +11,12 @@ from safetensors.torch import save_file
 
 from steerlib import distributed
 from steerlib.backbone import tiny_backbone
-from steerlib.config import TrainConfig
+from steerlib.config import TargetConfig, TrainConfig
 from steerlib.distill import Example, train_vectors
+from steerlib.evaluate import evaluate
+from steerlib.generate import SteeredModel
+from steerlib.targets import make_targets
+from steerlib.tokens import SteeringTokens
 from steerlib.template import render
 
 QUESTIONS = ["Why is the sky blue?", "How do bees make honey?", "What causes tides?", "Why do we sleep?",
@@ -36,8 +42,28 @@ def train(checkpoint: Path | None = None, stop_after: int | None = None):
     return vector.detach(), result.losses
 
 
+def generate(records: Path) -> None:
+    """Targets for two behaviors, then records of five methods on two pairs x 2 orderings x 8
+    prompts (160 records, appended method by method)."""
+    if distributed.active():  # the test kills a rank by its process id
+        records.with_name(f"pid{distributed.rank()}").write_text(str(os.getpid()))
+    bb = tiny_backbone()
+    make_targets(bb, [(q, (n,)) for q in QUESTIONS for n in ("french", "upper_case")],
+                 TargetConfig(max_new_tokens=24), key="both")
+    tokens = SteeringTokens.for_backbone(bb)
+    g = torch.Generator().manual_seed(0)
+    for name in ("french", "upper_case", "sentences_1", "and"):
+        tokens.set(name, torch.randn(bb.hidden_size, generator=g))
+    evaluate(SteeredModel(bb, tokens), ["plain", "instruction", "concat", "and", "hybrid"],
+             [("french", "upper_case"), ("upper_case", "sentences_1")], QUESTIONS + ANSWERS[:2],
+             max_new_tokens=32, batch_size=4, records=records, progress=False)
+
+
 if __name__ == "__main__":
-    out, ckpt, stop = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
     distributed.init()
+    if sys.argv[1] == "generate":
+        generate(Path(sys.argv[2]))
+        sys.exit(0)
+    out, ckpt, stop = Path(sys.argv[2]), sys.argv[3], sys.argv[4]  # train OUT CHECKPOINT|- STOP_AFTER|-
     vector, losses = train(Path(ckpt) if ckpt != "-" else None, int(stop) if stop != "-" else None)
     distributed.main_only(save_file, {"vector": vector, "losses": torch.tensor(losses)}, str(out))

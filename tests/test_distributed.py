@@ -1,7 +1,10 @@
 """Several processes on torch.distributed (gloo, 2 processes on this CPU) compute what one does."""
+import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,12 +16,18 @@ from steerlib import distributed
 import distributed_worker as worker
 
 ROOT = Path(__file__).resolve().parents[1]
+WORKER = str(ROOT / "tests" / "distributed_worker.py")
+
+
+def _torchrun_cmd(args, n=2, env=None):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}", *args]
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}", "OMP_NUM_THREADS": "1", **(env or {})}
+    return cmd, env
 
 
 def torchrun(args, n=2, env=None, timeout=600):
     """``torchrun --standalone --nproc_per_node n ...`` from the repository root; its output on failure."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}", *args]
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}", "OMP_NUM_THREADS": "1", **(env or {})}
+    cmd, env = _torchrun_cmd(args, n, env)
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done
@@ -33,7 +42,7 @@ def test_two_processes_train_the_vector_one_process_trains(tmp_path):
     """Each rank takes half of every batch of 4 (answers of different lengths, so its
     share of the mean differs from a half); the summed gradients give the same steps."""
     single, single_losses = worker.train()
-    torchrun([str(ROOT / "tests" / "distributed_worker.py"), str(tmp_path / "two.safetensors"), "-", "-"])
+    torchrun([WORKER, "train", str(tmp_path / "two.safetensors"), "-", "-"])
     two = load_file(tmp_path / "two.safetensors")
     assert torch.allclose(two["vector"], single, atol=1e-5)
     assert torch.allclose(two["losses"].float(), torch.tensor(single_losses), rtol=1e-4)
@@ -43,8 +52,57 @@ def test_two_processes_train_the_vector_one_process_trains(tmp_path):
 def test_checkpoint_of_two_processes_resumes_in_one(tmp_path):
     """Rank 0's checkpoint after 3 steps of 2 processes; one process finishes the run."""
     ckpt = tmp_path / "v.ckpt.safetensors"
-    torchrun([str(ROOT / "tests" / "distributed_worker.py"), str(tmp_path / "part.safetensors"), str(ckpt), "3"])
+    torchrun([WORKER, "train", str(tmp_path / "part.safetensors"), str(ckpt), "3"])
     resumed, losses = worker.train(ckpt)
     single, single_losses = worker.train()
     assert len(losses) == worker.CONFIG.steps
     assert torch.allclose(resumed, single, atol=1e-5)
+
+
+def _lines(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+def _targets_file(artifacts):
+    found = list(Path(artifacts).rglob("targets/both-*.jsonl"))
+    assert len(found) == 1, found
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def single_run(tmp_path_factory):
+    """Targets and records made by one process (the reference of the sharded runs)."""
+    folder = tmp_path_factory.mktemp("single")
+    env = {"STEERLIB_ARTIFACTS": str(folder / "artifacts")}
+    subprocess.run([sys.executable, WORKER, "generate", str(folder / "records.jsonl")], cwd=ROOT, check=True,
+                   env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **env}, capture_output=True)
+    return _lines(folder / "records.jsonl"), _lines(_targets_file(folder / "artifacts"))
+
+
+def test_two_processes_generate_the_files_one_process_makes(tmp_path, single_run):
+    records, targets = single_run
+    assert len(records) == 160
+    torchrun([WORKER, "generate", str(tmp_path / "records.jsonl")],
+             env={"STEERLIB_ARTIFACTS": str(tmp_path / "artifacts")})
+    assert _lines(_targets_file(tmp_path / "artifacts")) == targets
+    assert _lines(tmp_path / "records.jsonl") == records
+
+
+@pytest.mark.parametrize("victim", [0, 1])
+def test_generation_resumes_after_a_rank_is_killed(tmp_path, single_run, victim):
+    """kill -9 of one rank mid-evaluation (torchrun then stops the other), then the same
+    command: the records end equal to one process's, without duplicates or losses."""
+    records_file = tmp_path / "records.jsonl"
+    env = {"STEERLIB_ARTIFACTS": str(tmp_path / "artifacts")}
+    cmd, full_env = _torchrun_cmd([WORKER, "generate", str(records_file)], env=env)
+    run = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (records_file.is_file() and records_file.read_text().count("\n") >= 32):  # a method's records
+        assert run.poll() is None and time.time() < deadline, "the run ended before it could be killed"
+        time.sleep(0.05)
+    os.kill(int((tmp_path / f"pid{victim}").read_text()), signal.SIGKILL)
+    assert run.wait(timeout=120) != 0
+    partial = records_file.read_text().count("\n")
+    assert 32 <= partial < 160, partial
+    torchrun([WORKER, "generate", str(records_file)], env=env)
+    assert _lines(records_file) == single_run[0]
