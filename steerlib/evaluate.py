@@ -31,7 +31,7 @@ from . import distributed
 from .generate import METHODS, Method, Request, SteeredModel
 from .guard import refuse_work
 from .errors import RecordsError
-from .io import append_jsonl, lock, read_jsonl, write_jsonl
+from .io import append_jsonl, read_jsonl, write_jsonl
 
 SPLITS = ("seen", "unseen")
 
@@ -114,7 +114,7 @@ def evaluate(sm: SteeredModel, methods: Sequence[str | Method], combos: Sequence
     order-free).
     """
     path = Path(records) if records else None
-    with lock(path) if path is not None else contextlib.nullcontext():
+    with distributed.main_lock(path) if path is not None else contextlib.nullcontext():
         rows = _evaluate(sm, [_resolve(m) for m in methods], combos, prompts, max_new_tokens, batch_size, path,
                          seed, progress)
     return pd.DataFrame(rows)
