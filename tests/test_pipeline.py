@@ -107,3 +107,11 @@ def test_reproduce_with_baselines_sweeps_caa_and_adds_their_rows(tmp_path):
     assert '"drop_rate": 0.5' in costs and '"alpha": ' in costs
     assert all(f"| {n} " in costs for n in [*st.behaviors.names(), "total"])
     assert "timings" in tables and {"baselines_train", "caa_sweep"} <= set(tables["timings"])
+
+
+def test_cli_generate_labels_several_answers_and_prints_only_answers(capsys):
+    assert main(["generate", "--model", "tiny", "--tokens", "none", "--prompt", "Why?", "--prompt", "How?",
+                 "--max-new-tokens", "3", "--repetition-penalty", "1.0"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "[1] Why?" and "[2] How?" in out
+    assert not any("%|" in line for line in out)  # no progress bar on stdout

@@ -108,3 +108,29 @@ def test_unknown_token_in_generate(tiny):
     sm = st.SteeredModel(tiny, st.SteeringTokens.for_backbone(tiny))
     with pytest.raises(ValueError, match="unknown steering token"):
         sm.generate("Why? <french>")
+
+
+def test_repetition_penalty_matches_a_plain_reference_loop(tiny):
+    """Batched decoding with the demo penalty equals a step-by-step loop that recomputes the
+    whole sequence and divides (positive) or multiplies (negative) the logits of the tokens
+    already generated; penalty 1.0 is plain greedy decoding."""
+    import torch
+
+    from steerlib.generate import SteeredModel
+
+    sm = SteeredModel(tiny)
+    prompts = ["Why is the sky blue?", "How do bees make honey? Tell me more."]
+    for penalty in (1.0, 1.3):
+        got = sm.generate_ids(prompts, max_new_tokens=8, repetition_penalty=penalty)
+        for prompt, ids in zip(prompts, got):
+            seq = sm.render(prompt).ids
+            answer: list[int] = []
+            with torch.no_grad():
+                for _ in range(8):
+                    logits = tiny.model(torch.tensor([seq + answer])).logits[0, -1].float()
+                    for t in set(answer):
+                        logits[t] = logits[t] / penalty if logits[t] > 0 else logits[t] * penalty
+                    answer.append(int(logits.argmax()))
+                    if answer[-1] in tiny.eos_ids:
+                        break
+            assert ids == answer, (penalty, prompt)
