@@ -51,3 +51,21 @@ def test_ipynb_has_no_outputs(source: Path):
              if c.cell_type == "code" and (c.get("outputs") or c.get("execution_count") is not None)]
     assert not dirty, (f"{ipynb.name} carries outputs in cells {dirty}; commit it without outputs: "
                        f"`{FRESH.format(name=source.stem)}` (rewrites it from the .py, empty)")
+
+
+def _repository_url() -> str:
+    import yaml
+
+    config = yaml.safe_load((NOTEBOOKS.parent / "book" / "_config.yml").read_text())
+    return config["repository"]["url"]
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=[p.stem for p in SOURCES])
+def test_colab_cell_clones_the_configured_repository(source: Path):
+    """One URL to change when publishing: book/_config.yml's repository.url, which each
+    notebook's Colab cell must repeat (README, "Publishing this repository")."""
+    lines = [line for line in source.read_text().splitlines() if line.startswith("REPOSITORY = ")]
+    assert len(lines) == 1, f"{source.name}: expected one `REPOSITORY = ...` line in its first code cell"
+    assert lines[0].split("=", 1)[1].split("#")[0].strip().strip('"') == _repository_url(), (
+        f"{source.name} clones another repository than book/_config.yml's repository.url; set both to the "
+        f"published URL")

@@ -1,0 +1,40 @@
+"""steerlib: compositional steering tokens for frozen chat LLMs (arXiv 2601.05062).
+
+    import steerlib as st
+    bb = st.load_backbone()                          # embedded SmolLM2-135M-Instruct
+    sm = st.SteeredModel(bb, st.SteeringTokens.pretrained(bb))
+    sm.generate("Why is the sky blue? <french><and><words_10_50>")
+
+``import steerlib`` loads the core only: backbone, tokens, generation, the two trainers,
+evaluation, behaviors, prompts and presets. The study code (``study``, ``reports``,
+``ablations``, ``baselines``, ``plots``, ``geometry``) and the book's ``book`` helpers
+are imported on first use (``st.study``, ``import steerlib.reports``), so the core stays
+quick to import and changes no global settings.
+"""
+from __future__ import annotations
+
+import importlib
+
+from . import behaviors, prompts
+from ._version import __version__
+from .backbone import Backbone, load_backbone
+from .compose import train_composition_token
+from .config import EvalConfig, Preset, TargetConfig, TrainConfig, presets
+from .distill import train_behavior_token
+from .evaluate import evaluate, metrics
+from .generate import METHODS, Method, Request, SteeredModel
+from .tokens import SteeringTokens
+
+_ON_USE = ("pipeline", "ablations", "baselines", "plots", "geometry", "book")
+"""Submodules imported by ``st.<name>`` the first time it is read, not by ``import steerlib``."""
+
+
+def __getattr__(name: str):
+    if name in _ON_USE:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'steerlib' has no attribute {name!r}")
+
+
+__all__ = ["Backbone", "load_backbone", "SteeringTokens", "SteeredModel", "Request", "Method", "METHODS",
+           "train_behavior_token", "train_composition_token", "evaluate", "metrics", "presets", "Preset",
+           "TrainConfig", "TargetConfig", "EvalConfig", "behaviors", "prompts", "__version__"]

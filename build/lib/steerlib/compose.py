@@ -1,0 +1,148 @@
+"""Stage 2: the composition token ``<and>``.
+
+One vector, trained on pairs of *seen* behaviors from different categories while the
+model and every behavior token stay frozen. The teacher reads both instructions (random
+paraphrases, random order); the student reads ``<b1><and><b2>`` in the same order; the
+loss is stage 1's distillation loss plus
+
+    lambda * L_orth,   L_orth = sum over seen behaviors b of cos(e_and, e_b)^2,
+
+which keeps ``<and>`` from drifting into any behavior's direction (paper, lambda = 0.5).
+The "2+3" variant also trains on triples ``<b1><and><b2><and><b3>``.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import time
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from . import behaviors as B
+from . import prompts as P
+from .backbone import Backbone
+from .config import TrainConfig, config_hash
+from .distill import cached_token, examples_for, fit_token
+from .generate import interleave
+from .paths import artifacts_root
+from .targets import make_targets
+from .tokens import SteeringTokens, random_init, text_init
+from .validation import pair_validator
+
+log = logging.getLogger("steerlib")
+VARIANTS = ("2", "2+3")
+
+
+def orthogonality(e_and: torch.Tensor, behavior_vectors: torch.Tensor) -> torch.Tensor:
+    """L_orth = sum_b cos(e_and, e_b)^2 over the rows of ``behavior_vectors``."""
+    return F.cosine_similarity(e_and.unsqueeze(0), behavior_vectors, dim=-1).pow(2).sum()
+
+
+def composition_jobs(n: int, variant: str, seed: int, questions: Sequence[str]) -> list[tuple[str, tuple[str, ...]]]:
+    """``n`` (question, ordered combination) jobs: seen cross-category pairs (and triples).
+
+    Each job draws a combination uniformly and shuffles its order, so the token sees every
+    ordering; in "2+3" a third of the jobs are triples (ours).
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"variant {variant!r} unknown; choose one of {VARIANTS}")
+    rng = random.Random(seed)
+    pairs = B.training_pairs()
+    triples = B.combinations(3, "seen") if variant == "2+3" else []
+    jobs = []
+    for i in range(n):
+        pool = triples if triples and i % 3 == 2 else pairs
+        combo = list(rng.choice(pool))
+        rng.shuffle(combo)
+        jobs.append((questions[i % len(questions)], tuple(combo)))
+    return jobs
+
+
+def init_and(bb: Backbone, tokens: SteeringTokens, init: str, seed: int) -> torch.Tensor:
+    """Stage-2 inits: zero (paper default), ' and' word embedding, mean of behavior tokens, random."""
+    if init == "zero":
+        return torch.zeros(bb.hidden_size)
+    if init == "word":
+        return text_init(bb, " and")
+    if init == "mean":
+        return torch.stack([tokens[n] for n in tokens.names if n != "and"]).mean(0)
+    if init == "random":
+        return random_init(bb, seed)
+    raise ValueError(f"init {init!r} is not a stage-2 init; use 'zero', 'word', 'mean' or 'random'")
+
+
+def validation_rate(tokens: SteeringTokens, name: str) -> float | None:
+    """``<name>``'s best stage-1 validation pass rate, from its metadata (None: trained
+    without validation)."""
+    record = (tokens.info.get(name) or {}).get("validation")
+    return None if record is None else record["best_rate"]
+
+
+def capable(pairs: Sequence[tuple[str, ...]], rate: Callable[[str], float | None],
+            threshold: float = 0.5) -> list[tuple[str, ...]]:
+    """The pairs whose every behavior passes at least ``threshold`` alone, as ``rate``
+    reports it (validation data only; a behavior without a rate is not capable)."""
+    def ok(name: str) -> bool:
+        r = rate(name)
+        return r is not None and r >= threshold
+    return [p for p in pairs if all(ok(n) for n in p)]
+
+
+def validation_pairs(tokens: SteeringTokens, threshold: float = 0.5) -> list[tuple[str, str]]:
+    """The training pairs stage 2 is scored on: those whose behavior tokens both pass
+    ``threshold`` on their own validation questions (ours). A pair with an incapable
+    behavior scores 0 with any ``<and>``, and would only dilute the signal; with fewer
+    than 2 capable pairs, all training pairs are used."""
+    pairs = capable(B.training_pairs(), lambda n: validation_rate(tokens, n), threshold)
+    return pairs if len(pairs) >= 2 else B.training_pairs()
+
+
+def train_composition_token(bb: Backbone, tokens: SteeringTokens, config: TrainConfig | None = None, *,
+                            variant: str = "2", questions: Sequence[str] | None = None,
+                            retrain: bool = False, progress: bool | None = None,
+                            stop_after: int | None = None, name: str = "and") -> SteeringTokens:
+    """Train ``<and>`` on top of frozen behavior tokens; return a copy of ``tokens`` with it.
+
+    Cached like stage 1 under ``artifacts/<fingerprint>/stage2/`` (keyed by config,
+    variant and the behavior vectors themselves), resumable from checkpoints.
+    """
+    cfg = config or TrainConfig(init="zero")
+    seen = [b for b in B.names() if B.get(b).seen]
+    missing = [b for b in seen if b not in tokens]
+    if missing:
+        raise ValueError(f"stage 2 needs the seen behavior tokens first; missing: {missing}")
+    tokens.check_backbone(bb)
+    frozen = torch.stack([tokens[b] for b in seen]).to(bb.device)
+    key = f"{name}-v{variant.replace('+', 'p')}-{config_hash(cfg)}-{tokens.digest(seen)[:8]}"
+    final = artifacts_root() / bb.fingerprint / "stage2" / f"{key}.safetensors"
+    out = tokens.copy()
+    cached = cached_token(bb, final, name, key, retrain)
+    if cached is not None:
+        out.set(name, cached[name], cached.info[name], cached.losses.get(name))
+        return out
+    start = time.perf_counter()
+    questions = list(questions) if questions is not None else P.load("train")
+    n_jobs = round(max(cfg.batch_size, cfg.n_examples // 2) * cfg.targets.oversample)
+    jobs = composition_jobs(n_jobs, variant, cfg.seed, questions)
+    targets = make_targets(bb, jobs, cfg.targets, key=f"compose-v{variant.replace('+', 'p')}", seed=cfg.seed,
+                           progress=progress)
+    examples = examples_for(bb, targets, lambda t: interleave(t.names, name))
+
+    def orth(params):
+        return cfg.orth_weight * orthogonality(params[name], frozen) if cfg.orth_weight else 0.0
+
+    record = {"stage": 2, "key": key, "variant": variant, "init": cfg.init, "orth_weight": cfg.orth_weight,
+              "target_source": cfg.targets.source, "n_targets": len(targets)}
+    validate = None
+    if cfg.validation:
+        pairs = validation_pairs(tokens)
+        record["validation_pairs"] = [list(p) for p in pairs]
+        validate = pair_validator(bb, tokens, pairs, cfg.validation, joiner=name)
+    trained = fit_token(bb, name, init_and(bb, tokens, cfg.init, cfg.seed), examples, cfg, final, record, start,
+                        tokens=tokens, extra_loss=orth, validate=validate, retrain=retrain, progress=progress,
+                        stop_after=stop_after)
+    out.set(name, trained[name], trained.info[name], trained.losses[name])
+    return out
+

@@ -1,0 +1,315 @@
+"""Dataclass configs carrying the paper's defaults, and the three presets.
+
+Every field says where its value comes from: the paper (arXiv 2601.05062) or
+**ours** where the paper is silent or a 2-core CPU forces a smaller run.
+
+Presets:
+
+* ``smoke``: seconds; unit tests and ``pytest --nbmake`` in CI.
+* ``cpu``: the default outside CI; the embedded SmolLM2-135M model on a laptop CPU.
+* ``paper``: the paper's hyper-parameters, for a GPU.
+
+``presets.get()`` reads the ``STEERLIB_PRESET`` environment variable, so a
+notebook runs in the smoke preset under CI and in the cpu preset elsewhere.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field, replace
+
+TARGET_SOURCES = ("self", "filtered", "constructed", "model")
+INITS = ("semantic", "zero", "word", "random", "mean")
+TARGET_VARIANTS = {"self": ("self", 0.0), "filtered": ("filtered", 0.0), "constructed": ("constructed", 0.0),
+                   "constructed+ce": ("constructed", 1.0)}
+"""Stage-1 target policies compared per behavior: label -> (target source, CE weight)."""
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """How the answers y that both teacher and student are forced on are made."""
+
+    source: str = "self"
+    """'self': the steered model answers under the instruction (ours; the paper uses a
+    larger model). 'filtered': 'self' kept only where the verifier passes (ours).
+    'constructed': the model's plain answer transformed to satisfy the behavior, where a
+    faithful transform exists, else 'filtered' (ours). 'model': another model's answers."""
+    model: str | None = None
+    """Hub id or local path of the answering model when source == 'model'."""
+    max_new_tokens: int = 256
+    """Longest target; the paper evaluates with 256 new tokens."""
+    plain_max_new_tokens: int = 256
+    """Length cap of the plain answers that constructed targets are cut and transformed from."""
+    do_sample: bool = False
+    """Greedy targets by default (ours): deterministic and cacheable."""
+    temperature: float = 1.0
+    """Sampling temperature when do_sample is True."""
+    min_kept: int = 8
+    """'filtered'/'constructed': fewer surviving targets than this is an error (ours)."""
+    oversample: float = 1.0
+    """Ask this many times more questions than targets needed (filtered/constructed drop some)."""
+
+    def __post_init__(self) -> None:
+        if self.source not in TARGET_SOURCES:
+            raise ValueError(f"target source {self.source!r} unknown; choose one of {TARGET_SOURCES}")
+        if self.source == "model" and not self.model:
+            raise ValueError("target source 'model' needs TargetConfig(model=<hub id or path>)")
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    """Validation-guided training (ours; the paper trains a fixed 2 epochs).
+
+    Every ``every`` steps the vector is scored by greedy generation on validation
+    questions (``prompts.load("val")``: part of the train split, never used as a target
+    and never a test prompt), the best-scoring step is kept, and training stops after
+    ``patience`` scores without improvement. Stage 1 scores the behavior's verifier;
+    stage 2 scores both behaviors of each validation pair.
+    """
+
+    every: int = 8
+    """Optimiser steps between two scores (step 0, the init, is scored too)."""
+    patience: int = 3
+    """Scores without a strict improvement before training stops."""
+    n_questions: int = 24
+    """Validation questions (the issue asks for at least 16; 24 = 4.2 points per pass)."""
+    max_new_tokens: int = 64
+    """Short answers keep a score cheap; every behavior is visible within them except the
+    long word ranges, which 64 tokens cannot reach (they score 0 until the last step)."""
+    batch_size: int = 32
+    """Generation batch size of a score."""
+
+    def __post_init__(self) -> None:
+        for name in ("every", "patience", "n_questions", "max_new_tokens", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ValidationConfig.{name} must be >= 1, got {getattr(self, name)}")
+
+
+def _added(default=None):
+    """A field added after artifacts were cached: ``config_hash`` leaves it out while it
+    holds its default, so the keys of existing tokens and targets stay valid."""
+    return field(default=default, metadata={"hash_unless_set": True})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training stage (a behavior token, or the composition token)."""
+
+    steps: int = 2 * 50_000 // 16
+    """Optimiser steps. Paper: 2 epochs over 50k examples (batch size ours: 16)."""
+    batch_size: int = 16
+    """Examples per step (ours: the paper does not state it)."""
+    lr: float = 1e-4
+    """AdamW learning rate (paper)."""
+    weight_decay: float = 1e-3
+    """AdamW weight decay (paper)."""
+    warmup: float = 0.1
+    """Share of steps with linear warm-up, then linear decay to 0 (paper)."""
+    grad_clip: float = 1.0
+    """Gradient-norm clip (paper)."""
+    temperature: float = 10.0
+    """Distillation temperature T; the loss is multiplied by T^2 (paper)."""
+    max_answer_tokens: int | None = None
+    """Train on the first this-many answer tokens only (ours; None = whole answers, as the
+    paper). The first tokens carry most of the signal: once an answer has started in
+    French, teacher and student agree on its continuation anyway."""
+    ce_weight: float = 0.0
+    """Weight of an extra cross-entropy term on the target tokens (ours; 0 = paper)."""
+    orth_weight: float = 0.5
+    """lambda of L_orth = sum_b cos(e_and, e_b)^2, stage 2 only (paper: 0.5)."""
+    init: str = "semantic"
+    """Stage 1: 'semantic' (mean embedding of the instruction's tokens, paper). Stage 2:
+    'zero' (paper), 'word' (the vocabulary ' and'), 'mean' (of behavior tokens), 'random'."""
+    checkpoint_every: int = 50
+    """Save a resumable checkpoint every this many steps."""
+    seed: int = 0
+    """Seeds data order, instruction paraphrases and random inits."""
+    targets: TargetConfig = field(default_factory=TargetConfig)
+    validation: ValidationConfig | None = _added()
+    """Validation-guided stopping (ours); None trains exactly ``steps`` steps (paper).
+    With it, ``steps`` is the maximum."""
+
+    def __post_init__(self) -> None:
+        if self.init not in INITS:
+            raise ValueError(f"init {self.init!r} unknown; choose one of {INITS}")
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError("steps and batch_size must be >= 1")
+
+    @property
+    def n_examples(self) -> int:
+        """How many distinct (prompt, target) pairs one training run draws on."""
+        return self.steps * self.batch_size
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """The evaluation protocol."""
+
+    max_new_tokens: int = 256
+    """Greedy decoding, up to 256 new tokens (paper)."""
+    n_prompts: int = 1000
+    """Held-out prompts per combination ordering (paper: 1,000)."""
+    n_single: int = 1000
+    """Held-out prompts per behavior in the single-behavior table."""
+    n_prompts_3: int = 1000
+    """Held-out prompts per ordering for 3- and 4-behavior combinations."""
+    n_combos: int | None = None
+    """2-behavior combinations sampled per split (None = all; sampling is ours, for the cpu preset)."""
+    n_combos_3: int | None = None
+    """3-behavior combinations sampled per split."""
+    n_combos_4: int | None = None
+    """3 behaviors + json combinations sampled (all orderings: 24 each)."""
+    batch_size: int = 32
+    """Generation batch size."""
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Everything one run of the pipeline needs."""
+
+    name: str
+    stage1: TrainConfig
+    stage2: TrainConfig
+    eval: EvalConfig
+    model: str | None = None
+    """None = the embedded SmolLM2-135M-Instruct; "tiny" = a random tiny LLaMA (tests)."""
+    sources: dict[str, str] = field(default_factory=dict)
+    """Per-behavior target policy, a ``TARGET_VARIANTS`` label; others use ``stage1`` as it is."""
+
+    steps: dict[str, int] = field(default_factory=dict)
+    """Per-behavior stage-1 step count overriding ``stage1.steps`` (ours: a budget for the
+    behaviors that need more)."""
+    baseline_lr: dict[str, float] = field(default_factory=dict)
+    """Learning rate of a trained baseline ("lm_steer", "lora_dare") where it differs from
+    stage 1's; they otherwise train exactly like each behavior's token."""
+
+    def __post_init__(self) -> None:
+        unknown = {v for v in self.sources.values() if v not in TARGET_VARIANTS}
+        if unknown:
+            raise ValueError(f"unknown target variants {sorted(unknown)}; choose from {list(TARGET_VARIANTS)}")
+
+    def target_source(self, behavior: str) -> str:
+        """The target policy (a ``TARGET_VARIANTS`` label) stage 1 uses for ``behavior``."""
+        return self.sources.get(behavior, self.stage1.targets.source)
+
+
+def variant_config(base: TrainConfig, variant: str, constructible: bool = True) -> TrainConfig:
+    """``base`` with the target source and CE weight of ``variant`` (a TARGET_VARIANTS label).
+
+    A behavior without a faithful transform (``constructible=False``: languages) has
+    constructed targets that are its filtered ones, so it gets the filtered config and
+    shares its cached targets and token.
+    """
+    if variant not in TARGET_VARIANTS:
+        raise ValueError(f"unknown target variant {variant!r}; choose from {list(TARGET_VARIANTS)}")
+    source, ce = TARGET_VARIANTS[variant]
+    if source == "constructed" and not constructible:
+        source = "filtered"
+    if source == base.targets.source and ce == base.ce_weight:
+        return base
+    return replace(base, ce_weight=ce, targets=replace(base.targets, source=source))
+
+
+def _hashable(cfg) -> dict:
+    """``asdict(cfg)`` without the later-added fields that still hold their default."""
+    out = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.metadata.get("hash_unless_set") and value == f.default:
+            continue
+        out[f.name] = _hashable(value) if dataclasses.is_dataclass(value) else value
+    return out
+
+
+def config_hash(cfg) -> str:
+    """Stable hash of any config dataclass (fields added later count only once set)."""
+    return hashlib.sha256(json.dumps(_hashable(cfg), sort_keys=True).encode()).hexdigest()[:12]
+
+
+class presets:  # noqa: N801 - used as a namespace: st.presets.cpu()
+    """The three named presets."""
+
+    @staticmethod
+    def paper() -> Preset:
+        """The paper's hyper-parameters (GPU)."""
+        return Preset("paper", TrainConfig(), TrainConfig(init="zero"), EvalConfig())
+
+    @staticmethod
+    def cpu() -> Preset:
+        """The embedded model on a 2-core CPU (ours; every number here is a compute budget).
+
+        Steps and learning rate. Exploratory trials on <french> (scripts around
+        train_behavior_token, not kept in the repo; 16 test prompts, one run each): lr 1e-2
+        for 24 steps gave 0% French; with 16 steps on the first 48 answer tokens, lr 5e-2
+        gave 56% and lr 1e-1 0% (it overshoots). A rerun of the lr 5e-2 setting on fewer
+        distinct targets gave 12%: at this budget single runs are noisy. 48 steps gave
+        80% (24 of 30 held-out prompts) on self targets, but would cost about 2 hours for 18
+        tokens. So: lr 5e-2, 16 steps of 8 over 64 targets (two epochs), the first 48 answer
+        tokens (they carry most of the signal and halve a step's cost), about 2 minutes a
+        token.
+
+        Targets. ``python -m steerlib targets-compare --preset cpu`` trained every behavior
+        on every target variant at that budget (results/cpu/targets_comparison.md, 30
+        held-out prompts per cell); ``sources`` holds each behavior's best variant there
+        (``pipeline.best_variants``; a test keeps the two in step). No single variant wins
+        everywhere: the CE term lifts Spanish, Italian and German from 40/3/0% to 73/50/57%
+        and 90-120 words to 90%; filtered targets lift <french> from 10% to 77%; constructed
+        ones help 10-50 words and 2-3 sentences. Stage 2 trains <and> on constructed pair
+        targets (both transforms where both exist; a language asked for by instruction and
+        kept where the answer is in it), without the CE term (the paper's loss).
+
+        <french> alone trains for 48 steps (192 filtered targets): at 16 steps its token
+        passed 77% of the held-out prompts but answered "Why do cats purr?" in English;
+        at 48 steps it passes 83% and answers that question in French (chosen after
+        seeing that failure; the other tokens keep 16 steps).
+
+        Baselines. LM-Steer and LoRA learn each behavior with its token's config, but a
+        token's lr makes LoRA diverge (one exploratory <french> run at 5e-2: KL 0.48 ->
+        7.1 after 2 steps, 10-30 after): a rank-8 update of every MLP moves the whole
+        model, a token one input vector. On <spanish> (16 steps, script not kept) lr 1e-3
+        took the training KL from 2.08 to about 1.0 and 5e-3 to about 0.8, both smoothly,
+        so LoRA trains at 5e-3. LM-Steer keeps 5e-2 (its eps 1e-3 scales the map down).
+        The evaluation samples combinations and prompts; intervals say what that costs.
+        """
+        targets = TargetConfig(max_new_tokens=96, plain_max_new_tokens=160)
+        stage1 = TrainConfig(steps=16, batch_size=8, lr=5e-2, max_answer_tokens=48, checkpoint_every=4,
+                             targets=targets)
+        stage2 = replace(stage1, steps=24, init="zero", targets=replace(targets, source="constructed"))
+        ev = EvalConfig(max_new_tokens=128, n_single=30, n_prompts=5, n_prompts_3=2, n_combos=6, n_combos_3=3,
+                        n_combos_4=1, batch_size=64)
+        sources = {
+            "french": "filtered", "spanish": "constructed+ce", "italian": "constructed+ce", "portuguese": "self",
+            "german": "constructed+ce", "words_10_50": "constructed", "words_50_70": "filtered",
+            "words_70_90": "self", "words_90_120": "constructed+ce", "lower_case": "constructed+ce",
+            "upper_case": "self", "title_case": "constructed", "sentences_1": "self", "sentences_2": "constructed",
+            "sentences_3": "constructed", "sentences_4": "constructed+ce", "sentences_5": "constructed+ce",
+            "json": "self",
+        }
+        return Preset("cpu", stage1, stage2, ev, sources=sources, steps={"french": 48},
+                      baseline_lr={"lora_dare": 5e-3})
+
+    @staticmethod
+    def smoke() -> Preset:
+        """Seconds: a tiny random LLaMA on the embedded tokenizer (tests, CI notebooks)."""
+        targets = TargetConfig(max_new_tokens=12, plain_max_new_tokens=24, min_kept=1)
+        stage1 = TrainConfig(steps=3, batch_size=2, lr=5e-2, checkpoint_every=2, targets=targets)
+        stage2 = TrainConfig(steps=3, batch_size=2, lr=5e-2, init="zero", checkpoint_every=2, targets=targets)
+        ev = EvalConfig(max_new_tokens=12, n_single=2, n_prompts=2, n_prompts_3=1, n_combos=2, n_combos_3=1,
+                        n_combos_4=1, batch_size=8)
+        return Preset("smoke", stage1, stage2, ev, model="tiny")
+
+    @staticmethod
+    def get(name: str | None = None) -> Preset:
+        """A preset by name, defaulting to ``$STEERLIB_PRESET`` or 'cpu'."""
+        name = name or os.environ.get("STEERLIB_PRESET", "cpu")
+        table = {"paper": presets.paper, "cpu": presets.cpu, "smoke": presets.smoke}
+        if name not in table:
+            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(table)}")
+        return table[name]()
+
+
+__all__ = ["TargetConfig", "TrainConfig", "ValidationConfig", "EvalConfig", "Preset", "presets", "config_hash", "replace",
+           "TARGET_VARIANTS", "variant_config"]

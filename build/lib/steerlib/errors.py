@@ -1,0 +1,46 @@
+"""The exceptions steerlib raises on purpose: one ``SteerlibError`` family.
+
+Each says what was wrong and what is allowed, in one line, so the CLI can print it as
+``error: ...`` (exit code 2) without a traceback. Each also subclasses the built-in
+exception a caller would have caught before (``ValueError``, ``OSError``, ...), so
+``except ValueError`` around steerlib keeps working.
+"""
+from __future__ import annotations
+
+
+class SteerlibError(Exception):
+    """Base class: a refusal or failure steerlib explains itself."""
+
+
+class ConfigError(SteerlibError, ValueError):
+    """A config value outside what it allows (a zero batch size, a non-finite lr, ...)."""
+
+
+class PromptError(SteerlibError, ValueError):
+    """A prompt steerlib will not run: unknown or conflicting tags, too long for the model."""
+
+
+class TokenFileError(SteerlibError, ValueError):
+    """A steering-token file that is not one: truncated, bad metadata, missing or bad tensors,
+    or made for another model."""
+
+
+class RecordsError(SteerlibError, ValueError):
+    """A records or cache file that cannot be trusted: corrupt lines, conflicting duplicates."""
+
+
+class NonFiniteLossError(SteerlibError, FloatingPointError):
+    """Training produced a NaN or infinite loss; nothing of that run is cached."""
+
+
+class ModelNotFoundError(SteerlibError, FileNotFoundError):
+    """A model that is neither a local folder or file nor a hub id available offline."""
+
+
+class StorageError(SteerlibError, OSError):
+    """A write failed (disk full, read-only, no permission); the message names the path.
+    The artifact that was there before, if any, is intact."""
+
+
+__all__ = ["SteerlibError", "ConfigError", "PromptError", "TokenFileError", "RecordsError",
+           "NonFiniteLossError", "ModelNotFoundError", "StorageError"]

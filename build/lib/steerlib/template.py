@@ -1,0 +1,155 @@
+"""From "question <french><and><words_10_50>" to ``inputs_embeds``.
+
+Layout (paper): the steering tokens sit right after the question, inside the user turn
+of the model's own chat template; the teacher reads the instruction text there instead.
+The hybrid form has both: ``question instructions <tokens>`` (that order is ours).
+
+We render the chat template with one private-use character per slot, cut the text at
+those characters, tokenise the pieces without adding special tokens (the template
+already wrote BOS where the model wants one, so there is never a second), each piece
+after a slot as mid-text (SentencePiece would start it with a word-start space), and
+remember the slot positions. The embeddings of a batch are the model's word embeddings with the
+slot rows replaced by the steering vectors: gradients reach only those vectors.
+
+Token syntax: a trailing run of ``<name>`` tags is steering syntax and every name in
+it must be a known token (else an error lists the known ones). Any other ``<`` text
+(``a < b``, HTML tags mid-sentence) stays ordinary text.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+
+from .backbone import Backbone
+from .tokens import SteeringTokens
+
+SLOT = "\ue000"  # Unicode private use: never in real text, one unmistakable cut point
+_TRAILING_TAGS = re.compile(r"(?:\s*<[A-Za-z_][A-Za-z0-9_]*>)+\s*$")
+_TAG = re.compile(r"<([A-Za-z_][A-Za-z0-9_]*)>")
+
+
+def parse(text: str, known: Sequence[str] | None = None) -> tuple[str, list[str]]:
+    """Split ``"question <a><and><b>"`` into ``("question", ["a", "and", "b"])``.
+
+    ``known`` lists the allowed token names; a tag outside it raises a ValueError that
+    names the known tokens. Text without trailing tags returns no names.
+    """
+    match = _TRAILING_TAGS.search(text)
+    if not match:
+        return text, []
+    names = _TAG.findall(match.group(0))
+    if known is not None:
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ValueError(
+                f"unknown steering token(s) {', '.join(f'<{n}>' for n in unknown)} in {text!r}; "
+                f"known tokens: {', '.join(f'<{n}>' for n in known) or 'none (no tokens loaded)'}")
+    return text[: match.start()].rstrip(), names
+
+
+@dataclass
+class Rendered:
+    """One chat prompt as token ids, with the positions of its steering slots."""
+
+    ids: list[int]
+    slots: list[tuple[int, str]] = field(default_factory=list)
+    """(position in ids, token name) for every steering slot."""
+
+
+def render(bb: Backbone, question: str, slots: Sequence[str] = (), instructions: str = "") -> Rendered:
+    """Chat-template ``question [instructions]<slot>...`` as ids with slot positions."""
+    if SLOT in question or SLOT in instructions:
+        raise ValueError("prompt text contains U+E000, which steerlib reserves for token slots")
+    content = question + (f" {instructions}" if instructions else "") + SLOT * len(slots)
+    text = bb.tokenizer.apply_chat_template(
+        [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True,
+        **bb.chat_kwargs)
+    pieces = text.split(SLOT)
+    ids: list[int] = []
+    positions: list[tuple[int, str]] = []
+    for i, piece in enumerate(pieces):
+        if piece:
+            ids += _tokenize(bb.tokenizer, piece) if i == 0 else _tokenize_after_slot(bb.tokenizer, piece)
+        if i < len(slots):
+            positions.append((len(ids), slots[i]))
+            ids.append(bb.tokenizer.pad_token_id)  # placeholder; its embedding is replaced
+    return Rendered(ids, positions)
+
+
+def _tokenize(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def _tokenize_after_slot(tokenizer, piece: str) -> list[int]:
+    """Ids of ``piece`` as it tokenizes in mid-text, after a steering slot.
+
+    Tokenized alone, a piece counts as the start of a text, and SentencePiece-style
+    tokenizers (Llama 2, Mistral) prepend their word-start space to it: ``"\\n\\nAssistant:"``
+    after a slot would gain a token that the same text after a word never has. So the
+    piece is tokenized behind a slot character, whose own ids are then dropped.
+    """
+    anchor = _tokenize(tokenizer, SLOT)
+    ids = _tokenize(tokenizer, SLOT + piece)
+    if ids[: len(anchor)] != anchor:
+        raise ValueError(f"{type(tokenizer).__name__} merges the text after a steering slot with the slot "
+                         f"marker U+E000 ({piece[:20]!r}); steerlib cannot place slots in this chat template")
+    return ids[len(anchor):]
+
+
+def render_text(bb: Backbone, text: str, tokens: SteeringTokens | None = None,
+                instructions: str = "") -> Rendered:
+    """Render a prompt written in token syntax (``"Why? <french><and><upper_case>"``)."""
+    question, names = parse(text, tokens.names if tokens is not None else [])
+    return render(bb, question, names, instructions)
+
+
+@dataclass
+class Batch:
+    """Left-padded model inputs for a list of rendered prompts (plus optional answers)."""
+
+    inputs_embeds: torch.Tensor
+    attention_mask: torch.Tensor
+    position_ids: torch.Tensor
+    prompt_lengths: list[int]
+    """Unpadded length of each prompt (without its answer)."""
+
+
+def embed(bb: Backbone, rows: Sequence[Rendered], tokens: SteeringTokens | None = None,
+          answers: Sequence[Sequence[int]] | None = None,
+          vectors: dict[str, torch.Tensor] | None = None) -> Batch:
+    """Embed a batch, replacing slot rows by steering vectors.
+
+    ``vectors`` overrides ``tokens`` name by name; training passes its live (gradient
+    carrying) parameters here. ``answers`` are appended after each prompt for teacher
+    forcing. Padding is on the left so every sequence ends at the same position.
+    """
+    answers = answers if answers is not None else [[] for _ in rows]
+    seqs = [r.ids + list(a) for r, a in zip(rows, answers)]
+    width = max(len(s) for s in seqs)
+    pad = bb.tokenizer.pad_token_id
+    ids = torch.tensor([[pad] * (width - len(s)) + s for s in seqs], device=bb.device)
+    mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=bb.device)
+    embeds = bb.model.get_input_embeddings()(ids)
+    slot_b, slot_p, slot_vecs = [], [], []
+    for b, (row, seq) in enumerate(zip(rows, seqs)):
+        offset = width - len(seq)
+        for pos, name in row.slots:
+            vec = vectors[name] if vectors is not None and name in vectors else None
+            if vec is None:
+                if tokens is None:
+                    raise ValueError(f"prompt has a <{name}> slot but no tokens were given")
+                vec = tokens[name]
+            slot_b.append(b)
+            slot_p.append(offset + pos)
+            slot_vecs.append(vec.to(bb.device, embeds.dtype))
+    if slot_vecs:
+        values = torch.stack(slot_vecs)
+        if bb.embed_scale != 1.0:  # scaled as the embedding layer scales a looked-up row
+            values = values * torch.tensor(bb.embed_scale, dtype=embeds.dtype, device=bb.device)
+        embeds = embeds.index_put((torch.tensor(slot_b, device=bb.device), torch.tensor(slot_p, device=bb.device)),
+                                  values)
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+    return Batch(embeds, mask, position_ids, [len(r.ids) for r in rows])

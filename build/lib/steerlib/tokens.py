@@ -1,0 +1,184 @@
+"""SteeringTokens: named vectors in a model's input-embedding space.
+
+A behavior token (``<french>``) or the composition token (``<and>``) is one d-dim vector
+that takes the place of a word embedding in the prompt. This module holds the vectors,
+their initialisations and their file format: safetensors with a JSON metadata block
+(model id, embedding fingerprint, names, per-token training info, library version).
+The fingerprint ties the vectors to the embedding space they were trained in, so loading
+them onto another model is an error instead of silent garbage.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import torch
+from safetensors import safe_open
+
+from ._version import __version__
+from .backbone import Backbone
+from .io import save_safetensors
+
+FORMAT = "steerlib.tokens/1"
+PRETRAINED_FILE = "tokens_smollm2_135m.safetensors"
+"""Behavior tokens and <and> trained for the embedded model, shipped in the package."""
+
+
+class SteeringTokens:
+    """An ordered set of named steering vectors for one backbone."""
+
+    def __init__(self, hidden_size: int, model_id: str, fingerprint: str) -> None:
+        self.hidden_size = hidden_size
+        self.model_id = model_id
+        self.fingerprint = fingerprint
+        self.vectors: dict[str, torch.Tensor] = {}
+        self.info: dict[str, dict] = {}
+        """Per-token training record: init, config, target source, steps, time, final loss."""
+        self.losses: dict[str, list[float]] = {}
+        """Per-token loss curve (one value per optimiser step)."""
+
+    @classmethod
+    def for_backbone(cls, bb: Backbone) -> SteeringTokens:
+        return cls(bb.hidden_size, bb.model_id, bb.fingerprint)
+
+    # -- container ---------------------------------------------------------------
+    @property
+    def names(self) -> list[str]:
+        return list(self.vectors)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.vectors
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        if name not in self.vectors:
+            raise KeyError(f"no token <{name}>; known tokens: {', '.join(f'<{n}>' for n in self.names) or 'none'}")
+        return self.vectors[name]
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    def __repr__(self) -> str:
+        return f"SteeringTokens({self.model_id!r}, d={self.hidden_size}, names={self.names})"
+
+    def set(self, name: str, vector: torch.Tensor, info: dict | None = None,
+            losses: list[float] | None = None) -> None:
+        """Store a vector (as float32 on CPU) with its training record."""
+        vector = vector.detach().to("cpu", torch.float32).reshape(-1)
+        if vector.numel() != self.hidden_size:
+            raise ValueError(f"<{name}> has {vector.numel()} dims; this model's embeddings have {self.hidden_size}")
+        self.vectors[name] = vector.clone()
+        if info is not None:
+            self.info[name] = info
+        if losses is not None:
+            self.losses[name] = list(losses)
+
+    def copy(self) -> SteeringTokens:
+        new = SteeringTokens(self.hidden_size, self.model_id, self.fingerprint)
+        for name in self.names:
+            new.set(name, self.vectors[name], dict(self.info.get(name, {})), self.losses.get(name))
+        return new
+
+    def subset(self, names) -> SteeringTokens:
+        """A copy holding only ``names`` (in that order)."""
+        new = SteeringTokens(self.hidden_size, self.model_id, self.fingerprint)
+        for name in names:
+            new.set(name, self[name], dict(self.info.get(name, {})), self.losses.get(name))
+        return new
+
+    def digest(self, names: Sequence[str]) -> str:
+        """A short hash of the named vectors: generation records carry it, so a record made
+        with other vectors (a retrained token) is recognised as stale, not reused."""
+        return tensor_digest((name, self[name]) for name in sorted(set(names)))
+
+    def check_backbone(self, bb: Backbone) -> None:
+        """Fail clearly when these tokens were trained for another embedding space."""
+        if bb.fingerprint != self.fingerprint or bb.hidden_size != self.hidden_size:
+            raise ValueError(
+                f"these tokens were trained for {self.model_id!r} (fingerprint {self.fingerprint}, "
+                f"d={self.hidden_size}) but the backbone is {bb.model_id!r} (fingerprint "
+                f"{bb.fingerprint}, d={bb.hidden_size}); train tokens for this model instead")
+
+    # -- files -------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write safetensors: ``token/<name>`` vectors, ``loss/<name>`` curves, JSON metadata."""
+        tensors = {f"token/{n}": v.contiguous() for n, v in self.vectors.items()}
+        tensors.update({f"loss/{n}": torch.tensor(c, dtype=torch.float32)
+                        for n, c in self.losses.items() if c})
+        meta = {"format": FORMAT, "model_id": self.model_id, "fingerprint": self.fingerprint,
+                "hidden_size": self.hidden_size, "names": self.names, "info": self.info,
+                "steerlib_version": __version__}
+        # atomic, under a unique temp name: an interrupted save never leaves a torn file
+        return save_safetensors(tensors, path, metadata={"steerlib": json.dumps(meta)})
+
+    @classmethod
+    def load(cls, path: str | Path, backbone: Backbone | None = None) -> SteeringTokens:
+        """Read a token file; with ``backbone``, check it was trained for that model."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"token file not found: {path}")
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get("steerlib")
+            if raw is None:
+                raise ValueError(f"{path} is not a steerlib token file (no 'steerlib' metadata)")
+            meta = json.loads(raw)
+            tokens = cls(meta["hidden_size"], meta["model_id"], meta["fingerprint"])
+            for name in meta["names"]:
+                curve = f"loss/{name}"
+                losses = f.get_tensor(curve).tolist() if curve in f.keys() else None
+                tokens.set(name, f.get_tensor(f"token/{name}"), meta["info"].get(name), losses)
+        if backbone is not None:
+            tokens.check_backbone(backbone)
+        return tokens
+
+    @classmethod
+    def pretrained(cls, backbone: Backbone) -> SteeringTokens:
+        """The tokens shipped with steerlib for the embedded model."""
+        path = resources.files("steerlib") / "data" / PRETRAINED_FILE
+        return cls.load(Path(str(path)), backbone=backbone)
+
+
+def shipped(bb: Backbone, name: str, key: str, path: str | Path | None = None) -> SteeringTokens | None:
+    """The shipped ``<name>`` when it was trained for this model with cache key ``key``.
+
+    Lets a fresh clone (and the book) reuse the committed tokens instead of retraining
+    them, exactly when the training run asked for is the one that made them. ``path``:
+    another committed token file to look in (default: the tokens shipped in the package).
+    """
+    path = Path(path) if path is not None else Path(str(resources.files("steerlib") / "data" / PRETRAINED_FILE))
+    if not path.is_file():
+        return None
+    tokens = SteeringTokens.load(path)
+    if tokens.fingerprint != bb.fingerprint or name not in tokens or tokens.info.get(name, {}).get("key") != key:
+        return None
+    return tokens.subset([name])
+
+
+# -- initialisations ------------------------------------------------------------------
+def tensor_digest(named: Iterable[tuple[str, torch.Tensor]], salt: str = "") -> str:
+    """12 hex digits of SHA-256 over ``salt`` and each (name, float32 values) in the given order."""
+    h = hashlib.sha256(salt.encode())
+    for name, tensor in named:
+        h.update(name.encode() + b"\0" + tensor.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()[:12]
+
+
+def text_init(bb: Backbone, text: str) -> torch.Tensor:
+    """Mean input embedding of ``text``'s tokens.
+
+    The paper's behavior-token init (the instruction's tokens), and also our ' and'
+    init for <and> when ' and' is one token it is exactly that token's embedding.
+    """
+    ids = bb.tokenizer(text, add_special_tokens=False)["input_ids"]
+    if not ids:
+        raise ValueError(f"{text!r} has no tokens to initialise from")
+    return bb.embeddings[ids].detach().float().mean(0).cpu()
+
+
+def random_init(bb: Backbone, seed: int = 0) -> torch.Tensor:
+    """A Gaussian vector with the vocabulary's mean embedding norm (ours)."""
+    gen = torch.Generator().manual_seed(seed)
+    v = torch.randn(bb.hidden_size, generator=gen)
+    return v / v.norm() * bb.embeddings.detach().float().norm(dim=1).mean().cpu()

@@ -1,0 +1,68 @@
+"""Scoring a vector while it trains: greedy answers to validation questions, verified.
+
+Validation questions are the shipped "val" split (``prompts.load("val")``): train-split
+questions that no target is made from, and never test prompts, so the step a run keeps
+is chosen without touching the numbers it is later judged on. Stage 1 asks each question
+with the behavior's token and scores its verifier; stage 2 asks each with a pair
+``<b1><and><b2>`` (both orders in turn) and scores both verifiers (ours).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from . import behaviors as B
+from . import prompts as P
+from .backbone import Backbone
+from .config import ValidationConfig
+from .generate import Request, SteeredModel, interleave
+from .tokens import SteeringTokens
+from .training import Params, Validator
+
+
+def questions(cfg: ValidationConfig) -> list[str]:
+    """The first ``cfg.n_questions`` validation questions."""
+    qs = P.load("val")
+    if cfg.n_questions > len(qs):
+        raise ValueError(f"ValidationConfig.n_questions={cfg.n_questions} but the val split has {len(qs)} questions")
+    return qs[: cfg.n_questions]
+
+
+def pass_rate(sm: SteeredModel, jobs: Sequence[tuple[str, tuple[str, ...], tuple[str, ...]]],
+              cfg: ValidationConfig) -> float:
+    """Share of ``jobs`` = [(question, slots, behaviors to verify)] whose greedy answer
+    passes every verifier."""
+    requests = [Request(q, slots) for q, slots, _ in jobs]
+    texts = sm.generate(requests, cfg.max_new_tokens, batch_size=cfg.batch_size, progress=False)
+    return sum(all(B.verify_all(t, names).values()) for t, (_, _, names) in zip(texts, jobs)) / len(jobs)
+
+
+def _scorer(bb: Backbone, base: SteeringTokens | None, jobs, cfg: ValidationConfig) -> Validator:
+    """A validator for params named like steering slots, on top of the frozen ``base``."""
+    def score(params: Params) -> float:
+        tokens = base.copy() if base is not None else SteeringTokens.for_backbone(bb)
+        for name, p in params.items():
+            tokens.set(name, p.detach())
+        with torch.inference_mode():
+            return pass_rate(SteeredModel(bb, tokens), jobs, cfg)
+    return score
+
+
+def behavior_validator(bb: Backbone, name: str, cfg: ValidationConfig) -> Validator:
+    """Stage 1: the pass rate of ``<name>`` alone on the validation questions."""
+    return _scorer(bb, None, [(q, (name,), (name,)) for q in questions(cfg)], cfg)
+
+
+def pair_validator(bb: Backbone, tokens: SteeringTokens, pairs: Sequence[tuple[str, str]], cfg: ValidationConfig,
+                   joiner: str = "and") -> Validator:
+    """Stage 2: the joint pass rate of ``<b1><joiner><b2>``, question i asking pair
+    i mod len(pairs), in the pair's order for even cycles and reversed for odd ones."""
+    if not pairs:
+        raise ValueError("stage-2 validation needs at least one pair")
+    jobs = []
+    for i, q in enumerate(questions(cfg)):
+        pair = tuple(pairs[i % len(pairs)])
+        order = pair if (i // len(pairs)) % 2 == 0 else pair[::-1]
+        jobs.append((q, interleave(order, joiner), order))
+    return _scorer(bb, tokens, jobs, cfg)
