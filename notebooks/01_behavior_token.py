@@ -236,7 +236,7 @@ records = single_behavior_records(bb, tokens, preset, out, variants=("filtered",
 single = single_table(records, variants=("filtered",))
 compliance = teacher_compliance(bb, preset, out).set_index("behavior")
 single["target variant"] = [token_label(preset, n) for n in single.index]
-display(single)
+display(single.astype(object).fillna("–"))
 print(f"pass rate (%): {preset.eval.n_single} held-out prompts per behavior, greedy, "
       f"{preset.eval.max_new_tokens} new tokens; empty filtered cell: too few targets, no token")
 
@@ -280,7 +280,7 @@ wide = comparison.pivot(index="behavior", columns="method", values="pass_rate")
 wide = wide.reindex(index=[n for n in B.names() if n in wide.index],
                     columns=["instruction", "self", "filtered", "constructed", "constructed+ce"]).round(1)
 wide["chosen"] = [preset.target_source(n) for n in wide.index]
-display(wide)
+display(wide.astype(object).fillna("too few targets"))
 plots.rate_dots(comparison[comparison["n"] > 0],
                 title=f"pass rate by target variant, {preset.eval.n_single} prompts each (95% Wilson intervals)")
 plt.show()
@@ -301,10 +301,13 @@ below = single.index[single["token"] < 50].tolist()
 weak_teacher = compliance.index[compliance["pass_rate"] < 50].tolist()
 tests = paired_test(records, "token", "instruction", by="combo").set_index("combo")
 sig = tests[tests["p"] < 0.05]
-beats = [f"{n} ({r['token %']:.0f}% vs {r['instruction %']:.0f}%, p = {r['p']:.3f})"
-         for n, r in sig.iterrows() if r["a_only"] > r["b_only"]]
-lags = [f"{n} ({r['token %']:.0f}% vs {r['instruction %']:.0f}%, p = {r['p']:.3f})"
-        for n, r in sig.iterrows() if r["a_only"] < r["b_only"]]
+def cite(n, r):
+    p = "p < 0.001" if r["p"] < 0.001 else f"p = {r['p']:.3f}"
+    return f"{n} ({r['token %']:.0f}% vs {r['instruction %']:.0f}%, {p})"
+
+
+beats = [cite(n, r) for n, r in sig.iterrows() if r["a_only"] > r["b_only"]]
+lags = [cite(n, r) for n, r in sig.iterrows() if r["a_only"] < r["b_only"]]
 lines = [
     f"- Mean pass rate: plain {single['plain'].mean():.1f}%, instruction {single['instruction'].mean():.1f}%, "
     f"token {single['token'].mean():.1f}%, hybrid {single['hybrid'].mean():.1f}%.",
@@ -315,6 +318,8 @@ lines = [
     f"- Token worse than the instruction (p < 0.05): {', '.join(lags) if lags else 'none'}.",
     f"- No significant difference between token and instruction for the other "
     f"{len(tests) - len(beats) - len(lags)} of {len(tests)} behaviors.",
+    "- Each token's target variant was chosen on these same test prompts (the comparison above), so the token "
+    "column is an optimistic estimate.",
 ]
 
 if preset.model == "tiny":

@@ -35,7 +35,7 @@
 # both behaviors of a pair in under a tenth of the answers, and `<and>` is not
 # distinguishable from concatenating the tokens or from the vocabulary's own
 # " and". This run shows no composition effect either way; the paper measures
-# its effect on 4B-14B models trained far longer. The numbers and the paired
+# its effect on 3B-14B models trained far longer. The numbers and the paired
 # tests are in the summary below the tables.
 
 # %%

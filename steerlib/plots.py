@@ -143,9 +143,10 @@ def cosine_heatmap(cos: pd.DataFrame, title: str = "cosine similarity") -> plt.F
 
 def pca_scatter(points: pd.DataFrame) -> plt.Figure:
     """PCA of steering tokens over a grey vocabulary cloud: left, the whole cloud; right,
-    the steering tokens close up, each labelled (labels pushed apart vertically so that
-    tokens of one category, which sit together, stay legible). Legend outside the axes."""
-    fig, (whole, zoom) = plt.subplots(1, 2, figsize=(9, 4.6), gridspec_kw={"width_ratios": [1, 1.3]})
+    the steering tokens close up, each named in a column of labels beside the points
+    (in the points' vertical order, joined by thin lines), so that tokens of one
+    category, which sit together, stay legible. Legend below the axes."""
+    fig, (whole, zoom) = plt.subplots(1, 2, figsize=(9, 5.6), gridspec_kw={"width_ratios": [1, 1.5]})
     vocab = points[points["category"] == "vocabulary"]
     steer = points[points["category"] != "vocabulary"]
     for ax in (whole, zoom):
@@ -153,22 +154,18 @@ def pca_scatter(points: pd.DataFrame) -> plt.Figure:
         sns.scatterplot(data=steer, x="pc1", y="pc2", hue="category", style="category", s=40, ax=ax,
                         legend=ax is zoom)
         ax.set(xlabel="first principal component", ylabel="second principal component")
-    pad_x = 0.15 * (steer["pc1"].max() - steer["pc1"].min()) + 1e-6
-    pad_y = 0.15 * (steer["pc2"].max() - steer["pc2"].min()) + 1e-6
-    zoom.set(xlim=(steer["pc1"].min() - pad_x, steer["pc1"].max() + 3 * pad_x),
-             ylim=(steer["pc2"].min() - pad_y, steer["pc2"].max() + pad_y))
+    lo_x, hi_x = steer["pc1"].min(), steer["pc1"].max()
+    lo_y, hi_y = steer["pc2"].min(), steer["pc2"].max()
+    span_x, span_y = hi_x - lo_x + 1e-6, hi_y - lo_y + 1e-6
+    label_x = hi_x + 0.25 * span_x  # the column of labels, right of every point
+    zoom.set(xlim=(lo_x - 0.1 * span_x, hi_x + 0.75 * span_x), ylim=(lo_y - 0.08 * span_y, hi_y + 0.08 * span_y))
+    order = steer.sort_values("pc2")
+    for (_, r), y in zip(order.iterrows(), np.linspace(lo_y - 0.05 * span_y, hi_y + 0.05 * span_y, len(order))):
+        zoom.annotate(r["label"], (r["pc1"], r["pc2"]), xytext=(label_x, y), fontsize=7, va="center",
+                      arrowprops={"arrowstyle": "-", "lw": 0.3, "color": "grey"})
     whole.set_title("all points")
     zoom.set_title("steering tokens, close up")
-    # spread the labels: sorted by height, each at least a label's height above the last
-    order = steer.sort_values("pc2")
-    gap = 0.045 * (zoom.get_ylim()[1] - zoom.get_ylim()[0])
-    placed = []
-    for _, r in order.iterrows():
-        y = max([r["pc2"], *[p + gap for p in placed[-1:]]])
-        placed.append(y)
-        zoom.annotate(r["label"], (r["pc1"], r["pc2"]), xytext=(r["pc1"] + 0.4 * pad_x, y), fontsize=6.5,
-                      arrowprops={"arrowstyle": "-", "lw": 0.3, "color": "grey"}, va="center")
-    zoom.legend(loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0, fontsize=7)
+    zoom.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=4, fontsize=7, frameon=False)
     fig.suptitle("PCA of steering tokens and 2,000 vocabulary embeddings (unitless coordinates)", fontsize=11)
     fig.tight_layout()
     return fig
