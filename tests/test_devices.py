@@ -61,7 +61,7 @@ def test_cuda_greedy_generation_equals_cpu():
 
 def test_colab_preset_by_environment(monkeypatch):
     monkeypatch.setenv("STEERLIB_PRESET", "colab")
-    preset = st.notebook.setup()
+    preset = st.book.setup()
     assert preset.name == "colab" and preset.model == "HuggingFaceTB/SmolLM2-1.7B-Instruct"
     assert presets.get("paper").model == "Qwen/Qwen3-8B"
 

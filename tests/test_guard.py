@@ -29,7 +29,7 @@ def test_targets_refused_by_name(tiny, guarded):
 def test_token_training_refused_even_with_cached_targets(tiny, monkeypatch):
     make_targets(tiny, [(q, ("french",)) for q in QUESTIONS], CFG.targets, key="french")  # cached, unguarded
     monkeypatch.setenv(NO_TRAIN_ENV, "1")
-    with pytest.raises(TrainingDisabled, match=r"token <french> \(french-[0-9a-f]{12}\.safetensors\)"):
+    with pytest.raises(TrainingDisabled, match=r"token <french> \(french-[0-9a-f]{12}[-\w]*\.safetensors\)"):
         train_behavior_token(tiny, "french", CFG, questions=QUESTIONS)
 
 
