@@ -12,7 +12,8 @@ uniformly, mostly measures those failures. This study instead
    Wilson interval; each behavior's retention (its pass rate inside the pair against
    its rate alone under the same method); composition efficiency, joint / (product of
    the two single rates of the same method), with a bootstrap interval over prompts;
-   and exact McNemar tests on the paired outcomes of identical prompt-orderings.
+   and exact McNemar tests on the paired outcomes of identical prompt-orderings
+   (``evaluate.paired_test``).
 
 Efficiency 1.0 means the two behaviors combine as if independent; below 1, they
 interfere. McNemar uses the prompts both methods saw, so it can separate methods whose
@@ -26,14 +27,13 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from statsmodels.stats.contingency_tables import mcnemar
 
 from . import behaviors as B
 from . import prompts as P
 from .backbone import Backbone
 from .config import Preset, ValidationConfig
 from . import distributed
-from .evaluate import behavior_pass_rates, evaluate, split_of, wilson
+from .evaluate import behavior_pass_rates, evaluate, paired_test, split_of, wilson
 from .io import write_text
 from .generate import Method, SteeredModel
 from .tokens import SteeringTokens
@@ -138,31 +138,17 @@ def efficiency(pairs: pd.DataFrame, singles: pd.DataFrame, n_boot: int = 1000, s
     return pd.DataFrame(rows)
 
 
-def paired_test(records: pd.DataFrame, a: str, b: str) -> dict:
-    """Exact McNemar test of methods ``a`` vs ``b`` on the prompt-orderings both were run on.
-
-    Returns the counts of the 2x2 table's discordant cells (``a_only``: a passed and b
-    failed) and the two-sided exact p-value (statsmodels)."""
-    key = ["combo", "order", "prompt_id"]
-    left = records[records["method"] == a].set_index(key)["ok"]
-    right = records[records["method"] == b].set_index(key)["ok"]
-    both = pd.concat([left.rename("a"), right.rename("b")], axis=1, join="inner")
-    if both.empty:
-        raise ValueError(f"methods {a!r} and {b!r} share no prompt-orderings to pair")
-    a_only = int((both["a"] & ~both["b"]).sum())
-    b_only = int((~both["a"] & both["b"]).sum())
-    table = [[int((both["a"] & both["b"]).sum()), a_only], [b_only, int((~both["a"] & ~both["b"]).sum())]]
-    return {"a": a, "b": b, "n": len(both), "a_rate": 100 * both["a"].mean(), "b_rate": 100 * both["b"].mean(),
-            "a_only": a_only, "b_only": b_only, "p": float(mcnemar(table, exact=True).pvalue)}
-
-
 def paired_tests(records: pd.DataFrame, comparisons: Sequence[tuple[str, str]] = TESTS) -> pd.DataFrame:
-    """``paired_test`` for each comparison and split (where both methods were run)."""
+    """``evaluate.paired_test`` (exact McNemar on identical prompt-orderings) for each
+    comparison and split where both methods were run; ``a_rate``/``b_rate`` in %."""
     rows = []
-    for split, g in records.groupby("split"):
-        present = set(g["method"])
-        rows += [{"split": split, **paired_test(g, a, b)} for a, b in comparisons if {a, b} <= present]
-    return pd.DataFrame(rows)
+    for a, b in comparisons:
+        if {a, b} <= set(records["method"]):
+            table = paired_test(records, a, b).rename(columns={f"{a} %": "a_rate", f"{b} %": "b_rate"})
+            rows.append(table.assign(a=a, b=b))
+    if not rows:
+        return pd.DataFrame()
+    return pd.concat(rows, ignore_index=True)[["split", "a", "b", "n", "a_rate", "b_rate", "a_only", "b_only", "p"]]
 
 
 def summary(pairs: pd.DataFrame, singles: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:

@@ -17,25 +17,22 @@ def _rec(method, order, pid, verdicts):
             "verdicts": dict(zip(order, verdicts)), "ok": all(verdicts)}
 
 
-def test_mcnemar_exact_matches_binomial():
-    """The exact McNemar p-value is a two-sided binomial test on the discordant pairs."""
+def test_paired_tests_run_each_comparison_per_split():
+    """Each comparison, per split, on the prompt-orderings both methods share: `<and>` vs
+    concat finds a passed / b failed 9 times and the reverse once (p = exact binomial)."""
     recs = []
     a_ok = [1] * 9 + [0] * 1 + [1] * 5 + [0] * 15   # 30 prompts
     b_ok = [0] * 9 + [1] * 1 + [1] * 5 + [0] * 15   # a only: 9, b only: 1, both: 5
     for pid, (x, y) in enumerate(zip(a_ok, b_ok)):
         recs.append(_rec("and", ("french", "sentences_1"), pid, [bool(x), True]))
         recs.append(_rec("concat", ("french", "sentences_1"), pid, [bool(y), True]))
-    result = capable.paired_test(pd.DataFrame(recs), "and", "concat")
-    assert (result["a_only"], result["b_only"], result["n"]) == (9, 1, 30)
-    assert result["p"] == pytest.approx(binomtest(9, 10, 0.5).pvalue)
-    assert result["a_rate"] == pytest.approx(100 * 14 / 30) and result["b_rate"] == pytest.approx(100 * 6 / 30)
-
-
-def test_mcnemar_pairs_by_prompt_and_ordering_only():
-    recs = [_rec("and", ("french", "sentences_1"), 0, [True, True]),
-            _rec("concat", ("sentences_1", "french"), 0, [False, False])]  # other ordering: no pair
-    with pytest.raises(ValueError, match="share no"):
-        capable.paired_test(pd.DataFrame(recs), "and", "concat")
+        recs.append(_rec("concat", ("sentences_1", "french"), pid, [True, True]))  # no "and" partner: unpaired
+    tests = capable.paired_tests(pd.DataFrame(recs))
+    assert len(tests) == 1  # only <and> vs concat has both methods
+    row = tests.iloc[0]
+    assert (row["a"], row["b"], row["a_only"], row["b_only"], row["n"]) == ("and", "concat", 9, 1, 30)
+    assert row["p"] == pytest.approx(binomtest(9, 10, 0.5).pvalue)
+    assert row["a_rate"] == pytest.approx(100 * 14 / 30) and row["b_rate"] == pytest.approx(100 * 6 / 30)
 
 
 def test_efficiency_and_retention_known_answer():
