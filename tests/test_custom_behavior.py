@@ -6,6 +6,7 @@ the chapter.
 """
 from __future__ import annotations
 
+import json
 import re
 from importlib import resources
 from pathlib import Path
@@ -252,3 +253,28 @@ def test_seen_behavior_needs_its_token_for_stage_2(tiny):
     with B.registered(question_behavior(seen=True), new_category=True):
         with pytest.raises(ValueError, match="missing: \\['ends_with_question'\\]"):
             train_composition_token(tiny, toks, _cfg(init="zero"), questions=QUESTIONS, progress=False)
+
+
+# ---------------------------------------------------------------- chapter 5's committed artifacts
+
+CHAPTER5 = Path(__file__).resolve().parent.parent / "results" / "cpu"
+
+
+def test_chapter5_committed_token_and_records_resolve():
+    """The book builds chapter 5 without training: its token is committed under the cpu
+    preset's key, and every token record is stamped with the digest of the committed and
+    shipped vectors it read (else ``evaluate`` would generate it again)."""
+    mine = SteeringTokens.load(CHAPTER5 / "ends_with_question.safetensors")
+    shipped = SteeringTokens.load(Path(str(resources.files("steerlib") / "data" / PRETRAINED_FILE)))
+    assert mine.names == ["ends_with_question"] and mine.fingerprint == shipped.fingerprint
+    cfg = st.config.variant_config(presets.cpu().stage1, "constructed+ce")
+    assert re.fullmatch(rf"ends_with_question-[0-9a-f]{{8}}-{config_hash(cfg)}", mine.info["ends_with_question"]["key"])
+    both = shipped.copy()
+    both.set("ends_with_question", mine["ends_with_question"])
+    records = [json.loads(line) for line in (CHAPTER5 / "own_behavior_records.jsonl").read_text().splitlines()]
+    methods = {"token": st.Method("token", joiner=None), **st.METHODS}
+    stamped = [r for r in records if r.get("tokens")]
+    assert {r["method"] for r in stamped} == {"token", "and"}
+    for r in stamped:
+        slots = methods[r["method"]].request("", r["order"].split("+")).slots
+        assert r["tokens"] == both.digest(slots)

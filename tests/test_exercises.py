@@ -170,3 +170,21 @@ def test_ch5_rival_pairs():
                      "unseen": True}
     assert "ends_with_exclamation" not in B.names()
     assert ch5.ends_with_exclamation("Great!**") and not ch5.ends_with_exclamation("Great.")
+
+
+def test_ch5_with_and_or_not(tiny, tiny_tokens):
+    mine = B.Behavior(name="ends_with_question", category="ending", paraphrases=("End with a question.",),
+                      rule="ends with '?'", checker=lambda t: t.rstrip().endswith("?"))
+    tokens = tiny_tokens.copy()
+    tokens.set("ends_with_question", torch.ones(tiny.hidden_size) * 0.1)
+    sm = st.SteeredModel(tiny, tokens)
+    with B.registered(mine, new_category=True):
+        table = ch5.with_and_or_not(sm, QUESTIONS, max_new_tokens=5)
+    assert list(table["form"]) == ["<and>", "<and>", "concat", "concat"]
+    assert list(table[table["form"] == "concat"]["text"]) == sm.generate(
+        [f"{q} <french><ends_with_question>" for q in QUESTIONS], max_new_tokens=5)
+    assert list(table[table["form"] == "<and>"]["text"]) == sm.generate(
+        [f"{q} <french><and><ends_with_question>" for q in QUESTIONS], max_new_tokens=5)
+    for _, r in table.iterrows():
+        assert r["ends_with_question"] == r["text"].rstrip().endswith("?")
+        assert r["all"] == (r["french"] and r["ends_with_question"])

