@@ -29,6 +29,7 @@ import torch
 from safetensors.torch import save_model
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
+from .errors import ModelNotFoundError
 from .io import build_once
 from .paths import cache_root
 
@@ -226,6 +227,22 @@ def _embedded_tokenizer():
     return AutoTokenizer.from_pretrained(tok_cache)
 
 
+def _check_source(name: str | os.PathLike) -> None:
+    """A name that is written as a path (absolute, ``./``, ``../``, ``~``) must be a model
+    folder; otherwise transformers would report it as a malformed hub id."""
+    text = str(name)
+    if Path(text).expanduser().is_absolute() or text.startswith((".", "~")) or os.sep in text and Path(text).exists():
+        folder = Path(text).expanduser()
+        if not folder.is_dir():
+            raise ModelNotFoundError(f"model folder not found: {folder} (a hub id looks like 'org/name')")
+
+
+def _offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
 def load_backbone(name: str | os.PathLike | None = None, *, device: str | None = None,
                   dtype: torch.dtype | None = None, trust_remote_code: bool = False) -> Backbone:
     """Load a frozen chat model.
@@ -246,11 +263,22 @@ def load_backbone(name: str | os.PathLike | None = None, *, device: str | None =
     elif str(name).endswith(".gguf"):
         path = Path(name)
         if not path.is_file():
-            raise FileNotFoundError(f"GGUF file not found: {path}")
+            raise ModelNotFoundError(f"GGUF file not found: {path}")
         bb = _load_gguf(path, path.name, device, dtype)
     else:
-        model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, trust_remote_code=trust_remote_code)
-        tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
+        _check_source(name)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, trust_remote_code=trust_remote_code)
+            tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
+        except OSError as err:
+            if Path(name).is_dir():
+                raise
+            raise ModelNotFoundError(
+                f"{name!r} is not a local folder and could not be loaded as a Hugging Face hub id: it is not in "
+                f"the local cache and the hub could not provide it "
+                f"({'HF_HUB_OFFLINE is set' if _offline() else 'no network, or no such repo'}). "
+                f"Download it where there is a network (huggingface-cli download {name}) or pass a local "
+                f"folder") from err
         if not tokenizer.chat_template:
             raise ValueError(f"{name} has no chat template; steerlib steers chat models")
         bb = _finish(model, tokenizer, str(name), device, dtype)

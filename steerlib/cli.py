@@ -2,12 +2,51 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import logging
 import sys
+import traceback
 from pathlib import Path
 
 from . import behaviors as B
 from . import distributed
+
+
+def _preset(args):
+    """The preset of ``--preset``, with each ``--set FIELD=VALUE`` applied (validated)."""
+
+    preset = _preset(args)
+    for item in args.set or []:
+        preset = override(preset, item)
+    return preset
+
+
+def override(config, item: str):
+    """``config`` (a dataclass) with one dotted field set from ``"stage1.batch_size=4"``.
+
+    The value is read as JSON (numbers, true/false, null, quoted strings), else taken as a
+    string; the config's own checks then refuse values it does not allow.
+    """
+    from .errors import ConfigError
+
+    path, sep, raw = item.partition("=")
+    if not sep or not path:
+        raise ConfigError(f"--set {item!r}: expected FIELD=VALUE, e.g. stage1.batch_size=4")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+
+    def put(obj, parts: list[str]):
+        fields = [f.name for f in dataclasses.fields(obj)] if dataclasses.is_dataclass(obj) else []
+        if parts[0] not in fields:
+            raise ConfigError(f"--set {item!r}: {type(obj).__name__} has no field {parts[0]!r}; its fields: "
+                              f"{', '.join(fields) or 'none'}")
+        new = value if len(parts) == 1 else put(getattr(obj, parts[0]), parts[1:])
+        return dataclasses.replace(obj, **{parts[0]: new})
+
+    return put(config, path.split("."))
 
 
 def _backbone(args, preset=None):
@@ -57,19 +96,17 @@ def cmd_generate(args) -> None:
 
 
 def cmd_teacher_compliance(args) -> None:
-    from .config import presets
     from .pipeline import teacher_compliance
 
-    preset = presets.get(args.preset)
+    preset = _preset(args)
     table = teacher_compliance(_backbone(args, preset), preset)
     print(table.to_markdown(index=False))
 
 
 def cmd_train(args) -> None:
     from .pipeline import train_all_behaviors
-    from .config import presets
 
-    preset = presets.get(args.preset)
+    preset = _preset(args)
     names = B.names() if args.behaviors == ["all"] else args.behaviors
     bb = _backbone(args, preset)
     tokens = train_all_behaviors(bb, preset, names, retrain=args.retrain)
@@ -79,10 +116,10 @@ def cmd_train(args) -> None:
 
 def cmd_compose(args) -> None:
     from .compose import train_composition_token
-    from .config import presets, replace
+    from .config import replace
     from .tokens import SteeringTokens
 
-    preset = presets.get(args.preset)
+    preset = _preset(args)
     bb = _backbone(args, preset)
     tokens = SteeringTokens.load(args.tokens, bb)
     cfg = replace(preset.stage2, init=args.init, orth_weight=args.orth_weight)
@@ -92,33 +129,30 @@ def cmd_compose(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from .config import presets
     from .pipeline import composition_eval
 
-    preset = presets.get(args.preset)
+    preset = _preset(args)
     bb = _backbone(args, preset)
     table = composition_eval(bb, _tokens(args, bb), preset, Path(args.out), methods=args.methods)
     print(table.to_markdown(index=False))
 
 
 def cmd_targets_compare(args) -> None:
-    from .config import presets
     from .paths import results_dir
     from .pipeline import targets_comparison
 
-    preset = presets.get(args.preset)
+    preset = _preset(args)
     names = B.names() if args.behaviors == ["all"] else args.behaviors
     table = targets_comparison(_backbone(args, preset), preset, names, results_dir(preset.name))
     print(table.round(1).to_markdown(index=False))
 
 
 def cmd_curves(args) -> None:
-    from .config import presets
     from .curves import measure, peak_steps
     from .paths import results_dir
     from .plots import validation_curves
 
-    preset = presets.get(args.preset)
+    preset = _preset(args)
     if preset.validation is None:
         raise ValueError(f"preset {preset.name!r} has no validation settings (Preset.validation)")
     out = results_dir(preset.name)
@@ -131,11 +165,10 @@ def cmd_curves(args) -> None:
 
 def cmd_capable(args) -> None:
     from . import capable
-    from .config import presets
     from .paths import results_dir
     from .pipeline import caa_sweep, load_tokens, stage1_config
 
-    preset = presets.get(args.preset)
+    preset = _preset(args)
     bb = _backbone(args, preset)
     tokens = load_tokens(bb, preset)
     out = results_dir(preset.name)
@@ -157,11 +190,10 @@ def cmd_capable(args) -> None:
 
 def cmd_ablations(args) -> None:
     from .ablations import ABLATIONS, run_ablations
-    from .config import presets
     from .paths import results_dir
     from .pipeline import load_tokens
 
-    preset = presets.get(args.preset)
+    preset = _preset(args)
     bb = _backbone(args, preset)
     table = run_ablations(bb, load_tokens(bb, preset), preset, results_dir(preset.name) / "ablations",
                           which=args.which or ABLATIONS)
@@ -169,25 +201,34 @@ def cmd_ablations(args) -> None:
 
 
 def cmd_reproduce(args) -> None:
-    from .config import presets
     from .pipeline import reproduce
 
     baselines = True if args.baselines == [] else (args.baselines or False)  # a bare --baselines: all three
-    reproduce(presets.get(args.preset), Path(args.out) if args.out else None, with_baselines=baselines)
+    reproduce(_preset(args), Path(args.out) if args.out else None, with_baselines=baselines)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m steerlib", description="Compositional steering tokens.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full traceback of an error")
+    p = argparse.ArgumentParser(prog="python -m steerlib", description="Compositional steering tokens.",
+                                parents=[common])
     sub = p.add_subparsers(dest="command", required=True)
+
+    def preset_set(sp):
+        sp.add_argument("--set", action="append", default=None, metavar="FIELD=VALUE",
+                        help="override a preset field, e.g. stage1.batch_size=4 (repeatable; checked)")
 
     def model_args(sp):
         sp.add_argument("--model", default=None, help="hub id, local folder or .gguf (default: embedded SmolLM2-135M)")
         sp.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub (off by default)")
 
-    sp = sub.add_parser("behaviors", help="list behaviors, categories and verifier rules")
+    sp = sub.add_parser("behaviors", parents=[common],
+                        help="list behaviors, categories and verifier rules")
     sp.set_defaults(fn=cmd_behaviors)
 
-    sp = sub.add_parser("generate", help="generate from prompts in token syntax")
+    sp = sub.add_parser("generate", parents=[common],
+                        help="generate from prompts in token syntax")
     model_args(sp)
     sp.add_argument("--prompt", action="append", required=True, help='e.g. "Why do cats purr? <french>" (repeatable)')
     sp.add_argument("--tokens", default="pretrained", help="token file, 'pretrained' (shipped) or 'none'")
@@ -198,23 +239,29 @@ def build_parser() -> argparse.ArgumentParser:
                          "decoding, as in every evaluation)")
     sp.set_defaults(fn=cmd_generate)
 
-    sp = sub.add_parser("teacher-compliance", help="how often the model follows each behavior's instruction")
+    sp = sub.add_parser("teacher-compliance", parents=[common],
+                        help="how often the model follows each behavior's instruction")
     model_args(sp)
     sp.add_argument("--preset", default=None, help="prompts and lengths of this preset; writes its results folder")
+    preset_set(sp)
     sp.set_defaults(fn=cmd_teacher_compliance)
 
-    sp = sub.add_parser("train", help="stage 1: train behavior tokens")
+    sp = sub.add_parser("train", parents=[common],
+                        help="stage 1: train behavior tokens")
     model_args(sp)
     sp.add_argument("--behaviors", nargs="+", default=["all"], help="'all' or names")
     sp.add_argument("--preset", default=None, help="smoke | cpu | colab | paper (default $STEERLIB_PRESET or cpu)")
+    preset_set(sp)
     sp.add_argument("--out", default="tokens.safetensors")
     sp.add_argument("--retrain", action="store_true", help="ignore cached tokens")
     sp.set_defaults(fn=cmd_train)
 
-    sp = sub.add_parser("compose", help="stage 2: train <and> on top of a token file")
+    sp = sub.add_parser("compose", parents=[common],
+                        help="stage 2: train <and> on top of a token file")
     model_args(sp)
     sp.add_argument("--tokens", required=True, help="token file holding the behavior tokens")
     sp.add_argument("--preset", default=None)
+    preset_set(sp)
     sp.add_argument("--variant", default="2", choices=["2", "2+3"])
     sp.add_argument("--init", default="zero", choices=["zero", "word", "mean", "random"])
     sp.add_argument("--orth-weight", type=float, default=0.5, help="lambda of L_orth")
@@ -222,42 +269,54 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--retrain", action="store_true")
     sp.set_defaults(fn=cmd_compose)
 
-    sp = sub.add_parser("evaluate", help="evaluate compositions (paper protocol)")
+    sp = sub.add_parser("evaluate", parents=[common],
+                        help="evaluate compositions (paper protocol)")
     model_args(sp)
     sp.add_argument("--tokens", default="pretrained")
     sp.add_argument("--preset", default=None)
+    preset_set(sp)
     sp.add_argument("--methods", nargs="+", default=None, help="default: instruction concat native_and and hybrid")
     sp.add_argument("--out", default="results/evaluate")
     sp.set_defaults(fn=cmd_evaluate)
 
-    sp = sub.add_parser("targets-compare", help="tokens trained on self / filtered / constructed targets, per behavior")
+    sp = sub.add_parser("targets-compare", parents=[common],
+                        help="tokens trained on self / filtered / constructed targets, per behavior")
     model_args(sp)
     sp.add_argument("--behaviors", nargs="+", default=["all"], help="'all' or names")
     sp.add_argument("--preset", default=None)
+    preset_set(sp)
     sp.set_defaults(fn=cmd_targets_compare)
 
-    sp = sub.add_parser("curves", help="validation curves of a few behaviors trained without early stopping")
+    sp = sub.add_parser("curves", parents=[common],
+                        help="validation curves of a few behaviors trained without early stopping")
     model_args(sp)
     sp.add_argument("--preset", default=None)
+    preset_set(sp)
     sp.add_argument("--behaviors", nargs="+", required=True, help="behavior names")
     sp.add_argument("--max-steps", type=int, default=64)
     sp.set_defaults(fn=cmd_curves)
 
-    sp = sub.add_parser("capable", help="the capable-pairs study: pairs chosen on validation, paired tests")
+    sp = sub.add_parser("capable", parents=[common],
+                        help="the capable-pairs study: pairs chosen on validation, paired tests")
     model_args(sp)
     sp.add_argument("--preset", default=None)
+    preset_set(sp)
     sp.add_argument("--baselines", nargs="*", default=None, metavar="NAME",
                     help="also train (for the chosen pairs' behaviors) and evaluate baselines (no names: all)")
     sp.set_defaults(fn=cmd_capable)
 
-    sp = sub.add_parser("ablations", help="stage-2 ablations: no <and>, init, lambda, 2 vs 2+3 (resumable)")
+    sp = sub.add_parser("ablations", parents=[common],
+                        help="stage-2 ablations: no <and>, init, lambda, 2 vs 2+3 (resumable)")
     model_args(sp)
     sp.add_argument("--preset", default=None)
+    preset_set(sp)
     sp.add_argument("--which", nargs="+", default=None, help="no_and | init | lambda | variant (default: all four)")
     sp.set_defaults(fn=cmd_ablations)
 
-    sp = sub.add_parser("reproduce", help="stage 1, stage 2, evaluation, tables and figures (resumable)")
+    sp = sub.add_parser("reproduce", parents=[common],
+                        help="stage 1, stage 2, evaluation, tables and figures (resumable)")
     sp.add_argument("--preset", default=None)
+    preset_set(sp)
     sp.add_argument("--out", default=None, help="results folder (default results/<preset>)")
     sp.add_argument("--baselines", nargs="*", default=None, metavar="NAME",
                     help="also train and evaluate baselines: caa lm_steer lora_dare (no names: all three)")
@@ -266,12 +325,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command. An error is one line on stderr, ``error: ...``, and exit code 2 (1 for
+    an unexpected one, a bug); ``--debug`` shows the full traceback instead."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     args = build_parser().parse_args(argv)
     try:
         distributed.init()  # under torchrun: join the other processes (a no-op otherwise)
         args.fn(args)
-    except (ValueError, FileNotFoundError, KeyError, RuntimeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except Exception as err:  # noqa: BLE001 - every error becomes one line unless --debug
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+        else:
+            print(f"error: {one_line(err)}", file=sys.stderr)
+        return 2 if isinstance(err, EXPECTED) else 1
     return 0
+
+
+def one_line(err: BaseException) -> str:
+    """The error's message on one line (a KeyError's without its quotes); an unexpected
+    error also names its type and points to --debug."""
+    text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+    text = " ".join(str(text).split()) or type(err).__name__
+    return text if isinstance(err, EXPECTED) else f"{type(err).__name__}: {text} (a bug? rerun with --debug)"
+
+
+def _expected() -> tuple[type[BaseException], ...]:
+    from .errors import SteerlibError
+    from .guard import TrainingDisabled
+
+    return (SteerlibError, TrainingDisabled, OSError, ValueError, KeyError, RuntimeError)
+
+
+EXPECTED = _expected()
+"""Errors that are about the input or the machine, not a bug: exit code 2."""

@@ -99,7 +99,8 @@ def _integers(cfg, minimum: int | None, *names: str, optional: bool = False) -> 
         if optional and value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
-            allowed = "an integer" + (f" >= {minimum}" if minimum is not None else "") + (" or None" if optional else "")
+            allowed = ("an integer" + (f" >= {minimum}" if minimum is not None else "")
+                       + (" or None" if optional else ""))
             raise ConfigError(f"{type(cfg).__name__}.{name} must be {allowed}; got {value!r}")
 
 

@@ -25,6 +25,10 @@ class TokenFileError(SteerlibError, ValueError):
     or made for another model."""
 
 
+class NonFiniteVectorError(SteerlibError, ValueError):
+    """A steering vector holding NaN or inf: it would steer to garbage, so it is never kept."""
+
+
 class RecordsError(SteerlibError, ValueError):
     """A records or cache file that cannot be trusted: corrupt lines, conflicting duplicates."""
 
@@ -43,4 +47,4 @@ class StorageError(SteerlibError, OSError):
 
 
 __all__ = ["SteerlibError", "ConfigError", "PromptError", "TokenFileError", "RecordsError",
-           "NonFiniteLossError", "ModelNotFoundError", "StorageError"]
+           "NonFiniteVectorError", "NonFiniteLossError", "ModelNotFoundError", "StorageError"]

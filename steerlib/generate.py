@@ -28,6 +28,7 @@ from . import behaviors as B
 from .backbone import Backbone
 from transformers import DynamicCache, RepetitionPenaltyLogitsProcessor
 
+from .errors import ConfigError, PromptError
 from .template import Batch, Rendered, embed, render, render_text
 from .tokens import SteeringTokens, text_init
 
@@ -52,23 +53,29 @@ class Request:
 
 
 class SteeredModel:
-    """A frozen backbone plus steering tokens, generating in batches."""
+    """A frozen backbone plus steering tokens, generating in batches.
 
-    def __init__(self, backbone: Backbone, tokens: SteeringTokens | None = None) -> None:
+    ``strict=False`` lets prompts in token syntax break the composition rules
+    (``template.check_run``: ``<french><and><spanish>``, ``<and>`` alone, ...), for
+    experiments on what such runs do; by default they are refused.
+    """
+
+    def __init__(self, backbone: Backbone, tokens: SteeringTokens | None = None, *, strict: bool = True) -> None:
         if tokens is not None:
             tokens.check_backbone(backbone)
         self.backbone = backbone
         self.tokens = tokens
+        self.strict = strict
 
     def render(self, prompt: str | Request) -> Rendered:
         if isinstance(prompt, Request):
             for name in prompt.slots:
                 if self.tokens is None or name not in self.tokens:
                     known = self.tokens.names if self.tokens is not None else []
-                    raise ValueError(f"unknown steering token <{name}>; known tokens: "
-                                     f"{', '.join(f'<{n}>' for n in known) or 'none'}")
+                    raise PromptError(f"unknown steering token <{name}>; known tokens: "
+                                      f"{', '.join(f'<{n}>' for n in known) or 'none'}")
             return render(self.backbone, prompt.question, prompt.slots, prompt.instructions)
-        return render_text(self.backbone, prompt, self.tokens)
+        return render_text(self.backbone, prompt, self.tokens, strict=self.strict)
 
     @torch.inference_mode()
     def prompt_embeds(self, prompts: Sequence[str | Request] | str) -> list[torch.Tensor]:
@@ -93,11 +100,26 @@ class SteeredModel:
         An answer ends with the model's end-of-turn token when it finished before
         ``max_new_tokens``; padding after the end is removed. ``repetition_penalty`` > 1
         discourages tokens the answer already holds (demos: ``DEMO_REPETITION_PENALTY``).
+
+        All or nothing: every prompt is rendered and checked before anything is generated,
+        so one bad prompt (an unknown or conflicting token, a prompt that with
+        ``max_new_tokens`` does not fit the model's context) raises a ``SteerlibError``
+        naming it and no work is done. Prompts are refused, never truncated.
         """
         if repetition_penalty <= 0:
-            raise ValueError(f"repetition_penalty must be > 0 (1.0 = none), got {repetition_penalty}")
+            raise ConfigError(f"repetition_penalty must be > 0 (1.0 = none), got {repetition_penalty}")
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be an integer >= 1; got {max_new_tokens!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size must be an integer >= 1; got {batch_size!r}")
         bb = self.backbone
-        rows = [self.render(p) for p in prompts]
+        rows = []
+        for i, prompt in enumerate(prompts):
+            try:
+                rows.append(self.render(prompt))
+            except PromptError as err:
+                raise PromptError(f"prompt {i}: {err}" if len(prompts) > 1 else str(err)) from None
+        _check_context(bb, rows, max_new_tokens)
         order = sorted(range(len(rows)), key=lambda i: -len(rows[i].ids))
         out: list[list[int]] = [[] for _ in rows]
         eos = set(bb.eos_ids)
@@ -118,6 +140,26 @@ class SteeredModel:
         ids = self.generate_ids([prompts] if single else prompts, max_new_tokens, batch_size, **kwargs)
         texts = [self.backbone.tokenizer.decode(s, skip_special_tokens=True).strip() for s in ids]
         return texts[0] if single else texts
+
+
+def context_length(bb: Backbone) -> int | None:
+    """The longest sequence the model's positions cover (None when the config does not say)."""
+    return getattr(bb.model.config, "max_position_embeddings", None)
+
+
+def _check_context(bb: Backbone, rows: Sequence[Rendered], max_new_tokens: int) -> None:
+    """Refuse prompts that, with ``max_new_tokens`` new tokens, run past the model's context:
+    past it the positions are ones the model never saw, and it answers garbage slowly."""
+    limit = context_length(bb)
+    if limit is None:
+        return
+    for i, row in enumerate(rows):
+        if len(row.ids) + max_new_tokens > limit:
+            raise PromptError(
+                f"prompt {i} is {len(row.ids)} tokens long (chat template included); with max_new_tokens="
+                f"{max_new_tokens} it needs {len(row.ids) + max_new_tokens} positions, but {bb.model_id} has a "
+                f"context of {limit} tokens: shorten the prompt or lower max_new_tokens (steerlib does not "
+                f"truncate prompts)")
 
 
 def decode(bb: Backbone, batch: Batch, max_new_tokens: int, eos: set[int], do_sample: bool = False,

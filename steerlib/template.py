@@ -13,41 +13,113 @@ slot rows replaced by the steering vectors: gradients reach only those vectors.
 
 Token syntax: a trailing run of ``<name>`` tags is steering syntax and every name in
 it must be a known token (else an error lists the known ones). Any other ``<`` text
-(``a < b``, HTML tags mid-sentence) stays ordinary text.
+(``a < b``, HTML tags mid-sentence) stays ordinary text. Checks (``parse``):
+
+* a run that breaks the composition rules is refused with the rule it breaks: ``<and>``
+  first, last or twice in a row, a behavior twice, or two behaviors that never compose
+  (same category, e.g. ``<french><and><spanish>``; see ``behaviors.compatible``), unless
+  the caller opts out with ``strict=False``;
+* text that looks like a known token but is not steering syntax (``<french``,
+  ``< french >``, ``<French>``, or ``<french>`` mid-sentence) draws a ``TagWarning``;
+* a backslash escapes a tag: ``\\<json>`` is the literal text ``<json>``, never a token,
+  so "Show me an example of \\<json>" or a prompt ending in "\\<br>" stays text. (Or
+  pass the text and the tokens apart: ``Request(question, slots)``.)
 """
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
 
+from . import behaviors as B
 from .backbone import Backbone
+from .errors import PromptError
 from .tokens import SteeringTokens
 
 SLOT = "\ue000"  # Unicode private use: never in real text, one unmistakable cut point
-_TRAILING_TAGS = re.compile(r"(?:\s*<[A-Za-z_][A-Za-z0-9_]*>)+\s*$")
+_TRAILING_TAGS = re.compile(r"(?:\s*(?<!\\)<[A-Za-z_][A-Za-z0-9_]*>)+\s*$")
 _TAG = re.compile(r"<([A-Za-z_][A-Za-z0-9_]*)>")
+_ESCAPED_TAG = re.compile(r"\\(<[A-Za-z_][A-Za-z0-9_]*>)")
+_TAG_LIKE = re.compile(r"(?<!\\)<\s*([A-Za-z_][A-Za-z0-9_]*)\s*(>?)")
+"""Anything that may be meant as a tag: ``<name>``, ``<name``, ``< name >`` (not escaped)."""
+AND = "and"
 
 
-def parse(text: str, known: Sequence[str] | None = None) -> tuple[str, list[str]]:
+class TagWarning(UserWarning):
+    """Prompt text that looks like a steering token but is plain text (it steers nothing)."""
+
+
+def parse(text: str, known: Sequence[str] | None = None, strict: bool = True) -> tuple[str, list[str]]:
     """Split ``"question <a><and><b>"`` into ``("question", ["a", "and", "b"])``.
 
-    ``known`` lists the allowed token names; a tag outside it raises a ValueError that
-    names the known tokens. Text without trailing tags returns no names.
+    ``known`` lists the allowed token names; a tag outside it raises a PromptError that
+    names the known tokens. With ``strict`` (the default), a run against the composition
+    rules raises a PromptError naming the rule (``check_run``). Text without trailing tags
+    returns no names. Escaped tags (``\\<json>``) become literal text; near-misses of
+    known tokens draw a ``TagWarning``.
     """
     match = _TRAILING_TAGS.search(text)
-    if not match:
-        return text, []
-    names = _TAG.findall(match.group(0))
+    question, names = (text[: match.start()].rstrip(), _TAG.findall(match.group(0))) if match else (text, [])
     if known is not None:
         unknown = [n for n in names if n not in known]
         if unknown:
-            raise ValueError(
+            raise PromptError(
                 f"unknown steering token(s) {', '.join(f'<{n}>' for n in unknown)} in {text!r}; "
                 f"known tokens: {', '.join(f'<{n}>' for n in known) or 'none (no tokens loaded)'}")
-    return text[: match.start()].rstrip(), names
+        _warn_near_misses(question, known)
+    if strict:
+        check_run(names)
+    return _ESCAPED_TAG.sub(r"\1", question), names
+
+
+def check_run(names: Sequence[str]) -> None:
+    """Refuse a run of steering tokens that breaks the composition rules, naming the rule.
+
+    ``<and>`` joins two behavior tokens (never first, last or twice in a row); a behavior
+    appears once; two behaviors compose only when ``behaviors.compatible`` allows it
+    (never two of one category). Names that are not registered behaviors are checked for
+    the first two rules only.
+    """
+    if not names:
+        return
+    hint = "; pass strict=False to run it anyway"
+    if names[0] == AND or names[-1] == AND:
+        raise PromptError(f"{_run(names)}: <and> must stand between two behavior tokens{hint}")
+    for a, b in zip(names, names[1:]):
+        if a == b == AND:
+            raise PromptError(f"{_run(names)}: <and><and> joins nothing; one <and> between two behaviors{hint}")
+    behaviors = [n for n in names if n != AND]
+    twice = sorted({n for n in behaviors if behaviors.count(n) > 1})
+    if twice:
+        raise PromptError(f"{_run(names)}: {', '.join(f'<{n}>' for n in twice)} given twice; each behavior "
+                          f"appears once{hint}")
+    registered = [n for n in dict.fromkeys(behaviors) if n in B.names()]
+    for i, a in enumerate(registered):
+        for b in registered[i + 1:]:
+            if not B.compatible(a, b):
+                same = B.get(a).category == B.get(b).category
+                rule = (f"two {B.get(a).category} behaviors never compose" if same else
+                        "they cannot both hold (see behaviors.compatible)")
+                raise PromptError(f"{_run(names)}: <{a}> and <{b}> conflict: {rule}{hint}")
+
+
+def _run(names: Sequence[str]) -> str:
+    return "".join(f"<{n}>" for n in names)
+
+
+def _warn_near_misses(question: str, known: Sequence[str]) -> None:
+    """Warn about text in ``question`` that looks like a known token but steers nothing."""
+    lower = {n.lower(): n for n in known}
+    for match in _TAG_LIKE.finditer(question):
+        name = lower.get(match.group(1).lower())
+        if name is not None:
+            warnings.warn(
+                f"{match.group(0)!r} in the prompt looks like the steering token <{name}> but is plain text: "
+                f"steering tokens go at the end of the prompt, written exactly <{name}>; write \\<{name}> for "
+                f"the literal text", TagWarning, stacklevel=3)
 
 
 @dataclass
@@ -100,9 +172,10 @@ def _tokenize_after_slot(tokenizer, piece: str) -> list[int]:
 
 
 def render_text(bb: Backbone, text: str, tokens: SteeringTokens | None = None,
-                instructions: str = "") -> Rendered:
-    """Render a prompt written in token syntax (``"Why? <french><and><upper_case>"``)."""
-    question, names = parse(text, tokens.names if tokens is not None else [])
+                instructions: str = "", strict: bool = True) -> Rendered:
+    """Render a prompt written in token syntax (``"Why? <french><and><upper_case>"``);
+    ``strict`` as in ``parse``."""
+    question, names = parse(text, tokens.names if tokens is not None else [], strict)
     return render(bb, question, names, instructions)
 
 

@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 
 from ._version import __version__
 from .backbone import Backbone
+from .errors import NonFiniteVectorError, TokenFileError
 from .io import save_safetensors
 
 FORMAT = "steerlib.tokens/1"
@@ -65,10 +66,12 @@ class SteeringTokens:
 
     def set(self, name: str, vector: torch.Tensor, info: dict | None = None,
             losses: list[float] | None = None) -> None:
-        """Store a vector (as float32 on CPU) with its training record."""
+        """Store a vector (as float32 on CPU) with its training record; a NaN or inf in it is refused."""
         vector = vector.detach().to("cpu", torch.float32).reshape(-1)
         if vector.numel() != self.hidden_size:
             raise ValueError(f"<{name}> has {vector.numel()} dims; this model's embeddings have {self.hidden_size}")
+        if not torch.isfinite(vector).all():
+            raise NonFiniteVectorError(f"<{name}> holds NaN or inf values; a steering vector must be finite")
         self.vectors[name] = vector.clone()
         if info is not None:
             self.info[name] = info
@@ -96,7 +99,7 @@ class SteeringTokens:
     def check_backbone(self, bb: Backbone) -> None:
         """Fail clearly when these tokens were trained for another embedding space."""
         if bb.fingerprint != self.fingerprint or bb.hidden_size != self.hidden_size:
-            raise ValueError(
+            raise TokenFileError(
                 f"these tokens were trained for {self.model_id!r} (fingerprint {self.fingerprint}, "
                 f"d={self.hidden_size}) but the backbone is {bb.model_id!r} (fingerprint "
                 f"{bb.fingerprint}, d={bb.hidden_size}); train tokens for this model instead")
@@ -115,20 +118,32 @@ class SteeringTokens:
 
     @classmethod
     def load(cls, path: str | Path, backbone: Backbone | None = None) -> SteeringTokens:
-        """Read a token file; with ``backbone``, check it was trained for that model."""
+        """Read a token file; with ``backbone``, check it was trained for that model.
+
+        Refused with a ``TokenFileError`` naming the file: anything that is not a whole
+        safetensors file, metadata that is not steerlib's (bad JSON, no ``names``, an
+        unknown ``format``), a named tensor that is missing, and a vector that is not a
+        finite floating-point vector of the file's ``hidden_size``.
+        """
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"token file not found: {path}")
-        with safe_open(str(path), framework="pt") as f:
-            raw = (f.metadata() or {}).get("steerlib")
-            if raw is None:
-                raise ValueError(f"{path} is not a steerlib token file (no 'steerlib' metadata)")
-            meta = json.loads(raw)
+        try:
+            f = safe_open(str(path), framework="pt")
+        except SafetensorError as err:
+            raise TokenFileError(f"{path} is not a whole safetensors file (empty, truncated or another "
+                                 f"format): {err}") from err
+        with f:
+            meta = _read_metadata(path, f.metadata())
             tokens = cls(meta["hidden_size"], meta["model_id"], meta["fingerprint"])
+            keys = set(f.keys())
             for name in meta["names"]:
+                if f"token/{name}" not in keys:
+                    raise TokenFileError(f"{path}: its metadata names <{name}> but it holds no tensor 'token/{name}'")
+                vector = _checked(path, f"token/{name}", f.get_tensor(f"token/{name}"), meta["hidden_size"])
                 curve = f"loss/{name}"
-                losses = f.get_tensor(curve).tolist() if curve in f.keys() else None
-                tokens.set(name, f.get_tensor(f"token/{name}"), meta["info"].get(name), losses)
+                losses = _checked(path, curve, f.get_tensor(curve)).tolist() if curve in keys else None
+                tokens.set(name, vector, meta["info"].get(name), losses)
         if backbone is not None:
             tokens.check_backbone(backbone)
         return tokens
@@ -138,6 +153,45 @@ class SteeringTokens:
         """The tokens shipped with steerlib for the embedded model."""
         path = resources.files("steerlib") / "data" / PRETRAINED_FILE
         return cls.load(Path(str(path)), backbone=backbone)
+
+
+def _read_metadata(path: Path, metadata: dict | None) -> dict:
+    """The ``steerlib`` metadata of a token file, checked field by field."""
+    raw = (metadata or {}).get("steerlib")
+    if raw is None:
+        raise TokenFileError(f"{path} is not a steerlib token file (no 'steerlib' metadata)")
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise TokenFileError(f"{path}: its 'steerlib' metadata is not valid JSON ({err.msg})") from err
+    if not isinstance(meta, dict):
+        raise TokenFileError(f"{path}: its 'steerlib' metadata is not a JSON object")
+    if meta.get("format") != FORMAT:
+        raise TokenFileError(f"{path}: unknown format {meta.get('format')!r}; this steerlib reads {FORMAT!r}")
+    names = meta.get("names")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise TokenFileError(f"{path}: its metadata has no 'names' list of token names")
+    hidden = meta.get("hidden_size")
+    if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
+        raise TokenFileError(f"{path}: its metadata has no positive integer 'hidden_size' (got {hidden!r})")
+    for field in ("model_id", "fingerprint"):
+        if not isinstance(meta.get(field), str):
+            raise TokenFileError(f"{path}: its metadata has no '{field}' string")
+    if not isinstance(meta.setdefault("info", {}), dict):
+        raise TokenFileError(f"{path}: its metadata 'info' is not a JSON object")
+    return meta
+
+
+def _checked(path: Path, key: str, tensor: torch.Tensor, size: int | None = None) -> torch.Tensor:
+    """``tensor`` when it is a finite floating-point vector (of ``size`` values, if given)."""
+    if not tensor.dtype.is_floating_point:
+        raise TokenFileError(f"{path}: tensor {key!r} is {tensor.dtype}; steering vectors are floating point")
+    if tensor.dim() != 1 or (size is not None and tensor.numel() != size):
+        raise TokenFileError(f"{path}: tensor {key!r} has shape {tuple(tensor.shape)}; expected a vector"
+                             + (f" of {size} values (hidden_size)" if size is not None else ""))
+    if not torch.isfinite(tensor).all():
+        raise TokenFileError(f"{path}: tensor {key!r} holds NaN or inf values")
+    return tensor
 
 
 def shipped(bb: Backbone, name: str, key: str, path: str | Path | None = None) -> SteeringTokens | None:

@@ -388,3 +388,217 @@ def test_every_preset_passes_validation():
 
     for name in ("paper", "colab", "cpu", "smoke"):
         st.presets.get(name)
+
+
+# -- 4. non-finite and malformed token files are never loaded ------------------------------------------
+def _token_file(path: Path, tensors: dict | None = None, meta: dict | str | None = None) -> Path:
+    """A token file as ``SteeringTokens.save`` writes it, with parts replaced."""
+    from safetensors.torch import save_file
+    from steerlib.tokens import FORMAT
+
+    base = {"format": FORMAT, "model_id": "m", "fingerprint": "f" * 16, "hidden_size": 8, "names": ["french"],
+            "info": {}}
+    meta = json.dumps(base | meta) if isinstance(meta, dict) else (meta if meta is not None else json.dumps(base))
+    tensors = tensors if tensors is not None else {"token/french": torch.ones(8)}
+    save_file(tensors, str(path), metadata={"steerlib": meta})
+    return path
+
+
+@pytest.mark.parametrize("case, tensors, meta, message", [
+    ("nan", {"token/french": torch.full((8,), float("nan"))}, None, "NaN or inf"),
+    ("inf", {"token/french": torch.tensor([float("inf")] * 8)}, None, "NaN or inf"),
+    ("int", {"token/french": torch.ones(8, dtype=torch.int64)}, None, "floating point"),
+    ("bool", {"token/french": torch.ones(8, dtype=torch.bool)}, None, "floating point"),
+    ("rank 2", {"token/french": torch.ones(2, 4)}, None, "expected a vector of 8"),
+    ("wrong size", {"token/french": torch.ones(7)}, None, "expected a vector of 8"),
+    ("unknown format", None, {"format": "steerlib.tokens/99"}, "unknown format"),
+    ("no names", None, {"names": None}, "no 'names'"),
+    ("bad json", None, "{not json", "not valid JSON"),
+    ("missing tensor", None, {"names": ["french", "german"]}, "no tensor 'token/german'"),
+])
+def test_token_files_that_are_not_finite_float_vectors_are_refused(tmp_path, case, tensors, meta, message):
+    from steerlib.errors import TokenFileError
+
+    path = _token_file(tmp_path / "tokens.safetensors", tensors, meta)
+    with pytest.raises(TokenFileError, match=message) as err:
+        SteeringTokens.load(path)
+    assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("content", [b"", b"not a safetensors file at all", "truncated"])
+def test_empty_truncated_or_foreign_token_files_are_refused_naming_the_file(tmp_path, content):
+    from steerlib.errors import TokenFileError
+
+    path = tmp_path / "tokens.safetensors"
+    if content == "truncated":
+        _tokens().save(path)
+        content = path.read_bytes()[:-10]
+    path.write_bytes(content)
+    with pytest.raises(TokenFileError, match=r"tokens\.safetensors is not a whole safetensors file"):
+        SteeringTokens.load(path)
+
+
+def test_non_finite_vectors_are_never_stored():
+    from steerlib.errors import NonFiniteVectorError
+
+    with pytest.raises(NonFiniteVectorError):
+        _tokens(float("nan"))
+
+
+def test_non_finite_loss_stops_training_and_caches_nothing(tiny):
+    import steerlib as st
+    from steerlib.distill import stage1_key, train_behavior_token
+    from steerlib.errors import NonFiniteLossError
+    from steerlib.paths import artifacts_root
+
+    cfg = st.presets.smoke().stage1
+    huge = st.config.replace(cfg, lr=1e30)  # finite, valid settings whose first step blows the vector up
+    with pytest.raises(NonFiniteLossError, match=r"loss is (nan|inf) at step \d"):
+        train_behavior_token(tiny, "french", huge, questions=PROMPTS, progress=False)
+    stage1 = artifacts_root() / tiny.fingerprint / "stage1"
+    assert not (stage1 / f"{stage1_key('french', huge, PROMPTS)}.safetensors").exists()
+
+
+# -- 5. prompts longer than the context are refused ------------------------------------------------------
+def test_prompt_longer_than_the_context_is_refused_naming_the_limit(tiny, monkeypatch):
+    from steerlib import SteeredModel
+    from steerlib.errors import PromptError
+    from steerlib.generate import decode
+
+    calls = []
+    monkeypatch.setattr("steerlib.generate.decode", lambda *a, **k: calls.append(1) or decode(*a, **k))
+    long = "word " * 2000  # the tiny model's context is 1024 positions
+    with pytest.raises(PromptError, match=r"context of 1024 tokens"):
+        SteeredModel(tiny).generate(["Hi.", long], max_new_tokens=4)
+    assert calls == []  # refused before any generation
+    with pytest.raises(PromptError, match=r"max_new_tokens=1000 it needs"):
+        SteeredModel(tiny).generate("word " * 30, max_new_tokens=1000)
+
+
+# -- 6. tags: near-misses warn, rule-breaking runs are refused, escapes are text ---------------------------
+KNOWN = ["french", "spanish", "upper_case", "json", "and"]
+
+
+@pytest.mark.parametrize("text", ["Why? <french", "Why? < french >", "Why? <French> please", "<french> Why?"])
+def test_tag_near_misses_warn(text):
+    from steerlib.template import TagWarning, parse
+
+    with pytest.warns(TagWarning, match="<french>"):
+        assert parse(text, KNOWN)[1] == []
+
+
+@pytest.mark.parametrize("text, rule", [
+    ("Why? <french><and><spanish>", "two language behaviors never compose"),
+    ("Why? <and>", "<and> must stand between"),
+    ("Why? <and><and>", "<and> must stand between"),
+    ("Why? <french><and><and><upper_case>", "<and><and> joins nothing"),
+    ("Why? <french><french>", "given twice"),
+])
+def test_rule_breaking_tag_runs_are_refused_unless_the_caller_opts_out(tiny, text, rule):
+    from steerlib import SteeredModel
+    from steerlib.errors import PromptError
+    from steerlib.template import parse
+
+    with pytest.raises(PromptError, match=rule):
+        parse(text, KNOWN)
+    assert parse(text, KNOWN, strict=False)[1]
+    tokens = SteeringTokens.for_backbone(tiny)
+    for name in ("french", "spanish", "upper_case", "and"):
+        tokens.set(name, torch.randn(tiny.hidden_size))
+    with pytest.raises(PromptError, match=rule):
+        SteeredModel(tiny, tokens).generate(text, max_new_tokens=2)
+    assert isinstance(SteeredModel(tiny, tokens, strict=False).generate(text, max_new_tokens=2), str)
+
+
+def test_escaped_tags_are_literal_text():
+    from steerlib.template import parse
+
+    assert parse(r"Show me an example of \<json>", KNOWN) == ("Show me an example of <json>", [])
+    assert parse(r"What does \<br> do in HTML? \<br>", []) == ("What does <br> do in HTML? <br>", [])
+    assert parse(r"Show me \<json> <french>", KNOWN) == ("Show me <json>", ["french"])
+
+
+# -- 10. one bad prompt in a batch: nothing is generated ------------------------------------------------
+def test_one_bad_prompt_in_a_batch_raises_before_any_generation(tiny, monkeypatch):
+    from steerlib import SteeredModel
+    from steerlib.errors import PromptError
+
+    calls = []
+    monkeypatch.setattr("steerlib.generate.decode", lambda *a, **k: calls.append(1))
+    with pytest.raises(PromptError, match=r"prompt 2: unknown steering token\(s\) <frnch>"):
+        SteeredModel(tiny).generate(["Hi.", "Name a fruit.", "Why? <frnch>"], max_new_tokens=4, batch_size=1)
+    assert calls == []
+
+
+# -- 9. the CLI: one line, exit code 2, a traceback only with --debug --------------------------------------
+def _cli(capsys, *argv) -> tuple[int, str]:
+    from steerlib.cli import main
+
+    code = main(list(argv))
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error:") or "Traceback" in line]
+    return code, "\n".join(lines)
+
+
+def _generate(tokens: Path | str, *extra: str) -> list[str]:
+    return ["generate", "--model", "tiny", "--tokens", str(tokens), "--prompt", "Hi.", *extra]
+
+
+@pytest.mark.parametrize("case", ["empty", "truncated", "not safetensors", "no names", "bad json", "missing tensor",
+                                  "nan"])
+def test_cli_bad_token_file_is_one_line_naming_the_file(tiny, tmp_path, capsys, case):
+    path = tmp_path / "tokens.safetensors"
+    if case in ("empty", "truncated", "not safetensors"):
+        _tokens(d=tiny.hidden_size).save(path)
+        path.write_bytes({"empty": b"", "truncated": path.read_bytes()[:-9], "not safetensors": b"hello"}[case])
+    else:
+        meta = {"no names": {"names": None}, "bad json": "{", "missing tensor": {"names": ["french", "german"]},
+                "nan": {}}[case]
+        vector = torch.full((tiny.hidden_size,), float("nan") if case == "nan" else 1.0)
+        _token_file(path, {"token/french": vector}, meta if isinstance(meta, str) else
+                    {"hidden_size": tiny.hidden_size, "fingerprint": tiny.fingerprint, **meta})
+    code, err = _cli(capsys, *_generate(path))
+    assert code == 2 and err.count("\n") == 0 and err.startswith("error: ") and str(path) in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["generate", "--model", "/nonexistent/folder", "--prompt", "Hi."], "model folder not found: /nonexistent/folder"),
+    (["train", "--preset", "smoke", "--set", "stage1.checkpoint_every=0"], "checkpoint_every must be an integer >= 1"),
+    (["train", "--preset", "smoke", "--set", "stage1.batch_size=0"], "batch_size must be an integer >= 1"),
+    (["generate", "--model", "tiny", "--tokens", "none", "--prompt", "Hi.", "--max-new-tokens", "0"],
+     "max_new_tokens must be an integer >= 1"),
+    (["generate", "--model", "tiny", "--tokens", "none", "--prompt", "Hi. <french>"], "unknown steering token"),
+])
+def test_cli_bad_input_is_one_line_and_exit_code_2(capsys, argv, message):
+    code, err = _cli(capsys, *argv)
+    assert code == 2 and err.count("\n") == 0 and err.startswith("error: ") and message in err
+
+
+def test_cli_hub_id_while_offline_says_no_network_or_cache_copy(capsys, monkeypatch):
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, err = _cli(capsys, "generate", "--model", "no-such-org/no-such-model", "--prompt", "Hi.")
+    assert code == 2 and err.count("\n") == 0
+    assert "not in the local cache" in err and "HF_HUB_OFFLINE" in err
+
+
+@pytest.mark.parametrize("errno_, words", [(errno.ENOSPC, "No space left"), (errno.EROFS, "Read-only")])
+def test_cli_full_or_read_only_disk_names_the_path(capsys, tmp_path, monkeypatch, errno_, words):
+    def failing_open(*args, **kwargs):
+        raise OSError(errno_, words)
+
+    monkeypatch.setattr(sio, "open", failing_open, raising=False)
+    out = tmp_path / "eval"
+    code, err = _cli(capsys, "evaluate", "--preset", "smoke", "--tokens", "none", "--methods", "instruction",
+                     "--out", str(out))
+    assert code == 2 and err.count("\n") == 0 and f"cannot write {out / 'records.jsonl'}: {words}" in err
+
+
+def test_cli_traceback_only_with_debug(tmp_path):
+    argv = [sys.executable, "-m", "steerlib", "generate", "--model", str(tmp_path / "missing"), "--prompt", "Hi."]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    plain = subprocess.run(argv, capture_output=True, text=True, env=env)
+    debug = subprocess.run([*argv, "--debug"], capture_output=True, text=True, env=env)
+    assert plain.returncode == debug.returncode == 2
+    assert "Traceback" not in plain.stderr and "error: model folder not found" in plain.stderr
+    assert "Traceback" in debug.stderr and "ModelNotFoundError" in debug.stderr
