@@ -15,8 +15,9 @@ from . import distributed
 
 def _preset(args):
     """The preset of ``--preset``, with each ``--set FIELD=VALUE`` applied (validated)."""
+    from .config import presets
 
-    preset = _preset(args)
+    preset = presets.get(args.preset)
     for item in args.set or []:
         preset = override(preset, item)
     return preset
