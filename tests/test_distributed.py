@@ -106,3 +106,28 @@ def test_generation_resumes_after_a_rank_is_killed(tmp_path, single_run, victim)
     assert 32 <= partial < 160, partial
     torchrun([WORKER, "generate", str(records_file)], env=env)
     assert _lines(records_file) == single_run[0]
+
+
+def _reproduce_outputs(folder):
+    """What `reproduce --preset smoke` wrote under ``folder`` (its artifacts root)."""
+    out = Path(folder) / "results" / "smoke"
+    records = [{k: v for k, v in r.items() if k != "tokens"} for r in _lines(out / "records.jsonl")]
+    return {"records": records, "composition": (out / "composition.csv").read_text(),
+            "single": (out / "single_behavior.md").read_text(), "tokens": load_file(out / "tokens.safetensors")}
+
+
+@pytest.mark.slow
+def test_reproduce_smoke_in_two_processes_equals_one(tmp_path):
+    """``torchrun --nproc_per_node 2 -m steerlib reproduce --preset smoke`` end to end: the
+    same tables and records (records stamp the digest of the vectors they used, which
+    differ in the last float bits, so the stamps are left out) and the same tokens."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "STEERLIB_ARTIFACTS": str(tmp_path / "one")}
+    subprocess.run([sys.executable, "-m", "steerlib", "reproduce", "--preset", "smoke"], cwd=ROOT, env=env,
+                   check=True, capture_output=True)
+    torchrun(["-m", "steerlib", "reproduce", "--preset", "smoke"], env={"STEERLIB_ARTIFACTS": str(tmp_path / "two")})
+    one, two = _reproduce_outputs(tmp_path / "one"), _reproduce_outputs(tmp_path / "two")
+    assert two["records"] == one["records"] and len(one["records"]) > 0
+    assert two["composition"] == one["composition"] and two["single"] == one["single"]
+    assert two["tokens"].keys() == one["tokens"].keys()
+    for name, vector in one["tokens"].items():
+        assert torch.allclose(two["tokens"][name], vector, atol=1e-5), name
