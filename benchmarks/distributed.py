@@ -1,11 +1,12 @@
 """``python -m benchmarks.distributed [--model embedded|tiny] [--steps N] [--procs 2]``: one
 process against several (torchrun, gloo) on this machine's CPUs, in the same run.
 
-Each configuration is launched with torchrun and gets all the cores: one process with
-``OMP_NUM_THREADS`` = cores, or P processes with cores/P threads each. Both do the same
-work: ``--steps`` stage-1 steps on a global batch of 8 (after one warm-up step), and
-greedy answers to 32 prompts (32 new tokens, batches of 16). Prints seconds per
-configuration and the speed-up ratio (one process's time / P processes' time).
+Each configuration is launched with torchrun: one process with ``OMP_NUM_THREADS`` =
+cores, P processes with cores/P threads each, and one process with cores/P threads (what
+each of the P processes has). All do the same work: ``--steps`` stage-1 steps on a global
+batch of 8 (after one warm-up step), and greedy answers to 32 prompts (32 new tokens,
+batches of 16). Prints seconds per configuration and the speed-up ratios. On a machine
+shared with other work, threads that wait for each other cost more than processes do.
 """
 from __future__ import annotations
 
@@ -58,8 +59,8 @@ def worker(model: str, steps: int) -> dict:
             "gen_s": gen_s}
 
 
-def launch(procs: int, cores: int, model: str, steps: int) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, cores // procs))}
+def launch(procs: int, threads: int, model: str, steps: int) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}",
            "-m", "benchmarks.distributed", "--worker", "--model", model, "--steps", str(steps)]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
@@ -79,15 +80,18 @@ def main() -> int:
             print(json.dumps(result))
         return 0
     cores = os.cpu_count() or 1
+    share = max(1, cores // args.procs)
     one = launch(1, cores, args.model, args.steps)
-    many = launch(args.procs, cores, args.model, args.steps)
+    many = launch(args.procs, share, args.model, args.steps)
+    thin = launch(1, share, args.model, args.steps)
     print(f"{args.model} model, {cores} cores, {args.steps} stage-1 steps of {BATCH}, {PROMPTS} prompts x "
           f"{NEW_TOKENS} new tokens")
-    for r in (one, many):
+    for r in (one, many, thin):
         print(f"  {r['processes']} process(es) x {r['threads']} thread(s): stage 1 {r['train_s']:.1f} s, "
               f"generation {r['gen_s']:.1f} s")
-    print(f"  speed-up of {args.procs} processes over 1: stage 1 x{one['train_s'] / many['train_s']:.2f}, "
-          f"generation x{one['gen_s'] / many['gen_s']:.2f}")
+    for base in (one, thin):
+        print(f"  {args.procs} processes over 1 x {base['threads']} thread(s): stage 1 "
+              f"x{base['train_s'] / many['train_s']:.2f}, generation x{base['gen_s'] / many['gen_s']:.2f}")
     return 0
 
 
