@@ -23,7 +23,7 @@ import pandas as pd
 from . import prompts as P
 from .backbone import Backbone
 from .compose import train_composition_token
-from .config import Preset, replace
+from .config import Init, Preset, Stage2Variant, replace
 from .evaluate import evaluate, metrics, orderings, read_records
 from .generate import METHODS, Method, SteeredModel
 from .pipeline import composition_combos
@@ -36,20 +36,20 @@ class Variant:
 
     ablation: str
     setting: str
-    init: str = "zero"
+    init: Init = Init.ZERO
     orth_weight: float = 0.5
-    variant: str = "2"
+    variant: Stage2Variant = Stage2Variant.PAIRS
     method: str = "and"
 
 
 def variants() -> list[Variant]:
     """Every setting the four ablations compare (shared settings appear in each)."""
     out = [Variant("no_and", "concatenation", method="concat"), Variant("no_and", "<and>")]
-    for init in ("zero", "word", "mean", "random"):
+    for init in (Init.ZERO, Init.WORD, Init.MEAN, Init.RANDOM):
         for w in (0.0, 0.5):
             out.append(Variant("init", f"{init}, {'with' if w else 'without'} L_orth", init=init, orth_weight=w))
     out += [Variant("lambda", f"lambda={w}", orth_weight=w) for w in (0.0, 0.25, 0.5, 1.0)]
-    out += [Variant("variant", f"trained on {v}", variant=v) for v in ("2", "2+3")]
+    out += [Variant("variant", f"trained on {v}", variant=v) for v in Stage2Variant]
     return out
 
 

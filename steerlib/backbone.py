@@ -114,6 +114,31 @@ class Backbone:
             ids.append(self.tokenizer.eos_token_id)
         return ids
 
+    @classmethod
+    def from_model(cls, model: torch.nn.Module, tokenizer, model_id: str | None = None) -> Backbone:
+        """Wrap a causal LM the caller already loaded (any device, dtype or quantisation).
+
+        Steering changes inputs, never weights, so the model is put in eval mode and
+        frozen. The tokenizer is set up for batches in place: left padding (every prompt
+        then ends at the last column, where generation continues) and, when it has none,
+        a pad token (eos). ``model_id`` defaults to the name the model was loaded from.
+        """
+        if not getattr(tokenizer, "chat_template", None):
+            raise ValueError(f"{model_id or type(model).__name__}: the tokenizer has no chat template; "
+                             "steerlib steers chat models")
+        model.eval()
+        model.requires_grad_(False)
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        if model.generation_config.pad_token_id is None:
+            model.generation_config.pad_token_id = tokenizer.pad_token_id
+        chat_kwargs = {}
+        if "enable_thinking" in tokenizer.chat_template:
+            chat_kwargs["enable_thinking"] = False  # Qwen3-style templates: answer directly
+        model_id = model_id or getattr(model.config, "_name_or_path", "") or type(model).__name__
+        return cls(model, tokenizer, model_id, chat_kwargs)
+
     def __repr__(self) -> str:
         n = sum(p.numel() for p in self.model.parameters())
         return (f"Backbone({self.model_id!r}, {n / 1e6:.1f}M params, d={self.hidden_size}, "
@@ -142,18 +167,8 @@ def _default_device_dtype(device, dtype) -> tuple[torch.device, torch.dtype]:
 
 
 def _finish(model, tokenizer, model_id: str, device, dtype) -> Backbone:
-    """Freeze, move, and make the tokenizer ready for left-padded batches."""
-    model = model.to(device=device, dtype=dtype).eval()
-    model.requires_grad_(False)
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    if model.generation_config.pad_token_id is None:
-        model.generation_config.pad_token_id = tokenizer.pad_token_id
-    chat_kwargs = {}
-    if "enable_thinking" in (tokenizer.chat_template or ""):
-        chat_kwargs["enable_thinking"] = False  # Qwen3-style templates: answer directly
-    return Backbone(model, tokenizer, model_id, chat_kwargs)
+    """Move to ``device``/``dtype``, then wrap (freeze, left padding) with ``from_model``."""
+    return Backbone.from_model(model.to(device=device, dtype=dtype), tokenizer, model_id)
 
 
 def _cache_dir(path: Path, kind: str) -> Path:
@@ -243,18 +258,37 @@ def _offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE)
 
 
+TOKENIZER_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "subfolder")
+"""``from_pretrained`` arguments that concern the tokenizer's files as much as the model's."""
+
+
 def load_backbone(name: str | os.PathLike | None = None, *, device: str | None = None,
-                  dtype: torch.dtype | None = None, trust_remote_code: bool = False) -> Backbone:
+                  dtype: torch.dtype | None = None, trust_remote_code: bool = False,
+                  **from_pretrained_kwargs) -> Backbone:
     """Load a frozen chat model.
 
     Args:
         name: None or "embedded" for the shipped SmolLM2-135M-Instruct; "tiny" for a random
             test model; a hub id, a local model folder, or a ``.gguf`` file path.
-        device: "cpu", "cuda", ...; default CUDA when available.
-        dtype: default bfloat16 on GPUs with native bfloat16, else float16; float32 on CPU.
+        device: "cpu", "cuda", ...; default CUDA when available. Ignored when
+            ``device_map`` or ``quantization_config`` places the model.
+        dtype: default bfloat16 on GPUs with native bfloat16, else float16; float32 on CPU
+            (``torch_dtype`` is accepted too).
         trust_remote_code: passed to transformers; off by default on purpose.
+        **from_pretrained_kwargs: passed to ``AutoModelForCausalLM.from_pretrained`` for a
+            hub id or folder: ``device_map``, ``revision``, ``quantization_config``,
+            ``attn_implementation``, ... (``revision``, ``cache_dir``, ``token``,
+            ``local_files_only`` and ``subfolder`` reach the tokenizer too).
+
+    To wrap a model you loaded yourself, use ``Backbone.from_model(model, tokenizer)``.
     """
     start = time.perf_counter()
+    kwargs = dict(from_pretrained_kwargs)
+    if "torch_dtype" in kwargs:  # the name transformers used before 4.56
+        dtype = dtype or kwargs.pop("torch_dtype")
+    if kwargs and (name in (None, "embedded", "tiny") or str(name).endswith(".gguf")):
+        raise ValueError(f"from_pretrained arguments {sorted(kwargs)} apply to a hub id or a model folder, "
+                         f"not to {name or 'the embedded model'!r}")
     if name == "tiny":
         return tiny_backbone()
     device, dtype = _default_device_dtype(device, dtype)
@@ -268,8 +302,10 @@ def load_backbone(name: str | os.PathLike | None = None, *, device: str | None =
     else:
         _check_source(name)
         try:
-            model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, trust_remote_code=trust_remote_code)
-            tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
+            model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, trust_remote_code=trust_remote_code,
+                                                         **kwargs)
+            tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code,
+                                                      **{k: v for k, v in kwargs.items() if k in TOKENIZER_KWARGS})
         except OSError as err:
             if Path(name).is_dir():
                 raise
@@ -279,9 +315,9 @@ def load_backbone(name: str | os.PathLike | None = None, *, device: str | None =
                 f"({'HF_HUB_OFFLINE is set' if _offline() else 'no network, or no such repo'}). "
                 f"Download it where there is a network (huggingface-cli download {name}) or pass a local "
                 f"folder") from err
-        if not tokenizer.chat_template:
-            raise ValueError(f"{name} has no chat template; steerlib steers chat models")
-        bb = _finish(model, tokenizer, str(name), device, dtype)
+        if "device_map" not in kwargs and "quantization_config" not in kwargs:  # else already placed
+            model = model.to(device)
+        bb = Backbone.from_model(model, tokenizer, str(name))
     log.info("loaded %s in %.1f s", bb.model_id, time.perf_counter() - start)
     return bb
 

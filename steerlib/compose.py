@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from . import behaviors as B
 from . import prompts as P
 from .backbone import Backbone
-from .config import TrainConfig, config_hash
+from .config import Init, Stage2Variant, TrainConfig, choice, config_hash
 from .distill import cached_token, examples_for, fit_token
 from .generate import interleave
 from .paths import artifacts_root
@@ -32,7 +32,6 @@ from .tokens import SteeringTokens, random_init, text_init
 from .validation import pair_validator
 
 log = logging.getLogger("steerlib")
-VARIANTS = ("2", "2+3")
 
 
 def orthogonality(e_and: torch.Tensor, behavior_vectors: torch.Tensor) -> torch.Tensor:
@@ -40,17 +39,17 @@ def orthogonality(e_and: torch.Tensor, behavior_vectors: torch.Tensor) -> torch.
     return F.cosine_similarity(e_and.unsqueeze(0), behavior_vectors, dim=-1).pow(2).sum()
 
 
-def composition_jobs(n: int, variant: str, seed: int, questions: Sequence[str]) -> list[tuple[str, tuple[str, ...]]]:
+def composition_jobs(n: int, variant: Stage2Variant | str, seed: int, questions: Sequence[str]
+                     ) -> list[tuple[str, tuple[str, ...]]]:
     """``n`` (question, ordered combination) jobs: seen cross-category pairs (and triples).
 
     Each job draws a combination uniformly and shuffles its order, so the token sees every
     ordering; in "2+3" a third of the jobs are triples (ours).
     """
-    if variant not in VARIANTS:
-        raise ValueError(f"variant {variant!r} unknown; choose one of {VARIANTS}")
+    variant = choice(Stage2Variant, variant, "stage-2 variant")
     rng = random.Random(seed)
     pairs = B.training_pairs()
-    triples = B.combinations(3, "seen") if variant == "2+3" else []
+    triples = B.combinations(3, "seen") if variant == Stage2Variant.PAIRS_AND_TRIPLES else []
     jobs = []
     for i in range(n):
         pool = triples if triples and i % 3 == 2 else pairs
@@ -60,15 +59,15 @@ def composition_jobs(n: int, variant: str, seed: int, questions: Sequence[str]) 
     return jobs
 
 
-def init_and(bb: Backbone, tokens: SteeringTokens, init: str, seed: int) -> torch.Tensor:
+def init_and(bb: Backbone, tokens: SteeringTokens, init: Init, seed: int) -> torch.Tensor:
     """Stage-2 inits: zero (paper default), ' and' word embedding, mean of behavior tokens, random."""
-    if init == "zero":
+    if init == Init.ZERO:
         return torch.zeros(bb.hidden_size)
-    if init == "word":
+    if init == Init.WORD:
         return text_init(bb, " and")
-    if init == "mean":
+    if init == Init.MEAN:
         return torch.stack([tokens[n] for n in tokens.names if n != "and"]).mean(0)
-    if init == "random":
+    if init == Init.RANDOM:
         return random_init(bb, seed)
     raise ValueError(f"init {init!r} is not a stage-2 init; use 'zero', 'word', 'mean' or 'random'")
 
@@ -100,7 +99,7 @@ def validation_pairs(tokens: SteeringTokens, threshold: float = 0.5) -> list[tup
 
 
 def train_composition_token(bb: Backbone, tokens: SteeringTokens, config: TrainConfig | None = None, *,
-                            variant: str = "2", questions: Sequence[str] | None = None,
+                            variant: Stage2Variant | str = Stage2Variant.PAIRS, questions: Sequence[str] | None = None,
                             retrain: bool = False, progress: bool | None = None,
                             stop_after: int | None = None, name: str = "and") -> SteeringTokens:
     """Train ``<and>`` on top of frozen behavior tokens; return a copy of ``tokens`` with it.
@@ -108,7 +107,8 @@ def train_composition_token(bb: Backbone, tokens: SteeringTokens, config: TrainC
     Cached like stage 1 under ``artifacts/<fingerprint>/stage2/`` (keyed by config,
     variant and the behavior vectors themselves), resumable from checkpoints.
     """
-    cfg = config or TrainConfig(init="zero")
+    cfg = config or TrainConfig(init=Init.ZERO)
+    variant = choice(Stage2Variant, variant, "stage-2 variant")
     seen = [b for b in B.names() if B.get(b).seen]
     missing = [b for b in seen if b not in tokens]
     if missing:

@@ -21,21 +21,68 @@ import json
 import math
 import os
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 
 from .errors import ConfigError
 
-TARGET_SOURCES = ("self", "filtered", "constructed", "model")
-INITS = ("semantic", "zero", "word", "random", "mean")
-TARGET_VARIANTS = {"self": ("self", 0.0), "filtered": ("filtered", 0.0), "constructed": ("constructed", 0.0),
-                   "constructed+ce": ("constructed", 1.0)}
-"""Stage-1 target policies compared per behavior: label -> (target source, CE weight)."""
+class TargetSource(StrEnum):
+    """Who answers the training questions (see ``TargetConfig.source``)."""
+
+    SELF = "self"
+    FILTERED = "filtered"
+    CONSTRUCTED = "constructed"
+    MODEL = "model"
+
+
+class Init(StrEnum):
+    """Where a token's training starts (see ``TrainConfig.init``)."""
+
+    SEMANTIC = "semantic"
+    ZERO = "zero"
+    WORD = "word"
+    RANDOM = "random"
+    MEAN = "mean"
+
+
+class TargetVariant(StrEnum):
+    """A stage-1 target policy compared per behavior: a target source and a CE weight."""
+
+    SELF = "self"
+    FILTERED = "filtered"
+    CONSTRUCTED = "constructed"
+    CONSTRUCTED_CE = "constructed+ce"
+
+
+class Stage2Variant(StrEnum):
+    """What ``<and>`` trains on: pairs of behaviors (paper), or pairs and triples."""
+
+    PAIRS = "2"
+    PAIRS_AND_TRIPLES = "2+3"
+
+
+TARGET_VARIANTS = {TargetVariant.SELF: (TargetSource.SELF, 0.0), TargetVariant.FILTERED: (TargetSource.FILTERED, 0.0),
+                   TargetVariant.CONSTRUCTED: (TargetSource.CONSTRUCTED, 0.0),
+                   TargetVariant.CONSTRUCTED_CE: (TargetSource.CONSTRUCTED, 1.0)}
+"""Stage-1 target policies compared per behavior: variant -> (target source, CE weight)."""
+
+
+def choice(enum: type[StrEnum], value, what: str) -> StrEnum:
+    """``value`` as a member of ``enum``, or a ConfigError naming what is allowed.
+
+    The members are ``str`` subclasses, so configs holding them hash, compare and
+    serialise exactly as the plain strings did (cache keys do not change).
+    """
+    try:
+        return enum(value)
+    except ValueError:
+        raise ConfigError(f"{what} {value!r} unknown; choose one of {[m.value for m in enum]}") from None
 
 
 @dataclass(frozen=True)
 class TargetConfig:
     """How the answers y that both teacher and student are forced on are made."""
 
-    source: str = "self"
+    source: TargetSource = TargetSource.SELF
     """'self': the steered model answers under the instruction (ours; the paper uses a
     larger model). 'filtered': 'self' kept only where the verifier passes (ours).
     'constructed': the model's plain answer transformed to satisfy the behavior, where a
@@ -56,9 +103,8 @@ class TargetConfig:
     """Ask this many times more questions than targets needed (filtered/constructed drop some)."""
 
     def __post_init__(self) -> None:
-        if self.source not in TARGET_SOURCES:
-            raise ValueError(f"target source {self.source!r} unknown; choose one of {TARGET_SOURCES}")
-        if self.source == "model" and not self.model:
+        object.__setattr__(self, "source", choice(TargetSource, self.source, "target source"))
+        if self.source == TargetSource.MODEL and not self.model:
             raise ValueError("target source 'model' needs TargetConfig(model=<hub id or path>)")
         _integers(self, 1, "max_new_tokens", "plain_max_new_tokens")
         _integers(self, 0, "min_kept")
@@ -148,7 +194,7 @@ class TrainConfig:
     """Weight of an extra cross-entropy term on the target tokens (ours; 0 = paper)."""
     orth_weight: float = 0.5
     """lambda of L_orth = sum_b cos(e_and, e_b)^2, stage 2 only (paper: 0.5)."""
-    init: str = "semantic"
+    init: Init = Init.SEMANTIC
     """Stage 1: 'semantic' (mean embedding of the instruction's tokens, paper). Stage 2:
     'zero' (paper), 'word' (the vocabulary ' and'), 'mean' (of behavior tokens), 'random'."""
     checkpoint_every: int = 50
@@ -161,8 +207,7 @@ class TrainConfig:
     With it, ``steps`` is the maximum."""
 
     def __post_init__(self) -> None:
-        if self.init not in INITS:
-            raise ValueError(f"init {self.init!r} unknown; choose one of {INITS}")
+        object.__setattr__(self, "init", choice(Init, self.init, "init"))
         _integers(self, 1, "steps", "batch_size", "checkpoint_every")
         _integers(self, 1, "max_answer_tokens", optional=True)
         _integers(self, None, "seed")
@@ -218,7 +263,7 @@ class Preset:
     eval: EvalConfig
     model: str | None = None
     """None = the embedded SmolLM2-135M-Instruct; "tiny" = a random tiny LLaMA (tests)."""
-    sources: dict[str, str] = field(default_factory=dict)
+    sources: dict[str, TargetVariant] = field(default_factory=dict)
     """Per-behavior target policy, a ``TARGET_VARIANTS`` label; others use ``stage1`` as it is."""
 
     steps: dict[str, int] = field(default_factory=dict)
@@ -232,27 +277,24 @@ class Preset:
     stage 1's; they otherwise train exactly like each behavior's token."""
 
     def __post_init__(self) -> None:
-        unknown = {v for v in self.sources.values() if v not in TARGET_VARIANTS}
-        if unknown:
-            raise ValueError(f"unknown target variants {sorted(unknown)}; choose from {list(TARGET_VARIANTS)}")
+        object.__setattr__(self, "sources", {name: choice(TargetVariant, v, f"target variant of {name}")
+                                             for name, v in self.sources.items()})
 
-    def target_source(self, behavior: str) -> str:
-        """The target policy (a ``TARGET_VARIANTS`` label) stage 1 uses for ``behavior``."""
+    def target_source(self, behavior: str) -> TargetVariant | TargetSource:
+        """The target policy stage 1 uses for ``behavior``: its variant, else stage 1's source."""
         return self.sources.get(behavior, self.stage1.targets.source)
 
 
-def variant_config(base: TrainConfig, variant: str, constructible: bool = True) -> TrainConfig:
+def variant_config(base: TrainConfig, variant: TargetVariant | str, constructible: bool = True) -> TrainConfig:
     """``base`` with the target source and CE weight of ``variant`` (a TARGET_VARIANTS label).
 
     A behavior without a faithful transform (``constructible=False``: languages) has
     constructed targets that are its filtered ones, so it gets the filtered config and
     shares its cached targets and token.
     """
-    if variant not in TARGET_VARIANTS:
-        raise ValueError(f"unknown target variant {variant!r}; choose from {list(TARGET_VARIANTS)}")
-    source, ce = TARGET_VARIANTS[variant]
-    if source == "constructed" and not constructible:
-        source = "filtered"
+    source, ce = TARGET_VARIANTS[choice(TargetVariant, variant, "target variant")]
+    if source == TargetSource.CONSTRUCTED and not constructible:
+        source = TargetSource.FILTERED
     if source == base.targets.source and ce == base.ce_weight:
         return base
     return replace(base, ce_weight=ce, targets=replace(base.targets, source=source))
@@ -412,5 +454,5 @@ class presets:  # noqa: N801 - used as a namespace: st.presets.cpu()
         return table[name]()
 
 
-__all__ = ["TargetConfig", "TrainConfig", "ValidationConfig", "EvalConfig", "Preset", "presets", "config_hash", "replace",
-           "TARGET_VARIANTS", "variant_config"]
+__all__ = ["TargetConfig", "TrainConfig", "ValidationConfig", "EvalConfig", "Preset", "presets", "config_hash",
+           "replace", "TARGET_VARIANTS", "variant_config", "TargetSource", "Init", "TargetVariant", "Stage2Variant"]

@@ -29,7 +29,7 @@ from . import behaviors as B
 from . import distributed
 from . import prompts as P
 from .backbone import Backbone
-from .config import TrainConfig, config_hash
+from .config import Init, TrainConfig, config_hash
 from .guard import refuse_work
 from .paths import artifacts_root
 from .targets import Target, make_targets
@@ -184,7 +184,7 @@ def cached_token(bb: Backbone, final: Path, name: str, key: str, retrain: bool,
     if retrain:
         return None
     if final.is_file():
-        return SteeringTokens.load(final, bb)
+        return SteeringTokens.load_file(final, bb)
     return (shipped(bb, name, key, from_file) if from_file is not None else None) or shipped(bb, name, key)
 
 
@@ -212,19 +212,19 @@ def fit_token(bb: Backbone, name: str, init: torch.Tensor, examples: Sequence[Ex
     out = SteeringTokens.for_backbone(bb)
     out.set(name, param, info, losses)
     if result.finished:
-        distributed.main_only(out.save, final)
+        distributed.main_only(out.save_file, final)
         log.info("<%s>: %d steps in %.0f s, loss %.3f -> %.3f", name, result.steps, info["seconds"],
                  losses[0], losses[-1])
     return out
 
 
-def _init_vector(bb: Backbone, init: str, text: str, seed: int) -> torch.Tensor:
+def _init_vector(bb: Backbone, init: Init, text: str, seed: int) -> torch.Tensor:
     """Stage-1 inits: the instruction's mean embedding (paper), or zero / random."""
-    if init == "semantic":
+    if init == Init.SEMANTIC:
         return text_init(bb, text)
-    if init == "zero":
+    if init == Init.ZERO:
         return torch.zeros(bb.hidden_size)
-    if init == "random":
+    if init == Init.RANDOM:
         return random_init(bb, seed)
     raise ValueError(f"init {init!r} is not a stage-1 init; use 'semantic', 'zero' or 'random'")
 

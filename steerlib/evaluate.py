@@ -20,7 +20,7 @@ import hashlib
 import itertools
 import random
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -28,12 +28,10 @@ from tqdm.auto import tqdm
 
 from . import behaviors as B
 from . import distributed
-from .generate import METHODS, Method, Request, SteeredModel
+from .generate import METHODS, Request, SteeredModel, SteeringMethod
 from .guard import refuse_work
 from .errors import RecordsError
 from .io import append_jsonl, read_jsonl, write_jsonl
-
-SPLITS = ("seen", "unseen")
 
 
 def split_of(combo: Sequence[str]) -> str:
@@ -59,12 +57,15 @@ def sample_combos(k: int, split: str, n: int | None, seed: int = 0, include_json
     return sorted(random.Random(f"{seed}-{k}-{split}-{include_json}").sample(combos, n))
 
 
-def _resolve(method: str | Method) -> Method:
-    if isinstance(method, Method):
-        return method
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; known: {sorted(METHODS)} or a Method object")
-    return METHODS[method]
+def _resolve(method: str | SteeringMethod) -> SteeringMethod:
+    if isinstance(method, str):
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; known: {sorted(METHODS)} or a SteeringMethod object")
+        return METHODS[method]
+    if not isinstance(method, SteeringMethod):
+        raise TypeError(f"{method!r} is not a SteeringMethod (it needs name, order_free, changes_model, "
+                        "request, digest and context)")
+    return method
 
 
 KEY_FIELDS = ("method", "order", "prompt_id", "prompt_sha", "model", "max_new_tokens", "seed", "tokens")
@@ -99,7 +100,7 @@ def _slot(record: dict) -> tuple:
     return record["method"], record["order"], record["prompt_id"]
 
 
-def evaluate(sm: SteeredModel, methods: Sequence[str | Method], combos: Sequence[Sequence[str]],
+def evaluate(sm: SteeredModel, methods: Sequence[str | SteeringMethod], combos: Sequence[Sequence[str]],
              prompts: Sequence[str], *, max_new_tokens: int = 256, batch_size: int = 32,
              records: str | Path | None = None, seed: int = 0, progress: bool | None = None) -> pd.DataFrame:
     """Generate and verify every (method, ordering, prompt); return all records.
@@ -120,23 +121,21 @@ def evaluate(sm: SteeredModel, methods: Sequence[str | Method], combos: Sequence
     return pd.DataFrame(rows)
 
 
-def _evaluate(sm: SteeredModel, methods: Sequence[Method], combos: Sequence[Sequence[str]], prompts: Sequence[str],
-              max_new_tokens: int, batch_size: int, path: Path | None, seed: int, progress: bool | None
-              ) -> list[dict]:
+def _evaluate(sm: SteeredModel, methods: Sequence[SteeringMethod], combos: Sequence[Sequence[str]],
+              prompts: Sequence[str], max_new_tokens: int, batch_size: int, path: Path | None, seed: int,
+              progress: bool | None) -> list[dict]:
     """``evaluate`` holding the records file: the records asked for, reused or made."""
     rows = _read_records(path)
     settings = {"model": sm.backbone.fingerprint, "max_new_tokens": max_new_tokens, "seed": seed}
     digests = [prompt_digest(p) for p in prompts]
     keep: set[RecordKey] = set()
     for method in methods:
-        model = method.prepare(sm)
-
         def request(order: tuple[str, ...], pid: int) -> Request:
             return method.request(prompts[pid], order, random.Random(f"{seed}-{pid}-{'+'.join(order)}"))
 
         asked = {(method.name, "+".join(order), pid): request(order, pid)
                  for combo in combos for order in orderings(tuple(combo)) for pid in range(len(prompts))}
-        stamps = {k: _stamp(method, model, k[1].split("+"), req) for k, req in asked.items()}
+        stamps = {k: method.digest(sm, k[1].split("+")) for k in asked}
         fields = {k: {"prompt_sha": digests[k[2]], **settings} | ({"tokens": s} if s else {})
                   for k, s in stamps.items()}
         wanted = {k: record_key({"method": k[0], "order": k[1], "prompt_id": k[2], **f}) for k, f in fields.items()}
@@ -153,7 +152,7 @@ def _evaluate(sm: SteeredModel, methods: Sequence[Method], combos: Sequence[Sequ
         if jobs:
             refuse_work(f"{len(jobs)} '{method.name}' generations for {path or 'this evaluation'} "
                         f"(e.g. {jobs[0][0]} on prompt {jobs[0][1]})")
-        groups = _group(jobs, _context_key(method))
+        groups = _group(jobs, method)
         for group in tqdm(groups, desc=method.name, disable=progress is False or len(groups) < 2, leave=False):
             with method.context(sm, group[0][0]) as model:
                 reqs = [asked[(method.name, "+".join(order), pid)] for order, pid in group]
@@ -197,31 +196,20 @@ def unique_records(records: pd.DataFrame) -> pd.DataFrame:
     return records if len(kept) == len(rows) else pd.DataFrame(kept)
 
 
-def _stamp(method: Method, sm: SteeredModel, order: Sequence[str], req: Request) -> str:
-    """What a record was made with: the digest of the steering vectors its prompt reads, or
-    of a model-changing method's settings and parameters ('' when it uses neither)."""
-    if hasattr(method, "digest"):
-        return method.digest(order)
-    return sm.tokens.digest(req.slots) if req.slots and sm.tokens is not None else ""
+def _group(jobs, method: SteeringMethod, size: int = 256):
+    """Chunks of jobs to generate under one context each.
 
-
-def _context_key(method: Method) -> Callable[[tuple[str, ...]], tuple[str, ...]] | None:
-    """What a model-changing method's context depends on: the ordering, or only the set of
-    behaviors when the method is order-free (then every ordering of a combination shares one
-    context, and its identical plain prompts one generation). None for prompt methods."""
-    if type(method).context is Method.context:
-        return None
-    return (lambda order: tuple(sorted(order))) if getattr(method, "ORDER_FREE", False) else (lambda order: order)
-
-
-def _group(jobs, key: Callable[[tuple[str, ...]], tuple[str, ...]] | None, size: int = 256):
-    """Chunks of jobs: one per model context (``key`` of the ordering), else fixed-size chunks."""
-    if key is not None:
-        out: dict[tuple, list] = {}
-        for job in jobs:
-            out.setdefault(key(job[0]), []).append(job)
-        return list(out.values())
-    return [jobs[i: i + size] for i in range(0, len(jobs), size)]
+    A model-changing method's context depends on the ordering, or only on the set of
+    behaviors when it is order-free (every ordering of a combination then shares one
+    context, and its identical plain prompts one generation). A prompt method's context
+    serves all jobs: fixed-size chunks.
+    """
+    if not method.changes_model:
+        return [jobs[i: i + size] for i in range(0, len(jobs), size)]
+    out: dict[tuple, list] = {}
+    for job in jobs:
+        out.setdefault(tuple(sorted(job[0])) if method.order_free else job[0], []).append(job)
+    return list(out.values())
 
 
 def _record(method: str, order: tuple[str, ...], pid: int, prompt: str, text: str, fields: dict) -> dict:

@@ -11,7 +11,7 @@ The methods that differ only in what the prompt holds live here too: plain, inst
 (the instructions as text), concatenation (behavior tokens side by side), native " and"
 (the vocabulary's own " and" embedding between them), ``<and>``, and hybrid (``<and>``
 tokens plus the instructions). Methods that change the model (CAA, LM-Steer, LoRA) live
-in ``steerlib.baselines`` and plug in through ``Method.context``.
+in ``steerlib.baselines``; every method, of either kind, is a ``SteeringMethod``.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import contextlib
 import inspect
 import random
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import ClassVar, ContextManager, Iterator, Protocol, Sequence, runtime_checkable
 
 import torch
 from tqdm.auto import tqdm
@@ -231,13 +231,38 @@ def instructions_for(names: Sequence[str], rng: random.Random | None) -> str:
     return " ".join(B.get(n).instruction(rng) for n in names)
 
 
+@runtime_checkable
+class SteeringMethod(Protocol):
+    """What ``evaluate`` asks of a way to steer: prompt methods and model-changing baselines alike.
+
+    For a combination's ordered behavior ``names``: ``request`` is the prompt,
+    ``context`` the model to generate it with (entered around the generation and undone
+    after), and ``digest`` what the records carry, so that a record made with other
+    vectors or parameters is recognised as stale.
+    """
+
+    name: str
+    order_free: bool
+    """Every ordering of a combination is steered identically: evaluate then enters one
+    context per combination, and generates each identical prompt once."""
+    changes_model: bool
+    """``context`` changes the model per combination (a baseline): evaluate groups the
+    generations by context. False when one context serves every combination."""
+
+    def request(self, question: str, names: Sequence[str], rng: random.Random | None = None) -> Request: ...
+
+    def digest(self, sm: SteeredModel, names: Sequence[str]) -> str: ...
+
+    def context(self, sm: SteeredModel, names: Sequence[str]) -> ContextManager[SteeredModel]: ...
+
+
 @dataclass(frozen=True)
 class Method:
-    """A way to steer: how a (question, ordered behaviors) becomes a prompt.
+    """A prompt-level way to steer (a ``SteeringMethod``): how a (question, ordered
+    behaviors) becomes a prompt.
 
     ``joiner`` is the token between behavior tokens (None = concatenation);
     ``tokens=False`` uses no steering tokens; ``instructions`` appends the text.
-    Subclasses that change the model override ``context``.
     """
 
     name: str
@@ -246,10 +271,22 @@ class Method:
     joiner: str | None = "and"
     native_and: bool = False
 
+    order_free: ClassVar[bool] = False
+    changes_model: ClassVar[bool] = False
+
+    def slots(self, names: Sequence[str]) -> tuple[str, ...]:
+        """The steering tokens the prompt for ``names`` reads, in order."""
+        return interleave(names, self.joiner) if self.tokens else ()
+
     def request(self, question: str, names: Sequence[str], rng: random.Random | None = None) -> Request:
-        slots = interleave(names, self.joiner) if self.tokens else ()
         text = instructions_for(names, rng) if self.instructions else ""
-        return Request(question, slots, text)
+        return Request(question, self.slots(names), text)
+
+    def digest(self, sm: SteeredModel, names: Sequence[str]) -> str:
+        """The digest of the vectors the prompt reads ('' when it reads none)."""
+        slots = self.slots(names)
+        model = self.prepare(sm)
+        return model.tokens.digest(slots) if slots and model.tokens is not None else ""
 
     def prepare(self, sm: SteeredModel) -> SteeredModel:
         """The model this method generates with (native " and" swaps the <and> vector)."""
@@ -261,7 +298,7 @@ class Method:
 
     @contextlib.contextmanager
     def context(self, sm: SteeredModel, names: Sequence[str]) -> Iterator[SteeredModel]:
-        """Whatever must hold while generating for ``names`` (nothing, for prompt methods)."""
+        """The model for every combination: ``sm``, with the vocabulary's " and" for native_and."""
         yield self.prepare(sm)
 
 

@@ -256,7 +256,10 @@ def reproduce(preset: Preset, out: Path | None = None, with_baselines: bool | Se
               f"--preset {preset.name}`.")
     lap("single_eval")
     tokens = train_composition_token(bb, tokens, preset.stage2)
-    distributed.main_only(tokens.save, out / "tokens.safetensors")
+    # tokens.safetensors and its model card (README.md), with each token's pass rate alone
+    n = preset.eval.n_single
+    distributed.main_only(tokens.save_pretrained, out,
+                          pass_rates={b: (round(rate * n / 100), n) for b, rate in single["token"].dropna().items()})
     lap("stage2")
     methods: list = list(COMPOSITION_METHODS)
     if with_baselines:

@@ -31,7 +31,7 @@ from . import behaviors as B
 from . import distributed
 from . import transforms
 from .backbone import Backbone, load_backbone
-from .config import TargetConfig, config_hash
+from .config import TargetConfig, TargetSource, config_hash
 from .generate import Request, SteeredModel, instructions_for
 from .guard import refuse_work
 from .io import append_jsonl, read_jsonl
@@ -71,10 +71,10 @@ def make_targets(bb: Backbone, jobs: Sequence[tuple[str, Sequence[str]]], cfg: T
     survivors is an error. ``teacher`` is the answering model for ``source='model'``
     (loaded from ``cfg.model`` when not given).
     """
-    if cfg.source == "filtered":
+    if cfg.source == TargetSource.FILTERED:
         # the 'self' answers to the same jobs (same paraphrases), kept where they pass: one
         # generation serves both sources
-        answers = make_targets(bb, jobs, replace(cfg, source="self"), key=key, seed=seed, progress=progress)
+        answers = make_targets(bb, jobs, replace(cfg, source=TargetSource.SELF), key=key, seed=seed, progress=progress)
         return _enough([t for t in answers if all(B.verify_all(t.text, t.names).values())], len(jobs), cfg, key)
     rng = random.Random(seed)
     plan = []
@@ -84,7 +84,7 @@ def make_targets(bb: Backbone, jobs: Sequence[tuple[str, Sequence[str]]], cfg: T
         # what the answering model is asked: constructed targets ask only for what no
         # transform can produce (a language), and build the rest from that answer
         free = tuple(x for x in names if not transforms.constructible(x))
-        asked = instructions_for(free, rng) if cfg.source == "constructed" else instr
+        asked = instructions_for(free, rng) if cfg.source == TargetSource.CONSTRUCTED else instr
         plan.append((question, names, instr, asked))
     path = _cache_file(bb, key, cfg, seed)
     with distributed.main_lock(path):  # a second run making these targets waits, then reads them
@@ -105,7 +105,7 @@ def make_targets(bb: Backbone, jobs: Sequence[tuple[str, Sequence[str]]], cfg: T
 
 def _enough(kept: list[Target], n_jobs: int, cfg: TargetConfig, key: str) -> list[Target]:
     """``kept``, after a loud error when fewer than ``min_kept`` survived and a warning when some were dropped."""
-    if cfg.source in ("filtered", "constructed") and len(kept) < cfg.min_kept:
+    if cfg.source in (TargetSource.FILTERED, TargetSource.CONSTRUCTED) and len(kept) < cfg.min_kept:
         raise RuntimeError(
             f"only {len(kept)} of {n_jobs} {cfg.source} targets for {key} could be kept (need "
             f"{cfg.min_kept}); use source='self', give more jobs, or lower min_kept")
@@ -119,24 +119,24 @@ def _answerer(bb: Backbone, cfg: TargetConfig, teacher: Backbone | None):
     gen_kw = dict(max_new_tokens=cfg.max_new_tokens, batch_size=32, do_sample=cfg.do_sample,
                   temperature=cfg.temperature, desc="targets")
     own = SteeredModel(bb)
-    other = SteeredModel(teacher or load_backbone(cfg.model, device=str(bb.device))) if cfg.source == "model" else None
+    other = SteeredModel(teacher or load_backbone(cfg.model, device=str(bb.device))) if cfg.source == TargetSource.MODEL else None
 
     def answer(batch, progress):
         reqs = [Request(q, (), asked) for q, _, _, asked in batch]
-        if cfg.source == "constructed" and not any(asked for *_, asked in batch):
+        if cfg.source == TargetSource.CONSTRUCTED and not any(asked for *_, asked in batch):
             # nothing to ask: transform the plain answers, made once and shared by all behaviors
-            plain = replace(cfg, source="self", max_new_tokens=cfg.plain_max_new_tokens)
+            plain = replace(cfg, source=TargetSource.SELF, max_new_tokens=cfg.plain_max_new_tokens)
             texts = [t.text for t in make_targets(bb, [(q, ()) for q, *_ in batch], plain, key="plain",
                                                   progress=progress)]
             return [_construct(bb, q, names, instr, text) for (q, names, instr, _), text in zip(batch, texts)]
-        if cfg.source == "model":
+        if cfg.source == TargetSource.MODEL:
             texts = distributed.map_shards(lambda part: other.generate(part, progress=progress, **gen_kw), reqs)
             return [Target(q, n, i, _encode_answer(bb, t), t) for (q, n, i, _), t in zip(batch, texts)]
         ids = distributed.map_shards(lambda part: own.generate_ids(part, progress=progress, **gen_kw), reqs)
         texts = [bb.tokenizer.decode(x, skip_special_tokens=True).strip() for x in ids]
         rows = []
         for (q, names, instr, _), a, text in zip(batch, ids, texts):
-            if cfg.source == "constructed":
+            if cfg.source == TargetSource.CONSTRUCTED:
                 rows.append(_construct(bb, q, names, instr, text))
             else:
                 rows.append(Target(q, names, instr, tuple(a), text))

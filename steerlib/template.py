@@ -186,8 +186,6 @@ class Batch:
     inputs_embeds: torch.Tensor
     attention_mask: torch.Tensor
     position_ids: torch.Tensor
-    prompt_lengths: list[int]
-    """Unpadded length of each prompt (without its answer)."""
 
 
 def embed(bb: Backbone, rows: Sequence[Rendered], tokens: SteeringTokens | None = None,
@@ -225,4 +223,4 @@ def embed(bb: Backbone, rows: Sequence[Rendered], tokens: SteeringTokens | None 
         embeds = embeds.index_put((torch.tensor(slot_b, device=bb.device), torch.tensor(slot_p, device=bb.device)),
                                   values)
     position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-    return Batch(embeds, mask, position_ids, [len(r.ids) for r in rows])
+    return Batch(embeds, mask, position_ids)

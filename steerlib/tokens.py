@@ -11,21 +11,27 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from importlib import resources
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import torch
 from safetensors import SafetensorError, safe_open
 
 from ._version import __version__
 from .backbone import Backbone
+from .card import model_card
 from .errors import NonFiniteVectorError, TokenFileError
-from .io import save_safetensors
+from .io import save_safetensors, write_text
 
 FORMAT = "steerlib.tokens/1"
 PRETRAINED_FILE = "tokens_smollm2_135m.safetensors"
 """Behavior tokens and <and> trained for the embedded model, shipped in the package."""
+WEIGHTS_FILE = "tokens.safetensors"
+"""The vectors in a ``save_pretrained`` folder (or Hub repo)."""
+CARD_FILE = "README.md"
+"""The model card in a ``save_pretrained`` folder: what the Hub shows."""
 
 
 class SteeringTokens:
@@ -105,8 +111,69 @@ class SteeringTokens:
                 f"{bb.fingerprint}, d={bb.hidden_size}); train tokens for this model instead")
 
     # -- files -------------------------------------------------------------------
-    def save(self, path: str | Path) -> Path:
-        """Write safetensors: ``token/<name>`` vectors, ``loss/<name>`` curves, JSON metadata."""
+    def save_pretrained(self, folder: str | Path, *, pass_rates: Mapping[str, tuple[int, int]] | None = None,
+                        repo_id: str | None = None) -> Path:
+        """Write a folder that ``from_pretrained`` (and the Hub) read: ``tokens.safetensors``
+        and a ``README.md`` model card.
+
+        ``pass_rates[name] = (passed, n)``: the single-behavior pass rate of ``<name>``
+        on held-out prompts, where known, for the card; ``repo_id`` names the repository
+        in the card's usage snippet (default: the folder's name).
+        """
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.save_file(folder / WEIGHTS_FILE)
+        write_text(folder / CARD_FILE, model_card(self, repo_id or folder.name, pass_rates))
+        return folder
+
+    @classmethod
+    def from_pretrained(cls, source: str | Path, backbone: Backbone | None = None, *,
+                        revision: str | None = None) -> SteeringTokens:
+        """Tokens from a folder written by ``save_pretrained``, a Hub repo id, or a token file.
+
+        A repo id (``"org/name"``) resolves through ``huggingface_hub.snapshot_download``:
+        the local Hub cache first, the network only when the files are not cached, never
+        with ``HF_HUB_OFFLINE=1``. With ``backbone``, the tokens must have been trained for
+        that model (same embedding fingerprint), else a ValueError says which model they are for.
+        """
+        path = Path(source)
+        if path.is_file():
+            return cls.load_file(path, backbone)
+        if path.is_dir():
+            if not (path / WEIGHTS_FILE).is_file():
+                raise FileNotFoundError(f"{path} has no {WEIGHTS_FILE}; save_pretrained writes one")
+            return cls.load_file(path / WEIGHTS_FILE, backbone)
+        if str(source).count("/") != 1 or str(source).startswith((".", "/", "~")):
+            raise FileNotFoundError(f"{source!r} is neither a folder, a token file nor a Hub repo id ('org/name')")
+        from huggingface_hub import snapshot_download
+
+        folder = snapshot_download(str(source), revision=revision, allow_patterns=[WEIGHTS_FILE, CARD_FILE])
+        return cls.load_file(Path(folder) / WEIGHTS_FILE, backbone)
+
+    def push_to_hub(self, repo_id: str, *, pass_rates: Mapping[str, tuple[int, int]] | None = None,
+                    private: bool | None = None, token: str | None = None,
+                    commit_message: str = "Upload steering tokens") -> str:
+        """Create ``repo_id`` on the Hub (if needed) and upload the ``save_pretrained`` folder.
+
+        Returns the URL of the commit.
+        """
+        import tempfile
+
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = self.save_pretrained(Path(tmp) / "tokens", pass_rates=pass_rates, repo_id=repo_id)
+            info = api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message=commit_message)
+        return str(getattr(info, "commit_url", info))
+
+    def save_file(self, path: str | Path) -> Path:
+        """One safetensors file: ``token/<name>`` vectors, ``loss/<name>`` curves, JSON metadata.
+
+        What the training caches write; ``save_pretrained`` adds the model card around it.
+        """
+        path = Path(path)
         tensors = {f"token/{n}": v.contiguous() for n, v in self.vectors.items()}
         tensors.update({f"loss/{n}": torch.tensor(c, dtype=torch.float32)
                         for n, c in self.losses.items() if c})
@@ -117,8 +184,8 @@ class SteeringTokens:
         return save_safetensors(tensors, path, metadata={"steerlib": json.dumps(meta)})
 
     @classmethod
-    def load(cls, path: str | Path, backbone: Backbone | None = None) -> SteeringTokens:
-        """Read a token file; with ``backbone``, check it was trained for that model.
+    def load_file(cls, path: str | Path, backbone: Backbone | None = None) -> SteeringTokens:
+        """Read a file written by ``save_file``; with ``backbone``, check it was trained for that model.
 
         Refused with a ``TokenFileError`` naming the file: anything that is not a whole
         safetensors file, metadata that is not steerlib's (bad JSON, no ``names``, an
@@ -148,11 +215,27 @@ class SteeringTokens:
             tokens.check_backbone(backbone)
         return tokens
 
+    def save(self, path: str | Path) -> Path:
+        """Deprecated (removed after 0.2): ``save_pretrained(folder)``, or ``save_file(path)``."""
+        warnings.warn("SteeringTokens.save is deprecated; use save_pretrained(folder) (or save_file(path) "
+                      "for a bare file)", DeprecationWarning, stacklevel=2)
+        return self.save_file(path)
+
+    @classmethod
+    def load(cls, path: str | Path, backbone: Backbone | None = None) -> SteeringTokens:
+        """Deprecated (removed after 0.2): ``from_pretrained(folder_file_or_repo_id, backbone)``."""
+        warnings.warn("SteeringTokens.load is deprecated; use SteeringTokens.from_pretrained(path, backbone)",
+                      DeprecationWarning, stacklevel=2)
+        return cls.load_file(path, backbone)
+
     @classmethod
     def pretrained(cls, backbone: Backbone) -> SteeringTokens:
         """The tokens shipped with steerlib for the embedded model."""
-        path = resources.files("steerlib") / "data" / PRETRAINED_FILE
-        return cls.load(Path(str(path)), backbone=backbone)
+        return cls.load_file(_shipped_path(), backbone=backbone)
+
+
+def _shipped_path() -> Path:
+    return Path(str(resources.files("steerlib") / "data" / PRETRAINED_FILE))
 
 
 def _read_metadata(path: Path, metadata: dict | None) -> dict:
@@ -201,10 +284,10 @@ def shipped(bb: Backbone, name: str, key: str, path: str | Path | None = None) -
     them, exactly when the training run asked for is the one that made them. ``path``:
     another committed token file to look in (default: the tokens shipped in the package).
     """
-    path = Path(path) if path is not None else Path(str(resources.files("steerlib") / "data" / PRETRAINED_FILE))
+    path = Path(path) if path is not None else _shipped_path()
     if not path.is_file():
         return None
-    tokens = SteeringTokens.load(path)
+    tokens = SteeringTokens.load_file(path)
     if tokens.fingerprint != bb.fingerprint or name not in tokens or tokens.info.get(name, {}).get("key") != key:
         return None
     return tokens.subset([name])

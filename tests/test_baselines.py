@@ -177,7 +177,7 @@ def test_order_free_methods_generate_once_per_combination(bb, monkeypatch):
             assert texts == {sm.generate(QUESTIONS[pid], max_new_tokens=4)}
 
     class Ordered(CAA):  # as LoRA + DARE, whose drop masks follow the order of the adapters
-        ORDER_FREE = False
+        order_free = False
     entered.clear()
     evaluate(SteeredModel(bb), [Ordered(**{f.name: getattr(caa, f.name) for f in dataclasses.fields(caa)})],
              [names[:2]], QUESTIONS[:2], max_new_tokens=4, progress=False)

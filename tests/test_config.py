@@ -1,8 +1,13 @@
 """Presets and target variants: what each label trains on, and clear errors."""
+import dataclasses
+import json
+from pathlib import Path
+
 import pytest
 
 import steerlib as st
-from steerlib.config import TARGET_VARIANTS, Preset, variant_config
+from steerlib.config import (TARGET_VARIANTS, Init, Preset, TargetConfig, TargetSource, TargetVariant, TrainConfig,
+                             config_hash, variant_config)
 from steerlib.pipeline import stage1_config
 
 
@@ -22,23 +27,33 @@ def test_constructed_without_a_transform_is_filtered():
     assert (ce.targets.source, ce.ce_weight) == ("filtered", 1.0)
 
 
-def test_preset_sources_pick_each_behaviors_config():
+def test_cpu_preset_configs_hash_as_when_the_shipped_tokens_were_trained():
+    """Enum-valued fields serialise as the strings they replaced: the cache key of every
+    shipped token, recorded when it was trained, is still the key of the preset's config."""
+    tokens = st.SteeringTokens.load_file(Path(st.tokens.__file__).parent / "data" / st.tokens.PRETRAINED_FILE)
     preset = st.presets.cpu()
     for name in st.behaviors.names():
-        label = preset.target_source(name)
-        cfg = stage1_config(preset, name)
-        source, ce = TARGET_VARIANTS[label]
-        if st.behaviors.get(name).category == "language" and source == "constructed":
-            source = "filtered"
-        assert (cfg.targets.source, cfg.ce_weight) == (source, ce), name
+        assert tokens.info[name]["key"] == f"{name}-{config_hash(stage1_config(preset, name))}", name
+    assert tokens.info["and"]["key"].split("-")[2] == config_hash(preset.stage2)
+    # and the recorded config is the preset's, field for field, enums compared as their values
+    assert tokens.info["and"]["config"] == json.loads(json.dumps(dataclasses.asdict(preset.stage2)))
 
 
-def test_unknown_variant_is_a_clear_error():
+def test_string_choices_become_enums_and_unknown_ones_are_clear_errors():
+    cfg = TrainConfig(init="zero", targets=TargetConfig(source="filtered"))
+    assert cfg.init is Init.ZERO and cfg.targets.source is TargetSource.FILTERED
     base = st.presets.cpu()
-    with pytest.raises(ValueError, match="unknown target variant.*choose from"):
+    assert base.sources["french"] is TargetVariant.FILTERED
+    with pytest.raises(ValueError, match=r"target variant 'constructed\+sft' unknown; choose one of \['self'"):
         variant_config(base.stage1, "constructed+sft")
-    with pytest.raises(ValueError, match="unknown target variants"):
+    with pytest.raises(ValueError, match="target variant of french 'teacher' unknown"):
         Preset("x", base.stage1, base.stage2, base.eval, sources={"french": "teacher"})
+    with pytest.raises(ValueError, match="init 'ones' unknown; choose one of"):
+        TrainConfig(init="ones")
+    with pytest.raises(ValueError, match="target source 'teacher' unknown"):
+        TargetConfig(source="teacher")
+    with pytest.raises(ValueError, match="stage-2 variant '3' unknown; choose one of \\['2', '2\\+3'\\]"):
+        st.train_composition_token(None, st.SteeringTokens(4, "m", "f"), variant="3")
 
 
 def test_best_variants_takes_the_highest_rate_and_the_simpler_on_ties():

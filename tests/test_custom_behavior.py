@@ -169,7 +169,7 @@ def test_verify_all_uses_the_checker_and_json_rule():
 def test_builtin_cache_names_and_shipped_keys_unchanged():
     """The shipped tokens are still found by the keys the cpu preset asks for, with or
     without a behavior of one's own registered."""
-    shipped = SteeringTokens.load(Path(str(resources.files("steerlib") / "data" / PRETRAINED_FILE)))
+    shipped = SteeringTokens.load_file(Path(str(resources.files("steerlib") / "data" / PRETRAINED_FILE)))
     cpu = presets.cpu()
     with B.registered(question_behavior(), new_category=True):
         for name in shipped.names:
@@ -227,7 +227,7 @@ def test_train_compose_evaluate_on_tiny(tiny, tmp_path):
         again = train_composition_token(tiny, mine, _cfg(init="zero"), questions=QUESTIONS, progress=False)
         assert torch.equal(again["and"], with_and["and"])
         # a token file holding this run (e.g. a committed result) is found, not retrained
-        saved = mine.subset(["ends_with_question"]).save(tmp_path / "mine.safetensors")
+        saved = mine.subset(["ends_with_question"]).save_file(tmp_path / "mine.safetensors")
         fresh = tmp_path / "empty-artifacts"
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("STEERLIB_ARTIFACTS", str(fresh))

@@ -22,7 +22,7 @@ def test_reproduce_smoke_end_to_end(tmp_path):
     assert {"seen-2", "unseen-2", "seen-3", "unseen-3"} <= set(comp["split"])
     timings = json.loads((out / "timings.json").read_text())
     assert {"stage1", "single_eval", "stage2", "composition_eval", "total", "peak_rss_gb"} <= set(timings)
-    tokens = st.SteeringTokens.load(out / "tokens.safetensors")
+    tokens = st.SteeringTokens.from_pretrained(out)
     assert tokens.names == [*st.behaviors.names(), "and"]
     # a second run regenerates nothing: the records are reused as they are
     lines = (out / "records.jsonl").read_text()

@@ -217,8 +217,8 @@ def test_two_processes_saving_tokens_never_collide(tmp_path):
         for step in range(300):
             t = SteeringTokens(8, "m", "f" * 16)
             t.set("french", torch.full((8,), float(i)))
-            t.save({str(tmp_path / 'tokens.safetensors')!r})
-            assert SteeringTokens.load({str(tmp_path / 'tokens.safetensors')!r})["french"][0] in (0.0, 1.0)
+            t.save_file({str(tmp_path / 'tokens.safetensors')!r})
+            assert SteeringTokens.load_file({str(tmp_path / 'tokens.safetensors')!r})["french"][0] in (0.0, 1.0)
     """
     for result in _run_together(script):
         assert result.returncode == 0, result.stderr[-2000:]
@@ -271,7 +271,7 @@ def test_disk_full_while_saving_tokens_names_the_path_and_keeps_the_old_file(tmp
     with pytest.raises(StorageError, match="tokens.safetensors") as err:
         _tokens(2.0).save(path)
     assert err.value.errno == errno.ENOSPC
-    assert SteeringTokens.load(path)["french"][0] == 1.0  # the old file is intact
+    assert SteeringTokens.load_file(path)["french"][0] == 1.0  # the old file is intact
     assert [p.name for p in tmp_path.iterdir()] == ["tokens.safetensors"]  # the temp file is gone
 
 
@@ -314,7 +314,7 @@ def test_read_only_folder_names_the_path(tmp_path, monkeypatch):
 
     monkeypatch.setattr("tempfile.NamedTemporaryFile", read_only)
     with pytest.raises(StorageError, match=r"cannot write .*tokens\.safetensors: Read-only"):
-        _tokens().save(tmp_path / "tokens.safetensors")
+        _tokens().save_file(tmp_path / "tokens.safetensors")
 
 
 def test_storage_errors_are_steerlib_and_os_errors():

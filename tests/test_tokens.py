@@ -1,31 +1,162 @@
-"""SteeringTokens: inits, safetensors round trip, fingerprint checks."""
+"""SteeringTokens: inits, files and folders (Hub-style), fingerprint checks, the shipped tokens."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
 import pytest
 import torch
 
 import steerlib as st
+from steerlib.generate import METHODS
 from steerlib.tokens import random_init, text_init
 
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "results" / "cpu"
 
-def test_round_trip(tiny, tmp_path):
-    toks = st.SteeringTokens.for_backbone(tiny)
-    toks.set("french", torch.arange(tiny.hidden_size, dtype=torch.float32), {"init": "semantic"}, [3.0, 2.0])
-    toks.set("and", torch.zeros(tiny.hidden_size))
-    path = toks.save(tmp_path / "t.safetensors")
-    back = st.SteeringTokens.load(path, backbone=tiny)
-    assert back.names == ["french", "and"]
-    assert torch.equal(back["french"], toks["french"])
-    assert back.info["french"] == {"init": "semantic"}
+
+def _tokens(bb) -> st.SteeringTokens:
+    toks = st.SteeringTokens.for_backbone(bb)
+    info = {"stage": 1, "init": "semantic", "target_source": "filtered", "n_targets": 12, "steps": 2,
+            "final_loss": 2.0, "config": {"batch_size": 4, "lr": 0.05, "ce_weight": 1.0}}
+    toks.set("french", torch.arange(bb.hidden_size, dtype=torch.float32) / 7, info, [3.0, 2.0])
+    toks.set("and", torch.randn(bb.hidden_size, generator=torch.Generator().manual_seed(0)))
+    return toks
+
+
+def _assert_same(a: st.SteeringTokens, b: st.SteeringTokens) -> None:
+    assert a.names == b.names and a.fingerprint == b.fingerprint and a.model_id == b.model_id
+    assert all(torch.equal(a[n], b[n]) for n in a.names)
+    assert a.info == b.info and a.losses == b.losses
+
+
+def test_file_round_trip(tiny, tmp_path):
+    toks = _tokens(tiny)
+    back = st.SteeringTokens.load_file(toks.save_file(tmp_path / "t.safetensors"), backbone=tiny)
+    _assert_same(back, toks)
     assert back.losses["french"] == [3.0, 2.0]
-    assert back.fingerprint == tiny.fingerprint
+
+
+def test_save_pretrained_folder_loads_back_bit_equal(tiny, tmp_path):
+    toks = _tokens(tiny)
+    folder = toks.save_pretrained(tmp_path / "my-tokens")
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "tokens.safetensors"]
+    back = st.SteeringTokens.from_pretrained(folder, backbone=tiny)
+    _assert_same(back, toks)
+    # saving what was loaded writes the very same bytes
+    again = back.save_pretrained(tmp_path / "again")
+    assert (again / "tokens.safetensors").read_bytes() == (folder / "tokens.safetensors").read_bytes()
+
+
+def test_model_card_says_what_the_tokens_are_and_how_they_were_trained(tiny, tmp_path):
+    folder = _tokens(tiny).save_pretrained(tmp_path / "card", pass_rates={"french": (25, 30)}, repo_id="me/tok")
+    card = (folder / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: steerlib\n")
+    assert tiny.model_id in card and tiny.fingerprint in card
+    french = next(line for line in card.splitlines() if line.startswith("| `<french>`"))
+    cells = [c.strip() for c in french.strip("|").split("|")]
+    # stage, init, targets (count), steps x batch, lr, CE weight, final loss, pass rate 25/30
+    assert cells[1:] == ["1", "semantic", "filtered (12)", "2 x 4", "0.05", "1.0", "2.000", "83.3% (25/30)"]
+    assert "| `<and>` | - | - | - | - | - | - | - | not measured |" in card
+    assert 'st.SteeringTokens.from_pretrained("me/tok", backbone=bb)' in card
+    assert "<french><and>" not in card  # one behavior token: the example uses it alone
+    assert 'sm.generate("Why is the sky blue? <french>"' in card
+
+
+def test_folder_without_token_file_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no tokens.safetensors"):
+        st.SteeringTokens.from_pretrained(tmp_path)
+    with pytest.raises(FileNotFoundError, match="neither a folder, a token file nor a Hub repo id"):
+        st.SteeringTokens.from_pretrained(tmp_path / "missing" / "deeper")
+
+
+def _hub_cache(root: Path, repo_id: str, folder: Path, revision: str = "0123456789abcdef0123456789abcdef01234567"):
+    """``folder``'s files in a cache laid out as huggingface_hub lays it out (refs/main -> snapshot)."""
+    repo = root / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / revision
+    snapshot.mkdir(parents=True)
+    for f in folder.iterdir():
+        (snapshot / f.name).write_bytes(f.read_bytes())
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+
+
+def test_repo_id_resolves_offline_from_the_hub_cache(tiny, tmp_path):
+    toks = _tokens(tiny)
+    _hub_cache(tmp_path / "hub", "someone/steer-tiny", toks.save_pretrained(tmp_path / "made"))
+    code = ("import json, steerlib as st\n"
+            "t = st.SteeringTokens.from_pretrained('someone/steer-tiny')\n"
+            "print(json.dumps({'names': t.names, 'digest': t.digest(t.names), 'fp': t.fingerprint}))\n"
+            "try:\n    st.SteeringTokens.from_pretrained('someone/not-cached')\n"
+            "except Exception as err:\n    print(type(err).__name__)\n")
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    got, missing = out.stdout.strip().splitlines()[-2:]
+    assert json.loads(got) == {"names": toks.names, "digest": toks.digest(toks.names), "fp": toks.fingerprint}
+    assert missing == "LocalEntryNotFoundError"  # offline and not cached: no network, a clear error
+
+
+def test_push_to_hub_uploads_the_pretrained_folder(tiny, monkeypatch):
+    import huggingface_hub
+
+    calls = {}
+
+    class FakeApi:
+        def __init__(self, token=None):
+            calls["token"] = token
+
+        def create_repo(self, repo_id, private=None, exist_ok=False):
+            calls["create"] = (repo_id, private, exist_ok)
+
+        def upload_folder(self, repo_id, folder_path, commit_message):
+            files = {p.name: p.read_bytes() for p in Path(folder_path).iterdir()}
+            calls["upload"] = (repo_id, files, commit_message)
+            return type("Info", (), {"commit_url": f"https://hub.invalid/{repo_id}/commit/1"})()
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    toks = _tokens(tiny)
+    url = toks.push_to_hub("me/tiny-tokens", private=True, token="t0k", pass_rates={"french": (1, 2)})
+    assert url == "https://hub.invalid/me/tiny-tokens/commit/1"
+    assert calls["token"] == "t0k" and calls["create"] == ("me/tiny-tokens", True, True)
+    repo, files, _ = calls["upload"]
+    assert repo == "me/tiny-tokens" and sorted(files) == ["README.md", "tokens.safetensors"]
+    assert b"50.0% (1/2)" in files["README.md"] and b'from_pretrained("me/tiny-tokens"' in files["README.md"]
+
+
+def test_save_and_load_are_deprecated_aliases(tiny, tmp_path):
+    toks = _tokens(tiny)
+    with pytest.warns(DeprecationWarning, match="save_pretrained"):
+        path = toks.save(tmp_path / "t.safetensors")
+    with pytest.warns(DeprecationWarning, match="from_pretrained"):
+        back = st.SteeringTokens.load(path, tiny)
+    _assert_same(back, toks)
+
+
+def test_committed_results_tokens_are_the_shipped_tokens_and_match_the_records():
+    """results/cpu is a from_pretrained folder holding the shipped vectors, and every committed
+    record of a token method carries the digest of exactly the vectors its prompt read."""
+    shipped = st.SteeringTokens.load_file(Path(st.tokens.__file__).parent / "data" / st.tokens.PRETRAINED_FILE)
+    results = st.SteeringTokens.from_pretrained(RESULTS)
+    _assert_same(results, shipped)
+    records = pd.read_json(RESULTS / "records.jsonl", lines=True)
+    checked = 0
+    for method in ("concat", "and", "hybrid"):
+        for r in records[records["method"] == method].itertuples():
+            slots = METHODS[method].request(r.prompt, r.order.split("+")).slots
+            assert r.tokens == shipped.digest(slots), (method, r.order)
+            checked += 1
+    assert checked == 3 * 240
 
 
 def test_wrong_model_is_a_clear_error(tiny, tmp_path):
     other = st.backbone.tiny_backbone(seed=1)
     toks = st.SteeringTokens.for_backbone(other)
     toks.set("x", torch.zeros(other.hidden_size))
-    path = toks.save(tmp_path / "t.safetensors")
+    path = toks.save_pretrained(tmp_path / "t")
     with pytest.raises(ValueError, match="trained for 'tiny-llama-2x64-seed1'.*backbone is 'tiny-llama-2x64-seed0'"):
-        st.SteeringTokens.load(path, backbone=tiny)
+        st.SteeringTokens.from_pretrained(path, backbone=tiny)
 
 
 def test_wrong_width_rejected(tiny):
@@ -57,7 +188,7 @@ def test_not_a_token_file(tmp_path):
 
     save_file({"x": torch.zeros(2)}, str(tmp_path / "x.safetensors"))
     with pytest.raises(ValueError, match="not a steerlib token file"):
-        st.SteeringTokens.load(tmp_path / "x.safetensors")
+        st.SteeringTokens.from_pretrained(tmp_path / "x.safetensors")
 
 
 def test_shipped_tokens_load_on_the_embedded_model(embedded):

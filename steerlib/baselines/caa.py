@@ -67,7 +67,7 @@ class CAA(Baseline):
 
     KIND = "caa"
     SETTINGS = ("name", "layer", "alpha")
-    ORDER_FREE = True
+    order_free = True
 
     def layer_for(self, bb: Backbone) -> int:
         return default_layer(bb) if self.layer is None else self.layer

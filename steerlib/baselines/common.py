@@ -32,7 +32,7 @@ from .. import distributed
 from ..backbone import Backbone
 from ..config import TrainConfig, config_hash
 from ..distill import Example, behavior_targets, examples_for
-from ..generate import Method
+from ..generate import Method, SteeredModel
 from ..guard import refuse_work
 from ..io import save_safetensors
 from ..targets import artifacts_root
@@ -65,7 +65,8 @@ class Baseline(Method):
     """Fields that are dicts keyed by behavior (``join`` merges them)."""
     SUFFIX: ClassVar[str] = ".safetensors"
     """Cache file suffix ("" for a folder)."""
-    ORDER_FREE: ClassVar[bool] = False
+    changes_model: ClassVar[bool] = True
+    order_free: ClassVar[bool] = False
     """True when the steering is the same for every ordering of the behaviors (a sum taken
     in a fixed order, bit for bit): ``evaluate`` then generates once per combination,
     since every ordering reads the same plain prompt under the same model. LoRA + DARE is
@@ -88,9 +89,10 @@ class Baseline(Method):
         if missing:
             raise KeyError(f"{self.KIND} has no parameters for {missing}; trained: {self.names or 'none'}")
 
-    def digest(self, names: Sequence[str]) -> str:
+    def digest(self, sm: SteeredModel, names: Sequence[str]) -> str:
         """A short hash of the settings and the named behaviors' tensors: generation records
-        carry it, so records of other settings or retrained parameters count as stale."""
+        carry it, so records of other settings or retrained parameters count as stale.
+        (``sm``'s tokens play no part: the prompt reads none.)"""
         settings = json.dumps({k: getattr(self, k) for k in self.SETTINGS}, sort_keys=True)
         return tensor_digest(((f"{name}/{key}", tensor) for name in sorted(set(names))
                               for key, tensor in sorted(self.params[name].items())), salt=settings)

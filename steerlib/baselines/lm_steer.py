@@ -56,7 +56,7 @@ class LMSteer(Baseline):
 
     KIND = "lm_steer"
     SETTINGS = ("name", "eps")
-    ORDER_FREE = True
+    order_free = True
 
     def factors(self, names: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """The composed map: summed P1s and summed P2s (paper)."""

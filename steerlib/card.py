@@ -1,0 +1,70 @@
+"""The model card of a steering-token folder: the README.md that ``save_pretrained`` writes.
+
+It says what the vectors are for (model id, embedding fingerprint, behaviors), how each
+token was trained (read from the training record each token carries), how often it
+passed its behavior's verifier alone where that was measured, and how to use it. The
+Hub renders it as the repository's page.
+"""
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Mapping
+
+from ._version import __version__
+from .backbone import EMBEDDED_ID
+
+if TYPE_CHECKING:
+    from .tokens import SteeringTokens
+
+_REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+def model_card(tokens: SteeringTokens, repo_id: str, pass_rates: Mapping[str, tuple[int, int]] | None = None) -> str:
+    """Markdown (with Hub metadata) describing ``tokens``; ``pass_rates[name] = (passed, n)``."""
+    pass_rates = pass_rates or {}
+    base = tokens.model_id.split(" ")[0]
+    front = ["---", "library_name: steerlib", "tags:", "- steerlib", "- steering-tokens"]
+    if _REPO_ID.match(base):
+        front.append(f"base_model: {base}")
+    front.append("---")
+    names = ", ".join(f"`<{n}>`" for n in tokens.names) or "none"
+    lines = [*front, "", f"# Steering tokens for {base}", "",
+             f"{len(tokens)} steering tokens made with steerlib {__version__}. Each is one {tokens.hidden_size}-dim "
+             "vector in the model's input-embedding space that takes the place of a word after the question; "
+             "`<and>`, where present, composes behavior tokens (arXiv 2601.05062).", "",
+             "| | |", "|---|---|", f"| model | `{tokens.model_id}` |",
+             f"| embedding fingerprint | `{tokens.fingerprint}` (loading checks it) |", f"| tokens | {names} |", "",
+             "## How each token was trained", "",
+             "Stage 1 distils a behavior token from the model's answers under the behavior's instruction; "
+             "stage 2 trains `<and>` on pairs of frozen behavior tokens. The pass rate is the share of held-out "
+             "prompts whose answer, with the token alone, passed the behavior's verifier.", "",
+             "| token | stage | init | targets | steps x batch | lr | CE weight | final loss | pass rate |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name in tokens.names:
+        lines.append(_row(name, tokens.info.get(name, {}), pass_rates.get(name)))
+    load = "st.load_backbone()" if tokens.model_id == EMBEDDED_ID else f'st.load_backbone("{base}")'
+    behaviors = [n for n in tokens.names if n != "and"]
+    example = (f"<{behaviors[0]}><and><{behaviors[1]}>" if "and" in tokens and len(behaviors) > 1
+               else f"<{tokens.names[0]}>" if tokens.names else "")
+    lines += ["", "## Usage", "", "```python", "import steerlib as st", "",
+              f"bb = {load}",
+              f'tokens = st.SteeringTokens.from_pretrained("{repo_id}", backbone=bb)',
+              "sm = st.SteeredModel(bb, tokens)",
+              f'print(sm.generate("Why is the sky blue? {example}", max_new_tokens=128))', "```", ""]
+    return "\n".join(lines)
+
+
+def _row(name: str, info: dict, rate: tuple[int, int] | None) -> str:
+    """One table row from a token's training record ('-' where the record says nothing)."""
+    cfg = info.get("config", {})
+    targets = info.get("target_source", "-")
+    if "n_targets" in info:
+        targets = f"{targets} ({info['n_targets']})"
+    if info.get("stage") == 2 and "variant" in info:
+        targets += f", trained on {info['variant']}, L_orth weight {info.get('orth_weight', '-')}"
+    steps = f"{info['steps']} x {cfg['batch_size']}" if "steps" in info and "batch_size" in cfg else "-"
+    loss = f"{info['final_loss']:.3f}" if "final_loss" in info else "-"
+    passed = f"{100 * rate[0] / rate[1]:.1f}% ({rate[0]}/{rate[1]})" if rate and rate[1] else "not measured"
+    cells = [f"`<{name}>`", info.get("stage", "-"), info.get("init", "-"), targets, steps, cfg.get("lr", "-"),
+             cfg.get("ce_weight", "-"), loss, passed]
+    return "| " + " | ".join(str(c) for c in cells) + " |"
