@@ -13,7 +13,7 @@ for prompt, answer in zip(prompts, sm.generate(prompts, max_new_tokens=64, repet
 # stage 1 for <french> with the cpu preset's config: the shipped token was trained with
 # exactly this config, so it is loaded, not trained (retrain=True trains it again)
 preset = st.presets.cpu()
-french = st.train_behavior_token(bb, "french", st.pipeline.stage1_config(preset, "french"))
+french = st.train_behavior_token(bb, "french", st.study.stage1_config(preset, "french"))
 print("<french>:", french.info["french"]["steps"], "steps,", french.info["french"]["seconds"], "s to train")
 
 # the paper's protocol on one pair: 2 methods x 2 orderings x 5 prompts = 20 generations

@@ -61,8 +61,8 @@ from steerlib.distill import train_behavior_token
 from steerlib.evaluate import paired_test
 from steerlib.generate import DEMO_REPETITION_PENALTY, Request, SteeredModel
 from steerlib.paths import results_dir
-from steerlib.pipeline import (single_behavior_records, single_table, stage1_config, targets_comparison,
-                               teacher_compliance, token_label, train_all_behaviors)
+from steerlib.study import (single_behavior_records, single_table, stage1_config, targets_comparison,
+                            teacher_compliance, token_label, train_all_behaviors)
 from steerlib.template import render
 
 # %matplotlib inline

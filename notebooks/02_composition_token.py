@@ -59,7 +59,7 @@ from steerlib import plots
 from steerlib.evaluate import format_table, paired_test, per_ordering
 from steerlib.generate import DEMO_REPETITION_PENALTY
 from steerlib.paths import results_dir
-from steerlib.pipeline import COMPOSITION_METHODS, composition_eval, load_tokens
+from steerlib.study import COMPOSITION_METHODS, composition_eval, load_tokens
 
 # %matplotlib inline
 

@@ -54,7 +54,7 @@ from steerlib import plots
 from steerlib.ablations import ABLATIONS, Variant, label, run_ablations, variants
 from steerlib.evaluate import format_table, paired_test
 from steerlib.paths import results_dir
-from steerlib.pipeline import load_tokens
+from steerlib.study import load_tokens
 
 # %matplotlib inline
 

@@ -46,7 +46,7 @@ from IPython.display import Markdown, display
 import steerlib as st
 from steerlib import behaviors as B
 from steerlib import geometry, plots
-from steerlib.pipeline import load_tokens
+from steerlib.study import load_tokens
 
 # %matplotlib inline
 

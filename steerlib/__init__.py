@@ -25,7 +25,7 @@ from .evaluate import evaluate, metrics
 from .generate import METHODS, Method, Request, SteeredModel
 from .tokens import SteeringTokens
 
-_ON_USE = ("pipeline", "ablations", "baselines", "plots", "geometry", "book")
+_ON_USE = ("study", "reports", "ablations", "baselines", "plots", "geometry", "book")
 """Submodules imported by ``st.<name>`` the first time it is read, not by ``import steerlib``."""
 
 

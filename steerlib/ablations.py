@@ -26,7 +26,7 @@ from .compose import train_composition_token
 from .config import Init, Preset, Stage2Variant, replace
 from .evaluate import evaluate, metrics, orderings, read_records
 from .generate import METHODS, Method, SteeredModel
-from .pipeline import composition_combos
+from .study import composition_combos
 from .tokens import SteeringTokens
 
 

@@ -19,8 +19,9 @@ if TYPE_CHECKING:
 _REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
-def model_card(tokens: SteeringTokens, repo_id: str, pass_rates: Mapping[str, tuple[int, int]] | None = None) -> str:
-    """Markdown (with Hub metadata) describing ``tokens``; ``pass_rates[name] = (passed, n)``."""
+def model_card(tokens: SteeringTokens, repo_id: str, pass_rates: Mapping[str, tuple[float, int]] | None = None
+               ) -> str:
+    """Markdown (with Hub metadata) describing ``tokens``; ``pass_rates[name] = (percent, n prompts)``."""
     pass_rates = pass_rates or {}
     base = tokens.model_id.split(" ")[0]
     front = ["---", "library_name: steerlib", "tags:", "- steerlib", "- steering-tokens"]
@@ -54,7 +55,7 @@ def model_card(tokens: SteeringTokens, repo_id: str, pass_rates: Mapping[str, tu
     return "\n".join(lines)
 
 
-def _row(name: str, info: dict, rate: tuple[int, int] | None) -> str:
+def _row(name: str, info: dict, rate: tuple[float, int] | None) -> str:
     """One table row from a token's training record ('-' where the record says nothing)."""
     cfg = info.get("config", {})
     targets = info.get("target_source", "-")
@@ -64,7 +65,7 @@ def _row(name: str, info: dict, rate: tuple[int, int] | None) -> str:
         targets += f", trained on {info['variant']}, L_orth weight {info.get('orth_weight', '-')}"
     steps = f"{info['steps']} x {cfg['batch_size']}" if "steps" in info and "batch_size" in cfg else "-"
     loss = f"{info['final_loss']:.3f}" if "final_loss" in info else "-"
-    passed = f"{100 * rate[0] / rate[1]:.1f}% ({rate[0]}/{rate[1]})" if rate and rate[1] else "not measured"
+    passed = f"{rate[0]:.1f}% of {rate[1]}" if rate and rate[1] else "not measured"
     cells = [f"`<{name}>`", info.get("stage", "-"), info.get("init", "-"), targets, steps, cfg.get("lr", "-"),
              cfg.get("ce_weight", "-"), loss, passed]
     return "| " + " | ".join(str(c) for c in cells) + " |"

@@ -103,7 +103,7 @@ def cmd_generate(args) -> None:
 
 
 def cmd_teacher_compliance(args) -> None:
-    from .pipeline import teacher_compliance
+    from .study import teacher_compliance
 
     preset = _preset(args)
     table = teacher_compliance(_backbone(args, preset), preset)
@@ -111,7 +111,7 @@ def cmd_teacher_compliance(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from .pipeline import train_all_behaviors
+    from .study import train_all_behaviors
 
     preset = _preset(args)
     names = B.names() if args.behaviors == ["all"] else args.behaviors
@@ -136,7 +136,7 @@ def cmd_compose(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from .pipeline import composition_eval
+    from .study import composition_eval
 
     preset = _preset(args)
     bb = _backbone(args, preset)
@@ -146,7 +146,7 @@ def cmd_evaluate(args) -> None:
 
 def cmd_targets_compare(args) -> None:
     from .paths import results_dir
-    from .pipeline import targets_comparison
+    from .study import targets_comparison
 
     preset = _preset(args)
     names = B.names() if args.behaviors == ["all"] else args.behaviors
@@ -173,7 +173,7 @@ def cmd_curves(args) -> None:
 def cmd_capable(args) -> None:
     from . import capable
     from .paths import results_dir
-    from .pipeline import caa_sweep, load_tokens, stage1_config
+    from .study import caa_sweep, load_tokens, stage1_config
 
     preset = _preset(args)
     bb = _backbone(args, preset)
@@ -198,7 +198,7 @@ def cmd_capable(args) -> None:
 def cmd_ablations(args) -> None:
     from .ablations import ABLATIONS, run_ablations
     from .paths import results_dir
-    from .pipeline import load_tokens
+    from .study import load_tokens
 
     preset = _preset(args)
     bb = _backbone(args, preset)
@@ -208,7 +208,7 @@ def cmd_ablations(args) -> None:
 
 
 def cmd_reproduce(args) -> None:
-    from .pipeline import reproduce
+    from .study import reproduce
 
     baselines = True if args.baselines == [] else (args.baselines or False)  # a bare --baselines: all three
     reproduce(_preset(args), Path(args.out) if args.out else None, with_baselines=baselines)

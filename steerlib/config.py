@@ -393,7 +393,7 @@ class presets:  # noqa: N801 - used as a namespace: st.presets.cpu()
         Targets. ``python -m steerlib targets-compare --preset cpu`` trained every behavior
         on every target variant at that budget (results/cpu/targets_comparison.md, 30
         held-out prompts per cell); ``sources`` holds each behavior's best variant there
-        (``pipeline.best_variants``; a test keeps the two in step). No single variant wins
+        (``study.best_variants``; a test keeps the two in step). No single variant wins
         everywhere: the CE term lifts Spanish, Italian and German from 40/3/0% to 73/50/57%
         and 90-120 words to 90%; filtered targets lift <french> from 10% to 77%; constructed
         ones help 10-50 words and 2-3 sentences. Stage 2 trains <and> on constructed pair

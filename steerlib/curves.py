@@ -18,7 +18,7 @@ from .backbone import Backbone
 from .config import Preset, ValidationConfig
 from .distill import train_behavior_token
 from .io import write_text
-from .pipeline import stage1_config
+from .study import stage1_config
 
 
 def curve_config(preset: Preset, name: str, max_steps: int, validation: ValidationConfig):

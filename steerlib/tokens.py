@@ -111,13 +111,13 @@ class SteeringTokens:
                 f"{bb.fingerprint}, d={bb.hidden_size}); train tokens for this model instead")
 
     # -- files -------------------------------------------------------------------
-    def save_pretrained(self, folder: str | Path, *, pass_rates: Mapping[str, tuple[int, int]] | None = None,
+    def save_pretrained(self, folder: str | Path, *, pass_rates: Mapping[str, tuple[float, int]] | None = None,
                         repo_id: str | None = None) -> Path:
         """Write a folder that ``from_pretrained`` (and the Hub) read: ``tokens.safetensors``
         and a ``README.md`` model card.
 
-        ``pass_rates[name] = (passed, n)``: the single-behavior pass rate of ``<name>``
-        on held-out prompts, where known, for the card; ``repo_id`` names the repository
+        ``pass_rates[name] = (percent, n)``: the single-behavior pass rate of ``<name>``
+        on ``n`` held-out prompts, where known, for the card; ``repo_id`` names the repository
         in the card's usage snippet (default: the folder's name).
         """
         folder = Path(folder)
@@ -150,7 +150,7 @@ class SteeringTokens:
         folder = snapshot_download(str(source), revision=revision, allow_patterns=[WEIGHTS_FILE, CARD_FILE])
         return cls.load_file(Path(folder) / WEIGHTS_FILE, backbone)
 
-    def push_to_hub(self, repo_id: str, *, pass_rates: Mapping[str, tuple[int, int]] | None = None,
+    def push_to_hub(self, repo_id: str, *, pass_rates: Mapping[str, tuple[float, int]] | None = None,
                     private: bool | None = None, token: str | None = None,
                     commit_message: str = "Upload steering tokens") -> str:
         """Create ``repo_id`` on the Hub (if needed) and upload the ``save_pretrained`` folder.

@@ -17,7 +17,7 @@ import steerlib as st
 from steerlib.ablations import ABLATIONS, run_ablations, variants
 from steerlib.distill import train_behavior_token
 from steerlib.guard import NO_TRAIN_ENV
-from steerlib.pipeline import (composition_eval, load_tokens, single_behavior_eval, stage1_config, teacher_compliance)
+from steerlib.study import (composition_eval, load_tokens, single_behavior_eval, stage1_config, teacher_compliance)
 
 COMMITTED = Path(__file__).resolve().parent.parent / "results" / "cpu"
 

@@ -22,7 +22,7 @@ from steerlib.config import TargetConfig, TrainConfig, config_hash, presets
 from steerlib.distill import behavior_targets, train_behavior_token
 from steerlib.evaluate import evaluate
 from steerlib.generate import SteeredModel
-from steerlib.pipeline import stage1_config
+from steerlib.study import stage1_config
 from steerlib.tokens import PRETRAINED_FILE, SteeringTokens
 
 QUESTIONS = ["Why is the sky blue?", "How do bees make honey?", "What causes tides?", "Why do we sleep?"]

@@ -5,7 +5,7 @@ import pandas as pd
 
 import steerlib as st
 from steerlib.cli import main
-from steerlib.pipeline import reproduce
+from steerlib.study import reproduce
 
 
 def test_reproduce_smoke_end_to_end(tmp_path):
@@ -49,7 +49,7 @@ def test_cli_unknown_token_is_a_clear_error(capsys):
 
 
 def test_targets_comparison_reports_every_source(tmp_path):
-    from steerlib.pipeline import targets_comparison
+    from steerlib.study import targets_comparison
 
     preset = st.presets.smoke()
     table = targets_comparison(st.load_backbone("tiny"), preset, ["upper_case"], tmp_path)
@@ -66,7 +66,7 @@ def test_ablations_cached_only_reads_records_and_trains_nothing(tmp_path):
 
     preset = st.presets.smoke()
     bb = st.load_backbone("tiny")
-    tokens = st.train_composition_token(bb, st.pipeline.train_all_behaviors(bb, preset), preset.stage2)
+    tokens = st.train_composition_token(bb, st.study.train_all_behaviors(bb, preset), preset.stage2)
     first = run_ablations(bb, tokens, preset, tmp_path, which=("no_and",))
     lines = (tmp_path / "records.jsonl").read_text()
     # cached_only: the no_and variants are complete and reported; everything else is skipped,

@@ -342,7 +342,7 @@ def test_shipped_tokens_still_resolve_under_the_default_questions():
     import steerlib as st
     from steerlib import prompts as P
     from steerlib.distill import stage1_key
-    from steerlib.pipeline import stage1_config
+    from steerlib.study import stage1_config
     from steerlib.tokens import PRETRAINED_FILE, shipped
 
     path = ROOT / "steerlib" / "data" / PRETRAINED_FILE

@@ -51,14 +51,14 @@ def test_save_pretrained_folder_loads_back_bit_equal(tiny, tmp_path):
 
 
 def test_model_card_says_what_the_tokens_are_and_how_they_were_trained(tiny, tmp_path):
-    folder = _tokens(tiny).save_pretrained(tmp_path / "card", pass_rates={"french": (25, 30)}, repo_id="me/tok")
+    folder = _tokens(tiny).save_pretrained(tmp_path / "card", pass_rates={"french": (83.3, 30)}, repo_id="me/tok")
     card = (folder / "README.md").read_text()
     assert card.startswith("---\nlibrary_name: steerlib\n")
     assert tiny.model_id in card and tiny.fingerprint in card
     french = next(line for line in card.splitlines() if line.startswith("| `<french>`"))
     cells = [c.strip() for c in french.strip("|").split("|")]
-    # stage, init, targets (count), steps x batch, lr, CE weight, final loss, pass rate 25/30
-    assert cells[1:] == ["1", "semantic", "filtered (12)", "2 x 4", "0.05", "1.0", "2.000", "83.3% (25/30)"]
+    # stage, init, targets (count), steps x batch, lr, CE weight, final loss, pass rate
+    assert cells[1:] == ["1", "semantic", "filtered (12)", "2 x 4", "0.05", "1.0", "2.000", "83.3% of 30"]
     assert "| `<and>` | - | - | - | - | - | - | - | not measured |" in card
     assert 'st.SteeringTokens.from_pretrained("me/tok", backbone=bb)' in card
     assert "<french><and>" not in card  # one behavior token: the example uses it alone
@@ -117,12 +117,12 @@ def test_push_to_hub_uploads_the_pretrained_folder(tiny, monkeypatch):
 
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
     toks = _tokens(tiny)
-    url = toks.push_to_hub("me/tiny-tokens", private=True, token="t0k", pass_rates={"french": (1, 2)})
+    url = toks.push_to_hub("me/tiny-tokens", private=True, token="t0k", pass_rates={"french": (50.0, 2)})
     assert url == "https://hub.invalid/me/tiny-tokens/commit/1"
     assert calls["token"] == "t0k" and calls["create"] == ("me/tiny-tokens", True, True)
     repo, files, _ = calls["upload"]
     assert repo == "me/tiny-tokens" and sorted(files) == ["README.md", "tokens.safetensors"]
-    assert b"50.0% (1/2)" in files["README.md"] and b'from_pretrained("me/tiny-tokens"' in files["README.md"]
+    assert b"50.0% of 2" in files["README.md"] and b'from_pretrained("me/tiny-tokens"' in files["README.md"]
 
 
 def test_save_and_load_are_deprecated_aliases(tiny, tmp_path):
@@ -193,7 +193,7 @@ def test_not_a_token_file(tmp_path):
 
 def test_shipped_tokens_load_on_the_embedded_model(embedded):
     from steerlib.config import config_hash
-    from steerlib.pipeline import stage1_config
+    from steerlib.study import stage1_config
 
     tokens = st.SteeringTokens.pretrained(embedded)
     assert tokens.names == [*st.behaviors.names(), "and"]

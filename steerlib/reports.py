@@ -1,0 +1,138 @@
+"""The study's tables and figures: what ``steerlib.study`` leaves in a results folder.
+
+Each function takes a table the study computed and writes it, with a caption saying
+what it shows and which command made it, as markdown (and CSV or PNG where the book
+reads one). Nothing here trains or generates.
+"""
+from __future__ import annotations
+
+import json
+import resource
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from .config import Preset
+from .evaluate import format_metrics, interval_cells, orderings, per_ordering
+from .io import write_text
+from .tokens import SteeringTokens
+
+
+def write_md(path: Path, table: pd.DataFrame, caption: str) -> None:
+    """``caption``, a blank line, then ``table`` as a markdown table (atomically)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text(path, f"{caption}\n\n{table.to_markdown(index=False)}\n")
+
+
+def teacher_compliance(out: Path, table: pd.DataFrame, model_id: str, preset: Preset) -> None:
+    ev = preset.eval
+    write_md(out / "teacher_compliance.md", table,
+             f"Instruction compliance (%) of {model_id}: {ev.n_single} test prompts per behavior, greedy, "
+             f"{ev.max_new_tokens} new tokens. Made by `python -m steerlib teacher-compliance --preset {preset.name}`.")
+
+
+def single_behavior(out: Path, table: pd.DataFrame, preset: Preset) -> None:
+    """The single-behavior table, its ``variant`` column naming what each token trained on."""
+    write_md(out / "single_behavior.md", table.reset_index(),
+             f"Pass rate (%) per behavior, {preset.eval.n_single} held-out prompts each, greedy, "
+             f"{preset.eval.max_new_tokens} new tokens. token: the behavior token, trained on the target "
+             f"variant named in the last column (for {preset.stage1.steps} steps unless it says otherwise); "
+             f"filtered: a token trained on filtered targets (empty where "
+             f"fewer than {preset.stage1.targets.min_kept} passed). Made by `python -m steerlib reproduce "
+             f"--preset {preset.name}`.")
+
+
+def tokens_folder(out: Path, tokens: SteeringTokens, single: pd.DataFrame, preset: Preset) -> Path:
+    """``tokens.safetensors`` and its model card (README.md), with each token's pass rate
+    alone from the single-behavior table: ``out`` loads with ``SteeringTokens.from_pretrained``."""
+    rates = {name: (rate, preset.eval.n_single) for name, rate in single["token"].dropna().items()}
+    return tokens.save_pretrained(out, pass_rates=rates)
+
+
+def composition(out: Path, table: pd.DataFrame) -> None:
+    """composition.csv and .md (the metrics table) and pair_heatmap.png (from records.jsonl)."""
+    from . import plots
+
+    table.to_csv(out / "composition.csv", index=False)
+    write_md(out / "composition.md", format_metrics(table),
+             "Composition accuracy (%), mean over orderings [95% Wilson interval]; best ordering; order "
+             "variance [bootstrap interval over combinations]; combinations and generations per cell.")
+    records = pd.read_json(out / "records.jsonl", lines=True)
+    fig = plots.pair_heatmap(per_ordering(records), method="and")
+    fig.savefig(out / "pair_heatmap.png", dpi=120, bbox_inches="tight")
+
+
+def timings(out: Path, seconds: dict[str, float]) -> None:
+    """timings.json: the given seconds per stage, their total, and this process's peak memory."""
+    seconds["total"] = round(sum(v for k, v in seconds.items() if k != "stage1_token_seconds"), 1)
+    seconds["peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9, 2)
+    write_text(out / "timings.json", json.dumps(seconds, indent=1) + "\n")
+
+
+def baselines(out: Path, baselines: dict) -> None:
+    """baselines.md: training seconds per behavior and baseline, and each one's settings."""
+    write_md(out / "baselines.md", baseline_costs(baselines).reset_index(),
+             "Seconds each baseline took to train per behavior, as recorded when it was trained (cached "
+             "ones keep their first run's time); LM-Steer and LoRA train for the steps of the behavior's "
+             "token. Settings: " + "; ".join(f"{m.name} {json.dumps(baseline_settings(m))}"
+                                             for m in baselines.values()) + ".")
+
+
+def baseline_costs(baselines: dict) -> pd.DataFrame:
+    """Training seconds per behavior (rows, plus a total) and baseline (columns)."""
+    table = pd.DataFrame({m.name: {n: m.info[n]["seconds"] for n in m.names} for m in baselines.values()})
+    table.loc["total"] = table.sum()
+    return table.rename_axis("behavior")
+
+
+def baseline_settings(method) -> dict:
+    """What shapes a baseline's steering at generation: its settings, and how LoRA merges."""
+    meta = method.metadata()
+    return {k: v for k, v in meta["settings"].items() if k != "name"} | meta.get("merge", {})
+
+
+def caa_sweep(path: Path, table: pd.DataFrame, n_questions: int) -> None:
+    write_md(path, (table.set_index(["layer", "alpha"]) * 100).round(1).reset_index(),
+             f"CAA pass rate (%) per single behavior on {n_questions} validation questions for every layer "
+             f"and alpha tried, best mean first; the first row is the setting the composition table uses.")
+
+
+def targets_comparison(out: Path, table: pd.DataFrame, preset: Preset, names: Sequence[str],
+                       variants: Sequence[str]) -> None:
+    """targets_comparison.csv (every row, with notes) and .md (behaviors x variants)."""
+    ev = preset.eval
+    table.to_csv(out / "targets_comparison.csv", index=False)
+    cells = [cell if n else "too few targets" for cell, n in zip(interval_cells(table, "pass_rate", "lo", "hi"),
+                                                                  table["n"])]
+    wide = (table.assign(cell=cells).pivot(index="behavior", columns="method", values="cell")
+            .reindex(index=list(names), columns=["instruction", *variants]))
+    write_md(out / "targets_comparison.md", wide.reset_index(),
+             f"Pass rate (%) [95% Wilson interval], {ev.n_single} held-out prompts per cell, greedy, "
+             f"{ev.max_new_tokens} new tokens: the model's instruction compliance, and a token per target "
+             f"variant, all trained with the `{preset.name}` preset's stage-1 config. A language has no "
+             f"transform: its constructed targets are its filtered ones (constructed+ce: filtered plus the CE "
+             f"term). 'too few targets': fewer than {preset.stage1.targets.min_kept} survived, nothing trained. "
+             f"Made by `python -m steerlib targets-compare --preset {preset.name}`; every row, with notes, is "
+             f"in targets_comparison.csv.")
+
+
+def plan(preset: Preset, out: Path, with_baselines: bool | Sequence[str], combos: Sequence[tuple[str, ...]],
+         methods: Sequence[str]) -> None:
+    """Print what ``reproduce`` is about to do (cached work included)."""
+    from . import behaviors as B
+
+    ev = preset.eval
+    n_orders = sum(len(orderings(c)) for c in combos)
+    n_gen = (len(B.names()) * ev.n_single * 3 + ev.n_single
+             + sum(len(orderings(c)) * (ev.n_prompts if len(c) == 2 else ev.n_prompts_3) for c in combos)
+             * len(methods))
+    print(f"steerlib reproduce --preset {preset.name} -> {out}\n"
+          f"  stage 1: {len(B.names())} behavior tokens x {preset.stage1.steps} steps of {preset.stage1.batch_size}"
+          + "".join(f", <{n}> {k} steps" for n, k in preset.steps.items()) + " (cached ones are loaded)\n"
+          f"  stage 2: <and>, {preset.stage2.steps} steps of {preset.stage2.batch_size}\n"
+          f"  evaluation: {len(B.names())} behaviors x {ev.n_single} prompts alone; {len(combos)} combinations "
+          f"({n_orders} orderings) x {len(methods)} methods; about {n_gen} generations of "
+          f"<= {ev.max_new_tokens} tokens (cached ones are reused)"
+          + (f"\n  baselines: {'all three' if with_baselines is True else ', '.join(with_baselines)}, for every "
+             f"behavior" if with_baselines else ""))

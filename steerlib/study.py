@@ -1,0 +1,356 @@
+"""The study: the steps behind the CLI and the book, each resumable.
+
+Training every behavior token, the single-behavior table, the target-variant
+comparison, the composition evaluation, the CAA sweep, and ``reproduce``, which runs
+them all. Each step caches what it makes (tokens under ``artifacts/``, generations as
+JSON-lines records in the results folder), so running it again, or building the book,
+reuses the work, and an interrupted run continues where it stopped. The tables and
+figures they leave in the results folder are written by ``steerlib.reports``.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from . import behaviors as B
+from . import prompts as P
+from . import reports, transforms
+from .backbone import Backbone, load_backbone
+from .compose import train_composition_token
+from .config import TARGET_VARIANTS, Preset, TrainConfig, replace, variant_config
+from .distill import train_behavior_token
+from .evaluate import evaluate, metrics, sample_combos, wilson
+from .generate import METHODS, Method, SteeredModel, SteeringMethod
+from .paths import results_dir
+from .tokens import SteeringTokens
+
+log = logging.getLogger("steerlib")
+
+COMPOSITION_METHODS = ("instruction", "concat", "native_and", "and", "hybrid")
+"""The prompt-level methods of the composition table."""
+
+
+def singles() -> list[tuple[str]]:
+    """Every behavior as a one-behavior combination."""
+    return [(n,) for n in B.names()]
+
+
+def train_all_behaviors(bb: Backbone, preset: Preset, names: Sequence[str] | None = None,
+                        retrain: bool = False) -> SteeringTokens:
+    """Stage 1 for every behavior (each cached on its own)."""
+    tokens = SteeringTokens.for_backbone(bb)
+    for name in names or B.names():
+        tokens = train_behavior_token(bb, name, stage1_config(preset, name), tokens=tokens, retrain=retrain)
+    return tokens
+
+
+def stage1_config(preset: Preset, name: str) -> TrainConfig:
+    """The stage-1 config of one behavior: the preset's, with its per-behavior target policy
+    and step count."""
+    cfg = preset.stage1
+    if name in preset.sources:
+        cfg = variant_config(cfg, preset.sources[name], transforms.constructible(name))
+    return replace(cfg, steps=preset.steps[name]) if name in preset.steps else cfg
+
+
+def token_label(preset: Preset, name: str) -> str:
+    """The records label of ``name``'s token: its target variant, and its step count where
+    that differs from the variant's token in ``targets_comparison``."""
+    variant, steps = preset.target_source(name), stage1_config(preset, name).steps
+    return variant if steps == preset.stage1.steps else f"{variant}@{steps}steps"
+
+
+def load_tokens(bb: Backbone, preset: Preset, retrain: bool = False) -> SteeringTokens:
+    """Behavior tokens and <and> for this preset: trained (or loaded from the caches and the
+    shipped file, which hold exactly what this preset's training would produce)."""
+    tokens = train_all_behaviors(bb, preset, retrain=retrain)
+    return train_composition_token(bb, tokens, preset.stage2, retrain=retrain)
+
+
+def teacher_compliance(bb: Backbone, preset: Preset, out: Path | None = None) -> pd.DataFrame:
+    """Share of answers that pass each behavior's verifier when asked by instruction.
+
+    This is the ceiling a token distilled from the model's own answers starts from. The
+    generations are the 'instruction' records of the single-behavior table (same prompts).
+    """
+    out = out or results_dir(preset.name)
+    ev = preset.eval
+    recs = evaluate(SteeredModel(bb), [METHODS["instruction"]], singles(), P.load("test", limit=ev.n_single),
+                    max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size,
+                    records=out / "single_records.jsonl")
+    table = (recs.groupby("combo", sort=False).agg(pass_rate=("ok", "mean"), n=("ok", "size"))
+             .reindex(B.names()).reset_index().rename(columns={"combo": "behavior"}))
+    table["pass_rate"] = (100 * table["pass_rate"]).round(1)
+    reports.teacher_compliance(out, table, bb.model_id, preset)
+    return table
+
+
+def single_behavior_eval(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path,
+                         variants: Sequence[str] = (), recorded_variants: bool = False) -> pd.DataFrame:
+    """The single-behavior table: pass rate per behavior for each method (paper Table 9 shape);
+    ``single_behavior_records`` pivoted by ``single_table``."""
+    return single_table(single_behavior_records(bb, tokens, preset, out, variants, recorded_variants), variants)
+
+
+def single_table(records: pd.DataFrame, variants: Sequence[str] = ()) -> pd.DataFrame:
+    """Pass rate (%) per behavior (rows) and method (columns) of ``single_behavior_records``."""
+    table = (records.assign(ok=100 * records["ok"]).pivot_table(index="combo", columns="method", values="ok")
+             .reindex(B.names()).round(1))
+    table.index.name = "behavior"
+    return table.reindex(columns=["plain", "instruction", "token", "hybrid", *variants])
+
+
+def single_behavior_records(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path,
+                            variants: Sequence[str] = (), recorded_variants: bool = False) -> pd.DataFrame:
+    """Every held-out generation behind the single-behavior table, one record per prompt.
+
+    Methods: plain, instruction, token (each behavior's token in ``tokens``), hybrid, and
+    one column per target variant in ``variants`` (e.g. "filtered": tokens trained on
+    filtered targets; empty where too few targets survive). Token generations are
+    recorded under ``token:<variant>`` in ``targets_records.jsonl``, shared with
+    ``targets_comparison``, so a token is evaluated once for both tables.
+    ``recorded_variants`` reads the variant columns from those records alone (see
+    ``recorded_token_records``): the variant tokens need not be at hand, and nothing is trained.
+    """
+    questions = P.load("test", limit=preset.eval.n_single)
+    kw = dict(max_new_tokens=preset.eval.max_new_tokens, batch_size=preset.eval.batch_size)
+    methods = [METHODS["plain"], METHODS["instruction"], METHODS["hybrid"]]
+    recs = [evaluate(SteeredModel(bb, tokens), methods, singles(), questions, records=out / "single_records.jsonl",
+                     **kw)]
+    for name in B.names():
+        recs.append(token_records(bb, tokens.subset([name]), token_label(preset, name), preset, out)
+                    .assign(method="token"))
+        for label in variants:
+            found = (recorded_token_records(preset, name, label, out) if recorded_variants
+                     else variant_records(bb, preset, name, label, out))
+            if found is not None:  # None: too few targets, an empty cell rather than a fake one
+                recs.append(found.assign(method=label))
+    return pd.concat(recs, ignore_index=True)
+
+
+def variant_token(bb: Backbone, preset: Preset, name: str, variant: str) -> SteeringTokens:
+    """``<name>`` trained with the preset's stage-1 config under one target variant (cached).
+
+    Raises RuntimeError when the variant's source leaves too few targets.
+    """
+    return train_behavior_token(bb, name, variant_config(preset.stage1, variant, transforms.constructible(name)))
+
+
+def variant_records(bb: Backbone, preset: Preset, name: str, variant: str, out: Path) -> pd.DataFrame | None:
+    """The held-out records of ``variant_token``, or None (with a warning) when its source
+    leaves too few targets to train on."""
+    try:
+        tokens = variant_token(bb, preset, name, variant)
+    except RuntimeError as err:
+        log.warning("%s / %s: %s", name, variant, err)
+        return None
+    return token_records(bb, tokens, variant, preset, out)
+
+
+def recorded_token_records(preset: Preset, name: str, variant: str, out: Path) -> pd.DataFrame | None:
+    """The recorded held-out generations of ``<name>`` trained on ``variant`` targets, read
+    from ``targets_records.jsonl`` without the token's vector (so their stamps cannot be
+    checked against it); None when no record of it exists ("too few targets": nothing was
+    trained). A partial set, or records of other prompts, is an error.
+
+    This is how the book shows the filtered column of the single-behavior table: those
+    tokens are not shipped (only each behavior's chosen token is), their records are.
+    """
+    questions = P.load("test", limit=preset.eval.n_single)
+    path = out / "targets_records.jsonl"
+    rows = pd.read_json(path, lines=True) if path.is_file() else pd.DataFrame(columns=["method", "order", "prompt_id"])
+    mine = rows[(rows["method"] == f"token:{variant}") & (rows["order"] == name)
+                & (rows["prompt_id"] < len(questions))].sort_values("prompt_id").reset_index(drop=True)
+    if mine.empty:
+        return None
+    if mine["prompt_id"].tolist() != list(range(len(questions))) or mine["prompt"].tolist() != questions:
+        raise ValueError(f"{path} holds {len(mine)} 'token:{variant}' records of <{name}>, not one for each of the "
+                         f"{len(questions)} test prompts of the {preset.name} preset: regenerate them with "
+                         f"`python -m steerlib targets-compare --preset {preset.name}`")
+    return mine
+
+
+def token_records(bb: Backbone, tokens: SteeringTokens, variant: str, preset: Preset, out: Path) -> pd.DataFrame:
+    """Held-out generations of the one behavior token in ``tokens``, recorded as ``token:<variant>``."""
+    (name,) = tokens.names
+    return evaluate(SteeredModel(bb, tokens), [Method(f"token:{variant}", joiner=None)], [(name,)],
+                    P.load("test", limit=preset.eval.n_single), max_new_tokens=preset.eval.max_new_tokens,
+                    batch_size=preset.eval.batch_size, records=out / "targets_records.jsonl")
+
+
+def targets_comparison(bb: Backbone, preset: Preset, names: Sequence[str], out: Path,
+                       variants: Sequence[str] = tuple(TARGET_VARIANTS)) -> pd.DataFrame:
+    """Instruction compliance next to tokens trained on each target variant, per behavior.
+
+    Each token is trained with the preset's stage-1 config and only the target source
+    (and CE weight) changed; pass rates on the same held-out prompts with 95% Wilson
+    intervals. A source that cannot give enough targets (filtered, for a behavior the
+    model never follows) is reported as such instead of trained; a variant that reduces
+    to an earlier one (constructed, for a language) shares its row.
+    """
+    ev = preset.eval
+    rows = []
+    for name in names:
+        recs = evaluate(SteeredModel(bb), [METHODS["instruction"]], [(name,)], P.load("test", limit=ev.n_single),
+                        max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size,
+                        records=out / "single_records.jsonl")
+        rows.append(_rate_row(name, "instruction", recs))
+        done: dict[TrainConfig, dict] = {}
+        for label in variants:
+            cfg = variant_config(preset.stage1, label, transforms.constructible(name))
+            if cfg in done:
+                rows.append({**done[cfg], "method": label, "note": f"= {done[cfg]['method']} (no transform)"})
+                continue
+            found = variant_records(bb, preset, name, label, out)
+            row = (_rate_row(name, label, found) if found is not None else
+                   {"behavior": name, "method": label, "pass_rate": float("nan"), "lo": float("nan"),
+                    "hi": float("nan"), "n": 0, "note": "too few targets"})
+            if cfg.targets.source != TARGET_VARIANTS[label][0]:
+                row["note"] = row["note"] or f"no transform: {cfg.targets.source} targets"
+            done[cfg] = row
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    reports.targets_comparison(out, table, preset, names, variants)
+    return table
+
+
+def best_variants(table: pd.DataFrame) -> dict[str, str]:
+    """Per behavior of a ``targets_comparison`` table, the token variant with the highest
+    pass rate; a tie goes to the earlier (simpler) variant in ``TARGET_VARIANTS`` order."""
+    tokens = table[table["method"].isin(list(TARGET_VARIANTS))].dropna(subset=["pass_rate"])
+    best = {}
+    for name, group in tokens.groupby("behavior", sort=False):
+        rates = group.set_index("method")["pass_rate"]
+        best[name] = rates.reindex([v for v in TARGET_VARIANTS if v in rates.index]).idxmax()
+    return best
+
+
+def _rate_row(name: str, method: str, recs: pd.DataFrame) -> dict:
+    k, n = int(recs["ok"].sum()), len(recs)
+    lo, hi = wilson(k, n)
+    return {"behavior": name, "method": method, "pass_rate": 100 * k / n, "lo": 100 * lo, "hi": 100 * hi, "n": n,
+            "note": ""}
+
+
+def composition_combos(preset: Preset) -> list[tuple[str, ...]]:
+    """The sampled combinations of every split: seen/unseen x 2/3 behaviors, plus 3 + json."""
+    ev = preset.eval
+    combos = []
+    for k in (2, 3):
+        for split in ("seen", "unseen"):
+            combos += sample_combos(k, split, ev.n_combos if k == 2 else ev.n_combos_3, ev.seed)
+    return combos + sample_combos(4, "all", ev.n_combos_4, ev.seed, include_json=True)
+
+
+def composition_eval(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path,
+                     methods: Sequence[str | SteeringMethod] | None = None) -> pd.DataFrame:
+    """Evaluate compositions; writes records and returns the paper-shaped metrics table.
+
+    Pairs use ``eval.n_prompts`` prompts per ordering, triples and 3 + json (6 and 24
+    orderings) ``eval.n_prompts_3``: the same first test prompts, so ids agree.
+    """
+    ev = preset.eval
+    combos = composition_combos(preset)
+    sm = SteeredModel(bb, tokens)
+    kw = dict(max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, records=out / "records.jsonl",
+              seed=ev.seed)
+    methods = methods or COMPOSITION_METHODS
+    recs = pd.concat([
+        evaluate(sm, methods, [c for c in combos if len(c) == 2], P.load("test", limit=ev.n_prompts), **kw),
+        evaluate(sm, methods, [c for c in combos if len(c) > 2], P.load("test", limit=ev.n_prompts_3), **kw),
+    ], ignore_index=True)
+    return metrics(recs)
+
+
+CAA_ALPHAS = (1.0, 3.0, 6.0)
+"""The multipliers ``caa_sweep`` tries (the paper's 3.0, a third of it and twice it)."""
+
+
+def caa_sweep(bb: Backbone, caa, preset: Preset, out: Path, name: str = "caa_sweep"):
+    """CAA with the layer and alpha that pass most of its single behaviors on validation questions.
+
+    Validation questions are training-split questions the CAA vectors were not averaged
+    over (the first ``eval.n_prompts`` of them); the layers tried are the paper's relative
+    depth and four layers either side. Writes the sweep to ``caa_sweep.md`` (its
+    generations to ``caa_sweep_records.jsonl``; another ``name`` for a sweep over another set
+    of behaviors) and returns CAA at the best setting.
+    """
+    from .baselines import CAAConfig, sweep
+    from .baselines.caa import default_layer, extraction_questions
+
+    used = set(extraction_questions(CAAConfig(seed=preset.stage1.seed)))
+    validation = [q for q in P.load("train") if q not in used][: preset.eval.n_prompts]
+    n_layers = len(bb.model.base_model.layers)
+    layers = sorted({min(max(default_layer(bb) + d, 0), n_layers - 1) for d in (-4, 0, 4)})
+    names = [n for n in B.names() if n in caa.names]
+    table = sweep(bb, caa, names, validation, CAA_ALPHAS, layers, max_new_tokens=preset.eval.max_new_tokens,
+                  batch_size=preset.eval.batch_size, records=out / "caa_sweep_records.jsonl")
+    reports.caa_sweep(out / f"{name}.md", table, len(validation))
+    best = table.iloc[0]
+    return replace(caa, layer=int(best["layer"]), alpha=float(best["alpha"]))
+
+
+def reproduce(preset: Preset, out: Path | None = None, with_baselines: bool | Sequence[str] = False) -> dict:
+    """Stage 1, stage 2, evaluation, tables and figures; resumable. Returns the tables.
+
+    Writes into ``out`` (default ``results/<preset>``): teacher_compliance.md,
+    single_behavior.md, composition.md/.csv, pair_heatmap.png, the generation records,
+    with ``with_baselines`` also caa_sweep.md and baselines.md (training seconds and
+    settings of each baseline), and timings.json (this run's seconds per stage, which are
+    small for cached stages; ``stage1_token_seconds``, what training the behavior tokens
+    cost when they were trained; and peak memory).
+    """
+    out = out or results_dir(preset.name)
+    out.mkdir(parents=True, exist_ok=True)
+    reports.plan(preset, out, with_baselines, composition_combos(preset), COMPOSITION_METHODS)
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        timings[stage] = round(time.perf_counter() - clock, 1)
+        clock = time.perf_counter()
+        log.info("%s: %.0f s", stage, timings[stage])
+
+    bb = load_backbone(preset.model)
+    tokens = train_all_behaviors(bb, preset)
+    lap("stage1")
+    # what training the tokens cost when they were trained (this run may have loaded them)
+    timings["stage1_token_seconds"] = round(sum(tokens.info[n].get("seconds", 0.0) for n in tokens.names), 1)
+    teacher_compliance(bb, preset, out)
+    single = single_behavior_eval(bb, tokens, preset, out, variants=("filtered",))
+    reports.single_behavior(out, single.assign(variant=[token_label(preset, n) for n in single.index]), preset)
+    lap("single_eval")
+    tokens = train_composition_token(bb, tokens, preset.stage2)
+    reports.tokens_folder(out, tokens, single, preset)
+    lap("stage2")
+    methods: list = list(COMPOSITION_METHODS)
+    if with_baselines:
+        from .baselines import BASELINES, train_baselines
+
+        which = BASELINES if with_baselines is True else with_baselines
+        # LM-Steer and LoRA learn from the same targets, CE weight and steps as each token
+        # (at their own lr where the preset gives one)
+        baselines = train_baselines(bb, B.names(), preset.stage1, which=which, lr=preset.baseline_lr,
+                                    train_for={n: stage1_config(preset, n) for n in B.names()})
+        lap("baselines_train")
+        if "caa" in baselines:
+            baselines["caa"] = caa_sweep(bb, baselines["caa"], preset, out)
+            lap("caa_sweep")
+        reports.baselines(out, baselines)
+        methods += list(baselines.values())
+    table = composition_eval(bb, tokens, preset, out, methods)
+    lap("composition_eval")
+    if preset.validation is not None:  # pairs are chosen on validation questions
+        from . import capable
+
+        capable.run(bb, tokens, preset, out, methods)
+        lap("capable_pairs")
+    reports.composition(out, table)
+    reports.timings(out, timings)
+    log.info("reproduce done in %.0f s; results in %s", timings["total"], out)
+    return {"single": single, "composition": table, "timings": timings}
