@@ -23,11 +23,11 @@ from typing import ClassVar, ContextManager, Iterator, Protocol, Sequence, runti
 
 import torch
 from tqdm.auto import tqdm
+from transformers import (DynamicCache, GenerationConfig, LogitsProcessorList, RepetitionPenaltyLogitsProcessor,
+                          StopStringCriteria, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
 
 from . import behaviors as B
 from .backbone import Backbone
-from transformers import DynamicCache, RepetitionPenaltyLogitsProcessor
-
 from .errors import ConfigError, PromptError
 from .template import Batch, Rendered, embed, render, render_text
 from .tokens import SteeringTokens, text_init
@@ -94,12 +94,18 @@ class SteeredModel:
     def generate_ids(self, prompts: Sequence[str | Request], max_new_tokens: int = 256,
                      batch_size: int = 16, do_sample: bool = False, temperature: float = 1.0,
                      progress: bool | None = None, desc: str = "generate", seed: int = 0,
-                     repetition_penalty: float = 1.0) -> list[list[int]]:
+                     repetition_penalty: float = 1.0, generation_config: GenerationConfig | None = None
+                     ) -> list[list[int]]:
         """Answer token ids for each prompt (greedy by default), in input order.
 
         An answer ends with the model's end-of-turn token when it finished before
         ``max_new_tokens``; padding after the end is removed. ``repetition_penalty`` > 1
         discourages tokens the answer already holds (demos: ``DEMO_REPETITION_PENALTY``).
+
+        ``generation_config``, a transformers ``GenerationConfig``, replaces
+        ``max_new_tokens``, ``do_sample``, ``temperature`` and ``repetition_penalty``:
+        sampling with temperature, top-k and top-p, a repetition penalty, stop strings,
+        other end tokens. ``seed`` seeds the sampling.
 
         All or nothing: every prompt is rendered and checked before anything is generated,
         so one bad prompt (an unknown or conflicting token, a prompt that with
@@ -113,23 +119,25 @@ class SteeredModel:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch_size must be an integer >= 1; got {batch_size!r}")
         bb = self.backbone
+        cfg = generation_config or GenerationConfig(max_new_tokens=max_new_tokens, do_sample=do_sample,
+                                                    temperature=temperature, top_k=None,
+                                                    repetition_penalty=repetition_penalty)
+        how = Decoding.from_config(bb, cfg)
         rows = []
         for i, prompt in enumerate(prompts):
             try:
                 rows.append(self.render(prompt))
             except PromptError as err:
                 raise PromptError(f"prompt {i}: {err}" if len(prompts) > 1 else str(err)) from None
-        _check_context(bb, rows, max_new_tokens)
+        _check_context(bb, rows, how.max_new_tokens)
         order = sorted(range(len(rows)), key=lambda i: -len(rows[i].ids))
         out: list[list[int]] = [[] for _ in rows]
-        eos = set(bb.eos_ids)
         batches = [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
         bar = tqdm(batches, desc=desc, disable=_quiet(progress, len(prompts)), leave=False)
         gen = torch.Generator(device=bb.device).manual_seed(seed)
         for idx in bar:
             batch = embed(bb, [rows[i] for i in idx], self.tokens)
-            for i, seq in zip(idx, decode(bb, batch, max_new_tokens, eos, do_sample, temperature, gen,
-                                          repetition_penalty)):
+            for i, seq in zip(idx, decode(bb, batch, how, gen)):
                 out[i] = seq
         return out
 
@@ -162,15 +170,48 @@ def _check_context(bb: Backbone, rows: Sequence[Rendered], max_new_tokens: int) 
                 f"truncate prompts)")
 
 
-def decode(bb: Backbone, batch: Batch, max_new_tokens: int, eos: set[int], do_sample: bool = False,
-           temperature: float = 1.0, generator: torch.Generator | None = None,
-           repetition_penalty: float = 1.0) -> list[list[int]]:
-    """Greedy (or sampled) decoding with a KV cache, dropping rows as they finish.
+@dataclass(frozen=True)
+class Decoding:
+    """How ``decode`` picks and stops: a ``GenerationConfig`` turned into transformers'
+    own logits processors and stopping criterion, which the loop applies each step."""
+
+    max_new_tokens: int
+    do_sample: bool
+    processors: LogitsProcessorList
+    eos: frozenset[int]
+    stop: StopStringCriteria | None = None
+
+    @classmethod
+    def from_config(cls, bb: Backbone, cfg: GenerationConfig) -> Decoding:
+        if (cfg.num_beams or 1) > 1 or (cfg.num_return_sequences or 1) > 1:
+            raise ValueError("steerlib decodes one sequence per prompt: num_beams and num_return_sequences must be 1")
+        if not cfg.max_new_tokens:
+            raise ValueError("the GenerationConfig needs max_new_tokens (how long an answer may grow)")
+        procs = LogitsProcessorList()
+        if cfg.repetition_penalty not in (None, 1.0):
+            procs.append(RepetitionPenaltyLogitsProcessor(cfg.repetition_penalty))
+        if cfg.do_sample:
+            if cfg.temperature not in (None, 1.0):
+                procs.append(TemperatureLogitsWarper(cfg.temperature))
+            if cfg.top_k:
+                procs.append(TopKLogitsWarper(cfg.top_k))
+            if cfg.top_p not in (None, 1.0):
+                procs.append(TopPLogitsWarper(cfg.top_p))
+        eos = cfg.eos_token_id if cfg.eos_token_id is not None else bb.eos_ids
+        eos = frozenset([eos] if isinstance(eos, int) else eos)
+        stop = StopStringCriteria(bb.tokenizer, cfg.stop_strings) if cfg.stop_strings else None
+        return cls(cfg.max_new_tokens, bool(cfg.do_sample), procs, eos, stop)
+
+
+def decode(bb: Backbone, batch: Batch, how: Decoding, generator: torch.Generator | None = None) -> list[list[int]]:
+    """Decoding with a KV cache, dropping rows as they finish.
 
     ``transformers``' ``generate`` keeps computing every row until the longest answer
     ends; answers of a chat model vary a lot in length, so removing finished rows from
-    the batch and the cache (ours) saves much of the work. Each answer ends with its
-    end-of-turn token, or stops at ``max_new_tokens``.
+    the batch and the cache (ours) saves much of the work (benchmarks/RESULTS.md
+    measures how much). Each answer ends with an end token or a stop string, or stops
+    at ``how.max_new_tokens``. The logits processors see the answer so far (as
+    ``generate(inputs_embeds=...)`` does: the prompt is embeddings, not ids).
     """
     model = bb.model
     cache = DynamicCache(config=model.config)
@@ -181,27 +222,25 @@ def decode(bb: Backbone, batch: Batch, max_new_tokens: int, eos: set[int], do_sa
     out = model(inputs_embeds=batch.inputs_embeds, attention_mask=mask, position_ids=batch.position_ids,
                 use_cache=True, logits_to_keep=1, **{cache_kw: cache})
     results: list[list[int]] = [[] for _ in range(len(rows))]
-    eos_t = torch.tensor(sorted(eos), device=bb.device)
-    penalty = RepetitionPenaltyLogitsProcessor(repetition_penalty) if repetition_penalty != 1.0 else None
-    generated = torch.empty(len(rows), 0, dtype=torch.long, device=bb.device)  # the live rows' answers so far
-    for step in range(max_new_tokens):
-        logits = out.logits[:, -1].float()
-        if penalty is not None and step:
-            logits = penalty(generated, logits)
-        if do_sample:
-            nxt = torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=generator).squeeze(1)
+    eos_t = torch.tensor(sorted(how.eos), device=bb.device)
+    answers = torch.empty(len(rows), 0, dtype=torch.long, device=bb.device)  # the live rows' tokens so far
+    for step in range(how.max_new_tokens):
+        scores = how.processors(answers, out.logits[:, -1].float())
+        if how.do_sample:
+            nxt = torch.multinomial(torch.softmax(scores, -1), 1, generator=generator).squeeze(1)
         else:
-            nxt = logits.argmax(-1)
+            nxt = scores.argmax(-1)
         for r, t in zip(rows.tolist(), nxt.tolist()):
             results[r].append(t)
-        if penalty is not None:
-            generated = torch.cat([generated, nxt[:, None]], dim=1)
+        answers = torch.cat([answers, nxt[:, None]], dim=1)
         live = ~torch.isin(nxt, eos_t)
-        if step == max_new_tokens - 1 or not live.any():
+        if how.stop is not None:
+            live &= ~how.stop(answers, scores)
+        if step == how.max_new_tokens - 1 or not live.any():
             break
         if not live.all():
             keep = live.nonzero().squeeze(1)
-            rows, nxt, mask, pos, generated = rows[keep], nxt[keep], mask[keep], pos[keep], generated[keep]
+            rows, nxt, mask, pos, answers = rows[keep], nxt[keep], mask[keep], pos[keep], answers[keep]
             cache.batch_select_indices(keep)
         mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
         pos = pos + 1

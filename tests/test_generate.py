@@ -1,0 +1,77 @@
+"""Decoding: the row-dropping loop against transformers' own generate, and GenerationConfig."""
+import pytest
+import torch
+from transformers import GenerationConfig
+
+import steerlib as st
+from steerlib.template import embed
+
+PROMPTS = ["Why is the sky blue? <a>", "Name three fruits.", "How do magnets work? <a><and><b>", "Hi"]
+
+
+@pytest.fixture(scope="module")
+def sm(tiny):
+    toks = st.SteeringTokens.for_backbone(tiny)
+    gen = torch.Generator().manual_seed(0)
+    for name in ("a", "b", "and"):
+        toks.set(name, torch.randn(tiny.hidden_size, generator=gen))
+    return st.SteeredModel(tiny, toks)
+
+
+def hf_generate(sm, prompt, **kwargs) -> list[int]:
+    """``model.generate(inputs_embeds=...)`` on one prompt alone (no padding), cut after its end."""
+    bb = sm.backbone
+    batch = embed(bb, [sm.render(prompt)], sm.tokens)
+    with torch.inference_mode():
+        row = bb.model.generate(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask,
+                                eos_token_id=bb.eos_ids, pad_token_id=bb.tokenizer.pad_token_id, **kwargs)[0]
+    row = row.tolist()
+    ends = [i for i, t in enumerate(row) if t in bb.eos_ids]
+    return row[: ends[0] + 1] if ends else row
+
+
+def test_greedy_batched_equals_unbatched_equals_hf_generate(sm):
+    batched = sm.generate_ids(PROMPTS, max_new_tokens=12, batch_size=4)
+    assert batched == [sm.generate_ids([p], max_new_tokens=12)[0] for p in PROMPTS]
+    assert batched == [hf_generate(sm, p, max_new_tokens=12, do_sample=False) for p in PROMPTS]
+
+
+def test_generation_config_repetition_penalty_matches_hf(sm):
+    cfg = GenerationConfig(max_new_tokens=30, do_sample=False, repetition_penalty=1.8)
+    ours = sm.generate_ids(PROMPTS, batch_size=4, generation_config=cfg)
+    assert ours == [hf_generate(sm, p, max_new_tokens=30, do_sample=False, repetition_penalty=1.8) for p in PROMPTS]
+    plain = sm.generate_ids(PROMPTS, max_new_tokens=30, batch_size=4)
+    assert any(len(set(a)) < len(a) for a in plain)  # some plain answer repeats a token ...
+    assert all(len(set(a)) == len(a) for a in ours) and ours != plain  # ... the penalised ones do not
+
+
+def test_generation_config_stop_strings_match_hf(sm):
+    tok = sm.backbone.tokenizer
+    plain = sm.generate_ids(PROMPTS, max_new_tokens=12, batch_size=4)
+    stop = tok.decode(plain[0][3:5])  # text the first answer writes mid-way
+    assert stop.strip()
+    cfg = GenerationConfig(max_new_tokens=12, do_sample=False, stop_strings=[stop])
+    ours = sm.generate_ids(PROMPTS, batch_size=4, generation_config=cfg)
+    hf = [hf_generate(sm, p, max_new_tokens=12, do_sample=False, stop_strings=[stop], tokenizer=tok)
+          for p in PROMPTS]
+    assert ours == hf
+    assert len(ours[0]) <= 5 and stop in tok.decode(ours[0])  # stopped right after writing it
+
+
+def test_top_p_that_keeps_one_token_samples_the_greedy_answer(sm):
+    greedy = sm.generate_ids(PROMPTS, max_new_tokens=10, batch_size=4)
+    cfg = GenerationConfig(max_new_tokens=10, do_sample=True, top_p=1e-6, top_k=0, temperature=0.7)
+    assert sm.generate_ids(PROMPTS, batch_size=4, generation_config=cfg, seed=3) == greedy
+    wide = GenerationConfig(max_new_tokens=10, do_sample=True, top_k=0, temperature=5.0)
+    assert sm.generate_ids(PROMPTS, batch_size=4, generation_config=wide, seed=3) != greedy
+
+
+def test_sampling_is_seeded(sm):
+    cfg = GenerationConfig(max_new_tokens=8, do_sample=True, top_k=50, top_p=0.9)
+    first = sm.generate_ids(PROMPTS, generation_config=cfg, seed=1)
+    assert first == sm.generate_ids(PROMPTS, generation_config=cfg, seed=1)
+
+
+def test_beam_search_is_refused(sm):
+    with pytest.raises(ValueError, match="num_beams"):
+        sm.generate("Hi", generation_config=GenerationConfig(max_new_tokens=4, num_beams=2))
