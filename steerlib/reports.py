@@ -2,7 +2,7 @@
 
 Each function takes a table the study computed and writes it, with a caption saying
 what it shows and which command made it, as markdown (and CSV or PNG where the book
-reads one). Nothing here trains or generates.
+reads one). Nothing here trains or generates. Under torchrun only rank 0 writes.
 """
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from typing import Sequence
 
 import pandas as pd
 
+from . import distributed
 from .config import Preset
-from .evaluate import format_metrics, interval_cells, orderings, per_ordering
+from .evaluate import format_metrics, interval_cells, orderings, per_ordering, read_records
 from .io import write_text
 from .tokens import SteeringTokens
 
@@ -22,7 +23,7 @@ from .tokens import SteeringTokens
 def write_md(path: Path, table: pd.DataFrame, caption: str) -> None:
     """``caption``, a blank line, then ``table`` as a markdown table (atomically)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_text(path, f"{caption}\n\n{table.to_markdown(index=False)}\n")
+    distributed.main_only(write_text, path, f"{caption}\n\n{table.to_markdown(index=False)}\n")
 
 
 def teacher_compliance(out: Path, table: pd.DataFrame, model_id: str, preset: Preset) -> None:
@@ -47,27 +48,27 @@ def tokens_folder(out: Path, tokens: SteeringTokens, single: pd.DataFrame, prese
     """``tokens.safetensors`` and its model card (README.md), with each token's pass rate
     alone from the single-behavior table: ``out`` loads with ``SteeringTokens.from_pretrained``."""
     rates = {name: (rate, preset.eval.n_single) for name, rate in single["token"].dropna().items()}
-    return tokens.save_pretrained(out, pass_rates=rates)
+    distributed.main_only(tokens.save_pretrained, out, pass_rates=rates)
+    return out
 
 
 def composition(out: Path, table: pd.DataFrame) -> None:
     """composition.csv and .md (the metrics table) and pair_heatmap.png (from records.jsonl)."""
     from . import plots
 
-    table.to_csv(out / "composition.csv", index=False)
+    distributed.main_only(table.to_csv, out / "composition.csv", index=False)
     write_md(out / "composition.md", format_metrics(table),
              "Composition accuracy (%), mean over orderings [95% Wilson interval]; best ordering; order "
              "variance [bootstrap interval over combinations]; combinations and generations per cell.")
-    records = pd.read_json(out / "records.jsonl", lines=True)
-    fig = plots.pair_heatmap(per_ordering(records), method="and")
-    fig.savefig(out / "pair_heatmap.png", dpi=120, bbox_inches="tight")
+    fig = plots.pair_heatmap(per_ordering(read_records(out / "records.jsonl")), method="and")
+    distributed.main_only(fig.savefig, out / "pair_heatmap.png", dpi=120, bbox_inches="tight")
 
 
 def timings(out: Path, seconds: dict[str, float]) -> None:
     """timings.json: the given seconds per stage, their total, and this process's peak memory."""
     seconds["total"] = round(sum(v for k, v in seconds.items() if k != "stage1_token_seconds"), 1)
     seconds["peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9, 2)
-    write_text(out / "timings.json", json.dumps(seconds, indent=1) + "\n")
+    distributed.main_only(write_text, out / "timings.json", json.dumps(seconds, indent=1) + "\n")
 
 
 def baselines(out: Path, baselines: dict) -> None:
@@ -102,7 +103,7 @@ def targets_comparison(out: Path, table: pd.DataFrame, preset: Preset, names: Se
                        variants: Sequence[str]) -> None:
     """targets_comparison.csv (every row, with notes) and .md (behaviors x variants)."""
     ev = preset.eval
-    table.to_csv(out / "targets_comparison.csv", index=False)
+    distributed.main_only(table.to_csv, out / "targets_comparison.csv", index=False)
     cells = [cell if n else "too few targets" for cell, n in zip(interval_cells(table, "pass_rate", "lo", "hi"),
                                                                   table["n"])]
     wide = (table.assign(cell=cells).pivot(index="behavior", columns="method", values="cell")

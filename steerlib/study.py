@@ -23,7 +23,7 @@ from .backbone import Backbone, load_backbone
 from .compose import train_composition_token
 from .config import TARGET_VARIANTS, Preset, TrainConfig, replace, variant_config
 from .distill import train_behavior_token
-from .evaluate import evaluate, metrics, sample_combos, wilson
+from .evaluate import evaluate, metrics, read_records, sample_combos, wilson
 from .generate import METHODS, Method, SteeredModel, SteeringMethod
 from .paths import results_dir
 from .tokens import SteeringTokens
@@ -162,7 +162,7 @@ def recorded_token_records(preset: Preset, name: str, variant: str, out: Path) -
     """
     questions = P.load("test", limit=preset.eval.n_single)
     path = out / "targets_records.jsonl"
-    rows = pd.read_json(path, lines=True) if path.is_file() else pd.DataFrame(columns=["method", "order", "prompt_id"])
+    rows = read_records(path, max_new_tokens=preset.eval.max_new_tokens)
     mine = rows[(rows["method"] == f"token:{variant}") & (rows["order"] == name)
                 & (rows["prompt_id"] < len(questions))].sort_values("prompt_id").reset_index(drop=True)
     if mine.empty:

@@ -346,7 +346,7 @@ def test_shipped_tokens_still_resolve_under_the_default_questions():
     from steerlib.tokens import PRETRAINED_FILE, shipped
 
     path = ROOT / "steerlib" / "data" / PRETRAINED_FILE
-    fingerprint = SteeringTokens.load(path).fingerprint
+    fingerprint = SteeringTokens.load_file(path).fingerprint
     bb = SimpleNamespace(fingerprint=fingerprint)  # shipped() reads only the fingerprint
     preset = st.presets.cpu()
     for name in st.behaviors.names():
