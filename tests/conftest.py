@@ -18,3 +18,11 @@ def tiny():
 @pytest.fixture(scope="session")
 def embedded():
     return st.load_backbone()
+
+
+def pytest_collection_modifyitems(items):
+    """Every test that loads the real (embedded) model is ``slow``, so that
+    ``pytest -m "not slow"`` leaves them out; ``make test`` still runs them all."""
+    for item in items:
+        if "embedded" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

@@ -85,7 +85,6 @@ def random_caa(bb, **kw) -> CAA:
 def test_caa_adds_alpha_times_summed_vectors_to_layer_output(bb, layer):
     caa = random_caa(bb, layer=layer, alpha=2.5)
     target = caa.layer_for(bb)
-    assert caa_module.default_layer(bb) == round(10 / 36 * 2)
     seen = []
     block = bb.model.base_model.layers[target]
     before = snapshot(bb)

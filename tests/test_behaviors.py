@@ -143,8 +143,9 @@ def test_compatible_rejects_unknown_names():
 def test_training_pairs():
     pairs = B.training_pairs()
     print(f"training_pairs: {len(pairs)}")
-    # 62 seen cross-category pairs, less the 3 seen excluded ones
-    assert len(pairs) == 59
+    # seen members per category 4, 3, 2, 4: 4*3 + 4*2 + 4*4 + 3*2 + 3*4 + 2*4 = 62 cross-category
+    # pairs, less the 3 excluded pairs of seen behaviors (words 50-70 & 1 sentence, 90-120 & 1, 90-120 & 2)
+    assert len(pairs) == 4 * 3 + 4 * 2 + 4 * 4 + 3 * 2 + 3 * 4 + 2 * 4 - 3
     assert len(set(pairs)) == len(pairs)
     for a, b in pairs:
         assert B.get(a).seen and B.get(b).seen
@@ -161,11 +162,22 @@ def test_combination_counts():
         for k in (2, 3)
         for split in ("all", "seen", "unseen")
     }
-    print(f"combinations: {counts}")
+    # Derivation. Categories (all / seen): language 5/4, length 4/3, case 3/2, sentences 5/4
+    # (german, words_70_90, title_case, sentences_3 are unseen; json is not in the pool). A
+    # combination takes at most one behavior per category, so k behaviors = k categories,
+    # one member each. Excluded length x sentences pairs: 50-70 & 1, 70-90 & 1, 90-120 & 1,
+    # 90-120 & 2 (4 in all; 3 seen, 70-90 being unseen).
+    pairs_all = 5 * 4 + 5 * 3 + 5 * 5 + 4 * 3 + 4 * 5 + 3 * 5 - 4  # 107 cross-category pairs, less 4
+    pairs_seen = 4 * 3 + 4 * 2 + 4 * 4 + 3 * 2 + 3 * 4 + 2 * 4 - 3
+    # triples: choose 3 of the 4 categories; then drop the triples holding an excluded pair,
+    # whose third member comes from language or case
+    triples_all = 5 * 4 * 3 + 5 * 4 * 5 + 5 * 3 * 5 + 4 * 3 * 5 - 4 * (5 + 3)
+    triples_seen = 4 * 3 * 2 + 4 * 3 * 4 + 4 * 2 * 4 + 3 * 2 * 4 - 3 * (4 + 2)
     assert counts == {
-        (2, "all"): 103, (2, "seen"): 59, (2, "unseen"): 44,
-        (3, "all"): 263, (3, "seen"): 110, (3, "unseen"): 153,
+        (2, "all"): pairs_all, (2, "seen"): pairs_seen, (2, "unseen"): pairs_all - pairs_seen,
+        (3, "all"): triples_all, (3, "seen"): triples_seen, (3, "unseen"): triples_all - triples_seen,
     }  # fmt: skip
+    assert (pairs_all, pairs_seen, triples_all, triples_seen) == (103, 59, 263, 110)
 
 
 @pytest.mark.parametrize("k", [2, 3, 4])

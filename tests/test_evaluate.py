@@ -34,11 +34,13 @@ def test_metrics_known_values():
     assert row["mean_lo"] == pytest.approx(100 * lo) and row["mean_hi"] == pytest.approx(100 * hi)
 
 
-def test_wilson_edges():
-    lo, hi = wilson(0, 10)
-    assert lo == 0.0 and 0.2 < hi < 0.35
-    lo, hi = wilson(10, 10)
-    assert hi == 1.0 and 0.65 < lo < 0.8
+@pytest.mark.parametrize(("k", "n"), [(0, 10), (10, 10), (1, 30), (25, 30), (500, 1000), (3, 7)])
+def test_wilson_matches_scipy(k, n):
+    from scipy.stats import binomtest
+
+    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    # ours uses z = 1.96, scipy the exact 97.5% normal quantile (1.959964...)
+    assert wilson(k, n) == pytest.approx((ci.low, ci.high), abs=1e-4)
 
 
 def test_orderings_and_splits():
