@@ -49,7 +49,7 @@ from steerlib.config import variant_config
 from steerlib.evaluate import format_table
 from steerlib.generate import Method
 from steerlib.paths import results_dir
-from steerlib.pipeline import load_tokens
+from steerlib.study import load_tokens
 
 preset = st.book.setup()  # $STEERLIB_PRESET: "smoke" (tiny model, CI), "cpu" (default), "paper"
 

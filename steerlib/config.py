@@ -44,13 +44,10 @@ class Init(StrEnum):
     MEAN = "mean"
 
 
-class TargetVariant(StrEnum):
-    """A stage-1 target policy compared per behavior: a target source and a CE weight."""
-
-    SELF = "self"
-    FILTERED = "filtered"
-    CONSTRUCTED = "constructed"
-    CONSTRUCTED_CE = "constructed+ce"
+TargetVariant = StrEnum("TargetVariant", [(m.name, m.value) for m in TargetSource if m != TargetSource.MODEL]
+                        + [("CONSTRUCTED_CE", "constructed+ce")], module=__name__)
+TargetVariant.__doc__ = """A stage-1 target policy compared per behavior: a target source of the model's own
+answers (self, filtered, constructed), or constructed+ce (constructed plus the CE term)."""
 
 
 class Stage2Variant(StrEnum):
