@@ -16,15 +16,14 @@ in ``steerlib.baselines``; every method, of either kind, is a ``SteeringMethod``
 from __future__ import annotations
 
 import contextlib
-import inspect
+import copy
 import random
 from dataclasses import dataclass
 from typing import ClassVar, ContextManager, Iterator, Protocol, Sequence, runtime_checkable
 
 import torch
 from tqdm.auto import tqdm
-from transformers import (DynamicCache, GenerationConfig, LogitsProcessorList, RepetitionPenaltyLogitsProcessor,
-                          StopStringCriteria, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
+from transformers import GenerationConfig
 
 from . import behaviors as B
 from .backbone import Backbone
@@ -122,22 +121,21 @@ class SteeredModel:
         cfg = generation_config or GenerationConfig(max_new_tokens=max_new_tokens, do_sample=do_sample,
                                                     temperature=temperature, top_k=None,
                                                     repetition_penalty=repetition_penalty)
-        how = Decoding.from_config(bb, cfg)
+        cfg = _completed(bb, cfg)
         rows = []
         for i, prompt in enumerate(prompts):
             try:
                 rows.append(self.render(prompt))
             except PromptError as err:
                 raise PromptError(f"prompt {i}: {err}" if len(prompts) > 1 else str(err)) from None
-        _check_context(bb, rows, how.max_new_tokens)
+        _check_context(bb, rows, cfg.max_new_tokens)
         order = sorted(range(len(rows)), key=lambda i: -len(rows[i].ids))
         out: list[list[int]] = [[] for _ in rows]
         batches = [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
         bar = tqdm(batches, desc=desc, disable=_quiet(progress, len(prompts)), leave=False)
-        gen = torch.Generator(device=bb.device).manual_seed(seed)
-        for idx in bar:
+        for n, idx in enumerate(bar):
             batch = embed(bb, [rows[i] for i in idx], self.tokens)
-            for i, seq in zip(idx, decode(bb, batch, how, gen)):
+            for i, seq in zip(idx, decode(bb, batch, cfg, seed + n)):
                 out[i] = seq
         return out
 
@@ -170,83 +168,49 @@ def _check_context(bb: Backbone, rows: Sequence[Rendered], max_new_tokens: int) 
                 f"truncate prompts)")
 
 
-@dataclass(frozen=True)
-class Decoding:
-    """How ``decode`` picks and stops: a ``GenerationConfig`` turned into transformers'
-    own logits processors and stopping criterion, which the loop applies each step."""
-
-    max_new_tokens: int
-    do_sample: bool
-    processors: LogitsProcessorList
-    eos: frozenset[int]
-    stop: StopStringCriteria | None = None
-
-    @classmethod
-    def from_config(cls, bb: Backbone, cfg: GenerationConfig) -> Decoding:
-        if (cfg.num_beams or 1) > 1 or (cfg.num_return_sequences or 1) > 1:
-            raise ValueError("steerlib decodes one sequence per prompt: num_beams and num_return_sequences must be 1")
-        if not cfg.max_new_tokens:
-            raise ValueError("the GenerationConfig needs max_new_tokens (how long an answer may grow)")
-        procs = LogitsProcessorList()
-        if cfg.repetition_penalty not in (None, 1.0):
-            procs.append(RepetitionPenaltyLogitsProcessor(cfg.repetition_penalty))
-        if cfg.do_sample:
-            if cfg.temperature not in (None, 1.0):
-                procs.append(TemperatureLogitsWarper(cfg.temperature))
-            if cfg.top_k:
-                procs.append(TopKLogitsWarper(cfg.top_k))
-            if cfg.top_p not in (None, 1.0):
-                procs.append(TopPLogitsWarper(cfg.top_p))
-        eos = cfg.eos_token_id if cfg.eos_token_id is not None else bb.eos_ids
-        eos = frozenset([eos] if isinstance(eos, int) else eos)
-        stop = StopStringCriteria(bb.tokenizer, cfg.stop_strings) if cfg.stop_strings else None
-        return cls(cfg.max_new_tokens, bool(cfg.do_sample), procs, eos, stop)
+def _completed(bb: Backbone, cfg: GenerationConfig) -> GenerationConfig:
+    """``cfg`` completed for ``bb`` (its end tokens and pad token where ``cfg`` names none),
+    after refusing what steerlib does not do (several sequences per prompt)."""
+    if (cfg.num_beams or 1) > 1 or (cfg.num_return_sequences or 1) > 1:
+        raise ConfigError("steerlib decodes one sequence per prompt: num_beams and num_return_sequences must be 1")
+    if not cfg.max_new_tokens:
+        raise ConfigError("the GenerationConfig needs max_new_tokens (how long an answer may grow)")
+    cfg = copy.deepcopy(cfg)
+    if cfg.eos_token_id is None:
+        cfg.eos_token_id = bb.eos_ids
+    if cfg.pad_token_id is None:
+        cfg.pad_token_id = bb.tokenizer.pad_token_id
+    return cfg
 
 
-def decode(bb: Backbone, batch: Batch, how: Decoding, generator: torch.Generator | None = None) -> list[list[int]]:
-    """Decoding with a KV cache, dropping rows as they finish.
+def decode(bb: Backbone, batch: Batch, cfg: GenerationConfig, seed: int = 0) -> list[list[int]]:
+    """transformers' ``generate`` on the steered embeddings; each answer cut after its end
+    token (the rows that finished early are padded by ``generate``).
 
-    ``transformers``' ``generate`` keeps computing every row until the longest answer
-    ends; answers of a chat model vary a lot in length, so removing finished rows from
-    the batch and the cache (ours) saves much of the work (benchmarks/RESULTS.md
-    measures how much). Each answer ends with an end token or a stop string, or stops
-    at ``how.max_new_tokens``. The logits processors see the answer so far (as
-    ``generate(inputs_embeds=...)`` does: the prompt is embeddings, not ids).
+    ``benchmarks/decode.py`` measured the loop that used to stand here (it dropped
+    finished rows from the batch and the KV cache) against this: it did not save enough
+    to keep (benchmarks/RESULTS.md).
     """
-    model = bb.model
-    cache = DynamicCache(config=model.config)
-    # transformers renamed past_key_values to cache in 5.x; accept either
-    cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-    rows = torch.arange(batch.inputs_embeds.shape[0], device=bb.device)
-    mask, pos = batch.attention_mask, batch.position_ids[:, -1:]
-    out = model(inputs_embeds=batch.inputs_embeds, attention_mask=mask, position_ids=batch.position_ids,
-                use_cache=True, logits_to_keep=1, **{cache_kw: cache})
-    results: list[list[int]] = [[] for _ in range(len(rows))]
-    eos_t = torch.tensor(sorted(how.eos), device=bb.device)
-    answers = torch.empty(len(rows), 0, dtype=torch.long, device=bb.device)  # the live rows' tokens so far
-    for step in range(how.max_new_tokens):
-        scores = how.processors(answers, out.logits[:, -1].float())
-        if how.do_sample:
-            nxt = torch.multinomial(torch.softmax(scores, -1), 1, generator=generator).squeeze(1)
-        else:
-            nxt = scores.argmax(-1)
-        for r, t in zip(rows.tolist(), nxt.tolist()):
-            results[r].append(t)
-        answers = torch.cat([answers, nxt[:, None]], dim=1)
-        live = ~torch.isin(nxt, eos_t)
-        if how.stop is not None:
-            live &= ~how.stop(answers, scores)
-        if step == how.max_new_tokens - 1 or not live.any():
-            break
-        if not live.all():
-            keep = live.nonzero().squeeze(1)
-            rows, nxt, mask, pos, answers = rows[keep], nxt[keep], mask[keep], pos[keep], answers[keep]
-            cache.batch_select_indices(keep)
-        mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
-        pos = pos + 1
-        out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=pos, use_cache=True,
-                    **{cache_kw: cache})
-    return results
+    eos = {cfg.eos_token_id} if isinstance(cfg.eos_token_id, int) else set(cfg.eos_token_id)
+    with torch.random.fork_rng(devices=[bb.device] if bb.device.type == "cuda" else []):
+        torch.manual_seed(seed)  # sampling draws from the global generator: seeded, and restored after
+        out = bb.model.generate(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask,
+                                generation_config=cfg, tokenizer=bb.tokenizer if cfg.stop_strings else None)
+    answers = []
+    for row in out.tolist():
+        end = next((i for i, t in enumerate(row) if t in eos), None)
+        row = row if end is None else row[: end + 1]
+        if cfg.stop_strings and end is not None and _stopped(bb, row[:-1], cfg.stop_strings):
+            row = row[:-1]  # stopped by a stop string: the end token is generate's padding
+        answers.append(row)
+    return answers
+
+
+def _stopped(bb: Backbone, row: list[int], stop_strings) -> bool:
+    """Whether the answer ``row`` holds a stop string (generation stops at the first one)."""
+    stops = [stop_strings] if isinstance(stop_strings, str) else stop_strings
+    text = bb.tokenizer.decode(row)
+    return any(s in text for s in stops)
 
 
 def _quiet(progress: bool | None, n: int) -> bool:
