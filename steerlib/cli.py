@@ -222,9 +222,19 @@ def build_parser() -> argparse.ArgumentParser:
                                 parents=[common])
     sub = p.add_subparsers(dest="command", required=True)
 
-    def preset_set(sp):
+    def preset_args(sp, help="smoke | cpu | colab | paper (default $STEERLIB_PRESET or cpu)"):
+        sp.add_argument("--preset", default=None, help=help)
         sp.add_argument("--set", action="append", default=None, metavar="FIELD=VALUE",
                         help="override a preset field, e.g. stage1.batch_size=4 (repeatable; checked)")
+
+    def command(name, fn, help, model=True, preset_help=None):
+        """A study subcommand: --model (unless ``model=False``), --preset and --set, then its own."""
+        sp = sub.add_parser(name, parents=[common], help=help)
+        if model:
+            model_args(sp)
+        preset_args(sp, **({"help": preset_help} if preset_help else {}))
+        sp.set_defaults(fn=fn)
+        return sp
 
     def model_args(sp):
         sp.add_argument("--model", default=None, help="hub id, local folder or .gguf (default: embedded SmolLM2-135M)")
@@ -247,89 +257,48 @@ def build_parser() -> argparse.ArgumentParser:
                          "decoding, as in every evaluation)")
     sp.set_defaults(fn=cmd_generate)
 
-    sp = sub.add_parser("teacher-compliance", parents=[common],
-                        help="how often the model follows each behavior's instruction")
-    model_args(sp)
-    sp.add_argument("--preset", default=None, help="prompts and lengths of this preset; writes its results folder")
-    preset_set(sp)
-    sp.set_defaults(fn=cmd_teacher_compliance)
+    command("teacher-compliance", cmd_teacher_compliance, "how often the model follows each behavior's instruction",
+            preset_help="prompts and lengths of this preset; writes its results folder")
 
-    sp = sub.add_parser("train", parents=[common],
-                        help="stage 1: train behavior tokens")
-    model_args(sp)
+    sp = command("train", cmd_train, "stage 1: train behavior tokens")
     sp.add_argument("--behaviors", nargs="+", default=["all"], help="'all' or names")
-    sp.add_argument("--preset", default=None, help="smoke | cpu | colab | paper (default $STEERLIB_PRESET or cpu)")
-    preset_set(sp)
     sp.add_argument("--out", default="tokens.safetensors", help="a .safetensors file, or a folder with a model card")
     sp.add_argument("--retrain", action="store_true", help="ignore cached tokens")
-    sp.set_defaults(fn=cmd_train)
 
-    sp = sub.add_parser("compose", parents=[common],
-                        help="stage 2: train <and> on top of a token file")
-    model_args(sp)
+    sp = command("compose", cmd_compose, "stage 2: train <and> on top of a token file")
     sp.add_argument("--tokens", required=True, help="token file or folder holding the behavior tokens")
-    sp.add_argument("--preset", default=None)
-    preset_set(sp)
     sp.add_argument("--variant", default=Stage2Variant.PAIRS, choices=list(Stage2Variant),
                     help="2: pairs (paper); 2+3: pairs and triples")
     sp.add_argument("--init", default=Init.ZERO, choices=[Init.ZERO, Init.WORD, Init.MEAN, Init.RANDOM])
     sp.add_argument("--orth-weight", type=float, default=0.5, help="lambda of L_orth")
     sp.add_argument("--out", default=None, help="output token file (default: overwrite --tokens)")
     sp.add_argument("--retrain", action="store_true")
-    sp.set_defaults(fn=cmd_compose)
 
-    sp = sub.add_parser("evaluate", parents=[common],
-                        help="evaluate compositions (paper protocol)")
-    model_args(sp)
+    sp = command("evaluate", cmd_evaluate, "evaluate compositions (paper protocol)")
     sp.add_argument("--tokens", default="pretrained")
-    sp.add_argument("--preset", default=None)
-    preset_set(sp)
     sp.add_argument("--methods", nargs="+", default=None, help="default: instruction concat native_and and hybrid")
     sp.add_argument("--out", default="results/evaluate")
-    sp.set_defaults(fn=cmd_evaluate)
 
-    sp = sub.add_parser("targets-compare", parents=[common],
-                        help="tokens trained on self / filtered / constructed targets, per behavior")
-    model_args(sp)
+    sp = command("targets-compare", cmd_targets_compare,
+                 "tokens trained on self / filtered / constructed targets, per behavior")
     sp.add_argument("--behaviors", nargs="+", default=["all"], help="'all' or names")
-    sp.add_argument("--preset", default=None)
-    preset_set(sp)
-    sp.set_defaults(fn=cmd_targets_compare)
 
-    sp = sub.add_parser("curves", parents=[common],
-                        help="validation curves of a few behaviors trained without early stopping")
-    model_args(sp)
-    sp.add_argument("--preset", default=None)
-    preset_set(sp)
+    sp = command("curves", cmd_curves, "validation curves of a few behaviors trained without early stopping")
     sp.add_argument("--behaviors", nargs="+", required=True, help="behavior names")
     sp.add_argument("--max-steps", type=int, default=64)
-    sp.set_defaults(fn=cmd_curves)
 
-    sp = sub.add_parser("capable", parents=[common],
-                        help="the capable-pairs study: pairs chosen on validation, paired tests")
-    model_args(sp)
-    sp.add_argument("--preset", default=None)
-    preset_set(sp)
+    sp = command("capable", cmd_capable, "the capable-pairs study: pairs chosen on validation, paired tests")
     sp.add_argument("--baselines", nargs="*", default=None, metavar="NAME",
                     help="also train (for the chosen pairs' behaviors) and evaluate baselines (no names: all)")
-    sp.set_defaults(fn=cmd_capable)
 
-    sp = sub.add_parser("ablations", parents=[common],
-                        help="stage-2 ablations: no <and>, init, lambda, 2 vs 2+3 (resumable)")
-    model_args(sp)
-    sp.add_argument("--preset", default=None)
-    preset_set(sp)
+    sp = command("ablations", cmd_ablations, "stage-2 ablations: no <and>, init, lambda, 2 vs 2+3 (resumable)")
     sp.add_argument("--which", nargs="+", default=None, help="no_and | init | lambda | variant (default: all four)")
-    sp.set_defaults(fn=cmd_ablations)
 
-    sp = sub.add_parser("reproduce", parents=[common],
-                        help="stage 1, stage 2, evaluation, tables and figures (resumable)")
-    sp.add_argument("--preset", default=None)
-    preset_set(sp)
+    sp = command("reproduce", cmd_reproduce, "stage 1, stage 2, evaluation, tables and figures (resumable)",
+                 model=False)
     sp.add_argument("--out", default=None, help="results folder (default results/<preset>)")
     sp.add_argument("--baselines", nargs="*", default=None, metavar="NAME",
                     help="also train and evaluate baselines: caa lm_steer lora_dare (no names: all three)")
-    sp.set_defaults(fn=cmd_reproduce)
     return p
 
 
