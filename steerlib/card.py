@@ -7,9 +7,11 @@ Hub renders it as the repository's page.
 """
 from __future__ import annotations
 
+import itertools
 import re
 from typing import TYPE_CHECKING, Mapping
 
+from . import behaviors as B
 from ._version import __version__
 from .backbone import EMBEDDED_ID
 
@@ -44,9 +46,7 @@ def model_card(tokens: SteeringTokens, repo_id: str, pass_rates: Mapping[str, tu
     for name in tokens.names:
         lines.append(_row(name, tokens.info.get(name, {}), pass_rates.get(name)))
     load = "st.load_backbone()" if tokens.model_id == EMBEDDED_ID else f'st.load_backbone("{base}")'
-    behaviors = [n for n in tokens.names if n != "and"]
-    example = (f"<{behaviors[0]}><and><{behaviors[1]}>" if "and" in tokens and len(behaviors) > 1
-               else f"<{tokens.names[0]}>" if tokens.names else "")
+    example = _example(tokens)
     lines += ["", "## Usage", "", "```python", "import steerlib as st", "",
               f"bb = {load}",
               f'tokens = st.SteeringTokens.from_pretrained("{repo_id}", backbone=bb)',
@@ -69,3 +69,13 @@ def _row(name: str, info: dict, rate: tuple[float, int] | None) -> str:
     cells = [f"`<{name}>`", info.get("stage", "-"), info.get("init", "-"), targets, steps, cfg.get("lr", "-"),
              cfg.get("ce_weight", "-"), loss, passed]
     return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def _example(tokens: SteeringTokens) -> str:
+    """The usage snippet's steering: the first pair of the file's behaviors that may be
+    composed (the conflict rule refuses e.g. two languages), else its first token."""
+    known = [n for n in tokens.names if n != "and" and n in B.names()]
+    pair = next(((a, b) for a, b in itertools.combinations(known, 2) if B.compatible(a, b)), None)
+    if pair and "and" in tokens:
+        return f"<{pair[0]}><and><{pair[1]}>"
+    return f"<{tokens.names[0]}>" if tokens.names else ""

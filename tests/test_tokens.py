@@ -65,6 +65,19 @@ def test_model_card_says_what_the_tokens_are_and_how_they_were_trained(tiny, tmp
     assert 'sm.generate("Why is the sky blue? <french>"' in card
 
 
+def test_model_card_example_is_a_composition_the_conflict_rule_accepts(tiny):
+    """Two languages may not be composed: the snippet joins the first compatible pair."""
+    from steerlib.card import model_card
+    from steerlib.template import parse
+
+    toks = st.SteeringTokens.for_backbone(tiny)
+    for name in ("french", "spanish", "sentences_1", "and"):
+        toks.set(name, torch.ones(tiny.hidden_size))
+    card = model_card(toks, "me/tok")
+    assert 'sm.generate("Why is the sky blue? <french><and><sentences_1>"' in card
+    parse("Why is the sky blue? <french><and><sentences_1>", toks.names)  # accepted (raises if refused)
+
+
 def test_folder_without_token_file_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no tokens.safetensors"):
         st.SteeringTokens.from_pretrained(tmp_path)
