@@ -51,7 +51,7 @@ if "google.colab" in sys.modules and not os.path.isdir("steerlib"):
 # %%
 import matplotlib.pyplot as plt
 import pandas as pd
-from IPython.display import Markdown, display
+from IPython.display import display
 
 import steerlib as st
 from steerlib import behaviors as B
@@ -322,10 +322,7 @@ lines = [
     "column is an optimistic estimate.",
 ]
 
-if preset.model == "tiny":
-    lines.append("- This run used the tiny random model of the smoke preset: these rates say nothing about the "
-                 "method. Run with `STEERLIB_PRESET=cpu` for real numbers.")
-display(Markdown("\n".join(lines)))
+st.book.summary(lines, preset, about="these rates say nothing about the method. Run with `STEERLIB_PRESET=cpu` for real numbers.")
 
 # %% [markdown]
 # How to read this. A behavior token can only transmit what its training targets
@@ -348,10 +345,7 @@ display(Markdown("\n".join(lines)))
 # the tiny model.
 
 # %%
-from steerlib.paths import project_root
-
-sys.path.insert(0, str(project_root() / "notebooks"))  # where the solutions live, also in Colab
-from exercises import ch1  # noqa: E402
+ch1 = st.book.exercises(1)  # the solutions, from notebooks/exercises/ch1.py
 
 # %% [markdown]
 # **Exercise 1.1: a verifier of your own** (easy, about 10 min). Write `mentions_a_number(text) -> bool`:

@@ -51,7 +51,7 @@ if "google.colab" in sys.modules and not os.path.isdir("steerlib"):
 # %%
 import matplotlib.pyplot as plt
 import pandas as pd
-from IPython.display import Markdown, display
+from IPython.display import display
 
 import steerlib as st
 from steerlib import behaviors as B
@@ -243,10 +243,7 @@ if "seen-2" in ov.columns and {"and", "concat"} <= set(ov.index):
                  f"has the intervals).")
 low = table[(table["method"] == "and") & (table["mean_acc"] < 50)]["split"].tolist()
 lines.append(f"- Splits where `<and>` stays below 50%: {', '.join(low) if low else 'none'}.")
-if preset.model == "tiny":
-    lines.append("- This run used the tiny random model of the smoke preset: the numbers say nothing about the "
-                 "method.")
-display(Markdown("\n".join(lines)))
+st.book.summary(lines, preset)
 
 # %% [markdown]
 # ## Pairs, one by one
@@ -321,10 +318,7 @@ else:
 # the tiny model.
 
 # %%
-from steerlib.paths import project_root
-
-sys.path.insert(0, str(project_root() / "notebooks"))  # where the solutions live, also in Colab
-from exercises import ch2  # noqa: E402
+ch2 = st.book.exercises(2)  # the solutions, from notebooks/exercises/ch2.py
 
 # %% [markdown]
 # **Exercise 2.1: order variance by hand** (medium, about 15 min). The evaluation above composed

@@ -47,7 +47,7 @@ from dataclasses import asdict
 
 import matplotlib.pyplot as plt
 import pandas as pd
-from IPython.display import Markdown, display
+from IPython.display import display
 
 import steerlib as st
 from steerlib import plots
@@ -188,10 +188,7 @@ wide = table[(table["mean_hi"] - table["mean_lo"]) > 20]
 if len(wide):
     lines.append(f"- {len(wide)} of {len(table)} rows have 95% intervals wider than 20 points: with this few "
                  "prompts and combinations, most differences between settings are within noise.")
-if preset.model == "tiny":
-    lines.append("- This run used the tiny random model of the smoke preset: the numbers say nothing about the "
-                 "method.")
-display(Markdown("\n".join(lines)))
+st.book.summary(lines, preset)
 
 # %% [markdown]
 # The paper's ablation differences are a few points on 1,000 prompts per
@@ -208,10 +205,7 @@ display(Markdown("\n".join(lines)))
 # the tiny model.
 
 # %%
-from steerlib.paths import project_root
-
-sys.path.insert(0, str(project_root() / "notebooks"))  # where the solutions live, also in Colab
-from exercises import ch3  # noqa: E402
+ch3 = st.book.exercises(3)  # the solutions, from notebooks/exercises/ch3.py
 
 # %% [markdown]
 # **Exercise 3.1: the orthogonality term** (easy, about 10 min). Compute

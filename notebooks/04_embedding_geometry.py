@@ -41,7 +41,7 @@ if "google.colab" in sys.modules and not os.path.isdir("steerlib"):
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from IPython.display import Markdown, display
+from IPython.display import display
 
 import steerlib as st
 from steerlib import behaviors as B
@@ -167,10 +167,7 @@ if "and" in tokens:
                  f"centroid in the 2-D projection, `<and>` is number {rank} of {len(dist)} (1 = farthest).")
 lines.append(f"- *Tokens cluster by category.* Ours: mean cosine within a category {block.values[same].mean():.2f} "
              f"vs {block.values[diff].mean():.2f} across categories.")
-if preset.model == "tiny":
-    lines.append("- This run used the tiny random model of the smoke preset: its embedding space has no "
-                 "meaning, so none of these comparisons does either.")
-display(Markdown("\n".join(lines)))
+st.book.summary(lines, preset, about="its embedding space has no meaning, so none of these comparisons does either.")
 
 # %% [markdown]
 # Two caveats when reading these verdicts next to the paper's. First, our
@@ -190,10 +187,7 @@ display(Markdown("\n".join(lines)))
 # the tiny model.
 
 # %%
-from steerlib.paths import project_root
-
-sys.path.insert(0, str(project_root() / "notebooks"))  # where the solutions live, also in Colab
-from exercises import ch4  # noqa: E402
+ch4 = st.book.exercises(4)  # the solutions, from notebooks/exercises/ch4.py
 
 # %% [markdown]
 # **Exercise 4.1: the nearest vocabulary of `<and>`** (easy, about 10 min). Where does the word `" and"` rank

@@ -40,7 +40,7 @@ if "google.colab" in sys.modules and not os.path.isdir("steerlib"):
 from dataclasses import replace
 
 import pandas as pd
-from IPython.display import Markdown, display
+from IPython.display import display
 
 import steerlib as st
 from steerlib import behaviors as B
@@ -276,10 +276,7 @@ if losses:
 if rate["token"] <= rate["plain"]:
     lines.append(f"- The token does not beat the unsteered model here: with {info['steps']} steps it has not "
                  "learned the behavior.")
-if preset.model == "tiny":
-    lines.append("- This run used the tiny random model of the smoke preset: these rates say nothing about the "
-                 "method. Run with `STEERLIB_PRESET=cpu` for real numbers.")
-display(Markdown("\n".join(lines)))
+st.book.summary(lines, preset, about="these rates say nothing about the method. Run with `STEERLIB_PRESET=cpu` for real numbers.")
 
 # %% [markdown]
 # How to read this. A token can only carry what its targets hold, here a
@@ -302,10 +299,7 @@ display(Markdown("\n".join(lines)))
 # the tiny model.
 
 # %%
-from steerlib.paths import project_root
-
-sys.path.insert(0, str(project_root() / "notebooks"))  # where the solutions live, also in Colab
-from exercises import ch5  # noqa: E402
+ch5 = st.book.exercises(5)  # the solutions, from notebooks/exercises/ch5.py
 
 # %% [markdown]
 # **Exercise 5.1: a second behavior** (easy, about 15 min). Define "mention a number" with chapter

@@ -7,13 +7,17 @@ only shapes how a page shows it.
 from __future__ import annotations
 
 import html
+import importlib
+import sys
 import warnings
+from types import ModuleType
 
 import matplotlib as mpl
 import pandas as pd
 
 from .backbone import Backbone
 from .config import Preset, presets
+from .paths import project_root
 from .template import Rendered
 
 
@@ -32,6 +36,25 @@ def setup() -> Preset:
     preset = presets.get()
     print(f"preset {preset.name!r}: model {preset.model or 'embedded SmolLM2-135M-Instruct'}")
     return preset
+
+
+def exercises(chapter: int) -> ModuleType:
+    """The solutions of a chapter's exercises (``notebooks/exercises/ch<chapter>.py``), imported
+    from the checkout, also in Colab's clone; each chapter's last cells show and run them."""
+    folder = project_root() / "notebooks"
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+    return importlib.import_module(f"exercises.ch{chapter}")
+
+
+def summary(lines: list[str], preset: Preset, about: str = "the numbers say nothing about the method.") -> None:
+    """Show a chapter's computed summary (markdown bullets). On the smoke preset's tiny random
+    model, end it by saying what its numbers are worth (``about``)."""
+    from IPython.display import Markdown, display
+
+    if preset.model == "tiny":
+        lines = [*lines, f"- This run used the tiny random model of the smoke preset: {about}"]
+    display(Markdown("\n".join(lines)))
 
 
 def show(bb: Backbone, rendered: Rendered) -> str:
