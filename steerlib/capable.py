@@ -29,10 +29,10 @@ import numpy as np
 import pandas as pd
 
 from . import behaviors as B
+from . import compose, distributed
 from . import prompts as P
 from .backbone import Backbone
 from .config import Preset, ValidationConfig
-from . import distributed
 from .evaluate import behavior_pass_rates, evaluate, paired_test, split_of, wilson
 from .io import write_text
 from .generate import Method, SteeredModel
@@ -70,8 +70,7 @@ def single_rate(records: pd.DataFrame) -> pd.Series:
 def select_pairs(val_rates: pd.Series, threshold: float = THRESHOLD) -> list[tuple[str, str]]:
     """Every compatible cross-category pair (registry order) whose two behaviors each pass
     ``threshold`` on validation (``val_rates``: behavior -> rate, validation records only)."""
-    capable = {name for name, rate in val_rates.items() if rate >= threshold}
-    return [pair for pair in B.combinations(2, "all") if set(pair) <= capable]
+    return compose.capable(B.combinations(2, "all"), val_rates.get, threshold)
 
 
 def joint(records: pd.DataFrame) -> pd.DataFrame:
