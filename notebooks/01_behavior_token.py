@@ -182,6 +182,30 @@ else:
 # on the model, and at $T = 10$ the loss also weighs the tails of the
 # distributions, which the student matches only roughly.
 #
+# ## Which step to keep: validation
+#
+# A falling loss does not say when the token *works*. So every `every` steps
+# (`ValidationConfig`) the loop answers a fixed set of validation questions
+# with the current vector, greedily, and scores the answers with the French
+# verifier. Validation questions are the last rows of the training split: no
+# target is made from them and they are never test prompts, so the step kept
+# here is chosen without looking at the numbers it is judged on later. The
+# run keeps the vector of the best-scoring step and stops after `patience`
+# scores without improvement. The star marks the step kept.
+
+# %%
+record = info.get("validation")
+if record:
+    curve = pd.DataFrame(record["curve"], columns=["step", "pass_rate"]).assign(behavior="french")
+    plots.validation_curves(curve, {"french": record["best_step"]}, title="<french>: validation pass rate")
+    plt.show()
+    print(f"kept step {record['best_step']} ({100 * record['best_rate']:.0f}% of "
+          f"{cfg.validation.n_questions} validation questions); stopped at step {record['stopped_at']} "
+          f"of at most {cfg.steps}")
+else:
+    print("this token was trained for a fixed number of steps, without validation")
+
+# %% [markdown]
 # ## Before and after
 #
 # The same three held-out questions with no steering, with the instruction as
@@ -239,6 +263,18 @@ single["target variant"] = [token_label(preset, n) for n in single.index]
 display(single.astype(object).fillna("–"))
 print(f"pass rate (%): {preset.eval.n_single} held-out prompts per behavior, greedy, "
       f"{preset.eval.max_new_tokens} new tokens; empty filtered cell: too few targets, no token")
+
+# %% [markdown]
+# The step each token kept on validation, its validation pass rate there, and
+# where early stopping ended its run (trained for a fixed number of steps where
+# the columns are empty):
+
+# %%
+kept = pd.DataFrame([{"behavior": n, "kept step": v.get("best_step"),
+                      "validation %": None if v.get("best_rate") is None else round(100 * v["best_rate"]),
+                      "stopped at": v.get("stopped_at"), "seconds": tokens.info[n].get("seconds")}
+                     for n in B.names() for v in [tokens.info[n].get("validation") or {}]])
+display(kept.astype(object).fillna("–"))
 
 # %% [markdown]
 # The teacher's compliance on its own, with the number of prompts it rests on

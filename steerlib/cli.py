@@ -173,7 +173,7 @@ def cmd_curves(args) -> None:
 def cmd_capable(args) -> None:
     from . import capable
     from .paths import results_dir
-    from .study import caa_sweep, load_tokens, stage1_config
+    from .study import load_tokens, preset_baselines
 
     preset = _preset(args)
     bb = _backbone(args, preset)
@@ -181,15 +181,12 @@ def cmd_capable(args) -> None:
     out = results_dir(preset.name)
     methods: list = list(capable.PROMPT_METHODS)
     if args.baselines is not None:
-        from .baselines import BASELINES, train_baselines
+        from .baselines import BASELINES
 
         _, selected = capable.choose(bb, tokens, preset, out)
         names = sorted({n for pair in selected for n in pair}, key=B.names().index)
-        baselines = train_baselines(bb, names, preset.stage1, which=args.baselines or BASELINES,
-                                    lr=preset.baseline_lr, train_for={n: stage1_config(preset, n) for n in names})
-        if "caa" in baselines:  # layer and alpha swept on validation, over these behaviors
-            baselines["caa"] = caa_sweep(bb, baselines["caa"], preset, out, name="capable_caa_sweep")
-        methods += list(baselines.values())
+        methods += list(preset_baselines(bb, preset, names, args.baselines or BASELINES, out,
+                                         sweep_name="capable_caa_sweep").values())
     report = capable.run(bb, tokens, preset, out, methods)
     print(report["summary"].round(2).to_markdown(index=False))
     print(report["tests"].round(4).to_markdown(index=False))

@@ -411,9 +411,12 @@ class presets:  # noqa: N801 - used as a namespace: st.presets.cpu()
         The evaluation samples combinations and prompts; intervals say what that costs.
         """
         targets = TargetConfig(max_new_tokens=96, plain_max_new_tokens=160)
-        stage1 = TrainConfig(steps=16, batch_size=8, lr=5e-2, max_answer_tokens=48, checkpoint_every=4,
-                             targets=targets)
-        stage2 = replace(stage1, steps=24, init="zero", targets=replace(targets, source="constructed"))
+        # Validation: 24 questions (4.2 points a pass), scored every 8 steps at the evaluation's
+        # 128-token cap, so the long word ranges are visible too.
+        validation = ValidationConfig(every=8, patience=3, n_questions=24, max_new_tokens=128, batch_size=24)
+        stage1 = TrainConfig(steps=32, batch_size=8, lr=5e-2, max_answer_tokens=48, checkpoint_every=4,
+                             targets=targets, validation=validation)
+        stage2 = replace(stage1, steps=64, init="zero", targets=replace(targets, source="constructed"))
         ev = EvalConfig(max_new_tokens=128, n_single=30, n_prompts=5, n_prompts_3=2, n_combos=6, n_combos_3=3,
                         n_combos_4=1, batch_size=64, n_capable=30)
         sources = {
@@ -424,10 +427,7 @@ class presets:  # noqa: N801 - used as a namespace: st.presets.cpu()
             "sentences_3": "constructed", "sentences_4": "constructed+ce", "sentences_5": "constructed+ce",
             "json": "self",
         }
-        # Validation: 24 questions (4.2 points a pass), scored every 8 steps at the evaluation's
-        # 128-token cap, so the long word ranges are visible too.
-        validation = ValidationConfig(every=8, patience=3, n_questions=24, max_new_tokens=128, batch_size=24)
-        return Preset("cpu", stage1, stage2, ev, sources=sources, steps={"french": 48}, validation=validation,
+        return Preset("cpu", stage1, stage2, ev, sources=sources, validation=validation,
                       baseline_lr={"lora_dare": 5e-3})
 
     @staticmethod

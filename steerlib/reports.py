@@ -38,10 +38,19 @@ def single_behavior(out: Path, table: pd.DataFrame, preset: Preset) -> None:
     write_md(out / "single_behavior.md", table.reset_index(),
              f"Pass rate (%) per behavior, {preset.eval.n_single} held-out prompts each, greedy, "
              f"{preset.eval.max_new_tokens} new tokens. token: the behavior token, trained on the target "
-             f"variant named in the last column (for {preset.stage1.steps} steps unless it says otherwise); "
-             f"filtered: a token trained on filtered targets (empty where "
-             f"fewer than {preset.stage1.targets.min_kept} passed). Made by `python -m steerlib reproduce "
-             f"--preset {preset.name}`.")
+             f"variant named in the last column ({_budget(preset.stage1)} unless it says otherwise); "
+             f"filtered: the filtered-target token of the target comparison (targets_comparison.md), read "
+             f"from its records (empty where fewer than {preset.stage1.targets.min_kept} targets passed). "
+             f"Made by `python -m steerlib reproduce --preset {preset.name}`.")
+
+
+def _budget(cfg) -> str:
+    """How long a stage trains, in words."""
+    if cfg.validation is None:
+        return f"for {cfg.steps} steps"
+    v = cfg.validation
+    return (f"at most {cfg.steps} steps, keeping the step with the best pass rate on {v.n_questions} validation "
+            f"questions scored every {v.every} steps, stopping after {v.patience} scores without improvement")
 
 
 def tokens_folder(out: Path, tokens: SteeringTokens, single: pd.DataFrame, preset: Preset) -> Path:
@@ -59,7 +68,9 @@ def composition(out: Path, table: pd.DataFrame) -> None:
     distributed.main_only(table.to_csv, out / "composition.csv", index=False)
     write_md(out / "composition.md", format_metrics(table),
              "Composition accuracy (%), mean over orderings [95% Wilson interval]; best ordering; order "
-             "variance [bootstrap interval over combinations]; combinations and generations per cell.")
+             "variance [bootstrap interval over combinations]; combinations and generations per cell. "
+             "Baseline rows (caa, lm_steer, lora_dare) are their recorded generations when `reproduce` ran "
+             "without --baselines; baselines.md says how they were trained.")
     fig = plots.pair_heatmap(per_ordering(read_records(out / "records.jsonl")), method="and")
     distributed.main_only(fig.savefig, out / "pair_heatmap.png", dpi=120, bbox_inches="tight")
 
@@ -129,9 +140,10 @@ def plan(preset: Preset, out: Path, with_baselines: bool | Sequence[str], combos
              + sum(len(orderings(c)) * (ev.n_prompts if len(c) == 2 else ev.n_prompts_3) for c in combos)
              * len(methods))
     print(f"steerlib reproduce --preset {preset.name} -> {out}\n"
-          f"  stage 1: {len(B.names())} behavior tokens x {preset.stage1.steps} steps of {preset.stage1.batch_size}"
-          + "".join(f", <{n}> {k} steps" for n, k in preset.steps.items()) + " (cached ones are loaded)\n"
-          f"  stage 2: <and>, {preset.stage2.steps} steps of {preset.stage2.batch_size}\n"
+          f"  stage 1: {len(B.names())} behavior tokens, batches of {preset.stage1.batch_size}, "
+          f"{_budget(preset.stage1)}" + "".join(f", <{n}> {k} steps" for n, k in preset.steps.items())
+          + " (cached ones are loaded)\n"
+          f"  stage 2: <and>, batches of {preset.stage2.batch_size}, {_budget(preset.stage2)}\n"
           f"  evaluation: {len(B.names())} behaviors x {ev.n_single} prompts alone; {len(combos)} combinations "
           f"({n_orders} orderings) x {len(methods)} methods; about {n_gen} generations of "
           f"<= {ev.max_new_tokens} tokens (cached ones are reused)"

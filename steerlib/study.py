@@ -58,10 +58,19 @@ def stage1_config(preset: Preset, name: str) -> TrainConfig:
 
 
 def token_label(preset: Preset, name: str) -> str:
-    """The records label of ``name``'s token: its target variant, and its step count where
-    that differs from the variant's token in ``targets_comparison``."""
-    variant, steps = preset.target_source(name), stage1_config(preset, name).steps
-    return variant if steps == preset.stage1.steps else f"{variant}@{steps}steps"
+    """The records label of ``name``'s token: its target variant, its step count where that
+    differs from the preset's, and "+val" when validation chose its step (``records_label``)."""
+    cfg = stage1_config(preset, name)
+    variant = preset.target_source(name)
+    return records_label(variant if cfg.steps == preset.stage1.steps else f"{variant}@{cfg.steps}steps", cfg)
+
+
+def records_label(label: str, cfg: TrainConfig) -> str:
+    """``label`` + "+val" for a validation-guided token. A token's held-out records are stored
+    as ``token:<label>``, and ``evaluate`` replaces a record of the same label made with
+    other vectors; the suffix keeps the records of fixed-step tokens (the target comparison
+    of the shipped results) apart from those of validation-guided ones."""
+    return f"{label}+val" if cfg.validation is not None else label
 
 
 def load_tokens(bb: Backbone, preset: Preset, retrain: bool = False) -> SteeringTokens:
@@ -148,7 +157,7 @@ def variant_records(bb: Backbone, preset: Preset, name: str, variant: str, out: 
     except RuntimeError as err:
         log.warning("%s / %s: %s", name, variant, err)
         return None
-    return token_records(bb, tokens, variant, preset, out)
+    return token_records(bb, tokens, records_label(variant, preset.stage1), preset, out)
 
 
 def recorded_token_records(preset: Preset, name: str, variant: str, out: Path) -> pd.DataFrame | None:
@@ -157,8 +166,11 @@ def recorded_token_records(preset: Preset, name: str, variant: str, out: Path) -
     checked against it); None when no record of it exists ("too few targets": nothing was
     trained). A partial set, or records of other prompts, is an error.
 
-    This is how the book shows the filtered column of the single-behavior table: those
-    tokens are not shipped (only each behavior's chosen token is), their records are.
+    This is how the book and ``reproduce`` show the filtered column of the single-behavior
+    table: those tokens are not shipped (only each behavior's chosen token is), their
+    records are. ``variant`` is the records label as written: the committed target
+    comparison's tokens trained a fixed number of steps, so their label is the bare
+    variant (validation-guided ones carry "+val", ``records_label``).
     """
     questions = P.load("test", limit=preset.eval.n_single)
     path = out / "targets_records.jsonl"
@@ -266,6 +278,24 @@ def composition_eval(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: 
     return metrics(recs)
 
 
+def recorded_composition(preset: Preset, out: Path, methods: Sequence[str], model: str) -> pd.DataFrame:
+    """The composition records of ``methods`` already in ``out/records.jsonl``, for this
+    preset's combinations, prompts and generation settings, without generating anything.
+
+    ``reproduce`` without ``--baselines`` keeps the baselines' rows this way: their
+    generations do not depend on the tokens, so retrained tokens leave them valid (they
+    stay the baselines as they were trained when recorded). Empty when none were recorded.
+    """
+    ev = preset.eval
+    rows = read_records(out / "records.jsonl", model=model, max_new_tokens=ev.max_new_tokens, seed=ev.seed,
+                        prompts=P.load("test", limit=ev.n_prompts))
+    if rows.empty:
+        return rows
+    combos = {"+".join(sorted(c, key=B.names().index)) for c in composition_combos(preset)}
+    limit = rows["k"].map(lambda k: ev.n_prompts if k == 2 else ev.n_prompts_3)
+    return rows[rows["method"].isin(methods) & rows["combo"].isin(combos) & (rows["prompt_id"] < limit)]
+
+
 CAA_ALPHAS = (1.0, 3.0, 6.0)
 """The multipliers ``caa_sweep`` tries (the paper's 3.0, a third of it and twice it)."""
 
@@ -292,6 +322,22 @@ def caa_sweep(bb: Backbone, caa, preset: Preset, out: Path, name: str = "caa_swe
     reports.caa_sweep(out / f"{name}.md", table, len(validation))
     best = table.iloc[0]
     return replace(caa, layer=int(best["layer"]), alpha=float(best["alpha"]))
+
+
+def preset_baselines(bb: Backbone, preset: Preset, names: Sequence[str], which: Sequence[str], out: Path,
+                     sweep_name: str = "caa_sweep") -> dict:
+    """The baselines in ``which`` for ``names``, trained as this preset trains them: LM-Steer
+    and LoRA with each behavior token's own stage-1 config (same targets, CE weight and
+    steps; at their own lr where ``preset.baseline_lr`` gives one), CAA at the layer and
+    alpha its sweep over ``names`` picks on validation questions (``caa_sweep``, written
+    to ``<sweep_name>.md``). Cached and resumable like the tokens."""
+    from .baselines import train_baselines
+
+    baselines = train_baselines(bb, names, preset.stage1, which=which, lr=preset.baseline_lr,
+                                train_for={n: stage1_config(preset, n) for n in names})
+    if "caa" in baselines:
+        baselines["caa"] = caa_sweep(bb, baselines["caa"], preset, out, name=sweep_name)
+    return baselines
 
 
 def reproduce(preset: Preset, out: Path | None = None, with_baselines: bool | Sequence[str] = False) -> dict:
@@ -322,7 +368,9 @@ def reproduce(preset: Preset, out: Path | None = None, with_baselines: bool | Se
     # what training the tokens cost when they were trained (this run may have loaded them)
     timings["stage1_token_seconds"] = round(sum(tokens.info[n].get("seconds", 0.0) for n in tokens.names), 1)
     teacher_compliance(bb, preset, out)
-    single = single_behavior_eval(bb, tokens, preset, out, variants=("filtered",))
+    # the filtered column is read from the target comparison's records (targets-compare
+    # makes them); reproduce trains only the tokens it ships
+    single = single_behavior_eval(bb, tokens, preset, out, variants=("filtered",), recorded_variants=True)
     reports.single_behavior(out, single.assign(variant=[token_label(preset, n) for n in single.index]), preset)
     lap("single_eval")
     tokens = train_composition_token(bb, tokens, preset.stage2)
@@ -330,20 +378,20 @@ def reproduce(preset: Preset, out: Path | None = None, with_baselines: bool | Se
     lap("stage2")
     methods: list = list(COMPOSITION_METHODS)
     if with_baselines:
-        from .baselines import BASELINES, train_baselines
+        from .baselines import BASELINES
 
-        which = BASELINES if with_baselines is True else with_baselines
-        # LM-Steer and LoRA learn from the same targets, CE weight and steps as each token
-        # (at their own lr where the preset gives one)
-        baselines = train_baselines(bb, B.names(), preset.stage1, which=which, lr=preset.baseline_lr,
-                                    train_for={n: stage1_config(preset, n) for n in B.names()})
-        lap("baselines_train")
-        if "caa" in baselines:
-            baselines["caa"] = caa_sweep(bb, baselines["caa"], preset, out)
-            lap("caa_sweep")
+        baselines = preset_baselines(bb, preset, B.names(), BASELINES if with_baselines is True else with_baselines,
+                                     out)
+        lap("baselines")
         reports.baselines(out, baselines)
         methods += list(baselines.values())
     table = composition_eval(bb, tokens, preset, out, methods)
+    if not with_baselines:  # keep the rows of baselines evaluated before, if any
+        from .baselines import BASELINES
+
+        kept = recorded_composition(preset, out, BASELINES, bb.fingerprint)
+        if len(kept):
+            table = pd.concat([table, metrics(kept)], ignore_index=True)
     lap("composition_eval")
     if preset.validation is not None:  # pairs are chosen on validation questions
         from . import capable

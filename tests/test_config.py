@@ -86,13 +86,18 @@ def test_cpu_preset_trains_each_behavior_on_the_committed_comparisons_best_varia
 
 
 def test_per_behavior_steps_override_only_that_behavior_and_label_its_records():
-    from steerlib.config import replace
+    from steerlib.config import ValidationConfig, replace
     from steerlib.study import token_label
 
-    base = st.presets.cpu()
+    cpu = st.presets.cpu()
+    base = replace(cpu, stage1=replace(cpu.stage1, validation=None), steps={})
     preset = replace(base, steps={"spanish": 40})
     assert stage1_config(preset, "spanish").steps == 40
     assert stage1_config(preset, "spanish").targets == stage1_config(base, "spanish").targets
     assert stage1_config(preset, "italian") == stage1_config(base, "italian")
     assert token_label(preset, "spanish") == f"{base.target_source('spanish')}@40steps"
     assert token_label(preset, "italian") == base.target_source("italian")
+    # a validation-guided token's records never share a label with a fixed-step token's
+    guided = replace(preset, stage1=replace(base.stage1, validation=ValidationConfig()))
+    assert token_label(guided, "italian") == f"{base.target_source('italian')}+val"
+    assert token_label(guided, "spanish") == f"{base.target_source('spanish')}@40steps+val"

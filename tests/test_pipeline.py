@@ -106,7 +106,7 @@ def test_reproduce_with_baselines_sweeps_caa_and_adds_their_rows(tmp_path):
     costs = (out / "baselines.md").read_text()
     assert '"drop_rate": 0.5' in costs and '"alpha": ' in costs
     assert all(f"| {n} " in costs for n in [*st.behaviors.names(), "total"])
-    assert "timings" in tables and {"baselines_train", "caa_sweep"} <= set(tables["timings"])
+    assert "timings" in tables and "baselines" in tables["timings"]
 
 
 def test_cli_generate_labels_several_answers_and_prints_only_answers(capsys):
