@@ -205,15 +205,14 @@ tokens = st.train_behavior_token(bb, "ends_with_question", cfg, tokens=tokens, f
                                  retrain=RETRAIN)
 info = tokens.info["ends_with_question"]
 print({k: info.get(k) for k in ("key", "target_source", "n_targets", "steps", "seconds", "final_loss")})
-kept = st.SteeringTokens.load(committed) if committed.is_file() else None
+kept = st.SteeringTokens.load_file(committed) if committed.is_file() else None
 if kept is None or kept.info["ends_with_question"]["key"] != info["key"]:
-    tokens.subset(["ends_with_question"]).save(committed)  # keep it with the results (commit it)
+    tokens.subset(["ends_with_question"]).save_file(committed)  # keep it with the results (commit it)
 
 # %% [markdown]
-# `seconds` is what the run that made this token took, target generation
-# included. The committed `cpu` token took that long on a 2-core machine shared
-# with several other jobs at the time; the `cpu` preset sizes a token at about
-# 2 minutes on that machine unloaded (16 steps of 8), plus its targets.
+# `seconds` is what the run that made this token took on a 2-core CPU, target
+# generation and validation scoring included; `steps` is where validation
+# stopped it (at most 32 steps of 8 in the `cpu` preset).
 #
 # ## Does it work alone?
 #
@@ -281,12 +280,12 @@ st.book.summary(lines, preset, about="these rates say nothing about the method. 
 # %% [markdown]
 # How to read this. A token can only carry what its targets hold, here a
 # one-sentence answer followed by a stock question, and only as far as its
-# training budget takes it. The `cpu` budget (16 steps of 8, sized for the
-# built-ins on a 2-core CPU) is small for a behavior the model never shows on
-# its own: in chapter 1, `<french>` needed 48 steps. If the token fails alone,
-# the composition cannot pass either; a reader with time can train longer, e.g.
-# `replace(cfg, steps=48)`, and evaluate again (records of other vectors are
-# regenerated, not reused). The composition is the harder test even for a good
+# training budget takes it. The `cpu` budget (at most 32 steps of 8, the step
+# kept chosen on validation questions, sized for the built-ins on a 2-core CPU)
+# is small for a behavior the model never shows on its own. If the token fails
+# alone, the composition cannot pass either; a reader with time can train
+# longer, e.g. `replace(cfg, steps=64)`, and evaluate again (records of other
+# vectors are regenerated, not reused). The composition is the harder test even for a good
 # token, since `<and>` never saw this behavior; chapter 2's unseen split asks
 # the same question of the four held-out built-ins.
 

@@ -208,18 +208,18 @@ def choose(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path,
     return val_rates, selected
 
 
-def run(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path,
-        methods: Sequence[str | Method] = PROMPT_METHODS, threshold: float = THRESHOLD) -> dict[str, pd.DataFrame]:
-    """The whole study, resumable (records in ``out``): ``choose``, then pairs and singles
-    on ``eval.n_capable`` test prompts, report and retention figure. ``methods`` may
-    include baselines (Method objects)."""
-    from . import plots
-
+def study_records(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path,
+                  methods: Sequence[str | Method] = PROMPT_METHODS, threshold: float = THRESHOLD
+                  ) -> tuple[pd.Series, list[tuple], pd.DataFrame, pd.DataFrame]:
+    """The study's generations, resumable (records in ``out``): ``choose``, then every
+    selected pair under ``methods`` and each of their behaviors alone on ``eval.n_capable``
+    test prompts. Returns (validation rates, selected pairs, pair records, single
+    records); the records are empty when no pair qualified. Writes no report, so the book
+    reads the committed records through it without changing a file."""
     ev = preset.eval
     val_rates, selected = choose(bb, tokens, preset, out, threshold)
-    if not selected:  # nothing to compose: say so, with the rates that decided it
-        write_selection(val_rates, selected, out, threshold)
-        return {}
+    if not selected:
+        return val_rates, selected, pd.DataFrame(), pd.DataFrame()
     sm = SteeredModel(bb, tokens)
     kw = dict(max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, seed=ev.seed)
     test = P.load("test", limit=ev.n_capable)
@@ -227,6 +227,19 @@ def run(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path,
     singles = evaluate(sm, single_methods, sorted({(n,) for p in selected for n in p}), test,
                        records=out / "capable_single_records.jsonl", **kw)
     pairs = evaluate(sm, methods, selected, test, records=out / "capable_records.jsonl", **kw)
+    return val_rates, selected, pairs, singles
+
+
+def run(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path,
+        methods: Sequence[str | Method] = PROMPT_METHODS, threshold: float = THRESHOLD) -> dict[str, pd.DataFrame]:
+    """The whole study, resumable: ``study_records``, then the report (``write_report``)
+    and the retention figure. ``methods`` may include baselines (Method objects)."""
+    from . import plots
+
+    val_rates, selected, pairs, singles = study_records(bb, tokens, preset, out, methods, threshold)
+    if not selected:  # nothing to compose: say so, with the rates that decided it
+        write_selection(val_rates, selected, out, threshold)
+        return {}
     report = write_report(pairs, singles, val_rates, selected, out, threshold)
     distributed.main_only(plots.retention(report["retention"]).savefig, out / "capable_retention.png", dpi=120,
                           bbox_inches="tight")

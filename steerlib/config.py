@@ -377,30 +377,33 @@ class presets:  # noqa: N801 - used as a namespace: st.presets.cpu()
     def cpu() -> Preset:
         """The embedded model on a 2-core CPU (ours; every number here is a compute budget).
 
-        Steps and learning rate. Exploratory trials on <french> (scripts around
-        train_behavior_token, not kept in the repo; 16 test prompts, one run each): lr 1e-2
-        for 24 steps gave 0% French; with 16 steps on the first 48 answer tokens, lr 5e-2
-        gave 56% and lr 1e-1 0% (it overshoots). A rerun of the lr 5e-2 setting on fewer
-        distinct targets gave 12%: at this budget single runs are noisy. 48 steps gave
-        80% (24 of 30 held-out prompts) on self targets, but would cost about 2 hours for 18
-        tokens. So: lr 5e-2, 16 steps of 8 over 64 targets (two epochs), the first 48 answer
-        tokens (they carry most of the signal and halve a step's cost), about 2 minutes a
-        token.
+        Learning rate. Exploratory trials on <french> (scripts around train_behavior_token,
+        not kept in the repo; 16 test prompts, one run each): lr 1e-2 for 24 steps gave 0%
+        French; with 16 steps on the first 48 answer tokens, lr 5e-2 gave 56% and lr 1e-1 0%
+        (it overshoots). So: lr 5e-2, batches of 8, the first 48 answer tokens (they carry
+        most of the signal and halve a step's cost).
+
+        Steps: validation-guided, one budget for every behavior. ``python -m steerlib curves
+        --preset cpu --behaviors french sentences_1 words_10_50 --max-steps 64`` trained three
+        behaviors of different kinds for 64 steps, scored on the 24 validation questions
+        every 8 steps (results/cpu/validation_curves.csv/.png). Their pass rates peaked at
+        step 32 (<french>, 96%), 16 (<sentences_1>, 88%) and 24 (<words_10_50>, 88%) and
+        did not rise after (<french> 83-92%, <sentences_1> 79-88%, <words_10_50> 58-75%). So
+        stage 1 trains at most 32 steps over 128 targets and keeps the best-scoring step
+        (``ValidationConfig``; the test split is never read). Stage 2 trains at most 64 steps
+        over 256 pair targets (every seen cross-category pair; 4x the 96 of the fixed-step
+        run), scored on validation pairs, and keeps its best step the same way.
 
         Targets. ``python -m steerlib targets-compare --preset cpu`` trained every behavior
-        on every target variant at that budget (results/cpu/targets_comparison.md, 30
-        held-out prompts per cell); ``sources`` holds each behavior's best variant there
-        (``study.best_variants``; a test keeps the two in step). No single variant wins
-        everywhere: the CE term lifts Spanish, Italian and German from 40/3/0% to 73/50/57%
-        and 90-120 words to 90%; filtered targets lift <french> from 10% to 77%; constructed
-        ones help 10-50 words and 2-3 sentences. Stage 2 trains <and> on constructed pair
-        targets (both transforms where both exist; a language asked for by instruction and
-        kept where the answer is in it), without the CE term (the paper's loss).
-
-        <french> alone trains for 48 steps (192 filtered targets): at 16 steps its token
-        passed 77% of the held-out prompts but answered "Why do cats purr?" in English;
-        at 48 steps it passes 83% and answers that question in French (chosen after
-        seeing that failure; the other tokens keep 16 steps).
+        on every target variant at the earlier fixed budget of 16 steps
+        (results/cpu/targets_comparison.md, 30 held-out prompts per cell); ``sources`` holds
+        each behavior's best variant there (``study.best_variants``; a test keeps the two in
+        step). No single variant wins everywhere: the CE term lifts Spanish, Italian and
+        German from 40/3/0% to 73/50/57% and 90-120 words to 90%; filtered targets lift
+        <french> from 10% to 77%; constructed ones help 10-50 words and 2-3 sentences.
+        Stage 2 trains <and> on constructed pair targets (both transforms where both exist;
+        a language asked for by instruction and kept where the answer is in it), without
+        the CE term (the paper's loss).
 
         Baselines. LM-Steer and LoRA learn each behavior with its token's config, but a
         token's lr makes LoRA diverge (one exploratory <french> run at 5e-2: KL 0.48 ->
