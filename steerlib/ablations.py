@@ -9,11 +9,21 @@ evaluates them on the same sampled combinations and prompts as the main table:
 * ``variant``: ``<and>`` trained on pairs ("2") vs pairs and triples ("2+3"), tested on
   3 behaviors and on 3 + json.
 
+Where they are tested is a ``Protocol``: the paper's (``paper_protocol``: the main
+table's sampled combinations and prompts), or the capable pairs of the composition study
+(``capable_protocol``: pairs chosen on validation data, ``eval.n_capable`` test prompts
+per ordering, and the study's own records for the recipe and for concatenation, so those
+are generated once for both). ``paired_vs_recipe`` compares each setting with the
+paper's recipe (zero init, lambda 0.5, pairs) by exact McNemar tests on identical
+prompt-orderings.
+
 Every variant is cached (tokens under ``artifacts/``, generations as records), so the
 tables can be rebuilt, and an interrupted run resumes.
 """
 from __future__ import annotations
 
+import itertools
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -24,7 +34,7 @@ from . import prompts as P
 from .backbone import Backbone
 from .compose import train_composition_token
 from .config import Init, Preset, Stage2Variant, replace
-from .evaluate import evaluate, metrics, orderings, read_records
+from .evaluate import evaluate, metrics, orderings, paired_test, read_records, sample_combos
 from .generate import METHODS, Method, SteeredModel
 from .study import composition_combos
 from .tokens import SteeringTokens
@@ -54,6 +64,8 @@ def variants() -> list[Variant]:
 
 
 ABLATIONS = ("no_and", "init", "lambda", "variant")
+RECIPE = {"no_and": "<and>", "init": "zero, with L_orth", "lambda": "lambda=0.5", "variant": "trained on 2"}
+"""Per ablation, the setting that is the paper's recipe (what every other one is tested against)."""
 
 
 def label(v: Variant) -> str:
@@ -61,13 +73,76 @@ def label(v: Variant) -> str:
     return f"{v.method}|{v.variant}|{v.init}|{v.orth_weight}"
 
 
+@dataclass(frozen=True)
+class Protocol:
+    """Where the ablations are tested: the combinations, prompts per ordering and records
+    file of the 2-behavior ablations (``pairs``) and of the "variant" ablation (``triples``)."""
+
+    name: str
+    pairs: tuple[tuple[str, ...], ...]
+    triples: tuple[tuple[str, ...], ...]
+    n_pairs: int
+    n_triples: int
+    records: str = "records.jsonl"
+    study_labels: bool = False
+    """Record the recipe and concatenation under the composition study's method names
+    ("and", "concat"): with the shipped ``<and>`` (the recipe under this preset) they are
+    the very generations the capable-pairs study made, so they are not made twice."""
+
+    def label(self, v: Variant, recipe: bool) -> str:
+        """The records label of ``v`` (``recipe``: its ``<and>`` is the preset's own)."""
+        if self.study_labels and (v.method == "concat" or recipe):
+            return v.method
+        return label(v)
+
+
+def paper_protocol(preset: Preset) -> Protocol:
+    """The main composition table's sampled combinations and prompts (paper's protocol)."""
+    combos = composition_combos(preset)
+    return Protocol("paper", tuple(c for c in combos if len(c) == 2), tuple(c for c in combos if len(c) > 2),
+                    preset.eval.n_prompts, preset.eval.n_prompts_3)
+
+
+def capable_protocol(preset: Preset, pairs: Sequence[tuple[str, str]]) -> Protocol:
+    """The capable pairs (``capable.choose``) on ``eval.n_capable`` prompts per ordering; the
+    "variant" ablation on triples whose three pairs are all capable (at most
+    ``eval.n_combos_3`` per split, drawn like the main table's), on as many prompts."""
+    chosen = {frozenset(p) for p in pairs}
+    triples = []
+    for split in ("seen", "unseen"):
+        ok = [c for c in sample_combos(3, split, None, preset.eval.seed)
+              if all(frozenset(p) in chosen for p in itertools.combinations(c, 2))]
+        n = preset.eval.n_combos_3
+        triples += ok if n is None or n >= len(ok) else sorted(random.Random(preset.eval.seed).sample(ok, n))
+    return Protocol("capable", tuple(tuple(p) for p in pairs), tuple(triples), preset.eval.n_capable,
+                    preset.eval.n_capable, records="capable_records.jsonl", study_labels=True)
+
+
+def ablation_setup(bb: Backbone, tokens: SteeringTokens, preset: Preset, capable_pairs: bool,
+                   results: Path | None = None) -> tuple[Protocol, Path]:
+    """The protocol and the folder its records live in: the capable pairs
+    (``capable.choose``, validation data only) and the results folder itself, whose
+    ``capable_records.jsonl`` the composition study shares; else the paper's protocol
+    and ``<results>/ablations``. Falls back to the paper's when no pair is capable."""
+    from . import capable
+    from .paths import results_dir
+
+    results = results or results_dir(preset.name)
+    if capable_pairs:
+        _, selected = capable.choose(bb, tokens, preset, results)
+        if selected:
+            return capable_protocol(preset, selected), results
+    return paper_protocol(preset), results / "ablations"
+
+
 def run_ablations(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path,
                   which: Sequence[str] = ABLATIONS, progress: bool | None = None,
-                  cached_only: bool = False) -> pd.DataFrame:
+                  cached_only: bool = False, protocol: Protocol | None = None) -> pd.DataFrame:
     """Train and evaluate every variant of the chosen ablations; one metrics row per split.
 
     ``tokens`` must hold the behavior tokens (an ``<and>`` in it is ignored). The
-    "variant" ablation is tested on 3 behaviors and 3 + json, the others on pairs.
+    "variant" ablation is tested on ``protocol.triples``, the others on its pairs
+    (default: ``paper_protocol``); records go to ``out / protocol.records``.
     ``cached_only`` trains and generates nothing: it reports the variants whose
     records are already complete in ``out`` (e.g. the committed ones) and skips the rest.
     """
@@ -75,34 +150,57 @@ def run_ablations(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Pat
     if unknown:
         raise ValueError(f"unknown ablation(s) {sorted(unknown)}; choose from {ABLATIONS}")
     ev = preset.eval
+    protocol = protocol or paper_protocol(preset)
     behaviors = tokens.subset([n for n in tokens.names if n != "and"])
-    combos = composition_combos(preset)
+    path = out / protocol.records
     if cached_only:  # records of this model, these prompts and settings (the vectors are not at hand)
-        done = read_records(out / "records.jsonl", model=bb.fingerprint, max_new_tokens=ev.max_new_tokens,
-                            seed=ev.seed, prompts=P.load("test", limit=max(ev.n_prompts, ev.n_prompts_3)))
+        done = read_records(path, model=bb.fingerprint, max_new_tokens=ev.max_new_tokens, seed=ev.seed,
+                            prompts=P.load("test", limit=max(protocol.n_pairs, protocol.n_triples)))
     rows = []
     for v in (v for v in variants() if v.ablation in which):
-        k_test = (3, 4) if v.ablation == "variant" else (2,)
-        test = [c for c in combos if len(c) in k_test]
-        n_prompts = ev.n_prompts if k_test == (2,) else ev.n_prompts_3
+        test, n_prompts = ((protocol.triples, protocol.n_triples) if v.ablation == "variant"
+                           else (protocol.pairs, protocol.n_pairs))
+        cfg = replace(preset.stage2, init=v.init, orth_weight=v.orth_weight)
+        name = protocol.label(v, recipe=v.method == "and" and cfg == preset.stage2
+                              and v.variant == Stage2Variant.PAIRS)
+        if not test:
+            continue
         if cached_only:  # the records alone: the <and> variants' vectors need not be at hand
             expected = sum(len(orderings(c)) for c in test) * n_prompts
             wanted = {"+".join(o) for c in test for o in orderings(c)}
-            recs = done[(done["method"] == label(v)) & done["order"].isin(wanted) & (done["prompt_id"] < n_prompts)]
+            recs = done[(done["method"] == name) & done["order"].isin(wanted) & (done["prompt_id"] < n_prompts)]
             if len(recs) < expected:
                 continue
         else:
-            cfg = replace(preset.stage2, init=v.init, orth_weight=v.orth_weight)
             steer = (train_composition_token(bb, behaviors, cfg, variant=v.variant, progress=progress)
                      if v.method == "and" else behaviors)
-            recs = evaluate(SteeredModel(bb, steer), [Method(label(v), joiner=METHODS[v.method].joiner)], test,
+            recs = evaluate(SteeredModel(bb, steer), [Method(name, joiner=METHODS[v.method].joiner)], test,
                             P.load("test", limit=n_prompts), max_new_tokens=ev.max_new_tokens,
-                            batch_size=ev.batch_size, records=out / "records.jsonl", seed=ev.seed,
-                            progress=progress)
-        table = metrics(recs).drop(columns="method")
-        rows.append(table.assign(ablation=v.ablation, setting=v.setting))
+                            batch_size=ev.batch_size, records=path, seed=ev.seed, progress=progress)
+        table = metrics(recs.assign(method=label(v))).drop(columns="method")
+        rows.append(table.assign(ablation=v.ablation, setting=v.setting, label=name))
     if not rows:
         return pd.DataFrame(columns=["ablation", "setting", "split", "mean_acc", "mean_lo", "mean_hi", "best_acc",
-                                     "best_lo", "best_hi", "order_var", "ov_lo", "ov_hi", "combos", "n"])
+                                     "best_lo", "best_hi", "order_var", "ov_lo", "ov_hi", "combos", "n", "label"])
     table = pd.concat(rows, ignore_index=True)
     return table[["ablation", "setting", *[c for c in table.columns if c not in ("ablation", "setting")]]]
+
+
+def paired_vs_recipe(table: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
+    """Every setting of ``table`` (``run_ablations``) against its ablation's recipe
+    (``RECIPE``): exact McNemar tests (``evaluate.paired_test``) per split on the
+    prompt-orderings both were generated for, from ``records`` (the protocol's file)."""
+    labels = table.drop_duplicates(["ablation", "setting"]).set_index(["ablation", "setting"])["label"]
+    rows = []
+    for (ablation, setting), name in labels.items():
+        base = labels.get((ablation, RECIPE[ablation]))
+        if base is None or setting == RECIPE[ablation]:
+            continue
+        tests = paired_test(records[records["method"].isin([name, base])], name, base)
+        rows.append(tests.rename(columns={f"{name} %": "setting %", f"{base} %": "recipe %"})
+                    .assign(ablation=ablation, setting=setting, recipe=RECIPE[ablation]))
+    if not rows:
+        return pd.DataFrame(columns=["ablation", "setting", "recipe", "split", "n", "setting %", "recipe %",
+                                     "a_only", "b_only", "p"])
+    out = pd.concat(rows, ignore_index=True)
+    return out[["ablation", "setting", "recipe", "split", "n", "setting %", "recipe %", "a_only", "b_only", "p"]]

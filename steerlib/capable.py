@@ -157,8 +157,7 @@ def summary(pairs: pd.DataFrame, singles: pd.DataFrame, n_boot: int = 1000) -> p
 
 def selection_lines(val_rates: pd.Series, selected: Sequence[tuple], threshold: float) -> list[str]:
     """The report's head: which pairs were chosen, from which validation rates."""
-    return ["# Capable pairs", "",
-            f"Pairs chosen on validation questions (each behavior's token alone >= {100 * threshold:.0f}%):",
+    return [f"Pairs chosen on validation questions (each behavior's token alone >= {100 * threshold:.0f}%):",
             ", ".join(f"{a}+{b} ({split_of((a, b))})" for a, b in selected) or "none qualified", "",
             "Validation pass rate of each token alone (%): "
             + ", ".join(f"{n} {100 * r:.0f}" for n, r in val_rates.sort_values(ascending=False).items()), ""]
@@ -182,12 +181,12 @@ def write_report(pairs: pd.DataFrame, singles: pd.DataFrame, val_rates: pd.Serie
         eff_cell=[f"{v:.2f} [{a:.2f}, {b:.2f}]" for v, a, b in zip(table["efficiency"], table["eff_lo"],
                                                                     table["eff_hi"])])
     lines = selection_lines(val_rates, selected, threshold) + [
-             "## Joint pass rate (%) [95% Wilson] and efficiency [95% bootstrap over prompts]", "",
+             "**Joint pass rate (%) [95% Wilson] and efficiency [95% bootstrap over prompts]**", "",
              cells[["method", "split", "joint_cell", "eff_cell", "pairs", "n"]]
              .rename(columns={"joint_cell": "joint", "eff_cell": "efficiency"}).to_markdown(index=False), "",
-             "## Paired exact McNemar tests (same prompts and orderings)", "",
+             "**Paired exact McNemar tests (same prompts and orderings)**", "",
              tests.round({"a_rate": 1, "b_rate": 1, "p": 4}).to_markdown(index=False) if len(tests) else "none", "",
-             "## Retention: each behavior inside its pairs vs alone (%)", "",
+             "**Retention: each behavior inside its pairs vs alone (%)**", "",
              ret.round({"in_pair": 1, "alone": 1, "retention": 2}).to_markdown(index=False), ""]
     distributed.main_only(write_text, out / "capable_pairs.md", "\n".join(lines))
     return {"summary": table, "retention": ret, "tests": tests}

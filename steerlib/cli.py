@@ -193,15 +193,19 @@ def cmd_capable(args) -> None:
 
 
 def cmd_ablations(args) -> None:
-    from .ablations import ABLATIONS, run_ablations
-    from .paths import results_dir
+    from .ablations import ABLATIONS, ablation_setup, paired_vs_recipe, run_ablations
+    from .evaluate import read_records
     from .study import load_tokens
 
     preset = _preset(args)
     bb = _backbone(args, preset)
-    table = run_ablations(bb, load_tokens(bb, preset), preset, results_dir(preset.name) / "ablations",
-                          which=args.which or ABLATIONS)
-    print(table.round(1).to_markdown(index=False))
+    tokens = load_tokens(bb, preset)
+    protocol, out = ablation_setup(bb, tokens, preset, capable_pairs=args.capable)
+    table = run_ablations(bb, tokens, preset, out, which=args.which or ABLATIONS, protocol=protocol)
+    print(f"protocol: {protocol.name}")
+    print(table.drop(columns="label").round(1).to_markdown(index=False))
+    tests = paired_vs_recipe(table, read_records(out / protocol.records))
+    print(tests.round({"setting %": 1, "recipe %": 1, "p": 4}).to_markdown(index=False))
 
 
 def cmd_reproduce(args) -> None:
@@ -290,6 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = command("ablations", cmd_ablations, "stage-2 ablations: no <and>, init, lambda, 2 vs 2+3 (resumable)")
     sp.add_argument("--which", nargs="+", default=None, help="no_and | init | lambda | variant (default: all four)")
+    sp.add_argument("--capable", action="store_true",
+                    help="test on the capable pairs of the composition study (chosen on validation data) with "
+                         "eval.n_capable prompts, instead of the paper protocol's sampled combinations")
 
     sp = command("reproduce", cmd_reproduce, "stage 1, stage 2, evaluation, tables and figures (resumable)",
                  model=False)

@@ -345,6 +345,8 @@ def reproduce(preset: Preset, out: Path | None = None, with_baselines: bool | Se
 
     Writes into ``out`` (default ``results/<preset>``): teacher_compliance.md,
     single_behavior.md, composition.md/.csv, pair_heatmap.png, the generation records,
+    where the preset has validation settings the capable-pairs study (capable_pairs.md/.csv,
+    capable_tests.csv, capable_retention.csv/.png; ``steerlib.capable``),
     with ``with_baselines`` also caa_sweep.md and baselines.md (training seconds and
     settings of each baseline), and timings.json (this run's seconds per stage, which are
     small for cached stages; ``stage1_token_seconds``, what training the behavior tokens

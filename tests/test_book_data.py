@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 import steerlib as st
-from steerlib.ablations import ABLATIONS, run_ablations, variants
+from steerlib import capable
+from steerlib.ablations import ABLATIONS, ablation_setup, run_ablations, variants
 from steerlib.distill import train_behavior_token
 from steerlib.guard import NO_TRAIN_ENV
 from steerlib.study import (composition_eval, load_tokens, single_behavior_eval, stage1_config, teacher_compliance)
@@ -55,11 +56,17 @@ def test_book_chapters_read_only_shipped_artifacts(embedded, results):
     filtered = comparison[comparison["method"] == "filtered"].set_index("behavior")["pass_rate"]
     pd.testing.assert_series_equal(single["filtered"].dropna(), filtered.dropna().reindex(single["filtered"].dropna()
                                    .index).round(1), check_names=False)
-    # chapter 2: the composition table
+    # chapter 2: the capable-pairs study, then the composition table
+    val_rates, selected, pairs, singles = capable.study_records(embedded, tokens, preset, results)
+    assert len(val_rates) == len(st.behaviors.names())
+    if selected:
+        assert set(pairs["method"]) == set(capable.PROMPT_METHODS)
+        assert len(pairs) == len(capable.PROMPT_METHODS) * len(selected) * 2 * preset.eval.n_capable
     table = composition_eval(embedded, tokens, preset, results)
     assert set(table["method"]) == {"instruction", "concat", "native_and", "and", "hybrid"}
     # chapter 3: the ablation variants whose records are committed
-    ablations = run_ablations(embedded, tokens, preset, results / "ablations", which=ABLATIONS, cached_only=True)
-    assert len(ablations)
+    protocol, where = ablation_setup(embedded, tokens, preset, capable_pairs=True, results=results)
+    ablations = run_ablations(embedded, tokens, preset, where, which=ABLATIONS, cached_only=True, protocol=protocol)
+    assert len(ablations) and "no_and" in set(ablations["ablation"])
     assert set(ablations["setting"]) <= {v.setting for v in variants()}
     assert _contents(results) == before  # nothing rewritten, nothing appended

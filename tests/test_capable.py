@@ -1,4 +1,6 @@
 """The capable-pairs study's statistics on hand-made records with known answers."""
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -135,3 +137,49 @@ def test_run_selects_on_validation_and_tests_on_test(tiny, tmp_path, monkeypatch
     assert (tmp_path / "capable_pairs.md").is_file() and (tmp_path / "capable_retention.png").is_file()
     assert set(report["summary"]["method"]) == set(capable.PROMPT_METHODS)
     assert len(report["tests"]) == 2 * len(capable.TESTS)  # seen and unseen pairs
+
+
+def test_ablations_on_capable_pairs_reuse_the_study_records_and_test_against_the_recipe(tiny, tmp_path):
+    """The capable protocol tests each <and> variant on the chosen pairs with n_capable prompts
+    per ordering; the recipe and concatenation are the composition study's own records
+    ("and", "concat"), so a study run first leaves nothing to make for them; McNemar
+    against the recipe counts the discordant prompt-orderings found independently here."""
+    import torch
+
+    import steerlib as st
+    from steerlib.ablations import capable_protocol, paired_vs_recipe, run_ablations
+    from steerlib.evaluate import read_records
+
+    preset = st.presets.smoke()
+    behaviors = st.study.train_all_behaviors(tiny, preset)
+    tokens = st.train_composition_token(tiny, behaviors, preset.stage2)
+    pairs = [("french", "sentences_1"), ("german", "words_10_50")]
+    protocol = capable_protocol(preset, pairs)
+    assert protocol.pairs == tuple(pairs) and protocol.n_pairs == preset.eval.n_capable
+    assert all({frozenset(p) for p in itertools.combinations(t, 2)} <= {frozenset(p) for p in pairs}
+               for t in protocol.triples)
+    # the study's records first (same file, same vectors), then the ablations
+    study = capable.evaluate(st.SteeredModel(tiny, tokens), ["concat", "and"], pairs,
+                             P.load("test", limit=preset.eval.n_capable), max_new_tokens=preset.eval.max_new_tokens,
+                             batch_size=preset.eval.batch_size, seed=preset.eval.seed,
+                             records=tmp_path / "capable_records.jsonl")
+    before = (tmp_path / "capable_records.jsonl").read_text()
+    table = run_ablations(tiny, tokens, preset, tmp_path, which=("no_and",), protocol=protocol)
+    assert (tmp_path / "capable_records.jsonl").read_text() == before  # nothing new to make
+    assert set(table["label"]) == {"concat", "and"}
+    assert table.groupby("setting")["n"].sum().tolist() == [len(pairs) * 2 * preset.eval.n_capable] * 2
+    table = pd.concat([table, run_ablations(tiny, tokens, preset, tmp_path, which=("lambda",), protocol=protocol)])
+    records = read_records(tmp_path / "capable_records.jsonl")
+    tests = paired_vs_recipe(table, records).set_index(["ablation", "setting", "split"])
+    for (ablation, setting, split), row in tests.iterrows():
+        name = table[(table["ablation"] == ablation) & (table["setting"] == setting)]["label"].iloc[0]
+        mine = records[(records["method"] == name) & (records["split"] == split)].set_index(["order", "prompt_id"])
+        base = records[(records["method"] == "and") & (records["split"] == split)].set_index(["order", "prompt_id"])
+        joined = mine["ok"].to_frame("a").join(base["ok"].to_frame("b"), how="inner")
+        assert row["n"] == len(joined)
+        assert row["a_only"] == int((joined["a"] & ~joined["b"]).sum())
+        assert row["b_only"] == int((joined["b"] & ~joined["a"]).sum())
+        assert row["p"] == pytest.approx(binomtest(row["a_only"], row["a_only"] + row["b_only"]).pvalue
+                                         if row["a_only"] + row["b_only"] else 1.0)
+    assert {("no_and", "concatenation"), ("lambda", "lambda=0.0")} <= {k[:2] for k in tests.index}
+    assert len(study) == 2 * len(pairs) * 2 * preset.eval.n_capable
