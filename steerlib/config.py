@@ -363,7 +363,7 @@ class presets:  # noqa: N801 - used as a namespace: st.presets.cpu()
         teacher's forward pass, the student's and its backward pass to the input, about
         6 x 1.71B x 8 x 300 = 2.5e13 FLOP, so about 1.5 s; 96 steps take under 3 minutes a
         token. Steps and learning rate are a budget (ours): 96 steps of 8 over 384 targets
-        (2 epochs), at lr 1e-2, between the cpu preset's 5e-2 for 16 steps and the paper's
+        (2 epochs), at lr 1e-2, between the cpu preset's 5e-2 for at most 32 steps and the paper's
         1e-4 for 6,250. Untuned: check the learning curves before trusting them.
         """
         targets = TargetConfig(max_new_tokens=256)
