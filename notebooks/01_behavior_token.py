@@ -195,9 +195,7 @@ else:
 
 # %%
 record = info.get("validation")
-if record:
-    curve = pd.DataFrame(record["curve"], columns=["step", "pass_rate"]).assign(behavior="french")
-    plots.validation_curves(curve, {"french": record["best_step"]}, title="<french>: validation pass rate")
+if plots.token_validation(info, "french"):
     plt.show()
     print(f"kept step {record['best_step']} ({100 * record['best_rate']:.0f}% of "
           f"{cfg.validation.n_questions} validation questions); stopped at step {record['stopped_at']} "

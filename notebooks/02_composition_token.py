@@ -118,9 +118,7 @@ if tokens.losses.get("and"):
     plots.loss_curve({"and": tokens.losses["and"]}, title="stage 2: <and> (distillation + lambda * L_orth)")
     plt.show()
 record = info.get("validation")
-if record:
-    curve = pd.DataFrame(record["curve"], columns=["step", "pass_rate"]).assign(behavior="and")
-    plots.validation_curves(curve, {"and": record["best_step"]}, title="<and>: joint pass rate on validation pairs")
+if plots.token_validation(info, "and", title="<and>: joint pass rate on validation pairs"):
     plt.show()
     print(f"kept step {record['best_step']} ({100 * record['best_rate']:.0f}% of the validation questions, "
           f"each asking one of {len(info['validation_pairs'])} capable training pairs); stopped at step "

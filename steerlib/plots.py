@@ -32,6 +32,16 @@ def validation_curves(table: pd.DataFrame, chosen: dict[str, int] | None = None,
     return fig
 
 
+def token_validation(info: dict, name: str, title: str | None = None) -> plt.Figure | None:
+    """The validation curve a trained token carries in its metadata (``info["validation"]``),
+    the step it kept starred; None for a token trained without validation."""
+    record = info.get("validation")
+    if not record:
+        return None
+    curve = pd.DataFrame(record["curve"], columns=["step", "pass_rate"]).assign(behavior=name)
+    return validation_curves(curve, {name: record["best_step"]}, title=title or f"<{name}>: validation pass rate")
+
+
 def retention(table: pd.DataFrame, title: str = "each behavior inside its capable pairs vs alone") -> plt.Figure:
     """Pass rate (%) of each behavior inside the pairs (bars) against its rate alone under
     the same method (markers), per method (``capable.retention``), seen and unseen pairs pooled."""
