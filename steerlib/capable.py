@@ -212,7 +212,7 @@ def study_records(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Pat
                   ) -> tuple[pd.Series, list[tuple], pd.DataFrame, pd.DataFrame]:
     """The study's generations, resumable (records in ``out``): ``choose``, then every
     selected pair under ``methods`` and each of their behaviors alone on ``eval.n_capable``
-    test prompts. Returns (validation rates, selected pairs, pair records, single
+    test prompts (pairs in ``capable_records.jsonl``, singles in ``single_records.jsonl``). Returns (validation rates, selected pairs, pair records, single
     records); the records are empty when no pair qualified. Writes no report, so the book
     reads the committed records through it without changing a file."""
     ev = preset.eval
@@ -223,8 +223,10 @@ def study_records(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Pat
     kw = dict(max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, seed=ev.seed)
     test = P.load("test", limit=ev.n_capable)
     single_methods = list(dict.fromkeys(SINGLE_OF.get(_name(m), m) for m in methods))
+    # one records file for every single-behavior generation: where the single-behavior table
+    # asked the same (method, behavior, prompt) with the same vectors, its record is reused
     singles = evaluate(sm, single_methods, sorted({(n,) for p in selected for n in p}), test,
-                       records=out / "capable_single_records.jsonl", **kw)
+                       records=out / "single_records.jsonl", **kw)
     pairs = evaluate(sm, methods, selected, test, records=out / "capable_records.jsonl", **kw)
     return val_rates, selected, pairs, singles
 

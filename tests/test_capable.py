@@ -133,7 +133,7 @@ def test_run_selects_on_validation_and_tests_on_test(tiny, tmp_path, monkeypatch
     report = capable.run(tiny, toks, preset, tmp_path, threshold=0.0)  # every pair qualifies at 0
     val, test = set(P.load("val")), set(P.load("test"))
     assert asked["capable_val_records.jsonl"] <= val
-    assert asked["capable_records.jsonl"] <= test and asked["capable_single_records.jsonl"] <= test
+    assert asked["capable_records.jsonl"] <= test and asked["single_records.jsonl"] <= test
     assert (tmp_path / "capable_pairs.md").is_file() and (tmp_path / "capable_retention.png").is_file()
     assert set(report["summary"]["method"]) == set(capable.PROMPT_METHODS)
     assert len(report["tests"]) == 2 * len(capable.TESTS)  # seen and unseen pairs
