@@ -252,9 +252,8 @@ if selected:
         p = "p < 0.001" if r["p"] < 0.001 else f"p = {r['p']:.3f}"
         lines.append(f"- {r['split']} pairs, `{r['a']}` vs `{r['b']}`: {r['a_rate']:.1f}% vs {r['b_rate']:.1f}% on "
                      f"{r['n']} paired generations ({r['a_only']} vs {r['b_only']} discordant, {p}): {verdict}.")
-    for split in ("seen", "unseen"):
-        if ("and", split) in joint_of.index:
-            e = joint_of.loc[("and", split)]
+    for (method, split), e in joint_of.iterrows():
+        if method == "and":
             lines.append(f"- `<and>` efficiency on {split} pairs: {e['efficiency']:.2f} "
                          f"[{e['eff_lo']:.2f}, {e['eff_hi']:.2f}] (1.0: the behaviors combine as if independent).")
 else:

@@ -116,7 +116,7 @@ print(tokens)
 # %%
 protocol, out = ablation_setup(bb, tokens, preset, capable_pairs=preset.validation is not None)
 print(f"protocol: {protocol.name}; {len(protocol.pairs)} pairs x {protocol.n_pairs} prompts per ordering, "
-      f"{len(protocol.triples)} triples x {protocol.n_triples}; records: {out / protocol.records}")
+      f"{len(protocol.triples)} triples x {protocol.n_triples}; records: {protocol.records}")
 RUN_ALL = preset.name != "cpu"
 table = run_ablations(bb, tokens, preset, out, which=ABLATIONS, cached_only=not RUN_ALL, protocol=protocol)
 missing = [f"{v.ablation}: {v.setting}" for v in variants()
