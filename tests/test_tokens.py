@@ -216,7 +216,11 @@ def test_shipped_tokens_load_on_the_embedded_model(embedded):
         # the metadata says what trained each token: the preset's current config for it
         assert info["key"] == f"{name}-{config_hash(cfg)}", name
         assert (info["target_source"], info["config"]["ce_weight"]) == (cfg.targets.source, cfg.ce_weight)
-        assert len(tokens.losses[name]) == cfg.steps
+        # validation-guided: a loss per step run, up to the budget; the kept step within them
+        assert len(tokens.losses[name]) == info["steps"] <= cfg.steps
+        record = info["validation"]
+        assert record["stopped_at"] == info["steps"] and 0 <= record["best_step"] <= info["steps"]
+        assert dict(record["curve"])[record["best_step"]] == record["best_rate"] == max(r for _, r in record["curve"])
 
 
 def test_shipped_french_token_answers_why_cats_purr_in_french(embedded):
