@@ -23,7 +23,6 @@ tables can be rebuilt, and an interrupted run resumes.
 from __future__ import annotations
 
 import itertools
-import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -108,12 +107,12 @@ def capable_protocol(preset: Preset, pairs: Sequence[tuple[str, str]]) -> Protoc
     "variant" ablation on triples whose three pairs are all capable (at most
     ``eval.n_combos_3`` per split, drawn like the main table's), on as many prompts."""
     chosen = {frozenset(p) for p in pairs}
-    triples = []
-    for split in ("seen", "unseen"):
-        ok = [c for c in sample_combos(3, split, None, preset.eval.seed)
-              if all(frozenset(p) in chosen for p in itertools.combinations(c, 2))]
-        n = preset.eval.n_combos_3
-        triples += ok if n is None or n >= len(ok) else sorted(random.Random(preset.eval.seed).sample(ok, n))
+
+    def capable_triple(c: tuple[str, ...]) -> bool:
+        return all(frozenset(p) in chosen for p in itertools.combinations(c, 2))
+
+    triples = [t for split in ("seen", "unseen")
+               for t in sample_combos(3, split, preset.eval.n_combos_3, preset.eval.seed, keep=capable_triple)]
     return Protocol("capable", tuple(tuple(p) for p in pairs), tuple(triples), preset.eval.n_capable,
                     preset.eval.n_capable, records="capable_records.jsonl", study_labels=True)
 

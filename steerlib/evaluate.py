@@ -20,7 +20,7 @@ import hashlib
 import itertools
 import random
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -46,12 +46,15 @@ def orderings(combo: Sequence[str]) -> list[tuple[str, ...]]:
     return list(itertools.permutations(combo))
 
 
-def sample_combos(k: int, split: str, n: int | None, seed: int = 0, include_json: bool = False
-                  ) -> list[tuple[str, ...]]:
-    """``n`` combinations of one split drawn without replacement (all when n is None)."""
+def sample_combos(k: int, split: str, n: int | None, seed: int = 0, include_json: bool = False,
+                  keep: Callable[[tuple[str, ...]], bool] | None = None) -> list[tuple[str, ...]]:
+    """``n`` combinations of one split drawn without replacement (all when n is None),
+    from those ``keep`` accepts when given."""
     combos = B.combinations(k, split, include_json=include_json)
     if include_json:
         combos = [c for c in combos if "json" in c]
+    if keep is not None:
+        combos = [c for c in combos if keep(c)]
     if n is None or n >= len(combos):
         return combos
     return sorted(random.Random(f"{seed}-{k}-{split}-{include_json}").sample(combos, n))
