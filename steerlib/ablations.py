@@ -11,7 +11,7 @@ evaluates them on the same sampled combinations and prompts as the main table:
 
 Where they are tested is a ``Protocol``: the paper's (``paper_protocol``: the main
 table's sampled combinations and prompts), or the capable pairs of the composition study
-(``capable_protocol``: pairs chosen on validation data, ``eval.n_capable`` test prompts
+(``capable_protocol``: pairs chosen on validation data, ``eval.n_ablation`` test prompts
 per ordering, and the study's own records for the recipe and for concatenation, so those
 are generated once for both). ``paired_vs_recipe`` compares each setting with the
 paper's recipe (zero init, lambda 0.5, pairs) by exact McNemar tests on identical
@@ -103,7 +103,8 @@ def paper_protocol(preset: Preset) -> Protocol:
 
 
 def capable_protocol(preset: Preset, pairs: Sequence[tuple[str, str]]) -> Protocol:
-    """The capable pairs (``capable.choose``) on ``eval.n_capable`` prompts per ordering; the
+    """The capable pairs (``capable.choose``) on ``eval.n_ablation`` prompts per ordering
+    (default ``eval.n_capable``: the study's first prompts, so every test is paired); the
     "variant" ablation on triples whose three pairs are all capable (at most
     ``eval.n_combos_3`` per split, drawn like the main table's), on as many prompts."""
     chosen = {frozenset(p) for p in pairs}
@@ -113,8 +114,9 @@ def capable_protocol(preset: Preset, pairs: Sequence[tuple[str, str]]) -> Protoc
 
     triples = [t for split in ("seen", "unseen")
                for t in sample_combos(3, split, preset.eval.n_combos_3, preset.eval.seed, keep=capable_triple)]
-    return Protocol("capable", tuple(tuple(p) for p in pairs), tuple(triples), preset.eval.n_capable,
-                    preset.eval.n_capable, records="capable_records.jsonl", study_labels=True)
+    n = preset.eval.n_ablation or preset.eval.n_capable
+    return Protocol("capable", tuple(tuple(p) for p in pairs), tuple(triples), n, n,
+                    records="capable_records.jsonl", study_labels=True)
 
 
 def ablation_setup(bb: Backbone, tokens: SteeringTokens, preset: Preset, capable_pairs: bool,

@@ -9,7 +9,7 @@ from scipy.stats import binomtest
 from steerlib import behaviors as B
 from steerlib import capable
 from steerlib import prompts as P
-from steerlib.config import ValidationConfig
+from steerlib.config import ValidationConfig, replace
 
 
 def _rec(method, order, pid, verdicts):
@@ -168,6 +168,12 @@ def test_ablations_on_capable_pairs_reuse_the_study_records_and_test_against_the
     assert (tmp_path / "capable_records.jsonl").read_text() == before  # nothing new to make
     assert set(table["label"]) == {"concat", "and"}
     assert table.groupby("setting")["n"].sum().tolist() == [len(pairs) * 2 * preset.eval.n_capable] * 2
+    # eval.n_ablation: the study's first prompts, still nothing new to make
+    fewer = replace(preset, eval=replace(preset.eval, n_ablation=1))
+    assert capable_protocol(fewer, pairs).n_pairs == 1
+    short = run_ablations(tiny, tokens, fewer, tmp_path, which=("no_and",), protocol=capable_protocol(fewer, pairs))
+    assert (tmp_path / "capable_records.jsonl").read_text() == before
+    assert short.groupby("setting")["n"].sum().tolist() == [len(pairs) * 2] * 2
     table = pd.concat([table, run_ablations(tiny, tokens, preset, tmp_path, which=("lambda",), protocol=protocol)])
     records = read_records(tmp_path / "capable_records.jsonl")
     tests = paired_vs_recipe(table, records).set_index(["ablation", "setting", "split"])
