@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 
 from . import prompts as P
@@ -65,6 +66,18 @@ def variants() -> list[Variant]:
 ABLATIONS = ("no_and", "init", "lambda", "variant")
 RECIPE = {"no_and": "<and>", "init": "zero, with L_orth", "lambda": "lambda=0.5", "variant": "trained on 2"}
 """Per ablation, the setting that is the paper's recipe (what every other one is tested against)."""
+
+
+PAPER_UNSEEN = {
+    ("no_and", "concatenation"): 49.7, ("no_and", "<and>"): 69.1,
+    ("init", "zero, without L_orth"): 66.9, ("init", "zero, with L_orth"): 69.1,
+    ("init", "word, without L_orth"): 55.2, ("init", "word, with L_orth"): 70.8,
+    ("init", "mean, without L_orth"): 58.4, ("init", "mean, with L_orth"): 64.4,
+    ("lambda", "lambda=0.0"): 67.6, ("lambda", "lambda=0.25"): 65.0, ("lambda", "lambda=0.5"): 69.1,
+    ("lambda", "lambda=1.0"): 63.9,
+}
+"""The paper's ablation table (Qwen3-4B, 2-behavior unseen mean accuracy, %; METHOD.md).
+It has no random init and no number for training on 2+3."""
 
 
 def label(v: Variant) -> str:
@@ -179,10 +192,12 @@ def run_ablations(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Pat
                             P.load("test", limit=n_prompts), max_new_tokens=ev.max_new_tokens,
                             batch_size=ev.batch_size, records=path, seed=ev.seed, progress=progress)
         table = metrics(recs.assign(method=label(v))).drop(columns="method")
-        rows.append(table.assign(ablation=v.ablation, setting=v.setting, label=name))
+        seconds = steer.info["and"].get("seconds") if not cached_only and v.method == "and" else None
+        rows.append(table.assign(ablation=v.ablation, setting=v.setting, label=name, train_s=seconds))
     if not rows:
         return pd.DataFrame(columns=["ablation", "setting", "split", "mean_acc", "mean_lo", "mean_hi", "best_acc",
-                                     "best_lo", "best_hi", "order_var", "ov_lo", "ov_hi", "combos", "n", "label"])
+                                     "best_lo", "best_hi", "order_var", "ov_lo", "ov_hi", "combos", "n", "label",
+                                     "train_s"])
     table = pd.concat(rows, ignore_index=True)
     return table[["ablation", "setting", *[c for c in table.columns if c not in ("ablation", "setting")]]]
 
@@ -205,3 +220,38 @@ def paired_vs_recipe(table: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame
                                      "a_only", "b_only", "p"])
     out = pd.concat(rows, ignore_index=True)
     return out[["ablation", "setting", "recipe", "split", "n", "setting %", "recipe %", "a_only", "b_only", "p"]]
+
+
+def beside_paper(tests: pd.DataFrame) -> pd.DataFrame:
+    """Each setting's paired difference from the recipe (``paired_vs_recipe``) beside the
+    paper's (``PAPER_UNSEEN``), per split.
+
+    ``diff`` is setting minus recipe in points on the paired generations, with a 95% Wald
+    interval for a paired difference of proportions, sqrt(b + c - (b - c)^2 / n) / n for
+    the discordant counts b, c. The verdict asks whether the paper's difference is
+    compatible with ours: "agrees" (it lies inside our interval and ours is significant,
+    p < 0.05, in the same direction), "compatible" (inside our interval, ours not
+    significant: this n cannot tell the two apart), "differs" (outside our interval), or
+    "no paper number". The paper's numbers are for unseen pairs on a 4B model, so the seen
+    rows compare another split and every row another model: a guide, not a replication test.
+    """
+    rows = []
+    for _, r in tests.iterrows():
+        b, c, n = r["a_only"], r["b_only"], r["n"]
+        diff = 100 * (b - c) / n
+        half = 1.96 * 100 * np.sqrt(max(b + c - (b - c) ** 2 / n, 0.0)) / n
+        paper_s, paper_r = PAPER_UNSEEN.get((r["ablation"], r["setting"])), PAPER_UNSEEN.get((r["ablation"], r["recipe"]))
+        paper = None if paper_s is None or paper_r is None else paper_s - paper_r
+        if paper is None:
+            verdict = "no paper number"
+        elif not diff - half <= paper <= diff + half:
+            verdict = "differs"
+        elif r["p"] < 0.05 and np.sign(diff) == np.sign(paper):
+            verdict = "agrees"
+        else:
+            verdict = "compatible"
+        rows.append({"ablation": r["ablation"], "setting": r["setting"], "split": r["split"], "n": n,
+                     "diff": diff, "lo": diff - half, "hi": diff + half, "p": r["p"],
+                     "paper diff": paper, "verdict": verdict})
+    return pd.DataFrame(rows, columns=["ablation", "setting", "split", "n", "diff", "lo", "hi", "p", "paper diff",
+                                       "verdict"])

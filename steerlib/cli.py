@@ -193,7 +193,8 @@ def cmd_capable(args) -> None:
 
 
 def cmd_ablations(args) -> None:
-    from .ablations import ABLATIONS, ablation_setup, paired_vs_recipe, run_ablations
+    from . import reports
+    from .ablations import ABLATIONS, ablation_setup, beside_paper, paired_vs_recipe, run_ablations
     from .evaluate import read_records
     from .study import load_tokens
 
@@ -202,10 +203,9 @@ def cmd_ablations(args) -> None:
     tokens = load_tokens(bb, preset)
     protocol, out = ablation_setup(bb, tokens, preset, capable_pairs=args.capable)
     table = run_ablations(bb, tokens, preset, out, which=args.which or ABLATIONS, protocol=protocol)
-    print(f"protocol: {protocol.name}")
-    print(table.drop(columns="label").round(1).to_markdown(index=False))
     tests = paired_vs_recipe(table, read_records(out / protocol.records))
-    print(tests.round({"setting %": 1, "recipe %": 1, "p": 4}).to_markdown(index=False))
+    reports.ablations(out, protocol.name, table, tests, beside_paper(tests))
+    print((out / "ablations.md").read_text())
 
 
 def cmd_reproduce(args) -> None:
@@ -296,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--which", nargs="+", default=None, help="no_and | init | lambda | variant (default: all four)")
     sp.add_argument("--capable", action="store_true",
                     help="test on the capable pairs of the composition study (chosen on validation data) with "
-                         "eval.n_capable prompts, instead of the paper protocol's sampled combinations")
+                         "eval.n_ablation prompts, instead of the paper protocol's sampled combinations")
 
     sp = command("reproduce", cmd_reproduce, "stage 1, stage 2, evaluation, tables and figures (resumable)",
                  model=False)

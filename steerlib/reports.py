@@ -104,6 +104,24 @@ def baseline_settings(method) -> dict:
     return {k: v for k, v in meta["settings"].items() if k != "name"} | meta.get("merge", {})
 
 
+def ablations(out: Path, protocol: str, table: pd.DataFrame, tests: pd.DataFrame, paper: pd.DataFrame) -> None:
+    """ablations.md (the metrics per setting, the McNemar tests against the recipe and the
+    comparison with the paper's numbers) and ablations.csv (the metrics, with each
+    ``<and>`` variant's training seconds)."""
+    distributed.main_only(write_text, out / "ablations.csv", table.to_csv(index=False))
+    cols = ["ablation", "setting", "split", "mean_acc", "mean_lo", "mean_hi", "n", "train_s"]
+    lines = [f"Ablations of `<and>` ({protocol} protocol; `python -m steerlib ablations`). Mean accuracy (%) "
+             "[95% Wilson]; `train_s`: seconds the variant's `<and>` took to train, as recorded when it was "
+             "trained.", "", table[cols].round(1).to_markdown(index=False), "",
+             "**Each setting against the recipe: exact McNemar on the same prompts and orderings**", "",
+             tests.round({"setting %": 1, "recipe %": 1, "p": 4}).to_markdown(index=False) if len(tests) else "none",
+             "", "**Beside the paper** (setting minus recipe, points, 95% paired interval; the paper's "
+             "difference is Qwen3-4B, unseen pairs)", "",
+             paper.round({"diff": 1, "lo": 1, "hi": 1, "p": 4, "paper diff": 1}).to_markdown(index=False)
+             if len(paper) else "none", ""]
+    distributed.main_only(write_text, out / "ablations.md", "\n".join(lines))
+
+
 def caa_sweep(path: Path, table: pd.DataFrame, n_questions: int) -> None:
     write_md(path, (table.set_index(["layer", "alpha"]) * 100).round(1).reset_index(),
              f"CAA pass rate (%) per single behavior on {n_questions} validation questions for every layer "

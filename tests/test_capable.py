@@ -189,3 +189,29 @@ def test_ablations_on_capable_pairs_reuse_the_study_records_and_test_against_the
                                          if row["a_only"] + row["b_only"] else 1.0)
     assert {("no_and", "concatenation"), ("lambda", "lambda=0.0")} <= {k[:2] for k in tests.index}
     assert len(study) == 2 * len(pairs) * 2 * preset.eval.n_capable
+
+
+def test_beside_paper_sets_paired_differences_against_the_papers_with_known_verdicts():
+    """Hand-made McNemar rows: the paired difference, its Wald interval (worked out here by
+    hand) and the verdict against the paper's unseen differences (METHOD.md)."""
+    from steerlib.ablations import beside_paper
+
+    tests = pd.DataFrame([
+        # concat vs <and>: -20 points, interval -20 +- 1.96 * sqrt(26) = [-30.0, -10.0]; paper 49.7 - 69.1 = -19.4
+        {"ablation": "no_and", "setting": "concatenation", "recipe": "<and>", "split": "unseen", "n": 100,
+         "a_only": 5, "b_only": 25, "p": binomtest(5, 30).pvalue},
+        # lambda 0.25: 0 +- 1.96 * sqrt(20) = +-8.77; paper 65.0 - 69.1 = -4.1, inside, not significant
+        {"ablation": "lambda", "setting": "lambda=0.25", "recipe": "lambda=0.5", "split": "unseen", "n": 100,
+         "a_only": 10, "b_only": 10, "p": 1.0},
+        # " and" init without L_orth: 0 +- 1.96 * sqrt(20) / 4 = +-2.19; paper 55.2 - 69.1 = -13.9, outside
+        {"ablation": "init", "setting": "word, without L_orth", "recipe": "zero, with L_orth", "split": "seen",
+         "n": 400, "a_only": 10, "b_only": 10, "p": 1.0},
+        {"ablation": "variant", "setting": "trained on 2+3", "recipe": "trained on 2", "split": "seen", "n": 50,
+         "a_only": 3, "b_only": 1, "p": 0.625},
+    ])
+    out = beside_paper(tests)
+    assert out["verdict"].tolist() == ["agrees", "compatible", "differs", "no paper number"]
+    assert out["diff"].tolist() == pytest.approx([-20.0, 0.0, 0.0, 4.0])
+    assert out["lo"].tolist()[:3] == pytest.approx([-20 - 1.96 * 26 ** 0.5, -1.96 * 20 ** 0.5, -1.96 * 20 ** 0.5 / 4])
+    assert out["paper diff"].tolist()[:3] == pytest.approx([-19.4, -4.1, -13.9])
+    assert np.isnan(out["paper diff"].iloc[3])

@@ -76,14 +76,22 @@ def test_ablations_cached_only_reads_records_and_trains_nothing(tmp_path):
     assert (tmp_path / "records.jsonl").read_text() == lines
     assert set(again["ablation"]) == {"no_and", "init", "lambda"}  # init/lambda share the <and> records
     assert "variant" not in set(again["ablation"])
-    pd.testing.assert_frame_equal(first.reset_index(drop=True),
-                                  again[again["ablation"] == "no_and"].reset_index(drop=True))
+    # the same metrics; the training seconds are known only where the variant was trained
+    assert first.set_index("setting")["train_s"].notna().to_dict() == {"concatenation": False, "<and>": True}
+    assert again["train_s"].isna().all()
+    pd.testing.assert_frame_equal(first.drop(columns="train_s").reset_index(drop=True),
+                                  again[again["ablation"] == "no_and"].drop(columns="train_s").reset_index(drop=True))
 
 
-def test_cli_ablations_runs_the_chosen_ablation_on_the_presets_model(capsys):
+def test_cli_ablations_runs_the_chosen_ablation_on_the_presets_model(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("STEERLIB_RESULTS", str(tmp_path))
     assert main(["ablations", "--preset", "smoke", "--which", "no_and"]) == 0
     out = capsys.readouterr().out
     assert "no_and" in out and "init" not in out
+    report = (tmp_path / "smoke" / "ablations" / "ablations.md").read_text()
+    assert report.strip() in out and "Beside the paper" in report
+    table = pd.read_csv(tmp_path / "smoke" / "ablations" / "ablations.csv")
+    assert set(table["setting"]) == {"concatenation", "<and>"}
 
 
 def test_cli_unknown_ablation_is_a_clear_error(capsys):
