@@ -67,6 +67,7 @@ from steerlib.evaluate import format_table, paired_test, per_ordering
 from steerlib.generate import DEMO_REPETITION_PENALTY
 from steerlib.paths import results_dir
 from steerlib import capable
+from steerlib.baselines import BASELINES
 from steerlib.study import COMPOSITION_METHODS, composition_eval, load_tokens
 
 # %matplotlib inline
@@ -175,11 +176,20 @@ for p, a, (_, names) in zip(prompts, answers, examples):
 #    prompt-orderings, which can separate methods whose intervals overlap.
 #
 # The records are committed; the cell below reuses them and generates only
-# what is missing (nothing, in the `cpu` preset).
+# what is missing (nothing, in the `cpu` preset). The three baselines (CAA,
+# LM-Steer, LoRA-DARE: this chapter's last section) are read from their records
+# where `python -m steerlib capable --preset cpu --baselines` made them: their
+# weights stay in the `artifacts/` cache, and their answers do not depend on
+# the tokens. Each baseline is compared with `<and>` by the same paired test.
 
 # %%
 out = results_dir(preset.name)
 val_rates, selected, pair_records, single_records = capable.study_records(bb, tokens, preset, out)
+if selected:  # the baselines as recorded by `python -m steerlib capable --baselines` (none: not run)
+    base_pairs, base_singles = capable.recorded(preset, out, selected, BASELINES, bb.fingerprint)
+    pair_records = pd.concat([pair_records, base_pairs], ignore_index=True)
+    single_records = pd.concat([single_records, base_singles], ignore_index=True)
+    print("baselines recorded:", ", ".join(sorted(set(base_pairs["method"]))) or "none")
 print("validation pass rate of each token alone (%):",
       ", ".join(f"{n} {100 * r:.0f}" for n, r in val_rates.sort_values(ascending=False).items()))
 print(f"capable pairs ({len(selected)}):", ", ".join(f"{a}+{b}" for a, b in selected) or "none")
@@ -197,7 +207,7 @@ if selected:
         joint=[f"{v:.1f} [{a:.0f}, {b:.0f}]" for v, a, b in summary_table[["joint", "joint_lo", "joint_hi"]].values],
         efficiency=[f"{v:.2f} [{a:.2f}, {b:.2f}]" for v, a, b in
                     summary_table[["efficiency", "eff_lo", "eff_hi"]].values])
-    order = {m: i for i, m in enumerate(capable.PROMPT_METHODS)}
+    order = {m: i for i, m in enumerate((*capable.PROMPT_METHODS, *BASELINES))}
     display(cells.sort_values(["split", "method"], key=lambda c: c.map(order) if c.name == "method" else c)
             [["split", "method", "joint", "efficiency", "pairs", "n"]].reset_index(drop=True))
 else:

@@ -33,7 +33,7 @@ from . import compose, distributed
 from . import prompts as P
 from .backbone import Backbone
 from .config import Preset, ValidationConfig
-from .evaluate import behavior_pass_rates, evaluate, paired_test, split_of, wilson
+from .evaluate import behavior_pass_rates, evaluate, orderings, paired_test, read_records, split_of, wilson
 from .io import write_text
 from .generate import Method, SteeredModel
 from .tokens import SteeringTokens
@@ -137,9 +137,13 @@ def efficiency(pairs: pd.DataFrame, singles: pd.DataFrame, n_boot: int = 1000, s
     return pd.DataFrame(rows)
 
 
-def paired_tests(records: pd.DataFrame, comparisons: Sequence[tuple[str, str]] = TESTS) -> pd.DataFrame:
+def paired_tests(records: pd.DataFrame, comparisons: Sequence[tuple[str, str]] | None = None) -> pd.DataFrame:
     """``evaluate.paired_test`` (exact McNemar on identical prompt-orderings) for each
-    comparison and split where both methods were run; ``a_rate``/``b_rate`` in %."""
+    comparison and split where both methods were run; ``a_rate``/``b_rate`` in %.
+    Default: ``TESTS``, then ``<and>`` against every other method recorded (the baselines)."""
+    if comparisons is None:
+        others = sorted(set(records["method"]) - set(PROMPT_METHODS)) if len(records) else []
+        comparisons = [*TESTS, *(("and", m) for m in others)]
     rows = []
     for a, b in comparisons:
         if {a, b} <= set(records["method"]):
@@ -229,6 +233,22 @@ def study_records(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Pat
                        records=out / "single_records.jsonl", **kw)
     pairs = evaluate(sm, methods, selected, test, records=out / "capable_records.jsonl", **kw)
     return val_rates, selected, pairs, singles
+
+
+def recorded(preset: Preset, out: Path, selected: Sequence[tuple], methods: Sequence[str],
+             model: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The pair and single records of ``methods`` that the study already made in ``out`` for
+    ``selected``, with this model and the preset's prompts and generation settings;
+    generates nothing. The book shows the baselines this way: their weights stay in the
+    artifacts cache (not committed), and their generations do not depend on the tokens."""
+    ev = preset.eval
+    kw = dict(model=model, max_new_tokens=ev.max_new_tokens, seed=ev.seed, prompts=P.load("test", limit=ev.n_capable))
+    pairs = read_records(out / "capable_records.jsonl", **kw)
+    singles = read_records(out / "single_records.jsonl", **kw)
+    orders = {"+".join(o) for pair in selected for o in orderings(pair)}
+    names = {n for pair in selected for n in pair}
+    return (pairs[pairs["method"].isin(methods) & pairs["order"].isin(orders)],
+            singles[singles["method"].isin(methods) & singles["order"].isin(names)])
 
 
 def run(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path,

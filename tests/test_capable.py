@@ -215,3 +215,30 @@ def test_beside_paper_sets_paired_differences_against_the_papers_with_known_verd
     assert out["lo"].tolist()[:3] == pytest.approx([-20 - 1.96 * 26 ** 0.5, -1.96 * 20 ** 0.5, -1.96 * 20 ** 0.5 / 4])
     assert out["paper diff"].tolist()[:3] == pytest.approx([-19.4, -4.1, -13.9])
     assert np.isnan(out["paper diff"].iloc[3])
+
+
+def test_recorded_reads_the_studys_records_of_the_chosen_methods_and_pairs_without_generating(tiny, tmp_path):
+    """What the book shows for the baselines: the study's own records of a method, for the
+    selected pairs (both orders) and their behaviors alone, read back unchanged."""
+    import steerlib as st
+
+    preset = st.presets.smoke()
+    tokens = st.study.train_all_behaviors(tiny, preset)
+    kw = dict(max_new_tokens=preset.eval.max_new_tokens, batch_size=preset.eval.batch_size, seed=preset.eval.seed)
+    test = P.load("test", limit=preset.eval.n_capable)
+    sm = st.SteeredModel(tiny, tokens)
+    pairs = [("french", "sentences_1"), ("german", "words_10_50")]
+    made = capable.evaluate(sm, ["concat", "instruction"], pairs, test,
+                            records=tmp_path / "capable_records.jsonl", **kw)
+    alone = capable.evaluate(sm, ["instruction"], [("french",), ("sentences_1",), ("german",)], test,
+                             records=tmp_path / "single_records.jsonl", **kw)
+    before = {f: (tmp_path / f).read_text() for f in ("capable_records.jsonl", "single_records.jsonl")}
+    got_pairs, got_singles = capable.recorded(preset, tmp_path, pairs[:1], ["instruction"], tiny.fingerprint)
+    assert {f: (tmp_path / f).read_text() for f in before} == before
+    want = made[(made["method"] == "instruction") & made["combo"].eq("french+sentences_1")]
+    assert len(got_pairs) == 2 * preset.eval.n_capable
+    assert sorted(zip(got_pairs["order"], got_pairs["prompt_id"], got_pairs["text"])) == \
+        sorted(zip(want["order"], want["prompt_id"], want["text"]))
+    assert set(got_singles["order"]) == {"french", "sentences_1"}
+    assert sorted(got_singles["text"]) == sorted(alone[alone["order"] != "german"]["text"])
+    assert capable.recorded(preset, tmp_path, pairs, ["instruction"], "another model")[0].empty
