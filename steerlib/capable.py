@@ -252,15 +252,23 @@ def recorded(preset: Preset, out: Path, selected: Sequence[tuple], methods: Sequ
 
 
 def run(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path,
-        methods: Sequence[str | Method] = PROMPT_METHODS, threshold: float = THRESHOLD) -> dict[str, pd.DataFrame]:
+        methods: Sequence[str | Method] = PROMPT_METHODS, threshold: float = THRESHOLD,
+        keep_recorded: Sequence[str] = ()) -> dict[str, pd.DataFrame]:
     """The whole study, resumable: ``study_records``, then the report (``write_report``)
-    and the retention figure. ``methods`` may include baselines (Method objects)."""
+    and the retention figure. ``methods`` may include baselines (Method objects).
+    ``keep_recorded``: methods not in ``methods`` whose records in ``out`` join the report
+    as they are (``recorded``), so a run without the baselines keeps their rows."""
     from . import plots
 
     val_rates, selected, pairs, singles = study_records(bb, tokens, preset, out, methods, threshold)
     if not selected:  # nothing to compose: say so, with the rates that decided it
         write_selection(val_rates, selected, out, threshold)
         return {}
+    kept = [m for m in keep_recorded if m not in {_name(x) for x in methods}]
+    if kept:
+        old_pairs, old_singles = recorded(preset, out, selected, kept, bb.fingerprint)
+        pairs = pd.concat([pairs, old_pairs], ignore_index=True)
+        singles = pd.concat([singles, old_singles], ignore_index=True)
     report = write_report(pairs, singles, val_rates, selected, out, threshold)
     distributed.main_only(plots.retention(report["retention"]).savefig, out / "capable_retention.png", dpi=120,
                           bbox_inches="tight")

@@ -172,6 +172,7 @@ def cmd_curves(args) -> None:
 
 def cmd_capable(args) -> None:
     from . import capable
+    from .baselines import BASELINES
     from .paths import results_dir
     from .study import load_tokens, preset_baselines
 
@@ -181,13 +182,12 @@ def cmd_capable(args) -> None:
     out = results_dir(preset.name)
     methods: list = list(capable.PROMPT_METHODS)
     if args.baselines is not None:
-        from .baselines import BASELINES
-
         _, selected = capable.choose(bb, tokens, preset, out)
         names = sorted({n for pair in selected for n in pair}, key=B.names().index)
         methods += list(preset_baselines(bb, preset, names, args.baselines or BASELINES, out,
                                          sweep_name="capable_caa_sweep").values())
-    report = capable.run(bb, tokens, preset, out, methods)
+    # the baselines not asked for this time keep their recorded rows
+    report = capable.run(bb, tokens, preset, out, methods, keep_recorded=BASELINES)
     print(report["summary"].round(2).to_markdown(index=False))
     print(report["tests"].round(4).to_markdown(index=False))
 

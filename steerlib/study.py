@@ -398,7 +398,9 @@ def reproduce(preset: Preset, out: Path | None = None, with_baselines: bool | Se
     if preset.validation is not None:  # pairs are chosen on validation questions
         from . import capable
 
-        capable.run(bb, tokens, preset, out, methods)
+        from .baselines import BASELINES
+
+        capable.run(bb, tokens, preset, out, methods, keep_recorded=BASELINES)
         lap("capable_pairs")
     reports.composition(out, table)
     reports.timings(out, timings)

@@ -137,6 +137,14 @@ def test_run_selects_on_validation_and_tests_on_test(tiny, tmp_path, monkeypatch
     assert (tmp_path / "capable_pairs.md").is_file() and (tmp_path / "capable_retention.png").is_file()
     assert set(report["summary"]["method"]) == set(capable.PROMPT_METHODS)
     assert len(report["tests"]) == 2 * len(capable.TESTS)  # seen and unseen pairs
+    # a run without one method keeps its recorded rows (as reproduce keeps the baselines'),
+    # generating nothing
+    before = (tmp_path / "capable_records.jsonl").read_text()
+    again = capable.run(tiny, toks, preset, tmp_path, methods=[m for m in capable.PROMPT_METHODS if m != "hybrid"],
+                        threshold=0.0, keep_recorded=("hybrid", "lora_dare"))
+    assert (tmp_path / "capable_records.jsonl").read_text() == before
+    pd.testing.assert_frame_equal(again["summary"].sort_values(["method", "split"]).reset_index(drop=True),
+                                  report["summary"].sort_values(["method", "split"]).reset_index(drop=True))
 
 
 def test_ablations_on_capable_pairs_reuse_the_study_records_and_test_against_the_recipe(tiny, tmp_path):
