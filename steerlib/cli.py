@@ -171,7 +171,7 @@ def cmd_curves(args) -> None:
 
 
 def cmd_capable(args) -> None:
-    from . import capable
+    from . import capable, reports
     from .baselines import BASELINES
     from .paths import results_dir
     from .study import load_tokens, preset_baselines
@@ -181,13 +181,20 @@ def cmd_capable(args) -> None:
     tokens = load_tokens(bb, preset)
     out = results_dir(preset.name)
     methods: list = list(capable.PROMPT_METHODS)
+    names: list[str] = []  # the behaviors of the capable pairs, where baselines are asked for
     if args.baselines is not None:
         _, selected = capable.choose(bb, tokens, preset, out)
         names = sorted({n for pair in selected for n in pair}, key=B.names().index)
-        methods += list(preset_baselines(bb, preset, names, args.baselines or BASELINES, out,
-                                         sweep_name="capable_caa_sweep").values())
+    if names:
+        baselines = preset_baselines(bb, preset, names, args.baselines or BASELINES, out,
+                                     sweep_name="capable_caa_sweep")
+        reports.baselines(out, baselines, name="capable_baselines")
+        methods += list(baselines.values())
     # the baselines not asked for this time keep their recorded rows
     report = capable.run(bb, tokens, preset, out, methods, keep_recorded=BASELINES)
+    if not report:
+        print(f"no pair qualified on validation: see {out / 'capable_pairs.md'}")
+        return
     print(report["summary"].round(2).to_markdown(index=False))
     print(report["tests"].round(4).to_markdown(index=False))
 

@@ -82,9 +82,9 @@ def timings(out: Path, seconds: dict[str, float]) -> None:
     distributed.main_only(write_text, out / "timings.json", json.dumps(seconds, indent=1) + "\n")
 
 
-def baselines(out: Path, baselines: dict) -> None:
-    """baselines.md: training seconds per behavior and baseline, and each one's settings."""
-    write_md(out / "baselines.md", baseline_costs(baselines).reset_index(),
+def baselines(out: Path, baselines: dict, name: str = "baselines") -> None:
+    """<name>.md: training seconds per behavior and baseline, and each one's settings."""
+    write_md(out / f"{name}.md", baseline_costs(baselines).reset_index(),
              "Seconds each baseline took to train per behavior, as recorded when it was trained (cached "
              "ones keep their first run's time); LM-Steer and LoRA train for the steps of the behavior's "
              "token. Settings: " + "; ".join(f"{m.name} {json.dumps(baseline_settings(m))}"

@@ -123,3 +123,21 @@ def test_cli_generate_labels_several_answers_and_prints_only_answers(capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "[1] Why?" and "[2] How?" in out
     assert not any("%|" in line for line in out)  # no progress bar on stdout
+
+
+def test_cli_capable_baselines_are_reported_and_kept_by_a_later_run_without_them(capsys, tmp_path, monkeypatch):
+    """``capable --baselines lm_steer`` trains LM-Steer for the capable pairs' behaviors,
+    writes its costs and its rows; a later ``capable`` without --baselines keeps its rows
+    (read from the records) instead of dropping them, and generates nothing new for it."""
+    monkeypatch.setenv("STEERLIB_RESULTS", str(tmp_path))
+    out = tmp_path / "smoke"
+    assert main(["capable", "--preset", "smoke", "--baselines", "lm_steer"]) == 0
+    first = pd.read_csv(out / "capable_pairs.csv")
+    assert "lm_steer" in set(first["method"]) and "lm_steer" in (out / "capable_baselines.md").read_text()
+    tests = pd.read_csv(out / "capable_tests.csv")
+    assert {("and", "lm_steer")} <= set(zip(tests["a"], tests["b"]))
+    records = (out / "capable_records.jsonl").read_text()
+    capsys.readouterr()
+    assert main(["capable", "--preset", "smoke"]) == 0
+    assert (out / "capable_records.jsonl").read_text() == records
+    pd.testing.assert_frame_equal(pd.read_csv(out / "capable_pairs.csv"), first)
