@@ -16,6 +16,7 @@ import pytest
 import steerlib as st
 from steerlib import capable
 from steerlib.ablations import ABLATIONS, ablation_setup, run_ablations, variants
+from steerlib.baselines import BASELINES
 from steerlib.distill import train_behavior_token
 from steerlib.guard import NO_TRAIN_ENV
 from steerlib.study import (composition_eval, load_tokens, single_behavior_eval, stage1_config, teacher_compliance)
@@ -62,6 +63,11 @@ def test_book_chapters_read_only_shipped_artifacts(embedded, results):
     if selected:
         assert set(pairs["method"]) == set(capable.PROMPT_METHODS)
         assert len(pairs) == len(capable.PROMPT_METHODS) * len(selected) * 2 * preset.eval.n_capable
+        # the baselines as recorded: each one complete, on the same pairs and prompts
+        base_pairs, base_singles = capable.recorded(preset, results, selected, BASELINES, embedded.fingerprint)
+        assert set(base_pairs["method"]) <= set(BASELINES)
+        for _, part in base_pairs.groupby("method"):
+            assert len(part) == len(selected) * 2 * preset.eval.n_capable
     table = composition_eval(embedded, tokens, preset, results)
     assert set(table["method"]) == {"instruction", "concat", "native_and", "and", "hybrid"}
     # chapter 3: the ablation variants whose records are committed
