@@ -32,7 +32,7 @@ import pandas as pd
 
 from . import prompts as P
 from .backbone import Backbone
-from .compose import train_composition_token
+from .compose import cached_composition_token, train_composition_token
 from .config import Init, Preset, Stage2Variant, replace
 from .evaluate import evaluate, metrics, orderings, paired_test, read_records, sample_combos
 from .generate import METHODS, Method, SteeredModel
@@ -158,7 +158,9 @@ def run_ablations(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Pat
     "variant" ablation is tested on ``protocol.triples``, the others on its pairs
     (default: ``paper_protocol``); records go to ``out / protocol.records``.
     ``cached_only`` trains and generates nothing: it reports the variants whose
-    records are already complete in ``out`` (e.g. the committed ones) and skips the rest.
+    records are already complete in ``out`` (e.g. the committed ones) and skips the rest;
+    ``train_s`` (the seconds a variant's ``<and>`` took to train) is then read from the
+    cached vector where there is one.
     """
     unknown = set(which) - set(ABLATIONS)
     if unknown:
@@ -192,7 +194,9 @@ def run_ablations(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Pat
                             P.load("test", limit=n_prompts), max_new_tokens=ev.max_new_tokens,
                             batch_size=ev.batch_size, records=path, seed=ev.seed, progress=progress)
         table = metrics(recs.assign(method=label(v))).drop(columns="method")
-        seconds = steer.info["and"].get("seconds") if not cached_only and v.method == "and" else None
+        trained = None if v.method != "and" else (
+            cached_composition_token(bb, behaviors, cfg, variant=v.variant) if cached_only else steer)
+        seconds = trained.info["and"].get("seconds") if trained is not None else None
         rows.append(table.assign(ablation=v.ablation, setting=v.setting, label=name, train_s=seconds))
     if not rows:
         return pd.DataFrame(columns=["ablation", "setting", "split", "mean_acc", "mean_lo", "mean_hi", "best_acc",

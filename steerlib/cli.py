@@ -209,7 +209,8 @@ def cmd_ablations(args) -> None:
     bb = _backbone(args, preset)
     tokens = load_tokens(bb, preset)
     protocol, out = ablation_setup(bb, tokens, preset, capable_pairs=args.capable)
-    table = run_ablations(bb, tokens, preset, out, which=args.which or ABLATIONS, protocol=protocol)
+    table = run_ablations(bb, tokens, preset, out, which=args.which or ABLATIONS, protocol=protocol,
+                          cached_only=args.cached_only)
     tests = paired_vs_recipe(table, read_records(out / protocol.records))
     reports.ablations(out, protocol.name, table, tests, beside_paper(tests))
     print((out / "ablations.md").read_text())
@@ -304,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--capable", action="store_true",
                     help="test on the capable pairs of the composition study (chosen on validation data) with "
                          "eval.n_ablation prompts, instead of the paper protocol's sampled combinations")
+    sp.add_argument("--cached-only", action="store_true",
+                    help="train and generate nothing: report the variants whose records are complete")
 
     sp = command("reproduce", cmd_reproduce, "stage 1, stage 2, evaluation, tables and figures (resumable)",
                  model=False)

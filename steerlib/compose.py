@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
@@ -98,6 +99,28 @@ def validation_pairs(tokens: SteeringTokens, threshold: float = 0.5) -> list[tup
     return pairs if len(pairs) >= 2 else B.training_pairs()
 
 
+def _stage2_cache(bb: Backbone, tokens: SteeringTokens, cfg: TrainConfig, variant: Stage2Variant,
+                  questions: Sequence[str] | None, name: str) -> tuple[str, Path]:
+    """The cache key of a composition token and its file: keyed by config, variant and the
+    seen behavior vectors themselves (retrained behavior tokens make another key)."""
+    seen = [b for b in B.names() if B.get(b).seen]
+    missing = [b for b in seen if b not in tokens]
+    if missing:
+        raise ValueError(f"stage 2 needs the seen behavior tokens first; missing: {missing}")
+    key = f"{name}-v{variant.replace('+', 'p')}-{config_hash(cfg)}-{tokens.digest(seen)[:8]}{P.cache_tag(questions)}"
+    return key, artifacts_root() / bb.fingerprint / "stage2" / f"{key}.safetensors"
+
+
+def cached_composition_token(bb: Backbone, tokens: SteeringTokens, config: TrainConfig, *,
+                             variant: Stage2Variant | str = Stage2Variant.PAIRS,
+                             questions: Sequence[str] | None = None, name: str = "and") -> SteeringTokens | None:
+    """The ``<and>`` that ``train_composition_token`` would return, when it is already
+    trained (cached or shipped); None otherwise. Trains nothing: a report reads a
+    variant's metadata (its training seconds, its curve) this way."""
+    key, final = _stage2_cache(bb, tokens, config, choice(Stage2Variant, variant, "stage-2 variant"), questions, name)
+    return cached_token(bb, final, name, key, retrain=False)
+
+
 def train_composition_token(bb: Backbone, tokens: SteeringTokens, config: TrainConfig | None = None, *,
                             variant: Stage2Variant | str = Stage2Variant.PAIRS, questions: Sequence[str] | None = None,
                             retrain: bool = False, progress: bool | None = None,
@@ -109,14 +132,10 @@ def train_composition_token(bb: Backbone, tokens: SteeringTokens, config: TrainC
     """
     cfg = config or TrainConfig(init=Init.ZERO)
     variant = choice(Stage2Variant, variant, "stage-2 variant")
-    seen = [b for b in B.names() if B.get(b).seen]
-    missing = [b for b in seen if b not in tokens]
-    if missing:
-        raise ValueError(f"stage 2 needs the seen behavior tokens first; missing: {missing}")
+    key, final = _stage2_cache(bb, tokens, cfg, variant, questions, name)
     tokens.check_backbone(bb)
+    seen = [b for b in B.names() if B.get(b).seen]
     frozen = torch.stack([tokens[b] for b in seen]).to(bb.device)
-    key = f"{name}-v{variant.replace('+', 'p')}-{config_hash(cfg)}-{tokens.digest(seen)[:8]}{P.cache_tag(questions)}"
-    final = artifacts_root() / bb.fingerprint / "stage2" / f"{key}.safetensors"
     out = tokens.copy()
     cached = cached_token(bb, final, name, key, retrain)
     if cached is not None:
