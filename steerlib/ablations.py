@@ -160,7 +160,9 @@ def run_ablations(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Pat
     ``cached_only`` trains and generates nothing: it reports the variants whose
     records are already complete in ``out`` (e.g. the committed ones) and skips the rest;
     ``train_s`` (the seconds a variant's ``<and>`` took to train) is then read from the
-    cached vector where there is one.
+    variant's vector where there is one. Each ``<and>`` variant at hand (trained, or in the
+    artifacts cache) is saved once to ``out/ablation_tokens/<protocol>-<label>.safetensors``,
+    to be committed with the records.
     """
     unknown = set(which) - set(ABLATIONS)
     if unknown:
@@ -194,8 +196,14 @@ def run_ablations(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Pat
                             P.load("test", limit=n_prompts), max_new_tokens=ev.max_new_tokens,
                             batch_size=ev.batch_size, records=path, seed=ev.seed, progress=progress)
         table = metrics(recs.assign(method=label(v))).drop(columns="method")
-        trained = None if v.method != "and" else (
-            cached_composition_token(bb, behaviors, cfg, variant=v.variant) if cached_only else steer)
+        trained = None
+        if v.method == "and":  # the variant's vector, saved next to the records to be committed with them
+            vector = out / "ablation_tokens" / f"{protocol.name}-{label(v).replace('|', '_')}.safetensors"
+            trained = steer if not cached_only else (
+                SteeringTokens.load_file(vector, bb) if vector.is_file()
+                else cached_composition_token(bb, behaviors, cfg, variant=v.variant))
+            if trained is not None and not vector.is_file():
+                trained.subset(["and"]).save_file(vector)
         seconds = trained.info["and"].get("seconds") if trained is not None else None
         rows.append(table.assign(ablation=v.ablation, setting=v.setting, label=name, train_s=seconds))
     if not rows:

@@ -2,6 +2,7 @@
 import json
 
 import pandas as pd
+import torch
 
 import steerlib as st
 from steerlib.cli import main
@@ -69,6 +70,9 @@ def test_ablations_cached_only_reads_records_and_trains_nothing(tmp_path):
     tokens = st.train_composition_token(bb, st.study.train_all_behaviors(bb, preset), preset.stage2)
     first = run_ablations(bb, tokens, preset, tmp_path, which=("no_and",))
     lines = (tmp_path / "records.jsonl").read_text()
+    # the variant's <and> is saved next to the records (the recipe: the <and> trained above)
+    saved = st.SteeringTokens.load_file(tmp_path / "ablation_tokens" / "paper-and_2_zero_0.5.safetensors", bb)
+    assert saved.names == ["and"] and torch.equal(saved["and"], tokens["and"])
     # cached_only: the no_and variants are complete and reported; everything else is skipped,
     # including "<and> trained on 2" whose pair records exist but whose triples do not
     again = run_ablations(bb, tokens.subset([n for n in tokens.names if n != "and"]), preset, tmp_path,
