@@ -184,12 +184,11 @@ for p, a, (_, names) in zip(prompts, answers, examples):
 
 # %%
 out = results_dir(preset.name)
-val_rates, selected, pair_records, single_records = capable.study_records(bb, tokens, preset, out)
-if selected:  # the baselines as recorded by `python -m steerlib capable --baselines` (none: not run)
-    base_pairs, base_singles = capable.recorded(preset, out, selected, BASELINES, bb.fingerprint)
-    pair_records = pd.concat([pair_records, base_pairs], ignore_index=True)
-    single_records = pd.concat([single_records, base_singles], ignore_index=True)
-    print("baselines recorded:", ", ".join(sorted(set(base_pairs["method"]))) or "none")
+# the baselines as recorded by `python -m steerlib capable --baselines` (none: not run)
+val_rates, selected, pair_records, single_records = capable.study_records(bb, tokens, preset, out,
+                                                                          keep_recorded=BASELINES)
+if selected:
+    print("baselines recorded:", ", ".join(sorted(set(pair_records["method"]) & set(BASELINES))) or "none")
 print("validation pass rate of each token alone (%):",
       ", ".join(f"{n} {100 * r:.0f}" for n, r in val_rates.sort_values(ascending=False).items()))
 print(f"capable pairs ({len(selected)}):", ", ".join(f"{a}+{b}" for a, b in selected) or "none")

@@ -199,9 +199,12 @@ def run_ablations(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Pat
         trained = None
         if v.method == "and":  # the variant's vector, saved next to the records to be committed with them
             vector = out / "ablation_tokens" / f"{protocol.name}-{label(v).replace('|', '_')}.safetensors"
-            trained = steer if not cached_only else (
-                SteeringTokens.load_file(vector, bb) if vector.is_file()
-                else cached_composition_token(bb, behaviors, cfg, variant=v.variant))
+            if not cached_only:
+                trained = steer
+            elif vector.is_file():
+                trained = SteeringTokens.load_file(vector, bb)
+            else:
+                trained = cached_composition_token(bb, behaviors, cfg, variant=v.variant)
             if trained is not None and not vector.is_file():
                 trained.subset(["and"]).save_file(vector)
         seconds = trained.info["and"].get("seconds") if trained is not None else None

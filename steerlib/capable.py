@@ -212,13 +212,15 @@ def choose(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path,
 
 
 def study_records(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path,
-                  methods: Sequence[str | Method] = PROMPT_METHODS, threshold: float = THRESHOLD
-                  ) -> tuple[pd.Series, list[tuple], pd.DataFrame, pd.DataFrame]:
+                  methods: Sequence[str | Method] = PROMPT_METHODS, threshold: float = THRESHOLD,
+                  keep_recorded: Sequence[str] = ()) -> tuple[pd.Series, list[tuple], pd.DataFrame, pd.DataFrame]:
     """The study's generations, resumable (records in ``out``): ``choose``, then every
     selected pair under ``methods`` and each of their behaviors alone on ``eval.n_capable``
     test prompts (pairs in ``capable_records.jsonl``, singles in ``single_records.jsonl``). Returns (validation rates, selected pairs, pair records, single
     records); the records are empty when no pair qualified. Writes no report, so the book
-    reads the committed records through it without changing a file."""
+    reads the committed records through it without changing a file. ``keep_recorded``:
+    methods not in ``methods`` whose records in ``out`` join the returned ones as they are
+    (``recorded``), so the baselines' committed rows are read without their weights."""
     ev = preset.eval
     val_rates, selected = choose(bb, tokens, preset, out, threshold)
     if not selected:
@@ -232,6 +234,11 @@ def study_records(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Pat
     singles = evaluate(sm, single_methods, sorted({(n,) for p in selected for n in p}), test,
                        records=out / "single_records.jsonl", **kw)
     pairs = evaluate(sm, methods, selected, test, records=out / "capable_records.jsonl", **kw)
+    kept = [m for m in keep_recorded if m not in {_name(x) for x in methods}]
+    if kept:
+        old_pairs, old_singles = recorded(preset, out, selected, kept, bb.fingerprint)
+        pairs = pd.concat([pairs, old_pairs], ignore_index=True)
+        singles = pd.concat([singles, old_singles], ignore_index=True)
     return val_rates, selected, pairs, singles
 
 
@@ -256,19 +263,13 @@ def run(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path,
         keep_recorded: Sequence[str] = ()) -> dict[str, pd.DataFrame]:
     """The whole study, resumable: ``study_records``, then the report (``write_report``)
     and the retention figure. ``methods`` may include baselines (Method objects).
-    ``keep_recorded``: methods not in ``methods`` whose records in ``out`` join the report
-    as they are (``recorded``), so a run without the baselines keeps their rows."""
+    ``keep_recorded`` (``study_records``): a run without the baselines keeps their rows."""
     from . import plots
 
-    val_rates, selected, pairs, singles = study_records(bb, tokens, preset, out, methods, threshold)
+    val_rates, selected, pairs, singles = study_records(bb, tokens, preset, out, methods, threshold, keep_recorded)
     if not selected:  # nothing to compose: say so, with the rates that decided it
         write_selection(val_rates, selected, out, threshold)
         return {}
-    kept = [m for m in keep_recorded if m not in {_name(x) for x in methods}]
-    if kept:
-        old_pairs, old_singles = recorded(preset, out, selected, kept, bb.fingerprint)
-        pairs = pd.concat([pairs, old_pairs], ignore_index=True)
-        singles = pd.concat([singles, old_singles], ignore_index=True)
     report = write_report(pairs, singles, val_rates, selected, out, threshold)
     distributed.main_only(plots.retention(report["retention"]).savefig, out / "capable_retention.png", dpi=120,
                           bbox_inches="tight")
