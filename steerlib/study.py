@@ -305,9 +305,11 @@ def caa_sweep(bb: Backbone, caa, preset: Preset, out: Path, name: str = "caa_swe
 
     Validation questions are training-split questions the CAA vectors were not averaged
     over (the first ``eval.n_prompts`` of them); the layers tried are the paper's relative
-    depth and four layers either side. Writes the sweep to ``caa_sweep.md`` (its
-    generations to ``caa_sweep_records.jsonl``; another ``name`` for a sweep over another set
-    of behaviors) and returns CAA at the best setting.
+    depth and four layers either side. Writes the sweep to ``<name>.md`` and its
+    generations to ``<name>_records.jsonl`` (another ``name`` for a sweep over another set
+    of behaviors, so that the two sweeps keep their own records: vectors extracted again,
+    e.g. under another thread count, differ in their last bits and would make the other
+    sweep's records stale) and returns CAA at the best setting.
     """
     from .baselines import CAAConfig, sweep
     from .baselines.caa import default_layer, extraction_questions
@@ -318,7 +320,7 @@ def caa_sweep(bb: Backbone, caa, preset: Preset, out: Path, name: str = "caa_swe
     layers = sorted({min(max(default_layer(bb) + d, 0), n_layers - 1) for d in (-4, 0, 4)})
     names = [n for n in B.names() if n in caa.names]
     table = sweep(bb, caa, names, validation, CAA_ALPHAS, layers, max_new_tokens=preset.eval.max_new_tokens,
-                  batch_size=preset.eval.batch_size, records=out / "caa_sweep_records.jsonl")
+                  batch_size=preset.eval.batch_size, records=out / f"{name}_records.jsonl")
     reports.caa_sweep(out / f"{name}.md", table, len(validation))
     best = table.iloc[0]
     return replace(caa, layer=int(best["layer"]), alpha=float(best["alpha"]))

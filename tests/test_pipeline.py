@@ -150,3 +150,22 @@ def test_cli_capable_baselines_are_reported_and_kept_by_a_later_run_without_them
     assert main(["capable", "--preset", "smoke"]) == 0
     assert (out / "capable_records.jsonl").read_text() == records
     pd.testing.assert_frame_equal(pd.read_csv(out / "capable_pairs.csv"), first)
+
+
+def test_caa_sweeps_of_two_behavior_sets_keep_their_own_records(tiny, tmp_path):
+    from dataclasses import replace
+
+    from steerlib.baselines import CAAConfig, train_caa
+    from steerlib.study import caa_sweep
+
+    preset = st.presets.smoke()
+    caa = train_caa(tiny, ["french", "words_10_50"], CAAConfig(n_prompts=4), progress=False)
+    caa_sweep(tiny, caa, preset, tmp_path)
+    first = (tmp_path / "caa_sweep_records.jsonl").read_text()
+    # the same behavior, extracted again with its last bits changed (as another thread count does)
+    again = replace(caa, params={"french": {"vector": caa.params["french"]["vector"] + 1e-6}})
+    best = caa_sweep(tiny, again, preset, tmp_path, name="capable_caa_sweep")
+    assert (tmp_path / "caa_sweep_records.jsonl").read_text() == first
+    records = pd.read_json(tmp_path / "capable_caa_sweep_records.jsonl", lines=True)
+    assert set(records["order"]) == {"french"}
+    assert (tmp_path / "capable_caa_sweep.md").is_file() and (best.layer, best.alpha) != (None, None)
