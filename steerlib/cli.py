@@ -171,25 +171,18 @@ def cmd_curves(args) -> None:
 
 
 def cmd_capable(args) -> None:
-    from . import capable, reports
+    from . import capable
     from .baselines import BASELINES
     from .paths import results_dir
-    from .study import load_tokens, preset_baselines
+    from .study import capable_baselines, load_tokens
 
     preset = _preset(args)
     bb = _backbone(args, preset)
     tokens = load_tokens(bb, preset)
     out = results_dir(preset.name)
     methods: list = list(capable.PROMPT_METHODS)
-    names: list[str] = []  # the behaviors of the capable pairs, where baselines are asked for
     if args.baselines is not None:
-        _, selected = capable.choose(bb, tokens, preset, out)
-        names = sorted({n for pair in selected for n in pair}, key=B.names().index)
-    if names:
-        baselines = preset_baselines(bb, preset, names, args.baselines or BASELINES, out,
-                                     sweep_name="capable_caa_sweep")
-        reports.baselines(out, baselines, name="capable_baselines")
-        methods += list(baselines.values())
+        methods += capable_baselines(bb, tokens, preset, out, args.baselines or BASELINES)
     # the baselines not asked for this time keep their recorded rows
     report = capable.run(bb, tokens, preset, out, methods, keep_recorded=BASELINES)
     if not report:

@@ -342,6 +342,25 @@ def preset_baselines(bb: Backbone, preset: Preset, names: Sequence[str], which: 
     return baselines
 
 
+def capable_baselines(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path,
+                      which: Sequence[str]) -> list:
+    """The baselines in ``which`` for the behaviors of the capable pairs (``capable.choose``),
+    CAA at the layer and alpha its sweep over those behaviors alone picks
+    (``capable_caa_sweep.md``), their costs in ``capable_baselines.md``; [] when no pair
+    qualified. ``reproduce --baselines`` and ``capable --baselines`` both call it, so the two
+    commands record the same baseline rows on the capable pairs (a sweep over all behaviors
+    may pick another CAA setting)."""
+    from . import capable
+
+    _, selected = capable.choose(bb, tokens, preset, out)
+    names = sorted({n for pair in selected for n in pair}, key=B.names().index)
+    if not names:
+        return []
+    baselines = preset_baselines(bb, preset, names, which, out, sweep_name="capable_caa_sweep")
+    reports.baselines(out, baselines, name="capable_baselines")
+    return list(baselines.values())
+
+
 def reproduce(preset: Preset, out: Path | None = None, with_baselines: bool | Sequence[str] = False) -> dict:
     """Stage 1, stage 2, evaluation, tables and figures; resumable. Returns the tables.
 
@@ -350,10 +369,12 @@ def reproduce(preset: Preset, out: Path | None = None, with_baselines: bool | Se
     where the preset has validation settings the capable-pairs study (capable_pairs.md/.csv,
     capable_tests.csv, capable_retention.csv/.png; ``steerlib.capable``),
     with ``with_baselines`` also caa_sweep.md and baselines.md (training seconds and
-    settings of each baseline), and timings.json (this run's seconds per stage, which are
+    settings of each baseline; for the capable pairs ``capable_baselines``' files), and timings.json (this run's seconds per stage, which are
     small for cached stages; ``stage1_token_seconds``, what training the behavior tokens
     cost when they were trained; and peak memory).
     """
+    from .baselines import BASELINES
+
     out = out or results_dir(preset.name)
     out.mkdir(parents=True, exist_ok=True)
     reports.plan(preset, out, with_baselines, composition_combos(preset), COMPOSITION_METHODS)
@@ -381,18 +402,14 @@ def reproduce(preset: Preset, out: Path | None = None, with_baselines: bool | Se
     reports.tokens_folder(out, tokens, single, preset)
     lap("stage2")
     methods: list = list(COMPOSITION_METHODS)
-    if with_baselines:
-        from .baselines import BASELINES
-
-        baselines = preset_baselines(bb, preset, B.names(), BASELINES if with_baselines is True else with_baselines,
-                                     out)
+    which = (BASELINES if with_baselines is True else with_baselines) if with_baselines else ()
+    if which:
+        baselines = preset_baselines(bb, preset, B.names(), which, out)
         lap("baselines")
         reports.baselines(out, baselines)
         methods += list(baselines.values())
     table = composition_eval(bb, tokens, preset, out, methods)
-    if not with_baselines:  # keep the rows of baselines evaluated before, if any
-        from .baselines import BASELINES
-
+    if not which:  # keep the rows of baselines evaluated before, if any
         kept = recorded_composition(preset, out, BASELINES, bb.fingerprint)
         if len(kept):
             table = pd.concat([table, metrics(kept)], ignore_index=True)
@@ -400,9 +417,8 @@ def reproduce(preset: Preset, out: Path | None = None, with_baselines: bool | Se
     if preset.validation is not None:  # pairs are chosen on validation questions
         from . import capable
 
-        from .baselines import BASELINES
-
-        capable.run(bb, tokens, preset, out, methods, keep_recorded=BASELINES)
+        extra = capable_baselines(bb, tokens, preset, out, which) if which else []
+        capable.run(bb, tokens, preset, out, [*capable.PROMPT_METHODS, *extra], keep_recorded=BASELINES)
         lap("capable_pairs")
     reports.composition(out, table)
     reports.timings(out, timings)

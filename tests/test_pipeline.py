@@ -108,7 +108,11 @@ def test_cli_unknown_ablation_is_a_clear_error(capsys):
     assert "unknown ablation" in capsys.readouterr().err
 
 
-def test_reproduce_with_baselines_sweeps_caa_and_adds_their_rows(tmp_path):
+def test_reproduce_with_baselines_sweeps_caa_and_adds_their_rows(tmp_path, monkeypatch):
+    from steerlib import capable
+
+    # the tiny model's tokens pass nothing alone: one capable pair, as if it had qualified
+    monkeypatch.setattr(capable, "select_pairs", lambda rates, threshold: [("french", "words_10_50")])
     out = tmp_path / "results"
     tables = reproduce(st.presets.smoke(), out, with_baselines=True)
     assert {"caa", "lm_steer", "lora_dare"} <= set(tables["composition"]["method"])
@@ -123,6 +127,14 @@ def test_reproduce_with_baselines_sweeps_caa_and_adds_their_rows(tmp_path):
     costs = (out / "baselines.md").read_text()
     assert '"drop_rate": 0.5' in costs and '"alpha": ' in costs
     assert all(f"| {n} " in costs for n in [*st.behaviors.names(), "total"])
+    # on the capable pairs, CAA is swept again over their behaviors alone, as `capable --baselines` does
+    swept = pd.read_json(out / "capable_caa_sweep_records.jsonl", lines=True)
+    assert set(swept["order"]) == {"french", "words_10_50"}
+    best = (out / "capable_caa_sweep.md").read_text().splitlines()[4].split("|")
+    settings = json.loads((out / "capable_baselines.md").read_text().split("Settings: caa ")[1].split(";")[0])
+    assert (settings["layer"], settings["alpha"]) == (int(best[1]), float(best[2]))
+    pairs = pd.read_json(out / "capable_records.jsonl", lines=True)
+    assert {"caa", "lm_steer", "lora_dare"} <= set(pairs["method"])
     assert "timings" in tables and "baselines" in tables["timings"]
 
 
