@@ -36,8 +36,8 @@
 # show on the capable pairs: the written instructions satisfy both behaviors
 # of a pair in about half of the answers, and so does hybrid (`<and>` tokens
 # plus the instructions). The tokens alone compose in about a quarter: `<and>`
-# is not distinguishable from concatenating the tokens or from the
-# vocabulary's own " and", so this run does not reproduce the paper's `<and>`
+# beats the vocabulary's own " and" but is not distinguishable from
+# concatenating the tokens, so this run does not reproduce the paper's `<and>`
 # effect. Its validation curve says why in part: `<and>` never scored above
 # its own zero initialisation on validation pairs, so early stopping ended its
 # training at step 24. Under the paper's protocol, which samples pairs
