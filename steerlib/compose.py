@@ -99,11 +99,16 @@ def validation_pairs(tokens: SteeringTokens, threshold: float = 0.5) -> list[tup
     return pairs if len(pairs) >= 2 else B.training_pairs()
 
 
+def _seen() -> list[str]:
+    """The seen behaviors, in registry order: the ones ``<and>`` trains on, frozen."""
+    return [b for b in B.names() if B.get(b).seen]
+
+
 def _stage2_cache(bb: Backbone, tokens: SteeringTokens, cfg: TrainConfig, variant: Stage2Variant,
                   questions: Sequence[str] | None, name: str) -> tuple[str, Path]:
     """The cache key of a composition token and its file: keyed by config, variant and the
     seen behavior vectors themselves (retrained behavior tokens make another key)."""
-    seen = [b for b in B.names() if B.get(b).seen]
+    seen = _seen()
     missing = [b for b in seen if b not in tokens]
     if missing:
         raise ValueError(f"stage 2 needs the seen behavior tokens first; missing: {missing}")
@@ -134,7 +139,7 @@ def train_composition_token(bb: Backbone, tokens: SteeringTokens, config: TrainC
     variant = choice(Stage2Variant, variant, "stage-2 variant")
     key, final = _stage2_cache(bb, tokens, cfg, variant, questions, name)
     tokens.check_backbone(bb)
-    seen = [b for b in B.names() if B.get(b).seen]
+    seen = _seen()
     frozen = torch.stack([tokens[b] for b in seen]).to(bb.device)
     out = tokens.copy()
     cached = cached_token(bb, final, name, key, retrain)

@@ -369,9 +369,10 @@ def reproduce(preset: Preset, out: Path | None = None, with_baselines: bool | Se
     where the preset has validation settings the capable-pairs study (capable_pairs.md/.csv,
     capable_tests.csv, capable_retention.csv/.png; ``steerlib.capable``),
     with ``with_baselines`` also caa_sweep.md and baselines.md (training seconds and
-    settings of each baseline; for the capable pairs ``capable_baselines``' files), and timings.json (this run's seconds per stage, which are
-    small for cached stages; ``stage1_token_seconds``, what training the behavior tokens
-    cost when they were trained; and peak memory).
+    settings of each baseline; on the capable pairs ``capable_baselines``' files), and
+    timings.json (this run's seconds per stage, which are small for cached stages;
+    ``stage1_token_seconds``, what training the behavior tokens cost when they were
+    trained; and peak memory).
     """
     from .baselines import BASELINES
 
@@ -402,7 +403,7 @@ def reproduce(preset: Preset, out: Path | None = None, with_baselines: bool | Se
     reports.tokens_folder(out, tokens, single, preset)
     lap("stage2")
     methods: list = list(COMPOSITION_METHODS)
-    which = (BASELINES if with_baselines is True else with_baselines) if with_baselines else ()
+    which = BASELINES if with_baselines is True else tuple(with_baselines or ())
     if which:
         baselines = preset_baselines(bb, preset, B.names(), which, out)
         lap("baselines")

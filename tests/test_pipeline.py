@@ -180,4 +180,5 @@ def test_caa_sweeps_of_two_behavior_sets_keep_their_own_records(tiny, tmp_path):
     assert (tmp_path / "caa_sweep_records.jsonl").read_text() == first
     records = pd.read_json(tmp_path / "capable_caa_sweep_records.jsonl", lines=True)
     assert set(records["order"]) == {"french"}
-    assert (tmp_path / "capable_caa_sweep.md").is_file() and (best.layer, best.alpha) != (None, None)
+    first_row = (tmp_path / "capable_caa_sweep.md").read_text().splitlines()[4].split("|")
+    assert (best.layer, best.alpha) == (int(first_row[1]), float(first_row[2]))
