@@ -8,7 +8,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from steerlib.backbone import load_backbone
+from steerlib.model.backbone import load_backbone
 from steerlib.paths import results_dir
 
 from .core import FULL, QUICK, render_markdown, render_text

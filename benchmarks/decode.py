@@ -12,7 +12,7 @@ Both sides decode the same left-padded batch of steered prompts (one batch of
 the behaviors taken in turn, so answers range from a few words to the length cap),
 greedily, with the same end tokens:
 
-* ``loop``: the custom KV-cache loop that ``steerlib.generate`` used up to 0.1.0
+* ``loop``: the custom KV-cache loop that ``steerlib.model.generate`` used up to 0.1.0
   (kept here, as ``row_dropping_decode``, so this comparison can be rerun); it drops a
   row from the batch and the cache as soon as the row's answer ends;
 * ``hf``: transformers' ``generate`` on ``inputs_embeds``, which computes every row
@@ -41,19 +41,19 @@ from pathlib import Path
 import torch
 from transformers import DynamicCache
 
-from steerlib import behaviors as B
-from steerlib import prompts as P
-from steerlib.backbone import Backbone, load_backbone
-from steerlib.generate import Request, SteeredModel
-from steerlib.template import Batch, embed
-from steerlib.tokens import SteeringTokens
+from steerlib.tasks import behaviors as B
+from steerlib.tasks import prompts as P
+from steerlib.model.backbone import Backbone, load_backbone
+from steerlib.model.generate import Request, SteeredModel
+from steerlib.model.template import Batch, embed
+from steerlib.model.tokens import SteeringTokens
 
 
 @torch.inference_mode()
 def row_dropping_decode(bb: Backbone, batch: Batch, max_new_tokens: int, eos: set[int]) -> list[list[int]]:
     """Greedy decoding with a KV cache that drops rows as their answers end.
 
-    The loop ``steerlib.generate.decode`` ran before this benchmark (greedy path only).
+    The loop ``steerlib.model.generate.decode`` ran before this benchmark (greedy path only).
     Each answer ends with its end token, or stops at ``max_new_tokens``.
     """
     model = bb.model

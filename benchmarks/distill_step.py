@@ -22,13 +22,13 @@ import warnings
 
 import torch
 
-from steerlib import behaviors as B
-from steerlib import prompts as P
-from steerlib.backbone import Backbone
+from steerlib.tasks import behaviors as B
+from steerlib.tasks import prompts as P
+from steerlib.model.backbone import Backbone
 from steerlib.config import presets, replace
-from steerlib.distill import Example, train_vectors
-from steerlib.template import embed, render
-from steerlib.tokens import text_init
+from steerlib.train.distill import Example, train_vectors
+from steerlib.model.template import embed, render
+from steerlib.model.tokens import text_init
 
 from .core import Goal, Section, Sizes, measure, rate_figure
 

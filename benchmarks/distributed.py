@@ -25,12 +25,12 @@ BATCH, PROMPTS, NEW_TOKENS = 8, 32, 32
 def worker(model: str, steps: int) -> dict:
     """Run under torchrun: time training steps and generation; rank 0 returns the timings."""
     from steerlib import distributed
-    from steerlib import prompts as P
-    from steerlib.backbone import load_backbone
+    from steerlib.tasks import prompts as P
+    from steerlib.model.backbone import load_backbone
     from steerlib.config import TrainConfig
-    from steerlib.distill import Example, train_vectors
-    from steerlib.generate import SteeredModel
-    from steerlib.template import render
+    from steerlib.train.distill import Example, train_vectors
+    from steerlib.model.generate import SteeredModel
+    from steerlib.model.template import render
 
     distributed.init()
     bb = load_backbone(model, device="cpu")

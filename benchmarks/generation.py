@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import torch
 
-from steerlib import prompts as P
-from steerlib.backbone import Backbone
-from steerlib.generate import SteeredModel
-from steerlib.template import render
-from steerlib.tokens import SteeringTokens, random_init
+from steerlib.tasks import prompts as P
+from steerlib.model.backbone import Backbone
+from steerlib.model.generate import SteeredModel
+from steerlib.model.template import render
+from steerlib.model.tokens import SteeringTokens, random_init
 
 from .core import Goal, Section, Sizes, measure, rate_figure
 

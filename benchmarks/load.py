@@ -15,7 +15,7 @@ import time
 from contextlib import contextmanager
 from typing import Iterator
 
-from steerlib.backbone import load_backbone
+from steerlib.model.backbone import load_backbone
 
 from .core import Goal, Section
 

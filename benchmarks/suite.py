@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from steerlib.backbone import Backbone
+from steerlib.model.backbone import Backbone
 
 from .core import Section, Sizes
 from .distill_step import bench_distill_step

@@ -55,16 +55,16 @@ import pandas as pd
 from IPython.display import display
 
 import steerlib as st
-from steerlib import behaviors as B
-from steerlib import plots
-from steerlib.book import show, text_table
-from steerlib.distill import train_behavior_token
-from steerlib.evaluate import paired_test
-from steerlib.generate import DEMO_REPETITION_PENALTY, Request, SteeredModel
+from steerlib.tasks import behaviors as B
+from steerlib.study import plots
+from steerlib.study.book import show, text_table
+from steerlib.train.distill import train_behavior_token
+from steerlib.evaluation.evaluate import paired_test
+from steerlib.model.generate import DEMO_REPETITION_PENALTY, Request, SteeredModel
 from steerlib.paths import results_dir
-from steerlib.study import (single_behavior_records, single_table, stage1_config, targets_comparison,
+from steerlib.study.pipeline import (single_behavior_records, single_table, stage1_config, targets_comparison,
                             teacher_compliance, token_label, train_all_behaviors)
-from steerlib.template import render
+from steerlib.model.template import render
 
 # %matplotlib inline
 
@@ -111,7 +111,7 @@ print("embedding matrix:", tuple(bb.embeddings.shape))
 # paper forces answers written by a larger model; steerlib's default is the
 # steered model's own answers under the instruction (true self-distillation).
 # Where the small model does not follow the instruction well, the `cpu` preset
-# trains on better targets (ours; see `steerlib.targets`): only the answers that
+# trains on better targets (ours; see `steerlib.train.targets`): only the answers that
 # pass the verifier (*filtered*), or the model's plain answer transformed so that
 # it satisfies the rule (*constructed*), optionally with a cross-entropy term.
 # Each behavior's target variant is the best one of the comparison at the end of
@@ -289,7 +289,7 @@ display(compliance)
 # so it inherits what those answers lack. Every behavior here is checked by a
 # verifier, and most can also be *constructed*: the model's plain answer cut to
 # N sentences or into a word range, recased, or wrapped as JSON (the rules are
-# in `steerlib/transforms.py`). The comparison trains one token per behavior and
+# in `steerlib/train/transforms.py`). The comparison trains one token per behavior and
 # target variant, all with the same stage-1 config:
 #
 # - **self**: the model's answers under the instruction (the paper's loss, our
@@ -400,7 +400,7 @@ for text in ["A spider has 8 legs.", "It is about 1,000 km away.", "Water is H2O
 
 # %% [markdown]
 # **Exercise 1.2: how far did training move each token?** (easy, about 10 min). A behavior token starts at
-# the mean embedding of its first paraphrase (`steerlib.tokens.text_init`). For
+# the mean embedding of its first paraphrase (`steerlib.model.tokens.text_init`). For
 # every behavior token, compute the cosine between the trained vector and that
 # initialisation, and its norm next to the vocabulary's median norm. Which
 # tokens moved furthest?

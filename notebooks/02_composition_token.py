@@ -61,14 +61,14 @@ import pandas as pd
 from IPython.display import display
 
 import steerlib as st
-from steerlib import behaviors as B
-from steerlib import plots
-from steerlib.evaluate import format_table, paired_test, per_ordering
-from steerlib.generate import DEMO_REPETITION_PENALTY
+from steerlib.tasks import behaviors as B
+from steerlib.study import plots
+from steerlib.evaluation.evaluate import format_table, paired_test, per_ordering
+from steerlib.model.generate import DEMO_REPETITION_PENALTY
 from steerlib.paths import results_dir
-from steerlib import capable
+from steerlib.study import capable
 from steerlib.baselines import BASELINES
-from steerlib.study import COMPOSITION_METHODS, composition_eval, load_tokens
+from steerlib.study.pipeline import COMPOSITION_METHODS, composition_eval, load_tokens
 
 # %matplotlib inline
 

@@ -50,11 +50,11 @@ import pandas as pd
 from IPython.display import display
 
 import steerlib as st
-from steerlib import plots
-from steerlib.ablations import ABLATIONS, ablation_setup, beside_paper, paired_vs_recipe, run_ablations, variants
-from steerlib.evaluate import format_table, read_records
+from steerlib.study import plots
+from steerlib.study.ablations import ABLATIONS, ablation_setup, beside_paper, paired_vs_recipe, run_ablations, variants
+from steerlib.evaluation.evaluate import format_table, read_records
 from steerlib.paths import results_dir
-from steerlib.study import load_tokens
+from steerlib.study.pipeline import load_tokens
 
 # %matplotlib inline
 
@@ -246,7 +246,7 @@ ch3 = st.book.exercises(3)  # the solutions, from notebooks/exercises/ch3.py
 # **Exercise 3.1: the orthogonality term** (easy, about 10 min). Compute
 # $L_{orth} = \sum_b \cos(v, e_b)^2$ over the seen behavior tokens for the
 # trained `<and>`, for the vocabulary's `" and"`, and for a random vector
-# (`steerlib.compose.orthogonality`). How much did training with
+# (`steerlib.train.compose.orthogonality`). How much did training with
 # $\lambda = 0.5$ keep `<and>` out of the behaviors' directions?
 #
 # :::{dropdown} Solution

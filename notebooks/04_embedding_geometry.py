@@ -44,9 +44,10 @@ import pandas as pd
 from IPython.display import display
 
 import steerlib as st
-from steerlib import behaviors as B
-from steerlib import geometry, plots
-from steerlib.study import load_tokens
+from steerlib.tasks import behaviors as B
+from steerlib.evaluation import geometry
+from steerlib.study import plots
+from steerlib.study.pipeline import load_tokens
 
 # %matplotlib inline
 
@@ -209,7 +210,7 @@ print("nearest to <and>:", geometry.nearest_vocabulary(bb, tokens.subset(["and"]
 # %% [markdown]
 # **Exercise 4.2: closer to words than chance?** (medium, about 15 min). For every token, compare its highest
 # cosine to any vocabulary embedding with that of a random vector of typical
-# norm (`steerlib.tokens.random_init`). Which tokens sit nearer the vocabulary
+# norm (`steerlib.model.tokens.random_init`). Which tokens sit nearer the vocabulary
 # than a random direction does?
 #
 # :::{dropdown} Solution

@@ -43,13 +43,13 @@ import pandas as pd
 from IPython.display import display
 
 import steerlib as st
-from steerlib import behaviors as B
-from steerlib import verifiers as V
+from steerlib.tasks import behaviors as B
+from steerlib.tasks import verifiers as V
 from steerlib.config import variant_config
-from steerlib.evaluate import format_table
-from steerlib.generate import Method
+from steerlib.evaluation.evaluate import format_table
+from steerlib.model.generate import Method
 from steerlib.paths import results_dir
-from steerlib.study import load_tokens
+from steerlib.study.pipeline import load_tokens
 
 preset = st.book.setup()  # $STEERLIB_PRESET: "smoke" (tiny model, CI), "cpu" (default), "paper"
 

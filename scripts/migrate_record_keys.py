@@ -27,10 +27,10 @@ from pathlib import Path
 
 from safetensors import safe_open
 
-from steerlib.backbone import load_backbone
+from steerlib.model.backbone import load_backbone
 from steerlib.config import presets
-from steerlib.evaluate import prompt_digest
-from steerlib.io import read_jsonl, write_jsonl
+from steerlib.evaluation.evaluate import prompt_digest
+from steerlib.storage import read_jsonl, write_jsonl
 
 FILES = ["records.jsonl", "single_records.jsonl", "targets_records.jsonl", "caa_sweep_records.jsonl",
          "ablations/records.jsonl"]

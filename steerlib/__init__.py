@@ -15,23 +15,26 @@ from __future__ import annotations
 
 import importlib
 
-from . import behaviors, prompts
 from ._version import __version__
-from .backbone import Backbone, load_backbone
-from .compose import train_composition_token
 from .config import EvalConfig, Preset, TargetConfig, TrainConfig, presets
-from .distill import train_behavior_token
-from .evaluate import evaluate, metrics
-from .generate import METHODS, Method, Request, SteeredModel
-from .tokens import SteeringTokens
+from .evaluation.evaluate import evaluate, metrics
+from .model.backbone import Backbone, load_backbone
+from .model.generate import METHODS, Method, Request, SteeredModel
+from .model.tokens import SteeringTokens
+from .tasks import behaviors, prompts
+from .train.compose import train_composition_token
+from .train.distill import train_behavior_token
 
-_ON_USE = ("study", "reports", "ablations", "baselines", "plots", "geometry", "book")
-"""Submodules imported by ``st.<name>`` the first time it is read, not by ``import steerlib``."""
+_ON_USE = {"study": "steerlib.study.pipeline", "reports": "steerlib.study.reports",
+           "ablations": "steerlib.study.ablations", "baselines": "steerlib.baselines",
+           "plots": "steerlib.study.plots", "geometry": "steerlib.evaluation.geometry",
+           "book": "steerlib.study.book"}
+"""``st.<name>``: modules imported the first time they are read, not by ``import steerlib``."""
 
 
 def __getattr__(name: str):
     if name in _ON_USE:
-        return importlib.import_module(f".{name}", __name__)
+        return importlib.import_module(_ON_USE[name])
     raise AttributeError(f"module 'steerlib' has no attribute {name!r}")
 
 

@@ -9,14 +9,14 @@ import sys
 import traceback
 from pathlib import Path
 
-from . import behaviors as B
-from . import distributed
-from .config import Init, Stage2Variant
+from steerlib import distributed
+from steerlib.config import Init, Stage2Variant
+from steerlib.tasks import behaviors as B
 
 
 def _preset(args):
     """The preset of ``--preset``, with each ``--set FIELD=VALUE`` applied (validated)."""
-    from .config import presets
+    from steerlib.config import presets
 
     preset = presets.get(args.preset)
     for item in args.set or []:
@@ -30,7 +30,7 @@ def override(config, item: str):
     The value is read as JSON (numbers, true/false, null, quoted strings), else taken as a
     string; the config's own checks then refuse values it does not allow.
     """
-    from .errors import ConfigError
+    from steerlib.errors import ConfigError
 
     path, sep, raw = item.partition("=")
     if not sep or not path:
@@ -53,14 +53,14 @@ def override(config, item: str):
 
 def _backbone(args, preset=None):
     """The model of ``--model``, else the preset's (the smoke preset's is the tiny random model)."""
-    from .backbone import load_backbone
+    from steerlib.model.backbone import load_backbone
 
     model = args.model if args.model is not None or preset is None else preset.model
     return load_backbone(model, trust_remote_code=args.trust_remote_code)
 
 
 def _tokens(args, bb):
-    from .tokens import SteeringTokens
+    from steerlib.model.tokens import SteeringTokens
 
     if args.tokens == "none":
         return None
@@ -90,7 +90,7 @@ def cmd_generate(args) -> None:
     and progress bars stay on stderr, or off."""
     from transformers.utils import logging as hf_logging
 
-    from .generate import DEMO_REPETITION_PENALTY, SteeredModel
+    from steerlib.model.generate import DEMO_REPETITION_PENALTY, SteeredModel
 
     hf_logging.disable_progress_bar()
     bb = _backbone(args)
@@ -103,7 +103,7 @@ def cmd_generate(args) -> None:
 
 
 def cmd_teacher_compliance(args) -> None:
-    from .study import teacher_compliance
+    from steerlib.study.pipeline import teacher_compliance
 
     preset = _preset(args)
     table = teacher_compliance(_backbone(args, preset), preset)
@@ -111,7 +111,7 @@ def cmd_teacher_compliance(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from .study import train_all_behaviors
+    from steerlib.study.pipeline import train_all_behaviors
 
     preset = _preset(args)
     names = B.names() if args.behaviors == ["all"] else args.behaviors
@@ -122,9 +122,9 @@ def cmd_train(args) -> None:
 
 
 def cmd_compose(args) -> None:
-    from .compose import train_composition_token
-    from .config import replace
-    from .tokens import SteeringTokens
+    from steerlib.config import replace
+    from steerlib.model.tokens import SteeringTokens
+    from steerlib.train.compose import train_composition_token
 
     preset = _preset(args)
     bb = _backbone(args, preset)
@@ -136,7 +136,7 @@ def cmd_compose(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from .study import composition_eval
+    from steerlib.study.pipeline import composition_eval
 
     preset = _preset(args)
     bb = _backbone(args, preset)
@@ -145,8 +145,8 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_targets_compare(args) -> None:
-    from .paths import results_dir
-    from .study import targets_comparison
+    from steerlib.paths import results_dir
+    from steerlib.study.pipeline import targets_comparison
 
     preset = _preset(args)
     names = B.names() if args.behaviors == ["all"] else args.behaviors
@@ -155,9 +155,9 @@ def cmd_targets_compare(args) -> None:
 
 
 def cmd_curves(args) -> None:
-    from .curves import measure, peak_steps
-    from .paths import results_dir
-    from .plots import validation_curves
+    from steerlib.paths import results_dir
+    from steerlib.study.curves import measure, peak_steps
+    from steerlib.study.plots import validation_curves
 
     preset = _preset(args)
     if preset.validation is None:
@@ -171,10 +171,10 @@ def cmd_curves(args) -> None:
 
 
 def cmd_capable(args) -> None:
-    from . import capable
-    from .baselines import BASELINES
-    from .paths import results_dir
-    from .study import capable_baselines, load_tokens
+    from steerlib.baselines import BASELINES
+    from steerlib.paths import results_dir
+    from steerlib.study import capable
+    from steerlib.study.pipeline import capable_baselines, load_tokens
 
     preset = _preset(args)
     bb = _backbone(args, preset)
@@ -193,10 +193,16 @@ def cmd_capable(args) -> None:
 
 
 def cmd_ablations(args) -> None:
-    from . import reports
-    from .ablations import ABLATIONS, ablation_setup, beside_paper, paired_vs_recipe, run_ablations
-    from .evaluate import read_records
-    from .study import load_tokens
+    from steerlib.evaluation.evaluate import read_records
+    from steerlib.study import reports
+    from steerlib.study.ablations import (
+        ABLATIONS,
+        ablation_setup,
+        beside_paper,
+        paired_vs_recipe,
+        run_ablations,
+    )
+    from steerlib.study.pipeline import load_tokens
 
     preset = _preset(args)
     bb = _backbone(args, preset)
@@ -210,7 +216,7 @@ def cmd_ablations(args) -> None:
 
 
 def cmd_reproduce(args) -> None:
-    from .study import reproduce
+    from steerlib.study.pipeline import reproduce
 
     baselines = True if args.baselines == [] else (args.baselines or False)  # a bare --baselines: all three
     reproduce(_preset(args), Path(args.out) if args.out else None, with_baselines=baselines)
@@ -255,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--max-new-tokens", type=int, default=256)
     sp.add_argument("--repetition-penalty", type=float, default=None,
                     help="divide the logits of tokens already generated by this (default: "
-                         "steerlib.generate.DEMO_REPETITION_PENALTY, demo decoding; 1.0 = plain greedy "
+                         "steerlib.model.generate.DEMO_REPETITION_PENALTY, demo decoding; 1.0 = plain greedy "
                          "decoding, as in every evaluation)")
     sp.set_defaults(fn=cmd_generate)
 
@@ -335,8 +341,8 @@ def one_line(err: BaseException) -> str:
 
 
 def _expected() -> tuple[type[BaseException], ...]:
-    from .errors import SteerlibError
-    from .guard import TrainingDisabled
+    from steerlib.errors import SteerlibError
+    from steerlib.guard import TrainingDisabled
 
     return (SteerlibError, TrainingDisabled, OSError, ValueError, KeyError, RuntimeError)
 

@@ -23,7 +23,8 @@ import os
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from .errors import ConfigError
+from steerlib.errors import ConfigError
+
 
 class TargetSource(StrEnum):
     """Who answers the training questions (see ``TargetConfig.source``)."""

@@ -121,7 +121,7 @@ def main_lock(path: str | os.PathLike) -> Iterator[None]:
     """Rank 0 holds ``path``'s file lock (another run on the same cache waits for it); the
     other ranks enter once it holds it, so every rank then reads the same file, which only
     rank 0 writes (``main_only``) until the block ends."""
-    from .io import lock
+    from steerlib.storage import lock
 
     with lock(path) if is_main() else contextlib.nullcontext():
         barrier()

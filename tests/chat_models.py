@@ -32,8 +32,8 @@ from transformers import (AddedToken, GemmaConfig, GemmaForCausalLM, GemmaTokeni
                           LlamaForCausalLM, LlamaTokenizer, MistralConfig, MistralForCausalLM,
                           PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM)
 
-from steerlib import behaviors as B
-from steerlib.backbone import Backbone, _finish
+from steerlib.tasks import behaviors as B
+from steerlib.model.backbone import Backbone, _finish
 
 TOKENIZERS = ("sentencepiece", "sentencepiece-legacy", "sentencepiece-gemma", "bytelevel")
 

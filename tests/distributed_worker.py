@@ -10,14 +10,14 @@ import torch
 from safetensors.torch import save_file
 
 from steerlib import distributed
-from steerlib.backbone import tiny_backbone
+from steerlib.model.backbone import tiny_backbone
 from steerlib.config import TargetConfig, TrainConfig
-from steerlib.distill import Example, train_vectors
-from steerlib.evaluate import evaluate
-from steerlib.generate import SteeredModel
-from steerlib.targets import make_targets
-from steerlib.tokens import SteeringTokens
-from steerlib.template import render
+from steerlib.train.distill import Example, train_vectors
+from steerlib.evaluation.evaluate import evaluate
+from steerlib.model.generate import SteeredModel
+from steerlib.train.targets import make_targets
+from steerlib.model.tokens import SteeringTokens
+from steerlib.model.template import render
 
 QUESTIONS = ["Why is the sky blue?", "How do bees make honey?", "What causes tides?", "Why do we sleep?",
              "What is rain?", "How do magnets work?"]

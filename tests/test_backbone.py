@@ -6,7 +6,7 @@ import torch
 import transformers
 
 import steerlib as st
-from steerlib.backbone import _embedded_tokenizer, tiny_backbone
+from steerlib.model.backbone import _embedded_tokenizer, tiny_backbone
 
 
 def _raw_tiny(seed: int = 0):
@@ -64,7 +64,7 @@ def test_load_backbone_passes_from_pretrained_kwargs(tiny_folder, monkeypatch):
         return real(name, **kwargs)
 
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", spy)
-    import steerlib.backbone as backbone
+    import steerlib.model.backbone as backbone
 
     monkeypatch.setattr(backbone.AutoModelForCausalLM, "from_pretrained", spy)
     marker = object()

@@ -14,7 +14,7 @@ import peft
 import pytest
 import torch
 
-from steerlib.backbone import load_backbone
+from steerlib.model.backbone import load_backbone
 from steerlib.baselines import (CAA, CAAConfig, LMSteer, LMSteerConfig, LoRAConfig, LoRADare, sweep,
                                 train_baselines, train_caa, train_lm_steer, train_lora)
 from steerlib.baselines import caa as caa_module
@@ -22,10 +22,10 @@ from steerlib.baselines.common import distill_examples
 from steerlib.baselines.lm_steer import steer_final_hidden
 from steerlib.baselines.lora_dare import MLP, attach, student_pass
 from steerlib.config import TargetConfig, TrainConfig
-from steerlib.distill import step_loss
-from steerlib.evaluate import evaluate
-from steerlib.generate import SteeredModel
-from steerlib.template import render
+from steerlib.train.distill import step_loss
+from steerlib.evaluation.evaluate import evaluate
+from steerlib.model.generate import SteeredModel
+from steerlib.model.template import render
 
 QUESTIONS = ["Why is the sky blue?", "What is a prime number?", "How do bees make honey?",
              "Name a large city.", "What causes rain?", "Explain gravity briefly."]

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from steerlib import behaviors as B
+from steerlib.tasks import behaviors as B
 
 NAMES = [
     "french", "spanish", "italian", "portuguese", "german",

@@ -14,12 +14,12 @@ import pandas as pd
 import pytest
 
 import steerlib as st
-from steerlib import capable
-from steerlib.ablations import ABLATIONS, ablation_setup, run_ablations, variants
+from steerlib.study import capable
+from steerlib.study.ablations import ABLATIONS, ablation_setup, run_ablations, variants
 from steerlib.baselines import BASELINES
-from steerlib.distill import train_behavior_token
+from steerlib.train.distill import train_behavior_token
 from steerlib.guard import NO_TRAIN_ENV
-from steerlib.study import (composition_eval, load_tokens, single_behavior_eval, stage1_config, teacher_compliance)
+from steerlib.study.pipeline import (composition_eval, load_tokens, single_behavior_eval, stage1_config, teacher_compliance)
 
 COMMITTED = Path(__file__).resolve().parent.parent / "results" / "cpu"
 

@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 from scipy.stats import binomtest
 
-from steerlib import behaviors as B
-from steerlib import capable
-from steerlib import prompts as P
+from steerlib.tasks import behaviors as B
+from steerlib.study import capable
+from steerlib.tasks import prompts as P
 from steerlib.config import ValidationConfig, replace
 
 
@@ -155,8 +155,8 @@ def test_ablations_on_capable_pairs_reuse_the_study_records_and_test_against_the
     import torch
 
     import steerlib as st
-    from steerlib.ablations import capable_protocol, paired_vs_recipe, run_ablations
-    from steerlib.evaluate import read_records
+    from steerlib.study.ablations import capable_protocol, paired_vs_recipe, run_ablations
+    from steerlib.evaluation.evaluate import read_records
 
     preset = st.presets.smoke()
     behaviors = st.study.train_all_behaviors(tiny, preset)
@@ -202,7 +202,7 @@ def test_ablations_on_capable_pairs_reuse_the_study_records_and_test_against_the
 def test_beside_paper_sets_paired_differences_against_the_papers_with_known_verdicts():
     """Hand-made McNemar rows: the paired difference, its Wald interval (worked out here by
     hand) and the verdict against the paper's unseen differences (METHOD.md)."""
-    from steerlib.ablations import beside_paper
+    from steerlib.study.ablations import beside_paper
 
     tests = pd.DataFrame([
         # concat vs <and>: -20 points, interval -20 +- 1.96 * sqrt(26) = [-30.0, -10.0]; paper 49.7 - 69.1 = -19.4

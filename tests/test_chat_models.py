@@ -5,9 +5,9 @@ import pytest
 import torch
 
 import steerlib as st
-from steerlib.distill import Example, train_vectors
-from steerlib.targets import make_targets
-from steerlib.template import embed, render, render_text
+from steerlib.train.distill import Example, train_vectors
+from steerlib.train.targets import make_targets
+from steerlib.model.template import embed, render, render_text
 
 from chat_models import ARCHITECTURES, FORMATS, TOKENIZERS, chat_backbone
 

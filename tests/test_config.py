@@ -8,7 +8,7 @@ import pytest
 import steerlib as st
 from steerlib.config import (TARGET_VARIANTS, Init, Preset, TargetConfig, TargetSource, TargetVariant, TrainConfig,
                              config_hash, variant_config)
-from steerlib.study import stage1_config
+from steerlib.study.pipeline import stage1_config
 
 
 def test_variants_set_source_and_ce_weight():
@@ -62,7 +62,7 @@ def test_string_choices_become_enums_and_unknown_ones_are_clear_errors():
 def test_best_variants_takes_the_highest_rate_and_the_simpler_on_ties():
     import pandas as pd
 
-    from steerlib.study import best_variants
+    from steerlib.study.pipeline import best_variants
 
     table = pd.DataFrame([
         ("french", "instruction", 90.0), ("french", "self", 10.0), ("french", "filtered", 70.0),
@@ -77,7 +77,7 @@ def test_cpu_preset_trains_each_behavior_on_the_committed_comparisons_best_varia
     import pandas as pd
 
     from steerlib.paths import project_root
-    from steerlib.study import best_variants
+    from steerlib.study.pipeline import best_variants
 
     table = pd.read_csv(project_root() / "results" / "cpu" / "targets_comparison.csv")
     assert set(table["behavior"]) == set(st.behaviors.names())
@@ -87,7 +87,7 @@ def test_cpu_preset_trains_each_behavior_on_the_committed_comparisons_best_varia
 
 def test_per_behavior_steps_override_only_that_behavior_and_label_its_records():
     from steerlib.config import ValidationConfig, replace
-    from steerlib.study import token_label
+    from steerlib.study.pipeline import token_label
 
     cpu = st.presets.cpu()
     base = replace(cpu, stage1=replace(cpu.stage1, validation=None), steps={})

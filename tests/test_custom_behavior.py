@@ -15,15 +15,15 @@ import pytest
 import torch
 
 import steerlib as st
-from steerlib import behaviors as B
-from steerlib import transforms
-from steerlib.compose import train_composition_token
+from steerlib.tasks import behaviors as B
+from steerlib.train import transforms
+from steerlib.train.compose import train_composition_token
 from steerlib.config import TargetConfig, TrainConfig, config_hash, presets
-from steerlib.distill import behavior_targets, train_behavior_token
-from steerlib.evaluate import evaluate
-from steerlib.generate import SteeredModel
-from steerlib.study import stage1_config
-from steerlib.tokens import PRETRAINED_FILE, SteeringTokens
+from steerlib.train.distill import behavior_targets, train_behavior_token
+from steerlib.evaluation.evaluate import evaluate
+from steerlib.model.generate import SteeredModel
+from steerlib.study.pipeline import stage1_config
+from steerlib.model.tokens import PRETRAINED_FILE, SteeringTokens
 
 QUESTIONS = ["Why is the sky blue?", "How do bees make honey?", "What causes tides?", "Why do we sleep?"]
 TARGETS = TargetConfig(max_new_tokens=8, plain_max_new_tokens=12, min_kept=1)

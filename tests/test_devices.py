@@ -8,9 +8,9 @@ import torch.nn.functional as F
 
 import steerlib as st
 from steerlib.config import presets
-from steerlib.backbone import _default_device_dtype, tiny_backbone
-from steerlib.distill import Example, step_loss
-from steerlib.template import render
+from steerlib.model.backbone import _default_device_dtype, tiny_backbone
+from steerlib.train.distill import Example, step_loss
+from steerlib.model.template import render
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 QUESTIONS = ["Why is the sky blue?", "How do plants grow?", "What is rain?"]

@@ -3,11 +3,11 @@ import pytest
 import torch
 
 import steerlib as st
-from steerlib.compose import orthogonality, train_composition_token
+from steerlib.train.compose import orthogonality, train_composition_token
 from steerlib.config import TargetConfig, TrainConfig
-from steerlib.distill import Example, answer_hidden, distill_loss, examples_for, step_loss, train_behavior_token, train_vectors
-from steerlib.targets import make_targets
-from steerlib.template import render
+from steerlib.train.distill import Example, answer_hidden, distill_loss, examples_for, step_loss, train_behavior_token, train_vectors
+from steerlib.train.targets import make_targets
+from steerlib.model.template import render
 
 QUESTIONS = ["Why is the sky blue?", "How do bees make honey?", "What causes tides?", "Why do we sleep?"]
 TARGETS = TargetConfig(max_new_tokens=8, min_kept=1)

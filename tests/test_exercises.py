@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 
 import steerlib as st
-from steerlib import behaviors as B
-from steerlib.tokens import text_init
+from steerlib.tasks import behaviors as B
+from steerlib.model.tokens import text_init
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "notebooks"))
 from exercises import ch1, ch2, ch3, ch4, ch5  # noqa: E402

@@ -4,7 +4,7 @@ import torch
 from transformers import GenerationConfig
 
 import steerlib as st
-from steerlib.template import embed
+from steerlib.model.template import embed
 
 PROMPTS = ["Why is the sky blue? <a>", "Name three fruits.", "How do magnets work? <a><and><b>", "Hi"]
 

@@ -5,12 +5,12 @@ import torch
 
 import steerlib as st
 from steerlib.baselines import train_lm_steer
-from steerlib.compose import train_composition_token
+from steerlib.train.compose import train_composition_token
 from steerlib.config import TargetConfig, TrainConfig
-from steerlib.distill import train_behavior_token
-from steerlib.evaluate import evaluate
+from steerlib.train.distill import train_behavior_token
+from steerlib.evaluation.evaluate import evaluate
 from steerlib.guard import NO_TRAIN_ENV, TrainingDisabled
-from steerlib.targets import make_targets
+from steerlib.train.targets import make_targets
 
 QUESTIONS = ["Why is the sky blue?", "How do bees make honey?"]
 CFG = TrainConfig(steps=2, batch_size=2, lr=1e-2, targets=TargetConfig(max_new_tokens=4, min_kept=1))

@@ -8,8 +8,8 @@ from pathlib import Path
 import steerlib
 
 PACKAGE = Path(steerlib.__file__).parent
-STUDY = ("steerlib.study", "steerlib.reports", "steerlib.ablations", "steerlib.baselines", "steerlib.plots",
-         "steerlib.geometry", "steerlib.book")
+STUDY = ("steerlib.study.pipeline", "steerlib.study.reports", "steerlib.study.ablations", "steerlib.baselines", "steerlib.study.plots",
+         "steerlib.evaluation.geometry", "steerlib.study.book")
 
 
 def _in_fresh_interpreter(code: str) -> dict:
@@ -36,7 +36,7 @@ def test_study_modules_are_imported_on_use():
     seen = _in_fresh_interpreter(
         "import json, sys\nimport steerlib as st\nst.ablations\n"
         "print(json.dumps({'modules': sorted(m for m in sys.modules if m.startswith('steerlib'))}))")
-    assert "steerlib.ablations" in seen["modules"]
+    assert "steerlib.study.ablations" in seen["modules"]
 
 
 def test_unknown_attribute_is_an_attribute_error():

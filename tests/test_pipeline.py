@@ -6,7 +6,7 @@ import torch
 
 import steerlib as st
 from steerlib.cli import main
-from steerlib.study import reproduce
+from steerlib.study.pipeline import reproduce
 
 
 def test_reproduce_smoke_end_to_end(tmp_path):
@@ -50,7 +50,7 @@ def test_cli_unknown_token_is_a_clear_error(capsys):
 
 
 def test_targets_comparison_reports_every_source(tmp_path):
-    from steerlib.study import targets_comparison
+    from steerlib.study.pipeline import targets_comparison
 
     preset = st.presets.smoke()
     table = targets_comparison(st.load_backbone("tiny"), preset, ["upper_case"], tmp_path)
@@ -63,7 +63,7 @@ def test_targets_comparison_reports_every_source(tmp_path):
 
 
 def test_ablations_cached_only_reads_records_and_trains_nothing(tmp_path):
-    from steerlib.ablations import run_ablations
+    from steerlib.study.ablations import run_ablations
 
     preset = st.presets.smoke()
     bb = st.load_backbone("tiny")
@@ -109,7 +109,7 @@ def test_cli_unknown_ablation_is_a_clear_error(capsys):
 
 
 def test_reproduce_with_baselines_sweeps_caa_and_adds_their_rows(tmp_path, monkeypatch):
-    from steerlib import capable
+    from steerlib.study import capable
 
     # the tiny model's tokens pass nothing alone: one capable pair, as if it had qualified
     monkeypatch.setattr(capable, "select_pairs", lambda rates, threshold: [("french", "words_10_50")])
@@ -168,7 +168,7 @@ def test_caa_sweeps_of_two_behavior_sets_keep_their_own_records(tiny, tmp_path):
     from dataclasses import replace
 
     from steerlib.baselines import CAAConfig, train_caa
-    from steerlib.study import caa_sweep
+    from steerlib.study.pipeline import caa_sweep
 
     preset = st.presets.smoke()
     caa = train_caa(tiny, ["french", "words_10_50"], CAAConfig(n_prompts=4), progress=False)

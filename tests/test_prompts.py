@@ -11,7 +11,7 @@ from importlib.resources import files
 
 import pytest
 
-from steerlib import prompts
+from steerlib.tasks import prompts
 
 CONSTRAINTS = [
     r"\bin (one|two|three|a few|\d+) (sentence|word|paragraph|line|bullet)s?\b",

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import steerlib.io as sio
+import steerlib.storage as sio
 from steerlib.errors import RecordsError, SteerlibError, StorageError
-from steerlib.tokens import SteeringTokens
+from steerlib.model.tokens import SteeringTokens
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,7 +50,8 @@ PROMPTS = ["Why is the sky blue?", "Name a fruit."]
 
 
 def _eval(bb, path, prompts=PROMPTS, **kw):
-    from steerlib import SteeredModel, evaluate
+    from steerlib import SteeredModel
+    from steerlib.evaluation import evaluate
 
     return evaluate(SteeredModel(bb), ["instruction"], [("french",)], prompts, records=path, progress=False,
                     **{"max_new_tokens": 3, **kw})
@@ -58,7 +59,7 @@ def _eval(bb, path, prompts=PROMPTS, **kw):
 
 def _count_generations(monkeypatch) -> list[int]:
     """Patch SteeredModel.generate to count the prompts it is asked to answer."""
-    from steerlib.generate import SteeredModel
+    from steerlib.model.generate import SteeredModel
 
     calls: list[int] = []
     real = SteeredModel.generate
@@ -72,7 +73,7 @@ def _count_generations(monkeypatch) -> list[int]:
 
 
 def test_records_of_another_model_are_regenerated(tiny, tmp_path, monkeypatch):
-    from steerlib.backbone import tiny_backbone
+    from steerlib.model.backbone import tiny_backbone
 
     path = tmp_path / "records.jsonl"
     _eval(tiny, path)
@@ -108,7 +109,7 @@ def test_records_of_another_prompt_at_the_same_index_are_regenerated(tiny, tmp_p
 def test_committed_records_carry_the_full_key_and_are_reused():
     """The migrated cpu records: every key field present, model and settings of the cpu preset."""
     import steerlib as st
-    from steerlib.evaluate import KEY_FIELDS, prompt_digest
+    from steerlib.evaluation.evaluate import KEY_FIELDS, prompt_digest
 
     ev = st.presets.cpu().eval
     for path in sorted((ROOT / "results" / "cpu").rglob("*records.jsonl")):
@@ -142,7 +143,7 @@ def test_two_processes_evaluating_one_records_file_write_each_record_once(tmp_pa
 
 def test_metrics_count_duplicate_records_once(tiny, tmp_path):
     import pandas as pd
-    from steerlib.evaluate import metrics
+    from steerlib.evaluation.evaluate import metrics
 
     recs = _eval(tiny, tmp_path / "records.jsonl")
     doubled = pd.concat([recs, recs], ignore_index=True)  # what two unlocked appenders left behind
@@ -151,7 +152,7 @@ def test_metrics_count_duplicate_records_once(tiny, tmp_path):
 
 def test_metrics_refuse_conflicting_duplicate_records(tiny, tmp_path):
     import pandas as pd
-    from steerlib.evaluate import metrics
+    from steerlib.evaluation.evaluate import metrics
 
     recs = _eval(tiny, tmp_path / "records.jsonl")
     other = recs.iloc[:1].assign(text="something else", ok=not recs["ok"].iloc[0])
@@ -184,7 +185,8 @@ def test_append_after_a_torn_line_does_not_glue_onto_it(tmp_path):
 
 
 def test_torn_records_file_resumes_evaluation(tiny, tmp_path):
-    from steerlib import SteeredModel, evaluate
+    from steerlib import SteeredModel
+    from steerlib.evaluation import evaluate
 
     path = tmp_path / "records.jsonl"
     prompts = ["Why is the sky blue?", "Name a fruit."]
@@ -198,7 +200,7 @@ def test_torn_records_file_resumes_evaluation(tiny, tmp_path):
 
 def test_torn_targets_cache_resumes(tiny):
     from steerlib.config import TargetConfig
-    from steerlib.targets import _cache_file, make_targets
+    from steerlib.train.targets import _cache_file, make_targets
 
     cfg = TargetConfig(max_new_tokens=4)
     jobs = [("Why is the sky blue?", ("french",)), ("Name a fruit.", ("french",))]
@@ -212,7 +214,7 @@ def test_torn_targets_cache_resumes(tiny):
 def test_two_processes_saving_tokens_never_collide(tmp_path):
     script = f"""
         import sys, torch
-        from steerlib.tokens import SteeringTokens
+        from steerlib.model.tokens import SteeringTokens
         i = int(sys.argv[1])
         for step in range(300):
             t = SteeringTokens(8, "m", "f" * 16)
@@ -230,7 +232,7 @@ def test_two_processes_build_a_cache_folder_once(tmp_path):
     script = f"""
         import sys, time
         from pathlib import Path
-        from steerlib.io import build_once
+        from steerlib.storage import build_once
         def build(folder):
             (folder / "weights").write_text("half")
             time.sleep(1.0)  # a slow conversion: the other process must not see it half-done
@@ -324,7 +326,7 @@ def test_storage_errors_are_steerlib_and_os_errors():
 # -- 3. the stage-1 cache covers the training questions ---------------------------------------------
 def test_stage1_cache_covers_the_training_questions(tiny):
     import steerlib as st
-    from steerlib.distill import train_behavior_token
+    from steerlib.train.distill import train_behavior_token
 
     cfg = st.presets.smoke().stage1
     first = train_behavior_token(tiny, "french", cfg, questions=["Why is the sky blue?", "Name a fruit."],
@@ -340,10 +342,10 @@ def test_shipped_tokens_still_resolve_under_the_default_questions():
     from types import SimpleNamespace
 
     import steerlib as st
-    from steerlib import prompts as P
-    from steerlib.distill import stage1_key
-    from steerlib.study import stage1_config
-    from steerlib.tokens import PRETRAINED_FILE, shipped
+    from steerlib.tasks import prompts as P
+    from steerlib.train.distill import stage1_key
+    from steerlib.study.pipeline import stage1_config
+    from steerlib.model.tokens import PRETRAINED_FILE, shipped
 
     path = ROOT / "steerlib" / "data" / PRETRAINED_FILE
     fingerprint = SteeringTokens.load_file(path).fingerprint
@@ -394,7 +396,7 @@ def test_every_preset_passes_validation():
 def _token_file(path: Path, tensors: dict | None = None, meta: dict | str | None = None) -> Path:
     """A token file as ``SteeringTokens.save`` writes it, with parts replaced."""
     from safetensors.torch import save_file
-    from steerlib.tokens import FORMAT
+    from steerlib.model.tokens import FORMAT
 
     base = {"format": FORMAT, "model_id": "m", "fingerprint": "f" * 16, "hidden_size": 8, "names": ["french"],
             "info": {}}
@@ -411,7 +413,7 @@ def _token_file(path: Path, tensors: dict | None = None, meta: dict | str | None
     ("bool", {"token/french": torch.ones(8, dtype=torch.bool)}, None, "floating point"),
     ("rank 2", {"token/french": torch.ones(2, 4)}, None, "expected a vector of 8"),
     ("wrong size", {"token/french": torch.ones(7)}, None, "expected a vector of 8"),
-    ("unknown format", None, {"format": "steerlib.tokens/99"}, "unknown format"),
+    ("unknown format", None, {"format": "steerlib.model.tokens/99"}, "unknown format"),
     ("no names", None, {"names": None}, "no 'names'"),
     ("bad json", None, "{not json", "not valid JSON"),
     ("missing tensor", None, {"names": ["french", "german"]}, "no tensor 'token/german'"),
@@ -447,7 +449,7 @@ def test_non_finite_vectors_are_never_stored():
 
 def test_non_finite_loss_stops_training_and_caches_nothing(tiny):
     import steerlib as st
-    from steerlib.distill import stage1_key, train_behavior_token
+    from steerlib.train.distill import stage1_key, train_behavior_token
     from steerlib.errors import NonFiniteLossError
     from steerlib.paths import artifacts_root
 
@@ -463,10 +465,10 @@ def test_non_finite_loss_stops_training_and_caches_nothing(tiny):
 def test_prompt_longer_than_the_context_is_refused_naming_the_limit(tiny, monkeypatch):
     from steerlib import SteeredModel
     from steerlib.errors import PromptError
-    from steerlib.generate import decode
+    from steerlib.model.generate import decode
 
     calls = []
-    monkeypatch.setattr("steerlib.generate.decode", lambda *a, **k: calls.append(1) or decode(*a, **k))
+    monkeypatch.setattr("steerlib.model.generate.decode", lambda *a, **k: calls.append(1) or decode(*a, **k))
     long = "word " * 2000  # the tiny model's context is 1024 positions
     with pytest.raises(PromptError, match=r"context of 1024 tokens"):
         SteeredModel(tiny).generate(["Hi.", long], max_new_tokens=4)
@@ -481,7 +483,7 @@ KNOWN = ["french", "spanish", "upper_case", "json", "and"]
 
 @pytest.mark.parametrize("text", ["Why? <french", "Why? < french >", "Why? <French> please", "<french> Why?"])
 def test_tag_near_misses_warn(text):
-    from steerlib.template import TagWarning, parse
+    from steerlib.model.template import TagWarning, parse
 
     with pytest.warns(TagWarning, match="<french>"):
         assert parse(text, KNOWN)[1] == []
@@ -497,7 +499,7 @@ def test_tag_near_misses_warn(text):
 def test_rule_breaking_tag_runs_are_refused_unless_the_caller_opts_out(tiny, text, rule):
     from steerlib import SteeredModel
     from steerlib.errors import PromptError
-    from steerlib.template import parse
+    from steerlib.model.template import parse
 
     with pytest.raises(PromptError, match=rule):
         parse(text, KNOWN)
@@ -511,7 +513,7 @@ def test_rule_breaking_tag_runs_are_refused_unless_the_caller_opts_out(tiny, tex
 
 
 def test_escaped_tags_are_literal_text():
-    from steerlib.template import parse
+    from steerlib.model.template import parse
 
     assert parse(r"Show me an example of \<json>", KNOWN) == ("Show me an example of <json>", [])
     assert parse(r"What does \<br> do in HTML? \<br>", []) == ("What does <br> do in HTML? <br>", [])
@@ -524,7 +526,7 @@ def test_one_bad_prompt_in_a_batch_raises_before_any_generation(tiny, monkeypatc
     from steerlib.errors import PromptError
 
     calls = []
-    monkeypatch.setattr("steerlib.generate.decode", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr("steerlib.model.generate.decode", lambda *a, **k: calls.append(1))
     with pytest.raises(PromptError, match=r"prompt 2: unknown steering token\(s\) <frnch>"):
         SteeredModel(tiny).generate(["Hi.", "Name a fruit.", "Why? <frnch>"], max_new_tokens=4, batch_size=1)
     assert calls == []

@@ -2,9 +2,9 @@
 import pytest
 
 import steerlib as st
-from steerlib.backbone import tiny_backbone
+from steerlib.model.backbone import tiny_backbone
 from steerlib.config import TargetConfig
-from steerlib.targets import make_targets
+from steerlib.train.targets import make_targets
 
 QUESTIONS = ["Why is the sky blue?", "How do bees make honey?", "What causes tides?"]
 
@@ -74,7 +74,7 @@ def test_bad_source_is_a_clear_error():
 
 
 def test_constructed_pair_with_a_language_transforms_the_rest_of_an_answer_in_that_language(tiny):
-    from steerlib.targets import _construct
+    from steerlib.train.targets import _construct
 
     french = ("Les chats ronronnent surtout quand ils sont détendus et heureux. Ce son vient de leur "
               "larynx, qui vibre très vite. Ils ronronnent aussi pour se calmer quand ils ont mal.")

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import steerlib as st
-from steerlib.template import parse, render, render_text, embed
+from steerlib.model.template import parse, render, render_text, embed
 
 
 def test_parse_trailing_tags():
@@ -116,7 +116,7 @@ def test_repetition_penalty_matches_a_plain_reference_loop(tiny):
     already generated; penalty 1.0 is plain greedy decoding."""
     import torch
 
-    from steerlib.generate import SteeredModel
+    from steerlib.model.generate import SteeredModel
 
     sm = SteeredModel(tiny)
     prompts = ["Why is the sky blue?", "How do bees make honey? Tell me more."]

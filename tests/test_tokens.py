@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import steerlib as st
-from steerlib.generate import METHODS
-from steerlib.tokens import random_init, text_init
+from steerlib.model.generate import METHODS
+from steerlib.model.tokens import random_init, text_init
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "results" / "cpu"
@@ -67,8 +67,8 @@ def test_model_card_says_what_the_tokens_are_and_how_they_were_trained(tiny, tmp
 
 def test_model_card_example_is_a_composition_the_conflict_rule_accepts(tiny):
     """Two languages may not be composed: the snippet joins the first compatible pair."""
-    from steerlib.card import model_card
-    from steerlib.template import parse
+    from steerlib.model.card import model_card
+    from steerlib.model.template import parse
 
     toks = st.SteeringTokens.for_backbone(tiny)
     for name in ("french", "spanish", "sentences_1", "and"):
@@ -206,7 +206,7 @@ def test_not_a_token_file(tmp_path):
 
 def test_shipped_tokens_load_on_the_embedded_model(embedded):
     from steerlib.config import config_hash
-    from steerlib.study import stage1_config
+    from steerlib.study.pipeline import stage1_config
 
     tokens = st.SteeringTokens.pretrained(embedded)
     assert tokens.names == [*st.behaviors.names(), "and"]

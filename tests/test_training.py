@@ -6,10 +6,10 @@ import pytest
 import torch
 
 import steerlib as st
-from steerlib import prompts
-from steerlib.compose import capable, validation_pairs
+from steerlib.tasks import prompts
+from steerlib.train.compose import capable, validation_pairs
 from steerlib.config import TrainConfig, ValidationConfig, config_hash
-from steerlib.training import NonFiniteLossError, fit
+from steerlib.train.loop import NonFiniteLossError, fit
 
 TARGET = torch.tensor([1.0, -2.0, 0.5])
 
@@ -156,9 +156,9 @@ def test_validation_pairs_from_token_metadata():
 def test_stage1_and_stage2_keep_their_validation_curves(tiny):
     """End to end on the tiny model: the curve and chosen step land in the token metadata,
     and the cached token loads back with them."""
-    from steerlib.compose import train_composition_token
+    from steerlib.train.compose import train_composition_token
     from steerlib.config import TargetConfig
-    from steerlib.distill import train_behavior_token
+    from steerlib.train.distill import train_behavior_token
 
     vcfg = ValidationConfig(every=2, patience=1, n_questions=4, max_new_tokens=4)
     cfg = TrainConfig(steps=4, batch_size=2, lr=1e-2, checkpoint_every=2,

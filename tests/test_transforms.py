@@ -9,9 +9,9 @@ import re
 
 import pytest
 
-from steerlib import behaviors as B
-from steerlib import verifiers as V
-from steerlib.transforms import construct, constructible, to_title_case
+from steerlib.tasks import behaviors as B
+from steerlib.tasks import verifiers as V
+from steerlib.train.transforms import construct, constructible, to_title_case
 
 # Realistic plain answers, as a chat model writes them.
 ANSWERS = {

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from steerlib import behaviors
-from steerlib import verifiers as V
+from steerlib.tasks import behaviors
+from steerlib.tasks import verifiers as V
 
 ENGLISH = "The sky is blue because sunlight is scattered by the molecules of the atmosphere."
 FRENCH = "Le ciel est bleu à cause de la diffusion de la lumière par les molécules de l'air."

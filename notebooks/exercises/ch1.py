@@ -8,8 +8,8 @@ import pandas as pd
 import torch.nn.functional as F
 
 import steerlib as st
-from steerlib import behaviors as B
-from steerlib.tokens import text_init
+from steerlib.tasks import behaviors as B
+from steerlib.model.tokens import text_init
 
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from steerlib import behaviors as B
+from steerlib.tasks import behaviors as B
 
 
 def order_accuracies(records: pd.DataFrame, method: str) -> pd.DataFrame:

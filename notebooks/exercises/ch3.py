@@ -6,9 +6,9 @@ import torch
 from scipy.stats import binomtest
 
 import steerlib as st
-from steerlib import behaviors as B
-from steerlib.compose import orthogonality
-from steerlib.tokens import random_init, text_init
+from steerlib.tasks import behaviors as B
+from steerlib.train.compose import orthogonality
+from steerlib.model.tokens import random_init, text_init
 
 
 def orthogonality_terms(bb: st.Backbone, tokens: st.SteeringTokens, seed: int = 0) -> pd.Series:

@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 
 import steerlib as st
-from steerlib import geometry
-from steerlib.tokens import random_init
+from steerlib.evaluation import geometry
+from steerlib.model.tokens import random_init
 
 
 def vocabulary_rank(bb: st.Backbone, vector: torch.Tensor, word: str) -> int:

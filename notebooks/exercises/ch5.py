@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 
 import steerlib as st
-from steerlib import behaviors as B
+from steerlib.tasks import behaviors as B
 
 from .ch1 import mentions_a_number
 

@@ -14,13 +14,13 @@ import functools
 from dataclasses import replace
 from typing import Mapping, Sequence
 
-from ..backbone import Backbone
-from ..config import TrainConfig
+from steerlib.config import TrainConfig
+from steerlib.model.backbone import Backbone
+
 from .caa import CAA, CAAConfig, sweep, train_caa
 from .common import Baseline
 from .lm_steer import LMSteer, LMSteerConfig, train_lm_steer
 from .lora_dare import LoRAConfig, LoRADare, train_lora
-
 
 BASELINES = ("caa", "lm_steer", "lora_dare")
 

@@ -26,12 +26,13 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .. import behaviors as B
-from .. import prompts as P
-from ..backbone import Backbone
-from ..evaluate import evaluate
-from ..generate import SteeredModel
-from ..template import Rendered, embed, render
+from steerlib.evaluation.evaluate import evaluate
+from steerlib.model.backbone import Backbone
+from steerlib.model.generate import SteeredModel
+from steerlib.model.template import Rendered, embed, render
+from steerlib.tasks import behaviors as B
+from steerlib.tasks import prompts as P
+
 from .common import Baseline, behavior_seed, log, train_each
 
 

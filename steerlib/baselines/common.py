@@ -25,18 +25,18 @@ import torch
 from safetensors import safe_open
 from tqdm.auto import tqdm
 
-from .. import prompts as P
-from .._version import __version__
-from .. import behaviors as B
-from .. import distributed
-from ..backbone import Backbone
-from ..config import TrainConfig, config_hash
-from ..distill import Example, behavior_targets, examples_for
-from ..generate import Method, SteeredModel
-from ..guard import refuse_work
-from ..io import save_safetensors
-from ..targets import artifacts_root
-from ..tokens import tensor_digest
+from steerlib import distributed
+from steerlib._version import __version__
+from steerlib.config import TrainConfig, config_hash
+from steerlib.guard import refuse_work
+from steerlib.model.backbone import Backbone
+from steerlib.model.generate import Method, SteeredModel
+from steerlib.model.tokens import tensor_digest
+from steerlib.storage import save_safetensors
+from steerlib.tasks import behaviors as B
+from steerlib.tasks import prompts as P
+from steerlib.train.distill import Example, behavior_targets, examples_for
+from steerlib.train.targets import artifacts_root
 
 log = logging.getLogger("steerlib")
 FORMAT = "steerlib.baseline/1"

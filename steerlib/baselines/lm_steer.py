@@ -22,11 +22,19 @@ from typing import Iterator, Mapping, Sequence
 
 import torch
 
-from ..backbone import Backbone
-from ..config import TrainConfig
-from ..distill import train_vectors
-from ..generate import SteeredModel
-from .common import Baseline, behavior_seed, distill_examples, per_behavior, train_each, training_record
+from steerlib.config import TrainConfig
+from steerlib.model.backbone import Backbone
+from steerlib.model.generate import SteeredModel
+from steerlib.train.distill import train_vectors
+
+from .common import (
+    Baseline,
+    behavior_seed,
+    distill_examples,
+    per_behavior,
+    train_each,
+    training_record,
+)
 
 
 @dataclass(frozen=True)

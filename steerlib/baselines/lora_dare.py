@@ -41,13 +41,21 @@ from peft.tuners.lora import LoraLayer
 from peft.utils import SAFETENSORS_WEIGHTS_NAME, load_peft_weights
 from safetensors.torch import save_file
 
-from ..backbone import Backbone
-from ..config import TrainConfig
-from ..distill import train_vectors
-from ..generate import SteeredModel
-from ..io import atomic_folder
-from .common import (Baseline, behavior_seed, distill_examples, per_behavior, read_metadata, train_each,
-                     training_record)
+from steerlib.config import TrainConfig
+from steerlib.model.backbone import Backbone
+from steerlib.model.generate import SteeredModel
+from steerlib.storage import atomic_folder
+from steerlib.train.distill import train_vectors
+
+from .common import (
+    Baseline,
+    behavior_seed,
+    distill_examples,
+    per_behavior,
+    read_metadata,
+    train_each,
+    training_record,
+)
 
 MLP = ("gate_proj", "up_proj", "down_proj")
 COMBINATION = "dare_linear"

@@ -26,12 +26,12 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from . import behaviors as B
-from . import distributed
-from .generate import METHODS, Request, SteeredModel, SteeringMethod
-from .guard import refuse_work
-from .errors import RecordsError
-from .io import append_jsonl, read_jsonl, write_jsonl
+from steerlib import distributed
+from steerlib.errors import RecordsError
+from steerlib.guard import refuse_work
+from steerlib.model.generate import METHODS, Request, SteeredModel, SteeringMethod
+from steerlib.storage import append_jsonl, read_jsonl, write_jsonl
+from steerlib.tasks import behaviors as B
 
 
 def split_of(combo: Sequence[str]) -> str:

@@ -34,10 +34,10 @@ from typing import Sequence
 
 import torch
 
-from . import behaviors as B
-from .backbone import Backbone
-from .errors import PromptError
-from .tokens import SteeringTokens
+from steerlib.errors import PromptError
+from steerlib.model.backbone import Backbone
+from steerlib.model.tokens import SteeringTokens
+from steerlib.tasks import behaviors as B
 
 SLOT = "\ue000"  # Unicode private use: never in real text, one unmistakable cut point
 _TRAILING_TAGS = re.compile(r"(?:\s*(?<!\\)<[A-Za-z_][A-Za-z0-9_]*>)+\s*$")

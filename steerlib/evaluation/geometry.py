@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from sklearn.decomposition import PCA
 
-from . import behaviors as B
-from .backbone import Backbone
-from .tokens import SteeringTokens
+from steerlib.model.backbone import Backbone
+from steerlib.model.tokens import SteeringTokens
+from steerlib.tasks import behaviors as B
 
 
 def cosine_matrix(vectors: dict[str, torch.Tensor]) -> pd.DataFrame:

@@ -15,10 +15,10 @@ from types import ModuleType
 import matplotlib as mpl
 import pandas as pd
 
-from .backbone import Backbone
-from .config import Preset, presets
-from .paths import project_root
-from .template import Rendered
+from steerlib.config import Preset, presets
+from steerlib.model.backbone import Backbone
+from steerlib.model.template import Rendered
+from steerlib.paths import project_root
 
 
 def setup() -> Preset:

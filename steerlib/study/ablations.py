@@ -30,14 +30,21 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from . import prompts as P
-from .backbone import Backbone
-from .compose import cached_composition_token, train_composition_token
-from .config import Init, Preset, Stage2Variant, replace
-from .evaluate import evaluate, metrics, orderings, paired_test, read_records, sample_combos
-from .generate import METHODS, Method, SteeredModel
-from .study import composition_combos
-from .tokens import SteeringTokens
+from steerlib.config import Init, Preset, Stage2Variant, replace
+from steerlib.evaluation.evaluate import (
+    evaluate,
+    metrics,
+    orderings,
+    paired_test,
+    read_records,
+    sample_combos,
+)
+from steerlib.model.backbone import Backbone
+from steerlib.model.generate import METHODS, Method, SteeredModel
+from steerlib.model.tokens import SteeringTokens
+from steerlib.study.pipeline import composition_combos
+from steerlib.tasks import prompts as P
+from steerlib.train.compose import cached_composition_token, train_composition_token
 
 
 @dataclass(frozen=True)
@@ -138,8 +145,8 @@ def ablation_setup(bb: Backbone, tokens: SteeringTokens, preset: Preset, capable
     (``capable.choose``, validation data only) and the results folder itself, whose
     ``capable_records.jsonl`` the composition study shares; else the paper's protocol
     and ``<results>/ablations``. Falls back to the paper's when no pair is capable."""
-    from . import capable
-    from .paths import results_dir
+    from steerlib.paths import results_dir
+    from steerlib.study import capable
 
     results = results or results_dir(preset.name)
     if capable_pairs:

@@ -21,16 +21,16 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from . import behaviors as B
-from . import prompts as P
-from .backbone import Backbone
-from .config import Init, Stage2Variant, TrainConfig, choice, config_hash
-from .distill import cached_token, examples_for, fit_token
-from .generate import interleave
-from .paths import artifacts_root
-from .targets import make_targets
-from .tokens import SteeringTokens, random_init, text_init
-from .validation import pair_validator
+from steerlib.config import Init, Stage2Variant, TrainConfig, choice, config_hash
+from steerlib.model.backbone import Backbone
+from steerlib.model.generate import interleave
+from steerlib.model.tokens import SteeringTokens, random_init, text_init
+from steerlib.paths import artifacts_root
+from steerlib.tasks import behaviors as B
+from steerlib.tasks import prompts as P
+from steerlib.train.distill import cached_token, examples_for, fit_token
+from steerlib.train.targets import make_targets
+from steerlib.train.validation import pair_validator
 
 log = logging.getLogger("steerlib")
 

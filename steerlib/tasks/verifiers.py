@@ -4,7 +4,7 @@ The paper gives no checker rules for language, words, sentences or case, so
 every rule here is **ours**; each function states its exact rule in its
 docstring. All functions are pure: ``text -> bool`` (or a count).
 
-Shared building blocks, reused by :mod:`steerlib.transforms` so that a
+Shared building blocks, reused by :mod:`steerlib.train.transforms` so that a
 constructed target is judged by the very splitter that built it:
 
 * :func:`content_spans` -- one span per line, without its markdown line marker.

@@ -19,18 +19,24 @@ import contextlib
 import copy
 import random
 from dataclasses import dataclass
-from typing import ClassVar, ContextManager, Iterator, Protocol, Sequence, runtime_checkable
+from typing import (
+    ClassVar,
+    ContextManager,
+    Iterator,
+    Protocol,
+    Sequence,
+    runtime_checkable,
+)
 
 import torch
 from tqdm.auto import tqdm
 from transformers import GenerationConfig
 
-from . import behaviors as B
-from .backbone import Backbone
-from .errors import ConfigError, PromptError
-from .template import Batch, Rendered, embed, render, render_text
-from .tokens import SteeringTokens, text_init
-
+from steerlib.errors import ConfigError, PromptError
+from steerlib.model.backbone import Backbone
+from steerlib.model.template import Batch, Rendered, embed, render, render_text
+from steerlib.model.tokens import SteeringTokens, text_init
+from steerlib.tasks import behaviors as B
 
 DEMO_REPETITION_PENALTY = 1.3
 """``repetition_penalty`` for demos only: ``python -m steerlib generate`` and the example

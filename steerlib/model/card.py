@@ -11,12 +11,12 @@ import itertools
 import re
 from typing import TYPE_CHECKING, Mapping
 
-from . import behaviors as B
-from ._version import __version__
-from .backbone import EMBEDDED_ID
+from steerlib._version import __version__
+from steerlib.model.backbone import EMBEDDED_ID
+from steerlib.tasks import behaviors as B
 
 if TYPE_CHECKING:
-    from .tokens import SteeringTokens
+    from steerlib.model.tokens import SteeringTokens
 
 _REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 

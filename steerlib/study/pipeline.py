@@ -5,7 +5,7 @@ comparison, the composition evaluation, the CAA sweep, and ``reproduce``, which 
 them all. Each step caches what it makes (tokens under ``artifacts/``, generations as
 JSON-lines records in the results folder), so running it again, or building the book,
 reuses the work, and an interrupted run continues where it stopped. The tables and
-figures they leave in the results folder are written by ``steerlib.reports``.
+figures they leave in the results folder are written by ``steerlib.study.reports``.
 """
 from __future__ import annotations
 
@@ -16,17 +16,30 @@ from typing import Sequence
 
 import pandas as pd
 
-from . import behaviors as B
-from . import prompts as P
-from . import reports, transforms
-from .backbone import Backbone, load_backbone
-from .compose import train_composition_token
-from .config import TARGET_VARIANTS, Preset, TrainConfig, replace, variant_config
-from .distill import train_behavior_token
-from .evaluate import evaluate, metrics, read_records, sample_combos, wilson
-from .generate import METHODS, Method, SteeredModel, SteeringMethod
-from .paths import results_dir
-from .tokens import SteeringTokens
+from steerlib.config import (
+    TARGET_VARIANTS,
+    Preset,
+    TrainConfig,
+    replace,
+    variant_config,
+)
+from steerlib.evaluation.evaluate import (
+    evaluate,
+    metrics,
+    read_records,
+    sample_combos,
+    wilson,
+)
+from steerlib.model.backbone import Backbone, load_backbone
+from steerlib.model.generate import METHODS, Method, SteeredModel, SteeringMethod
+from steerlib.model.tokens import SteeringTokens
+from steerlib.paths import results_dir
+from steerlib.study import reports
+from steerlib.tasks import behaviors as B
+from steerlib.tasks import prompts as P
+from steerlib.train import transforms
+from steerlib.train.compose import train_composition_token
+from steerlib.train.distill import train_behavior_token
 
 log = logging.getLogger("steerlib")
 
@@ -311,8 +324,8 @@ def caa_sweep(bb: Backbone, caa, preset: Preset, out: Path, name: str = "caa_swe
     e.g. under another thread count, differ in their last bits and would make the other
     sweep's records stale) and returns CAA at the best setting.
     """
-    from .baselines import CAAConfig, sweep
-    from .baselines.caa import default_layer, extraction_questions
+    from steerlib.baselines import CAAConfig, sweep
+    from steerlib.baselines.caa import default_layer, extraction_questions
 
     used = set(extraction_questions(CAAConfig(seed=preset.stage1.seed)))
     validation = [q for q in P.load("train") if q not in used][: preset.eval.n_prompts]
@@ -333,7 +346,7 @@ def preset_baselines(bb: Backbone, preset: Preset, names: Sequence[str], which: 
     steps; at their own lr where ``preset.baseline_lr`` gives one), CAA at the layer and
     alpha its sweep over ``names`` picks on validation questions (``caa_sweep``, written
     to ``<sweep_name>.md``). Cached and resumable like the tokens."""
-    from .baselines import train_baselines
+    from steerlib.baselines import train_baselines
 
     baselines = train_baselines(bb, names, preset.stage1, which=which, lr=preset.baseline_lr,
                                 train_for={n: stage1_config(preset, n) for n in names})
@@ -350,7 +363,7 @@ def capable_baselines(bb: Backbone, tokens: SteeringTokens, preset: Preset, out:
     qualified. ``reproduce --baselines`` and ``capable --baselines`` both call it, so the two
     commands record the same baseline rows on the capable pairs (a sweep over all behaviors
     may pick another CAA setting)."""
-    from . import capable
+    from steerlib.study import capable
 
     _, selected = capable.choose(bb, tokens, preset, out)
     names = sorted({n for pair in selected for n in pair}, key=B.names().index)
@@ -367,14 +380,14 @@ def reproduce(preset: Preset, out: Path | None = None, with_baselines: bool | Se
     Writes into ``out`` (default ``results/<preset>``): teacher_compliance.md,
     single_behavior.md, composition.md/.csv, pair_heatmap.png, the generation records,
     where the preset has validation settings the capable-pairs study (capable_pairs.md/.csv,
-    capable_tests.csv, capable_retention.csv/.png; ``steerlib.capable``),
+    capable_tests.csv, capable_retention.csv/.png; ``steerlib.study.capable``),
     with ``with_baselines`` also caa_sweep.md and baselines.md (training seconds and
     settings of each baseline; on the capable pairs ``capable_baselines``' files), and
     timings.json (this run's seconds per stage, which are small for cached stages;
     ``stage1_token_seconds``, what training the behavior tokens cost when they were
     trained; and peak memory).
     """
-    from .baselines import BASELINES
+    from steerlib.baselines import BASELINES
 
     out = out or results_dir(preset.name)
     out.mkdir(parents=True, exist_ok=True)
@@ -416,7 +429,7 @@ def reproduce(preset: Preset, out: Path | None = None, with_baselines: bool | Se
             table = pd.concat([table, metrics(kept)], ignore_index=True)
     lap("composition_eval")
     if preset.validation is not None:  # pairs are chosen on validation questions
-        from . import capable
+        from steerlib.study import capable
 
         extra = capable_baselines(bb, tokens, preset, out, which) if which else []
         capable.run(bb, tokens, preset, out, [*capable.PROMPT_METHODS, *extra], keep_recorded=BASELINES)

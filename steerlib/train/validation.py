@@ -12,13 +12,13 @@ from typing import Sequence
 
 import torch
 
-from . import behaviors as B
-from . import prompts as P
-from .backbone import Backbone
-from .config import ValidationConfig
-from .generate import Request, SteeredModel, interleave
-from .tokens import SteeringTokens
-from .training import Params, Validator
+from steerlib.config import ValidationConfig
+from steerlib.model.backbone import Backbone
+from steerlib.model.generate import Request, SteeredModel, interleave
+from steerlib.model.tokens import SteeringTokens
+from steerlib.tasks import behaviors as B
+from steerlib.tasks import prompts as P
+from steerlib.train.loop import Params, Validator
 
 
 def questions(cfg: ValidationConfig) -> list[str]:

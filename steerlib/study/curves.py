@@ -13,12 +13,12 @@ from typing import Sequence
 
 import pandas as pd
 
-from . import distributed
-from .backbone import Backbone
-from .config import Preset, ValidationConfig
-from .distill import train_behavior_token
-from .io import write_text
-from .study import stage1_config
+from steerlib import distributed
+from steerlib.config import Preset, ValidationConfig
+from steerlib.model.backbone import Backbone
+from steerlib.storage import write_text
+from steerlib.study.pipeline import stage1_config
+from steerlib.train.distill import train_behavior_token
 
 
 def curve_config(preset: Preset, name: str, max_steps: int, validation: ValidationConfig):

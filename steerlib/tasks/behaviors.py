@@ -4,7 +4,7 @@ Each :class:`Behavior` is one steering token: a name (``french``,
 ``words_10_50``, ``upper_case``, ``sentences_2``, ``json``), a category, ten
 instruction paraphrases (ours; the paper writes ten per behavior family and
 samples one per example), whether it is *seen* (allowed in ``<and>`` training
-pairs) and a verifier from :mod:`steerlib.verifiers`.
+pairs) and a verifier from :mod:`steerlib.tasks.verifiers`.
 
 Seen / unseen (paper): German, 70-90 words, title case and 3 sentences are held
 out of ``<and>`` training; ``json`` is the extra behavior of the 4-behavior test
@@ -63,7 +63,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 
-from steerlib import verifiers as V
+from steerlib.tasks import verifiers as V
 
 # ---------------------------------------------------------------- the record
 
@@ -92,7 +92,7 @@ class Behavior:
     after ``<and>`` was trained): held out, so it is tested as an unseen behavior."""
     transform: Callable[[str], str | None] | None = field(default=None, repr=False, compare=False)
     """Your own behaviors only: ``plain answer -> an answer that passes the verifier``
-    (None where it cannot), for constructed targets; see :mod:`steerlib.transforms`."""
+    (None where it cannot), for constructed targets; see :mod:`steerlib.train.transforms`."""
     conflicts: tuple[str, ...] = ()
     """Behaviors of other categories it never composes with (same category never does)."""
 

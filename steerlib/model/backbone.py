@@ -27,11 +27,16 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import save_model
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+)
 
-from .errors import ModelNotFoundError
-from .io import build_once
-from .paths import cache_root
+from steerlib.errors import ModelNotFoundError
+from steerlib.paths import cache_root
+from steerlib.storage import build_once
 
 log = logging.getLogger("steerlib")
 

@@ -34,10 +34,10 @@ import torch
 from safetensors import safe_open
 from tqdm.auto import tqdm
 
-from . import distributed
-from .config import TrainConfig, ValidationConfig
-from .errors import NonFiniteLossError
-from .io import save_safetensors
+from steerlib import distributed
+from steerlib.config import TrainConfig, ValidationConfig
+from steerlib.errors import NonFiniteLossError
+from steerlib.storage import save_safetensors
 
 log = logging.getLogger("steerlib")
 

@@ -27,15 +27,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
-from . import behaviors as B
-from . import distributed
-from . import transforms
-from .backbone import Backbone, load_backbone
-from .config import TargetConfig, TargetSource, config_hash
-from .generate import Request, SteeredModel, instructions_for
-from .guard import refuse_work
-from .io import append_jsonl, read_jsonl
-from .paths import artifacts_root
+from steerlib import distributed
+from steerlib.config import TargetConfig, TargetSource, config_hash
+from steerlib.guard import refuse_work
+from steerlib.model.backbone import Backbone, load_backbone
+from steerlib.model.generate import Request, SteeredModel, instructions_for
+from steerlib.paths import artifacts_root
+from steerlib.storage import append_jsonl, read_jsonl
+from steerlib.tasks import behaviors as B
+from steerlib.train import transforms
 
 log = logging.getLogger("steerlib")
 

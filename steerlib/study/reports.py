@@ -1,4 +1,4 @@
-"""The study's tables and figures: what ``steerlib.study`` leaves in a results folder.
+"""The study's tables and figures: what ``steerlib.study.pipeline`` leaves in a results folder.
 
 Each function takes a table the study computed and writes it, with a caption saying
 what it shows and which command made it, as markdown (and CSV or PNG where the book
@@ -13,11 +13,17 @@ from typing import Sequence
 
 import pandas as pd
 
-from . import distributed
-from .config import Preset
-from .evaluate import format_metrics, interval_cells, orderings, per_ordering, read_records
-from .io import write_text
-from .tokens import SteeringTokens
+from steerlib import distributed
+from steerlib.config import Preset
+from steerlib.evaluation.evaluate import (
+    format_metrics,
+    interval_cells,
+    orderings,
+    per_ordering,
+    read_records,
+)
+from steerlib.model.tokens import SteeringTokens
+from steerlib.storage import write_text
 
 
 def write_md(path: Path, table: pd.DataFrame, caption: str) -> None:
@@ -63,7 +69,7 @@ def tokens_folder(out: Path, tokens: SteeringTokens, single: pd.DataFrame, prese
 
 def composition(out: Path, table: pd.DataFrame) -> None:
     """composition.csv and .md (the metrics table) and pair_heatmap.png (from records.jsonl)."""
-    from . import plots
+    from steerlib.study import plots
 
     distributed.main_only(table.to_csv, out / "composition.csv", index=False)
     write_md(out / "composition.md", format_metrics(table),
@@ -150,7 +156,7 @@ def targets_comparison(out: Path, table: pd.DataFrame, preset: Preset, names: Se
 def plan(preset: Preset, out: Path, with_baselines: bool | Sequence[str], combos: Sequence[tuple[str, ...]],
          methods: Sequence[str]) -> None:
     """Print what ``reproduce`` is about to do (cached work included)."""
-    from . import behaviors as B
+    from steerlib.tasks import behaviors as B
 
     ev = preset.eval
     n_orders = sum(len(orderings(c)) for c in combos)

@@ -28,15 +28,24 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from . import behaviors as B
-from . import compose, distributed
-from . import prompts as P
-from .backbone import Backbone
-from .config import Preset, ValidationConfig
-from .evaluate import behavior_pass_rates, evaluate, orderings, paired_test, read_records, split_of, wilson
-from .io import write_text
-from .generate import Method, SteeredModel
-from .tokens import SteeringTokens
+from steerlib import distributed
+from steerlib.config import Preset, ValidationConfig
+from steerlib.evaluation.evaluate import (
+    behavior_pass_rates,
+    evaluate,
+    orderings,
+    paired_test,
+    read_records,
+    split_of,
+    wilson,
+)
+from steerlib.model.backbone import Backbone
+from steerlib.model.generate import Method, SteeredModel
+from steerlib.model.tokens import SteeringTokens
+from steerlib.storage import write_text
+from steerlib.tasks import behaviors as B
+from steerlib.tasks import prompts as P
+from steerlib.train import compose
 
 log = logging.getLogger("steerlib")
 
@@ -264,7 +273,7 @@ def run(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path,
     """The whole study, resumable: ``study_records``, then the report (``write_report``)
     and the retention figure. ``methods`` may include baselines (Method objects).
     ``keep_recorded`` (``study_records``): a run without the baselines keeps their rows."""
-    from . import plots
+    from steerlib.study import plots
 
     val_rates, selected, pairs, singles = study_records(bb, tokens, preset, out, methods, threshold, keep_recorded)
     if not selected:  # nothing to compose: say so, with the rates that decided it

@@ -29,8 +29,8 @@ import json
 import re
 from collections.abc import Callable, Sequence
 
-from steerlib import behaviors as B
-from steerlib import verifiers as V
+from steerlib.tasks import behaviors as B
+from steerlib.tasks import verifiers as V
 
 
 def _capitalise_word(chunk: str) -> str:

@@ -19,13 +19,13 @@ from typing import Iterable, Mapping, Sequence
 import torch
 from safetensors import SafetensorError, safe_open
 
-from ._version import __version__
-from .backbone import Backbone
-from .card import model_card
-from .errors import NonFiniteVectorError, TokenFileError
-from .io import save_safetensors, write_text
+from steerlib._version import __version__
+from steerlib.errors import NonFiniteVectorError, TokenFileError
+from steerlib.model.backbone import Backbone
+from steerlib.model.card import model_card
+from steerlib.storage import save_safetensors, write_text
 
-FORMAT = "steerlib.tokens/1"
+FORMAT = "steerlib.model.tokens/1"
 PRETRAINED_FILE = "tokens_smollm2_135m.safetensors"
 """Behavior tokens and <and> trained for the embedded model, shipped in the package."""
 WEIGHTS_FILE = "tokens.safetensors"

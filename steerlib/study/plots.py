@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from . import behaviors as B  # noqa: E402
+from steerlib.tasks import behaviors as B  # noqa: E402
 
 
 def validation_curves(table: pd.DataFrame, chosen: dict[str, int] | None = None,

@@ -27,8 +27,8 @@ from typing import Callable, Iterable, Iterator
 
 from filelock import FileLock
 
-from .errors import RecordsError, StorageError
-from .paths import cache_root
+from steerlib.errors import RecordsError, StorageError
+from steerlib.paths import cache_root
 
 log = logging.getLogger("steerlib")
 

@@ -25,18 +25,18 @@ from typing import Callable, ContextManager, Sequence
 import torch
 import torch.nn.functional as F
 
-from . import behaviors as B
-from . import distributed
-from . import prompts as P
-from .backbone import Backbone
-from .config import Init, TrainConfig, config_hash
-from .guard import refuse_work
-from .paths import artifacts_root
-from .targets import Target, make_targets
-from .template import Rendered, embed, render
-from .tokens import SteeringTokens, random_init, shipped, text_init
-from .training import TrainResult, Validator, fit
-from .validation import behavior_validator
+from steerlib import distributed
+from steerlib.config import Init, TrainConfig, config_hash
+from steerlib.guard import refuse_work
+from steerlib.model.backbone import Backbone
+from steerlib.model.template import Rendered, embed, render
+from steerlib.model.tokens import SteeringTokens, random_init, shipped, text_init
+from steerlib.paths import artifacts_root
+from steerlib.tasks import behaviors as B
+from steerlib.tasks import prompts as P
+from steerlib.train.loop import TrainResult, Validator, fit
+from steerlib.train.targets import Target, make_targets
+from steerlib.train.validation import behavior_validator
 
 log = logging.getLogger("steerlib")
 

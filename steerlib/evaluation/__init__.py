@@ -1,0 +1,2 @@
+"""Evaluation: generations verified into records, records into metrics and statistics,
+and the geometry of the learned vectors."""
