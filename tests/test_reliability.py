@@ -413,7 +413,7 @@ def _token_file(path: Path, tensors: dict | None = None, meta: dict | str | None
     ("bool", {"token/french": torch.ones(8, dtype=torch.bool)}, None, "floating point"),
     ("rank 2", {"token/french": torch.ones(2, 4)}, None, "expected a vector of 8"),
     ("wrong size", {"token/french": torch.ones(7)}, None, "expected a vector of 8"),
-    ("unknown format", None, {"format": "steerlib.model.tokens/99"}, "unknown format"),
+    ("unknown format", None, {"format": "steerlib.tokens/99"}, "unknown format"),
     ("no names", None, {"names": None}, "no 'names'"),
     ("bad json", None, "{not json", "not valid JSON"),
     ("missing tensor", None, {"names": ["french", "german"]}, "no tensor 'token/german'"),

@@ -25,7 +25,7 @@ from steerlib.model.backbone import Backbone
 from steerlib.model.card import model_card
 from steerlib.storage import save_safetensors, write_text
 
-FORMAT = "steerlib.model.tokens/1"
+FORMAT = "steerlib.tokens/1"
 PRETRAINED_FILE = "tokens_smollm2_135m.safetensors"
 """Behavior tokens and <and> trained for the embedded model, shipped in the package."""
 WEIGHTS_FILE = "tokens.safetensors"
