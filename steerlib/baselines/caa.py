@@ -125,8 +125,7 @@ def last_token_states(bb: Backbone, rows: Sequence[Rendered], batch_size: int = 
         for i in tqdm(starts, desc=desc, disable=progress is False or len(starts) < 4, leave=False):
             seen.clear()
             batch = embed(bb, rows[i: i + batch_size])
-            bb.model.base_model(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask,
-                                position_ids=batch.position_ids, use_cache=False)
+            bb.model.base_model(**batch.model_inputs(), use_cache=False)
             total += torch.stack(seen).sum(1).cpu()
     finally:
         for h in hooks:

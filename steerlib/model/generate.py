@@ -198,10 +198,15 @@ def decode(bb: Backbone, batch: Batch, cfg: GenerationConfig, seed: int = 0) -> 
     to keep (benchmarks/RESULTS.md).
     """
     eos = {cfg.eos_token_id} if isinstance(cfg.eos_token_id, int) else set(cfg.eos_token_id)
-    with torch.random.fork_rng(devices=[bb.device] if bb.device.type == "cuda" else []):
-        torch.manual_seed(seed)  # sampling draws from the global generator: seeded, and restored after
-        out = bb.model.generate(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask,
-                                generation_config=cfg, tokenizer=bb.tokenizer if cfg.stop_strings else None)
+    if batch.prefill_mask is not None:
+        out = _greedy(bb, batch, cfg, eos)
+    else:
+        with torch.random.fork_rng(devices=[bb.device] if bb.device.type == "cuda" else []):
+            torch.manual_seed(seed)  # sampling draws from the global generator: seeded, and restored after
+            # position_ids: the layout's (generate continues each row at its last + 1)
+            out = bb.model.generate(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask,
+                                    position_ids=batch.position_ids, generation_config=cfg,
+                                    tokenizer=bb.tokenizer if cfg.stop_strings else None)
     answers = []
     for row in out.tolist():
         end = next((i for i, t in enumerate(row) if t in eos), None)
@@ -210,6 +215,33 @@ def decode(bb: Backbone, batch: Batch, cfg: GenerationConfig, seed: int = 0) -> 
             row = row[:-1]  # stopped by a stop string: the end token is generate's padding
         answers.append(row)
     return answers
+
+
+def _greedy(bb: Backbone, batch: Batch, cfg: GenerationConfig, eos: set[int]) -> torch.Tensor:
+    """Greedy decoding for a batch whose prompt attention is not plain causal
+    (``Batch.prefill_mask``), which transformers' ``generate`` cannot carry past the
+    first step: one forward over the prompts with that mask fills the KV cache, then
+    each step feeds the chosen tokens at the next positions with the padding mask.
+    Rows that ended are fed the pad token, as ``generate`` does."""
+    if cfg.do_sample or cfg.stop_strings or (cfg.repetition_penalty or 1.0) != 1.0:
+        raise ConfigError("this layout (isolated slots) decodes greedily only: no sampling, repetition "
+                          "penalty or stop strings")
+    model, pad = bb.model, cfg.pad_token_id
+    out = model(**batch.model_inputs(), use_cache=True, logits_to_keep=1)
+    cache, mask, position = out.past_key_values, batch.attention_mask, batch.position_ids[:, -1:]
+    done = torch.zeros(len(mask), dtype=torch.bool, device=mask.device)
+    steps = []
+    for _ in range(cfg.max_new_tokens):
+        token = out.logits[:, -1].argmax(-1).masked_fill(done, pad)
+        steps.append(token)
+        done |= torch.isin(token, torch.tensor(sorted(eos), device=token.device))
+        if done.all():
+            break
+        mask = torch.cat([mask, mask.new_ones(len(mask), 1)], dim=1)
+        position = position + 1
+        out = model(input_ids=token[:, None], attention_mask=mask, position_ids=position, cache=cache,
+                    use_cache=True, logits_to_keep=1)
+    return torch.stack(steps, dim=1)
 
 
 def _stopped(bb: Backbone, row: list[int], stop_strings) -> bool:

@@ -35,6 +35,7 @@ from typing import Sequence
 import torch
 
 from steerlib.errors import PromptError
+from steerlib.model import layout as L
 from steerlib.model.backbone import Backbone
 from steerlib.model.tokens import SteeringTokens
 from steerlib.tasks import behaviors as B
@@ -185,18 +186,33 @@ class Batch:
 
     inputs_embeds: torch.Tensor
     attention_mask: torch.Tensor
+    """(batch, width): 1 on real tokens, 0 on the left padding."""
     position_ids: torch.Tensor
+    """(batch, width): each row's positions from 0 at its first real token, as its ``Layout`` numbers them."""
+    prefill_mask: torch.Tensor | None = None
+    """(batch, 1, width, width) bool, True where a query may attend to a key, when the
+    layout restricts attention beyond causal + padding (``Layout.isolate``); else None."""
+
+    def model_inputs(self) -> dict[str, torch.Tensor]:
+        """Keyword arguments of one forward pass over the whole batch."""
+        mask = (L.additive(self.prefill_mask, self.inputs_embeds.dtype) if self.prefill_mask is not None
+                else self.attention_mask)
+        return {"inputs_embeds": self.inputs_embeds, "attention_mask": mask, "position_ids": self.position_ids}
 
 
 def embed(bb: Backbone, rows: Sequence[Rendered], tokens: SteeringTokens | None = None,
           answers: Sequence[Sequence[int]] | None = None,
-          vectors: dict[str, torch.Tensor] | None = None) -> Batch:
+          vectors: dict[str, torch.Tensor] | None = None, layout: L.Layout | None = None) -> Batch:
     """Embed a batch, replacing slot rows by steering vectors.
 
     ``vectors`` overrides ``tokens`` name by name; training passes its live (gradient
     carrying) parameters here. ``answers`` are appended after each prompt for teacher
     forcing. Padding is on the left so every sequence ends at the same position.
+    ``layout`` (default: the one ``tokens`` were made for, else the paper's) sets the
+    slots' position ids and attention (``steerlib.model.layout``).
     """
+    if layout is None:
+        layout = tokens.layout if tokens is not None else L.DEFAULT
     answers = answers if answers is not None else [[] for _ in rows]
     seqs = [r.ids + list(a) for r, a in zip(rows, answers)]
     width = max(len(s) for s in seqs)
@@ -222,5 +238,7 @@ def embed(bb: Backbone, rows: Sequence[Rendered], tokens: SteeringTokens | None 
             values = values * torch.tensor(bb.embed_scale, dtype=embeds.dtype, device=bb.device)
         embeds = embeds.index_put((torch.tensor(slot_b, device=bb.device), torch.tensor(slot_p, device=bb.device)),
                                   values)
-    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-    return Batch(embeds, mask, position_ids)
+    position_ids = torch.tensor([[0] * (width - len(s)) + L.positions(len(s), r.slots, layout)
+                                 for r, s in zip(rows, seqs)], device=bb.device)
+    allowed = L.allowed([len(s) for s in seqs], width, [r.slots for r in rows], layout, bb.device)
+    return Batch(embeds, mask, position_ids, allowed)

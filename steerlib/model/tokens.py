@@ -20,7 +20,9 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from steerlib._version import __version__
-from steerlib.errors import NonFiniteVectorError, TokenFileError
+from steerlib.errors import ConfigError, NonFiniteVectorError, TokenFileError
+from steerlib.model.layout import DEFAULT as DEFAULT_LAYOUT
+from steerlib.model.layout import Layout
 from steerlib.model.backbone import Backbone
 from steerlib.model.card import model_card
 from steerlib.storage import save_safetensors, write_text
@@ -46,6 +48,9 @@ class SteeringTokens:
         """Per-token training record: init, config, target source, steps, time, final loss."""
         self.losses: dict[str, list[float]] = {}
         """Per-token loss curve (one value per optimiser step)."""
+        self.layout: Layout = DEFAULT_LAYOUT
+        """How prompts read these tokens (slot positions, attention): saved with them, so
+        ``SteeredModel(bb, tokens)`` reads a pack the way it was measured (``model.layout``)."""
 
     @classmethod
     def for_backbone(cls, bb: Backbone) -> SteeringTokens:
@@ -85,22 +90,29 @@ class SteeringTokens:
             self.losses[name] = list(losses)
 
     def copy(self) -> SteeringTokens:
-        new = SteeringTokens(self.hidden_size, self.model_id, self.fingerprint)
-        for name in self.names:
-            new.set(name, self.vectors[name], dict(self.info.get(name, {})), self.losses.get(name))
-        return new
+        return self.subset(self.names)
 
     def subset(self, names) -> SteeringTokens:
-        """A copy holding only ``names`` (in that order)."""
+        """A copy holding only ``names`` (in that order), read with the same layout."""
         new = SteeringTokens(self.hidden_size, self.model_id, self.fingerprint)
+        new.layout = self.layout
         for name in names:
             new.set(name, self[name], dict(self.info.get(name, {})), self.losses.get(name))
         return new
 
+    def with_layout(self, layout: Layout) -> SteeringTokens:
+        """A copy read with ``layout``: the same vectors in other places."""
+        new = self.copy()
+        new.layout = layout
+        return new
+
     def digest(self, names: Sequence[str]) -> str:
-        """A short hash of the named vectors: generation records carry it, so a record made
-        with other vectors (a retrained token) is recognised as stale, not reused."""
-        return tensor_digest((name, self[name]) for name in sorted(set(names)))
+        """A short hash of the named vectors and of the layout they are read with: generation
+        records carry it, so a record made with other vectors (a retrained token) or in
+        other places is recognised as stale, not reused. The paper's layout adds nothing
+        (records made before layouts existed keep matching)."""
+        salt = "" if self.layout.is_default else f"layout:{self.layout.label}"
+        return tensor_digest(((name, self[name]) for name in sorted(set(names))), salt)
 
     def check_backbone(self, bb: Backbone) -> None:
         """Fail clearly when these tokens were trained for another embedding space."""
@@ -180,6 +192,8 @@ class SteeringTokens:
         meta = {"format": FORMAT, "model_id": self.model_id, "fingerprint": self.fingerprint,
                 "hidden_size": self.hidden_size, "names": self.names, "info": self.info,
                 "steerlib_version": __version__}
+        if not self.layout.is_default:  # files in the paper's layout stay byte-identical to older ones
+            meta["layout"] = self.layout.to_dict()
         # atomic, under a unique temp name: an interrupted save never leaves a torn file
         return save_safetensors(tensors, path, metadata={"steerlib": json.dumps(meta)})
 
@@ -203,6 +217,10 @@ class SteeringTokens:
         with f:
             meta = _read_metadata(path, f.metadata())
             tokens = cls(meta["hidden_size"], meta["model_id"], meta["fingerprint"])
+            try:
+                tokens.layout = Layout.from_dict(meta.get("layout"))
+            except (ConfigError, TypeError) as err:
+                raise TokenFileError(f"{path}: its metadata 'layout' is not a layout ({err})") from err
             keys = set(f.keys())
             for name in meta["names"]:
                 if f"token/{name}" not in keys:

@@ -59,8 +59,7 @@ def answer_hidden(bb: Backbone, rows: Sequence[Rendered], answers: Sequence[Sequ
     positions are the ``len(answer)`` columns before the last one.
     """
     batch = embed(bb, rows, tokens, answers, vectors)
-    hidden = bb.model.base_model(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask,
-                                 position_ids=batch.position_ids).last_hidden_state
+    hidden = bb.model.base_model(**batch.model_inputs()).last_hidden_state
     width = hidden.shape[1]
     picks = [hidden[b, width - 1 - len(a): width - 1] for b, a in enumerate(answers)]
     return torch.cat(picks)
