@@ -34,6 +34,7 @@ from transformers import GenerationConfig
 
 from steerlib.errors import ConfigError, PromptError
 from steerlib.model.backbone import Backbone
+from steerlib.model.layout import Layout
 from steerlib.model.template import Batch, Rendered, embed, render, render_text
 from steerlib.model.tokens import SteeringTokens, text_init
 from steerlib.tasks import behaviors as B
@@ -303,7 +304,8 @@ class Method:
     behaviors) becomes a prompt.
 
     ``joiner`` is the token between behavior tokens (None = concatenation);
-    ``tokens=False`` uses no steering tokens; ``instructions`` appends the text.
+    ``tokens=False`` uses no steering tokens; ``instructions`` appends the text;
+    ``layout`` reads the tokens in other places than their own (``steerlib.model.layout``).
     """
 
     name: str
@@ -311,6 +313,7 @@ class Method:
     instructions: bool = False
     joiner: str | None = "and"
     native_and: bool = False
+    layout: Layout | None = None
 
     order_free: ClassVar[bool] = False
     changes_model: ClassVar[bool] = False
@@ -330,12 +333,16 @@ class Method:
         return model.tokens.digest(slots) if slots and model.tokens is not None else ""
 
     def prepare(self, sm: SteeredModel) -> SteeredModel:
-        """The model this method generates with (native " and" swaps the <and> vector)."""
-        if not self.native_and:
+        """The model this method generates with (native " and" swaps the <and> vector; a
+        layout reads the tokens in its places)."""
+        if not self.native_and and self.layout is None:
             return sm
         tokens = sm.tokens.copy() if sm.tokens is not None else SteeringTokens.for_backbone(sm.backbone)
-        tokens.set("and", text_init(sm.backbone, " and"), {"init": "vocabulary ' and'"})
-        return SteeredModel(sm.backbone, tokens)
+        if self.native_and:
+            tokens.set("and", text_init(sm.backbone, " and"), {"init": "vocabulary ' and'"})
+        if self.layout is not None:
+            tokens.layout = self.layout
+        return SteeredModel(sm.backbone, tokens, strict=sm.strict)
 
     @contextlib.contextmanager
     def context(self, sm: SteeredModel, names: Sequence[str]) -> Iterator[SteeredModel]:

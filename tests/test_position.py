@@ -1,0 +1,97 @@
+"""The position study's tables from hand-made records, and its selection set."""
+import dataclasses
+
+import pandas as pd
+import pytest
+
+import steerlib as st
+from steerlib.model import layout as L
+from steerlib.study import position as Pos
+from steerlib.tasks import prompts as P
+
+
+def _rec(method, order, verdicts, pid=0, split="seen-2"):
+    names = order.split("+")
+    return {"method": method, "combo": "+".join(sorted(names, key=order.split("+").index)), "order": order,
+            "k": len(names), "split": split, "prompt_id": pid, "prompt": f"q{pid}", "text": "",
+            "verdicts": verdicts, "ok": all(verdicts.values()), "prompt_sha": f"s{pid}", "model": "m",
+            "max_new_tokens": 8, "seed": 0}
+
+
+RECORDS = pd.DataFrame([
+    # french first passes twice, second once of two; words_10_50 the other way round
+    _rec("and", "french+words_10_50", {"french": True, "words_10_50": False}, 0),
+    _rec("and", "french+words_10_50", {"french": True, "words_10_50": True}, 1),
+    _rec("and", "words_10_50+french", {"french": False, "words_10_50": True}, 0),
+    _rec("and", "words_10_50+french", {"french": True, "words_10_50": True}, 1),
+    _rec("and", "german+words_10_50", {"german": False, "words_10_50": False}, 0),
+    _rec("and", "words_10_50+german", {"german": False, "words_10_50": False}, 0),
+    # a triple: not a pair, left out of the place table
+    _rec("and", "german+words_10_50+sentences_1", {"german": True, "words_10_50": True, "sentences_1": True}, 0,
+         "seen-3"),
+    _rec("instruction", "french+words_10_50", {"french": True, "words_10_50": True}, 0),
+    _rec("instruction", "words_10_50+french", {"french": True, "words_10_50": True}, 0),
+])
+
+
+def test_slot_rates_by_hand():
+    t = Pos.slot_rates(RECORDS).set_index(["method", "behavior"])
+    assert t.loc[("and", "french"), ["first", "second", "first_n", "second_n"]].tolist() == [100, 50, 2, 2]
+    # words_10_50: first 2 of 3 (two with french, one with german), second 1 of 3
+    words = t.loc[("and", "words_10_50")]
+    assert (words["first"], words["second"]) == pytest.approx((200 / 3, 100 / 3))
+    assert words["gap"] == pytest.approx(100 / 3) and words["ratio"] == pytest.approx(0.5)
+    # the languages pooled: first french 2/2 + german 0/1, second french 1/2 + german 0/1
+    lang = t.loc[("and", "language (all)")]
+    assert (lang["first"], lang["second"], lang["first_n"]) == pytest.approx((200 / 3, 100 / 3, 3))
+    assert 0 <= lang["first_lo"] <= lang["first"] <= lang["first_hi"] <= 100
+    assert t.loc[("instruction", "french"), ["first", "second"]].tolist() == [100, 100]
+    assert ("instruction", "length (all)") not in t.index  # one length behavior only: nothing to pool
+
+
+def test_slot_pivot_reads_first_over_second():
+    wide = Pos.slot_pivot(Pos.slot_rates(RECORDS), ["and", "instruction"]).set_index("behavior")
+    assert wide.loc["french", "and"] == "100 / 50"
+    assert wide.loc["french", "instruction"] == "100 / 100"
+
+
+def test_order_variance_sits_beside_the_papers():
+    ov = Pos.order_variance(RECORDS[RECORDS["k"] == 2]).set_index(["method", "split"])
+    # and: french+words_10_50 orderings 0.5 and 0.5 -> 0; german pair 0 and 0 -> 0
+    assert ov.loc[("and", "seen-2"), "order_var"] == 0
+    assert ov.loc[("and", "seen-2"), "paper"] == Pos.PAPER_ORDER_VARIANCE["and"]
+
+
+def test_selection_questions_are_neither_targets_nor_test():
+    preset = st.presets.cpu()
+    train = P.load("train")
+    chosen = Pos.selection_questions(preset)
+    assert len(chosen) == Pos.SELECTION_QUESTIONS == 96
+    assert not set(chosen) & set(train[: Pos.target_questions(preset)])
+    assert not set(chosen) & set(P.load("test"))
+    assert Pos.target_questions(preset) == 64 * 8 // 2  # stage 2: 64 steps x 8 examples, half as jobs
+    big = dataclasses.replace(preset, stage2=dataclasses.replace(preset.stage2, steps=200))
+    with pytest.raises(ValueError, match="free of targets"):
+        Pos.selection_questions(big)
+
+
+def test_selection_assignment_gives_each_question_one_pair_in_turn():
+    pairs = [("french", "words_10_50"), ("spanish", "sentences_1"), ("italian", "words_10_50")]
+    qs = [f"q{i}" for i in range(7)]
+    got = Pos.selection_assignment(pairs, qs)
+    assert got[pairs[0]] == ["q0", "q3", "q6"] and got[pairs[1]] == ["q1", "q4"] and got[pairs[2]] == ["q2", "q5"]
+
+
+def test_layout_methods_are_named_keyed_and_read_in_their_layout(tiny):
+    toks = st.SteeringTokens.for_backbone(tiny)
+    for name in ("french", "and", "words_10_50"):
+        toks.set(name, tiny.embeddings[len(name)])
+    sm = st.SteeredModel(tiny, toks)
+    methods = Pos.screen_methods()
+    assert [m.name for m in methods][:2] == ["and@sequential", "and@shared"]
+    assert methods[-1].name == "concat@shared+isolate" and methods[-1].joiner is None
+    names = ("french", "words_10_50")
+    assert methods[0].digest(sm, names) == st.METHODS["and"].digest(sm, names)  # the paper's layout: today's key
+    assert len({m.digest(sm, names) for m in methods[:-1]}) == len(Pos.LAYOUTS) == len(methods) - 1
+    assert methods[3].prepare(sm).tokens.layout == L.Layout(L.SlotPositions.SHARED, isolate=True)
+    assert sm.tokens.layout == L.DEFAULT  # the method reads a copy; the model's tokens are untouched
