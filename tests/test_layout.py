@@ -2,12 +2,11 @@
 unchanged by any layout, and a pack's layout carried through its file."""
 import pytest
 import torch
+from transformers import GenerationConfig
 
 import steerlib as st
 from steerlib.errors import ConfigError, TokenFileError
 from steerlib.model import layout as L
-from transformers import GenerationConfig
-
 from steerlib.model.generate import _completed, decode
 from steerlib.model.template import embed, render
 from steerlib.model.tokens import tensor_digest
@@ -140,6 +139,7 @@ def test_bad_layouts_are_refused(tiny, toks, tmp_path):
     with pytest.raises(ConfigError, match="'isolate'"):
         L.Layout.from_dict({"positions": "shared", "mask": True})
     import json
+
     from safetensors.torch import save_file
     path = tmp_path / "bad.safetensors"
     meta = {"format": "steerlib.tokens/1", "model_id": "m", "fingerprint": "f", "hidden_size": 4,
