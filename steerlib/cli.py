@@ -215,6 +215,17 @@ def cmd_ablations(args) -> None:
     print((out / "ablations.md").read_text())
 
 
+def cmd_position(args) -> None:
+    from steerlib.paths import results_dir
+    from steerlib.study import position
+    from steerlib.study.pipeline import load_tokens
+
+    preset = _preset(args)
+    bb = _backbone(args, preset)
+    table = position.run(bb, load_tokens(bb, preset), preset, results_dir(preset.name), args.stage, args.variants)
+    print(table.round(1).to_markdown(index=False) if len(table) else "no variant has selection records yet")
+
+
 def cmd_reproduce(args) -> None:
     from steerlib.study.pipeline import reproduce
 
@@ -306,6 +317,12 @@ def build_parser() -> argparse.ArgumentParser:
                          "eval.n_ablation prompts, instead of the paper protocol's sampled combinations")
     sp.add_argument("--cached-only", action="store_true",
                     help="train and generate nothing: report the variants whose records are complete")
+
+    sp = command("position", cmd_position, "the position study (results/<preset>/position/PLAN.md), one stage")
+    sp.add_argument("--stage", required=True, choices=["filter", "screen", "retrain", "search", "test"])
+    sp.add_argument("--variants", nargs="+", type=int, default=None, metavar="I",
+                    help="screen: indexes into position.screen_methods(); retrain: into position.RETRAINS "
+                         "(default: all)")
 
     sp = command("reproduce", cmd_reproduce, "stage 1, stage 2, evaluation, tables and figures (resumable)",
                  model=False)

@@ -19,6 +19,9 @@ instruction of the two, the same ordering the tokens of that record follow.
 """
 from __future__ import annotations
 
+import json
+import logging
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
@@ -26,13 +29,16 @@ from typing import Sequence
 import pandas as pd
 
 from steerlib.config import Preset
-from steerlib.evaluation.evaluate import evaluate, metrics, split_of, unique_records, wilson
+from steerlib.evaluation.evaluate import evaluate, metrics, read_records, split_of, unique_records, wilson
 from steerlib.model.backbone import Backbone
 from steerlib.model.generate import METHODS, Method, SteeredModel, SteeringMethod
 from steerlib.model.layout import Layout, SlotPositions
 from steerlib.model.tokens import SteeringTokens
+from steerlib.storage import write_text
 from steerlib.tasks import behaviors as B
 from steerlib.tasks import prompts as P
+
+log = logging.getLogger("steerlib")
 
 SELECTION_QUESTIONS = 96
 """Questions of the selection set (issue 24: at least 96)."""
@@ -204,3 +210,265 @@ def selection_table(records: pd.DataFrame) -> pd.DataFrame:
         rows.append({"variant": method, "joint": 100 * k / n, "joint_lo": 100 * lo, "joint_hi": 100 * hi,
                      "first": first, "second": second, "gap": first - second, "n": n})
     return pd.DataFrame(rows).sort_values("joint", ascending=False, kind="stable").reset_index(drop=True)
+
+
+# -- the search driver -----------------------------------------------------------------
+FILTER_RECORDS = "filter_records.jsonl"
+SELECTION = "selection"
+"""The folder of the selection records, one file per variant (so variants run side by side)."""
+TEST_RECORDS = "test_records.jsonl"
+COSTS = "costs.json"
+RETRAINS = ({"temperature": 10.0, "ce_weight": 0.0}, {"temperature": 2.0, "ce_weight": 0.0},
+            {"temperature": 1.0, "ce_weight": 0.0}, {"temperature": 2.0, "ce_weight": 1.0})
+"""Family C in screening order: stage 2 retrained in the best A layout, the recipe's T = 10
+first, then lower temperatures and a cross-entropy term on the pair targets."""
+
+
+def kept_pairs(sm: SteeredModel, tokens: SteeringTokens, preset: Preset, out: Path
+               ) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+    """The instruction filter over the capable pairs (records in ``out/position``)."""
+    folder = out / "position"
+    return instruction_filter(SteeredModel(sm.backbone), preset, candidate_pairs(sm.backbone, tokens, preset, out),
+                              folder / FILTER_RECORDS)
+
+
+def _costs(folder: Path) -> dict:
+    path = folder / COSTS
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _note_cost(folder: Path, variant: str, kind: str, seconds: float) -> None:
+    """Keep a variant's measured cost; a run that reused its records leaves the first figure."""
+    costs = _costs(folder)
+    costs.setdefault(variant, {})[kind] = round(seconds, 1)
+    write_text(folder / COSTS, json.dumps(costs, indent=1, sort_keys=True) + "\n")
+
+
+def selection_file(folder: Path, variant: str) -> Path:
+    return folder / SELECTION / f"{variant.replace('|', '_')}.jsonl"
+
+
+def screen(sm: SteeredModel, preset: Preset, methods: Sequence[Method], pairs: Sequence[tuple[str, str]],
+           folder: Path) -> pd.DataFrame:
+    """Each method on the selection set, one at a time (its generation time noted when it
+    generated anything); returns all their selection records."""
+    parts = []
+    for method in methods:
+        start = time.perf_counter()
+        parts.append(selection_records(sm, preset, [method], pairs, selection_file(folder, method.name)))
+        seconds = time.perf_counter() - start
+        if seconds > 30:  # it generated (reading records takes a second or two)
+            _note_cost(folder, method.name, "eval_s", seconds)
+        log.info("position screen: %s done (%.0f s)", method.name, seconds)
+    return pd.concat(parts, ignore_index=True)
+
+
+def retrained_name(layout: Layout, temperature: float, ce_weight: float) -> str:
+    return f"and@{layout.label}|T{temperature:g}|ce{ce_weight:g}"
+
+
+def retrain(bb: Backbone, tokens: SteeringTokens, preset: Preset, layout: Layout, temperature: float,
+            ce_weight: float, folder: Path) -> SteeringTokens:
+    """Family C: ``<and>`` trained anew (stage 2 of the preset, cached and resumable) with
+    the behavior tokens read in ``layout``, at distillation temperature ``temperature``
+    and cross-entropy weight ``ce_weight``; its training time is noted."""
+    from steerlib.train.compose import cached_composition_token, train_composition_token
+
+    cfg = replace(preset.stage2, temperature=temperature, ce_weight=ce_weight)
+    behaviors = tokens.subset([n for n in tokens.names if n != "and"]).with_layout(layout)
+    name = retrained_name(layout, temperature, ce_weight)
+    if cached_composition_token(bb, behaviors, cfg) is None:
+        start = time.perf_counter()
+        trained = train_composition_token(bb, behaviors, cfg)
+        _note_cost(folder, name, "train_s", time.perf_counter() - start)
+        return trained
+    return train_composition_token(bb, behaviors, cfg)
+
+
+def search_table(records: pd.DataFrame, folder: Path) -> pd.DataFrame:
+    """``selection_table`` with each variant's family, configuration and measured costs."""
+    table = selection_table(records)
+    costs = _costs(folder)
+    config = []
+    for name in table["variant"]:
+        base, _, rest = name.partition("@")
+        layout, _, train = rest.partition("|")
+        family = "A" if not train else "C"
+        config.append({"family": family, "method": base, "layout": layout,
+                       "stage2": train.replace("|", " ") or "shipped <and>",
+                       "train_s": costs.get(name, {}).get("train_s"), "eval_s": costs.get(name, {}).get("eval_s")})
+    return pd.concat([pd.DataFrame(config), table], axis=1)
+
+
+# -- the test run ----------------------------------------------------------------------
+def winner(search: pd.DataFrame) -> str:
+    """The selection rule of PLAN.md: the highest joint rate, ties to the smaller order gap;
+    it must beat today's layout by at least one generation, else today's layout wins."""
+    ranked = search.sort_values(["joint", "gap"], ascending=[False, True], kind="stable")
+    reference = search.loc[search["variant"] == f"and@{Layout().label}"].iloc[0]
+    best = ranked.iloc[0]
+    one = 100 / reference["n"]
+    return best["variant"] if best["joint"] >= reference["joint"] + one - 1e-9 else reference["variant"]
+
+
+def parse_variant(name: str) -> tuple[str, Layout, dict | None]:
+    """``"and@shared+isolate|T2|ce0"`` -> ("and", its Layout, {"temperature": 2, "ce_weight": 0})."""
+    base, _, rest = name.partition("@")
+    label, _, train = rest.partition("|")
+    positions, _, isolate = label.partition("+")
+    layout = Layout(SlotPositions(positions), isolate=bool(isolate))
+    if not train:
+        return base, layout, None
+    t, ce = train.split("|")
+    return base, layout, {"temperature": float(t[1:]), "ce_weight": float(ce[2:])}
+
+
+def winner_tokens(bb: Backbone, tokens: SteeringTokens, preset: Preset, name: str, folder: Path) -> SteeringTokens:
+    """The winning variant's pack: the behavior tokens, its ``<and>`` (shipped or retrained)
+    and its layout in the pack's metadata."""
+    _, layout, train = parse_variant(name)
+    if train is None:
+        return tokens.with_layout(layout)
+    return retrain(bb, tokens, preset, layout, train["temperature"], train["ce_weight"], folder)
+
+
+def test_records(bb: Backbone, tokens: SteeringTokens, pack: SteeringTokens, preset: Preset,
+                 pairs: Sequence[tuple[str, str]], out: Path) -> pd.DataFrame:
+    """The test generations: today's ``<and>``, concatenation, instructions and hybrid from
+    the capable-pairs study's records (same prompts and settings; nothing generated when they
+    are committed), and the winner's ``<and>``, concatenation and hybrid in its layout
+    (``position/test_records.jsonl``). Methods of the pack are named ``<base>@pack``."""
+    ev = preset.eval
+    kw = dict(max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, seed=ev.seed)
+    test = P.load("test", limit=ev.n_capable)
+    today = evaluate(SteeredModel(bb, tokens), ["and", "concat", "instruction", "hybrid"], pairs, test,
+                     records=out / "capable_records.jsonl", **kw)
+    ours = [replace(METHODS[base], name=f"{base}@pack") for base in ("and", "concat", "hybrid")]
+    start = time.perf_counter()
+    new = evaluate(SteeredModel(bb, pack), ours, pairs, test, records=out / "position" / TEST_RECORDS, **kw)
+    if time.perf_counter() - start > 30:
+        _note_cost(out / "position", "test", "eval_s", time.perf_counter() - start)
+    return pd.concat([today, new], ignore_index=True)
+
+
+TEST_COMPARISONS = (("and@pack", "and"), ("and@pack", "concat@pack"), ("and@pack", "instruction"),
+                    ("hybrid@pack", "instruction"), ("and", "instruction"))
+"""The plan's one test (first), then the comparisons reported beside it."""
+
+
+# -- stages (python -m steerlib position --stage ...) ------------------------------------
+PACK = "pack"
+"""The winner's token pack, under ``results/<preset>/position/``."""
+
+
+def recorded_search(folder: Path) -> pd.DataFrame:
+    """``search_table`` of every variant whose selection records are in ``folder``."""
+    files = sorted((folder / SELECTION).glob("*.jsonl"))
+    if not files:
+        return pd.DataFrame()
+    records = pd.concat([read_records(f) for f in files], ignore_index=True)
+    return search_table(records, folder)
+
+
+def best_layout(folder: Path) -> Layout:
+    """The family-A layout with the best selection metric (``winner`` among A only)."""
+    search = recorded_search(folder)
+    a = search[(search["family"] == "A") & (search["method"] == "and")]
+    return parse_variant(winner(a))[1]
+
+
+def write_search(folder: Path, search: pd.DataFrame) -> None:
+    """``search.csv`` (every variant's config, selection score with interval, cost) and its markdown."""
+    write_text(folder / "search.csv", search.round(2).to_csv(index=False))
+    lines = ["# The search: every variant on the selection set (validation only)", "",
+             "Selection metric: joint pass rate (%) on 96 train questions no target used, each asking one "
+             "kept seen pair in both orderings (PLAN.md). `first`/`second`: the behaviors' own pass rates by "
+             "the place their token stands; `gap` = first - second.", "",
+             search.round(1).to_markdown(index=False), "", f"Winner by the plan's rule: `{winner(search)}`", ""]
+    write_text(folder / "search.md", "\n".join(lines))
+
+
+def test_singles(bb: Backbone, tokens: SteeringTokens, preset: Preset, pairs: Sequence[tuple[str, str]],
+                 out: Path) -> pd.DataFrame:
+    """Each kept behavior alone on the test prompts (the capable-pairs study's committed
+    single records), also under the pack's method names: one token reads the same in every
+    layout, so a layout's single rate is today's."""
+    from steerlib.study import capable
+
+    ev = preset.eval
+    behaviors = sorted({(b,) for pair in pairs for b in pair})
+    singles = evaluate(SteeredModel(bb, tokens), ["and", "hybrid", "instruction"], behaviors, P.load("test", limit=ev.n_capable), max_new_tokens=ev.max_new_tokens,
+                       batch_size=ev.batch_size, seed=ev.seed, records=out / "single_records.jsonl")
+    renamed = [singles[singles["method"] == capable.SINGLE_OF.get(base, base)].assign(method=f"{base}@pack")
+               for base in ("and", "concat", "hybrid")]
+    return pd.concat([singles, *renamed], ignore_index=True)
+
+
+def test_report(pairs: pd.DataFrame, singles: pd.DataFrame, winner_name: str, folder: Path) -> dict:
+    """``test.md``: joint rates with intervals and efficiency, the plan's McNemar test and
+    the comparisons beside it, per-place pass rates and order variance."""
+    from steerlib.study import capable
+
+    table = capable.summary(pairs, singles)
+    tests = capable.paired_tests(pairs, TEST_COMPARISONS)
+    slots = slot_rates(pairs)
+    methods = ["and", "and@pack", "concat", "concat@pack", "instruction", "hybrid", "hybrid@pack"]
+    lines = [f"# The test run: `{winner_name}` (as `<base>@pack`) against today's methods", "",
+             "Test prompts and orderings of the capable-pairs study (the first 30 test questions, both orderings), "
+             "on the pairs kept by the instruction filter (PLAN.md). Today's `and`, `concat`, `instruction` and "
+             "`hybrid` are the committed records of `capable_records.jsonl`.", "",
+             "**Joint pass rate (%) [95% Wilson] and efficiency [95% bootstrap over prompts]**", "",
+             table.round(2).to_markdown(index=False), "",
+             "**Exact McNemar tests (the first row is the plan's one test)**", "",
+             tests.round({"a_rate": 1, "b_rate": 1, "p": 4}).to_markdown(index=False), "",
+             "**Each behavior's own pass rate (%) by the place its token stands: first / second**", "",
+             slot_pivot(slots, methods).to_markdown(index=False), "",
+             "**Order variance (points) beside the paper's (Qwen3-8B)**", "",
+             order_variance(pairs).round(1).to_markdown(index=False), ""]
+    write_text(folder / "test.md", "\n".join(lines))
+    write_text(folder / "test_slots.csv", slots.round(2).to_csv(index=False))
+    return {"summary": table, "tests": tests, "slots": slots}
+
+
+def run(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path, stage: str,
+        variants: Sequence[int] | None = None) -> pd.DataFrame:
+    """One stage of the study (PLAN.md), resumable, its tables written under ``out/position``:
+    ``filter`` (the pairs), ``screen`` (family A, ``variants`` indexes ``screen_methods()``),
+    ``retrain`` (family C in the best A layout, ``variants`` indexes ``RETRAINS``),
+    ``search`` (the search table from records, no generation) and ``test`` (the winner's
+    pack saved, the test generations and ``test.md``)."""
+    folder = out / "position"
+    table, kept = kept_pairs(SteeredModel(bb), tokens, preset, out)
+    write_text(folder / "filter.md", "\n".join([
+        "# Instruction filter (validation questions; PLAN.md)", "",
+        f"The instructions of each capable pair on {FILTER_QUESTIONS} selection questions, both orderings; "
+        f"kept when each behavior passes >= {100 * INSTRUCTION_THRESHOLD:.0f}%.", "",
+        table.round(1).to_markdown(index=False), ""]))
+    seen = seen_pairs(kept)
+    sm = SteeredModel(bb, tokens)
+    if stage == "filter":
+        return table
+    if stage == "screen":
+        methods = screen_methods()
+        screen(sm, preset, [methods[i] for i in (variants if variants is not None else range(len(methods)))], seen,
+               folder)
+    elif stage == "retrain":
+        layout = best_layout(folder)
+        for i in variants if variants is not None else range(len(RETRAINS)):
+            trained = retrain(bb, tokens, preset, layout, **RETRAINS[i], folder=folder)
+            name = retrained_name(layout, **RETRAINS[i])
+            screen(SteeredModel(bb, trained), preset, [replace(METHODS["and"], name=name)], seen, folder)
+    elif stage == "test":
+        search = recorded_search(folder)
+        name = winner(search)
+        pack = winner_tokens(bb, tokens, preset, name, folder)
+        pack.save_pretrained(folder / PACK, repo_id="steerlib-position-pack")
+        pairs = test_records(bb, tokens, pack, preset, kept, out)
+        test_report(pairs, test_singles(bb, tokens, preset, kept, out), name, folder)
+        return pairs
+    elif stage != "search":
+        raise ValueError(f"unknown stage {stage!r}; stages: filter, screen, retrain, search, test")
+    search = recorded_search(folder)
+    if len(search):
+        write_search(folder, search)
+    return search
