@@ -136,11 +136,13 @@ def cmd_compose(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
+    from steerlib.paths import results_dir
     from steerlib.study.pipeline import composition_eval
 
     preset = _preset(args)
     bb = _backbone(args, preset)
-    table = composition_eval(bb, _tokens(args, bb), preset, Path(args.out), methods=args.methods)
+    out = Path(args.out) if args.out else results_dir(preset, bb) / "evaluate"
+    table = composition_eval(bb, _tokens(args, bb), preset, out, methods=args.methods)
     print(table.to_markdown(index=False))
 
 
@@ -150,7 +152,8 @@ def cmd_targets_compare(args) -> None:
 
     preset = _preset(args)
     names = B.names() if args.behaviors == ["all"] else args.behaviors
-    table = targets_comparison(_backbone(args, preset), preset, names, results_dir(preset.name))
+    bb = _backbone(args, preset)
+    table = targets_comparison(bb, preset, names, results_dir(preset, bb))
     print(table.round(1).to_markdown(index=False))
 
 
@@ -162,8 +165,9 @@ def cmd_curves(args) -> None:
     preset = _preset(args)
     if preset.validation is None:
         raise ValueError(f"preset {preset.name!r} has no validation settings (Preset.validation)")
-    out = results_dir(preset.name)
-    table = measure(_backbone(args, preset), preset, args.behaviors, args.max_steps, preset.validation, out)
+    bb = _backbone(args, preset)
+    out = results_dir(preset, bb)
+    table = measure(bb, preset, args.behaviors, args.max_steps, preset.validation, out)
     peaks = peak_steps(table)
     validation_curves(table, dict(zip(peaks["behavior"], peaks["step"]))).savefig(out / "validation_curves.png",
                                                                                    dpi=120)
@@ -179,7 +183,7 @@ def cmd_capable(args) -> None:
     preset = _preset(args)
     bb = _backbone(args, preset)
     tokens = load_tokens(bb, preset)
-    out = results_dir(preset.name)
+    out = results_dir(preset, bb)
     methods: list = list(capable.PROMPT_METHODS)
     if args.baselines is not None:
         methods += capable_baselines(bb, tokens, preset, out, args.baselines or BASELINES)
@@ -296,7 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = command("evaluate", cmd_evaluate, "evaluate compositions (paper protocol)")
     sp.add_argument("--tokens", default="pretrained")
     sp.add_argument("--methods", nargs="+", default=None, help="default: instruction concat native_and and hybrid")
-    sp.add_argument("--out", default="results/evaluate")
+    sp.add_argument("--out", default=None,
+                    help="records and tables folder (default: the run's results folder, steerlib.paths.results_dir, "
+                         "/evaluate)")
 
     sp = command("targets-compare", cmd_targets_compare,
                  "tokens trained on self / filtered / constructed targets, per behavior")
@@ -326,7 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = command("reproduce", cmd_reproduce, "stage 1, stage 2, evaluation, tables and figures (resumable)",
                  model=False)
-    sp.add_argument("--out", default=None, help="results folder (default results/<preset>)")
+    sp.add_argument("--out", default=None, help="results folder (default: results/<preset> for a shipped preset, "
+                                                "else under artifacts/results; steerlib.paths.results_dir)")
     sp.add_argument("--baselines", nargs="*", default=None, metavar="NAME",
                     help="also train and evaluate baselines: caa lm_steer lora_dare (no names: all three)")
     return p

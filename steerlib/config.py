@@ -20,6 +20,7 @@ import hashlib
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
@@ -254,6 +255,23 @@ class EvalConfig:
         _integers(self, None, "seed")
 
 
+PRESET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+"""A preset's name: it names a results folder, so a plain identifier, never a path."""
+
+SHIPPED_PRESETS = ("cpu", "colab", "paper")
+"""Presets whose results, made with their own model, live in the checkout's ``results/<name>/``
+(``paths.results_dir``); every other run writes under the git-ignored artifacts folder."""
+
+
+def check_preset_name(name) -> str:
+    """``name`` when it can name a results folder (``PRESET_NAME``), else a ConfigError: a name
+    like ``../..`` or ``/tmp/x`` would write tables and records wherever it points."""
+    if not isinstance(name, str) or not PRESET_NAME.fullmatch(name):
+        raise ConfigError(f"Preset.name must be a preset ({', '.join(presets.NAMES)}) or a plain identifier "
+                          f"(letters, digits, _ and -, at most 64), never a path; got {name!r}")
+    return name
+
+
 @dataclass(frozen=True)
 class Preset:
     """Everything one run of the pipeline needs."""
@@ -278,6 +296,7 @@ class Preset:
     stage 1's; they otherwise train exactly like each behavior's token."""
 
     def __post_init__(self) -> None:
+        check_preset_name(self.name)
         object.__setattr__(self, "sources", {name: choice(TargetVariant, v, f"target variant of {name}")
                                              for name, v in self.sources.items()})
 
@@ -319,6 +338,8 @@ def config_hash(cfg) -> str:
 
 class presets:  # noqa: N801 - used as a namespace: st.presets.cpu()
     """The named presets."""
+
+    NAMES = ("paper", "colab", "cpu", "smoke")
 
     @staticmethod
     def paper() -> Preset:
@@ -457,11 +478,10 @@ class presets:  # noqa: N801 - used as a namespace: st.presets.cpu()
     def get(name: str | None = None) -> Preset:
         """A preset by name, defaulting to ``$STEERLIB_PRESET`` or 'cpu'."""
         name = name or os.environ.get("STEERLIB_PRESET", "cpu")
-        table = {"paper": presets.paper, "colab": presets.colab, "cpu": presets.cpu, "smoke": presets.smoke}
-        if name not in table:
-            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(table)}")
-        return table[name]()
+        if name not in presets.NAMES:
+            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(presets.NAMES)}")
+        return getattr(presets, name)()
 
 
-__all__ = ["TargetConfig", "TrainConfig", "ValidationConfig", "EvalConfig", "Preset", "presets", "config_hash",
+__all__ = ["check_preset_name", "SHIPPED_PRESETS", "TargetConfig", "TrainConfig", "ValidationConfig", "EvalConfig", "Preset", "presets", "config_hash",
            "replace", "TARGET_VARIANTS", "variant_config", "TargetSource", "Init", "TargetVariant", "Stage2Variant"]

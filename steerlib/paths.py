@@ -8,6 +8,7 @@ override them.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 _PACKAGE = Path(__file__).resolve().parent
@@ -29,14 +30,37 @@ def artifacts_root() -> Path:
     return Path(os.environ.get("STEERLIB_ARTIFACTS", project_root() / "artifacts"))
 
 
-def results_dir(preset_name: str) -> Path:
-    """Tables, figures and generation records of a preset's run.
+def results_dir(preset, model=None) -> Path:
+    """Tables, figures and generation records of a preset's run with ``model``.
 
-    The smoke preset (tests, CI) writes under the artifacts folder so it never touches
-    the committed results of the cpu and paper presets.
+    ``preset`` is a ``Preset`` or a preset's name (validated: ``config.check_preset_name``);
+    ``model`` the ``Backbone`` the run uses, or None for the preset's own model (the caller
+    vouches for it). A folder belongs to one preset and one model, so that nothing a run does
+    replaces the records of another model or preset: a record of another model in the
+    folder would be taken as stale and regenerated.
+
+    * ``results/<name>/`` (committed: the cpu preset's) is written only by a shipped preset
+      (cpu, colab, paper) running its own model.
+    * Another model (``--model``, ``--set model=``, or ``--set name=cpu`` on the smoke
+      preset's tiny model) gets ``<name>--<model id>-<fingerprint>``, and a preset of
+      another name or the smoke one (tests, CI) gets ``<name>``, both under the git-ignored
+      artifacts folder: a run never leaves files a checkout would show as changed.
+
+    ``$STEERLIB_RESULTS`` holds every one of these folders when it is set.
     """
+    from steerlib.config import SHIPPED_PRESETS, check_preset_name, presets
+
+    name = check_preset_name(preset if isinstance(preset, str) else preset.name)
+    label = name
+    if model is not None:
+        from steerlib.model.backbone import model_id_of
+
+        own = presets.get(name).model if name in presets.NAMES else getattr(preset, "model", None)
+        if model.model_id != model_id_of(own):
+            slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", model.model_id).strip("-.")[:48]
+            label = f"{name}--{slug}-{model.fingerprint[:8]}"
     if "STEERLIB_RESULTS" in os.environ:
-        return Path(os.environ["STEERLIB_RESULTS"]) / preset_name
-    if preset_name == "smoke":
-        return artifacts_root() / "results" / preset_name
-    return project_root() / "results" / preset_name
+        return Path(os.environ["STEERLIB_RESULTS"]) / label
+    if label in SHIPPED_PRESETS:
+        return project_root() / "results" / label
+    return artifacts_root() / "results" / label

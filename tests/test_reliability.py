@@ -604,3 +604,36 @@ def test_cli_traceback_only_with_debug(tmp_path):
     assert plain.returncode == debug.returncode == 2
     assert "Traceback" not in plain.stderr and "error: model folder not found" in plain.stderr
     assert "Traceback" in debug.stderr and "ModelNotFoundError" in debug.stderr
+
+
+# -- issue 28: nothing committed is overwritten by another run; the last silent cases ------------------
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_results_of_another_model_or_preset_are_never_overwritten(tmp_path, monkeypatch, capsys):
+    """``--set name=cpu`` on the smoke preset and ``--model tiny`` on the cpu preset leave a
+    checkout's committed results/cpu byte for byte: each run gets a folder of its own under
+    the artifacts, named from its model id and fingerprint. A name that is a path is refused."""
+    from steerlib import paths
+
+    checkout = tmp_path / "checkout"
+    committed = checkout / "results" / "cpu"
+    committed.mkdir(parents=True)
+    lines = (ROOT / "results" / "cpu" / "single_records.jsonl").read_text(encoding="utf-8").splitlines(True)[:3]
+    (committed / "single_records.jsonl").write_text("".join(lines), encoding="utf-8")
+    (committed / "teacher_compliance.md").write_text("made with --preset cpu\n")
+    monkeypatch.setattr(paths, "project_root", lambda: checkout)
+    monkeypatch.delenv("STEERLIB_RESULTS", raising=False)
+    before = _snapshot(checkout)
+
+    small = ["--set", "eval.n_single=1", "--set", "eval.max_new_tokens=4"]
+    assert _cli(capsys, "teacher-compliance", "--preset", "smoke", "--set", "name=cpu") == (0, "")
+    assert _cli(capsys, "teacher-compliance", "--preset", "cpu", "--model", "tiny", *small) == (0, "")
+    assert _snapshot(checkout) == before
+    made = [p.name for p in (tmp_path / "artifacts" / "results").iterdir()]
+    assert len(made) == 1 and made[0].startswith("cpu--tiny-llama-2x64-seed0-"), made
+    for name in ("../..", "/tmp/x", "a/b", ""):
+        code, err = _cli(capsys, "teacher-compliance", "--preset", "smoke", "--set", f"name={name}")
+        assert code == 2 and "never a path" in err and repr(name) in err
+    assert _snapshot(checkout) == before

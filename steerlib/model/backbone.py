@@ -232,7 +232,21 @@ def tiny_backbone(seed: int = 0, hidden_size: int = 64, layers: int = 2) -> Back
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
-    return _finish(model, tokenizer, f"tiny-llama-{layers}x{hidden_size}-seed{seed}", "cpu", torch.float32)
+    return _finish(model, tokenizer, _tiny_id(seed, hidden_size, layers), "cpu", torch.float32)
+
+
+def _tiny_id(seed: int = 0, hidden_size: int = 64, layers: int = 2) -> str:
+    return f"tiny-llama-{layers}x{hidden_size}-seed{seed}"
+
+
+def model_id_of(name: str | os.PathLike | None) -> str:
+    """The ``Backbone.model_id`` that ``load_backbone(name)`` gives, without loading it: how
+    ``paths.results_dir`` tells a preset's own model from another one."""
+    if name is None or name == "embedded":
+        return EMBEDDED_ID
+    if name == "tiny":
+        return _tiny_id()
+    return Path(name).name if str(name).endswith(".gguf") else str(name)
 
 
 def _embedded_tokenizer():
@@ -303,7 +317,7 @@ def load_backbone(name: str | os.PathLike | None = None, *, device: str | None =
         path = Path(name)
         if not path.is_file():
             raise ModelNotFoundError(f"GGUF file not found: {path}")
-        bb = _load_gguf(path, path.name, device, dtype)
+        bb = _load_gguf(path, model_id_of(path), device, dtype)
     else:
         _check_source(name)
         try:
@@ -322,7 +336,7 @@ def load_backbone(name: str | os.PathLike | None = None, *, device: str | None =
                 f"folder") from err
         if "device_map" not in kwargs and "quantization_config" not in kwargs:  # else already placed
             model = model.to(device)
-        bb = Backbone.from_model(model, tokenizer, str(name))
+        bb = Backbone.from_model(model, tokenizer, model_id_of(name))
     log.info("loaded %s in %.1f s", bb.model_id, time.perf_counter() - start)
     return bb
 

@@ -148,7 +148,7 @@ def ablation_setup(bb: Backbone, tokens: SteeringTokens, preset: Preset, capable
     from steerlib.paths import results_dir
     from steerlib.study import capable
 
-    results = results or results_dir(preset.name)
+    results = results or results_dir(preset, bb)
     if capable_pairs:
         _, selected = capable.choose(bb, tokens, preset, results)
         if selected:

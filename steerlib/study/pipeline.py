@@ -99,7 +99,7 @@ def teacher_compliance(bb: Backbone, preset: Preset, out: Path | None = None) ->
     This is the ceiling a token distilled from the model's own answers starts from. The
     generations are the 'instruction' records of the single-behavior table (same prompts).
     """
-    out = out or results_dir(preset.name)
+    out = out or results_dir(preset, bb)
     ev = preset.eval
     recs = evaluate(SteeredModel(bb), [METHODS["instruction"]], singles(), P.load("test", limit=ev.n_single),
                     max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size,
@@ -377,7 +377,7 @@ def capable_baselines(bb: Backbone, tokens: SteeringTokens, preset: Preset, out:
 def reproduce(preset: Preset, out: Path | None = None, with_baselines: bool | Sequence[str] = False) -> dict:
     """Stage 1, stage 2, evaluation, tables and figures; resumable. Returns the tables.
 
-    Writes into ``out`` (default ``results/<preset>``): teacher_compliance.md,
+    Writes into ``out`` (default ``paths.results_dir(preset, its model)``): teacher_compliance.md,
     single_behavior.md, composition.md/.csv, pair_heatmap.png, the generation records,
     where the preset has validation settings the capable-pairs study (capable_pairs.md/.csv,
     capable_tests.csv, capable_retention.csv/.png; ``steerlib.study.capable``),
@@ -389,7 +389,8 @@ def reproduce(preset: Preset, out: Path | None = None, with_baselines: bool | Se
     """
     from steerlib.baselines import BASELINES
 
-    out = out or results_dir(preset.name)
+    bb = load_backbone(preset.model)
+    out = out or results_dir(preset, bb)
     out.mkdir(parents=True, exist_ok=True)
     reports.plan(preset, out, with_baselines, composition_combos(preset), COMPOSITION_METHODS)
     timings: dict[str, float] = {}
@@ -401,7 +402,6 @@ def reproduce(preset: Preset, out: Path | None = None, with_baselines: bool | Se
         clock = time.perf_counter()
         log.info("%s: %.0f s", stage, timings[stage])
 
-    bb = load_backbone(preset.model)
     tokens = train_all_behaviors(bb, preset)
     lap("stage1")
     # what training the tokens cost when they were trained (this run may have loaded them)
