@@ -25,6 +25,15 @@ def cache_root() -> Path:
     return Path(os.environ.get("STEERLIB_CACHE", Path.home() / ".cache" / "steerlib"))
 
 
+def locks_root() -> Path:
+    """Lock files (``$STEERLIB_LOCKS``, default ``~/.cache/steerlib/locks``).
+
+    Not under ``$STEERLIB_CACHE``: a lock works only when every process that writes a file
+    takes it in the same place, and two runs may well point their caches elsewhere.
+    """
+    return Path(os.environ.get("STEERLIB_LOCKS", Path.home() / ".cache" / "steerlib" / "locks"))
+
+
 def artifacts_root() -> Path:
     """Trained tokens, targets and checkpoints (git-ignored caches)."""
     return Path(os.environ.get("STEERLIB_ARTIFACTS", project_root() / "artifacts"))

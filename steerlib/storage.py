@@ -20,7 +20,9 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -28,7 +30,7 @@ from typing import Callable, Iterable, Iterator
 from filelock import FileLock
 
 from steerlib.errors import RecordsError, StorageError
-from steerlib.paths import cache_root
+from steerlib.paths import locks_root
 
 log = logging.getLogger("steerlib")
 
@@ -38,6 +40,28 @@ TEMP_SUFFIX = ".tmp"
 def _temp_prefix(path: Path) -> str:
     """Temp files of ``path`` are ``.<name>.<random>.tmp`` in its folder (hidden, unique)."""
     return f".{path.name}."
+
+
+def _make_temp(path: Path, folder: bool = False) -> tuple[Path, int]:
+    """A new temp file (or folder) of ``path``, and the mode ``path`` must have once the temp
+    replaces it: the existing ``path``'s, else the process umask applied, as ``open()`` and
+    ``mkdir`` create files. (``tempfile`` makes them 0600/0700 and ``os.replace`` carries that
+    to ``path``: tables and tokens unreadable to the group.) Set it just before the replace:
+    a writer such as safetensors may create the temp file anew, with a mode of its own."""
+    while True:
+        tmp = path.parent / f"{_temp_prefix(path)}{secrets.token_hex(6)}{TEMP_SUFFIX}"
+        try:
+            if folder:
+                os.mkdir(tmp, 0o777)
+            else:
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            break
+        except FileExistsError:
+            continue
+    try:
+        return tmp, stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return tmp, stat.S_IMODE(tmp.stat().st_mode)
 
 
 @contextlib.contextmanager
@@ -60,11 +84,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     with storage_errors(path):
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=_temp_prefix(path), suffix=TEMP_SUFFIX,
-                                         delete=False) as f:
-            tmp = Path(f.name)
+        tmp, mode = _make_temp(path)
         try:
             yield tmp
+            os.chmod(tmp, mode)
             os.replace(tmp, path)
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -91,11 +114,12 @@ def lock(path: str | os.PathLike, timeout: float = -1) -> FileLock:
     """An exclusive lock guarding ``path``, for ``with lock(p): ...``.
 
     Re-entrant within one process; other processes on this machine wait for it. The lock
-    file lives in ``<cache_root>/locks`` (named after ``path``'s absolute path), not next to
-    ``path``: result folders stay free of lock files, and a read-only folder can be locked.
+    file lives in ``paths.locks_root()``, not next to ``path``: result folders stay free of
+    lock files, and a read-only folder can be locked. It is named after ``path`` resolved
+    (symlinks, ``..``), so every spelling of one file takes the same lock.
     """
-    path = Path(path).absolute()
-    folder = cache_root() / "locks"
+    path = Path(path).resolve()
+    folder = locks_root()
     with storage_errors(folder):
         folder.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256(str(path).encode()).hexdigest()[:16]
@@ -112,9 +136,10 @@ def atomic_folder(folder: str | os.PathLike) -> Iterator[Path]:
     folder = Path(folder)
     with storage_errors(folder):
         folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=_temp_prefix(folder), suffix=TEMP_SUFFIX))
+        tmp, mode = _make_temp(folder, folder=True)
         try:
             yield tmp
+            os.chmod(tmp, mode)
             with lock(folder):
                 old = None
                 if folder.exists():
@@ -152,25 +177,27 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     """The objects of a JSON-lines file ([] when it does not exist).
 
     A torn last line is dropped with a warning; any other bad line raises ``RecordsError``
-    naming the file and line number.
+    naming the file and line number. Lines are split as bytes and decoded one by one: a
+    write cut inside a multi-byte character (any non-English text) tears only its own line.
     """
     path = Path(path)
     if not path.is_file():
         return []
-    lines = path.read_text(encoding="utf-8").split("\n")
+    lines = path.read_bytes().split(b"\n")
     rows = []
     last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
     for i, line in enumerate(lines):
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as err:
+            rows.append(json.loads(line.decode("utf-8")))
+        except ValueError as err:  # UnicodeDecodeError or JSONDecodeError
             if i == last:
-                log.warning("%s: dropping a torn last line (%d characters; an interrupted write), "
+                log.warning("%s: dropping a torn last line (%d bytes; an interrupted write), "
                             "it will be made again", path, len(line))
                 break
-            raise RecordsError(f"{path}, line {i + 1}: not valid JSON ({err.msg}); the file is corrupt "
+            what = f"UTF-8 ({err.reason})" if isinstance(err, UnicodeDecodeError) else f"JSON ({err.msg})"
+            raise RecordsError(f"{path}, line {i + 1}: not valid {what}; the file is corrupt "
                                f"before its last line, so steerlib will not guess: repair or delete it") from err
     return rows
 
@@ -188,7 +215,7 @@ def _drop_torn_tail(path: Path) -> None:
         data = f.read()
         start = data.rfind(b"\n") + 1
         try:
-            json.loads(data[start:])
+            json.loads(data[start:].decode("utf-8"))
             f.write(b"\n")
         except ValueError:
             log.warning("%s: dropping a torn last line (%d bytes; an interrupted write)", path, len(data) - start)

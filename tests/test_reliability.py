@@ -51,7 +51,7 @@ PROMPTS = ["Why is the sky blue?", "Name a fruit."]
 
 def _eval(bb, path, prompts=PROMPTS, **kw):
     from steerlib import SteeredModel
-    from steerlib.evaluation import evaluate
+    from steerlib import evaluate
 
     return evaluate(SteeredModel(bb), ["instruction"], [("french",)], prompts, records=path, progress=False,
                     **{"max_new_tokens": 3, **kw})
@@ -186,7 +186,7 @@ def test_append_after_a_torn_line_does_not_glue_onto_it(tmp_path):
 
 def test_torn_records_file_resumes_evaluation(tiny, tmp_path):
     from steerlib import SteeredModel
-    from steerlib.evaluation import evaluate
+    from steerlib import evaluate
 
     path = tmp_path / "records.jsonl"
     prompts = ["Why is the sky blue?", "Name a fruit."]
@@ -314,7 +314,7 @@ def test_read_only_folder_names_the_path(tmp_path, monkeypatch):
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system")
 
-    monkeypatch.setattr("tempfile.NamedTemporaryFile", read_only)
+    monkeypatch.setattr(sio, "_make_temp", read_only)
     with pytest.raises(StorageError, match=r"cannot write .*tokens\.safetensors: Read-only"):
         _tokens().save_file(tmp_path / "tokens.safetensors")
 
@@ -637,3 +637,77 @@ def test_results_of_another_model_or_preset_are_never_overwritten(tmp_path, monk
         code, err = _cli(capsys, "teacher-compliance", "--preset", "smoke", "--set", f"name={name}")
         assert code == 2 and "never a path" in err and repr(name) in err
     assert _snapshot(checkout) == before
+
+
+def test_torn_line_cut_inside_a_multibyte_character_is_dropped_and_resumes(tiny, tmp_path, caplog):
+    """A full disk can cut a French answer inside "é" (b"\\xc3" + b"\\xa9"): that line alone is
+    torn. It is dropped with the warning naming the file, and the evaluation resumes; the
+    same cut before the last line is refused with the file and line."""
+    path = tmp_path / "records.jsonl"
+    complete = _eval(tiny, path)
+    data = path.read_bytes()
+    path.write_bytes(data + '{"method": "instruction", "text": "café'.encode()[:-1])
+    with caplog.at_level(logging.WARNING, logger="steerlib"):
+        assert len(sio.read_jsonl(path)) == len(complete)
+        assert len(_eval(tiny, path)) == len(complete)
+    assert str(path) in caplog.text and "torn" in caplog.text
+    sio.append_jsonl(path, [{"a": "é"}])  # the next append cuts the torn line first
+    assert path.read_bytes() == data + '{"a": "é"}\n'.encode()
+    path.write_bytes(b'{"a": "caf\xc3"}\n' + data)
+    with pytest.raises(RecordsError, match=r"records\.jsonl, line 1: not valid UTF-8"):
+        sio.read_jsonl(path)
+
+
+def test_every_spelling_of_a_file_takes_the_same_lock(tmp_path, monkeypatch):
+    """``c2/r.jsonl``, ``c2/sub/../r.jsonl``, a symlink to ``c2``, and another cache root
+    ($STEERLIB_CACHE) all lock the same file, so two of them never run at once."""
+    (tmp_path / "c2" / "sub").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "c2")
+    target = tmp_path / "c2" / "r.jsonl"
+    first = sio.lock(target).lock_file
+    monkeypatch.setenv("STEERLIB_CACHE", str(tmp_path / "other-cache"))
+    for spelling in (tmp_path / "c2" / "sub" / ".." / "r.jsonl", tmp_path / "link" / "r.jsonl", target):
+        assert sio.lock(spelling).lock_file == first, spelling
+    with sio.lock(tmp_path / "link" / "r.jsonl"):
+        with pytest.raises(TimeoutError):  # filelock.Timeout: another holder waits
+            _run_lock_probe(tmp_path / "c2" / "sub" / ".." / "r.jsonl")
+
+
+def _run_lock_probe(path: Path) -> None:
+    """Try, in another process, to take ``lock(path)`` at once; TimeoutError when it is held."""
+    proc = subprocess.run([sys.executable, "-c", "import sys, steerlib.storage as s; "
+                           "s.lock(sys.argv[1], timeout=0).acquire()", str(path)],
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0 and "Timeout" in proc.stderr:
+        raise TimeoutError(proc.stderr.strip().splitlines()[-1])
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for one test, and restore it."""
+    old = os.umask(0o022)
+    yield os.umask
+    os.umask(old)
+
+
+def test_file_modes_follow_the_umask_and_a_replace_keeps_the_mode(tmp_path, umask):
+    """New files and folders are created as ``open()``/``mkdir`` would under the umask (not
+    tempfile's 0600); replacing an existing file keeps its mode."""
+    def mode(p: Path) -> int:
+        return p.stat().st_mode & 0o777
+
+    sio.write_text(tmp_path / "table.md", "x")
+    sio.save_safetensors({"v": torch.zeros(2)}, tmp_path / "v.safetensors")
+    with sio.atomic_folder(tmp_path / "tokens") as tmp:
+        (tmp / "README.md").write_text("card")
+    assert (mode(tmp_path / "table.md"), mode(tmp_path / "v.safetensors"), mode(tmp_path / "tokens")) == \
+        (0o644, 0o644, 0o755)
+    umask(0o027)
+    sio.write_jsonl(tmp_path / "records.jsonl", [{"a": 1}])
+    assert mode(tmp_path / "records.jsonl") == 0o640
+    os.chmod(tmp_path / "table.md", 0o664)
+    sio.write_text(tmp_path / "table.md", "y")
+    with sio.atomic_folder(tmp_path / "tokens") as tmp:
+        (tmp / "README.md").write_text("card 2")
+    assert (mode(tmp_path / "table.md"), mode(tmp_path / "tokens")) == (0o664, 0o755)
