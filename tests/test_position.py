@@ -1,5 +1,6 @@
 """The position study's tables from hand-made records, and its selection set."""
 import dataclasses
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -95,3 +96,22 @@ def test_layout_methods_are_named_keyed_and_read_in_their_layout(tiny):
     assert len({m.digest(sm, names) for m in methods[:-1]}) == len(Pos.LAYOUTS) == len(methods) - 1
     assert methods[3].prepare(sm).tokens.layout == L.Layout(L.SlotPositions.SHARED, isolate=True)
     assert sm.tokens.layout == L.DEFAULT  # the method reads a copy; the model's tokens are untouched
+
+
+def test_winner_must_beat_todays_layout_by_one_generation():
+    def table(rows):
+        return pd.DataFrame(rows, columns=["variant", "joint", "gap", "n"])
+
+    today = ("and@sequential", 30.0, 20.0, 200)
+    assert Pos.winner(table([today, ("and@shared", 30.4, 5.0, 200)])) == "and@sequential"  # < one of 200
+    assert Pos.winner(table([today, ("and@shared", 30.5, 5.0, 200)])) == "and@shared"
+    # ties on the joint rate go to the smaller order gap
+    assert Pos.winner(table([today, ("and@shared", 40.0, 9.0, 200), ("and@and_own", 40.0, 3.0, 200)])) == "and@and_own"
+
+
+@pytest.mark.parametrize("layout", Pos.LAYOUTS, ids=lambda lay: lay.label)
+def test_variant_names_parse_back(layout):
+    assert Pos.parse_variant(Pos.layout_method(layout).name) == ("and", layout, None)
+    name = Pos.retrained_name(layout, 2.0, 1.0)
+    assert Pos.parse_variant(name) == ("and", layout, {"temperature": 2.0, "ce_weight": 1.0})
+    assert "|" not in Pos.selection_file(Path("f"), name).name

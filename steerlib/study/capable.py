@@ -44,6 +44,7 @@ from steerlib.model.generate import Method, SteeredModel
 from steerlib.model.tokens import SteeringTokens
 from steerlib.storage import write_text
 from steerlib.tasks import behaviors as B
+from steerlib.study import position
 from steerlib.tasks import prompts as P
 from steerlib.train import compose
 
@@ -200,7 +201,8 @@ def write_report(pairs: pd.DataFrame, singles: pd.DataFrame, val_rates: pd.Serie
              "**Paired exact McNemar tests (same prompts and orderings)**", "",
              tests.round({"a_rate": 1, "b_rate": 1, "p": 4}).to_markdown(index=False) if len(tests) else "none", "",
              "**Retention: each behavior inside its pairs vs alone (%)**", "",
-             ret.round({"in_pair": 1, "alone": 1, "retention": 2}).to_markdown(index=False), ""]
+             ret.round({"in_pair": 1, "alone": 1, "retention": 2}).to_markdown(index=False), "",
+             *position.slot_lines(pairs)]
     distributed.main_only(write_text, out / "capable_pairs.md", "\n".join(lines))
     return {"summary": table, "retention": ret, "tests": tests}
 

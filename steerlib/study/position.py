@@ -104,6 +104,22 @@ def slot_pivot(table: pd.DataFrame, methods: Sequence[str]) -> pd.DataFrame:
     return wide.reindex(index=order, columns=[m for m in methods if m in wide.columns]).reset_index()
 
 
+def slot_lines(records: pd.DataFrame, methods: Sequence[str] = ("instruction", "hybrid", "and", "concat",
+                                                               "native_and", "lora_dare")) -> list[str]:
+    """The per-place table and the order variance as markdown lines (``capable_pairs.md``)."""
+    if not len(records):
+        return []
+    rates = slot_rates(records)
+    ov = order_variance(records[records["method"].isin(methods)])
+    return ["**Each behavior's own pass rate (%) by the place its token or instruction stands: first / second**",
+            "", "First = right after the question, where stage 1 trains every token; second = after `<b1><and>` "
+            "(or `<b1>`, or the first instruction). Intervals, gaps and ratios: `position.slot_rates`.", "",
+            slot_pivot(rates, methods).to_markdown(index=False), "",
+            "**Order variance (points; the largest gap between a pair's two orderings, mean over pairs), "
+            "beside the paper's on Qwen3-8B**", "",
+            ov.round(1).astype(object).where(ov.notna(), "–").to_markdown(index=False), ""]
+
+
 def order_variance(records: pd.DataFrame) -> pd.DataFrame:
     """Per method and split: our order variance (points, as the paper defines it: the
     largest gap between a combination's orderings, averaged over combinations) with its
@@ -134,15 +150,21 @@ def instruction_filter(sm: SteeredModel, preset: Preset, pairs: Sequence[tuple[s
                        n: int = FILTER_QUESTIONS, threshold: float = INSTRUCTION_THRESHOLD
                        ) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
     """The instructions of each pair on the first ``n`` selection questions, both orderings
-    (records resumable in ``records``): per pair, the pass rate of each behavior and the
-    joint rate, and the pairs whose two behaviors each pass at least ``threshold``. A token
-    distilled from its instruction cannot learn what the instruction does not do."""
+    (records resumable in ``records``), and ``filter_table`` of them. A token distilled
+    from its instruction cannot learn what the instruction does not do."""
     ev = preset.eval
     recs = evaluate(sm, ["instruction"], pairs, selection_questions(preset)[:n], max_new_tokens=ev.max_new_tokens,
                     batch_size=ev.batch_size, seed=ev.seed, records=records)
+    return filter_table(recs, pairs, threshold)
+
+
+def filter_table(records: pd.DataFrame, pairs: Sequence[tuple[str, str]], threshold: float = INSTRUCTION_THRESHOLD
+                 ) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+    """Per pair: each behavior's pass rate (%) and the joint rate under the instructions,
+    and whether it is kept (each behavior >= ``threshold``); and the kept pairs."""
     rows = []
     for a, b in pairs:
-        g = recs[recs["combo"] == f"{a}+{b}"]
+        g = records[records["combo"] == f"{a}+{b}"]
         rate_a, rate_b = (100 * g["verdicts"].map(lambda v, name=name: v[name]).mean() for name in (a, b))
         rows.append({"pair": f"{a}+{b}", "a": a, "a %": rate_a, "b": b, "b %": rate_b,
                      "joint %": 100 * g["ok"].mean(), "n": len(g), "kept": min(rate_a, rate_b) >= 100 * threshold})
@@ -216,7 +238,8 @@ def selection_table(records: pd.DataFrame) -> pd.DataFrame:
 FILTER_RECORDS = "filter_records.jsonl"
 SELECTION = "selection"
 """The folder of the selection records, one file per variant (so variants run side by side)."""
-TEST_RECORDS = "test_records.jsonl"
+PACK_METHODS = ("and", "concat", "hybrid")
+"""The winner's methods generated in the test run, each into ``test_<method>.jsonl``."""
 COSTS = "costs.json"
 RETRAINS = ({"temperature": 10.0, "ce_weight": 0.0}, {"temperature": 2.0, "ce_weight": 0.0},
             {"temperature": 1.0, "ce_weight": 0.0}, {"temperature": 2.0, "ce_weight": 1.0})
@@ -333,22 +356,25 @@ def winner_tokens(bb: Backbone, tokens: SteeringTokens, preset: Preset, name: st
 
 
 def test_records(bb: Backbone, tokens: SteeringTokens, pack: SteeringTokens, preset: Preset,
-                 pairs: Sequence[tuple[str, str]], out: Path) -> pd.DataFrame:
+                 pairs: Sequence[tuple[str, str]], out: Path, bases: Sequence[str] = PACK_METHODS) -> pd.DataFrame:
     """The test generations: today's ``<and>``, concatenation, instructions and hybrid from
     the capable-pairs study's records (same prompts and settings; nothing generated when they
     are committed), and the winner's ``<and>``, concatenation and hybrid in its layout
-    (``position/test_records.jsonl``). Methods of the pack are named ``<base>@pack``."""
+    (``position/test_<base>.jsonl``, one file per method so they can run side by side).
+    Methods of the pack are named ``<base>@pack``."""
     ev = preset.eval
     kw = dict(max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, seed=ev.seed)
     test = P.load("test", limit=ev.n_capable)
     today = evaluate(SteeredModel(bb, tokens), ["and", "concat", "instruction", "hybrid"], pairs, test,
                      records=out / "capable_records.jsonl", **kw)
-    ours = [replace(METHODS[base], name=f"{base}@pack") for base in ("and", "concat", "hybrid")]
-    start = time.perf_counter()
-    new = evaluate(SteeredModel(bb, pack), ours, pairs, test, records=out / "position" / TEST_RECORDS, **kw)
-    if time.perf_counter() - start > 30:
-        _note_cost(out / "position", "test", "eval_s", time.perf_counter() - start)
-    return pd.concat([today, new], ignore_index=True)
+    parts = [today]
+    for base in bases:
+        start = time.perf_counter()
+        parts.append(evaluate(SteeredModel(bb, pack), [replace(METHODS[base], name=f"{base}@pack")], pairs, test,
+                              records=out / "position" / f"test_{base}.jsonl", **kw))
+        if time.perf_counter() - start > 30:
+            _note_cost(out / "position", f"{base}@pack", "test_s", time.perf_counter() - start)
+    return pd.concat(parts, ignore_index=True)
 
 
 TEST_COMPARISONS = (("and@pack", "and"), ("and@pack", "concat@pack"), ("and@pack", "instruction"),
@@ -436,7 +462,8 @@ def run(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path, stage: 
     ``filter`` (the pairs), ``screen`` (family A, ``variants`` indexes ``screen_methods()``),
     ``retrain`` (family C in the best A layout, ``variants`` indexes ``RETRAINS``),
     ``search`` (the search table from records, no generation) and ``test`` (the winner's
-    pack saved, the test generations and ``test.md``)."""
+    pack saved, the test generations, ``variants`` indexing ``PACK_METHODS``, and with all
+    of them ``test.md``)."""
     folder = out / "position"
     table, kept = kept_pairs(SteeredModel(bb), tokens, preset, out)
     write_text(folder / "filter.md", "\n".join([
@@ -448,6 +475,9 @@ def run(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path, stage: 
     sm = SteeredModel(bb, tokens)
     if stage == "filter":
         return table
+    if not seen:
+        raise ValueError(f"no seen pair passed the instruction filter ({folder / 'filter.md'}); the search "
+                         f"needs at least one")
     if stage == "screen":
         methods = screen_methods()
         screen(sm, preset, [methods[i] for i in (variants if variants is not None else range(len(methods)))], seen,
@@ -463,8 +493,10 @@ def run(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path, stage: 
         name = winner(search)
         pack = winner_tokens(bb, tokens, preset, name, folder)
         pack.save_pretrained(folder / PACK, repo_id="steerlib-position-pack")
-        pairs = test_records(bb, tokens, pack, preset, kept, out)
-        test_report(pairs, test_singles(bb, tokens, preset, kept, out), name, folder)
+        bases = [PACK_METHODS[i] for i in variants] if variants is not None else PACK_METHODS
+        pairs = test_records(bb, tokens, pack, preset, kept, out, bases)
+        if len(bases) == len(PACK_METHODS):
+            test_report(pairs, test_singles(bb, tokens, preset, kept, out), name, folder)
         return pairs
     elif stage != "search":
         raise ValueError(f"unknown stage {stage!r}; stages: filter, screen, retrain, search, test")
