@@ -100,3 +100,21 @@ def test_stage2_freezes_behavior_tokens(tiny, monkeypatch):
 def test_stage2_needs_behavior_tokens(tiny):
     with pytest.raises(ValueError, match="missing"):
         train_composition_token(tiny, st.SteeringTokens.for_backbone(tiny), _cfg(init="zero"))
+
+
+def test_stage2_in_a_layout_trains_another_and_that_reads_in_it(tiny):
+    """``<and>`` trained with its behavior tokens read in a layout: its own cache entry,
+    another vector than the paper layout's, and the layout kept with the result."""
+    from steerlib.model import layout as L
+
+    toks = st.SteeringTokens.for_backbone(tiny)
+    g = torch.Generator().manual_seed(0)
+    for name in st.behaviors.names():
+        toks.set(name, torch.randn(tiny.hidden_size, generator=g) * 0.2)
+    isolated = L.Layout(L.SlotPositions.SHARED, isolate=True)
+    plain = train_composition_token(tiny, toks, _cfg(init="zero"), questions=QUESTIONS, progress=False)
+    moved = train_composition_token(tiny, toks.with_layout(isolated), _cfg(init="zero"), questions=QUESTIONS,
+                                    progress=False)
+    assert moved.layout == isolated and plain.layout == L.DEFAULT
+    assert moved.info["and"]["key"] != plain.info["and"]["key"]
+    assert not torch.equal(moved["and"], plain["and"])

