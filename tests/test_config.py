@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 import steerlib as st
+from steerlib.model.tokens import PRETRAINED_FILE
 from steerlib.config import (TARGET_VARIANTS, Init, Preset, TargetConfig, TargetSource, TargetVariant, TrainConfig,
                              config_hash, variant_config)
 from steerlib.study.pipeline import stage1_config
@@ -30,7 +31,7 @@ def test_constructed_without_a_transform_is_filtered():
 def test_cpu_preset_configs_hash_as_when_the_shipped_tokens_were_trained():
     """Enum-valued fields serialise as the strings they replaced: the cache key of every
     shipped token, recorded when it was trained, is still the key of the preset's config."""
-    tokens = st.SteeringTokens.load_file(Path(st.tokens.__file__).parent / "data" / st.tokens.PRETRAINED_FILE)
+    tokens = st.SteeringTokens.load_file(Path(st.__file__).parent / "data" / PRETRAINED_FILE)
     preset = st.presets.cpu()
     for name in st.behaviors.names():
         assert tokens.info[name]["key"] == f"{name}-{config_hash(stage1_config(preset, name))}", name

@@ -115,3 +115,17 @@ def test_variant_names_parse_back(layout):
     name = Pos.retrained_name(layout, 2.0, 1.0)
     assert Pos.parse_variant(name) == ("and", layout, {"temperature": 2.0, "ce_weight": 1.0})
     assert "|" not in Pos.selection_file(Path("f"), name).name
+
+
+def test_the_layout_is_a_preset_option_set_from_the_command_line():
+    from steerlib import cli
+    from steerlib.errors import ConfigError
+
+    def preset(*sets):
+        args = ["position", "--preset", "cpu", "--stage", "search"] + [a for s in sets for a in ("--set", s)]
+        return cli._preset(cli.build_parser().parse_args(args))
+
+    assert preset().layout == L.DEFAULT
+    assert preset("layout.positions=shared", "layout.isolate=true").layout == Pos.LAYOUTS[3]
+    with pytest.raises(ConfigError, match="one of sequential, shared, and_own"):
+        preset("layout.positions=diagonal")

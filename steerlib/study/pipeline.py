@@ -88,8 +88,9 @@ def records_label(label: str, cfg: TrainConfig) -> str:
 
 def load_tokens(bb: Backbone, preset: Preset, retrain: bool = False) -> SteeringTokens:
     """Behavior tokens and <and> for this preset: trained (or loaded from the caches and the
-    shipped file, which hold exactly what this preset's training would produce)."""
-    tokens = train_all_behaviors(bb, preset, retrain=retrain)
+    shipped file, which hold exactly what this preset's training would produce), read in
+    the preset's layout (``<and>`` trained in it: stage 2 reads its behavior tokens there)."""
+    tokens = train_all_behaviors(bb, preset, retrain=retrain).with_layout(preset.layout)
     return train_composition_token(bb, tokens, preset.stage2, retrain=retrain)
 
 
