@@ -466,8 +466,8 @@ def run(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path, stage: 
     ``filter`` (the pairs), ``screen`` (family A, ``variants`` indexes ``screen_methods()``),
     ``retrain`` (family C in the best A layout, ``variants`` indexes ``RETRAINS``),
     ``search`` (the search table from records, no generation) and ``test`` (the winner's
-    pack saved, the test generations, ``variants`` indexing ``PACK_METHODS``, and with all
-    of them ``test.md``)."""
+    pack saved, its methods' test generations, ``variants`` indexing ``PACK_METHODS``, and
+    ``test.md`` from every pack method recorded so far)."""
     folder = out / "position"
     table, kept = kept_pairs(SteeredModel(bb), tokens, preset, out)
     write_text(folder / "filter.md", "\n".join([
@@ -499,8 +499,9 @@ def run(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path, stage: 
         pack.save_pretrained(folder / PACK, repo_id="steerlib-position-pack")
         bases = [PACK_METHODS[i] for i in variants] if variants is not None else PACK_METHODS
         pairs = test_records(bb, tokens, pack, preset, kept, out, bases)
-        if len(bases) == len(PACK_METHODS):
-            test_report(pairs, test_singles(bb, tokens, preset, kept, out), name, folder)
+        made = [read_records(f) for b in PACK_METHODS if b not in bases and (f := folder / f"test_{b}.jsonl").is_file()]
+        pairs = pd.concat([pairs, *made], ignore_index=True)
+        test_report(pairs, test_singles(bb, tokens, preset, kept, out), name, folder)
         return pairs
     elif stage != "search":
         raise ValueError(f"unknown stage {stage!r}; stages: filter, screen, retrain, search, test")
