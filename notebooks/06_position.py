@@ -129,7 +129,8 @@ display(filtered.round(1))
 
 # %%
 search = pd.read_csv(STUDY / "search.csv")
-display(search)
+shown_cols = ["family", "variant", "joint", "joint_lo", "joint_hi", "first", "second", "gap", "train_s", "eval_s"]
+display(search[shown_cols].round(1).astype(object).where(search[shown_cols].notna(), "–"))
 print("winner by the plan's rule:", Pos.winner(search))
 
 # %% [markdown]
@@ -184,3 +185,47 @@ sample = sample.assign(answer=sample["text"].str.slice(0, 200).str.replace("\n",
                        verdicts=[", ".join(f"{k}: {'pass' if v else 'fail'}" for k, v in d.items())
                                  for d in sample["verdicts"]])
 display(sample.sort_values(["prompt_id", "order", "method"])[["prompt_id", "order", "method", "verdicts", "answer"]])
+
+# %% [markdown]
+# ## 5. What it means
+#
+# The cell below states the answer from the records: the plan's one test, how far the
+# winner still is from the instructions, and whether each behavior now passes in
+# second place at least 0.8 times as often as in first (the aims).
+
+# %%
+one = tests.iloc[0]
+inst = tests[(tests["a"] == one["a"]) & (tests["b"] == "instruction")].iloc[0]
+p_text = "< 0.001" if one["p"] < 0.001 else f"= {one['p']:.3f}"
+ratios = test_rates[(test_rates["method"] == one["a"]) & ~test_rates["behavior"].str.endswith("(all)")]
+short = ratios[ratios["ratio"] < 0.8]
+display(Markdown(
+    f"- **The plan's test:** `{one['a']}` passes both behaviors in {one['a_rate']:.1f}% of {one['n']} test "
+    f"generations against {one['b_rate']:.1f}% for today's `<and>` (exact McNemar p {p_text}; "
+    f"{one['a_only']} generations pass only with the pack, {one['b_only']} only today).\n"
+    f"- **Against the instructions:** {inst['a_rate']:.1f}% vs {inst['b_rate']:.1f}%, "
+    f"{inst['b_rate'] - inst['a_rate']:.1f} points short (the aim was within 10).\n"
+    f"- **Second place:** {len(ratios) - len(short)} of {len(ratios)} behaviors pass in second place at least "
+    f"0.8 times as often as in first" + (f"; not: {', '.join(short['behavior'])}." if len(short) else ".")))
+
+# %% [markdown]
+# Why it works, as far as these records say: a behavior token was only ever trained
+# at one position, reading only the question. Giving it back that position and that
+# view removes most of the order gap; `<and>` then has little left to do, which is
+# why concatenation in the same layout scores about the same (the second row of the
+# test table). The composition token of the paper is not what makes composition work
+# at 135M; reading each token where it was trained is. This is one model, one set of
+# behaviors and one search; the paper's larger models may not need it.
+#
+# The winner ships as a token pack that records its layout, so loading it is enough:
+#
+# ```python
+# tokens = st.SteeringTokens.from_pretrained("results/cpu/position/pack", backbone=bb)
+# st.SteeredModel(bb, tokens).generate("Why is the sky blue? <french><and><sentences_1>")
+# ```
+#
+# or, for a preset, `--set layout.positions=shared --set layout.isolate=true`.
+
+# %%
+pack = st.SteeringTokens.from_pretrained(STUDY / Pos.PACK, backbone=bb) if preset.model is None else None
+print(pack.layout if pack is not None else "the pack is for the embedded model (cpu preset)")
