@@ -57,6 +57,16 @@ def test_end_to_end_without_timings_is_not_counted(tmp_path):
     assert "not measured" in text and text.splitlines()[-1] == "goals met: 0/0"
 
 
+def test_end_to_end_of_a_cached_run_is_not_counted(tmp_path):
+    """A run that found its tokens cached took seconds: its total cannot meet (or miss) the budget."""
+    path = tmp_path / "timings.json"
+    path.write_text(json.dumps({"stage1": 0.8, "stage1_token_seconds": 6296.9, "single_eval": 1.0, "total": 33.2}))
+    section = bench_end_to_end(path)
+    assert not section.goals[0].measured and "cached run" in " ".join(section.notes)
+    path.write_text(json.dumps({"stage1": 6400.0, "stage1_token_seconds": 6296.9, "total": 8000.0}))
+    assert bench_end_to_end(path).goals[0].verdict == "MISSED"
+
+
 def test_load_reports_first_and_second(monkeypatch, tmp_path):
     """The tiny model's first load converts the tokenizer into the (temporary) cache."""
     monkeypatch.setenv("STEERLIB_CACHE", str(tmp_path / "kept"))
