@@ -76,3 +76,18 @@ def test_book_chapters_read_only_shipped_artifacts(embedded, results):
     assert len(ablations) and "no_and" in set(ablations["ablation"])
     assert set(ablations["setting"]) <= {v.setting for v in variants()}
     assert _contents(results) == before  # nothing rewritten, nothing appended
+
+
+def test_headline_is_computed_from_the_committed_records():
+    """The intro's and results page's headline (results/cpu/headline.md) is what
+    ``steerlib.study.book`` computes from the committed records: regenerate it with
+    ``python -m steerlib.study.book`` after the records change."""
+    from steerlib.study import book
+
+    assert (COMMITTED / "headline.md").read_text() == book.headline_markdown(COMMITTED)
+    table = pd.read_csv(COMMITTED / "capable_pairs.csv").set_index(["method", "split"])
+    records = pd.read_json(COMMITTED / "capable_records.jsonl", lines=True)
+    shown = book.headline(records).set_index("method")
+    for method in book.HEADLINE_METHODS:
+        cell = shown.loc[book.METHOD_NAMES[method], "seen pairs (%)"]
+        assert cell.startswith(f"{table.loc[(method, 'seen-2'), 'joint']:.1f} [")
