@@ -188,3 +188,61 @@ def test_ch5_with_and_or_not(tiny, tiny_tokens):
     for _, r in table.iterrows():
         assert r["ends_with_question"] == r["text"].rstrip().endswith("?")
         assert r["all"] == (r["french"] and r["ends_with_question"])
+
+
+# ---------------------------------------------------------------- the check cells
+
+
+def _stub(*args, **kwargs):
+    raise NotImplementedError
+
+
+def _wrong(*args, **kwargs):
+    return None
+
+
+def test_checks_pass_the_solutions_and_fail_stubs(tiny, tiny_tokens, capsys):
+    """Each chapter's check cell, run on its solution: pass; on the stub the page shows: not
+    attempted; on a wrong answer: fail (the check is not a formality)."""
+    sm = st.SteeredModel(tiny, tiny_tokens)
+    checks = [
+        (ch1.check_mentions_a_number, ch1.mentions_a_number, ()),
+        (ch1.check_token_drift, ch1.token_drift, (tiny, tiny_tokens)),
+        (ch1.check_strength_sweep, ch1.strength_sweep, (tiny, tiny_tokens, QUESTIONS, 4)),
+        (ch2.check_order_variance, ch2.order_variance, ()),
+        (ch2.check_excluded_with_reason, ch2.excluded_with_reason, ()),
+        (ch3.check_orthogonality_terms, ch3.orthogonality_terms, (tiny, tiny_tokens)),
+        (ch3.check_mcnemar, ch3.mcnemar, ()),
+        (ch4.check_vocabulary_rank, ch4.vocabulary_rank, (tiny,)),
+        (ch4.check_top_cosine_vs_random, ch4.top_cosine_vs_random, (tiny, tiny_tokens)),
+        (ch5.check_number_compliance, ch5.number_compliance, (sm, QUESTIONS, 4)),
+        (ch5.check_rival_pairs, ch5.rival_pairs, ()),
+    ]
+    for check, solution, args in checks:
+        assert check(solution, *args), check.__name__
+        assert "[PASS]" in capsys.readouterr().out
+        assert not check(_stub, *args)
+        assert "[not yet]" in capsys.readouterr().out
+        assert not check(_wrong, *args)
+        assert "[FAIL]" in capsys.readouterr().out
+
+
+def test_check_with_and_or_not(tiny, tiny_tokens, capsys):
+    mine = B.Behavior(name="ends_with_question", category="ending", paraphrases=("End with a question.",),
+                      rule="ends with '?'", checker=lambda t: t.rstrip().endswith("?"))
+    tokens = tiny_tokens.copy()
+    tokens.set("ends_with_question", torch.ones(tiny.hidden_size) * 0.1)
+    sm = st.SteeredModel(tiny, tokens)
+    with B.registered(mine, new_category=True):
+        assert ch5.check_with_and_or_not(ch5.with_and_or_not, sm, QUESTIONS, 4)
+        assert not ch5.check_with_and_or_not(_stub, sm, QUESTIONS, 4)
+
+
+def test_checks_on_records(capsys):
+    """The record-based checks also compare with the library on real-shaped records."""
+    recs = _records({("a+b+c", "a+b+c"): [True, False], ("a+b+c", "b+a+c"): [True, True]})
+    assert ch2.check_order_variance(ch2.order_variance, recs)
+    pair = pd.concat([_records({("x+y", "x+y"): [True, False, True]}, "and"),
+                      _records({("x+y", "x+y"): [False, False, True]}, "concat")])
+    assert ch3.check_mcnemar(ch3.mcnemar, pair)
+    assert not ch3.check_mcnemar(lambda r, a, b: {**ch3.mcnemar(r, a, b), "p_value": 0.5}, pair)

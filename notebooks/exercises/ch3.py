@@ -34,3 +34,46 @@ def mcnemar(records: pd.DataFrame, a: str, b: str) -> dict:
     b_only = int((ok[b] & ~ok[a]).sum())
     p = binomtest(a_only, a_only + b_only, 0.5).pvalue if a_only + b_only else 1.0
     return {"pairs": len(ok), "a_only": a_only, "b_only": b_only, "p_value": p}
+
+
+# -- checks (st.book.check) --------------------------------------------------------------
+def check_orthogonality_terms(fn, bb: st.Backbone, tokens: st.SteeringTokens) -> bool:
+    """Exercise 3.1: a vector orthogonal to every seen token has L_orth 0; " and" gets the sum
+    of its squared cosines, computed here directly; on the real tokens, the solution's numbers."""
+    import torch.nn.functional as F
+
+    seen = torch.stack([tokens[n] for n in B.names() if B.get(n).seen]).float()
+    q, _ = torch.linalg.qr(seen.T)
+    v = torch.randn(bb.hidden_size, generator=torch.Generator().manual_seed(1))
+    flat = tokens.copy()
+    flat.set("and", v - q @ (q.T @ v))
+    word = text_init(bb, " and").float()
+    by_hand = sum(F.cosine_similarity(word, s, dim=0).item() ** 2 for s in seen)
+
+    def right(terms):
+        return (set(terms.index) == {"<and>", "' and'", "random"} and abs(terms["<and>"]) < 1e-6
+                and abs(terms["' and'"] - by_hand) < 1e-4 * max(by_hand, 1e-6))
+    return st.book.check("orthogonality_terms", fn, [((bb, flat), right),
+                                                     ((bb, tokens), orthogonality_terms(bb, tokens))])
+
+
+def check_mcnemar(fn, records: pd.DataFrame | None = None) -> bool:
+    """Exercise 3.2: 8 discordant pairs one way and 1 the other give p = 20/512; identical
+    methods give p = 1; on real records, the library's ``paired_test`` counts."""
+    from steerlib.evaluation.evaluate import paired_test
+
+    def made_up(oks, method):
+        return pd.DataFrame([{"method": method, "order": "x+y", "prompt_id": i, "split": "seen-2", "ok": ok}
+                             for i, ok in enumerate(oks)])
+    a = [True] * 8 + [False] + [True] * 3 + [False] * 2
+    b = [False] * 8 + [True] + [True] * 3 + [False] * 2
+    cases = [((pd.concat([made_up(a, "and"), made_up(b, "concat")]), "and", "concat"),
+              {"pairs": 14, "a_only": 8, "b_only": 1, "p_value": 20 / 512}),
+             ((pd.concat([made_up(a, "and"), made_up(a, "concat")]), "and", "concat"),
+              {"pairs": 14, "a_only": 0, "b_only": 0, "p_value": 1.0})]
+    if records is not None:
+        for _, r in paired_test(records, "and", "concat").iterrows():
+            part = records[records["split"] == r["split"]]
+            cases.append(((part, "and", "concat"), {"pairs": int(r["n"]), "a_only": int(r["a_only"]),
+                                                    "b_only": int(r["b_only"]), "p_value": float(r["p"])}))
+    return st.book.check("mcnemar", fn, cases)

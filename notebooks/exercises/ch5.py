@@ -61,3 +61,40 @@ def with_and_or_not(sm: st.SteeredModel, questions, names=("french", "ends_with_
             verdicts = B.verify_all(text, names)
             rows.append({"form": form, "question": q, "text": text, **verdicts, "all": all(verdicts.values())})
     return pd.DataFrame(rows)
+
+
+# -- checks (st.book.check) --------------------------------------------------------------
+def check_number_compliance(fn, sm: st.SteeredModel, questions, max_new_tokens: int = 8) -> bool:
+    """Exercise 5.1: plain answers are the model's own, every verdict is the verifier's, and
+    the registry is left as it was."""
+    before = B.names()
+
+    def right(table):
+        return (list(table["method"]) == ["plain"] * len(questions) + ["instruction"] * len(questions)
+                and list(table[table["method"] == "plain"]["text"]) == sm.generate(list(questions),
+                                                                                max_new_tokens=max_new_tokens)
+                and list(table["ok"]) == [mentions_a_number(t) for t in table["text"]] and B.names() == before)
+    return st.book.check("number_compliance", fn, [((sm, list(questions), max_new_tokens), right)])
+
+
+def check_rival_pairs(fn) -> bool:
+    """Exercise 5.2: the solution's answer for the registry as it is now, which stays unchanged."""
+    before = B.names()
+    expected = rival_pairs()
+    return st.book.check("rival_pairs", fn, [((), lambda got: got == expected and B.names() == before)])
+
+
+def check_with_and_or_not(fn, sm: st.SteeredModel, questions, max_new_tokens: int = 8) -> bool:
+    """Exercise 5.3: each form's answers are the model's for that token string, with every
+    verdict and "all" right."""
+    names = ("french", "ends_with_question")
+
+    def right(table):
+        texts = {form: sm.generate([f"{q} {tags}" for q in questions], max_new_tokens=max_new_tokens)
+                 for form, tags in (("<and>", "<french><and><ends_with_question>"),
+                                    ("concat", "<french><ends_with_question>"))}
+        return (list(table["form"]) == ["<and>"] * len(questions) + ["concat"] * len(questions)
+                and all(list(table[table["form"] == f]["text"]) == t for f, t in texts.items())
+                and all(r[n] == B.get(n).verify(r["text"]) for _, r in table.iterrows() for n in names)
+                and all(r["all"] == all(r[n] for n in names) for _, r in table.iterrows()))
+    return st.book.check("with_and_or_not", fn, [((sm, list(questions), names, max_new_tokens), right)])
