@@ -33,11 +33,13 @@
 # **The finding, in short.** On the embedded 135M model with a 2-core CPU
 # budget, a single behavior token, trained until its score on validation
 # questions stopped improving (at most 32 steps), does about as well on average
-# as the instruction it replaces: it can do better where it was trained on better
-# answers than the model writes itself, and worse where it was not. Languages
-# and one-sentence answers work; case and JSON do not. The summary at the end
-# of this chapter gives the numbers and which per-behavior differences a
-# paired test supports.
+# as the instruction it replaces. But not by the paper's recipe alone: a token
+# distilled from the model's own answers (pure self-distillation) fails for
+# most languages at this size, and the shipped tokens are rescued by other
+# training targets, chosen per behavior on the test prompts. Languages and
+# one-sentence answers work; case and JSON do not. The summary at the end of
+# this chapter gives the numbers, the paired tests, and the artefacts to keep
+# in mind (one token that never trained, tokens stopped at the step cap).
 
 # %%
 # In Colab only: clone the project (shipped tokens and results included) and install it.
@@ -96,9 +98,11 @@ print("embedding matrix:", tuple(bb.embeddings.shape))
 # tokens only:
 #
 # $$
-# \mathcal{L}(e_b) \;=\; T^2 \,\frac{1}{|y|} \sum_{t=1}^{|y|}
-# \mathrm{KL}\!\left(\,p_\theta(\cdot \mid x, I_b, y_{<t};\,T)\;\middle\|\;p_\theta(\cdot \mid x, e_b, y_{<t};\,T)\right),
-# \qquad p(\cdot\,;T) = \mathrm{softmax}(z / T),\; T = 10 .
+# \begin{aligned}
+# \mathcal{L}(e_b) &= T^2 \,\frac{1}{|y|} \sum_{t=1}^{|y|}
+#   \mathrm{KL}\!\left(\,p_\theta(\cdot \mid x, I_b, y_{<t};\,T)\;\middle\|\;p_\theta(\cdot \mid x, e_b, y_{<t};\,T)\right), \\
+# p(\cdot\,;T) &= \mathrm{softmax}(z / T), \qquad T = 10 .
+# \end{aligned}
 # $$
 #
 # Only $e_b$ receives gradients. It starts at the mean input embedding of the
@@ -115,7 +119,10 @@ print("embedding matrix:", tuple(bb.embeddings.shape))
 # pass the verifier (*filtered*), or the model's plain answer transformed so that
 # it satisfies the rule (*constructed*), optionally with a cross-entropy term.
 # Each behavior's target variant is the best one of the comparison at the end of
-# this chapter, and is listed in the single-behavior table.
+# this chapter, and is listed in the single-behavior table. That comparison ran
+# on the test prompts, so the choice flatters the token column. In the records a
+# token's label ends in "+val" when validation chose its step, as for every
+# shipped token; the tables drop the suffix.
 
 # %%
 french = B.get("french")
@@ -223,7 +230,7 @@ asked = {"plain": questions,
 prompts = [p for group in asked.values() for p in group]  # one batch: one decoding loop
 answers = SteeredModel(bb, tokens_fr).generate(prompts, max_new_tokens=48,
                                                repetition_penalty=DEMO_REPETITION_PENALTY)
-rows = [{"question": q, "method": method, "answer": a, "French?": french.verify(a)}
+rows = [{"question": q, "method": method, "French?": french.verify(a), "answer": st.book.clip(a)}
         for (method, group), chunk in zip(asked.items(), [answers[i:i + 3] for i in (0, 3, 6)])
         for q, a in zip(questions, chunk)]
 display(text_table(pd.DataFrame(rows).sort_values("question", kind="stable")))
@@ -258,10 +265,10 @@ records = single_behavior_records(bb, tokens, preset, out, variants=("filtered",
                                   recorded_variants=preset.name == "cpu")
 single = single_table(records, variants=("filtered",))
 compliance = teacher_compliance(bb, preset, out).set_index("behavior")
-single["target variant"] = [token_label(preset, n) for n in single.index]
+single["target variant"] = [token_label(preset, n).removesuffix("+val") for n in single.index]
 display(single.astype(object).fillna("–"))
 print(f"pass rate (%): {preset.eval.n_single} held-out prompts per behavior, greedy, "
-      f"{preset.eval.max_new_tokens} new tokens; empty filtered cell: too few targets, no token")
+      f"{preset.eval.max_new_tokens} new tokens; filtered '–': fewer than min_kept answers passed, no token")
 
 # %% [markdown]
 # The step each token kept on validation, its validation pass rate there, and
@@ -301,7 +308,7 @@ display(compliance)
 #   tokens next to the distillation loss.
 #
 # `python -m steerlib targets-compare --preset cpu` trains and evaluates all of
-# them (about 100 minutes on 2 cores) and writes
+# them (the reproduce page gives its cost) and writes
 # `results/cpu/targets_comparison.csv`; in the cpu preset this cell reads that
 # committed file, in the smoke preset it runs the comparison on two behaviors.
 
@@ -336,9 +343,12 @@ below = single.index[single["token"] < 50].tolist()
 weak_teacher = compliance.index[compliance["pass_rate"] < 50].tolist()
 tests = paired_test(records, "token", "instruction", by="combo").set_index("combo")
 sig = tests[tests["p"] < 0.05]
+untrained = {n for n in B.names() if (tokens.info[n].get("validation") or {}).get("best_step") == 0}
+
+
 def cite(n, r):
-    p = "p < 0.001" if r["p"] < 0.001 else f"p = {r['p']:.3f}"
-    return f"{n} ({r['token %']:.0f}% vs {r['instruction %']:.0f}%, {p})"
+    note = f"; untrained, see below: the plain model passes {single.loc[n, 'plain']:.0f}%" if n in untrained else ""
+    return f"{n} ({r['token %']:.0f}% vs {r['instruction %']:.0f}%, {st.book.p_phrase(r['p'])}{note})"
 
 
 beats = [cite(n, r) for n, r in sig.iterrows() if r["a_only"] > r["b_only"]]
@@ -353,8 +363,7 @@ lines = [
     f"- Token worse than the instruction (p < 0.05): {', '.join(lags) if lags else 'none'}.",
     f"- No significant difference between token and instruction for the other "
     f"{len(tests) - len(beats) - len(lags)} of {len(tests)} behaviors.",
-    "- Each token's target variant was chosen on these same test prompts (the comparison above), so the token "
-    "column is an optimistic estimate.",
+    *(st.book.caveat_lines(out) if preset.name == "cpu" else []),
 ]
 
 st.book.summary(lines, preset, about="these rates say nothing about the method. Run with `STEERLIB_PRESET=cpu` for real numbers.")
@@ -374,62 +383,81 @@ st.book.summary(lines, preset, about="these rates say nothing about the method. 
 # %% [markdown]
 # ## Exercises
 #
-# Each exercise uses the library the way this chapter did. The solutions are
-# functions in `notebooks/exercises/ch1.py`: a folded block shows each one, the
-# cell after it runs it, and `tests/test_exercises.py` checks every solution on
-# the tiny model.
+# Each exercise has a cell to fill in, then a check cell that tests your
+# function and says PASS or FAIL. The solution is folded below it: try first.
+# (Solutions: `notebooks/exercises/ch1.py`.)
 
 # %%
-ch1 = st.book.exercises(1)  # the solutions, from notebooks/exercises/ch1.py
+ch1 = st.book.exercises(1)  # the checks (and the solutions, shown folded below)
 
 # %% [markdown]
-# **Exercise 1.1: a verifier of your own** (easy, about 10 min). Write `mentions_a_number(text) -> bool`:
-# True when the answer contains a number written in digits ("3", "1,000",
-# "3.14", "(42)."), False for "H2O", "the 1990s" or "three". State the rule in
-# its docstring, as the built-in verifiers do.
-#
+# **Exercise 1.1: a verifier of your own** (easy, about 10 min). Write
+# `mentions_a_number(text) -> bool`: True when the answer contains a number
+# written in digits ("3", "1,000", "3.14", "(42)."), False for "H2O", "the
+# 1990s" or "three". State the rule in its docstring, as the built-in
+# verifiers do.
+
+# %%
+def mentions_a_number(text: str) -> bool:
+    """True when the text holds a number written in digits. Rule: ..."""
+    raise NotImplementedError  # your code here
+
+
+# %%
+ch1.check_mentions_a_number(mentions_a_number)
+
+# %% [markdown]
 # :::{dropdown} Solution
 # ```{literalinclude} exercises/ch1.py
 # :pyobject: mentions_a_number
 # ```
 # :::
+#
+# **Exercise 1.2: how far did training move each token?** (easy, about 10
+# min). A behavior token starts at the mean embedding of its first paraphrase
+# (`steerlib.model.tokens.text_init(bb, B.get(name).paraphrases[0])`). Return
+# a dict with the cosine between the trained vector and that initialisation
+# (`cosine_to_init`), the trained norm (`norm`), the initialisation's norm
+# (`init_norm`) and the vocabulary's median embedding norm
+# (`vocab_median_norm`). Then run it on every token: which moved furthest,
+# and which did not move at all?
 
 # %%
-for text in ["A spider has 8 legs.", "It is about 1,000 km away.", "Water is H2O.", "three cats"]:
-    print(f"{text!r:32} -> {ch1.mentions_a_number(text)}")
+def token_drift(bb, tokens, name: str) -> dict[str, float]:
+    """How far training moved <name> from its initialisation, and its norm."""
+    raise NotImplementedError  # your code here
+
+
+# %%
+ch1.check_token_drift(token_drift, bb, tokens, names=("french", "words_90_120"))
 
 # %% [markdown]
-# **Exercise 1.2: how far did training move each token?** (easy, about 10 min). A behavior token starts at
-# the mean embedding of its first paraphrase (`steerlib.model.tokens.text_init`). For
-# every behavior token, compute the cosine between the trained vector and that
-# initialisation, and its norm next to the vocabulary's median norm. Which
-# tokens moved furthest?
-#
 # :::{dropdown} Solution
 # ```{literalinclude} exercises/ch1.py
 # :pyobject: token_drift
 # ```
 # :::
+#
+# **Exercise 1.3: steering strength** (medium, about 15 min). Scale the
+# `<french>` vector by each factor in `scales` (`SteeringTokens.subset` and
+# `.set`), generate for the questions at each scale, and return one row per
+# (scale, question) with columns `scale`, `question`, `text` and `ok` (the
+# French verifier's verdict). Try scales 0.5, 1 and 2 on ten test questions:
+# does a longer vector steer harder, or break the model? (The check generates
+# a few short answers: a minute on a laptop CPU.)
 
 # %%
-drift = pd.DataFrame({n: ch1.token_drift(bb, tokens, n) for n in tokens.names if n != "and"}).T
-display(drift.sort_values("cosine_to_init").round(3))
+def strength_sweep(bb, tokens, name: str, scales, questions, max_new_tokens: int = 48) -> pd.DataFrame:
+    """Generate with <name> scaled by each factor; one row per (scale, question)."""
+    raise NotImplementedError  # your code here
+
+
+# %%
+ch1.check_strength_sweep(strength_sweep, bb, tokens, st.prompts.load("test", limit=2), max_new_tokens=8)
 
 # %% [markdown]
-# **Exercise 1.3: steering strength** (medium, about 15 min). Scale the `<french>` vector by 0.5, 1 and 2
-# (`SteeringTokens.set`), generate for three held-out questions at each scale, and
-# count the answers the French verifier accepts. Does a longer vector steer
-# harder, or break the model?
-#
 # :::{dropdown} Solution
 # ```{literalinclude} exercises/ch1.py
 # :pyobject: strength_sweep
 # ```
 # :::
-
-# %%
-sweep = ch1.strength_sweep(bb, tokens, "french", [0.5, 1.0, 2.0], st.prompts.load("test", limit=3),
-                           max_new_tokens=48)
-display(sweep.groupby("scale")["ok"].agg(["sum", "size"]).rename(columns={"sum": "French", "size": "answers"}))
-with pd.option_context("display.max_colwidth", 100):
-    display(sweep[["scale", "text"]])
