@@ -172,9 +172,10 @@ st.book.summary(lines, preset, about="its embedding space has no meaning, so non
 
 # %% [markdown]
 # Two caveats when reading these verdicts next to the paper's. First, our
-# behavior tokens trained for a few dozen steps from the instruction's mean
-# embedding, so they may still sit close to where they started, near the
-# instruction's words; the paper's tokens trained for thousands of steps.
+# behavior tokens trained for at most 32 steps from the instruction's mean
+# embedding, and `<words_90_120>` not at all (validation kept its
+# initialisation), so they may still sit close to where they started, near
+# the instruction's words; the paper's tokens trained for thousands of steps.
 # Second, a 576-dimensional embedding space of a 135M-parameter model is not
 # that of an 8B model: absolute cosines are not comparable across models, only
 # the pattern (which tokens are near words, which are not) is.
@@ -182,44 +183,56 @@ st.book.summary(lines, preset, about="its embedding space has no meaning, so non
 # %% [markdown]
 # ## Exercises
 #
-# Each exercise uses the library the way this chapter did. The solutions are
-# functions in `notebooks/exercises/ch4.py`: a folded block shows each one, the
-# cell after it runs it, and `tests/test_exercises.py` checks every solution on
-# the tiny model.
+# Each exercise has a cell to fill in, then a check cell that tests your
+# function and says PASS or FAIL. The solution is folded below it: try first.
+# (Solutions: `notebooks/exercises/ch4.py`.)
 
 # %%
-ch4 = st.book.exercises(4)  # the solutions, from notebooks/exercises/ch4.py
+ch4 = st.book.exercises(4)  # the checks (and the solutions, shown folded below)
 
 # %% [markdown]
-# **Exercise 4.1: the nearest vocabulary of `<and>`** (easy, about 10 min). Where does the word `" and"` rank
-# among all vocabulary embeddings by cosine to `<and>` (1 = nearest)? And `" French"`
-# next to `<french>`? Print `<and>`'s ten nearest words too
-# (`geometry.nearest_vocabulary`).
-#
+# **Exercise 4.1: the nearest vocabulary of `<and>`** (easy, about 10 min).
+# Write `vocabulary_rank(bb, vector, word)`: the rank (1 = nearest) of
+# `word`'s first token among all vocabulary embeddings (`bb.embeddings`) by
+# cosine to `vector`. Then ask where `" and"` ranks next to `<and>`, and
+# `" French"` next to `<french>`.
+
+# %%
+def vocabulary_rank(bb, vector, word: str) -> int:
+    """Rank (1 = nearest) of word's first token among all vocabulary embeddings, by cosine."""
+    raise NotImplementedError  # your code here
+
+
+# %%
+ch4.check_vocabulary_rank(vocabulary_rank, bb)
+
+# %% [markdown]
 # :::{dropdown} Solution
 # ```{literalinclude} exercises/ch4.py
 # :pyobject: vocabulary_rank
 # ```
 # :::
+#
+# **Exercise 4.2: closer to words than chance?** (medium, about 15 min). For
+# every token, compare its highest cosine to any vocabulary embedding
+# (`geometry.nearest_vocabulary(bb, tokens, k=1)`) with that of a random
+# vector of typical norm (`steerlib.model.tokens.random_init(bb, seed + i)`,
+# one per token). Return a table indexed like `nearest_vocabulary`'s `token`
+# column with columns `top_cosine` and `random_top_cosine`. Which tokens sit
+# nearer the vocabulary than a random direction does?
 
 # %%
-print("rank of ' and' next to <and>:", ch4.vocabulary_rank(bb, tokens["and"], " and"), "of", bb.embeddings.shape[0])
-print("rank of ' French' next to <french>:", ch4.vocabulary_rank(bb, tokens["french"], " French"))
-print("nearest to <and>:", geometry.nearest_vocabulary(bb, tokens.subset(["and"]), k=10)["nearest"].iloc[0])
+def top_cosine_vs_random(bb, tokens, seed: int = 0) -> pd.DataFrame:
+    """Each token's highest cosine to the vocabulary, next to a random vector's."""
+    raise NotImplementedError  # your code here
+
+
+# %%
+ch4.check_top_cosine_vs_random(top_cosine_vs_random, bb, tokens)
 
 # %% [markdown]
-# **Exercise 4.2: closer to words than chance?** (medium, about 15 min). For every token, compare its highest
-# cosine to any vocabulary embedding with that of a random vector of typical
-# norm (`steerlib.model.tokens.random_init`). Which tokens sit nearer the vocabulary
-# than a random direction does?
-#
 # :::{dropdown} Solution
 # ```{literalinclude} exercises/ch4.py
 # :pyobject: top_cosine_vs_random
 # ```
 # :::
-
-# %%
-near = ch4.top_cosine_vs_random(bb, tokens)
-near["above chance"] = near["top_cosine"] > near["random_top_cosine"]
-display(near.round(3))

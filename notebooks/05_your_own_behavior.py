@@ -15,8 +15,6 @@
 # ---
 
 # %% [markdown]
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/steerlib/steerlib/blob/main/notebooks/05_your_own_behavior.ipynb)
-#
 # # 5. Your own behavior: "end with a question"
 #
 # The 18 behaviors of the paper are a starting point. This chapter adds one of
@@ -25,7 +23,10 @@
 # that builds training answers that do it, and one call to register it. Then its
 # token trains like any other (a few minutes on the embedded model), composes
 # with the shipped `<french>` through the shipped `<and>`, and is evaluated with
-# the same protocol as the built-ins.
+# the same protocol as the built-ins. Whether it learns the behavior within the
+# `cpu` budget is measured, not promised: a budget sized for the built-ins is
+# small for a behavior the model never shows on its own, and the end of the
+# chapter says what the numbers are and how to train longer.
 
 # %%
 REPOSITORY = "https://github.com/steerlib/steerlib"  # = repository.url in book/_config.yml
@@ -232,8 +233,9 @@ alone = st.evaluate(sm, ["plain", "instruction", Method("token", joiner=None)], 
 single = alone.groupby("method", sort=False)["ok"].agg(["mean", "size"])
 single["pass rate (%)"] = (100 * single.pop("mean")).round(1)
 display(single.rename(columns={"size": "n"}))
-with pd.option_context("display.max_colwidth", 160):
-    display(alone[alone["method"] == "token"][["prompt", "text", "ok"]].head(3))
+shown = alone[alone["method"] == "token"].head(3)
+display(st.book.text_table(pd.DataFrame({"question": shown["prompt"], "ends with a question?": shown["ok"],
+                                         "answer (first 200 characters)": shown["text"].map(st.book.clip)})))
 
 # %% [markdown]
 # ## With `<french>`, through `<and>`
@@ -252,7 +254,7 @@ display(format_table(table).rename_axis(None, axis=1))
 per_behavior = pd.DataFrame([{"method": r["method"], **r["verdicts"]} for _, r in composed.iterrows()])
 display((100 * per_behavior.groupby("method").mean()).round(1).add_suffix(" (%)"))
 example = composed[composed["method"] == "and"].iloc[0]
-print(f"{example['order']}: {example['prompt']}\n  -> {example['text']}")
+print(f"{example['order']}: {example['prompt']}\n  -> {st.book.clip(example['text'])}")
 
 # %% [markdown]
 # ## What the numbers say
@@ -292,21 +294,32 @@ st.book.summary(lines, preset, about="these rates say nothing about the method. 
 # %% [markdown]
 # ## Exercises
 #
-# Each exercise uses the library the way this chapter did. The solutions are
-# functions in `notebooks/exercises/ch5.py`: a folded block shows each one, the
-# cell after it runs it, and `tests/test_exercises.py` checks every solution on
-# the tiny model.
+# Each exercise has a cell to fill in, then a check cell that tests your
+# function and says PASS or FAIL. The solution is folded below it: try first.
+# (Solutions: `notebooks/exercises/ch5.py`.)
 
 # %%
-ch5 = st.book.exercises(5)  # the solutions, from notebooks/exercises/ch5.py
+ch5 = st.book.exercises(5)  # the checks (and the solutions, shown folded below)
 
 # %% [markdown]
-# **Exercise 5.1: a second behavior** (easy, about 15 min). Define "mention a number" with chapter
-# 1's verifier (exercise 1.1), three paraphrases and a category of its own,
-# register it only inside a `with B.registered(...)` block, and measure how
-# often the model mentions a number unasked and when asked. Would a token
-# distilled from its own answers have much to learn from?
-#
+# **Exercise 5.1: a second behavior** (easy, about 15 min). Define "mention a
+# number" with chapter 1's verifier (exercise 1.1), three paraphrases and a
+# category of its own. Register it only inside a `with B.registered(...)`
+# block, and return one row per answer (`method` "plain" then "instruction",
+# `question`, `text`, `ok`): how often does the model mention a number
+# unasked, and when asked? Would a token distilled from its own answers have
+# much to learn from?
+
+# %%
+def number_compliance(sm, questions, max_new_tokens: int = 64) -> pd.DataFrame:
+    """Plain and instructed answers, each with the "mentions a number" verdict."""
+    raise NotImplementedError  # your code here
+
+
+# %%
+ch5.check_number_compliance(number_compliance, sm, st.prompts.load("test", limit=2), max_new_tokens=8)
+
+# %% [markdown]
 # :::{dropdown} Solution
 # ```{literalinclude} exercises/ch5.py
 # :pyobject: number_behavior
@@ -315,17 +328,24 @@ ch5 = st.book.exercises(5)  # the solutions, from notebooks/exercises/ch5.py
 # :pyobject: number_compliance
 # ```
 # :::
+#
+# **Exercise 5.2: a rival in the same category** (easy, about 10 min). Add
+# "end with an exclamation mark" to the `ending` category, inside a
+# `B.registered` block. Return a dict: its rivals in the category
+# (`"same category"`), whether it composes with any of them (`"composes with a
+# rival"`, `B.compatible`), how many 2-combinations it joins (`"pairs"`) and
+# whether all are in the unseen split (`"unseen"`).
 
 # %%
-asked = ch5.number_compliance(sm, st.prompts.load("test", limit=4), max_new_tokens=64)
-display(asked.groupby("method", sort=False)["ok"].agg(["sum", "size"]).rename(columns={"sum": "with a number"}))
+def rival_pairs() -> dict:
+    """What the conflict rule makes of an "ends with an exclamation mark" behavior."""
+    raise NotImplementedError  # your code here
+
+
+# %%
+ch5.check_rival_pairs(rival_pairs)
 
 # %% [markdown]
-# **Exercise 5.2: a rival in the same category** (easy, about 10 min). Add "end with an exclamation mark"
-# to the `ending` category. Which behaviors does it compose with, and does it
-# compose with `ends_with_question`? How many 2-combinations does it join,
-# and in which split?
-#
 # :::{dropdown} Solution
 # ```{literalinclude} exercises/ch5.py
 # :pyobject: ends_with_exclamation
@@ -334,23 +354,25 @@ display(asked.groupby("method", sort=False)["ok"].agg(["sum", "size"]).rename(co
 # :pyobject: rival_pairs
 # ```
 # :::
+#
+# **Exercise 5.3: with and without `<and>`** (medium, about 15 min). Steer
+# held-out questions with `<french><and><ends_with_question>` and with the two
+# tokens side by side, `<french><ends_with_question>`; return one row per
+# answer with `form` ("<and>" or "concat"), `question`, `text`, each
+# behavior's verdict (`B.verify_all`) and `all`. Which form keeps both?
 
 # %%
-print(ch5.rival_pairs())
+def with_and_or_not(sm, questions, names=("french", "ends_with_question"), max_new_tokens: int = 64) -> pd.DataFrame:
+    """Each question steered by <a><and><b> and by <a><b>, with every verdict."""
+    raise NotImplementedError  # your code here
+
+
+# %%
+ch5.check_with_and_or_not(with_and_or_not, sm, st.prompts.load("test", limit=2), max_new_tokens=8)
 
 # %% [markdown]
-# **Exercise 5.3: with and without `<and>`** (medium, about 15 min). Steer a few
-# held-out questions with `<french><and><ends_with_question>` and with the two
-# tokens side by side, `<french><ends_with_question>`, and check both behaviors of
-# every answer (`B.verify_all`). Which form keeps both?
-#
 # :::{dropdown} Solution
 # ```{literalinclude} exercises/ch5.py
 # :pyobject: with_and_or_not
 # ```
 # :::
-
-# %%
-forms = ch5.with_and_or_not(sm, st.prompts.load("test", limit=3), max_new_tokens=64)
-with pd.option_context("display.max_colwidth", 100):
-    display(forms)
