@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: -all
+#     cell_metadata_filter: tags,-all
 #     notebook_metadata_filter: kernelspec,jupytext,colab
 #     text_representation:
 #       extension: .py
@@ -142,7 +142,7 @@ display(token_norms.set_index("token").T.round(3))
 # Each finding of the paper, checked on our tokens; the verdicts are computed,
 # not written by hand.
 
-# %%
+# %% tags=["remove-input"]
 top = near.set_index("token")
 lines = []
 langs = [n for n in behaviors if B.get(n).category == "language"]
