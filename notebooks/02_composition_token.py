@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: -all
+#     cell_metadata_filter: tags,-all
 #     notebook_metadata_filter: kernelspec,jupytext,colab
 #     text_representation:
 #       extension: .py
@@ -30,7 +30,7 @@
 # method's share of answers that satisfy both behaviors, and its paired test
 # against `<and>`:
 
-# %%
+# %% tags=["remove-cell"]
 # In Colab only: clone the project (shipped tokens and results included) and install it.
 REPOSITORY = "https://github.com/steerlib/steerlib"  # = repository.url in book/_config.yml
 import os, subprocess, sys  # noqa: E401,E402
@@ -59,7 +59,7 @@ preset = st.book.setup()  # $STEERLIB_PRESET: "smoke" (tiny model, CI), "cpu" (d
 B = st.behaviors
 out = results_dir(preset.name)
 
-# %%
+# %% tags=["remove-input"]
 st.book.show_headline(out)
 
 # %% [markdown]
@@ -74,7 +74,7 @@ st.book.show_headline(out)
 # **Before reading any number here**, four artefacts of the `cpu` run that
 # every table of this book inherits (computed from its committed files):
 
-# %%
+# %% tags=["remove-input"]
 st.book.show_caveats(results_dir("cpu"))
 
 # %% [markdown]
@@ -221,7 +221,7 @@ print("generations per cell:", ", ".join(f"{s} {n}" for s, n in
 # Paired tests of `<and>` against each method on the same prompts and
 # orderings (exact McNemar; a difference is claimed only at p < 0.05):
 
-# %%
+# %% tags=["remove-input"]
 records = read_records(out / "records.jsonl")
 records = records[records["method"].isin(COMPOSITION_METHODS)]
 st.book.summary(st.book.protocol_answer(records, table), preset)
@@ -280,7 +280,7 @@ print(f"capable pairs ({len(selected)}):", ", ".join(f"{a}+{b}" for a, b in sele
 
 # %%
 if selected:
-    summary_table = capable.summary(pair_records, single_records)
+    summary_table = st.book.capable_summary(pair_records, single_records, out)  # the committed csv, if current
     display(st.book.capable_table(summary_table, pair_records, single_records))
 else:
     print("no pair qualified on validation: nothing to compose at this scale")
@@ -319,7 +319,7 @@ if selected:
 #
 # Computed from the capable pairs' paired tests above:
 
-# %%
+# %% tags=["remove-input"]
 lines = st.book.capable_answer(tests, summary_table) if selected else [
     "- No pair qualified on validation, so this run cannot say whether `<and>` composes."]
 st.book.summary([*lines, st.book.training_line(info)], preset)
