@@ -226,7 +226,7 @@ def cmd_position(args) -> None:
 
     preset = _preset(args)
     bb = _backbone(args, preset)
-    table = position.run(bb, load_tokens(bb, preset), preset, results_dir(preset.name), args.stage, args.variants)
+    table = position.run(bb, load_tokens(bb, preset), preset, results_dir(preset, bb), args.stage, args.variants)
     print(table.round(1).to_markdown(index=False) if len(table) else "no variant has selection records yet")
 
 
