@@ -51,8 +51,7 @@ PROMPTS = ["Why is the sky blue?", "Name a fruit."]
 
 
 def _eval(bb, path, prompts=PROMPTS, **kw):
-    from steerlib import SteeredModel
-    from steerlib import evaluate
+    from steerlib import SteeredModel, evaluate
 
     return evaluate(SteeredModel(bb), ["instruction"], [("french",)], prompts, records=path, progress=False,
                     **{"max_new_tokens": 3, **kw})
@@ -186,8 +185,7 @@ def test_append_after_a_torn_line_does_not_glue_onto_it(tmp_path):
 
 
 def test_torn_records_file_resumes_evaluation(tiny, tmp_path):
-    from steerlib import SteeredModel
-    from steerlib import evaluate
+    from steerlib import SteeredModel, evaluate
 
     path = tmp_path / "records.jsonl"
     prompts = ["Why is the sky blue?", "Name a fruit."]
