@@ -7,11 +7,14 @@ import json
 import logging
 import sys
 import traceback
+import typing
 from pathlib import Path
 
 from steerlib import distributed
 from steerlib.config import Init, Stage2Variant
 from steerlib.tasks import behaviors as B
+
+log = logging.getLogger("steerlib")
 
 
 def _preset(args):
@@ -27,8 +30,11 @@ def _preset(args):
 def override(config, item: str):
     """``config`` (a dataclass) with one dotted field set from ``"stage1.batch_size=4"``.
 
-    The value is read as JSON (numbers, true/false, null, quoted strings), else taken as a
-    string; the config's own checks then refuse values it does not allow.
+    The value is read as JSON (numbers, true/false, null, quoted strings, objects), else
+    taken as a string; the config's own checks then refuse values it does not allow. A
+    sub-config (``stage1``, ``stage1.validation``) is set field by field, or whole from a
+    JSON object (how a sub-config that is off, None, is turned on); a mapping (``steps``,
+    ``sources``) is set whole. Anything else names the fields there are.
     """
     from steerlib.errors import ConfigError
 
@@ -40,15 +46,56 @@ def override(config, item: str):
     except json.JSONDecodeError:
         value = raw
 
-    def put(obj, parts: list[str]):
-        fields = [f.name for f in dataclasses.fields(obj)] if dataclasses.is_dataclass(obj) else []
-        if parts[0] not in fields:
-            raise ConfigError(f"--set {item!r}: {type(obj).__name__} has no field {parts[0]!r}; its fields: "
-                              f"{', '.join(fields) or 'none'}")
-        new = value if len(parts) == 1 else put(getattr(obj, parts[0]), parts[1:])
+    def refuse(what: str):
+        return ConfigError(f"--set {item!r}: {what}")
+
+    def build(cls, where: str, data):
+        """A ``cls`` config from a JSON object (nested sub-configs from nested objects)."""
+        if not isinstance(data, dict):
+            raise refuse(f"{where} is a {cls.__name__}, not a value; set one of its fields ("
+                          f"{', '.join(f'{where}.{n}' for n in _fields(cls))}) or all of it as a JSON object")
+        unknown = sorted(set(data) - set(_fields(cls)))
+        if unknown:
+            raise refuse(f"{cls.__name__} has no field {unknown[0]!r}; its fields: {', '.join(_fields(cls))}")
+        return cls(**{k: v if v is None or _sub_config(cls, k)[0] is None else build(_sub_config(cls, k)[0],
+                                                                                      f"{where}.{k}", v)
+                      for k, v in data.items()})
+
+    def put(obj, parts: list[str], where: str):
+        names = _fields(type(obj))
+        if parts[0] not in names:
+            raise refuse(f"{type(obj).__name__} has no field {parts[0]!r}; its fields: {', '.join(names)}")
+        here = f"{where}.{parts[0]}" if where else parts[0]
+        current, (kind, optional) = getattr(obj, parts[0]), _sub_config(type(obj), parts[0])
+        if len(parts) == 1:
+            if value is None and kind is not None and not optional:
+                raise refuse(f"{here} is a {kind.__name__} and cannot be null; set one of its fields")
+            new = value if kind is None or value is None else build(kind, here, value)
+        elif isinstance(current, dict):
+            raise refuse(f"{here} is a mapping, not a config: set it whole as a JSON object, e.g. "
+                         f"{here}='{{\"{parts[1]}\": ...}}' (now {json.dumps(current)})")
+        elif current is None and kind is not None:
+            raise refuse(f"{here} is off (None) in this preset, so it has no fields to set; turn it on with "
+                         f"{here}='{{...}}', a JSON object of {kind.__name__}'s fields: {', '.join(_fields(kind))}")
+        elif kind is None:
+            raise refuse(f"{here} is a value ({current!r}), it has no field {parts[1]!r}")
+        else:
+            new = put(current, parts[1:], here)
         return dataclasses.replace(obj, **{parts[0]: new})
 
-    return put(config, path.split("."))
+    return put(config, path.split("."), "")
+
+
+def _fields(cls) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _sub_config(cls, name: str) -> tuple[type | None, bool]:
+    """The config dataclass field ``name`` of ``cls`` holds (``X`` or ``X | None``; else None),
+    and whether the field may be None."""
+    hint = typing.get_type_hints(cls)[name]
+    args = typing.get_args(hint)
+    return next((t for t in (hint, *args) if dataclasses.is_dataclass(t)), None), type(None) in args
 
 
 def _backbone(args, preset=None):
@@ -62,15 +109,20 @@ def _backbone(args, preset=None):
 def _tokens(args, bb):
     from steerlib.model.tokens import SteeringTokens
 
+    """The tokens of ``--tokens``. Left out, the shipped ones; for a ``--model`` they were not
+    trained for, none, which a warning says at once (a tag then names the missing token)."""
     if args.tokens == "none":
         return None
-    if args.tokens == "pretrained":
+    if args.tokens in (None, "pretrained"):
         try:
             return SteeringTokens.pretrained(bb)
         except (FileNotFoundError, ValueError) as err:
-            if args.model is not None:
-                return None  # shipped tokens exist for the embedded model only
-            raise err
+            if args.tokens is not None or args.model is None:
+                raise
+            log.warning("%s has no shipped steering tokens (steerlib ships them for the embedded model): "
+                        "generating without any; pass --tokens FILE for tokens trained on this model (%s)",
+                        bb.model_id, one_line(err))
+            return None
     return SteeringTokens.from_pretrained(args.tokens, bb)
 
 
@@ -237,6 +289,10 @@ def cmd_reproduce(args) -> None:
     reproduce(_preset(args), Path(args.out) if args.out else None, with_baselines=baselines)
 
 
+TOKENS_HELP = ("token folder, file or Hub repo id, 'pretrained' (shipped) or 'none' (default: the shipped ones; "
+               "none, with a warning, for a --model they were not trained for)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -271,8 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="generate from prompts in token syntax")
     model_args(sp)
     sp.add_argument("--prompt", action="append", required=True, help='e.g. "Why do cats purr? <french>" (repeatable)')
-    sp.add_argument("--tokens", default="pretrained",
-                    help="token folder, file or Hub repo id, 'pretrained' (shipped) or 'none'")
+    sp.add_argument("--tokens", default=None, help=TOKENS_HELP)
     sp.add_argument("--max-new-tokens", type=int, default=256)
     sp.add_argument("--repetition-penalty", type=float, default=None,
                     help="divide the logits of tokens already generated by this (default: "
@@ -298,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--retrain", action="store_true")
 
     sp = command("evaluate", cmd_evaluate, "evaluate compositions (paper protocol)")
-    sp.add_argument("--tokens", default="pretrained")
+    sp.add_argument("--tokens", default=None, help=TOKENS_HELP)
     sp.add_argument("--methods", nargs="+", default=None, help="default: instruction concat native_and and hybrid")
     sp.add_argument("--out", default=None,
                     help="records and tables folder (default: the run's results folder, steerlib.paths.results_dir, "

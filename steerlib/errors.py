@@ -33,6 +33,11 @@ class RecordsError(SteerlibError, ValueError):
     """A records or cache file that cannot be trusted: corrupt lines, conflicting duplicates."""
 
 
+class VerifierError(SteerlibError, TypeError):
+    """A behavior's checker answered something other than True or False: counting a None
+    as a fail would lower a pass rate without a word."""
+
+
 class NonFiniteLossError(SteerlibError, FloatingPointError):
     """Training produced a NaN or infinite loss; nothing of that run is cached."""
 
@@ -47,4 +52,4 @@ class StorageError(SteerlibError, OSError):
 
 
 __all__ = ["SteerlibError", "ConfigError", "PromptError", "TokenFileError", "RecordsError",
-           "NonFiniteVectorError", "NonFiniteLossError", "ModelNotFoundError", "StorageError"]
+           "NonFiniteVectorError", "NonFiniteLossError", "VerifierError", "ModelNotFoundError", "StorageError"]

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 
+from steerlib.errors import ConfigError
+
 NO_TRAIN_ENV = "STEERLIB_NO_TRAIN"
 
 
@@ -23,8 +25,18 @@ class TrainingDisabled(Exception):
     """
 
 
+ON = ("1", "true", "yes", "on")
+OFF = ("", "0", "false", "no", "off")
+"""The values ``STEERLIB_NO_TRAIN`` takes (any case); anything else is an error, since a
+guess either way would train when told not to or refuse what was asked."""
+
+
 def training_disabled() -> bool:
-    return os.environ.get(NO_TRAIN_ENV, "") not in ("", "0")
+    value = os.environ.get(NO_TRAIN_ENV, "").strip().lower()
+    if value not in ON + OFF:
+        raise ConfigError(f"{NO_TRAIN_ENV}={os.environ[NO_TRAIN_ENV]!r} is neither on ({', '.join(ON)}) nor off "
+                          f"({', '.join(OFF[1:])}, empty or unset)")
+    return value in ON
 
 
 def refuse_work(what: str) -> None:
@@ -33,6 +45,6 @@ def refuse_work(what: str) -> None:
     if training_disabled():
         raise TrainingDisabled(
             f"steerlib would have to make {what}, which is neither cached nor shipped, but "
-            f"{NO_TRAIN_ENV}=1 forbids training and generating here (`make book` sets it: the book reads "
-            f"only the committed tokens and records). Commit the missing artifact, or unset "
-            f"{NO_TRAIN_ENV} to make it.")
+            f"{NO_TRAIN_ENV}={os.environ[NO_TRAIN_ENV]} forbids training and generating here (`make book` "
+            f"sets it: the book reads only the committed tokens and records). Commit the missing artifact, "
+            f"or unset {NO_TRAIN_ENV} to make it.")

@@ -21,7 +21,7 @@ import pytest
 import torch
 
 import steerlib.storage as sio
-from steerlib.errors import RecordsError, SteerlibError, StorageError
+from steerlib.errors import ConfigError, RecordsError, SteerlibError, StorageError
 from steerlib.model.tokens import SteeringTokens
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -701,3 +701,99 @@ def test_file_modes_follow_the_umask_and_a_replace_keeps_the_mode(tmp_path, umas
     with sio.atomic_folder(tmp_path / "tokens") as tmp:
         (tmp / "README.md").write_text("card 2")
     assert (mode(tmp_path / "table.md"), mode(tmp_path / "tokens")) == (0o664, 0o755)
+
+
+def test_request_runs_obey_strict(tiny):
+    """A ``Request`` is held to the composition rules a prompt in token syntax is held to."""
+    from steerlib import Request, SteeredModel
+    from steerlib.errors import PromptError
+
+    tokens = SteeringTokens.for_backbone(tiny)
+    for name in ("french", "spanish", "and"):
+        tokens.set(name, torch.randn(tiny.hidden_size))
+    request = Request("Hi", ("french", "and", "spanish"))
+    with pytest.raises(PromptError, match="two language behaviors never compose"):
+        SteeredModel(tiny, tokens).generate([request], max_new_tokens=2)
+    assert isinstance(SteeredModel(tiny, tokens, strict=False).generate([request], max_new_tokens=2)[0], str)
+
+
+def test_a_verifier_answering_none_and_a_non_finite_repetition_penalty_are_errors(tiny):
+    """A checker's None is not a fail: it is an error naming the behavior (numpy bools count as
+    bools, at registration too). An infinite or NaN repetition penalty is refused."""
+    import numpy as np
+
+    from steerlib import SteeredModel
+    from steerlib.errors import ConfigError, VerifierError
+    from steerlib.tasks import behaviors as B
+
+    def short(text: str):
+        return np.bool_(len(text) < 40) if text else None  # None on the empty text only
+
+    mine = B.Behavior("short_answer", "length", ("Answer briefly.",), "under 40 characters", short)
+    with pytest.raises(VerifierError, match=r"<short_answer>'s checker returned NoneType"):
+        B.register(mine)
+    with B.registered(B.Behavior("short_answer", "length", ("Answer briefly.",), "under 40 characters",
+                                 lambda t: np.bool_(len(t) < 40))):
+        assert B.verify_all("Paris.", ["short_answer"]) == {"short_answer": True}
+        assert type(B.verify_all("Paris.", ["short_answer"])["short_answer"]) is bool
+        B._REGISTRY["short_answer"] = mine  # a checker that changed its mind after registration
+        with pytest.raises(VerifierError, match=r"<short_answer>'s checker returned NoneType.*True or False"):
+            B.verify_all("", ["short_answer"])
+    for penalty in (float("inf"), float("nan"), 0.0):
+        with pytest.raises(ConfigError, match="repetition_penalty must be a finite number > 0"):
+            SteeredModel(tiny).generate("Hi.", max_new_tokens=2, repetition_penalty=penalty)
+
+
+@pytest.mark.parametrize("item, message", [
+    ("stage1=5", "stage1 is a TrainConfig, not a value; set one of its fields (stage1.steps,"),
+    ("steps.french=5", "steps is a mapping, not a config: set it whole as a JSON object"),
+    ("stage1.validation.every=0", "stage1.validation is off (None) in this preset, so it has no fields to set; "
+                                  "turn it on with stage1.validation='{...}', a JSON object of ValidationConfig's "
+                                  "fields: every, patience"),
+    ("stage1.steps.x=1", "stage1.steps is a value (3), it has no field 'x'"),
+    ("eval=null", "eval is a EvalConfig and cannot be null"),
+    ("stage1.validation={\"evry\": 2}", "ValidationConfig has no field 'evry'; its fields: every,"),
+])
+def test_set_on_a_sub_config_a_mapping_or_a_disabled_sub_config_names_the_fields(capsys, item, message):
+    code, err = _cli(capsys, "train", "--preset", "smoke", "--set", item)
+    assert code == 2 and err.count("\n") == 0 and message in err, err
+
+
+def test_set_turns_a_disabled_sub_config_on_from_a_json_object():
+    from steerlib.cli import override
+    from steerlib.config import ValidationConfig, presets
+
+    smoke = presets.smoke()
+    assert override(smoke, 'stage1.validation={"every": 4}').stage1.validation == ValidationConfig(every=4)
+    assert override(smoke, 'stage1={"steps": 2, "targets": {"max_new_tokens": 4}}').stage1.targets.max_new_tokens == 4
+
+
+@pytest.mark.parametrize("value, on", [("1", True), ("true", True), ("Yes", True), ("on", True), ("0", False),
+                                       ("false", False), ("no", False), ("OFF", False), ("", False)])
+def test_the_no_train_guard_reads_yes_and_no_words(monkeypatch, value, on):
+    from steerlib.guard import NO_TRAIN_ENV, TrainingDisabled, refuse_work, training_disabled
+
+    monkeypatch.setenv(NO_TRAIN_ENV, value)
+    assert training_disabled() is on
+    if on:
+        with pytest.raises(TrainingDisabled, match=f"{NO_TRAIN_ENV}={value} forbids"):
+            refuse_work("a token")
+    else:
+        refuse_work("a token")
+
+
+def test_the_no_train_guard_refuses_a_value_it_cannot_read(monkeypatch):
+    from steerlib.guard import NO_TRAIN_ENV, training_disabled
+
+    monkeypatch.setenv(NO_TRAIN_ENV, "maybe")
+    with pytest.raises(ConfigError, match=r"STEERLIB_NO_TRAIN='maybe' is neither on \(1, true, yes, on\)"):
+        training_disabled()
+
+
+def test_generate_on_a_model_without_shipped_tokens_says_so_at_once(capsys, caplog):
+    with caplog.at_level(logging.WARNING, logger="steerlib"):
+        code, err = _cli(capsys, "generate", "--model", "tiny", "--prompt", "Hi. <french>", "--max-new-tokens", "2")
+    assert "has no shipped steering tokens" in caplog.text and "--tokens FILE" in caplog.text
+    assert code == 2 and "unknown steering token(s) <french>" in err
+    code, err = _cli(capsys, "generate", "--model", "tiny", "--tokens", "pretrained", "--prompt", "Hi.")
+    assert code == 2 and err.startswith("error: ")  # asked for the shipped tokens by name: refused

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import random
 from dataclasses import dataclass
 from typing import (
@@ -35,7 +36,7 @@ from transformers import GenerationConfig
 from steerlib.errors import ConfigError, PromptError
 from steerlib.model.backbone import Backbone
 from steerlib.model.layout import Layout
-from steerlib.model.template import Batch, Rendered, embed, render, render_text
+from steerlib.model.template import Batch, Rendered, check_run, embed, render, render_text
 from steerlib.model.tokens import SteeringTokens, text_init
 from steerlib.tasks import behaviors as B
 
@@ -80,6 +81,8 @@ class SteeredModel:
                     known = self.tokens.names if self.tokens is not None else []
                     raise PromptError(f"unknown steering token <{name}>; known tokens: "
                                       f"{', '.join(f'<{n}>' for n in known) or 'none'}")
+            if self.strict:  # the same composition rules as a prompt in token syntax
+                check_run(prompt.slots)
             return render(self.backbone, prompt.question, prompt.slots, prompt.instructions)
         return render_text(self.backbone, prompt, self.tokens, strict=self.strict)
 
@@ -118,8 +121,9 @@ class SteeredModel:
         ``max_new_tokens`` does not fit the model's context) raises a ``SteerlibError``
         naming it and no work is done. Prompts are refused, never truncated.
         """
-        if repetition_penalty <= 0:
-            raise ConfigError(f"repetition_penalty must be > 0 (1.0 = none), got {repetition_penalty}")
+        if not (isinstance(repetition_penalty, (int, float)) and math.isfinite(repetition_penalty)
+                and repetition_penalty > 0):  # inf or NaN turns every logit it touches into garbage
+            raise ConfigError(f"repetition_penalty must be a finite number > 0 (1.0 = none), got {repetition_penalty}")
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
             raise ConfigError(f"max_new_tokens must be an integer >= 1; got {max_new_tokens!r}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:

@@ -63,6 +63,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 
+import numpy as np
+
+from steerlib.errors import VerifierError
 from steerlib.tasks import verifiers as V
 
 # ---------------------------------------------------------------- the record
@@ -97,8 +100,9 @@ class Behavior:
     """Behaviors of other categories it never composes with (same category never does)."""
 
     def verify(self, text: str) -> bool:
-        """True when ``text`` satisfies this behavior alone."""
-        return self.checker(text)
+        """True when ``text`` satisfies this behavior alone; a checker answering anything but
+        a bool (numpy's counts) raises ``VerifierError`` naming the behavior."""
+        return _as_bool(self.name, self.checker(text), text)
 
     def instruction(self, rng: random.Random | None = None) -> str:
         """A random paraphrase (the first one when ``rng`` is None, for determinism)."""
@@ -480,10 +484,19 @@ def _probe(name: str, what: str, fn, returns) -> None:
         except Exception as err:  # noqa: BLE001 - any failure here is the user's function's
             raise ValueError(f"<{name}>'s {what} raised {type(err).__name__}: {err} on the text {text!r}; "
                              f"it must accept any string") from err
-        if not isinstance(out, returns):
-            allowed = "True or False" if returns is bool else "a string or None"
+        if returns is bool:
+            _as_bool(name, out, text)
+        elif not isinstance(out, returns):
             raise TypeError(f"<{name}>'s {what} returned {type(out).__name__} ({out!r}) for {text!r}; "
-                            f"it must return {allowed}")
+                            "it must return a string or None")
+
+
+def _as_bool(name: str, out, text: str) -> bool:
+    """A checker's answer as a bool: True/False or numpy's bools, else a VerifierError."""
+    if isinstance(out, (bool, np.bool_)):
+        return bool(out)
+    raise VerifierError(f"<{name}>'s checker returned {type(out).__name__} ({out!r}) for {text!r:.80}; "
+                        f"it must return True or False")
 
 
 def unregister(name: str) -> None:
