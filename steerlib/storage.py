@@ -25,7 +25,7 @@ import shutil
 import stat
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 
 from filelock import FileLock
 
@@ -173,8 +173,10 @@ def build_once(folder: str | os.PathLike, build: Callable[[Path], None]) -> Path
 
 
 # -- JSON lines ------------------------------------------------------------------------------
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """The objects of a JSON-lines file ([] when it does not exist).
+def read_jsonl(path: str | os.PathLike, required: Sequence[str] = ()) -> list[dict]:
+    """The objects of a JSON-lines file ([] when it does not exist), each holding the keys in
+    ``required``: a line that is valid JSON but not such an object (``42``, ``{"foo": 1}``)
+    raises ``RecordsError`` naming the file and line, not a KeyError far from it.
 
     A torn last line is dropped with a warning; any other bad line raises ``RecordsError``
     naming the file and line number. Lines are split as bytes and decoded one by one: a
@@ -199,6 +201,13 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
             what = f"UTF-8 ({err.reason})" if isinstance(err, UnicodeDecodeError) else f"JSON ({err.msg})"
             raise RecordsError(f"{path}, line {i + 1}: not valid {what}; the file is corrupt "
                                f"before its last line, so steerlib will not guess: repair or delete it") from err
+        row = rows[-1]
+        missing = [k for k in required if k not in row] if isinstance(row, dict) else None
+        if missing is None or missing:
+            shown = line.decode("utf-8")
+            raise RecordsError(f"{path}, line {i + 1}: not a record ({shown[:60]}{'...' if len(shown) > 60 else ''}"
+                               f"{f'; missing {missing}' if missing else '; not a JSON object'}): each line holds an "
+                               f"object with {', '.join(required) or 'fields'}; repair or delete the line")
     return rows
 
 

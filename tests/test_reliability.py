@@ -797,3 +797,14 @@ def test_generate_on_a_model_without_shipped_tokens_says_so_at_once(capsys, capl
     assert code == 2 and "unknown steering token(s) <french>" in err
     code, err = _cli(capsys, "generate", "--model", "tiny", "--tokens", "pretrained", "--prompt", "Hi.")
     assert code == 2 and err.startswith("error: ")  # asked for the shipped tokens by name: refused
+
+
+@pytest.mark.parametrize("line", ['{"foo": 1}', "42", '["instruction", "french"]'])
+def test_a_records_line_that_is_json_but_not_a_record_is_one_line_naming_file_and_line(tmp_path, capsys, line):
+    out = tmp_path / "eval"
+    out.mkdir()
+    (out / "records.jsonl").write_text(line + "\n")
+    code, err = _cli(capsys, "evaluate", "--preset", "smoke", "--tokens", "none", "--methods", "instruction",
+                     "--out", str(out))
+    assert code == 2 and err.count("\n") == 0, err
+    assert f"{out / 'records.jsonl'}, line 1: not a record" in err

@@ -77,6 +77,8 @@ is a digest of the prompt text, ``model`` the backbone's fingerprint, ``max_new_
 ``seed`` (it picks the instruction paraphrases) the generation settings, ``tokens`` the stamp
 of the vectors or baseline parameters used ('' for none)."""
 RecordKey = tuple
+RECORD_FIELDS = ("method", "combo", "order", "prompt_id", "text", "verdicts", "ok")
+"""What every line of a records file holds besides its key (``read_jsonl`` refuses a line without them)."""
 """A record's values of ``KEY_FIELDS``, in that order (records are keyed by tuples in memory;
 only the files hold strings)."""
 
@@ -231,7 +233,7 @@ def read_records(path: str | Path, *, model: str | None = None, prompts: Sequenc
     ``prompts`` at their indices: how a reader that does not hold the vectors (the book,
     ``run_ablations(cached_only=True)``) still never shows records of another run.
     """
-    rows = [r for r in read_jsonl(path)
+    rows = [r for r in read_jsonl(path, RECORD_FIELDS)
             if (model is None or r.get("model") == model)
             and (max_new_tokens is None or r.get("max_new_tokens") == max_new_tokens)
             and (seed is None or r.get("seed") == seed)
@@ -241,7 +243,7 @@ def read_records(path: str | Path, *, model: str | None = None, prompts: Sequenc
 
 
 def _read_records(path: Path | None) -> list[dict]:
-    return read_jsonl(path) if path is not None else []
+    return read_jsonl(path, RECORD_FIELDS) if path is not None else []
 
 
 def _append(path: Path | None, rows: list[dict]) -> None:
