@@ -116,7 +116,7 @@ def test_committed_records_carry_the_full_key_and_are_reused():
         rows = sio.read_jsonl(path)
         assert rows, path
         for r in rows:
-            assert set(KEY_FIELDS) - {"tokens"} <= set(r), path
+            assert set(KEY_FIELDS) - {"tokens", "behaviors"} <= set(r), path  # stamps left out when empty
             assert r["prompt_sha"] == prompt_digest(r["prompt"])
             assert (r["max_new_tokens"], r["seed"]) == (ev.max_new_tokens, ev.seed)
         shipped = json.loads(__import__("safetensors").safe_open(
@@ -808,3 +808,36 @@ def test_a_records_line_that_is_json_but_not_a_record_is_one_line_naming_file_an
                      "--out", str(out))
     assert code == 2 and err.count("\n") == 0, err
     assert f"{out / 'records.jsonl'}, line 1: not a record" in err
+
+
+def test_a_behavior_registered_again_with_another_definition_gets_new_records_and_verdicts(tiny, tmp_path):
+    """The records key carries each own behavior's definition (``definitions_stamp``): the same
+    name with a checker that now says False, or another instruction, is generated and verified
+    again, and the first definition's records are reused when it comes back."""
+    from steerlib import SteeredModel, evaluate
+    from steerlib.tasks import behaviors as B
+
+    path = tmp_path / "records.jsonl"
+
+    def run(behavior: B.Behavior):
+        with B.registered(behavior, new_category=True):
+            return evaluate(SteeredModel(tiny), ["instruction"], [("always",)], PROMPTS, records=path,
+                            max_new_tokens=3, progress=False)
+
+    yes = B.Behavior("always", "mine", ("Answer.",), "anything passes", lambda t: True)
+    no = B.Behavior("always", "mine", ("Answer.",), "nothing passes", lambda t: False)
+    reworded = B.Behavior("always", "mine", ("Reply, please.",), "anything passes", lambda t: True)
+    assert list(run(yes)["ok"]) == [True, True]
+    assert list(run(no)["ok"]) == [False, False]
+    assert list(run(reworded)["prompt"]) == PROMPTS and run(reworded)["behaviors"].nunique() == 1
+    assert len({r["behaviors"] for r in sio.read_jsonl(path)}) == 1  # each slot holds the last definition's
+
+
+def test_committed_records_of_your_own_behavior_carry_its_definition():
+    """Chapter 5's records are stamped with the definition its committed token was trained under."""
+    from safetensors import safe_open
+
+    with safe_open(str(ROOT / "results" / "cpu" / "ends_with_question.safetensors"), "pt") as f:
+        key = json.loads(f.metadata()["steerlib"])["info"]["ends_with_question"]["key"]
+    rows = sio.read_jsonl(ROOT / "results" / "cpu" / "own_behavior_records.jsonl")
+    assert rows and {r["behaviors"] for r in rows} == {key.rsplit("-", 1)[0]}

@@ -71,11 +71,12 @@ def _resolve(method: str | SteeringMethod) -> SteeringMethod:
     return method
 
 
-KEY_FIELDS = ("method", "order", "prompt_id", "prompt_sha", "model", "max_new_tokens", "seed", "tokens")
+KEY_FIELDS = ("method", "order", "prompt_id", "prompt_sha", "model", "max_new_tokens", "seed", "tokens", "behaviors")
 """What a record was made from; a record is reused only when all of it matches. ``prompt_sha``
 is a digest of the prompt text, ``model`` the backbone's fingerprint, ``max_new_tokens`` and
 ``seed`` (it picks the instruction paraphrases) the generation settings, ``tokens`` the stamp
-of the vectors or baseline parameters used ('' for none)."""
+of the vectors or baseline parameters used ('' for none), ``behaviors`` the definitions of your own
+behaviors in the order (``behaviors.definitions_stamp``; '' for built-ins only)."""
 RecordKey = tuple
 RECORD_FIELDS = ("method", "combo", "order", "prompt_id", "text", "verdicts", "ok")
 """What every line of a records file holds besides its key (``read_jsonl`` refuses a line without them)."""
@@ -93,6 +94,12 @@ def record_key(record: dict) -> RecordKey:
     """The ``KEY_FIELDS`` of a record ('' for a field it lacks, as records written before a
     field existed do: they never match a new key, so they are made again)."""
     return tuple(_missing_as_empty(record.get(f, "")) for f in KEY_FIELDS)
+
+
+def _stamps(**stamps: str) -> dict[str, str]:
+    """The stamps that are not empty: a record without vectors or own behaviors leaves these
+    key fields out, as records written before they existed do, so both keep matching."""
+    return {k: v for k, v in stamps.items() if v}
 
 
 def _missing_as_empty(value):
@@ -141,7 +148,8 @@ def _evaluate(sm: SteeredModel, methods: Sequence[SteeringMethod], combos: Seque
         asked = {(method.name, "+".join(order), pid): request(order, pid)
                  for combo in combos for order in orderings(tuple(combo)) for pid in range(len(prompts))}
         stamps = {k: method.digest(sm, k[1].split("+")) for k in asked}
-        fields = {k: {"prompt_sha": digests[k[2]], **settings} | ({"tokens": s} if s else {})
+        defined = {order: B.definitions_stamp(order.split("+")) for order in {k[1] for k in asked}}
+        fields = {k: {"prompt_sha": digests[k[2]], **settings, **_stamps(tokens=s, behaviors=defined[k[1]])}
                   for k, s in stamps.items()}
         wanted = {k: record_key({"method": k[0], "order": k[1], "prompt_id": k[2], **f}) for k, f in fields.items()}
         stale = [r for r in rows if _slot(r) in wanted and record_key(r) != wanted[_slot(r)]]

@@ -540,6 +540,19 @@ def cache_name(name: str) -> str:
     return f"{name}-{digest}"
 
 
+def definitions_stamp(names: Sequence[str]) -> str:
+    """What a generation record of ``names`` owes to their definitions: the ``cache_name`` of
+    each of your own behaviors among them, joined by "+" ('' when all are built-ins).
+
+    The paraphrases shape an instruction prompt and the checker every verdict, so a
+    behavior registered again under its name with another checker, rule or instruction gets
+    records of its own instead of the old verdicts. A built-in cannot be registered again;
+    its definition changes only with steerlib's code, whose committed records are migrated
+    with it, so it adds nothing (the records of built-ins keep their keys).
+    """
+    return "+".join(cache_name(n) for n in names if not is_builtin(n))
+
+
 def _code(fn) -> str:
     """A function's source (a partial's function and arguments), or its qualified name."""
     if fn is None:
