@@ -1,9 +1,12 @@
-"""Decoding through transformers' generate: batched == unbatched == the old loop, and GenerationConfig."""
+"""Decoding: the greedy loop gives transformers' generate's tokens (batched == unbatched == generate
+== the old loop, on the tiny and the embedded model), and GenerationConfig goes through generate."""
 import pytest
 import torch
 from transformers import GenerationConfig
 
 import steerlib as st
+from steerlib.model import decoding
+from steerlib.model.generate import METHODS, _completed
 from steerlib.model.template import embed
 
 PROMPTS = ["Why is the sky blue? <a>", "Name three fruits.", "How do magnets work? <a><and><b>", "Hi"]
@@ -40,6 +43,32 @@ def test_greedy_batched_equals_unbatched_equals_the_old_loop(sm):
     bb = sm.backbone
     old = row_dropping_decode(bb, embed(bb, [sm.render(p) for p in PROMPTS], sm.tokens), 12, set(bb.eos_ids))
     assert batched == old
+
+
+def test_configs_beyond_plain_greedy_go_through_generate():
+    assert decoding.is_plain_greedy(GenerationConfig(max_new_tokens=4, do_sample=False, temperature=0.7))
+    for extra in ({"do_sample": True}, {"repetition_penalty": 1.3}, {"stop_strings": ["x"]}, {"min_new_tokens": 2}):
+        assert not decoding.is_plain_greedy(GenerationConfig(max_new_tokens=4, **extra))
+
+
+def test_embedded_greedy_loop_gives_generates_tokens(embedded):
+    """The shipped tokens on the embedded model, prompt methods that read 0-3 steering vectors
+    and instructions: the loop (batched, and one prompt at a time) == transformers' generate."""
+    sm = st.SteeredModel(embedded, st.SteeringTokens.pretrained(embedded))
+    questions = st.prompts.load("test", limit=6)
+    combos = [("french", "words_10_50"), ("json",), ("upper_case", "sentences_1")]
+    reqs = [METHODS[m].request(q, combos[i % 3]) for i, q in enumerate(questions)
+            for m in ("plain", "instruction", "concat", "and", "hybrid")][::2]
+    ours = sm.generate_ids(reqs, max_new_tokens=24, batch_size=len(reqs))
+    assert ours == [sm.generate_ids([r], max_new_tokens=24)[0] for r in reqs]
+    batch = embed(embedded, [sm.render(r) for r in reqs], sm.tokens)
+    cfg = _completed(embedded, GenerationConfig(max_new_tokens=24, do_sample=False))
+    with torch.inference_mode():
+        out = embedded.model.generate(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask,
+                                      generation_config=cfg).tolist()
+    eos = set(embedded.eos_ids)
+    reference = [row[: next((i + 1 for i, t in enumerate(row) if t in eos), len(row))] for row in out]
+    assert ours == reference
 
 
 def test_generation_config_repetition_penalty_matches_hf(sm):

@@ -35,6 +35,7 @@ from transformers import GenerationConfig
 
 from steerlib.errors import ConfigError, PromptError
 from steerlib.model.backbone import Backbone
+from steerlib.model.decoding import greedy, is_plain_greedy
 from steerlib.model.layout import Layout
 from steerlib.model.template import Batch, Rendered, check_run, embed, render, render_text
 from steerlib.model.tokens import SteeringTokens, text_init
@@ -195,16 +196,20 @@ def _completed(bb: Backbone, cfg: GenerationConfig) -> GenerationConfig:
 
 
 def decode(bb: Backbone, batch: Batch, cfg: GenerationConfig, seed: int = 0) -> list[list[int]]:
-    """transformers' ``generate`` on the steered embeddings; each answer cut after its end
-    token (the rows that finished early are padded by ``generate``).
+    """Each prompt's answer, cut after its end token.
 
-    ``benchmarks/decode.py`` measured the loop that used to stand here (it dropped
-    finished rows from the batch and the KV cache) against this: it did not save enough
-    to keep (benchmarks/RESULTS.md).
+    Plain greedy decoding (evaluation, targets, validation) runs ``decoding.greedy``, which
+    gives ``generate``'s tokens in less time (tests/test_generate.py, benchmarks/RESULTS.md);
+    anything else (sampling, a repetition penalty, stop strings) runs transformers'
+    ``generate``. A layout that isolates slots (``Batch.prefill_mask``) decodes greedily only:
+    ``generate`` cannot carry that mask past the first step.
     """
     eos = {cfg.eos_token_id} if isinstance(cfg.eos_token_id, int) else set(cfg.eos_token_id)
-    if batch.prefill_mask is not None:
-        out = _greedy(bb, batch, cfg, eos)
+    if is_plain_greedy(cfg):
+        out = greedy(bb.model, batch, cfg.max_new_tokens, eos, cfg.pad_token_id)
+    elif batch.prefill_mask is not None:
+        raise ConfigError("this layout (isolated slots) decodes greedily only: no sampling, repetition "
+                          "penalty or stop strings")
     else:
         with torch.random.fork_rng(devices=[bb.device] if bb.device.type == "cuda" else []):
             torch.manual_seed(seed)  # sampling draws from the global generator: seeded, and restored after
@@ -220,33 +225,6 @@ def decode(bb: Backbone, batch: Batch, cfg: GenerationConfig, seed: int = 0) -> 
             row = row[:-1]  # stopped by a stop string: the end token is generate's padding
         answers.append(row)
     return answers
-
-
-def _greedy(bb: Backbone, batch: Batch, cfg: GenerationConfig, eos: set[int]) -> torch.Tensor:
-    """Greedy decoding for a batch whose prompt attention is not plain causal
-    (``Batch.prefill_mask``), which transformers' ``generate`` cannot carry past the
-    first step: one forward over the prompts with that mask fills the KV cache, then
-    each step feeds the chosen tokens at the next positions with the padding mask.
-    Rows that ended are fed the pad token, as ``generate`` does."""
-    if cfg.do_sample or cfg.stop_strings or (cfg.repetition_penalty or 1.0) != 1.0:
-        raise ConfigError("this layout (isolated slots) decodes greedily only: no sampling, repetition "
-                          "penalty or stop strings")
-    model, pad = bb.model, cfg.pad_token_id
-    out = model(**batch.model_inputs(), use_cache=True, logits_to_keep=1)
-    cache, mask, position = out.past_key_values, batch.attention_mask, batch.position_ids[:, -1:]
-    done = torch.zeros(len(mask), dtype=torch.bool, device=mask.device)
-    steps = []
-    for _ in range(cfg.max_new_tokens):
-        token = out.logits[:, -1].argmax(-1).masked_fill(done, pad)
-        steps.append(token)
-        done |= torch.isin(token, torch.tensor(sorted(eos), device=token.device))
-        if done.all():
-            break
-        mask = torch.cat([mask, mask.new_ones(len(mask), 1)], dim=1)
-        position = position + 1
-        out = model(input_ids=token[:, None], attention_mask=mask, position_ids=position, cache=cache,
-                    use_cache=True, logits_to_keep=1)
-    return torch.stack(steps, dim=1)
 
 
 def _stopped(bb: Backbone, row: list[int], stop_strings) -> bool:
