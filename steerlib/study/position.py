@@ -117,7 +117,17 @@ def slot_lines(records: pd.DataFrame, methods: Sequence[str] = ("instruction", "
             slot_pivot(rates, methods).to_markdown(index=False), "",
             "**Order variance (points; the largest gap between a pair's two orderings, mean over pairs), "
             "beside the paper's on Qwen3-8B**", "",
-            ov.round(1).astype(object).where(ov.notna(), "–").to_markdown(index=False), ""]
+            _dashes(ov.round(1)).to_markdown(index=False), ""]
+
+
+def p_text(p: float) -> str:
+    """A p-value as a reader reads it: "< 0.001", else three decimals."""
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _dashes(table: pd.DataFrame) -> pd.DataFrame:
+    """Missing cells as "–" (never "nan")."""
+    return table.astype(object).where(table.notna(), "–")
 
 
 def order_variance(records: pd.DataFrame) -> pd.DataFrame:
@@ -450,11 +460,12 @@ def test_report(pairs: pd.DataFrame, singles: pd.DataFrame, winner_name: str, fo
              "**Joint pass rate (%) [95% Wilson] and efficiency [95% bootstrap over prompts]**", "",
              table.round(2).to_markdown(index=False), "",
              "**Exact McNemar tests (the first row is the plan's one test)**", "",
-             tests.round({"a_rate": 1, "b_rate": 1, "p": 4}).to_markdown(index=False), "",
+             tests.round({"a_rate": 1, "b_rate": 1}).assign(p=[p_text(p) for p in tests["p"]])
+             .to_markdown(index=False), "",
              "**Each behavior's own pass rate (%) by the place its token stands: first / second**", "",
              slot_pivot(slots, methods).to_markdown(index=False), "",
-             "**Order variance (points) beside the paper's (Qwen3-8B)**", "",
-             order_variance(pairs).round(1).to_markdown(index=False), ""]
+             "**Order variance (points) beside the paper's (Qwen3-8B; – where the paper has no such method)**", "",
+             _dashes(order_variance(pairs).round(1)).to_markdown(index=False), ""]
     write_text(folder / "test.md", "\n".join(lines))
     write_text(folder / "test_slots.csv", slots.round(2).to_csv(index=False))
     return {"summary": table, "tests": tests, "slots": slots}
