@@ -209,13 +209,17 @@ display(Markdown(
     f"0.8 times as often as in first" + (f"; not: {', '.join(short['behavior'])}." if len(short) else ".")))
 
 # %% [markdown]
-# Why it works, as far as these records say: a behavior token was only ever trained
-# at one position, reading only the question. Giving it back that position and that
-# view removes most of the order gap; `<and>` then has little left to do, which is
-# why concatenation in the same layout scores about the same (the second row of the
-# test table). The composition token of the paper is not what makes composition work
-# at 135M; reading each token where it was trained is. This is one model, one set of
-# behaviors and one search; the paper's larger models may not need it.
+# What the records say, as far as one model, one set of behaviors and one search go:
+# a behavior token was only ever trained at one position, reading only the question.
+# Giving it back that position and that view removes the order gap almost entirely
+# and lifts the joint pass rate, with no retraining. What it does *not* do is close
+# the distance to the instructions, and it costs the language tokens some of their
+# first-place rate (the table above: a token that no longer sees its neighbour
+# cannot adapt to it either). `<and>` is not what makes composition work here:
+# retrained in this layout it did worse on validation (`search.csv`, family C), and
+# concatenation in the same layout does at least as well on the test (third row of
+# the McNemar table). At 135M, reading each token where it was trained matters more
+# than a learned composition token; the paper's larger models may not need it.
 #
 # The winner ships as a token pack that records its layout, so loading it is enough:
 #
