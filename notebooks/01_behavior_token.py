@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: -all
+#     cell_metadata_filter: tags,-all
 #     notebook_metadata_filter: kernelspec,jupytext,colab
 #     text_representation:
 #       extension: .py
@@ -41,7 +41,7 @@
 # this chapter gives the numbers, the paired tests, and the artefacts to keep
 # in mind (one token that never trained, tokens stopped at the step cap).
 
-# %%
+# %% tags=["remove-cell"]
 # In Colab only: clone the project (shipped tokens and results included) and install it.
 REPOSITORY = "https://github.com/steerlib/steerlib"  # = repository.url in book/_config.yml
 import os, subprocess, sys  # noqa: E401,E402
@@ -266,28 +266,13 @@ records = single_behavior_records(bb, tokens, preset, out, variants=("filtered",
 single = single_table(records, variants=("filtered",))
 compliance = teacher_compliance(bb, preset, out).set_index("behavior")
 single["target variant"] = [token_label(preset, n).removesuffix("+val") for n in single.index]
+validation = {n: tokens.info[n].get("validation") or {} for n in single.index}
+single["kept step / stop"] = [f"{v['best_step']} / {v['stopped_at']}" if v else "–" for v in validation.values()]
 display(single.astype(object).fillna("–"))
 print(f"pass rate (%): {preset.eval.n_single} held-out prompts per behavior, greedy, "
-      f"{preset.eval.max_new_tokens} new tokens; filtered '–': fewer than min_kept answers passed, no token")
-
-# %% [markdown]
-# The step each token kept on validation, its validation pass rate there, and
-# where early stopping ended its run (trained for a fixed number of steps where
-# the columns are empty):
-
-# %%
-kept = pd.DataFrame([{"behavior": n, "kept step": v.get("best_step"),
-                      "validation %": None if v.get("best_rate") is None else round(100 * v["best_rate"]),
-                      "stopped at": v.get("stopped_at"), "seconds": tokens.info[n].get("seconds")}
-                     for n in B.names() for v in [tokens.info[n].get("validation") or {}]])
-display(kept.astype(object).fillna("–"))
-
-# %% [markdown]
-# The teacher's compliance on its own, with the number of prompts it rests on
-# (these are the instruction column's generations):
-
-# %%
-display(compliance)
+      f"{preset.eval.max_new_tokens} new tokens; filtered '–': fewer than min_kept answers passed, no token; "
+      f"kept step / stop: the step validation kept and where early stopping ended the run "
+      f"(at most {preset.stage1.steps}); the instruction column is the model's own compliance")
 
 # %% [markdown]
 # ## Where the targets come from
@@ -338,7 +323,7 @@ plt.show()
 # on the same prompts (paired: both methods answered each prompt) gives
 # p < 0.05; with 30 prompts per behavior, most differences are not.
 
-# %%
+# %% tags=["remove-input"]
 below = single.index[single["token"] < 50].tolist()
 weak_teacher = compliance.index[compliance["pass_rate"] < 50].tolist()
 tests = paired_test(records, "token", "instruction", by="combo").set_index("combo")

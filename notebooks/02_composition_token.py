@@ -218,13 +218,14 @@ print("generations per cell:", ", ".join(f"{s} {n}" for s, n in
                                           table.groupby("split")["n"].first().items()))
 
 # %% [markdown]
-# Paired tests of `<and>` against each method on the same prompts and
-# orderings (exact McNemar; a difference is claimed only at p < 0.05):
+# **Table 2.3.** Paired tests of `<and>` against each method on the same
+# prompts and orderings (exact McNemar; `n` paired answers per split; a
+# difference is claimed only at p < 0.05).
 
-# %% tags=["remove-input"]
+# %%
 records = read_records(out / "records.jsonl")
 records = records[records["method"].isin(COMPOSITION_METHODS)]
-st.book.summary(st.book.protocol_answer(records, table), preset)
+display(st.book.protocol_tests(records))
 
 # %% [markdown]
 # ## Why the paper's protocol shows nothing at 135M
@@ -270,7 +271,7 @@ print("validation pass rate of each token alone (%):",
 print(f"capable pairs ({len(selected)}):", ", ".join(f"{a}+{b}" for a, b in selected) or "none")
 
 # %% [markdown]
-# **Table 2.3.** Capable pairs: share of answers that pass both behaviors
+# **Table 2.4.** Capable pairs: share of answers that pass both behaviors
 # [95% Wilson interval]; what two independent behaviors would reach (the
 # product of the two single rates, same method and prompts); and the
 # *efficiency*, their ratio [bootstrap interval over prompts], 1.0 meaning the
@@ -286,7 +287,7 @@ else:
     print("no pair qualified on validation: nothing to compose at this scale")
 
 # %% [markdown]
-# **Table 2.4.** Paired exact McNemar tests on the same prompt-orderings: the
+# **Table 2.5.** Paired exact McNemar tests on the same prompt-orderings: the
 # two rates, the generations where only the first or only the second method
 # passed (the test uses only those), and p.
 
@@ -296,7 +297,7 @@ if selected:
     display(st.book.tests_table(tests))
 
 # %% [markdown]
-# **Table 2.5.** Retention: each behavior's pass rate inside its capable pairs
+# **Table 2.6.** Retention: each behavior's pass rate inside its capable pairs
 # / alone (%), per method. Concatenation and native " and" are compared with
 # the token alone; a "–" means the method has no single-behavior run (none is
 # missing in the `cpu` preset).
@@ -330,8 +331,9 @@ st.book.summary([*lines, st.book.training_line(info)], preset)
 # - At 135M, `<and>` does not do what the paper finds on 3B-14B models: on the
 #   capable pairs it is no better than concatenation, though better than the
 #   native " and", and the instructions pass both behaviors about twice as
-#   often. Its validation curve (above, and the last bullet) is the first
-#   place to look: on validation pairs its training barely moved the score.
+#   often. Its validation curve (above, and the last bullet of the list
+#   above) is the first place to look: training did not lift its score on
+#   validation pairs above that of its zero start.
 # - The paper's protocol, which samples pairs uniformly, mostly measures
 #   behaviors that fail alone at this size: a composition is never better than
 #   its weakest member. Measure composition where each member works alone.

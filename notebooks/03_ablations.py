@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: -all
+#     cell_metadata_filter: tags,-all
 #     notebook_metadata_filter: kernelspec,jupytext,colab
 #     text_representation:
 #       extension: .py
@@ -34,7 +34,7 @@
 # at 135M. This chapter asks whether another setting does. The conclusion, in
 # prose, is at the end.
 
-# %%
+# %% tags=["remove-cell"]
 # In Colab only: clone the project (shipped tokens and results included) and install it.
 REPOSITORY = "https://github.com/steerlib/steerlib"  # = repository.url in book/_config.yml
 import os, subprocess, sys  # noqa: E401,E402
@@ -79,7 +79,7 @@ preset = st.book.setup()  # $STEERLIB_PRESET: "smoke" (tiny model, CI), "cpu" (d
 # "zero init, λ 0.5, pairs" in all four ablations (the records and
 # `ablations.variants()` list it once per ablation).
 
-# %%
+# %% tags=["remove-input"]
 by_ablation = {}
 for v in variants():
     by_ablation.setdefault(v.ablation, []).append(st.book.variant_name(v).replace("<and>", "`<and>`"))
@@ -126,7 +126,7 @@ st.book.summary([st.book.training_line(info)], preset)
 # pairs are all capable. The recipe and concatenation are the study's own
 # generations, cut to the same prompts, so **every number in this chapter
 # rests on the same sample**: where chapter 2 reports the recipe and
-# concatenation on all 30 prompts, the numbers differ (see the note below
+# concatenation on all 30 prompts (Table 2.4), the numbers differ (see the note below
 # Table 3.1). Without capable pairs (the `smoke` preset's tiny random model)
 # the ablations use the paper's protocol.
 #
@@ -157,12 +157,12 @@ print(f"protocol: {protocol.name}; {len(protocol.pairs)} pairs x 2 orders x {pro
 # %%
 display(st.book.ablation_table(table, tests, splits=("seen-2", "unseen-2")))
 
-# %%
+# %% tags=["remove-input"]
 cut = table[(table["ablation"] == "no_and") & (table["split"] == "seen-2")].set_index("setting")
 if len(cut) == 2:
     st.book.summary([f"- Same method, other sample: on these {int(cut['n'].iloc[0])} seen-pair answers "
                      f"concatenation passes {cut.loc['concatenation', 'mean_acc']:.1f}% and the recipe "
-                     f"{cut.loc['<and>', 'mean_acc']:.1f}%; chapter 2's Table 2.3 uses all 30 prompts per "
+                     f"{cut.loc['<and>', 'mean_acc']:.1f}%; chapter 2's Table 2.4 uses all 30 prompts per "
                      "ordering, hence its slightly different rates."], preset)
 
 # %% [markdown]
@@ -194,7 +194,7 @@ display(st.book.paper_table(beside_paper(tests)))
 # Every difference at p < 0.05 against the recipe, and what the number of
 # comparisons does to them (computed from the tests above):
 
-# %%
+# %% tags=["remove-input"]
 st.book.summary(st.book.ablation_conclusion(tests), preset)
 
 # %% [markdown]

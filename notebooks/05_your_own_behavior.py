@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: -all
+#     cell_metadata_filter: tags,-all
 #     notebook_metadata_filter: kernelspec,jupytext,colab
 #     text_representation:
 #       extension: .py
@@ -28,7 +28,7 @@
 # small for a behavior the model never shows on its own, and the end of the
 # chapter says what the numbers are and how to train longer.
 
-# %%
+# %% tags=["remove-cell"]
 REPOSITORY = "https://github.com/steerlib/steerlib"  # = repository.url in book/_config.yml
 import os, subprocess, sys  # noqa: E401,E402
 if "google.colab" in sys.modules and not os.path.isdir("steerlib"):
@@ -261,14 +261,14 @@ print(f"{example['order']}: {example['prompt']}\n  -> {st.book.clip(example['tex
 #
 # Computed from the tables above.
 
-# %%
+# %% tags=["remove-input"]
 rate = single["pass rate (%)"]
 acc = table.set_index("method")["mean_acc"]
 lines = [
     f"- Alone: plain {rate['plain']:.1f}%, instruction {rate['instruction']:.1f}%, token {rate['token']:.1f}% "
     f"of {len(questions)} held-out questions end with a question.",
     f"- With French (both orders, {int(table['n'].iloc[0])} generations per method): instruction "
-    f"{acc['instruction']:.1f}%, <and> {acc['and']:.1f}% satisfy both.",
+    f"{acc['instruction']:.1f}%, `<and>` {acc['and']:.1f}% satisfy both.",
 ]
 losses = tokens.losses.get("ends_with_question") or []
 if losses:

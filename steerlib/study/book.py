@@ -330,11 +330,11 @@ def capable_summary(pairs: pd.DataFrame, singles: pd.DataFrame, out) -> pd.DataF
 def tests_table(tests: pd.DataFrame) -> pd.DataFrame:
     """Paired McNemar tests as the page shows them: names, rates, discordant counts, p."""
     return pd.DataFrame({
-        "split": [_split_label(s) for s in tests["split"]],
+        "pairs": [_split_label(s).split()[0] for s in tests["split"]],
         "comparison": [f"{METHOD_NAMES.get(a, a)} vs {METHOD_NAMES.get(b, b)}" for a, b in zip(tests["a"], tests["b"])],
         "rates (%)": [f"{x:.1f} vs {y:.1f}" for x, y in zip(tests["a_rate"], tests["b_rate"])],
         "only first / only second": [f"{x} / {y}" for x, y in zip(tests["a_only"], tests["b_only"])],
-        "n": tests["n"], "p": [p_text(p) for p in tests["p"]]})
+        "n": tests["n"], "p": [p_text(p) for p in tests["p"]]}).set_index("pairs")
 
 
 def retention_table(retained: pd.DataFrame,
@@ -359,8 +359,11 @@ def answers_table(records: pd.DataFrame, order: str, prompt_ids=(0,), limit: int
                     & records["method"].isin(methods)].copy()
     shown["rank"] = shown["method"].map({m: i for i, m in enumerate(methods)})
     shown = shown.sort_values(["prompt_id", "rank"])
+    from IPython.display import Markdown, display
+
+    for q in dict.fromkeys(shown["prompt"]):
+        display(Markdown(f"Question: *{clip(q, 200)}*; ordering `{order}`"))
     return text_table(pd.DataFrame({
-        "question": [clip(p, 60) for p in shown["prompt"]],
         "method": [METHOD_NAMES.get(m, m) for m in shown["method"]],
         "verdicts": [", ".join(f"{k}: {'yes' if v else 'no'}" for k, v in d.items()) for d in shown["verdicts"]],
         "answer (first 200 characters)": [clip(t, limit) for t in shown["text"]]}))
@@ -390,6 +393,19 @@ def capable_answer(tests: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
                      f"{rate[('instruction', split)]:.1f}%: " + "; ".join(p.replace("<and>", "`<and>`")
                                                                         for p in parts) + ".")
     return lines
+
+
+def protocol_tests(records: pd.DataFrame) -> pd.DataFrame:
+    """The paper's protocol, paired: per split (rows) ``<and>`` against each method (columns),
+    "<and> % vs other %, p" on the same prompts and orderings (exact McNemar)."""
+    from steerlib.evaluation.evaluate import paired_test
+
+    cells = {}
+    for other in ("concat", "native_and", "instruction"):
+        for _, r in paired_test(records, "and", other).iterrows():
+            cells.setdefault(r["split"], {"n": r["n"]})[f"<and> vs {METHOD_NAMES[other]}"] = (
+                f"{r['and %']:.1f} vs {r[other + ' %']:.1f}, {p_phrase(r['p'])}")
+    return pd.DataFrame.from_dict(cells, orient="index").rename_axis("split")
 
 
 def protocol_answer(records: pd.DataFrame, table: pd.DataFrame) -> list[str]:
