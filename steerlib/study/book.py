@@ -408,22 +408,6 @@ def protocol_tests(records: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame.from_dict(cells, orient="index").rename_axis("split")
 
 
-def protocol_answer(records: pd.DataFrame, table: pd.DataFrame) -> list[str]:
-    """The paper's protocol in plain words: ``<and>`` against each method, paired, per split."""
-    from steerlib.evaluation.evaluate import paired_test
-
-    lines = []
-    for other in ("concat", "native_and", "instruction"):
-        for _, r in paired_test(records, "and", other).iterrows():
-            if r["split"] not in ("seen-2", "unseen-2", "seen-3", "unseen-3"):
-                continue
-            v = ("higher" if r["a_only"] > r["b_only"] else "lower") if r["p"] < 0.05 else "no significant difference"
-            lines.append(f"- {r['split']}, `<and>` vs {METHOD_NAMES[other]}: {r['and %']:.1f}% vs "
-                         f"{r[other + ' %']:.1f}% on {r['n']} paired generations ({p_phrase(r['p'])}): {v}.")
-    return lines
-
-
-
 def training_line(info: dict, name: str = "and") -> str:
     """One bullet on what validation-guided training did to a token: the score of the step
     kept against the score of its starting point (step 0)."""
