@@ -128,6 +128,44 @@ def main_lock(path: str | os.PathLike) -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def sole_writer(path: str | os.PathLike | None) -> Iterator[None]:
+    """Rank 0 holds ``path``'s lock for the whole block, without waiting for it; when another
+    live process holds it, every rank raises ``ConcurrentRunError`` naming the file.
+
+    A checkpoint has one writer: torchrun starts each worker in a session of its own, so a
+    ``kill -9`` of the launcher leaves them running (stop a run with Ctrl-C or a plain
+    ``kill`` of the launcher, which passes it on), and a second run started meanwhile would
+    write the same checkpoint in turns with them. Nothing when ``path`` is None.
+    """
+    from filelock import Timeout
+
+    from steerlib.errors import ConcurrentRunError
+    from steerlib.storage import lock
+
+    if path is None:
+        yield
+        return
+    held = lock(path, timeout=0) if is_main() else None
+    busy = 0.0
+    if held is not None:
+        try:
+            held.acquire()
+        except Timeout:
+            busy = 1.0
+    if all_reduce_sum(busy):
+        holder = held.lock_file if held is not None else "rank 0's lock"
+        raise ConcurrentRunError(f"another live process is writing {path} (it holds {holder}): a run still "
+                                 f"going, e.g. the workers of a torchrun whose launcher was killed with -9, which run "
+                                 f"on (find them: ps -eo pid,args | grep steerlib). Stop it or wait for it, then "
+                                 f"run again")
+    try:
+        yield
+    finally:
+        if held is not None:
+            held.release()
+
+
 def main_only(write: Callable[..., R], *args, **kwargs) -> R | None:
     """Run ``write`` on rank 0 only, then let every rank continue once it is done.
 

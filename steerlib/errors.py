@@ -38,6 +38,10 @@ class VerifierError(SteerlibError, TypeError):
     as a fail would lower a pass rate without a word."""
 
 
+class ConcurrentRunError(SteerlibError, RuntimeError):
+    """Another live process is writing the same file (a checkpoint has one writer)."""
+
+
 class NonFiniteLossError(SteerlibError, FloatingPointError):
     """Training produced a NaN or infinite loss; nothing of that run is cached."""
 
@@ -52,4 +56,5 @@ class StorageError(SteerlibError, OSError):
 
 
 __all__ = ["SteerlibError", "ConfigError", "PromptError", "TokenFileError", "RecordsError",
-           "NonFiniteVectorError", "NonFiniteLossError", "VerifierError", "ModelNotFoundError", "StorageError"]
+           "NonFiniteVectorError", "NonFiniteLossError", "VerifierError",
+           "ConcurrentRunError", "ModelNotFoundError", "StorageError"]

@@ -841,3 +841,40 @@ def test_committed_records_of_your_own_behavior_carry_its_definition():
         key = json.loads(f.metadata()["steerlib"])["info"]["ends_with_question"]["key"]
     rows = sio.read_jsonl(ROOT / "results" / "cpu" / "own_behavior_records.jsonl")
     assert rows and {r["behaviors"] for r in rows} == {key.rsplit("-", 1)[0]}
+
+
+def test_a_second_live_writer_of_a_checkpoint_is_refused(tmp_path):
+    """A run still writing a checkpoint (here a thread holding its lock, as the orphaned workers
+    of a killed torchrun launcher would) makes a second run on it stop at once, naming the
+    file and how to stop the first; once it is gone, the second run trains."""
+    import threading
+
+    from steerlib.config import TrainConfig
+    from steerlib.errors import ConcurrentRunError
+    from steerlib.train.loop import fit
+
+    checkpoint = tmp_path / "token.ckpt.safetensors"
+    params = {"v": torch.zeros(4)}
+
+    def train():
+        return fit(params, [1.0, 2.0], TrainConfig(steps=2, batch_size=1, checkpoint_every=1),
+                   lambda batch: (params["v"] - sum(batch)).pow(2).sum(), checkpoint=checkpoint, progress=False)
+
+    holding, done = threading.Event(), threading.Event()
+
+    def other_run():
+        with sio.lock(checkpoint):
+            holding.set()
+            done.wait(60)
+
+    thread = threading.Thread(target=other_run)
+    thread.start()
+    holding.wait(60)
+    try:
+        with pytest.raises(ConcurrentRunError, match=rf"another live process is writing {checkpoint}.*torchrun.*ps -eo pid,args"):
+            train()
+        assert not checkpoint.exists()
+    finally:
+        done.set()
+        thread.join()
+    assert len(train().losses) == 2 and checkpoint.is_file()

@@ -128,60 +128,61 @@ def fit(params: Params, examples: Sequence[T], cfg: TrainConfig, loss_fn: Callab
     """
     if not examples:
         raise ValueError("no training examples")
-    vcfg: ValidationConfig | None = cfg.validation if validate is not None else None
-    for p in params.values():
-        p.requires_grad_(True)
-    opt = torch.optim.AdamW(list(params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    state = _load_checkpoint(checkpoint, params, opt) if checkpoint and checkpoint.is_file() else None
-    start_step, losses, val = state if state else (0, [], Validation() if vcfg else None)
-    if vcfg is not None and val is None:  # a checkpoint written without validation
-        val = Validation()
-    if val is not None and not val.curve:
-        val.update(start_step, validate(params), params)
-    order = batch_order(len(examples), cfg)
-    last = min(cfg.steps, stop_after) if stop_after is not None else cfg.steps
-    bar = tqdm(range(start_step, last), desc=desc, initial=start_step, total=cfg.steps,
-               disable=progress is False or not distributed.is_main(), leave=False)
-    stopped = _stop(val, vcfg)
-    for step in bar:
-        if stopped:
-            break
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, cfg)
-        local = distributed.shard([examples[i] for i in order[step]])
-        local_size = sum(size(x) for x in local)
-        share = local_size / distributed.all_reduce_sum(local_size)
-        opt.zero_grad(set_to_none=True)
-        loss = 0.0
-        if local:
-            weighted = loss_fn(local) * share
-            weighted.backward()
-            loss = weighted.item()
-        loss = distributed.all_reduce_sum(loss)
-        if not math.isfinite(loss):
-            raise NonFiniteLossError(f"{desc}: loss is {loss} at step {step + 1}; lower the learning "
-                                     f"rate ({cfg.lr}) or check the inputs; nothing was cached")
-        distributed.all_reduce_grads(list(params.values()))
-        torch.nn.utils.clip_grad_norm_(list(params.values()), cfg.grad_clip)
-        opt.step()
-        losses.append(loss)
-        done = step + 1
-        if val is not None and (done % vcfg.every == 0 or done == cfg.steps):
-            val.update(done, validate(params), params)
-            stopped = _stop(val, vcfg)
-            bar.set_postfix(loss=f"{losses[-1]:.3f}", val=f"{val.curve[-1][1]:.2f}", best=val.best_step)
-        else:
-            bar.set_postfix(loss=f"{losses[-1]:.3f}")
-        if checkpoint and distributed.is_main() and (done % cfg.checkpoint_every == 0 or done == last or stopped):
-            _save_checkpoint(checkpoint, params, opt, done, losses, val)
-    finished = stopped or len(losses) == cfg.steps
-    if val is not None and finished:
-        with torch.no_grad():
-            for k, p in params.items():
-                p.copy_(val.best[k])
-        log.info("%s: best validation pass rate %.2f at step %d of %d", desc, val.best_rate, val.best_step,
-                 len(losses))
-    return TrainResult(losses, finished, val)
+    with distributed.sole_writer(checkpoint):  # a second live run on this checkpoint is refused
+        vcfg: ValidationConfig | None = cfg.validation if validate is not None else None
+        for p in params.values():
+            p.requires_grad_(True)
+        opt = torch.optim.AdamW(list(params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        state = _load_checkpoint(checkpoint, params, opt) if checkpoint and checkpoint.is_file() else None
+        start_step, losses, val = state if state else (0, [], Validation() if vcfg else None)
+        if vcfg is not None and val is None:  # a checkpoint written without validation
+            val = Validation()
+        if val is not None and not val.curve:
+            val.update(start_step, validate(params), params)
+        order = batch_order(len(examples), cfg)
+        last = min(cfg.steps, stop_after) if stop_after is not None else cfg.steps
+        bar = tqdm(range(start_step, last), desc=desc, initial=start_step, total=cfg.steps,
+                   disable=progress is False or not distributed.is_main(), leave=False)
+        stopped = _stop(val, vcfg)
+        for step in bar:
+            if stopped:
+                break
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, cfg)
+            local = distributed.shard([examples[i] for i in order[step]])
+            local_size = sum(size(x) for x in local)
+            share = local_size / distributed.all_reduce_sum(local_size)
+            opt.zero_grad(set_to_none=True)
+            loss = 0.0
+            if local:
+                weighted = loss_fn(local) * share
+                weighted.backward()
+                loss = weighted.item()
+            loss = distributed.all_reduce_sum(loss)
+            if not math.isfinite(loss):
+                raise NonFiniteLossError(f"{desc}: loss is {loss} at step {step + 1}; lower the learning "
+                                         f"rate ({cfg.lr}) or check the inputs; nothing was cached")
+            distributed.all_reduce_grads(list(params.values()))
+            torch.nn.utils.clip_grad_norm_(list(params.values()), cfg.grad_clip)
+            opt.step()
+            losses.append(loss)
+            done = step + 1
+            if val is not None and (done % vcfg.every == 0 or done == cfg.steps):
+                val.update(done, validate(params), params)
+                stopped = _stop(val, vcfg)
+                bar.set_postfix(loss=f"{losses[-1]:.3f}", val=f"{val.curve[-1][1]:.2f}", best=val.best_step)
+            else:
+                bar.set_postfix(loss=f"{losses[-1]:.3f}")
+            if checkpoint and distributed.is_main() and (done % cfg.checkpoint_every == 0 or done == last or stopped):
+                _save_checkpoint(checkpoint, params, opt, done, losses, val)
+        finished = stopped or len(losses) == cfg.steps
+        if val is not None and finished:
+            with torch.no_grad():
+                for k, p in params.items():
+                    p.copy_(val.best[k])
+            log.info("%s: best validation pass rate %.2f at step %d of %d", desc, val.best_rate, val.best_step,
+                     len(losses))
+        return TrainResult(losses, finished, val)
 
 
 def _stop(val: Validation | None, vcfg: ValidationConfig | None) -> bool:
