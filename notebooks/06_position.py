@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: -all
+#     cell_metadata_filter: tags,-all
 #     notebook_metadata_filter: kernelspec,jupytext,colab
 #     text_representation:
 #       extension: .py
@@ -23,7 +23,7 @@
 # pre-registered test. Everything here is ours, beyond the paper; the chapter reads
 # committed records and trains nothing.
 
-# %%
+# %% tags=["remove-cell"]
 # In Colab only: clone the project (shipped tokens and results included) and install it.
 REPOSITORY = "https://github.com/steerlib/steerlib"  # = repository.url in book/_config.yml
 import os, subprocess, sys  # noqa: E401,E402
@@ -65,7 +65,7 @@ STUDY = RESULTS / "position"
 capable = read_records(RESULTS / "capable_records.jsonl")
 pairs_only = capable[capable["k"] == 2]
 rates = Pos.slot_rates(pairs_only)
-display(Pos.slot_pivot(rates, ["instruction", "and", "concat", "native_and"]))
+display(Pos.slot_pivot(rates, ["instruction", "and", "concat", "native_and"]).style.hide(axis="index"))
 
 # %% [markdown]
 # A language token passes about 69% of the time in first place and 28% in second;
@@ -79,7 +79,7 @@ display(Pos.slot_pivot(rates, ["instruction", "and", "concat", "native_and"]))
 
 # %%
 ov = Pos.order_variance(pairs_only[pairs_only["method"].isin(["instruction", "and", "concat", "hybrid"])])
-display(ov[ov["split"] == "seen-2"].round(1))
+display(ov[ov["split"] == "seen-2"].round(1).style.hide(axis="index").format(precision=1, na_rep="–"))
 
 # %% [markdown]
 # ## 2. Reading each token where it was trained
@@ -106,7 +106,7 @@ for layout in Pos.LAYOUTS[:4]:
     reads = "all" if batch.prefill_mask is None else f"{int(batch.prefill_mask[0, 0, first + 2, first:first + 3].sum())} of 3"
     shown.append({"layout": layout.label, "position ids around the run": batch.position_ids[0, view].tolist(),
                   "<b2> reads slots": reads})
-display(pd.DataFrame(shown))
+display(pd.DataFrame(shown).style.hide(axis="index"))
 
 # %% [markdown]
 # ## 3. A search chosen on validation, one test
@@ -122,7 +122,7 @@ display(pd.DataFrame(shown))
 filter_records = read_records(STUDY / Pos.FILTER_RECORDS)
 candidates = [tuple(c.split("+")) for c in dict.fromkeys(filter_records["combo"])]
 filtered, kept = Pos.filter_table(filter_records, candidates)
-display(filtered.round(1))
+display(filtered.style.hide(axis="index").format(precision=1))
 
 # %% [markdown]
 # The search: each variant on the selection set, with its cost (`search.csv`).
@@ -130,7 +130,7 @@ display(filtered.round(1))
 # %%
 search = pd.read_csv(STUDY / "search.csv")
 shown_cols = ["family", "variant", "joint", "joint_lo", "joint_hi", "first", "second", "gap", "train_s", "eval_s"]
-display(search[shown_cols].round(1).astype(object).where(search[shown_cols].notna(), "–"))
+display(search[shown_cols].style.hide(axis="index").format(precision=1, na_rep="–"))
 print("winner by the plan's rule:", Pos.winner(search))
 
 # %% [markdown]
@@ -146,31 +146,30 @@ today = capable[capable["method"].isin(["and", "concat", "instruction", "hybrid"
                 & capable["combo"].isin(["+".join(p) for p in kept])]
 ours = pd.concat([read_records(STUDY / f"test_{base}.jsonl") for base in Pos.PACK_METHODS], ignore_index=True)
 test = pd.concat([today, ours], ignore_index=True)
-display(C.joint(test).round(1))
+display(C.joint(test).style.hide(axis="index").format(precision=1))
 tests = C.paired_tests(test, Pos.test_comparisons(Pos.winner(search)))
-display(tests.round({"a_rate": 1, "b_rate": 1, "p": 4}))
+display(tests.style.hide(axis="index").format({"a_rate": "{:.1f}", "b_rate": "{:.1f}", "p": st.book.p_text}))
 
 # %% [markdown]
 # Where each behavior now passes, by the place its token stands (first / second):
 
 # %%
 test_rates = Pos.slot_rates(test)
-display(Pos.slot_pivot(test_rates, ["instruction", "and", "and@pack", "concat@pack", "hybrid@pack"]))
+display(Pos.slot_pivot(test_rates, ["instruction", "and", "and@pack", "concat@pack"]).style.hide(axis="index"))
 
-# %%
+# %% tags=["remove-input"]
 shown = ["instruction", "and", "and@pack"]
-pooled = test_rates[test_rates["method"].isin(shown) & test_rates["behavior"].str.endswith("(all)")]
-fig, axes = plt.subplots(1, len(pooled["behavior"].unique()), figsize=(8, 3), sharey=True)
-for ax, (behavior, g) in zip(list(axes) if hasattr(axes, "__len__") else [axes], pooled.groupby("behavior")):
-    g = g.set_index("method").reindex(shown)
+groups = ["language (all)", "words_10_50", "sentences_1"]
+fig, axes = plt.subplots(1, len(groups), figsize=(10, 3), sharey=True, squeeze=False)
+for ax, group in zip(axes[0], groups):
+    g = test_rates[test_rates["behavior"] == group].set_index("method").reindex(shown)
     x = range(len(shown))
     ax.bar([i - 0.2 for i in x], g["first"], width=0.4, label="first place")
     ax.bar([i + 0.2 for i in x], g["second"], width=0.4, label="second place")
     ax.set_xticks(list(x), shown)
-    ax.set_title(behavior)
-axes_list = list(axes) if hasattr(axes, "__len__") else [axes]
-axes_list[0].set_ylabel("pass rate (%)")
-axes_list[0].legend(loc="lower left", fontsize=8)
+    ax.set_title(group)
+axes[0][0].set_ylabel("pass rate (%)")
+axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8)
 fig.tight_layout()
 
 # %% [markdown]
@@ -184,7 +183,8 @@ sample = test[test["combo"].eq("+".join(pair)) & test["method"].isin(["and", "an
 sample = sample.assign(answer=sample["text"].str.slice(0, 200).str.replace("\n", " "),
                        verdicts=[", ".join(f"{k}: {'pass' if v else 'fail'}" for k, v in d.items())
                                  for d in sample["verdicts"]])
-display(sample.sort_values(["prompt_id", "order", "method"])[["prompt_id", "order", "method", "verdicts", "answer"]])
+display(st.book.text_table(sample.sort_values(["prompt_id", "order", "method"])[["order", "method", "verdicts",
+                                                                                   "answer"]]))
 
 # %% [markdown]
 # ## 5. What it means
@@ -193,15 +193,15 @@ display(sample.sort_values(["prompt_id", "order", "method"])[["prompt_id", "orde
 # winner still is from the instructions, and whether each behavior now passes in
 # second place at least 0.8 times as often as in first (the issue's aims).
 
-# %%
+# %% tags=["remove-input"]
 one = tests.iloc[0]
 inst = tests[(tests["a"] == one["a"]) & (tests["b"] == "instruction")].iloc[0]
-p_text = "< 0.001" if one["p"] < 0.001 else f"= {one['p']:.3f}"
+p_text = st.book.p_text(one["p"])
 ratios = test_rates[(test_rates["method"] == one["a"]) & ~test_rates["behavior"].str.endswith("(all)")]
 short = ratios[ratios["ratio"] < 0.8]
 display(Markdown(
     f"- **The plan's test:** `{one['a']}` passes both behaviors in {one['a_rate']:.1f}% of {one['n']} test "
-    f"generations against {one['b_rate']:.1f}% for today's `<and>` (exact McNemar p {p_text}; "
+    f"generations against {one['b_rate']:.1f}% for today's `<and>` (exact McNemar p {'' if '<' in p_text else '= '}{p_text}; "
     f"{one['a_only']} generations pass only with the pack, {one['b_only']} only today).\n"
     f"- **Against the instructions:** {inst['a_rate']:.1f}% vs {inst['b_rate']:.1f}%, "
     f"{inst['b_rate'] - inst['a_rate']:.1f} points short (the aim was within 10).\n"

@@ -120,11 +120,6 @@ def slot_lines(records: pd.DataFrame, methods: Sequence[str] = ("instruction", "
             _dashes(ov.round(1)).to_markdown(index=False), ""]
 
 
-def p_text(p: float) -> str:
-    """A p-value as a reader reads it: "< 0.001", else three decimals."""
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
-
-
 def _dashes(table: pd.DataFrame) -> pd.DataFrame:
     """Missing cells as "–" (never "nan")."""
     return table.astype(object).where(table.notna(), "–")
@@ -447,7 +442,7 @@ def test_singles(bb: Backbone, tokens: SteeringTokens, preset: Preset, pairs: Se
 def test_report(pairs: pd.DataFrame, singles: pd.DataFrame, winner_name: str, folder: Path) -> dict:
     """``test.md``: joint rates with intervals and efficiency, the plan's McNemar test and
     the comparisons beside it, per-place pass rates and order variance."""
-    from steerlib.study import capable
+    from steerlib.study import book, capable
 
     table = capable.summary(pairs, singles)
     tests = capable.paired_tests(pairs, test_comparisons(winner_name))
@@ -460,7 +455,7 @@ def test_report(pairs: pd.DataFrame, singles: pd.DataFrame, winner_name: str, fo
              "**Joint pass rate (%) [95% Wilson] and efficiency [95% bootstrap over prompts]**", "",
              table.round(2).to_markdown(index=False), "",
              "**Exact McNemar tests (the first row is the plan's one test)**", "",
-             tests.round({"a_rate": 1, "b_rate": 1}).assign(p=[p_text(p) for p in tests["p"]])
+             tests.round({"a_rate": 1, "b_rate": 1}).assign(p=[book.p_text(p) for p in tests["p"]])
              .to_markdown(index=False), "",
              "**Each behavior's own pass rate (%) by the place its token stands: first / second**", "",
              slot_pivot(slots, methods).to_markdown(index=False), "",
