@@ -389,7 +389,7 @@ def mentions_a_number(text: str) -> bool:
 
 
 # %%
-ch1.check_mentions_a_number(mentions_a_number)
+ch1.check_mentions_a_number(mentions_a_number);
 
 # %% [markdown]
 # :::{dropdown} Solution
@@ -414,7 +414,7 @@ def token_drift(bb, tokens, name: str) -> dict[str, float]:
 
 
 # %%
-ch1.check_token_drift(token_drift, bb, tokens, names=("french", "words_90_120"))
+ch1.check_token_drift(token_drift, bb, tokens, names=("french", "words_90_120"));
 
 # %% [markdown]
 # :::{dropdown} Solution
@@ -438,7 +438,7 @@ def strength_sweep(bb, tokens, name: str, scales, questions, max_new_tokens: int
 
 
 # %%
-ch1.check_strength_sweep(strength_sweep, bb, tokens, st.prompts.load("test", limit=2), max_new_tokens=8)
+ch1.check_strength_sweep(strength_sweep, bb, tokens, st.prompts.load("test", limit=2), max_new_tokens=8);
 
 # %% [markdown]
 # :::{dropdown} Solution

@@ -368,7 +368,7 @@ def order_variance(records: pd.DataFrame, method: str) -> float:
 
 
 # %%
-ch2.check_order_variance(order_variance, records)
+ch2.check_order_variance(order_variance, records);
 
 # %% [markdown]
 # :::{dropdown} Solution
@@ -394,7 +394,7 @@ def excluded_with_reason() -> list[tuple[str, str, str]]:
 
 
 # %%
-ch2.check_excluded_with_reason(excluded_with_reason)
+ch2.check_excluded_with_reason(excluded_with_reason);
 
 # %% [markdown]
 # :::{dropdown} Solution

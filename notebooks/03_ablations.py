@@ -237,7 +237,7 @@ def orthogonality_terms(bb, tokens, seed: int = 0) -> pd.Series:
 
 
 # %%
-ch3.check_orthogonality_terms(orthogonality_terms, bb, tokens)
+ch3.check_orthogonality_terms(orthogonality_terms, bb, tokens);
 
 # %% [markdown]
 # :::{dropdown} Solution
@@ -262,7 +262,7 @@ def mcnemar(records: pd.DataFrame, a: str, b: str) -> dict:
 
 # %%
 capable_records = read_records(results_dir(preset.name) / "capable_records.jsonl")
-ch3.check_mcnemar(mcnemar, capable_records[capable_records["k"] == 2] if len(capable_records) else None)
+ch3.check_mcnemar(mcnemar, capable_records[capable_records["k"] == 2] if len(capable_records) else None);
 
 # %% [markdown]
 # :::{dropdown} Solution

@@ -204,7 +204,7 @@ def vocabulary_rank(bb, vector, word: str) -> int:
 
 
 # %%
-ch4.check_vocabulary_rank(vocabulary_rank, bb)
+ch4.check_vocabulary_rank(vocabulary_rank, bb);
 
 # %% [markdown]
 # :::{dropdown} Solution
@@ -228,7 +228,7 @@ def top_cosine_vs_random(bb, tokens, seed: int = 0) -> pd.DataFrame:
 
 
 # %%
-ch4.check_top_cosine_vs_random(top_cosine_vs_random, bb, tokens)
+ch4.check_top_cosine_vs_random(top_cosine_vs_random, bb, tokens);
 
 # %% [markdown]
 # :::{dropdown} Solution

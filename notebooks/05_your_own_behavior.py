@@ -317,7 +317,7 @@ def number_compliance(sm, questions, max_new_tokens: int = 64) -> pd.DataFrame:
 
 
 # %%
-ch5.check_number_compliance(number_compliance, sm, st.prompts.load("test", limit=2), max_new_tokens=8)
+ch5.check_number_compliance(number_compliance, sm, st.prompts.load("test", limit=2), max_new_tokens=8);
 
 # %% [markdown]
 # :::{dropdown} Solution
@@ -343,7 +343,7 @@ def rival_pairs() -> dict:
 
 
 # %%
-ch5.check_rival_pairs(rival_pairs)
+ch5.check_rival_pairs(rival_pairs);
 
 # %% [markdown]
 # :::{dropdown} Solution
@@ -368,7 +368,7 @@ def with_and_or_not(sm, questions, names=("french", "ends_with_question"), max_n
 
 
 # %%
-ch5.check_with_and_or_not(with_and_or_not, sm, st.prompts.load("test", limit=2), max_new_tokens=8)
+ch5.check_with_and_or_not(with_and_or_not, sm, st.prompts.load("test", limit=2), max_new_tokens=8);
 
 # %% [markdown]
 # :::{dropdown} Solution
