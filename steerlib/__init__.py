@@ -25,7 +25,7 @@ from .tasks import behaviors, prompts
 from .train.compose import train_composition_token
 from .train.distill import train_behavior_token
 
-_ON_USE = {"study": "steerlib.study.pipeline", "reports": "steerlib.study.reports",
+_ON_USE = {"study": "steerlib.study", "reports": "steerlib.study.reports",
            "ablations": "steerlib.study.ablations", "baselines": "steerlib.baselines",
            "plots": "steerlib.study.plots", "geometry": "steerlib.evaluation.geometry",
            "book": "steerlib.study.book"}
