@@ -22,10 +22,12 @@ class Sizes:
 
     batch: int = 8
     """Distillation examples per step (cpu preset: stage-1 batch size 8)."""
-    answer_tokens: int = 96
-    """Length of each teacher-forced answer (cpu preset: targets cut at 96 tokens)."""
-    gen_prompts: int = 16
-    """Prompts per generation run, all in one batch."""
+    answer_tokens: int = 48
+    """Length of each teacher-forced answer (cpu preset: stage 1 trains on the first 48
+    tokens of each target, ``max_answer_tokens``)."""
+    gen_prompts: int = 512
+    """Prompts of the generation benchmark, decoded in batches of the cpu preset's evaluation
+    batch size (512: the ablation protocol's evaluation)."""
     new_tokens: int = 128
     """max_new_tokens of every generation run (cpu preset: evaluation uses 128)."""
     repeats: int = 5
@@ -37,7 +39,7 @@ class Sizes:
 
 
 FULL = Sizes()
-QUICK = Sizes(answer_tokens=48, new_tokens=48, repeats=3, load_repeats=1)
+QUICK = Sizes(gen_prompts=128, new_tokens=48, repeats=3, load_repeats=1)
 """Smaller answers, fewer new tokens and repeats: the embedded model in minutes on 2 cores."""
 
 
