@@ -65,7 +65,8 @@ STUDY = RESULTS / "position"
 capable = read_records(RESULTS / "capable_records.jsonl")
 pairs_only = capable[capable["k"] == 2]
 rates = Pos.slot_rates(pairs_only)
-display(Pos.slot_pivot(rates, ["instruction", "and", "concat", "native_and"]).style.hide(axis="index"))
+show = st.book.text_table  # a table without its index column, cells wrapped
+display(show(Pos.slot_pivot(rates, ["instruction", "and", "concat", "native_and"])))
 
 # %% [markdown]
 # A language token passes about 69% of the time in first place and 28% in second;
@@ -79,7 +80,7 @@ display(Pos.slot_pivot(rates, ["instruction", "and", "concat", "native_and"]).st
 
 # %%
 ov = Pos.order_variance(pairs_only[pairs_only["method"].isin(["instruction", "and", "concat", "hybrid"])])
-display(ov[ov["split"] == "seen-2"].round(1).style.hide(axis="index").format(precision=1, na_rep="–"))
+display(show(ov[ov["split"] == "seen-2"].round(1).astype(object).fillna("–")))
 
 # %% [markdown]
 # ## 2. Reading each token where it was trained
@@ -106,7 +107,7 @@ for layout in Pos.LAYOUTS[:4]:
     reads = "all" if batch.prefill_mask is None else f"{int(batch.prefill_mask[0, 0, first + 2, first:first + 3].sum())} of 3"
     shown.append({"layout": layout.label, "position ids around the run": batch.position_ids[0, view].tolist(),
                   "<b2> reads slots": reads})
-display(pd.DataFrame(shown).style.hide(axis="index"))
+display(show(pd.DataFrame(shown).astype(str)))
 
 # %% [markdown]
 # ## 3. A search chosen on validation, one test
@@ -122,7 +123,7 @@ display(pd.DataFrame(shown).style.hide(axis="index"))
 filter_records = read_records(STUDY / Pos.FILTER_RECORDS)
 candidates = [tuple(c.split("+")) for c in dict.fromkeys(filter_records["combo"])]
 filtered, kept = Pos.filter_table(filter_records, candidates)
-display(filtered.style.hide(axis="index").format(precision=1))
+display(show(filtered.round(1)))
 
 # %% [markdown]
 # The search: each variant on the selection set, with its cost (`search.csv`).
@@ -130,7 +131,7 @@ display(filtered.style.hide(axis="index").format(precision=1))
 # %%
 search = pd.read_csv(STUDY / "search.csv")
 shown_cols = ["family", "variant", "joint", "joint_lo", "joint_hi", "first", "second", "gap", "train_s", "eval_s"]
-display(search[shown_cols].style.hide(axis="index").format(precision=1, na_rep="–"))
+display(show(search[shown_cols].round(1).astype(object).fillna("–")))
 print("winner by the plan's rule:", Pos.winner(search))
 
 # %% [markdown]
@@ -146,16 +147,16 @@ today = capable[capable["method"].isin(["and", "concat", "instruction", "hybrid"
                 & capable["combo"].isin(["+".join(p) for p in kept])]
 ours = pd.concat([read_records(STUDY / f"test_{base}.jsonl") for base in Pos.PACK_METHODS], ignore_index=True)
 test = pd.concat([today, ours], ignore_index=True)
-display(C.joint(test).style.hide(axis="index").format(precision=1))
+display(show(C.joint(test).round(1)))
 tests = C.paired_tests(test, Pos.test_comparisons(Pos.winner(search)))
-display(tests.style.hide(axis="index").format({"a_rate": "{:.1f}", "b_rate": "{:.1f}", "p": st.book.p_text}))
+display(show(tests.round({"a_rate": 1, "b_rate": 1}).assign(p=tests["p"].map(st.book.p_text))))
 
 # %% [markdown]
 # Where each behavior now passes, by the place its token stands (first / second):
 
 # %%
 test_rates = Pos.slot_rates(test)
-display(Pos.slot_pivot(test_rates, ["instruction", "and", "and@pack", "concat@pack"]).style.hide(axis="index"))
+display(show(Pos.slot_pivot(test_rates, ["instruction", "and", "and@pack", "concat@pack"])))
 
 # %% tags=["remove-input"]
 shown = ["instruction", "and", "and@pack"]
@@ -183,7 +184,7 @@ sample = test[test["combo"].eq("+".join(pair)) & test["method"].isin(["and", "an
 sample = sample.assign(answer=sample["text"].str.slice(0, 200).str.replace("\n", " "),
                        verdicts=[", ".join(f"{k}: {'pass' if v else 'fail'}" for k, v in d.items())
                                  for d in sample["verdicts"]])
-display(st.book.text_table(sample.sort_values(["prompt_id", "order", "method"])[["order", "method", "verdicts",
+display(show(sample.sort_values(["prompt_id", "order", "method"])[["order", "method", "verdicts",
                                                                                    "answer"]]))
 
 # %% [markdown]
