@@ -10,7 +10,9 @@ import pytest
 import torch
 
 import steerlib as st
+from steerlib.model.backbone import tiny_backbone
 from steerlib.model.generate import METHODS
+from steerlib.model.tokens import PRETRAINED_FILE
 from steerlib.model.tokens import random_init, text_init
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -150,7 +152,7 @@ def test_save_and_load_are_deprecated_aliases(tiny, tmp_path):
 def test_committed_results_tokens_are_the_shipped_tokens_and_match_the_records():
     """results/cpu is a from_pretrained folder holding the shipped vectors, and every committed
     record of a token method carries the digest of exactly the vectors its prompt read."""
-    shipped = st.SteeringTokens.load_file(Path(st.tokens.__file__).parent / "data" / st.tokens.PRETRAINED_FILE)
+    shipped = st.SteeringTokens.load_file(Path(st.__file__).parent / "data" / PRETRAINED_FILE)
     results = st.SteeringTokens.from_pretrained(RESULTS)
     _assert_same(results, shipped)
     records = pd.read_json(RESULTS / "records.jsonl", lines=True)
@@ -164,7 +166,7 @@ def test_committed_results_tokens_are_the_shipped_tokens_and_match_the_records()
 
 
 def test_wrong_model_is_a_clear_error(tiny, tmp_path):
-    other = st.backbone.tiny_backbone(seed=1)
+    other = tiny_backbone(seed=1)
     toks = st.SteeringTokens.for_backbone(other)
     toks.set("x", torch.zeros(other.hidden_size))
     path = toks.save_pretrained(tmp_path / "t")
