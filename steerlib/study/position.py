@@ -101,7 +101,8 @@ def slot_pivot(table: pd.DataFrame, methods: Sequence[str]) -> pd.DataFrame:
     cells = table.assign(cell=[f"{a:.0f} / {b:.0f}" for a, b in zip(table["first"], table["second"])])
     wide = cells.pivot(index="behavior", columns="method", values="cell")
     order = list(dict.fromkeys(table["behavior"]))
-    return wide.reindex(index=order, columns=[m for m in methods if m in wide.columns]).reset_index()
+    return (wide.reindex(index=order, columns=[m for m in methods if m in wide.columns]).reset_index()
+            .rename_axis(columns=None))
 
 
 def slot_lines(records: pd.DataFrame, methods: Sequence[str] = ("instruction", "hybrid", "and", "concat",
