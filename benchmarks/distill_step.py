@@ -31,7 +31,7 @@ from steerlib.tasks import behaviors as B
 from steerlib.tasks import prompts as P
 from steerlib.model.backbone import Backbone
 from steerlib.config import presets, replace
-from steerlib.train.distill import Example, answer_hidden, train_vectors
+from steerlib.train.loss import Example, answer_hidden, train_vectors
 from steerlib.model.template import embed, render
 from steerlib.model.tokens import text_init
 

@@ -28,7 +28,7 @@ def worker(model: str, steps: int) -> dict:
     from steerlib.tasks import prompts as P
     from steerlib.model.backbone import load_backbone
     from steerlib.config import TrainConfig
-    from steerlib.train.distill import Example, train_vectors
+    from steerlib.train.loss import Example, train_vectors
     from steerlib.model.generate import SteeredModel
     from steerlib.model.template import render
 

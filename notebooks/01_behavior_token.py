@@ -61,10 +61,10 @@ from steerlib.tasks import behaviors as B
 from steerlib.study import plots
 from steerlib.study.book import show, text_table
 from steerlib.train.distill import train_behavior_token
-from steerlib.evaluation.evaluate import paired_test
+from steerlib.evaluation.stats import paired_test
 from steerlib.model.generate import DEMO_REPETITION_PENALTY, Request, SteeredModel
 from steerlib.paths import results_dir
-from steerlib.study.pipeline import (single_behavior_records, single_table, stage1_config, targets_comparison,
+from steerlib.study.pipeline import (single_behavior_records, single_table, targets_comparison,
                             teacher_compliance, token_label, train_all_behaviors)
 from steerlib.model.template import render
 
@@ -168,7 +168,7 @@ print("passes the French verifier:", french.verify(y))
 # trained with this very config.
 
 # %%
-cfg = stage1_config(preset, "french")
+cfg = preset.stage1_config("french")
 print(f"{cfg.steps} steps x {cfg.batch_size} examples, lr {cfg.lr}, T = {cfg.temperature}, "
       f"init '{cfg.init}', targets '{cfg.targets.source}'")
 tokens_fr = train_behavior_token(bb, "french", cfg)

@@ -47,11 +47,13 @@ from IPython.display import display
 
 import steerlib as st
 from steerlib.baselines import BASELINES
-from steerlib.evaluation.evaluate import format_table, per_ordering, read_records
+from steerlib.evaluation.evaluate import COMPOSITION_METHODS
+from steerlib.evaluation.records import read_records
+from steerlib.evaluation.stats import format_table, per_ordering
 from steerlib.model.generate import DEMO_REPETITION_PENALTY
 from steerlib.paths import results_dir
 from steerlib.study import capable, plots
-from steerlib.study.pipeline import COMPOSITION_METHODS, composition_eval, train_all_behaviors
+from steerlib.study.pipeline import composition_eval, train_all_behaviors
 
 # %matplotlib inline
 

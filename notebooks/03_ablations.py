@@ -51,11 +51,11 @@ from IPython.display import display
 
 import steerlib as st
 from steerlib.config import replace
-from steerlib.evaluation.evaluate import read_records
+from steerlib.evaluation.records import read_records
 from steerlib.paths import results_dir
 from steerlib.study import plots
 from steerlib.study.ablations import (ABLATIONS, ablation_setup, beside_paper, label, paired_vs_recipe, run_ablations,
-                                      variants)
+                                      settings)
 from steerlib.study.pipeline import train_all_behaviors
 
 # %matplotlib inline
@@ -77,11 +77,11 @@ preset = st.book.setup()  # $STEERLIB_PRESET: "smoke" (tiny model, CI), "cpu" (d
 # ours; the paper compares zero, " and" and mean-of-tokens. Each variant gets
 # one name on every page, built from its three settings; the recipe is
 # "zero init, λ 0.5, pairs" in all four ablations (the records and
-# `ablations.variants()` list it once per ablation).
+# `ablations.settings()` list it once per ablation).
 
 # %% tags=["remove-input"]
 by_ablation = {}
-for v in variants():
+for v in settings():
     by_ablation.setdefault(v.ablation, []).append(st.book.variant_name(v).replace("<and>", "`<and>`"))
 st.book.summary([f"- **{a}**: " + "; ".join(names) for a, names in by_ablation.items()], preset)
 
@@ -98,12 +98,12 @@ st.book.summary([f"- **{a}**: " + "; ".join(names) for a, names in by_ablation.i
 RUN_ALL = preset.name != "cpu"
 bb = st.load_backbone(preset.model)
 behavior_tokens = train_all_behaviors(bb, preset)  # chapter 1's tokens (shipped in the cpu preset)
-v = next(v for v in variants() if v.ablation == "lambda" and v.orth_weight == 0.0)
+v = next(v for v in settings() if v.ablation == "lambda" and v.orth_weight == 0.0)
 cfg = replace(preset.stage2, init=v.init, orth_weight=v.orth_weight)  # the recipe with lambda = 0
 out = results_dir(preset.name)
 shipped = out / "ablation_tokens" / f"capable-{label(v).replace('|', '_')}.safetensors"
 if RUN_ALL or not shipped.is_file():
-    trained = st.train_composition_token(bb, behavior_tokens, cfg, variant=v.variant)
+    trained = st.train_composition_token(bb, behavior_tokens, cfg, combos=v.combos)
 else:
     trained = st.SteeringTokens.load_file(shipped, bb)  # what the call above trained for the cpu run
 info = trained.info["and"]
@@ -142,7 +142,7 @@ table = run_ablations(bb, behavior_tokens, preset, where, which=ABLATIONS, cache
 records = read_records(where / protocol.records)
 records = records[records["prompt_id"] < max(protocol.n_pairs, protocol.n_triples)]  # one sample for all
 tests = paired_vs_recipe(table, records)
-missing = [st.book.variant_name(v) for v in variants()
+missing = [st.book.variant_name(v) for v in settings()
            if not ((table["ablation"] == v.ablation) & (table["setting"] == v.setting)).any()]
 print(f"protocol: {protocol.name}; {len(protocol.pairs)} pairs x 2 orders x {protocol.n_pairs} prompts, "
       f"{len(protocol.triples)} triples x 6 orders x {protocol.n_triples} prompts; variants missing: "

@@ -46,8 +46,8 @@ from IPython.display import display
 import steerlib as st
 from steerlib.tasks import behaviors as B
 from steerlib.tasks import verifiers as V
-from steerlib.config import variant_config
-from steerlib.evaluation.evaluate import format_table
+from steerlib.config import policy_config
+from steerlib.evaluation.stats import format_table
 from steerlib.model.generate import Method
 from steerlib.paths import results_dir
 from steerlib.study.pipeline import load_tokens
@@ -197,7 +197,7 @@ print("unseen:", all(c in B.combinations(2, "unseen") for c in mine),
 
 # %%
 RETRAIN = False
-cfg = variant_config(preset.stage1, "constructed+ce")
+cfg = policy_config(preset.stage1, "constructed+ce")
 print(f"{cfg.steps} steps x {cfg.batch_size} examples, lr {cfg.lr}, targets '{cfg.targets.source}', "
       f"CE weight {cfg.ce_weight}")
 out = results_dir(preset.name)

@@ -39,7 +39,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 import steerlib as st
-from steerlib.evaluation.evaluate import read_records
+from steerlib.evaluation.records import read_records
 from steerlib.model import layout as L
 from steerlib.model.template import embed, render
 from steerlib.paths import project_root

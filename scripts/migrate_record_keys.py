@@ -29,7 +29,7 @@ from safetensors import safe_open
 
 from steerlib.model.backbone import load_backbone
 from steerlib.config import presets
-from steerlib.evaluation.evaluate import prompt_digest
+from steerlib.evaluation.records import prompt_digest
 from steerlib.storage import read_jsonl, write_jsonl
 
 FILES = ["records.jsonl", "single_records.jsonl", "targets_records.jsonl", "caa_sweep_records.jsonl",

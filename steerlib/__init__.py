@@ -17,7 +17,8 @@ import importlib
 
 from ._version import __version__
 from .config import EvalConfig, Preset, TargetConfig, TrainConfig, presets
-from .evaluation.evaluate import evaluate, metrics
+from .evaluation.evaluate import evaluate
+from .evaluation.stats import metrics
 from .model.backbone import Backbone, load_backbone
 from .model.generate import METHODS, Method, Request, SteeredModel
 from .model.tokens import SteeringTokens

@@ -1,4 +1,9 @@
-"""Command line: ``python -m steerlib behaviors|generate|teacher-compliance|train|compose|evaluate|targets-compare|ablations|reproduce``."""
+"""Command line: ``python -m steerlib COMMAND [options]``, and under ``torchrun`` for several processes.
+
+Each command is a ``cmd_<name>`` function registered in ``build_parser``;
+``python -m steerlib --help`` lists them all with one line each (so no list here can
+go stale).
+"""
 from __future__ import annotations
 
 import argparse
@@ -11,7 +16,8 @@ import typing
 from pathlib import Path
 
 from steerlib import distributed
-from steerlib.config import Init, Stage2Variant
+from steerlib.config import Init, Stage2Combos
+from steerlib.errors import ConfigError, SteerlibError
 from steerlib.tasks import behaviors as B
 
 log = logging.getLogger("steerlib")
@@ -36,8 +42,6 @@ def override(config, item: str):
     JSON object (how a sub-config that is off, None, is turned on); a mapping (``steps``,
     ``sources``) is set whole. Anything else names the fields there are.
     """
-    from steerlib.errors import ConfigError
-
     path, sep, raw = item.partition("=")
     if not sep or not path:
         raise ConfigError(f"--set {item!r}: expected FIELD=VALUE, e.g. stage1.batch_size=4")
@@ -182,7 +186,7 @@ def cmd_compose(args) -> None:
     bb = _backbone(args, preset)
     tokens = SteeringTokens.from_pretrained(args.tokens, bb)
     cfg = replace(preset.stage2, init=args.init, orth_weight=args.orth_weight)
-    tokens = train_composition_token(bb, tokens, cfg, variant=args.variant, retrain=args.retrain)
+    tokens = train_composition_token(bb, tokens, cfg, combos=args.combos, retrain=args.retrain)
     if distributed.main_only(_write, tokens, args.out or args.tokens):
         print(f"saved {tokens.names} to {args.out or args.tokens}")
 
@@ -212,22 +216,22 @@ def cmd_targets_compare(args) -> None:
 def cmd_curves(args) -> None:
     from steerlib.paths import results_dir
     from steerlib.study.curves import measure, peak_steps
-    from steerlib.study.plots import validation_curves
+    from steerlib.study.plots import save, validation_curves
 
     preset = _preset(args)
     if preset.validation is None:
-        raise ValueError(f"preset {preset.name!r} has no validation settings (Preset.validation)")
+        raise ConfigError(f"preset {preset.name!r} has no validation settings (Preset.validation)")
     bb = _backbone(args, preset)
     out = results_dir(preset, bb)
     table = measure(bb, preset, args.behaviors, args.max_steps, preset.validation, out)
     peaks = peak_steps(table)
-    validation_curves(table, dict(zip(peaks["behavior"], peaks["step"]))).savefig(out / "validation_curves.png",
-                                                                                   dpi=120)
+    save(validation_curves(table, dict(zip(peaks["behavior"], peaks["step"]))), out / "validation_curves.png")
     print(peaks.to_markdown(index=False))
 
 
 def cmd_capable(args) -> None:
     from steerlib.baselines import BASELINES
+    from steerlib.evaluation.evaluate import COMPOSITION_METHODS
     from steerlib.paths import results_dir
     from steerlib.study import capable
     from steerlib.study.pipeline import capable_baselines, load_tokens
@@ -236,7 +240,7 @@ def cmd_capable(args) -> None:
     bb = _backbone(args, preset)
     tokens = load_tokens(bb, preset)
     out = results_dir(preset, bb)
-    methods: list = list(capable.PROMPT_METHODS)
+    methods: list = list(COMPOSITION_METHODS)
     if args.baselines is not None:
         methods += capable_baselines(bb, tokens, preset, out, args.baselines or BASELINES)
     # the baselines not asked for this time keep their recorded rows
@@ -249,7 +253,7 @@ def cmd_capable(args) -> None:
 
 
 def cmd_ablations(args) -> None:
-    from steerlib.evaluation.evaluate import read_records
+    from steerlib.evaluation.records import read_records
     from steerlib.study import reports
     from steerlib.study.ablations import (
         ABLATIONS,
@@ -345,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = command("compose", cmd_compose, "stage 2: train <and> on top of a token file")
     sp.add_argument("--tokens", required=True, help="token file or folder holding the behavior tokens")
-    sp.add_argument("--variant", default=Stage2Variant.PAIRS, choices=list(Stage2Variant),
+    sp.add_argument("--combos", default=Stage2Combos.PAIRS, choices=list(Stage2Combos),
                     help="2: pairs (paper); 2+3: pairs and triples")
     sp.add_argument("--init", default=Init.ZERO, choices=[Init.ZERO, Init.WORD, Init.MEAN, Init.RANDOM])
     sp.add_argument("--orth-weight", type=float, default=0.5, help="lambda of L_orth")
@@ -395,36 +399,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run a command. An error is one line on stderr, ``error: ...``, and exit code 2 (1 for
-    an unexpected one, a bug); ``--debug`` shows the full traceback instead."""
+    """Run a command; returns the exit code.
+
+    An error steerlib explains (a ``SteerlibError``: bad input, a refused file, a missing
+    artifact) or one of the machine (an ``OSError``: disk full, no permission, a missing
+    file) is one line on stderr, ``error: ...``, exit code 2; ``--debug`` adds its
+    traceback. Anything else is a bug: its full traceback, exit code 1.
+    """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     args = build_parser().parse_args(argv)
     try:
         distributed.init()  # under torchrun: join the other processes (a no-op otherwise)
         args.fn(args)
-    except Exception as err:  # noqa: BLE001 - every error becomes one line unless --debug
+    except USER_ERRORS as err:
         if getattr(args, "debug", False):
             traceback.print_exc()
         else:
             print(f"error: {one_line(err)}", file=sys.stderr)
-        return 2 if isinstance(err, EXPECTED) else 1
+        return 2
+    except Exception:  # noqa: BLE001 - a bug: shown whole, never as a one-line "error"
+        traceback.print_exc()
+        return 1
     return 0
 
 
+USER_ERRORS = (SteerlibError, OSError)
+"""Errors about the input or the machine, not a bug: one line and exit code 2."""
+
+
 def one_line(err: BaseException) -> str:
-    """The error's message on one line (a KeyError's without its quotes); an unexpected
-    error also names its type and points to --debug."""
-    text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-    text = " ".join(str(text).split()) or type(err).__name__
-    return text if isinstance(err, EXPECTED) else f"{type(err).__name__}: {text} (a bug? rerun with --debug)"
-
-
-def _expected() -> tuple[type[BaseException], ...]:
-    from steerlib.errors import SteerlibError
-    from steerlib.guard import TrainingDisabled
-
-    return (SteerlibError, TrainingDisabled, OSError, ValueError, KeyError, RuntimeError)
-
-
-EXPECTED = _expected()
-"""Errors that are about the input or the machine, not a bug: exit code 2."""
+    """The error's message on one line (its type's name when it has none)."""
+    return " ".join(str(err).split()) or type(err).__name__

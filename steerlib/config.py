@@ -25,6 +25,8 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from steerlib.errors import ConfigError
+from steerlib.tasks import behaviors as B
+from steerlib.tasks.combos import sample_combos
 
 
 class TargetSource(StrEnum):
@@ -46,23 +48,23 @@ class Init(StrEnum):
     MEAN = "mean"
 
 
-TargetVariant = StrEnum("TargetVariant", [(m.name, m.value) for m in TargetSource if m != TargetSource.MODEL]
-                        + [("CONSTRUCTED_CE", "constructed+ce")], module=__name__)
-TargetVariant.__doc__ = """A stage-1 target policy compared per behavior: a target source of the model's own
+TargetPolicy = StrEnum("TargetPolicy", [(m.name, m.value) for m in TargetSource if m != TargetSource.MODEL]
+                       + [("CONSTRUCTED_CE", "constructed+ce")], module=__name__)
+TargetPolicy.__doc__ = """A stage-1 target policy compared per behavior: a target source of the model's own
 answers (self, filtered, constructed), or constructed+ce (constructed plus the CE term)."""
 
 
-class Stage2Variant(StrEnum):
+class Stage2Combos(StrEnum):
     """What ``<and>`` trains on: pairs of behaviors (paper), or pairs and triples."""
 
     PAIRS = "2"
     PAIRS_AND_TRIPLES = "2+3"
 
 
-TARGET_VARIANTS = {TargetVariant.SELF: (TargetSource.SELF, 0.0), TargetVariant.FILTERED: (TargetSource.FILTERED, 0.0),
-                   TargetVariant.CONSTRUCTED: (TargetSource.CONSTRUCTED, 0.0),
-                   TargetVariant.CONSTRUCTED_CE: (TargetSource.CONSTRUCTED, 1.0)}
-"""Stage-1 target policies compared per behavior: variant -> (target source, CE weight)."""
+TARGET_POLICIES = {TargetPolicy.SELF: (TargetSource.SELF, 0.0), TargetPolicy.FILTERED: (TargetSource.FILTERED, 0.0),
+                   TargetPolicy.CONSTRUCTED: (TargetSource.CONSTRUCTED, 0.0),
+                   TargetPolicy.CONSTRUCTED_CE: (TargetSource.CONSTRUCTED, 1.0)}
+"""Stage-1 target policies compared per behavior: policy -> (target source, CE weight)."""
 
 
 def choice(enum: type[StrEnum], value, what: str) -> StrEnum:
@@ -104,7 +106,7 @@ class TargetConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "source", choice(TargetSource, self.source, "target source"))
         if self.source == TargetSource.MODEL and not self.model:
-            raise ValueError("target source 'model' needs TargetConfig(model=<hub id or path>)")
+            raise ConfigError("target source 'model' needs TargetConfig(model=<hub id or path>)")
         _integers(self, 1, "max_new_tokens", "plain_max_new_tokens")
         _integers(self, 0, "min_kept")
         _numbers(self, "temperature", "oversample", positive=True)
@@ -334,8 +336,8 @@ class Preset:
     eval: EvalConfig
     model: str | None = None
     """None = the embedded SmolLM2-135M-Instruct; "tiny" = a random tiny LLaMA (tests)."""
-    sources: dict[str, TargetVariant] = field(default_factory=dict)
-    """Per-behavior target policy, a ``TARGET_VARIANTS`` label; others use ``stage1`` as it is."""
+    sources: dict[str, TargetPolicy] = field(default_factory=dict)
+    """Per-behavior target policy, a ``TARGET_POLICIES`` label; others use ``stage1`` as it is."""
 
     steps: dict[str, int] = field(default_factory=dict)
     """Per-behavior stage-1 step count overriding ``stage1.steps`` (ours: a budget for the
@@ -353,22 +355,40 @@ class Preset:
 
     def __post_init__(self) -> None:
         check_preset_name(self.name)
-        object.__setattr__(self, "sources", {name: choice(TargetVariant, v, f"target variant of {name}")
+        object.__setattr__(self, "sources", {name: choice(TargetPolicy, v, f"target variant of {name}")
                                              for name, v in self.sources.items()})
 
-    def target_source(self, behavior: str) -> TargetVariant | TargetSource:
+    def target_source(self, behavior: str) -> TargetPolicy | TargetSource:
         """The target policy stage 1 uses for ``behavior``: its variant, else stage 1's source."""
         return self.sources.get(behavior, self.stage1.targets.source)
 
+    def stage1_config(self, name: str) -> TrainConfig:
+        """The stage-1 config of behavior ``name``: ``stage1`` with its per-behavior target
+        policy (``sources``) and step count (``steps``)."""
+        cfg = self.stage1
+        if name in self.sources:
+            cfg = policy_config(cfg, self.sources[name], B.constructible(name))
+        return replace(cfg, steps=self.steps[name]) if name in self.steps else cfg
 
-def variant_config(base: TrainConfig, variant: TargetVariant | str, constructible: bool = True) -> TrainConfig:
-    """``base`` with the target source and CE weight of ``variant`` (a TARGET_VARIANTS label).
+    def composition_combos(self) -> list[tuple[str, ...]]:
+        """The combinations the composition table evaluates, drawn with ``eval.seed``:
+        seen/unseen x 2/3 behaviors, plus 3 behaviors + json."""
+        ev = self.eval
+        combos = []
+        for k in (2, 3):
+            for split in ("seen", "unseen"):
+                combos += sample_combos(k, split, ev.n_combos if k == 2 else ev.n_combos_3, ev.seed)
+        return combos + sample_combos(4, "all", ev.n_combos_4, ev.seed, include_json=True)
+
+
+def policy_config(base: TrainConfig, variant: TargetPolicy | str, constructible: bool = True) -> TrainConfig:
+    """``base`` with the target source and CE weight of ``variant`` (a TARGET_POLICIES label).
 
     A behavior without a faithful transform (``constructible=False``: languages) has
     constructed targets that are its filtered ones, so it gets the filtered config and
     shares its cached targets and token.
     """
-    source, ce = TARGET_VARIANTS[choice(TargetVariant, variant, "target variant")]
+    source, ce = TARGET_POLICIES[choice(TargetPolicy, variant, "target variant")]
     if source == TargetSource.CONSTRUCTED and not constructible:
         source = TargetSource.FILTERED
     if source == base.targets.source and ce == base.ce_weight:
@@ -535,9 +555,10 @@ class presets:  # noqa: N801 - used as a namespace: st.presets.cpu()
         """A preset by name, defaulting to ``$STEERLIB_PRESET`` or 'cpu'."""
         name = name or os.environ.get("STEERLIB_PRESET", "cpu")
         if name not in presets.NAMES:
-            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(presets.NAMES)}")
+            raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(presets.NAMES)}")
         return getattr(presets, name)()
 
 
 __all__ = ["check_preset_name", "SHIPPED_PRESETS", "TargetConfig", "TrainConfig", "ValidationConfig", "EvalConfig", "Preset", "presets", "config_hash",
-           "replace", "TARGET_VARIANTS", "variant_config", "TargetSource", "Init", "TargetVariant", "Stage2Variant"]
+           "replace", "TARGET_POLICIES", "policy_config", "TargetSource", "Init", "TargetPolicy",
+           "Stage2Combos"]

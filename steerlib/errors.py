@@ -16,6 +16,18 @@ class ConfigError(SteerlibError, ValueError):
     """A config value outside what it allows (a zero batch size, a non-finite lr, ...)."""
 
 
+class UnknownNameError(SteerlibError, KeyError):
+    """A behavior, token or baseline name that is not known; the message lists the known ones."""
+
+    def __str__(self) -> str:  # the message as written, without KeyError's quotes
+        return str(self.args[0]) if self.args else ""
+
+
+class TooFewTargetsError(SteerlibError, RuntimeError):
+    """Fewer teacher targets survived the verifier (or the transform) than a token needs:
+    nothing is trained; the study leaves that table cell empty."""
+
+
 class PromptError(SteerlibError, ValueError):
     """A prompt steerlib will not run: unknown or conflicting tags, too long for the model."""
 
@@ -55,6 +67,15 @@ class StorageError(SteerlibError, OSError):
     The artifact that was there before, if any, is intact."""
 
 
+class ForeignFileError(SteerlibError, FileExistsError):
+    """A file steerlib would replace but did not write (your own README.md in a token folder)."""
+
+
+class HubCredentialsError(SteerlibError, PermissionError):
+    """A Hub upload without a token: none passed, none in HF_TOKEN, none stored by a login."""
+
+
 __all__ = ["SteerlibError", "ConfigError", "PromptError", "TokenFileError", "RecordsError",
-           "NonFiniteVectorError", "NonFiniteLossError", "VerifierError",
-           "ConcurrentRunError", "ModelNotFoundError", "StorageError"]
+           "NonFiniteVectorError", "NonFiniteLossError", "VerifierError", "ConcurrentRunError",
+           "ModelNotFoundError", "StorageError", "UnknownNameError", "TooFewTargetsError", "ForeignFileError",
+           "HubCredentialsError"]

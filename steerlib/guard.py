@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import os
 
-from steerlib.errors import ConfigError
+from steerlib.errors import ConfigError, SteerlibError
 
 NO_TRAIN_ENV = "STEERLIB_NO_TRAIN"
 
 
-class TrainingDisabled(Exception):
+class TrainingDisabled(SteerlibError):
     """Raised instead of training or generating for a cache while ``STEERLIB_NO_TRAIN=1``.
 
-    Not a RuntimeError on purpose: callers that treat RuntimeError as "too few targets,
-    leave the cell empty" must not swallow it.
+    Not a ``TooFewTargetsError``: the study's "too few targets, leave the cell empty" must
+    not swallow it.
     """
 
 

@@ -11,6 +11,8 @@ import os
 import re
 from pathlib import Path
 
+import platformdirs
+
 _PACKAGE = Path(__file__).resolve().parent
 
 
@@ -21,8 +23,9 @@ def project_root() -> Path:
 
 
 def cache_root() -> Path:
-    """Per-machine caches: converted weights, lock files (``$STEERLIB_CACHE``, default ``~/.cache/steerlib``)."""
-    return Path(os.environ.get("STEERLIB_CACHE", Path.home() / ".cache" / "steerlib"))
+    """Per-machine caches: converted weights, lock files (``$STEERLIB_CACHE``, default the
+    platform's user cache folder, ``~/.cache/steerlib`` on Linux, by ``platformdirs``)."""
+    return Path(os.environ.get("STEERLIB_CACHE") or platformdirs.user_cache_path("steerlib"))
 
 
 def locks_root() -> Path:

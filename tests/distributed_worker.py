@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 from steerlib import distributed
 from steerlib.model.backbone import tiny_backbone
 from steerlib.config import TargetConfig, TrainConfig
-from steerlib.train.distill import Example, train_vectors
+from steerlib.train.loss import Example, train_vectors
 from steerlib.evaluation.evaluate import evaluate
 from steerlib.model.generate import SteeredModel
 from steerlib.train.targets import make_targets

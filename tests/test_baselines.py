@@ -22,7 +22,7 @@ from steerlib.baselines.common import distill_examples
 from steerlib.baselines.lm_steer import steer_final_hidden
 from steerlib.baselines.lora_dare import MLP, attach, student_pass
 from steerlib.config import TargetConfig, TrainConfig
-from steerlib.train.distill import step_loss
+from steerlib.train.loss import step_loss
 from steerlib.evaluation.evaluate import evaluate
 from steerlib.model.generate import SteeredModel
 from steerlib.model.template import render

@@ -19,7 +19,7 @@ from steerlib.study.ablations import ABLATIONS, ablation_setup, run_ablations, v
 from steerlib.baselines import BASELINES
 from steerlib.train.distill import train_behavior_token
 from steerlib.guard import NO_TRAIN_ENV
-from steerlib.study.pipeline import (composition_eval, load_tokens, single_behavior_eval, stage1_config, teacher_compliance)
+from steerlib.study.pipeline import (composition_eval, load_tokens, single_behavior_eval, teacher_compliance)
 
 COMMITTED = Path(__file__).resolve().parent.parent / "results" / "cpu"
 
@@ -41,7 +41,7 @@ def test_book_chapters_read_only_shipped_artifacts(embedded, results):
     preset = st.presets.cpu()
     before = _contents(results)
     # chapter 1: the French token, the single-behavior table (filtered column from its records)
-    french = train_behavior_token(embedded, "french", stage1_config(preset, "french"))
+    french = train_behavior_token(embedded, "french", preset.stage1_config("french"))
     tokens = load_tokens(embedded, preset)  # chapters 2-4
     assert tokens.names == [*st.behaviors.names(), "and"]
     assert pd.Series(french["french"]).equals(pd.Series(tokens["french"]))

@@ -7,6 +7,7 @@ import pytest
 from scipy.stats import binomtest
 
 from steerlib.tasks import behaviors as B
+from steerlib.evaluation.evaluate import COMPOSITION_METHODS
 from steerlib.study import capable
 from steerlib.tasks import prompts as P
 from steerlib.config import ValidationConfig, replace
@@ -135,12 +136,12 @@ def test_run_selects_on_validation_and_tests_on_test(tiny, tmp_path, monkeypatch
     assert asked["capable_val_records.jsonl"] <= val
     assert asked["capable_records.jsonl"] <= test and asked["single_records.jsonl"] <= test
     assert (tmp_path / "capable_pairs.md").is_file() and (tmp_path / "capable_retention.png").is_file()
-    assert set(report["summary"]["method"]) == set(capable.PROMPT_METHODS)
+    assert set(report["summary"]["method"]) == set(COMPOSITION_METHODS)
     assert len(report["tests"]) == 2 * len(capable.TESTS)  # seen and unseen pairs
     # a run without one method keeps its recorded rows (as reproduce keeps the baselines'),
     # generating nothing
     before = (tmp_path / "capable_records.jsonl").read_text()
-    again = capable.run(tiny, toks, preset, tmp_path, methods=[m for m in capable.PROMPT_METHODS if m != "hybrid"],
+    again = capable.run(tiny, toks, preset, tmp_path, methods=[m for m in COMPOSITION_METHODS if m != "hybrid"],
                         threshold=0.0, keep_recorded=("hybrid", "lora_dare"))
     assert (tmp_path / "capable_records.jsonl").read_text() == before
     pd.testing.assert_frame_equal(again["summary"].sort_values(["method", "split"]).reset_index(drop=True),
@@ -152,11 +153,10 @@ def test_ablations_on_capable_pairs_reuse_the_study_records_and_test_against_the
     per ordering; the recipe and concatenation are the composition study's own records
     ("and", "concat"), so a study run first leaves nothing to make for them; McNemar
     against the recipe counts the discordant prompt-orderings found independently here."""
-    import torch
 
     import steerlib as st
     from steerlib.study.ablations import capable_protocol, paired_vs_recipe, run_ablations
-    from steerlib.evaluation.evaluate import read_records
+    from steerlib.evaluation.records import read_records
 
     preset = st.presets.smoke()
     behaviors = st.study.train_all_behaviors(tiny, preset)

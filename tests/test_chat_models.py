@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import steerlib as st
-from steerlib.train.distill import Example, train_vectors
+from steerlib.train.loss import Example, train_vectors
 from steerlib.train.targets import make_targets
 from steerlib.model.template import embed, render, render_text
 

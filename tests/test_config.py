@@ -7,24 +7,23 @@ import pytest
 
 import steerlib as st
 from steerlib.model.tokens import PRETRAINED_FILE
-from steerlib.config import (TARGET_VARIANTS, Init, Preset, TargetConfig, TargetSource, TargetVariant, TrainConfig,
-                             config_hash, variant_config)
-from steerlib.study.pipeline import stage1_config
+from steerlib.config import (TARGET_POLICIES, Init, Preset, TargetConfig, TargetSource, TargetPolicy, TrainConfig,
+                             config_hash, policy_config)
 
 
 def test_variants_set_source_and_ce_weight():
     base = st.presets.cpu().stage1
-    assert variant_config(base, "self") is base
-    for label, (source, ce) in TARGET_VARIANTS.items():
-        cfg = variant_config(base, label)
+    assert policy_config(base, "self") is base
+    for label, (source, ce) in TARGET_POLICIES.items():
+        cfg = policy_config(base, label)
         assert (cfg.targets.source, cfg.ce_weight) == (source, ce)
         assert cfg.steps == base.steps and cfg.targets.max_new_tokens == base.targets.max_new_tokens
 
 
 def test_constructed_without_a_transform_is_filtered():
     base = st.presets.cpu().stage1
-    assert variant_config(base, "constructed", constructible=False) == variant_config(base, "filtered")
-    ce = variant_config(base, "constructed+ce", constructible=False)
+    assert policy_config(base, "constructed", constructible=False) == policy_config(base, "filtered")
+    ce = policy_config(base, "constructed+ce", constructible=False)
     assert (ce.targets.source, ce.ce_weight) == ("filtered", 1.0)
 
 
@@ -34,7 +33,7 @@ def test_cpu_preset_configs_hash_as_when_the_shipped_tokens_were_trained():
     tokens = st.SteeringTokens.load_file(Path(st.__file__).parent / "data" / PRETRAINED_FILE)
     preset = st.presets.cpu()
     for name in st.behaviors.names():
-        assert tokens.info[name]["key"] == f"{name}-{config_hash(stage1_config(preset, name))}", name
+        assert tokens.info[name]["key"] == f"{name}-{config_hash(preset.stage1_config(name))}", name
     assert tokens.info["and"]["key"].split("-")[2] == config_hash(preset.stage2)
     # and the recorded config is the preset's, field for field (fields added since are
     # left out of both the record and the hash at their defaults), enums as their values
@@ -47,17 +46,17 @@ def test_string_choices_become_enums_and_unknown_ones_are_clear_errors():
     cfg = TrainConfig(init="zero", targets=TargetConfig(source="filtered"))
     assert cfg.init is Init.ZERO and cfg.targets.source is TargetSource.FILTERED
     base = st.presets.cpu()
-    assert base.sources["french"] is TargetVariant.FILTERED
+    assert base.sources["french"] is TargetPolicy.FILTERED
     with pytest.raises(ValueError, match=r"target variant 'constructed\+sft' unknown; choose one of \['self'"):
-        variant_config(base.stage1, "constructed+sft")
+        policy_config(base.stage1, "constructed+sft")
     with pytest.raises(ValueError, match="target variant of french 'teacher' unknown"):
         Preset("x", base.stage1, base.stage2, base.eval, sources={"french": "teacher"})
     with pytest.raises(ValueError, match="init 'ones' unknown; choose one of"):
         TrainConfig(init="ones")
     with pytest.raises(ValueError, match="target source 'teacher' unknown"):
         TargetConfig(source="teacher")
-    with pytest.raises(ValueError, match="stage-2 variant '3' unknown; choose one of \\['2', '2\\+3'\\]"):
-        st.train_composition_token(None, st.SteeringTokens(4, "m", "f"), variant="3")
+    with pytest.raises(ValueError, match="stage-2 combos '3' unknown; choose one of \\['2', '2\\+3'\\]"):
+        st.train_composition_token(None, st.SteeringTokens(4, "m", "f"), combos="3")
 
 
 def test_best_variants_takes_the_highest_rate_and_the_simpler_on_ties():
@@ -93,9 +92,9 @@ def test_per_behavior_steps_override_only_that_behavior_and_label_its_records():
     cpu = st.presets.cpu()
     base = replace(cpu, stage1=replace(cpu.stage1, validation=None), steps={})
     preset = replace(base, steps={"spanish": 40})
-    assert stage1_config(preset, "spanish").steps == 40
-    assert stage1_config(preset, "spanish").targets == stage1_config(base, "spanish").targets
-    assert stage1_config(preset, "italian") == stage1_config(base, "italian")
+    assert preset.stage1_config("spanish").steps == 40
+    assert preset.stage1_config("spanish").targets == base.stage1_config("spanish").targets
+    assert preset.stage1_config("italian") == base.stage1_config("italian")
     assert token_label(preset, "spanish") == f"{base.target_source('spanish')}@40steps"
     assert token_label(preset, "italian") == base.target_source("italian")
     # a validation-guided token's records never share a label with a fixed-step token's

@@ -16,13 +16,11 @@ import torch
 
 import steerlib as st
 from steerlib.tasks import behaviors as B
-from steerlib.train import transforms
 from steerlib.train.compose import train_composition_token
 from steerlib.config import TargetConfig, TrainConfig, config_hash, presets
 from steerlib.train.distill import behavior_targets, train_behavior_token
 from steerlib.evaluation.evaluate import evaluate
 from steerlib.model.generate import SteeredModel
-from steerlib.study.pipeline import stage1_config
 from steerlib.model.tokens import PRETRAINED_FILE, SteeringTokens
 
 QUESTIONS = ["Why is the sky blue?", "How do bees make honey?", "What causes tides?", "Why do we sleep?"]
@@ -176,7 +174,7 @@ def test_builtin_cache_names_and_shipped_keys_unchanged():
             if name == "and":
                 continue
             assert B.cache_name(name) == name
-            assert shipped.info[name]["key"] == f"{name}-{config_hash(stage1_config(cpu, name))}"
+            assert shipped.info[name]["key"] == f"{name}-{config_hash(cpu.stage1_config(name))}"
 
 
 def test_cache_name_follows_the_definition():
@@ -197,7 +195,7 @@ def test_cache_name_follows_the_definition():
 def test_constructed_targets_use_the_transform(tiny):
     cfg = _cfg(targets=TargetConfig(source="constructed", max_new_tokens=8, plain_max_new_tokens=12, min_kept=1))
     with B.registered(question_behavior(), new_category=True):
-        assert transforms.constructible("ends_with_question")
+        assert B.constructible("ends_with_question")
         targets = behavior_targets(tiny, "ends_with_question", cfg, QUESTIONS, progress=False)
     assert targets
     for t in targets:
@@ -207,7 +205,7 @@ def test_constructed_targets_use_the_transform(tiny):
         # the answer ids are the transformed text, closed by the end-of-turn token
         assert tiny.tokenizer.decode(list(t.answer[:-1])) == t.text
     with B.registered(question_behavior(transform=None), new_category=True):
-        assert not transforms.constructible("ends_with_question")
+        assert not B.constructible("ends_with_question")
 
 
 def test_train_compose_evaluate_on_tiny(tiny, tmp_path):
@@ -267,7 +265,7 @@ def test_chapter5_committed_token_and_records_resolve():
     mine = SteeringTokens.load(CHAPTER5 / "ends_with_question.safetensors")
     shipped = SteeringTokens.load(Path(str(resources.files("steerlib") / "data" / PRETRAINED_FILE)))
     assert mine.names == ["ends_with_question"] and mine.fingerprint == shipped.fingerprint
-    cfg = st.config.variant_config(presets.cpu().stage1, "constructed+ce")
+    cfg = st.config.policy_config(presets.cpu().stage1, "constructed+ce")
     assert re.fullmatch(rf"ends_with_question-[0-9a-f]{{8}}-{config_hash(cfg)}", mine.info["ends_with_question"]["key"])
     both = shipped.copy()
     both.set("ends_with_question", mine["ends_with_question"])

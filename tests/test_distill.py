@@ -5,7 +5,8 @@ import torch
 import steerlib as st
 from steerlib.train.compose import orthogonality, train_composition_token
 from steerlib.config import TargetConfig, TrainConfig
-from steerlib.train.distill import Example, answer_hidden, distill_loss, examples_for, step_loss, train_behavior_token, train_vectors
+from steerlib.train.distill import train_behavior_token
+from steerlib.train.loss import Example, answer_hidden, distill_loss, step_loss, train_vectors
 from steerlib.train.targets import make_targets
 from steerlib.model.template import render
 

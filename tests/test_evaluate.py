@@ -5,7 +5,9 @@ import pandas as pd
 import pytest
 
 import steerlib as st
-from steerlib.evaluation.evaluate import evaluate, metrics, orderings, sample_combos, split_of, wilson
+from steerlib.evaluation.evaluate import evaluate
+from steerlib.evaluation.stats import metrics, wilson
+from steerlib.tasks.combos import orderings, sample_combos, split_of
 
 
 def _records(spec):
@@ -98,7 +100,7 @@ def test_records_of_other_vectors_are_stale_and_regenerated(tiny, tmp_path):
 
 
 def test_paired_test_counts_discordant_pairs_and_gives_the_exact_p():
-    from steerlib.evaluation.evaluate import paired_test
+    from steerlib.evaluation.stats import paired_test
 
     # 10 prompts: a passes on 0-7, b on 6-9 -> pairs (a only) 0-5 = 6, (b only) 8-9 = 2, both 6-7
     rows = [{"method": m, "split": "seen-2", "order": "x+y", "prompt_id": i, "ok": ok}

@@ -70,3 +70,75 @@ def test_version_is_the_packaging_version():
 
     assert steerlib.__version__ == __version__
     assert 'attr = "steerlib._version.__version__"' in (PACKAGE.parent / "pyproject.toml").read_text()
+
+
+LAYERS = [{"_version", "errors", "paths", "storage", "guard", "distributed"}, {"tasks"}, {"config"}, {"model"},
+          {"train"}, {"evaluation"}, {"baselines"}, {"study"}, {"cli", "__main__"}]
+"""steerlib's layers, lowest first: a module may import its own layer and those below, never one above."""
+
+
+def _imports() -> dict[str, set[str]]:
+    """Every steerlib module but the package root (which re-exports the public API) -> the
+    steerlib modules it imports (at the top or inside a function)."""
+    graph = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE).with_suffix("").parts
+        if parts == ("__init__",):
+            continue
+        name = ".".join(("steerlib", *parts[:-1], *([] if parts[-1] == "__init__" else parts[-1:])))
+        package = name if parts[-1] == "__init__" else name.rpartition(".")[0]
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    up = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join([*up, *filter(None, [base])])
+                for alias in node.names:
+                    found.add(f"{base}.{alias.name}" if _is_module(f"{base}.{alias.name}") else base)
+            elif isinstance(node, ast.Import):
+                found.update(a.name for a in node.names)
+        graph[name] = {m for m in found if m.startswith("steerlib.") and m != name}
+    return graph
+
+
+def _is_module(name: str) -> bool:
+    """True when ``name`` is a steerlib module or package (not a name defined in one)."""
+    if not name.startswith("steerlib."):
+        return False
+    path = PACKAGE.joinpath(*name.split(".")[1:])
+    return path.with_suffix(".py").is_file() or path.is_dir()
+
+
+def _layer(module: str) -> int:
+    top = module.split(".")[1]
+    return next(i for i, layer in enumerate(LAYERS) if top in layer)
+
+
+def test_no_module_imports_a_higher_layer():
+    graph = _imports()
+    assert set(map(_layer, graph))  # every module sits in a layer (StopIteration names a new top-level one)
+    upward = [f"{m} -> {d}" for m, deps in graph.items() for d in deps if _layer(d) > _layer(m)]
+    assert not upward, upward
+
+
+def test_modules_do_not_import_each_other():
+    """No import cycle between two modules (e.g. a model card and the tokens it describes)."""
+    graph = _imports()
+    cycles = sorted({tuple(sorted((a, b))) for a, deps in graph.items() for b in deps
+                     if a in graph.get(b, ()) and not (a.startswith(b + ".") or b.startswith(a + "."))})
+    assert not cycles, cycles
+
+
+def test_importing_plots_switches_no_matplotlib_backend(monkeypatch):
+    import importlib
+
+    import matplotlib
+
+    import steerlib.study.plots as plots
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("steerlib.study.plots called matplotlib.use on import")
+
+    monkeypatch.setattr(matplotlib, "use", refuse)
+    importlib.reload(plots)

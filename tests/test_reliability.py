@@ -109,7 +109,7 @@ def test_records_of_another_prompt_at_the_same_index_are_regenerated(tiny, tmp_p
 def test_committed_records_carry_the_full_key_and_are_reused():
     """The migrated cpu records: every key field present, model and settings of the cpu preset."""
     import steerlib as st
-    from steerlib.evaluation.evaluate import KEY_FIELDS, prompt_digest
+    from steerlib.evaluation.records import KEY_FIELDS, prompt_digest
 
     ev = st.presets.cpu().eval
     for path in sorted((ROOT / "results" / "cpu").rglob("*records.jsonl")):
@@ -143,7 +143,7 @@ def test_two_processes_evaluating_one_records_file_write_each_record_once(tmp_pa
 
 def test_metrics_count_duplicate_records_once(tiny, tmp_path):
     import pandas as pd
-    from steerlib.evaluation.evaluate import metrics
+    from steerlib.evaluation.stats import metrics
 
     recs = _eval(tiny, tmp_path / "records.jsonl")
     doubled = pd.concat([recs, recs], ignore_index=True)  # what two unlocked appenders left behind
@@ -152,7 +152,7 @@ def test_metrics_count_duplicate_records_once(tiny, tmp_path):
 
 def test_metrics_refuse_conflicting_duplicate_records(tiny, tmp_path):
     import pandas as pd
-    from steerlib.evaluation.evaluate import metrics
+    from steerlib.evaluation.stats import metrics
 
     recs = _eval(tiny, tmp_path / "records.jsonl")
     other = recs.iloc[:1].assign(text="something else", ok=not recs["ok"].iloc[0])
@@ -343,7 +343,6 @@ def test_shipped_tokens_still_resolve_under_the_default_questions():
     import steerlib as st
     from steerlib.tasks import prompts as P
     from steerlib.train.distill import stage1_key
-    from steerlib.study.pipeline import stage1_config
     from steerlib.model.tokens import PRETRAINED_FILE, shipped
 
     path = ROOT / "steerlib" / "data" / PRETRAINED_FILE
@@ -351,7 +350,7 @@ def test_shipped_tokens_still_resolve_under_the_default_questions():
     bb = SimpleNamespace(fingerprint=fingerprint)  # shipped() reads only the fingerprint
     preset = st.presets.cpu()
     for name in st.behaviors.names():
-        cfg = stage1_config(preset, name)
+        cfg = preset.stage1_config(name)
         for questions in (None, P.load("train")):
             assert shipped(bb, name, stage1_key(name, cfg, questions)) is not None, name
         assert shipped(bb, name, stage1_key(name, cfg, P.load("train")[:-1])) is None

@@ -4,6 +4,7 @@ import pytest
 import steerlib as st
 from steerlib.model.backbone import tiny_backbone
 from steerlib.config import TargetConfig
+from steerlib.errors import TooFewTargetsError
 from steerlib.train.targets import make_targets
 
 QUESTIONS = ["Why is the sky blue?", "How do bees make honey?", "What causes tides?"]
@@ -31,7 +32,7 @@ def test_targets_are_cached_and_reused(tiny, tmp_path):
 def test_filtered_with_no_survivors_fails_loudly(tiny):
     # a random model never writes a JSON object: nothing survives the verifier
     cfg = TargetConfig(source="filtered", max_new_tokens=6, min_kept=1)
-    with pytest.raises(RuntimeError, match=r"only 0 of 3 filtered targets.*json"):
+    with pytest.raises(TooFewTargetsError, match=r"only 0 of 3 filtered targets.*json"):
         make_targets(tiny, [(q, ("json",)) for q in QUESTIONS], cfg, key="json")
 
 

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import huggingface_hub
 import pandas as pd
 import pytest
 import torch
@@ -12,8 +13,7 @@ import torch
 import steerlib as st
 from steerlib.model.backbone import tiny_backbone
 from steerlib.model.generate import METHODS
-from steerlib.model.tokens import PRETRAINED_FILE
-from steerlib.model.tokens import random_init, text_init
+from steerlib.model.tokens import PRETRAINED_FILE, random_init, text_init
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "results" / "cpu"
@@ -55,7 +55,7 @@ def test_save_pretrained_folder_loads_back_bit_equal(tiny, tmp_path):
 def test_model_card_says_what_the_tokens_are_and_how_they_were_trained(tiny, tmp_path):
     folder = _tokens(tiny).save_pretrained(tmp_path / "card", pass_rates={"french": (83.3, 30)}, repo_id="me/tok")
     card = (folder / "README.md").read_text()
-    assert card.startswith("---\nlibrary_name: steerlib\n")
+    assert huggingface_hub.ModelCard(card).data.library_name == "steerlib"  # the Hub reads the metadata
     assert tiny.model_id in card and tiny.fingerprint in card
     french = next(line for line in card.splitlines() if line.startswith("| `<french>`"))
     cells = [c.strip() for c in french.strip("|").split("|")]
@@ -75,7 +75,7 @@ def test_model_card_example_is_a_composition_the_conflict_rule_accepts(tiny):
     toks = st.SteeringTokens.for_backbone(tiny)
     for name in ("french", "spanish", "sentences_1", "and"):
         toks.set(name, torch.ones(tiny.hidden_size))
-    card = model_card(toks, "me/tok")
+    card = model_card(toks.metadata(), "me/tok")
     assert 'sm.generate("Why is the sky blue? <french><and><sentences_1>"' in card
     parse("Why is the sky blue? <french><and><sentences_1>", toks.names)  # accepted (raises if refused)
 
@@ -114,7 +114,6 @@ def test_repo_id_resolves_offline_from_the_hub_cache(tiny, tmp_path):
 
 
 def test_push_to_hub_uploads_the_pretrained_folder(tiny, monkeypatch):
-    import huggingface_hub
 
     calls = {}
 
@@ -138,6 +137,48 @@ def test_push_to_hub_uploads_the_pretrained_folder(tiny, monkeypatch):
     repo, files, _ = calls["upload"]
     assert repo == "me/tiny-tokens" and sorted(files) == ["README.md", "tokens.safetensors"]
     assert b"50.0% of 2" in files["README.md"] and b'from_pretrained("me/tiny-tokens"' in files["README.md"]
+
+
+def test_save_pretrained_refuses_a_file_it_did_not_write_unless_overwrite(tiny, tmp_path):
+    """Your own README.md (or a foreign tokens.safetensors) is never silently replaced; files
+    of other names are left alone; steerlib's own folder saves again without asking."""
+    from safetensors.torch import save_file
+
+    from steerlib.errors import ForeignFileError
+
+    toks = _tokens(tiny)
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "README.md").write_text("# my notes\n")
+    (folder / "notes.txt").write_text("keep me")
+    with pytest.raises(ForeignFileError, match=r"mine/README.md exists and steerlib did not write it"):
+        toks.save_pretrained(folder)
+    assert (folder / "README.md").read_text() == "# my notes\n" and not (folder / "tokens.safetensors").exists()
+    toks.save_pretrained(folder, overwrite=True)
+    assert (folder / "notes.txt").read_text() == "keep me"
+    assert "library_name: steerlib" in (folder / "README.md").read_text()
+    toks.save_pretrained(folder)  # its own card and token file: replaced without overwrite
+    other = tmp_path / "other"
+    other.mkdir()
+    save_file({"x": torch.zeros(2)}, str(other / "tokens.safetensors"))
+    with pytest.raises(ForeignFileError, match="other/tokens.safetensors exists"):
+        toks.save_pretrained(other)
+
+
+def test_push_to_hub_without_credentials_names_the_token_and_the_repo(tiny, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from steerlib.errors import HubCredentialsError, SteerlibError
+
+    for var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "no-stored-tokens"))
+    monkeypatch.setattr(huggingface_hub, "HfApi", lambda **kw: pytest.fail("reached the network"))
+    with pytest.raises(HubCredentialsError, match=r"push_to_hub\('me/tiny-tokens'\) needs a Hugging Face token.*"
+                                                  r"HF_TOKEN") as err:
+        _tokens(tiny).push_to_hub("me/tiny-tokens")
+    assert isinstance(err.value, SteerlibError) and "\n" not in str(err.value)
 
 
 def test_save_and_load_are_deprecated_aliases(tiny, tmp_path):
@@ -208,13 +249,12 @@ def test_not_a_token_file(tmp_path):
 
 def test_shipped_tokens_load_on_the_embedded_model(embedded):
     from steerlib.config import config_hash
-    from steerlib.study.pipeline import stage1_config
 
     tokens = st.SteeringTokens.pretrained(embedded)
     assert tokens.names == [*st.behaviors.names(), "and"]
     preset = st.presets.cpu()
     for name in st.behaviors.names():
-        cfg, info = stage1_config(preset, name), tokens.info[name]
+        cfg, info = preset.stage1_config(name), tokens.info[name]
         # the metadata says what trained each token: the preset's current config for it
         assert info["key"] == f"{name}-{config_hash(cfg)}", name
         assert (info["target_source"], info["config"]["ce_weight"]) == (cfg.targets.source, cfg.ce_weight)

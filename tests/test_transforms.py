@@ -11,7 +11,8 @@ import pytest
 
 from steerlib.tasks import behaviors as B
 from steerlib.tasks import verifiers as V
-from steerlib.train.transforms import construct, constructible, to_title_case
+from steerlib.tasks.behaviors import constructible
+from steerlib.train.transforms import construct, to_title_case
 
 # Realistic plain answers, as a chat model writes them.
 ANSWERS = {

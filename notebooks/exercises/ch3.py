@@ -60,7 +60,7 @@ def check_orthogonality_terms(fn, bb: st.Backbone, tokens: st.SteeringTokens) ->
 def check_mcnemar(fn, records: pd.DataFrame | None = None) -> bool:
     """Exercise 3.2: 8 discordant pairs one way and 1 the other give p = 20/512; identical
     methods give p = 1; on real records, the library's ``paired_test`` counts."""
-    from steerlib.evaluation.evaluate import paired_test
+    from steerlib.evaluation.stats import paired_test
 
     def made_up(oks, method):
         return pd.DataFrame([{"method": method, "order": "x+y", "prompt_id": i, "split": "seen-2", "ok": ok}

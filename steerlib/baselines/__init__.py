@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import Mapping, Sequence
 
 from steerlib.config import TrainConfig
+from steerlib.errors import ConfigError
 from steerlib.model.backbone import Backbone
 
 from .caa import CAA, CAAConfig, sweep, train_caa
@@ -39,7 +40,7 @@ def train_baselines(bb: Backbone, names: Sequence[str], cfg: TrainConfig | None 
     """
     unknown = (set(which) | set(lr or {})) - set(BASELINES)
     if unknown:
-        raise ValueError(f"unknown baseline(s) {sorted(unknown)}; choose from {BASELINES}")
+        raise ConfigError(f"unknown baseline(s) {sorted(unknown)}; choose from {BASELINES}")
     cfg = cfg or TrainConfig()
 
     def runs(method: str) -> tuple[TrainConfig, Mapping[str, TrainConfig] | None]:

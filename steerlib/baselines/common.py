@@ -35,7 +35,8 @@ from steerlib.model.tokens import tensor_digest
 from steerlib.storage import save_safetensors
 from steerlib.tasks import behaviors as B
 from steerlib.tasks import prompts as P
-from steerlib.train.distill import Example, behavior_targets, examples_for
+from steerlib.train.distill import behavior_targets
+from steerlib.train.loss import Example, examples_for
 from steerlib.train.targets import artifacts_root
 
 log = logging.getLogger("steerlib")

@@ -25,7 +25,7 @@ import torch
 from steerlib.config import TrainConfig
 from steerlib.model.backbone import Backbone
 from steerlib.model.generate import SteeredModel
-from steerlib.train.distill import train_vectors
+from steerlib.train.loss import train_vectors
 
 from .common import (
     Baseline,

@@ -45,7 +45,7 @@ from steerlib.config import TrainConfig
 from steerlib.model.backbone import Backbone
 from steerlib.model.generate import SteeredModel
 from steerlib.storage import atomic_folder
-from steerlib.train.distill import train_vectors
+from steerlib.train.loss import train_vectors
 
 from .common import (
     Baseline,

@@ -3,56 +3,68 @@
 It says what the vectors are for (model id, embedding fingerprint, behaviors), how each
 token was trained (read from the training record each token carries), how often it
 passed its behavior's verifier alone where that was measured, and how to use it. The
-Hub renders it as the repository's page.
+Hub renders it as the repository's page; its metadata block is written by
+``huggingface_hub.ModelCardData``.
+
+The card reads the token file's metadata (``SteeringTokens.metadata()``), not the
+``SteeringTokens`` object, so this module and ``tokens`` do not import each other.
 """
 from __future__ import annotations
 
 import itertools
 import re
-from typing import TYPE_CHECKING, Mapping
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from huggingface_hub import ModelCard, ModelCardData
 
 from steerlib._version import __version__
 from steerlib.model.backbone import EMBEDDED_ID
 from steerlib.tasks import behaviors as B
 
-if TYPE_CHECKING:
-    from steerlib.model.tokens import SteeringTokens
-
+LIBRARY = "steerlib"
+"""The card's ``library_name``: how a folder's README.md is recognised as one steerlib wrote."""
 _REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
-def model_card(tokens: SteeringTokens, repo_id: str, pass_rates: Mapping[str, tuple[float, int]] | None = None
-               ) -> str:
-    """Markdown (with Hub metadata) describing ``tokens``; ``pass_rates[name] = (percent, n prompts)``."""
+def model_card(meta: Mapping, repo_id: str, pass_rates: Mapping[str, tuple[float, int]] | None = None) -> str:
+    """Markdown (with Hub metadata) describing a token file; ``meta`` is its metadata
+    (``SteeringTokens.metadata()``), ``pass_rates[name] = (percent, n prompts)``."""
     pass_rates = pass_rates or {}
-    base = tokens.model_id.split(" ")[0]
-    front = ["---", "library_name: steerlib", "tags:", "- steerlib", "- steering-tokens"]
-    if _REPO_ID.match(base):
-        front.append(f"base_model: {base}")
-    front.append("---")
-    names = ", ".join(f"`<{n}>`" for n in tokens.names) or "none"
-    lines = [*front, "", f"# Steering tokens for {base}", "",
-             f"{len(tokens)} steering tokens made with steerlib {__version__}. Each is one {tokens.hidden_size}-dim "
+    model_id, names, info = meta["model_id"], list(meta["names"]), meta.get("info", {})
+    base = model_id.split(" ")[0]
+    data = ModelCardData(library_name=LIBRARY, tags=[LIBRARY, "steering-tokens"],
+                         base_model=base if _REPO_ID.match(base) else None)
+    listed = ", ".join(f"`<{n}>`" for n in names) or "none"
+    lines = ["---", data.to_yaml(), "---", "", f"# Steering tokens for {base}", "",
+             f"{len(names)} steering tokens made with steerlib {__version__}. Each is one {meta['hidden_size']}-dim "
              "vector in the model's input-embedding space that takes the place of a word after the question; "
              "`<and>`, where present, composes behavior tokens (arXiv 2601.05062).", "",
-             "| | |", "|---|---|", f"| model | `{tokens.model_id}` |",
-             f"| embedding fingerprint | `{tokens.fingerprint}` (loading checks it) |", f"| tokens | {names} |", "",
+             "| | |", "|---|---|", f"| model | `{model_id}` |",
+             f"| embedding fingerprint | `{meta['fingerprint']}` (loading checks it) |", f"| tokens | {listed} |", "",
              "## How each token was trained", "",
              "Stage 1 distils a behavior token from the model's answers under the behavior's instruction; "
              "stage 2 trains `<and>` on pairs of frozen behavior tokens. The pass rate is the share of held-out "
              "prompts whose answer, with the token alone, passed the behavior's verifier.", "",
              "| token | stage | init | targets | steps x batch | lr | CE weight | final loss | pass rate |",
              "|---|---|---|---|---|---|---|---|---|"]
-    for name in tokens.names:
-        lines.append(_row(name, tokens.info.get(name, {}), pass_rates.get(name)))
-    load = "st.load_backbone()" if tokens.model_id == EMBEDDED_ID else f'st.load_backbone("{base}")'
-    example = _example(tokens)
+    for name in names:
+        lines.append(_row(name, info.get(name, {}), pass_rates.get(name)))
+    load = "st.load_backbone()" if model_id == EMBEDDED_ID else f'st.load_backbone("{base}")'
     lines += ["", "## Usage", "", "```python", "import steerlib as st", "",
               f"bb = {load}",
               f'tokens = st.SteeringTokens.from_pretrained("{repo_id}", backbone=bb)',
               "sm = st.SteeredModel(bb, tokens)",
-              f'print(sm.generate("Why is the sky blue? {example}", max_new_tokens=128))', "```", ""]
+              f'print(sm.generate("Why is the sky blue? {_example(names)}", max_new_tokens=128))', "```", ""]
     return "\n".join(lines)
+
+
+def is_steerlib_card(path: Path) -> bool:
+    """True when ``path`` is a model card steerlib wrote (its metadata names steerlib)."""
+    try:
+        return ModelCard.load(path).data.library_name == LIBRARY
+    except (OSError, ValueError):  # unreadable, or metadata that is not YAML: not ours
+        return False
 
 
 def _row(name: str, info: dict, rate: tuple[float, int] | None) -> str:
@@ -71,11 +83,11 @@ def _row(name: str, info: dict, rate: tuple[float, int] | None) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
-def _example(tokens: SteeringTokens) -> str:
+def _example(names: Sequence[str]) -> str:
     """The usage snippet's steering: the first pair of the file's behaviors that may be
     composed (the conflict rule refuses e.g. two languages), else its first token."""
-    known = [n for n in tokens.names if n != "and" and n in B.names()]
+    known = [n for n in names if n != "and" and n in B.names()]
     pair = next(((a, b) for a, b in itertools.combinations(known, 2) if B.compatible(a, b)), None)
-    if pair and "and" in tokens:
+    if pair and "and" in names:
         return f"<{pair[0]}><and><{pair[1]}>"
-    return f"<{tokens.names[0]}>" if tokens.names else ""
+    return f"<{names[0]}>" if names else ""

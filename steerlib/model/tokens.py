@@ -20,11 +20,12 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from steerlib._version import __version__
-from steerlib.errors import ConfigError, NonFiniteVectorError, TokenFileError
+from steerlib.errors import (ConfigError, ForeignFileError, HubCredentialsError, NonFiniteVectorError, TokenFileError,
+                             UnknownNameError)
 from steerlib.model.layout import DEFAULT as DEFAULT_LAYOUT
 from steerlib.model.layout import Layout
 from steerlib.model.backbone import Backbone
-from steerlib.model.card import model_card
+from steerlib.model.card import is_steerlib_card, model_card
 from steerlib.storage import save_safetensors, write_text
 
 FORMAT = "steerlib.tokens/1"
@@ -66,7 +67,7 @@ class SteeringTokens:
 
     def __getitem__(self, name: str) -> torch.Tensor:
         if name not in self.vectors:
-            raise KeyError(f"no token <{name}>; known tokens: {', '.join(f'<{n}>' for n in self.names) or 'none'}")
+            raise UnknownNameError(f"no token <{name}>; known tokens: {', '.join(f'<{n}>' for n in self.names) or 'none'}")
         return self.vectors[name]
 
     def __len__(self) -> int:
@@ -124,18 +125,29 @@ class SteeringTokens:
 
     # -- files -------------------------------------------------------------------
     def save_pretrained(self, folder: str | Path, *, pass_rates: Mapping[str, tuple[float, int]] | None = None,
-                        repo_id: str | None = None) -> Path:
+                        repo_id: str | None = None, overwrite: bool = False) -> Path:
         """Write a folder that ``from_pretrained`` (and the Hub) read: ``tokens.safetensors``
         and a ``README.md`` model card.
 
         ``pass_rates[name] = (percent, n)``: the single-behavior pass rate of ``<name>``
         on ``n`` held-out prompts, where known, for the card; ``repo_id`` names the repository
         in the card's usage snippet (default: the folder's name).
+
+        Only those two files are written; anything else in the folder is left as it is. A
+        token file or card that steerlib wrote is replaced; any other file of those names
+        (your own README.md) is refused with a ``ForeignFileError`` naming it, unless
+        ``overwrite=True``.
         """
         folder = Path(folder)
+        weights, card = folder / WEIGHTS_FILE, folder / CARD_FILE
+        if not overwrite:
+            for path, ours in ((weights, _is_token_file), (card, is_steerlib_card)):
+                if path.exists() and not ours(path):
+                    raise ForeignFileError(f"{path} exists and steerlib did not write it; save_pretrained would "
+                                           f"replace it: save to another folder, or pass overwrite=True")
         folder.mkdir(parents=True, exist_ok=True)
-        self.save_file(folder / WEIGHTS_FILE)
-        write_text(folder / CARD_FILE, model_card(self, repo_id or folder.name, pass_rates))
+        self.save_file(weights)
+        write_text(card, model_card(self.metadata(), repo_id or folder.name, pass_rates))
         return folder
 
     @classmethod
@@ -171,8 +183,11 @@ class SteeringTokens:
         """
         import tempfile
 
-        from huggingface_hub import HfApi
+        from huggingface_hub import HfApi, get_token
 
+        if token is None and get_token() is None:  # fail here, not as a connection error of the upload
+            raise HubCredentialsError(f"push_to_hub({repo_id!r}) needs a Hugging Face token with write access "
+                                      f"and found none: pass token=..., set HF_TOKEN, or run `hf auth login`")
         api = HfApi(token=token)
         api.create_repo(repo_id, private=private, exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:
@@ -189,13 +204,19 @@ class SteeringTokens:
         tensors = {f"token/{n}": v.contiguous() for n, v in self.vectors.items()}
         tensors.update({f"loss/{n}": torch.tensor(c, dtype=torch.float32)
                         for n, c in self.losses.items() if c})
+        # atomic, under a unique temp name: an interrupted save never leaves a torn file
+        return save_safetensors(tensors, path, metadata={"steerlib": json.dumps(self.metadata())})
+
+    def metadata(self) -> dict:
+        """The JSON metadata a token file carries (and the model card reads): format, model id,
+        fingerprint, width, names, per-token training records, library version, and the
+        layout where it is not the paper's."""
         meta = {"format": FORMAT, "model_id": self.model_id, "fingerprint": self.fingerprint,
                 "hidden_size": self.hidden_size, "names": self.names, "info": self.info,
                 "steerlib_version": __version__}
         if not self.layout.is_default:  # files in the paper's layout stay byte-identical to older ones
             meta["layout"] = self.layout.to_dict()
-        # atomic, under a unique temp name: an interrupted save never leaves a torn file
-        return save_safetensors(tensors, path, metadata={"steerlib": json.dumps(meta)})
+        return meta
 
     @classmethod
     def load_file(cls, path: str | Path, backbone: Backbone | None = None) -> SteeringTokens:
@@ -254,6 +275,15 @@ class SteeringTokens:
 
 def _shipped_path() -> Path:
     return Path(str(resources.files("steerlib") / "data" / PRETRAINED_FILE))
+
+
+def _is_token_file(path: Path) -> bool:
+    """True when ``path`` is a safetensors file carrying steerlib's token metadata."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return "steerlib" in (f.metadata() or {})
+    except (SafetensorError, OSError):
+        return False
 
 
 def _read_metadata(path: Path, metadata: dict | None) -> dict:

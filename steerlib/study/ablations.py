@@ -1,6 +1,6 @@
 """The paper's ablations of the composition token, on any backbone.
 
-Each ablation trains ``<and>`` variants on top of the same frozen behavior tokens and
+Each ablation trains ``<and>`` settings on top of the same frozen behavior tokens and
 evaluates them on the same sampled combinations and prompts as the main table:
 
 * ``no_and``: concatenated behavior tokens vs ``<and>`` (2-behavior, seen and unseen);
@@ -17,7 +17,7 @@ are generated once for both). ``paired_vs_recipe`` compares each setting with th
 paper's recipe (zero init, lambda 0.5, pairs) by exact McNemar tests on identical
 prompt-orderings.
 
-Every variant is cached (tokens under ``artifacts/``, generations as records), so the
+Every setting is cached (tokens under ``artifacts/``, generations as records), so the
 tables can be rebuilt, and an interrupted run resumes.
 """
 from __future__ import annotations
@@ -30,43 +30,39 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from steerlib.config import Init, Preset, Stage2Variant, replace
-from steerlib.evaluation.evaluate import (
-    evaluate,
-    metrics,
-    orderings,
-    paired_test,
-    read_records,
-    sample_combos,
-)
+from steerlib.config import Init, Preset, Stage2Combos, replace
+from steerlib.evaluation.evaluate import evaluate
+from steerlib.evaluation.records import read_records
+from steerlib.evaluation.stats import metrics, paired_test
 from steerlib.model.backbone import Backbone
 from steerlib.model.generate import METHODS, Method, SteeredModel
 from steerlib.model.tokens import SteeringTokens
-from steerlib.study.pipeline import composition_combos
 from steerlib.tasks import prompts as P
+from steerlib.tasks.combos import orderings, sample_combos
 from steerlib.train.compose import cached_composition_token, train_composition_token
 
 
 @dataclass(frozen=True)
-class Variant:
-    """One ``<and>`` training setting, named by the ablation it belongs to."""
+class Setting:
+    """One ``<and>`` training setting, named by the ablation it belongs to (the ablation
+    named "variant" compares what ``<and>`` trains on: ``combos``)."""
 
     ablation: str
     setting: str
     init: Init = Init.ZERO
     orth_weight: float = 0.5
-    variant: Stage2Variant = Stage2Variant.PAIRS
+    combos: Stage2Combos = Stage2Combos.PAIRS
     method: str = "and"
 
 
-def variants() -> list[Variant]:
+def settings() -> list[Setting]:
     """Every setting the four ablations compare (shared settings appear in each)."""
-    out = [Variant("no_and", "concatenation", method="concat"), Variant("no_and", "<and>")]
+    out = [Setting("no_and", "concatenation", method="concat"), Setting("no_and", "<and>")]
     for init in (Init.ZERO, Init.WORD, Init.MEAN, Init.RANDOM):
         for w in (0.0, 0.5):
-            out.append(Variant("init", f"{init}, {'with' if w else 'without'} L_orth", init=init, orth_weight=w))
-    out += [Variant("lambda", f"lambda={w}", orth_weight=w) for w in (0.0, 0.25, 0.5, 1.0)]
-    out += [Variant("variant", f"trained on {v}", variant=v) for v in Stage2Variant]
+            out.append(Setting("init", f"{init}, {'with' if w else 'without'} L_orth", init=init, orth_weight=w))
+    out += [Setting("lambda", f"lambda={w}", orth_weight=w) for w in (0.0, 0.25, 0.5, 1.0)]
+    out += [Setting("variant", f"trained on {v}", combos=v) for v in Stage2Combos]
     return out
 
 
@@ -87,9 +83,9 @@ PAPER_UNSEEN = {
 It has no random init and no number for training on 2+3."""
 
 
-def label(v: Variant) -> str:
-    """The method name a variant's generations are recorded under."""
-    return f"{v.method}|{v.variant}|{v.init}|{v.orth_weight}"
+def label(v: Setting) -> str:
+    """The method name a setting's generations are recorded under."""
+    return f"{v.method}|{v.combos}|{v.init}|{v.orth_weight}"
 
 
 @dataclass(frozen=True)
@@ -108,7 +104,7 @@ class Protocol:
     ("and", "concat"): with the shipped ``<and>`` (the recipe under this preset) they are
     the very generations the capable-pairs study made, so they are not made twice."""
 
-    def label(self, v: Variant, recipe: bool) -> str:
+    def label(self, v: Setting, recipe: bool) -> str:
         """The records label of ``v`` (``recipe``: its ``<and>`` is the preset's own)."""
         if self.study_labels and (v.method == "concat" or recipe):
             return v.method
@@ -117,7 +113,7 @@ class Protocol:
 
 def paper_protocol(preset: Preset) -> Protocol:
     """The main composition table's sampled combinations and prompts (paper's protocol)."""
-    combos = composition_combos(preset)
+    combos = preset.composition_combos()
     return Protocol("paper", tuple(c for c in combos if len(c) == 2), tuple(c for c in combos if len(c) > 2),
                     preset.eval.n_prompts, preset.eval.n_prompts_3)
 
@@ -159,15 +155,15 @@ def ablation_setup(bb: Backbone, tokens: SteeringTokens, preset: Preset, capable
 def run_ablations(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path,
                   which: Sequence[str] = ABLATIONS, progress: bool | None = None,
                   cached_only: bool = False, protocol: Protocol | None = None) -> pd.DataFrame:
-    """Train and evaluate every variant of the chosen ablations; one metrics row per split.
+    """Train and evaluate every setting of the chosen ablations; one metrics row per split.
 
     ``tokens`` must hold the behavior tokens (an ``<and>`` in it is ignored). The
     "variant" ablation is tested on ``protocol.triples``, the others on its pairs
     (default: ``paper_protocol``); records go to ``out / protocol.records``.
-    ``cached_only`` trains and generates nothing: it reports the variants whose
+    ``cached_only`` trains and generates nothing: it reports the settings whose
     records are already complete in ``out`` (e.g. the committed ones) and skips the rest;
-    ``train_s`` (the seconds a variant's ``<and>`` took to train) is then read from the
-    variant's vector where there is one. Each ``<and>`` variant at hand (trained, or in the
+    ``train_s`` (the seconds a setting's ``<and>`` took to train) is then read from the
+    setting's vector where there is one. Each ``<and>`` setting at hand (trained, or in the
     artifacts cache) is saved once to ``out/ablation_tokens/<protocol>-<label>.safetensors``,
     to be committed with the records.
     """
@@ -182,36 +178,36 @@ def run_ablations(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Pat
         done = read_records(path, model=bb.fingerprint, max_new_tokens=ev.max_new_tokens, seed=ev.seed,
                             prompts=P.load("test", limit=max(protocol.n_pairs, protocol.n_triples)))
     rows = []
-    for v in (v for v in variants() if v.ablation in which):
+    for v in (v for v in settings() if v.ablation in which):
         test, n_prompts = ((protocol.triples, protocol.n_triples) if v.ablation == "variant"
                            else (protocol.pairs, protocol.n_pairs))
         cfg = replace(preset.stage2, init=v.init, orth_weight=v.orth_weight)
         name = protocol.label(v, recipe=v.method == "and" and cfg == preset.stage2
-                              and v.variant == Stage2Variant.PAIRS)
+                              and v.combos == Stage2Combos.PAIRS)
         if not test:
             continue
-        if cached_only:  # the records alone: the <and> variants' vectors need not be at hand
+        if cached_only:  # the records alone: the <and> settings' vectors need not be at hand
             expected = sum(len(orderings(c)) for c in test) * n_prompts
             wanted = {"+".join(o) for c in test for o in orderings(c)}
             recs = done[(done["method"] == name) & done["order"].isin(wanted) & (done["prompt_id"] < n_prompts)]
             if len(recs) < expected:
                 continue
         else:
-            steer = (train_composition_token(bb, behaviors, cfg, variant=v.variant, progress=progress)
+            steer = (train_composition_token(bb, behaviors, cfg, combos=v.combos, progress=progress)
                      if v.method == "and" else behaviors)
             recs = evaluate(SteeredModel(bb, steer), [Method(name, joiner=METHODS[v.method].joiner)], test,
                             P.load("test", limit=n_prompts), max_new_tokens=ev.max_new_tokens,
                             batch_size=ev.batch_size, records=path, seed=ev.seed, progress=progress)
         table = metrics(recs.assign(method=label(v))).drop(columns="method")
         trained = None
-        if v.method == "and":  # the variant's vector, saved next to the records to be committed with them
+        if v.method == "and":  # the setting's vector, saved next to the records to be committed with them
             vector = out / "ablation_tokens" / f"{protocol.name}-{label(v).replace('|', '_')}.safetensors"
             if not cached_only:
                 trained = steer
             elif vector.is_file():
                 trained = SteeringTokens.load_file(vector, bb)
             else:
-                trained = cached_composition_token(bb, behaviors, cfg, variant=v.variant)
+                trained = cached_composition_token(bb, behaviors, cfg, combos=v.combos)
             if trained is not None and not vector.is_file():
                 trained.subset(["and"]).save_file(vector)
         seconds = trained.info["and"].get("seconds") if trained is not None else None

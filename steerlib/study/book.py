@@ -129,7 +129,7 @@ def headline(records: pd.DataFrame, methods=HEADLINE_METHODS) -> pd.DataFrame:
     [95% Wilson interval] per split, and the exact McNemar p-value of its paired
     difference from ``<and>`` (same prompts and orderings). ``records``: the capable-pairs
     study's 2-behavior records (``capable_records.jsonl``)."""
-    from steerlib.evaluation.evaluate import paired_test, wilson
+    from steerlib.evaluation.stats import paired_test, wilson
 
     records = records[(records["k"] == 2) & records["method"].isin(methods)]
     rows = []
@@ -162,7 +162,7 @@ def caveats(out, tokens=None) -> list[str]:
     results in ``out`` and the shipped tokens' metadata (markdown bullets)."""
     from pathlib import Path
 
-    from steerlib.evaluation.evaluate import read_records
+    from steerlib.evaluation.records import read_records
     from steerlib.model.tokens import SteeringTokens
 
     out = Path(out)
@@ -209,7 +209,7 @@ def headline_markdown(out) -> str:
     """``results/<preset>/headline.md``: the headline table with its caption, then the caveats."""
     from pathlib import Path
 
-    from steerlib.evaluation.evaluate import read_records
+    from steerlib.evaluation.records import read_records
 
     out = Path(out)
     records = read_records(out / "capable_records.jsonl")
@@ -254,7 +254,7 @@ def show_headline(out) -> None:
 
     from IPython.display import Markdown, display
 
-    from steerlib.evaluation.evaluate import read_records
+    from steerlib.evaluation.records import read_records
 
     path = Path(out) / "capable_records.jsonl"
     records = read_records(path) if path.is_file() else None
@@ -310,7 +310,7 @@ def capable_table(summary: pd.DataFrame, pairs: pd.DataFrame, singles: pd.DataFr
 
 
 def capable_summary(pairs: pd.DataFrame, singles: pd.DataFrame, out) -> pd.DataFrame:
-    """``capable.summary`` (joint rate and bootstrap efficiency per method and split), read
+    """``capable.joint_table`` (joint rate and bootstrap efficiency per method and split), read
     from ``out/capable_pairs.csv`` when that file holds exactly these records' methods,
     splits and counts: the bootstrap takes minutes on a busy CPU, and the committed file
     is what it computed from the same records. Computed otherwise."""
@@ -324,7 +324,7 @@ def capable_summary(pairs: pd.DataFrame, singles: pd.DataFrame, out) -> pd.DataF
         saved = pd.read_csv(path)
         if saved.set_index(["method", "split"])["n"].sort_index().equals(counts.sort_index()):
             return saved
-    return capable.summary(pairs, singles)
+    return capable.joint_table(pairs, singles)
 
 
 def tests_table(tests: pd.DataFrame) -> pd.DataFrame:
@@ -398,7 +398,7 @@ def capable_answer(tests: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
 def protocol_tests(records: pd.DataFrame) -> pd.DataFrame:
     """The paper's protocol, paired: per split (rows) ``<and>`` against each method (columns),
     "<and> % vs other %, p" on the same prompts and orderings (exact McNemar)."""
-    from steerlib.evaluation.evaluate import paired_test
+    from steerlib.evaluation.stats import paired_test
 
     cells = {}
     for other in ("concat", "native_and", "instruction"):
@@ -456,8 +456,8 @@ def variant_name(v) -> str:
     if v.method == "concat":
         return "no <and> (concatenation)"
     name = f"{INIT_NAMES.get(str(v.init), str(v.init))}, λ {v.orth_weight:g}"
-    name += ", pairs + triples" if str(v.variant) == "2+3" else ", pairs"
-    return name + (" (recipe)" if (str(v.init), v.orth_weight, str(v.variant)) == ("zero", 0.5, "2") else "")
+    name += ", pairs + triples" if str(v.combos) == "2+3" else ", pairs"
+    return name + (" (recipe)" if (str(v.init), v.orth_weight, str(v.combos)) == ("zero", 0.5, "2") else "")
 
 
 def _names_by_setting() -> dict[tuple[str, str], str]:

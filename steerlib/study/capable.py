@@ -13,7 +13,7 @@ uniformly, mostly measures those failures. This study instead
    its rate alone under the same method); composition efficiency, joint / (product of
    the two single rates of the same method), with a bootstrap interval over prompts;
    and exact McNemar tests on the paired outcomes of identical prompt-orderings
-   (``evaluate.paired_test``).
+   (``stats.paired_test``).
 
 Efficiency 1.0 means the two behaviors combine as if independent; below 1, they
 interfere. McNemar uses the prompts both methods saw, so it can separate methods whose
@@ -28,35 +28,30 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from steerlib import distributed
 from steerlib.config import Preset, ValidationConfig
-from steerlib.evaluation.evaluate import (
-    behavior_pass_rates,
-    evaluate,
-    orderings,
-    paired_test,
-    read_records,
-    split_of,
-    wilson,
-)
+from steerlib.evaluation.evaluate import COMPOSITION_METHODS, evaluate
+from steerlib.evaluation.records import read_records
+from steerlib.evaluation.stats import behavior_pass_rates, bootstrap_ci, paired_test, pass_rates
 from steerlib.model.backbone import Backbone
 from steerlib.model.generate import Method, SteeredModel
 from steerlib.model.tokens import SteeringTokens
-from steerlib.storage import write_text
+from steerlib.study import reports
 from steerlib.tasks import behaviors as B
 from steerlib.study import position
 from steerlib.tasks import prompts as P
-from steerlib.train import compose
+from steerlib.tasks.combos import orderings
+from steerlib.train.compose import CAPABLE_RATE, passing_pairs
 
 log = logging.getLogger("steerlib")
 
-THRESHOLD = 0.5
-"""A behavior is capable when its token alone passes at least this share of validation questions."""
-PROMPT_METHODS = ("instruction", "concat", "native_and", "and", "hybrid")
-SINGLE_OF = {"concat": "and", "native_and": "and"}
+TOKEN_ALONE = "and"
+"""The method name of a token's single-behavior records in this study. With one behavior the
+"and" method has no ``<and>`` to insert and renders the token alone; the committed records
+carry this name, so it stays."""
+SINGLE_OF = {"concat": TOKEN_ALONE, "native_and": TOKEN_ALONE}
 """The single-behavior method whose rate a composition method is compared with: with
-one behavior, concatenation and native " and" are the token alone, i.e. "and"; every
-other method is compared with itself alone."""
+one behavior, concatenation and native " and" are the token alone (``TOKEN_ALONE``);
+every other method is compared with itself alone."""
 TESTS = (("and", "concat"), ("and", "native_and"), ("hybrid", "instruction"), ("and", "instruction"))
 """The paired comparisons reported (first vs second)."""
 
@@ -77,21 +72,16 @@ def single_rate(records: pd.DataFrame) -> pd.Series:
     return singles.groupby("combo")["ok"].mean()
 
 
-def select_pairs(val_rates: pd.Series, threshold: float = THRESHOLD) -> list[tuple[str, str]]:
+def select_pairs(val_rates: pd.Series, threshold: float = CAPABLE_RATE) -> list[tuple[str, str]]:
     """Every compatible cross-category pair (registry order) whose two behaviors each pass
     ``threshold`` on validation (``val_rates``: behavior -> rate, validation records only)."""
-    return compose.capable(B.combinations(2, "all"), val_rates.get, threshold)
+    return passing_pairs(B.combinations(2, "all"), val_rates.get, threshold)
 
 
 def joint(records: pd.DataFrame) -> pd.DataFrame:
     """Joint pass rate per method and split, in %, with Wilson intervals."""
-    rows = []
-    for (method, split), g in records.groupby(["method", "split"]):
-        k, n = int(g["ok"].sum()), len(g)
-        lo, hi = wilson(k, n)
-        rows.append({"method": method, "split": split, "joint": 100 * k / n, "joint_lo": 100 * lo,
-                     "joint_hi": 100 * hi, "pairs": g["combo"].nunique(), "n": n})
-    return pd.DataFrame(rows)
+    return pass_rates(records).rename(columns={"rate": "joint", "lo": "joint_lo", "hi": "joint_hi",
+                                               "combos": "pairs"})
 
 
 def _single_method(method: str) -> str:
@@ -120,10 +110,8 @@ def efficiency(pairs: pd.DataFrame, singles: pd.DataFrame, n_boot: int = 1000, s
     """Per method and split: joint / mean over its generations of (single a x single b),
     the single rates measured under the same method on the same test prompts. The 95%
     interval resamples prompts (with replacement) for pairs and singles together."""
-    rng = np.random.default_rng(seed)
     singles = singles[singles["k"] == 1]
     pids = np.array(sorted(set(pairs["prompt_id"]) | set(singles["prompt_id"])))
-    draws = [rng.choice(pids, size=len(pids)) for _ in range(n_boot)]
 
     def alone_of(s: pd.DataFrame) -> dict[tuple[str, str], float]:
         return s.groupby(["method", "combo"])["ok"].mean().to_dict()
@@ -135,25 +123,23 @@ def efficiency(pairs: pd.DataFrame, singles: pd.DataFrame, n_boot: int = 1000, s
 
     rows = []
     for (method, split), g in pairs.groupby(["method", "split"]):
-        point = _efficiency(g, alone_of(singles), method)
-        boot = []
-        for draw in draws:
+        def of_prompts(draw: np.ndarray) -> float:
             sub = resample(g, draw)
-            if len(sub):
-                boot.append(_efficiency(sub, alone_of(resample(singles, draw)), method))
-        boot = np.array([b for b in boot if np.isfinite(b)])
-        lo, hi = (np.percentile(boot, [2.5, 97.5]) if len(boot) else (np.nan, np.nan))
-        rows.append({"method": method, "split": split, "efficiency": point, "eff_lo": lo, "eff_hi": hi})
+            return _efficiency(sub, alone_of(resample(singles, draw)), method) if len(sub) else np.nan
+
+        lo, hi = bootstrap_ci(pids, of_prompts, n_boot=n_boot, seed=seed)
+        rows.append({"method": method, "split": split, "efficiency": _efficiency(g, alone_of(singles), method),
+                     "eff_lo": lo, "eff_hi": hi})
     return pd.DataFrame(rows)
 
 
 def paired_tests(records: pd.DataFrame, comparisons: Sequence[tuple[str, str]] | None = None) -> pd.DataFrame:
-    """``evaluate.paired_test`` (exact McNemar on identical prompt-orderings) for each
+    """``stats.paired_test`` (exact McNemar on identical prompt-orderings) for each
     comparison and split where both methods were run; ``a_rate``/``b_rate`` in %.
     Default: ``TESTS``, then ``<and>`` against every other method recorded (the baselines)."""
     if comparisons is None:
-        others = sorted(set(records["method"]) - set(PROMPT_METHODS)) if len(records) else []
-        comparisons = [*TESTS, *(("and", m) for m in others)]
+        others = sorted(set(records["method"]) - set(COMPOSITION_METHODS)) if len(records) else []
+        comparisons = [*TESTS, *((TOKEN_ALONE, m) for m in others)]
     rows = []
     for a, b in comparisons:
         if {a, b} <= set(records["method"]):
@@ -164,56 +150,27 @@ def paired_tests(records: pd.DataFrame, comparisons: Sequence[tuple[str, str]] |
     return pd.concat(rows, ignore_index=True)[["split", "a", "b", "n", "a_rate", "b_rate", "a_only", "b_only", "p"]]
 
 
-def summary(pairs: pd.DataFrame, singles: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:
+def joint_table(pairs: pd.DataFrame, singles: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:
     """Joint rate and efficiency per method and split, one table."""
     return joint(pairs).merge(efficiency(pairs, singles, n_boot), on=["method", "split"])
 
 
-def selection_lines(val_rates: pd.Series, selected: Sequence[tuple], threshold: float) -> list[str]:
-    """The report's head: which pairs were chosen, from which validation rates."""
-    return [f"Pairs chosen on validation questions (each behavior's token alone >= {100 * threshold:.0f}%):",
-            ", ".join(f"{a}+{b} ({split_of((a, b))})" for a, b in selected) or "none qualified", "",
-            "Validation pass rate of each token alone (%): "
-            + ", ".join(f"{n} {100 * r:.0f}" for n, r in val_rates.sort_values(ascending=False).items()), ""]
-
-
-def write_selection(val_rates: pd.Series, selected: Sequence[tuple], out: Path, threshold: float) -> None:
-    """``capable_pairs.md`` when no pair qualified: the selection alone."""
-    distributed.main_only(write_text, out / "capable_pairs.md", "\n".join(selection_lines(val_rates, selected,
-                                                                                           threshold)))
-
-
 def write_report(pairs: pd.DataFrame, singles: pd.DataFrame, val_rates: pd.Series, selected: Sequence[tuple],
-                 out: Path, threshold: float = THRESHOLD) -> dict[str, pd.DataFrame]:
-    """``capable_pairs.md`` and ``capable_pairs.csv`` (+ retention and tests csv) in ``out``."""
-    table, ret, tests = summary(pairs, singles), retention(pairs, singles), paired_tests(pairs)
-    for name, frame in (("capable_pairs", table), ("capable_retention", ret), ("capable_tests", tests)):
-        distributed.main_only(write_text, out / f"{name}.csv", frame.to_csv(index=False))
-    cells = table.assign(
-        joint_cell=[f"{v:.1f} [{a:.0f}, {b:.0f}]" for v, a, b in zip(table["joint"], table["joint_lo"],
-                                                                      table["joint_hi"])],
-        eff_cell=[f"{v:.2f} [{a:.2f}, {b:.2f}]" for v, a, b in zip(table["efficiency"], table["eff_lo"],
-                                                                    table["eff_hi"])])
-    lines = selection_lines(val_rates, selected, threshold) + [
-             "**Joint pass rate (%) [95% Wilson] and efficiency [95% bootstrap over prompts]**", "",
-             cells[["method", "split", "joint_cell", "eff_cell", "pairs", "n"]]
-             .rename(columns={"joint_cell": "joint", "eff_cell": "efficiency"}).to_markdown(index=False), "",
-             "**Paired exact McNemar tests (same prompts and orderings)**", "",
-             tests.round({"a_rate": 1, "b_rate": 1, "p": 4}).to_markdown(index=False) if len(tests) else "none", "",
-             "**Retention: each behavior inside its pairs vs alone (%)**", "",
-             ret.round({"in_pair": 1, "alone": 1, "retention": 2}).to_markdown(index=False), "",
-             *position.slot_lines(pairs)]
-    distributed.main_only(write_text, out / "capable_pairs.md", "\n".join(lines))
-    return {"summary": table, "retention": ret, "tests": tests}
+                 out: Path, threshold: float = CAPABLE_RATE) -> dict[str, pd.DataFrame]:
+    """The study's tables from its records, written by ``reports.capable_pairs``."""
+    report = {"summary": joint_table(pairs, singles), "retention": retention(pairs, singles),
+              "tests": paired_tests(pairs)}
+    reports.capable_pairs(out, report, val_rates, selected, threshold, position.slot_lines(pairs))
+    return report
 
 
 def choose(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path,
-           threshold: float = THRESHOLD) -> tuple[pd.Series, list[tuple]]:
+           threshold: float = CAPABLE_RATE) -> tuple[pd.Series, list[tuple]]:
     """Validation pass rate of every token alone (records in ``out``, resumable) and the
     pairs it selects. Reads validation questions only (as many as ``eval.n_single``, the
     test prompts of a single behavior, allow)."""
     ev = preset.eval
-    val = evaluate(SteeredModel(bb, tokens), ["and"], [(n,) for n in B.names()],
+    val = evaluate(SteeredModel(bb, tokens), [TOKEN_ALONE], [(n,) for n in B.names()],
                    selection_questions(preset.validation, ev.n_single), max_new_tokens=ev.max_new_tokens,
                    batch_size=ev.batch_size, seed=ev.seed, records=out / "capable_val_records.jsonl")
     val_rates = single_rate(val)
@@ -223,7 +180,7 @@ def choose(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path,
 
 
 def study_records(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path,
-                  methods: Sequence[str | Method] = PROMPT_METHODS, threshold: float = THRESHOLD,
+                  methods: Sequence[str | Method] = COMPOSITION_METHODS, threshold: float = CAPABLE_RATE,
                   keep_recorded: Sequence[str] = ()) -> tuple[pd.Series, list[tuple], pd.DataFrame, pd.DataFrame]:
     """The study's generations, resumable (records in ``out``): ``choose``, then every
     selected pair under ``methods`` and each of their behaviors alone on ``eval.n_capable``
@@ -270,7 +227,7 @@ def recorded(preset: Preset, out: Path, selected: Sequence[tuple], methods: Sequ
 
 
 def run(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path,
-        methods: Sequence[str | Method] = PROMPT_METHODS, threshold: float = THRESHOLD,
+        methods: Sequence[str | Method] = COMPOSITION_METHODS, threshold: float = CAPABLE_RATE,
         keep_recorded: Sequence[str] = ()) -> dict[str, pd.DataFrame]:
     """The whole study, resumable: ``study_records``, then the report (``write_report``)
     and the retention figure. ``methods`` may include baselines (Method objects).
@@ -279,11 +236,10 @@ def run(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path,
 
     val_rates, selected, pairs, singles = study_records(bb, tokens, preset, out, methods, threshold, keep_recorded)
     if not selected:  # nothing to compose: say so, with the rates that decided it
-        write_selection(val_rates, selected, out, threshold)
+        reports.capable_selection(out, val_rates, selected, threshold)
         return {}
     report = write_report(pairs, singles, val_rates, selected, out, threshold)
-    distributed.main_only(plots.retention(report["retention"]).savefig, out / "capable_retention.png", dpi=120,
-                          bbox_inches="tight")
+    plots.save(plots.retention(report["retention"]), out / "capable_retention.png")
     return report
 
 

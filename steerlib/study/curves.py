@@ -17,14 +17,13 @@ from steerlib import distributed
 from steerlib.config import Preset, ValidationConfig
 from steerlib.model.backbone import Backbone
 from steerlib.storage import write_text
-from steerlib.study.pipeline import stage1_config
 from steerlib.train.distill import train_behavior_token
 
 
 def curve_config(preset: Preset, name: str, max_steps: int, validation: ValidationConfig):
     """``name``'s stage-1 config run for ``max_steps`` and scored throughout (patience
     larger than the number of scores, so the run never stops early)."""
-    return replace(stage1_config(preset, name), steps=max_steps,
+    return replace(preset.stage1_config(name), steps=max_steps,
                    validation=replace(validation, patience=max_steps // validation.every + 2))
 
 

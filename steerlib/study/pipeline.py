@@ -17,19 +17,16 @@ from typing import Sequence
 import pandas as pd
 
 from steerlib.config import (
-    TARGET_VARIANTS,
+    TARGET_POLICIES,
     Preset,
     TrainConfig,
     replace,
-    variant_config,
+    policy_config,
 )
-from steerlib.evaluation.evaluate import (
-    evaluate,
-    metrics,
-    read_records,
-    sample_combos,
-    wilson,
-)
+from steerlib.errors import TooFewTargetsError
+from steerlib.evaluation.evaluate import COMPOSITION_METHODS, evaluate
+from steerlib.evaluation.records import read_records
+from steerlib.evaluation.stats import metrics, wilson
 from steerlib.model.backbone import Backbone, load_backbone
 from steerlib.model.generate import METHODS, Method, SteeredModel, SteeringMethod
 from steerlib.model.tokens import SteeringTokens
@@ -37,15 +34,10 @@ from steerlib.paths import results_dir
 from steerlib.study import reports
 from steerlib.tasks import behaviors as B
 from steerlib.tasks import prompts as P
-from steerlib.train import transforms
 from steerlib.train.compose import train_composition_token
 from steerlib.train.distill import train_behavior_token
 
 log = logging.getLogger("steerlib")
-
-COMPOSITION_METHODS = ("instruction", "concat", "native_and", "and", "hybrid")
-"""The prompt-level methods of the composition table."""
-
 
 def singles() -> list[tuple[str]]:
     """Every behavior as a one-behavior combination."""
@@ -57,23 +49,14 @@ def train_all_behaviors(bb: Backbone, preset: Preset, names: Sequence[str] | Non
     """Stage 1 for every behavior (each cached on its own)."""
     tokens = SteeringTokens.for_backbone(bb)
     for name in names or B.names():
-        tokens = train_behavior_token(bb, name, stage1_config(preset, name), tokens=tokens, retrain=retrain)
+        tokens = train_behavior_token(bb, name, preset.stage1_config(name), tokens=tokens, retrain=retrain)
     return tokens
-
-
-def stage1_config(preset: Preset, name: str) -> TrainConfig:
-    """The stage-1 config of one behavior: the preset's, with its per-behavior target policy
-    and step count."""
-    cfg = preset.stage1
-    if name in preset.sources:
-        cfg = variant_config(cfg, preset.sources[name], transforms.constructible(name))
-    return replace(cfg, steps=preset.steps[name]) if name in preset.steps else cfg
 
 
 def token_label(preset: Preset, name: str) -> str:
     """The records label of ``name``'s token: its target variant, its step count where that
     differs from the preset's, and "+val" when validation chose its step (``records_label``)."""
-    cfg = stage1_config(preset, name)
+    cfg = preset.stage1_config(name)
     variant = preset.target_source(name)
     return records_label(variant if cfg.steps == preset.stage1.steps else f"{variant}@{cfg.steps}steps", cfg)
 
@@ -158,9 +141,9 @@ def single_behavior_records(bb: Backbone, tokens: SteeringTokens, preset: Preset
 def variant_token(bb: Backbone, preset: Preset, name: str, variant: str) -> SteeringTokens:
     """``<name>`` trained with the preset's stage-1 config under one target variant (cached).
 
-    Raises RuntimeError when the variant's source leaves too few targets.
+    Raises TooFewTargetsError when the variant's source leaves too few targets.
     """
-    return train_behavior_token(bb, name, variant_config(preset.stage1, variant, transforms.constructible(name)))
+    return train_behavior_token(bb, name, policy_config(preset.stage1, variant, B.constructible(name)))
 
 
 def variant_records(bb: Backbone, preset: Preset, name: str, variant: str, out: Path) -> pd.DataFrame | None:
@@ -168,7 +151,7 @@ def variant_records(bb: Backbone, preset: Preset, name: str, variant: str, out: 
     leaves too few targets to train on."""
     try:
         tokens = variant_token(bb, preset, name, variant)
-    except RuntimeError as err:
+    except TooFewTargetsError as err:
         log.warning("%s / %s: %s", name, variant, err)
         return None
     return token_records(bb, tokens, records_label(variant, preset.stage1), preset, out)
@@ -209,7 +192,7 @@ def token_records(bb: Backbone, tokens: SteeringTokens, variant: str, preset: Pr
 
 
 def targets_comparison(bb: Backbone, preset: Preset, names: Sequence[str], out: Path,
-                       variants: Sequence[str] = tuple(TARGET_VARIANTS)) -> pd.DataFrame:
+                       variants: Sequence[str] = tuple(TARGET_POLICIES)) -> pd.DataFrame:
     """Instruction compliance next to tokens trained on each target variant, per behavior.
 
     Each token is trained with the preset's stage-1 config and only the target source
@@ -227,7 +210,7 @@ def targets_comparison(bb: Backbone, preset: Preset, names: Sequence[str], out: 
         rows.append(_rate_row(name, "instruction", recs))
         done: dict[TrainConfig, dict] = {}
         for label in variants:
-            cfg = variant_config(preset.stage1, label, transforms.constructible(name))
+            cfg = policy_config(preset.stage1, label, B.constructible(name))
             if cfg in done:
                 rows.append({**done[cfg], "method": label, "note": f"= {done[cfg]['method']} (no transform)"})
                 continue
@@ -235,7 +218,7 @@ def targets_comparison(bb: Backbone, preset: Preset, names: Sequence[str], out: 
             row = (_rate_row(name, label, found) if found is not None else
                    {"behavior": name, "method": label, "pass_rate": float("nan"), "lo": float("nan"),
                     "hi": float("nan"), "n": 0, "note": "too few targets"})
-            if cfg.targets.source != TARGET_VARIANTS[label][0]:
+            if cfg.targets.source != TARGET_POLICIES[label][0]:
                 row["note"] = row["note"] or f"no transform: {cfg.targets.source} targets"
             done[cfg] = row
             rows.append(row)
@@ -246,12 +229,12 @@ def targets_comparison(bb: Backbone, preset: Preset, names: Sequence[str], out: 
 
 def best_variants(table: pd.DataFrame) -> dict[str, str]:
     """Per behavior of a ``targets_comparison`` table, the token variant with the highest
-    pass rate; a tie goes to the earlier (simpler) variant in ``TARGET_VARIANTS`` order."""
-    tokens = table[table["method"].isin(list(TARGET_VARIANTS))].dropna(subset=["pass_rate"])
+    pass rate; a tie goes to the earlier (simpler) variant in ``TARGET_POLICIES`` order."""
+    tokens = table[table["method"].isin(list(TARGET_POLICIES))].dropna(subset=["pass_rate"])
     best = {}
     for name, group in tokens.groupby("behavior", sort=False):
         rates = group.set_index("method")["pass_rate"]
-        best[name] = rates.reindex([v for v in TARGET_VARIANTS if v in rates.index]).idxmax()
+        best[name] = rates.reindex([v for v in TARGET_POLICIES if v in rates.index]).idxmax()
     return best
 
 
@@ -262,16 +245,6 @@ def _rate_row(name: str, method: str, recs: pd.DataFrame) -> dict:
             "note": ""}
 
 
-def composition_combos(preset: Preset) -> list[tuple[str, ...]]:
-    """The sampled combinations of every split: seen/unseen x 2/3 behaviors, plus 3 + json."""
-    ev = preset.eval
-    combos = []
-    for k in (2, 3):
-        for split in ("seen", "unseen"):
-            combos += sample_combos(k, split, ev.n_combos if k == 2 else ev.n_combos_3, ev.seed)
-    return combos + sample_combos(4, "all", ev.n_combos_4, ev.seed, include_json=True)
-
-
 def composition_eval(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path,
                      methods: Sequence[str | SteeringMethod] | None = None) -> pd.DataFrame:
     """Evaluate compositions; writes records and returns the paper-shaped metrics table.
@@ -280,7 +253,7 @@ def composition_eval(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: 
     orderings) ``eval.n_prompts_3``: the same first test prompts, so ids agree.
     """
     ev = preset.eval
-    combos = composition_combos(preset)
+    combos = preset.composition_combos()
     sm = SteeredModel(bb, tokens)
     kw = dict(max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, records=out / "records.jsonl",
               seed=ev.seed)
@@ -305,7 +278,7 @@ def recorded_composition(preset: Preset, out: Path, methods: Sequence[str], mode
                         prompts=P.load("test", limit=ev.n_prompts))
     if rows.empty:
         return rows
-    combos = {"+".join(sorted(c, key=B.names().index)) for c in composition_combos(preset)}
+    combos = {"+".join(sorted(c, key=B.names().index)) for c in preset.composition_combos()}
     limit = rows["k"].map(lambda k: ev.n_prompts if k == 2 else ev.n_prompts_3)
     return rows[rows["method"].isin(methods) & rows["combo"].isin(combos) & (rows["prompt_id"] < limit)]
 
@@ -350,7 +323,7 @@ def preset_baselines(bb: Backbone, preset: Preset, names: Sequence[str], which: 
     from steerlib.baselines import train_baselines
 
     baselines = train_baselines(bb, names, preset.stage1, which=which, lr=preset.baseline_lr,
-                                train_for={n: stage1_config(preset, n) for n in names})
+                                train_for={n: preset.stage1_config(n) for n in names})
     if "caa" in baselines:
         baselines["caa"] = caa_sweep(bb, baselines["caa"], preset, out, name=sweep_name)
     return baselines
@@ -393,7 +366,7 @@ def reproduce(preset: Preset, out: Path | None = None, with_baselines: bool | Se
     bb = load_backbone(preset.model)
     out = out or results_dir(preset, bb)
     out.mkdir(parents=True, exist_ok=True)
-    reports.plan(preset, out, with_baselines, composition_combos(preset), COMPOSITION_METHODS)
+    reports.plan(preset, out, with_baselines, preset.composition_combos(), COMPOSITION_METHODS)
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -433,9 +406,9 @@ def reproduce(preset: Preset, out: Path | None = None, with_baselines: bool | Se
         from steerlib.study import capable
 
         extra = capable_baselines(bb, tokens, preset, out, which) if which else []
-        capable.run(bb, tokens, preset, out, [*capable.PROMPT_METHODS, *extra], keep_recorded=BASELINES)
+        capable.run(bb, tokens, preset, out, [*COMPOSITION_METHODS, *extra], keep_recorded=BASELINES)
         lap("capable_pairs")
     reports.composition(out, table)
-    reports.timings(out, timings)
-    log.info("reproduce done in %.0f s; results in %s", timings["total"], out)
-    return {"single": single, "composition": table, "timings": timings}
+    written = reports.timings(out, timings)
+    log.info("reproduce done in %.0f s; results in %s", written["total"], out)
+    return {"single": single, "composition": table, "timings": written}

@@ -1,19 +1,27 @@
-"""The figures the book shows. Each function takes tables steerlib computed and returns a Figure."""
+"""The figures the book shows. Each function takes tables steerlib computed and returns a Figure.
+
+Importing this module changes no global setting: matplotlib picks its backend as usual
+(inline in a notebook, a non-interactive one on a machine without a display). Scripts
+write figures with ``save``, which also closes them.
+"""
 from __future__ import annotations
 
-import sys
+from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
 
-if "ipykernel" not in sys.modules:
-    matplotlib.use("Agg")  # scripts and CI write files, never open a window; notebooks keep inline
+from steerlib import distributed
+from steerlib.tasks import behaviors as B
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
 
-from steerlib.tasks import behaviors as B  # noqa: E402
+def save(fig: plt.Figure, path: Path) -> None:
+    """Write ``fig`` as a PNG (rank 0 only, under torchrun) and close it, so a long run
+    does not keep every figure it made open."""
+    distributed.main_only(fig.savefig, path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
 
 
 def validation_curves(table: pd.DataFrame, chosen: dict[str, int] | None = None,

@@ -15,15 +15,11 @@ import pandas as pd
 
 from steerlib import distributed
 from steerlib.config import Preset
-from steerlib.evaluation.evaluate import (
-    format_metrics,
-    interval_cells,
-    orderings,
-    per_ordering,
-    read_records,
-)
+from steerlib.evaluation.records import read_records
+from steerlib.evaluation.stats import format_metrics, interval_cells, per_ordering
 from steerlib.model.tokens import SteeringTokens
 from steerlib.storage import write_text
+from steerlib.tasks.combos import orderings, split_of
 
 
 def write_md(path: Path, table: pd.DataFrame, caption: str) -> None:
@@ -78,14 +74,16 @@ def composition(out: Path, table: pd.DataFrame) -> None:
              "Baseline rows (caa, lm_steer, lora_dare) are their recorded generations when `reproduce` ran "
              "without --baselines; baselines.md says how they were trained.")
     fig = plots.pair_heatmap(per_ordering(read_records(out / "records.jsonl")), method="and")
-    distributed.main_only(fig.savefig, out / "pair_heatmap.png", dpi=120, bbox_inches="tight")
+    plots.save(fig, out / "pair_heatmap.png")
 
 
-def timings(out: Path, seconds: dict[str, float]) -> None:
-    """timings.json: the given seconds per stage, their total, and this process's peak memory."""
-    seconds["total"] = round(sum(v for k, v in seconds.items() if k != "stage1_token_seconds"), 1)
-    seconds["peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9, 2)
-    distributed.main_only(write_text, out / "timings.json", json.dumps(seconds, indent=1) + "\n")
+def timings(out: Path, seconds: dict[str, float]) -> dict[str, float]:
+    """timings.json: the given seconds per stage, their total, and this process's peak memory.
+    Returns what it wrote (``seconds`` itself is left as it was)."""
+    written = {**seconds, "total": round(sum(v for k, v in seconds.items() if k != "stage1_token_seconds"), 1),
+               "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9, 2)}
+    distributed.main_only(write_text, out / "timings.json", json.dumps(written, indent=1) + "\n")
+    return written
 
 
 def baselines(out: Path, baselines: dict, name: str = "baselines") -> None:
@@ -151,6 +149,43 @@ def targets_comparison(out: Path, table: pd.DataFrame, preset: Preset, names: Se
              f"term). 'too few targets': fewer than {preset.stage1.targets.min_kept} survived, nothing trained. "
              f"Made by `python -m steerlib targets-compare --preset {preset.name}`; every row, with notes, is "
              f"in targets_comparison.csv.")
+
+
+def selection_lines(val_rates: pd.Series, selected: Sequence[tuple], threshold: float) -> list[str]:
+    """The capable-pairs report's head: which pairs were chosen, from which validation rates."""
+    return [f"Pairs chosen on validation questions (each behavior's token alone >= {100 * threshold:.0f}%):",
+            ", ".join(f"{a}+{b} ({split_of((a, b))})" for a, b in selected) or "none qualified", "",
+            "Validation pass rate of each token alone (%): "
+            + ", ".join(f"{n} {100 * r:.0f}" for n, r in val_rates.sort_values(ascending=False).items()), ""]
+
+
+def capable_selection(out: Path, val_rates: pd.Series, selected: Sequence[tuple], threshold: float) -> None:
+    """``capable_pairs.md`` when no pair qualified: the selection alone."""
+    distributed.main_only(write_text, out / "capable_pairs.md", "\n".join(selection_lines(val_rates, selected,
+                                                                                          threshold)))
+
+
+def capable_pairs(out: Path, report: dict[str, pd.DataFrame], val_rates: pd.Series, selected: Sequence[tuple],
+                  threshold: float, extra: Sequence[str] = ()) -> None:
+    """``capable_pairs.md`` (selection, joint rates and efficiency, McNemar tests, retention,
+    then the ``extra`` lines) and ``capable_pairs.csv``, ``capable_retention.csv``,
+    ``capable_tests.csv`` (the study's tables)."""
+    table, ret, tests = report["summary"], report["retention"], report["tests"]
+    for name, frame in (("capable_pairs", table), ("capable_retention", ret), ("capable_tests", tests)):
+        distributed.main_only(write_text, out / f"{name}.csv", frame.to_csv(index=False))
+    cells = pd.DataFrame({"method": table["method"], "split": table["split"],
+                          "joint": interval_cells(table, "joint", "joint_lo", "joint_hi"),
+                          "efficiency": interval_cells(table, "efficiency", "eff_lo", "eff_hi", digits=2,
+                                                       bound_digits=2),
+                          "pairs": table["pairs"], "n": table["n"]})
+    lines = selection_lines(val_rates, selected, threshold) + [
+        "**Joint pass rate (%) [95% Wilson] and efficiency [95% bootstrap over prompts]**", "",
+        cells.to_markdown(index=False), "",
+        "**Paired exact McNemar tests (same prompts and orderings)**", "",
+        tests.round({"a_rate": 1, "b_rate": 1, "p": 4}).to_markdown(index=False) if len(tests) else "none", "",
+        "**Retention: each behavior inside its pairs vs alone (%)**", "",
+        ret.round({"in_pair": 1, "alone": 1, "retention": 2}).to_markdown(index=False), "", *extra]
+    distributed.main_only(write_text, out / "capable_pairs.md", "\n".join(lines))
 
 
 def plan(preset: Preset, out: Path, with_baselines: bool | Sequence[str], combos: Sequence[tuple[str, ...]],

@@ -65,7 +65,7 @@ from functools import partial
 
 import numpy as np
 
-from steerlib.errors import VerifierError
+from steerlib.errors import UnknownNameError, VerifierError
 from steerlib.tasks import verifiers as V
 
 # ---------------------------------------------------------------- the record
@@ -347,7 +347,7 @@ def get(name: str) -> Behavior:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise KeyError(f"unknown behavior {name!r}; known: {', '.join(_REGISTRY)}") from None
+        raise UnknownNameError(f"unknown behavior {name!r}; known: {', '.join(_REGISTRY)}") from None
 
 
 def categories() -> dict[str, list[str]]:
@@ -520,6 +520,21 @@ def registered(*behaviors: Behavior, new_category: bool = False) -> Iterator[lis
     finally:
         for b in reversed(added):
             unregister(b.name)
+
+
+def constructible(name: str) -> bool:
+    """True when behavior ``name`` has a faithful target transform
+    (``steerlib.train.transforms``): every built-in but the languages, and your own
+    behaviors registered with a ``transform``. A behavior without one trains on filtered
+    targets where constructed ones are asked for.
+
+    >>> constructible("upper_case"), constructible("french")
+    (True, False)
+    """
+    behavior = get(name)
+    if not is_builtin(name):
+        return behavior.transform is not None
+    return behavior.category != "language"
 
 
 def cache_name(name: str) -> str:

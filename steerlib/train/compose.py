@@ -8,7 +8,7 @@ loss is stage 1's distillation loss plus
     lambda * L_orth,   L_orth = sum over seen behaviors b of cos(e_and, e_b)^2,
 
 which keeps ``<and>`` from drifting into any behavior's direction (paper, lambda = 0.5).
-The "2+3" variant also trains on triples ``<b1><and><b2><and><b3>``.
+``combos="2+3"`` also trains on triples ``<b1><and><b2><and><b3>``.
 """
 from __future__ import annotations
 
@@ -21,14 +21,15 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from steerlib.config import Init, Stage2Variant, TrainConfig, choice, config_hash
+from steerlib.config import Init, Stage2Combos, TrainConfig, choice, config_hash
 from steerlib.model.backbone import Backbone
 from steerlib.model.generate import interleave
 from steerlib.model.tokens import SteeringTokens, random_init, text_init
 from steerlib.paths import artifacts_root
 from steerlib.tasks import behaviors as B
 from steerlib.tasks import prompts as P
-from steerlib.train.distill import cached_token, examples_for, fit_token
+from steerlib.train.cache import cached_token, fit_token
+from steerlib.train.loss import examples_for
 from steerlib.train.targets import make_targets
 from steerlib.train.validation import pair_validator
 
@@ -40,17 +41,17 @@ def orthogonality(e_and: torch.Tensor, behavior_vectors: torch.Tensor) -> torch.
     return F.cosine_similarity(e_and.unsqueeze(0), behavior_vectors, dim=-1).pow(2).sum()
 
 
-def composition_jobs(n: int, variant: Stage2Variant | str, seed: int, questions: Sequence[str]
+def composition_jobs(n: int, combos: Stage2Combos | str, seed: int, questions: Sequence[str]
                      ) -> list[tuple[str, tuple[str, ...]]]:
     """``n`` (question, ordered combination) jobs: seen cross-category pairs (and triples).
 
     Each job draws a combination uniformly and shuffles its order, so the token sees every
     ordering; in "2+3" a third of the jobs are triples (ours).
     """
-    variant = choice(Stage2Variant, variant, "stage-2 variant")
+    combos = choice(Stage2Combos, combos, "stage-2 combos")
     rng = random.Random(seed)
     pairs = B.training_pairs()
-    triples = B.combinations(3, "seen") if variant == Stage2Variant.PAIRS_AND_TRIPLES else []
+    triples = B.combinations(3, "seen") if combos == Stage2Combos.PAIRS_AND_TRIPLES else []
     jobs = []
     for i in range(n):
         pool = triples if triples and i % 3 == 2 else pairs
@@ -80,22 +81,32 @@ def validation_rate(tokens: SteeringTokens, name: str) -> float | None:
     return None if record is None else record["best_rate"]
 
 
-def capable(pairs: Sequence[tuple[str, ...]], rate: Callable[[str], float | None],
-            threshold: float = 0.5) -> list[tuple[str, ...]]:
+CAPABLE_RATE = 0.5
+"""A behavior is capable when its token alone passes at least this share of its validation
+questions (ours): the bar for the pairs stage 2 is scored on and for the capable-pairs study."""
+
+
+def passing_pairs(pairs: Sequence[tuple[str, ...]], rate: Callable[[str], float | None],
+                  threshold: float = CAPABLE_RATE) -> list[tuple[str, ...]]:
     """The pairs whose every behavior passes at least ``threshold`` alone, as ``rate``
-    reports it (validation data only; a behavior without a rate is not capable)."""
+    reports it (validation data only; a behavior without a rate is not capable).
+
+    >>> passing_pairs([("french", "upper_case"), ("french", "sentences_1")], {"french": 0.9, "upper_case": 0.2,
+    ...               "sentences_1": 0.6}.get)
+    [('french', 'sentences_1')]
+    """
     def ok(name: str) -> bool:
         r = rate(name)
         return r is not None and r >= threshold
     return [p for p in pairs if all(ok(n) for n in p)]
 
 
-def validation_pairs(tokens: SteeringTokens, threshold: float = 0.5) -> list[tuple[str, str]]:
+def validation_pairs(tokens: SteeringTokens, threshold: float = CAPABLE_RATE) -> list[tuple[str, str]]:
     """The training pairs stage 2 is scored on: those whose behavior tokens both pass
     ``threshold`` on their own validation questions (ours). A pair with an incapable
     behavior scores 0 with any ``<and>``, and would only dilute the signal; with fewer
     than 2 capable pairs, all training pairs are used."""
-    pairs = capable(B.training_pairs(), lambda n: validation_rate(tokens, n), threshold)
+    pairs = passing_pairs(B.training_pairs(), lambda n: validation_rate(tokens, n), threshold)
     return pairs if len(pairs) >= 2 else B.training_pairs()
 
 
@@ -104,40 +115,40 @@ def _seen() -> list[str]:
     return [b for b in B.names() if B.get(b).seen]
 
 
-def _stage2_cache(bb: Backbone, tokens: SteeringTokens, cfg: TrainConfig, variant: Stage2Variant,
+def _stage2_cache(bb: Backbone, tokens: SteeringTokens, cfg: TrainConfig, combos: Stage2Combos,
                   questions: Sequence[str] | None, name: str) -> tuple[str, Path]:
-    """The cache key of a composition token and its file: keyed by config, variant and the
+    """The cache key of a composition token and its file: keyed by config, training combinations and the
     seen behavior vectors themselves (retrained behavior tokens make another key)."""
     seen = _seen()
     missing = [b for b in seen if b not in tokens]
     if missing:
         raise ValueError(f"stage 2 needs the seen behavior tokens first; missing: {missing}")
-    key = f"{name}-v{variant.replace('+', 'p')}-{config_hash(cfg)}-{tokens.digest(seen)[:8]}{P.cache_tag(questions)}"
+    key = f"{name}-v{combos.replace('+', 'p')}-{config_hash(cfg)}-{tokens.digest(seen)[:8]}{P.cache_tag(questions)}"
     return key, artifacts_root() / bb.fingerprint / "stage2" / f"{key}.safetensors"
 
 
 def cached_composition_token(bb: Backbone, tokens: SteeringTokens, config: TrainConfig, *,
-                             variant: Stage2Variant | str = Stage2Variant.PAIRS,
+                             combos: Stage2Combos | str = Stage2Combos.PAIRS,
                              questions: Sequence[str] | None = None, name: str = "and") -> SteeringTokens | None:
     """The ``<and>`` that ``train_composition_token`` would return, when it is already
-    trained (cached or shipped); None otherwise. Trains nothing: a report reads a
-    variant's metadata (its training seconds, its curve) this way."""
-    key, final = _stage2_cache(bb, tokens, config, choice(Stage2Variant, variant, "stage-2 variant"), questions, name)
+    trained (cached or shipped); None otherwise. Trains nothing: a report reads an
+    ablation setting's metadata (its training seconds, its curve) this way."""
+    key, final = _stage2_cache(bb, tokens, config, choice(Stage2Combos, combos, "stage-2 combos"), questions, name)
     return cached_token(bb, final, name, key, retrain=False)
 
 
 def train_composition_token(bb: Backbone, tokens: SteeringTokens, config: TrainConfig | None = None, *,
-                            variant: Stage2Variant | str = Stage2Variant.PAIRS, questions: Sequence[str] | None = None,
+                            combos: Stage2Combos | str = Stage2Combos.PAIRS, questions: Sequence[str] | None = None,
                             retrain: bool = False, progress: bool | None = None,
                             stop_after: int | None = None, name: str = "and") -> SteeringTokens:
     """Train ``<and>`` on top of frozen behavior tokens; return a copy of ``tokens`` with it.
 
     Cached like stage 1 under ``artifacts/<fingerprint>/stage2/`` (keyed by config,
-    variant and the behavior vectors themselves), resumable from checkpoints.
+    training combinations and the behavior vectors themselves), resumable from checkpoints.
     """
     cfg = config or TrainConfig(init=Init.ZERO)
-    variant = choice(Stage2Variant, variant, "stage-2 variant")
-    key, final = _stage2_cache(bb, tokens, cfg, variant, questions, name)
+    combos = choice(Stage2Combos, combos, "stage-2 combos")
+    key, final = _stage2_cache(bb, tokens, cfg, combos, questions, name)
     tokens.check_backbone(bb)
     seen = _seen()
     frozen = torch.stack([tokens[b] for b in seen]).to(bb.device)
@@ -149,15 +160,16 @@ def train_composition_token(bb: Backbone, tokens: SteeringTokens, config: TrainC
     start = time.perf_counter()
     questions = list(questions) if questions is not None else P.load("train")
     n_jobs = round(max(cfg.batch_size, cfg.n_examples // 2) * cfg.targets.oversample)
-    jobs = composition_jobs(n_jobs, variant, cfg.seed, questions)
-    targets = make_targets(bb, jobs, cfg.targets, key=f"compose-v{variant.replace('+', 'p')}", seed=cfg.seed,
+    jobs = composition_jobs(n_jobs, combos, cfg.seed, questions)
+    targets = make_targets(bb, jobs, cfg.targets, key=f"compose-v{combos.replace('+', 'p')}", seed=cfg.seed,
                            progress=progress)
     examples = examples_for(bb, targets, lambda t: interleave(t.names, name))
 
     def orth(params):
         return cfg.orth_weight * orthogonality(params[name], frozen) if cfg.orth_weight else 0.0
 
-    record = {"stage": 2, "key": key, "variant": variant, "init": cfg.init, "orth_weight": cfg.orth_weight,
+    record = {"stage": 2, "key": key, "variant": combos,  # the key token files and model cards read
+              "init": cfg.init, "orth_weight": cfg.orth_weight,
               "target_source": cfg.targets.source, "n_targets": len(targets)}
     validate = None
     if cfg.validation:

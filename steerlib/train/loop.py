@@ -2,9 +2,10 @@
 LM-Steer maps and LoRA adapters.
 
 What is trained is a dict of named tensors (``params``); everything else is frozen. Each
-step takes a batch of rendered examples, computes the distillation loss of ``distill``
+step takes a batch of rendered examples, computes the distillation loss (``steerlib.train.loss``)
 (plus an optional extra term) and takes one AdamW step under the paper's schedule:
-linear warm-up for ``warmup`` of the steps, then linear decay to 0, grad-norm clip.
+linear warm-up for ``warmup`` of the steps, then linear decay to 0 (``lr_at``),
+grad-norm clip.
 
 Two things make a long CPU run safe to start and to stop:
 
@@ -94,7 +95,16 @@ class TrainResult:
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up over ``warmup`` of the steps, then linear decay to 0 (paper)."""
+    """Linear warm-up over ``warmup`` of the steps, then linear decay to 0 (paper).
+
+    Not ``transformers.get_linear_schedule_with_warmup``: its first step runs at learning
+    rate 0 (step / warm-up), ours at 1 / warm-up (from step 2 on the two agree). Every
+    shipped token was trained with this one, and its cache key promises that training
+    again reproduces it. A function of the step alone, it needs no state in a checkpoint.
+
+    >>> [round(lr_at(s, TrainConfig(steps=4, lr=1.0, warmup=0.5)), 2) for s in range(4)]
+    [0.5, 1.0, 1.0, 0.5]
+    """
     warm = max(1, round(cfg.warmup * cfg.steps))
     if step < warm:
         return cfg.lr * (step + 1) / warm

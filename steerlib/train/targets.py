@@ -29,6 +29,7 @@ from typing import Sequence
 
 from steerlib import distributed
 from steerlib.config import TargetConfig, TargetSource, config_hash
+from steerlib.errors import TooFewTargetsError
 from steerlib.guard import refuse_work
 from steerlib.model.backbone import Backbone, load_backbone
 from steerlib.model.generate import Request, SteeredModel, instructions_for
@@ -83,7 +84,7 @@ def make_targets(bb: Backbone, jobs: Sequence[tuple[str, Sequence[str]]], cfg: T
         instr = instructions_for(names, rng)  # what the teacher reads in training
         # what the answering model is asked: constructed targets ask only for what no
         # transform can produce (a language), and build the rest from that answer
-        free = tuple(x for x in names if not transforms.constructible(x))
+        free = tuple(x for x in names if not B.constructible(x))
         asked = instructions_for(free, rng) if cfg.source == TargetSource.CONSTRUCTED else instr
         plan.append((question, names, instr, asked))
     path = _cache_file(bb, key, cfg, seed)
@@ -106,7 +107,7 @@ def make_targets(bb: Backbone, jobs: Sequence[tuple[str, Sequence[str]]], cfg: T
 def _enough(kept: list[Target], n_jobs: int, cfg: TargetConfig, key: str) -> list[Target]:
     """``kept``, after a loud error when fewer than ``min_kept`` survived and a warning when some were dropped."""
     if cfg.source in (TargetSource.FILTERED, TargetSource.CONSTRUCTED) and len(kept) < cfg.min_kept:
-        raise RuntimeError(
+        raise TooFewTargetsError(
             f"only {len(kept)} of {n_jobs} {cfg.source} targets for {key} could be kept (need "
             f"{cfg.min_kept}); use source='self', give more jobs, or lower min_kept")
     if len(kept) < n_jobs:
@@ -148,7 +149,7 @@ def _answerer(bb: Backbone, cfg: TargetConfig, teacher: Backbone | None):
 def _construct(bb: Backbone, question: str, names: tuple[str, ...], instr: str, text: str) -> Target | None:
     """Transform an answer to satisfy ``names``; None if a behavior without a transform
     (a language) is not already satisfied, or no faithful transform exists."""
-    free = [x for x in names if not transforms.constructible(x)]
+    free = [x for x in names if not B.constructible(x)]
     if not all(B.verify_all(text, free).values()):
         return None
     built = transforms.construct([x for x in names if x not in free], text)

@@ -57,15 +57,6 @@ _CASE_TRANSFORMS: dict[str, Callable[[str], str]] = {
 }
 
 
-def constructible(name: str) -> bool:
-    """True when behavior ``name`` has a faithful transform: every built-in but the
-    languages, and your own behaviors registered with a ``transform``."""
-    behavior = B.get(name)
-    if not B.is_builtin(name):
-        return behavior.transform is not None
-    return behavior.category != "language"
-
-
 def _cut(text: str, names: Sequence[str]) -> str | None:
     """The longest prefix of whole sentences allowed by the sentence and length behaviors."""
     counts = [B.SENTENCE_COUNTS[n] for n in names if n in B.SENTENCE_COUNTS]
@@ -90,7 +81,7 @@ def construct(names: Sequence[str], text: str) -> str | None:
     the word range), or when the result still fails a verifier (e.g. title
     case of an all-caps text).
     """
-    if not all(map(constructible, names)):
+    if not all(map(B.constructible, names)):
         return None
     out = _cut(text, names)
     if out is None:
