@@ -19,6 +19,7 @@ from steerlib.study.ablations import ABLATIONS, ablation_setup, run_ablations, v
 from steerlib.baselines import BASELINES
 from steerlib.train.distill import train_behavior_token
 from steerlib.guard import NO_TRAIN_ENV
+from steerlib.evaluation.evaluate import COMPOSITION_METHODS
 from steerlib.study.pipeline import (composition_eval, load_tokens, single_behavior_eval, teacher_compliance)
 
 COMMITTED = Path(__file__).resolve().parent.parent / "results" / "cpu"
@@ -61,8 +62,8 @@ def test_book_chapters_read_only_shipped_artifacts(embedded, results):
     val_rates, selected, pairs, singles = capable.study_records(embedded, tokens, preset, results)
     assert len(val_rates) == len(st.behaviors.names())
     if selected:
-        assert set(pairs["method"]) == set(capable.PROMPT_METHODS)
-        assert len(pairs) == len(capable.PROMPT_METHODS) * len(selected) * 2 * preset.eval.n_capable
+        assert set(pairs["method"]) == set(COMPOSITION_METHODS)
+        assert len(pairs) == len(COMPOSITION_METHODS) * len(selected) * 2 * preset.eval.n_capable
         # the baselines as recorded: each one complete, on the same pairs and prompts
         base_pairs, base_singles = capable.recorded(preset, results, selected, BASELINES, embedded.fingerprint)
         assert set(base_pairs["method"]) <= set(BASELINES)

@@ -29,7 +29,9 @@ from typing import Sequence
 import pandas as pd
 
 from steerlib.config import Preset
-from steerlib.evaluation.evaluate import evaluate, metrics, read_records, split_of, unique_records, wilson
+from steerlib.evaluation.evaluate import evaluate
+from steerlib.evaluation.records import read_records, unique_records
+from steerlib.evaluation.stats import metrics, wilson
 from steerlib.model.backbone import Backbone
 from steerlib.model.generate import METHODS, Method, SteeredModel, SteeringMethod
 from steerlib.model.layout import Layout, SlotPositions
@@ -37,6 +39,7 @@ from steerlib.model.tokens import SteeringTokens
 from steerlib.storage import write_text
 from steerlib.tasks import behaviors as B
 from steerlib.tasks import prompts as P
+from steerlib.tasks.combos import split_of
 
 log = logging.getLogger("steerlib")
 
@@ -445,7 +448,7 @@ def test_report(pairs: pd.DataFrame, singles: pd.DataFrame, winner_name: str, fo
     the comparisons beside it, per-place pass rates and order variance."""
     from steerlib.study import book, capable
 
-    table = capable.summary(pairs, singles)
+    table = capable.joint_table(pairs, singles)
     tests = capable.paired_tests(pairs, test_comparisons(winner_name))
     slots = slot_rates(pairs)
     methods = ["and", "and@pack", "concat", "concat@pack", "instruction", "hybrid", "hybrid@pack"]
