@@ -46,8 +46,8 @@ def test_suite_reports_every_ratio_and_counts_goals(tiny, timings):
     k, n = map(int, SUMMARY.match(last).groups())
     measured = {name: v for name, v in lines.items() if v[0] != "not measured"}
     assert n == len(measured) == len(SPEED_GOALS + E2E_GOALS)
-    met = sum((float(r) >= float(b)) if op == ">=" else (float(r) <= float(b)) for r, op, b, _ in measured.values())
-    assert k == met == sum(v[3] == "met" for v in measured.values())
+    # the summary counts the lines marked met (each line's verdict: test_goal_verdicts)
+    assert k == sum(v[3] == "met" for v in measured.values())
     assert render_markdown(sections).strip().splitlines()[-1] == last
 
 

@@ -155,7 +155,7 @@ def test_ablations_on_capable_pairs_reuse_the_study_records_and_test_against_the
     against the recipe counts the discordant prompt-orderings found independently here."""
 
     import steerlib as st
-    from steerlib.study.ablations import capable_protocol, paired_vs_recipe, run_ablations
+    from steerlib.study.ablations import RECIPE, capable_protocol, paired_vs_recipe, run_ablations
     from steerlib.evaluation.records import read_records
 
     preset = st.presets.smoke()
@@ -185,18 +185,34 @@ def test_ablations_on_capable_pairs_reuse_the_study_records_and_test_against_the
     table = pd.concat([table, run_ablations(tiny, tokens, preset, tmp_path, which=("lambda",), protocol=protocol)])
     records = read_records(tmp_path / "capable_records.jsonl")
     tests = paired_vs_recipe(table, records).set_index(["ablation", "setting", "split"])
-    for (ablation, setting, split), row in tests.iterrows():
-        name = table[(table["ablation"] == ablation) & (table["setting"] == setting)]["label"].iloc[0]
-        mine = records[(records["method"] == name) & (records["split"] == split)].set_index(["order", "prompt_id"])
-        base = records[(records["method"] == "and") & (records["split"] == split)].set_index(["order", "prompt_id"])
-        joined = mine["ok"].to_frame("a").join(base["ok"].to_frame("b"), how="inner")
-        assert row["n"] == len(joined)
-        assert row["a_only"] == int((joined["a"] & ~joined["b"]).sum())
-        assert row["b_only"] == int((joined["b"] & ~joined["a"]).sum())
-        assert row["p"] == pytest.approx(binomtest(row["a_only"], row["a_only"] + row["b_only"]).pvalue
-                                         if row["a_only"] + row["b_only"] else 1.0)
+    # every non-recipe setting is paired with its recipe on all of its prompt-orderings
     assert {("no_and", "concatenation"), ("lambda", "lambda=0.0")} <= {k[:2] for k in tests.index}
+    assert all(setting != RECIPE[ablation] for ablation, setting, _ in tests.index)
+    assert tests.groupby(level=[0, 1])["n"].sum().eq(len(pairs) * 2 * preset.eval.n_capable).all()
     assert len(study) == 2 * len(pairs) * 2 * preset.eval.n_capable
+
+
+def test_paired_vs_recipe_pairs_each_setting_with_its_recipe_on_the_same_prompts():
+    """Hand-made records: lambda=0.0 passes where the recipe (lambda=0.5) fails on 6 prompts and
+    the reverse on 2; a setting of another ablation, and prompts only one side has, stay out."""
+    from steerlib.study.ablations import paired_vs_recipe
+
+    table = pd.DataFrame([{"ablation": "lambda", "setting": "lambda=0.5", "label": "and"},
+                          {"ablation": "lambda", "setting": "lambda=0.0", "label": "and-l0"},
+                          {"ablation": "init", "setting": "word, with L_orth", "label": "and-word"}])
+    setting = [1] * 6 + [0] * 2 + [1] * 4 + [0] * 8   # 20 prompts: setting only 6, recipe only 2, both 4
+    recipe = [0] * 6 + [1] * 2 + [1] * 4 + [0] * 8
+    recs = [_rec(m, ("french", "sentences_1"), pid, [bool(ok), True])
+            for pid, (x, y) in enumerate(zip(setting, recipe)) for m, ok in (("and-l0", x), ("and", y))]
+    recs += [_rec("and-l0", ("french", "sentences_1"), 99, [True, True]),   # no recipe partner
+             _rec("and-word", ("french", "sentences_1"), 0, [True, True])]  # its recipe has no records
+    tests = paired_vs_recipe(table, pd.DataFrame(recs))
+    assert len(tests) == 1
+    row = tests.iloc[0]
+    assert (row["setting"], row["recipe"], row["n"], row["a_only"], row["b_only"]) == ("lambda=0.0", "lambda=0.5",
+                                                                                     20, 6, 2)
+    assert row["setting %"] == pytest.approx(50.0) and row["recipe %"] == pytest.approx(30.0)
+    assert row["p"] == pytest.approx(binomtest(6, 8).pvalue)
 
 
 def test_beside_paper_sets_paired_differences_against_the_papers_with_known_verdicts():

@@ -18,7 +18,10 @@ QUESTIONS = ["Why is the sky blue?", "How do plants grow?", "What is rain?"]
 
 @pytest.mark.parametrize("native_bf16, expected", [(True, torch.bfloat16), (False, torch.float16)])
 def test_cuda_loads_bf16_where_native_else_fp16(monkeypatch, native_bf16, expected):
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: native_bf16)
+    """A T4 reports bfloat16 as supported when emulation counts (torch's default) but computes it
+    slowly: it must get float16. The fake answers as such a GPU does for both questions."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported",
+                        lambda including_emulation=True: True if including_emulation else native_bf16)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla T4")
     assert _default_device_dtype("cuda", None) == (torch.device("cuda"), expected)
 

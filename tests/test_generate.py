@@ -102,9 +102,13 @@ def test_top_p_that_keeps_one_token_samples_the_greedy_answer(sm):
 
 
 def test_sampling_is_seeded(sm):
+    """Same seed, same samples; another seed, other samples; and neither is the greedy answer
+    (a sampler that silently decoded greedily would pass the first check alone)."""
     cfg = GenerationConfig(max_new_tokens=8, do_sample=True, top_k=50, top_p=0.9)
     first = sm.generate_ids(PROMPTS, generation_config=cfg, seed=1)
     assert first == sm.generate_ids(PROMPTS, generation_config=cfg, seed=1)
+    assert first != sm.generate_ids(PROMPTS, generation_config=cfg, seed=2)
+    assert first != sm.generate_ids(PROMPTS, max_new_tokens=8)
 
 
 def test_beam_search_is_refused(sm):

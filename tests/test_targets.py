@@ -1,4 +1,6 @@
 """Target sources: self, filtered (fails loudly), constructed (passes verifiers), model."""
+import json
+
 import pytest
 
 import steerlib as st
@@ -47,13 +49,19 @@ def test_filtered_targets_are_the_passing_self_targets_without_new_generation(ti
     assert kept == [t for t in answers if len(t.text) % 2 == 0]
 
 
-def test_constructed_targets_pass_their_verifiers(tiny):
+def test_constructed_targets_are_the_plain_answers_rewritten(tiny):
+    """Constructed targets are the model's own plain answers (no instruction asked), rewritten:
+    every question yields one (case and JSON can be made of any answer) and its text is
+    that answer upper-cased, wrapped in {"answer": ...}, or both, ending in end-of-sequence."""
     cfg = TargetConfig(source="constructed", max_new_tokens=6, plain_max_new_tokens=40, min_kept=1)
-    for names in [("upper_case",), ("json",), ("lower_case", "json")]:
+    plain = st.SteeredModel(tiny).generate([st.Request(q) for q in QUESTIONS], max_new_tokens=40)
+    expected = {("upper_case",): [p.upper() for p in plain],
+                ("json",): [json.dumps({"answer": p}, ensure_ascii=False) for p in plain],
+                ("lower_case", "json"): [json.dumps({"answer": p.lower()}, ensure_ascii=False) for p in plain]}
+    for names, texts in expected.items():
         targets = make_targets(tiny, [(q, names) for q in QUESTIONS], cfg, key="+".join(names))
-        assert targets
+        assert [t.text for t in targets] == texts, names
         for t in targets:
-            assert all(st.behaviors.verify_all(t.text, names).values()), (names, t.text)
             assert t.answer[-1] == tiny.eos_ids[0]
             assert tiny.tokenizer.decode(t.answer[:-1]) == t.text
 
@@ -80,9 +88,7 @@ def test_constructed_pair_with_a_language_transforms_the_rest_of_an_answer_in_th
     french = ("Les chats ronronnent surtout quand ils sont détendus et heureux. Ce son vient de leur "
               "larynx, qui vibre très vite. Ils ronronnent aussi pour se calmer quand ils ont mal.")
     target = _construct(tiny, "Why do cats purr?", ("french", "sentences_1"), "Answer in French.", french)
-    assert target is not None
-    assert target.text == "Les chats ronronnent surtout quand ils sont détendus et heureux."
-    assert all(st.behaviors.verify_all(target.text, ("french", "sentences_1")).values())
+    assert target.text == "Les chats ronronnent surtout quand ils sont détendus et heureux."  # the first sentence
     # an answer not in the language is not kept: no transform can make it French
     english = "Cats purr when they are relaxed. The sound comes from the larynx."
     assert _construct(tiny, "Why do cats purr?", ("french", "sentences_1"), "Answer in French.", english) is None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from steerlib.tasks import behaviors
@@ -245,8 +247,22 @@ def test_language_without_letters_is_false(text):
     assert not any(V.is_language(text, lang) for lang in V.LANGUAGES)
 
 
-def test_language_detector_is_built_once():
-    assert V._detector() is V._detector()
+def test_language_detector_is_built_once(monkeypatch):
+    """Building lingua's detector takes seconds: verifying many texts must build it once."""
+    builds = []
+    real = V.LanguageDetectorBuilder.from_languages
+
+    def counting(*languages):
+        builds.append(languages)
+        return real(*languages)
+
+    monkeypatch.setattr(V, "LanguageDetectorBuilder", SimpleNamespace(from_languages=counting))
+    V._detector.cache_clear()
+    try:
+        assert [V.is_language(FRENCH, lang) for lang in ("french", "spanish", "french")] == [True, False, True]
+        assert len(builds) == 1
+    finally:
+        V._detector.cache_clear()  # the next test builds a real one again
 
 
 def test_language_is_not_fooled_by_markdown_or_trailing_whitespace():
