@@ -7,7 +7,7 @@ import torch
 
 import steerlib as st
 from steerlib.tasks import prompts
-from steerlib.train.compose import capable, validation_pairs
+from steerlib.train.compose import passing_pairs, validation_pairs
 from steerlib.config import TrainConfig, ValidationConfig, config_hash
 from steerlib.train.loop import NonFiniteLossError, fit
 
@@ -136,8 +136,8 @@ def test_val_split_is_disjoint_and_keeps_train_order():
 def test_capable_uses_only_the_given_rates():
     rates = {"french": 0.8, "sentences_1": 0.5, "upper_case": 0.0, "words_10_50": None}
     pairs = [("french", "sentences_1"), ("french", "upper_case"), ("french", "words_10_50")]
-    assert capable(pairs, rates.get) == [("french", "sentences_1")]
-    assert capable(pairs, rates.get, threshold=0.9) == []
+    assert passing_pairs(pairs, rates.get) == [("french", "sentences_1")]
+    assert passing_pairs(pairs, rates.get, threshold=0.9) == []
 
 
 def test_validation_pairs_from_token_metadata():
