@@ -32,6 +32,11 @@ KERNELS := JUPYTER_PATH=$(CURDIR)/book/jupyter
 test: setup
 	$(KERNELS) STEERLIB_PRESET=smoke $(BIN)/python -m pytest -q tests notebooks --nbmake
 
+# The tests a change is checked with first: everything but the slow ones (the embedded
+# model, subprocesses and torchrun, the notebooks); `make test` is still the full check.
+test-fast: setup
+	STEERLIB_PRESET=smoke OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q tests -m "not slow"
+
 # STEERLIB_NO_TRAIN=1: the book only reads the shipped tokens and committed records; a
 # missing one is an error naming it (steerlib/guard.py), never a silent training run.
 # OMP_NUM_THREADS=1: the chapters' live cells are a few short generations; on a machine

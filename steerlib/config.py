@@ -552,7 +552,16 @@ class presets:  # noqa: N801 - used as a namespace: st.presets.cpu()
 
     @staticmethod
     def get(name: str | None = None) -> Preset:
-        """A preset by name, defaulting to ``$STEERLIB_PRESET`` or 'cpu'."""
+        """A preset by name, defaulting to ``$STEERLIB_PRESET`` or 'cpu'.
+
+        >>> preset = presets.get("cpu")
+        >>> preset.name, str(preset.stage1_config("french").targets.source)
+        ('cpu', 'filtered')
+        >>> presets.get("gpu")
+        Traceback (most recent call last):
+        ...
+        steerlib.errors.ConfigError: unknown preset 'gpu'; choose one of ['colab', 'cpu', 'paper', 'smoke']
+        """
         name = name or os.environ.get("STEERLIB_PRESET", "cpu")
         if name not in presets.NAMES:
             raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(presets.NAMES)}")

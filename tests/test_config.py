@@ -11,13 +11,19 @@ from steerlib.config import (TARGET_POLICIES, Init, Preset, TargetConfig, Target
                              config_hash, policy_config)
 
 
-def test_variants_set_source_and_ce_weight():
+@pytest.mark.parametrize("label, source, ce", [
+    ("self", "self", 0.0), ("filtered", "filtered", 0.0), ("constructed", "constructed", 0.0),
+    ("constructed+ce", "constructed", 1.0)])
+def test_policies_set_source_and_ce_weight(label, source, ce):
+    """Each label trains on what its name says (the chapter-1 table's columns), the rest of the
+    stage-1 config untouched; the policy the base config already has returns it as it is."""
     base = st.presets.cpu().stage1
-    assert policy_config(base, "self") is base
-    for label, (source, ce) in TARGET_POLICIES.items():
-        cfg = policy_config(base, label)
-        assert (cfg.targets.source, cfg.ce_weight) == (source, ce)
-        assert cfg.steps == base.steps and cfg.targets.max_new_tokens == base.targets.max_new_tokens
+    cfg = policy_config(base, label)
+    assert (cfg.targets.source, cfg.ce_weight) == (source, ce)
+    assert dataclasses.replace(cfg, ce_weight=base.ce_weight, targets=base.targets) == base
+    assert set(TARGET_POLICIES) == {"self", "filtered", "constructed", "constructed+ce"}
+    if (source, ce) == (base.targets.source, base.ce_weight):
+        assert cfg is base
 
 
 def test_constructed_without_a_transform_is_filtered():

@@ -15,6 +15,8 @@ from steerlib import distributed
 
 import distributed_worker as worker
 
+pytestmark = pytest.mark.slow  # every test here starts torchrun or other processes
+
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = str(ROOT / "tests" / "distributed_worker.py")
 
@@ -116,7 +118,6 @@ def _reproduce_outputs(folder):
             "single": (out / "single_behavior.md").read_text(), "tokens": load_file(out / "tokens.safetensors")}
 
 
-@pytest.mark.slow
 def test_reproduce_smoke_in_two_processes_equals_one(tmp_path):
     """``torchrun --nproc_per_node 2 -m steerlib reproduce --preset smoke`` end to end: the
     same tables and records (records stamp the digest of the vectors they used, which

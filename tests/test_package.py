@@ -17,6 +17,7 @@ def _in_fresh_interpreter(code: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_import_loads_the_core_only_and_sets_no_display_options():
     seen = _in_fresh_interpreter(
         "import json, sys\n"
@@ -32,6 +33,7 @@ def test_import_loads_the_core_only_and_sets_no_display_options():
     assert all(seen["core"])
 
 
+@pytest.mark.slow
 def test_study_modules_are_imported_on_use():
     seen = _in_fresh_interpreter(
         "import json, sys\nimport steerlib as st\nst.ablations\n"

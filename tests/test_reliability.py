@@ -112,7 +112,11 @@ def test_committed_records_carry_the_full_key_and_are_reused():
     from steerlib.evaluation.records import KEY_FIELDS, prompt_digest
 
     ev = st.presets.cpu().eval
-    for path in sorted((ROOT / "results" / "cpu").rglob("*records.jsonl")):
+    paths = sorted((ROOT / "results" / "cpu").rglob("*records.jsonl"))
+    # the study's records files are all there (a loop over none would check nothing)
+    assert {"records.jsonl", "single_records.jsonl", "capable_records.jsonl", "capable_val_records.jsonl",
+            "targets_records.jsonl"} <= {p.name for p in paths}
+    for path in paths:
         rows = sio.read_jsonl(path)
         assert rows, path
         for r in rows:
@@ -125,6 +129,7 @@ def test_committed_records_carry_the_full_key_and_are_reused():
 
 
 # -- 2. concurrent evaluations count each generation once -----------------------------------------
+@pytest.mark.slow
 def test_two_processes_evaluating_one_records_file_write_each_record_once(tmp_path):
     path = tmp_path / "records.jsonl"
     script = f"""
@@ -210,6 +215,7 @@ def test_torn_targets_cache_resumes(tiny):
 
 
 # -- 8. temp names, locks and full disks ---------------------------------------------------------
+@pytest.mark.slow
 def test_two_processes_saving_tokens_never_collide(tmp_path):
     script = f"""
         import sys, torch
@@ -226,6 +232,7 @@ def test_two_processes_saving_tokens_never_collide(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["tokens.safetensors"]  # no temp file left behind
 
 
+@pytest.mark.slow
 def test_two_processes_build_a_cache_folder_once(tmp_path):
     """The GGUF conversion's mechanism: two first loads at once convert once; the second waits."""
     script = f"""
@@ -384,10 +391,17 @@ def test_other_configs_refuse_values_that_do_nothing(cls, field, value):
 
 
 def test_every_preset_passes_validation():
+    """Each named preset, and each of its configs built again from its own values, passes the
+    checks that refuse bad values (``__post_init__``): what a preset ships is a valid input."""
+    import dataclasses
+
     import steerlib as st
 
     for name in ("paper", "colab", "cpu", "smoke"):
-        st.presets.get(name)
+        preset = st.presets.get(name)
+        assert preset.name == name
+        for cfg in (preset.stage1, preset.stage2, preset.eval, preset):
+            assert dataclasses.replace(cfg) == cfg, (name, type(cfg).__name__)
 
 
 # -- 4. non-finite and malformed token files are never loaded ------------------------------------------
@@ -495,7 +509,7 @@ def test_tag_near_misses_warn(text):
     ("Why? <french><french>", "given twice"),
 ])
 def test_rule_breaking_tag_runs_are_refused_unless_the_caller_opts_out(tiny, text, rule):
-    from steerlib import SteeredModel
+    from steerlib import Request, SteeredModel
     from steerlib.errors import PromptError
     from steerlib.model.template import parse
 
@@ -507,7 +521,11 @@ def test_rule_breaking_tag_runs_are_refused_unless_the_caller_opts_out(tiny, tex
         tokens.set(name, torch.randn(tiny.hidden_size))
     with pytest.raises(PromptError, match=rule):
         SteeredModel(tiny, tokens).generate(text, max_new_tokens=2)
-    assert isinstance(SteeredModel(tiny, tokens, strict=False).generate(text, max_new_tokens=2), str)
+    # opted out, the run is read as steering slots (not as literal text) and generated
+    loose = SteeredModel(tiny, tokens, strict=False)
+    question, names = parse(text, KNOWN, strict=False)
+    assert loose.generate(text, max_new_tokens=6) == loose.generate([Request(question, tuple(names))],
+                                                                    max_new_tokens=6)[0]
 
 
 def test_escaped_tags_are_literal_text():
@@ -594,6 +612,7 @@ def test_cli_full_or_read_only_disk_names_the_path(capsys, tmp_path, monkeypatch
     assert code == 2 and err.count("\n") == 0 and f"cannot write {out / 'records.jsonl'}: {words}" in err
 
 
+@pytest.mark.slow
 def test_cli_traceback_only_with_debug(tmp_path):
     argv = [sys.executable, "-m", "steerlib", "generate", "--model", str(tmp_path / "missing"), "--prompt", "Hi."]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

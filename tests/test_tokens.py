@@ -98,6 +98,7 @@ def _hub_cache(root: Path, repo_id: str, folder: Path, revision: str = "01234567
     (repo / "refs" / "main").write_text(revision)
 
 
+@pytest.mark.slow
 def test_repo_id_resolves_offline_from_the_hub_cache(tiny, tmp_path):
     toks = _tokens(tiny)
     _hub_cache(tmp_path / "hub", "someone/steer-tiny", toks.save_pretrained(tmp_path / "made"))

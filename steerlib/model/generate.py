@@ -241,7 +241,13 @@ def _quiet(progress: bool | None, n: int) -> bool:
 
 # -- prompt-level methods ---------------------------------------------------------------
 def interleave(names: Sequence[str], joiner: str | None = "and") -> tuple[str, ...]:
-    """``[a, b, c] -> (a, and, b, and, c)``; ``joiner=None`` concatenates."""
+    """``[a, b, c] -> (a, and, b, and, c)``; ``joiner=None`` concatenates.
+
+    >>> interleave(["french", "upper_case", "json"])
+    ('french', 'and', 'upper_case', 'and', 'json')
+    >>> interleave(["french", "json"], joiner=None)
+    ('french', 'json')
+    """
     out: list[str] = []
     for i, name in enumerate(names):
         if i and joiner:
@@ -288,6 +294,11 @@ class Method:
     ``joiner`` is the token between behavior tokens (None = concatenation);
     ``tokens=False`` uses no steering tokens; ``instructions`` appends the text;
     ``layout`` reads the tokens in other places than their own (``steerlib.model.layout``).
+
+    >>> Method("and").request("Why?", ("french", "sentences_1"))
+    Request(question='Why?', slots=('french', 'and', 'sentences_1'), instructions='')
+    >>> Method("concat", joiner=None).request("Why?", ("french", "sentences_1")).slots
+    ('french', 'sentences_1')
     """
 
     name: str

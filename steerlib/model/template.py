@@ -61,6 +61,11 @@ def parse(text: str, known: Sequence[str] | None = None, strict: bool = True) ->
     rules raises a PromptError naming the rule (``check_run``). Text without trailing tags
     returns no names. Escaped tags (``\\<json>``) become literal text; near-misses of
     known tokens draw a ``TagWarning``.
+
+    >>> parse("Why is the sky blue? <french><and><sentences_1>")
+    ('Why is the sky blue?', ['french', 'and', 'sentences_1'])
+    >>> parse("Why is the sky blue?")
+    ('Why is the sky blue?', [])
     """
     match = _TRAILING_TAGS.search(text)
     question, names = (text[: match.start()].rstrip(), _TAG.findall(match.group(0))) if match else (text, [])

@@ -188,6 +188,23 @@ def capable_pairs(out: Path, report: dict[str, pd.DataFrame], val_rates: pd.Seri
     distributed.main_only(write_text, out / "capable_pairs.md", "\n".join(lines))
 
 
+HEADLINE_METHODS = {"instruction": "instructions as text", "concat": "tokens side by side",
+                    "and": "tokens joined by `<and>`", "hybrid": "tokens and instructions"}
+"""The rows of the README's headline table, in order, and how the table names them."""
+
+
+def capable_headline(table: pd.DataFrame) -> pd.DataFrame:
+    """The README's headline: joint pass rate (%) [95% Wilson interval] on the seen and unseen
+    capable pairs of ``HEADLINE_METHODS``, from ``capable_pairs.csv`` (tests/test_readme.py
+    checks the README's table against it)."""
+    rows = table.set_index("method")
+    out = {"method": [HEADLINE_METHODS[m] for m in HEADLINE_METHODS]}
+    for split, label in (("seen-2", "seen pairs"), ("unseen-2", "unseen pairs")):
+        part = rows[rows["split"] == split].loc[list(HEADLINE_METHODS)]
+        out[f"{label} (n = {part['n'].iloc[0]})"] = interval_cells(part, "joint", "joint_lo", "joint_hi")
+    return pd.DataFrame(out)
+
+
 def plan(preset: Preset, out: Path, with_baselines: bool | Sequence[str], combos: Sequence[tuple[str, ...]],
          methods: Sequence[str]) -> None:
     """Print what ``reproduce`` is about to do (cached work included)."""

@@ -338,12 +338,22 @@ _EXCLUDED = frozenset(map(frozenset, EXCLUDED_PAIRS))
 
 def names() -> list[str]:
     """All behavior names in registry order (languages, lengths, cases, sentences, json,
-    then your own in the order they were registered)."""
+    then your own in the order they were registered).
+
+    >>> names()[:3]
+    ['french', 'spanish', 'italian']
+    """
     return list(_REGISTRY)
 
 
 def get(name: str) -> Behavior:
-    """The behavior called ``name``; an unknown name is a KeyError listing the known ones."""
+    """The behavior called ``name``; an unknown name is an ``UnknownNameError`` (a KeyError)
+    listing the known ones.
+
+    >>> b = get("sentences_1")
+    >>> b.category, b.seen, b.verify("The sky is blue."), b.verify("It is blue. It is vast.")
+    ('sentences', True, True, False)
+    """
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -359,7 +369,11 @@ def categories() -> dict[str, list[str]]:
 
 
 def compatible(a: str, b: str) -> bool:
-    """True when behaviors ``a`` and ``b`` may be composed (see the module doc)."""
+    """True when behaviors ``a`` and ``b`` may be composed (see the module doc).
+
+    >>> compatible("french", "upper_case"), compatible("french", "spanish")
+    (True, False)
+    """
     first, second = get(a), get(b)
     if first.category == second.category or b in first.conflicts or a in second.conflicts:
         return False
