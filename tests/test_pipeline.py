@@ -38,9 +38,13 @@ def test_cli_behaviors(capsys):
     assert "<french>" in text and "<json>" in text and "unseen" in text
 
 
-def test_cli_generate_on_tiny(capsys):
+def test_cli_generate_on_tiny(tiny, capsys):
+    """The command prints the library's answer to the prompt, with the demo decoding settings."""
+    from steerlib.model.generate import DEMO_REPETITION_PENALTY
+
     assert main(["generate", "--model", "tiny", "--tokens", "none", "--prompt", "Why?", "--max-new-tokens", "4"]) == 0
-    assert capsys.readouterr().out.strip()
+    expected = st.SteeredModel(tiny).generate("Why?", max_new_tokens=4, repetition_penalty=DEMO_REPETITION_PENALTY)
+    assert capsys.readouterr().out == expected + "\n"
 
 
 def test_cli_unknown_token_is_a_clear_error(capsys):
