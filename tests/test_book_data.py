@@ -15,7 +15,7 @@ import pytest
 
 import steerlib as st
 from steerlib.study import capable
-from steerlib.study.ablations import ABLATIONS, ablation_setup, run_ablations, variants
+from steerlib.study.ablations import ABLATIONS, ablation_setup, run_ablations, settings
 from steerlib.baselines import BASELINES
 from steerlib.train.distill import train_behavior_token
 from steerlib.guard import NO_TRAIN_ENV
@@ -75,7 +75,7 @@ def test_book_chapters_read_only_shipped_artifacts(embedded, results):
     protocol, where = ablation_setup(embedded, tokens, preset, capable_pairs=True, results=results)
     ablations = run_ablations(embedded, tokens, preset, where, which=ABLATIONS, cached_only=True, protocol=protocol)
     assert len(ablations) and "no_and" in set(ablations["ablation"])
-    assert set(ablations["setting"]) <= {v.setting for v in variants()}
+    assert set(ablations["setting"]) <= {v.setting for v in settings()}
     assert _contents(results) == before  # nothing rewritten, nothing appended
 
 

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import steerlib
 
 PACKAGE = Path(steerlib.__file__).parent

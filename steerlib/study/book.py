@@ -461,9 +461,9 @@ def variant_name(v) -> str:
 
 
 def _names_by_setting() -> dict[tuple[str, str], str]:
-    from steerlib.study.ablations import variants
+    from steerlib.study.ablations import settings
 
-    return {(v.ablation, v.setting): variant_name(v) for v in variants()}
+    return {(v.ablation, v.setting): variant_name(v) for v in settings()}
 
 
 def ablation_table(table: pd.DataFrame, tests: pd.DataFrame, splits=("seen-2", "unseen-2")) -> pd.DataFrame:
