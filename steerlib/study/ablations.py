@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from steerlib.config import Init, Preset, Stage2Combos, replace
+from steerlib.errors import ConfigError
 from steerlib.evaluation.evaluate import evaluate
 from steerlib.evaluation.records import read_records
 from steerlib.evaluation.stats import metrics, paired_test
@@ -169,7 +170,7 @@ def run_ablations(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Pat
     """
     unknown = set(which) - set(ABLATIONS)
     if unknown:
-        raise ValueError(f"unknown ablation(s) {sorted(unknown)}; choose from {ABLATIONS}")
+        raise ConfigError(f"unknown ablation(s) {sorted(unknown)}; choose from {ABLATIONS}")
     ev = preset.eval
     protocol = protocol or paper_protocol(preset)
     behaviors = tokens.subset([n for n in tokens.names if n != "and"])

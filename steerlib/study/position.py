@@ -29,6 +29,7 @@ from typing import Sequence
 import pandas as pd
 
 from steerlib.config import Preset
+from steerlib.errors import ConfigError
 from steerlib.evaluation.evaluate import evaluate
 from steerlib.evaluation.records import read_records, unique_records
 from steerlib.evaluation.stats import metrics, wilson
@@ -150,7 +151,7 @@ def selection_questions(preset: Preset, n: int = SELECTION_QUESTIONS) -> list[st
     train = P.load("train")
     used = target_questions(preset)
     if used + n > len(train):
-        raise ValueError(f"only {len(train) - used} train questions are free of targets "
+        raise ConfigError(f"only {len(train) - used} train questions are free of targets "
                          f"({used} of {len(train)} serve as targets); the position study needs {n}")
     return train[-n:]
 
@@ -490,7 +491,7 @@ def run(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path, stage: 
     if stage == "filter":
         return table
     if not seen:
-        raise ValueError(f"no seen pair passed the instruction filter ({folder / 'filter.md'}); the search "
+        raise ConfigError(f"no seen pair passed the instruction filter ({folder / 'filter.md'}); the search "
                          f"needs at least one")
     if stage == "screen":
         methods = screen_methods()
@@ -514,7 +515,7 @@ def run(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path, stage: 
         test_report(pairs, test_singles(bb, tokens, preset, kept, out), name, folder)
         return pairs
     elif stage != "search":
-        raise ValueError(f"unknown stage {stage!r}; stages: filter, screen, retrain, search, test")
+        raise ConfigError(f"unknown stage {stage!r}; stages: filter, screen, retrain, search, test")
     search = recorded_search(folder)
     if len(search):
         write_search(folder, search)
