@@ -41,6 +41,7 @@ from steerlib.storage import write_text
 from steerlib.tasks import behaviors as B
 from steerlib.tasks import prompts as P
 from steerlib.tasks.combos import split_of
+from steerlib.train.compose import CAPABLE_RATE
 
 log = logging.getLogger("steerlib")
 
@@ -48,7 +49,7 @@ SELECTION_QUESTIONS = 96
 """Questions of the selection set (issue 24: at least 96)."""
 FILTER_QUESTIONS = 24
 """Questions per pair, in both orderings, on which the instruction filter is measured."""
-INSTRUCTION_THRESHOLD = 0.5
+INSTRUCTION_THRESHOLD = CAPABLE_RATE
 """A pair is studied when its instructions pass both behaviors on at least this share."""
 PAPER_ORDER_VARIANCE = {"instruction": 7.8, "concat": 25.3, "native_and": 12.9, "and": 5.3, "hybrid": 4.4}
 """The paper's order variance (points) of 2-behavior compositions on Qwen3-8B (its Table 1)."""
@@ -324,11 +325,9 @@ def search_table(records: pd.DataFrame, folder: Path) -> pd.DataFrame:
     costs = _costs(folder)
     config = []
     for name in table["variant"]:
-        base, _, rest = name.partition("@")
-        layout, _, train = rest.partition("|")
-        family = "A" if not train else "C"
-        config.append({"family": family, "method": base, "layout": layout,
-                       "stage2": train.replace("|", " ") or "shipped <and>",
+        base, layout, train = parse_variant(name)
+        stage2 = f"T{train['temperature']:g} ce{train['ce_weight']:g}" if train else "shipped <and>"
+        config.append({"family": "C" if train else "A", "method": base, "layout": layout.label, "stage2": stage2,
                        "train_s": costs.get(name, {}).get("train_s"), "eval_s": costs.get(name, {}).get("eval_s")})
     return pd.concat([pd.DataFrame(config), table], axis=1)
 
