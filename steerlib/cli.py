@@ -384,10 +384,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="train and generate nothing: report the variants whose records are complete")
 
     sp = command("position", cmd_position, "the position study (results/<preset>/position/PLAN.md), one stage")
-    sp.add_argument("--stage", required=True, choices=["filter", "screen", "retrain", "search", "test"])
+    sp.add_argument("--stage", required=True, choices=["filter", "screen", "retrain", "displace", "search", "test"])
     sp.add_argument("--variants", nargs="+", type=int, default=None, metavar="I",
                     help="screen: indexes into position.screen_methods(); retrain: into position.RETRAINS; "
-                         "test: into position.PACK_METHODS (default: all)")
+                         "displace: into position.displace_jobs(); test: into position.PACK_METHODS "
+                         "(default: all)")
 
     sp = command("reproduce", cmd_reproduce, "stage 1, stage 2, evaluation, tables and figures (resumable)",
                  model=False)

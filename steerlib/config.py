@@ -206,11 +206,17 @@ class TrainConfig:
     validation: ValidationConfig | None = _added()
     """Validation-guided stopping (ours); None trains exactly ``steps`` steps (paper).
     With it, ``steps`` is the maximum."""
+    displace: int = _added(0)
+    """Stage 1 only: up to this many frozen blank slots stand between the question and the
+    token being trained, 0..displace drawn per example (ours, the position study's family B;
+    0 = the paper: the token right after the question). Trains a token to steer from a later
+    place, as it must in ``<b1><and><b2>``."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "init", choice(Init, self.init, "init"))
         _integers(self, 1, "steps", "batch_size", "checkpoint_every")
         _integers(self, 1, "max_answer_tokens", optional=True)
+        _integers(self, 0, "displace")
         _integers(self, None, "seed")
         # a zero or non-finite lr, temperature or clip trains a NaN or unchanged vector
         _numbers(self, "lr", "grad_clip", "temperature", positive=True)

@@ -297,12 +297,58 @@ def screen(sm: SteeredModel, preset: Preset, methods: Sequence[Method], pairs: S
     return pd.concat(parts, ignore_index=True)
 
 
-def retrained_name(layout: Layout, temperature: float, ce_weight: float) -> str:
-    return f"and@{layout.label}|T{temperature:g}|ce{ce_weight:g}"
+def retrained_name(layout: Layout, temperature: float, ce_weight: float, displace: int = 0) -> str:
+    return f"and@{layout.label}{_displaced(displace)}|T{temperature:g}|ce{ce_weight:g}"
+
+
+def _displaced(displace: int) -> str:
+    return f"|disp{displace}" if displace else ""
+
+
+# -- family B: behavior tokens trained displaced ------------------------------------------
+DISPLACE = 2
+"""Family B: stage 1 with 0-2 frozen blank slots between the question and the token
+(``TrainConfig.displace``), the most a token stands behind the question in a pair."""
+DISPLACED_STAGE2 = RETRAINS[0]
+"""Family B's ``<and>`` on top of the displaced tokens: the recipe's stage 2 (T = 10)."""
+STAGE1_COSTS = "stage1{}"
+"""The ``costs.json`` entry holding each displaced behavior's stage-1 seconds."""
+
+
+def displaced_behaviors(pairs: Sequence[tuple[str, str]]) -> list[str]:
+    """The behaviors family B retrains: those of the kept seen pairs (the selection set's),
+    then those only the kept unseen pairs use (needed for the test alone)."""
+    seen = sorted({b for p in seen_pairs(pairs) for b in p})
+    return seen + sorted({b for p in pairs for b in p} - set(seen))
+
+
+def displace_jobs(pairs: Sequence[tuple[str, str]]) -> list[str]:
+    """``--stage displace`` jobs in order: each behavior's stage-1 run, then the two B
+    variants screened on top of them (their names), so two processes can share the work."""
+    return [f"<{b}>" for b in displaced_behaviors(pairs)] + [
+        retrained_name(Layout(), **DISPLACED_STAGE2, displace=DISPLACE),
+        f"concat@{Layout().label}{_displaced(DISPLACE)}"]
+
+
+def displaced_tokens(bb: Backbone, tokens: SteeringTokens, preset: Preset, behaviors: Sequence[str],
+                     folder: Path, displace: int = DISPLACE) -> SteeringTokens:
+    """``tokens`` with ``behaviors`` retrained at stage 1 (the preset's config for each, and
+    ``displace``), cached and resumable like any stage-1 run; each training time noted."""
+    from steerlib.train.distill import stage1_path, train_behavior_token
+
+    out = tokens.copy()
+    for name in behaviors:
+        cfg = replace(preset.stage1_config(name), displace=displace)
+        cached = stage1_path(bb, name, cfg).is_file()
+        start = time.perf_counter()
+        out = train_behavior_token(bb, name, cfg, tokens=out)
+        if not cached:
+            _note_cost(folder, STAGE1_COSTS.format(_displaced(displace)), name, time.perf_counter() - start)
+    return out
 
 
 def retrain(bb: Backbone, tokens: SteeringTokens, preset: Preset, layout: Layout, temperature: float,
-            ce_weight: float, folder: Path) -> SteeringTokens:
+            ce_weight: float, folder: Path, displace: int = 0) -> SteeringTokens:
     """Family C: ``<and>`` trained anew (stage 2 of the preset, cached and resumable) with
     the behavior tokens read in ``layout``, at distillation temperature ``temperature``
     and cross-entropy weight ``ce_weight``; its training time is noted."""
@@ -310,7 +356,7 @@ def retrain(bb: Backbone, tokens: SteeringTokens, preset: Preset, layout: Layout
 
     cfg = replace(preset.stage2, temperature=temperature, ce_weight=ce_weight)
     behaviors = tokens.subset([n for n in tokens.names if n != "and"]).with_layout(layout)
-    name = retrained_name(layout, temperature, ce_weight)
+    name = retrained_name(layout, temperature, ce_weight, displace)
     if cached_composition_token(bb, behaviors, cfg) is None:
         start = time.perf_counter()
         trained = train_composition_token(bb, behaviors, cfg)
@@ -320,15 +366,25 @@ def retrain(bb: Backbone, tokens: SteeringTokens, preset: Preset, layout: Layout
 
 
 def search_table(records: pd.DataFrame, folder: Path) -> pd.DataFrame:
-    """``selection_table`` with each variant's family, configuration and measured costs."""
+    """``selection_table`` with each variant's family, configuration and measured costs
+    (a family-B variant's training time includes its behaviors' stage-1 runs)."""
     table = selection_table(records)
     costs = _costs(folder)
     config = []
     for name in table["variant"]:
         base, layout, train = parse_variant(name)
-        stage2 = f"T{train['temperature']:g} ce{train['ce_weight']:g}" if train else "shipped <and>"
-        config.append({"family": "C" if train else "A", "method": base, "layout": layout.label, "stage2": stage2,
-                       "train_s": costs.get(name, {}).get("train_s"), "eval_s": costs.get(name, {}).get("eval_s")})
+        train = train or {}
+        displace = train.get("displace", 0)
+        stage2 = (f"T{train['temperature']:g} ce{train['ce_weight']:g}" if "temperature" in train
+                  else "shipped <and>" if base == "and" else "none")
+        seconds = [costs.get(name, {}).get("train_s")]
+        if displace:
+            seconds += costs.get(STAGE1_COSTS.format(_displaced(displace)), {}).values()
+        seconds = [s for s in seconds if s is not None]
+        config.append({"family": "B" if displace else "C" if train else "A", "method": base,
+                       "layout": layout.label, "stage1": f"displaced 0-{displace}" if displace else "shipped",
+                       "stage2": stage2, "train_s": sum(seconds) if seconds else None,
+                       "eval_s": costs.get(name, {}).get("eval_s")})
     return pd.concat([pd.DataFrame(config), table], axis=1)
 
 
@@ -343,25 +399,39 @@ def winner(search: pd.DataFrame) -> str:
     return best["variant"] if best["joint"] >= reference["joint"] + one - 1e-9 else reference["variant"]
 
 
+TRAIN_PARTS = {"disp": ("displace", int), "T": ("temperature", float), "ce": ("ce_weight", float)}
+"""The training parts of a variant name after its layout: ``|disp2`` (family B), ``|T2|ce0``
+(a retrained ``<and>``)."""
+
+
 def parse_variant(name: str) -> tuple[str, Layout, dict | None]:
-    """``"and@shared+isolate|T2|ce0"`` -> ("and", its Layout, {"temperature": 2, "ce_weight": 0})."""
+    """``"and@shared+isolate|T2|ce0"`` -> ("and", its Layout, {"temperature": 2, "ce_weight": 0});
+    ``"concat@sequential|disp2"`` -> ("concat", Layout(), {"displace": 2}); None: no training."""
     base, _, rest = name.partition("@")
-    label, _, train = rest.partition("|")
+    label, *parts = rest.split("|")
     positions, _, isolate = label.partition("+")
     layout = Layout(SlotPositions(positions), isolate=bool(isolate))
-    if not train:
-        return base, layout, None
-    t, ce = train.split("|")
-    return base, layout, {"temperature": float(t[1:]), "ce_weight": float(ce[2:])}
+    train = {}
+    for part in parts:
+        prefix = next((p for p in TRAIN_PARTS if part.startswith(p) and part[len(p):]), None)
+        if prefix is None:
+            raise ValueError(f"variant {name!r}: unknown part {part!r}; parts: disp<k>, T<t>, ce<w>")
+        key, kind = TRAIN_PARTS[prefix]
+        train[key] = kind(part[len(prefix):])
+    return base, layout, train or None
 
 
-def winner_tokens(bb: Backbone, tokens: SteeringTokens, preset: Preset, name: str, folder: Path) -> SteeringTokens:
-    """The winning variant's pack: the behavior tokens, its ``<and>`` (shipped or retrained)
-    and its layout in the pack's metadata."""
+def winner_tokens(bb: Backbone, tokens: SteeringTokens, preset: Preset, name: str, pairs: Sequence[tuple[str, str]],
+                  folder: Path) -> SteeringTokens:
+    """The winning variant's pack: the behavior tokens (shipped, or displaced for the kept
+    pairs' behaviors), its ``<and>`` (shipped or retrained) and its layout in the pack's metadata."""
     _, layout, train = parse_variant(name)
-    if train is None:
+    train = dict(train or {})
+    if displace := train.pop("displace", 0):
+        tokens = displaced_tokens(bb, tokens, preset, displaced_behaviors(pairs), folder, displace)
+    if not train:
         return tokens.with_layout(layout)
-    return retrain(bb, tokens, preset, layout, train["temperature"], train["ce_weight"], folder)
+    return retrain(bb, tokens, preset, layout, train["temperature"], train["ce_weight"], folder, displace)
 
 
 def test_records(bb: Backbone, tokens: SteeringTokens, pack: SteeringTokens, preset: Preset,
@@ -502,10 +572,20 @@ def run(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path, stage: 
             trained = retrain(bb, tokens, preset, layout, **RETRAINS[i], folder=folder)
             name = retrained_name(layout, **RETRAINS[i])
             screen(SteeredModel(bb, trained), preset, [replace(METHODS["and"], name=name)], seen, folder)
+    elif stage == "displace":
+        jobs = displace_jobs(kept)
+        behaviors = displaced_behaviors(kept)
+        for i in variants if variants is not None else range(len(jobs)):
+            if i < len(behaviors):
+                displaced_tokens(bb, tokens, preset, [behaviors[i]], folder)
+                continue
+            pack = winner_tokens(bb, tokens, preset, jobs[i], kept, folder)
+            base = parse_variant(jobs[i])[0]
+            screen(SteeredModel(bb, pack), preset, [replace(METHODS[base], name=jobs[i])], seen, folder)
     elif stage == "test":
         search = recorded_search(folder)
         name = winner(search)
-        pack = winner_tokens(bb, tokens, preset, name, folder)
+        pack = winner_tokens(bb, tokens, preset, name, kept, folder)
         pack.save_pretrained(folder / PACK, repo_id="steerlib-position-pack")
         bases = [PACK_METHODS[i] for i in variants] if variants is not None else PACK_METHODS
         pairs = test_records(bb, tokens, pack, preset, kept, out, bases)
@@ -514,7 +594,7 @@ def run(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path, stage: 
         test_report(pairs, test_singles(bb, tokens, preset, kept, out), name, folder)
         return pairs
     elif stage != "search":
-        raise ConfigError(f"unknown stage {stage!r}; stages: filter, screen, retrain, search, test")
+        raise ConfigError(f"unknown stage {stage!r}; stages: filter, screen, retrain, displace, search, test")
     search = recorded_search(folder)
     if len(search):
         write_search(folder, search)

@@ -6,6 +6,7 @@ cached and resumed through ``steerlib.train.cache``.
 """
 from __future__ import annotations
 
+import random
 import time
 from pathlib import Path
 from typing import Sequence
@@ -53,20 +54,23 @@ def train_behavior_token(bb: Backbone, name: str, config: TrainConfig | None = N
     behavior = B.get(name)
     tokens = tokens.copy() if tokens is not None else SteeringTokens.for_backbone(bb)
     key = stage1_key(name, cfg, questions)
-    final = artifacts_root() / bb.fingerprint / "stage1" / f"{key}.safetensors"
+    final = stage1_path(bb, name, cfg, questions)
     cached = cached_token(bb, final, name, key, retrain, from_file)
     if cached is not None:
         tokens.set(name, cached[name], cached.info[name], cached.losses.get(name))
         return tokens
     start = time.perf_counter()
     targets = behavior_targets(bb, name, cfg, questions, progress)
-    examples = examples_for(bb, targets, lambda t: (name,))
+    blanks = blank_tokens(bb, cfg.displace, cfg.seed) if cfg.displace else None
+    draw = random.Random(cfg.seed)
+    examples = examples_for(bb, targets, lambda t: (*blanks.names[: draw.randint(0, cfg.displace)], name)
+                            if blanks is not None else (name,))
     init = _init_vector(bb, cfg.init, behavior.paraphrases[0], cfg.seed)
     record = {"stage": 1, "key": key, "init": cfg.init, "target_source": cfg.targets.source,
-              "n_targets": len(targets)}
-    validate = behavior_validator(bb, name, cfg.validation) if cfg.validation else None
-    trained = fit_token(bb, name, init, examples, cfg, final, record, start, validate=validate, retrain=retrain,
-                        progress=progress, stop_after=stop_after)
+              "n_targets": len(targets), **({"displace": cfg.displace} if cfg.displace else {})}
+    validate = behavior_validator(bb, name, cfg.validation, blanks) if cfg.validation else None
+    trained = fit_token(bb, name, init, examples, cfg, final, record, start, tokens=blanks, validate=validate,
+                        retrain=retrain, progress=progress, stop_after=stop_after)
     tokens.set(name, trained[name], trained.info[name], trained.losses[name])
     return tokens
 
@@ -75,6 +79,26 @@ def stage1_key(name: str, cfg: TrainConfig, questions: Sequence[str] | None = No
     """The cache key of a stage-1 run: behavior, config hash and, unless they are the shipped
     train split, a digest of the training questions (the shipped tokens carry this key)."""
     return f"{B.cache_name(name)}-{config_hash(cfg)}{P.cache_tag(questions)}"
+
+
+BLANK = "blank_{}"
+"""Names of the frozen blank slots of displaced training (``TrainConfig.displace``)."""
+
+
+def blank_tokens(bb: Backbone, k: int, seed: int = 0) -> SteeringTokens:
+    """``k`` frozen blank slots for displaced stage-1 training: Gaussian directions with
+    the vocabulary's mean embedding norm (``random_init``), fixed by ``seed``. They carry
+    no behavior, so the teacher (reading only the token's instruction) is unchanged, and
+    the token learns to steer with anything between the question and itself."""
+    blanks = SteeringTokens.for_backbone(bb)
+    for i in range(1, k + 1):
+        blanks.set(BLANK.format(i), random_init(bb, seed + 1_000 + i))
+    return blanks
+
+
+def stage1_path(bb: Backbone, name: str, cfg: TrainConfig, questions: Sequence[str] | None = None) -> Path:
+    """Where a finished stage-1 run of this model is cached."""
+    return artifacts_root() / bb.fingerprint / "stage1" / f"{stage1_key(name, cfg, questions)}.safetensors"
 
 
 def _init_vector(bb: Backbone, init: Init, text: str, seed: int) -> torch.Tensor:

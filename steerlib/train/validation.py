@@ -49,9 +49,15 @@ def _scorer(bb: Backbone, base: SteeringTokens | None, jobs, cfg: ValidationConf
     return score
 
 
-def behavior_validator(bb: Backbone, name: str, cfg: ValidationConfig) -> Validator:
-    """Stage 1: the pass rate of ``<name>`` alone on the validation questions."""
-    return _scorer(bb, None, [(q, (name,), (name,)) for q in questions(cfg)], cfg)
+def behavior_validator(bb: Backbone, name: str, cfg: ValidationConfig, blanks: SteeringTokens | None = None
+                       ) -> Validator:
+    """Stage 1: the pass rate of ``<name>`` alone on the validation questions. With the
+    frozen ``blanks`` of displaced training, question i puts the first i mod (k + 1) of
+    them between the question and the token, so the kept step steers from every place."""
+    places = len(blanks) + 1 if blanks is not None else 1
+    names = blanks.names if blanks is not None else []
+    return _scorer(bb, blanks, [(q, (*names[: i % places], name), (name,)) for i, q in enumerate(questions(cfg))],
+                   cfg)
 
 
 def pair_validator(bb: Backbone, tokens: SteeringTokens, pairs: Sequence[tuple[str, str]], cfg: ValidationConfig,
