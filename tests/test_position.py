@@ -129,3 +129,35 @@ def test_the_layout_is_a_preset_option_set_from_the_command_line():
     assert preset("layout.positions=shared", "layout.isolate=true").layout == Pos.LAYOUTS[3]
     with pytest.raises(ConfigError, match="one of sequential, shared, and_own"):
         preset("layout.positions=diagonal")
+
+
+# -- family B: displaced stage-1 training ---------------------------------------------------
+def test_displaced_variant_names_parse_back():
+    name = Pos.retrained_name(L.DEFAULT, 10.0, 0.0, displace=2)
+    assert name == "and@sequential|disp2|T10|ce0"
+    assert Pos.parse_variant(name) == ("and", L.DEFAULT, {"displace": 2, "temperature": 10.0, "ce_weight": 0.0})
+    assert Pos.parse_variant("concat@sequential|disp2") == ("concat", L.DEFAULT, {"displace": 2})
+    with pytest.raises(ValueError, match="unknown part 'x3'"):
+        Pos.parse_variant("and@sequential|x3")
+
+
+def test_displaced_behaviors_put_the_selection_pairs_first():
+    kept = [("french", "words_10_50"), ("german", "sentences_1"), ("spanish", "sentences_1")]
+    assert Pos.displaced_behaviors(kept) == ["french", "sentences_1", "spanish", "words_10_50", "german"]
+    jobs = Pos.displace_jobs(kept)
+    assert jobs[:5] == ["<french>", "<sentences_1>", "<spanish>", "<words_10_50>", "<german>"]
+    assert [Pos.parse_variant(j)[0] for j in jobs[5:]] == ["and", "concat"]
+
+
+def test_search_table_counts_stage1_time_into_family_b(tmp_path):
+    rows = [_rec(v, "french+words_10_50", {"french": True, "words_10_50": True}, pid)
+            for v in ("and@sequential", "and@sequential|disp2|T10|ce0", "concat@sequential|disp2")
+            for pid in (0, 1)]
+    Pos._note_cost(tmp_path, "stage1|disp2", "french", 100.0)
+    Pos._note_cost(tmp_path, "stage1|disp2", "words_10_50", 50.0)
+    Pos._note_cost(tmp_path, "and@sequential|disp2|T10|ce0", "train_s", 20.0)
+    table = Pos.search_table(pd.DataFrame(rows), tmp_path).set_index("variant")
+    assert table.loc["and@sequential|disp2|T10|ce0", ["family", "stage1", "stage2", "train_s"]].tolist() == [
+        "B", "displaced 0-2", "T10 ce0", 170.0]
+    assert table.loc["concat@sequential|disp2", ["family", "stage2", "train_s"]].tolist() == ["B", "none", 150.0]
+    assert table.loc["and@sequential", "family"] == "A" and pd.isna(table.loc["and@sequential", "train_s"])
