@@ -109,6 +109,15 @@ def test_winner_must_beat_todays_layout_by_one_generation():
     assert Pos.winner(table([today, ("and@shared", 40.0, 9.0, 200), ("and@and_own", 40.0, 3.0, 200)])) == "and@and_own"
 
 
+def test_family_b_cannot_change_the_plans_winner():
+    """PLAN.md's amendment 1: family B ran after the test, so it is reported, not chosen."""
+    rows = [("A", "and@sequential", 30.0, 20.0, 200), ("A", "and@shared", 40.0, 9.0, 200),
+            ("B", "and@sequential|disp2|T10|ce0", 60.0, 1.0, 200)]
+    search = pd.DataFrame(rows, columns=["family", "variant", "joint", "gap", "n"])
+    assert Pos.winner(search) == "and@shared"
+    assert Pos.winner(search, families=("A", "B")) == "and@sequential|disp2|T10|ce0"
+
+
 @pytest.mark.parametrize("layout", Pos.LAYOUTS, ids=lambda lay: lay.label)
 def test_variant_names_parse_back(layout):
     assert Pos.parse_variant(Pos.layout_method(layout).name) == ("and", layout, None)

@@ -389,9 +389,17 @@ def search_table(records: pd.DataFrame, folder: Path) -> pd.DataFrame:
 
 
 # -- the test run ----------------------------------------------------------------------
-def winner(search: pd.DataFrame) -> str:
+PLANNED_FAMILIES = ("A", "C")
+"""The families PLAN.md screened before its test; family B came after (its amendment 1)
+and cannot change the plan's winner."""
+
+
+def winner(search: pd.DataFrame, families: Sequence[str] = PLANNED_FAMILIES) -> str:
     """The selection rule of PLAN.md: the highest joint rate, ties to the smaller order gap;
-    it must beat today's layout by at least one generation, else today's layout wins."""
+    it must beat today's layout by at least one generation, else today's layout wins.
+    Only variants of ``families`` compete (a table without a family column: all)."""
+    if "family" in search:
+        search = search[search["family"].isin(families)]
     ranked = search.sort_values(["joint", "gap"], ascending=[False, True], kind="stable")
     reference = search.loc[search["variant"] == f"and@{Layout().label}"].iloc[0]
     best = ranked.iloc[0]
