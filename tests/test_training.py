@@ -109,13 +109,15 @@ def test_non_finite_loss_stops_and_caches_nothing(tmp_path):
     assert not ckpt.exists()
 
 
-def test_validation_field_keeps_old_hashes_until_set():
+def test_added_fields_keep_old_hashes_until_set():
     cfg = TrainConfig(steps=16, batch_size=8, lr=5e-2)
-    legacy = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "validation"}
+    added_later = {"validation", "displace"}
+    legacy = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in added_later}
     import hashlib
     old = hashlib.sha256(json.dumps(legacy, sort_keys=True).encode()).hexdigest()[:12]
     assert config_hash(cfg) == old
     assert config_hash(dataclasses.replace(cfg, validation=ValidationConfig())) != old
+    assert config_hash(dataclasses.replace(cfg, displace=2)) != old
 
 
 def test_validation_config_refuses_nonpositive():
