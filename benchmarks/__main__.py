@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 
 from steerlib.model.backbone import load_backbone
-from steerlib.paths import results_dir
+from steerlib.study.folders import results_dir
 
 from .core import FULL, QUICK, render_markdown, render_text
 from .suite import header, run_suite

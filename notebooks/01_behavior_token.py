@@ -63,7 +63,7 @@ from steerlib.study.book import show, text_table
 from steerlib.train.distill import train_behavior_token
 from steerlib.evaluation.stats import paired_test
 from steerlib.model.generate import DEMO_REPETITION_PENALTY, Request, SteeredModel
-from steerlib.paths import results_dir
+from steerlib.study.folders import results_dir
 from steerlib.study.pipeline import (single_behavior_records, single_table, targets_comparison,
                             teacher_compliance, token_label, train_all_behaviors)
 from steerlib.model.template import render

@@ -51,8 +51,8 @@ from steerlib.evaluation.evaluate import COMPOSITION_METHODS
 from steerlib.evaluation.records import read_records
 from steerlib.evaluation.stats import format_table, per_ordering
 from steerlib.model.generate import DEMO_REPETITION_PENALTY
-from steerlib.paths import results_dir
 from steerlib.study import capable, plots
+from steerlib.study.folders import results_dir
 from steerlib.study.pipeline import composition_eval, train_all_behaviors
 
 # %matplotlib inline

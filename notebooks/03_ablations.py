@@ -52,10 +52,10 @@ from IPython.display import display
 import steerlib as st
 from steerlib.config import replace
 from steerlib.evaluation.records import read_records
-from steerlib.paths import results_dir
 from steerlib.study import plots
 from steerlib.study.ablations import (ABLATIONS, ablation_setup, beside_paper, label, paired_vs_recipe, run_ablations,
                                       settings)
+from steerlib.study.folders import results_dir
 from steerlib.study.pipeline import train_all_behaviors
 
 # %matplotlib inline

@@ -49,7 +49,7 @@ from steerlib.tasks import verifiers as V
 from steerlib.config import policy_config
 from steerlib.evaluation.stats import format_table
 from steerlib.model.generate import Method
-from steerlib.paths import results_dir
+from steerlib.study.folders import results_dir
 from steerlib.study.pipeline import load_tokens
 
 preset = st.book.setup()  # $STEERLIB_PRESET: "smoke" (tiny model, CI), "cpu" (default), "paper"

@@ -192,7 +192,7 @@ def cmd_compose(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from steerlib.paths import results_dir
+    from steerlib.study.folders import results_dir
     from steerlib.study.pipeline import composition_eval
 
     preset = _preset(args)
@@ -203,7 +203,7 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_targets_compare(args) -> None:
-    from steerlib.paths import results_dir
+    from steerlib.study.folders import results_dir
     from steerlib.study.pipeline import targets_comparison
 
     preset = _preset(args)
@@ -214,7 +214,7 @@ def cmd_targets_compare(args) -> None:
 
 
 def cmd_curves(args) -> None:
-    from steerlib.paths import results_dir
+    from steerlib.study.folders import results_dir
     from steerlib.study.curves import measure, peak_steps
     from steerlib.study.plots import save, validation_curves
 
@@ -232,7 +232,7 @@ def cmd_curves(args) -> None:
 def cmd_capable(args) -> None:
     from steerlib.baselines import BASELINES
     from steerlib.evaluation.evaluate import COMPOSITION_METHODS
-    from steerlib.paths import results_dir
+    from steerlib.study.folders import results_dir
     from steerlib.study import capable
     from steerlib.study.pipeline import capable_baselines, load_tokens
 
@@ -276,7 +276,7 @@ def cmd_ablations(args) -> None:
 
 
 def cmd_position(args) -> None:
-    from steerlib.paths import results_dir
+    from steerlib.study.folders import results_dir
     from steerlib.study import position
     from steerlib.study.pipeline import load_tokens
 
@@ -360,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--tokens", default=None, help=TOKENS_HELP)
     sp.add_argument("--methods", nargs="+", default=None, help="default: instruction concat native_and and hybrid")
     sp.add_argument("--out", default=None,
-                    help="records and tables folder (default: the run's results folder, steerlib.paths.results_dir, "
+                    help="records and tables folder (default: the run's results folder, steerlib.study.folders.results_dir, "
                          "/evaluate)")
 
     sp = command("targets-compare", cmd_targets_compare,
@@ -393,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = command("reproduce", cmd_reproduce, "stage 1, stage 2, evaluation, tables and figures (resumable)",
                  model=False)
     sp.add_argument("--out", default=None, help="results folder (default: results/<preset> for a shipped preset, "
-                                                "else under artifacts/results; steerlib.paths.results_dir)")
+                                                "else under artifacts/results; steerlib.study.folders.results_dir)")
     sp.add_argument("--baselines", nargs="*", default=None, metavar="NAME",
                     help="also train and evaluate baselines: caa lm_steer lora_dare (no names: all three)")
     return p

@@ -268,7 +268,7 @@ PRESET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 SHIPPED_PRESETS = ("cpu", "colab", "paper")
 """Presets whose results, made with their own model, live in the checkout's ``results/<name>/``
-(``paths.results_dir``); every other run writes under the git-ignored artifacts folder."""
+(``study.folders.results_dir``); every other run writes under the git-ignored artifacts folder."""
 
 
 def check_preset_name(name) -> str:

@@ -1,14 +1,13 @@
-"""Where steerlib reads and writes: artifacts (caches) and results (committed tables).
+"""Where steerlib reads and writes: the project checkout, caches, locks and artifacts.
 
-Both are resolved against the project checkout when steerlib runs from one (so a
-notebook executing in ``notebooks/`` and a shell in the repo root agree), else
-against the working directory. ``$STEERLIB_ARTIFACTS`` and ``$STEERLIB_RESULTS``
-override them.
+Resolved against the project checkout when steerlib runs from one (so a notebook
+executing in ``notebooks/`` and a shell in the repo root agree), else against the
+working directory. ``$STEERLIB_ARTIFACTS`` overrides the artifacts folder. A study's
+results folder (``$STEERLIB_RESULTS``) is ``steerlib.study.folders.results_dir``'s.
 """
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import platformdirs
@@ -41,38 +40,3 @@ def artifacts_root() -> Path:
     """Trained tokens, targets and checkpoints (git-ignored caches)."""
     return Path(os.environ.get("STEERLIB_ARTIFACTS", project_root() / "artifacts"))
 
-
-def results_dir(preset, model=None) -> Path:
-    """Tables, figures and generation records of a preset's run with ``model``.
-
-    ``preset`` is a ``Preset`` or a preset's name (validated: ``config.check_preset_name``);
-    ``model`` the ``Backbone`` the run uses, or None for the preset's own model (the caller
-    vouches for it). A folder belongs to one preset and one model, so that nothing a run does
-    replaces the records of another model or preset: a record of another model in the
-    folder would be taken as stale and regenerated.
-
-    * ``results/<name>/`` (committed: the cpu preset's) is written only by a shipped preset
-      (cpu, colab, paper) running its own model.
-    * Another model (``--model``, ``--set model=``, or ``--set name=cpu`` on the smoke
-      preset's tiny model) gets ``<name>--<model id>-<fingerprint>``, and a preset of
-      another name or the smoke one (tests, CI) gets ``<name>``, both under the git-ignored
-      artifacts folder: a run never leaves files a checkout would show as changed.
-
-    ``$STEERLIB_RESULTS`` holds every one of these folders when it is set.
-    """
-    from steerlib.config import SHIPPED_PRESETS, check_preset_name, presets
-
-    name = check_preset_name(preset if isinstance(preset, str) else preset.name)
-    label = name
-    if model is not None:
-        from steerlib.model.backbone import model_id_of
-
-        own = presets.get(name).model if name in presets.NAMES else getattr(preset, "model", None)
-        if model.model_id != model_id_of(own):
-            slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", model.model_id).strip("-.")[:48]
-            label = f"{name}--{slug}-{model.fingerprint[:8]}"
-    if "STEERLIB_RESULTS" in os.environ:
-        return Path(os.environ["STEERLIB_RESULTS"]) / label
-    if label in SHIPPED_PRESETS:
-        return project_root() / "results" / label
-    return artifacts_root() / "results" / label

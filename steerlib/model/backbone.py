@@ -241,7 +241,7 @@ def _tiny_id(seed: int = 0, hidden_size: int = 64, layers: int = 2) -> str:
 
 def model_id_of(name: str | os.PathLike | None) -> str:
     """The ``Backbone.model_id`` that ``load_backbone(name)`` gives, without loading it: how
-    ``paths.results_dir`` tells a preset's own model from another one."""
+    ``study.folders.results_dir`` tells a preset's own model from another one."""
     if name is None or name == "embedded":
         return EMBEDDED_ID
     if name == "tiny":

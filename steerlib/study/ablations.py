@@ -142,7 +142,7 @@ def ablation_setup(bb: Backbone, tokens: SteeringTokens, preset: Preset, capable
     (``capable.choose``, validation data only) and the results folder itself, whose
     ``capable_records.jsonl`` the composition study shares; else the paper's protocol
     and ``<results>/ablations``. Falls back to the paper's when no pair is capable."""
-    from steerlib.paths import results_dir
+    from steerlib.study.folders import results_dir
     from steerlib.study import capable
 
     results = results or results_dir(preset, bb)

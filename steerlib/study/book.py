@@ -601,6 +601,6 @@ def check(name: str, fn, cases) -> bool:
 
 
 if __name__ == "__main__":  # python -m steerlib.study.book [results folder]
-    from steerlib.paths import results_dir
+    from steerlib.study.folders import results_dir
 
     write_headline(sys.argv[1] if len(sys.argv) > 1 else results_dir("cpu"))

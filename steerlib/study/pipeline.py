@@ -30,8 +30,8 @@ from steerlib.evaluation.stats import metrics, wilson
 from steerlib.model.backbone import Backbone, load_backbone
 from steerlib.model.generate import METHODS, Method, SteeredModel, SteeringMethod
 from steerlib.model.tokens import SteeringTokens
-from steerlib.paths import results_dir
 from steerlib.study import reports
+from steerlib.study.folders import results_dir
 from steerlib.tasks import behaviors as B
 from steerlib.tasks import prompts as P
 from steerlib.train.compose import train_composition_token
@@ -351,7 +351,7 @@ def capable_baselines(bb: Backbone, tokens: SteeringTokens, preset: Preset, out:
 def reproduce(preset: Preset, out: Path | None = None, with_baselines: bool | Sequence[str] = False) -> dict:
     """Stage 1, stage 2, evaluation, tables and figures; resumable. Returns the tables.
 
-    Writes into ``out`` (default ``paths.results_dir(preset, its model)``): teacher_compliance.md,
+    Writes into ``out`` (default ``folders.results_dir(preset, its model)``): teacher_compliance.md,
     single_behavior.md, composition.md/.csv, pair_heatmap.png, the generation records,
     where the preset has validation settings the capable-pairs study (capable_pairs.md/.csv,
     capable_tests.csv, capable_retention.csv/.png; ``steerlib.study.capable``),
