@@ -45,6 +45,7 @@ from steerlib.model.template import embed, render
 from steerlib.paths import project_root
 from steerlib.study import capable as C
 from steerlib.study import position as Pos
+from steerlib.study import slots
 
 # %matplotlib inline
 
@@ -64,9 +65,9 @@ STUDY = RESULTS / "position"
 # %%
 capable = read_records(RESULTS / "capable_records.jsonl")
 pairs_only = capable[capable["k"] == 2]
-rates = Pos.slot_rates(pairs_only)
+rates = slots.slot_rates(pairs_only)
 show = st.book.text_table  # a table without its index column, cells wrapped
-display(show(Pos.slot_pivot(rates, ["instruction", "and", "concat", "native_and"])))
+display(show(slots.slot_pivot(rates, ["instruction", "and", "concat", "native_and"])))
 
 # %% [markdown]
 # A language token passes about 69% of the time in first place and 28% in second;
@@ -79,7 +80,7 @@ display(show(Pos.slot_pivot(rates, ["instruction", "and", "concat", "native_and"
 # instructions. At 135M it is the other way round:
 
 # %%
-ov = Pos.order_variance(pairs_only[pairs_only["method"].isin(["instruction", "and", "concat", "hybrid"])])
+ov = slots.order_variance(pairs_only[pairs_only["method"].isin(["instruction", "and", "concat", "hybrid"])])
 display(show(ov[ov["split"] == "seen-2"].round(1).astype(object).fillna("–")))
 
 # %% [markdown]
@@ -155,8 +156,8 @@ display(show(tests.round({"a_rate": 1, "b_rate": 1}).assign(p=tests["p"].map(st.
 # Where each behavior now passes, by the place its token stands (first / second):
 
 # %%
-test_rates = Pos.slot_rates(test)
-display(show(Pos.slot_pivot(test_rates, ["instruction", "and", "and@pack", "concat@pack"])))
+test_rates = slots.slot_rates(test)
+display(show(slots.slot_pivot(test_rates, ["instruction", "and", "and@pack", "concat@pack"])))
 
 # %% tags=["remove-input"]
 shown = ["instruction", "and", "and@pack"]

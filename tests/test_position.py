@@ -8,6 +8,7 @@ import pytest
 import steerlib as st
 from steerlib.model import layout as L
 from steerlib.study import position as Pos
+from steerlib.study import slots
 from steerlib.tasks import prompts as P
 
 
@@ -36,7 +37,7 @@ RECORDS = pd.DataFrame([
 
 
 def test_slot_rates_by_hand():
-    t = Pos.slot_rates(RECORDS).set_index(["method", "behavior"])
+    t = slots.slot_rates(RECORDS).set_index(["method", "behavior"])
     assert t.loc[("and", "french"), ["first", "second", "first_n", "second_n"]].tolist() == [100, 50, 2, 2]
     # words_10_50: first 2 of 3 (two with french, one with german), second 1 of 3
     words = t.loc[("and", "words_10_50")]
@@ -51,16 +52,16 @@ def test_slot_rates_by_hand():
 
 
 def test_slot_pivot_reads_first_over_second():
-    wide = Pos.slot_pivot(Pos.slot_rates(RECORDS), ["and", "instruction"]).set_index("behavior")
+    wide = slots.slot_pivot(slots.slot_rates(RECORDS), ["and", "instruction"]).set_index("behavior")
     assert wide.loc["french", "and"] == "100 / 50"
     assert wide.loc["french", "instruction"] == "100 / 100"
 
 
 def test_order_variance_sits_beside_the_papers():
-    ov = Pos.order_variance(RECORDS[RECORDS["k"] == 2]).set_index(["method", "split"])
+    ov = slots.order_variance(RECORDS[RECORDS["k"] == 2]).set_index(["method", "split"])
     # and: french+words_10_50 orderings 0.5 and 0.5 -> 0; german pair 0 and 0 -> 0
     assert ov.loc[("and", "seen-2"), "order_var"] == 0
-    assert ov.loc[("and", "seen-2"), "paper"] == Pos.PAPER_ORDER_VARIANCE["and"]
+    assert ov.loc[("and", "seen-2"), "paper"] == slots.PAPER_ORDER_VARIANCE["and"]
 
 
 def test_selection_questions_are_neither_targets_nor_test():

@@ -36,8 +36,8 @@ from steerlib.model.backbone import Backbone
 from steerlib.model.generate import Method, SteeredModel
 from steerlib.model.tokens import SteeringTokens
 from steerlib.study import reports
+from steerlib.study.slots import slot_lines
 from steerlib.tasks import behaviors as B
-from steerlib.study import position
 from steerlib.tasks import prompts as P
 from steerlib.tasks.combos import orderings
 from steerlib.train.compose import CAPABLE_RATE, passing_pairs
@@ -160,7 +160,7 @@ def write_report(pairs: pd.DataFrame, singles: pd.DataFrame, val_rates: pd.Serie
     """The study's tables from its records, written by ``reports.capable_pairs``."""
     report = {"summary": joint_table(pairs, singles), "retention": retention(pairs, singles),
               "tests": paired_tests(pairs)}
-    reports.capable_pairs(out, report, val_rates, selected, threshold, position.slot_lines(pairs))
+    reports.capable_pairs(out, report, val_rates, selected, threshold, slot_lines(pairs))
     return report
 
 

@@ -5,9 +5,10 @@ Stage 1 trains each behavior token right after the question. In a composition
 ``<b1><and><b2>`` the second token stands two slots later, and on the 135M model it
 mostly stops working there. This module
 
-1. **measures it from records** (no generation): each behavior's own verdict split by
-   the place its token (or instruction) stands in the ordering (``slot_table``), and the
-   paper's order variance beside ours (``order_variance``);
+1. **measures it from records** (no generation, ``steerlib.study.slots``): each behavior's
+   own verdict split by the place its token (or instruction) stands in the ordering
+   (``slots.slot_rates``), and the paper's order variance beside ours
+   (``slots.order_variance``);
 2. **selects on validation only** (``results/cpu/position/PLAN.md``, committed before
    any test generation): the pairs whose *instructions* pass both behaviors on
    validation questions (``instruction_filter``), and the variant of the search with the
@@ -32,13 +33,13 @@ from steerlib.config import Preset
 from steerlib.errors import ConfigError
 from steerlib.evaluation.evaluate import evaluate
 from steerlib.evaluation.records import read_records, unique_records
-from steerlib.evaluation.stats import metrics, wilson
+from steerlib.evaluation.stats import wilson
 from steerlib.model.backbone import Backbone
 from steerlib.model.generate import METHODS, Method, SteeredModel, SteeringMethod
 from steerlib.model.layout import Layout, SlotPositions
 from steerlib.model.tokens import SteeringTokens
 from steerlib.storage import write_text
-from steerlib.tasks import behaviors as B
+from steerlib.study.slots import dashes, order_variance, slot_pivot, slot_rates
 from steerlib.tasks import prompts as P
 from steerlib.tasks.combos import split_of
 from steerlib.train.compose import CAPABLE_RATE
@@ -51,92 +52,6 @@ FILTER_QUESTIONS = 24
 """Questions per pair, in both orderings, on which the instruction filter is measured."""
 INSTRUCTION_THRESHOLD = CAPABLE_RATE
 """A pair is studied when its instructions pass both behaviors on at least this share."""
-PAPER_ORDER_VARIANCE = {"instruction": 7.8, "concat": 25.3, "native_and": 12.9, "and": 5.3, "hybrid": 4.4}
-"""The paper's order variance (points) of 2-behavior compositions on Qwen3-8B (its Table 1)."""
-
-
-def places(records: pd.DataFrame) -> pd.DataFrame:
-    """One row per (generation, behavior): ``method``, ``k``, ``combo``, ``behavior``, its
-    ``place`` in the ordering (1 = right after the question) and its own verdict ``ok``."""
-    rows = [{"method": r["method"], "k": r["k"], "combo": r["combo"], "behavior": name, "place": i + 1,
-             "ok": bool(r["verdicts"][name])}
-            for _, r in unique_records(records).iterrows() if r["k"] > 1
-            for i, name in enumerate(r["order"].split("+"))]
-    return pd.DataFrame(rows, columns=["method", "k", "combo", "behavior", "place", "ok"])
-
-
-def _rate(g: pd.Series) -> dict:
-    k, n = int(g.sum()), len(g)
-    lo, hi = wilson(k, n)
-    return {"rate": 100 * k / n, "lo": 100 * lo, "hi": 100 * hi, "n": n}
-
-
-def slot_rates(records: pd.DataFrame, pool_categories: bool = True) -> pd.DataFrame:
-    """Pass rate (%) of each method's behaviors in first and second place, with Wilson
-    intervals, the order gap (first - second, points) and the ratio second / first.
-
-    ``pool_categories`` adds one row per category with more than one behavior in the
-    records ("language (all)"): a language's place matters, not which language it is.
-    """
-    at = places(records)
-    at = at[at["k"] == 2]
-    groups = [(m, b, g) for (m, b), g in at.groupby(["method", "behavior"], sort=False)]
-    if pool_categories:
-        at = at.assign(category=[B.get(b).category if b in B.names() else b for b in at["behavior"]])
-        for (m, cat), g in at.groupby(["method", "category"], sort=False):
-            if g["behavior"].nunique() > 1:
-                groups.append((m, f"{cat} (all)", g))
-    rows = []
-    for method, behavior, g in groups:
-        row = {"method": method, "behavior": behavior}
-        for place, label in ((1, "first"), (2, "second")):
-            sub = g.loc[g["place"] == place, "ok"]
-            if len(sub):
-                row.update({f"{label}{'' if key == 'rate' else '_' + key}": v for key, v in _rate(sub).items()})
-        rows.append(row)
-    table = pd.DataFrame(rows)
-    table["gap"] = table["first"] - table["second"]
-    table["ratio"] = table["second"] / table["first"].where(table["first"] > 0)
-    return table
-
-
-def slot_pivot(table: pd.DataFrame, methods: Sequence[str]) -> pd.DataFrame:
-    """``slot_rates`` as issue 24's table: one row per behavior, "first / second" per method."""
-    table = table[table["method"].isin(methods)]
-    cells = table.assign(cell=[f"{a:.0f} / {b:.0f}" for a, b in zip(table["first"], table["second"])])
-    wide = cells.pivot(index="behavior", columns="method", values="cell")
-    order = list(dict.fromkeys(table["behavior"]))
-    return (wide.reindex(index=order, columns=[m for m in methods if m in wide.columns]).reset_index()
-            .rename_axis(columns=None))
-
-
-def slot_lines(records: pd.DataFrame, methods: Sequence[str] = ("instruction", "hybrid", "and", "concat",
-                                                               "native_and", "lora_dare")) -> list[str]:
-    """The per-place table and the order variance as markdown lines (``capable_pairs.md``)."""
-    if not len(records):
-        return []
-    rates = slot_rates(records)
-    ov = order_variance(records[records["method"].isin(methods)])
-    return ["**Each behavior's own pass rate (%) by the place its token or instruction stands: first / second**",
-            "", "First = right after the question, where stage 1 trains every token; second = after `<b1><and>` "
-            "(or `<b1>`, or the first instruction). Intervals, gaps and ratios: `position.slot_rates`.", "",
-            slot_pivot(rates, methods).to_markdown(index=False), "",
-            "**Order variance (points; the largest gap between a pair's two orderings, mean over pairs), "
-            "beside the paper's on Qwen3-8B**", "",
-            _dashes(ov.round(1)).to_markdown(index=False), ""]
-
-
-def _dashes(table: pd.DataFrame) -> pd.DataFrame:
-    """Missing cells as "–" (never "nan")."""
-    return table.astype(object).where(table.notna(), "–")
-
-
-def order_variance(records: pd.DataFrame) -> pd.DataFrame:
-    """Per method and split: our order variance (points, as the paper defines it: the
-    largest gap between a combination's orderings, averaged over combinations) with its
-    bootstrap interval, beside the paper's figure for that method."""
-    table = metrics(records)[["method", "split", "order_var", "ov_lo", "ov_hi", "combos", "n"]]
-    return table.assign(paper=[PAPER_ORDER_VARIANCE.get(m) for m in table["method"]])
 
 
 # -- selection on validation only ------------------------------------------------------
@@ -542,7 +457,7 @@ def test_report(pairs: pd.DataFrame, singles: pd.DataFrame, winner_name: str, fo
              "**Each behavior's own pass rate (%) by the place its token stands: first / second**", "",
              slot_pivot(slots, methods).to_markdown(index=False), "",
              "**Order variance (points) beside the paper's (Qwen3-8B; – where the paper has no such method)**", "",
-             _dashes(order_variance(pairs).round(1)).to_markdown(index=False), ""]
+             dashes(order_variance(pairs).round(1)).to_markdown(index=False), ""]
     write_text(folder / "test.md", "\n".join(lines))
     write_text(folder / "test_slots.csv", slots.round(2).to_csv(index=False))
     return {"summary": table, "tests": tests, "slots": slots}
