@@ -119,16 +119,11 @@ def _layer(module: str) -> int:
     return next(i for i, layer in enumerate(LAYERS) if top in layer)
 
 
-KNOWN_UPWARD = {"steerlib.paths -> steerlib.config", "steerlib.paths -> steerlib.model.backbone"}
-"""Upward imports still to remove: ``paths.results_dir`` checks the preset and names the model's
-folder (issue 28); it belongs in ``study/``, where its callers are."""
-
-
 def test_no_module_imports_a_higher_layer():
     graph = _imports()
     assert set(map(_layer, graph))  # every module sits in a layer (StopIteration names a new top-level one)
     upward = {f"{m} -> {d}" for m, deps in graph.items() for d in deps if _layer(d) > _layer(m)}
-    assert upward <= KNOWN_UPWARD, sorted(upward - KNOWN_UPWARD)
+    assert not upward, sorted(upward)
 
 
 def test_modules_do_not_import_each_other():
@@ -136,12 +131,7 @@ def test_modules_do_not_import_each_other():
     graph = _imports()
     cycles = {tuple(sorted((a, b))) for a, deps in graph.items() for b in deps
               if a in graph.get(b, ()) and not (a.startswith(b + ".") or b.startswith(a + "."))}
-    assert cycles <= KNOWN_CYCLES, sorted(cycles - KNOWN_CYCLES)
-
-
-KNOWN_CYCLES = {("steerlib.model.backbone", "steerlib.paths"), ("steerlib.study.capable", "steerlib.study.position")}
-"""Cycles still to break: ``paths.results_dir`` (see ``KNOWN_UPWARD``), and the capable-pairs
-report's per-place lines, which ``position`` computes while it reuses ``capable``'s selection."""
+    assert not cycles, sorted(cycles)
 
 
 def test_importing_plots_switches_no_matplotlib_backend(monkeypatch):
