@@ -63,12 +63,17 @@ def steered_model(bb: Backbone) -> SteeredModel:
         return SteeredModel(bb, tokens)
 
 
+def workload_names(n: int) -> list[tuple[str, tuple[str, ...]]]:
+    """The prompt method and the behaviors of each of ``workload(n)``'s requests."""
+    return [(METHOD_NAMES[i % len(METHOD_NAMES)], COMBOS[i % len(COMBOS)]) for i in range(n)]
+
+
 def workload(n: int) -> list:
     """``n`` evaluation-style requests: questions x methods x combinations, cycled."""
     questions = P.load("test")
     rng = random.Random(0)
-    return [METHODS[METHOD_NAMES[i % len(METHOD_NAMES)]].request(questions[(i // len(METHOD_NAMES)) % len(questions)],
-                                                                  COMBOS[i % len(COMBOS)], rng) for i in range(n)]
+    return [METHODS[method].request(questions[(i // len(METHOD_NAMES)) % len(questions)], names, rng)
+            for i, (method, names) in enumerate(workload_names(n))]
 
 
 def gemm_ceiling(bb: Backbone, rows: int):

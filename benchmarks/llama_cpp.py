@@ -28,20 +28,21 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+import torch
 
 from steerlib.model.backbone import Backbone, embedded_gguf_path, load_backbone
 from steerlib.model.generate import SteeredModel
 from steerlib.tasks import behaviors as B
 
-from .generation import answer_length, steered_model, workload
+from .generation import answer_length, steered_model, workload, workload_names
 
 
 def _require_llama_cpp():
     try:
         import llama_cpp
     except ImportError:
-        raise SystemExit("llama-cpp-python is not installed: `pip install llama-cpp-python` builds it from source "
-                         "(minutes; an optional extra, never needed by steerlib itself)") from None
+        raise SystemExit("llama-cpp-python is not installed: `pip install -e '.[llama-cpp]'` builds it from "
+                         "source (minutes; an optional extra, never needed by steerlib itself)") from None
     return llama_cpp
 
 
@@ -79,7 +80,6 @@ class LlamaCppEngine:
         lc = self.lc
         self._clear()
         entries = [(seq, pos, row) for seq, p in enumerate(prompts) for pos, row in enumerate(p)]
-        last = {(seq, len(p) - 1) for seq, p in enumerate(prompts)}
         out = np.empty((len(prompts), self.n_vocab), dtype=np.float32)
         batch = lc.llama_batch_init(self.n_batch, self.n_embd, 1)
         try:
@@ -90,7 +90,7 @@ class LlamaCppEngine:
                 wanted = []
                 for i, (seq, pos, _) in enumerate(chunk):
                     batch.pos[i], batch.n_seq_id[i], batch.seq_id[i][0] = pos, 1, seq
-                    batch.logits[i] = (seq, pos) in last
+                    batch.logits[i] = pos == len(prompts[seq]) - 1
                     if batch.logits[i]:
                         wanted.append(seq)
                 batch.n_tokens = len(chunk)
@@ -148,22 +148,17 @@ def agreement(a: Sequence[list[int]], b: Sequence[list[int]]) -> tuple[int, floa
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .generation import COMBOS, METHOD_NAMES
-
     p = argparse.ArgumentParser(prog="python -m benchmarks.llama_cpp", description=__doc__.split("\n")[0])
     p.add_argument("--prompts", type=int, default=64)
     p.add_argument("--new-tokens", type=int, default=128)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batch", type=int, default=64, help="steerlib's batch size (the cpu preset's evaluation)")
     args = p.parse_args(argv)
-    import torch
-
     torch.set_num_threads(args.threads)
     bb = load_backbone()
     sm: SteeredModel = steered_model(bb)
     reqs = workload(args.prompts)
-    asked = [None if METHOD_NAMES[i % len(METHOD_NAMES)] == "plain" else COMBOS[i % len(COMBOS)]
-             for i in range(len(reqs))]
+    asked = [None if method == "plain" else names for method, names in workload_names(len(reqs))]
     eos = set(bb.eos_ids)
     embeds = [e.numpy() for e in sm.prompt_embeds(reqs)]
     per_seq = max(len(e) for e in embeds) + args.new_tokens + 8
