@@ -391,6 +391,9 @@ def test_comparisons(winner_name: str) -> list[tuple[str, str]]:
 # -- stages (python -m steerlib position --stage ...) ------------------------------------
 PACK = "pack"
 """The winner's token pack, under ``results/<preset>/position/``."""
+FAMILY_B = "family_b"
+"""Family B's vectors, under ``results/<preset>/position/``: the displaced behavior tokens
+and the ``<and>`` trained on them, with their training records."""
 
 
 def recorded_search(folder: Path) -> pd.DataFrame:
@@ -468,6 +471,9 @@ def run(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path, stage: 
     """One stage of the study (PLAN.md), resumable, its tables written under ``out/position``:
     ``filter`` (the pairs), ``screen`` (family A, ``variants`` indexes ``screen_methods()``),
     ``retrain`` (family C in the best A layout, ``variants`` indexes ``RETRAINS``),
+    ``displace`` (family B, ``variants`` indexes ``displace_jobs``: each kept behavior's
+    displaced stage 1, then ``<and>`` on those tokens, saved with them under ``family_b/``,
+    and their concatenation),
     ``search`` (the search table from records, no generation) and ``test`` (the winner's
     pack saved, its methods' test generations, ``variants`` indexing ``PACK_METHODS``, and
     ``test.md`` from every pack method recorded so far)."""
@@ -504,6 +510,8 @@ def run(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path, stage: 
                 continue
             pack = winner_tokens(bb, tokens, preset, jobs[i], kept, folder)
             base = parse_variant(jobs[i])[0]
+            if base == "and":
+                pack.subset([*behaviors, "and"]).save_pretrained(folder / FAMILY_B, repo_id="steerlib-position-family-b")
             screen(SteeredModel(bb, pack), preset, [replace(METHODS[base], name=jobs[i])], seen, folder)
     elif stage == "test":
         search = recorded_search(folder)
