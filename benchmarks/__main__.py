@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--quick] [--model tiny|embedded] [--out RESULTS.md] [--timings FILE]``.
+"""``python -m benchmarks [--quick] [--model tiny|embedded] [--out RESULTS.md]``.
 
 Prints every figure and ratio, and ends with exactly one ``goals met: K/N`` line.
 """
@@ -9,7 +9,6 @@ import logging
 from pathlib import Path
 
 from steerlib.model.backbone import load_backbone
-from steerlib.study.folders import results_dir
 
 from .core import FULL, QUICK, render_markdown, render_text
 from .suite import header, run_suite
@@ -17,12 +16,12 @@ from .suite import header, run_suite
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description="steerlib speed and memory benchmarks.")
-    p.add_argument("--quick", action="store_true", help="shorter answers, fewer new tokens and repeats")
+    p.add_argument("--quick", action="store_true",
+                   help="shorter answers, fewer new tokens and repeats; the end-to-end workload trains with "
+                        "the smoke preset's settings")
     p.add_argument("--model", choices=["tiny", "embedded"], default="embedded",
                    help="embedded SmolLM2-135M (default) or the tiny random test model (seconds)")
     p.add_argument("--out", type=Path, default=None, help="also write the report as markdown here")
-    p.add_argument("--timings", type=Path, default=results_dir("cpu") / "timings.json",
-                   help="timings.json of a cpu-preset reproduce run (default results/cpu/timings.json)")
     return p
 
 
@@ -31,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("transformers").setLevel(logging.ERROR)  # generation-flag chatter from HF generate
     sizes = QUICK if args.quick else FULL
     bb = load_backbone(args.model)
-    sections = run_suite(bb, sizes, model=args.model, timings=args.timings)
+    sections = run_suite(bb, sizes, model=args.model)
     head = header(bb, sizes, args.quick)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

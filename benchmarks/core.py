@@ -26,8 +26,8 @@ class Sizes:
     """Length of each teacher-forced answer (cpu preset: stage 1 trains on the first 48
     tokens of each target, ``max_answer_tokens``)."""
     gen_prompts: int = 512
-    """Prompts of the generation benchmark, decoded in batches of the cpu preset's evaluation
-    batch size (512: the ablation protocol's evaluation)."""
+    """Prompts of the generation benchmark and generations of the end-to-end workload, decoded
+    in batches of the cpu preset's evaluation batch size (512: the ablation protocol's evaluation)."""
     new_tokens: int = 128
     """max_new_tokens of every generation run (cpu preset: evaluation uses 128)."""
     repeats: int = 5
@@ -36,11 +36,15 @@ class Sizes:
     """Untimed runs of each side first (allocator, lazy init, caches)."""
     load_repeats: int = 2
     """First/second load pairs (a first load de-quantises the GGUF file: slow)."""
+    e2e_training: str = "cpu"
+    """Preset whose stage-1 and stage-2 settings the end-to-end workload trains with (cpu:
+    reproduce's, minutes a token on the embedded model, and the only one projected to reproduce)."""
 
 
 FULL = Sizes()
-QUICK = Sizes(gen_prompts=128, new_tokens=48, repeats=3, load_repeats=1)
-"""Smaller answers, fewer new tokens and repeats: the embedded model in minutes on 2 cores."""
+QUICK = Sizes(gen_prompts=128, new_tokens=48, repeats=3, load_repeats=1, e2e_training="smoke")
+"""Smaller answers, fewer new tokens and repeats, the smoke preset's training settings: the
+embedded model in minutes on 2 cores."""
 
 
 @dataclass(frozen=True)

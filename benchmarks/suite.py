@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import torch
 
@@ -15,7 +14,7 @@ from .generation import bench_generation
 from .load import bench_load, load_not_measured
 
 
-def run_suite(bb: Backbone, sizes: Sizes, *, model: str, timings: Path, log=sys.stderr) -> list[Section]:
+def run_suite(bb: Backbone, sizes: Sizes, *, model: str, log=sys.stderr) -> list[Section]:
     """Every benchmark's section. ``model`` names the backbone ("tiny" or "embedded");
     the load benchmark runs only for "embedded", whose first load has a cache to fill."""
     sections = []
@@ -23,7 +22,7 @@ def run_suite(bb: Backbone, sizes: Sizes, *, model: str, timings: Path, log=sys.
              ("steered generation", lambda: bench_generation(bb, sizes)),
              ("load", lambda: bench_load(None, sizes.load_repeats) if model == "embedded"
               else load_not_measured(model)),
-             ("end to end", lambda: bench_end_to_end(timings))]
+             ("end to end", lambda: bench_end_to_end(bb, sizes))]
     for name, step in steps:
         print(f"[benchmarks] {name} ...", file=log, flush=True)
         sections.append(step())
