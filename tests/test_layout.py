@@ -6,8 +6,9 @@ from transformers import GenerationConfig
 
 import steerlib as st
 from steerlib.errors import ConfigError, TokenFileError
+from steerlib.model import decoding
 from steerlib.model import layout as L
-from steerlib.model.generate import _completed, decode
+from steerlib.model.generate import _completed, sample
 from steerlib.model.template import embed, render
 from steerlib.model.tokens import tensor_digest
 
@@ -104,7 +105,7 @@ def test_greedy_loop_matches_transformers_generate(tiny, toks):
     rows = [render(tiny, "Hi?", ["a", "and", "b"]), render(tiny, "Why is the sky blue, really?", ["b"])]
     batch = embed(tiny, rows, toks)
     cfg = _completed(tiny, GenerationConfig(max_new_tokens=12, do_sample=False))
-    reference = decode(tiny, batch, cfg)
+    reference = sample(tiny, batch, cfg)  # transformers' generate, greedy
     width = batch.attention_mask.shape[1]
     plain = torch.ones(width, width, dtype=torch.bool).tril().repeat(2, 1, 1)
     for b, row in enumerate(rows):
@@ -112,7 +113,7 @@ def test_greedy_loop_matches_transformers_generate(tiny, toks):
         plain[b, :, :offset] = False
         plain[b, range(offset), range(offset)] = True
     batch.prefill_mask = plain.unsqueeze(1)
-    assert decode(tiny, batch, cfg) == reference
+    assert decoding.greedy(tiny.model, lambda idx: batch, 2, 2, 12, tiny.eos_ids) == reference
 
 
 def test_isolated_layout_refuses_sampling(tiny, toks):

@@ -477,10 +477,10 @@ def test_non_finite_loss_stops_training_and_caches_nothing(tiny):
 def test_prompt_longer_than_the_context_is_refused_naming_the_limit(tiny, monkeypatch):
     from steerlib import SteeredModel
     from steerlib.errors import PromptError
-    from steerlib.model.generate import decode
+    from steerlib.model.generate import greedy
 
     calls = []
-    monkeypatch.setattr("steerlib.model.generate.decode", lambda *a, **k: calls.append(1) or decode(*a, **k))
+    monkeypatch.setattr("steerlib.model.generate.greedy", lambda *a, **k: calls.append(1) or greedy(*a, **k))
     long = "word " * 2000  # the tiny model's context is 1024 positions
     with pytest.raises(PromptError, match=r"context of 1024 tokens"):
         SteeredModel(tiny).generate(["Hi.", long], max_new_tokens=4)
@@ -542,7 +542,7 @@ def test_one_bad_prompt_in_a_batch_raises_before_any_generation(tiny, monkeypatc
     from steerlib.errors import PromptError
 
     calls = []
-    monkeypatch.setattr("steerlib.model.generate.decode", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr("steerlib.model.generate.greedy", lambda *a, **k: calls.append(1))
     with pytest.raises(PromptError, match=r"prompt 2: unknown steering token\(s\) <frnch>"):
         SteeredModel(tiny).generate(["Hi.", "Name a fruit.", "Why? <frnch>"], max_new_tokens=4, batch_size=1)
     assert calls == []

@@ -3,9 +3,9 @@
 ``SteeredModel(backbone, tokens).generate(prompts)`` takes prompts in token syntax
 (``"Why is the sky blue? <french><and><words_10_50>"``) or ``Request`` objects, renders
 them through the chat template, embeds them with the steering vectors in their slots,
-and decodes them in left-padded batches. Prompts in one batch may use different tokens.
-Batches are formed from prompts of similar length (less padding), and the outputs come
-back in input order.
+and decodes them in batches (greedy: continuous batching, ``steerlib.model.decoding``).
+Prompts in one batch may use different tokens. Prompts are taken in order of length
+(less padding), and the outputs come back in input order.
 
 The methods that differ only in what the prompt holds live here too: plain, instruction
 (the instructions as text), concatenation (behavior tokens side by side), native " and"
@@ -35,7 +35,7 @@ from transformers import GenerationConfig
 
 from steerlib.errors import ConfigError, PromptError
 from steerlib.model.backbone import Backbone
-from steerlib.model.decoding import greedy, is_plain_greedy
+from steerlib.model.decoding import greedy, is_plain_greedy, spliceable
 from steerlib.model.layout import Layout
 from steerlib.model.template import Batch, Rendered, check_run, embed, render, render_text
 from steerlib.model.tokens import SteeringTokens, text_init
@@ -112,6 +112,11 @@ class SteeredModel:
         ``max_new_tokens``; padding after the end is removed. ``repetition_penalty`` > 1
         discourages tokens the answer already holds (demos: ``DEMO_REPETITION_PENALTY``).
 
+        ``batch_size`` answers are decoded together. Greedy decoding gives a row to the
+        next prompt as soon as its answer ends (``decoding.greedy``: continuous batching);
+        anything else decodes batches of prompts of similar length, each until its longest
+        answer ends.
+
         ``generation_config``, a transformers ``GenerationConfig``, replaces
         ``max_new_tokens``, ``do_sample``, ``temperature`` and ``repetition_penalty``:
         sampling with temperature, top-k and top-p, a repetition penalty, stop strings,
@@ -141,14 +146,21 @@ class SteeredModel:
             except PromptError as err:
                 raise PromptError(f"prompt {i}: {err}" if len(prompts) > 1 else str(err)) from None
         _check_context(bb, rows, cfg.max_new_tokens)
-        order = sorted(range(len(rows)), key=lambda i: -len(rows[i].ids))
+        order = sorted(range(len(rows)), key=lambda i: -len(rows[i].ids))  # similar lengths: less padding
         out: list[list[int]] = [[] for _ in rows]
-        batches = [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
-        bar = tqdm(batches, desc=desc, disable=_quiet(progress, len(prompts)), leave=False)
-        for n, idx in enumerate(bar):
-            batch = embed(bb, [rows[i] for i in idx], self.tokens)
-            for i, seq in zip(idx, decode(bb, batch, cfg, seed + n)):
-                out[i] = seq
+        bar = tqdm(total=len(rows), desc=desc, disable=_quiet(progress, len(prompts)), leave=False)
+        with bar:
+            if is_plain_greedy(cfg) and spliceable(bb.model):
+                answers = greedy(bb.model, lambda idx: embed(bb, [rows[order[i]] for i in idx], self.tokens),
+                                 len(order), batch_size, cfg.max_new_tokens, _ends(cfg), done=bar.update)
+                for i, seq in zip(order, answers):
+                    out[i] = seq
+                return out
+            for n, start in enumerate(range(0, len(order), batch_size)):
+                idx = order[start: start + batch_size]
+                for i, seq in zip(idx, sample(bb, embed(bb, [rows[i] for i in idx], self.tokens), cfg, seed + n)):
+                    out[i] = seq
+                bar.update(len(idx))
         return out
 
     def generate(self, prompts: Sequence[str | Request] | str, max_new_tokens: int = 256,
@@ -195,28 +207,32 @@ def _completed(bb: Backbone, cfg: GenerationConfig) -> GenerationConfig:
     return cfg
 
 
-def decode(bb: Backbone, batch: Batch, cfg: GenerationConfig, seed: int = 0) -> list[list[int]]:
-    """Each prompt's answer, cut after its end token.
+def _ends(cfg: GenerationConfig) -> set[int]:
+    return {cfg.eos_token_id} if isinstance(cfg.eos_token_id, int) else set(cfg.eos_token_id)
 
-    Plain greedy decoding (evaluation, targets, validation) runs ``decoding.greedy``, which
-    gives ``generate``'s tokens in less time (tests/test_generate.py, benchmarks/RESULTS.md);
-    anything else (sampling, a repetition penalty, stop strings) runs transformers'
-    ``generate``. A layout that isolates slots (``Batch.prefill_mask``) decodes greedily only:
-    ``generate`` cannot carry that mask past the first step.
+
+def sample(bb: Backbone, batch: Batch, cfg: GenerationConfig, seed: int = 0) -> list[list[int]]:
+    """Each prompt's answer by transformers' ``generate``, cut after its end token: a
+    configuration beyond plain greedy decoding (sampling, a repetition penalty, stop
+    strings), or a model whose cache ``decoding.greedy`` cannot rearrange (sliding windows).
+
+    Plain greedy decoding (evaluation, targets, validation) on other models does not come
+    here: ``decoding.greedy`` gives ``generate``'s tokens in less time
+    (tests/test_generate.py, benchmarks/RESULTS.md). A layout that isolates slots
+    (``Batch.prefill_mask``) needs that loop: ``generate`` cannot carry the mask past the
+    first step.
     """
-    eos = {cfg.eos_token_id} if isinstance(cfg.eos_token_id, int) else set(cfg.eos_token_id)
-    if is_plain_greedy(cfg):
-        out = greedy(bb.model, batch, cfg.max_new_tokens, eos, cfg.pad_token_id)
-    elif batch.prefill_mask is not None:
-        raise ConfigError("this layout (isolated slots) decodes greedily only: no sampling, repetition "
-                          "penalty or stop strings")
-    else:
-        with torch.random.fork_rng(devices=[bb.device] if bb.device.type == "cuda" else []):
-            torch.manual_seed(seed)  # sampling draws from the global generator: seeded, and restored after
-            # position_ids: the layout's (generate continues each row at its last + 1)
-            out = bb.model.generate(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask,
-                                    position_ids=batch.position_ids, generation_config=cfg,
-                                    tokenizer=bb.tokenizer if cfg.stop_strings else None)
+    if batch.prefill_mask is not None:
+        raise ConfigError("this layout (isolated slots) decodes greedily only (no sampling, repetition penalty "
+                          "or stop strings), on a model whose cache is transformers' DynamicLayer (no sliding "
+                          "window)")
+    eos = _ends(cfg)
+    with torch.random.fork_rng(devices=[bb.device] if bb.device.type == "cuda" else []):
+        torch.manual_seed(seed)  # sampling draws from the global generator: seeded, and restored after
+        # position_ids: the layout's (generate continues each row at its last + 1)
+        out = bb.model.generate(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask,
+                                position_ids=batch.position_ids, generation_config=cfg,
+                                tokenizer=bb.tokenizer if cfg.stop_strings else None)
     answers = []
     for row in out.tolist():
         end = next((i for i, t in enumerate(row) if t in eos), None)
