@@ -57,6 +57,12 @@ def is_plain_greedy(cfg) -> bool:
             and set(cfg.to_diff_dict()) <= GREEDY_FIELDS)
 
 
+SLACK = 32
+"""Spare columns in the cache buffers beyond one prompt and its answer: the window of
+columns moves back to the buffers' start once every ``SLACK`` steps or so (a copy of the
+cache, where ``DynamicLayer`` copies it every step)."""
+
+
 def spliceable(model) -> bool:
     """Whether ``model``'s cache is made of plain ``DynamicLayer``s, whose rows and columns
     this loop may rearrange (a sliding-window layer keeps its own bookkeeping)."""
@@ -180,7 +186,6 @@ class _Slots:
         self.position = read.position.new_zeros(slots, 1)
         self.logits = read.logits.new_zeros(slots, read.logits.shape[1])
         self.prompt = [-1] * slots
-        self.length = torch.zeros(slots, dtype=torch.long, device=read.logits.device)
 
     @property
     def layers(self) -> list[_BufferLayer]:
@@ -202,7 +207,7 @@ class _Slots:
             layer.value_buffer[index, :, self.end - width: self.end] = new.values
         self.mask[index] = 0
         self.mask[index, self.end - width: self.end] = read.mask
-        self.position[index], self.logits[index], self.length[index] = read.position, read.logits, 0
+        self.position[index], self.logits[index] = read.position, read.logits
         for s, p in zip(slots, prompts):
             self.prompt[s] = p
         self.start = min(self.start, self.end - width)
@@ -225,13 +230,13 @@ class _Slots:
         tensors = [t for layer in self.layers for t in (layer.key_buffer, layer.value_buffer)]
         for row, slot in enumerate(live):
             if row != slot:
-                for t in tensors + [self.mask, self.position, self.logits, self.length]:
+                for t in tensors + [self.mask, self.position, self.logits]:
                     t[row] = t[slot]
         rows = len(live)
         for layer in self.layers:
             layer.key_buffer, layer.value_buffer = layer.key_buffer[:rows], layer.value_buffer[:rows]
         self.mask, self.position, self.logits = self.mask[:rows], self.position[:rows], self.logits[:rows]
-        self.length, self.prompt = self.length[:rows], [self.prompt[s] for s in live]
+        self.prompt = [self.prompt[s] for s in live]
         self._show()
 
     def step(self, model, tokens: torch.Tensor) -> None:
@@ -256,7 +261,7 @@ class _Slots:
         end = max(span, before)
         tensors = [(t, 2) for layer in self.layers for t in (layer.key_buffer, layer.value_buffer)]
         if end + after > capacity:  # larger buffers, the window copied into them
-            capacity = 2 * (end + after)
+            capacity = end + after + SLACK
             for layer in self.layers:
                 layer.key_buffer = self._grown(layer.key_buffer, 2, capacity)
                 layer.value_buffer = self._grown(layer.value_buffer, 2, capacity)
@@ -308,18 +313,17 @@ def greedy(model, prefill: Callable[[list[int]], Batch], n: int, slots: int, max
                 read = _Read.of(model(**batch.model_inputs(), use_cache=True, logits_to_keep=1),
                                 batch.attention_mask, batch.position_ids)
             if rows is None:
-                span = read.mask.shape[1] + max_new_tokens  # one prompt and its answer
-                rows = _Slots(read, len(free), span + max(16, span // 4))
+                rows = _Slots(read, len(free), read.mask.shape[1] + max_new_tokens + SLACK)
             rows.place(free[: len(chunk)], chunk, read)
             free = free[len(chunk):]
         tokens = rows.logits.argmax(-1)
-        rows.length += 1
         finished = []
-        for s in rows.live():
-            t = int(tokens[s])
-            answers[rows.prompt[s]].append(t)
-            if t in ends or rows.length[s] >= max_new_tokens:
-                finished.append(s)
+        for s, t in enumerate(tokens.tolist()):
+            if rows.prompt[s] >= 0:
+                answer = answers[rows.prompt[s]]
+                answer.append(t)
+                if t in ends or len(answer) == max_new_tokens:
+                    finished.append(s)
         if finished:
             if done is not None:
                 done(len(finished))
