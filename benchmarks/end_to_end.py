@@ -44,16 +44,15 @@ from pathlib import Path
 from unittest import mock
 
 from steerlib.config import Preset, presets
-from steerlib.errors import SteerlibError
 from steerlib.model.backbone import Backbone
 from steerlib.model.generate import SteeredModel
-from steerlib.model.tokens import SteeringTokens, random_init
+from steerlib.model.tokens import SteeringTokens
 from steerlib.tasks import behaviors as B
 from steerlib.train.compose import train_composition_token
 from steerlib.train.distill import train_behavior_token
 
 from .core import Goal, Section, Sizes, peak_rss_gb
-from .generation import answer_length, workload
+from .generation import answer_length, shipped_or_random, workload
 
 BUDGET_S = 7200.0
 """The cpu preset's end-to-end budget: two hours on a 2-core machine."""
@@ -97,13 +96,7 @@ class Workload:
 def partner_tokens(bb: Backbone) -> SteeringTokens:
     """The behavior tokens ``<and>`` composes: the shipped ones where they fit ``bb``, else
     a random vector per behavior (stage 2 needs every seen behavior's token)."""
-    try:
-        return SteeringTokens.pretrained(bb)
-    except SteerlibError:
-        tokens = SteeringTokens.for_backbone(bb)
-        for i, name in enumerate(B.names()):
-            tokens.set(name, random_init(bb, seed=i))
-        return tokens
+    return shipped_or_random(bb, B.names())
 
 
 def run_workload(bb: Backbone, training: Preset, generations: int, new_tokens: int,

@@ -52,15 +52,21 @@ def answer_length(row: list[int], eos: set[int]) -> int:
     return len(row)
 
 
-def steered_model(bb: Backbone) -> SteeredModel:
-    """The shipped tokens when they fit ``bb``, else random vectors under the same names."""
+def shipped_or_random(bb: Backbone, names: list[str]) -> SteeringTokens:
+    """The shipped tokens when they fit ``bb``, else a random vector (seed: its index in
+    ``names``) under each of ``names``."""
     try:
-        return SteeredModel(bb, SteeringTokens.pretrained(bb))
+        return SteeringTokens.pretrained(bb)
     except SteerlibError:
         tokens = SteeringTokens.for_backbone(bb)
-        for i, name in enumerate(sorted({n for c in COMBOS for n in c} | {"and"})):
+        for i, name in enumerate(names):
             tokens.set(name, random_init(bb, seed=i))
-        return SteeredModel(bb, tokens)
+        return tokens
+
+
+def steered_model(bb: Backbone) -> SteeredModel:
+    """The workload's tokens: the shipped ones when they fit ``bb``, else random vectors."""
+    return SteeredModel(bb, shipped_or_random(bb, sorted({n for c in COMBOS for n in c} | {"and"})))
 
 
 def workload_names(n: int) -> list[tuple[str, tuple[str, ...]]]:

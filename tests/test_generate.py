@@ -77,8 +77,12 @@ def test_rows_join_as_others_end_and_answers_equal_each_prompt_alone(sm, monkeyp
     whole."""
     shared, moves = [], []
     read_after_prefix = decoding._Prefix.read
-    monkeypatch.setattr(decoding._Prefix, "read",
-                        lambda self, *a: shared.append(read_after_prefix(self, *a) is not None) or read_after_prefix(self, *a))
+
+    def read_spy(self, *a):  # whether each prefill read its prompts after the shared prefix
+        read = read_after_prefix(self, *a)
+        shared.append(read is not None)
+        return read
+    monkeypatch.setattr(decoding._Prefix, "read", read_spy)
     room = decoding._Slots._room
 
     def spy(self, before, after):  # the cache window moved within (or out of) its buffers

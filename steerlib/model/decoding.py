@@ -259,14 +259,13 @@ class _Slots:
             return
         span = self.end - self.start
         end = max(span, before)
-        tensors = [(t, 2) for layer in self.layers for t in (layer.key_buffer, layer.value_buffer)]
         if end + after > capacity:  # larger buffers, the window copied into them
             capacity = end + after + SLACK
             for layer in self.layers:
                 layer.key_buffer = self._grown(layer.key_buffer, 2, capacity)
                 layer.value_buffer = self._grown(layer.value_buffer, 2, capacity)
             self.mask = self._grown(self.mask, 1, capacity, fill=1)
-            tensors = [(t, 2) for layer in self.layers for t in (layer.key_buffer, layer.value_buffer)]
+        tensors = [(t, 2) for layer in self.layers for t in (layer.key_buffer, layer.value_buffer)]
         for t, dim in tensors + [(self.mask, 1)]:
             window = t.narrow(dim, self.start, span).clone()
             t.narrow(dim, end - span, span).copy_(window)
