@@ -11,8 +11,27 @@ Four benchmarks, each a pair (or triple) of runs timed alternately in one proces
 
 Every goal is a ratio measured in the same run; the report ends with ``goals met: K/N``.
 """
-from .core import FULL, QUICK, Goal, Section, Sizes, render_markdown, render_text, summary_line
+
+from .core import (
+    FULL,
+    QUICK,
+    Goal,
+    Section,
+    Sizes,
+    render_markdown,
+    render_text,
+    summary_line,
+)
 from .suite import run_suite
 
-__all__ = ["FULL", "QUICK", "Goal", "Section", "Sizes", "render_markdown", "render_text", "run_suite",
-           "summary_line"]
+__all__ = [
+    "FULL",
+    "QUICK",
+    "Goal",
+    "Section",
+    "Sizes",
+    "render_markdown",
+    "render_text",
+    "run_suite",
+    "summary_line",
+]

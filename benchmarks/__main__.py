@@ -2,6 +2,7 @@
 
 Prints every figure and ratio, and ends with exactly one ``goals met: K/N`` line.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,19 +16,32 @@ from .suite import header, run_suite
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks", description="steerlib speed and memory benchmarks.")
-    p.add_argument("--quick", action="store_true",
-                   help="shorter answers, fewer new tokens and repeats; the end-to-end workload trains with "
-                        "the smoke preset's settings")
-    p.add_argument("--model", choices=["tiny", "embedded"], default="embedded",
-                   help="embedded SmolLM2-135M (default) or the tiny random test model (seconds)")
-    p.add_argument("--out", type=Path, default=None, help="also write the report as markdown here")
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks", description="steerlib speed and memory benchmarks."
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="shorter answers, fewer new tokens and repeats; the end-to-end workload trains with "
+        "the smoke preset's settings",
+    )
+    p.add_argument(
+        "--model",
+        choices=["tiny", "embedded"],
+        default="embedded",
+        help="embedded SmolLM2-135M (default) or the tiny random test model (seconds)",
+    )
+    p.add_argument(
+        "--out", type=Path, default=None, help="also write the report as markdown here"
+    )
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.getLogger("transformers").setLevel(logging.ERROR)  # generation-flag chatter from HF generate
+    logging.getLogger("transformers").setLevel(
+        logging.ERROR
+    )  # generation-flag chatter from HF generate
     sizes = QUICK if args.quick else FULL
     bb = load_backbone(args.model)
     sections = run_suite(bb, sizes, model=args.model)

@@ -4,6 +4,7 @@ A speed goal is always a ratio of two throughputs measured in the same process, 
 an absolute time: the machine (and whatever else runs on it) changes from run to run,
 but both sides of a ratio see the same machine.
 """
+
 from __future__ import annotations
 
 import gc
@@ -42,7 +43,9 @@ class Sizes:
 
 
 FULL = Sizes()
-QUICK = Sizes(gen_prompts=128, new_tokens=48, repeats=3, load_repeats=1, e2e_training="smoke")
+QUICK = Sizes(
+    gen_prompts=128, new_tokens=48, repeats=3, load_repeats=1, e2e_training="smoke"
+)
 """Smaller answers, fewer new tokens and repeats, the smoke preset's training settings: the
 embedded model in minutes on 2 cores."""
 
@@ -56,7 +59,9 @@ class Rate:
     per_second: float
 
 
-def measure(runs: dict[str, Callable[[], int]], repeats: int, warmup: int = 1) -> dict[str, Rate]:
+def measure(
+    runs: dict[str, Callable[[], int]], repeats: int, warmup: int = 1
+) -> dict[str, Rate]:
     """Time each run (a function returning the tokens it processed), alternating them.
 
     Runs take turns, and the order rotates every repeat, so a slow drift of the machine
@@ -75,9 +80,14 @@ def measure(runs: dict[str, Callable[[], int]], repeats: int, warmup: int = 1) -
             start = time.perf_counter()
             work = runs[name]()
             samples[name].append((work, time.perf_counter() - start))
-    return {name: Rate(statistics.median(w for w, _ in s), statistics.median(t for _, t in s),
-                       statistics.median(w / t for w, t in s))
-            for name, s in samples.items()}
+    return {
+        name: Rate(
+            statistics.median(w for w, _ in s),
+            statistics.median(t for _, t in s),
+            statistics.median(w / t for w, t in s),
+        )
+        for name, s in samples.items()
+    }
 
 
 @dataclass(frozen=True)
@@ -105,7 +115,9 @@ class Goal:
 
     @property
     def verdict(self) -> str:
-        return "not measured" if not self.measured else ("met" if self.met else "MISSED")
+        return (
+            "not measured" if not self.measured else ("met" if self.met else "MISSED")
+        )
 
 
 @dataclass
@@ -118,9 +130,14 @@ class Section:
     notes: list[str] = field(default_factory=list)
 
 
-def rate_figure(label: str, rate: Rate, unit: str = "tok/s", per: str = "run") -> tuple[str, str]:
+def rate_figure(
+    label: str, rate: Rate, unit: str = "tok/s", per: str = "run"
+) -> tuple[str, str]:
     """``(label, "1234.5 tok/s (0.812 s/run, 1016 tokens)")``."""
-    return label, f"{rate.per_second:,.1f} {unit} ({rate.seconds:.3f} s/{per}, {rate.work:g} tokens)"
+    return (
+        label,
+        f"{rate.per_second:,.1f} {unit} ({rate.seconds:.3f} s/{per}, {rate.work:g} tokens)",
+    )
 
 
 def goals_of(sections: Sequence[Section]) -> list[Goal]:
@@ -152,11 +169,17 @@ def render_text(sections: Sequence[Section], header: Sequence[str] = ()) -> str:
     lines = list(header)
     for s in sections:
         lines += ["", f"== {s.title} =="]
-        width = max([len(label) for label, _ in s.figures] + [len(g.name) + 6 for g in s.goals] + [0])
+        width = max(
+            [len(label) for label, _ in s.figures]
+            + [len(g.name) + 6 for g in s.goals]
+            + [0]
+        )
         lines += [f"  {label:<{width}}  {value}" for label, value in s.figures]
         for g in s.goals:
             ratio, bound, verdict = _goal_cells(g)
-            lines.append(f"  {'ratio ' + g.name:<{width}}  {ratio}  (goal {bound})  {verdict}")
+            lines.append(
+                f"  {'ratio ' + g.name:<{width}}  {ratio}  (goal {bound})  {verdict}"
+            )
         lines += [f"  note: {n}" for n in s.notes]
     return "\n".join(lines + ["", summary_line(sections)])
 
@@ -167,11 +190,22 @@ def render_markdown(sections: Sequence[Section], header: Sequence[str] = ()) -> 
     for s in sections:
         blocks.append(f"## {s.title}")
         if s.figures:
-            blocks.append("\n".join(["| figure | value |", "|---|---|"]
-                                    + [f"| {label} | {value} |" for label, value in s.figures]))
+            blocks.append(
+                "\n".join(
+                    ["| figure | value |", "|---|---|"]
+                    + [f"| {label} | {value} |" for label, value in s.figures]
+                )
+            )
         if s.goals:
-            blocks.append("\n".join(["| ratio | value | goal | verdict |", "|---|---|---|---|"]
-                                    + [f"| {g.name} | " + " | ".join(_goal_cells(g)) + " |" for g in s.goals]))
+            blocks.append(
+                "\n".join(
+                    ["| ratio | value | goal | verdict |", "|---|---|---|---|"]
+                    + [
+                        f"| {g.name} | " + " | ".join(_goal_cells(g)) + " |"
+                        for g in s.goals
+                    ]
+                )
+            )
         if s.notes:
             blocks.append("\n".join(f"- {n}" for n in s.notes))
     return "\n\n".join(blocks + [summary_line(sections)]) + "\n"

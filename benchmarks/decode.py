@@ -25,6 +25,7 @@ wall time: on a shared machine the wall time mostly measures what the other proc
 did, the CPU time (with ``--threads 1``) the work each side did. The machine's load
 average is printed beside every run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,7 +51,9 @@ from steerlib.model.tokens import SteeringTokens
 
 
 @torch.inference_mode()
-def row_dropping_decode(bb: Backbone, batch: Batch, max_new_tokens: int, eos: set[int]) -> list[list[int]]:
+def row_dropping_decode(
+    bb: Backbone, batch: Batch, max_new_tokens: int, eos: set[int]
+) -> list[list[int]]:
     """Greedy decoding with a KV cache that drops rows as their answers end.
 
     The loop ``steerlib.model.generate.decode`` ran before this benchmark (greedy path only).
@@ -58,11 +61,21 @@ def row_dropping_decode(bb: Backbone, batch: Batch, max_new_tokens: int, eos: se
     """
     model = bb.model
     cache = DynamicCache(config=model.config)
-    cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    cache_kw = (
+        "cache"
+        if "cache" in inspect.signature(model.forward).parameters
+        else "past_key_values"
+    )
     rows = torch.arange(batch.inputs_embeds.shape[0], device=bb.device)
     mask, pos = batch.attention_mask, batch.position_ids[:, -1:]
-    out = model(inputs_embeds=batch.inputs_embeds, attention_mask=mask, position_ids=batch.position_ids,
-                use_cache=True, logits_to_keep=1, **{cache_kw: cache})
+    out = model(
+        inputs_embeds=batch.inputs_embeds,
+        attention_mask=mask,
+        position_ids=batch.position_ids,
+        use_cache=True,
+        logits_to_keep=1,
+        **{cache_kw: cache},
+    )
     results: list[list[int]] = [[] for _ in range(len(rows))]
     eos_t = torch.tensor(sorted(eos), device=bb.device)
     for step in range(max_new_tokens):
@@ -78,17 +91,29 @@ def row_dropping_decode(bb: Backbone, batch: Batch, max_new_tokens: int, eos: se
             cache.batch_select_indices(keep)
         mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
         pos = pos + 1
-        out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=pos, use_cache=True,
-                    **{cache_kw: cache})
+        out = model(
+            input_ids=nxt[:, None],
+            attention_mask=mask,
+            position_ids=pos,
+            use_cache=True,
+            **{cache_kw: cache},
+        )
     return results
 
 
 @torch.inference_mode()
-def hf_decode(bb: Backbone, batch: Batch, max_new_tokens: int, eos: set[int]) -> list[list[int]]:
+def hf_decode(
+    bb: Backbone, batch: Batch, max_new_tokens: int, eos: set[int]
+) -> list[list[int]]:
     """``model.generate(inputs_embeds=...)``, greedy; each row cut after its first end token."""
-    out = bb.model.generate(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask,
-                            max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=sorted(eos),
-                            pad_token_id=bb.tokenizer.pad_token_id)
+    out = bb.model.generate(
+        inputs_embeds=batch.inputs_embeds,
+        attention_mask=batch.attention_mask,
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        eos_token_id=sorted(eos),
+        pad_token_id=bb.tokenizer.pad_token_id,
+    )
     return [cut_at_end(row, eos) for row in out.tolist()]
 
 
@@ -102,7 +127,11 @@ def cut_at_end(row: list[int], eos: set[int]) -> list[int]:
 
 def eval_batch(bb: Backbone, n: int) -> Batch:
     """``n`` test questions, each with one shipped behavior token (behaviors in turn)."""
-    tokens = SteeringTokens.pretrained(bb) if bb.model_id.endswith("(GGUF Q4_1, embedded)") else None
+    tokens = (
+        SteeringTokens.pretrained(bb)
+        if bb.model_id.endswith("(GGUF Q4_1, embedded)")
+        else None
+    )
     if tokens is None:  # the tiny model: random vectors in the behaviors' slots
         tokens = SteeringTokens.for_backbone(bb)
         gen = torch.Generator().manual_seed(0)
@@ -111,11 +140,15 @@ def eval_batch(bb: Backbone, n: int) -> Batch:
     names = B.names()
     sm = SteeredModel(bb, tokens)
     questions = P.load("test", limit=n)
-    rows = [sm.render(Request(q, (names[i % len(names)],))) for i, q in enumerate(questions)]
+    rows = [
+        sm.render(Request(q, (names[i % len(names)],))) for i, q in enumerate(questions)
+    ]
     return embed(bb, rows, tokens)
 
 
-def run(bb: Backbone, batch_size: int, new_tokens: list[int], repeats: int) -> list[dict]:
+def run(
+    bb: Backbone, batch_size: int, new_tokens: list[int], repeats: int
+) -> list[dict]:
     """Time both sides ``repeats`` times per length, alternating; one dict per timed run."""
     batch = eval_batch(bb, batch_size)
     eos = set(bb.eos_ids)
@@ -134,21 +167,42 @@ def run(bb: Backbone, batch_size: int, new_tokens: list[int], repeats: int) -> l
                 out = sides[side](bb, batch, k, eos)
                 seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
                 answers[side] = out
-                runs.append({"side": side, "new_tokens": k, "repeat": r, "seconds": seconds, "cpu": cpu,
-                             "tokens": sum(map(len, out)), "load": load})
-                print(f"  {side:>4} k={k} repeat {r}: {seconds:6.1f} s, {runs[-1]['tokens']} tokens, "
-                      f"load {load:.1f}, cpu {cpu:.1f} s", flush=True)
+                runs.append(
+                    {
+                        "side": side,
+                        "new_tokens": k,
+                        "repeat": r,
+                        "seconds": seconds,
+                        "cpu": cpu,
+                        "tokens": sum(map(len, out)),
+                        "load": load,
+                    }
+                )
+                print(
+                    f"  {side:>4} k={k} repeat {r}: {seconds:6.1f} s, {runs[-1]['tokens']} tokens, "
+                    f"load {load:.1f}, cpu {cpu:.1f} s",
+                    flush=True,
+                )
             if r == 0:
                 lengths = sorted(map(len, answers["loop"]))
                 same = sum(a == b for a, b in zip(answers["loop"], answers["hf"]))
-                runs.append({"side": "answers", "new_tokens": k, "lengths": lengths, "identical": same,
-                             "rows": len(lengths)})
+                runs.append(
+                    {
+                        "side": "answers",
+                        "new_tokens": k,
+                        "lengths": lengths,
+                        "identical": same,
+                        "rows": len(lengths),
+                    }
+                )
                 print("ANSWERS " + json.dumps(runs[-1]), flush=True)
     return runs
 
 
-_RUN_LINE = re.compile(r"^\s+(loop|hf) k=(\d+) repeat (\d+):\s+([\d.]+) s, (\d+) tokens, load ([\d.]+)"
-                       r"(?:, cpu ([\d.]+) s)?$")
+_RUN_LINE = re.compile(
+    r"^\s+(loop|hf) k=(\d+) repeat (\d+):\s+([\d.]+) s, (\d+) tokens, load ([\d.]+)"
+    r"(?:, cpu ([\d.]+) s)?$"
+)
 
 
 def runs_from_logs(paths: list[Path]) -> list[dict]:
@@ -160,8 +214,17 @@ def runs_from_logs(paths: list[Path]) -> list[dict]:
             m = _RUN_LINE.match(line)
             if m:
                 side, k, r, seconds, tokens, load, cpu = m.groups()
-                runs.append({"side": side, "new_tokens": int(k), "repeat": (n, int(r)), "seconds": float(seconds),
-                             "cpu": float(cpu) if cpu else None, "tokens": int(tokens), "load": float(load)})
+                runs.append(
+                    {
+                        "side": side,
+                        "new_tokens": int(k),
+                        "repeat": (n, int(r)),
+                        "seconds": float(seconds),
+                        "cpu": float(cpu) if cpu else None,
+                        "tokens": int(tokens),
+                        "load": float(load),
+                    }
+                )
             elif line.startswith("ANSWERS "):
                 runs.append(json.loads(line.removeprefix("ANSWERS ")))
     return runs
@@ -171,27 +234,57 @@ def summary(runs: list[dict]) -> list[dict]:
     """Per length: median seconds per side, the median per-repeat ratio hf / loop, answers."""
     out = []
     for k in sorted({r["new_tokens"] for r in runs}):
-        timed = [r for r in runs if r["new_tokens"] == k and r["side"] in ("loop", "hf")]
-        by = {s: {r["repeat"]: r for r in timed if r["side"] == s} for s in ("loop", "hf")}
-        pairs = [i for i in by["loop"] if i in by["hf"]]  # repeats with both sides timed
+        timed = [
+            r for r in runs if r["new_tokens"] == k and r["side"] in ("loop", "hf")
+        ]
+        by = {
+            s: {r["repeat"]: r for r in timed if r["side"] == s} for s in ("loop", "hf")
+        }
+        pairs = [
+            i for i in by["loop"] if i in by["hf"]
+        ]  # repeats with both sides timed
         if not pairs:
             continue
         ratios = [by["hf"][i]["seconds"] / by["loop"][i]["seconds"] for i in pairs]
-        timed_cpu = [i for i in pairs if by["loop"][i].get("cpu") and by["hf"][i].get("cpu")]
+        timed_cpu = [
+            i for i in pairs if by["loop"][i].get("cpu") and by["hf"][i].get("cpu")
+        ]
         cpu_ratios = [by["hf"][i]["cpu"] / by["loop"][i]["cpu"] for i in timed_cpu]
-        ans = next((r for r in runs if r["new_tokens"] == k and r["side"] == "answers"), None)
+        ans = next(
+            (r for r in runs if r["new_tokens"] == k and r["side"] == "answers"), None
+        )
         lengths = ans["lengths"] if ans else None
-        out.append({"new_tokens": k, "loop_s": statistics.median(by["loop"][i]["seconds"] for i in pairs),
-                    "hf_s": statistics.median(by["hf"][i]["seconds"] for i in pairs),
-                    "ratio": statistics.median(ratios), "ratios": ratios, "cpu_ratios": cpu_ratios,
-                    "cpu_ratio": statistics.median(cpu_ratios) if cpu_ratios else None,
-                    "loop_cpu": statistics.median(by["loop"][i]["cpu"] for i in timed_cpu) if cpu_ratios else None,
-                    "hf_cpu": statistics.median(by["hf"][i]["cpu"] for i in timed_cpu) if cpu_ratios else None,
-                    "tokens": by["loop"][pairs[0]]["tokens"], "rows": ans["rows"] if ans else None,
-                    "identical": ans["identical"] if ans else None,
-                    "lengths": (lengths[0], statistics.median(lengths), lengths[-1], sum(n == k for n in lengths))
-                    if lengths else None,
-                    "load": statistics.mean(r["load"] for i in pairs for r in (by["loop"][i], by["hf"][i]))})
+        out.append(
+            {
+                "new_tokens": k,
+                "loop_s": statistics.median(by["loop"][i]["seconds"] for i in pairs),
+                "hf_s": statistics.median(by["hf"][i]["seconds"] for i in pairs),
+                "ratio": statistics.median(ratios),
+                "ratios": ratios,
+                "cpu_ratios": cpu_ratios,
+                "cpu_ratio": statistics.median(cpu_ratios) if cpu_ratios else None,
+                "loop_cpu": statistics.median(by["loop"][i]["cpu"] for i in timed_cpu)
+                if cpu_ratios
+                else None,
+                "hf_cpu": statistics.median(by["hf"][i]["cpu"] for i in timed_cpu)
+                if cpu_ratios
+                else None,
+                "tokens": by["loop"][pairs[0]]["tokens"],
+                "rows": ans["rows"] if ans else None,
+                "identical": ans["identical"] if ans else None,
+                "lengths": (
+                    lengths[0],
+                    statistics.median(lengths),
+                    lengths[-1],
+                    sum(n == k for n in lengths),
+                )
+                if lengths
+                else None,
+                "load": statistics.mean(
+                    r["load"] for i in pairs for r in (by["loop"][i], by["hf"][i])
+                ),
+            }
+        )
     return out
 
 
@@ -205,23 +298,45 @@ def figure(runs: list[dict], rows: list[dict], path: Path, title: str) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     ks = [row["new_tokens"] for row in rows]
-    for ax, measure, ratio, label in [(axes[0], "cpu", "cpu_ratio", "CPU seconds per batch"),
-                                      (axes[1], "seconds", "ratio", "wall seconds per batch (shared machine)")]:
+    for ax, measure, ratio, label in [
+        (axes[0], "cpu", "cpu_ratio", "CPU seconds per batch"),
+        (axes[1], "seconds", "ratio", "wall seconds per batch (shared machine)"),
+    ]:
         top = 0.0
-        for j, (side, name, colour) in enumerate([("loop", "row-dropping loop", "tab:blue"),
-                                                  ("hf", "HF generate(inputs_embeds)", "tab:orange")]):
+        for j, (side, name, colour) in enumerate(
+            [
+                ("loop", "row-dropping loop", "tab:blue"),
+                ("hf", "HF generate(inputs_embeds)", "tab:orange"),
+            ]
+        ):
             for i, k in enumerate(ks):
-                values = [r[measure] for r in runs if r["side"] == side and r["new_tokens"] == k and r.get(measure)]
+                values = [
+                    r[measure]
+                    for r in runs
+                    if r["side"] == side and r["new_tokens"] == k and r.get(measure)
+                ]
                 if not values:
                     continue
                 x = i + (j - 0.5) * 0.3
-                ax.bar(x, statistics.median(values), width=0.28, color=colour, alpha=0.6,
-                       label=name if i == 0 else None)
+                ax.bar(
+                    x,
+                    statistics.median(values),
+                    width=0.28,
+                    color=colour,
+                    alpha=0.6,
+                    label=name if i == 0 else None,
+                )
                 ax.scatter([x] * len(values), values, color=colour, s=12, zorder=3)
                 top = max(top, *values)
         for i, row in enumerate(rows):
             if row[ratio]:
-                ax.text(i, top * 1.05, f"HF / loop = {row[ratio]:.2f}x", ha="center", fontsize=9)
+                ax.text(
+                    i,
+                    top * 1.05,
+                    f"HF / loop = {row[ratio]:.2f}x",
+                    ha="center",
+                    fontsize=9,
+                )
         ax.set_xticks(range(len(ks)), [f"max_new_tokens {k}" for k in ks])
         ax.set_ylabel(label)
         ax.set_ylim(0, top * 1.2 or 1)
@@ -234,37 +349,70 @@ def figure(runs: list[dict], rows: list[dict], path: Path, title: str) -> None:
 
 
 def markdown(rows: list[dict], header: str) -> str:
-    lines = [header, "", "| max_new_tokens | loop CPU s | HF CPU s | HF / loop, CPU time (each repeat) | loop wall s | HF wall s | "
-             "HF / loop, wall (median) | wall, each repeat | answer tokens (min / median / max, at cap) | "
-             "identical answers | mean load |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        header,
+        "",
+        "| max_new_tokens | loop CPU s | HF CPU s | HF / loop, CPU time (each repeat) | loop wall s | HF wall s | "
+        "HF / loop, wall (median) | wall, each repeat | answer tokens (min / median / max, at cap) | "
+        "identical answers | mean load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lengths = ("{} / {:g} / {}, {} of ".format(*r["lengths"]) + str(r["rows"]) if r["lengths"]
-                   else f"{r['tokens']} tokens in all (lengths not logged)")
-        same = f"{r['identical']} of {r['rows']}" if r["identical"] is not None else "not logged"
-        cpu = (f"{r['loop_cpu']:.1f} | {r['hf_cpu']:.1f} | {', '.join(f'{x:.2f}' for x in r['cpu_ratios'])}"
-               if r["cpu_ratio"] else "not measured | not measured | not measured")
-        lines.append(f"| {r['new_tokens']} | {cpu} | {r['loop_s']:.1f} | {r['hf_s']:.1f} | {r['ratio']:.2f} | "
-                     f"{', '.join(f'{x:.2f}' for x in r['ratios'])} | {lengths} | {same} | {r['load']:.1f} |")
+        lengths = (
+            "{} / {:g} / {}, {} of ".format(*r["lengths"]) + str(r["rows"])
+            if r["lengths"]
+            else f"{r['tokens']} tokens in all (lengths not logged)"
+        )
+        same = (
+            f"{r['identical']} of {r['rows']}"
+            if r["identical"] is not None
+            else "not logged"
+        )
+        cpu = (
+            f"{r['loop_cpu']:.1f} | {r['hf_cpu']:.1f} | {', '.join(f'{x:.2f}' for x in r['cpu_ratios'])}"
+            if r["cpu_ratio"]
+            else "not measured | not measured | not measured"
+        )
+        lines.append(
+            f"| {r['new_tokens']} | {cpu} | {r['loop_s']:.1f} | {r['hf_s']:.1f} | {r['ratio']:.2f} | "
+            f"{', '.join(f'{x:.2f}' for x in r['ratios'])} | {lengths} | {same} | {r['load']:.1f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.decode", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.decode", description=__doc__.splitlines()[0]
+    )
     p.add_argument("--model", choices=["tiny", "embedded"], default="embedded")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--new-tokens", type=int, nargs="+", default=[128, 256])
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: torch's choice)",
+    )
     p.add_argument("--figure", type=Path, default=Path("benchmarks/decode.png"))
     p.add_argument("--out", type=Path, default=Path("benchmarks/decode.md"))
-    p.add_argument("--from-logs", type=Path, nargs="+", default=None, help="report the runs printed in these logs")
+    p.add_argument(
+        "--from-logs",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="report the runs printed in these logs",
+    )
     args = p.parse_args(argv)
     if args.from_logs:
         runs = runs_from_logs(args.from_logs)
         rows = summary(runs)
         figure(runs, rows, args.figure, f"embedded model, batch {args.batch}, greedy")
-        text = markdown(rows, f"Decoding, batch {args.batch}, greedy: the runs printed in "
-                              f"{', '.join(p.name for p in args.from_logs)} (`python -m benchmarks.decode --from-logs`).")
+        text = markdown(
+            rows,
+            f"Decoding, batch {args.batch}, greedy: the runs printed in "
+            f"{', '.join(p.name for p in args.from_logs)} (`python -m benchmarks.decode --from-logs`).",
+        )
         args.out.write_text(text)
         print(text)
         return 0
@@ -272,11 +420,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     bb = load_backbone(args.model)
-    header = (f"Decoding, batch {args.batch}, greedy, {args.repeats} alternating repeats: {bb.model_id} "
-              f"({bb.device}, {bb.dtype}), torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
-              f"{os.cpu_count()} CPU(s). Made by `python -m benchmarks.decode --model {args.model} --batch "
-              f"{args.batch} --new-tokens {' '.join(map(str, args.new_tokens))} --repeats {args.repeats}"
-              + (f" --threads {args.threads}" if args.threads else "") + "`.")
+    header = (
+        f"Decoding, batch {args.batch}, greedy, {args.repeats} alternating repeats: {bb.model_id} "
+        f"({bb.device}, {bb.dtype}), torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
+        f"{os.cpu_count()} CPU(s). Made by `python -m benchmarks.decode --model {args.model} --batch "
+        f"{args.batch} --new-tokens {' '.join(map(str, args.new_tokens))} --repeats {args.repeats}"
+        + (f" --threads {args.threads}" if args.threads else "")
+        + "`."
+    )
     runs = run(bb, args.batch, args.new_tokens, args.repeats)
     rows = summary(runs)
     figure(runs, rows, args.figure, f"{args.model} model, batch {args.batch}, greedy")

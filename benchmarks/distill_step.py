@@ -19,6 +19,7 @@ are ratios of step times:
   so steerlib CE / PEFT compares like with like (a distillation step also runs the
   teacher, about half again as much work).
 """
+
 from __future__ import annotations
 
 import copy
@@ -43,7 +44,9 @@ BEHAVIOR = "french"
 """Whose instruction the teacher reads (any behavior; only lengths matter for speed)."""
 
 
-def synthetic_batch(bb: Backbone, size: int, answer_tokens: int, seed: int = 0) -> list[Example]:
+def synthetic_batch(
+    bb: Backbone, size: int, answer_tokens: int, seed: int = 0
+) -> list[Example]:
     """Training questions with random answer ids: a real-shaped batch without generating.
 
     Answers are drawn from the ordinary (non-special) vocabulary, all ``answer_tokens``
@@ -53,9 +56,13 @@ def synthetic_batch(bb: Backbone, size: int, answer_tokens: int, seed: int = 0) 
     instruction = B.get(BEHAVIOR).paraphrases[0]
     low = max(bb.tokenizer.all_special_ids) + 1
     gen = torch.Generator().manual_seed(seed)
-    answers = torch.randint(low, len(bb.tokenizer), (size, answer_tokens), generator=gen).tolist()
-    return [Example(render(bb, q, (), instruction), render(bb, q, (SLOT,)), tuple(a))
-            for q, a in zip(questions, answers)]
+    answers = torch.randint(
+        low, len(bb.tokenizer), (size, answer_tokens), generator=gen
+    ).tolist()
+    return [
+        Example(render(bb, q, (), instruction), render(bb, q, (SLOT,)), tuple(a))
+        for q, a in zip(questions, answers)
+    ]
 
 
 def student_tokens(batch: list[Example]) -> int:
@@ -72,6 +79,7 @@ def steerlib_step(bb: Backbone, batch: list[Example]):
     def run() -> int:
         train_vectors(bb, {SLOT: param}, batch, cfg, progress=False)
         return tokens
+
     return run
 
 
@@ -87,13 +95,20 @@ def ceiling_step(bb: Backbone, batch: list[Example]):
 
     def run() -> int:
         with torch.no_grad():
-            bb.model(inputs_embeds=teacher.inputs_embeds, attention_mask=teacher.attention_mask,
-                     position_ids=teacher.position_ids)
-        logits = bb.model(inputs_embeds=leaf, attention_mask=student.attention_mask,
-                          position_ids=student.position_ids).logits
+            bb.model(
+                inputs_embeds=teacher.inputs_embeds,
+                attention_mask=teacher.attention_mask,
+                position_ids=teacher.position_ids,
+            )
+        logits = bb.model(
+            inputs_embeds=leaf,
+            attention_mask=student.attention_mask,
+            position_ids=student.position_ids,
+        ).logits
         logits.sum().backward()
         leaf.grad = None
         return tokens
+
     return run
 
 
@@ -101,7 +116,9 @@ def ce_step(bb: Backbone, batch: list[Example]):
     """steerlib's student forward (answer positions through the LM head), LM cross-entropy
     on the answers, backward, clip, AdamW step: PEFT's step through steerlib's code."""
     cfg = presets.cpu().stage1
-    param = text_init(bb, B.get(BEHAVIOR).paraphrases[0]).to(bb.device).requires_grad_(True)
+    param = (
+        text_init(bb, B.get(BEHAVIOR).paraphrases[0]).to(bb.device).requires_grad_(True)
+    )
     opt = torch.optim.AdamW([param], lr=cfg.lr, weight_decay=cfg.weight_decay)
     answers = [ex.answer for ex in batch]
     labels = torch.tensor([t for a in answers for t in a], device=bb.device)
@@ -109,13 +126,16 @@ def ce_step(bb: Backbone, batch: list[Example]):
     tokens = student_tokens(batch)
 
     def run() -> int:
-        logits = head(answer_hidden(bb, [ex.student for ex in batch], answers, {SLOT: param}))
+        logits = head(
+            answer_hidden(bb, [ex.student for ex in batch], answers, {SLOT: param})
+        )
         loss = F.cross_entropy(logits.float(), labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([param], cfg.grad_clip)
         opt.step()
         return tokens
+
     return run
 
 
@@ -129,21 +149,33 @@ def peft_step(bb: Backbone, batch: list[Example]):
     import peft
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # transformers deprecations PEFT triggers
-        model = peft.get_peft_model(copy.deepcopy(bb.model),
-                                    peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=1))
+        warnings.simplefilter(
+            "ignore", FutureWarning
+        )  # transformers deprecations PEFT triggers
+        model = peft.get_peft_model(
+            copy.deepcopy(bb.model),
+            peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=1),
+        )
     params = [p for p in model.parameters() if p.requires_grad]
     cfg = presets.cpu().stage1
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     seqs = []
     for ex in batch:
         slots = {pos for pos, _ in ex.student.slots}
-        seqs.append([t for i, t in enumerate(ex.student.ids) if i not in slots] + list(ex.answer))
+        seqs.append(
+            [t for i, t in enumerate(ex.student.ids) if i not in slots]
+            + list(ex.answer)
+        )
     width = max(len(s) for s in seqs)
     pad = bb.tokenizer.pad_token_id
     ids = torch.tensor([[pad] * (width - len(s)) + s for s in seqs], device=bb.device)
-    mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=bb.device)
-    labels = torch.tensor([[-100] * (width - len(ex.answer)) + list(ex.answer) for ex in batch], device=bb.device)
+    mask = torch.tensor(
+        [[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=bb.device
+    )
+    labels = torch.tensor(
+        [[-100] * (width - len(ex.answer)) + list(ex.answer) for ex in batch],
+        device=bb.device,
+    )
     tokens = student_tokens(batch)
 
     def run() -> int:
@@ -155,22 +187,38 @@ def peft_step(bb: Backbone, batch: list[Example]):
         torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()
         return tokens
+
     return run
 
 
 def bench_distill_step(bb: Backbone, sizes: Sizes) -> Section:
     batch = synthetic_batch(bb, sizes.batch, sizes.answer_tokens)
-    rates = measure({"steerlib": steerlib_step(bb, batch), "ceiling": ceiling_step(bb, batch),
-                     "peft": peft_step(bb, batch), "ce": ce_step(bb, batch)}, sizes.repeats, sizes.warmup)
+    rates = measure(
+        {
+            "steerlib": steerlib_step(bb, batch),
+            "ceiling": ceiling_step(bb, batch),
+            "peft": peft_step(bb, batch),
+            "ce": ce_step(bb, batch),
+        },
+        sizes.repeats,
+        sizes.warmup,
+    )
     s, c, p, e = rates["steerlib"], rates["ceiling"], rates["peft"], rates["ce"]
     return Section(
         f"Distillation step: batch {sizes.batch}, answers {sizes.answer_tokens} tokens, "
         f"{student_tokens(batch)} student tokens per step",
-        figures=[rate_figure("steerlib stage-1 step", s, per="step"),
-                 rate_figure("ceiling: student fwd+bwd + teacher fwd", c, per="step"),
-                 rate_figure("PEFT prompt tuning step (LM CE)", p, per="step"),
-                 rate_figure("steerlib CE step (student only, LM CE)", e, per="step"),
-                 ("distillation step / PEFT (not like with like)", f"{s.per_second / p.per_second:.3f}")],
-        goals=[Goal("steerlib / ceiling", s.per_second / c.per_second, ">=", 0.9),
-               Goal("steerlib CE step / PEFT", e.per_second / p.per_second, ">=", 1.0)],
+        figures=[
+            rate_figure("steerlib stage-1 step", s, per="step"),
+            rate_figure("ceiling: student fwd+bwd + teacher fwd", c, per="step"),
+            rate_figure("PEFT prompt tuning step (LM CE)", p, per="step"),
+            rate_figure("steerlib CE step (student only, LM CE)", e, per="step"),
+            (
+                "distillation step / PEFT (not like with like)",
+                f"{s.per_second / p.per_second:.3f}",
+            ),
+        ],
+        goals=[
+            Goal("steerlib / ceiling", s.per_second / c.per_second, ">=", 0.9),
+            Goal("steerlib CE step / PEFT", e.per_second / p.per_second, ">=", 1.0),
+        ],
     )

@@ -33,6 +33,7 @@ settings and generates fewer, shorter answers, so it reports its parts but not t
 Peak RSS is this benchmark process's, read after the workload: the process also ran the
 suite's earlier benchmarks, so it bounds the workload's own peak from above.
 """
+
 from __future__ import annotations
 
 import os
@@ -99,35 +100,73 @@ def partner_tokens(bb: Backbone) -> SteeringTokens:
     return shipped_or_random(bb, B.names())
 
 
-def run_workload(bb: Backbone, training: Preset, generations: int, new_tokens: int,
-                 partners: SteeringTokens) -> Workload:
+def run_workload(
+    bb: Backbone,
+    training: Preset,
+    generations: int,
+    new_tokens: int,
+    partners: SteeringTokens,
+) -> Workload:
     """Train ``<BEHAVIOR>`` and ``<and>`` (beside ``partners``) with ``training``'s settings,
     then generate ``generations`` answers of up to ``new_tokens`` tokens, all in a new
     scratch folder."""
     batch = presets.cpu().eval.batch_size
-    with tempfile.TemporaryDirectory(prefix="steerlib-e2e-") as scratch, mock.patch.dict(
-            os.environ, {"STEERLIB_ARTIFACTS": str(Path(scratch) / "artifacts"),
-                         "STEERLIB_LOCKS": str(Path(scratch) / "locks")}):
+    with (
+        tempfile.TemporaryDirectory(prefix="steerlib-e2e-") as scratch,
+        mock.patch.dict(
+            os.environ,
+            {
+                "STEERLIB_ARTIFACTS": str(Path(scratch) / "artifacts"),
+                "STEERLIB_LOCKS": str(Path(scratch) / "locks"),
+            },
+        ),
+    ):
         start = time.perf_counter()
-        tokens = train_behavior_token(bb, BEHAVIOR, training.stage1_config(BEHAVIOR), tokens=partners,
-                                      retrain=True, progress=False)
+        tokens = train_behavior_token(
+            bb,
+            BEHAVIOR,
+            training.stage1_config(BEHAVIOR),
+            tokens=partners,
+            retrain=True,
+            progress=False,
+        )
         token_s = time.perf_counter() - start
         start = time.perf_counter()
-        tokens = train_composition_token(bb, tokens, training.stage2, retrain=True, progress=False)
+        tokens = train_composition_token(
+            bb, tokens, training.stage2, retrain=True, progress=False
+        )
         and_s = time.perf_counter() - start
         start = time.perf_counter()
-        answers = SteeredModel(bb, tokens).generate_ids(workload(generations), max_new_tokens=new_tokens,
-                                                        batch_size=batch, progress=False)
+        answers = SteeredModel(bb, tokens).generate_ids(
+            workload(generations),
+            max_new_tokens=new_tokens,
+            batch_size=batch,
+            progress=False,
+        )
         generation_s = time.perf_counter() - start
     eos = set(bb.eos_ids)
-    return Workload(training.name, token_s, tokens.info[BEHAVIOR]["steps"], and_s, tokens.info["and"]["steps"],
-                    generations, new_tokens, batch, generation_s, sum(answer_length(a, eos) for a in answers),
-                    peak_rss_gb())
+    return Workload(
+        training.name,
+        token_s,
+        tokens.info[BEHAVIOR]["steps"],
+        and_s,
+        tokens.info["and"]["steps"],
+        generations,
+        new_tokens,
+        batch,
+        generation_s,
+        sum(answer_length(a, eos) for a in answers),
+        peak_rss_gb(),
+    )
 
 
 def projected_reproduce_s(w: Workload) -> float:
     """The cpu preset's reproduce time extrapolated from the workload's parts (module docstring)."""
-    return len(B.names()) * w.token_s + w.and_s + REPRODUCE_GENERATIONS / w.generations * w.generation_s
+    return (
+        len(B.names()) * w.token_s
+        + w.and_s
+        + REPRODUCE_GENERATIONS / w.generations * w.generation_s
+    )
 
 
 def projects_reproduce(w: Workload) -> bool:
@@ -140,47 +179,93 @@ def end_to_end_section(w: Workload, recorded: SteeringTokens | None = None) -> S
     goals. ``recorded``: tokens whose training records give the first-run times to show
     beside the measured ones (the shipped tokens)."""
     figures = [
-        (f"stage 1: <{BEHAVIOR}> ({w.training} settings)", f"{w.token_s:.1f} s ({w.token_steps} steps)"),
-        (f"stage 2: <and> ({w.training} settings)", f"{w.and_s:.1f} s ({w.and_steps} steps)"),
-        (f"generation: {w.generations} x {w.new_tokens} new tokens, batches of {w.batch}",
-         f"{w.generation_s:.1f} s ({w.generated_tokens} tokens, {w.generated_tokens / w.generation_s:,.1f} tok/s)"),
+        (
+            f"stage 1: <{BEHAVIOR}> ({w.training} settings)",
+            f"{w.token_s:.1f} s ({w.token_steps} steps)",
+        ),
+        (
+            f"stage 2: <and> ({w.training} settings)",
+            f"{w.and_s:.1f} s ({w.and_steps} steps)",
+        ),
+        (
+            f"generation: {w.generations} x {w.new_tokens} new tokens, batches of {w.batch}",
+            f"{w.generation_s:.1f} s ({w.generated_tokens} tokens, {w.generated_tokens / w.generation_s:,.1f} tok/s)",
+        ),
         ("workload total", f"{w.token_s + w.and_s + w.generation_s:.1f} s"),
     ]
     if recorded is not None:
         firsts = [recorded.info[n]["seconds"] for n in B.names()]
-        figures.append(("first-run training, recorded in the shipped tokens",
-                        f"<{BEHAVIOR}> {recorded.info[BEHAVIOR]['seconds']:.0f} s, the {len(firsts)} behavior "
-                        f"tokens {sum(firsts):,.0f} s (mean {statistics.mean(firsts):.0f} s), "
-                        f"<and> {recorded.info['and']['seconds']:.0f} s"))
+        figures.append(
+            (
+                "first-run training, recorded in the shipped tokens",
+                f"<{BEHAVIOR}> {recorded.info[BEHAVIOR]['seconds']:.0f} s, the {len(firsts)} behavior "
+                f"tokens {sum(firsts):,.0f} s (mean {statistics.mean(firsts):.0f} s), "
+                f"<and> {recorded.info['and']['seconds']:.0f} s",
+            )
+        )
     notes = []
     projected = None
     if projects_reproduce(w):
         projected = projected_reproduce_s(w)
-        figures.append(("projected cpu reproduce",
-                        f"{projected:,.0f} s ({projected / 3600:.2f} h) = {len(B.names())} x {w.token_s:.1f} s "
-                        f"+ {w.and_s:.1f} s + {REPRODUCE_GENERATIONS} / {w.generations} x {w.generation_s:.1f} s"))
-        notes.append("the projection is an extrapolation: every behavior token is assumed to cost what "
-                     f"<{BEHAVIOR}> cost, and loading, reports and figures are left out")
+        figures.append(
+            (
+                "projected cpu reproduce",
+                f"{projected:,.0f} s ({projected / 3600:.2f} h) = {len(B.names())} x {w.token_s:.1f} s "
+                f"+ {w.and_s:.1f} s + {REPRODUCE_GENERATIONS} / {w.generations} x {w.generation_s:.1f} s",
+            )
+        )
+        notes.append(
+            "the projection is an extrapolation: every behavior token is assumed to cost what "
+            f"<{BEHAVIOR}> cost, and loading, reports and figures are left out"
+        )
     else:
-        notes.append(f"projection not measured: it needs the cpu preset's training settings and its "
-                     f"{presets.cpu().eval.max_new_tokens}-token answers (full mode, without --quick); this workload "
-                     f"trained with the {w.training} preset's settings and generated {w.new_tokens} new tokens")
-    figures.append(("peak RSS (this process, after the workload)", f"{w.peak_rss_gb:.2f} GB"))
-    return Section(f"End to end: a fresh <{BEHAVIOR}>, <and> and {w.generations} generations", figures=figures,
-                   notes=notes, goals=[
-                       Goal(f"projected reproduce / {BUDGET_S:g} s", None if projected is None else projected / BUDGET_S,
-                            "<=", 1.0),
-                       Goal(f"peak RSS / {BUDGET_RSS_GB:g} GB", w.peak_rss_gb / BUDGET_RSS_GB, "<=", 1.0)])
+        notes.append(
+            f"projection not measured: it needs the cpu preset's training settings and its "
+            f"{presets.cpu().eval.max_new_tokens}-token answers (full mode, without --quick); this workload "
+            f"trained with the {w.training} preset's settings and generated {w.new_tokens} new tokens"
+        )
+    figures.append(
+        ("peak RSS (this process, after the workload)", f"{w.peak_rss_gb:.2f} GB")
+    )
+    return Section(
+        f"End to end: a fresh <{BEHAVIOR}>, <and> and {w.generations} generations",
+        figures=figures,
+        notes=notes,
+        goals=[
+            Goal(
+                f"projected reproduce / {BUDGET_S:g} s",
+                None if projected is None else projected / BUDGET_S,
+                "<=",
+                1.0,
+            ),
+            Goal(
+                f"peak RSS / {BUDGET_RSS_GB:g} GB",
+                w.peak_rss_gb / BUDGET_RSS_GB,
+                "<=",
+                1.0,
+            ),
+        ],
+    )
 
 
 def bench_end_to_end(bb: Backbone, sizes: Sizes) -> Section:
     """The workload at ``sizes`` (training settings of ``sizes.e2e_training``, ``sizes.gen_prompts``
     generations of ``sizes.new_tokens``), as a section."""
     partners = partner_tokens(bb)
-    w = run_workload(bb, presets.get(sizes.e2e_training), sizes.gen_prompts, sizes.new_tokens, partners)
-    return end_to_end_section(w, partners if partners.info.get(BEHAVIOR) else None)  # random ones have no records
+    w = run_workload(
+        bb,
+        presets.get(sizes.e2e_training),
+        sizes.gen_prompts,
+        sizes.new_tokens,
+        partners,
+    )
+    return end_to_end_section(
+        w, partners if partners.info.get(BEHAVIOR) else None
+    )  # random ones have no records
 
 
 def process_memory() -> Section:
     """Peak RSS of the benchmark process itself (reported, no goal)."""
-    return Section("This benchmark process", figures=[("peak RSS", f"{peak_rss_gb():.2f} GB")])
+    return Section(
+        "This benchmark process", figures=[("peak RSS", f"{peak_rss_gb():.2f} GB")]
+    )

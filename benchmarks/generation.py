@@ -19,6 +19,7 @@ timed in wall time (the goals) and in this process's CPU time (what it computed,
 distorted by other processes on a shared machine; equal to wall time on an idle one with
 one thread).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -39,8 +40,13 @@ from steerlib.tasks import prompts as P
 
 from .core import Goal, Section, Sizes, measure, rate_figure
 
-COMBOS = [("french", "words_10_50"), ("json",), ("upper_case", "sentences_1", "french"), ("spanish",),
-          ("title_case", "sentences_2")]
+COMBOS = [
+    ("french", "words_10_50"),
+    ("json",),
+    ("upper_case", "sentences_1", "french"),
+    ("spanish",),
+    ("title_case", "sentences_2"),
+]
 METHOD_NAMES = ["plain", "instruction", "concat", "and", "hybrid"]
 
 
@@ -66,33 +72,47 @@ def shipped_or_random(bb: Backbone, names: list[str]) -> SteeringTokens:
 
 def steered_model(bb: Backbone) -> SteeredModel:
     """The workload's tokens: the shipped ones when they fit ``bb``, else random vectors."""
-    return SteeredModel(bb, shipped_or_random(bb, sorted({n for c in COMBOS for n in c} | {"and"})))
+    return SteeredModel(
+        bb, shipped_or_random(bb, sorted({n for c in COMBOS for n in c} | {"and"}))
+    )
 
 
 def workload_names(n: int) -> list[tuple[str, tuple[str, ...]]]:
     """The prompt method and the behaviors of each of ``workload(n)``'s requests."""
-    return [(METHOD_NAMES[i % len(METHOD_NAMES)], COMBOS[i % len(COMBOS)]) for i in range(n)]
+    return [
+        (METHOD_NAMES[i % len(METHOD_NAMES)], COMBOS[i % len(COMBOS)]) for i in range(n)
+    ]
 
 
 def workload(n: int) -> list:
     """``n`` evaluation-style requests: questions x methods x combinations, cycled."""
     questions = P.load("test")
     rng = random.Random(0)
-    return [METHODS[method].request(questions[(i // len(METHOD_NAMES)) % len(questions)], names, rng)
-            for i, (method, names) in enumerate(workload_names(n))]
+    return [
+        METHODS[method].request(
+            questions[(i // len(METHOD_NAMES)) % len(questions)], names, rng
+        )
+        for i, (method, names) in enumerate(workload_names(n))
+    ]
 
 
 def gemm_ceiling(bb: Backbone, rows: int):
     """A run that applies every ``nn.Linear`` of the model once to ``rows`` rows: one decode
     step's GEMMs; it returns ``rows`` tokens."""
     linears = [m for m in bb.model.modules() if isinstance(m, torch.nn.Linear)]
-    inputs = {m.in_features: torch.randn(rows, m.in_features, dtype=bb.dtype, device=bb.device) for m in linears}
+    inputs = {
+        m.in_features: torch.randn(
+            rows, m.in_features, dtype=bb.dtype, device=bb.device
+        )
+        for m in linears
+    }
 
     @torch.inference_mode()
     def run() -> int:
         for m in linears:
             F.linear(inputs[m.in_features], m.weight)
         return rows
+
     return run
 
 
@@ -104,7 +124,9 @@ class Timed:
     answers: list
 
 
-def timed_generation(sm: SteeredModel, reqs: list, k: int, batch: int, generate: bool) -> Timed:
+def timed_generation(
+    sm: SteeredModel, reqs: list, k: int, batch: int, generate: bool
+) -> Timed:
     """One evaluation of ``reqs``: with ``generate``, decoded by transformers' ``generate``
     (the decision ``decode`` makes is patched to 'not plain greedy')."""
     eos = set(sm.backbone.eos_ids)
@@ -120,7 +142,9 @@ def bench_generation(bb: Backbone, sizes: Sizes) -> Section:
     sm = steered_model(bb)
     reqs = workload(sizes.gen_prompts)
     n, k, batch = len(reqs), sizes.new_tokens, presets.cpu().eval.batch_size
-    ceiling = measure({"ceiling": gemm_ceiling(bb, batch)}, max(3, sizes.repeats), sizes.warmup)["ceiling"]
+    ceiling = measure(
+        {"ceiling": gemm_ceiling(bb, batch)}, max(3, sizes.repeats), sizes.warmup
+    )["ceiling"]
     cpu_start = time.process_time()
     gemm_ceiling(bb, batch)()
     ceiling_cpu = batch / max(time.process_time() - cpu_start, 1e-9)
@@ -132,20 +156,41 @@ def bench_generation(bb: Backbone, sizes: Sizes) -> Section:
     same = sum(a == b for a, b in zip(ours.answers, today.answers))
 
     def fig(label: str, t: Timed) -> tuple[str, str]:
-        return label, (f"{t.tokens / t.wall:,.1f} tok/s wall ({t.wall:.1f} s), {t.tokens / t.cpu:,.1f} tok/s CPU "
-                       f"({t.cpu:.1f} s), {t.tokens} tokens")
+        return label, (
+            f"{t.tokens / t.wall:,.1f} tok/s wall ({t.wall:.1f} s), {t.tokens / t.cpu:,.1f} tok/s CPU "
+            f"({t.cpu:.1f} s), {t.tokens} tokens"
+        )
 
     return Section(
         f"Steered generation: {n} evaluation prompts, batches of {batch}, greedy, max_new_tokens {k}",
-        figures=[fig("steerlib (decoding.greedy)", ours), fig("today's path (transformers generate)", today),
-                 rate_figure(f"GEMM ceiling, {batch} rows", ceiling, per="step"),
-                 ("GEMM ceiling, CPU time", f"{ceiling_cpu:,.1f} tok/s"),
-                 ("CPU-time ratios", f"steerlib / ceiling {ours.tokens / ours.cpu / ceiling_cpu:.3f}, "
-                                     f"steerlib / today {today.cpu / ours.cpu:.3f}"),
-                 ("identical answers", f"{same} of {n}")],
-        goals=[Goal("steerlib / GEMM ceiling", ours.tokens / ours.wall / ceiling.per_second, ">=", 0.7),
-               Goal("steerlib / today's path (tok/s)", (ours.tokens / ours.wall) / (today.tokens / today.wall),
-                    ">=", 1.8),
-               Goal("steerlib / today's path (wall time)", ours.wall / today.wall, "<=", 0.6),
-               Goal("identical answers", same / n, ">=", 1.0)],
+        figures=[
+            fig("steerlib (decoding.greedy)", ours),
+            fig("today's path (transformers generate)", today),
+            rate_figure(f"GEMM ceiling, {batch} rows", ceiling, per="step"),
+            ("GEMM ceiling, CPU time", f"{ceiling_cpu:,.1f} tok/s"),
+            (
+                "CPU-time ratios",
+                f"steerlib / ceiling {ours.tokens / ours.cpu / ceiling_cpu:.3f}, "
+                f"steerlib / today {today.cpu / ours.cpu:.3f}",
+            ),
+            ("identical answers", f"{same} of {n}"),
+        ],
+        goals=[
+            Goal(
+                "steerlib / GEMM ceiling",
+                ours.tokens / ours.wall / ceiling.per_second,
+                ">=",
+                0.7,
+            ),
+            Goal(
+                "steerlib / today's path (tok/s)",
+                (ours.tokens / ours.wall) / (today.tokens / today.wall),
+                ">=",
+                1.8,
+            ),
+            Goal(
+                "steerlib / today's path (wall time)", ours.wall / today.wall, "<=", 0.6
+            ),
+            Goal("identical answers", same / n, ">=", 1.0),
+        ],
     )

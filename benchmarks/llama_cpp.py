@@ -19,6 +19,7 @@ the first difference, and each engine's pass rate of the requests' behaviors (th
 verifiers' verdicts), since Q4_1 arithmetic is not fp32 arithmetic and cannot be
 expected to give the same tokens everywhere.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,18 +42,29 @@ def _require_llama_cpp():
     try:
         import llama_cpp
     except ImportError:
-        raise SystemExit("llama-cpp-python is not installed: `pip install -e '.[llama-cpp]'` builds it from "
-                         "source (minutes; an optional extra, never needed by steerlib itself)") from None
+        raise SystemExit(
+            "llama-cpp-python is not installed: `pip install -e '.[llama-cpp]'` builds it from "
+            "source (minutes; an optional extra, never needed by steerlib itself)"
+        ) from None
     return llama_cpp
 
 
 class LlamaCppEngine:
     """Greedy decoding of prompt embeddings with llama.cpp, many sequences at once."""
 
-    def __init__(self, gguf: str, n_seq: int, n_ctx_per_seq: int, threads: int, n_batch: int = 512) -> None:
+    def __init__(
+        self,
+        gguf: str,
+        n_seq: int,
+        n_ctx_per_seq: int,
+        threads: int,
+        n_batch: int = 512,
+    ) -> None:
         lc = self.lc = _require_llama_cpp()
         lc.llama_backend_init()
-        self.model = lc.llama_model_load_from_file(gguf.encode(), lc.llama_model_default_params())
+        self.model = lc.llama_model_load_from_file(
+            gguf.encode(), lc.llama_model_default_params()
+        )
         params = lc.llama_context_default_params()
         params.n_ctx = n_seq * n_ctx_per_seq
         params.n_batch = params.n_ubatch = n_batch
@@ -79,13 +91,19 @@ class LlamaCppEngine:
         last row of each prompt, in order (prompts are cut into calls of ``n_batch`` rows)."""
         lc = self.lc
         self._clear()
-        entries = [(seq, pos, row) for seq, p in enumerate(prompts) for pos, row in enumerate(p)]
+        entries = [
+            (seq, pos, row)
+            for seq, p in enumerate(prompts)
+            for pos, row in enumerate(p)
+        ]
         out = np.empty((len(prompts), self.n_vocab), dtype=np.float32)
         batch = lc.llama_batch_init(self.n_batch, self.n_embd, 1)
         try:
             for start in range(0, len(entries), self.n_batch):
-                chunk = entries[start:start + self.n_batch]
-                rows = np.ascontiguousarray(np.stack([row for _, _, row in chunk]), dtype=np.float32)
+                chunk = entries[start : start + self.n_batch]
+                rows = np.ascontiguousarray(
+                    np.stack([row for _, _, row in chunk]), dtype=np.float32
+                )
                 ctypes.memmove(batch.embd, rows.ctypes.data, rows.nbytes)
                 wanted = []
                 for i, (seq, pos, _) in enumerate(chunk):
@@ -101,19 +119,34 @@ class LlamaCppEngine:
             lc.llama_batch_free(batch)
         return out
 
-    def greedy(self, prompts: Sequence[np.ndarray], max_new_tokens: int, eos: set[int]) -> list[list[int]]:
+    def greedy(
+        self, prompts: Sequence[np.ndarray], max_new_tokens: int, eos: set[int]
+    ) -> list[list[int]]:
         """Greedy answers, each ending at its first end token (kept) or at the cap."""
         lc = self.lc
-        answers: list[list[int]] = [[int(t)] for t in self.prefill(prompts).argmax(axis=1)]
+        answers: list[list[int]] = [
+            [int(t)] for t in self.prefill(prompts).argmax(axis=1)
+        ]
         batch = lc.llama_batch_init(len(prompts), 0, 1)
         try:
             while True:
-                live = [s for s, a in enumerate(answers) if len(a) < max_new_tokens and a[-1] not in eos]
+                live = [
+                    s
+                    for s, a in enumerate(answers)
+                    if len(a) < max_new_tokens and a[-1] not in eos
+                ]
                 if not live:
                     return answers
                 for i, seq in enumerate(live):
-                    batch.token[i], batch.pos[i] = answers[seq][-1], len(prompts[seq]) + len(answers[seq]) - 1
-                    batch.n_seq_id[i], batch.seq_id[i][0], batch.logits[i] = 1, seq, True
+                    batch.token[i], batch.pos[i] = (
+                        answers[seq][-1],
+                        len(prompts[seq]) + len(answers[seq]) - 1,
+                    )
+                    batch.n_seq_id[i], batch.seq_id[i][0], batch.logits[i] = (
+                        1,
+                        seq,
+                        True,
+                    )
                 batch.n_tokens = len(live)
                 self._decode(batch)
                 for seq, t in zip(live, self._logits(len(live)).argmax(axis=1)):
@@ -132,8 +165,14 @@ class Run:
 def pass_rate(bb: Backbone, asked: Sequence[tuple[str, ...] | None], answers) -> float:
     """Share of (request, behavior) verdicts that pass, over the requests that ask for
     behaviors (``None``: a plain request, not counted)."""
-    verdicts = [v for names, a in zip(asked, answers) if names is not None
-                for v in B.verify_all(bb.tokenizer.decode(a, skip_special_tokens=True), names).values()]
+    verdicts = [
+        v
+        for names, a in zip(asked, answers)
+        if names is not None
+        for v in B.verify_all(
+            bb.tokenizer.decode(a, skip_special_tokens=True), names
+        ).values()
+    ]
     return sum(verdicts) / max(len(verdicts), 1)
 
 
@@ -142,23 +181,35 @@ def agreement(a: Sequence[list[int]], b: Sequence[list[int]]) -> tuple[int, floa
     same, shares = 0, []
     for x, y in zip(a, b):
         same += x == y
-        n = next((i for i, (s, t) in enumerate(zip(x, y)) if s != t), min(len(x), len(y)))
+        n = next(
+            (i for i, (s, t) in enumerate(zip(x, y)) if s != t), min(len(x), len(y))
+        )
         shares.append(n / max(len(x), len(y)))
     return same, float(np.mean(shares))
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.llama_cpp", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.llama_cpp", description=__doc__.split("\n")[0]
+    )
     p.add_argument("--prompts", type=int, default=64)
     p.add_argument("--new-tokens", type=int, default=128)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--batch", type=int, default=64, help="steerlib's batch size (the cpu preset's evaluation)")
+    p.add_argument(
+        "--batch",
+        type=int,
+        default=64,
+        help="steerlib's batch size (the cpu preset's evaluation)",
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     bb = load_backbone()
     sm: SteeredModel = steered_model(bb)
     reqs = workload(args.prompts)
-    asked = [None if method == "plain" else names for method, names in workload_names(len(reqs))]
+    asked = [
+        None if method == "plain" else names
+        for method, names in workload_names(len(reqs))
+    ]
     eos = set(bb.eos_ids)
     embeds = [e.numpy() for e in sm.prompt_embeds(reqs)]
     per_seq = max(len(e) for e in embeds) + args.new_tokens + 8
@@ -172,16 +223,33 @@ def main(argv: list[str] | None = None) -> int:
         wall = time.perf_counter() - start
         return Run(answers, sum(answer_length(a, eos) for a in answers), wall)
 
-    ours = timed(lambda: sm.generate_ids(reqs, max_new_tokens=args.new_tokens, batch_size=args.batch))
+    ours = timed(
+        lambda: sm.generate_ids(
+            reqs, max_new_tokens=args.new_tokens, batch_size=args.batch
+        )
+    )
     llama = timed(lambda: engine.greedy(embeds, args.new_tokens, eos))
     same, share = agreement(ours.answers, llama.answers)
-    print(f"{len(reqs)} prompts, greedy, max_new_tokens {args.new_tokens}, {args.threads} thread(s)")
-    print("| engine | tok/s (wall) | wall s | tokens | behaviors passed |\n|---|---|---|---|---|")
-    for name, run in (("steerlib (fp32 torch, batch %d)" % args.batch, ours), ("llama.cpp (Q4_1, all sequences)", llama)):
-        print(f"| {name} | {run.tokens / run.wall:,.1f} | {run.wall:,.1f} | {run.tokens} | "
-              f"{100 * pass_rate(bb, asked, run.answers):.1f}% |")
-    print(f"\nllama.cpp / steerlib tok/s: {(llama.tokens / llama.wall) / (ours.tokens / ours.wall):.2f}")
-    print(f"identical answers: {same} of {len(reqs)}; mean share of tokens before the first difference: {share:.2f}")
+    print(
+        f"{len(reqs)} prompts, greedy, max_new_tokens {args.new_tokens}, {args.threads} thread(s)"
+    )
+    print(
+        "| engine | tok/s (wall) | wall s | tokens | behaviors passed |\n|---|---|---|---|---|"
+    )
+    for name, run in (
+        ("steerlib (fp32 torch, batch %d)" % args.batch, ours),
+        ("llama.cpp (Q4_1, all sequences)", llama),
+    ):
+        print(
+            f"| {name} | {run.tokens / run.wall:,.1f} | {run.wall:,.1f} | {run.tokens} | "
+            f"{100 * pass_rate(bb, asked, run.answers):.1f}% |"
+        )
+    print(
+        f"\nllama.cpp / steerlib tok/s: {(llama.tokens / llama.wall) / (ours.tokens / ours.wall):.2f}"
+    )
+    print(
+        f"identical answers: {same} of {len(reqs)}; mean share of tokens before the first difference: {share:.2f}"
+    )
     return 0
 
 

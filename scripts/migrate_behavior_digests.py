@@ -15,6 +15,7 @@ own behavior in it, ``results/cpu/own_behavior_records.jsonl`` (chapter 5's
 Run from the repo root: ``python scripts/migrate_behavior_digests.py``. Rewrites the file
 atomically; running it again changes nothing.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -48,13 +49,25 @@ def main(results: Path = Path("results/cpu")) -> None:
     token = SteeringTokens.load_file(results / "ends_with_question.safetensors")
     name = B.cache_name("ends_with_question")
     if not token.info["ends_with_question"]["key"].startswith(name + "-"):
-        raise SystemExit(f"the chapter's behavior is {name}, the committed token was trained under "
-                         f"{token.info['ends_with_question']['key']}")
+        raise SystemExit(
+            f"the chapter's behavior is {name}, the committed token was trained under "
+            f"{token.info['ends_with_question']['key']}"
+        )
     path = results / "own_behavior_records.jsonl"
     rows = read_jsonl(path)
-    new = [r | ({"behaviors": s} if (s := B.definitions_stamp(r["order"].split("+"))) else {}) for r in rows]
+    new = [
+        r
+        | (
+            {"behaviors": s}
+            if (s := B.definitions_stamp(r["order"].split("+")))
+            else {}
+        )
+        for r in rows
+    ]
     write_jsonl(path, new)
-    print(f"{path}: {sum('behaviors' in r for r in new)} of {len(rows)} records stamped {name}")
+    print(
+        f"{path}: {sum('behaviors' in r for r in new)} of {len(rows)} records stamped {name}"
+    )
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ known and are added here without regenerating anything:
 Run from the repo root: ``python scripts/migrate_record_keys.py``. Rewrites each file
 atomically; running it again changes nothing.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,13 @@ from steerlib.config import presets
 from steerlib.evaluation.records import prompt_digest
 from steerlib.storage import read_jsonl, write_jsonl
 
-FILES = ["records.jsonl", "single_records.jsonl", "targets_records.jsonl", "caa_sweep_records.jsonl",
-         "ablations/records.jsonl"]
+FILES = [
+    "records.jsonl",
+    "single_records.jsonl",
+    "targets_records.jsonl",
+    "caa_sweep_records.jsonl",
+    "ablations/records.jsonl",
+]
 SLACK = 10
 """Tokens an answer may gain when its decoded text is encoded again."""
 
@@ -44,16 +50,31 @@ def main(results: Path = Path("results/cpu")) -> None:
     with safe_open(str(results / "tokens.safetensors"), framework="pt") as f:
         shipped = json.loads(f.metadata()["steerlib"])["fingerprint"]
     if shipped != bb.fingerprint:
-        raise SystemExit(f"embedded model fingerprint {bb.fingerprint} != {shipped} of the cpu results")
+        raise SystemExit(
+            f"embedded model fingerprint {bb.fingerprint} != {shipped} of the cpu results"
+        )
     for name in FILES:
         path = results / name
         rows = read_jsonl(path)
-        longest = max(len(bb.tokenizer(r["text"], add_special_tokens=False)["input_ids"]) for r in rows)
+        longest = max(
+            len(bb.tokenizer(r["text"], add_special_tokens=False)["input_ids"])
+            for r in rows
+        )
         if longest > ev.max_new_tokens + SLACK:
-            raise SystemExit(f"{path}: an answer of {longest} tokens cannot come from max_new_tokens="
-                             f"{ev.max_new_tokens}")
-        new = [r | {"prompt_sha": prompt_digest(r["prompt"]), "model": bb.fingerprint,
-                    "max_new_tokens": ev.max_new_tokens, "seed": ev.seed} for r in rows]
+            raise SystemExit(
+                f"{path}: an answer of {longest} tokens cannot come from max_new_tokens="
+                f"{ev.max_new_tokens}"
+            )
+        new = [
+            r
+            | {
+                "prompt_sha": prompt_digest(r["prompt"]),
+                "model": bb.fingerprint,
+                "max_new_tokens": ev.max_new_tokens,
+                "seed": ev.seed,
+            }
+            for r in rows
+        ]
         write_jsonl(path, new)
         print(f"{path}: {len(rows)} records; longest answer {longest} tokens")
 

@@ -11,6 +11,7 @@ evaluation, behaviors, prompts and presets. The study code (``study``, ``reports
 are imported on first use (``st.study``, ``import steerlib.reports``), so the core stays
 quick to import and changes no global settings.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -26,10 +27,15 @@ from .tasks import behaviors, prompts
 from .train.compose import train_composition_token
 from .train.distill import train_behavior_token
 
-_ON_USE = {"study": "steerlib.study", "reports": "steerlib.study.reports",
-           "ablations": "steerlib.study.ablations", "baselines": "steerlib.baselines",
-           "plots": "steerlib.study.plots", "geometry": "steerlib.evaluation.geometry",
-           "book": "steerlib.study.book"}
+_ON_USE = {
+    "study": "steerlib.study",
+    "reports": "steerlib.study.reports",
+    "ablations": "steerlib.study.ablations",
+    "baselines": "steerlib.baselines",
+    "plots": "steerlib.study.plots",
+    "geometry": "steerlib.evaluation.geometry",
+    "book": "steerlib.study.book",
+}
 """``st.<name>``: modules imported the first time they are read, not by ``import steerlib``."""
 
 
@@ -39,6 +45,24 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'steerlib' has no attribute {name!r}")
 
 
-__all__ = ["Backbone", "load_backbone", "SteeringTokens", "SteeredModel", "Request", "Method", "METHODS",
-           "train_behavior_token", "train_composition_token", "evaluate", "metrics", "presets", "Preset",
-           "TrainConfig", "TargetConfig", "EvalConfig", "behaviors", "prompts", "__version__"]
+__all__ = [
+    "Backbone",
+    "load_backbone",
+    "SteeringTokens",
+    "SteeredModel",
+    "Request",
+    "Method",
+    "METHODS",
+    "train_behavior_token",
+    "train_composition_token",
+    "evaluate",
+    "metrics",
+    "presets",
+    "Preset",
+    "TrainConfig",
+    "TargetConfig",
+    "EvalConfig",
+    "behaviors",
+    "prompts",
+    "__version__",
+]

@@ -4,6 +4,7 @@ Each command is a ``cmd_<name>`` function registered in ``build_parser``;
 ``python -m steerlib --help`` lists them all with one line each (so no list here can
 go stale).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,7 +45,9 @@ def override(config, item: str):
     """
     path, sep, raw = item.partition("=")
     if not sep or not path:
-        raise ConfigError(f"--set {item!r}: expected FIELD=VALUE, e.g. stage1.batch_size=4")
+        raise ConfigError(
+            f"--set {item!r}: expected FIELD=VALUE, e.g. stage1.batch_size=4"
+        )
     try:
         value = json.loads(raw)
     except json.JSONDecodeError:
@@ -56,33 +59,55 @@ def override(config, item: str):
     def build(cls, where: str, data):
         """A ``cls`` config from a JSON object (nested sub-configs from nested objects)."""
         if not isinstance(data, dict):
-            raise refuse(f"{where} is a {cls.__name__}, not a value; set one of its fields ("
-                          f"{', '.join(f'{where}.{n}' for n in _fields(cls))}) or all of it as a JSON object")
+            raise refuse(
+                f"{where} is a {cls.__name__}, not a value; set one of its fields ("
+                f"{', '.join(f'{where}.{n}' for n in _fields(cls))}) or all of it as a JSON object"
+            )
         unknown = sorted(set(data) - set(_fields(cls)))
         if unknown:
-            raise refuse(f"{cls.__name__} has no field {unknown[0]!r}; its fields: {', '.join(_fields(cls))}")
-        return cls(**{k: v if v is None or _sub_config(cls, k)[0] is None else build(_sub_config(cls, k)[0],
-                                                                                      f"{where}.{k}", v)
-                      for k, v in data.items()})
+            raise refuse(
+                f"{cls.__name__} has no field {unknown[0]!r}; its fields: {', '.join(_fields(cls))}"
+            )
+        return cls(
+            **{
+                k: v
+                if v is None or _sub_config(cls, k)[0] is None
+                else build(_sub_config(cls, k)[0], f"{where}.{k}", v)
+                for k, v in data.items()
+            }
+        )
 
     def put(obj, parts: list[str], where: str):
         names = _fields(type(obj))
         if parts[0] not in names:
-            raise refuse(f"{type(obj).__name__} has no field {parts[0]!r}; its fields: {', '.join(names)}")
+            raise refuse(
+                f"{type(obj).__name__} has no field {parts[0]!r}; its fields: {', '.join(names)}"
+            )
         here = f"{where}.{parts[0]}" if where else parts[0]
-        current, (kind, optional) = getattr(obj, parts[0]), _sub_config(type(obj), parts[0])
+        current, (kind, optional) = (
+            getattr(obj, parts[0]),
+            _sub_config(type(obj), parts[0]),
+        )
         if len(parts) == 1:
             if value is None and kind is not None and not optional:
-                raise refuse(f"{here} is a {kind.__name__} and cannot be null; set one of its fields")
+                raise refuse(
+                    f"{here} is a {kind.__name__} and cannot be null; set one of its fields"
+                )
             new = value if kind is None or value is None else build(kind, here, value)
         elif isinstance(current, dict):
-            raise refuse(f"{here} is a mapping, not a config: set it whole as a JSON object, e.g. "
-                         f"{here}='{{\"{parts[1]}\": ...}}' (now {json.dumps(current)})")
+            raise refuse(
+                f"{here} is a mapping, not a config: set it whole as a JSON object, e.g. "
+                f"{here}='{{\"{parts[1]}\": ...}}' (now {json.dumps(current)})"
+            )
         elif current is None and kind is not None:
-            raise refuse(f"{here} is off (None) in this preset, so it has no fields to set; turn it on with "
-                         f"{here}='{{...}}', a JSON object of {kind.__name__}'s fields: {', '.join(_fields(kind))}")
+            raise refuse(
+                f"{here} is off (None) in this preset, so it has no fields to set; turn it on with "
+                f"{here}='{{...}}', a JSON object of {kind.__name__}'s fields: {', '.join(_fields(kind))}"
+            )
         elif kind is None:
-            raise refuse(f"{here} is a value ({current!r}), it has no field {parts[1]!r}")
+            raise refuse(
+                f"{here} is a value ({current!r}), it has no field {parts[1]!r}"
+            )
         else:
             new = put(current, parts[1:], here)
         return dataclasses.replace(obj, **{parts[0]: new})
@@ -99,7 +124,9 @@ def _sub_config(cls, name: str) -> tuple[type | None, bool]:
     and whether the field may be None."""
     hint = typing.get_type_hints(cls)[name]
     args = typing.get_args(hint)
-    return next((t for t in (hint, *args) if dataclasses.is_dataclass(t)), None), type(None) in args
+    return next((t for t in (hint, *args) if dataclasses.is_dataclass(t)), None), type(
+        None
+    ) in args
 
 
 def _backbone(args, preset=None):
@@ -123,22 +150,31 @@ def _tokens(args, bb):
         except (FileNotFoundError, ValueError) as err:
             if args.tokens is not None or args.model is None:
                 raise
-            log.warning("%s has no shipped steering tokens (steerlib ships them for the embedded model): "
-                        "generating without any; pass --tokens FILE for tokens trained on this model (%s)",
-                        bb.model_id, one_line(err))
+            log.warning(
+                "%s has no shipped steering tokens (steerlib ships them for the embedded model): "
+                "generating without any; pass --tokens FILE for tokens trained on this model (%s)",
+                bb.model_id,
+                one_line(err),
+            )
             return None
     return SteeringTokens.from_pretrained(args.tokens, bb)
 
 
 def _write(tokens, out: str) -> Path:
     """A bare token file when ``out`` ends in .safetensors, else a ``save_pretrained`` folder."""
-    return tokens.save_file(out) if out.endswith(".safetensors") else tokens.save_pretrained(out)
+    return (
+        tokens.save_file(out)
+        if out.endswith(".safetensors")
+        else tokens.save_pretrained(out)
+    )
 
 
 def cmd_behaviors(args) -> None:
     for name in B.names():
         b = B.get(name)
-        print(f"<{name}>  [{b.category}{'' if b.seen else ', unseen'}]  e.g. {b.paraphrases[0]!r}\n    rule: {b.rule}")
+        print(
+            f"<{name}>  [{b.category}{'' if b.seen else ', unseen'}]  e.g. {b.paraphrases[0]!r}\n    rule: {b.rule}"
+        )
 
 
 def cmd_generate(args) -> None:
@@ -151,9 +187,14 @@ def cmd_generate(args) -> None:
     hf_logging.disable_progress_bar()
     bb = _backbone(args)
     sm = SteeredModel(bb, _tokens(args, bb))
-    answers = sm.generate(args.prompt, max_new_tokens=args.max_new_tokens, progress=False,
-                          repetition_penalty=DEMO_REPETITION_PENALTY if args.repetition_penalty is None
-                          else args.repetition_penalty)
+    answers = sm.generate(
+        args.prompt,
+        max_new_tokens=args.max_new_tokens,
+        progress=False,
+        repetition_penalty=DEMO_REPETITION_PENALTY
+        if args.repetition_penalty is None
+        else args.repetition_penalty,
+    )
     for i, (prompt, text) in enumerate(zip(args.prompt, answers), 1):
         print(f"[{i}] {prompt}\n{text}\n" if len(args.prompt) > 1 else text)
 
@@ -186,7 +227,9 @@ def cmd_compose(args) -> None:
     bb = _backbone(args, preset)
     tokens = SteeringTokens.from_pretrained(args.tokens, bb)
     cfg = replace(preset.stage2, init=args.init, orth_weight=args.orth_weight)
-    tokens = train_composition_token(bb, tokens, cfg, combos=args.combos, retrain=args.retrain)
+    tokens = train_composition_token(
+        bb, tokens, cfg, combos=args.combos, retrain=args.retrain
+    )
     if distributed.main_only(_write, tokens, args.out or args.tokens):
         print(f"saved {tokens.names} to {args.out or args.tokens}")
 
@@ -220,12 +263,17 @@ def cmd_curves(args) -> None:
 
     preset = _preset(args)
     if preset.validation is None:
-        raise ConfigError(f"preset {preset.name!r} has no validation settings (Preset.validation)")
+        raise ConfigError(
+            f"preset {preset.name!r} has no validation settings (Preset.validation)"
+        )
     bb = _backbone(args, preset)
     out = results_dir(preset, bb)
     table = measure(bb, preset, args.behaviors, args.max_steps, preset.validation, out)
     peaks = peak_steps(table)
-    save(validation_curves(table, dict(zip(peaks["behavior"], peaks["step"]))), out / "validation_curves.png")
+    save(
+        validation_curves(table, dict(zip(peaks["behavior"], peaks["step"]))),
+        out / "validation_curves.png",
+    )
     print(peaks.to_markdown(index=False))
 
 
@@ -242,7 +290,9 @@ def cmd_capable(args) -> None:
     out = results_dir(preset, bb)
     methods: list = list(COMPOSITION_METHODS)
     if args.baselines is not None:
-        methods += capable_baselines(bb, tokens, preset, out, args.baselines or BASELINES)
+        methods += capable_baselines(
+            bb, tokens, preset, out, args.baselines or BASELINES
+        )
     # the baselines not asked for this time keep their recorded rows
     report = capable.run(bb, tokens, preset, out, methods, keep_recorded=BASELINES)
     if not report:
@@ -268,8 +318,15 @@ def cmd_ablations(args) -> None:
     bb = _backbone(args, preset)
     tokens = load_tokens(bb, preset)
     protocol, out = ablation_setup(bb, tokens, preset, capable_pairs=args.capable)
-    table = run_ablations(bb, tokens, preset, out, which=args.which or ABLATIONS, protocol=protocol,
-                          cached_only=args.cached_only)
+    table = run_ablations(
+        bb,
+        tokens,
+        preset,
+        out,
+        which=args.which or ABLATIONS,
+        protocol=protocol,
+        cached_only=args.cached_only,
+    )
     tests = paired_vs_recipe(table, read_records(out / protocol.records))
     reports.ablations(out, protocol.name, table, tests, beside_paper(tests))
     print((out / "ablations.md").read_text())
@@ -282,33 +339,64 @@ def cmd_position(args) -> None:
 
     preset = _preset(args)
     bb = _backbone(args, preset)
-    table = position.run(bb, load_tokens(bb, preset), preset, results_dir(preset, bb), args.stage, args.variants)
-    print(table.round(1).to_markdown(index=False) if len(table) else "no variant has selection records yet")
+    table = position.run(
+        bb,
+        load_tokens(bb, preset),
+        preset,
+        results_dir(preset, bb),
+        args.stage,
+        args.variants,
+    )
+    print(
+        table.round(1).to_markdown(index=False)
+        if len(table)
+        else "no variant has selection records yet"
+    )
 
 
 def cmd_reproduce(args) -> None:
     from steerlib.study.pipeline import reproduce
 
-    baselines = True if args.baselines == [] else (args.baselines or False)  # a bare --baselines: all three
-    reproduce(_preset(args), Path(args.out) if args.out else None, with_baselines=baselines)
+    baselines = (
+        True if args.baselines == [] else (args.baselines or False)
+    )  # a bare --baselines: all three
+    reproduce(
+        _preset(args), Path(args.out) if args.out else None, with_baselines=baselines
+    )
 
 
-TOKENS_HELP = ("token folder, file or Hub repo id, 'pretrained' (shipped) or 'none' (default: the shipped ones; "
-               "none, with a warning, for a --model they were not trained for)")
+TOKENS_HELP = (
+    "token folder, file or Hub repo id, 'pretrained' (shipped) or 'none' (default: the shipped ones; "
+    "none, with a warning, for a --model they were not trained for)"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                        help="show the full traceback of an error")
-    p = argparse.ArgumentParser(prog="python -m steerlib", description="Compositional steering tokens.",
-                                parents=[common])
+    common.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show the full traceback of an error",
+    )
+    p = argparse.ArgumentParser(
+        prog="python -m steerlib",
+        description="Compositional steering tokens.",
+        parents=[common],
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
-    def preset_args(sp, help="smoke | cpu | colab | paper (default $STEERLIB_PRESET or cpu)"):
+    def preset_args(
+        sp, help="smoke | cpu | colab | paper (default $STEERLIB_PRESET or cpu)"
+    ):
         sp.add_argument("--preset", default=None, help=help)
-        sp.add_argument("--set", action="append", default=None, metavar="FIELD=VALUE",
-                        help="override a preset field, e.g. stage1.batch_size=4 (repeatable; checked)")
+        sp.add_argument(
+            "--set",
+            action="append",
+            default=None,
+            metavar="FIELD=VALUE",
+            help="override a preset field, e.g. stage1.batch_size=4 (repeatable; checked)",
+        )
 
     def command(name, fn, help, model=True, preset_help=None):
         """A study subcommand: --model (unless ``model=False``), --preset and --set, then its own."""
@@ -320,82 +408,191 @@ def build_parser() -> argparse.ArgumentParser:
         return sp
 
     def model_args(sp):
-        sp.add_argument("--model", default=None, help="hub id, local folder or .gguf (default: embedded SmolLM2-135M)")
-        sp.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub (off by default)")
+        sp.add_argument(
+            "--model",
+            default=None,
+            help="hub id, local folder or .gguf (default: embedded SmolLM2-135M)",
+        )
+        sp.add_argument(
+            "--trust-remote-code",
+            action="store_true",
+            help="allow model code from the hub (off by default)",
+        )
 
-    sp = sub.add_parser("behaviors", parents=[common],
-                        help="list behaviors, categories and verifier rules")
+    sp = sub.add_parser(
+        "behaviors",
+        parents=[common],
+        help="list behaviors, categories and verifier rules",
+    )
     sp.set_defaults(fn=cmd_behaviors)
 
-    sp = sub.add_parser("generate", parents=[common],
-                        help="generate from prompts in token syntax")
+    sp = sub.add_parser(
+        "generate", parents=[common], help="generate from prompts in token syntax"
+    )
     model_args(sp)
-    sp.add_argument("--prompt", action="append", required=True, help='e.g. "Why do cats purr? <french>" (repeatable)')
+    sp.add_argument(
+        "--prompt",
+        action="append",
+        required=True,
+        help='e.g. "Why do cats purr? <french>" (repeatable)',
+    )
     sp.add_argument("--tokens", default=None, help=TOKENS_HELP)
     sp.add_argument("--max-new-tokens", type=int, default=256)
-    sp.add_argument("--repetition-penalty", type=float, default=None,
-                    help="divide the logits of tokens already generated by this (default: "
-                         "steerlib.model.generate.DEMO_REPETITION_PENALTY, demo decoding; 1.0 = plain greedy "
-                         "decoding, as in every evaluation)")
+    sp.add_argument(
+        "--repetition-penalty",
+        type=float,
+        default=None,
+        help="divide the logits of tokens already generated by this (default: "
+        "steerlib.model.generate.DEMO_REPETITION_PENALTY, demo decoding; 1.0 = plain greedy "
+        "decoding, as in every evaluation)",
+    )
     sp.set_defaults(fn=cmd_generate)
 
-    command("teacher-compliance", cmd_teacher_compliance, "how often the model follows each behavior's instruction",
-            preset_help="prompts and lengths of this preset; writes its results folder")
+    command(
+        "teacher-compliance",
+        cmd_teacher_compliance,
+        "how often the model follows each behavior's instruction",
+        preset_help="prompts and lengths of this preset; writes its results folder",
+    )
 
     sp = command("train", cmd_train, "stage 1: train behavior tokens")
     sp.add_argument("--behaviors", nargs="+", default=["all"], help="'all' or names")
-    sp.add_argument("--out", default="tokens.safetensors", help="a .safetensors file, or a folder with a model card")
+    sp.add_argument(
+        "--out",
+        default="tokens.safetensors",
+        help="a .safetensors file, or a folder with a model card",
+    )
     sp.add_argument("--retrain", action="store_true", help="ignore cached tokens")
 
     sp = command("compose", cmd_compose, "stage 2: train <and> on top of a token file")
-    sp.add_argument("--tokens", required=True, help="token file or folder holding the behavior tokens")
-    sp.add_argument("--combos", default=Stage2Combos.PAIRS, choices=list(Stage2Combos),
-                    help="2: pairs (paper); 2+3: pairs and triples")
-    sp.add_argument("--init", default=Init.ZERO, choices=[Init.ZERO, Init.WORD, Init.MEAN, Init.RANDOM])
+    sp.add_argument(
+        "--tokens",
+        required=True,
+        help="token file or folder holding the behavior tokens",
+    )
+    sp.add_argument(
+        "--combos",
+        default=Stage2Combos.PAIRS,
+        choices=list(Stage2Combos),
+        help="2: pairs (paper); 2+3: pairs and triples",
+    )
+    sp.add_argument(
+        "--init",
+        default=Init.ZERO,
+        choices=[Init.ZERO, Init.WORD, Init.MEAN, Init.RANDOM],
+    )
     sp.add_argument("--orth-weight", type=float, default=0.5, help="lambda of L_orth")
-    sp.add_argument("--out", default=None, help="output token file (default: overwrite --tokens)")
+    sp.add_argument(
+        "--out", default=None, help="output token file (default: overwrite --tokens)"
+    )
     sp.add_argument("--retrain", action="store_true")
 
     sp = command("evaluate", cmd_evaluate, "evaluate compositions (paper protocol)")
     sp.add_argument("--tokens", default=None, help=TOKENS_HELP)
-    sp.add_argument("--methods", nargs="+", default=None, help="default: instruction concat native_and and hybrid")
-    sp.add_argument("--out", default=None,
-                    help="records and tables folder (default: the run's results folder, steerlib.study.folders.results_dir, "
-                         "/evaluate)")
+    sp.add_argument(
+        "--methods",
+        nargs="+",
+        default=None,
+        help="default: instruction concat native_and and hybrid",
+    )
+    sp.add_argument(
+        "--out",
+        default=None,
+        help="records and tables folder (default: the run's results folder, steerlib.study.folders.results_dir, "
+        "/evaluate)",
+    )
 
-    sp = command("targets-compare", cmd_targets_compare,
-                 "tokens trained on self / filtered / constructed targets, per behavior")
+    sp = command(
+        "targets-compare",
+        cmd_targets_compare,
+        "tokens trained on self / filtered / constructed targets, per behavior",
+    )
     sp.add_argument("--behaviors", nargs="+", default=["all"], help="'all' or names")
 
-    sp = command("curves", cmd_curves, "validation curves of a few behaviors trained without early stopping")
+    sp = command(
+        "curves",
+        cmd_curves,
+        "validation curves of a few behaviors trained without early stopping",
+    )
     sp.add_argument("--behaviors", nargs="+", required=True, help="behavior names")
     sp.add_argument("--max-steps", type=int, default=64)
 
-    sp = command("capable", cmd_capable, "the capable-pairs study: pairs chosen on validation, paired tests")
-    sp.add_argument("--baselines", nargs="*", default=None, metavar="NAME",
-                    help="also train (for the chosen pairs' behaviors) and evaluate baselines (no names: all)")
+    sp = command(
+        "capable",
+        cmd_capable,
+        "the capable-pairs study: pairs chosen on validation, paired tests",
+    )
+    sp.add_argument(
+        "--baselines",
+        nargs="*",
+        default=None,
+        metavar="NAME",
+        help="also train (for the chosen pairs' behaviors) and evaluate baselines (no names: all)",
+    )
 
-    sp = command("ablations", cmd_ablations, "stage-2 ablations: no <and>, init, lambda, 2 vs 2+3 (resumable)")
-    sp.add_argument("--which", nargs="+", default=None, help="no_and | init | lambda | variant (default: all four)")
-    sp.add_argument("--capable", action="store_true",
-                    help="test on the capable pairs of the composition study (chosen on validation data) with "
-                         "eval.n_ablation prompts, instead of the paper protocol's sampled combinations")
-    sp.add_argument("--cached-only", action="store_true",
-                    help="train and generate nothing: report the variants whose records are complete")
+    sp = command(
+        "ablations",
+        cmd_ablations,
+        "stage-2 ablations: no <and>, init, lambda, 2 vs 2+3 (resumable)",
+    )
+    sp.add_argument(
+        "--which",
+        nargs="+",
+        default=None,
+        help="no_and | init | lambda | variant (default: all four)",
+    )
+    sp.add_argument(
+        "--capable",
+        action="store_true",
+        help="test on the capable pairs of the composition study (chosen on validation data) with "
+        "eval.n_ablation prompts, instead of the paper protocol's sampled combinations",
+    )
+    sp.add_argument(
+        "--cached-only",
+        action="store_true",
+        help="train and generate nothing: report the variants whose records are complete",
+    )
 
-    sp = command("position", cmd_position, "the position study (results/<preset>/position/PLAN.md), one stage")
-    sp.add_argument("--stage", required=True, choices=["filter", "screen", "retrain", "displace", "search", "test"])
-    sp.add_argument("--variants", nargs="+", type=int, default=None, metavar="I",
-                    help="screen: indexes into position.screen_methods(); retrain: into position.RETRAINS; "
-                         "displace: into position.displace_jobs(); test: into position.PACK_METHODS "
-                         "(default: all)")
+    sp = command(
+        "position",
+        cmd_position,
+        "the position study (results/<preset>/position/PLAN.md), one stage",
+    )
+    sp.add_argument(
+        "--stage",
+        required=True,
+        choices=["filter", "screen", "retrain", "displace", "search", "test"],
+    )
+    sp.add_argument(
+        "--variants",
+        nargs="+",
+        type=int,
+        default=None,
+        metavar="I",
+        help="screen: indexes into position.screen_methods(); retrain: into position.RETRAINS; "
+        "displace: into position.displace_jobs(); test: into position.PACK_METHODS "
+        "(default: all)",
+    )
 
-    sp = command("reproduce", cmd_reproduce, "stage 1, stage 2, evaluation, tables and figures (resumable)",
-                 model=False)
-    sp.add_argument("--out", default=None, help="results folder (default: results/<preset> for a shipped preset, "
-                                                "else under artifacts/results; steerlib.study.folders.results_dir)")
-    sp.add_argument("--baselines", nargs="*", default=None, metavar="NAME",
-                    help="also train and evaluate baselines: caa lm_steer lora_dare (no names: all three)")
+    sp = command(
+        "reproduce",
+        cmd_reproduce,
+        "stage 1, stage 2, evaluation, tables and figures (resumable)",
+        model=False,
+    )
+    sp.add_argument(
+        "--out",
+        default=None,
+        help="results folder (default: results/<preset> for a shipped preset, "
+        "else under artifacts/results; steerlib.study.folders.results_dir)",
+    )
+    sp.add_argument(
+        "--baselines",
+        nargs="*",
+        default=None,
+        metavar="NAME",
+        help="also train and evaluate baselines: caa lm_steer lora_dare (no names: all three)",
+    )
     return p
 
 
@@ -407,7 +604,9 @@ def main(argv: list[str] | None = None) -> int:
     file) is one line on stderr, ``error: ...``, exit code 2; ``--debug`` adds its
     traceback. Anything else is a bug: its full traceback, exit code 1.
     """
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S"
+    )
     args = build_parser().parse_args(argv)
     try:
         distributed.init()  # under torchrun: join the other processes (a no-op otherwise)

@@ -13,6 +13,7 @@ Presets:
 ``presets.get()`` reads the ``STEERLIB_PRESET`` environment variable, so a
 notebook runs in the smoke preset under CI and in the cpu preset elsewhere.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -48,8 +49,12 @@ class Init(StrEnum):
     MEAN = "mean"
 
 
-TargetPolicy = StrEnum("TargetPolicy", [(m.name, m.value) for m in TargetSource if m != TargetSource.MODEL]
-                       + [("CONSTRUCTED_CE", "constructed+ce")], module=__name__)
+TargetPolicy = StrEnum(
+    "TargetPolicy",
+    [(m.name, m.value) for m in TargetSource if m != TargetSource.MODEL]
+    + [("CONSTRUCTED_CE", "constructed+ce")],
+    module=__name__,
+)
 TargetPolicy.__doc__ = """A stage-1 target policy compared per behavior: a target source of the model's own
 answers (self, filtered, constructed), or constructed+ce (constructed plus the CE term)."""
 
@@ -61,9 +66,12 @@ class Stage2Combos(StrEnum):
     PAIRS_AND_TRIPLES = "2+3"
 
 
-TARGET_POLICIES = {TargetPolicy.SELF: (TargetSource.SELF, 0.0), TargetPolicy.FILTERED: (TargetSource.FILTERED, 0.0),
-                   TargetPolicy.CONSTRUCTED: (TargetSource.CONSTRUCTED, 0.0),
-                   TargetPolicy.CONSTRUCTED_CE: (TargetSource.CONSTRUCTED, 1.0)}
+TARGET_POLICIES = {
+    TargetPolicy.SELF: (TargetSource.SELF, 0.0),
+    TargetPolicy.FILTERED: (TargetSource.FILTERED, 0.0),
+    TargetPolicy.CONSTRUCTED: (TargetSource.CONSTRUCTED, 0.0),
+    TargetPolicy.CONSTRUCTED_CE: (TargetSource.CONSTRUCTED, 1.0),
+}
 """Stage-1 target policies compared per behavior: policy -> (target source, CE weight)."""
 
 
@@ -76,7 +84,9 @@ def choice(enum: type[StrEnum], value, what: str) -> StrEnum:
     try:
         return enum(value)
     except ValueError:
-        raise ConfigError(f"{what} {value!r} unknown; choose one of {[m.value for m in enum]}") from None
+        raise ConfigError(
+            f"{what} {value!r} unknown; choose one of {[m.value for m in enum]}"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -104,9 +114,13 @@ class TargetConfig:
     """Ask this many times more questions than targets needed (filtered/constructed drop some)."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "source", choice(TargetSource, self.source, "target source"))
+        object.__setattr__(
+            self, "source", choice(TargetSource, self.source, "target source")
+        )
         if self.source == TargetSource.MODEL and not self.model:
-            raise ConfigError("target source 'model' needs TargetConfig(model=<hub id or path>)")
+            raise ConfigError(
+                "target source 'model' needs TargetConfig(model=<hub id or path>)"
+            )
         _integers(self, 1, "max_new_tokens", "plain_max_new_tokens")
         _integers(self, 0, "min_kept")
         _numbers(self, "temperature", "oversample", positive=True)
@@ -136,7 +150,9 @@ class ValidationConfig:
     """Generation batch size of a score."""
 
     def __post_init__(self) -> None:
-        _integers(self, 1, "every", "patience", "n_questions", "max_new_tokens", "batch_size")
+        _integers(
+            self, 1, "every", "patience", "n_questions", "max_new_tokens", "batch_size"
+        )
 
 
 def _integers(cfg, minimum: int | None, *names: str, optional: bool = False) -> None:
@@ -145,10 +161,19 @@ def _integers(cfg, minimum: int | None, *names: str, optional: bool = False) -> 
         value = getattr(cfg, name)
         if optional and value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
-            allowed = ("an integer" + (f" >= {minimum}" if minimum is not None else "")
-                       + (" or None" if optional else ""))
-            raise ConfigError(f"{type(cfg).__name__}.{name} must be {allowed}; got {value!r}")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or (minimum is not None and value < minimum)
+        ):
+            allowed = (
+                "an integer"
+                + (f" >= {minimum}" if minimum is not None else "")
+                + (" or None" if optional else "")
+            )
+            raise ConfigError(
+                f"{type(cfg).__name__}.{name} must be {allowed}; got {value!r}"
+            )
 
 
 def _numbers(cfg, *names: str, positive: bool = False) -> None:
@@ -156,11 +181,17 @@ def _numbers(cfg, *names: str, positive: bool = False) -> None:
     negative values would train NaN vectors, or none at all, without an error."""
     for name in names:
         value = getattr(cfg, name)
-        ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-              and (value > 0 if positive else value >= 0))
+        ok = (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+            and (value > 0 if positive else value >= 0)
+        )
         if not ok:
-            raise ConfigError(f"{type(cfg).__name__}.{name} must be a finite number {'> 0' if positive else '>= 0'}; "
-                              f"got {value!r}")
+            raise ConfigError(
+                f"{type(cfg).__name__}.{name} must be a finite number {'> 0' if positive else '>= 0'}; "
+                f"got {value!r}"
+            )
 
 
 def _added(default=None):
@@ -222,7 +253,9 @@ class TrainConfig:
         _numbers(self, "lr", "grad_clip", "temperature", positive=True)
         _numbers(self, "weight_decay", "ce_weight", "orth_weight", "warmup")
         if self.warmup > 1:
-            raise ConfigError(f"TrainConfig.warmup must be a share of the steps, in [0, 1]; got {self.warmup!r}")
+            raise ConfigError(
+                f"TrainConfig.warmup must be a share of the steps, in [0, 1]; got {self.warmup!r}"
+            )
 
     @property
     def n_examples(self) -> int:
@@ -258,8 +291,19 @@ class EvalConfig:
     ours: each ``<and>`` variant costs this many generations per ordering of every pair)."""
 
     def __post_init__(self) -> None:
-        _integers(self, 1, "max_new_tokens", "n_prompts", "n_single", "n_prompts_3", "batch_size", "n_capable")
-        _integers(self, 1, "n_combos", "n_combos_3", "n_combos_4", "n_ablation", optional=True)
+        _integers(
+            self,
+            1,
+            "max_new_tokens",
+            "n_prompts",
+            "n_single",
+            "n_prompts_3",
+            "batch_size",
+            "n_capable",
+        )
+        _integers(
+            self, 1, "n_combos", "n_combos_3", "n_combos_4", "n_ablation", optional=True
+        )
         _integers(self, None, "seed")
 
 
@@ -275,8 +319,10 @@ def check_preset_name(name) -> str:
     """``name`` when it can name a results folder (``PRESET_NAME``), else a ConfigError: a name
     like ``../..`` or ``/tmp/x`` would write tables and records wherever it points."""
     if not isinstance(name, str) or not PRESET_NAME.fullmatch(name):
-        raise ConfigError(f"Preset.name must be a preset ({', '.join(presets.NAMES)}) or a plain identifier "
-                          f"(letters, digits, _ and -, at most 64), never a path; got {name!r}")
+        raise ConfigError(
+            f"Preset.name must be a preset ({', '.join(presets.NAMES)}) or a plain identifier "
+            f"(letters, digits, _ and -, at most 64), never a path; got {name!r}"
+        )
     return name
 
 
@@ -304,7 +350,9 @@ class Layout:
             object.__setattr__(self, "positions", SlotPositions(self.positions))
         except ValueError:
             allowed = ", ".join(p.value for p in SlotPositions)
-            raise ConfigError(f"Layout.positions must be one of {allowed}; got {self.positions!r}") from None
+            raise ConfigError(
+                f"Layout.positions must be one of {allowed}; got {self.positions!r}"
+            ) from None
         if not isinstance(self.isolate, bool):
             raise ConfigError(f"Layout.isolate must be a bool; got {self.isolate!r}")
 
@@ -328,7 +376,9 @@ class Layout:
             return cls()
         unknown = set(data) - {"positions", "isolate"}
         if unknown:
-            raise ConfigError(f"unknown layout field(s) {sorted(unknown)}; a layout has 'positions' and 'isolate'")
+            raise ConfigError(
+                f"unknown layout field(s) {sorted(unknown)}; a layout has 'positions' and 'isolate'"
+            )
         return cls(**data)
 
 
@@ -361,8 +411,14 @@ class Preset:
 
     def __post_init__(self) -> None:
         check_preset_name(self.name)
-        object.__setattr__(self, "sources", {name: choice(TargetPolicy, v, f"target variant of {name}")
-                                             for name, v in self.sources.items()})
+        object.__setattr__(
+            self,
+            "sources",
+            {
+                name: choice(TargetPolicy, v, f"target variant of {name}")
+                for name, v in self.sources.items()
+            },
+        )
 
     def target_source(self, behavior: str) -> TargetPolicy | TargetSource:
         """The target policy stage 1 uses for ``behavior``: its variant, else stage 1's source."""
@@ -383,11 +439,17 @@ class Preset:
         combos = []
         for k in (2, 3):
             for split in ("seen", "unseen"):
-                combos += sample_combos(k, split, ev.n_combos if k == 2 else ev.n_combos_3, ev.seed)
-        return combos + sample_combos(4, "all", ev.n_combos_4, ev.seed, include_json=True)
+                combos += sample_combos(
+                    k, split, ev.n_combos if k == 2 else ev.n_combos_3, ev.seed
+                )
+        return combos + sample_combos(
+            4, "all", ev.n_combos_4, ev.seed, include_json=True
+        )
 
 
-def policy_config(base: TrainConfig, variant: TargetPolicy | str, constructible: bool = True) -> TrainConfig:
+def policy_config(
+    base: TrainConfig, variant: TargetPolicy | str, constructible: bool = True
+) -> TrainConfig:
     """``base`` with the target source and CE weight of ``variant`` (a TARGET_POLICIES label).
 
     A behavior without a faithful transform (``constructible=False``: languages) has
@@ -415,7 +477,9 @@ def _hashable(cfg) -> dict:
 
 def config_hash(cfg) -> str:
     """Stable hash of any config dataclass (fields added later count only once set)."""
-    return hashlib.sha256(json.dumps(_hashable(cfg), sort_keys=True).encode()).hexdigest()[:12]
+    return hashlib.sha256(
+        json.dumps(_hashable(cfg), sort_keys=True).encode()
+    ).hexdigest()[:12]
 
 
 class presets:  # noqa: N801 - used as a namespace: st.presets.cpu()
@@ -441,8 +505,13 @@ class presets:  # noqa: N801 - used as a namespace: st.presets.cpu()
         logits over 152k words at each answer token) come to about 2.4 GB an example, 16/N of them per rank.
         """
         targets = TargetConfig(source="model", model="Qwen/Qwen3-30B-A3B")
-        return Preset("paper", TrainConfig(targets=targets), TrainConfig(init="zero", targets=targets), EvalConfig(),
-                      model="Qwen/Qwen3-8B")
+        return Preset(
+            "paper",
+            TrainConfig(targets=targets),
+            TrainConfig(init="zero", targets=targets),
+            EvalConfig(),
+            model="Qwen/Qwen3-8B",
+        )
 
     @staticmethod
     def colab() -> Preset:
@@ -474,11 +543,28 @@ class presets:  # noqa: N801 - used as a namespace: st.presets.cpu()
         1e-4 for 6,250. Untuned: check the learning curves before trusting them.
         """
         targets = TargetConfig(max_new_tokens=256)
-        stage1 = TrainConfig(steps=96, batch_size=8, lr=1e-2, checkpoint_every=16, targets=targets)
-        stage2 = replace(stage1, steps=128, init="zero", targets=replace(targets, source="constructed"))
-        ev = EvalConfig(max_new_tokens=256, n_single=100, n_prompts=20, n_prompts_3=5, n_combos=12, n_combos_3=6,
-                        n_combos_4=2, batch_size=64)
-        return Preset("colab", stage1, stage2, ev, model="HuggingFaceTB/SmolLM2-1.7B-Instruct")
+        stage1 = TrainConfig(
+            steps=96, batch_size=8, lr=1e-2, checkpoint_every=16, targets=targets
+        )
+        stage2 = replace(
+            stage1,
+            steps=128,
+            init="zero",
+            targets=replace(targets, source="constructed"),
+        )
+        ev = EvalConfig(
+            max_new_tokens=256,
+            n_single=100,
+            n_prompts=20,
+            n_prompts_3=5,
+            n_combos=12,
+            n_combos_3=6,
+            n_combos_4=2,
+            batch_size=64,
+        )
+        return Preset(
+            "colab", stage1, stage2, ev, model="HuggingFaceTB/SmolLM2-1.7B-Instruct"
+        )
 
     @staticmethod
     def cpu() -> Preset:
@@ -528,32 +614,95 @@ class presets:  # noqa: N801 - used as a namespace: st.presets.cpu()
         targets = TargetConfig(max_new_tokens=96, plain_max_new_tokens=160)
         # Validation: 24 questions (4.2 points a pass), scored every 8 steps at the evaluation's
         # 128-token cap, so the long word ranges are visible too.
-        validation = ValidationConfig(every=8, patience=3, n_questions=24, max_new_tokens=128, batch_size=24)
-        stage1 = TrainConfig(steps=32, batch_size=8, lr=5e-2, max_answer_tokens=48, checkpoint_every=4,
-                             targets=targets, validation=validation)
-        stage2 = replace(stage1, steps=64, init="zero", targets=replace(targets, source="constructed"))
-        ev = EvalConfig(max_new_tokens=128, n_single=30, n_prompts=5, n_prompts_3=2, n_combos=6, n_combos_3=3,
-                        n_combos_4=1, batch_size=64, n_capable=30, n_ablation=16)
+        validation = ValidationConfig(
+            every=8, patience=3, n_questions=24, max_new_tokens=128, batch_size=24
+        )
+        stage1 = TrainConfig(
+            steps=32,
+            batch_size=8,
+            lr=5e-2,
+            max_answer_tokens=48,
+            checkpoint_every=4,
+            targets=targets,
+            validation=validation,
+        )
+        stage2 = replace(
+            stage1,
+            steps=64,
+            init="zero",
+            targets=replace(targets, source="constructed"),
+        )
+        ev = EvalConfig(
+            max_new_tokens=128,
+            n_single=30,
+            n_prompts=5,
+            n_prompts_3=2,
+            n_combos=6,
+            n_combos_3=3,
+            n_combos_4=1,
+            batch_size=64,
+            n_capable=30,
+            n_ablation=16,
+        )
         sources = {
-            "french": "filtered", "spanish": "constructed+ce", "italian": "constructed+ce", "portuguese": "self",
-            "german": "constructed+ce", "words_10_50": "constructed", "words_50_70": "filtered",
-            "words_70_90": "self", "words_90_120": "constructed+ce", "lower_case": "constructed+ce",
-            "upper_case": "self", "title_case": "constructed", "sentences_1": "self", "sentences_2": "constructed",
-            "sentences_3": "constructed", "sentences_4": "constructed+ce", "sentences_5": "constructed+ce",
+            "french": "filtered",
+            "spanish": "constructed+ce",
+            "italian": "constructed+ce",
+            "portuguese": "self",
+            "german": "constructed+ce",
+            "words_10_50": "constructed",
+            "words_50_70": "filtered",
+            "words_70_90": "self",
+            "words_90_120": "constructed+ce",
+            "lower_case": "constructed+ce",
+            "upper_case": "self",
+            "title_case": "constructed",
+            "sentences_1": "self",
+            "sentences_2": "constructed",
+            "sentences_3": "constructed",
+            "sentences_4": "constructed+ce",
+            "sentences_5": "constructed+ce",
             "json": "self",
         }
-        return Preset("cpu", stage1, stage2, ev, sources=sources, validation=validation,
-                      baseline_lr={"lora_dare": 5e-3})
+        return Preset(
+            "cpu",
+            stage1,
+            stage2,
+            ev,
+            sources=sources,
+            validation=validation,
+            baseline_lr={"lora_dare": 5e-3},
+        )
 
     @staticmethod
     def smoke() -> Preset:
         """Seconds: a tiny random LLaMA on the embedded tokenizer (tests, CI notebooks)."""
         targets = TargetConfig(max_new_tokens=12, plain_max_new_tokens=24, min_kept=1)
-        stage1 = TrainConfig(steps=3, batch_size=2, lr=5e-2, checkpoint_every=2, targets=targets)
-        stage2 = TrainConfig(steps=3, batch_size=2, lr=5e-2, init="zero", checkpoint_every=2, targets=targets)
-        ev = EvalConfig(max_new_tokens=12, n_single=2, n_prompts=2, n_prompts_3=1, n_combos=2, n_combos_3=1,
-                        n_combos_4=1, batch_size=8, n_capable=2)
-        validation = ValidationConfig(every=2, patience=1, n_questions=4, max_new_tokens=8, batch_size=4)
+        stage1 = TrainConfig(
+            steps=3, batch_size=2, lr=5e-2, checkpoint_every=2, targets=targets
+        )
+        stage2 = TrainConfig(
+            steps=3,
+            batch_size=2,
+            lr=5e-2,
+            init="zero",
+            checkpoint_every=2,
+            targets=targets,
+        )
+        ev = EvalConfig(
+            max_new_tokens=12,
+            n_single=2,
+            n_prompts=2,
+            n_prompts_3=1,
+            n_combos=2,
+            n_combos_3=1,
+            n_combos_4=1,
+            batch_size=8,
+            n_capable=2,
+        )
+        validation = ValidationConfig(
+            every=2, patience=1, n_questions=4, max_new_tokens=8, batch_size=4
+        )
         return Preset("smoke", stage1, stage2, ev, model="tiny", validation=validation)
 
     @staticmethod
@@ -570,10 +719,27 @@ class presets:  # noqa: N801 - used as a namespace: st.presets.cpu()
         """
         name = name or os.environ.get("STEERLIB_PRESET", "cpu")
         if name not in presets.NAMES:
-            raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(presets.NAMES)}")
+            raise ConfigError(
+                f"unknown preset {name!r}; choose one of {sorted(presets.NAMES)}"
+            )
         return getattr(presets, name)()
 
 
-__all__ = ["check_preset_name", "SHIPPED_PRESETS", "TargetConfig", "TrainConfig", "ValidationConfig", "EvalConfig", "Preset", "presets", "config_hash",
-           "replace", "TARGET_POLICIES", "policy_config", "TargetSource", "Init", "TargetPolicy",
-           "Stage2Combos"]
+__all__ = [
+    "check_preset_name",
+    "SHIPPED_PRESETS",
+    "TargetConfig",
+    "TrainConfig",
+    "ValidationConfig",
+    "EvalConfig",
+    "Preset",
+    "presets",
+    "config_hash",
+    "replace",
+    "TARGET_POLICIES",
+    "policy_config",
+    "TargetSource",
+    "Init",
+    "TargetPolicy",
+    "Stage2Combos",
+]

@@ -17,6 +17,7 @@ process computes:
 The backend is NCCL on CUDA and gloo on CPUs. Outside torchrun (or with one process)
 every function here is the identity, so single-process code paths are unchanged.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -41,7 +42,9 @@ def init() -> None:
         return
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     if backend == "nccl":
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))  # "cuda" now means this rank's GPU
+        torch.cuda.set_device(
+            int(os.environ.get("LOCAL_RANK", "0"))
+        )  # "cuda" now means this rank's GPU
     dist.init_process_group(backend)
     log.info("rank %d of %d (%s)", rank(), world_size(), backend)
 
@@ -66,7 +69,7 @@ def is_main() -> bool:
 def shard(items: Sequence[T]) -> list[T]:
     """This rank's contiguous share of ``items`` (sizes differ by at most one; may be empty)."""
     n, r, w = len(items), rank(), world_size()
-    return list(items[r * n // w: (r + 1) * n // w])
+    return list(items[r * n // w : (r + 1) * n // w])
 
 
 def gather(local: Sequence[T]) -> list[T]:
@@ -107,7 +110,7 @@ def all_reduce_grads(params: Sequence[torch.Tensor]) -> None:
     dist.all_reduce(flat)
     offset = 0
     for p, g in zip(params, grads):
-        p.grad = flat[offset: offset + g.numel()].view_as(p).to(p.dtype)
+        p.grad = flat[offset : offset + g.numel()].view_as(p).to(p.dtype)
         offset += g.numel()
 
 
@@ -155,10 +158,12 @@ def sole_writer(path: str | os.PathLike | None) -> Iterator[None]:
             busy = 1.0
     if all_reduce_sum(busy):
         holder = held.lock_file if held is not None else "rank 0's lock"
-        raise ConcurrentRunError(f"another live process is writing {path} (it holds {holder}): a run still "
-                                 f"going, e.g. the workers of a torchrun whose launcher was killed with -9, which run "
-                                 f"on (find them: ps -eo pid,args | grep steerlib). Stop it or wait for it, then "
-                                 f"run again")
+        raise ConcurrentRunError(
+            f"another live process is writing {path} (it holds {holder}): a run still "
+            f"going, e.g. the workers of a torchrun whose launcher was killed with -9, which run "
+            f"on (find them: ps -eo pid,args | grep steerlib). Stop it or wait for it, then "
+            f"run again"
+        )
     try:
         yield
     finally:
@@ -178,4 +183,8 @@ def main_only(write: Callable[..., R], *args, **kwargs) -> R | None:
 
 
 def _device() -> torch.device:
-    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    return (
+        torch.device("cuda", torch.cuda.current_device())
+        if dist.get_backend() == "nccl"
+        else torch.device("cpu")
+    )

@@ -5,6 +5,7 @@ Each says what was wrong and what is allowed, in one line, so the CLI can print 
 exception a caller would have caught before (``ValueError``, ``OSError``, ...), so
 ``except ValueError`` around steerlib keeps working.
 """
+
 from __future__ import annotations
 
 
@@ -75,7 +76,20 @@ class HubCredentialsError(SteerlibError, PermissionError):
     """A Hub upload without a token: none passed, none in HF_TOKEN, none stored by a login."""
 
 
-__all__ = ["SteerlibError", "ConfigError", "PromptError", "TokenFileError", "RecordsError",
-           "NonFiniteVectorError", "NonFiniteLossError", "VerifierError", "ConcurrentRunError",
-           "ModelNotFoundError", "StorageError", "UnknownNameError", "TooFewTargetsError", "ForeignFileError",
-           "HubCredentialsError"]
+__all__ = [
+    "SteerlibError",
+    "ConfigError",
+    "PromptError",
+    "TokenFileError",
+    "RecordsError",
+    "NonFiniteVectorError",
+    "NonFiniteLossError",
+    "VerifierError",
+    "ConcurrentRunError",
+    "ModelNotFoundError",
+    "StorageError",
+    "UnknownNameError",
+    "TooFewTargetsError",
+    "ForeignFileError",
+    "HubCredentialsError",
+]

@@ -8,6 +8,7 @@ would train or generate for a cache calls ``refuse_work`` first, so a missing ar
 fails the build in seconds with its name, instead of silently training for half an hour.
 Live demos (a few generations printed on a page) do not go through these places.
 """
+
 from __future__ import annotations
 
 import os
@@ -34,8 +35,10 @@ guess either way would train when told not to or refuse what was asked."""
 def training_disabled() -> bool:
     value = os.environ.get(NO_TRAIN_ENV, "").strip().lower()
     if value not in ON + OFF:
-        raise ConfigError(f"{NO_TRAIN_ENV}={os.environ[NO_TRAIN_ENV]!r} is neither on ({', '.join(ON)}) nor off "
-                          f"({', '.join(OFF[1:])}, empty or unset)")
+        raise ConfigError(
+            f"{NO_TRAIN_ENV}={os.environ[NO_TRAIN_ENV]!r} is neither on ({', '.join(ON)}) nor off "
+            f"({', '.join(OFF[1:])}, empty or unset)"
+        )
     return value in ON
 
 
@@ -47,4 +50,5 @@ def refuse_work(what: str) -> None:
             f"steerlib would have to make {what}, which is neither cached nor shipped, but "
             f"{NO_TRAIN_ENV}={os.environ[NO_TRAIN_ENV]} forbids training and generating here (`make book` "
             f"sets it: the book reads only the committed tokens and records). Commit the missing artifact, "
-            f"or unset {NO_TRAIN_ENV} to make it.")
+            f"or unset {NO_TRAIN_ENV} to make it."
+        )

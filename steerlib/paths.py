@@ -5,6 +5,7 @@ executing in ``notebooks/`` and a shell in the repo root agree), else against th
 working directory. ``$STEERLIB_ARTIFACTS`` overrides the artifacts folder. A study's
 results folder (``$STEERLIB_RESULTS``) is ``steerlib.study.folders.results_dir``'s.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,7 +25,9 @@ def project_root() -> Path:
 def cache_root() -> Path:
     """Per-machine caches: converted weights, lock files (``$STEERLIB_CACHE``, default the
     platform's user cache folder, ``~/.cache/steerlib`` on Linux, by ``platformdirs``)."""
-    return Path(os.environ.get("STEERLIB_CACHE") or platformdirs.user_cache_path("steerlib"))
+    return Path(
+        os.environ.get("STEERLIB_CACHE") or platformdirs.user_cache_path("steerlib")
+    )
 
 
 def locks_root() -> Path:
@@ -33,10 +36,11 @@ def locks_root() -> Path:
     Not under ``$STEERLIB_CACHE``: a lock works only when every process that writes a file
     takes it in the same place, and two runs may well point their caches elsewhere.
     """
-    return Path(os.environ.get("STEERLIB_LOCKS", Path.home() / ".cache" / "steerlib" / "locks"))
+    return Path(
+        os.environ.get("STEERLIB_LOCKS", Path.home() / ".cache" / "steerlib" / "locks")
+    )
 
 
 def artifacts_root() -> Path:
     """Trained tokens, targets and checkpoints (git-ignored caches)."""
     return Path(os.environ.get("STEERLIB_ARTIFACTS", project_root() / "artifacts"))
-

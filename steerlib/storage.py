@@ -13,6 +13,7 @@
 
 Every ``OSError`` of a write becomes a ``StorageError`` naming the path.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -72,7 +73,9 @@ def storage_errors(path: str | os.PathLike) -> Iterator[None]:
     except StorageError:
         raise
     except OSError as err:
-        raise StorageError(err.errno, f"cannot write {path}: {err.strerror or err}") from err
+        raise StorageError(
+            err.errno, f"cannot write {path}: {err.strerror or err}"
+        ) from err
 
 
 @contextlib.contextmanager
@@ -101,7 +104,9 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return Path(path)
 
 
-def save_safetensors(tensors: dict, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
+def save_safetensors(
+    tensors: dict, path: str | os.PathLike, metadata: dict[str, str] | None = None
+) -> Path:
     """``safetensors.torch.save_file`` through ``atomic_path``."""
     from safetensors.torch import save_file
 
@@ -143,7 +148,13 @@ def atomic_folder(folder: str | os.PathLike) -> Iterator[Path]:
             with lock(folder):
                 old = None
                 if folder.exists():
-                    old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=_temp_prefix(folder), suffix=TEMP_SUFFIX))
+                    old = Path(
+                        tempfile.mkdtemp(
+                            dir=folder.parent,
+                            prefix=_temp_prefix(folder),
+                            suffix=TEMP_SUFFIX,
+                        )
+                    )
                     os.replace(folder, old / folder.name)
                 os.replace(tmp, folder)
                 if old is not None:
@@ -195,19 +206,33 @@ def read_jsonl(path: str | os.PathLike, required: Sequence[str] = ()) -> list[di
             rows.append(json.loads(line.decode("utf-8")))
         except ValueError as err:  # UnicodeDecodeError or JSONDecodeError
             if i == last:
-                log.warning("%s: dropping a torn last line (%d bytes; an interrupted write), "
-                            "it will be made again", path, len(line))
+                log.warning(
+                    "%s: dropping a torn last line (%d bytes; an interrupted write), "
+                    "it will be made again",
+                    path,
+                    len(line),
+                )
                 break
-            what = f"UTF-8 ({err.reason})" if isinstance(err, UnicodeDecodeError) else f"JSON ({err.msg})"
-            raise RecordsError(f"{path}, line {i + 1}: not valid {what}; the file is corrupt "
-                               f"before its last line, so steerlib will not guess: repair or delete it") from err
+            what = (
+                f"UTF-8 ({err.reason})"
+                if isinstance(err, UnicodeDecodeError)
+                else f"JSON ({err.msg})"
+            )
+            raise RecordsError(
+                f"{path}, line {i + 1}: not valid {what}; the file is corrupt "
+                f"before its last line, so steerlib will not guess: repair or delete it"
+            ) from err
         row = rows[-1]
-        missing = [k for k in required if k not in row] if isinstance(row, dict) else None
+        missing = (
+            [k for k in required if k not in row] if isinstance(row, dict) else None
+        )
         if missing is None or missing:
             shown = line.decode("utf-8")
-            raise RecordsError(f"{path}, line {i + 1}: not a record ({shown[:60]}{'...' if len(shown) > 60 else ''}"
-                               f"{f'; missing {missing}' if missing else '; not a JSON object'}): each line holds an "
-                               f"object with {', '.join(required) or 'fields'}; repair or delete the line")
+            raise RecordsError(
+                f"{path}, line {i + 1}: not a record ({shown[:60]}{'...' if len(shown) > 60 else ''}"
+                f"{f'; missing {missing}' if missing else '; not a JSON object'}): each line holds an "
+                f"object with {', '.join(required) or 'fields'}; repair or delete the line"
+            )
     return rows
 
 
@@ -227,7 +252,11 @@ def _drop_torn_tail(path: Path) -> None:
             json.loads(data[start:].decode("utf-8"))
             f.write(b"\n")
         except ValueError:
-            log.warning("%s: dropping a torn last line (%d bytes; an interrupted write)", path, len(data) - start)
+            log.warning(
+                "%s: dropping a torn last line (%d bytes; an interrupted write)",
+                path,
+                len(data) - start,
+            )
             f.truncate(start)
 
 
@@ -248,8 +277,20 @@ def append_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> None:
 
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> Path:
     """Atomically replace ``path`` by these rows."""
-    return write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return write_text(
+        path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    )
 
 
-__all__ = ["atomic_path", "atomic_folder", "write_text", "save_safetensors", "lock", "build_once", "read_jsonl",
-           "append_jsonl", "write_jsonl", "storage_errors"]
+__all__ = [
+    "atomic_path",
+    "atomic_folder",
+    "write_text",
+    "save_safetensors",
+    "lock",
+    "build_once",
+    "read_jsonl",
+    "append_jsonl",
+    "write_jsonl",
+    "storage_errors",
+]

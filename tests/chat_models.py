@@ -16,6 +16,7 @@ text after the user's message starts with a newline, not a special token). And t
 random models of the Llama, Qwen2, Qwen3, Gemma and Mistral architectures, built from
 configs.
 """
+
 from __future__ import annotations
 
 import copy
@@ -28,14 +29,32 @@ from importlib.resources import files
 from pathlib import Path
 
 import torch
-from transformers import (AddedToken, GemmaConfig, GemmaForCausalLM, GemmaTokenizer, LlamaConfig,
-                          LlamaForCausalLM, LlamaTokenizer, MistralConfig, MistralForCausalLM,
-                          PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM)
+from transformers import (
+    AddedToken,
+    GemmaConfig,
+    GemmaForCausalLM,
+    GemmaTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+    LlamaTokenizer,
+    MistralConfig,
+    MistralForCausalLM,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+    Qwen3Config,
+    Qwen3ForCausalLM,
+)
 
 from steerlib.tasks import behaviors as B
 from steerlib.model.backbone import Backbone, _finish
 
-TOKENIZERS = ("sentencepiece", "sentencepiece-legacy", "sentencepiece-gemma", "bytelevel")
+TOKENIZERS = (
+    "sentencepiece",
+    "sentencepiece-legacy",
+    "sentencepiece-gemma",
+    "bytelevel",
+)
 
 
 @dataclass(frozen=True)
@@ -56,7 +75,10 @@ FORMATS: dict[str, ChatFormat] = {
         "{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}"
         "{% endfor %}"
         "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}",
-        "<|begin_of_text|>", "<|eot_id|>", ("<|start_header_id|>", "<|end_header_id|>")),
+        "<|begin_of_text|>",
+        "<|eot_id|>",
+        ("<|start_header_id|>", "<|end_header_id|>"),
+    ),
     "qwen2": ChatFormat(
         "{%- for message in messages %}"
         "{%- if loop.first and message['role'] != 'system' %}"
@@ -64,7 +86,10 @@ FORMATS: dict[str, ChatFormat] = {
         "{{- '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
         "{%- endfor %}"
         "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}{%- endif %}",
-        None, "<|im_end|>", ("<|im_start|>", "<|endoftext|>")),
+        None,
+        "<|im_end|>",
+        ("<|im_start|>", "<|endoftext|>"),
+    ),
     "qwen3": ChatFormat(
         "{%- for message in messages %}"
         "{{- '<|im_start|>' + message.role + '\n' + message.content + '<|im_end|>' + '\n' }}"
@@ -72,25 +97,37 @@ FORMATS: dict[str, ChatFormat] = {
         "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}"
         "{%- if enable_thinking is defined and enable_thinking is false %}{{- '<think>\n\n</think>\n\n' }}"
         "{%- endif %}{%- endif %}",
-        None, "<|im_end|>", ("<|im_start|>", "<|endoftext|>", "<think>", "</think>")),
+        None,
+        "<|im_end|>",
+        ("<|im_start|>", "<|endoftext|>", "<think>", "</think>"),
+    ),
     "gemma": ChatFormat(
         "{{ bos_token }}{% for message in messages %}"
         "{% if message['role'] == 'assistant' %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}"
         "{% endif %}{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}"
         "{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}",
-        "<bos>", "<end_of_turn>", ("<start_of_turn>", "<eos>")),
+        "<bos>",
+        "<end_of_turn>",
+        ("<start_of_turn>", "<eos>"),
+    ),
     "mistral": ChatFormat(
         "{{ bos_token }}{% for message in messages %}"
         "{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}"
         "{% elif message['role'] == 'assistant' %}{{ ' ' + message['content'] + eos_token }}{% endif %}"
         "{% endfor %}",
-        "<s>", "</s>", ("[INST]", "[/INST]")),
+        "<s>",
+        "</s>",
+        ("[INST]", "[/INST]"),
+    ),
     "plain": ChatFormat(
         "{{ bos_token }}{% for message in messages %}"
         "{% if message['role'] == 'user' %}{{ 'User: ' + message['content'] + '\n\n' }}"
         "{% elif message['role'] == 'assistant' %}{{ 'Assistant: ' + message['content'] + eos_token }}"
         "{% endif %}{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}",
-        "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", ()),
+        "<｜begin▁of▁sentence｜>",
+        "<｜end▁of▁sentence｜>",
+        (),
+    ),
 }
 
 
@@ -108,10 +145,23 @@ def _sentencepiece_model() -> bytes:
 
     out = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(_corpus()), model_writer=out, vocab_size=1200, model_type="bpe",
-        byte_fallback=True, split_digits=True, add_dummy_prefix=True, normalization_rule_name="identity",
-        remove_extra_whitespaces=False, character_coverage=1.0, unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
-        minloglevel=2, num_threads=1)
+        sentence_iterator=iter(_corpus()),
+        model_writer=out,
+        vocab_size=1200,
+        model_type="bpe",
+        byte_fallback=True,
+        split_digits=True,
+        add_dummy_prefix=True,
+        normalization_rule_name="identity",
+        remove_extra_whitespaces=False,
+        character_coverage=1.0,
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        pad_id=-1,
+        minloglevel=2,
+        num_threads=1,
+    )
     return out.getvalue()
 
 
@@ -122,15 +172,23 @@ def _base_tokenizer(kind: str):
             (Path(folder) / "tokenizer.model").write_bytes(_sentencepiece_model())
             if kind == "sentencepiece-gemma":
                 return GemmaTokenizer.from_pretrained(folder)
-            return LlamaTokenizer.from_pretrained(folder, legacy=kind == "sentencepiece-legacy")
+            return LlamaTokenizer.from_pretrained(
+                folder, legacy=kind == "sentencepiece-legacy"
+            )
     if kind == "bytelevel":
         from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
-        tok.train_from_iterator(_corpus(), trainers.BpeTrainer(
-            vocab_size=1200, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+        tok.train_from_iterator(
+            _corpus(),
+            trainers.BpeTrainer(
+                vocab_size=1200,
+                initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                show_progress=False,
+            ),
+        )
         return PreTrainedTokenizerFast(tokenizer_object=tok)
     raise ValueError(f"unknown tokenizer kind {kind!r}; choose from {TOKENIZERS}")
 
@@ -141,8 +199,13 @@ def chat_tokenizer(kind: str, fmt: str):
     tok = copy.deepcopy(_base_tokenizer(kind))
     named = [t for t in (chat.bos, chat.eos) if t is not None]
     new = [t for t in (*named, *chat.specials) if t not in tok.get_vocab()]
-    tok.add_special_tokens({"additional_special_tokens": [AddedToken(t, special=True, normalized=False)
-                                                          for t in new]})
+    tok.add_special_tokens(
+        {
+            "additional_special_tokens": [
+                AddedToken(t, special=True, normalized=False) for t in new
+            ]
+        }
+    )
     tok.bos_token = chat.bos
     tok.eos_token = chat.eos
     tok.chat_template = chat.template
@@ -152,11 +215,28 @@ def chat_tokenizer(kind: str, fmt: str):
 ARCHITECTURES = ("llama", "qwen2", "qwen3", "gemma", "mistral")
 
 
-def tiny_model(arch: str, vocab_size: int, bos: int | None, eos: int, hidden: int = 64, seed: int = 0):
+def tiny_model(
+    arch: str,
+    vocab_size: int,
+    bos: int | None,
+    eos: int,
+    hidden: int = 64,
+    seed: int = 0,
+):
     """A random 2-layer model of ``arch`` (init scale 0.2: peaked next-token distributions)."""
-    common = dict(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
-                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                  initializer_range=0.2, bos_token_id=bos, eos_token_id=eos, tie_word_embeddings=True)
+    common = dict(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        initializer_range=0.2,
+        bos_token_id=bos,
+        eos_token_id=eos,
+        tie_word_embeddings=True,
+    )
     configs = {
         "llama": (LlamaConfig, LlamaForCausalLM, {}),
         "qwen2": (Qwen2Config, Qwen2ForCausalLM, {}),

@@ -1,4 +1,5 @@
 """Shared fixtures: the tiny random model (fast) and the embedded model (slow tests)."""
+
 import pytest
 
 import steerlib as st
@@ -26,5 +27,8 @@ def pytest_collection_modifyitems(items):
     test`` still runs them all. Tests that start other processes (subprocesses, torchrun, two
     processes at once) carry the marker themselves."""
     for item in items:
-        if "embedded" in getattr(item, "fixturenames", ()) or item.path.suffix == ".ipynb":
+        if (
+            "embedded" in getattr(item, "fixturenames", ())
+            or item.path.suffix == ".ipynb"
+        ):
             item.add_marker(pytest.mark.slow)

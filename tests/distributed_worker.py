@@ -2,6 +2,7 @@
 side). ``train``: one vector on fixed examples whose answers differ in length, so that
 ranks hold different shares of each batch's answer tokens. ``generate``: teacher targets
 and evaluation records, each rank generating its share."""
+
 import os
 import sys
 from pathlib import Path
@@ -19,26 +20,49 @@ from steerlib.train.targets import make_targets
 from steerlib.model.tokens import SteeringTokens
 from steerlib.model.template import render
 
-QUESTIONS = ["Why is the sky blue?", "How do bees make honey?", "What causes tides?", "Why do we sleep?",
-             "What is rain?", "How do magnets work?"]
-ANSWERS = ["Light.", "Bees collect nectar and store it in wax cells for winter.", "The moon pulls the sea.",
-           "Sleep restores the body and the brain, and it helps memory form.", "Water falls.",
-           "Moving charges make fields that attract iron."]
+QUESTIONS = [
+    "Why is the sky blue?",
+    "How do bees make honey?",
+    "What causes tides?",
+    "Why do we sleep?",
+    "What is rain?",
+    "How do magnets work?",
+]
+ANSWERS = [
+    "Light.",
+    "Bees collect nectar and store it in wax cells for winter.",
+    "The moon pulls the sea.",
+    "Sleep restores the body and the brain, and it helps memory form.",
+    "Water falls.",
+    "Moving charges make fields that attract iron.",
+]
 CONFIG = TrainConfig(steps=6, batch_size=4, lr=5e-2, checkpoint_every=2)
 
 
 def examples(bb):
-    return [Example(render(bb, q, (), "Answer in French."), render(bb, q, ("v",)),
-                    tuple(bb.tokenizer(" " + a, add_special_tokens=False)["input_ids"]))
-            for q, a in zip(QUESTIONS, ANSWERS)]
+    return [
+        Example(
+            render(bb, q, (), "Answer in French."),
+            render(bb, q, ("v",)),
+            tuple(bb.tokenizer(" " + a, add_special_tokens=False)["input_ids"]),
+        )
+        for q, a in zip(QUESTIONS, ANSWERS)
+    ]
 
 
 def train(checkpoint: Path | None = None, stop_after: int | None = None):
     """The vector and loss curve (the vector starts from zero)."""
     bb = tiny_backbone()
     vector = torch.zeros(bb.hidden_size)
-    result = train_vectors(bb, {"v": vector}, examples(bb), CONFIG, checkpoint=checkpoint, progress=False,
-                           stop_after=stop_after)
+    result = train_vectors(
+        bb,
+        {"v": vector},
+        examples(bb),
+        CONFIG,
+        checkpoint=checkpoint,
+        progress=False,
+        stop_after=stop_after,
+    )
     return vector.detach(), result.losses
 
 
@@ -48,15 +72,26 @@ def generate(records: Path) -> None:
     if distributed.active():  # the test kills a rank by its process id
         records.with_name(f"pid{distributed.rank()}").write_text(str(os.getpid()))
     bb = tiny_backbone()
-    make_targets(bb, [(q, (n,)) for q in QUESTIONS for n in ("french", "upper_case")],
-                 TargetConfig(max_new_tokens=24), key="both")
+    make_targets(
+        bb,
+        [(q, (n,)) for q in QUESTIONS for n in ("french", "upper_case")],
+        TargetConfig(max_new_tokens=24),
+        key="both",
+    )
     tokens = SteeringTokens.for_backbone(bb)
     g = torch.Generator().manual_seed(0)
     for name in ("french", "upper_case", "sentences_1", "and"):
         tokens.set(name, torch.randn(bb.hidden_size, generator=g))
-    evaluate(SteeredModel(bb, tokens), ["plain", "instruction", "concat", "and", "hybrid"],
-             [("french", "upper_case"), ("upper_case", "sentences_1")], QUESTIONS + ANSWERS[:2],
-             max_new_tokens=32, batch_size=4, records=records, progress=False)
+    evaluate(
+        SteeredModel(bb, tokens),
+        ["plain", "instruction", "concat", "and", "hybrid"],
+        [("french", "upper_case"), ("upper_case", "sentences_1")],
+        QUESTIONS + ANSWERS[:2],
+        max_new_tokens=32,
+        batch_size=4,
+        records=records,
+        progress=False,
+    )
 
 
 if __name__ == "__main__":
@@ -64,6 +99,14 @@ if __name__ == "__main__":
     if sys.argv[1] == "generate":
         generate(Path(sys.argv[2]))
         sys.exit(0)
-    out, ckpt, stop = Path(sys.argv[2]), sys.argv[3], sys.argv[4]  # train OUT CHECKPOINT|- STOP_AFTER|-
-    vector, losses = train(Path(ckpt) if ckpt != "-" else None, int(stop) if stop != "-" else None)
-    distributed.main_only(save_file, {"vector": vector, "losses": torch.tensor(losses)}, str(out))
+    out, ckpt, stop = (
+        Path(sys.argv[2]),
+        sys.argv[3],
+        sys.argv[4],
+    )  # train OUT CHECKPOINT|- STOP_AFTER|-
+    vector, losses = train(
+        Path(ckpt) if ckpt != "-" else None, int(stop) if stop != "-" else None
+    )
+    distributed.main_only(
+        save_file, {"vector": vector, "losses": torch.tensor(losses)}, str(out)
+    )

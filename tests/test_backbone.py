@@ -1,4 +1,5 @@
 """Bring your own model: Backbone.from_model, and load_backbone's from_pretrained pass-through."""
+
 import hashlib
 
 import pytest
@@ -27,11 +28,24 @@ def test_from_model_freezes_pads_left_and_fingerprints():
     bb = st.Backbone.from_model(model, tokenizer, "my-tiny")
     assert bb.model is model and not model.training
     assert not any(p.requires_grad for p in model.parameters())
-    assert tokenizer.padding_side == "left" and tokenizer.pad_token == tokenizer.eos_token
+    assert (
+        tokenizer.padding_side == "left" and tokenizer.pad_token == tokenizer.eos_token
+    )
     assert model.generation_config.pad_token_id == tokenizer.eos_token_id
     # the fingerprint is the bfloat16 embedding matrix's hash: the same weights give the same one
-    emb = model.get_input_embeddings().weight.detach().to(torch.bfloat16).view(torch.int16).numpy().tobytes()
-    assert bb.fingerprint == hashlib.sha256(emb).hexdigest()[:16] == tiny_backbone(seed=0).fingerprint
+    emb = (
+        model.get_input_embeddings()
+        .weight.detach()
+        .to(torch.bfloat16)
+        .view(torch.int16)
+        .numpy()
+        .tobytes()
+    )
+    assert (
+        bb.fingerprint
+        == hashlib.sha256(emb).hexdigest()[:16]
+        == tiny_backbone(seed=0).fingerprint
+    )
     # so tokens trained on the library's own load of the model steer this one
     toks = st.SteeringTokens.for_backbone(tiny_backbone(seed=0))
     toks.set("french", torch.zeros(bb.hidden_size))
@@ -68,8 +82,13 @@ def test_load_backbone_passes_from_pretrained_kwargs(tiny_folder, monkeypatch):
 
     monkeypatch.setattr(backbone.AutoModelForCausalLM, "from_pretrained", spy)
     marker = object()
-    bb = st.load_backbone(tiny_folder, device_map="cpu", torch_dtype=torch.bfloat16, quantization_config=marker,
-                          attn_implementation="eager")
+    bb = st.load_backbone(
+        tiny_folder,
+        device_map="cpu",
+        torch_dtype=torch.bfloat16,
+        quantization_config=marker,
+        attn_implementation="eager",
+    )
     assert seen["quantization_config"] is marker and seen["device_map"] == "cpu"
     assert seen["dtype"] is torch.bfloat16 and seen["attn_implementation"] == "eager"
     assert bb.dtype == torch.bfloat16 and bb.model_id == str(tiny_folder)
@@ -78,7 +97,9 @@ def test_load_backbone_passes_from_pretrained_kwargs(tiny_folder, monkeypatch):
 def test_load_backbone_with_device_map_and_dtype(tiny_folder):
     bb = st.load_backbone(tiny_folder, device_map="cpu", dtype=torch.bfloat16)
     assert bb.dtype == torch.bfloat16 and bb.device.type == "cpu"
-    assert bb.fingerprint == tiny_backbone(seed=0).fingerprint  # bfloat16 rounding: same space
+    assert (
+        bb.fingerprint == tiny_backbone(seed=0).fingerprint
+    )  # bfloat16 rounding: same space
 
 
 def test_from_pretrained_kwargs_are_refused_for_the_embedded_model():

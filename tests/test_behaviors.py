@@ -36,7 +36,11 @@ def _method_page_table() -> list[tuple[int, int | None]]:
     rows = []
     for line in (ROOT / "book" / "method.md").read_text().splitlines():
         cells = [c.strip() for c in line.strip("|").split("|")]
-        if line.startswith("|") and len(cells) == 3 and cells[0] not in ("category", "---"):
+        if (
+            line.startswith("|")
+            and len(cells) == 3
+            and cells[0] not in ("category", "---")
+        ):
             members = [m.strip() for m in cells[1].split(",")]
             held = [i for i, m in enumerate(members) if m and m in cells[2]]
             rows.append((len(members), held[0] if held else None))
@@ -184,7 +188,9 @@ def test_combination_counts():
     # combination takes at most one behavior per category, so k behaviors = k categories,
     # one member each. Excluded length x sentences pairs: 50-70 & 1, 70-90 & 1, 90-120 & 1,
     # 90-120 & 2 (4 in all; 3 seen, 70-90 being unseen).
-    pairs_all = 5 * 4 + 5 * 3 + 5 * 5 + 4 * 3 + 4 * 5 + 3 * 5 - 4  # 107 cross-category pairs, less 4
+    pairs_all = (
+        5 * 4 + 5 * 3 + 5 * 5 + 4 * 3 + 4 * 5 + 3 * 5 - 4
+    )  # 107 cross-category pairs, less 4
     pairs_seen = 4 * 3 + 4 * 2 + 4 * 4 + 3 * 2 + 3 * 4 + 2 * 4 - 3
     # triples: choose 3 of the 4 categories; then drop the triples holding an excluded pair,
     # whose third member comes from language or case
@@ -241,20 +247,36 @@ def test_verify_all_without_json_checks_raw_text():
 
 
 def test_verify_all_json_checks_others_on_the_answer():
-    text = json.dumps({"answer": "LE CIEL EST BLEU À CAUSE DE LA DIFFUSION DE LA LUMIÈRE."})
+    text = json.dumps(
+        {"answer": "LE CIEL EST BLEU À CAUSE DE LA DIFFUSION DE LA LUMIÈRE."}
+    )
     verdicts = B.verify_all(text, ["french", "upper_case", "sentences_1", "json"])
-    assert verdicts == {"french": True, "upper_case": True, "sentences_1": True, "json": True}
+    assert verdicts == {
+        "french": True,
+        "upper_case": True,
+        "sentences_1": True,
+        "json": True,
+    }
     assert not B.get("upper_case").verify(text)  # the key "answer" is lower-case
 
 
 def test_verify_all_json_failure_falls_back_to_raw_text():
     fenced = '```json\n{"answer": "HELLO."}\n```'
-    assert B.verify_all(fenced, ["upper_case", "json"]) == {"upper_case": False, "json": False}
+    assert B.verify_all(fenced, ["upper_case", "json"]) == {
+        "upper_case": False,
+        "json": False,
+    }
     plain = "HELLO THERE."
-    assert B.verify_all(plain, ["json", "upper_case"]) == {"json": False, "upper_case": True}
+    assert B.verify_all(plain, ["json", "upper_case"]) == {
+        "json": False,
+        "upper_case": True,
+    }
 
 
 def test_verify_all_keeps_the_given_order_and_rejects_unknown():
-    assert list(B.verify_all("x", ["sentences_1", "french"])) == ["sentences_1", "french"]
+    assert list(B.verify_all("x", ["sentences_1", "french"])) == [
+        "sentences_1",
+        "french",
+    ]
     with pytest.raises(KeyError):
         B.verify_all("x", ["klingon"])

@@ -4,6 +4,7 @@ Timings of the tiny model mean nothing, so the report's structure is checked, an
 end-to-end workload does: it trains both tokens every run, in a new scratch folder, and its
 projection is the formula of its figures.
 """
+
 import io
 import json
 import re
@@ -24,16 +25,36 @@ from steerlib.tasks import behaviors as B
 from steerlib.train import cache, compose, distill
 from steerlib.train.cache import fit_token
 
-TINY = Sizes(batch=2, answer_tokens=4, gen_prompts=2, new_tokens=4, repeats=1, warmup=0, load_repeats=1,
-             e2e_training="smoke")
-SPEED_GOALS = ["steerlib / ceiling", "steerlib CE step / PEFT", "steerlib / GEMM ceiling",
-               "steerlib / today's path (tok/s)", "steerlib / today's path (wall time)", "identical answers"]
+TINY = Sizes(
+    batch=2,
+    answer_tokens=4,
+    gen_prompts=2,
+    new_tokens=4,
+    repeats=1,
+    warmup=0,
+    load_repeats=1,
+    e2e_training="smoke",
+)
+SPEED_GOALS = [
+    "steerlib / ceiling",
+    "steerlib CE step / PEFT",
+    "steerlib / GEMM ceiling",
+    "steerlib / today's path (tok/s)",
+    "steerlib / today's path (wall time)",
+    "identical answers",
+]
 TIME_GOAL, RSS_GOAL = "projected reproduce / 7200 s", "peak RSS / 6 GB"
-RATIO_LINE = re.compile(r"^  ratio (.+?)\s+(\d+\.\d+|not measured)  \(goal (>=|<=) ([\d.]+)\)  (met|MISSED|not measured)$")
+RATIO_LINE = re.compile(
+    r"^  ratio (.+?)\s+(\d+\.\d+|not measured)  \(goal (>=|<=) ([\d.]+)\)  (met|MISSED|not measured)$"
+)
 
 
 def _ratio_lines(text: str) -> dict[str, tuple[str, str, str, str]]:
-    return {m.group(1): m.groups()[1:] for m in map(RATIO_LINE.match, text.splitlines()) if m}
+    return {
+        m.group(1): m.groups()[1:]
+        for m in map(RATIO_LINE.match, text.splitlines())
+        if m
+    }
 
 
 def test_suite_reports_every_ratio_and_counts_goals(tiny):
@@ -42,8 +63,12 @@ def test_suite_reports_every_ratio_and_counts_goals(tiny):
     lines = _ratio_lines(text)
     for name in SPEED_GOALS + [RSS_GOAL]:
         assert re.fullmatch(r"\d+\.\d+", lines[name][0]), name
-    assert lines["second / first load"][0] == "not measured"  # tiny: load runs only for the embedded model
-    assert lines[TIME_GOAL][0] == "not measured"  # TINY trains with the smoke preset's settings
+    assert (
+        lines["second / first load"][0] == "not measured"
+    )  # tiny: load runs only for the embedded model
+    assert (
+        lines[TIME_GOAL][0] == "not measured"
+    )  # TINY trains with the smoke preset's settings
 
     last = text.splitlines()[-1]
     k, n = map(int, SUMMARY.match(last).groups())
@@ -73,7 +98,9 @@ def _run(tiny) -> e2e.Workload:
     return e2e.run_workload(tiny, presets.smoke(), 2, 4, e2e.partner_tokens(tiny))
 
 
-def test_end_to_end_trains_in_an_empty_scratch_folder(tiny, fits, tmp_path, monkeypatch):
+def test_end_to_end_trains_in_an_empty_scratch_folder(
+    tiny, fits, tmp_path, monkeypatch
+):
     """Both tokens train in a folder that is empty when the workload starts and gone after
     it; the artifacts folder the user set (conftest: tmp_path/artifacts) is never touched."""
     real = artifacts_root()
@@ -92,7 +119,9 @@ def test_end_to_end_trains_in_an_empty_scratch_folder(tiny, fits, tmp_path, monk
     assert fits == [(e2e.BEHAVIOR, scratch), ("and", scratch)]
     assert not scratch.exists() and not real.exists()
     assert artifacts_root() == real  # the environment is restored
-    assert w.generations == 2 and w.generated_tokens > 0 and w.token_s > 0 and w.and_s > 0
+    assert (
+        w.generations == 2 and w.generated_tokens > 0 and w.token_s > 0 and w.and_s > 0
+    )
 
 
 def test_end_to_end_trains_again_on_a_second_run(tiny, fits):
@@ -100,12 +129,16 @@ def test_end_to_end_trains_again_on_a_second_run(tiny, fits):
     first, second = _run(tiny), _run(tiny)
     assert [name for name, _ in fits] == [e2e.BEHAVIOR, "and"] * 2
     assert fits[0][1] != fits[2][1]
-    assert second.token_steps == first.token_steps > 0 and second.and_steps == first.and_steps > 0
+    assert (
+        second.token_steps == first.token_steps > 0
+        and second.and_steps == first.and_steps > 0
+    )
 
 
 def test_end_to_end_never_loads_the_shipped_tokens(tiny, fits, monkeypatch):
     """Where the package ships exactly the run asked for (the cpu preset's tokens on the
     embedded model), the workload still trains it."""
+
     def shipped(bb, name, key, path=None):
         tokens = SteeringTokens.for_backbone(bb)
         tokens.set(name, random_init(bb, seed=0), {"key": key, "steps": 1})
@@ -125,17 +158,26 @@ def _seconds(section, start: str) -> float:
     return float(re.match(r"([\d.]+) s", _figure(section, start)).group(1))
 
 
-@pytest.mark.parametrize("token_s, and_s, generation_s, verdict",
-                         [(312.5, 130.5, 407.5, "MISSED"), (200.0, 100.0, 200.0, "met")])
+@pytest.mark.parametrize(
+    "token_s, and_s, generation_s, verdict",
+    [(312.5, 130.5, 407.5, "MISSED"), (200.0, 100.0, 200.0, "met")],
+)
 def test_end_to_end_projection_is_the_formula(token_s, and_s, generation_s, verdict):
     """Projected reproduce = 18 tokens x the token's time + <and>'s + reproduce's generations
     / 512 x the generation time, against 7200 s; computed here from the section's figures."""
-    w = e2e.Workload("cpu", token_s, 32, and_s, 24, 512, 128, 64, generation_s, 40_000, 1.5)
+    w = e2e.Workload(
+        "cpu", token_s, 32, and_s, 24, 512, 128, 64, generation_s, 40_000, 1.5
+    )
     section = e2e.end_to_end_section(w)
-    token, and_, gen = (_seconds(section, p) for p in ("stage 1", "stage 2", "generation: 512 x 128"))
+    token, and_, gen = (
+        _seconds(section, p) for p in ("stage 1", "stage 2", "generation: 512 x 128")
+    )
     expected = 18 * token + and_ + e2e.REPRODUCE_GENERATIONS / 512 * gen
     time_goal, rss_goal = section.goals
-    assert time_goal.ratio == pytest.approx(expected / 7200, rel=1e-12) and time_goal.verdict == verdict
+    assert (
+        time_goal.ratio == pytest.approx(expected / 7200, rel=1e-12)
+        and time_goal.verdict == verdict
+    )
     assert _figure(section, "projected cpu reproduce").startswith(f"{expected:,.0f} s")
     assert rss_goal.ratio == pytest.approx(1.5 / 6)
     assert "extrapolation" in " ".join(section.notes)
@@ -143,8 +185,10 @@ def test_end_to_end_projection_is_the_formula(token_s, and_s, generation_s, verd
 
 def test_end_to_end_quick_workload_does_not_project():
     """Smoke training settings, or answers shorter than the evaluation's: figures, no time goal."""
-    for w in (e2e.Workload("smoke", 3.0, 3, 2.0, 3, 128, 48, 64, 20.0, 5000, 1.0),
-              e2e.Workload("cpu", 300.0, 32, 130.0, 24, 128, 48, 64, 20.0, 5000, 1.0)):
+    for w in (
+        e2e.Workload("smoke", 3.0, 3, 2.0, 3, 128, 48, 64, 20.0, 5000, 1.0),
+        e2e.Workload("cpu", 300.0, 32, 130.0, 24, 128, 48, 64, 20.0, 5000, 1.0),
+    ):
         section = e2e.end_to_end_section(w)
         assert not section.goals[0].measured and section.goals[1].measured
         assert "not measured" in " ".join(section.notes)
@@ -158,17 +202,31 @@ def test_reproduce_generation_count_follows_the_cpu_preset():
 
     cpu = presets.cpu()
     ev, n = cpu.eval, len(B.names())
-    jobs = [(b, p) for b in range(n) for p in range(ev.n_single)]  # evaluate's order, chunks of 256
-    plain = sum(len({p for _, p in jobs[i: i + 256]}) for i in range(0, len(jobs), 256))
-    singles = n * ev.n_single * 3 + plain  # teacher compliance (instruction), hybrid, token
+    jobs = [
+        (b, p) for b in range(n) for p in range(ev.n_single)
+    ]  # evaluate's order, chunks of 256
+    plain = sum(
+        len({p for _, p in jobs[i : i + 256]}) for i in range(0, len(jobs), 256)
+    )
+    singles = (
+        n * ev.n_single * 3 + plain
+    )  # teacher compliance (instruction), hybrid, token
     composition = len(COMPOSITION_METHODS) * sum(
-        len(orderings(c)) * (ev.n_prompts if len(c) == 2 else ev.n_prompts_3) for c in cpu.composition_combos())
-    records = map(json.loads, (results_dir("cpu") / "capable_records.jsonl").read_text().splitlines())
+        len(orderings(c)) * (ev.n_prompts if len(c) == 2 else ev.n_prompts_3)
+        for c in cpu.composition_combos()
+    )
+    records = map(
+        json.loads,
+        (results_dir("cpu") / "capable_records.jsonl").read_text().splitlines(),
+    )
     orders = {r["order"] for r in records if r["method"] == "instruction"}
     pairs = {frozenset(o.split("+")) for o in orders}
     behaviors = set().union(*pairs)
-    capable = (n * len(selection_questions(cpu.validation, ev.n_single)) + len(behaviors) * ev.n_capable
-               + len(pairs) * 2 * ev.n_capable * len(COMPOSITION_METHODS))
+    capable = (
+        n * len(selection_questions(cpu.validation, ev.n_single))
+        + len(behaviors) * ev.n_capable
+        + len(pairs) * 2 * ev.n_capable * len(COMPOSITION_METHODS)
+    )
     assert e2e.REPRODUCE_GENERATIONS == singles + composition + capable
 
 
@@ -179,7 +237,9 @@ def test_load_reports_first_and_second(monkeypatch, tmp_path):
     (goal,) = section.goals
     assert goal.measured and goal.ratio > 0
     assert len(section.figures) == 2
-    assert not (tmp_path / "kept").exists()  # the benchmark used its own folder, and restored the env
+    assert not (
+        tmp_path / "kept"
+    ).exists()  # the benchmark used its own folder, and restored the env
 
 
 def test_goal_verdicts():

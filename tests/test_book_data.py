@@ -7,6 +7,7 @@ of the committed results: each token must come from the shipped file, each recor
 chapters read must be committed and stamped with the digest of a shipped vector (else
 `evaluate` would regenerate it), and nothing committed may change.
 """
+
 import shutil
 from pathlib import Path
 
@@ -20,7 +21,12 @@ from steerlib.baselines import BASELINES
 from steerlib.train.distill import train_behavior_token
 from steerlib.guard import NO_TRAIN_ENV
 from steerlib.evaluation.evaluate import COMPOSITION_METHODS
-from steerlib.study.pipeline import (composition_eval, load_tokens, single_behavior_eval, teacher_compliance)
+from steerlib.study.pipeline import (
+    composition_eval,
+    load_tokens,
+    single_behavior_eval,
+    teacher_compliance,
+)
 
 COMMITTED = Path(__file__).resolve().parent.parent / "results" / "cpu"
 
@@ -35,7 +41,11 @@ def results(tmp_path, monkeypatch):
 
 
 def _contents(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_book_chapters_read_only_shipped_artifacts(embedded, results):
@@ -46,34 +56,72 @@ def test_book_chapters_read_only_shipped_artifacts(embedded, results):
     tokens = load_tokens(embedded, preset)  # chapters 2-4
     assert tokens.names == [*st.behaviors.names(), "and"]
     assert pd.Series(french["french"]).equals(pd.Series(tokens["french"]))
-    single = single_behavior_eval(embedded, tokens, preset, results, variants=("filtered",),
-                                  recorded_variants=True)
+    single = single_behavior_eval(
+        embedded,
+        tokens,
+        preset,
+        results,
+        variants=("filtered",),
+        recorded_variants=True,
+    )
     compliance = teacher_compliance(embedded, preset, results)
     assert single.notna()[["plain", "instruction", "token", "hybrid"]].all().all()
     assert (compliance["n"] == preset.eval.n_single).all()
     # an empty filtered cell is one the committed comparison reports as "too few targets"
     comparison = pd.read_csv(results / "targets_comparison.csv")
-    too_few = set(comparison[(comparison["method"] == "filtered") & (comparison["n"] == 0)]["behavior"])
+    too_few = set(
+        comparison[(comparison["method"] == "filtered") & (comparison["n"] == 0)][
+            "behavior"
+        ]
+    )
     assert set(single.index[single["filtered"].isna()]) == too_few
-    filtered = comparison[comparison["method"] == "filtered"].set_index("behavior")["pass_rate"]
-    pd.testing.assert_series_equal(single["filtered"].dropna(), filtered.dropna().reindex(single["filtered"].dropna()
-                                   .index).round(1), check_names=False)
+    filtered = comparison[comparison["method"] == "filtered"].set_index("behavior")[
+        "pass_rate"
+    ]
+    pd.testing.assert_series_equal(
+        single["filtered"].dropna(),
+        filtered.dropna().reindex(single["filtered"].dropna().index).round(1),
+        check_names=False,
+    )
     # chapter 2: the capable-pairs study, then the composition table
-    val_rates, selected, pairs, singles = capable.study_records(embedded, tokens, preset, results)
+    val_rates, selected, pairs, singles = capable.study_records(
+        embedded, tokens, preset, results
+    )
     assert len(val_rates) == len(st.behaviors.names())
     if selected:
         assert set(pairs["method"]) == set(COMPOSITION_METHODS)
-        assert len(pairs) == len(COMPOSITION_METHODS) * len(selected) * 2 * preset.eval.n_capable
+        assert (
+            len(pairs)
+            == len(COMPOSITION_METHODS) * len(selected) * 2 * preset.eval.n_capable
+        )
         # the baselines as recorded: each one complete, on the same pairs and prompts
-        base_pairs, base_singles = capable.recorded(preset, results, selected, BASELINES, embedded.fingerprint)
+        base_pairs, base_singles = capable.recorded(
+            preset, results, selected, BASELINES, embedded.fingerprint
+        )
         assert set(base_pairs["method"]) <= set(BASELINES)
         for _, part in base_pairs.groupby("method"):
             assert len(part) == len(selected) * 2 * preset.eval.n_capable
     table = composition_eval(embedded, tokens, preset, results)
-    assert set(table["method"]) == {"instruction", "concat", "native_and", "and", "hybrid"}
+    assert set(table["method"]) == {
+        "instruction",
+        "concat",
+        "native_and",
+        "and",
+        "hybrid",
+    }
     # chapter 3: the ablation variants whose records are committed
-    protocol, where = ablation_setup(embedded, tokens, preset, capable_pairs=True, results=results)
-    ablations = run_ablations(embedded, tokens, preset, where, which=ABLATIONS, cached_only=True, protocol=protocol)
+    protocol, where = ablation_setup(
+        embedded, tokens, preset, capable_pairs=True, results=results
+    )
+    ablations = run_ablations(
+        embedded,
+        tokens,
+        preset,
+        where,
+        which=ABLATIONS,
+        cached_only=True,
+        protocol=protocol,
+    )
     assert len(ablations) and "no_and" in set(ablations["ablation"])
     assert set(ablations["setting"]) <= {v.setting for v in settings()}
     assert _contents(results) == before  # nothing rewritten, nothing appended

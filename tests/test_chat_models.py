@@ -1,6 +1,7 @@
 """Any chat model: the foundation properties of test_template.py, on every tokenizer
 family x chat template shape, and training + generation on tiny models of each
 architecture (all built in-process: tests/chat_models.py)."""
+
 import pytest
 import torch
 
@@ -39,8 +40,13 @@ def _as_words(bb, names_to_words):
 
 def test_render_equals_chat_template(bb):
     for q in QUESTIONS:
-        expected = bb.tokenizer.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True,
-                                                    tokenize=True, return_dict=True, **bb.chat_kwargs)["input_ids"]
+        expected = bb.tokenizer.apply_chat_template(
+            [{"role": "user", "content": q}],
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=True,
+            **bb.chat_kwargs,
+        )["input_ids"]
         assert render(bb, q).ids == list(expected)
 
 
@@ -73,14 +79,20 @@ def test_slot_holding_a_word_reproduces_it(bb):
     steered = sm.generate([q + " <b1><and><b2>" for q in QUESTIONS], max_new_tokens=8)
     assert written == steered
     e_written = embed(bb, [render(bb, QUESTIONS[0] + "".join(WORDS))]).inputs_embeds
-    e_steered = embed(bb, [render_text(bb, QUESTIONS[0] + " <b1><and><b2>", toks)], toks).inputs_embeds
+    e_steered = embed(
+        bb, [render_text(bb, QUESTIONS[0] + " <b1><and><b2>", toks)], toks
+    ).inputs_embeds
     assert torch.equal(e_written, e_steered)
 
 
 # -- architectures ------------------------------------------------------------------------
-ARCH_FORMATS = {"llama": ("bytelevel", "llama3"), "qwen2": ("bytelevel", "qwen2"),
-                "qwen3": ("bytelevel", "qwen3"), "gemma": ("sentencepiece-gemma", "gemma"),
-                "mistral": ("sentencepiece", "mistral")}
+ARCH_FORMATS = {
+    "llama": ("bytelevel", "llama3"),
+    "qwen2": ("bytelevel", "qwen2"),
+    "qwen3": ("bytelevel", "qwen3"),
+    "gemma": ("sentencepiece-gemma", "gemma"),
+    "mistral": ("sentencepiece", "mistral"),
+}
 """Each architecture on the tokenizer family and chat format its real models use."""
 
 
@@ -92,17 +104,31 @@ def test_architecture_trains_a_token_and_generates(arch):
     # a slot holding a word's embedding acts as that word on this architecture too
     toks = _as_words(bb, {"fr": wid})
     e_written = embed(bb, [render(bb, QUESTIONS[0] + WORDS[0])]).inputs_embeds
-    e_steered = embed(bb, [render_text(bb, QUESTIONS[0] + " <fr>", toks)], toks).inputs_embeds
+    e_steered = embed(
+        bb, [render_text(bb, QUESTIONS[0] + " <fr>", toks)], toks
+    ).inputs_embeds
     assert torch.equal(e_written, e_steered)
     sm = st.SteeredModel(bb, toks)
-    assert sm.generate([q + " <fr>" for q in QUESTIONS], max_new_tokens=8) == \
-        sm.generate([q + WORDS[0] for q in QUESTIONS], max_new_tokens=8)
+    assert sm.generate(
+        [q + " <fr>" for q in QUESTIONS], max_new_tokens=8
+    ) == sm.generate([q + WORDS[0] for q in QUESTIONS], max_new_tokens=8)
     # stage 1 where the teacher reads that word: the loss can fall to zero, and from the
     # zero vector it must fall well below its start
-    cfg = st.TrainConfig(steps=60, batch_size=3, lr=1e-2, targets=st.TargetConfig(max_new_tokens=8, min_kept=1))
+    cfg = st.TrainConfig(
+        steps=60,
+        batch_size=3,
+        lr=1e-2,
+        targets=st.TargetConfig(max_new_tokens=8, min_kept=1),
+    )
     answers = make_targets(bb, [(q, ()) for q in QUESTIONS], cfg.targets, key="plain")
-    examples = [Example(render(bb, t.question, (), WORDS[0].strip()), render(bb, t.question, ("fr",)), t.answer)
-                for t in answers]
+    examples = [
+        Example(
+            render(bb, t.question, (), WORDS[0].strip()),
+            render(bb, t.question, ("fr",)),
+            t.answer,
+        )
+        for t in answers
+    ]
     vector = torch.zeros(bb.hidden_size)
     losses = train_vectors(bb, {"fr": vector}, examples, cfg, progress=False).losses
     assert losses[-1] < 0.7 * losses[0]
@@ -111,4 +137,6 @@ def test_architecture_trains_a_token_and_generates(arch):
     trained.set("fr", vector.detach())
     sm = st.SteeredModel(bb, trained)
     prompts = [q + " <fr>" for q in QUESTIONS]
-    assert sm.generate(prompts, max_new_tokens=8, batch_size=3) == [sm.generate(p, max_new_tokens=8) for p in prompts]
+    assert sm.generate(prompts, max_new_tokens=8, batch_size=3) == [
+        sm.generate(p, max_new_tokens=8) for p in prompts
+    ]

@@ -1,4 +1,5 @@
 """Presets and target variants: what each label trains on, and clear errors."""
+
 import dataclasses
 import json
 from pathlib import Path
@@ -7,20 +8,37 @@ import pytest
 
 import steerlib as st
 from steerlib.model.tokens import PRETRAINED_FILE
-from steerlib.config import (TARGET_POLICIES, Init, Preset, TargetConfig, TargetSource, TargetPolicy, TrainConfig,
-                             config_hash, policy_config)
+from steerlib.config import (
+    TARGET_POLICIES,
+    Init,
+    Preset,
+    TargetConfig,
+    TargetSource,
+    TargetPolicy,
+    TrainConfig,
+    config_hash,
+    policy_config,
+)
 
 
-@pytest.mark.parametrize("label, source, ce", [
-    ("self", "self", 0.0), ("filtered", "filtered", 0.0), ("constructed", "constructed", 0.0),
-    ("constructed+ce", "constructed", 1.0)])
+@pytest.mark.parametrize(
+    "label, source, ce",
+    [
+        ("self", "self", 0.0),
+        ("filtered", "filtered", 0.0),
+        ("constructed", "constructed", 0.0),
+        ("constructed+ce", "constructed", 1.0),
+    ],
+)
 def test_policies_set_source_and_ce_weight(label, source, ce):
     """Each label trains on what its name says (the chapter-1 table's columns), the rest of the
     stage-1 config untouched; the policy the base config already has returns it as it is."""
     base = st.presets.cpu().stage1
     cfg = policy_config(base, label)
     assert (cfg.targets.source, cfg.ce_weight) == (source, ce)
-    assert dataclasses.replace(cfg, ce_weight=base.ce_weight, targets=base.targets) == base
+    assert (
+        dataclasses.replace(cfg, ce_weight=base.ce_weight, targets=base.targets) == base
+    )
     assert set(TARGET_POLICIES) == {"self", "filtered", "constructed", "constructed+ce"}
     if (source, ce) == (base.targets.source, base.ce_weight):
         assert cfg is base
@@ -28,7 +46,9 @@ def test_policies_set_source_and_ce_weight(label, source, ce):
 
 def test_constructed_without_a_transform_is_filtered():
     base = st.presets.cpu().stage1
-    assert policy_config(base, "constructed", constructible=False) == policy_config(base, "filtered")
+    assert policy_config(base, "constructed", constructible=False) == policy_config(
+        base, "filtered"
+    )
     ce = policy_config(base, "constructed+ce", constructible=False)
     assert (ce.targets.source, ce.ce_weight) == ("filtered", 1.0)
 
@@ -36,10 +56,15 @@ def test_constructed_without_a_transform_is_filtered():
 def test_cpu_preset_configs_hash_as_when_the_shipped_tokens_were_trained():
     """Enum-valued fields serialise as the strings they replaced: the cache key of every
     shipped token, recorded when it was trained, is still the key of the preset's config."""
-    tokens = st.SteeringTokens.load_file(Path(st.__file__).parent / "data" / PRETRAINED_FILE)
+    tokens = st.SteeringTokens.load_file(
+        Path(st.__file__).parent / "data" / PRETRAINED_FILE
+    )
     preset = st.presets.cpu()
     for name in st.behaviors.names():
-        assert tokens.info[name]["key"] == f"{name}-{config_hash(preset.stage1_config(name))}", name
+        assert (
+            tokens.info[name]["key"]
+            == f"{name}-{config_hash(preset.stage1_config(name))}"
+        ), name
     assert tokens.info["and"]["key"].split("-")[2] == config_hash(preset.stage2)
     # and the recorded config is the preset's, field for field (fields added since are
     # left out of both the record and the hash at their defaults), enums as their values
@@ -53,7 +78,10 @@ def test_string_choices_become_enums_and_unknown_ones_are_clear_errors():
     assert cfg.init is Init.ZERO and cfg.targets.source is TargetSource.FILTERED
     base = st.presets.cpu()
     assert base.sources["french"] is TargetPolicy.FILTERED
-    with pytest.raises(ValueError, match=r"target variant 'constructed\+sft' unknown; choose one of \['self'"):
+    with pytest.raises(
+        ValueError,
+        match=r"target variant 'constructed\+sft' unknown; choose one of \['self'",
+    ):
         policy_config(base.stage1, "constructed+sft")
     with pytest.raises(ValueError, match="target variant of french 'teacher' unknown"):
         Preset("x", base.stage1, base.stage2, base.eval, sources={"french": "teacher"})
@@ -61,7 +89,9 @@ def test_string_choices_become_enums_and_unknown_ones_are_clear_errors():
         TrainConfig(init="ones")
     with pytest.raises(ValueError, match="target source 'teacher' unknown"):
         TargetConfig(source="teacher")
-    with pytest.raises(ValueError, match="stage-2 combos '3' unknown; choose one of \\['2', '2\\+3'\\]"):
+    with pytest.raises(
+        ValueError, match="stage-2 combos '3' unknown; choose one of \\['2', '2\\+3'\\]"
+    ):
         st.train_composition_token(None, st.SteeringTokens(4, "m", "f"), combos="3")
 
 
@@ -70,12 +100,21 @@ def test_best_variants_takes_the_highest_rate_and_the_simpler_on_ties():
 
     from steerlib.study.pipeline import best_variants
 
-    table = pd.DataFrame([
-        ("french", "instruction", 90.0), ("french", "self", 10.0), ("french", "filtered", 70.0),
-        ("french", "constructed", 70.0), ("french", "constructed+ce", 50.0),
-        ("upper_case", "instruction", 0.0), ("upper_case", "self", 3.3), ("upper_case", "filtered", float("nan")),
-        ("upper_case", "constructed", 3.3), ("upper_case", "constructed+ce", 0.0),
-    ], columns=["behavior", "method", "pass_rate"])
+    table = pd.DataFrame(
+        [
+            ("french", "instruction", 90.0),
+            ("french", "self", 10.0),
+            ("french", "filtered", 70.0),
+            ("french", "constructed", 70.0),
+            ("french", "constructed+ce", 50.0),
+            ("upper_case", "instruction", 0.0),
+            ("upper_case", "self", 3.3),
+            ("upper_case", "filtered", float("nan")),
+            ("upper_case", "constructed", 3.3),
+            ("upper_case", "constructed+ce", 0.0),
+        ],
+        columns=["behavior", "method", "pass_rate"],
+    )
     assert best_variants(table) == {"french": "filtered", "upper_case": "self"}
 
 
@@ -88,7 +127,9 @@ def test_cpu_preset_trains_each_behavior_on_the_committed_comparisons_best_varia
     table = pd.read_csv(project_root() / "results" / "cpu" / "targets_comparison.csv")
     assert set(table["behavior"]) == set(st.behaviors.names())
     preset = st.presets.cpu()
-    assert {n: preset.target_source(n) for n in st.behaviors.names()} == best_variants(table)
+    assert {n: preset.target_source(n) for n in st.behaviors.names()} == best_variants(
+        table
+    )
 
 
 def test_per_behavior_steps_override_only_that_behavior_and_label_its_records():
@@ -99,11 +140,15 @@ def test_per_behavior_steps_override_only_that_behavior_and_label_its_records():
     base = replace(cpu, stage1=replace(cpu.stage1, validation=None), steps={})
     preset = replace(base, steps={"spanish": 40})
     assert preset.stage1_config("spanish").steps == 40
-    assert preset.stage1_config("spanish").targets == base.stage1_config("spanish").targets
+    assert (
+        preset.stage1_config("spanish").targets == base.stage1_config("spanish").targets
+    )
     assert preset.stage1_config("italian") == base.stage1_config("italian")
     assert token_label(preset, "spanish") == f"{base.target_source('spanish')}@40steps"
     assert token_label(preset, "italian") == base.target_source("italian")
     # a validation-guided token's records never share a label with a fixed-step token's
     guided = replace(preset, stage1=replace(base.stage1, validation=ValidationConfig()))
     assert token_label(guided, "italian") == f"{base.target_source('italian')}+val"
-    assert token_label(guided, "spanish") == f"{base.target_source('spanish')}@40steps+val"
+    assert (
+        token_label(guided, "spanish") == f"{base.target_source('spanish')}@40steps+val"
+    )

@@ -4,6 +4,7 @@ The behavior here, "ends_with_question", is defined in this file on purpose (the
 chapter 5 defines its own): the tests check the library's contract, independently of
 the chapter.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,7 +24,12 @@ from steerlib.evaluation.evaluate import evaluate
 from steerlib.model.generate import SteeredModel
 from steerlib.model.tokens import PRETRAINED_FILE, SteeringTokens
 
-QUESTIONS = ["Why is the sky blue?", "How do bees make honey?", "What causes tides?", "Why do we sleep?"]
+QUESTIONS = [
+    "Why is the sky blue?",
+    "How do bees make honey?",
+    "What causes tides?",
+    "Why do we sleep?",
+]
 TARGETS = TargetConfig(max_new_tokens=8, plain_max_new_tokens=12, min_kept=1)
 
 
@@ -36,9 +42,17 @@ def ask_back(text: str) -> str:
 
 
 def question_behavior(**changes) -> B.Behavior:
-    fields = dict(name="ends_with_question", category="ending", rule="the last non-blank character is '?'",
-                  paraphrases=("End your answer with a question.", "Finish by asking me a question."),
-                  checker=ends_with_question, transform=ask_back)
+    fields = dict(
+        name="ends_with_question",
+        category="ending",
+        rule="the last non-blank character is '?'",
+        paraphrases=(
+            "End your answer with a question.",
+            "Finish by asking me a question.",
+        ),
+        checker=ends_with_question,
+        transform=ask_back,
+    )
     return B.Behavior(**{**fields, **changes})
 
 
@@ -70,9 +84,14 @@ def test_registered_removes_even_after_an_error():
 
 
 def test_register_and_unregister():
-    stored = B.register(question_behavior(paraphrases=["Ask me something at the end."]), new_category=True)
+    stored = B.register(
+        question_behavior(paraphrases=["Ask me something at the end."]),
+        new_category=True,
+    )
     try:
-        assert stored.paraphrases == ("Ask me something at the end.",)  # a list is stored as a tuple
+        assert stored.paraphrases == (
+            "Ask me something at the end.",
+        )  # a list is stored as a tuple
         with pytest.raises(ValueError, match="already registered.*unregister"):
             B.register(question_behavior(), new_category=True)
     finally:
@@ -81,22 +100,37 @@ def test_register_and_unregister():
         B.unregister("ends_with_question")
 
 
-@pytest.mark.parametrize("changes, error, match", [
-    (dict(name="french", category="language"), ValueError, "built-in"),
-    (dict(name="and"), ValueError, "not allowed"),
-    (dict(name="Ends"), ValueError, "lower-case"),
-    (dict(name="ends question"), ValueError, "not allowed"),
-    (dict(paraphrases=()), ValueError, "at least one paraphrase"),
-    (dict(paraphrases=("ok", " ")), ValueError, "non-empty"),
-    (dict(rule=""), ValueError, "one-line rule"),
-    (dict(rule="two\nlines"), ValueError, "one-line rule"),
-    (dict(checker="endswith ?"), TypeError, "must be a function"),
-    (dict(checker=lambda t: re.search(r"\?\s*$", t)), TypeError, "must return True or False"),
-    (dict(checker=lambda t: t[-1] == "?"), ValueError, "raised IndexError.*on the text ''"),
-    (dict(transform=lambda t: len(t)), TypeError, "transform returned int.*a string or None"),
-    (dict(conflicts=("nonexistent",)), ValueError, "conflicts with unknown"),
-    (dict(conflicts=("ends_with_question",)), ValueError, "itself"),
-])
+@pytest.mark.parametrize(
+    "changes, error, match",
+    [
+        (dict(name="french", category="language"), ValueError, "built-in"),
+        (dict(name="and"), ValueError, "not allowed"),
+        (dict(name="Ends"), ValueError, "lower-case"),
+        (dict(name="ends question"), ValueError, "not allowed"),
+        (dict(paraphrases=()), ValueError, "at least one paraphrase"),
+        (dict(paraphrases=("ok", " ")), ValueError, "non-empty"),
+        (dict(rule=""), ValueError, "one-line rule"),
+        (dict(rule="two\nlines"), ValueError, "one-line rule"),
+        (dict(checker="endswith ?"), TypeError, "must be a function"),
+        (
+            dict(checker=lambda t: re.search(r"\?\s*$", t)),
+            TypeError,
+            "must return True or False",
+        ),
+        (
+            dict(checker=lambda t: t[-1] == "?"),
+            ValueError,
+            "raised IndexError.*on the text ''",
+        ),
+        (
+            dict(transform=lambda t: len(t)),
+            TypeError,
+            "transform returned int.*a string or None",
+        ),
+        (dict(conflicts=("nonexistent",)), ValueError, "conflicts with unknown"),
+        (dict(conflicts=("ends_with_question",)), ValueError, "itself"),
+    ],
+)
 def test_bad_behaviors_are_refused_clearly(changes, error, match):
     with pytest.raises(error, match=match):
         B.register(question_behavior(**changes), new_category=True)
@@ -104,7 +138,10 @@ def test_bad_behaviors_are_refused_clearly(changes, error, match):
 
 
 def test_unknown_category_needs_new_category():
-    with pytest.raises(ValueError, match=r"unknown category 'ending'; known: language, length.*new_category=True"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown category 'ending'; known: language, length.*new_category=True",
+    ):
         B.register(question_behavior())
     with pytest.raises(ValueError, match="unknown category 'lenght'"):  # the typo guard
         B.register(question_behavior(category="lenght"))
@@ -120,8 +157,14 @@ def test_builtins_cannot_be_unregistered():
 
 def test_own_category_composes_with_everything_unseen():
     with B.registered(question_behavior(), new_category=True):
-        assert all(B.compatible("ends_with_question", n) for n in B.names() if n != "ends_with_question")
-        assert B.training_pairs() == [p for p in B.training_pairs() if "ends_with_question" not in p]
+        assert all(
+            B.compatible("ends_with_question", n)
+            for n in B.names()
+            if n != "ends_with_question"
+        )
+        assert B.training_pairs() == [
+            p for p in B.training_pairs() if "ends_with_question" not in p
+        ]
         mine = [c for c in B.combinations(2) if "ends_with_question" in c]
         # one pair with each of the 17 non-json built-ins, all unseen, none seen
         assert len(mine) == 17
@@ -142,9 +185,15 @@ def test_seen_behavior_joins_the_training_pairs():
 
 def test_same_category_and_declared_conflicts_do_not_compose():
     dutch = question_behavior(name="ends_in_dutch", category="language", transform=None)
-    with B.registered(dutch, question_behavior(conflicts=("sentences_1",)), new_category=True):
-        assert not B.compatible("ends_in_dutch", "french")  # same category as the languages
-        assert not B.compatible("ends_with_question", "sentences_1")  # declared, both directions
+    with B.registered(
+        dutch, question_behavior(conflicts=("sentences_1",)), new_category=True
+    ):
+        assert not B.compatible(
+            "ends_in_dutch", "french"
+        )  # same category as the languages
+        assert not B.compatible(
+            "ends_with_question", "sentences_1"
+        )  # declared, both directions
         assert not B.compatible("sentences_1", "ends_with_question")
         assert B.compatible("ends_with_question", "sentences_2")
         pairs = B.combinations(2)
@@ -155,10 +204,14 @@ def test_same_category_and_declared_conflicts_do_not_compose():
 def test_verify_all_uses_the_checker_and_json_rule():
     with B.registered(question_behavior(), new_category=True):
         assert B.verify_all("Est-ce clair ?", ["french", "ends_with_question"]) == {
-            "french": B.get("french").verify("Est-ce clair ?"), "ends_with_question": True}
+            "french": B.get("french").verify("Est-ce clair ?"),
+            "ends_with_question": True,
+        }
         # with json, the other behaviors are checked on the answer's value (built-in rule)
         assert B.verify_all('{"answer": "Is it?"}', ["json", "ends_with_question"]) == {
-            "json": True, "ends_with_question": True}
+            "json": True,
+            "ends_with_question": True,
+        }
 
 
 # ---------------------------------------------------------------- caches
@@ -167,14 +220,19 @@ def test_verify_all_uses_the_checker_and_json_rule():
 def test_builtin_cache_names_and_shipped_keys_unchanged():
     """The shipped tokens are still found by the keys the cpu preset asks for, with or
     without a behavior of one's own registered."""
-    shipped = SteeringTokens.load_file(Path(str(resources.files("steerlib") / "data" / PRETRAINED_FILE)))
+    shipped = SteeringTokens.load_file(
+        Path(str(resources.files("steerlib") / "data" / PRETRAINED_FILE))
+    )
     cpu = presets.cpu()
     with B.registered(question_behavior(), new_category=True):
         for name in shipped.names:
             if name == "and":
                 continue
             assert B.cache_name(name) == name
-            assert shipped.info[name]["key"] == f"{name}-{config_hash(cpu.stage1_config(name))}"
+            assert (
+                shipped.info[name]["key"]
+                == f"{name}-{config_hash(cpu.stage1_config(name))}"
+            )
 
 
 def test_cache_name_follows_the_definition():
@@ -182,9 +240,13 @@ def test_cache_name_follows_the_definition():
         first = B.cache_name("ends_with_question")
     with B.registered(question_behavior(), new_category=True):
         assert B.cache_name("ends_with_question") == first  # same definition, same key
-    with B.registered(question_behavior(paraphrases=("Close with a question.",)), new_category=True):
+    with B.registered(
+        question_behavior(paraphrases=("Close with a question.",)), new_category=True
+    ):
         assert B.cache_name("ends_with_question") != first
-    with B.registered(question_behavior(transform=lambda t: t.rstrip() + " Right?"), new_category=True):
+    with B.registered(
+        question_behavior(transform=lambda t: t.rstrip() + " Right?"), new_category=True
+    ):
         assert B.cache_name("ends_with_question") != first
     assert re.fullmatch(r"ends_with_question-[0-9a-f]{8}", first)
 
@@ -193,10 +255,16 @@ def test_cache_name_follows_the_definition():
 
 
 def test_constructed_targets_use_the_transform(tiny):
-    cfg = _cfg(targets=TargetConfig(source="constructed", max_new_tokens=8, plain_max_new_tokens=12, min_kept=1))
+    cfg = _cfg(
+        targets=TargetConfig(
+            source="constructed", max_new_tokens=8, plain_max_new_tokens=12, min_kept=1
+        )
+    )
     with B.registered(question_behavior(), new_category=True):
         assert B.constructible("ends_with_question")
-        targets = behavior_targets(tiny, "ends_with_question", cfg, QUESTIONS, progress=False)
+        targets = behavior_targets(
+            tiny, "ends_with_question", cfg, QUESTIONS, progress=False
+        )
     assert targets
     for t in targets:
         assert t.text.endswith(" Does that help?")
@@ -209,35 +277,73 @@ def test_constructed_targets_use_the_transform(tiny):
 
 
 def test_train_compose_evaluate_on_tiny(tiny, tmp_path):
-    cfg = _cfg(targets=TargetConfig(source="constructed", max_new_tokens=8, plain_max_new_tokens=12, min_kept=1))
+    cfg = _cfg(
+        targets=TargetConfig(
+            source="constructed", max_new_tokens=8, plain_max_new_tokens=12, min_kept=1
+        )
+    )
     toks = SteeringTokens.for_backbone(tiny)
     g = torch.Generator().manual_seed(0)
     for name in B.names():
         toks.set(name, torch.randn(tiny.hidden_size, generator=g) * 0.2)
-    with_and = train_composition_token(tiny, toks, _cfg(init="zero"), questions=QUESTIONS, progress=False)
+    with_and = train_composition_token(
+        tiny, toks, _cfg(init="zero"), questions=QUESTIONS, progress=False
+    )
     with B.registered(question_behavior(), new_category=True):
-        mine = train_behavior_token(tiny, "ends_with_question", cfg, tokens=with_and, questions=QUESTIONS,
-                                    progress=False)
+        mine = train_behavior_token(
+            tiny,
+            "ends_with_question",
+            cfg,
+            tokens=with_and,
+            questions=QUESTIONS,
+            progress=False,
+        )
         info = mine.info["ends_with_question"]
-        assert info["steps"] == 3 and info["key"].startswith(B.cache_name("ends_with_question") + "-")
-        assert not torch.equal(mine["ends_with_question"], torch.zeros(tiny.hidden_size))
+        assert info["steps"] == 3 and info["key"].startswith(
+            B.cache_name("ends_with_question") + "-"
+        )
+        assert not torch.equal(
+            mine["ends_with_question"], torch.zeros(tiny.hidden_size)
+        )
         # the custom behavior is unseen: <and>'s key, and so the trained <and>, are unchanged
-        again = train_composition_token(tiny, mine, _cfg(init="zero"), questions=QUESTIONS, progress=False)
+        again = train_composition_token(
+            tiny, mine, _cfg(init="zero"), questions=QUESTIONS, progress=False
+        )
         assert torch.equal(again["and"], with_and["and"])
         # a token file holding this run (e.g. a committed result) is found, not retrained
-        saved = mine.subset(["ends_with_question"]).save_file(tmp_path / "mine.safetensors")
+        saved = mine.subset(["ends_with_question"]).save_file(
+            tmp_path / "mine.safetensors"
+        )
         fresh = tmp_path / "empty-artifacts"
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("STEERLIB_ARTIFACTS", str(fresh))
-            loaded = train_behavior_token(tiny, "ends_with_question", cfg, questions=QUESTIONS, progress=False,
-                                          from_file=saved)
-        assert torch.equal(loaded["ends_with_question"], mine["ends_with_question"]) and not fresh.exists()
+            loaded = train_behavior_token(
+                tiny,
+                "ends_with_question",
+                cfg,
+                questions=QUESTIONS,
+                progress=False,
+                from_file=saved,
+            )
+        assert (
+            torch.equal(loaded["ends_with_question"], mine["ends_with_question"])
+            and not fresh.exists()
+        )
 
         combos = [("french", "ends_with_question")]
-        recs = evaluate(SteeredModel(tiny, mine), ["and", "instruction"], combos, QUESTIONS[:2],
-                        max_new_tokens=6, batch_size=8, records=tmp_path / "records.jsonl")
+        recs = evaluate(
+            SteeredModel(tiny, mine),
+            ["and", "instruction"],
+            combos,
+            QUESTIONS[:2],
+            max_new_tokens=6,
+            batch_size=8,
+            records=tmp_path / "records.jsonl",
+        )
     assert len(recs) == 2 * 2 * 2  # methods x orderings x prompts
-    assert set(recs["split"]) == {"unseen-2"} and set(recs["combo"]) == {"french+ends_with_question"}
+    assert set(recs["split"]) == {"unseen-2"} and set(recs["combo"]) == {
+        "french+ends_with_question"
+    }
     for _, r in recs.iterrows():
         assert r["verdicts"]["ends_with_question"] == r["text"].rstrip().endswith("?")
         assert r["ok"] == all(r["verdicts"].values())
@@ -250,7 +356,9 @@ def test_seen_behavior_needs_its_token_for_stage_2(tiny):
         toks.set(name, torch.ones(tiny.hidden_size))
     with B.registered(question_behavior(seen=True), new_category=True):
         with pytest.raises(ValueError, match="missing: \\['ends_with_question'\\]"):
-            train_composition_token(tiny, toks, _cfg(init="zero"), questions=QUESTIONS, progress=False)
+            train_composition_token(
+                tiny, toks, _cfg(init="zero"), questions=QUESTIONS, progress=False
+            )
 
 
 # ---------------------------------------------------------------- chapter 5's committed artifacts
@@ -263,13 +371,23 @@ def test_chapter5_committed_token_and_records_resolve():
     preset's key, and every token record is stamped with the digest of the committed and
     shipped vectors it read (else ``evaluate`` would generate it again)."""
     mine = SteeringTokens.load(CHAPTER5 / "ends_with_question.safetensors")
-    shipped = SteeringTokens.load(Path(str(resources.files("steerlib") / "data" / PRETRAINED_FILE)))
-    assert mine.names == ["ends_with_question"] and mine.fingerprint == shipped.fingerprint
+    shipped = SteeringTokens.load(
+        Path(str(resources.files("steerlib") / "data" / PRETRAINED_FILE))
+    )
+    assert (
+        mine.names == ["ends_with_question"] and mine.fingerprint == shipped.fingerprint
+    )
     cfg = st.config.policy_config(presets.cpu().stage1, "constructed+ce")
-    assert re.fullmatch(rf"ends_with_question-[0-9a-f]{{8}}-{config_hash(cfg)}", mine.info["ends_with_question"]["key"])
+    assert re.fullmatch(
+        rf"ends_with_question-[0-9a-f]{{8}}-{config_hash(cfg)}",
+        mine.info["ends_with_question"]["key"],
+    )
     both = shipped.copy()
     both.set("ends_with_question", mine["ends_with_question"])
-    records = [json.loads(line) for line in (CHAPTER5 / "own_behavior_records.jsonl").read_text().splitlines()]
+    records = [
+        json.loads(line)
+        for line in (CHAPTER5 / "own_behavior_records.jsonl").read_text().splitlines()
+    ]
     methods = {"token": st.Method("token", joiner=None), **st.METHODS}
     stamped = [r for r in records if r.get("tokens")]
     assert {r["method"] for r in stamped} == {"token", "and"}

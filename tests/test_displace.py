@@ -1,6 +1,7 @@
 """Displaced stage-1 training (``TrainConfig.displace``, the position study's family B):
 the student reads 0..k frozen blank slots between the question and the token, the teacher
 is unchanged, only the token trains, and a config without it keeps its cache key."""
+
 import dataclasses
 from collections import Counter
 
@@ -18,8 +19,12 @@ from steerlib.train import validation as V
 
 def test_displace_zero_keeps_every_existing_cache_key():
     cpu = st.presets.cpu()
-    assert config_hash(dataclasses.replace(cpu.stage1, displace=0)) == config_hash(cpu.stage1)
-    assert config_hash(dataclasses.replace(cpu.stage1, displace=2)) != config_hash(cpu.stage1)
+    assert config_hash(dataclasses.replace(cpu.stage1, displace=0)) == config_hash(
+        cpu.stage1
+    )
+    assert config_hash(dataclasses.replace(cpu.stage1, displace=2)) != config_hash(
+        cpu.stage1
+    )
     # the shipped <french> was trained with this key, before the field existed
     assert D.stage1_key("french", cpu.stage1_config("french")) == "french-4d6eeecdc87a"
 
@@ -57,7 +62,9 @@ def spied(tiny, monkeypatch, tmp_path):
 
     monkeypatch.setattr(D, "examples_for", examples_for)
     monkeypatch.setattr(D, "fit_token", fit_token)
-    cfg = dataclasses.replace(st.presets.smoke().stage1_config("french"), steps=4, batch_size=4, displace=2)
+    cfg = dataclasses.replace(
+        st.presets.smoke().stage1_config("french"), steps=4, batch_size=4, displace=2
+    )
     tokens = D.train_behavior_token(tiny, "french", cfg, progress=False)
     return tiny, tokens, seen
 
@@ -73,11 +80,17 @@ def test_displaced_batches_put_blanks_between_question_and_token(spied):
     for target, ex in zip(seen["targets"], seen["examples"], strict=True):
         names = [name for _, name in ex.student.slots]
         draws[len(names) - 1] += 1
-        assert names in (["french"], ["blank_1", "french"], ["blank_1", "blank_2", "french"])
+        assert names in (
+            ["french"],
+            ["blank_1", "french"],
+            ["blank_1", "blank_2", "french"],
+        )
         # the prompt of the undisplaced token, with the blanks inserted right before it
         plain = render(bb, target.question, ("french",))
         start = plain.slots[0][0]
-        assert [p for p, _ in ex.student.slots] == list(range(start, start + len(names)))
+        assert [p for p, _ in ex.student.slots] == list(
+            range(start, start + len(names))
+        )
         assert _without(ex.student) == _without(plain)
         # the teacher reads the instruction and no slot, as in undisplaced training
         assert not ex.teacher.slots and ex.answer == target.answer
@@ -93,5 +106,9 @@ def test_displaced_validation_asks_every_place(tiny, monkeypatch):
     cfg = st.presets.smoke().validation
     V.behavior_validator(tiny, "french", cfg, D.blank_tokens(tiny, 2))({})
     slots = [s for _, s, _ in asked]
-    assert slots[:3] == [("french",), ("blank_1", "french"), ("blank_1", "blank_2", "french")]
+    assert slots[:3] == [
+        ("french",),
+        ("blank_1", "french"),
+        ("blank_1", "blank_2", "french"),
+    ]
     assert all(names == ("french",) for _, _, names in asked)

@@ -1,4 +1,5 @@
 """Several processes on torch.distributed (gloo, 2 processes on this CPU) compute what one does."""
+
 import json
 import os
 import signal
@@ -22,22 +23,39 @@ WORKER = str(ROOT / "tests" / "distributed_worker.py")
 
 
 def _torchrun_cmd(args, n=2, env=None):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}", *args]
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}", "OMP_NUM_THREADS": "1", **(env or {})}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={n}",
+        *args,
+    ]
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}",
+        "OMP_NUM_THREADS": "1",
+        **(env or {}),
+    }
     return cmd, env
 
 
 def torchrun(args, n=2, env=None, timeout=600):
     """``torchrun --standalone --nproc_per_node n ...`` from the repository root; its output on failure."""
     cmd, env = _torchrun_cmd(args, n, env)
-    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(
+        cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done
 
 
 def test_shard_and_gather_without_a_process_group():
     assert distributed.world_size() == 1 and distributed.is_main()
-    assert distributed.shard([1, 2, 3]) == [1, 2, 3] and distributed.gather([1, 2]) == [1, 2]
+    assert distributed.shard([1, 2, 3]) == [1, 2, 3] and distributed.gather([1, 2]) == [
+        1,
+        2,
+    ]
 
 
 def test_two_processes_train_the_vector_one_process_trains(tmp_path):
@@ -76,16 +94,23 @@ def single_run(tmp_path_factory):
     """Targets and records made by one process (the reference of the sharded runs)."""
     folder = tmp_path_factory.mktemp("single")
     env = {"STEERLIB_ARTIFACTS": str(folder / "artifacts")}
-    subprocess.run([sys.executable, WORKER, "generate", str(folder / "records.jsonl")], cwd=ROOT, check=True,
-                   env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **env}, capture_output=True)
+    subprocess.run(
+        [sys.executable, WORKER, "generate", str(folder / "records.jsonl")],
+        cwd=ROOT,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **env},
+        capture_output=True,
+    )
     return _lines(folder / "records.jsonl"), _lines(_targets_file(folder / "artifacts"))
 
 
 def test_two_processes_generate_the_files_one_process_makes(tmp_path, single_run):
     records, targets = single_run
     assert len(records) == 160
-    torchrun([WORKER, "generate", str(tmp_path / "records.jsonl")],
-             env={"STEERLIB_ARTIFACTS": str(tmp_path / "artifacts")})
+    torchrun(
+        [WORKER, "generate", str(tmp_path / "records.jsonl")],
+        env={"STEERLIB_ARTIFACTS": str(tmp_path / "artifacts")},
+    )
     assert _lines(_targets_file(tmp_path / "artifacts")) == targets
     assert _lines(tmp_path / "records.jsonl") == records
 
@@ -97,10 +122,20 @@ def test_generation_resumes_after_a_rank_is_killed(tmp_path, single_run, victim)
     records_file = tmp_path / "records.jsonl"
     env = {"STEERLIB_ARTIFACTS": str(tmp_path / "artifacts")}
     cmd, full_env = _torchrun_cmd([WORKER, "generate", str(records_file)], env=env)
-    run = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=full_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 300
-    while not (records_file.is_file() and records_file.read_text().count("\n") >= 32):  # a method's records
-        assert run.poll() is None and time.time() < deadline, "the run ended before it could be killed"
+    while not (
+        records_file.is_file() and records_file.read_text().count("\n") >= 32
+    ):  # a method's records
+        assert run.poll() is None and time.time() < deadline, (
+            "the run ended before it could be killed"
+        )
         time.sleep(0.05)
     os.kill(int((tmp_path / f"pid{victim}").read_text()), signal.SIGKILL)
     assert run.wait(timeout=120) != 0
@@ -113,20 +148,43 @@ def test_generation_resumes_after_a_rank_is_killed(tmp_path, single_run, victim)
 def _reproduce_outputs(folder):
     """What `reproduce --preset smoke` wrote under ``folder`` (its artifacts root)."""
     out = Path(folder) / "results" / "smoke"
-    records = [{k: v for k, v in r.items() if k != "tokens"} for r in _lines(out / "records.jsonl")]
-    return {"records": records, "composition": (out / "composition.csv").read_text(),
-            "single": (out / "single_behavior.md").read_text(), "tokens": load_file(out / "tokens.safetensors")}
+    records = [
+        {k: v for k, v in r.items() if k != "tokens"}
+        for r in _lines(out / "records.jsonl")
+    ]
+    return {
+        "records": records,
+        "composition": (out / "composition.csv").read_text(),
+        "single": (out / "single_behavior.md").read_text(),
+        "tokens": load_file(out / "tokens.safetensors"),
+    }
 
 
 def test_reproduce_smoke_in_two_processes_equals_one(tmp_path):
     """``torchrun --nproc_per_node 2 -m steerlib reproduce --preset smoke`` end to end: the
     same tables and records (records stamp the digest of the vectors they used, which
     differ in the last float bits, so the stamps are left out) and the same tokens."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "STEERLIB_ARTIFACTS": str(tmp_path / "one")}
-    subprocess.run([sys.executable, "-m", "steerlib", "reproduce", "--preset", "smoke"], cwd=ROOT, env=env,
-                   check=True, capture_output=True)
-    torchrun(["-m", "steerlib", "reproduce", "--preset", "smoke"], env={"STEERLIB_ARTIFACTS": str(tmp_path / "two")})
-    one, two = _reproduce_outputs(tmp_path / "one"), _reproduce_outputs(tmp_path / "two")
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "OMP_NUM_THREADS": "1",
+        "STEERLIB_ARTIFACTS": str(tmp_path / "one"),
+    }
+    subprocess.run(
+        [sys.executable, "-m", "steerlib", "reproduce", "--preset", "smoke"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    torchrun(
+        ["-m", "steerlib", "reproduce", "--preset", "smoke"],
+        env={"STEERLIB_ARTIFACTS": str(tmp_path / "two")},
+    )
+    one, two = (
+        _reproduce_outputs(tmp_path / "one"),
+        _reproduce_outputs(tmp_path / "two"),
+    )
     assert two["records"] == one["records"] and len(one["records"]) > 0
     assert two["composition"] == one["composition"] and two["single"] == one["single"]
     assert two["tokens"].keys() == one["tokens"].keys()

@@ -1,5 +1,6 @@
 """Every exercise solution of the book (notebooks/exercises/), run on the tiny model or on
 records made up here, with answers worked out by hand."""
+
 from __future__ import annotations
 
 import sys
@@ -33,10 +34,19 @@ def tiny_tokens(tiny):
 # ---------------------------------------------------------------- chapter 1
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("A spider has 8 legs.", True), ("It is about 1,000 km away.", True), ("Pi is roughly 3.14.", True),
-    ("(42)", True), ("Water is H2O.", False), ("The 1990s were loud.", False), ("three cats", False), ("", False),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("A spider has 8 legs.", True),
+        ("It is about 1,000 km away.", True),
+        ("Pi is roughly 3.14.", True),
+        ("(42)", True),
+        ("Water is H2O.", False),
+        ("The 1990s were loud.", False),
+        ("three cats", False),
+        ("", False),
+    ],
+)
 def test_ch1_mentions_a_number(text, expected):
     assert ch1.mentions_a_number(text) is expected
 
@@ -44,55 +54,90 @@ def test_ch1_mentions_a_number(text, expected):
 def test_ch1_token_drift(tiny, tiny_tokens):
     tokens = tiny_tokens.copy()
     init = text_init(tiny, B.get("french").paraphrases[0])
-    tokens.set("french", 3 * init)  # same direction as its init: cosine 1, three times the norm
+    tokens.set(
+        "french", 3 * init
+    )  # same direction as its init: cosine 1, three times the norm
     drift = ch1.token_drift(tiny, tokens, "french")
     assert drift["cosine_to_init"] == pytest.approx(1.0, abs=1e-5)
     assert drift["norm"] == pytest.approx(3 * drift["init_norm"], rel=1e-5)
-    assert drift["vocab_median_norm"] == pytest.approx(tiny.embeddings.float().norm(dim=1).median().item())
+    assert drift["vocab_median_norm"] == pytest.approx(
+        tiny.embeddings.float().norm(dim=1).median().item()
+    )
 
 
 def test_ch1_strength_sweep(tiny, tiny_tokens):
-    table = ch1.strength_sweep(tiny, tiny_tokens, "french", [0.0, 1.0], QUESTIONS, max_new_tokens=5)
+    table = ch1.strength_sweep(
+        tiny, tiny_tokens, "french", [0.0, 1.0], QUESTIONS, max_new_tokens=5
+    )
     assert list(table["scale"]) == [0.0, 0.0, 1.0, 1.0]
-    direct = st.SteeredModel(tiny, tiny_tokens).generate([f"{q} <french>" for q in QUESTIONS], max_new_tokens=5)
-    assert list(table[table["scale"] == 1.0]["text"]) == direct  # scale 1 is the token itself
+    direct = st.SteeredModel(tiny, tiny_tokens).generate(
+        [f"{q} <french>" for q in QUESTIONS], max_new_tokens=5
+    )
+    assert (
+        list(table[table["scale"] == 1.0]["text"]) == direct
+    )  # scale 1 is the token itself
     zero = tiny_tokens.copy()
     zero.set("french", torch.zeros(tiny.hidden_size))
-    assert list(table[table["scale"] == 0.0]["text"]) == st.SteeredModel(tiny, zero).generate(
-        [f"{q} <french>" for q in QUESTIONS], max_new_tokens=5)
+    assert list(table[table["scale"] == 0.0]["text"]) == st.SteeredModel(
+        tiny, zero
+    ).generate([f"{q} <french>" for q in QUESTIONS], max_new_tokens=5)
     assert list(table["ok"]) == [B.get("french").verify(t) for t in table["text"]]
 
 
 # ---------------------------------------------------------------- chapter 2
 
 
-def _records(accs: dict[tuple[str, str], list[bool]], method: str = "and") -> pd.DataFrame:
+def _records(
+    accs: dict[tuple[str, str], list[bool]], method: str = "and"
+) -> pd.DataFrame:
     rows = []
     for (combo, order), oks in accs.items():
         k = order.count("+") + 1
-        rows += [{"method": method, "combo": combo, "order": order, "k": k, "split": f"seen-{k}", "prompt_id": i,
-                  "ok": ok} for i, ok in enumerate(oks)]
+        rows += [
+            {
+                "method": method,
+                "combo": combo,
+                "order": order,
+                "k": k,
+                "split": f"seen-{k}",
+                "prompt_id": i,
+                "ok": ok,
+            }
+            for i, ok in enumerate(oks)
+        ]
     return pd.DataFrame(rows)
 
 
 def test_ch2_order_variance_by_hand():
     # combination 1: orderings at 100%, 50%, 0% -> gap 100; combination 2: both at 50% -> gap 0; mean 50
-    recs = _records({("a+b+c", "a+b+c"): [True, True], ("a+b+c", "b+a+c"): [True, False],
-                     ("a+b+c", "c+b+a"): [False, False],
-                     ("d+e", "d+e"): [True, False], ("d+e", "e+d"): [False, True]})
+    recs = _records(
+        {
+            ("a+b+c", "a+b+c"): [True, True],
+            ("a+b+c", "b+a+c"): [True, False],
+            ("a+b+c", "c+b+a"): [False, False],
+            ("d+e", "d+e"): [True, False],
+            ("d+e", "e+d"): [False, True],
+        }
+    )
     assert ch2.order_variance(recs, "and") == pytest.approx(50.0)
     accs = ch2.order_accuracies(recs, "and").set_index("order")["acc"]
     assert accs["b+a+c"] == 0.5 and accs["c+b+a"] == 0.0
     # the library's metric agrees (it pools by split: give both combinations one split)
-    assert st.metrics(recs.assign(split="seen"))["order_var"].iloc[0] == pytest.approx(50.0)
+    assert st.metrics(recs.assign(split="seen"))["order_var"].iloc[0] == pytest.approx(
+        50.0
+    )
 
 
 def test_ch2_excluded_with_reason():
     # worked out from the ranges: 50/1, 70/1, 90/1 and 90/2 = 45 words per sentence at least, all > 40;
     # no range has hi / n < 4 (the smallest is 50 / 5 = 10)
     found = ch2.excluded_with_reason()
-    assert [(a, b) for a, b, _ in found] == [("words_50_70", "sentences_1"), ("words_70_90", "sentences_1"),
-                                             ("words_90_120", "sentences_1"), ("words_90_120", "sentences_2")]
+    assert [(a, b) for a, b, _ in found] == [
+        ("words_50_70", "sentences_1"),
+        ("words_70_90", "sentences_1"),
+        ("words_90_120", "sentences_1"),
+        ("words_90_120", "sentences_2"),
+    ]
     assert all("> 40" in reason for *_, reason in found)
     assert "90/2 = 45" in found[-1][2]
 
@@ -120,13 +165,23 @@ def test_ch3_mcnemar():
     # 8 pairs only <and> passed, 1 only concat passed, 3 both, 2 neither
     a = [True] * 8 + [False] * 1 + [True] * 3 + [False] * 2
     b = [False] * 8 + [True] * 1 + [True] * 3 + [False] * 2
-    recs = pd.concat([_records({("x+y", "x+y"): a}, "and"), _records({("x+y", "x+y"): b}, "concat")])
+    recs = pd.concat(
+        [_records({("x+y", "x+y"): a}, "and"), _records({("x+y", "x+y"): b}, "concat")]
+    )
     result = ch3.mcnemar(recs, "and", "concat")
     assert (result["pairs"], result["a_only"], result["b_only"]) == (14, 8, 1)
     # two-sided exact binomial: 2 * P(X <= 1 | n = 9, p = 1/2) = 2 * (1 + 9) / 512
     assert result["p_value"] == pytest.approx(20 / 512)
-    same = ch3.mcnemar(pd.concat([_records({("x+y", "x+y"): a}, "and"), _records({("x+y", "x+y"): a}, "concat")]),
-                       "and", "concat")
+    same = ch3.mcnemar(
+        pd.concat(
+            [
+                _records({("x+y", "x+y"): a}, "and"),
+                _records({("x+y", "x+y"): a}, "concat"),
+            ]
+        ),
+        "and",
+        "concat",
+    )
     assert (same["a_only"], same["b_only"], same["p_value"]) == (0, 0, 1.0)
 
 
@@ -137,12 +192,16 @@ def test_ch4_vocabulary_rank(tiny):
     ids = tiny.tokenizer(" and", add_special_tokens=False)["input_ids"]
     vector = tiny.embeddings[ids[0]].detach().float()
     assert ch4.vocabulary_rank(tiny, vector, " and") == 1
-    assert ch4.vocabulary_rank(tiny, -vector, " and") == tiny.embeddings.shape[0]  # the farthest of all
+    assert (
+        ch4.vocabulary_rank(tiny, -vector, " and") == tiny.embeddings.shape[0]
+    )  # the farthest of all
 
 
 def test_ch4_top_cosine_vs_random(tiny):
     tokens = st.SteeringTokens.for_backbone(tiny)
-    tokens.set("copy", tiny.embeddings[100].detach())  # a vocabulary embedding itself: top cosine 1
+    tokens.set(
+        "copy", tiny.embeddings[100].detach()
+    )  # a vocabulary embedding itself: top cosine 1
     table = ch4.top_cosine_vs_random(tiny, tokens)
     assert table.loc["<copy>", "top_cosine"] == pytest.approx(1.0, abs=1e-3)
     assert table.loc["<copy>", "random_top_cosine"] < 0.99
@@ -155,26 +214,44 @@ def test_ch5_number_compliance(tiny):
     sm = st.SteeredModel(tiny)
     table = ch5.number_compliance(sm, QUESTIONS, max_new_tokens=5)
     assert list(table["method"]) == ["plain", "plain", "instruction", "instruction"]
-    assert list(table[table["method"] == "plain"]["text"]) == sm.generate(QUESTIONS, max_new_tokens=5)
+    assert list(table[table["method"] == "plain"]["text"]) == sm.generate(
+        QUESTIONS, max_new_tokens=5
+    )
     assert list(table["ok"]) == [ch1.mentions_a_number(t) for t in table["text"]]
     assert "mentions_a_number" not in B.names()  # the registry is left as it was
 
 
 def test_ch5_rival_pairs():
-    mine = B.Behavior(name="ends_with_question", category="ending", paraphrases=("End with a question.",),
-                      rule="ends with '?'", checker=lambda t: t.rstrip().endswith("?"))
+    mine = B.Behavior(
+        name="ends_with_question",
+        category="ending",
+        paraphrases=("End with a question.",),
+        rule="ends with '?'",
+        checker=lambda t: t.rstrip().endswith("?"),
+    )
     with B.registered(mine, new_category=True):
         found = ch5.rival_pairs()
     # the 17 non-json built-ins; json is left out of combinations unless asked for
-    assert found == {"same category": ["ends_with_question"], "composes with a rival": False, "pairs": 17,
-                     "unseen": True}
+    assert found == {
+        "same category": ["ends_with_question"],
+        "composes with a rival": False,
+        "pairs": 17,
+        "unseen": True,
+    }
     assert "ends_with_exclamation" not in B.names()
-    assert ch5.ends_with_exclamation("Great!**") and not ch5.ends_with_exclamation("Great.")
+    assert ch5.ends_with_exclamation("Great!**") and not ch5.ends_with_exclamation(
+        "Great."
+    )
 
 
 def test_ch5_with_and_or_not(tiny, tiny_tokens):
-    mine = B.Behavior(name="ends_with_question", category="ending", paraphrases=("End with a question.",),
-                      rule="ends with '?'", checker=lambda t: t.rstrip().endswith("?"))
+    mine = B.Behavior(
+        name="ends_with_question",
+        category="ending",
+        paraphrases=("End with a question.",),
+        rule="ends with '?'",
+        checker=lambda t: t.rstrip().endswith("?"),
+    )
     tokens = tiny_tokens.copy()
     tokens.set("ends_with_question", torch.ones(tiny.hidden_size) * 0.1)
     sm = st.SteeredModel(tiny, tokens)
@@ -182,9 +259,11 @@ def test_ch5_with_and_or_not(tiny, tiny_tokens):
         table = ch5.with_and_or_not(sm, QUESTIONS, max_new_tokens=5)
     assert list(table["form"]) == ["<and>", "<and>", "concat", "concat"]
     assert list(table[table["form"] == "concat"]["text"]) == sm.generate(
-        [f"{q} <french><ends_with_question>" for q in QUESTIONS], max_new_tokens=5)
+        [f"{q} <french><ends_with_question>" for q in QUESTIONS], max_new_tokens=5
+    )
     assert list(table[table["form"] == "<and>"]["text"]) == sm.generate(
-        [f"{q} <french><and><ends_with_question>" for q in QUESTIONS], max_new_tokens=5)
+        [f"{q} <french><and><ends_with_question>" for q in QUESTIONS], max_new_tokens=5
+    )
     for _, r in table.iterrows():
         assert r["ends_with_question"] == r["text"].rstrip().endswith("?")
         assert r["all"] == (r["french"] and r["ends_with_question"])
@@ -208,7 +287,11 @@ def test_checks_pass_the_solutions_and_fail_stubs(tiny, tiny_tokens, capsys):
     checks = [
         (ch1.check_mentions_a_number, ch1.mentions_a_number, ()),
         (ch1.check_token_drift, ch1.token_drift, (tiny, tiny_tokens)),
-        (ch1.check_strength_sweep, ch1.strength_sweep, (tiny, tiny_tokens, QUESTIONS, 4)),
+        (
+            ch1.check_strength_sweep,
+            ch1.strength_sweep,
+            (tiny, tiny_tokens, QUESTIONS, 4),
+        ),
         (ch2.check_order_variance, ch2.order_variance, ()),
         (ch2.check_excluded_with_reason, ch2.excluded_with_reason, ()),
         (ch3.check_orthogonality_terms, ch3.orthogonality_terms, (tiny, tiny_tokens)),
@@ -228,8 +311,13 @@ def test_checks_pass_the_solutions_and_fail_stubs(tiny, tiny_tokens, capsys):
 
 
 def test_check_with_and_or_not(tiny, tiny_tokens, capsys):
-    mine = B.Behavior(name="ends_with_question", category="ending", paraphrases=("End with a question.",),
-                      rule="ends with '?'", checker=lambda t: t.rstrip().endswith("?"))
+    mine = B.Behavior(
+        name="ends_with_question",
+        category="ending",
+        paraphrases=("End with a question.",),
+        rule="ends with '?'",
+        checker=lambda t: t.rstrip().endswith("?"),
+    )
     tokens = tiny_tokens.copy()
     tokens.set("ends_with_question", torch.ones(tiny.hidden_size) * 0.1)
     sm = st.SteeredModel(tiny, tokens)
@@ -240,9 +328,17 @@ def test_check_with_and_or_not(tiny, tiny_tokens, capsys):
 
 def test_checks_on_records(capsys):
     """The record-based checks also compare with the library on real-shaped records."""
-    recs = _records({("a+b+c", "a+b+c"): [True, False], ("a+b+c", "b+a+c"): [True, True]})
+    recs = _records(
+        {("a+b+c", "a+b+c"): [True, False], ("a+b+c", "b+a+c"): [True, True]}
+    )
     assert ch2.check_order_variance(ch2.order_variance, recs)
-    pair = pd.concat([_records({("x+y", "x+y"): [True, False, True]}, "and"),
-                      _records({("x+y", "x+y"): [False, False, True]}, "concat")])
+    pair = pd.concat(
+        [
+            _records({("x+y", "x+y"): [True, False, True]}, "and"),
+            _records({("x+y", "x+y"): [False, False, True]}, "concat"),
+        ]
+    )
     assert ch3.check_mcnemar(ch3.mcnemar, pair)
-    assert not ch3.check_mcnemar(lambda r, a, b: {**ch3.mcnemar(r, a, b), "p_value": 0.5}, pair)
+    assert not ch3.check_mcnemar(
+        lambda r, a, b: {**ch3.mcnemar(r, a, b), "p_value": 0.5}, pair
+    )

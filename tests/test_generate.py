@@ -1,6 +1,7 @@
 """Decoding: the greedy loop gives transformers' generate's tokens (batched == unbatched == generate
 == the old loop, on the tiny and the embedded model, also when prompts join a running batch as
 others end), and GenerationConfig goes through generate."""
+
 import pytest
 import torch
 from transformers import GenerationConfig
@@ -10,7 +11,12 @@ from steerlib.model import decoding
 from steerlib.model.generate import METHODS, _completed
 from steerlib.model.template import Rendered, embed
 
-PROMPTS = ["Why is the sky blue? <a>", "Name three fruits.", "How do magnets work? <a><and><b>", "Hi"]
+PROMPTS = [
+    "Why is the sky blue? <a>",
+    "Name three fruits.",
+    "How do magnets work? <a><and><b>",
+    "Hi",
+]
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +33,16 @@ def hf_generate(sm, prompt, **kwargs) -> list[int]:
     bb = sm.backbone
     batch = embed(bb, [sm.render(prompt)], sm.tokens)
     with torch.inference_mode():
-        kwargs = {"eos_token_id": bb.eos_ids, "pad_token_id": bb.tokenizer.pad_token_id, **kwargs}
-        row = bb.model.generate(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask, **kwargs)[0]
+        kwargs = {
+            "eos_token_id": bb.eos_ids,
+            "pad_token_id": bb.tokenizer.pad_token_id,
+            **kwargs,
+        }
+        row = bb.model.generate(
+            inputs_embeds=batch.inputs_embeds,
+            attention_mask=batch.attention_mask,
+            **kwargs,
+        )[0]
     row = row.tolist()
     ends = [i for i, t in enumerate(row) if t in kwargs["eos_token_id"]]
     return row[: ends[0] + 1] if ends else row
@@ -39,21 +53,33 @@ def test_greedy_batched_equals_unbatched_equals_the_old_loop(sm):
 
     batched = sm.generate_ids(PROMPTS, max_new_tokens=12, batch_size=4)
     assert batched == [sm.generate_ids([p], max_new_tokens=12)[0] for p in PROMPTS]
-    assert batched == [hf_generate(sm, p, max_new_tokens=12, do_sample=False) for p in PROMPTS]
+    assert batched == [
+        hf_generate(sm, p, max_new_tokens=12, do_sample=False) for p in PROMPTS
+    ]
     # the row-dropping loop steerlib decoded with before (kept in the benchmark) gives the same answers
     bb = sm.backbone
-    old = row_dropping_decode(bb, embed(bb, [sm.render(p) for p in PROMPTS], sm.tokens), 12, set(bb.eos_ids))
+    old = row_dropping_decode(
+        bb, embed(bb, [sm.render(p) for p in PROMPTS], sm.tokens), 12, set(bb.eos_ids)
+    )
     assert batched == old
 
 
-REFILL_PROMPTS = ["Hi", "Why is the sky blue? <a>", "Name three fruits, please, and say which is sweetest.",
-                  "How do magnets work? <a><and><b>", "Ok?", "Tell me a long story about a cat. <b>"]
+REFILL_PROMPTS = [
+    "Hi",
+    "Why is the sky blue? <a>",
+    "Name three fruits, please, and say which is sweetest.",
+    "How do magnets work? <a><and><b>",
+    "Ok?",
+    "Tell me a long story about a cat. <b>",
+]
 
 
 def early_ends(sm, k: int) -> list[int]:
     """End tokens that make the tiny random model's answers end at different steps: tokens
     its answers hold (taken from answers decoded alone, without them)."""
-    alone = [hf_generate(sm, p, max_new_tokens=k, do_sample=False) for p in REFILL_PROMPTS]
+    alone = [
+        hf_generate(sm, p, max_new_tokens=k, do_sample=False) for p in REFILL_PROMPTS
+    ]
     return sorted({alone[0][2], alone[3][5]} | set(sm.backbone.eos_ids))
 
 
@@ -61,14 +87,20 @@ def hf_generate_rendered(sm, row, **kwargs) -> list[int]:
     """``hf_generate`` on a rendered prompt (token ids and slots), alone."""
     batch = embed(sm.backbone, [row], sm.tokens)
     with torch.inference_mode():
-        out = sm.backbone.model.generate(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask,
-                                         pad_token_id=sm.backbone.tokenizer.pad_token_id, **kwargs)[0].tolist()
+        out = sm.backbone.model.generate(
+            inputs_embeds=batch.inputs_embeds,
+            attention_mask=batch.attention_mask,
+            pad_token_id=sm.backbone.tokenizer.pad_token_id,
+            **kwargs,
+        )[0].tolist()
     ends = [i for i, t in enumerate(out) if t in kwargs["eos_token_id"]]
     return out[: ends[0] + 1] if ends else out
 
 
 @pytest.mark.parametrize("slots", [1, 2, 3])
-def test_rows_join_as_others_end_and_answers_equal_each_prompt_alone(sm, monkeypatch, slots):
+def test_rows_join_as_others_end_and_answers_equal_each_prompt_alone(
+    sm, monkeypatch, slots
+):
     """Continuous batching: 7 prompts through 1-3 slots; each answer equals transformers'
     generate on that prompt alone, with the same end tokens, though prompts join rows that
     are running (their cache written into a free slot, their prompt read after the shared
@@ -78,22 +110,35 @@ def test_rows_join_as_others_end_and_answers_equal_each_prompt_alone(sm, monkeyp
     shared, moves = [], []
     read_after_prefix = decoding._Prefix.read
 
-    def read_spy(self, *a):  # whether each prefill read its prompts after the shared prefix
+    def read_spy(
+        self, *a
+    ):  # whether each prefill read its prompts after the shared prefix
         read = read_after_prefix(self, *a)
         shared.append(read is not None)
         return read
+
     monkeypatch.setattr(decoding._Prefix, "read", read_spy)
     room = decoding._Slots._room
 
-    def spy(self, before, after):  # the cache window moved within (or out of) its buffers
+    def spy(
+        self, before, after
+    ):  # the cache window moved within (or out of) its buffers
         was = (self.start, self.end, self.mask.shape[1])
         room(self, before, after)
         moves.extend([was] if was != (self.start, self.end, self.mask.shape[1]) else [])
+
     monkeypatch.setattr(decoding._Slots, "_room", spy)
     bb, k = sm.backbone, 16
     ends = early_ends(sm, k)
-    rows = [sm.render(p) for p in REFILL_PROMPTS] + [Rendered(bb.tokenizer("Once upon a time")["input_ids"])]
-    reference = [hf_generate_rendered(sm, r, max_new_tokens=k, do_sample=False, eos_token_id=ends) for r in rows]
+    rows = [sm.render(p) for p in REFILL_PROMPTS] + [
+        Rendered(bb.tokenizer("Once upon a time")["input_ids"])
+    ]
+    reference = [
+        hf_generate_rendered(
+            sm, r, max_new_tokens=k, do_sample=False, eos_token_id=ends
+        )
+        for r in rows
+    ]
     assert len({len(r) for r in reference}) > 2  # answers end at different steps
     prefills: list[list[int]] = []
 
@@ -102,14 +147,22 @@ def test_rows_join_as_others_end_and_answers_equal_each_prompt_alone(sm, monkeyp
         return embed(bb, [rows[i] for i in idx], sm.tokens)
 
     finished = []
-    answers = decoding.greedy(bb.model, prefill, len(rows), slots, k, ends, done=finished.append)
+    answers = decoding.greedy(
+        bb.model, prefill, len(rows), slots, k, ends, done=finished.append
+    )
     assert answers == reference
     assert sum(finished) == len(rows)
-    assert sorted(i for idx in prefills for i in idx) == list(range(len(rows)))  # each prompt read once
+    assert sorted(i for idx in prefills for i in idx) == list(
+        range(len(rows))
+    )  # each prompt read once
     assert max(len(idx) for idx in prefills) <= slots
-    assert any(len(idx) == 1 for idx in prefills[1:])  # a prompt joined rows that were running
+    assert any(
+        len(idx) == 1 for idx in prefills[1:]
+    )  # a prompt joined rows that were running
     if slots > 1:  # the shared start is found among the first prompts read together
-        assert shared[:-1] == [True] * (len(prefills) - 1) and shared[-1] is False  # the raw prompt: read whole
+        assert (
+            shared[:-1] == [True] * (len(prefills) - 1) and shared[-1] is False
+        )  # the raw prompt: read whole
     else:  # one answer after another: the window reached the buffers' end and moved
         assert shared == [] and moves
 
@@ -117,18 +170,30 @@ def test_rows_join_as_others_end_and_answers_equal_each_prompt_alone(sm, monkeyp
 def test_a_model_whose_cache_cannot_be_spliced_decodes_with_generate(sm, monkeypatch):
     expected = sm.generate_ids(REFILL_PROMPTS, max_new_tokens=10, batch_size=2)
     monkeypatch.setattr("steerlib.model.generate.spliceable", lambda model: False)
-    monkeypatch.setattr("steerlib.model.generate.greedy", lambda *a, **k: pytest.fail("greedy was called"))
+    monkeypatch.setattr(
+        "steerlib.model.generate.greedy",
+        lambda *a, **k: pytest.fail("greedy was called"),
+    )
     assert sm.generate_ids(REFILL_PROMPTS, max_new_tokens=10, batch_size=2) == expected
 
 
 def test_generate_ids_with_fewer_slots_than_prompts_equals_one_batch(sm):
-    one_batch = sm.generate_ids(REFILL_PROMPTS, max_new_tokens=10, batch_size=len(REFILL_PROMPTS))
+    one_batch = sm.generate_ids(
+        REFILL_PROMPTS, max_new_tokens=10, batch_size=len(REFILL_PROMPTS)
+    )
     assert sm.generate_ids(REFILL_PROMPTS, max_new_tokens=10, batch_size=2) == one_batch
 
 
 def test_configs_beyond_plain_greedy_go_through_generate():
-    assert decoding.is_plain_greedy(GenerationConfig(max_new_tokens=4, do_sample=False, temperature=0.7))
-    for extra in ({"do_sample": True}, {"repetition_penalty": 1.3}, {"stop_strings": ["x"]}, {"min_new_tokens": 2}):
+    assert decoding.is_plain_greedy(
+        GenerationConfig(max_new_tokens=4, do_sample=False, temperature=0.7)
+    )
+    for extra in (
+        {"do_sample": True},
+        {"repetition_penalty": 1.3},
+        {"stop_strings": ["x"]},
+        {"min_new_tokens": 2},
+    ):
         assert not decoding.is_plain_greedy(GenerationConfig(max_new_tokens=4, **extra))
 
 
@@ -138,29 +203,47 @@ def test_embedded_greedy_loop_gives_generates_tokens(embedded):
     sm = st.SteeredModel(embedded, st.SteeringTokens.pretrained(embedded))
     questions = st.prompts.load("test", limit=6)
     combos = [("french", "words_10_50"), ("json",), ("upper_case", "sentences_1")]
-    reqs = [METHODS[m].request(q, combos[i % 3]) for i, q in enumerate(questions)
-            for m in ("plain", "instruction", "concat", "and", "hybrid")][::2]
+    reqs = [
+        METHODS[m].request(q, combos[i % 3])
+        for i, q in enumerate(questions)
+        for m in ("plain", "instruction", "concat", "and", "hybrid")
+    ][::2]
     ours = sm.generate_ids(reqs, max_new_tokens=24, batch_size=len(reqs))
     assert ours == [sm.generate_ids([r], max_new_tokens=24)[0] for r in reqs]
-    assert any(len(a) < 24 for a in ours)  # some answers end early: with 4 slots, later prompts join
+    assert any(
+        len(a) < 24 for a in ours
+    )  # some answers end early: with 4 slots, later prompts join
     assert sm.generate_ids(reqs, max_new_tokens=24, batch_size=4) == ours
     batch = embed(embedded, [sm.render(r) for r in reqs], sm.tokens)
     cfg = _completed(embedded, GenerationConfig(max_new_tokens=24, do_sample=False))
     with torch.inference_mode():
-        out = embedded.model.generate(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask,
-                                      generation_config=cfg).tolist()
+        out = embedded.model.generate(
+            inputs_embeds=batch.inputs_embeds,
+            attention_mask=batch.attention_mask,
+            generation_config=cfg,
+        ).tolist()
     eos = set(embedded.eos_ids)
-    reference = [row[: next((i + 1 for i, t in enumerate(row) if t in eos), len(row))] for row in out]
+    reference = [
+        row[: next((i + 1 for i, t in enumerate(row) if t in eos), len(row))]
+        for row in out
+    ]
     assert ours == reference
 
 
 def test_generation_config_repetition_penalty_matches_hf(sm):
     cfg = GenerationConfig(max_new_tokens=30, do_sample=False, repetition_penalty=1.8)
     ours = sm.generate_ids(PROMPTS, batch_size=4, generation_config=cfg)
-    assert ours == [hf_generate(sm, p, max_new_tokens=30, do_sample=False, repetition_penalty=1.8) for p in PROMPTS]
+    assert ours == [
+        hf_generate(sm, p, max_new_tokens=30, do_sample=False, repetition_penalty=1.8)
+        for p in PROMPTS
+    ]
     plain = sm.generate_ids(PROMPTS, max_new_tokens=30, batch_size=4)
-    assert any(len(set(a)) < len(a) for a in plain)  # some plain answer repeats a token ...
-    assert all(len(set(a)) == len(a) for a in ours) and ours != plain  # ... the penalised ones do not
+    assert any(
+        len(set(a)) < len(a) for a in plain
+    )  # some plain answer repeats a token ...
+    assert (
+        all(len(set(a)) == len(a) for a in ours) and ours != plain
+    )  # ... the penalised ones do not
 
 
 def test_generation_config_stop_strings_match_hf(sm):
@@ -170,18 +253,35 @@ def test_generation_config_stop_strings_match_hf(sm):
     assert stop.strip()
     cfg = GenerationConfig(max_new_tokens=12, do_sample=False, stop_strings=[stop])
     ours = sm.generate_ids(PROMPTS, batch_size=4, generation_config=cfg)
-    hf = [hf_generate(sm, p, max_new_tokens=12, do_sample=False, stop_strings=[stop], tokenizer=tok)
-          for p in PROMPTS]
+    hf = [
+        hf_generate(
+            sm,
+            p,
+            max_new_tokens=12,
+            do_sample=False,
+            stop_strings=[stop],
+            tokenizer=tok,
+        )
+        for p in PROMPTS
+    ]
     assert ours == hf
-    assert len(ours[0]) <= 5 and stop in tok.decode(ours[0])  # stopped right after writing it
+    assert len(ours[0]) <= 5 and stop in tok.decode(
+        ours[0]
+    )  # stopped right after writing it
 
 
 def test_top_p_that_keeps_one_token_samples_the_greedy_answer(sm):
     greedy = sm.generate_ids(PROMPTS, max_new_tokens=10, batch_size=4)
-    cfg = GenerationConfig(max_new_tokens=10, do_sample=True, top_p=1e-6, top_k=0, temperature=0.7)
-    assert sm.generate_ids(PROMPTS, batch_size=4, generation_config=cfg, seed=3) == greedy
+    cfg = GenerationConfig(
+        max_new_tokens=10, do_sample=True, top_p=1e-6, top_k=0, temperature=0.7
+    )
+    assert (
+        sm.generate_ids(PROMPTS, batch_size=4, generation_config=cfg, seed=3) == greedy
+    )
     wide = GenerationConfig(max_new_tokens=10, do_sample=True, top_k=0, temperature=5.0)
-    assert sm.generate_ids(PROMPTS, batch_size=4, generation_config=wide, seed=3) != greedy
+    assert (
+        sm.generate_ids(PROMPTS, batch_size=4, generation_config=wide, seed=3) != greedy
+    )
 
 
 def test_sampling_is_seeded(sm):
@@ -196,4 +296,6 @@ def test_sampling_is_seeded(sm):
 
 def test_beam_search_is_refused(sm):
     with pytest.raises(ValueError, match="num_beams"):
-        sm.generate("Hi", generation_config=GenerationConfig(max_new_tokens=4, num_beams=2))
+        sm.generate(
+            "Hi", generation_config=GenerationConfig(max_new_tokens=4, num_beams=2)
+        )

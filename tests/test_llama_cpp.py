@@ -5,6 +5,7 @@ What must hold whatever the quantisation does: steered prompts fed as embeddings
 llama.cpp's model as the prompt they are (its next-token distribution agrees with the
 fp32 model's), and prompts decoded together equal the same prompts decoded one by one.
 """
+
 import numpy as np
 import pytest
 import torch
@@ -22,23 +23,34 @@ from steerlib.tasks import prompts as P  # noqa: E402
 def steered(embedded):
     sm = SteeredModel(embedded, SteeringTokens.pretrained(embedded))
     questions = P.load("test")[:3]
-    reqs = [Request(questions[0]), Request(questions[1], slots=("french",)),
-            Request(questions[2], slots=("upper_case", "and", "sentences_1"))]
+    reqs = [
+        Request(questions[0]),
+        Request(questions[1], slots=("french",)),
+        Request(questions[2], slots=("upper_case", "and", "sentences_1")),
+    ]
     return sm, reqs, [e.numpy() for e in sm.prompt_embeds(reqs)]
 
 
 @pytest.fixture(scope="module")
 def engine(steered):
     _, _, embeds = steered
-    return LlamaCppEngine(str(embedded_gguf_path()), len(embeds), max(map(len, embeds)) + 16, threads=1)
+    return LlamaCppEngine(
+        str(embedded_gguf_path()), len(embeds), max(map(len, embeds)) + 16, threads=1
+    )
 
 
 def test_embedding_input_reads_as_the_prompt(steered, engine):
     sm, _, embeds = steered
     theirs = engine.prefill(embeds)
     with torch.inference_mode():
-        ours = np.stack([sm.backbone.model(inputs_embeds=torch.from_numpy(e)[None]).logits[0, -1].numpy()
-                         for e in embeds])
+        ours = np.stack(
+            [
+                sm.backbone.model(inputs_embeds=torch.from_numpy(e)[None])
+                .logits[0, -1]
+                .numpy()
+                for e in embeds
+            ]
+        )
     assert (theirs.argmax(axis=1) == ours.argmax(axis=1)).all()
     for a, b in zip(theirs, ours):
         assert np.corrcoef(a, b)[0, 1] > 0.99

@@ -34,8 +34,7 @@ CONSTRAINTS = [
 YES_NO_OPENERS = set("is are can could do does did should will would has have".split())
 STOPWORDS = set(
     "a an the of in on to and or is are do does how why what which when where who whom i my "
-    "me we our it its for with at by from be can so some as that this there their they you your"
-    .split()
+    "me we our it its for with at by from be can so some as that this there their they you your".split()
 )
 
 
@@ -53,8 +52,12 @@ def _words(text: str) -> list[str]:
 
 
 def test_counts_and_splits():
-    train, val, test, everything = (prompts.load("train"), prompts.load("val"), prompts.load("test"),
-                                    prompts.load(None))
+    train, val, test, everything = (
+        prompts.load("train"),
+        prompts.load("val"),
+        prompts.load("test"),
+        prompts.load(None),
+    )
     assert len(everything) >= 650
     assert len(test) == 200 and len(val) == prompts.N_VAL
     assert len(train) + len(val) + len(test) == len(everything)
@@ -105,7 +108,10 @@ def test_domains():
     assert set(test_counts) == set(counts)
     assert all(n >= 5 for n in test_counts.values()), test_counts
     train_counts, val_counts = prompts.domains("train"), prompts.domains("val")
-    assert all(train_counts[d] + val_counts.get(d, 0) + test_counts[d] == counts[d] for d in counts)
+    assert all(
+        train_counts[d] + val_counts.get(d, 0) + test_counts[d] == counts[d]
+        for d in counts
+    )
 
 
 def test_bad_split_names_allowed_values():
@@ -157,7 +163,10 @@ def test_list_source_returned_as_is():
 
 @pytest.mark.parametrize(
     ("items", "error"),
-    [(["How do clouds form?", 3], TypeError), (["How do clouds form?", "  "], ValueError)],
+    [
+        (["How do clouds form?", 3], TypeError),
+        (["How do clouds form?", "  "], ValueError),
+    ],
 )
 def test_list_source_bad_items(items, error):
     with pytest.raises(error, match=r"source\[1\]"):
@@ -171,21 +180,34 @@ def test_jsonl_source(tmp_path):
         {"text": "Why is the sea salty?", "split": "test"},
         {"text": "What is a comet?"},
     ]
-    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n\n", encoding="utf-8")
-    assert prompts.load("test", source=path) == ["Why is the sea salty?", "What is a comet?"]
-    assert prompts.load("train", source=str(path)) == ["How do clouds form?", "What is a comet?"]
+    path.write_text(
+        "\n".join(json.dumps(line) for line in lines) + "\n\n", encoding="utf-8"
+    )
+    assert prompts.load("test", source=path) == [
+        "Why is the sea salty?",
+        "What is a comet?",
+    ]
+    assert prompts.load("train", source=str(path)) == [
+        "How do clouds form?",
+        "What is a comet?",
+    ]
     assert prompts.load(None, source=path) == [line["text"] for line in lines]
 
 
 def test_jsonl_without_splits_is_not_filtered(tmp_path):
     path = tmp_path / "q.jsonl"
     path.write_text('{"text": "How do clouds form?"}\n{"text": "What is a comet?"}\n')
-    assert prompts.load("test", source=path) == ["How do clouds form?", "What is a comet?"]
+    assert prompts.load("test", source=path) == [
+        "How do clouds form?",
+        "What is a comet?",
+    ]
 
 
 def test_jsonl_row_without_text(tmp_path):
     path = tmp_path / "q.jsonl"
-    path.write_text('{"text": "How do clouds form?"}\n{"question": "What is a comet?"}\n')
+    path.write_text(
+        '{"text": "How do clouds form?"}\n{"question": "What is a comet?"}\n'
+    )
     with pytest.raises(ValueError, match="line 2"):
         prompts.load(source=path)
 
@@ -193,7 +215,10 @@ def test_jsonl_row_without_text(tmp_path):
 def test_txt_source(tmp_path):
     path = tmp_path / "q.txt"
     path.write_text("How do clouds form?\n\n  What is a comet?  \n", encoding="utf-8")
-    assert prompts.load("test", source=path) == ["How do clouds form?", "What is a comet?"]
+    assert prompts.load("test", source=path) == [
+        "How do clouds form?",
+        "What is a comet?",
+    ]
     assert prompts.load(source=str(path), limit=1) == ["How do clouds form?"]
 
 
@@ -231,8 +256,13 @@ def test_dataset_name_picks_text_column(monkeypatch):
         questions = ["How do clouds form?", "", None, "What is a comet?"]
         return _FakeDataset(text=["unused"], question=questions)
 
-    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
-    assert prompts.load(None, source="org/qa") == ["How do clouds form?", "What is a comet?"]
+    monkeypatch.setitem(
+        sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset)
+    )
+    assert prompts.load(None, source="org/qa") == [
+        "How do clouds form?",
+        "What is a comet?",
+    ]
     assert prompts.load("test", source="org/qa", text_field="text") == ["unused"]
     assert calls == [("org/qa", "train"), ("org/qa", "test")]
     with pytest.raises(ValueError, match="text_field"):

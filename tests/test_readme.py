@@ -1,4 +1,5 @@
 """The README's quick start is quickstart.py, word for word (so the file a user runs is the one they read)."""
+
 import re
 from pathlib import Path
 
@@ -7,11 +8,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_readme_quick_start_is_quickstart_py():
     readme = (ROOT / "README.md").read_text()
-    blocks = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "load_backbone" in b]
+    blocks = [
+        b
+        for b in re.findall(r"```python\n(.*?)```", readme, re.S)
+        if "load_backbone" in b
+    ]
     assert blocks, "README has no quick-start block"
     script = (ROOT / "quickstart.py").read_text()
     body = script.split('"""', 2)[2].lstrip("\n")  # after the module docstring
-    assert blocks[0] == body, "README's quick start and quickstart.py differ: edit one, copy it to the other"
+    assert blocks[0] == body, (
+        "README's quick start and quickstart.py differ: edit one, copy it to the other"
+    )
 
 
 def _table_after(text: str, heading: str) -> list[list[str]]:
@@ -33,16 +40,23 @@ def test_readme_headline_table_is_the_results_file():
 
     from steerlib.study.reports import capable_headline
 
-    expected = capable_headline(pd.read_csv(ROOT / "results" / "cpu" / "capable_pairs.csv"))
+    expected = capable_headline(
+        pd.read_csv(ROOT / "results" / "cpu" / "capable_pairs.csv")
+    )
     rows = _table_after((ROOT / "README.md").read_text(), "## Headline result")
     assert rows[0] == list(expected.columns)
-    assert [r[0].replace("`", "") for r in rows[1:]] == [m.replace("`", "") for m in expected["method"]]
+    assert [r[0].replace("`", "") for r in rows[1:]] == [
+        m.replace("`", "") for m in expected["method"]
+    ]
     assert [r[1:] for r in rows[1:]] == expected.iloc[:, 1:].values.tolist()
 
 
 def test_readme_is_short_and_states_the_guarantees():
     readme = (ROOT / "README.md").read_text()
     assert len(readme.splitlines()) <= 150
-    for phrase in ("results of another model or preset are never overwritten", "file modes follow your umask",
-                   "book/guarantees.md"):
+    for phrase in (
+        "results of another model or preset are never overwritten",
+        "file modes follow your umask",
+        "book/guarantees.md",
+    ):
         assert phrase in readme, phrase

@@ -5,6 +5,7 @@ guarantees listed in the README's "Guarantees" section. Every test failed before
 it guards. Fast: the tiny random model, small files, real processes only where the case
 is about two processes.
 """
+
 from __future__ import annotations
 
 import errno
@@ -33,12 +34,22 @@ def _tokens(value: float = 1.0, d: int = 8) -> SteeringTokens:
     return tokens
 
 
-def _run_together(script: str, n: int = 2, timeout: float = 240) -> list[subprocess.CompletedProcess]:
+def _run_together(
+    script: str, n: int = 2, timeout: float = 240
+) -> list[subprocess.CompletedProcess]:
     """Start ``n`` real Python processes on ``script`` at once (argv[1] = the process index);
     they import steerlib from this checkout."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(script), str(i)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(n)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(script), str(i)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(n)
+    ]
     out = []
     for p in procs:
         stdout, stderr = p.communicate(timeout=timeout)
@@ -53,8 +64,15 @@ PROMPTS = ["Why is the sky blue?", "Name a fruit."]
 def _eval(bb, path, prompts=PROMPTS, **kw):
     from steerlib import SteeredModel, evaluate
 
-    return evaluate(SteeredModel(bb), ["instruction"], [("french",)], prompts, records=path, progress=False,
-                    **{"max_new_tokens": 3, **kw})
+    return evaluate(
+        SteeredModel(bb),
+        ["instruction"],
+        [("french",)],
+        prompts,
+        records=path,
+        progress=False,
+        **{"max_new_tokens": 3, **kw},
+    )
 
 
 def _count_generations(monkeypatch) -> list[int]:
@@ -77,27 +95,37 @@ def test_records_of_another_model_are_regenerated(tiny, tmp_path, monkeypatch):
 
     path = tmp_path / "records.jsonl"
     _eval(tiny, path)
-    other = tiny_backbone(seed=1)  # same shapes and tokenizer, other weights: another fingerprint
+    other = tiny_backbone(
+        seed=1
+    )  # same shapes and tokenizer, other weights: another fingerprint
     calls = _count_generations(monkeypatch)
     again = _eval(other, path)
     assert calls == [2]
     assert set(again["model"]) == {other.fingerprint}
-    assert len(sio.read_jsonl(path)) == 2  # the other model's records replaced, not added to
+    assert (
+        len(sio.read_jsonl(path)) == 2
+    )  # the other model's records replaced, not added to
 
 
-def test_records_of_other_generation_settings_are_regenerated(tiny, tmp_path, monkeypatch):
+def test_records_of_other_generation_settings_are_regenerated(
+    tiny, tmp_path, monkeypatch
+):
     path = tmp_path / "records.jsonl"
     _eval(tiny, path, max_new_tokens=3)
     calls = _count_generations(monkeypatch)
     longer = _eval(tiny, path, max_new_tokens=8)
     assert calls == [2] and set(longer["max_new_tokens"]) == {8}
-    _eval(tiny, path, max_new_tokens=8, seed=1)  # another seed: other instruction paraphrases
+    _eval(
+        tiny, path, max_new_tokens=8, seed=1
+    )  # another seed: other instruction paraphrases
     assert calls == [2, 2]
     _eval(tiny, path, max_new_tokens=8, seed=1)  # the same again: reused
     assert calls == [2, 2]
 
 
-def test_records_of_another_prompt_at_the_same_index_are_regenerated(tiny, tmp_path, monkeypatch):
+def test_records_of_another_prompt_at_the_same_index_are_regenerated(
+    tiny, tmp_path, monkeypatch
+):
     path = tmp_path / "records.jsonl"
     _eval(tiny, path)
     calls = _count_generations(monkeypatch)
@@ -114,17 +142,27 @@ def test_committed_records_carry_the_full_key_and_are_reused():
     ev = st.presets.cpu().eval
     paths = sorted((ROOT / "results" / "cpu").rglob("*records.jsonl"))
     # the study's records files are all there (a loop over none would check nothing)
-    assert {"records.jsonl", "single_records.jsonl", "capable_records.jsonl", "capable_val_records.jsonl",
-            "targets_records.jsonl"} <= {p.name for p in paths}
+    assert {
+        "records.jsonl",
+        "single_records.jsonl",
+        "capable_records.jsonl",
+        "capable_val_records.jsonl",
+        "targets_records.jsonl",
+    } <= {p.name for p in paths}
     for path in paths:
         rows = sio.read_jsonl(path)
         assert rows, path
         for r in rows:
-            assert set(KEY_FIELDS) - {"tokens", "behaviors"} <= set(r), path  # stamps left out when empty
+            assert set(KEY_FIELDS) - {"tokens", "behaviors"} <= set(r), (
+                path
+            )  # stamps left out when empty
             assert r["prompt_sha"] == prompt_digest(r["prompt"])
             assert (r["max_new_tokens"], r["seed"]) == (ev.max_new_tokens, ev.seed)
-        shipped = json.loads(__import__("safetensors").safe_open(
-            str(ROOT / "results" / "cpu" / "tokens.safetensors"), "pt").metadata()["steerlib"])["fingerprint"]
+        shipped = json.loads(
+            __import__("safetensors")
+            .safe_open(str(ROOT / "results" / "cpu" / "tokens.safetensors"), "pt")
+            .metadata()["steerlib"]
+        )["fingerprint"]
         assert {r["model"] for r in rows} == {shipped}, path
 
 
@@ -143,7 +181,15 @@ def test_two_processes_evaluating_one_records_file_write_each_record_once(tmp_pa
         assert result.returncode == 0, result.stderr[-2000:]
     rows = sio.read_jsonl(path)
     assert len(rows) == 2 * 2 * 3
-    assert len({tuple(sorted((k, str(v)) for k, v in r.items() if k != "verdicts")) for r in rows}) == 12
+    assert (
+        len(
+            {
+                tuple(sorted((k, str(v)) for k, v in r.items() if k != "verdicts"))
+                for r in rows
+            }
+        )
+        == 12
+    )
 
 
 def test_metrics_count_duplicate_records_once(tiny, tmp_path):
@@ -151,7 +197,9 @@ def test_metrics_count_duplicate_records_once(tiny, tmp_path):
     from steerlib.evaluation.stats import metrics
 
     recs = _eval(tiny, tmp_path / "records.jsonl")
-    doubled = pd.concat([recs, recs], ignore_index=True)  # what two unlocked appenders left behind
+    doubled = pd.concat(
+        [recs, recs], ignore_index=True
+    )  # what two unlocked appenders left behind
     assert metrics(doubled)["n"].tolist() == metrics(recs)["n"].tolist() == [2]
 
 
@@ -168,7 +216,9 @@ def test_metrics_refuse_conflicting_duplicate_records(tiny, tmp_path):
 # -- 7. torn files ---------------------------------------------------------------------------
 def test_torn_last_line_is_dropped_with_a_warning_naming_the_file(tmp_path, caplog):
     path = tmp_path / "records.jsonl"
-    path.write_text('{"a": 1}\n{"a": 2}\n{"a": 3, "te')  # a full disk cut the last append
+    path.write_text(
+        '{"a": 1}\n{"a": 2}\n{"a": 3, "te'
+    )  # a full disk cut the last append
     with caplog.at_level(logging.WARNING, logger="steerlib"):
         assert sio.read_jsonl(path) == [{"a": 1}, {"a": 2}]
     assert str(path) in caplog.text and "torn" in caplog.text
@@ -224,12 +274,14 @@ def test_two_processes_saving_tokens_never_collide(tmp_path):
         for step in range(300):
             t = SteeringTokens(8, "m", "f" * 16)
             t.set("french", torch.full((8,), float(i)))
-            t.save_file({str(tmp_path / 'tokens.safetensors')!r})
-            assert SteeringTokens.load_file({str(tmp_path / 'tokens.safetensors')!r})["french"][0] in (0.0, 1.0)
+            t.save_file({str(tmp_path / "tokens.safetensors")!r})
+            assert SteeringTokens.load_file({str(tmp_path / "tokens.safetensors")!r})["french"][0] in (0.0, 1.0)
     """
     for result in _run_together(script):
         assert result.returncode == 0, result.stderr[-2000:]
-    assert [p.name for p in tmp_path.iterdir()] == ["tokens.safetensors"]  # no temp file left behind
+    assert [p.name for p in tmp_path.iterdir()] == [
+        "tokens.safetensors"
+    ]  # no temp file left behind
 
 
 @pytest.mark.slow
@@ -244,7 +296,7 @@ def test_two_processes_build_a_cache_folder_once(tmp_path):
             time.sleep(1.0)  # a slow conversion: the other process must not see it half-done
             (folder / "weights").write_text("done")
             (folder / "builder").write_text(sys.argv[1])
-        out = build_once(Path({str(tmp_path / 'model')!r}), build)
+        out = build_once(Path({str(tmp_path / "model")!r}), build)
         print((out / "weights").read_text())
     """
     results = _run_together(script)
@@ -252,27 +304,38 @@ def test_two_processes_build_a_cache_folder_once(tmp_path):
         assert result.returncode == 0, result.stderr[-2000:]
         assert result.stdout.strip() == "done"
     assert (tmp_path / "model" / "builder").read_text() in ("0", "1")
-    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no temp folder, no lock file in the cache
+    assert [p.name for p in tmp_path.iterdir()] == [
+        "model"
+    ]  # no temp folder, no lock file in the cache
 
 
 def test_stale_temp_folder_of_a_killed_conversion_is_removed(tmp_path):
     stale = tmp_path / ".model.abc123.tmp"
     stale.mkdir()
-    (stale / "model.safetensors").write_bytes(b"x" * 1000)  # a killed conversion's leftovers
-    sio.build_once(tmp_path / "model", lambda folder: (folder / "model.safetensors").write_bytes(b"ok"))
+    (stale / "model.safetensors").write_bytes(
+        b"x" * 1000
+    )  # a killed conversion's leftovers
+    sio.build_once(
+        tmp_path / "model",
+        lambda folder: (folder / "model.safetensors").write_bytes(b"ok"),
+    )
     assert not stale.exists()
     assert (tmp_path / "model" / "model.safetensors").read_bytes() == b"ok"
 
 
 def _disk_full_after(n_bytes: int):
     """A ``save_file`` stand-in that writes ``n_bytes`` and then fails like a full disk."""
+
     def save_file(tensors, filename, metadata=None):
         Path(filename).write_bytes(b"\0" * n_bytes)
         raise OSError(errno.ENOSPC, "No space left on device")
+
     return save_file
 
 
-def test_disk_full_while_saving_tokens_names_the_path_and_keeps_the_old_file(tmp_path, monkeypatch):
+def test_disk_full_while_saving_tokens_names_the_path_and_keeps_the_old_file(
+    tmp_path, monkeypatch
+):
     path = tmp_path / "tokens.safetensors"
     _tokens(1.0).save(path)
     monkeypatch.setattr("safetensors.torch.save_file", _disk_full_after(100))
@@ -280,7 +343,9 @@ def test_disk_full_while_saving_tokens_names_the_path_and_keeps_the_old_file(tmp
         _tokens(2.0).save(path)
     assert err.value.errno == errno.ENOSPC
     assert SteeringTokens.load_file(path)["french"][0] == 1.0  # the old file is intact
-    assert [p.name for p in tmp_path.iterdir()] == ["tokens.safetensors"]  # the temp file is gone
+    assert [p.name for p in tmp_path.iterdir()] == [
+        "tokens.safetensors"
+    ]  # the temp file is gone
 
 
 class _FullDiskFile:
@@ -304,10 +369,14 @@ class _FullDiskFile:
         self.f.close()
 
 
-def test_disk_full_during_an_append_names_the_file_and_the_next_run_resumes(tmp_path, monkeypatch):
+def test_disk_full_during_an_append_names_the_file_and_the_next_run_resumes(
+    tmp_path, monkeypatch
+):
     path = tmp_path / "records.jsonl"
     sio.append_jsonl(path, [{"a": 1}])
-    monkeypatch.setattr(sio, "open", lambda *a, **k: _FullDiskFile(open(*a, **k)), raising=False)
+    monkeypatch.setattr(
+        sio, "open", lambda *a, **k: _FullDiskFile(open(*a, **k)), raising=False
+    )
     with pytest.raises(StorageError, match="records.jsonl"):
         sio.append_jsonl(path, [{"a": 2}])
     monkeypatch.undo()
@@ -321,7 +390,9 @@ def test_read_only_folder_names_the_path(tmp_path, monkeypatch):
         raise OSError(errno.EROFS, "Read-only file system")
 
     monkeypatch.setattr(sio, "_make_temp", read_only)
-    with pytest.raises(StorageError, match=r"cannot write .*tokens\.safetensors: Read-only"):
+    with pytest.raises(
+        StorageError, match=r"cannot write .*tokens\.safetensors: Read-only"
+    ):
         _tokens().save_file(tmp_path / "tokens.safetensors")
 
 
@@ -335,10 +406,20 @@ def test_stage1_cache_covers_the_training_questions(tiny):
     from steerlib.train.distill import train_behavior_token
 
     cfg = st.presets.smoke().stage1
-    first = train_behavior_token(tiny, "french", cfg, questions=["Why is the sky blue?", "Name a fruit."],
-                                 progress=False)
-    again = train_behavior_token(tiny, "french", cfg, questions=["What is rain?", "How do magnets work?"],
-                                 progress=False)
+    first = train_behavior_token(
+        tiny,
+        "french",
+        cfg,
+        questions=["Why is the sky blue?", "Name a fruit."],
+        progress=False,
+    )
+    again = train_behavior_token(
+        tiny,
+        "french",
+        cfg,
+        questions=["What is rain?", "How do magnets work?"],
+        progress=False,
+    )
     assert first.info["french"]["key"] != again.info["french"]["key"]
     assert not torch.equal(first["french"], again["french"])
 
@@ -354,7 +435,9 @@ def test_shipped_tokens_still_resolve_under_the_default_questions():
 
     path = ROOT / "steerlib" / "data" / PRETRAINED_FILE
     fingerprint = SteeringTokens.load_file(path).fingerprint
-    bb = SimpleNamespace(fingerprint=fingerprint)  # shipped() reads only the fingerprint
+    bb = SimpleNamespace(
+        fingerprint=fingerprint
+    )  # shipped() reads only the fingerprint
     preset = st.presets.cpu()
     for name in st.behaviors.names():
         cfg = preset.stage1_config(name)
@@ -364,11 +447,24 @@ def test_shipped_tokens_still_resolve_under_the_default_questions():
 
 
 # -- 4. configs that would train NaN or nothing are refused ---------------------------------------------
-@pytest.mark.parametrize("field, value", [
-    ("temperature", 0), ("lr", float("inf")), ("lr", 0.0), ("grad_clip", float("nan")), ("max_answer_tokens", 0),
-    ("checkpoint_every", 0), ("batch_size", 0), ("steps", 0), ("warmup", 1.5), ("weight_decay", -1.0),
-    ("ce_weight", float("nan")), ("batch_size", 2.5), ("steps", True),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("temperature", 0),
+        ("lr", float("inf")),
+        ("lr", 0.0),
+        ("grad_clip", float("nan")),
+        ("max_answer_tokens", 0),
+        ("checkpoint_every", 0),
+        ("batch_size", 0),
+        ("steps", 0),
+        ("warmup", 1.5),
+        ("weight_decay", -1.0),
+        ("ce_weight", float("nan")),
+        ("batch_size", 2.5),
+        ("steps", True),
+    ],
+)
 def test_train_config_refuses_values_that_train_nan_or_nothing(field, value):
     from steerlib.config import TrainConfig
     from steerlib.errors import ConfigError
@@ -377,11 +473,18 @@ def test_train_config_refuses_values_that_train_nan_or_nothing(field, value):
         TrainConfig(**{field: value})
 
 
-@pytest.mark.parametrize("cls, field, value", [
-    ("TargetConfig", "max_new_tokens", 0), ("TargetConfig", "temperature", 0.0),
-    ("TargetConfig", "oversample", float("inf")), ("EvalConfig", "max_new_tokens", 0),
-    ("EvalConfig", "batch_size", 0), ("EvalConfig", "n_combos", 0), ("ValidationConfig", "every", 0),
-])
+@pytest.mark.parametrize(
+    "cls, field, value",
+    [
+        ("TargetConfig", "max_new_tokens", 0),
+        ("TargetConfig", "temperature", 0.0),
+        ("TargetConfig", "oversample", float("inf")),
+        ("EvalConfig", "max_new_tokens", 0),
+        ("EvalConfig", "batch_size", 0),
+        ("EvalConfig", "n_combos", 0),
+        ("ValidationConfig", "every", 0),
+    ],
+)
 def test_other_configs_refuse_values_that_do_nothing(cls, field, value):
     import steerlib.config as C
     from steerlib.errors import ConfigError
@@ -405,32 +508,64 @@ def test_every_preset_passes_validation():
 
 
 # -- 4. non-finite and malformed token files are never loaded ------------------------------------------
-def _token_file(path: Path, tensors: dict | None = None, meta: dict | str | None = None) -> Path:
+def _token_file(
+    path: Path, tensors: dict | None = None, meta: dict | str | None = None
+) -> Path:
     """A token file as ``SteeringTokens.save`` writes it, with parts replaced."""
     from safetensors.torch import save_file
     from steerlib.model.tokens import FORMAT
 
-    base = {"format": FORMAT, "model_id": "m", "fingerprint": "f" * 16, "hidden_size": 8, "names": ["french"],
-            "info": {}}
-    meta = json.dumps(base | meta) if isinstance(meta, dict) else (meta if meta is not None else json.dumps(base))
+    base = {
+        "format": FORMAT,
+        "model_id": "m",
+        "fingerprint": "f" * 16,
+        "hidden_size": 8,
+        "names": ["french"],
+        "info": {},
+    }
+    meta = (
+        json.dumps(base | meta)
+        if isinstance(meta, dict)
+        else (meta if meta is not None else json.dumps(base))
+    )
     tensors = tensors if tensors is not None else {"token/french": torch.ones(8)}
     save_file(tensors, str(path), metadata={"steerlib": meta})
     return path
 
 
-@pytest.mark.parametrize("case, tensors, meta, message", [
-    ("nan", {"token/french": torch.full((8,), float("nan"))}, None, "NaN or inf"),
-    ("inf", {"token/french": torch.tensor([float("inf")] * 8)}, None, "NaN or inf"),
-    ("int", {"token/french": torch.ones(8, dtype=torch.int64)}, None, "floating point"),
-    ("bool", {"token/french": torch.ones(8, dtype=torch.bool)}, None, "floating point"),
-    ("rank 2", {"token/french": torch.ones(2, 4)}, None, "expected a vector of 8"),
-    ("wrong size", {"token/french": torch.ones(7)}, None, "expected a vector of 8"),
-    ("unknown format", None, {"format": "steerlib.tokens/99"}, "unknown format"),
-    ("no names", None, {"names": None}, "no 'names'"),
-    ("bad json", None, "{not json", "not valid JSON"),
-    ("missing tensor", None, {"names": ["french", "german"]}, "no tensor 'token/german'"),
-])
-def test_token_files_that_are_not_finite_float_vectors_are_refused(tmp_path, case, tensors, meta, message):
+@pytest.mark.parametrize(
+    "case, tensors, meta, message",
+    [
+        ("nan", {"token/french": torch.full((8,), float("nan"))}, None, "NaN or inf"),
+        ("inf", {"token/french": torch.tensor([float("inf")] * 8)}, None, "NaN or inf"),
+        (
+            "int",
+            {"token/french": torch.ones(8, dtype=torch.int64)},
+            None,
+            "floating point",
+        ),
+        (
+            "bool",
+            {"token/french": torch.ones(8, dtype=torch.bool)},
+            None,
+            "floating point",
+        ),
+        ("rank 2", {"token/french": torch.ones(2, 4)}, None, "expected a vector of 8"),
+        ("wrong size", {"token/french": torch.ones(7)}, None, "expected a vector of 8"),
+        ("unknown format", None, {"format": "steerlib.tokens/99"}, "unknown format"),
+        ("no names", None, {"names": None}, "no 'names'"),
+        ("bad json", None, "{not json", "not valid JSON"),
+        (
+            "missing tensor",
+            None,
+            {"names": ["french", "german"]},
+            "no tensor 'token/german'",
+        ),
+    ],
+)
+def test_token_files_that_are_not_finite_float_vectors_are_refused(
+    tmp_path, case, tensors, meta, message
+):
     from steerlib.errors import TokenFileError
 
     path = _token_file(tmp_path / "tokens.safetensors", tensors, meta)
@@ -439,8 +574,12 @@ def test_token_files_that_are_not_finite_float_vectors_are_refused(tmp_path, cas
     assert str(path) in str(err.value)
 
 
-@pytest.mark.parametrize("content", [b"", b"not a safetensors file at all", "truncated"])
-def test_empty_truncated_or_foreign_token_files_are_refused_naming_the_file(tmp_path, content):
+@pytest.mark.parametrize(
+    "content", [b"", b"not a safetensors file at all", "truncated"]
+)
+def test_empty_truncated_or_foreign_token_files_are_refused_naming_the_file(
+    tmp_path, content
+):
     from steerlib.errors import TokenFileError
 
     path = tmp_path / "tokens.safetensors"
@@ -448,7 +587,9 @@ def test_empty_truncated_or_foreign_token_files_are_refused_naming_the_file(tmp_
         _tokens().save(path)
         content = path.read_bytes()[:-10]
     path.write_bytes(content)
-    with pytest.raises(TokenFileError, match=r"tokens\.safetensors is not a whole safetensors file"):
+    with pytest.raises(
+        TokenFileError, match=r"tokens\.safetensors is not a whole safetensors file"
+    ):
         SteeringTokens.load(path)
 
 
@@ -466,7 +607,9 @@ def test_non_finite_loss_stops_training_and_caches_nothing(tiny):
     from steerlib.paths import artifacts_root
 
     cfg = st.presets.smoke().stage1
-    huge = st.config.replace(cfg, lr=1e30)  # finite, valid settings whose first step blows the vector up
+    huge = st.config.replace(
+        cfg, lr=1e30
+    )  # finite, valid settings whose first step blows the vector up
     with pytest.raises(NonFiniteLossError, match=r"loss is (nan|inf) at step \d"):
         train_behavior_token(tiny, "french", huge, questions=PROMPTS, progress=False)
     stage1 = artifacts_root() / tiny.fingerprint / "stage1"
@@ -480,7 +623,10 @@ def test_prompt_longer_than_the_context_is_refused_naming_the_limit(tiny, monkey
     from steerlib.model.generate import greedy
 
     calls = []
-    monkeypatch.setattr("steerlib.model.generate.greedy", lambda *a, **k: calls.append(1) or greedy(*a, **k))
+    monkeypatch.setattr(
+        "steerlib.model.generate.greedy",
+        lambda *a, **k: calls.append(1) or greedy(*a, **k),
+    )
     long = "word " * 2000  # the tiny model's context is 1024 positions
     with pytest.raises(PromptError, match=r"context of 1024 tokens"):
         SteeredModel(tiny).generate(["Hi.", long], max_new_tokens=4)
@@ -493,7 +639,9 @@ def test_prompt_longer_than_the_context_is_refused_naming_the_limit(tiny, monkey
 KNOWN = ["french", "spanish", "upper_case", "json", "and"]
 
 
-@pytest.mark.parametrize("text", ["Why? <french", "Why? < french >", "Why? <French> please", "<french> Why?"])
+@pytest.mark.parametrize(
+    "text", ["Why? <french", "Why? < french >", "Why? <French> please", "<french> Why?"]
+)
 def test_tag_near_misses_warn(text):
     from steerlib.model.template import TagWarning, parse
 
@@ -501,14 +649,19 @@ def test_tag_near_misses_warn(text):
         assert parse(text, KNOWN)[1] == []
 
 
-@pytest.mark.parametrize("text, rule", [
-    ("Why? <french><and><spanish>", "two language behaviors never compose"),
-    ("Why? <and>", "<and> must stand between"),
-    ("Why? <and><and>", "<and> must stand between"),
-    ("Why? <french><and><and><upper_case>", "<and><and> joins nothing"),
-    ("Why? <french><french>", "given twice"),
-])
-def test_rule_breaking_tag_runs_are_refused_unless_the_caller_opts_out(tiny, text, rule):
+@pytest.mark.parametrize(
+    "text, rule",
+    [
+        ("Why? <french><and><spanish>", "two language behaviors never compose"),
+        ("Why? <and>", "<and> must stand between"),
+        ("Why? <and><and>", "<and> must stand between"),
+        ("Why? <french><and><and><upper_case>", "<and><and> joins nothing"),
+        ("Why? <french><french>", "given twice"),
+    ],
+)
+def test_rule_breaking_tag_runs_are_refused_unless_the_caller_opts_out(
+    tiny, text, rule
+):
     from steerlib import Request, SteeredModel
     from steerlib.errors import PromptError
     from steerlib.model.template import parse
@@ -524,15 +677,23 @@ def test_rule_breaking_tag_runs_are_refused_unless_the_caller_opts_out(tiny, tex
     # opted out, the run is read as steering slots (not as literal text) and generated
     loose = SteeredModel(tiny, tokens, strict=False)
     question, names = parse(text, KNOWN, strict=False)
-    assert loose.generate(text, max_new_tokens=6) == loose.generate([Request(question, tuple(names))],
-                                                                    max_new_tokens=6)[0]
+    assert (
+        loose.generate(text, max_new_tokens=6)
+        == loose.generate([Request(question, tuple(names))], max_new_tokens=6)[0]
+    )
 
 
 def test_escaped_tags_are_literal_text():
     from steerlib.model.template import parse
 
-    assert parse(r"Show me an example of \<json>", KNOWN) == ("Show me an example of <json>", [])
-    assert parse(r"What does \<br> do in HTML? \<br>", []) == ("What does <br> do in HTML? <br>", [])
+    assert parse(r"Show me an example of \<json>", KNOWN) == (
+        "Show me an example of <json>",
+        [],
+    )
+    assert parse(r"What does \<br> do in HTML? \<br>", []) == (
+        "What does <br> do in HTML? <br>",
+        [],
+    )
     assert parse(r"Show me \<json> <french>", KNOWN) == ("Show me <json>", ["french"])
 
 
@@ -542,9 +703,15 @@ def test_one_bad_prompt_in_a_batch_raises_before_any_generation(tiny, monkeypatc
     from steerlib.errors import PromptError
 
     calls = []
-    monkeypatch.setattr("steerlib.model.generate.greedy", lambda *a, **k: calls.append(1))
-    with pytest.raises(PromptError, match=r"prompt 2: unknown steering token\(s\) <frnch>"):
-        SteeredModel(tiny).generate(["Hi.", "Name a fruit.", "Why? <frnch>"], max_new_tokens=4, batch_size=1)
+    monkeypatch.setattr(
+        "steerlib.model.generate.greedy", lambda *a, **k: calls.append(1)
+    )
+    with pytest.raises(
+        PromptError, match=r"prompt 2: unknown steering token\(s\) <frnch>"
+    ):
+        SteeredModel(tiny).generate(
+            ["Hi.", "Name a fruit.", "Why? <frnch>"], max_new_tokens=4, batch_size=1
+        )
     assert calls == []
 
 
@@ -554,81 +721,206 @@ def _cli(capsys, *argv) -> tuple[int, str]:
 
     code = main(list(argv))
     err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.startswith("error:") or "Traceback" in line]
+    lines = [
+        line
+        for line in err.splitlines()
+        if line.startswith("error:") or "Traceback" in line
+    ]
     return code, "\n".join(lines)
 
 
 def _generate(tokens: Path | str, *extra: str) -> list[str]:
-    return ["generate", "--model", "tiny", "--tokens", str(tokens), "--prompt", "Hi.", *extra]
+    return [
+        "generate",
+        "--model",
+        "tiny",
+        "--tokens",
+        str(tokens),
+        "--prompt",
+        "Hi.",
+        *extra,
+    ]
 
 
-@pytest.mark.parametrize("case", ["empty", "truncated", "not safetensors", "no names", "bad json", "missing tensor",
-                                  "nan"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "empty",
+        "truncated",
+        "not safetensors",
+        "no names",
+        "bad json",
+        "missing tensor",
+        "nan",
+    ],
+)
 def test_cli_bad_token_file_is_one_line_naming_the_file(tiny, tmp_path, capsys, case):
     path = tmp_path / "tokens.safetensors"
     if case in ("empty", "truncated", "not safetensors"):
         _tokens(d=tiny.hidden_size).save(path)
-        path.write_bytes({"empty": b"", "truncated": path.read_bytes()[:-9], "not safetensors": b"hello"}[case])
+        path.write_bytes(
+            {
+                "empty": b"",
+                "truncated": path.read_bytes()[:-9],
+                "not safetensors": b"hello",
+            }[case]
+        )
     else:
-        meta = {"no names": {"names": None}, "bad json": "{", "missing tensor": {"names": ["french", "german"]},
-                "nan": {}}[case]
+        meta = {
+            "no names": {"names": None},
+            "bad json": "{",
+            "missing tensor": {"names": ["french", "german"]},
+            "nan": {},
+        }[case]
         vector = torch.full((tiny.hidden_size,), float("nan") if case == "nan" else 1.0)
-        _token_file(path, {"token/french": vector}, meta if isinstance(meta, str) else
-                    {"hidden_size": tiny.hidden_size, "fingerprint": tiny.fingerprint, **meta})
+        _token_file(
+            path,
+            {"token/french": vector},
+            meta
+            if isinstance(meta, str)
+            else {
+                "hidden_size": tiny.hidden_size,
+                "fingerprint": tiny.fingerprint,
+                **meta,
+            },
+        )
     code, err = _cli(capsys, *_generate(path))
-    assert code == 2 and err.count("\n") == 0 and err.startswith("error: ") and str(path) in err
+    assert (
+        code == 2
+        and err.count("\n") == 0
+        and err.startswith("error: ")
+        and str(path) in err
+    )
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["generate", "--model", "/nonexistent/folder", "--prompt", "Hi."], "model folder not found: /nonexistent/folder"),
-    (["train", "--preset", "smoke", "--set", "stage1.checkpoint_every=0"], "checkpoint_every must be an integer >= 1"),
-    (["train", "--preset", "smoke", "--set", "stage1.batch_size=0"], "batch_size must be an integer >= 1"),
-    (["generate", "--model", "tiny", "--tokens", "none", "--prompt", "Hi.", "--max-new-tokens", "0"],
-     "max_new_tokens must be an integer >= 1"),
-    (["generate", "--model", "tiny", "--tokens", "none", "--prompt", "Hi. <french>"], "unknown steering token"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["generate", "--model", "/nonexistent/folder", "--prompt", "Hi."],
+            "model folder not found: /nonexistent/folder",
+        ),
+        (
+            ["train", "--preset", "smoke", "--set", "stage1.checkpoint_every=0"],
+            "checkpoint_every must be an integer >= 1",
+        ),
+        (
+            ["train", "--preset", "smoke", "--set", "stage1.batch_size=0"],
+            "batch_size must be an integer >= 1",
+        ),
+        (
+            [
+                "generate",
+                "--model",
+                "tiny",
+                "--tokens",
+                "none",
+                "--prompt",
+                "Hi.",
+                "--max-new-tokens",
+                "0",
+            ],
+            "max_new_tokens must be an integer >= 1",
+        ),
+        (
+            [
+                "generate",
+                "--model",
+                "tiny",
+                "--tokens",
+                "none",
+                "--prompt",
+                "Hi. <french>",
+            ],
+            "unknown steering token",
+        ),
+    ],
+)
 def test_cli_bad_input_is_one_line_and_exit_code_2(capsys, argv, message):
     code, err = _cli(capsys, *argv)
-    assert code == 2 and err.count("\n") == 0 and err.startswith("error: ") and message in err
+    assert (
+        code == 2
+        and err.count("\n") == 0
+        and err.startswith("error: ")
+        and message in err
+    )
 
 
 def test_cli_hub_id_while_offline_says_no_network_or_cache_copy(capsys, monkeypatch):
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    code, err = _cli(capsys, "generate", "--model", "no-such-org/no-such-model", "--prompt", "Hi.")
+    code, err = _cli(
+        capsys, "generate", "--model", "no-such-org/no-such-model", "--prompt", "Hi."
+    )
     assert code == 2 and err.count("\n") == 0
     assert "not in the local cache" in err and "HF_HUB_OFFLINE" in err
 
 
-@pytest.mark.parametrize("errno_, words", [(errno.ENOSPC, "No space left"), (errno.EROFS, "Read-only")])
-def test_cli_full_or_read_only_disk_names_the_path(capsys, tmp_path, monkeypatch, errno_, words):
+@pytest.mark.parametrize(
+    "errno_, words", [(errno.ENOSPC, "No space left"), (errno.EROFS, "Read-only")]
+)
+def test_cli_full_or_read_only_disk_names_the_path(
+    capsys, tmp_path, monkeypatch, errno_, words
+):
     def failing_open(*args, **kwargs):
         raise OSError(errno_, words)
 
     monkeypatch.setattr(sio, "open", failing_open, raising=False)
     out = tmp_path / "eval"
-    code, err = _cli(capsys, "evaluate", "--preset", "smoke", "--tokens", "none", "--methods", "instruction",
-                     "--out", str(out))
-    assert code == 2 and err.count("\n") == 0 and f"cannot write {out / 'records.jsonl'}: {words}" in err
+    code, err = _cli(
+        capsys,
+        "evaluate",
+        "--preset",
+        "smoke",
+        "--tokens",
+        "none",
+        "--methods",
+        "instruction",
+        "--out",
+        str(out),
+    )
+    assert (
+        code == 2
+        and err.count("\n") == 0
+        and f"cannot write {out / 'records.jsonl'}: {words}" in err
+    )
 
 
 @pytest.mark.slow
 def test_cli_traceback_only_with_debug(tmp_path):
-    argv = [sys.executable, "-m", "steerlib", "generate", "--model", str(tmp_path / "missing"), "--prompt", "Hi."]
+    argv = [
+        sys.executable,
+        "-m",
+        "steerlib",
+        "generate",
+        "--model",
+        str(tmp_path / "missing"),
+        "--prompt",
+        "Hi.",
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     plain = subprocess.run(argv, capture_output=True, text=True, env=env)
     debug = subprocess.run([*argv, "--debug"], capture_output=True, text=True, env=env)
     assert plain.returncode == debug.returncode == 2
-    assert "Traceback" not in plain.stderr and "error: model folder not found" in plain.stderr
+    assert (
+        "Traceback" not in plain.stderr
+        and "error: model folder not found" in plain.stderr
+    )
     assert "Traceback" in debug.stderr and "ModelNotFoundError" in debug.stderr
 
 
 # -- issue 28: nothing committed is overwritten by another run; the last silent cases ------------------
 def _snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
-def test_results_of_another_model_or_preset_are_never_overwritten(tmp_path, monkeypatch, capsys):
+def test_results_of_another_model_or_preset_are_never_overwritten(
+    tmp_path, monkeypatch, capsys
+):
     """``--set name=cpu`` on the smoke preset and ``--model tiny`` on the cpu preset leave a
     checkout's committed results/cpu byte for byte: each run gets a folder of its own under
     the artifacts, named from its model id and fingerprint. A name that is a path is refused."""
@@ -637,7 +929,11 @@ def test_results_of_another_model_or_preset_are_never_overwritten(tmp_path, monk
     checkout = tmp_path / "checkout"
     committed = checkout / "results" / "cpu"
     committed.mkdir(parents=True)
-    lines = (ROOT / "results" / "cpu" / "single_records.jsonl").read_text(encoding="utf-8").splitlines(True)[:3]
+    lines = (
+        (ROOT / "results" / "cpu" / "single_records.jsonl")
+        .read_text(encoding="utf-8")
+        .splitlines(True)[:3]
+    )
     (committed / "single_records.jsonl").write_text("".join(lines), encoding="utf-8")
     (committed / "teacher_compliance.md").write_text("made with --preset cpu\n")
     monkeypatch.setattr(paths, "project_root", lambda: checkout)
@@ -645,18 +941,26 @@ def test_results_of_another_model_or_preset_are_never_overwritten(tmp_path, monk
     before = _snapshot(checkout)
 
     small = ["--set", "eval.n_single=1", "--set", "eval.max_new_tokens=4"]
-    assert _cli(capsys, "teacher-compliance", "--preset", "smoke", "--set", "name=cpu") == (0, "")
-    assert _cli(capsys, "teacher-compliance", "--preset", "cpu", "--model", "tiny", *small) == (0, "")
+    assert _cli(
+        capsys, "teacher-compliance", "--preset", "smoke", "--set", "name=cpu"
+    ) == (0, "")
+    assert _cli(
+        capsys, "teacher-compliance", "--preset", "cpu", "--model", "tiny", *small
+    ) == (0, "")
     assert _snapshot(checkout) == before
     made = [p.name for p in (tmp_path / "artifacts" / "results").iterdir()]
     assert len(made) == 1 and made[0].startswith("cpu--tiny-llama-2x64-seed0-"), made
     for name in ("../..", "/tmp/x", "a/b", ""):
-        code, err = _cli(capsys, "teacher-compliance", "--preset", "smoke", "--set", f"name={name}")
+        code, err = _cli(
+            capsys, "teacher-compliance", "--preset", "smoke", "--set", f"name={name}"
+        )
         assert code == 2 and "never a path" in err and repr(name) in err
     assert _snapshot(checkout) == before
 
 
-def test_torn_line_cut_inside_a_multibyte_character_is_dropped_and_resumes(tiny, tmp_path, caplog):
+def test_torn_line_cut_inside_a_multibyte_character_is_dropped_and_resumes(
+    tiny, tmp_path, caplog
+):
     """A full disk can cut a French answer inside "é" (b"\\xc3" + b"\\xa9"): that line alone is
     torn. It is dropped with the warning naming the file, and the evaluation resumes; the
     same cut before the last line is refused with the file and line."""
@@ -683,12 +987,22 @@ def test_every_spelling_of_a_file_takes_the_same_lock(tmp_path, monkeypatch):
     target = tmp_path / "c2" / "r.jsonl"
     first = sio.lock(target).lock_file
     monkeypatch.setenv("STEERLIB_CACHE", str(tmp_path / "other-cache"))
-    for spelling in (tmp_path / "c2" / "sub" / ".." / "r.jsonl", tmp_path / "link" / "r.jsonl", target):
+    for spelling in (
+        tmp_path / "c2" / "sub" / ".." / "r.jsonl",
+        tmp_path / "link" / "r.jsonl",
+        target,
+    ):
         assert sio.lock(spelling).lock_file == first, spelling
-    with sio.lock(tmp_path / "link" / "r.jsonl"):  # held: another holder (a thread has its own) waits
+    with sio.lock(
+        tmp_path / "link" / "r.jsonl"
+    ):  # held: another holder (a thread has its own) waits
         with pytest.raises(TimeoutError):  # filelock.Timeout
             with ThreadPoolExecutor(1) as pool:
-                pool.submit(sio.lock(tmp_path / "c2" / "sub" / ".." / "r.jsonl", timeout=0).acquire).result()
+                pool.submit(
+                    sio.lock(
+                        tmp_path / "c2" / "sub" / ".." / "r.jsonl", timeout=0
+                    ).acquire
+                ).result()
 
 
 @pytest.fixture
@@ -702,6 +1016,7 @@ def umask():
 def test_file_modes_follow_the_umask_and_a_replace_keeps_the_mode(tmp_path, umask):
     """New files and folders are created as ``open()``/``mkdir`` would under the umask (not
     tempfile's 0600); replacing an existing file keeps its mode."""
+
     def mode(p: Path) -> int:
         return p.stat().st_mode & 0o777
 
@@ -709,8 +1024,11 @@ def test_file_modes_follow_the_umask_and_a_replace_keeps_the_mode(tmp_path, umas
     sio.save_safetensors({"v": torch.zeros(2)}, tmp_path / "v.safetensors")
     with sio.atomic_folder(tmp_path / "tokens") as tmp:
         (tmp / "README.md").write_text("card")
-    assert (mode(tmp_path / "table.md"), mode(tmp_path / "v.safetensors"), mode(tmp_path / "tokens")) == \
-        (0o644, 0o644, 0o755)
+    assert (
+        mode(tmp_path / "table.md"),
+        mode(tmp_path / "v.safetensors"),
+        mode(tmp_path / "tokens"),
+    ) == (0o644, 0o644, 0o755)
     umask(0o027)
     sio.write_jsonl(tmp_path / "records.jsonl", [{"a": 1}])
     assert mode(tmp_path / "records.jsonl") == 0o640
@@ -732,7 +1050,12 @@ def test_request_runs_obey_strict(tiny):
     request = Request("Hi", ("french", "and", "spanish"))
     with pytest.raises(PromptError, match="two language behaviors never compose"):
         SteeredModel(tiny, tokens).generate([request], max_new_tokens=2)
-    assert isinstance(SteeredModel(tiny, tokens, strict=False).generate([request], max_new_tokens=2)[0], str)
+    assert isinstance(
+        SteeredModel(tiny, tokens, strict=False).generate([request], max_new_tokens=2)[
+            0
+        ],
+        str,
+    )
 
 
 def test_a_verifier_answering_none_and_a_non_finite_repetition_penalty_are_errors(tiny):
@@ -747,32 +1070,69 @@ def test_a_verifier_answering_none_and_a_non_finite_repetition_penalty_are_error
     def short(text: str):
         return np.bool_(len(text) < 40) if text else None  # None on the empty text only
 
-    mine = B.Behavior("short_answer", "length", ("Answer briefly.",), "under 40 characters", short)
-    with pytest.raises(VerifierError, match=r"<short_answer>'s checker returned NoneType"):
+    mine = B.Behavior(
+        "short_answer", "length", ("Answer briefly.",), "under 40 characters", short
+    )
+    with pytest.raises(
+        VerifierError, match=r"<short_answer>'s checker returned NoneType"
+    ):
         B.register(mine)
-    with B.registered(B.Behavior("short_answer", "length", ("Answer briefly.",), "under 40 characters",
-                                 lambda t: np.bool_(len(t) < 40))):
+    with B.registered(
+        B.Behavior(
+            "short_answer",
+            "length",
+            ("Answer briefly.",),
+            "under 40 characters",
+            lambda t: np.bool_(len(t) < 40),
+        )
+    ):
         assert B.verify_all("Paris.", ["short_answer"]) == {"short_answer": True}
         assert type(B.verify_all("Paris.", ["short_answer"])["short_answer"]) is bool
-        B._REGISTRY["short_answer"] = mine  # a checker that changed its mind after registration
-        with pytest.raises(VerifierError, match=r"<short_answer>'s checker returned NoneType.*True or False"):
+        B._REGISTRY["short_answer"] = (
+            mine  # a checker that changed its mind after registration
+        )
+        with pytest.raises(
+            VerifierError,
+            match=r"<short_answer>'s checker returned NoneType.*True or False",
+        ):
             B.verify_all("", ["short_answer"])
     for penalty in (float("inf"), float("nan"), 0.0):
-        with pytest.raises(ConfigError, match="repetition_penalty must be a finite number > 0"):
-            SteeredModel(tiny).generate("Hi.", max_new_tokens=2, repetition_penalty=penalty)
+        with pytest.raises(
+            ConfigError, match="repetition_penalty must be a finite number > 0"
+        ):
+            SteeredModel(tiny).generate(
+                "Hi.", max_new_tokens=2, repetition_penalty=penalty
+            )
 
 
-@pytest.mark.parametrize("item, message", [
-    ("stage1=5", "stage1 is a TrainConfig, not a value; set one of its fields (stage1.steps,"),
-    ("steps.french=5", "steps is a mapping, not a config: set it whole as a JSON object"),
-    ("stage1.validation.every=0", "stage1.validation is off (None) in this preset, so it has no fields to set; "
-                                  "turn it on with stage1.validation='{...}', a JSON object of ValidationConfig's "
-                                  "fields: every, patience"),
-    ("stage1.steps.x=1", "stage1.steps is a value (3), it has no field 'x'"),
-    ("eval=null", "eval is a EvalConfig and cannot be null"),
-    ("stage1.validation={\"evry\": 2}", "ValidationConfig has no field 'evry'; its fields: every,"),
-])
-def test_set_on_a_sub_config_a_mapping_or_a_disabled_sub_config_names_the_fields(capsys, item, message):
+@pytest.mark.parametrize(
+    "item, message",
+    [
+        (
+            "stage1=5",
+            "stage1 is a TrainConfig, not a value; set one of its fields (stage1.steps,",
+        ),
+        (
+            "steps.french=5",
+            "steps is a mapping, not a config: set it whole as a JSON object",
+        ),
+        (
+            "stage1.validation.every=0",
+            "stage1.validation is off (None) in this preset, so it has no fields to set; "
+            "turn it on with stage1.validation='{...}', a JSON object of ValidationConfig's "
+            "fields: every, patience",
+        ),
+        ("stage1.steps.x=1", "stage1.steps is a value (3), it has no field 'x'"),
+        ("eval=null", "eval is a EvalConfig and cannot be null"),
+        (
+            'stage1.validation={"evry": 2}',
+            "ValidationConfig has no field 'evry'; its fields: every,",
+        ),
+    ],
+)
+def test_set_on_a_sub_config_a_mapping_or_a_disabled_sub_config_names_the_fields(
+    capsys, item, message
+):
     code, err = _cli(capsys, "train", "--preset", "smoke", "--set", item)
     assert code == 2 and err.count("\n") == 0 and message in err, err
 
@@ -782,14 +1142,38 @@ def test_set_turns_a_disabled_sub_config_on_from_a_json_object():
     from steerlib.config import ValidationConfig, presets
 
     smoke = presets.smoke()
-    assert override(smoke, 'stage1.validation={"every": 4}').stage1.validation == ValidationConfig(every=4)
-    assert override(smoke, 'stage1={"steps": 2, "targets": {"max_new_tokens": 4}}').stage1.targets.max_new_tokens == 4
+    assert override(
+        smoke, 'stage1.validation={"every": 4}'
+    ).stage1.validation == ValidationConfig(every=4)
+    assert (
+        override(
+            smoke, 'stage1={"steps": 2, "targets": {"max_new_tokens": 4}}'
+        ).stage1.targets.max_new_tokens
+        == 4
+    )
 
 
-@pytest.mark.parametrize("value, on", [("1", True), ("true", True), ("Yes", True), ("on", True), ("0", False),
-                                       ("false", False), ("no", False), ("OFF", False), ("", False)])
+@pytest.mark.parametrize(
+    "value, on",
+    [
+        ("1", True),
+        ("true", True),
+        ("Yes", True),
+        ("on", True),
+        ("0", False),
+        ("false", False),
+        ("no", False),
+        ("OFF", False),
+        ("", False),
+    ],
+)
 def test_the_no_train_guard_reads_yes_and_no_words(monkeypatch, value, on):
-    from steerlib.guard import NO_TRAIN_ENV, TrainingDisabled, refuse_work, training_disabled
+    from steerlib.guard import (
+        NO_TRAIN_ENV,
+        TrainingDisabled,
+        refuse_work,
+        training_disabled,
+    )
 
     monkeypatch.setenv(NO_TRAIN_ENV, value)
     assert training_disabled() is on
@@ -804,31 +1188,71 @@ def test_the_no_train_guard_refuses_a_value_it_cannot_read(monkeypatch):
     from steerlib.guard import NO_TRAIN_ENV, training_disabled
 
     monkeypatch.setenv(NO_TRAIN_ENV, "maybe")
-    with pytest.raises(ConfigError, match=r"STEERLIB_NO_TRAIN='maybe' is neither on \(1, true, yes, on\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"STEERLIB_NO_TRAIN='maybe' is neither on \(1, true, yes, on\)",
+    ):
         training_disabled()
 
 
 def test_generate_on_a_model_without_shipped_tokens_says_so_at_once(capsys, caplog):
     with caplog.at_level(logging.WARNING, logger="steerlib"):
-        code, err = _cli(capsys, "generate", "--model", "tiny", "--prompt", "Hi. <french>", "--max-new-tokens", "2")
-    assert "has no shipped steering tokens" in caplog.text and "--tokens FILE" in caplog.text
+        code, err = _cli(
+            capsys,
+            "generate",
+            "--model",
+            "tiny",
+            "--prompt",
+            "Hi. <french>",
+            "--max-new-tokens",
+            "2",
+        )
+    assert (
+        "has no shipped steering tokens" in caplog.text
+        and "--tokens FILE" in caplog.text
+    )
     assert code == 2 and "unknown steering token(s) <french>" in err
-    code, err = _cli(capsys, "generate", "--model", "tiny", "--tokens", "pretrained", "--prompt", "Hi.")
-    assert code == 2 and err.startswith("error: ")  # asked for the shipped tokens by name: refused
+    code, err = _cli(
+        capsys,
+        "generate",
+        "--model",
+        "tiny",
+        "--tokens",
+        "pretrained",
+        "--prompt",
+        "Hi.",
+    )
+    assert code == 2 and err.startswith(
+        "error: "
+    )  # asked for the shipped tokens by name: refused
 
 
 @pytest.mark.parametrize("line", ['{"foo": 1}', "42", '["instruction", "french"]'])
-def test_a_records_line_that_is_json_but_not_a_record_is_one_line_naming_file_and_line(tmp_path, capsys, line):
+def test_a_records_line_that_is_json_but_not_a_record_is_one_line_naming_file_and_line(
+    tmp_path, capsys, line
+):
     out = tmp_path / "eval"
     out.mkdir()
     (out / "records.jsonl").write_text(line + "\n")
-    code, err = _cli(capsys, "evaluate", "--preset", "smoke", "--tokens", "none", "--methods", "instruction",
-                     "--out", str(out))
+    code, err = _cli(
+        capsys,
+        "evaluate",
+        "--preset",
+        "smoke",
+        "--tokens",
+        "none",
+        "--methods",
+        "instruction",
+        "--out",
+        str(out),
+    )
     assert code == 2 and err.count("\n") == 0, err
     assert f"{out / 'records.jsonl'}, line 1: not a record" in err
 
 
-def test_a_behavior_registered_again_with_another_definition_gets_new_records_and_verdicts(tiny, tmp_path):
+def test_a_behavior_registered_again_with_another_definition_gets_new_records_and_verdicts(
+    tiny, tmp_path
+):
     """The records key carries each own behavior's definition (``definitions_stamp``): the same
     name with a checker that now says False, or another instruction, is generated and verified
     again, and the first definition's records are reused when it comes back."""
@@ -839,23 +1263,39 @@ def test_a_behavior_registered_again_with_another_definition_gets_new_records_an
 
     def run(behavior: B.Behavior):
         with B.registered(behavior, new_category=True):
-            return evaluate(SteeredModel(tiny), ["instruction"], [("always",)], PROMPTS, records=path,
-                            max_new_tokens=3, progress=False)
+            return evaluate(
+                SteeredModel(tiny),
+                ["instruction"],
+                [("always",)],
+                PROMPTS,
+                records=path,
+                max_new_tokens=3,
+                progress=False,
+            )
 
     yes = B.Behavior("always", "mine", ("Answer.",), "anything passes", lambda t: True)
     no = B.Behavior("always", "mine", ("Answer.",), "nothing passes", lambda t: False)
-    reworded = B.Behavior("always", "mine", ("Reply, please.",), "anything passes", lambda t: True)
+    reworded = B.Behavior(
+        "always", "mine", ("Reply, please.",), "anything passes", lambda t: True
+    )
     assert list(run(yes)["ok"]) == [True, True]
     assert list(run(no)["ok"]) == [False, False]
-    assert list(run(reworded)["prompt"]) == PROMPTS and run(reworded)["behaviors"].nunique() == 1
-    assert len({r["behaviors"] for r in sio.read_jsonl(path)}) == 1  # each slot holds the last definition's
+    assert (
+        list(run(reworded)["prompt"]) == PROMPTS
+        and run(reworded)["behaviors"].nunique() == 1
+    )
+    assert (
+        len({r["behaviors"] for r in sio.read_jsonl(path)}) == 1
+    )  # each slot holds the last definition's
 
 
 def test_committed_records_of_your_own_behavior_carry_its_definition():
     """Chapter 5's records are stamped with the definition its committed token was trained under."""
     from safetensors import safe_open
 
-    with safe_open(str(ROOT / "results" / "cpu" / "ends_with_question.safetensors"), "pt") as f:
+    with safe_open(
+        str(ROOT / "results" / "cpu" / "ends_with_question.safetensors"), "pt"
+    ) as f:
         key = json.loads(f.metadata()["steerlib"])["info"]["ends_with_question"]["key"]
     rows = sio.read_jsonl(ROOT / "results" / "cpu" / "own_behavior_records.jsonl")
     assert rows and {r["behaviors"] for r in rows} == {key.rsplit("-", 1)[0]}
@@ -875,8 +1315,14 @@ def test_a_second_live_writer_of_a_checkpoint_is_refused(tmp_path):
     params = {"v": torch.zeros(4)}
 
     def train():
-        return fit(params, [1.0, 2.0], TrainConfig(steps=2, batch_size=1, checkpoint_every=1),
-                   lambda batch: (params["v"] - sum(batch)).pow(2).sum(), checkpoint=checkpoint, progress=False)
+        return fit(
+            params,
+            [1.0, 2.0],
+            TrainConfig(steps=2, batch_size=1, checkpoint_every=1),
+            lambda batch: (params["v"] - sum(batch)).pow(2).sum(),
+            checkpoint=checkpoint,
+            progress=False,
+        )
 
     holding, done = threading.Event(), threading.Event()
 
@@ -889,7 +1335,10 @@ def test_a_second_live_writer_of_a_checkpoint_is_refused(tmp_path):
     thread.start()
     holding.wait(60)
     try:
-        with pytest.raises(ConcurrentRunError, match=rf"another live process is writing {checkpoint}.*torchrun.*ps -eo pid,args"):
+        with pytest.raises(
+            ConcurrentRunError,
+            match=rf"another live process is writing {checkpoint}.*torchrun.*ps -eo pid,args",
+        ):
             train()
         assert not checkpoint.exists()
     finally:

@@ -1,4 +1,5 @@
 """Target sources: self, filtered (fails loudly), constructed (passes verifiers), model."""
+
 import json
 
 import pytest
@@ -18,7 +19,12 @@ def test_self_targets_are_the_models_answers(tiny):
     sm = st.SteeredModel(tiny)
     for t in targets:
         assert t.instructions in st.behaviors.get("french").paraphrases
-        assert list(t.answer) == sm.generate_ids([st.Request(t.question, (), t.instructions)], max_new_tokens=6)[0]
+        assert (
+            list(t.answer)
+            == sm.generate_ids(
+                [st.Request(t.question, (), t.instructions)], max_new_tokens=6
+            )[0]
+        )
 
 
 def test_targets_are_cached_and_reused(tiny, tmp_path):
@@ -38,14 +44,29 @@ def test_filtered_with_no_survivors_fails_loudly(tiny):
         make_targets(tiny, [(q, ("json",)) for q in QUESTIONS], cfg, key="json")
 
 
-def test_filtered_targets_are_the_passing_self_targets_without_new_generation(tiny, monkeypatch):
+def test_filtered_targets_are_the_passing_self_targets_without_new_generation(
+    tiny, monkeypatch
+):
     cfg = TargetConfig(max_new_tokens=6, min_kept=1)
     jobs = [(q, ("french",)) for q in QUESTIONS]
     answers = make_targets(tiny, jobs, cfg, key="fr")
     # a verifier that passes exactly the answers of even length: which ones survive is known
-    monkeypatch.setattr(st.behaviors, "verify_all", lambda text, names: {n: len(text) % 2 == 0 for n in names})
-    monkeypatch.setattr(st.SteeredModel, "generate_ids", lambda *a, **k: pytest.fail("filtered generated anew"))
-    kept = make_targets(tiny, jobs, TargetConfig(source="filtered", max_new_tokens=6, min_kept=1), key="fr")
+    monkeypatch.setattr(
+        st.behaviors,
+        "verify_all",
+        lambda text, names: {n: len(text) % 2 == 0 for n in names},
+    )
+    monkeypatch.setattr(
+        st.SteeredModel,
+        "generate_ids",
+        lambda *a, **k: pytest.fail("filtered generated anew"),
+    )
+    kept = make_targets(
+        tiny,
+        jobs,
+        TargetConfig(source="filtered", max_new_tokens=6, min_kept=1),
+        key="fr",
+    )
     assert kept == [t for t in answers if len(t.text) % 2 == 0]
 
 
@@ -53,13 +74,23 @@ def test_constructed_targets_are_the_plain_answers_rewritten(tiny):
     """Constructed targets are the model's own plain answers (no instruction asked), rewritten:
     every question yields one (case and JSON can be made of any answer) and its text is
     that answer upper-cased, wrapped in {"answer": ...}, or both, ending in end-of-sequence."""
-    cfg = TargetConfig(source="constructed", max_new_tokens=6, plain_max_new_tokens=40, min_kept=1)
-    plain = st.SteeredModel(tiny).generate([st.Request(q) for q in QUESTIONS], max_new_tokens=40)
-    expected = {("upper_case",): [p.upper() for p in plain],
-                ("json",): [json.dumps({"answer": p}, ensure_ascii=False) for p in plain],
-                ("lower_case", "json"): [json.dumps({"answer": p.lower()}, ensure_ascii=False) for p in plain]}
+    cfg = TargetConfig(
+        source="constructed", max_new_tokens=6, plain_max_new_tokens=40, min_kept=1
+    )
+    plain = st.SteeredModel(tiny).generate(
+        [st.Request(q) for q in QUESTIONS], max_new_tokens=40
+    )
+    expected = {
+        ("upper_case",): [p.upper() for p in plain],
+        ("json",): [json.dumps({"answer": p}, ensure_ascii=False) for p in plain],
+        ("lower_case", "json"): [
+            json.dumps({"answer": p.lower()}, ensure_ascii=False) for p in plain
+        ],
+    }
     for names, texts in expected.items():
-        targets = make_targets(tiny, [(q, names) for q in QUESTIONS], cfg, key="+".join(names))
+        targets = make_targets(
+            tiny, [(q, names) for q in QUESTIONS], cfg, key="+".join(names)
+        )
         assert [t.text for t in targets] == texts, names
         for t in targets:
             assert t.answer[-1] == tiny.eos_ids[0]
@@ -68,10 +99,15 @@ def test_constructed_targets_are_the_plain_answers_rewritten(tiny):
 
 def test_model_targets_come_from_the_given_model(tiny):
     other = tiny_backbone(seed=1)
-    cfg = TargetConfig(source="model", model="unused-when-teacher-given", max_new_tokens=6, min_kept=1)
-    targets = make_targets(tiny, [(q, ("french",)) for q in QUESTIONS], cfg, key="fr-model", teacher=other)
-    expected = st.SteeredModel(other).generate([st.Request(t.question, (), t.instructions) for t in targets],
-                                               max_new_tokens=6)
+    cfg = TargetConfig(
+        source="model", model="unused-when-teacher-given", max_new_tokens=6, min_kept=1
+    )
+    targets = make_targets(
+        tiny, [(q, ("french",)) for q in QUESTIONS], cfg, key="fr-model", teacher=other
+    )
+    expected = st.SteeredModel(other).generate(
+        [st.Request(t.question, (), t.instructions) for t in targets], max_new_tokens=6
+    )
     assert [t.text for t in targets] == expected
 
 
@@ -82,13 +118,35 @@ def test_bad_source_is_a_clear_error():
         TargetConfig(source="model")
 
 
-def test_constructed_pair_with_a_language_transforms_the_rest_of_an_answer_in_that_language(tiny):
+def test_constructed_pair_with_a_language_transforms_the_rest_of_an_answer_in_that_language(
+    tiny,
+):
     from steerlib.train.targets import _construct
 
-    french = ("Les chats ronronnent surtout quand ils sont détendus et heureux. Ce son vient de leur "
-              "larynx, qui vibre très vite. Ils ronronnent aussi pour se calmer quand ils ont mal.")
-    target = _construct(tiny, "Why do cats purr?", ("french", "sentences_1"), "Answer in French.", french)
-    assert target.text == "Les chats ronronnent surtout quand ils sont détendus et heureux."  # the first sentence
+    french = (
+        "Les chats ronronnent surtout quand ils sont détendus et heureux. Ce son vient de leur "
+        "larynx, qui vibre très vite. Ils ronronnent aussi pour se calmer quand ils ont mal."
+    )
+    target = _construct(
+        tiny,
+        "Why do cats purr?",
+        ("french", "sentences_1"),
+        "Answer in French.",
+        french,
+    )
+    assert (
+        target.text
+        == "Les chats ronronnent surtout quand ils sont détendus et heureux."
+    )  # the first sentence
     # an answer not in the language is not kept: no transform can make it French
     english = "Cats purr when they are relaxed. The sound comes from the larynx."
-    assert _construct(tiny, "Why do cats purr?", ("french", "sentences_1"), "Answer in French.", english) is None
+    assert (
+        _construct(
+            tiny,
+            "Why do cats purr?",
+            ("french", "sentences_1"),
+            "Answer in French.",
+            english,
+        )
+        is None
+    )

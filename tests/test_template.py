@@ -1,4 +1,5 @@
 """Token syntax, chat rendering and exact placement of steering vectors."""
+
 import pytest
 import torch
 
@@ -7,14 +8,22 @@ from steerlib.model.template import parse, render, render_text, embed
 
 
 def test_parse_trailing_tags():
-    assert parse("Why is the sky blue? <french><and><words_10_50>", ["french", "and", "words_10_50"]) == (
-        "Why is the sky blue?", ["french", "and", "words_10_50"])
+    assert parse(
+        "Why is the sky blue? <french><and><words_10_50>",
+        ["french", "and", "words_10_50"],
+    ) == ("Why is the sky blue?", ["french", "and", "words_10_50"])
     assert parse("Why? <a> <b>  ", ["a", "b"]) == ("Why?", ["a", "b"])
 
 
 def test_parse_keeps_other_angle_brackets_as_text():
-    assert parse("Is a < b when a = 1 and b = 2?", ["french"]) == ("Is a < b when a = 1 and b = 2?", [])
-    assert parse("What does the <div> tag do in HTML?", ["french"]) == ("What does the <div> tag do in HTML?", [])
+    assert parse("Is a < b when a = 1 and b = 2?", ["french"]) == (
+        "Is a < b when a = 1 and b = 2?",
+        [],
+    )
+    assert parse("What does the <div> tag do in HTML?", ["french"]) == (
+        "What does the <div> tag do in HTML?",
+        [],
+    )
 
 
 def test_parse_unknown_token_lists_known():
@@ -25,17 +34,26 @@ def test_parse_unknown_token_lists_known():
 def test_render_matches_chat_template(tiny):
     tok = tiny.tokenizer
     question = "Why is the sky blue?"
-    expected = tok.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
-                                       tokenize=True, return_dict=True)["input_ids"]
+    expected = tok.apply_chat_template(
+        [{"role": "user", "content": question}],
+        add_generation_prompt=True,
+        tokenize=True,
+        return_dict=True,
+    )["input_ids"]
     assert render(tiny, question).ids == list(expected)
 
 
 def test_no_double_bos(tiny):
     ids = render(tiny, "Hello?", ["x"]).ids
     bos = tiny.tokenizer.bos_token_id
-    assert ids.count(bos) == list(tiny.tokenizer.apply_chat_template(
-        [{"role": "user", "content": "Hello?"}], tokenize=True, return_dict=True,
-        add_generation_prompt=True)["input_ids"]).count(bos)
+    assert ids.count(bos) == list(
+        tiny.tokenizer.apply_chat_template(
+            [{"role": "user", "content": "Hello?"}],
+            tokenize=True,
+            return_dict=True,
+            add_generation_prompt=True,
+        )["input_ids"]
+    ).count(bos)
 
 
 def _word_token(bb, word=" French"):
@@ -50,7 +68,7 @@ def test_slot_sits_right_after_question(tiny):
     toks.set("fr", tiny.embeddings[wid])
     steered = render_text(tiny, "Why is the sky blue? <fr>", toks)
     written = render(tiny, "Why is the sky blue? French")
-    (pos, name), = steered.slots
+    ((pos, name),) = steered.slots
     assert name == "fr"
     ids = list(steered.ids)
     ids[pos] = wid
@@ -68,7 +86,9 @@ def test_embedding_equal_to_word_reproduces_its_generation(tiny):
     steered = sm.generate([q + " <fr>" for q in questions], max_new_tokens=12)
     assert written == steered
     embeds_w = embed(tiny, [render(tiny, questions[0] + " French")]).inputs_embeds
-    embeds_s = embed(tiny, [render_text(tiny, questions[0] + " <fr>", toks)], toks).inputs_embeds
+    embeds_s = embed(
+        tiny, [render_text(tiny, questions[0] + " <fr>", toks)], toks
+    ).inputs_embeds
     assert torch.equal(embeds_w, embeds_s)
 
 
@@ -79,8 +99,12 @@ def test_composition_places_each_vector(tiny):
     toks = st.SteeringTokens.for_backbone(tiny)
     for name, wid in zip(["b1", "and", "b2"], ids):
         toks.set(name, tiny.embeddings[wid])
-    steered = embed(tiny, [render_text(tiny, "Why is the sky blue? <b1><and><b2>", toks)], toks).inputs_embeds
-    written = embed(tiny, [render(tiny, "Why is the sky blue? French and short")]).inputs_embeds
+    steered = embed(
+        tiny, [render_text(tiny, "Why is the sky blue? <b1><and><b2>", toks)], toks
+    ).inputs_embeds
+    written = embed(
+        tiny, [render(tiny, "Why is the sky blue? French and short")]
+    ).inputs_embeds
     assert torch.equal(steered, written)
 
 
@@ -89,8 +113,13 @@ def test_batched_equals_one_by_one(tiny):
     g = torch.Generator().manual_seed(0)
     toks.set("a", torch.randn(tiny.hidden_size, generator=g))
     toks.set("b", torch.randn(tiny.hidden_size, generator=g))
-    prompts = ["Why is the sky blue? <a>", "What is a very long question about history and art? <a><b>",
-               "Hi?", "How do magnets work? <b><a>", "Explain tides. Answer in French."]
+    prompts = [
+        "Why is the sky blue? <a>",
+        "What is a very long question about history and art? <a><b>",
+        "Hi?",
+        "How do magnets work? <b><a>",
+        "Explain tides. Answer in French.",
+    ]
     sm = st.SteeredModel(tiny, toks)
     batched = sm.generate(prompts, max_new_tokens=16, batch_size=5)
     assert batched == [sm.generate(p, max_new_tokens=16) for p in prompts]
@@ -98,8 +127,11 @@ def test_batched_equals_one_by_one(tiny):
 
 def test_batched_equals_one_by_one_embedded(embedded):
     sm = st.SteeredModel(embedded)
-    prompts = ["Why is the sky blue?", "What is the capital of France and why is it famous?",
-               "Name a fruit. Answer in French."]
+    prompts = [
+        "Why is the sky blue?",
+        "What is the capital of France and why is it famous?",
+        "Name a fruit. Answer in French.",
+    ]
     batched = sm.generate(prompts, max_new_tokens=24, batch_size=3)
     assert batched == [sm.generate(p, max_new_tokens=24) for p in prompts]
 
@@ -127,9 +159,15 @@ def test_repetition_penalty_matches_a_plain_reference_loop(tiny):
             answer: list[int] = []
             with torch.no_grad():
                 for _ in range(8):
-                    logits = tiny.model(torch.tensor([seq + answer])).logits[0, -1].float()
+                    logits = (
+                        tiny.model(torch.tensor([seq + answer])).logits[0, -1].float()
+                    )
                     for t in set(answer):
-                        logits[t] = logits[t] / penalty if logits[t] > 0 else logits[t] * penalty
+                        logits[t] = (
+                            logits[t] / penalty
+                            if logits[t] > 0
+                            else logits[t] * penalty
+                        )
                     answer.append(int(logits.argmax()))
                     if answer[-1] in tiny.eos_ids:
                         break

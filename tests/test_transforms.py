@@ -128,7 +128,16 @@ def test_answers_are_realistic_and_varied():
     assert all(words[k] > 110 for k in LONG)
 
 
-PROSE = ("sky", "photosynthesis", "rome", "cats", "climate", "internet", "exercise", "coffee")
+PROSE = (
+    "sky",
+    "photosynthesis",
+    "rome",
+    "cats",
+    "climate",
+    "internet",
+    "exercise",
+    "coffee",
+)
 """Plain prose: every '.', '!' or '?' run followed by a space or the end closes a sentence."""
 
 
@@ -138,7 +147,9 @@ def _sentences(text: str) -> int:
 
 def _first_alnum_upper(text: str) -> bool:
     """Title case as promised: each whitespace-separated chunk's first letter or digit is not lower case."""
-    firsts = [m.group(0) for chunk in text.split() for m in [re.search(r"[^\W_]", chunk)] if m]
+    firsts = [
+        m.group(0) for chunk in text.split() for m in [re.search(r"[^\W_]", chunk)] if m
+    ]
     return bool(firsts) and not any(c.islower() for c in firsts)
 
 
@@ -172,7 +183,10 @@ def test_single_transform_has_its_property(name, key):
         expected_possible = B.SENTENCE_COUNTS[name] <= _sentences(text)
     elif category == "length":  # some sentence end falls inside the word range
         lo, hi = B.LENGTH_RANGES[name]
-        expected_possible = any(lo <= len(text[: m.end()].split()) <= hi for m in re.finditer(r"[.!?]+(?=\s|$)", text))
+        expected_possible = any(
+            lo <= len(text[: m.end()].split()) <= hi
+            for m in re.finditer(r"[.!?]+(?=\s|$)", text)
+        )
     else:
         expected_possible = True
     assert (out is not None) == expected_possible, (name, key)
@@ -222,16 +236,22 @@ def test_compositions_have_every_property(k):
             built += 1
             if "json" in combo:
                 wrapped = json.loads(out)
-                assert list(wrapped) == ["answer"] and isinstance(wrapped["answer"], str), out
+                assert list(wrapped) == ["answer"] and isinstance(
+                    wrapped["answer"], str
+                ), out
                 out = wrapped["answer"]
-            missing = [n for n in combo if n != "json" and not _has(n, out, ANSWERS[key])]
+            missing = [
+                n for n in combo if n != "json" and not _has(n, out, ANSWERS[key])
+            ]
             assert not missing, (combo, key, missing, out)
     assert built > 100
 
 
 def test_composition_order_json_wraps_last():
     out = construct(["json", "upper_case", "sentences_1"], ANSWERS["sky"])
-    assert json.loads(out) == {"answer": "THE SKY LOOKS BLUE BECAUSE OF RAYLEIGH SCATTERING."}
+    assert json.loads(out) == {
+        "answer": "THE SKY LOOKS BLUE BECAUSE OF RAYLEIGH SCATTERING."
+    }
     out = construct(["words_10_50", "sentences_2", "title_case"], ANSWERS["pi"])
     assert out == (
         "Pi Is Approximately 3.14159. It Appears In Many Formulas, E.g. The Area Of A Circle."
@@ -252,7 +272,10 @@ def test_title_case_transform():
         (["german", "upper_case"], ANSWERS["sky"]),
         (["sentences_5"], ANSWERS["sky"]),  # only 4 sentences
         (["words_90_120"], ANSWERS["sky"]),  # too short
-        (["words_10_50"], " ".join(["word"] * 60) + "."),  # no boundary inside the range
+        (
+            ["words_10_50"],
+            " ".join(["word"] * 60) + ".",
+        ),  # no boundary inside the range
         (["words_50_70", "sentences_4"], ANSWERS["cats"]),  # 4 sentences, too few words
         (["title_case"], "NASA IS GREAT."),  # stays all upper-case
         (["upper_case"], "123 🙂"),  # no letter to case
@@ -275,7 +298,8 @@ def test_every_pair_of_constructible_behaviors_is_checked_somewhere():
         for combo in B.combinations(2, include_json=True)
         if any(construct(combo, text) is not None for text in ANSWERS.values())
     }
-    pairs = [c for c in B.combinations(2, include_json=True) if all(map(constructible, c))]
+    pairs = [
+        c for c in B.combinations(2, include_json=True) if all(map(constructible, c))
+    ]
     missing = [c for c in pairs if c not in covered]
     assert not missing, missing
-

@@ -9,13 +9,19 @@ import pytest
 from steerlib.tasks import behaviors
 from steerlib.tasks import verifiers as V
 
-ENGLISH = "The sky is blue because sunlight is scattered by the molecules of the atmosphere."
-FRENCH = "Le ciel est bleu à cause de la diffusion de la lumière par les molécules de l'air."
+ENGLISH = (
+    "The sky is blue because sunlight is scattered by the molecules of the atmosphere."
+)
+FRENCH = (
+    "Le ciel est bleu à cause de la diffusion de la lumière par les molécules de l'air."
+)
 SPANISH = "El cielo es azul porque la luz del sol se dispersa en la atmósfera."
 ITALIAN = "Il cielo è blu perché la luce del sole viene diffusa dall'atmosfera."
 PORTUGUESE = "O céu é azul porque a luz do sol é espalhada pela atmosfera."
 GERMAN = "Der Himmel ist blau, weil das Sonnenlicht in der Atmosphäre gestreut wird."
-CATALAN = "El cel és blau perquè la llum del sol es dispersa a l'atmosfera i arriba als ulls."
+CATALAN = (
+    "El cel és blau perquè la llum del sol es dispersa a l'atmosfera i arriba als ulls."
+)
 DUTCH = "De lucht is blauw omdat het zonlicht door de atmosfeer wordt verstrooid."
 
 # A plain 130-word English text; its first n words make texts of exact lengths.
@@ -49,7 +55,14 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
             "sans être programmés explicitement.",
             "- Dormez huit heures par nuit.\n- Mangez des légumes.\n- Faites du sport.",
         ],
-        [ENGLISH, SPANISH, "Bonjour! How are you doing today, my friend?", "", " \n", "3.14 🙂"],
+        [
+            ENGLISH,
+            SPANISH,
+            "Bonjour! How are you doing today, my friend?",
+            "",
+            " \n",
+            "3.14 🙂",
+        ],
     ),
     "spanish": (
         [
@@ -92,7 +105,11 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
         [first_words(9), first_words(51), "Yes, definitely — 100%."],
     ),
     "words_50_70": (
-        [first_words(50), first_words(70), first_words(60) + "\n\n- " + "\n- ".join("abc")],
+        [
+            first_words(50),
+            first_words(70),
+            first_words(60) + "\n\n- " + "\n- ".join("abc"),
+        ],
         [first_words(49), first_words(71), ""],
     ),
     "words_70_90": (
@@ -184,7 +201,11 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
             "## Steps\n\n1. Boil water.\n2. Add pasta.\n3. Wait 9.5 minutes.",
             "Is it safe? Yes. Is it cheap? No, not really!",
         ],
-        ["One. Two. Three.", "One. Two. Three. Four. Five.", "One! Two? Three... Four. Five"],
+        [
+            "One. Two. Three.",
+            "One. Two. Three. Four. Five.",
+            "One! Two? Three... Four. Five",
+        ],
     ),
     "sentences_5": (
         [
@@ -242,7 +263,9 @@ def test_language_rejects_unknown_target():
         V.is_language(FRENCH, "klingon")
 
 
-@pytest.mark.parametrize("text", ["", "   ", "\n\t", "42", "3.14 1,000", "🙂🙂", "--- ***"])
+@pytest.mark.parametrize(
+    "text", ["", "   ", "\n\t", "42", "3.14 1,000", "🙂🙂", "--- ***"]
+)
 def test_language_without_letters_is_false(text):
     assert not any(V.is_language(text, lang) for lang in V.LANGUAGES)
 
@@ -256,10 +279,14 @@ def test_language_detector_is_built_once(monkeypatch):
         builds.append(languages)
         return real(*languages)
 
-    monkeypatch.setattr(V, "LanguageDetectorBuilder", SimpleNamespace(from_languages=counting))
+    monkeypatch.setattr(
+        V, "LanguageDetectorBuilder", SimpleNamespace(from_languages=counting)
+    )
     V._detector.cache_clear()
     try:
-        assert [V.is_language(FRENCH, lang) for lang in ("french", "spanish", "french")] == [True, False, True]
+        assert [
+            V.is_language(FRENCH, lang) for lang in ("french", "spanish", "french")
+        ] == [True, False, True]
         assert len(builds) == 1
     finally:
         V._detector.cache_clear()  # the next test builds a real one again

@@ -1,4 +1,5 @@
 """Chapter 2 exercises: order variance by hand, and why the conflict rule excludes a pair."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -10,7 +11,11 @@ def order_accuracies(records: pd.DataFrame, method: str) -> pd.DataFrame:
     """Accuracy of each ordering of each combination for ``method`` (share of its prompts
     whose answer passed every behavior)."""
     mine = records[records["method"] == method]
-    return mine.groupby(["combo", "order"], as_index=False)["ok"].mean().rename(columns={"ok": "acc"})
+    return (
+        mine.groupby(["combo", "order"], as_index=False)["ok"]
+        .mean()
+        .rename(columns={"ok": "acc"})
+    )
 
 
 def order_variance(records: pd.DataFrame, method: str) -> float:
@@ -35,12 +40,24 @@ def excluded_with_reason() -> list[tuple[str, str, str]]:
 
 
 # -- checks (st.book.check) --------------------------------------------------------------
-def _made_up(accs: dict[tuple[str, str], list[bool]], method: str = "and") -> pd.DataFrame:
+def _made_up(
+    accs: dict[tuple[str, str], list[bool]], method: str = "and"
+) -> pd.DataFrame:
     rows = []
     for (combo, order), oks in accs.items():
         k = order.count("+") + 1
-        rows += [{"method": method, "combo": combo, "order": order, "k": k, "split": f"seen-{k}", "prompt_id": i,
-                  "ok": ok} for i, ok in enumerate(oks)]
+        rows += [
+            {
+                "method": method,
+                "combo": combo,
+                "order": order,
+                "k": k,
+                "split": f"seen-{k}",
+                "prompt_id": i,
+                "ok": ok,
+            }
+            for i, ok in enumerate(oks)
+        ]
     return pd.DataFrame(rows)
 
 
@@ -49,9 +66,15 @@ def check_order_variance(fn, records: pd.DataFrame | None = None) -> bool:
     on real records, each split's number is the library's ``st.metrics`` order variance."""
     import steerlib as st
 
-    made_up = _made_up({("a+b+c", "a+b+c"): [True, True], ("a+b+c", "b+a+c"): [True, False],
-                        ("a+b+c", "c+b+a"): [False, False], ("d+e", "d+e"): [True, False],
-                        ("d+e", "e+d"): [False, True]})
+    made_up = _made_up(
+        {
+            ("a+b+c", "a+b+c"): [True, True],
+            ("a+b+c", "b+a+c"): [True, False],
+            ("a+b+c", "c+b+a"): [False, False],
+            ("d+e", "d+e"): [True, False],
+            ("d+e", "e+d"): [False, True],
+        }
+    )
     cases = [((made_up, "and"), 50.0)]
     if records is not None:
         for _, part in records[records["method"] == "and"].groupby("split"):
@@ -64,7 +87,11 @@ def check_excluded_with_reason(fn) -> bool:
     import steerlib as st
 
     def right(found):
-        return ([(a, b) for a, b, _ in found] == [("words_50_70", "sentences_1"), ("words_70_90", "sentences_1"),
-                                                  ("words_90_120", "sentences_1"), ("words_90_120", "sentences_2")]
-                and all(str(B.MAX_WORDS_PER_SENTENCE) in reason for *_, reason in found))
+        return [(a, b) for a, b, _ in found] == [
+            ("words_50_70", "sentences_1"),
+            ("words_70_90", "sentences_1"),
+            ("words_90_120", "sentences_1"),
+            ("words_90_120", "sentences_2"),
+        ] and all(str(B.MAX_WORDS_PER_SENTENCE) in reason for *_, reason in found)
+
     return st.book.check("excluded_with_reason", fn, [((), right)])

@@ -1,4 +1,5 @@
 """Chapter 3 exercises: the orthogonality term of a vector, and a paired test of two methods."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -11,13 +12,24 @@ from steerlib.train.compose import orthogonality
 from steerlib.model.tokens import random_init, text_init
 
 
-def orthogonality_terms(bb: st.Backbone, tokens: st.SteeringTokens, seed: int = 0) -> pd.Series:
+def orthogonality_terms(
+    bb: st.Backbone, tokens: st.SteeringTokens, seed: int = 0
+) -> pd.Series:
     """L_orth = sum over seen behaviors of cos(v, e_b)^2 for three candidate <and> vectors:
     the trained <and>, the vocabulary's " and", and a random vector of typical norm."""
     seen = torch.stack([tokens[n] for n in B.names() if B.get(n).seen])
-    candidates = {"<and>": tokens["and"], "' and'": text_init(bb, " and"), "random": random_init(bb, seed)}
-    return pd.Series({label: orthogonality(v.float(), seen.float()).item() for label, v in candidates.items()},
-                     name="L_orth")
+    candidates = {
+        "<and>": tokens["and"],
+        "' and'": text_init(bb, " and"),
+        "random": random_init(bb, seed),
+    }
+    return pd.Series(
+        {
+            label: orthogonality(v.float(), seen.float()).item()
+            for label, v in candidates.items()
+        },
+        name="L_orth",
+    )
 
 
 def mcnemar(records: pd.DataFrame, a: str, b: str) -> dict:
@@ -27,8 +39,13 @@ def mcnemar(records: pd.DataFrame, a: str, b: str) -> dict:
     reverse. Under "no difference" each discordant pair is a fair coin, so the two-sided
     p-value is a binomial test of a_only out of a_only + b_only at 0.5.
     """
-    ok = records[records["method"].isin([a, b])].pivot_table(index=["order", "prompt_id"], columns="method",
-                                                               values="ok", aggfunc="first").dropna()
+    ok = (
+        records[records["method"].isin([a, b])]
+        .pivot_table(
+            index=["order", "prompt_id"], columns="method", values="ok", aggfunc="first"
+        )
+        .dropna()
+    )
     ok = ok.astype(bool)
     a_only = int((ok[a] & ~ok[b]).sum())
     b_only = int((ok[b] & ~ok[a]).sum())
@@ -51,10 +68,17 @@ def check_orthogonality_terms(fn, bb: st.Backbone, tokens: st.SteeringTokens) ->
     by_hand = sum(F.cosine_similarity(word, s, dim=0).item() ** 2 for s in seen)
 
     def right(terms):
-        return (set(terms.index) == {"<and>", "' and'", "random"} and abs(terms["<and>"]) < 1e-6
-                and abs(terms["' and'"] - by_hand) < 1e-4 * max(by_hand, 1e-6))
-    return st.book.check("orthogonality_terms", fn, [((bb, flat), right),
-                                                     ((bb, tokens), orthogonality_terms(bb, tokens))])
+        return (
+            set(terms.index) == {"<and>", "' and'", "random"}
+            and abs(terms["<and>"]) < 1e-6
+            and abs(terms["' and'"] - by_hand) < 1e-4 * max(by_hand, 1e-6)
+        )
+
+    return st.book.check(
+        "orthogonality_terms",
+        fn,
+        [((bb, flat), right), ((bb, tokens), orthogonality_terms(bb, tokens))],
+    )
 
 
 def check_mcnemar(fn, records: pd.DataFrame | None = None) -> bool:
@@ -63,17 +87,43 @@ def check_mcnemar(fn, records: pd.DataFrame | None = None) -> bool:
     from steerlib.evaluation.stats import paired_test
 
     def made_up(oks, method):
-        return pd.DataFrame([{"method": method, "order": "x+y", "prompt_id": i, "split": "seen-2", "ok": ok}
-                             for i, ok in enumerate(oks)])
+        return pd.DataFrame(
+            [
+                {
+                    "method": method,
+                    "order": "x+y",
+                    "prompt_id": i,
+                    "split": "seen-2",
+                    "ok": ok,
+                }
+                for i, ok in enumerate(oks)
+            ]
+        )
+
     a = [True] * 8 + [False] + [True] * 3 + [False] * 2
     b = [False] * 8 + [True] + [True] * 3 + [False] * 2
-    cases = [((pd.concat([made_up(a, "and"), made_up(b, "concat")]), "and", "concat"),
-              {"pairs": 14, "a_only": 8, "b_only": 1, "p_value": 20 / 512}),
-             ((pd.concat([made_up(a, "and"), made_up(a, "concat")]), "and", "concat"),
-              {"pairs": 14, "a_only": 0, "b_only": 0, "p_value": 1.0})]
+    cases = [
+        (
+            (pd.concat([made_up(a, "and"), made_up(b, "concat")]), "and", "concat"),
+            {"pairs": 14, "a_only": 8, "b_only": 1, "p_value": 20 / 512},
+        ),
+        (
+            (pd.concat([made_up(a, "and"), made_up(a, "concat")]), "and", "concat"),
+            {"pairs": 14, "a_only": 0, "b_only": 0, "p_value": 1.0},
+        ),
+    ]
     if records is not None:
         for _, r in paired_test(records, "and", "concat").iterrows():
             part = records[records["split"] == r["split"]]
-            cases.append(((part, "and", "concat"), {"pairs": int(r["n"]), "a_only": int(r["a_only"]),
-                                                    "b_only": int(r["b_only"]), "p_value": float(r["p"])}))
+            cases.append(
+                (
+                    (part, "and", "concat"),
+                    {
+                        "pairs": int(r["n"]),
+                        "a_only": int(r["a_only"]),
+                        "b_only": int(r["b_only"]),
+                        "p_value": float(r["p"]),
+                    },
+                )
+            )
     return st.book.check("mcnemar", fn, cases)

@@ -8,6 +8,7 @@ model for one combination and undoes the change on exit, so ``evaluate`` and
     baselines = train_baselines(bb, names, preset.stage1)
     evaluate(sm, ["instruction", "and", *baselines.values()], combos, prompts)
 """
+
 from __future__ import annotations
 
 import functools
@@ -26,10 +27,18 @@ from .lora_dare import LoRAConfig, LoRADare, train_lora
 BASELINES = ("caa", "lm_steer", "lora_dare")
 
 
-def train_baselines(bb: Backbone, names: Sequence[str], cfg: TrainConfig | None = None, *,
-                    train_for: Mapping[str, TrainConfig] | None = None, lr: Mapping[str, float] | None = None,
-                    which: Sequence[str] = BASELINES, questions: Sequence[str] | None = None,
-                    retrain: bool = False, progress: bool | None = None) -> dict[str, Baseline]:
+def train_baselines(
+    bb: Backbone,
+    names: Sequence[str],
+    cfg: TrainConfig | None = None,
+    *,
+    train_for: Mapping[str, TrainConfig] | None = None,
+    lr: Mapping[str, float] | None = None,
+    which: Sequence[str] = BASELINES,
+    questions: Sequence[str] | None = None,
+    retrain: bool = False,
+    progress: bool | None = None,
+) -> dict[str, Baseline]:
     """The baselines in ``which`` for ``names``, by method name, with the paper's settings.
 
     LM-Steer and LoRA train like the behavior tokens: with ``cfg`` (the stage-1 config),
@@ -40,7 +49,9 @@ def train_baselines(bb: Backbone, names: Sequence[str], cfg: TrainConfig | None 
     """
     unknown = (set(which) | set(lr or {})) - set(BASELINES)
     if unknown:
-        raise ConfigError(f"unknown baseline(s) {sorted(unknown)}; choose from {BASELINES}")
+        raise ConfigError(
+            f"unknown baseline(s) {sorted(unknown)}; choose from {BASELINES}"
+        )
     cfg = cfg or TrainConfig()
 
     def runs(method: str) -> tuple[TrainConfig, Mapping[str, TrainConfig] | None]:
@@ -53,11 +64,30 @@ def train_baselines(bb: Backbone, names: Sequence[str], cfg: TrainConfig | None 
     kw = dict(questions=questions, retrain=retrain, progress=progress)
     lm_cfg, lm_for = runs("lm_steer")
     lora_cfg, lora_for = runs("lora_dare")
-    makers = {"caa": lambda: train_caa(bb, names, CAAConfig(seed=cfg.seed), **kw),
-              "lm_steer": lambda: train_lm_steer(bb, names, LMSteerConfig(train=lm_cfg), train_for=lm_for, **kw),
-              "lora_dare": lambda: train_lora(bb, names, LoRAConfig(train=lora_cfg), train_for=lora_for, **kw)}
+    makers = {
+        "caa": lambda: train_caa(bb, names, CAAConfig(seed=cfg.seed), **kw),
+        "lm_steer": lambda: train_lm_steer(
+            bb, names, LMSteerConfig(train=lm_cfg), train_for=lm_for, **kw
+        ),
+        "lora_dare": lambda: train_lora(
+            bb, names, LoRAConfig(train=lora_cfg), train_for=lora_for, **kw
+        ),
+    }
     return {name: makers[name]() for name in BASELINES if name in which}
 
 
-__all__ = ["BASELINES", "Baseline", "CAA", "CAAConfig", "train_caa", "sweep", "LMSteer", "LMSteerConfig", "train_lm_steer",
-           "LoRADare", "LoRAConfig", "train_lora", "train_baselines"]
+__all__ = [
+    "BASELINES",
+    "Baseline",
+    "CAA",
+    "CAAConfig",
+    "train_caa",
+    "sweep",
+    "LMSteer",
+    "LMSteerConfig",
+    "train_lm_steer",
+    "LoRADare",
+    "LoRAConfig",
+    "train_lora",
+    "train_baselines",
+]

@@ -12,6 +12,7 @@ Paper: layer 10 of Qwen3-8B's 36, alpha 3.0. Other depths get the same relative 
 prompts. Vectors are extracted at every layer in the same forward passes, so a sweep over
 layers needs no new extraction.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -77,12 +78,16 @@ class CAA(Baseline):
         """What steering ``names`` adds to the layer's output: alpha * sum of their vectors."""
         self.require(names)
         layer = self.layer_for(bb)
-        return self.alpha * torch.stack([self.params[n]["vector"][layer] for n in sorted(names)]).sum(0)
+        return self.alpha * torch.stack(
+            [self.params[n]["vector"][layer] for n in sorted(names)]
+        ).sum(0)
 
     @contextlib.contextmanager
     def context(self, sm: SteeredModel, names: Sequence[str]) -> Iterator[SteeredModel]:
         self.check_backbone(sm.backbone)
-        with add_to_layer(sm.backbone, self.layer_for(sm.backbone), self.delta(sm.backbone, names)):
+        with add_to_layer(
+            sm.backbone, self.layer_for(sm.backbone), self.delta(sm.backbone, names)
+        ):
             yield sm
 
 
@@ -109,22 +114,33 @@ def add_to_layer(bb: Backbone, layer: int, delta: torch.Tensor) -> Iterator[None
 
 
 @torch.inference_mode()
-def last_token_states(bb: Backbone, rows: Sequence[Rendered], batch_size: int = 16,
-                      progress: bool | None = None, desc: str = "CAA") -> torch.Tensor:
+def last_token_states(
+    bb: Backbone,
+    rows: Sequence[Rendered],
+    batch_size: int = 16,
+    progress: bool | None = None,
+    desc: str = "CAA",
+) -> torch.Tensor:
     """Mean over ``rows`` of every decoder layer's output at the last prompt token, [n_layers, d].
 
     Prompts are left-padded, so every prompt's last token is in the last column.
     """
     layers = bb.model.base_model.layers
     seen: list[torch.Tensor] = []  # one [batch, d] per layer, in layer order
-    hooks = [layer.register_forward_hook(lambda _m, _i, out: seen.append(_hidden(out)[:, -1].float()))
-             for layer in layers]
+    hooks = [
+        layer.register_forward_hook(
+            lambda _m, _i, out: seen.append(_hidden(out)[:, -1].float())
+        )
+        for layer in layers
+    ]
     total = torch.zeros(len(layers), bb.hidden_size)
     try:
         starts = range(0, len(rows), batch_size)
-        for i in tqdm(starts, desc=desc, disable=progress is False or len(starts) < 4, leave=False):
+        for i in tqdm(
+            starts, desc=desc, disable=progress is False or len(starts) < 4, leave=False
+        ):
             seen.clear()
-            batch = embed(bb, rows[i: i + batch_size])
+            batch = embed(bb, rows[i : i + batch_size])
             bb.model.base_model(**batch.model_inputs(), use_cache=False)
             total += torch.stack(seen).sum(1).cpu()
     finally:
@@ -133,16 +149,30 @@ def last_token_states(bb: Backbone, rows: Sequence[Rendered], batch_size: int = 
     return total / len(rows)
 
 
-def extraction_questions(cfg: CAAConfig, questions: Sequence[str] | None = None) -> list[str]:
+def extraction_questions(
+    cfg: CAAConfig, questions: Sequence[str] | None = None
+) -> list[str]:
     """The ``n_prompts`` questions CAA averages over, drawn with the config's seed from
     ``questions`` (default: the shipped training split)."""
-    return P.load("train", list(questions) if questions is not None else None, limit=cfg.n_prompts,
-                  seed=cfg.seed)
+    return P.load(
+        "train",
+        list(questions) if questions is not None else None,
+        limit=cfg.n_prompts,
+        seed=cfg.seed,
+    )
 
 
-def train_caa(bb: Backbone, names: Sequence[str], config: CAAConfig | None = None, *, layer: int | None = None,
-              alpha: float = 3.0, questions: Sequence[str] | None = None, retrain: bool = False,
-              progress: bool | None = None) -> CAA:
+def train_caa(
+    bb: Backbone,
+    names: Sequence[str],
+    config: CAAConfig | None = None,
+    *,
+    layer: int | None = None,
+    alpha: float = 3.0,
+    questions: Sequence[str] | None = None,
+    retrain: bool = False,
+    progress: bool | None = None,
+) -> CAA:
     """CAA vectors for ``names`` (cached per behavior), as a method steering at ``layer`` with ``alpha``.
 
     ``questions`` defaults to the shipped training questions; ``n_prompts`` of them are
@@ -150,38 +180,93 @@ def train_caa(bb: Backbone, names: Sequence[str], config: CAAConfig | None = Non
     """
     cfg = config or CAAConfig()
     source, questions = questions, extraction_questions(cfg, questions)
-    plain = functools.cache(lambda: last_token_states(bb, [render(bb, q) for q in questions], cfg.batch_size,
-                                                      progress, desc="CAA plain"))
+    plain = functools.cache(
+        lambda: last_token_states(
+            bb,
+            [render(bb, q) for q in questions],
+            cfg.batch_size,
+            progress,
+            desc="CAA plain",
+        )
+    )
 
     def one(name: str, cfg: CAAConfig, _checkpoint) -> tuple[CAA, bool]:
         start = time.perf_counter()
         rng = random.Random(behavior_seed(cfg.seed, name))
         rows = [render(bb, q, (), B.get(name).instruction(rng)) for q in questions]
-        vector = last_token_states(bb, rows, cfg.batch_size, progress, desc=f"CAA {name}") - plain()
+        vector = (
+            last_token_states(bb, rows, cfg.batch_size, progress, desc=f"CAA {name}")
+            - plain()
+        )
         seconds = round(time.perf_counter() - start, 1)
         log.info("caa <%s>: %d prompts in %.0f s", name, len(questions), seconds)
         info = {"config": asdict(cfg), "n_prompts": len(questions), "seconds": seconds}
-        return CAA(params={name: {"vector": vector}}, model_id=bb.model_id, fingerprint=bb.fingerprint,
-                   info={name: info}), True
+        return CAA(
+            params={name: {"vector": vector}},
+            model_id=bb.model_id,
+            fingerprint=bb.fingerprint,
+            info={name: info},
+        ), True
 
-    caa = train_each(bb, names, CAA, lambda _: cfg, one, questions=source, retrain=retrain, progress=progress)
+    caa = train_each(
+        bb,
+        names,
+        CAA,
+        lambda _: cfg,
+        one,
+        questions=source,
+        retrain=retrain,
+        progress=progress,
+    )
     return replace(caa, layer=layer, alpha=alpha)
 
 
-def sweep(bb: Backbone, caa: CAA, behaviors: Sequence[str], prompts: Sequence[str], alphas: Sequence[float],
-          layers: Sequence[int], *, max_new_tokens: int = 256, batch_size: int = 32,
-          records: str | Path | None = None, progress: bool | None = None) -> pd.DataFrame:
+def sweep(
+    bb: Backbone,
+    caa: CAA,
+    behaviors: Sequence[str],
+    prompts: Sequence[str],
+    alphas: Sequence[float],
+    layers: Sequence[int],
+    *,
+    max_new_tokens: int = 256,
+    batch_size: int = 32,
+    records: str | Path | None = None,
+    progress: bool | None = None,
+) -> pd.DataFrame:
     """Verifier pass rate of each single behavior under every (layer, alpha), best mean first.
 
     ``prompts`` should be a validation split: questions used neither for extraction nor
     for the final evaluation. Take the first row's setting with
     ``replace(caa, layer=int(table.layer[0]), alpha=float(table.alpha[0]))``.
     """
-    settings = [replace(caa, name=f"{caa.name}@L{layer}a{alpha:g}", layer=layer, alpha=alpha)
-                for layer in layers for alpha in alphas]
-    recs = evaluate(SteeredModel(bb), settings, [(b,) for b in behaviors], prompts,
-                    max_new_tokens=max_new_tokens, batch_size=batch_size, records=records, progress=progress)
+    settings = [
+        replace(caa, name=f"{caa.name}@L{layer}a{alpha:g}", layer=layer, alpha=alpha)
+        for layer in layers
+        for alpha in alphas
+    ]
+    recs = evaluate(
+        SteeredModel(bb),
+        settings,
+        [(b,) for b in behaviors],
+        prompts,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        records=records,
+        progress=progress,
+    )
     rates = recs.groupby(["method", "order"])["ok"].mean().unstack()
-    rows = [{"layer": m.layer, "alpha": m.alpha, "mean": rates.loc[m.name].mean(), **rates.loc[m.name].to_dict()}
-            for m in settings]
-    return pd.DataFrame(rows).sort_values("mean", ascending=False, kind="stable").reset_index(drop=True)
+    rows = [
+        {
+            "layer": m.layer,
+            "alpha": m.alpha,
+            "mean": rates.loc[m.name].mean(),
+            **rates.loc[m.name].to_dict(),
+        }
+        for m in settings
+    ]
+    return (
+        pd.DataFrame(rows)
+        .sort_values("mean", ascending=False, kind="stable")
+        .reset_index(drop=True)
+    )

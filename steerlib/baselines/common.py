@@ -11,6 +11,7 @@ Training results are cached per behavior under
 ``artifacts/<fingerprint>/baselines/<kind>/<name>-<config hash>``, plus a digest of the
 training questions when they are not the shipped train split (``prompts.cache_tag``).
 """
+
 from __future__ import annotations
 
 import json
@@ -50,7 +51,9 @@ class Baseline(Method):
     """A steering method that changes the model; the prompt carries no tokens or instructions."""
 
     tokens: bool = False
-    params: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict, compare=False, repr=False)
+    params: dict[str, dict[str, torch.Tensor]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
     """Per behavior, its trained tensors (float32, CPU)."""
     model_id: str = ""
     fingerprint: str = ""
@@ -82,32 +85,56 @@ class Baseline(Method):
         if bb.fingerprint != self.fingerprint:
             raise ValueError(
                 f"this {self.KIND} baseline was trained for {self.model_id!r} (fingerprint {self.fingerprint}) "
-                f"but the backbone is {bb.model_id!r} (fingerprint {bb.fingerprint}); train it for this model")
+                f"but the backbone is {bb.model_id!r} (fingerprint {bb.fingerprint}); train it for this model"
+            )
 
     def require(self, names: Sequence[str]) -> None:
         """Every behavior of a combination must have trained parameters."""
         missing = [n for n in names if n not in self.params]
         if missing:
-            raise KeyError(f"{self.KIND} has no parameters for {missing}; trained: {self.names or 'none'}")
+            raise KeyError(
+                f"{self.KIND} has no parameters for {missing}; trained: {self.names or 'none'}"
+            )
 
     def digest(self, sm: SteeredModel, names: Sequence[str]) -> str:
         """A short hash of the settings and the named behaviors' tensors: generation records
         carry it, so records of other settings or retrained parameters count as stale.
         (``sm``'s tokens play no part: the prompt reads none.)"""
-        settings = json.dumps({k: getattr(self, k) for k in self.SETTINGS}, sort_keys=True)
-        return tensor_digest(((f"{name}/{key}", tensor) for name in sorted(set(names))
-                              for key, tensor in sorted(self.params[name].items())), salt=settings)
+        settings = json.dumps(
+            {k: getattr(self, k) for k in self.SETTINGS}, sort_keys=True
+        )
+        return tensor_digest(
+            (
+                (f"{name}/{key}", tensor)
+                for name in sorted(set(names))
+                for key, tensor in sorted(self.params[name].items())
+            ),
+            salt=settings,
+        )
 
     def metadata(self) -> dict:
-        return {"format": FORMAT, "kind": self.KIND, "model_id": self.model_id, "fingerprint": self.fingerprint,
-                "names": self.names, "settings": {k: getattr(self, k) for k in self.SETTINGS},
-                "info": self.info, "steerlib_version": __version__}
+        return {
+            "format": FORMAT,
+            "kind": self.KIND,
+            "model_id": self.model_id,
+            "fingerprint": self.fingerprint,
+            "names": self.names,
+            "settings": {k: getattr(self, k) for k in self.SETTINGS},
+            "info": self.info,
+            "steerlib_version": __version__,
+        }
 
     def save(self, path: str | Path) -> Path:
         """Write ``<name>/<key>`` tensors to one safetensors file with the JSON metadata."""
-        tensors = {f"{n}/{k}": t.contiguous() for n, group in self.params.items() for k, t in group.items()}
+        tensors = {
+            f"{n}/{k}": t.contiguous()
+            for n, group in self.params.items()
+            for k, t in group.items()
+        }
         # atomic, under a unique temp name: an interrupted save never leaves a torn file
-        return save_safetensors(tensors, path, metadata={"steerlib": json.dumps(self.metadata())})
+        return save_safetensors(
+            tensors, path, metadata={"steerlib": json.dumps(self.metadata())}
+        )
 
     @classmethod
     def load(cls: type[T], path: str | Path, backbone: Backbone) -> T:
@@ -124,16 +151,26 @@ class Baseline(Method):
         return cls.from_metadata(meta, backbone, params=params)
 
     @classmethod
-    def from_metadata(cls: type[T], meta: dict, backbone: Backbone, **per_behavior) -> T:
-        out = cls(**meta["settings"], model_id=meta["model_id"], fingerprint=meta["fingerprint"],
-                  info=meta["info"], **per_behavior)
+    def from_metadata(
+        cls: type[T], meta: dict, backbone: Backbone, **per_behavior
+    ) -> T:
+        out = cls(
+            **meta["settings"],
+            model_id=meta["model_id"],
+            fingerprint=meta["fingerprint"],
+            info=meta["info"],
+            **per_behavior,
+        )
         out.check_backbone(backbone)
         return out
 
     @classmethod
     def join(cls: type[T], parts: Sequence[T]) -> T:
         """One method holding every part's behaviors (settings from the first part)."""
-        merged = {k: {n: v for p in parts for n, v in getattr(p, k).items()} for k in cls.PER_BEHAVIOR}
+        merged = {
+            k: {n: v for p in parts for n, v in getattr(p, k).items()}
+            for k in cls.PER_BEHAVIOR
+        }
         return replace(parts[0], **merged)
 
 
@@ -152,9 +189,17 @@ def cache_dir(bb: Backbone, kind: str) -> Path:
     return artifacts_root() / bb.fingerprint / "baselines" / kind
 
 
-def train_each(bb: Backbone, names: Sequence[str], cls: type[T], config_for: Callable[[str], C],
-               train_one: Callable[[str, C, Path], tuple[T, bool]], *, questions: Sequence[str] | None = None,
-               retrain: bool = False, progress: bool | None = None) -> T:
+def train_each(
+    bb: Backbone,
+    names: Sequence[str],
+    cls: type[T],
+    config_for: Callable[[str], C],
+    train_one: Callable[[str, C, Path], tuple[T, bool]],
+    *,
+    questions: Sequence[str] | None = None,
+    retrain: bool = False,
+    progress: bool | None = None,
+) -> T:
     """Per behavior: load its cached result, or train it and cache it once complete.
 
     ``config_for(name)`` is that behavior's config (behaviors may train with different
@@ -168,7 +213,9 @@ def train_each(bb: Backbone, names: Sequence[str], cls: type[T], config_for: Cal
         raise ValueError("no behaviors to train")
     folder = cache_dir(bb, cls.KIND)
     parts = []
-    for name in tqdm(names, desc=cls.KIND, disable=progress is False or len(names) < 2, leave=False):
+    for name in tqdm(
+        names, desc=cls.KIND, disable=progress is False or len(names) < 2, leave=False
+    ):
         config = config_for(name)
         stem = f"{B.cache_name(name)}-{config_hash(config)}{P.cache_tag(questions)}"
         final = folder / f"{stem}{cls.SUFFIX}"
@@ -186,19 +233,32 @@ def train_each(bb: Backbone, names: Sequence[str], cls: type[T], config_for: Cal
     return cls.join(parts)
 
 
-def distill_examples(bb: Backbone, name: str, cfg: TrainConfig, questions: Sequence[str] | None,
-                     progress: bool | None) -> list[Example]:
+def distill_examples(
+    bb: Backbone,
+    name: str,
+    cfg: TrainConfig,
+    questions: Sequence[str] | None,
+    progress: bool | None,
+) -> list[Example]:
     """Stage 1's targets for ``name``, with the student reading the plain question.
 
     LM-Steer and LoRA learn the same self-distillation as the behavior tokens, on the
     very same (cached) targets; only where the student's steering lives differs.
     """
-    return examples_for(bb, behavior_targets(bb, name, cfg, questions, progress), lambda t: ())
+    return examples_for(
+        bb, behavior_targets(bb, name, cfg, questions, progress), lambda t: ()
+    )
 
 
-def per_behavior(config: C, train_for: Mapping[str, TrainConfig] | None, name: str) -> C:
+def per_behavior(
+    config: C, train_for: Mapping[str, TrainConfig] | None, name: str
+) -> C:
     """``config`` with ``train_for[name]`` as its training run, where one is given."""
-    return replace(config, train=train_for[name]) if train_for and name in train_for else config
+    return (
+        replace(config, train=train_for[name])
+        if train_for and name in train_for
+        else config
+    )
 
 
 def behavior_seed(seed: int, name: str) -> int:
@@ -206,10 +266,25 @@ def behavior_seed(seed: int, name: str) -> int:
     return zlib.crc32(f"{seed}-{name}".encode())
 
 
-def training_record(kind: str, name: str, config, losses: list[float], n_examples: int, start: float) -> dict:
+def training_record(
+    kind: str, name: str, config, losses: list[float], n_examples: int, start: float
+) -> dict:
     """The per-behavior ``info`` entry, and a log line saying what was done."""
     seconds = round(time.perf_counter() - start, 1)
-    log.info("%s <%s>: %d steps in %.0f s, loss %.3f -> %.3f", kind, name, len(losses), seconds,
-             losses[0], losses[-1])
-    return {"config": asdict(config), "n_examples": n_examples, "steps": len(losses), "seconds": seconds,
-            "final_loss": losses[-1], "losses": losses}
+    log.info(
+        "%s <%s>: %d steps in %.0f s, loss %.3f -> %.3f",
+        kind,
+        name,
+        len(losses),
+        seconds,
+        losses[0],
+        losses[-1],
+    )
+    return {
+        "config": asdict(config),
+        "n_examples": n_examples,
+        "steps": len(losses),
+        "seconds": seconds,
+        "final_loss": losses[-1],
+        "losses": losses,
+    }

@@ -13,6 +13,7 @@ Composition (paper): the behaviors' P1s are summed and their P2s are summed, so 
 steers with eps * h (P1a + P1b)(P2a + P2b), cross terms P1a P2b included, not with the sum
 of the two maps eps * h (P1a P2a + P1b P2b).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -69,8 +70,10 @@ class LMSteer(Baseline):
     def factors(self, names: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """The composed map: summed P1s and summed P2s (paper)."""
         self.require(names)
-        return (torch.stack([self.params[n]["P1"] for n in sorted(names)]).sum(0),
-                torch.stack([self.params[n]["P2"] for n in sorted(names)]).sum(0))
+        return (
+            torch.stack([self.params[n]["P1"] for n in sorted(names)]).sum(0),
+            torch.stack([self.params[n]["P2"] for n in sorted(names)]).sum(0),
+        )
 
     @contextlib.contextmanager
     def context(self, sm: SteeredModel, names: Sequence[str]) -> Iterator[SteeredModel]:
@@ -81,12 +84,15 @@ class LMSteer(Baseline):
 
 
 @contextlib.contextmanager
-def steer_final_hidden(bb: Backbone, p1: torch.Tensor, p2: torch.Tensor, eps: float) -> Iterator[None]:
+def steer_final_hidden(
+    bb: Backbone, p1: torch.Tensor, p2: torch.Tensor, eps: float
+) -> Iterator[None]:
     """``h -> h + eps * (h @ p1) @ p2`` on the final norm's output, inside the block only.
 
     The map is computed in float32, where ``p1``/``p2`` live, and cast back to the model's
     dtype; gradients reach ``p1`` and ``p2`` when they require them.
     """
+
     def hook(_module, _inputs, h):
         return h + (eps * (h.float() @ p1) @ p2).to(h.dtype)
 
@@ -97,9 +103,17 @@ def steer_final_hidden(bb: Backbone, p1: torch.Tensor, p2: torch.Tensor, eps: fl
         handle.remove()
 
 
-def train_lm_steer(bb: Backbone, names: Sequence[str], config: LMSteerConfig | None = None, *,
-                   train_for: Mapping[str, TrainConfig] | None = None, questions: Sequence[str] | None = None,
-                   retrain: bool = False, progress: bool | None = None, stop_after: int | None = None) -> LMSteer:
+def train_lm_steer(
+    bb: Backbone,
+    names: Sequence[str],
+    config: LMSteerConfig | None = None,
+    *,
+    train_for: Mapping[str, TrainConfig] | None = None,
+    questions: Sequence[str] | None = None,
+    retrain: bool = False,
+    progress: bool | None = None,
+    stop_after: int | None = None,
+) -> LMSteer:
     """Train one LM-Steer map per behavior by self-distillation (cached, resumable).
 
     ``train_for[name]``, where given, replaces ``config.train`` for that behavior: pass
@@ -112,16 +126,49 @@ def train_lm_steer(bb: Backbone, names: Sequence[str], config: LMSteerConfig | N
         examples = distill_examples(bb, name, cfg.train, questions, progress)
         gen = torch.Generator().manual_seed(behavior_seed(cfg.train.seed, name))
         d = bb.hidden_size
-        params = {"P1": (torch.randn(d, cfg.rank, generator=gen) * cfg.init_std).to(bb.device),
-                  "P2": (torch.randn(cfg.rank, d, generator=gen) * cfg.init_std).to(bb.device)}
+        params = {
+            "P1": (torch.randn(d, cfg.rank, generator=gen) * cfg.init_std).to(
+                bb.device
+            ),
+            "P2": (torch.randn(cfg.rank, d, generator=gen) * cfg.init_std).to(
+                bb.device
+            ),
+        }
         result = train_vectors(
-            bb, params, examples, cfg.train, checkpoint=checkpoint, desc=f"LM-Steer <{name}>",
-            student_context=lambda: steer_final_hidden(bb, params["P1"], params["P2"], cfg.eps),
-            progress=progress, stop_after=stop_after)
+            bb,
+            params,
+            examples,
+            cfg.train,
+            checkpoint=checkpoint,
+            desc=f"LM-Steer <{name}>",
+            student_context=lambda: steer_final_hidden(
+                bb, params["P1"], params["P2"], cfg.eps
+            ),
+            progress=progress,
+            stop_after=stop_after,
+        )
         trained = {k: p.detach().cpu() for k, p in params.items()}
-        info = training_record(LMSteer.KIND, name, cfg, result.losses, len(examples), start)
-        return (LMSteer(eps=cfg.eps, params={name: trained}, model_id=bb.model_id, fingerprint=bb.fingerprint,
-                        info={name: info}), result.finished)
+        info = training_record(
+            LMSteer.KIND, name, cfg, result.losses, len(examples), start
+        )
+        return (
+            LMSteer(
+                eps=cfg.eps,
+                params={name: trained},
+                model_id=bb.model_id,
+                fingerprint=bb.fingerprint,
+                info={name: info},
+            ),
+            result.finished,
+        )
 
-    return train_each(bb, names, LMSteer, lambda n: per_behavior(config, train_for, n), one, questions=questions,
-                      retrain=retrain, progress=progress)
+    return train_each(
+        bb,
+        names,
+        LMSteer,
+        lambda n: per_behavior(config, train_for, n),
+        one,
+        questions=questions,
+        retrain=retrain,
+        progress=progress,
+    )

@@ -26,6 +26,7 @@ Files: a folder with one PEFT adapter folder per behavior (``adapter_model.safet
 and ``adapter_config.json``, the files ``PeftModel.save_pretrained`` writes and
 ``PeftModel.from_pretrained`` reads) plus ``steerlib.json``, the steerlib metadata.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -80,8 +81,13 @@ class LoRAConfig:
     """Optimiser, steps and targets: the behavior tokens' stage-1 config."""
 
     def peft_config(self, bb: Backbone) -> peft.LoraConfig:
-        return peft.LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
-                               target_modules=list(self.target_modules), base_model_name_or_path=bb.model_id)
+        return peft.LoraConfig(
+            r=self.r,
+            lora_alpha=self.alpha,
+            lora_dropout=self.dropout,
+            target_modules=list(self.target_modules),
+            base_model_name_or_path=bb.model_id,
+        )
 
 
 @dataclass(frozen=True)
@@ -92,7 +98,9 @@ class LoRADare(Baseline):
     """
 
     name: str = "lora_dare"
-    configs: dict[str, peft.LoraConfig] = field(default_factory=dict, compare=False, repr=False)
+    configs: dict[str, peft.LoraConfig] = field(
+        default_factory=dict, compare=False, repr=False
+    )
     density: float = 0.5
     """Share of adapter entries DARE keeps; the drop rate is 1 - density (ours)."""
     weight: float = 1.0
@@ -107,8 +115,13 @@ class LoRADare(Baseline):
 
     def merge_settings(self) -> dict:
         """How combinations are merged: PEFT combination type, density, drop rate, weight, seed."""
-        return {"combination_type": COMBINATION, "density": self.density, "drop_rate": 1 - self.density,
-                "weight": self.weight, "seed": self.seed}
+        return {
+            "combination_type": COMBINATION,
+            "density": self.density,
+            "drop_rate": 1 - self.density,
+            "weight": self.weight,
+            "seed": self.seed,
+        }
 
     def metadata(self) -> dict:
         return super().metadata() | {"merge": self.merge_settings()}
@@ -118,10 +131,17 @@ class LoRADare(Baseline):
         bb = sm.backbone
         self.check_backbone(bb)
         self.require(names)
-        with attach(bb, {n: self.configs[n] for n in names}, {n: self.params[n] for n in names}) as model:
+        with attach(
+            bb, {n: self.configs[n] for n in names}, {n: self.params[n] for n in names}
+        ) as model:
             with _seeded(bb, self.seed):
-                model.add_weighted_adapter(list(names), [self.weight] * len(names), MERGED,
-                                           combination_type=COMBINATION, density=self.density)
+                model.add_weighted_adapter(
+                    list(names),
+                    [self.weight] * len(names),
+                    MERGED,
+                    combination_type=COMBINATION,
+                    density=self.density,
+                )
             model.set_adapter(MERGED, inference_mode=True)
             set_dropout(model, False)
             yield sm
@@ -140,18 +160,34 @@ class LoRADare(Baseline):
         """Read a folder written by ``save`` through PEFT's own readers, checking the model."""
         path = Path(path)
         if not (path / META_FILE).is_file():
-            raise FileNotFoundError(f"no {cls.KIND} folder at {path} (missing {META_FILE})")
-        meta = read_metadata({"steerlib": (path / META_FILE).read_text()}, path, cls.KIND)
+            raise FileNotFoundError(
+                f"no {cls.KIND} folder at {path} (missing {META_FILE})"
+            )
+        meta = read_metadata(
+            {"steerlib": (path / META_FILE).read_text()}, path, cls.KIND
+        )
         return cls.from_metadata(
-            meta, backbone, params={n: load_peft_weights(str(path / n), device="cpu") for n in meta["names"]},
-            configs={n: peft.LoraConfig.from_pretrained(str(path / n)) for n in meta["names"]})
+            meta,
+            backbone,
+            params={
+                n: load_peft_weights(str(path / n), device="cpu") for n in meta["names"]
+            },
+            configs={
+                n: peft.LoraConfig.from_pretrained(str(path / n)) for n in meta["names"]
+            },
+        )
 
 
-def write_adapter(folder: Path, state: dict[str, torch.Tensor], config: peft.LoraConfig) -> None:
+def write_adapter(
+    folder: Path, state: dict[str, torch.Tensor], config: peft.LoraConfig
+) -> None:
     """One adapter as ``PeftModel.save_pretrained`` writes it: safetensors weights, JSON config."""
     folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: t.contiguous() for k, t in state.items()}, str(folder / SAFETENSORS_WEIGHTS_NAME),
-              metadata={"format": "pt"})
+    save_file(
+        {k: t.contiguous() for k, t in state.items()},
+        str(folder / SAFETENSORS_WEIGHTS_NAME),
+        metadata={"format": "pt"},
+    )
     replace(config, inference_mode=True).save_pretrained(str(folder))
 
 
@@ -171,8 +207,12 @@ def set_dropout(model: peft.PeftModel, active: bool) -> None:
 
 
 @contextlib.contextmanager
-def attach(bb: Backbone, configs: dict[str, peft.LoraConfig], params: dict[str, dict[str, torch.Tensor]] | None = None,
-           seed: int = 0) -> Iterator[peft.PeftModel]:
+def attach(
+    bb: Backbone,
+    configs: dict[str, peft.LoraConfig],
+    params: dict[str, dict[str, torch.Tensor]] | None = None,
+    seed: int = 0,
+) -> Iterator[peft.PeftModel]:
     """``bb.model`` wrapped by PEFT with one adapter per entry of ``configs``, inside the block only.
 
     Adapters take their weights from ``params`` where given, else PEFT's init drawn from
@@ -186,16 +226,21 @@ def attach(bb: Backbone, configs: dict[str, peft.LoraConfig], params: dict[str, 
             for name in names[1:]:
                 model.add_adapter(name, configs[name])
         for name, state in (params or {}).items():
-            result = peft.set_peft_model_state_dict(model, {k: t.to(bb.device) for k, t in state.items()},
-                                                    adapter_name=name)
+            result = peft.set_peft_model_state_dict(
+                model, {k: t.to(bb.device) for k, t in state.items()}, adapter_name=name
+            )
             if result.unexpected_keys:
-                raise ValueError(f"adapter <{name}> does not fit this model: {result.unexpected_keys[:3]} ...")
+                raise ValueError(
+                    f"adapter <{name}> does not fit this model: {result.unexpected_keys[:3]} ..."
+                )
         set_dropout(model, False)
         yield model
 
 
 @contextlib.contextmanager
-def student_pass(model: peft.PeftModel, params: dict[str, torch.Tensor]) -> Iterator[None]:
+def student_pass(
+    model: peft.PeftModel, params: dict[str, torch.Tensor]
+) -> Iterator[None]:
     """The adapter on, with its dropout active, for the student pass only."""
     model.base_model.enable_adapter_layers()
     set_dropout(model, True)
@@ -210,10 +255,19 @@ def student_pass(model: peft.PeftModel, params: dict[str, torch.Tensor]) -> Iter
             p.requires_grad_(True)
 
 
-def train_lora(bb: Backbone, names: Sequence[str], config: LoRAConfig | None = None, *, density: float = 0.5,
-               weight: float = 1.0, train_for: Mapping[str, TrainConfig] | None = None,
-               questions: Sequence[str] | None = None, retrain: bool = False,
-               progress: bool | None = None, stop_after: int | None = None) -> LoRADare:
+def train_lora(
+    bb: Backbone,
+    names: Sequence[str],
+    config: LoRAConfig | None = None,
+    *,
+    density: float = 0.5,
+    weight: float = 1.0,
+    train_for: Mapping[str, TrainConfig] | None = None,
+    questions: Sequence[str] | None = None,
+    retrain: bool = False,
+    progress: bool | None = None,
+    stop_after: int | None = None,
+) -> LoRADare:
     """Train one LoRA adapter per behavior by self-distillation (cached, resumable).
 
     ``train_for[name]``, where given, replaces ``config.train`` for that behavior (the
@@ -226,19 +280,51 @@ def train_lora(bb: Backbone, names: Sequence[str], config: LoRAConfig | None = N
         start = time.perf_counter()
         examples = distill_examples(bb, name, cfg.train, questions, progress)
         lora = cfg.peft_config(bb)
-        with attach(bb, {name: lora}, seed=behavior_seed(cfg.train.seed, name)) as model:
-            params = {k: p for k, p in model.named_parameters() if p.requires_grad}  # A and B only
+        with attach(
+            bb, {name: lora}, seed=behavior_seed(cfg.train.seed, name)
+        ) as model:
+            params = {
+                k: p for k, p in model.named_parameters() if p.requires_grad
+            }  # A and B only
             model.base_model.disable_adapter_layers()  # the teacher sees the unchanged model
-            result = train_vectors(bb, params, examples, cfg.train, checkpoint=checkpoint, desc=f"LoRA <{name}>",
-                                   student_context=lambda: student_pass(model, params), progress=progress,
-                                   stop_after=stop_after)
+            result = train_vectors(
+                bb,
+                params,
+                examples,
+                cfg.train,
+                checkpoint=checkpoint,
+                desc=f"LoRA <{name}>",
+                student_context=lambda: student_pass(model, params),
+                progress=progress,
+                stop_after=stop_after,
+            )
             # no embedding layers are adapted; "auto" would look the base model up on the Hub
-            state = peft.get_peft_model_state_dict(model, adapter_name=name, save_embedding_layers=False)
+            state = peft.get_peft_model_state_dict(
+                model, adapter_name=name, save_embedding_layers=False
+            )
         state = {k: t.detach().cpu() for k, t in state.items()}
-        info = training_record(LoRADare.KIND, name, cfg, result.losses, len(examples), start)
-        return (LoRADare(params={name: state}, configs={name: lora}, model_id=bb.model_id,
-                         fingerprint=bb.fingerprint, info={name: info}), result.finished)
+        info = training_record(
+            LoRADare.KIND, name, cfg, result.losses, len(examples), start
+        )
+        return (
+            LoRADare(
+                params={name: state},
+                configs={name: lora},
+                model_id=bb.model_id,
+                fingerprint=bb.fingerprint,
+                info={name: info},
+            ),
+            result.finished,
+        )
 
-    out = train_each(bb, names, LoRADare, lambda n: per_behavior(config, train_for, n), one, questions=questions,
-                     retrain=retrain, progress=progress)
+    out = train_each(
+        bb,
+        names,
+        LoRADare,
+        lambda n: per_behavior(config, train_for, n),
+        one,
+        questions=questions,
+        retrain=retrain,
+        progress=progress,
+    )
     return replace(out, density=density, weight=weight, seed=config.train.seed)

@@ -6,6 +6,7 @@ evaluation resumes. Under torchrun each rank generates its share of every batch 
 and rank 0 appends all of them, so the file equals one process's. The metrics and their
 intervals over these records are ``steerlib.evaluation.stats``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -27,20 +28,34 @@ from steerlib.tasks.combos import orderings
 COMPOSITION_METHODS = ("instruction", "concat", "native_and", "and", "hybrid")
 """The prompt-level methods every composition table compares (``METHODS`` has them all)."""
 
+
 def _resolve(method: str | SteeringMethod) -> SteeringMethod:
     if isinstance(method, str):
         if method not in METHODS:
-            raise ConfigError(f"unknown method {method!r}; known: {sorted(METHODS)} or a SteeringMethod object")
+            raise ConfigError(
+                f"unknown method {method!r}; known: {sorted(METHODS)} or a SteeringMethod object"
+            )
         return METHODS[method]
     if not isinstance(method, SteeringMethod):
-        raise TypeError(f"{method!r} is not a SteeringMethod (it needs name, order_free, changes_model, "
-                        "request, digest and context)")
+        raise TypeError(
+            f"{method!r} is not a SteeringMethod (it needs name, order_free, changes_model, "
+            "request, digest and context)"
+        )
     return method
 
 
-def evaluate(sm: SteeredModel, methods: Sequence[str | SteeringMethod], combos: Sequence[Sequence[str]],
-             prompts: Sequence[str], *, max_new_tokens: int = 256, batch_size: int = 32,
-             records: str | Path | None = None, seed: int = 0, progress: bool | None = None) -> pd.DataFrame:
+def evaluate(
+    sm: SteeredModel,
+    methods: Sequence[str | SteeringMethod],
+    combos: Sequence[Sequence[str]],
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int = 256,
+    batch_size: int = 32,
+    records: str | Path | None = None,
+    seed: int = 0,
+    progress: bool | None = None,
+) -> pd.DataFrame:
     """Generate and verify every (method, ordering, prompt); return all records.
 
     ``records`` is a JSON-lines file to append to and resume from; a recorded generation is
@@ -54,54 +69,136 @@ def evaluate(sm: SteeredModel, methods: Sequence[str | SteeringMethod], combos: 
     """
     path = Path(records) if records else None
     with distributed.main_lock(path) if path is not None else contextlib.nullcontext():
-        rows = _evaluate(sm, [_resolve(m) for m in methods], combos, prompts, max_new_tokens, batch_size, path,
-                         seed, progress)
+        rows = _evaluate(
+            sm,
+            [_resolve(m) for m in methods],
+            combos,
+            prompts,
+            max_new_tokens,
+            batch_size,
+            path,
+            seed,
+            progress,
+        )
     return pd.DataFrame(rows)
 
 
-def _evaluate(sm: SteeredModel, methods: Sequence[SteeringMethod], combos: Sequence[Sequence[str]],
-              prompts: Sequence[str], max_new_tokens: int, batch_size: int, path: Path | None, seed: int,
-              progress: bool | None) -> list[dict]:
+def _evaluate(
+    sm: SteeredModel,
+    methods: Sequence[SteeringMethod],
+    combos: Sequence[Sequence[str]],
+    prompts: Sequence[str],
+    max_new_tokens: int,
+    batch_size: int,
+    path: Path | None,
+    seed: int,
+    progress: bool | None,
+) -> list[dict]:
     """``evaluate`` holding the records file: the records asked for, reused or made."""
     rows = R.load(path)
-    settings = {"model": sm.backbone.fingerprint, "max_new_tokens": max_new_tokens, "seed": seed}
+    settings = {
+        "model": sm.backbone.fingerprint,
+        "max_new_tokens": max_new_tokens,
+        "seed": seed,
+    }
     digests = [R.prompt_digest(p) for p in prompts]
     keep: set[R.RecordKey] = set()
     for method in methods:
-        def request(order: tuple[str, ...], pid: int) -> Request:
-            return method.request(prompts[pid], order, random.Random(f"{seed}-{pid}-{'+'.join(order)}"))
 
-        asked = {(method.name, "+".join(order), pid): request(order, pid)
-                 for combo in combos for order in orderings(tuple(combo)) for pid in range(len(prompts))}
+        def request(order: tuple[str, ...], pid: int) -> Request:
+            return method.request(
+                prompts[pid], order, random.Random(f"{seed}-{pid}-{'+'.join(order)}")
+            )
+
+        asked = {
+            (method.name, "+".join(order), pid): request(order, pid)
+            for combo in combos
+            for order in orderings(tuple(combo))
+            for pid in range(len(prompts))
+        }
         stamps = {k: method.digest(sm, k[1].split("+")) for k in asked}
-        defined = {order: B.definitions_stamp(order.split("+")) for order in {k[1] for k in asked}}
-        fields = {k: {"prompt_sha": digests[k[2]], **settings, **R.stamps(tokens=s, behaviors=defined[k[1]])}
-                  for k, s in stamps.items()}
-        wanted = {k: R.record_key({"method": k[0], "order": k[1], "prompt_id": k[2], **f}) for k, f in fields.items()}
-        stale = [r for r in rows if R.slot(r) in wanted and R.record_key(r) != wanted[R.slot(r)]]
+        defined = {
+            order: B.definitions_stamp(order.split("+"))
+            for order in {k[1] for k in asked}
+        }
+        fields = {
+            k: {
+                "prompt_sha": digests[k[2]],
+                **settings,
+                **R.stamps(tokens=s, behaviors=defined[k[1]]),
+            }
+            for k, s in stamps.items()
+        }
+        wanted = {
+            k: R.record_key({"method": k[0], "order": k[1], "prompt_id": k[2], **f})
+            for k, f in fields.items()
+        }
+        stale = [
+            r
+            for r in rows
+            if R.slot(r) in wanted and R.record_key(r) != wanted[R.slot(r)]
+        ]
         if stale:  # made with another model, settings, prompt or vectors: drop them and generate anew
-            refuse_work(f"{len(stale)} '{method.name}' records of {path} anew (the recorded ones were made "
-                        f"with another model, generation settings, prompt or vectors than these)")
+            refuse_work(
+                f"{len(stale)} '{method.name}' records of {path} anew (the recorded ones were made "
+                f"with another model, generation settings, prompt or vectors than these)"
+            )
             gone = {id(r) for r in stale}
             rows = [r for r in rows if id(r) not in gone]
             R.rewrite(path, rows)
         have = {R.record_key(r) for r in rows}
         keep |= set(wanted.values())
-        jobs = [(tuple(k[1].split("+")), k[2]) for k, key in wanted.items() if key not in have]
+        jobs = [
+            (tuple(k[1].split("+")), k[2])
+            for k, key in wanted.items()
+            if key not in have
+        ]
         if jobs:
-            refuse_work(f"{len(jobs)} '{method.name}' generations for {path or 'this evaluation'} "
-                        f"(e.g. {jobs[0][0]} on prompt {jobs[0][1]})")
+            refuse_work(
+                f"{len(jobs)} '{method.name}' generations for {path or 'this evaluation'} "
+                f"(e.g. {jobs[0][0]} on prompt {jobs[0][1]})"
+            )
         groups = _group(jobs, method)
-        for group in tqdm(groups, desc=method.name, disable=progress is False or len(groups) < 2, leave=False):
+        for group in tqdm(
+            groups,
+            desc=method.name,
+            disable=progress is False or len(groups) < 2,
+            leave=False,
+        ):
             with method.context(sm, group[0][0]) as model:
-                reqs = [asked[(method.name, "+".join(order), pid)] for order, pid in group]
-                unique = list(dict.fromkeys(reqs))  # e.g. 'plain' asks the same for every behavior
-                answers = dict(zip(unique, distributed.map_shards(  # each rank its share, all get all
-                    lambda part: model.generate(part, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                                                progress=progress, desc=method.name), unique)))
+                reqs = [
+                    asked[(method.name, "+".join(order), pid)] for order, pid in group
+                ]
+                unique = list(
+                    dict.fromkeys(reqs)
+                )  # e.g. 'plain' asks the same for every behavior
+                answers = dict(
+                    zip(
+                        unique,
+                        distributed.map_shards(  # each rank its share, all get all
+                            lambda part: model.generate(
+                                part,
+                                max_new_tokens=max_new_tokens,
+                                batch_size=batch_size,
+                                progress=progress,
+                                desc=method.name,
+                            ),
+                            unique,
+                        ),
+                    )
+                )
                 texts = [answers[r] for r in reqs]
-            new = [R.make_record(method.name, order, pid, prompts[pid], text, fields[(method.name, "+".join(order), pid)])
-                   for (order, pid), text in zip(group, texts)]
+            new = [
+                R.make_record(
+                    method.name,
+                    order,
+                    pid,
+                    prompts[pid],
+                    text,
+                    fields[(method.name, "+".join(order), pid)],
+                )
+                for (order, pid), text in zip(group, texts)
+            ]
             R.append(path, new)
             rows += new
     return R.unique_rows([r for r in rows if R.record_key(r) in keep])
@@ -116,8 +213,10 @@ def _group(jobs, method: SteeringMethod, size: int = 256):
     serves all jobs: fixed-size chunks.
     """
     if not method.changes_model:
-        return [jobs[i: i + size] for i in range(0, len(jobs), size)]
+        return [jobs[i : i + size] for i in range(0, len(jobs), size)]
     out: dict[tuple, list] = {}
     for job in jobs:
-        out.setdefault(tuple(sorted(job[0])) if method.order_free else job[0], []).append(job)
+        out.setdefault(
+            tuple(sorted(job[0])) if method.order_free else job[0], []
+        ).append(job)
     return list(out.values())

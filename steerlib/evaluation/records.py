@@ -6,6 +6,7 @@ reused only when its whole key (``KEY_FIELDS``) matches the one asked for; two r
 one key that disagree are an error, never silently counted twice. Writes go through rank
 0 only under torchrun (every rank holds all records), atomically where a file is replaced.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -20,7 +21,17 @@ from steerlib.storage import append_jsonl, read_jsonl, write_jsonl
 from steerlib.tasks import behaviors as B
 from steerlib.tasks.combos import split_of
 
-KEY_FIELDS = ("method", "order", "prompt_id", "prompt_sha", "model", "max_new_tokens", "seed", "tokens", "behaviors")
+KEY_FIELDS = (
+    "method",
+    "order",
+    "prompt_id",
+    "prompt_sha",
+    "model",
+    "max_new_tokens",
+    "seed",
+    "tokens",
+    "behaviors",
+)
 """What a record was made from; a record is reused only when all of it matches. ``prompt_sha``
 is a digest of the prompt text, ``model`` the backbone's fingerprint, ``max_new_tokens`` and
 ``seed`` (it picks the instruction paraphrases) the generation settings, ``tokens`` the stamp
@@ -57,7 +68,9 @@ def stamps(**given: str) -> dict[str, str]:
 
 def _missing_as_empty(value):
     """'' for None and NaN (a field a table row lacks), the value otherwise."""
-    return "" if value is None or (isinstance(value, float) and value != value) else value
+    return (
+        "" if value is None or (isinstance(value, float) and value != value) else value
+    )
 
 
 def slot(record: dict) -> tuple:
@@ -65,12 +78,23 @@ def slot(record: dict) -> tuple:
     return record["method"], record["order"], record["prompt_id"]
 
 
-def make_record(method: str, order: tuple[str, ...], pid: int, prompt: str, text: str, fields: dict) -> dict:
+def make_record(
+    method: str, order: tuple[str, ...], pid: int, prompt: str, text: str, fields: dict
+) -> dict:
     """One generation, verified; ``fields`` are the rest of its key (``KEY_FIELDS``)."""
     verdicts = B.verify_all(text, order)
-    return {"method": method, "combo": "+".join(sorted(order, key=B.names().index)), "order": "+".join(order),
-            "k": len(order), "split": split_of(order), "prompt_id": pid, "prompt": prompt, "text": text,
-            "verdicts": verdicts, "ok": all(verdicts.values())} | fields
+    return {
+        "method": method,
+        "combo": "+".join(sorted(order, key=B.names().index)),
+        "order": "+".join(order),
+        "k": len(order),
+        "split": split_of(order),
+        "prompt_id": pid,
+        "prompt": prompt,
+        "text": text,
+        "verdicts": verdicts,
+        "ok": all(verdicts.values()),
+    } | fields
 
 
 def unique_rows(rows: list[dict]) -> list[dict]:
@@ -81,9 +105,11 @@ def unique_rows(rows: list[dict]) -> list[dict]:
         if key not in first:
             first[key] = r
         elif (r.get("text"), r["ok"]) != (first[key].get("text"), first[key]["ok"]):
-            raise RecordsError(f"two records of {dict(zip(KEY_FIELDS, key))} disagree ({first[key].get('text')!r:.40} "
-                               f"vs {r.get('text')!r:.40}): they were written by two runs that did not make the "
-                               f"same generation; delete the file's duplicates or regenerate it")
+            raise RecordsError(
+                f"two records of {dict(zip(KEY_FIELDS, key))} disagree ({first[key].get('text')!r:.40} "
+                f"vs {r.get('text')!r:.40}): they were written by two runs that did not make the "
+                f"same generation; delete the file's duplicates or regenerate it"
+            )
     return list(first.values())
 
 
@@ -94,28 +120,47 @@ def unique_records(records: pd.DataFrame) -> pd.DataFrame:
     wrote some generations twice; counting them twice would inflate n and narrow every
     interval. Identical duplicates are dropped; duplicates that disagree raise RecordsError.
     """
-    if not len(records) or "prompt_id" not in records:  # not records of evaluate (no key to go by)
+    if (
+        not len(records) or "prompt_id" not in records
+    ):  # not records of evaluate (no key to go by)
         return records
     rows = records.to_dict("records")
     kept = unique_rows(rows)
     return records if len(kept) == len(rows) else pd.DataFrame(kept)
 
 
-def read_records(path: str | Path, *, model: str | None = None, prompts: Sequence[str] | None = None,
-                 max_new_tokens: int | None = None, seed: int | None = None) -> pd.DataFrame:
+def read_records(
+    path: str | Path,
+    *,
+    model: str | None = None,
+    prompts: Sequence[str] | None = None,
+    max_new_tokens: int | None = None,
+    seed: int | None = None,
+) -> pd.DataFrame:
     """The records of a file as a table, each key once, without generating anything.
 
     Optionally only those made with this model fingerprint, generation settings, and
     ``prompts`` at their indices: how a reader that does not hold the vectors (the book,
     ``run_ablations(cached_only=True)``) still never shows records of another run.
     """
-    rows = [r for r in read_jsonl(path, RECORD_FIELDS)
-            if (model is None or r.get("model") == model)
-            and (max_new_tokens is None or r.get("max_new_tokens") == max_new_tokens)
-            and (seed is None or r.get("seed") == seed)
-            and (prompts is None or (r["prompt_id"] < len(prompts)
-                                     and r.get("prompt_sha") == prompt_digest(prompts[r["prompt_id"]])))]
-    return pd.DataFrame(unique_rows(rows), columns=None if rows else [*KEY_FIELDS, "combo", "split", "text", "ok"])
+    rows = [
+        r
+        for r in read_jsonl(path, RECORD_FIELDS)
+        if (model is None or r.get("model") == model)
+        and (max_new_tokens is None or r.get("max_new_tokens") == max_new_tokens)
+        and (seed is None or r.get("seed") == seed)
+        and (
+            prompts is None
+            or (
+                r["prompt_id"] < len(prompts)
+                and r.get("prompt_sha") == prompt_digest(prompts[r["prompt_id"]])
+            )
+        )
+    ]
+    return pd.DataFrame(
+        unique_rows(rows),
+        columns=None if rows else [*KEY_FIELDS, "combo", "split", "text", "ok"],
+    )
 
 
 def load(path: Path | None) -> list[dict]:

@@ -14,6 +14,7 @@ load therefore writes the float weights as safetensors under the cache folder
 
 The model is always frozen: steering changes inputs, never weights.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -58,7 +59,9 @@ def embedded_gguf_path() -> Path:
         )
     path = Path(list(spec.submodule_search_locations)[0]) / EMBEDDED_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing; reinstall with:\n    {INSTALL_HINT}")
+        raise FileNotFoundError(
+            f"{path} is missing; reinstall with:\n    {INSTALL_HINT}"
+        )
     return path
 
 
@@ -115,12 +118,17 @@ class Backbone:
         """Token ids that end an answer (the tokenizer's eos and the model's)."""
         ids = self.model.generation_config.eos_token_id
         ids = [ids] if isinstance(ids, int) else list(ids or [])
-        if self.tokenizer.eos_token_id is not None and self.tokenizer.eos_token_id not in ids:
+        if (
+            self.tokenizer.eos_token_id is not None
+            and self.tokenizer.eos_token_id not in ids
+        ):
             ids.append(self.tokenizer.eos_token_id)
         return ids
 
     @classmethod
-    def from_model(cls, model: torch.nn.Module, tokenizer, model_id: str | None = None) -> Backbone:
+    def from_model(
+        cls, model: torch.nn.Module, tokenizer, model_id: str | None = None
+    ) -> Backbone:
         """Wrap a causal LM the caller already loaded (any device, dtype or quantisation).
 
         Steering changes inputs, never weights, so the model is put in eval mode and
@@ -129,8 +137,10 @@ class Backbone:
         a pad token (eos). ``model_id`` defaults to the name the model was loaded from.
         """
         if not getattr(tokenizer, "chat_template", None):
-            raise ValueError(f"{model_id or type(model).__name__}: the tokenizer has no chat template; "
-                             "steerlib steers chat models")
+            raise ValueError(
+                f"{model_id or type(model).__name__}: the tokenizer has no chat template; "
+                "steerlib steers chat models"
+            )
         model.eval()
         model.requires_grad_(False)
         tokenizer.padding_side = "left"
@@ -140,14 +150,22 @@ class Backbone:
             model.generation_config.pad_token_id = tokenizer.pad_token_id
         chat_kwargs = {}
         if "enable_thinking" in tokenizer.chat_template:
-            chat_kwargs["enable_thinking"] = False  # Qwen3-style templates: answer directly
-        model_id = model_id or getattr(model.config, "_name_or_path", "") or type(model).__name__
+            chat_kwargs["enable_thinking"] = (
+                False  # Qwen3-style templates: answer directly
+            )
+        model_id = (
+            model_id
+            or getattr(model.config, "_name_or_path", "")
+            or type(model).__name__
+        )
         return cls(model, tokenizer, model_id, chat_kwargs)
 
     def __repr__(self) -> str:
         n = sum(p.numel() for p in self.model.parameters())
-        return (f"Backbone({self.model_id!r}, {n / 1e6:.1f}M params, d={self.hidden_size}, "
-                f"{self.device}, {self.dtype}, fingerprint={self.fingerprint})")
+        return (
+            f"Backbone({self.model_id!r}, {n / 1e6:.1f}M params, d={self.hidden_size}, "
+            f"{self.device}, {self.dtype}, fingerprint={self.fingerprint})"
+        )
 
 
 def _default_device_dtype(device, dtype) -> tuple[torch.device, torch.dtype]:
@@ -163,8 +181,12 @@ def _default_device_dtype(device, dtype) -> tuple[torch.device, torch.dtype]:
     if device.type == "cuda":
         native_bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
         dtype = torch.bfloat16 if native_bf16 else torch.float16
-        log.info("%s: %s weights (%s)", torch.cuda.get_device_name(device), str(dtype).removeprefix("torch."),
-                 "native bfloat16" if native_bf16 else "no native bfloat16")
+        log.info(
+            "%s: %s weights (%s)",
+            torch.cuda.get_device_name(device),
+            str(dtype).removeprefix("torch."),
+            "native bfloat16" if native_bf16 else "no native bfloat16",
+        )
     else:
         dtype = torch.float32
         log.info("%s: float32 weights", device.type)
@@ -173,13 +195,17 @@ def _default_device_dtype(device, dtype) -> tuple[torch.device, torch.dtype]:
 
 def _finish(model, tokenizer, model_id: str, device, dtype) -> Backbone:
     """Move to ``device``/``dtype``, then wrap (freeze, left padding) with ``from_model``."""
-    return Backbone.from_model(model.to(device=device, dtype=dtype), tokenizer, model_id)
+    return Backbone.from_model(
+        model.to(device=device, dtype=dtype), tokenizer, model_id
+    )
 
 
 def _cache_dir(path: Path, kind: str) -> Path:
     """Cache folder for a converted GGUF file, keyed by its path, size and mtime."""
     stat = path.stat()
-    key = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    key = hashlib.sha256(
+        f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()
+    ).hexdigest()[:12]
     return cache_root() / kind / f"{path.stem}-{key}"
 
 
@@ -204,9 +230,13 @@ def _load_gguf(path: Path, model_id: str, device, dtype) -> Backbone:
 
     def convert(folder: Path) -> None:
         log.info("de-quantising %s (first load; later loads use %s)", path.name, cached)
-        model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(
+            path.parent, gguf_file=path.name, dtype=torch.float32
+        )
         _save_dequantised(model, folder)
-        AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name).save_pretrained(folder)
+        AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name).save_pretrained(
+            folder
+        )
 
     # once across processes (a second one waits, then reads the result), under a unique temp
     # name renamed when finished: an interrupted conversion never looks finished
@@ -224,15 +254,24 @@ def tiny_backbone(seed: int = 0, hidden_size: int = 64, layers: int = 2) -> Back
     """
     tokenizer = _embedded_tokenizer()
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
-        num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-        max_position_embeddings=1024, tie_word_embeddings=True, initializer_range=0.2,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        initializer_range=0.2,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
-    return _finish(model, tokenizer, _tiny_id(seed, hidden_size, layers), "cpu", torch.float32)
+    return _finish(
+        model, tokenizer, _tiny_id(seed, hidden_size, layers), "cpu", torch.float32
+    )
 
 
 def _tiny_id(seed: int = 0, hidden_size: int = 64, layers: int = 2) -> str:
@@ -256,8 +295,12 @@ def _embedded_tokenizer():
     for folder in (_cache_dir(path, "models"), tok_cache):
         if (folder / "tokenizer.json").is_file():
             return AutoTokenizer.from_pretrained(folder)
-    build_once(tok_cache, lambda folder: AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-               .save_pretrained(folder))
+    build_once(
+        tok_cache,
+        lambda folder: AutoTokenizer.from_pretrained(
+            path.parent, gguf_file=path.name
+        ).save_pretrained(folder),
+    )
     return AutoTokenizer.from_pretrained(tok_cache)
 
 
@@ -265,10 +308,17 @@ def _check_source(name: str | os.PathLike) -> None:
     """A name that is written as a path (absolute, ``./``, ``../``, ``~``) must be a model
     folder; otherwise transformers would report it as a malformed hub id."""
     text = str(name)
-    if Path(text).expanduser().is_absolute() or text.startswith((".", "~")) or os.sep in text and Path(text).exists():
+    if (
+        Path(text).expanduser().is_absolute()
+        or text.startswith((".", "~"))
+        or os.sep in text
+        and Path(text).exists()
+    ):
         folder = Path(text).expanduser()
         if not folder.is_dir():
-            raise ModelNotFoundError(f"model folder not found: {folder} (a hub id looks like 'org/name')")
+            raise ModelNotFoundError(
+                f"model folder not found: {folder} (a hub id looks like 'org/name')"
+            )
 
 
 def _offline() -> bool:
@@ -281,9 +331,14 @@ TOKENIZER_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "subfo
 """``from_pretrained`` arguments that concern the tokenizer's files as much as the model's."""
 
 
-def load_backbone(name: str | os.PathLike | None = None, *, device: str | None = None,
-                  dtype: torch.dtype | None = None, trust_remote_code: bool = False,
-                  **from_pretrained_kwargs) -> Backbone:
+def load_backbone(
+    name: str | os.PathLike | None = None,
+    *,
+    device: str | None = None,
+    dtype: torch.dtype | None = None,
+    trust_remote_code: bool = False,
+    **from_pretrained_kwargs,
+) -> Backbone:
     """Load a frozen chat model.
 
     Args:
@@ -306,8 +361,10 @@ def load_backbone(name: str | os.PathLike | None = None, *, device: str | None =
     if "torch_dtype" in kwargs:  # the name transformers used before 4.56
         dtype = dtype or kwargs.pop("torch_dtype")
     if kwargs and (name in (None, "embedded", "tiny") or str(name).endswith(".gguf")):
-        raise ValueError(f"from_pretrained arguments {sorted(kwargs)} apply to a hub id or a model folder, "
-                         f"not to {name or 'the embedded model'!r}")
+        raise ValueError(
+            f"from_pretrained arguments {sorted(kwargs)} apply to a hub id or a model folder, "
+            f"not to {name or 'the embedded model'!r}"
+        )
     if name == "tiny":
         return tiny_backbone()
     device, dtype = _default_device_dtype(device, dtype)
@@ -321,10 +378,14 @@ def load_backbone(name: str | os.PathLike | None = None, *, device: str | None =
     else:
         _check_source(name)
         try:
-            model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, trust_remote_code=trust_remote_code,
-                                                         **kwargs)
-            tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code,
-                                                      **{k: v for k, v in kwargs.items() if k in TOKENIZER_KWARGS})
+            model = AutoModelForCausalLM.from_pretrained(
+                name, dtype=dtype, trust_remote_code=trust_remote_code, **kwargs
+            )
+            tokenizer = AutoTokenizer.from_pretrained(
+                name,
+                trust_remote_code=trust_remote_code,
+                **{k: v for k, v in kwargs.items() if k in TOKENIZER_KWARGS},
+            )
         except OSError as err:
             if Path(name).is_dir():
                 raise
@@ -333,10 +394,12 @@ def load_backbone(name: str | os.PathLike | None = None, *, device: str | None =
                 f"the local cache and the hub could not provide it "
                 f"({'HF_HUB_OFFLINE is set' if _offline() else 'no network, or no such repo'}). "
                 f"Download it where there is a network (huggingface-cli download {name}) or pass a local "
-                f"folder") from err
-        if "device_map" not in kwargs and "quantization_config" not in kwargs:  # else already placed
+                f"folder"
+            ) from err
+        if (
+            "device_map" not in kwargs and "quantization_config" not in kwargs
+        ):  # else already placed
             model = model.to(device)
         bb = Backbone.from_model(model, tokenizer, model_id_of(name))
     log.info("loaded %s in %.1f s", bb.model_id, time.perf_counter() - start)
     return bb
-

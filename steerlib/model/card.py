@@ -9,6 +9,7 @@ Hub renders it as the repository's page; its metadata block is written by
 The card reads the token file's metadata (``SteeringTokens.metadata()``), not the
 ``SteeringTokens`` object, so this module and ``tokens`` do not import each other.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -27,35 +28,69 @@ LIBRARY = "steerlib"
 _REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
-def model_card(meta: Mapping, repo_id: str, pass_rates: Mapping[str, tuple[float, int]] | None = None) -> str:
+def model_card(
+    meta: Mapping,
+    repo_id: str,
+    pass_rates: Mapping[str, tuple[float, int]] | None = None,
+) -> str:
     """Markdown (with Hub metadata) describing a token file; ``meta`` is its metadata
     (``SteeringTokens.metadata()``), ``pass_rates[name] = (percent, n prompts)``."""
     pass_rates = pass_rates or {}
     model_id, names, info = meta["model_id"], list(meta["names"]), meta.get("info", {})
     base = model_id.split(" ")[0]
-    data = ModelCardData(library_name=LIBRARY, tags=[LIBRARY, "steering-tokens"],
-                         base_model=base if _REPO_ID.match(base) else None)
+    data = ModelCardData(
+        library_name=LIBRARY,
+        tags=[LIBRARY, "steering-tokens"],
+        base_model=base if _REPO_ID.match(base) else None,
+    )
     listed = ", ".join(f"`<{n}>`" for n in names) or "none"
-    lines = ["---", data.to_yaml(), "---", "", f"# Steering tokens for {base}", "",
-             f"{len(names)} steering tokens made with steerlib {__version__}. Each is one {meta['hidden_size']}-dim "
-             "vector in the model's input-embedding space that takes the place of a word after the question; "
-             "`<and>`, where present, composes behavior tokens (arXiv 2601.05062).", "",
-             "| | |", "|---|---|", f"| model | `{model_id}` |",
-             f"| embedding fingerprint | `{meta['fingerprint']}` (loading checks it) |", f"| tokens | {listed} |", "",
-             "## How each token was trained", "",
-             "Stage 1 distils a behavior token from the model's answers under the behavior's instruction; "
-             "stage 2 trains `<and>` on pairs of frozen behavior tokens. The pass rate is the share of held-out "
-             "prompts whose answer, with the token alone, passed the behavior's verifier.", "",
-             "| token | stage | init | targets | steps x batch | lr | CE weight | final loss | pass rate |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "---",
+        data.to_yaml(),
+        "---",
+        "",
+        f"# Steering tokens for {base}",
+        "",
+        f"{len(names)} steering tokens made with steerlib {__version__}. Each is one {meta['hidden_size']}-dim "
+        "vector in the model's input-embedding space that takes the place of a word after the question; "
+        "`<and>`, where present, composes behavior tokens (arXiv 2601.05062).",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| model | `{model_id}` |",
+        f"| embedding fingerprint | `{meta['fingerprint']}` (loading checks it) |",
+        f"| tokens | {listed} |",
+        "",
+        "## How each token was trained",
+        "",
+        "Stage 1 distils a behavior token from the model's answers under the behavior's instruction; "
+        "stage 2 trains `<and>` on pairs of frozen behavior tokens. The pass rate is the share of held-out "
+        "prompts whose answer, with the token alone, passed the behavior's verifier.",
+        "",
+        "| token | stage | init | targets | steps x batch | lr | CE weight | final loss | pass rate |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for name in names:
         lines.append(_row(name, info.get(name, {}), pass_rates.get(name)))
-    load = "st.load_backbone()" if model_id == EMBEDDED_ID else f'st.load_backbone("{base}")'
-    lines += ["", "## Usage", "", "```python", "import steerlib as st", "",
-              f"bb = {load}",
-              f'tokens = st.SteeringTokens.from_pretrained("{repo_id}", backbone=bb)',
-              "sm = st.SteeredModel(bb, tokens)",
-              f'print(sm.generate("Why is the sky blue? {_example(names)}", max_new_tokens=128))', "```", ""]
+    load = (
+        "st.load_backbone()"
+        if model_id == EMBEDDED_ID
+        else f'st.load_backbone("{base}")'
+    )
+    lines += [
+        "",
+        "## Usage",
+        "",
+        "```python",
+        "import steerlib as st",
+        "",
+        f"bb = {load}",
+        f'tokens = st.SteeringTokens.from_pretrained("{repo_id}", backbone=bb)',
+        "sm = st.SteeredModel(bb, tokens)",
+        f'print(sm.generate("Why is the sky blue? {_example(names)}", max_new_tokens=128))',
+        "```",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -75,11 +110,24 @@ def _row(name: str, info: dict, rate: tuple[float, int] | None) -> str:
         targets = f"{targets} ({info['n_targets']})"
     if info.get("stage") == 2 and "variant" in info:
         targets += f", trained on {info['variant']}, L_orth weight {info.get('orth_weight', '-')}"
-    steps = f"{info['steps']} x {cfg['batch_size']}" if "steps" in info and "batch_size" in cfg else "-"
+    steps = (
+        f"{info['steps']} x {cfg['batch_size']}"
+        if "steps" in info and "batch_size" in cfg
+        else "-"
+    )
     loss = f"{info['final_loss']:.3f}" if "final_loss" in info else "-"
     passed = f"{rate[0]:.1f}% of {rate[1]}" if rate and rate[1] else "not measured"
-    cells = [f"`<{name}>`", info.get("stage", "-"), info.get("init", "-"), targets, steps, cfg.get("lr", "-"),
-             cfg.get("ce_weight", "-"), loss, passed]
+    cells = [
+        f"`<{name}>`",
+        info.get("stage", "-"),
+        info.get("init", "-"),
+        targets,
+        steps,
+        cfg.get("lr", "-"),
+        cfg.get("ce_weight", "-"),
+        loss,
+        passed,
+    ]
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
@@ -87,7 +135,10 @@ def _example(names: Sequence[str]) -> str:
     """The usage snippet's steering: the first pair of the file's behaviors that may be
     composed (the conflict rule refuses e.g. two languages), else its first token."""
     known = [n for n in names if n != "and" and n in B.names()]
-    pair = next(((a, b) for a, b in itertools.combinations(known, 2) if B.compatible(a, b)), None)
+    pair = next(
+        ((a, b) for a, b in itertools.combinations(known, 2) if B.compatible(a, b)),
+        None,
+    )
     if pair and "and" in names:
         return f"<{pair[0]}><and><{pair[1]}>"
     return f"<{names[0]}>" if names else ""

@@ -28,6 +28,7 @@ which is what lets rows of different ages share one buffer.
 A model whose cache is not plain ``DynamicLayer``s (sliding windows, ...) decodes with
 transformers' ``generate`` instead (``spliceable``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -38,9 +39,22 @@ from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
 from steerlib.model.template import Batch
 
-GREEDY_FIELDS = frozenset({"max_new_tokens", "do_sample", "temperature", "top_k", "top_p", "min_p",
-                           "repetition_penalty", "eos_token_id", "pad_token_id", "bos_token_id",
-                           "transformers_version", "use_cache"})
+GREEDY_FIELDS = frozenset(
+    {
+        "max_new_tokens",
+        "do_sample",
+        "temperature",
+        "top_k",
+        "top_p",
+        "min_p",
+        "repetition_penalty",
+        "eos_token_id",
+        "pad_token_id",
+        "bos_token_id",
+        "transformers_version",
+        "use_cache",
+    }
+)
 """The ``GenerationConfig`` fields this loop honours or that greedy decoding ignores
 (sampling parameters). A config that sets anything else (stop strings, a minimum length,
 banned words, ...) needs transformers' logits processors and goes through ``generate``."""
@@ -53,8 +67,11 @@ of rows."""
 
 def is_plain_greedy(cfg) -> bool:
     """Whether ``cfg`` asks for plain greedy decoding, which ``greedy`` reproduces."""
-    return (not cfg.do_sample and (cfg.repetition_penalty or 1.0) == 1.0
-            and set(cfg.to_diff_dict()) <= GREEDY_FIELDS)
+    return (
+        not cfg.do_sample
+        and (cfg.repetition_penalty or 1.0) == 1.0
+        and set(cfg.to_diff_dict()) <= GREEDY_FIELDS
+    )
 
 
 SLACK = 32
@@ -66,7 +83,10 @@ cache, where ``DynamicLayer`` copies it every step)."""
 def spliceable(model) -> bool:
     """Whether ``model``'s cache is made of plain ``DynamicLayer``s, whose rows and columns
     this loop may rearrange (a sliding-window layer keeps its own bookkeeping)."""
-    return all(type(layer) is DynamicLayer for layer in DynamicCache(config=model.config).layers)
+    return all(
+        type(layer) is DynamicLayer
+        for layer in DynamicCache(config=model.config).layers
+    )
 
 
 @dataclass
@@ -103,13 +123,19 @@ class _Prefix:
         same = torch.ones(shortest, dtype=torch.bool, device=first.device)
         for embeds, positions in rows:
             same &= (embeds[:shortest] == first[:shortest]).all(-1)
-            same &= positions[:shortest] == torch.arange(shortest, device=positions.device)
+            same &= positions[:shortest] == torch.arange(
+                shortest, device=positions.device
+            )
         length = int(same.long().cumprod(0).sum())
         if not length:
             return None
         embeds = first[:length]
-        out = model(inputs_embeds=embeds[None], position_ids=torch.arange(length, device=embeds.device)[None],
-                    use_cache=True, logits_to_keep=1)
+        out = model(
+            inputs_embeds=embeds[None],
+            position_ids=torch.arange(length, device=embeds.device)[None],
+            use_cache=True,
+            logits_to_keep=1,
+        )
         return _Prefix(embeds, out.cache)
 
     def read(self, model, batch: Batch) -> _Read | None:
@@ -117,25 +143,44 @@ class _Prefix:
         length = len(self.embeds)
         rows = _real_rows(batch)
         if batch.prefill_mask is not None or any(
-                len(e) <= length or not torch.equal(e[:length], self.embeds)
-                or not torch.equal(p[:length], torch.arange(length, device=p.device)) for e, p in rows):
+            len(e) <= length
+            or not torch.equal(e[:length], self.embeds)
+            or not torch.equal(p[:length], torch.arange(length, device=p.device))
+            for e, p in rows
+        ):
             return None
         width = max(len(e) for e, _ in rows) - length
         embeds = torch.stack([_pad_left(e[length:], width, 0) for e, _ in rows])
         positions = torch.stack([_pad_left(p[length:], width, 0) for _, p in rows])
-        own = torch.stack([_pad_left(torch.ones_like(p[length:]), width, 0) for _, p in rows])
+        own = torch.stack(
+            [_pad_left(torch.ones_like(p[length:]), width, 0) for _, p in rows]
+        )
         mask = torch.cat([own.new_ones(len(rows), length), own], dim=1)
-        cache = DynamicCache([(k.expand(len(rows), -1, -1, -1), v.expand(len(rows), -1, -1, -1))
-                              for k, v in self.layers])
-        out = model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, cache=cache,
-                    use_cache=True, logits_to_keep=1)
+        cache = DynamicCache(
+            [
+                (k.expand(len(rows), -1, -1, -1), v.expand(len(rows), -1, -1, -1))
+                for k, v in self.layers
+            ]
+        )
+        out = model(
+            inputs_embeds=embeds,
+            attention_mask=mask,
+            position_ids=positions,
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
         return _Read.of(out, mask, positions)
 
 
 def _real_rows(batch: Batch) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Each prompt's embeddings and position ids without its left padding."""
-    return [(e[m.bool()], p[m.bool()]) for e, p, m in
-            zip(batch.inputs_embeds, batch.position_ids, batch.attention_mask)]
+    return [
+        (e[m.bool()], p[m.bool()])
+        for e, p, m in zip(
+            batch.inputs_embeds, batch.position_ids, batch.attention_mask
+        )
+    ]
 
 
 def _pad_left(t: torch.Tensor, width: int, dim: int) -> torch.Tensor:
@@ -152,7 +197,9 @@ class _BufferLayer(DynamicLayer):
     """One layer's keys and values in buffers of ``(slots, heads, capacity, head_dim)``; the
     model sees the columns ``[start, end)`` of its ``_Slots``, and a step writes column ``end``."""
 
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor, slots: "_Slots") -> None:
+    def __init__(
+        self, keys: torch.Tensor, values: torch.Tensor, slots: "_Slots"
+    ) -> None:
         super().__init__()
         self.key_buffer, self.value_buffer, self.slots = keys, values, slots
         self.is_initialized, self.device = True, keys.device
@@ -161,14 +208,21 @@ class _BufferLayer(DynamicLayer):
     def show(self) -> None:
         """Point ``keys``/``values`` (what ``get_seq_length`` and the model read) at the window."""
         start, end = self.slots.start, self.slots.end
-        self.keys, self.values = self.key_buffer[:, :, start:end], self.value_buffer[:, :, start:end]
+        self.keys, self.values = (
+            self.key_buffer[:, :, start:end],
+            self.value_buffer[:, :, start:end],
+        )
 
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs
+    ):
         end = self.slots.end
-        self.key_buffer[:, :, end: end + 1] = key_states
-        self.value_buffer[:, :, end: end + 1] = value_states
+        self.key_buffer[:, :, end : end + 1] = key_states
+        self.value_buffer[:, :, end : end + 1] = value_states
         start = self.slots.start
-        return self.key_buffer[:, :, start: end + 1], self.value_buffer[:, :, start: end + 1]
+        return self.key_buffer[:, :, start : end + 1], self.value_buffer[
+            :, :, start : end + 1
+        ]
 
 
 class _Slots:
@@ -179,10 +233,18 @@ class _Slots:
     def __init__(self, read: _Read, slots: int, room: int) -> None:
         first = read.cache.layers[0].keys
         shape = (slots, first.shape[1], room, first.shape[3])
-        self.start = self.end = read.mask.shape[1]  # room for the first prompts' columns
-        self.cache = Cache(layers=[_BufferLayer(first.new_zeros(shape), first.new_zeros(shape), self)
-                                   for _ in read.cache.layers])
-        self.mask = read.mask.new_ones(slots, room)  # free rows read their own columns: no empty softmax
+        self.start = self.end = read.mask.shape[
+            1
+        ]  # room for the first prompts' columns
+        self.cache = Cache(
+            layers=[
+                _BufferLayer(first.new_zeros(shape), first.new_zeros(shape), self)
+                for _ in read.cache.layers
+            ]
+        )
+        self.mask = read.mask.new_ones(
+            slots, room
+        )  # free rows read their own columns: no empty softmax
         self.position = read.position.new_zeros(slots, 1)
         self.logits = read.logits.new_zeros(slots, read.logits.shape[1])
         self.prompt = [-1] * slots
@@ -203,10 +265,10 @@ class _Slots:
         self._room(before=width, after=0)
         index = torch.tensor(slots, device=self.mask.device)
         for layer, new in zip(self.layers, read.cache.layers):
-            layer.key_buffer[index, :, self.end - width: self.end] = new.keys
-            layer.value_buffer[index, :, self.end - width: self.end] = new.values
+            layer.key_buffer[index, :, self.end - width : self.end] = new.keys
+            layer.value_buffer[index, :, self.end - width : self.end] = new.values
         self.mask[index] = 0
-        self.mask[index, self.end - width: self.end] = read.mask
+        self.mask[index, self.end - width : self.end] = read.mask
         self.position[index], self.logits[index] = read.position, read.logits
         for s, p in zip(slots, prompts):
             self.prompt[s] = p
@@ -219,7 +281,7 @@ class _Slots:
             self.prompt[s] = -1
         live = self.live()
         if live:
-            used = self.mask[live, self.start: self.end].any(0)
+            used = self.mask[live, self.start : self.end].any(0)
             self.start += int(used.long().argmax())
             self._show()
 
@@ -227,15 +289,24 @@ class _Slots:
         """Keep only the live rows (no prompt is waiting to take the free ones): they move up
         to the buffers' first rows, in place, and the buffers become views of those rows."""
         live = self.live()
-        tensors = [t for layer in self.layers for t in (layer.key_buffer, layer.value_buffer)]
+        tensors = [
+            t for layer in self.layers for t in (layer.key_buffer, layer.value_buffer)
+        ]
         for row, slot in enumerate(live):
             if row != slot:
                 for t in tensors + [self.mask, self.position, self.logits]:
                     t[row] = t[slot]
         rows = len(live)
         for layer in self.layers:
-            layer.key_buffer, layer.value_buffer = layer.key_buffer[:rows], layer.value_buffer[:rows]
-        self.mask, self.position, self.logits = self.mask[:rows], self.position[:rows], self.logits[:rows]
+            layer.key_buffer, layer.value_buffer = (
+                layer.key_buffer[:rows],
+                layer.value_buffer[:rows],
+            )
+        self.mask, self.position, self.logits = (
+            self.mask[:rows],
+            self.position[:rows],
+            self.logits[:rows],
+        )
         self.prompt = [self.prompt[s] for s in live]
         self._show()
 
@@ -244,9 +315,14 @@ class _Slots:
         self._room(before=0, after=1)
         self.mask[:, self.end] = 1
         self.position += 1
-        self.logits = model(input_ids=tokens[:, None], attention_mask=self.mask[:, self.start: self.end + 1],
-                            position_ids=self.position, cache=self.cache, use_cache=True,
-                            logits_to_keep=1).logits[:, -1]
+        self.logits = model(
+            input_ids=tokens[:, None],
+            attention_mask=self.mask[:, self.start : self.end + 1],
+            position_ids=self.position,
+            cache=self.cache,
+            use_cache=True,
+            logits_to_keep=1,
+        ).logits[:, -1]
         self.end += 1
         self._show()
 
@@ -265,14 +341,20 @@ class _Slots:
                 layer.key_buffer = self._grown(layer.key_buffer, 2, capacity)
                 layer.value_buffer = self._grown(layer.value_buffer, 2, capacity)
             self.mask = self._grown(self.mask, 1, capacity, fill=1)
-        tensors = [(t, 2) for layer in self.layers for t in (layer.key_buffer, layer.value_buffer)]
+        tensors = [
+            (t, 2)
+            for layer in self.layers
+            for t in (layer.key_buffer, layer.value_buffer)
+        ]
         for t, dim in tensors + [(self.mask, 1)]:
             window = t.narrow(dim, self.start, span).clone()
             t.narrow(dim, end - span, span).copy_(window)
         self.mask[:, : end - span] = 0  # live rows read nothing left of the window
         self.start, self.end = end - span, end
 
-    def _grown(self, t: torch.Tensor, dim: int, capacity: int, fill: int = 0) -> torch.Tensor:
+    def _grown(
+        self, t: torch.Tensor, dim: int, capacity: int, fill: int = 0
+    ) -> torch.Tensor:
         """``t`` in a buffer of ``capacity`` columns, its columns where they were."""
         shape = list(t.shape)
         shape[dim] = capacity
@@ -285,8 +367,15 @@ class _Slots:
             layer.show()
 
 
-def greedy(model, prefill: Callable[[list[int]], Batch], n: int, slots: int, max_new_tokens: int,
-           eos: Sequence[int], done: Callable[[int], None] | None = None) -> list[list[int]]:
+def greedy(
+    model,
+    prefill: Callable[[list[int]], Batch],
+    n: int,
+    slots: int,
+    max_new_tokens: int,
+    eos: Sequence[int],
+    done: Callable[[int], None] | None = None,
+) -> list[list[int]]:
     """Greedy answers to prompts ``0 .. n-1``, taken in that order, at most ``slots`` at a time.
 
     ``prefill(indices)`` embeds those prompts as one left-padded ``Batch``. Each answer is
@@ -302,19 +391,26 @@ def greedy(model, prefill: Callable[[list[int]], Batch], n: int, slots: int, max
     while True:
         free = rows.free() if rows is not None else list(range(min(slots, n)))
         while free and waiting < n:
-            chunk = list(range(waiting, min(n, waiting + len(free), waiting + PREFILL_PROMPTS)))
+            chunk = list(
+                range(waiting, min(n, waiting + len(free), waiting + PREFILL_PROMPTS))
+            )
             waiting += len(chunk)
             batch = prefill(chunk)
             if chunk[0] == 0:  # the first prompts read: what do they share?
                 prefix = _Prefix.find(model, batch)
             read = prefix.read(model, batch) if prefix is not None else None
             if read is None:
-                read = _Read.of(model(**batch.model_inputs(), use_cache=True, logits_to_keep=1),
-                                batch.attention_mask, batch.position_ids)
+                read = _Read.of(
+                    model(**batch.model_inputs(), use_cache=True, logits_to_keep=1),
+                    batch.attention_mask,
+                    batch.position_ids,
+                )
             if rows is None:
-                rows = _Slots(read, len(free), read.mask.shape[1] + max_new_tokens + SLACK)
+                rows = _Slots(
+                    read, len(free), read.mask.shape[1] + max_new_tokens + SLACK
+                )
             rows.place(free[: len(chunk)], chunk, read)
-            free = free[len(chunk):]
+            free = free[len(chunk) :]
         tokens = rows.logits.argmax(-1)
         finished = []
         for s, t in enumerate(tokens.tolist()):
@@ -330,6 +426,8 @@ def greedy(model, prefill: Callable[[list[int]], Batch], n: int, slots: int, max
             if waiting == n and not rows.live():
                 return answers
             if waiting == n and len(rows.free()) >= max(1, len(rows.prompt) // 8):
-                tokens = tokens[rows.live()]  # no prompt will take the free rows: drop them
+                tokens = tokens[
+                    rows.live()
+                ]  # no prompt will take the free rows: drop them
                 rows.shrink()
         rows.step(model, tokens)

@@ -13,6 +13,7 @@ The methods that differ only in what the prompt holds live here too: plain, inst
 tokens plus the instructions). Methods that change the model (CAA, LM-Steer, LoRA) live
 in ``steerlib.baselines``; every method, of either kind, is a ``SteeringMethod``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -37,7 +38,14 @@ from steerlib.errors import ConfigError, PromptError
 from steerlib.model.backbone import Backbone
 from steerlib.model.decoding import greedy, is_plain_greedy, spliceable
 from steerlib.model.layout import Layout
-from steerlib.model.template import Batch, Rendered, check_run, embed, render, render_text
+from steerlib.model.template import (
+    Batch,
+    Rendered,
+    check_run,
+    embed,
+    render,
+    render_text,
+)
 from steerlib.model.tokens import SteeringTokens, text_init
 from steerlib.tasks import behaviors as B
 
@@ -68,7 +76,13 @@ class SteeredModel:
     experiments on what such runs do; by default they are refused.
     """
 
-    def __init__(self, backbone: Backbone, tokens: SteeringTokens | None = None, *, strict: bool = True) -> None:
+    def __init__(
+        self,
+        backbone: Backbone,
+        tokens: SteeringTokens | None = None,
+        *,
+        strict: bool = True,
+    ) -> None:
         if tokens is not None:
             tokens.check_backbone(backbone)
         self.backbone = backbone
@@ -80,15 +94,21 @@ class SteeredModel:
             for name in prompt.slots:
                 if self.tokens is None or name not in self.tokens:
                     known = self.tokens.names if self.tokens is not None else []
-                    raise PromptError(f"unknown steering token <{name}>; known tokens: "
-                                      f"{', '.join(f'<{n}>' for n in known) or 'none'}")
+                    raise PromptError(
+                        f"unknown steering token <{name}>; known tokens: "
+                        f"{', '.join(f'<{n}>' for n in known) or 'none'}"
+                    )
             if self.strict:  # the same composition rules as a prompt in token syntax
                 check_run(prompt.slots)
-            return render(self.backbone, prompt.question, prompt.slots, prompt.instructions)
+            return render(
+                self.backbone, prompt.question, prompt.slots, prompt.instructions
+            )
         return render_text(self.backbone, prompt, self.tokens, strict=self.strict)
 
     @torch.inference_mode()
-    def prompt_embeds(self, prompts: Sequence[str | Request] | str) -> list[torch.Tensor]:
+    def prompt_embeds(
+        self, prompts: Sequence[str | Request] | str
+    ) -> list[torch.Tensor]:
         """For each prompt, the ``(seq_len, hidden)`` input embeddings steered generation
         feeds the model: the chat template around the question, the steering vectors in
         their slots. Unpadded, on the CPU.
@@ -98,14 +118,25 @@ class SteeredModel:
         ``generate(inputs_embeds=...)``): the engine never needs to know about them.
         """
         prompts = [prompts] if isinstance(prompts, (str, Request)) else prompts
-        return [embed(self.backbone, [self.render(p)], self.tokens).inputs_embeds[0].cpu() for p in prompts]
+        return [
+            embed(self.backbone, [self.render(p)], self.tokens).inputs_embeds[0].cpu()
+            for p in prompts
+        ]
 
     @torch.inference_mode()
-    def generate_ids(self, prompts: Sequence[str | Request], max_new_tokens: int = 256,
-                     batch_size: int = 16, do_sample: bool = False, temperature: float = 1.0,
-                     progress: bool | None = None, desc: str = "generate", seed: int = 0,
-                     repetition_penalty: float = 1.0, generation_config: GenerationConfig | None = None
-                     ) -> list[list[int]]:
+    def generate_ids(
+        self,
+        prompts: Sequence[str | Request],
+        max_new_tokens: int = 256,
+        batch_size: int = 16,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        progress: bool | None = None,
+        desc: str = "generate",
+        seed: int = 0,
+        repetition_penalty: float = 1.0,
+        generation_config: GenerationConfig | None = None,
+    ) -> list[list[int]]:
         """Answer token ids for each prompt (greedy by default), in input order.
 
         An answer ends with the model's end-of-turn token when it finished before
@@ -127,48 +158,101 @@ class SteeredModel:
         ``max_new_tokens`` does not fit the model's context) raises a ``SteerlibError``
         naming it and no work is done. Prompts are refused, never truncated.
         """
-        if not (isinstance(repetition_penalty, (int, float)) and math.isfinite(repetition_penalty)
-                and repetition_penalty > 0):  # inf or NaN turns every logit it touches into garbage
-            raise ConfigError(f"repetition_penalty must be a finite number > 0 (1.0 = none), got {repetition_penalty}")
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-            raise ConfigError(f"max_new_tokens must be an integer >= 1; got {max_new_tokens!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        if not (
+            isinstance(repetition_penalty, (int, float))
+            and math.isfinite(repetition_penalty)
+            and repetition_penalty > 0
+        ):  # inf or NaN turns every logit it touches into garbage
+            raise ConfigError(
+                f"repetition_penalty must be a finite number > 0 (1.0 = none), got {repetition_penalty}"
+            )
+        if (
+            isinstance(max_new_tokens, bool)
+            or not isinstance(max_new_tokens, int)
+            or max_new_tokens < 1
+        ):
+            raise ConfigError(
+                f"max_new_tokens must be an integer >= 1; got {max_new_tokens!r}"
+            )
+        if (
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, int)
+            or batch_size < 1
+        ):
             raise ConfigError(f"batch_size must be an integer >= 1; got {batch_size!r}")
         bb = self.backbone
-        cfg = generation_config or GenerationConfig(max_new_tokens=max_new_tokens, do_sample=do_sample,
-                                                    temperature=temperature, top_k=None,
-                                                    repetition_penalty=repetition_penalty)
+        cfg = generation_config or GenerationConfig(
+            max_new_tokens=max_new_tokens,
+            do_sample=do_sample,
+            temperature=temperature,
+            top_k=None,
+            repetition_penalty=repetition_penalty,
+        )
         cfg = _completed(bb, cfg)
         rows = []
         for i, prompt in enumerate(prompts):
             try:
                 rows.append(self.render(prompt))
             except PromptError as err:
-                raise PromptError(f"prompt {i}: {err}" if len(prompts) > 1 else str(err)) from None
+                raise PromptError(
+                    f"prompt {i}: {err}" if len(prompts) > 1 else str(err)
+                ) from None
         _check_context(bb, rows, cfg.max_new_tokens)
-        order = sorted(range(len(rows)), key=lambda i: -len(rows[i].ids))  # similar lengths: less padding
+        order = sorted(
+            range(len(rows)), key=lambda i: -len(rows[i].ids)
+        )  # similar lengths: less padding
         out: list[list[int]] = [[] for _ in rows]
-        bar = tqdm(total=len(rows), desc=desc, disable=_quiet(progress, len(prompts)), leave=False)
+        bar = tqdm(
+            total=len(rows),
+            desc=desc,
+            disable=_quiet(progress, len(prompts)),
+            leave=False,
+        )
         with bar:
             if is_plain_greedy(cfg) and spliceable(bb.model):
-                answers = greedy(bb.model, lambda idx: embed(bb, [rows[order[i]] for i in idx], self.tokens),
-                                 len(order), batch_size, cfg.max_new_tokens, _ends(cfg), done=bar.update)
+                answers = greedy(
+                    bb.model,
+                    lambda idx: embed(bb, [rows[order[i]] for i in idx], self.tokens),
+                    len(order),
+                    batch_size,
+                    cfg.max_new_tokens,
+                    _ends(cfg),
+                    done=bar.update,
+                )
                 for i, seq in zip(order, answers):
                     out[i] = seq
                 return out
             for n, start in enumerate(range(0, len(order), batch_size)):
-                idx = order[start: start + batch_size]
-                for i, seq in zip(idx, sample(bb, embed(bb, [rows[i] for i in idx], self.tokens), cfg, seed + n)):
+                idx = order[start : start + batch_size]
+                for i, seq in zip(
+                    idx,
+                    sample(
+                        bb,
+                        embed(bb, [rows[i] for i in idx], self.tokens),
+                        cfg,
+                        seed + n,
+                    ),
+                ):
                     out[i] = seq
                 bar.update(len(idx))
         return out
 
-    def generate(self, prompts: Sequence[str | Request] | str, max_new_tokens: int = 256,
-                 batch_size: int = 16, **kwargs) -> list[str] | str:
+    def generate(
+        self,
+        prompts: Sequence[str | Request] | str,
+        max_new_tokens: int = 256,
+        batch_size: int = 16,
+        **kwargs,
+    ) -> list[str] | str:
         """Answers as text, in input order; a single prompt string gives a single answer."""
         single = isinstance(prompts, (str, Request))
-        ids = self.generate_ids([prompts] if single else prompts, max_new_tokens, batch_size, **kwargs)
-        texts = [self.backbone.tokenizer.decode(s, skip_special_tokens=True).strip() for s in ids]
+        ids = self.generate_ids(
+            [prompts] if single else prompts, max_new_tokens, batch_size, **kwargs
+        )
+        texts = [
+            self.backbone.tokenizer.decode(s, skip_special_tokens=True).strip()
+            for s in ids
+        ]
         return texts[0] if single else texts
 
 
@@ -189,16 +273,21 @@ def _check_context(bb: Backbone, rows: Sequence[Rendered], max_new_tokens: int) 
                 f"prompt {i} is {len(row.ids)} tokens long (chat template included); with max_new_tokens="
                 f"{max_new_tokens} it needs {len(row.ids) + max_new_tokens} positions, but {bb.model_id} has a "
                 f"context of {limit} tokens: shorten the prompt or lower max_new_tokens (steerlib does not "
-                f"truncate prompts)")
+                f"truncate prompts)"
+            )
 
 
 def _completed(bb: Backbone, cfg: GenerationConfig) -> GenerationConfig:
     """``cfg`` completed for ``bb`` (its end tokens and pad token where ``cfg`` names none),
     after refusing what steerlib does not do (several sequences per prompt)."""
     if (cfg.num_beams or 1) > 1 or (cfg.num_return_sequences or 1) > 1:
-        raise ConfigError("steerlib decodes one sequence per prompt: num_beams and num_return_sequences must be 1")
+        raise ConfigError(
+            "steerlib decodes one sequence per prompt: num_beams and num_return_sequences must be 1"
+        )
     if not cfg.max_new_tokens:
-        raise ConfigError("the GenerationConfig needs max_new_tokens (how long an answer may grow)")
+        raise ConfigError(
+            "the GenerationConfig needs max_new_tokens (how long an answer may grow)"
+        )
     cfg = copy.deepcopy(cfg)
     if cfg.eos_token_id is None:
         cfg.eos_token_id = bb.eos_ids
@@ -208,10 +297,16 @@ def _completed(bb: Backbone, cfg: GenerationConfig) -> GenerationConfig:
 
 
 def _ends(cfg: GenerationConfig) -> set[int]:
-    return {cfg.eos_token_id} if isinstance(cfg.eos_token_id, int) else set(cfg.eos_token_id)
+    return (
+        {cfg.eos_token_id}
+        if isinstance(cfg.eos_token_id, int)
+        else set(cfg.eos_token_id)
+    )
 
 
-def sample(bb: Backbone, batch: Batch, cfg: GenerationConfig, seed: int = 0) -> list[list[int]]:
+def sample(
+    bb: Backbone, batch: Batch, cfg: GenerationConfig, seed: int = 0
+) -> list[list[int]]:
     """Each prompt's answer by transformers' ``generate``, cut after its end token: a
     configuration beyond plain greedy decoding (sampling, a repetition penalty, stop
     strings), or a model whose cache ``decoding.greedy`` cannot rearrange (sliding windows).
@@ -223,22 +318,36 @@ def sample(bb: Backbone, batch: Batch, cfg: GenerationConfig, seed: int = 0) -> 
     first step.
     """
     if batch.prefill_mask is not None:
-        raise ConfigError("this layout (isolated slots) decodes greedily only (no sampling, repetition penalty "
-                          "or stop strings), on a model whose cache is transformers' DynamicLayer (no sliding "
-                          "window)")
+        raise ConfigError(
+            "this layout (isolated slots) decodes greedily only (no sampling, repetition penalty "
+            "or stop strings), on a model whose cache is transformers' DynamicLayer (no sliding "
+            "window)"
+        )
     eos = _ends(cfg)
     with torch.random.fork_rng(devices=[bb.device] if bb.device.type == "cuda" else []):
-        torch.manual_seed(seed)  # sampling draws from the global generator: seeded, and restored after
+        torch.manual_seed(
+            seed
+        )  # sampling draws from the global generator: seeded, and restored after
         # position_ids: the layout's (generate continues each row at its last + 1)
-        out = bb.model.generate(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask,
-                                position_ids=batch.position_ids, generation_config=cfg,
-                                tokenizer=bb.tokenizer if cfg.stop_strings else None)
+        out = bb.model.generate(
+            inputs_embeds=batch.inputs_embeds,
+            attention_mask=batch.attention_mask,
+            position_ids=batch.position_ids,
+            generation_config=cfg,
+            tokenizer=bb.tokenizer if cfg.stop_strings else None,
+        )
     answers = []
     for row in out.tolist():
         end = next((i for i, t in enumerate(row) if t in eos), None)
         row = row if end is None else row[: end + 1]
-        if cfg.stop_strings and end is not None and _stopped(bb, row[:-1], cfg.stop_strings):
-            row = row[:-1]  # stopped by a stop string: the end token is generate's padding
+        if (
+            cfg.stop_strings
+            and end is not None
+            and _stopped(bb, row[:-1], cfg.stop_strings)
+        ):
+            row = row[
+                :-1
+            ]  # stopped by a stop string: the end token is generate's padding
         answers.append(row)
     return answers
 
@@ -295,11 +404,15 @@ class SteeringMethod(Protocol):
     """``context`` changes the model per combination (a baseline): evaluate groups the
     generations by context. False when one context serves every combination."""
 
-    def request(self, question: str, names: Sequence[str], rng: random.Random | None = None) -> Request: ...
+    def request(
+        self, question: str, names: Sequence[str], rng: random.Random | None = None
+    ) -> Request: ...
 
     def digest(self, sm: SteeredModel, names: Sequence[str]) -> str: ...
 
-    def context(self, sm: SteeredModel, names: Sequence[str]) -> ContextManager[SteeredModel]: ...
+    def context(
+        self, sm: SteeredModel, names: Sequence[str]
+    ) -> ContextManager[SteeredModel]: ...
 
 
 @dataclass(frozen=True)
@@ -331,7 +444,9 @@ class Method:
         """The steering tokens the prompt for ``names`` reads, in order."""
         return interleave(names, self.joiner) if self.tokens else ()
 
-    def request(self, question: str, names: Sequence[str], rng: random.Random | None = None) -> Request:
+    def request(
+        self, question: str, names: Sequence[str], rng: random.Random | None = None
+    ) -> Request:
         text = instructions_for(names, rng) if self.instructions else ""
         return Request(question, self.slots(names), text)
 
@@ -346,9 +461,15 @@ class Method:
         layout reads the tokens in its places)."""
         if not self.native_and and self.layout is None:
             return sm
-        tokens = sm.tokens.copy() if sm.tokens is not None else SteeringTokens.for_backbone(sm.backbone)
+        tokens = (
+            sm.tokens.copy()
+            if sm.tokens is not None
+            else SteeringTokens.for_backbone(sm.backbone)
+        )
         if self.native_and:
-            tokens.set("and", text_init(sm.backbone, " and"), {"init": "vocabulary ' and'"})
+            tokens.set(
+                "and", text_init(sm.backbone, " and"), {"init": "vocabulary ' and'"}
+            )
         if self.layout is not None:
             tokens.layout = self.layout
         return SteeredModel(sm.backbone, tokens, strict=sm.strict)

@@ -22,6 +22,7 @@ position sharing follows Tailor, arXiv 2204.13362, for concatenated soft prompts
 With one slot every layout is the sequential one (same positions, no mask): a single
 token behaves exactly as it was trained and as it always has.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -36,7 +37,9 @@ AND = "and"
 DEFAULT = Layout()
 
 
-def positions(length: int, slots: Sequence[tuple[int, str]], layout: Layout) -> list[int]:
+def positions(
+    length: int, slots: Sequence[tuple[int, str]], layout: Layout
+) -> list[int]:
     """Position ids of one unpadded sequence of ``length`` tokens whose steering slots
     stand at ``slots`` ((index, name), one consecutive run)."""
     if layout.positions is SlotPositions.SEQUENTIAL or len(slots) < 2:
@@ -56,11 +59,18 @@ def blocked(slots: Sequence[tuple[int, str]], layout: Layout) -> list[tuple[int,
     before it, when ``isolate``."""
     if not layout.isolate:
         return []
-    return [(q, k) for i, (q, name) in enumerate(slots) if name != AND for k, _ in slots[:i]]
+    return [
+        (q, k) for i, (q, name) in enumerate(slots) if name != AND for k, _ in slots[:i]
+    ]
 
 
-def allowed(lengths: Sequence[int], width: int, slots: Sequence[Sequence[tuple[int, str]]], layout: Layout,
-            device: torch.device) -> torch.Tensor | None:
+def allowed(
+    lengths: Sequence[int],
+    width: int,
+    slots: Sequence[Sequence[tuple[int, str]]],
+    layout: Layout,
+    device: torch.device,
+) -> torch.Tensor | None:
     """Which keys each query may attend to in a left-padded batch under ``layout``:
     a bool ``(batch, 1, width, width)`` mask, or None when plain causal attention with
     padding is all it needs.
@@ -72,7 +82,11 @@ def allowed(lengths: Sequence[int], width: int, slots: Sequence[Sequence[tuple[i
     pairs = [blocked(s, layout) for s in slots]
     if not any(pairs):
         return None
-    mask = torch.ones(width, width, dtype=torch.bool, device=device).tril().repeat(len(lengths), 1, 1)
+    mask = (
+        torch.ones(width, width, dtype=torch.bool, device=device)
+        .tril()
+        .repeat(len(lengths), 1, 1)
+    )
     for b, (n, forbid) in enumerate(zip(lengths, pairs)):
         offset = width - n
         mask[b, :, :offset] = False
@@ -85,4 +99,6 @@ def allowed(lengths: Sequence[int], width: int, slots: Sequence[Sequence[tuple[i
 def additive(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """A bool attention mask as the additive one every attention implementation takes
     (0 where allowed, the dtype's minimum elsewhere; eager attention adds a bool mask as 0/1)."""
-    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, torch.finfo(dtype).min)
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(
+        ~mask, torch.finfo(dtype).min
+    )

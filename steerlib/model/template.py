@@ -25,6 +25,7 @@ it must be a known token (else an error lists the known ones). Any other ``<`` t
   so "Show me an example of \\<json>" or a prompt ending in "\\<br>" stays text. (Or
   pass the text and the tokens apart: ``Request(question, slots)``.)
 """
+
 from __future__ import annotations
 
 import re
@@ -53,7 +54,9 @@ class TagWarning(UserWarning):
     """Prompt text that looks like a steering token but is plain text (it steers nothing)."""
 
 
-def parse(text: str, known: Sequence[str] | None = None, strict: bool = True) -> tuple[str, list[str]]:
+def parse(
+    text: str, known: Sequence[str] | None = None, strict: bool = True
+) -> tuple[str, list[str]]:
     """Split ``"question <a><and><b>"`` into ``("question", ["a", "and", "b"])``.
 
     ``known`` lists the allowed token names; a tag outside it raises a PromptError that
@@ -68,13 +71,18 @@ def parse(text: str, known: Sequence[str] | None = None, strict: bool = True) ->
     ('Why is the sky blue?', [])
     """
     match = _TRAILING_TAGS.search(text)
-    question, names = (text[: match.start()].rstrip(), _TAG.findall(match.group(0))) if match else (text, [])
+    question, names = (
+        (text[: match.start()].rstrip(), _TAG.findall(match.group(0)))
+        if match
+        else (text, [])
+    )
     if known is not None:
         unknown = [n for n in names if n not in known]
         if unknown:
             raise PromptError(
                 f"unknown steering token(s) {', '.join(f'<{n}>' for n in unknown)} in {text!r}; "
-                f"known tokens: {', '.join(f'<{n}>' for n in known) or 'none (no tokens loaded)'}")
+                f"known tokens: {', '.join(f'<{n}>' for n in known) or 'none (no tokens loaded)'}"
+            )
         _warn_near_misses(question, known)
     if strict:
         check_run(names)
@@ -93,23 +101,34 @@ def check_run(names: Sequence[str]) -> None:
         return
     hint = "; pass strict=False to run it anyway"
     if names[0] == AND or names[-1] == AND:
-        raise PromptError(f"{_run(names)}: <and> must stand between two behavior tokens{hint}")
+        raise PromptError(
+            f"{_run(names)}: <and> must stand between two behavior tokens{hint}"
+        )
     for a, b in zip(names, names[1:]):
         if a == b == AND:
-            raise PromptError(f"{_run(names)}: <and><and> joins nothing; one <and> between two behaviors{hint}")
+            raise PromptError(
+                f"{_run(names)}: <and><and> joins nothing; one <and> between two behaviors{hint}"
+            )
     behaviors = [n for n in names if n != AND]
     twice = sorted({n for n in behaviors if behaviors.count(n) > 1})
     if twice:
-        raise PromptError(f"{_run(names)}: {', '.join(f'<{n}>' for n in twice)} given twice; each behavior "
-                          f"appears once{hint}")
+        raise PromptError(
+            f"{_run(names)}: {', '.join(f'<{n}>' for n in twice)} given twice; each behavior "
+            f"appears once{hint}"
+        )
     registered = [n for n in dict.fromkeys(behaviors) if n in B.names()]
     for i, a in enumerate(registered):
-        for b in registered[i + 1:]:
+        for b in registered[i + 1 :]:
             if not B.compatible(a, b):
                 same = B.get(a).category == B.get(b).category
-                rule = (f"two {B.get(a).category} behaviors never compose" if same else
-                        "they cannot both hold (see behaviors.compatible)")
-                raise PromptError(f"{_run(names)}: <{a}> and <{b}> conflict: {rule}{hint}")
+                rule = (
+                    f"two {B.get(a).category} behaviors never compose"
+                    if same
+                    else "they cannot both hold (see behaviors.compatible)"
+                )
+                raise PromptError(
+                    f"{_run(names)}: <{a}> and <{b}> conflict: {rule}{hint}"
+                )
 
 
 def _run(names: Sequence[str]) -> str:
@@ -125,7 +144,10 @@ def _warn_near_misses(question: str, known: Sequence[str]) -> None:
             warnings.warn(
                 f"{match.group(0)!r} in the prompt looks like the steering token <{name}> but is plain text: "
                 f"steering tokens go at the end of the prompt, written exactly <{name}>; write \\<{name}> for "
-                f"the literal text", TagWarning, stacklevel=3)
+                f"the literal text",
+                TagWarning,
+                stacklevel=3,
+            )
 
 
 @dataclass
@@ -137,23 +159,38 @@ class Rendered:
     """(position in ids, token name) for every steering slot."""
 
 
-def render(bb: Backbone, question: str, slots: Sequence[str] = (), instructions: str = "") -> Rendered:
+def render(
+    bb: Backbone, question: str, slots: Sequence[str] = (), instructions: str = ""
+) -> Rendered:
     """Chat-template ``question [instructions]<slot>...`` as ids with slot positions."""
     if SLOT in question or SLOT in instructions:
-        raise ValueError("prompt text contains U+E000, which steerlib reserves for token slots")
-    content = question + (f" {instructions}" if instructions else "") + SLOT * len(slots)
+        raise ValueError(
+            "prompt text contains U+E000, which steerlib reserves for token slots"
+        )
+    content = (
+        question + (f" {instructions}" if instructions else "") + SLOT * len(slots)
+    )
     text = bb.tokenizer.apply_chat_template(
-        [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True,
-        **bb.chat_kwargs)
+        [{"role": "user", "content": content}],
+        tokenize=False,
+        add_generation_prompt=True,
+        **bb.chat_kwargs,
+    )
     pieces = text.split(SLOT)
     ids: list[int] = []
     positions: list[tuple[int, str]] = []
     for i, piece in enumerate(pieces):
         if piece:
-            ids += _tokenize(bb.tokenizer, piece) if i == 0 else _tokenize_after_slot(bb.tokenizer, piece)
+            ids += (
+                _tokenize(bb.tokenizer, piece)
+                if i == 0
+                else _tokenize_after_slot(bb.tokenizer, piece)
+            )
         if i < len(slots):
             positions.append((len(ids), slots[i]))
-            ids.append(bb.tokenizer.pad_token_id)  # placeholder; its embedding is replaced
+            ids.append(
+                bb.tokenizer.pad_token_id
+            )  # placeholder; its embedding is replaced
     return Rendered(ids, positions)
 
 
@@ -172,13 +209,20 @@ def _tokenize_after_slot(tokenizer, piece: str) -> list[int]:
     anchor = _tokenize(tokenizer, SLOT)
     ids = _tokenize(tokenizer, SLOT + piece)
     if ids[: len(anchor)] != anchor:
-        raise ValueError(f"{type(tokenizer).__name__} merges the text after a steering slot with the slot "
-                         f"marker U+E000 ({piece[:20]!r}); steerlib cannot place slots in this chat template")
-    return ids[len(anchor):]
+        raise ValueError(
+            f"{type(tokenizer).__name__} merges the text after a steering slot with the slot "
+            f"marker U+E000 ({piece[:20]!r}); steerlib cannot place slots in this chat template"
+        )
+    return ids[len(anchor) :]
 
 
-def render_text(bb: Backbone, text: str, tokens: SteeringTokens | None = None,
-                instructions: str = "", strict: bool = True) -> Rendered:
+def render_text(
+    bb: Backbone,
+    text: str,
+    tokens: SteeringTokens | None = None,
+    instructions: str = "",
+    strict: bool = True,
+) -> Rendered:
     """Render a prompt written in token syntax (``"Why? <french><and><upper_case>"``);
     ``strict`` as in ``parse``."""
     question, names = parse(text, tokens.names if tokens is not None else [], strict)
@@ -200,14 +244,26 @@ class Batch:
 
     def model_inputs(self) -> dict[str, torch.Tensor]:
         """Keyword arguments of one forward pass over the whole batch."""
-        mask = (L.additive(self.prefill_mask, self.inputs_embeds.dtype) if self.prefill_mask is not None
-                else self.attention_mask)
-        return {"inputs_embeds": self.inputs_embeds, "attention_mask": mask, "position_ids": self.position_ids}
+        mask = (
+            L.additive(self.prefill_mask, self.inputs_embeds.dtype)
+            if self.prefill_mask is not None
+            else self.attention_mask
+        )
+        return {
+            "inputs_embeds": self.inputs_embeds,
+            "attention_mask": mask,
+            "position_ids": self.position_ids,
+        }
 
 
-def embed(bb: Backbone, rows: Sequence[Rendered], tokens: SteeringTokens | None = None,
-          answers: Sequence[Sequence[int]] | None = None,
-          vectors: dict[str, torch.Tensor] | None = None, layout: L.Layout | None = None) -> Batch:
+def embed(
+    bb: Backbone,
+    rows: Sequence[Rendered],
+    tokens: SteeringTokens | None = None,
+    answers: Sequence[Sequence[int]] | None = None,
+    vectors: dict[str, torch.Tensor] | None = None,
+    layout: L.Layout | None = None,
+) -> Batch:
     """Embed a batch, replacing slot rows by steering vectors.
 
     ``vectors`` overrides ``tokens`` name by name; training passes its live (gradient
@@ -223,7 +279,9 @@ def embed(bb: Backbone, rows: Sequence[Rendered], tokens: SteeringTokens | None 
     width = max(len(s) for s in seqs)
     pad = bb.tokenizer.pad_token_id
     ids = torch.tensor([[pad] * (width - len(s)) + s for s in seqs], device=bb.device)
-    mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=bb.device)
+    mask = torch.tensor(
+        [[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=bb.device
+    )
     embeds = bb.model.get_input_embeddings()(ids)
     slot_b, slot_p, slot_vecs = [], [], []
     for b, (row, seq) in enumerate(zip(rows, seqs)):
@@ -232,18 +290,36 @@ def embed(bb: Backbone, rows: Sequence[Rendered], tokens: SteeringTokens | None 
             vec = vectors[name] if vectors is not None and name in vectors else None
             if vec is None:
                 if tokens is None:
-                    raise ValueError(f"prompt has a <{name}> slot but no tokens were given")
+                    raise ValueError(
+                        f"prompt has a <{name}> slot but no tokens were given"
+                    )
                 vec = tokens[name]
             slot_b.append(b)
             slot_p.append(offset + pos)
             slot_vecs.append(vec.to(bb.device, embeds.dtype))
     if slot_vecs:
         values = torch.stack(slot_vecs)
-        if bb.embed_scale != 1.0:  # scaled as the embedding layer scales a looked-up row
-            values = values * torch.tensor(bb.embed_scale, dtype=embeds.dtype, device=bb.device)
-        embeds = embeds.index_put((torch.tensor(slot_b, device=bb.device), torch.tensor(slot_p, device=bb.device)),
-                                  values)
-    position_ids = torch.tensor([[0] * (width - len(s)) + L.positions(len(s), r.slots, layout)
-                                 for r, s in zip(rows, seqs)], device=bb.device)
-    allowed = L.allowed([len(s) for s in seqs], width, [r.slots for r in rows], layout, bb.device)
+        if (
+            bb.embed_scale != 1.0
+        ):  # scaled as the embedding layer scales a looked-up row
+            values = values * torch.tensor(
+                bb.embed_scale, dtype=embeds.dtype, device=bb.device
+            )
+        embeds = embeds.index_put(
+            (
+                torch.tensor(slot_b, device=bb.device),
+                torch.tensor(slot_p, device=bb.device),
+            ),
+            values,
+        )
+    position_ids = torch.tensor(
+        [
+            [0] * (width - len(s)) + L.positions(len(s), r.slots, layout)
+            for r, s in zip(rows, seqs)
+        ],
+        device=bb.device,
+    )
+    allowed = L.allowed(
+        [len(s) for s in seqs], width, [r.slots for r in rows], layout, bb.device
+    )
     return Batch(embeds, mask, position_ids, allowed)

@@ -7,6 +7,7 @@ their initialisations and their file format: safetensors with a JSON metadata bl
 The fingerprint ties the vectors to the embedding space they were trained in, so loading
 them onto another model is an error instead of silent garbage.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -20,8 +21,14 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from steerlib._version import __version__
-from steerlib.errors import (ConfigError, ForeignFileError, HubCredentialsError, NonFiniteVectorError, TokenFileError,
-                             UnknownNameError)
+from steerlib.errors import (
+    ConfigError,
+    ForeignFileError,
+    HubCredentialsError,
+    NonFiniteVectorError,
+    TokenFileError,
+    UnknownNameError,
+)
 from steerlib.model.layout import DEFAULT as DEFAULT_LAYOUT
 from steerlib.model.layout import Layout
 from steerlib.model.backbone import Backbone
@@ -67,7 +74,9 @@ class SteeringTokens:
 
     def __getitem__(self, name: str) -> torch.Tensor:
         if name not in self.vectors:
-            raise UnknownNameError(f"no token <{name}>; known tokens: {', '.join(f'<{n}>' for n in self.names) or 'none'}")
+            raise UnknownNameError(
+                f"no token <{name}>; known tokens: {', '.join(f'<{n}>' for n in self.names) or 'none'}"
+            )
         return self.vectors[name]
 
     def __len__(self) -> int:
@@ -76,14 +85,23 @@ class SteeringTokens:
     def __repr__(self) -> str:
         return f"SteeringTokens({self.model_id!r}, d={self.hidden_size}, names={self.names})"
 
-    def set(self, name: str, vector: torch.Tensor, info: dict | None = None,
-            losses: list[float] | None = None) -> None:
+    def set(
+        self,
+        name: str,
+        vector: torch.Tensor,
+        info: dict | None = None,
+        losses: list[float] | None = None,
+    ) -> None:
         """Store a vector (as float32 on CPU) with its training record; a NaN or inf in it is refused."""
         vector = vector.detach().to("cpu", torch.float32).reshape(-1)
         if vector.numel() != self.hidden_size:
-            raise ValueError(f"<{name}> has {vector.numel()} dims; this model's embeddings have {self.hidden_size}")
+            raise ValueError(
+                f"<{name}> has {vector.numel()} dims; this model's embeddings have {self.hidden_size}"
+            )
         if not torch.isfinite(vector).all():
-            raise NonFiniteVectorError(f"<{name}> holds NaN or inf values; a steering vector must be finite")
+            raise NonFiniteVectorError(
+                f"<{name}> holds NaN or inf values; a steering vector must be finite"
+            )
         self.vectors[name] = vector.clone()
         if info is not None:
             self.info[name] = info
@@ -98,7 +116,9 @@ class SteeringTokens:
         new = SteeringTokens(self.hidden_size, self.model_id, self.fingerprint)
         new.layout = self.layout
         for name in names:
-            new.set(name, self[name], dict(self.info.get(name, {})), self.losses.get(name))
+            new.set(
+                name, self[name], dict(self.info.get(name, {})), self.losses.get(name)
+            )
         return new
 
     def with_layout(self, layout: Layout) -> SteeringTokens:
@@ -121,11 +141,18 @@ class SteeringTokens:
             raise TokenFileError(
                 f"these tokens were trained for {self.model_id!r} (fingerprint {self.fingerprint}, "
                 f"d={self.hidden_size}) but the backbone is {bb.model_id!r} (fingerprint "
-                f"{bb.fingerprint}, d={bb.hidden_size}); train tokens for this model instead")
+                f"{bb.fingerprint}, d={bb.hidden_size}); train tokens for this model instead"
+            )
 
     # -- files -------------------------------------------------------------------
-    def save_pretrained(self, folder: str | Path, *, pass_rates: Mapping[str, tuple[float, int]] | None = None,
-                        repo_id: str | None = None, overwrite: bool = False) -> Path:
+    def save_pretrained(
+        self,
+        folder: str | Path,
+        *,
+        pass_rates: Mapping[str, tuple[float, int]] | None = None,
+        repo_id: str | None = None,
+        overwrite: bool = False,
+    ) -> Path:
         """Write a folder that ``from_pretrained`` (and the Hub) read: ``tokens.safetensors``
         and a ``README.md`` model card.
 
@@ -143,16 +170,25 @@ class SteeringTokens:
         if not overwrite:
             for path, ours in ((weights, _is_token_file), (card, is_steerlib_card)):
                 if path.exists() and not ours(path):
-                    raise ForeignFileError(f"{path} exists and steerlib did not write it; save_pretrained would "
-                                           f"replace it: save to another folder, or pass overwrite=True")
+                    raise ForeignFileError(
+                        f"{path} exists and steerlib did not write it; save_pretrained would "
+                        f"replace it: save to another folder, or pass overwrite=True"
+                    )
         folder.mkdir(parents=True, exist_ok=True)
         self.save_file(weights)
-        write_text(card, model_card(self.metadata(), repo_id or folder.name, pass_rates))
+        write_text(
+            card, model_card(self.metadata(), repo_id or folder.name, pass_rates)
+        )
         return folder
 
     @classmethod
-    def from_pretrained(cls, source: str | Path, backbone: Backbone | None = None, *,
-                        revision: str | None = None) -> SteeringTokens:
+    def from_pretrained(
+        cls,
+        source: str | Path,
+        backbone: Backbone | None = None,
+        *,
+        revision: str | None = None,
+    ) -> SteeringTokens:
         """Tokens from a folder written by ``save_pretrained``, a Hub repo id, or a token file.
 
         A repo id (``"org/name"``) resolves through ``huggingface_hub.snapshot_download``:
@@ -165,18 +201,30 @@ class SteeringTokens:
             return cls.load_file(path, backbone)
         if path.is_dir():
             if not (path / WEIGHTS_FILE).is_file():
-                raise FileNotFoundError(f"{path} has no {WEIGHTS_FILE}; save_pretrained writes one")
+                raise FileNotFoundError(
+                    f"{path} has no {WEIGHTS_FILE}; save_pretrained writes one"
+                )
             return cls.load_file(path / WEIGHTS_FILE, backbone)
         if str(source).count("/") != 1 or str(source).startswith((".", "/", "~")):
-            raise FileNotFoundError(f"{source!r} is neither a folder, a token file nor a Hub repo id ('org/name')")
+            raise FileNotFoundError(
+                f"{source!r} is neither a folder, a token file nor a Hub repo id ('org/name')"
+            )
         from huggingface_hub import snapshot_download
 
-        folder = snapshot_download(str(source), revision=revision, allow_patterns=[WEIGHTS_FILE, CARD_FILE])
+        folder = snapshot_download(
+            str(source), revision=revision, allow_patterns=[WEIGHTS_FILE, CARD_FILE]
+        )
         return cls.load_file(Path(folder) / WEIGHTS_FILE, backbone)
 
-    def push_to_hub(self, repo_id: str, *, pass_rates: Mapping[str, tuple[float, int]] | None = None,
-                    private: bool | None = None, token: str | None = None,
-                    commit_message: str = "Upload steering tokens") -> str:
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        pass_rates: Mapping[str, tuple[float, int]] | None = None,
+        private: bool | None = None,
+        token: str | None = None,
+        commit_message: str = "Upload steering tokens",
+    ) -> str:
         """Create ``repo_id`` on the Hub (if needed) and upload the ``save_pretrained`` folder.
 
         Returns the URL of the commit.
@@ -185,14 +233,22 @@ class SteeringTokens:
 
         from huggingface_hub import HfApi, get_token
 
-        if token is None and get_token() is None:  # fail here, not as a connection error of the upload
-            raise HubCredentialsError(f"push_to_hub({repo_id!r}) needs a Hugging Face token with write access "
-                                      f"and found none: pass token=..., set HF_TOKEN, or run `hf auth login`")
+        if (
+            token is None and get_token() is None
+        ):  # fail here, not as a connection error of the upload
+            raise HubCredentialsError(
+                f"push_to_hub({repo_id!r}) needs a Hugging Face token with write access "
+                f"and found none: pass token=..., set HF_TOKEN, or run `hf auth login`"
+            )
         api = HfApi(token=token)
         api.create_repo(repo_id, private=private, exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:
-            folder = self.save_pretrained(Path(tmp) / "tokens", pass_rates=pass_rates, repo_id=repo_id)
-            info = api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message=commit_message)
+            folder = self.save_pretrained(
+                Path(tmp) / "tokens", pass_rates=pass_rates, repo_id=repo_id
+            )
+            info = api.upload_folder(
+                repo_id=repo_id, folder_path=str(folder), commit_message=commit_message
+            )
         return str(getattr(info, "commit_url", info))
 
     def save_file(self, path: str | Path) -> Path:
@@ -202,24 +258,41 @@ class SteeringTokens:
         """
         path = Path(path)
         tensors = {f"token/{n}": v.contiguous() for n, v in self.vectors.items()}
-        tensors.update({f"loss/{n}": torch.tensor(c, dtype=torch.float32)
-                        for n, c in self.losses.items() if c})
+        tensors.update(
+            {
+                f"loss/{n}": torch.tensor(c, dtype=torch.float32)
+                for n, c in self.losses.items()
+                if c
+            }
+        )
         # atomic, under a unique temp name: an interrupted save never leaves a torn file
-        return save_safetensors(tensors, path, metadata={"steerlib": json.dumps(self.metadata())})
+        return save_safetensors(
+            tensors, path, metadata={"steerlib": json.dumps(self.metadata())}
+        )
 
     def metadata(self) -> dict:
         """The JSON metadata a token file carries (and the model card reads): format, model id,
         fingerprint, width, names, per-token training records, library version, and the
         layout where it is not the paper's."""
-        meta = {"format": FORMAT, "model_id": self.model_id, "fingerprint": self.fingerprint,
-                "hidden_size": self.hidden_size, "names": self.names, "info": self.info,
-                "steerlib_version": __version__}
-        if not self.layout.is_default:  # files in the paper's layout stay byte-identical to older ones
+        meta = {
+            "format": FORMAT,
+            "model_id": self.model_id,
+            "fingerprint": self.fingerprint,
+            "hidden_size": self.hidden_size,
+            "names": self.names,
+            "info": self.info,
+            "steerlib_version": __version__,
+        }
+        if (
+            not self.layout.is_default
+        ):  # files in the paper's layout stay byte-identical to older ones
             meta["layout"] = self.layout.to_dict()
         return meta
 
     @classmethod
-    def load_file(cls, path: str | Path, backbone: Backbone | None = None) -> SteeringTokens:
+    def load_file(
+        cls, path: str | Path, backbone: Backbone | None = None
+    ) -> SteeringTokens:
         """Read a file written by ``save_file``; with ``backbone``, check it was trained for that model.
 
         Refused with a ``TokenFileError`` naming the file: anything that is not a whole
@@ -233,22 +306,37 @@ class SteeringTokens:
         try:
             f = safe_open(str(path), framework="pt")
         except SafetensorError as err:
-            raise TokenFileError(f"{path} is not a whole safetensors file (empty, truncated or another "
-                                 f"format): {err}") from err
+            raise TokenFileError(
+                f"{path} is not a whole safetensors file (empty, truncated or another "
+                f"format): {err}"
+            ) from err
         with f:
             meta = _read_metadata(path, f.metadata())
             tokens = cls(meta["hidden_size"], meta["model_id"], meta["fingerprint"])
             try:
                 tokens.layout = Layout.from_dict(meta.get("layout"))
             except (ConfigError, TypeError) as err:
-                raise TokenFileError(f"{path}: its metadata 'layout' is not a layout ({err})") from err
+                raise TokenFileError(
+                    f"{path}: its metadata 'layout' is not a layout ({err})"
+                ) from err
             keys = set(f.keys())
             for name in meta["names"]:
                 if f"token/{name}" not in keys:
-                    raise TokenFileError(f"{path}: its metadata names <{name}> but it holds no tensor 'token/{name}'")
-                vector = _checked(path, f"token/{name}", f.get_tensor(f"token/{name}"), meta["hidden_size"])
+                    raise TokenFileError(
+                        f"{path}: its metadata names <{name}> but it holds no tensor 'token/{name}'"
+                    )
+                vector = _checked(
+                    path,
+                    f"token/{name}",
+                    f.get_tensor(f"token/{name}"),
+                    meta["hidden_size"],
+                )
                 curve = f"loss/{name}"
-                losses = _checked(path, curve, f.get_tensor(curve)).tolist() if curve in keys else None
+                losses = (
+                    _checked(path, curve, f.get_tensor(curve)).tolist()
+                    if curve in keys
+                    else None
+                )
                 tokens.set(name, vector, meta["info"].get(name), losses)
         if backbone is not None:
             tokens.check_backbone(backbone)
@@ -256,15 +344,22 @@ class SteeringTokens:
 
     def save(self, path: str | Path) -> Path:
         """Deprecated (removed after 0.2): ``save_pretrained(folder)``, or ``save_file(path)``."""
-        warnings.warn("SteeringTokens.save is deprecated; use save_pretrained(folder) (or save_file(path) "
-                      "for a bare file)", DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            "SteeringTokens.save is deprecated; use save_pretrained(folder) (or save_file(path) "
+            "for a bare file)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return self.save_file(path)
 
     @classmethod
     def load(cls, path: str | Path, backbone: Backbone | None = None) -> SteeringTokens:
         """Deprecated (removed after 0.2): ``from_pretrained(folder_file_or_repo_id, backbone)``."""
-        warnings.warn("SteeringTokens.load is deprecated; use SteeringTokens.from_pretrained(path, backbone)",
-                      DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            "SteeringTokens.load is deprecated; use SteeringTokens.from_pretrained(path, backbone)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return cls.load_file(path, backbone)
 
     @classmethod
@@ -290,21 +385,29 @@ def _read_metadata(path: Path, metadata: dict | None) -> dict:
     """The ``steerlib`` metadata of a token file, checked field by field."""
     raw = (metadata or {}).get("steerlib")
     if raw is None:
-        raise TokenFileError(f"{path} is not a steerlib token file (no 'steerlib' metadata)")
+        raise TokenFileError(
+            f"{path} is not a steerlib token file (no 'steerlib' metadata)"
+        )
     try:
         meta = json.loads(raw)
     except json.JSONDecodeError as err:
-        raise TokenFileError(f"{path}: its 'steerlib' metadata is not valid JSON ({err.msg})") from err
+        raise TokenFileError(
+            f"{path}: its 'steerlib' metadata is not valid JSON ({err.msg})"
+        ) from err
     if not isinstance(meta, dict):
         raise TokenFileError(f"{path}: its 'steerlib' metadata is not a JSON object")
     if meta.get("format") != FORMAT:
-        raise TokenFileError(f"{path}: unknown format {meta.get('format')!r}; this steerlib reads {FORMAT!r}")
+        raise TokenFileError(
+            f"{path}: unknown format {meta.get('format')!r}; this steerlib reads {FORMAT!r}"
+        )
     names = meta.get("names")
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise TokenFileError(f"{path}: its metadata has no 'names' list of token names")
     hidden = meta.get("hidden_size")
     if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
-        raise TokenFileError(f"{path}: its metadata has no positive integer 'hidden_size' (got {hidden!r})")
+        raise TokenFileError(
+            f"{path}: its metadata has no positive integer 'hidden_size' (got {hidden!r})"
+        )
     for field in ("model_id", "fingerprint"):
         if not isinstance(meta.get(field), str):
             raise TokenFileError(f"{path}: its metadata has no '{field}' string")
@@ -313,19 +416,27 @@ def _read_metadata(path: Path, metadata: dict | None) -> dict:
     return meta
 
 
-def _checked(path: Path, key: str, tensor: torch.Tensor, size: int | None = None) -> torch.Tensor:
+def _checked(
+    path: Path, key: str, tensor: torch.Tensor, size: int | None = None
+) -> torch.Tensor:
     """``tensor`` when it is a finite floating-point vector (of ``size`` values, if given)."""
     if not tensor.dtype.is_floating_point:
-        raise TokenFileError(f"{path}: tensor {key!r} is {tensor.dtype}; steering vectors are floating point")
+        raise TokenFileError(
+            f"{path}: tensor {key!r} is {tensor.dtype}; steering vectors are floating point"
+        )
     if tensor.dim() != 1 or (size is not None and tensor.numel() != size):
-        raise TokenFileError(f"{path}: tensor {key!r} has shape {tuple(tensor.shape)}; expected a vector"
-                             + (f" of {size} values (hidden_size)" if size is not None else ""))
+        raise TokenFileError(
+            f"{path}: tensor {key!r} has shape {tuple(tensor.shape)}; expected a vector"
+            + (f" of {size} values (hidden_size)" if size is not None else "")
+        )
     if not torch.isfinite(tensor).all():
         raise TokenFileError(f"{path}: tensor {key!r} holds NaN or inf values")
     return tensor
 
 
-def shipped(bb: Backbone, name: str, key: str, path: str | Path | None = None) -> SteeringTokens | None:
+def shipped(
+    bb: Backbone, name: str, key: str, path: str | Path | None = None
+) -> SteeringTokens | None:
     """The shipped ``<name>`` when it was trained for this model with cache key ``key``.
 
     Lets a fresh clone (and the book) reuse the committed tokens instead of retraining
@@ -336,7 +447,11 @@ def shipped(bb: Backbone, name: str, key: str, path: str | Path | None = None) -
     if not path.is_file():
         return None
     tokens = SteeringTokens.load_file(path)
-    if tokens.fingerprint != bb.fingerprint or name not in tokens or tokens.info.get(name, {}).get("key") != key:
+    if (
+        tokens.fingerprint != bb.fingerprint
+        or name not in tokens
+        or tokens.info.get(name, {}).get("key") != key
+    ):
         return None
     return tokens.subset([name])
 
@@ -346,7 +461,9 @@ def tensor_digest(named: Iterable[tuple[str, torch.Tensor]], salt: str = "") -> 
     """12 hex digits of SHA-256 over ``salt`` and each (name, float32 values) in the given order."""
     h = hashlib.sha256(salt.encode())
     for name, tensor in named:
-        h.update(name.encode() + b"\0" + tensor.detach().float().cpu().numpy().tobytes())
+        h.update(
+            name.encode() + b"\0" + tensor.detach().float().cpu().numpy().tobytes()
+        )
     return h.hexdigest()[:12]
 
 

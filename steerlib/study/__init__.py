@@ -6,10 +6,13 @@ figures and the book's helpers.
 binds ``steerlib.study`` to the package itself, so the package stands for its pipeline
 (read on first use, so importing ``steerlib.study.plots`` alone stays light).
 """
+
 import importlib
 
 
 def __getattr__(name: str):
-    if name.startswith("__"):  # dunder lookups (pickling, introspection) are not pipeline names
+    if name.startswith(
+        "__"
+    ):  # dunder lookups (pickling, introspection) are not pipeline names
         raise AttributeError(name)
     return getattr(importlib.import_module("steerlib.study.pipeline"), name)

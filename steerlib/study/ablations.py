@@ -20,6 +20,7 @@ prompt-orderings.
 Every setting is cached (tokens under ``artifacts/``, generations as records), so the
 tables can be rebuilt, and an interrupted run resumes.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -58,26 +59,49 @@ class Setting:
 
 def settings() -> list[Setting]:
     """Every setting the four ablations compare (shared settings appear in each)."""
-    out = [Setting("no_and", "concatenation", method="concat"), Setting("no_and", "<and>")]
+    out = [
+        Setting("no_and", "concatenation", method="concat"),
+        Setting("no_and", "<and>"),
+    ]
     for init in (Init.ZERO, Init.WORD, Init.MEAN, Init.RANDOM):
         for w in (0.0, 0.5):
-            out.append(Setting("init", f"{init}, {'with' if w else 'without'} L_orth", init=init, orth_weight=w))
-    out += [Setting("lambda", f"lambda={w}", orth_weight=w) for w in (0.0, 0.25, 0.5, 1.0)]
+            out.append(
+                Setting(
+                    "init",
+                    f"{init}, {'with' if w else 'without'} L_orth",
+                    init=init,
+                    orth_weight=w,
+                )
+            )
+    out += [
+        Setting("lambda", f"lambda={w}", orth_weight=w) for w in (0.0, 0.25, 0.5, 1.0)
+    ]
     out += [Setting("variant", f"trained on {v}", combos=v) for v in Stage2Combos]
     return out
 
 
 ABLATIONS = ("no_and", "init", "lambda", "variant")
-RECIPE = {"no_and": "<and>", "init": "zero, with L_orth", "lambda": "lambda=0.5", "variant": "trained on 2"}
+RECIPE = {
+    "no_and": "<and>",
+    "init": "zero, with L_orth",
+    "lambda": "lambda=0.5",
+    "variant": "trained on 2",
+}
 """Per ablation, the setting that is the paper's recipe (what every other one is tested against)."""
 
 
 PAPER_UNSEEN = {
-    ("no_and", "concatenation"): 49.7, ("no_and", "<and>"): 69.1,
-    ("init", "zero, without L_orth"): 66.9, ("init", "zero, with L_orth"): 69.1,
-    ("init", "word, without L_orth"): 55.2, ("init", "word, with L_orth"): 70.8,
-    ("init", "mean, without L_orth"): 58.4, ("init", "mean, with L_orth"): 64.4,
-    ("lambda", "lambda=0.0"): 67.6, ("lambda", "lambda=0.25"): 65.0, ("lambda", "lambda=0.5"): 69.1,
+    ("no_and", "concatenation"): 49.7,
+    ("no_and", "<and>"): 69.1,
+    ("init", "zero, without L_orth"): 66.9,
+    ("init", "zero, with L_orth"): 69.1,
+    ("init", "word, without L_orth"): 55.2,
+    ("init", "word, with L_orth"): 70.8,
+    ("init", "mean, without L_orth"): 58.4,
+    ("init", "mean, with L_orth"): 64.4,
+    ("lambda", "lambda=0.0"): 67.6,
+    ("lambda", "lambda=0.25"): 65.0,
+    ("lambda", "lambda=0.5"): 69.1,
     ("lambda", "lambda=1.0"): 63.9,
 }
 """The paper's ablation table (Qwen3-4B, 2-behavior unseen mean accuracy, %; METHOD.md).
@@ -115,8 +139,13 @@ class Protocol:
 def paper_protocol(preset: Preset) -> Protocol:
     """The main composition table's sampled combinations and prompts (paper's protocol)."""
     combos = preset.composition_combos()
-    return Protocol("paper", tuple(c for c in combos if len(c) == 2), tuple(c for c in combos if len(c) > 2),
-                    preset.eval.n_prompts, preset.eval.n_prompts_3)
+    return Protocol(
+        "paper",
+        tuple(c for c in combos if len(c) == 2),
+        tuple(c for c in combos if len(c) > 2),
+        preset.eval.n_prompts,
+        preset.eval.n_prompts_3,
+    )
 
 
 def capable_protocol(preset: Preset, pairs: Sequence[tuple[str, str]]) -> Protocol:
@@ -129,15 +158,32 @@ def capable_protocol(preset: Preset, pairs: Sequence[tuple[str, str]]) -> Protoc
     def capable_triple(c: tuple[str, ...]) -> bool:
         return all(frozenset(p) in chosen for p in itertools.combinations(c, 2))
 
-    triples = [t for split in ("seen", "unseen")
-               for t in sample_combos(3, split, preset.eval.n_combos_3, preset.eval.seed, keep=capable_triple)]
+    triples = [
+        t
+        for split in ("seen", "unseen")
+        for t in sample_combos(
+            3, split, preset.eval.n_combos_3, preset.eval.seed, keep=capable_triple
+        )
+    ]
     n = preset.eval.n_ablation or preset.eval.n_capable
-    return Protocol("capable", tuple(tuple(p) for p in pairs), tuple(triples), n, n,
-                    records="capable_records.jsonl", study_labels=True)
+    return Protocol(
+        "capable",
+        tuple(tuple(p) for p in pairs),
+        tuple(triples),
+        n,
+        n,
+        records="capable_records.jsonl",
+        study_labels=True,
+    )
 
 
-def ablation_setup(bb: Backbone, tokens: SteeringTokens, preset: Preset, capable_pairs: bool,
-                   results: Path | None = None) -> tuple[Protocol, Path]:
+def ablation_setup(
+    bb: Backbone,
+    tokens: SteeringTokens,
+    preset: Preset,
+    capable_pairs: bool,
+    results: Path | None = None,
+) -> tuple[Protocol, Path]:
     """The protocol and the folder its records live in: the capable pairs
     (``capable.choose``, validation data only) and the results folder itself, whose
     ``capable_records.jsonl`` the composition study shares; else the paper's protocol
@@ -153,9 +199,16 @@ def ablation_setup(bb: Backbone, tokens: SteeringTokens, preset: Preset, capable
     return paper_protocol(preset), results / "ablations"
 
 
-def run_ablations(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path,
-                  which: Sequence[str] = ABLATIONS, progress: bool | None = None,
-                  cached_only: bool = False, protocol: Protocol | None = None) -> pd.DataFrame:
+def run_ablations(
+    bb: Backbone,
+    tokens: SteeringTokens,
+    preset: Preset,
+    out: Path,
+    which: Sequence[str] = ABLATIONS,
+    progress: bool | None = None,
+    cached_only: bool = False,
+    protocol: Protocol | None = None,
+) -> pd.DataFrame:
     """Train and evaluate every setting of the chosen ablations; one metrics row per split.
 
     ``tokens`` must hold the behavior tokens (an ``<and>`` in it is ignored). The
@@ -170,39 +223,78 @@ def run_ablations(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Pat
     """
     unknown = set(which) - set(ABLATIONS)
     if unknown:
-        raise ConfigError(f"unknown ablation(s) {sorted(unknown)}; choose from {ABLATIONS}")
+        raise ConfigError(
+            f"unknown ablation(s) {sorted(unknown)}; choose from {ABLATIONS}"
+        )
     ev = preset.eval
     protocol = protocol or paper_protocol(preset)
     behaviors = tokens.subset([n for n in tokens.names if n != "and"])
     path = out / protocol.records
     if cached_only:  # records of this model, these prompts and settings (the vectors are not at hand)
-        done = read_records(path, model=bb.fingerprint, max_new_tokens=ev.max_new_tokens, seed=ev.seed,
-                            prompts=P.load("test", limit=max(protocol.n_pairs, protocol.n_triples)))
+        done = read_records(
+            path,
+            model=bb.fingerprint,
+            max_new_tokens=ev.max_new_tokens,
+            seed=ev.seed,
+            prompts=P.load("test", limit=max(protocol.n_pairs, protocol.n_triples)),
+        )
     rows = []
     for v in (v for v in settings() if v.ablation in which):
-        test, n_prompts = ((protocol.triples, protocol.n_triples) if v.ablation == "variant"
-                           else (protocol.pairs, protocol.n_pairs))
+        test, n_prompts = (
+            (protocol.triples, protocol.n_triples)
+            if v.ablation == "variant"
+            else (protocol.pairs, protocol.n_pairs)
+        )
         cfg = replace(preset.stage2, init=v.init, orth_weight=v.orth_weight)
-        name = protocol.label(v, recipe=v.method == "and" and cfg == preset.stage2
-                              and v.combos == Stage2Combos.PAIRS)
+        name = protocol.label(
+            v,
+            recipe=v.method == "and"
+            and cfg == preset.stage2
+            and v.combos == Stage2Combos.PAIRS,
+        )
         if not test:
             continue
-        if cached_only:  # the records alone: the <and> settings' vectors need not be at hand
+        if (
+            cached_only
+        ):  # the records alone: the <and> settings' vectors need not be at hand
             expected = sum(len(orderings(c)) for c in test) * n_prompts
             wanted = {"+".join(o) for c in test for o in orderings(c)}
-            recs = done[(done["method"] == name) & done["order"].isin(wanted) & (done["prompt_id"] < n_prompts)]
+            recs = done[
+                (done["method"] == name)
+                & done["order"].isin(wanted)
+                & (done["prompt_id"] < n_prompts)
+            ]
             if len(recs) < expected:
                 continue
         else:
-            steer = (train_composition_token(bb, behaviors, cfg, combos=v.combos, progress=progress)
-                     if v.method == "and" else behaviors)
-            recs = evaluate(SteeredModel(bb, steer), [Method(name, joiner=METHODS[v.method].joiner)], test,
-                            P.load("test", limit=n_prompts), max_new_tokens=ev.max_new_tokens,
-                            batch_size=ev.batch_size, records=path, seed=ev.seed, progress=progress)
+            steer = (
+                train_composition_token(
+                    bb, behaviors, cfg, combos=v.combos, progress=progress
+                )
+                if v.method == "and"
+                else behaviors
+            )
+            recs = evaluate(
+                SteeredModel(bb, steer),
+                [Method(name, joiner=METHODS[v.method].joiner)],
+                test,
+                P.load("test", limit=n_prompts),
+                max_new_tokens=ev.max_new_tokens,
+                batch_size=ev.batch_size,
+                records=path,
+                seed=ev.seed,
+                progress=progress,
+            )
         table = metrics(recs.assign(method=label(v))).drop(columns="method")
         trained = None
-        if v.method == "and":  # the setting's vector, saved next to the records to be committed with them
-            vector = out / "ablation_tokens" / f"{protocol.name}-{label(v).replace('|', '_')}.safetensors"
+        if (
+            v.method == "and"
+        ):  # the setting's vector, saved next to the records to be committed with them
+            vector = (
+                out
+                / "ablation_tokens"
+                / f"{protocol.name}-{label(v).replace('|', '_')}.safetensors"
+            )
             if not cached_only:
                 trained = steer
             elif vector.is_file():
@@ -212,33 +304,90 @@ def run_ablations(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Pat
             if trained is not None and not vector.is_file():
                 trained.subset(["and"]).save_file(vector)
         seconds = trained.info["and"].get("seconds") if trained is not None else None
-        rows.append(table.assign(ablation=v.ablation, setting=v.setting, label=name, train_s=seconds))
+        rows.append(
+            table.assign(
+                ablation=v.ablation, setting=v.setting, label=name, train_s=seconds
+            )
+        )
     if not rows:
-        return pd.DataFrame(columns=["ablation", "setting", "split", "mean_acc", "mean_lo", "mean_hi", "best_acc",
-                                     "best_lo", "best_hi", "order_var", "ov_lo", "ov_hi", "combos", "n", "label",
-                                     "train_s"])
+        return pd.DataFrame(
+            columns=[
+                "ablation",
+                "setting",
+                "split",
+                "mean_acc",
+                "mean_lo",
+                "mean_hi",
+                "best_acc",
+                "best_lo",
+                "best_hi",
+                "order_var",
+                "ov_lo",
+                "ov_hi",
+                "combos",
+                "n",
+                "label",
+                "train_s",
+            ]
+        )
     table = pd.concat(rows, ignore_index=True)
-    return table[["ablation", "setting", *[c for c in table.columns if c not in ("ablation", "setting")]]]
+    return table[
+        [
+            "ablation",
+            "setting",
+            *[c for c in table.columns if c not in ("ablation", "setting")],
+        ]
+    ]
 
 
 def paired_vs_recipe(table: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
     """Every setting of ``table`` (``run_ablations``) against its ablation's recipe
     (``RECIPE``): exact McNemar tests (``evaluate.paired_test``) per split on the
     prompt-orderings both were generated for, from ``records`` (the protocol's file)."""
-    labels = table.drop_duplicates(["ablation", "setting"]).set_index(["ablation", "setting"])["label"]
+    labels = table.drop_duplicates(["ablation", "setting"]).set_index(
+        ["ablation", "setting"]
+    )["label"]
     rows = []
     for (ablation, setting), name in labels.items():
         base = labels.get((ablation, RECIPE[ablation]))
         if base is None or setting == RECIPE[ablation]:
             continue
         tests = paired_test(records[records["method"].isin([name, base])], name, base)
-        rows.append(tests.rename(columns={f"{name} %": "setting %", f"{base} %": "recipe %"})
-                    .assign(ablation=ablation, setting=setting, recipe=RECIPE[ablation]))
+        rows.append(
+            tests.rename(
+                columns={f"{name} %": "setting %", f"{base} %": "recipe %"}
+            ).assign(ablation=ablation, setting=setting, recipe=RECIPE[ablation])
+        )
     if not rows:
-        return pd.DataFrame(columns=["ablation", "setting", "recipe", "split", "n", "setting %", "recipe %",
-                                     "a_only", "b_only", "p"])
+        return pd.DataFrame(
+            columns=[
+                "ablation",
+                "setting",
+                "recipe",
+                "split",
+                "n",
+                "setting %",
+                "recipe %",
+                "a_only",
+                "b_only",
+                "p",
+            ]
+        )
     out = pd.concat(rows, ignore_index=True)
-    return out[["ablation", "setting", "recipe", "split", "n", "setting %", "recipe %", "a_only", "b_only", "p"]]
+    return out[
+        [
+            "ablation",
+            "setting",
+            "recipe",
+            "split",
+            "n",
+            "setting %",
+            "recipe %",
+            "a_only",
+            "b_only",
+            "p",
+        ]
+    ]
 
 
 def beside_paper(tests: pd.DataFrame) -> pd.DataFrame:
@@ -259,7 +408,10 @@ def beside_paper(tests: pd.DataFrame) -> pd.DataFrame:
         b, c, n = r["a_only"], r["b_only"], r["n"]
         diff = 100 * (b - c) / n
         half = 1.96 * 100 * np.sqrt(max(b + c - (b - c) ** 2 / n, 0.0)) / n
-        paper_s, paper_r = PAPER_UNSEEN.get((r["ablation"], r["setting"])), PAPER_UNSEEN.get((r["ablation"], r["recipe"]))
+        paper_s, paper_r = (
+            PAPER_UNSEEN.get((r["ablation"], r["setting"])),
+            PAPER_UNSEEN.get((r["ablation"], r["recipe"])),
+        )
         paper = None if paper_s is None or paper_r is None else paper_s - paper_r
         if paper is None:
             verdict = "no paper number"
@@ -269,8 +421,32 @@ def beside_paper(tests: pd.DataFrame) -> pd.DataFrame:
             verdict = "agrees"
         else:
             verdict = "compatible"
-        rows.append({"ablation": r["ablation"], "setting": r["setting"], "split": r["split"], "n": n,
-                     "diff": diff, "lo": diff - half, "hi": diff + half, "p": r["p"],
-                     "paper diff": paper, "verdict": verdict})
-    return pd.DataFrame(rows, columns=["ablation", "setting", "split", "n", "diff", "lo", "hi", "p", "paper diff",
-                                       "verdict"])
+        rows.append(
+            {
+                "ablation": r["ablation"],
+                "setting": r["setting"],
+                "split": r["split"],
+                "n": n,
+                "diff": diff,
+                "lo": diff - half,
+                "hi": diff + half,
+                "p": r["p"],
+                "paper diff": paper,
+                "verdict": verdict,
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "ablation",
+            "setting",
+            "split",
+            "n",
+            "diff",
+            "lo",
+            "hi",
+            "p",
+            "paper diff",
+            "verdict",
+        ],
+    )

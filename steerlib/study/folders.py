@@ -4,6 +4,7 @@
 folder of its own under the git-ignored artifacts (``$STEERLIB_RESULTS`` overrides both).
 The roots themselves (project checkout, artifacts) are ``steerlib.paths``'s.
 """
+
 from __future__ import annotations
 
 import os
@@ -36,7 +37,11 @@ def results_dir(preset, model=None) -> Path:
     name = check_preset_name(preset if isinstance(preset, str) else preset.name)
     label = name
     if model is not None:
-        own = presets.get(name).model if name in presets.NAMES else getattr(preset, "model", None)
+        own = (
+            presets.get(name).model
+            if name in presets.NAMES
+            else getattr(preset, "model", None)
+        )
         if model.model_id != model_id_of(own):
             slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", model.model_id).strip("-.")[:48]
             label = f"{name}--{slug}-{model.fingerprint[:8]}"

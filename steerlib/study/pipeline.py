@@ -7,6 +7,7 @@ JSON-lines records in the results folder), so running it again, or building the 
 reuses the work, and an interrupted run continues where it stopped. The tables and
 figures they leave in the results folder are written by ``steerlib.study.reports``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -39,17 +40,24 @@ from steerlib.train.distill import train_behavior_token
 
 log = logging.getLogger("steerlib")
 
+
 def singles() -> list[tuple[str]]:
     """Every behavior as a one-behavior combination."""
     return [(n,) for n in B.names()]
 
 
-def train_all_behaviors(bb: Backbone, preset: Preset, names: Sequence[str] | None = None,
-                        retrain: bool = False) -> SteeringTokens:
+def train_all_behaviors(
+    bb: Backbone,
+    preset: Preset,
+    names: Sequence[str] | None = None,
+    retrain: bool = False,
+) -> SteeringTokens:
     """Stage 1 for every behavior (each cached on its own)."""
     tokens = SteeringTokens.for_backbone(bb)
     for name in names or B.names():
-        tokens = train_behavior_token(bb, name, preset.stage1_config(name), tokens=tokens, retrain=retrain)
+        tokens = train_behavior_token(
+            bb, name, preset.stage1_config(name), tokens=tokens, retrain=retrain
+        )
     return tokens
 
 
@@ -58,7 +66,10 @@ def token_label(preset: Preset, name: str) -> str:
     differs from the preset's, and "+val" when validation chose its step (``records_label``)."""
     cfg = preset.stage1_config(name)
     variant = preset.target_source(name)
-    return records_label(variant if cfg.steps == preset.stage1.steps else f"{variant}@{cfg.steps}steps", cfg)
+    return records_label(
+        variant if cfg.steps == preset.stage1.steps else f"{variant}@{cfg.steps}steps",
+        cfg,
+    )
 
 
 def records_label(label: str, cfg: TrainConfig) -> str:
@@ -77,7 +88,9 @@ def load_tokens(bb: Backbone, preset: Preset, retrain: bool = False) -> Steering
     return train_composition_token(bb, tokens, preset.stage2, retrain=retrain)
 
 
-def teacher_compliance(bb: Backbone, preset: Preset, out: Path | None = None) -> pd.DataFrame:
+def teacher_compliance(
+    bb: Backbone, preset: Preset, out: Path | None = None
+) -> pd.DataFrame:
     """Share of answers that pass each behavior's verifier when asked by instruction.
 
     This is the ceiling a token distilled from the model's own answers starts from. The
@@ -85,33 +98,63 @@ def teacher_compliance(bb: Backbone, preset: Preset, out: Path | None = None) ->
     """
     out = out or results_dir(preset, bb)
     ev = preset.eval
-    recs = evaluate(SteeredModel(bb), [METHODS["instruction"]], singles(), P.load("test", limit=ev.n_single),
-                    max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size,
-                    records=out / "single_records.jsonl")
-    table = (recs.groupby("combo", sort=False).agg(pass_rate=("ok", "mean"), n=("ok", "size"))
-             .reindex(B.names()).reset_index().rename(columns={"combo": "behavior"}))
+    recs = evaluate(
+        SteeredModel(bb),
+        [METHODS["instruction"]],
+        singles(),
+        P.load("test", limit=ev.n_single),
+        max_new_tokens=ev.max_new_tokens,
+        batch_size=ev.batch_size,
+        records=out / "single_records.jsonl",
+    )
+    table = (
+        recs.groupby("combo", sort=False)
+        .agg(pass_rate=("ok", "mean"), n=("ok", "size"))
+        .reindex(B.names())
+        .reset_index()
+        .rename(columns={"combo": "behavior"})
+    )
     table["pass_rate"] = (100 * table["pass_rate"]).round(1)
     reports.teacher_compliance(out, table, bb.model_id, preset)
     return table
 
 
-def single_behavior_eval(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path,
-                         variants: Sequence[str] = (), recorded_variants: bool = False) -> pd.DataFrame:
+def single_behavior_eval(
+    bb: Backbone,
+    tokens: SteeringTokens,
+    preset: Preset,
+    out: Path,
+    variants: Sequence[str] = (),
+    recorded_variants: bool = False,
+) -> pd.DataFrame:
     """The single-behavior table: pass rate per behavior for each method (paper Table 9 shape);
     ``single_behavior_records`` pivoted by ``single_table``."""
-    return single_table(single_behavior_records(bb, tokens, preset, out, variants, recorded_variants), variants)
+    return single_table(
+        single_behavior_records(bb, tokens, preset, out, variants, recorded_variants),
+        variants,
+    )
 
 
 def single_table(records: pd.DataFrame, variants: Sequence[str] = ()) -> pd.DataFrame:
     """Pass rate (%) per behavior (rows) and method (columns) of ``single_behavior_records``."""
-    table = (records.assign(ok=100 * records["ok"]).pivot_table(index="combo", columns="method", values="ok")
-             .reindex(B.names()).round(1))
+    table = (
+        records.assign(ok=100 * records["ok"])
+        .pivot_table(index="combo", columns="method", values="ok")
+        .reindex(B.names())
+        .round(1)
+    )
     table.index.name = "behavior"
     return table.reindex(columns=["plain", "instruction", "token", "hybrid", *variants])
 
 
-def single_behavior_records(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path,
-                            variants: Sequence[str] = (), recorded_variants: bool = False) -> pd.DataFrame:
+def single_behavior_records(
+    bb: Backbone,
+    tokens: SteeringTokens,
+    preset: Preset,
+    out: Path,
+    variants: Sequence[str] = (),
+    recorded_variants: bool = False,
+) -> pd.DataFrame:
     """Every held-out generation behind the single-behavior table, one record per prompt.
 
     Methods: plain, instruction, token (each behavior's token in ``tokens``), hybrid, and
@@ -123,30 +166,54 @@ def single_behavior_records(bb: Backbone, tokens: SteeringTokens, preset: Preset
     ``recorded_token_records``): the variant tokens need not be at hand, and nothing is trained.
     """
     questions = P.load("test", limit=preset.eval.n_single)
-    kw = dict(max_new_tokens=preset.eval.max_new_tokens, batch_size=preset.eval.batch_size)
+    kw = dict(
+        max_new_tokens=preset.eval.max_new_tokens, batch_size=preset.eval.batch_size
+    )
     methods = [METHODS["plain"], METHODS["instruction"], METHODS["hybrid"]]
-    recs = [evaluate(SteeredModel(bb, tokens), methods, singles(), questions, records=out / "single_records.jsonl",
-                     **kw)]
+    recs = [
+        evaluate(
+            SteeredModel(bb, tokens),
+            methods,
+            singles(),
+            questions,
+            records=out / "single_records.jsonl",
+            **kw,
+        )
+    ]
     for name in B.names():
-        recs.append(token_records(bb, tokens.subset([name]), token_label(preset, name), preset, out)
-                    .assign(method="token"))
+        recs.append(
+            token_records(
+                bb, tokens.subset([name]), token_label(preset, name), preset, out
+            ).assign(method="token")
+        )
         for label in variants:
-            found = (recorded_token_records(preset, name, label, out) if recorded_variants
-                     else variant_records(bb, preset, name, label, out))
-            if found is not None:  # None: too few targets, an empty cell rather than a fake one
+            found = (
+                recorded_token_records(preset, name, label, out)
+                if recorded_variants
+                else variant_records(bb, preset, name, label, out)
+            )
+            if (
+                found is not None
+            ):  # None: too few targets, an empty cell rather than a fake one
                 recs.append(found.assign(method=label))
     return pd.concat(recs, ignore_index=True)
 
 
-def variant_token(bb: Backbone, preset: Preset, name: str, variant: str) -> SteeringTokens:
+def variant_token(
+    bb: Backbone, preset: Preset, name: str, variant: str
+) -> SteeringTokens:
     """``<name>`` trained with the preset's stage-1 config under one target variant (cached).
 
     Raises TooFewTargetsError when the variant's source leaves too few targets.
     """
-    return train_behavior_token(bb, name, policy_config(preset.stage1, variant, B.constructible(name)))
+    return train_behavior_token(
+        bb, name, policy_config(preset.stage1, variant, B.constructible(name))
+    )
 
 
-def variant_records(bb: Backbone, preset: Preset, name: str, variant: str, out: Path) -> pd.DataFrame | None:
+def variant_records(
+    bb: Backbone, preset: Preset, name: str, variant: str, out: Path
+) -> pd.DataFrame | None:
     """The held-out records of ``variant_token``, or None (with a warning) when its source
     leaves too few targets to train on."""
     try:
@@ -157,7 +224,9 @@ def variant_records(bb: Backbone, preset: Preset, name: str, variant: str, out: 
     return token_records(bb, tokens, records_label(variant, preset.stage1), preset, out)
 
 
-def recorded_token_records(preset: Preset, name: str, variant: str, out: Path) -> pd.DataFrame | None:
+def recorded_token_records(
+    preset: Preset, name: str, variant: str, out: Path
+) -> pd.DataFrame | None:
     """The recorded held-out generations of ``<name>`` trained on ``variant`` targets, read
     from ``targets_records.jsonl`` without the token's vector (so their stamps cannot be
     checked against it); None when no record of it exists ("too few targets": nothing was
@@ -172,27 +241,52 @@ def recorded_token_records(preset: Preset, name: str, variant: str, out: Path) -
     questions = P.load("test", limit=preset.eval.n_single)
     path = out / "targets_records.jsonl"
     rows = read_records(path, max_new_tokens=preset.eval.max_new_tokens)
-    mine = rows[(rows["method"] == f"token:{variant}") & (rows["order"] == name)
-                & (rows["prompt_id"] < len(questions))].sort_values("prompt_id").reset_index(drop=True)
+    mine = (
+        rows[
+            (rows["method"] == f"token:{variant}")
+            & (rows["order"] == name)
+            & (rows["prompt_id"] < len(questions))
+        ]
+        .sort_values("prompt_id")
+        .reset_index(drop=True)
+    )
     if mine.empty:
         return None
-    if mine["prompt_id"].tolist() != list(range(len(questions))) or mine["prompt"].tolist() != questions:
-        raise ValueError(f"{path} holds {len(mine)} 'token:{variant}' records of <{name}>, not one for each of the "
-                         f"{len(questions)} test prompts of the {preset.name} preset: regenerate them with "
-                         f"`python -m steerlib targets-compare --preset {preset.name}`")
+    if (
+        mine["prompt_id"].tolist() != list(range(len(questions)))
+        or mine["prompt"].tolist() != questions
+    ):
+        raise ValueError(
+            f"{path} holds {len(mine)} 'token:{variant}' records of <{name}>, not one for each of the "
+            f"{len(questions)} test prompts of the {preset.name} preset: regenerate them with "
+            f"`python -m steerlib targets-compare --preset {preset.name}`"
+        )
     return mine
 
 
-def token_records(bb: Backbone, tokens: SteeringTokens, variant: str, preset: Preset, out: Path) -> pd.DataFrame:
+def token_records(
+    bb: Backbone, tokens: SteeringTokens, variant: str, preset: Preset, out: Path
+) -> pd.DataFrame:
     """Held-out generations of the one behavior token in ``tokens``, recorded as ``token:<variant>``."""
     (name,) = tokens.names
-    return evaluate(SteeredModel(bb, tokens), [Method(f"token:{variant}", joiner=None)], [(name,)],
-                    P.load("test", limit=preset.eval.n_single), max_new_tokens=preset.eval.max_new_tokens,
-                    batch_size=preset.eval.batch_size, records=out / "targets_records.jsonl")
+    return evaluate(
+        SteeredModel(bb, tokens),
+        [Method(f"token:{variant}", joiner=None)],
+        [(name,)],
+        P.load("test", limit=preset.eval.n_single),
+        max_new_tokens=preset.eval.max_new_tokens,
+        batch_size=preset.eval.batch_size,
+        records=out / "targets_records.jsonl",
+    )
 
 
-def targets_comparison(bb: Backbone, preset: Preset, names: Sequence[str], out: Path,
-                       variants: Sequence[str] = tuple(TARGET_POLICIES)) -> pd.DataFrame:
+def targets_comparison(
+    bb: Backbone,
+    preset: Preset,
+    names: Sequence[str],
+    out: Path,
+    variants: Sequence[str] = tuple(TARGET_POLICIES),
+) -> pd.DataFrame:
     """Instruction compliance next to tokens trained on each target variant, per behavior.
 
     Each token is trained with the preset's stage-1 config and only the target source
@@ -204,22 +298,46 @@ def targets_comparison(bb: Backbone, preset: Preset, names: Sequence[str], out: 
     ev = preset.eval
     rows = []
     for name in names:
-        recs = evaluate(SteeredModel(bb), [METHODS["instruction"]], [(name,)], P.load("test", limit=ev.n_single),
-                        max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size,
-                        records=out / "single_records.jsonl")
+        recs = evaluate(
+            SteeredModel(bb),
+            [METHODS["instruction"]],
+            [(name,)],
+            P.load("test", limit=ev.n_single),
+            max_new_tokens=ev.max_new_tokens,
+            batch_size=ev.batch_size,
+            records=out / "single_records.jsonl",
+        )
         rows.append(_rate_row(name, "instruction", recs))
         done: dict[TrainConfig, dict] = {}
         for label in variants:
             cfg = policy_config(preset.stage1, label, B.constructible(name))
             if cfg in done:
-                rows.append({**done[cfg], "method": label, "note": f"= {done[cfg]['method']} (no transform)"})
+                rows.append(
+                    {
+                        **done[cfg],
+                        "method": label,
+                        "note": f"= {done[cfg]['method']} (no transform)",
+                    }
+                )
                 continue
             found = variant_records(bb, preset, name, label, out)
-            row = (_rate_row(name, label, found) if found is not None else
-                   {"behavior": name, "method": label, "pass_rate": float("nan"), "lo": float("nan"),
-                    "hi": float("nan"), "n": 0, "note": "too few targets"})
+            row = (
+                _rate_row(name, label, found)
+                if found is not None
+                else {
+                    "behavior": name,
+                    "method": label,
+                    "pass_rate": float("nan"),
+                    "lo": float("nan"),
+                    "hi": float("nan"),
+                    "n": 0,
+                    "note": "too few targets",
+                }
+            )
             if cfg.targets.source != TARGET_POLICIES[label][0]:
-                row["note"] = row["note"] or f"no transform: {cfg.targets.source} targets"
+                row["note"] = (
+                    row["note"] or f"no transform: {cfg.targets.source} targets"
+                )
             done[cfg] = row
             rows.append(row)
     table = pd.DataFrame(rows)
@@ -230,23 +348,39 @@ def targets_comparison(bb: Backbone, preset: Preset, names: Sequence[str], out: 
 def best_variants(table: pd.DataFrame) -> dict[str, str]:
     """Per behavior of a ``targets_comparison`` table, the token variant with the highest
     pass rate; a tie goes to the earlier (simpler) variant in ``TARGET_POLICIES`` order."""
-    tokens = table[table["method"].isin(list(TARGET_POLICIES))].dropna(subset=["pass_rate"])
+    tokens = table[table["method"].isin(list(TARGET_POLICIES))].dropna(
+        subset=["pass_rate"]
+    )
     best = {}
     for name, group in tokens.groupby("behavior", sort=False):
         rates = group.set_index("method")["pass_rate"]
-        best[name] = rates.reindex([v for v in TARGET_POLICIES if v in rates.index]).idxmax()
+        best[name] = rates.reindex(
+            [v for v in TARGET_POLICIES if v in rates.index]
+        ).idxmax()
     return best
 
 
 def _rate_row(name: str, method: str, recs: pd.DataFrame) -> dict:
     k, n = int(recs["ok"].sum()), len(recs)
     lo, hi = wilson(k, n)
-    return {"behavior": name, "method": method, "pass_rate": 100 * k / n, "lo": 100 * lo, "hi": 100 * hi, "n": n,
-            "note": ""}
+    return {
+        "behavior": name,
+        "method": method,
+        "pass_rate": 100 * k / n,
+        "lo": 100 * lo,
+        "hi": 100 * hi,
+        "n": n,
+        "note": "",
+    }
 
 
-def composition_eval(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path,
-                     methods: Sequence[str | SteeringMethod] | None = None) -> pd.DataFrame:
+def composition_eval(
+    bb: Backbone,
+    tokens: SteeringTokens,
+    preset: Preset,
+    out: Path,
+    methods: Sequence[str | SteeringMethod] | None = None,
+) -> pd.DataFrame:
     """Evaluate compositions; writes records and returns the paper-shaped metrics table.
 
     Pairs use ``eval.n_prompts`` prompts per ordering, triples and 3 + json (6 and 24
@@ -255,17 +389,38 @@ def composition_eval(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: 
     ev = preset.eval
     combos = preset.composition_combos()
     sm = SteeredModel(bb, tokens)
-    kw = dict(max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, records=out / "records.jsonl",
-              seed=ev.seed)
+    kw = dict(
+        max_new_tokens=ev.max_new_tokens,
+        batch_size=ev.batch_size,
+        records=out / "records.jsonl",
+        seed=ev.seed,
+    )
     methods = methods or COMPOSITION_METHODS
-    recs = pd.concat([
-        evaluate(sm, methods, [c for c in combos if len(c) == 2], P.load("test", limit=ev.n_prompts), **kw),
-        evaluate(sm, methods, [c for c in combos if len(c) > 2], P.load("test", limit=ev.n_prompts_3), **kw),
-    ], ignore_index=True)
+    recs = pd.concat(
+        [
+            evaluate(
+                sm,
+                methods,
+                [c for c in combos if len(c) == 2],
+                P.load("test", limit=ev.n_prompts),
+                **kw,
+            ),
+            evaluate(
+                sm,
+                methods,
+                [c for c in combos if len(c) > 2],
+                P.load("test", limit=ev.n_prompts_3),
+                **kw,
+            ),
+        ],
+        ignore_index=True,
+    )
     return metrics(recs)
 
 
-def recorded_composition(preset: Preset, out: Path, methods: Sequence[str], model: str) -> pd.DataFrame:
+def recorded_composition(
+    preset: Preset, out: Path, methods: Sequence[str], model: str
+) -> pd.DataFrame:
     """The composition records of ``methods`` already in ``out/records.jsonl``, for this
     preset's combinations, prompts and generation settings, without generating anything.
 
@@ -274,13 +429,24 @@ def recorded_composition(preset: Preset, out: Path, methods: Sequence[str], mode
     stay the baselines as they were trained when recorded). Empty when none were recorded.
     """
     ev = preset.eval
-    rows = read_records(out / "records.jsonl", model=model, max_new_tokens=ev.max_new_tokens, seed=ev.seed,
-                        prompts=P.load("test", limit=ev.n_prompts))
+    rows = read_records(
+        out / "records.jsonl",
+        model=model,
+        max_new_tokens=ev.max_new_tokens,
+        seed=ev.seed,
+        prompts=P.load("test", limit=ev.n_prompts),
+    )
     if rows.empty:
         return rows
-    combos = {"+".join(sorted(c, key=B.names().index)) for c in preset.composition_combos()}
+    combos = {
+        "+".join(sorted(c, key=B.names().index)) for c in preset.composition_combos()
+    }
     limit = rows["k"].map(lambda k: ev.n_prompts if k == 2 else ev.n_prompts_3)
-    return rows[rows["method"].isin(methods) & rows["combo"].isin(combos) & (rows["prompt_id"] < limit)]
+    return rows[
+        rows["method"].isin(methods)
+        & rows["combo"].isin(combos)
+        & (rows["prompt_id"] < limit)
+    ]
 
 
 CAA_ALPHAS = (1.0, 3.0, 6.0)
@@ -304,17 +470,34 @@ def caa_sweep(bb: Backbone, caa, preset: Preset, out: Path, name: str = "caa_swe
     used = set(extraction_questions(CAAConfig(seed=preset.stage1.seed)))
     validation = [q for q in P.load("train") if q not in used][: preset.eval.n_prompts]
     n_layers = len(bb.model.base_model.layers)
-    layers = sorted({min(max(default_layer(bb) + d, 0), n_layers - 1) for d in (-4, 0, 4)})
+    layers = sorted(
+        {min(max(default_layer(bb) + d, 0), n_layers - 1) for d in (-4, 0, 4)}
+    )
     names = [n for n in B.names() if n in caa.names]
-    table = sweep(bb, caa, names, validation, CAA_ALPHAS, layers, max_new_tokens=preset.eval.max_new_tokens,
-                  batch_size=preset.eval.batch_size, records=out / f"{name}_records.jsonl")
+    table = sweep(
+        bb,
+        caa,
+        names,
+        validation,
+        CAA_ALPHAS,
+        layers,
+        max_new_tokens=preset.eval.max_new_tokens,
+        batch_size=preset.eval.batch_size,
+        records=out / f"{name}_records.jsonl",
+    )
     reports.caa_sweep(out / f"{name}.md", table, len(validation))
     best = table.iloc[0]
     return replace(caa, layer=int(best["layer"]), alpha=float(best["alpha"]))
 
 
-def preset_baselines(bb: Backbone, preset: Preset, names: Sequence[str], which: Sequence[str], out: Path,
-                     sweep_name: str = "caa_sweep") -> dict:
+def preset_baselines(
+    bb: Backbone,
+    preset: Preset,
+    names: Sequence[str],
+    which: Sequence[str],
+    out: Path,
+    sweep_name: str = "caa_sweep",
+) -> dict:
     """The baselines in ``which`` for ``names``, trained as this preset trains them: LM-Steer
     and LoRA with each behavior token's own stage-1 config (same targets, CE weight and
     steps; at their own lr where ``preset.baseline_lr`` gives one), CAA at the layer and
@@ -322,15 +505,26 @@ def preset_baselines(bb: Backbone, preset: Preset, names: Sequence[str], which: 
     to ``<sweep_name>.md``). Cached and resumable like the tokens."""
     from steerlib.baselines import train_baselines
 
-    baselines = train_baselines(bb, names, preset.stage1, which=which, lr=preset.baseline_lr,
-                                train_for={n: preset.stage1_config(n) for n in names})
+    baselines = train_baselines(
+        bb,
+        names,
+        preset.stage1,
+        which=which,
+        lr=preset.baseline_lr,
+        train_for={n: preset.stage1_config(n) for n in names},
+    )
     if "caa" in baselines:
         baselines["caa"] = caa_sweep(bb, baselines["caa"], preset, out, name=sweep_name)
     return baselines
 
 
-def capable_baselines(bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path,
-                      which: Sequence[str]) -> list:
+def capable_baselines(
+    bb: Backbone,
+    tokens: SteeringTokens,
+    preset: Preset,
+    out: Path,
+    which: Sequence[str],
+) -> list:
     """The baselines in ``which`` for the behaviors of the capable pairs (``capable.choose``),
     CAA at the layer and alpha its sweep over those behaviors alone picks
     (``capable_caa_sweep.md``), their costs in ``capable_baselines.md``; [] when no pair
@@ -343,12 +537,18 @@ def capable_baselines(bb: Backbone, tokens: SteeringTokens, preset: Preset, out:
     names = sorted({n for pair in selected for n in pair}, key=B.names().index)
     if not names:
         return []
-    baselines = preset_baselines(bb, preset, names, which, out, sweep_name="capable_caa_sweep")
+    baselines = preset_baselines(
+        bb, preset, names, which, out, sweep_name="capable_caa_sweep"
+    )
     reports.baselines(out, baselines, name="capable_baselines")
     return list(baselines.values())
 
 
-def reproduce(preset: Preset, out: Path | None = None, with_baselines: bool | Sequence[str] = False) -> dict:
+def reproduce(
+    preset: Preset,
+    out: Path | None = None,
+    with_baselines: bool | Sequence[str] = False,
+) -> dict:
     """Stage 1, stage 2, evaluation, tables and figures; resumable. Returns the tables.
 
     Writes into ``out`` (default ``folders.results_dir(preset, its model)``): teacher_compliance.md,
@@ -366,7 +566,9 @@ def reproduce(preset: Preset, out: Path | None = None, with_baselines: bool | Se
     bb = load_backbone(preset.model)
     out = out or results_dir(preset, bb)
     out.mkdir(parents=True, exist_ok=True)
-    reports.plan(preset, out, with_baselines, preset.composition_combos(), COMPOSITION_METHODS)
+    reports.plan(
+        preset, out, with_baselines, preset.composition_combos(), COMPOSITION_METHODS
+    )
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -379,12 +581,20 @@ def reproduce(preset: Preset, out: Path | None = None, with_baselines: bool | Se
     tokens = train_all_behaviors(bb, preset)
     lap("stage1")
     # what training the tokens cost when they were trained (this run may have loaded them)
-    timings["stage1_token_seconds"] = round(sum(tokens.info[n].get("seconds", 0.0) for n in tokens.names), 1)
+    timings["stage1_token_seconds"] = round(
+        sum(tokens.info[n].get("seconds", 0.0) for n in tokens.names), 1
+    )
     teacher_compliance(bb, preset, out)
     # the filtered column is read from the target comparison's records (targets-compare
     # makes them); reproduce trains only the tokens it ships
-    single = single_behavior_eval(bb, tokens, preset, out, variants=("filtered",), recorded_variants=True)
-    reports.single_behavior(out, single.assign(variant=[token_label(preset, n) for n in single.index]), preset)
+    single = single_behavior_eval(
+        bb, tokens, preset, out, variants=("filtered",), recorded_variants=True
+    )
+    reports.single_behavior(
+        out,
+        single.assign(variant=[token_label(preset, n) for n in single.index]),
+        preset,
+    )
     lap("single_eval")
     tokens = train_composition_token(bb, tokens, preset.stage2)
     reports.tokens_folder(out, tokens, single, preset)
@@ -406,7 +616,14 @@ def reproduce(preset: Preset, out: Path | None = None, with_baselines: bool | Se
         from steerlib.study import capable
 
         extra = capable_baselines(bb, tokens, preset, out, which) if which else []
-        capable.run(bb, tokens, preset, out, [*COMPOSITION_METHODS, *extra], keep_recorded=BASELINES)
+        capable.run(
+            bb,
+            tokens,
+            preset,
+            out,
+            [*COMPOSITION_METHODS, *extra],
+            keep_recorded=BASELINES,
+        )
         lap("capable_pairs")
     reports.composition(out, table)
     written = reports.timings(out, timings)

@@ -4,6 +4,7 @@ Each function takes a table the study computed and writes it, with a caption say
 what it shows and which command made it, as markdown (and CSV or PNG where the book
 reads one). Nothing here trains or generates. Under torchrun only rank 0 writes.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,25 +26,35 @@ from steerlib.tasks.combos import orderings, split_of
 def write_md(path: Path, table: pd.DataFrame, caption: str) -> None:
     """``caption``, a blank line, then ``table`` as a markdown table (atomically)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    distributed.main_only(write_text, path, f"{caption}\n\n{table.to_markdown(index=False)}\n")
+    distributed.main_only(
+        write_text, path, f"{caption}\n\n{table.to_markdown(index=False)}\n"
+    )
 
 
-def teacher_compliance(out: Path, table: pd.DataFrame, model_id: str, preset: Preset) -> None:
+def teacher_compliance(
+    out: Path, table: pd.DataFrame, model_id: str, preset: Preset
+) -> None:
     ev = preset.eval
-    write_md(out / "teacher_compliance.md", table,
-             f"Instruction compliance (%) of {model_id}: {ev.n_single} test prompts per behavior, greedy, "
-             f"{ev.max_new_tokens} new tokens. Made by `python -m steerlib teacher-compliance --preset {preset.name}`.")
+    write_md(
+        out / "teacher_compliance.md",
+        table,
+        f"Instruction compliance (%) of {model_id}: {ev.n_single} test prompts per behavior, greedy, "
+        f"{ev.max_new_tokens} new tokens. Made by `python -m steerlib teacher-compliance --preset {preset.name}`.",
+    )
 
 
 def single_behavior(out: Path, table: pd.DataFrame, preset: Preset) -> None:
     """The single-behavior table, its ``variant`` column naming what each token trained on."""
-    write_md(out / "single_behavior.md", table.reset_index(),
-             f"Pass rate (%) per behavior, {preset.eval.n_single} held-out prompts each, greedy, "
-             f"{preset.eval.max_new_tokens} new tokens. token: the behavior token, trained on the target "
-             f"variant named in the last column ({_budget(preset.stage1)} unless it says otherwise); "
-             f"filtered: the filtered-target token of the target comparison (targets_comparison.md), read "
-             f"from its records (empty where fewer than {preset.stage1.targets.min_kept} targets passed). "
-             f"Made by `python -m steerlib reproduce --preset {preset.name}`.")
+    write_md(
+        out / "single_behavior.md",
+        table.reset_index(),
+        f"Pass rate (%) per behavior, {preset.eval.n_single} held-out prompts each, greedy, "
+        f"{preset.eval.max_new_tokens} new tokens. token: the behavior token, trained on the target "
+        f"variant named in the last column ({_budget(preset.stage1)} unless it says otherwise); "
+        f"filtered: the filtered-target token of the target comparison (targets_comparison.md), read "
+        f"from its records (empty where fewer than {preset.stage1.targets.min_kept} targets passed). "
+        f"Made by `python -m steerlib reproduce --preset {preset.name}`.",
+    )
 
 
 def _budget(cfg) -> str:
@@ -51,14 +62,21 @@ def _budget(cfg) -> str:
     if cfg.validation is None:
         return f"for {cfg.steps} steps"
     v = cfg.validation
-    return (f"at most {cfg.steps} steps, keeping the step with the best pass rate on {v.n_questions} validation "
-            f"questions scored every {v.every} steps, stopping after {v.patience} scores without improvement")
+    return (
+        f"at most {cfg.steps} steps, keeping the step with the best pass rate on {v.n_questions} validation "
+        f"questions scored every {v.every} steps, stopping after {v.patience} scores without improvement"
+    )
 
 
-def tokens_folder(out: Path, tokens: SteeringTokens, single: pd.DataFrame, preset: Preset) -> Path:
+def tokens_folder(
+    out: Path, tokens: SteeringTokens, single: pd.DataFrame, preset: Preset
+) -> Path:
     """``tokens.safetensors`` and its model card (README.md), with each token's pass rate
     alone from the single-behavior table: ``out`` loads with ``SteeringTokens.from_pretrained``."""
-    rates = {name: (rate, preset.eval.n_single) for name, rate in single["token"].dropna().items()}
+    rates = {
+        name: (rate, preset.eval.n_single)
+        for name, rate in single["token"].dropna().items()
+    }
     distributed.main_only(tokens.save_pretrained, out, pass_rates=rates)
     return out
 
@@ -68,36 +86,58 @@ def composition(out: Path, table: pd.DataFrame) -> None:
     from steerlib.study import plots
 
     distributed.main_only(table.to_csv, out / "composition.csv", index=False)
-    write_md(out / "composition.md", format_metrics(table),
-             "Composition accuracy (%), mean over orderings [95% Wilson interval]; best ordering; order "
-             "variance [bootstrap interval over combinations]; combinations and generations per cell. "
-             "Baseline rows (caa, lm_steer, lora_dare) are their recorded generations when `reproduce` ran "
-             "without --baselines; baselines.md says how they were trained.")
-    fig = plots.pair_heatmap(per_ordering(read_records(out / "records.jsonl")), method="and")
+    write_md(
+        out / "composition.md",
+        format_metrics(table),
+        "Composition accuracy (%), mean over orderings [95% Wilson interval]; best ordering; order "
+        "variance [bootstrap interval over combinations]; combinations and generations per cell. "
+        "Baseline rows (caa, lm_steer, lora_dare) are their recorded generations when `reproduce` ran "
+        "without --baselines; baselines.md says how they were trained.",
+    )
+    fig = plots.pair_heatmap(
+        per_ordering(read_records(out / "records.jsonl")), method="and"
+    )
     plots.save(fig, out / "pair_heatmap.png")
 
 
 def timings(out: Path, seconds: dict[str, float]) -> dict[str, float]:
     """timings.json: the given seconds per stage, their total, and this process's peak memory.
     Returns what it wrote (``seconds`` itself is left as it was)."""
-    written = {**seconds, "total": round(sum(v for k, v in seconds.items() if k != "stage1_token_seconds"), 1),
-               "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9, 2)}
-    distributed.main_only(write_text, out / "timings.json", json.dumps(written, indent=1) + "\n")
+    written = {
+        **seconds,
+        "total": round(
+            sum(v for k, v in seconds.items() if k != "stage1_token_seconds"), 1
+        ),
+        "peak_rss_gb": round(
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9, 2
+        ),
+    }
+    distributed.main_only(
+        write_text, out / "timings.json", json.dumps(written, indent=1) + "\n"
+    )
     return written
 
 
 def baselines(out: Path, baselines: dict, name: str = "baselines") -> None:
     """<name>.md: training seconds per behavior and baseline, and each one's settings."""
-    write_md(out / f"{name}.md", baseline_costs(baselines).reset_index(),
-             "Seconds each baseline took to train per behavior, as recorded when it was trained (cached "
-             "ones keep their first run's time); LM-Steer and LoRA train for the steps of the behavior's "
-             "token. Settings: " + "; ".join(f"{m.name} {json.dumps(baseline_settings(m))}"
-                                             for m in baselines.values()) + ".")
+    write_md(
+        out / f"{name}.md",
+        baseline_costs(baselines).reset_index(),
+        "Seconds each baseline took to train per behavior, as recorded when it was trained (cached "
+        "ones keep their first run's time); LM-Steer and LoRA train for the steps of the behavior's "
+        "token. Settings: "
+        + "; ".join(
+            f"{m.name} {json.dumps(baseline_settings(m))}" for m in baselines.values()
+        )
+        + ".",
+    )
 
 
 def baseline_costs(baselines: dict) -> pd.DataFrame:
     """Training seconds per behavior (rows, plus a total) and baseline (columns)."""
-    table = pd.DataFrame({m.name: {n: m.info[n]["seconds"] for n in m.names} for m in baselines.values()})
+    table = pd.DataFrame(
+        {m.name: {n: m.info[n]["seconds"] for n in m.names} for m in baselines.values()}
+    )
     table.loc["total"] = table.sum()
     return table.rename_axis("behavior")
 
@@ -105,91 +145,186 @@ def baseline_costs(baselines: dict) -> pd.DataFrame:
 def baseline_settings(method) -> dict:
     """What shapes a baseline's steering at generation: its settings, and how LoRA merges."""
     meta = method.metadata()
-    return {k: v for k, v in meta["settings"].items() if k != "name"} | meta.get("merge", {})
+    return {k: v for k, v in meta["settings"].items() if k != "name"} | meta.get(
+        "merge", {}
+    )
 
 
-def ablations(out: Path, protocol: str, table: pd.DataFrame, tests: pd.DataFrame, paper: pd.DataFrame) -> None:
+def ablations(
+    out: Path,
+    protocol: str,
+    table: pd.DataFrame,
+    tests: pd.DataFrame,
+    paper: pd.DataFrame,
+) -> None:
     """ablations.md (the metrics per setting, the McNemar tests against the recipe and the
     comparison with the paper's numbers) and ablations.csv (the metrics, with each
     ``<and>`` variant's training seconds)."""
     distributed.main_only(write_text, out / "ablations.csv", table.to_csv(index=False))
-    cols = ["ablation", "setting", "split", "mean_acc", "mean_lo", "mean_hi", "n", "train_s"]
-    lines = [f"Ablations of `<and>` ({protocol} protocol; `python -m steerlib ablations`). Mean accuracy (%) "
-             "[95% Wilson]; `train_s`: seconds the variant's `<and>` took to train, as recorded when it was "
-             "trained.", "", table[cols].round(1).to_markdown(index=False), "",
-             "**Each setting against the recipe: exact McNemar on the same prompts and orderings**", "",
-             tests.round({"setting %": 1, "recipe %": 1, "p": 4}).to_markdown(index=False) if len(tests) else "none",
-             "", "**Beside the paper** (setting minus recipe, points, 95% paired interval; the paper's "
-             "difference is Qwen3-4B, unseen pairs)", "",
-             paper.round({"diff": 1, "lo": 1, "hi": 1, "p": 4, "paper diff": 1}).to_markdown(index=False)
-             if len(paper) else "none", ""]
+    cols = [
+        "ablation",
+        "setting",
+        "split",
+        "mean_acc",
+        "mean_lo",
+        "mean_hi",
+        "n",
+        "train_s",
+    ]
+    lines = [
+        f"Ablations of `<and>` ({protocol} protocol; `python -m steerlib ablations`). Mean accuracy (%) "
+        "[95% Wilson]; `train_s`: seconds the variant's `<and>` took to train, as recorded when it was "
+        "trained.",
+        "",
+        table[cols].round(1).to_markdown(index=False),
+        "",
+        "**Each setting against the recipe: exact McNemar on the same prompts and orderings**",
+        "",
+        tests.round({"setting %": 1, "recipe %": 1, "p": 4}).to_markdown(index=False)
+        if len(tests)
+        else "none",
+        "",
+        "**Beside the paper** (setting minus recipe, points, 95% paired interval; the paper's "
+        "difference is Qwen3-4B, unseen pairs)",
+        "",
+        paper.round({"diff": 1, "lo": 1, "hi": 1, "p": 4, "paper diff": 1}).to_markdown(
+            index=False
+        )
+        if len(paper)
+        else "none",
+        "",
+    ]
     distributed.main_only(write_text, out / "ablations.md", "\n".join(lines))
 
 
 def caa_sweep(path: Path, table: pd.DataFrame, n_questions: int) -> None:
-    write_md(path, (table.set_index(["layer", "alpha"]) * 100).round(1).reset_index(),
-             f"CAA pass rate (%) per single behavior on {n_questions} validation questions for every layer "
-             f"and alpha tried, best mean first; the first row is the setting the composition table uses.")
+    write_md(
+        path,
+        (table.set_index(["layer", "alpha"]) * 100).round(1).reset_index(),
+        f"CAA pass rate (%) per single behavior on {n_questions} validation questions for every layer "
+        f"and alpha tried, best mean first; the first row is the setting the composition table uses.",
+    )
 
 
-def targets_comparison(out: Path, table: pd.DataFrame, preset: Preset, names: Sequence[str],
-                       variants: Sequence[str]) -> None:
+def targets_comparison(
+    out: Path,
+    table: pd.DataFrame,
+    preset: Preset,
+    names: Sequence[str],
+    variants: Sequence[str],
+) -> None:
     """targets_comparison.csv (every row, with notes) and .md (behaviors x variants)."""
     ev = preset.eval
     distributed.main_only(table.to_csv, out / "targets_comparison.csv", index=False)
-    cells = [cell if n else "too few targets" for cell, n in zip(interval_cells(table, "pass_rate", "lo", "hi"),
-                                                                  table["n"])]
-    wide = (table.assign(cell=cells).pivot(index="behavior", columns="method", values="cell")
-            .reindex(index=list(names), columns=["instruction", *variants]))
-    write_md(out / "targets_comparison.md", wide.reset_index(),
-             f"Pass rate (%) [95% Wilson interval], {ev.n_single} held-out prompts per cell, greedy, "
-             f"{ev.max_new_tokens} new tokens: the model's instruction compliance, and a token per target "
-             f"variant, all trained with the `{preset.name}` preset's stage-1 config. A language has no "
-             f"transform: its constructed targets are its filtered ones (constructed+ce: filtered plus the CE "
-             f"term). 'too few targets': fewer than {preset.stage1.targets.min_kept} survived, nothing trained. "
-             f"Made by `python -m steerlib targets-compare --preset {preset.name}`; every row, with notes, is "
-             f"in targets_comparison.csv.")
+    cells = [
+        cell if n else "too few targets"
+        for cell, n in zip(interval_cells(table, "pass_rate", "lo", "hi"), table["n"])
+    ]
+    wide = (
+        table.assign(cell=cells)
+        .pivot(index="behavior", columns="method", values="cell")
+        .reindex(index=list(names), columns=["instruction", *variants])
+    )
+    write_md(
+        out / "targets_comparison.md",
+        wide.reset_index(),
+        f"Pass rate (%) [95% Wilson interval], {ev.n_single} held-out prompts per cell, greedy, "
+        f"{ev.max_new_tokens} new tokens: the model's instruction compliance, and a token per target "
+        f"variant, all trained with the `{preset.name}` preset's stage-1 config. A language has no "
+        f"transform: its constructed targets are its filtered ones (constructed+ce: filtered plus the CE "
+        f"term). 'too few targets': fewer than {preset.stage1.targets.min_kept} survived, nothing trained. "
+        f"Made by `python -m steerlib targets-compare --preset {preset.name}`; every row, with notes, is "
+        f"in targets_comparison.csv.",
+    )
 
 
-def selection_lines(val_rates: pd.Series, selected: Sequence[tuple], threshold: float) -> list[str]:
+def selection_lines(
+    val_rates: pd.Series, selected: Sequence[tuple], threshold: float
+) -> list[str]:
     """The capable-pairs report's head: which pairs were chosen, from which validation rates."""
-    return [f"Pairs chosen on validation questions (each behavior's token alone >= {100 * threshold:.0f}%):",
-            ", ".join(f"{a}+{b} ({split_of((a, b))})" for a, b in selected) or "none qualified", "",
-            "Validation pass rate of each token alone (%): "
-            + ", ".join(f"{n} {100 * r:.0f}" for n, r in val_rates.sort_values(ascending=False).items()), ""]
+    return [
+        f"Pairs chosen on validation questions (each behavior's token alone >= {100 * threshold:.0f}%):",
+        ", ".join(f"{a}+{b} ({split_of((a, b))})" for a, b in selected)
+        or "none qualified",
+        "",
+        "Validation pass rate of each token alone (%): "
+        + ", ".join(
+            f"{n} {100 * r:.0f}"
+            for n, r in val_rates.sort_values(ascending=False).items()
+        ),
+        "",
+    ]
 
 
-def capable_selection(out: Path, val_rates: pd.Series, selected: Sequence[tuple], threshold: float) -> None:
+def capable_selection(
+    out: Path, val_rates: pd.Series, selected: Sequence[tuple], threshold: float
+) -> None:
     """``capable_pairs.md`` when no pair qualified: the selection alone."""
-    distributed.main_only(write_text, out / "capable_pairs.md", "\n".join(selection_lines(val_rates, selected,
-                                                                                          threshold)))
+    distributed.main_only(
+        write_text,
+        out / "capable_pairs.md",
+        "\n".join(selection_lines(val_rates, selected, threshold)),
+    )
 
 
-def capable_pairs(out: Path, report: dict[str, pd.DataFrame], val_rates: pd.Series, selected: Sequence[tuple],
-                  threshold: float, extra: Sequence[str] = ()) -> None:
+def capable_pairs(
+    out: Path,
+    report: dict[str, pd.DataFrame],
+    val_rates: pd.Series,
+    selected: Sequence[tuple],
+    threshold: float,
+    extra: Sequence[str] = (),
+) -> None:
     """``capable_pairs.md`` (selection, joint rates and efficiency, McNemar tests, retention,
     then the ``extra`` lines) and ``capable_pairs.csv``, ``capable_retention.csv``,
     ``capable_tests.csv`` (the study's tables)."""
     table, ret, tests = report["summary"], report["retention"], report["tests"]
-    for name, frame in (("capable_pairs", table), ("capable_retention", ret), ("capable_tests", tests)):
-        distributed.main_only(write_text, out / f"{name}.csv", frame.to_csv(index=False))
-    cells = pd.DataFrame({"method": table["method"], "split": table["split"],
-                          "joint": interval_cells(table, "joint", "joint_lo", "joint_hi"),
-                          "efficiency": interval_cells(table, "efficiency", "eff_lo", "eff_hi", digits=2,
-                                                       bound_digits=2),
-                          "pairs": table["pairs"], "n": table["n"]})
+    for name, frame in (
+        ("capable_pairs", table),
+        ("capable_retention", ret),
+        ("capable_tests", tests),
+    ):
+        distributed.main_only(
+            write_text, out / f"{name}.csv", frame.to_csv(index=False)
+        )
+    cells = pd.DataFrame(
+        {
+            "method": table["method"],
+            "split": table["split"],
+            "joint": interval_cells(table, "joint", "joint_lo", "joint_hi"),
+            "efficiency": interval_cells(
+                table, "efficiency", "eff_lo", "eff_hi", digits=2, bound_digits=2
+            ),
+            "pairs": table["pairs"],
+            "n": table["n"],
+        }
+    )
     lines = selection_lines(val_rates, selected, threshold) + [
-        "**Joint pass rate (%) [95% Wilson] and efficiency [95% bootstrap over prompts]**", "",
-        cells.to_markdown(index=False), "",
-        "**Paired exact McNemar tests (same prompts and orderings)**", "",
-        tests.round({"a_rate": 1, "b_rate": 1, "p": 4}).to_markdown(index=False) if len(tests) else "none", "",
-        "**Retention: each behavior inside its pairs vs alone (%)**", "",
-        ret.round({"in_pair": 1, "alone": 1, "retention": 2}).to_markdown(index=False), "", *extra]
+        "**Joint pass rate (%) [95% Wilson] and efficiency [95% bootstrap over prompts]**",
+        "",
+        cells.to_markdown(index=False),
+        "",
+        "**Paired exact McNemar tests (same prompts and orderings)**",
+        "",
+        tests.round({"a_rate": 1, "b_rate": 1, "p": 4}).to_markdown(index=False)
+        if len(tests)
+        else "none",
+        "",
+        "**Retention: each behavior inside its pairs vs alone (%)**",
+        "",
+        ret.round({"in_pair": 1, "alone": 1, "retention": 2}).to_markdown(index=False),
+        "",
+        *extra,
+    ]
     distributed.main_only(write_text, out / "capable_pairs.md", "\n".join(lines))
 
 
-HEADLINE_METHODS = {"instruction": "instructions as text", "concat": "tokens side by side",
-                    "and": "tokens joined by `<and>`", "hybrid": "tokens and instructions"}
+HEADLINE_METHODS = {
+    "instruction": "instructions as text",
+    "concat": "tokens side by side",
+    "and": "tokens joined by `<and>`",
+    "hybrid": "tokens and instructions",
+}
 """The rows of the README's headline table, in order, and how the table names them."""
 
 
@@ -201,27 +336,47 @@ def capable_headline(table: pd.DataFrame) -> pd.DataFrame:
     out = {"method": [HEADLINE_METHODS[m] for m in HEADLINE_METHODS]}
     for split, label in (("seen-2", "seen pairs"), ("unseen-2", "unseen pairs")):
         part = rows[rows["split"] == split].loc[list(HEADLINE_METHODS)]
-        out[f"{label} (n = {part['n'].iloc[0]})"] = interval_cells(part, "joint", "joint_lo", "joint_hi")
+        out[f"{label} (n = {part['n'].iloc[0]})"] = interval_cells(
+            part, "joint", "joint_lo", "joint_hi"
+        )
     return pd.DataFrame(out)
 
 
-def plan(preset: Preset, out: Path, with_baselines: bool | Sequence[str], combos: Sequence[tuple[str, ...]],
-         methods: Sequence[str]) -> None:
+def plan(
+    preset: Preset,
+    out: Path,
+    with_baselines: bool | Sequence[str],
+    combos: Sequence[tuple[str, ...]],
+    methods: Sequence[str],
+) -> None:
     """Print what ``reproduce`` is about to do (cached work included)."""
     from steerlib.tasks import behaviors as B
 
     ev = preset.eval
     n_orders = sum(len(orderings(c)) for c in combos)
-    n_gen = (len(B.names()) * ev.n_single * 3 + ev.n_single
-             + sum(len(orderings(c)) * (ev.n_prompts if len(c) == 2 else ev.n_prompts_3) for c in combos)
-             * len(methods))
-    print(f"steerlib reproduce --preset {preset.name} -> {out}\n"
-          f"  stage 1: {len(B.names())} behavior tokens, batches of {preset.stage1.batch_size}, "
-          f"{_budget(preset.stage1)}" + "".join(f", <{n}> {k} steps" for n, k in preset.steps.items())
-          + " (cached ones are loaded)\n"
-          f"  stage 2: <and>, batches of {preset.stage2.batch_size}, {_budget(preset.stage2)}\n"
-          f"  evaluation: {len(B.names())} behaviors x {ev.n_single} prompts alone; {len(combos)} combinations "
-          f"({n_orders} orderings) x {len(methods)} methods; about {n_gen} generations of "
-          f"<= {ev.max_new_tokens} tokens (cached ones are reused)"
-          + (f"\n  baselines: {'all three' if with_baselines is True else ', '.join(with_baselines)}, for every "
-             f"behavior" if with_baselines else ""))
+    n_gen = (
+        len(B.names()) * ev.n_single * 3
+        + ev.n_single
+        + sum(
+            len(orderings(c)) * (ev.n_prompts if len(c) == 2 else ev.n_prompts_3)
+            for c in combos
+        )
+        * len(methods)
+    )
+    print(
+        f"steerlib reproduce --preset {preset.name} -> {out}\n"
+        f"  stage 1: {len(B.names())} behavior tokens, batches of {preset.stage1.batch_size}, "
+        f"{_budget(preset.stage1)}"
+        + "".join(f", <{n}> {k} steps" for n, k in preset.steps.items())
+        + " (cached ones are loaded)\n"
+        f"  stage 2: <and>, batches of {preset.stage2.batch_size}, {_budget(preset.stage2)}\n"
+        f"  evaluation: {len(B.names())} behaviors x {ev.n_single} prompts alone; {len(combos)} combinations "
+        f"({n_orders} orderings) x {len(methods)} methods; about {n_gen} generations of "
+        f"<= {ev.max_new_tokens} tokens (cached ones are reused)"
+        + (
+            f"\n  baselines: {'all three' if with_baselines is True else ', '.join(with_baselines)}, for every "
+            f"behavior"
+            if with_baselines
+            else ""
+        )
+    )

@@ -8,6 +8,7 @@ rates out as "first / second" per method (``slot_pivot``), and sets our order va
 beside the paper's (``order_variance``); ``slot_lines`` writes both as markdown for the
 capable-pairs report (``capable_pairs.md``).
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -18,18 +19,35 @@ from steerlib.evaluation.records import unique_records
 from steerlib.evaluation.stats import metrics, wilson
 from steerlib.tasks import behaviors as B
 
-PAPER_ORDER_VARIANCE = {"instruction": 7.8, "concat": 25.3, "native_and": 12.9, "and": 5.3, "hybrid": 4.4}
+PAPER_ORDER_VARIANCE = {
+    "instruction": 7.8,
+    "concat": 25.3,
+    "native_and": 12.9,
+    "and": 5.3,
+    "hybrid": 4.4,
+}
 """The paper's order variance (points) of 2-behavior compositions on Qwen3-8B (its Table 1)."""
 
 
 def places(records: pd.DataFrame) -> pd.DataFrame:
     """One row per (generation, behavior): ``method``, ``k``, ``combo``, ``behavior``, its
     ``place`` in the ordering (1 = right after the question) and its own verdict ``ok``."""
-    rows = [{"method": r["method"], "k": r["k"], "combo": r["combo"], "behavior": name, "place": i + 1,
-             "ok": bool(r["verdicts"][name])}
-            for _, r in unique_records(records).iterrows() if r["k"] > 1
-            for i, name in enumerate(r["order"].split("+"))]
-    return pd.DataFrame(rows, columns=["method", "k", "combo", "behavior", "place", "ok"])
+    rows = [
+        {
+            "method": r["method"],
+            "k": r["k"],
+            "combo": r["combo"],
+            "behavior": name,
+            "place": i + 1,
+            "ok": bool(r["verdicts"][name]),
+        }
+        for _, r in unique_records(records).iterrows()
+        if r["k"] > 1
+        for i, name in enumerate(r["order"].split("+"))
+    ]
+    return pd.DataFrame(
+        rows, columns=["method", "k", "combo", "behavior", "place", "ok"]
+    )
 
 
 def _rate(g: pd.Series) -> dict:
@@ -49,7 +67,11 @@ def slot_rates(records: pd.DataFrame, pool_categories: bool = True) -> pd.DataFr
     at = at[at["k"] == 2]
     groups = [(m, b, g) for (m, b), g in at.groupby(["method", "behavior"], sort=False)]
     if pool_categories:
-        at = at.assign(category=[B.get(b).category if b in B.names() else b for b in at["behavior"]])
+        at = at.assign(
+            category=[
+                B.get(b).category if b in B.names() else b for b in at["behavior"]
+            ]
+        )
         for (m, cat), g in at.groupby(["method", "category"], sort=False):
             if g["behavior"].nunique() > 1:
                 groups.append((m, f"{cat} (all)", g))
@@ -59,7 +81,12 @@ def slot_rates(records: pd.DataFrame, pool_categories: bool = True) -> pd.DataFr
         for place, label in ((1, "first"), (2, "second")):
             sub = g.loc[g["place"] == place, "ok"]
             if len(sub):
-                row.update({f"{label}{'' if key == 'rate' else '_' + key}": v for key, v in _rate(sub).items()})
+                row.update(
+                    {
+                        f"{label}{'' if key == 'rate' else '_' + key}": v
+                        for key, v in _rate(sub).items()
+                    }
+                )
         rows.append(row)
     table = pd.DataFrame(rows)
     table["gap"] = table["first"] - table["second"]
@@ -70,27 +97,48 @@ def slot_rates(records: pd.DataFrame, pool_categories: bool = True) -> pd.DataFr
 def slot_pivot(table: pd.DataFrame, methods: Sequence[str]) -> pd.DataFrame:
     """``slot_rates`` as issue 24's table: one row per behavior, "first / second" per method."""
     table = table[table["method"].isin(methods)]
-    cells = table.assign(cell=[f"{a:.0f} / {b:.0f}" for a, b in zip(table["first"], table["second"])])
+    cells = table.assign(
+        cell=[f"{a:.0f} / {b:.0f}" for a, b in zip(table["first"], table["second"])]
+    )
     wide = cells.pivot(index="behavior", columns="method", values="cell")
     order = list(dict.fromkeys(table["behavior"]))
-    return (wide.reindex(index=order, columns=[m for m in methods if m in wide.columns]).reset_index()
-            .rename_axis(columns=None))
+    return (
+        wide.reindex(index=order, columns=[m for m in methods if m in wide.columns])
+        .reset_index()
+        .rename_axis(columns=None)
+    )
 
 
-def slot_lines(records: pd.DataFrame, methods: Sequence[str] = ("instruction", "hybrid", "and", "concat",
-                                                               "native_and", "lora_dare")) -> list[str]:
+def slot_lines(
+    records: pd.DataFrame,
+    methods: Sequence[str] = (
+        "instruction",
+        "hybrid",
+        "and",
+        "concat",
+        "native_and",
+        "lora_dare",
+    ),
+) -> list[str]:
     """The per-place table and the order variance as markdown lines (``capable_pairs.md``)."""
     if not len(records):
         return []
     rates = slot_rates(records)
     ov = order_variance(records[records["method"].isin(methods)])
-    return ["**Each behavior's own pass rate (%) by the place its token or instruction stands: first / second**",
-            "", "First = right after the question, where stage 1 trains every token; second = after `<b1><and>` "
-            "(or `<b1>`, or the first instruction). Intervals, gaps and ratios: `position.slot_rates`.", "",
-            slot_pivot(rates, methods).to_markdown(index=False), "",
-            "**Order variance (points; the largest gap between a pair's two orderings, mean over pairs), "
-            "beside the paper's on Qwen3-8B**", "",
-            dashes(ov.round(1)).to_markdown(index=False), ""]
+    return [
+        "**Each behavior's own pass rate (%) by the place its token or instruction stands: first / second**",
+        "",
+        "First = right after the question, where stage 1 trains every token; second = after `<b1><and>` "
+        "(or `<b1>`, or the first instruction). Intervals, gaps and ratios: `position.slot_rates`.",
+        "",
+        slot_pivot(rates, methods).to_markdown(index=False),
+        "",
+        "**Order variance (points; the largest gap between a pair's two orderings, mean over pairs), "
+        "beside the paper's on Qwen3-8B**",
+        "",
+        dashes(ov.round(1)).to_markdown(index=False),
+        "",
+    ]
 
 
 def dashes(table: pd.DataFrame) -> pd.DataFrame:
@@ -102,5 +150,7 @@ def order_variance(records: pd.DataFrame) -> pd.DataFrame:
     """Per method and split: our order variance (points, as the paper defines it: the
     largest gap between a combination's orderings, averaged over combinations) with its
     bootstrap interval, beside the paper's figure for that method."""
-    table = metrics(records)[["method", "split", "order_var", "ov_lo", "ov_hi", "combos", "n"]]
+    table = metrics(records)[
+        ["method", "split", "order_var", "ov_lo", "ov_hi", "combos", "n"]
+    ]
     return table.assign(paper=[PAPER_ORDER_VARIANCE.get(m) for m in table["method"]])

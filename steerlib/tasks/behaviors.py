@@ -93,7 +93,9 @@ class Behavior:
     seen: bool = False
     """True: in the ``<and>`` training pairs. False (the default, and every behavior added
     after ``<and>`` was trained): held out, so it is tested as an unseen behavior."""
-    transform: Callable[[str], str | None] | None = field(default=None, repr=False, compare=False)
+    transform: Callable[[str], str | None] | None = field(
+        default=None, repr=False, compare=False
+    )
     """Your own behaviors only: ``plain answer -> an answer that passes the verifier``
     (None where it cannot), for constructed targets; see :mod:`steerlib.train.transforms`."""
     conflicts: tuple[str, ...] = ()
@@ -357,7 +359,9 @@ def get(name: str) -> Behavior:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise UnknownNameError(f"unknown behavior {name!r}; known: {', '.join(_REGISTRY)}") from None
+        raise UnknownNameError(
+            f"unknown behavior {name!r}; known: {', '.join(_REGISTRY)}"
+        ) from None
 
 
 def categories() -> dict[str, list[str]]:
@@ -375,7 +379,11 @@ def compatible(a: str, b: str) -> bool:
     (True, False)
     """
     first, second = get(a), get(b)
-    if first.category == second.category or b in first.conflicts or a in second.conflicts:
+    if (
+        first.category == second.category
+        or b in first.conflicts
+        or a in second.conflicts
+    ):
         return False
     return frozenset((a, b)) not in _EXCLUDED
 
@@ -435,7 +443,11 @@ _NAME = re.compile(r"[a-z_][a-z0-9_]*")
 """A behavior name must be writable as a steering tag ``<name>`` (lower-case)."""
 RESERVED = frozenset({"and"})
 """Token names that are not behaviors: ``<and>`` is the composition token."""
-_PROBES = ("", "Paris is the capital of France.", "Why is the sky blue? It scatters light.\n\n- one\n- two")
+_PROBES = (
+    "",
+    "Paris is the capital of France.",
+    "Why is the sky blue? It scatters light.\n\n- one\n- two",
+)
 """Texts a new verifier (and transform) is tried on at registration: it must answer each
 with True or False, so a bad checker fails there, not in the middle of an evaluation."""
 
@@ -459,30 +471,46 @@ def register(behavior: Behavior, *, new_category: bool = False) -> Behavior:
         raise TypeError(f"register() takes a Behavior, got {type(behavior).__name__}")
     b = behavior
     if not isinstance(b.name, str) or not _NAME.fullmatch(b.name) or b.name in RESERVED:
-        raise ValueError(f"behavior name {b.name!r} is not allowed: use lower-case letters, digits and _, "
-                         f"starting with a letter or _ (it is written <{b.name}>), and not {sorted(RESERVED)}")
+        raise ValueError(
+            f"behavior name {b.name!r} is not allowed: use lower-case letters, digits and _, "
+            f"starting with a letter or _ (it is written <{b.name}>), and not {sorted(RESERVED)}"
+        )
     if b.name in _REGISTRY:
         kind = "a built-in" if is_builtin(b.name) else "already registered"
-        raise ValueError(f"behavior {b.name!r} is {kind}; choose another name"
-                         + ("" if is_builtin(b.name) else f" or unregister({b.name!r}) first"))
+        raise ValueError(
+            f"behavior {b.name!r} is {kind}; choose another name"
+            + ("" if is_builtin(b.name) else f" or unregister({b.name!r}) first")
+        )
     known = list(categories())
     if b.category not in known and not new_category:
-        raise ValueError(f"unknown category {b.category!r}; known: {', '.join(known)}. To start a new one, "
-                         f"register(..., new_category=True)")
+        raise ValueError(
+            f"unknown category {b.category!r}; known: {', '.join(known)}. To start a new one, "
+            f"register(..., new_category=True)"
+        )
     if not isinstance(b.category, str) or not _NAME.fullmatch(b.category):
         raise ValueError(f"category {b.category!r} must be a lower-case identifier")
-    paraphrases = (b.paraphrases,) if isinstance(b.paraphrases, str) else tuple(b.paraphrases)
-    if not paraphrases or not all(isinstance(p, str) and p.strip() for p in paraphrases):
-        raise ValueError(f"<{b.name}> needs at least one paraphrase, each a non-empty string; got {b.paraphrases!r}")
+    paraphrases = (
+        (b.paraphrases,) if isinstance(b.paraphrases, str) else tuple(b.paraphrases)
+    )
+    if not paraphrases or not all(
+        isinstance(p, str) and p.strip() for p in paraphrases
+    ):
+        raise ValueError(
+            f"<{b.name}> needs at least one paraphrase, each a non-empty string; got {b.paraphrases!r}"
+        )
     if not isinstance(b.rule, str) or not b.rule.strip() or "\n" in b.rule:
-        raise ValueError(f"<{b.name}> needs a one-line rule describing its verifier; got {b.rule!r}")
+        raise ValueError(
+            f"<{b.name}> needs a one-line rule describing its verifier; got {b.rule!r}"
+        )
     _probe(b.name, "checker", b.checker, bool)
     if b.transform is not None:
         _probe(b.name, "transform", b.transform, (str, type(None)))
     unknown = [n for n in b.conflicts if n not in _REGISTRY]
     if unknown or b.name in b.conflicts:
-        raise ValueError(f"<{b.name}> conflicts with unknown or itself: {unknown or [b.name]}; "
-                         f"known: {', '.join(_REGISTRY)}")
+        raise ValueError(
+            f"<{b.name}> conflicts with unknown or itself: {unknown or [b.name]}; "
+            f"known: {', '.join(_REGISTRY)}"
+        )
     stored = replace(b, paraphrases=paraphrases, conflicts=tuple(b.conflicts))
     _REGISTRY[b.name] = stored
     return stored
@@ -491,26 +519,34 @@ def register(behavior: Behavior, *, new_category: bool = False) -> Behavior:
 def _probe(name: str, what: str, fn, returns) -> None:
     """Call ``fn`` on the probe texts; it must not raise and must return ``returns``."""
     if not callable(fn):
-        raise TypeError(f"<{name}>'s {what} must be a function text -> ..., got {type(fn).__name__}")
+        raise TypeError(
+            f"<{name}>'s {what} must be a function text -> ..., got {type(fn).__name__}"
+        )
     for text in _PROBES:
         try:
             out = fn(text)
         except Exception as err:  # noqa: BLE001 - any failure here is the user's function's
-            raise ValueError(f"<{name}>'s {what} raised {type(err).__name__}: {err} on the text {text!r}; "
-                             f"it must accept any string") from err
+            raise ValueError(
+                f"<{name}>'s {what} raised {type(err).__name__}: {err} on the text {text!r}; "
+                f"it must accept any string"
+            ) from err
         if returns is bool:
             _as_bool(name, out, text)
         elif not isinstance(out, returns):
-            raise TypeError(f"<{name}>'s {what} returned {type(out).__name__} ({out!r}) for {text!r}; "
-                            "it must return a string or None")
+            raise TypeError(
+                f"<{name}>'s {what} returned {type(out).__name__} ({out!r}) for {text!r}; "
+                "it must return a string or None"
+            )
 
 
 def _as_bool(name: str, out, text: str) -> bool:
     """A checker's answer as a bool: True/False or numpy's bools, else a VerifierError."""
     if isinstance(out, (bool, np.bool_)):
         return bool(out)
-    raise VerifierError(f"<{name}>'s checker returned {type(out).__name__} ({out!r}) for {text!r:.80}; "
-                        f"it must return True or False")
+    raise VerifierError(
+        f"<{name}>'s checker returned {type(out).__name__} ({out!r}) for {text!r:.80}; "
+        f"it must return True or False"
+    )
 
 
 def unregister(name: str) -> None:
@@ -519,12 +555,16 @@ def unregister(name: str) -> None:
         raise ValueError(f"{name!r} is a built-in behavior and cannot be unregistered")
     if name not in _REGISTRY:
         custom = [n for n in _REGISTRY if not is_builtin(n)]
-        raise KeyError(f"no registered behavior {name!r}; your own: {', '.join(custom) or 'none'}")
+        raise KeyError(
+            f"no registered behavior {name!r}; your own: {', '.join(custom) or 'none'}"
+        )
     del _REGISTRY[name]
 
 
 @contextlib.contextmanager
-def registered(*behaviors: Behavior, new_category: bool = False) -> Iterator[list[Behavior]]:
+def registered(
+    *behaviors: Behavior, new_category: bool = False
+) -> Iterator[list[Behavior]]:
     """Register ``behaviors`` for the ``with`` block only (tests, experiments)."""
     added: list[Behavior] = []
     try:
@@ -563,8 +603,13 @@ def cache_name(name: str) -> str:
     b = get(name)
     if is_builtin(name):
         return name
-    parts = {"category": b.category, "paraphrases": list(b.paraphrases), "rule": b.rule,
-             "checker": _code(b.checker), "transform": _code(b.transform)}
+    parts = {
+        "category": b.category,
+        "paraphrases": list(b.paraphrases),
+        "rule": b.rule,
+        "checker": _code(b.checker),
+        "transform": _code(b.transform),
+    }
     digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:8]
     return f"{name}-{digest}"
 
@@ -591,4 +636,6 @@ def _code(fn) -> str:
     try:
         return inspect.getsource(fn)
     except (OSError, TypeError):
-        return f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}"
+        return (
+            f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}"
+        )

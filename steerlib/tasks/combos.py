@@ -4,6 +4,7 @@ split (seen / unseen, by size), and seeded samples of one split.
 These depend on the behavior registry only, so a preset (``Preset.composition_combos``)
 and the evaluation both use them without importing each other.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -35,8 +36,14 @@ def orderings(combo: Sequence[str]) -> list[tuple[str, ...]]:
     return list(itertools.permutations(combo))
 
 
-def sample_combos(k: int, split: str, n: int | None, seed: int = 0, include_json: bool = False,
-                  keep: Callable[[tuple[str, ...]], bool] | None = None) -> list[tuple[str, ...]]:
+def sample_combos(
+    k: int,
+    split: str,
+    n: int | None,
+    seed: int = 0,
+    include_json: bool = False,
+    keep: Callable[[tuple[str, ...]], bool] | None = None,
+) -> list[tuple[str, ...]]:
     """``n`` combinations of one split drawn without replacement (all when n is None),
     from those ``keep`` accepts when given. The draw depends on the seed, k, split and
     ``include_json`` only, so every run of a preset evaluates the same combinations."""

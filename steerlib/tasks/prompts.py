@@ -43,7 +43,12 @@ def cache_tag(questions: Sequence[str] | None, split: str = "train") -> str:
     """
     if questions is None or list(questions) == load(split):
         return ""
-    return "-q" + hashlib.sha256(json.dumps(list(questions), ensure_ascii=False).encode()).hexdigest()[:12]
+    return (
+        "-q"
+        + hashlib.sha256(
+            json.dumps(list(questions), ensure_ascii=False).encode()
+        ).hexdigest()[:12]
+    )
 
 
 def load(
@@ -68,7 +73,9 @@ def load(
     """
     if source is None:
         _check_split(split)
-        texts = [text for text, _, row_split in _shipped() if split in (None, row_split)]
+        texts = [
+            text for text, _, row_split in _shipped() if split in (None, row_split)
+        ]
     elif isinstance(source, (list, tuple)):
         texts = _check_texts(source)
     elif isinstance(source, (str, Path)) and _is_local_file(source):
@@ -87,7 +94,9 @@ def load(
 def domains(split: str | None = None) -> dict[str, int]:
     """Count the shipped questions per domain, for one split or all."""
     _check_split(split)
-    counts = Counter(domain for _, domain, row_split in _shipped() if split in (None, row_split))
+    counts = Counter(
+        domain for _, domain, row_split in _shipped() if split in (None, row_split)
+    )
     return dict(sorted(counts.items()))
 
 
@@ -100,7 +109,10 @@ def _shipped() -> tuple[tuple[str, str, str], ...]:
         rows = [json.loads(line) for line in f if line.strip()]
     train = [i for i, row in enumerate(rows) if row["split"] == "train"]
     val = set(train[-N_VAL:])
-    return tuple((row["text"], row["domain"], "val" if i in val else row["split"]) for i, row in enumerate(rows))
+    return tuple(
+        (row["text"], row["domain"], "val" if i in val else row["split"])
+        for i, row in enumerate(rows)
+    )
 
 
 def _check_split(split: str | None) -> None:
@@ -119,7 +131,11 @@ def _check_texts(texts: Sequence[object]) -> list[str]:
 
 def _is_local_file(source: str | Path) -> bool:
     path = Path(source)
-    return isinstance(source, Path) or path.suffix.lower() in FILE_SUFFIXES or path.is_file()
+    return (
+        isinstance(source, Path)
+        or path.suffix.lower() in FILE_SUFFIXES
+        or path.is_file()
+    )
 
 
 def _read_file(path: Path, split: str | None) -> list[str]:
@@ -136,7 +152,9 @@ def _read_file(path: Path, split: str | None) -> list[str]:
         row = json.loads(line)
         text = row.get("text") if isinstance(row, dict) else None
         if not isinstance(text, str) or not text.strip():
-            raise ValueError(f"{path}, line {number}: expected an object with a non-empty 'text'")
+            raise ValueError(
+                f"{path}, line {number}: expected an object with a non-empty 'text'"
+            )
         if split is None or row.get("split") in (None, split):
             texts.append(text)
     return texts

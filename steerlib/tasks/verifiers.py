@@ -113,7 +113,9 @@ def count_words(text: str) -> int:
     numbers such as "1." or "2)".
     """
     return sum(
-        is_word(chunk) for start, end in content_spans(text) for chunk in text[start:end].split()
+        is_word(chunk)
+        for start, end in content_spans(text)
+        for chunk in text[start:end].split()
     )
 
 
@@ -244,8 +246,7 @@ _MINOR_WORDS = frozenset(
     # Portuguese
     " os as um uma do da dos das em no na nos nas com"
     # German
-    " der die das den dem des ein eine und oder von zu im am mit"
-    .split()
+    " der die das den dem des ein eine und oder von zu im am mit".split()
 )
 
 

@@ -5,6 +5,7 @@ tokens shipped in the package); ``fit_token`` trains one vector with checkpoints
 its cache file and files it there once the run has finished, so a second call with the
 same key loads instead of training and an interrupted one resumes.
 """
+
 from __future__ import annotations
 
 import logging
@@ -26,22 +27,42 @@ from steerlib.train.loss import Example, train_vectors
 log = logging.getLogger("steerlib")
 
 
-def cached_token(bb: Backbone, final: Path, name: str, key: str, retrain: bool,
-                 from_file: str | Path | None = None) -> SteeringTokens | None:
+def cached_token(
+    bb: Backbone,
+    final: Path,
+    name: str,
+    key: str,
+    retrain: bool,
+    from_file: str | Path | None = None,
+) -> SteeringTokens | None:
     """A finished training run's token: from the artifacts cache, else ``from_file`` or the
     shipped file when they hold it under ``key``."""
     if retrain:
         return None
     if final.is_file():
         return SteeringTokens.load_file(final, bb)
-    return (shipped(bb, name, key, from_file) if from_file is not None else None) or shipped(bb, name, key)
+    return (
+        shipped(bb, name, key, from_file) if from_file is not None else None
+    ) or shipped(bb, name, key)
 
 
-def fit_token(bb: Backbone, name: str, init: torch.Tensor, examples: Sequence[Example], cfg: TrainConfig,
-              final: Path, record: dict, start: float, *, tokens: SteeringTokens | None = None,
-              extra_loss: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None,
-              validate: Validator | None = None, retrain: bool = False,
-              progress: bool | None = None, stop_after: int | None = None) -> SteeringTokens:
+def fit_token(
+    bb: Backbone,
+    name: str,
+    init: torch.Tensor,
+    examples: Sequence[Example],
+    cfg: TrainConfig,
+    final: Path,
+    record: dict,
+    start: float,
+    *,
+    tokens: SteeringTokens | None = None,
+    extra_loss: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None,
+    validate: Validator | None = None,
+    retrain: bool = False,
+    progress: bool | None = None,
+    stop_after: int | None = None,
+) -> SteeringTokens:
     """Train one vector from ``init`` with checkpoints next to ``final``; save it to ``final``
     once the run has finished (all steps, or early stopping on validation). Returns it as a
     one-token set carrying ``record``, timing and the validation curve."""
@@ -50,18 +71,39 @@ def fit_token(bb: Backbone, name: str, init: torch.Tensor, examples: Sequence[Ex
     ckpt = final.with_suffix(".ckpt.safetensors")
     if retrain:
         distributed.main_only(ckpt.unlink, missing_ok=True)
-    result = train_vectors(bb, {name: param}, examples, cfg, tokens=tokens, extra_loss=extra_loss,
-                           validate=validate, checkpoint=ckpt, desc=f"<{name}>", progress=progress,
-                           stop_after=stop_after)
+    result = train_vectors(
+        bb,
+        {name: param},
+        examples,
+        cfg,
+        tokens=tokens,
+        extra_loss=extra_loss,
+        validate=validate,
+        checkpoint=ckpt,
+        desc=f"<{name}>",
+        progress=progress,
+        stop_after=stop_after,
+    )
     losses = result.losses
-    info = {**record, "steps": result.steps, "seconds": round(time.perf_counter() - start, 1),
-            "final_loss": losses[-1], "config": asdict(cfg)}
+    info = {
+        **record,
+        "steps": result.steps,
+        "seconds": round(time.perf_counter() - start, 1),
+        "final_loss": losses[-1],
+        "config": asdict(cfg),
+    }
     if result.validation is not None:
         info["validation"] = result.validation.record(result.steps)
     out = SteeringTokens.for_backbone(bb)
     out.set(name, param, info, losses)
     if result.finished:
         distributed.main_only(out.save_file, final)
-        log.info("<%s>: %d steps in %.0f s, loss %.3f -> %.3f", name, result.steps, info["seconds"],
-                 losses[0], losses[-1])
+        log.info(
+            "<%s>: %d steps in %.0f s, loss %.3f -> %.3f",
+            name,
+            result.steps,
+            info["seconds"],
+            losses[0],
+            losses[-1],
+        )
     return out

@@ -4,6 +4,7 @@ The targets are the model's answers under the behavior's instruction
 (``steerlib.train.targets``); the loss is ``steerlib.train.loss``; the trained vector is
 cached and resumed through ``steerlib.train.cache``.
 """
+
 from __future__ import annotations
 
 import random
@@ -25,8 +26,13 @@ from steerlib.train.targets import Target, make_targets
 from steerlib.train.validation import behavior_validator
 
 
-def behavior_targets(bb: Backbone, name: str, cfg: TrainConfig, questions: Sequence[str] | None = None,
-                     progress: bool | None = None) -> list[Target]:
+def behavior_targets(
+    bb: Backbone,
+    name: str,
+    cfg: TrainConfig,
+    questions: Sequence[str] | None = None,
+    progress: bool | None = None,
+) -> list[Target]:
     """The (cached) targets a behavior trains on: one job per example for 2 epochs (ours).
 
     Shared with the LM-Steer and LoRA baselines, which distill on exactly these.
@@ -34,13 +40,23 @@ def behavior_targets(bb: Backbone, name: str, cfg: TrainConfig, questions: Seque
     questions = list(questions) if questions is not None else P.load("train")
     n_jobs = round(max(cfg.batch_size, cfg.n_examples // 2) * cfg.targets.oversample)
     jobs = [(questions[i % len(questions)], (name,)) for i in range(n_jobs)]
-    return make_targets(bb, jobs, cfg.targets, key=B.cache_name(name), seed=cfg.seed, progress=progress)
+    return make_targets(
+        bb, jobs, cfg.targets, key=B.cache_name(name), seed=cfg.seed, progress=progress
+    )
 
 
-def train_behavior_token(bb: Backbone, name: str, config: TrainConfig | None = None, *,
-                         tokens: SteeringTokens | None = None, questions: Sequence[str] | None = None,
-                         retrain: bool = False, progress: bool | None = None,
-                         stop_after: int | None = None, from_file: str | Path | None = None) -> SteeringTokens:
+def train_behavior_token(
+    bb: Backbone,
+    name: str,
+    config: TrainConfig | None = None,
+    *,
+    tokens: SteeringTokens | None = None,
+    questions: Sequence[str] | None = None,
+    retrain: bool = False,
+    progress: bool | None = None,
+    stop_after: int | None = None,
+    from_file: str | Path | None = None,
+) -> SteeringTokens:
     """Train ``<name>`` by self-distillation and return ``tokens`` with it added.
 
     The result is cached under ``artifacts/<fingerprint>/stage1/``: a second call with
@@ -63,19 +79,49 @@ def train_behavior_token(bb: Backbone, name: str, config: TrainConfig | None = N
     targets = behavior_targets(bb, name, cfg, questions, progress)
     blanks = blank_tokens(bb, cfg.displace, cfg.seed) if cfg.displace else None
     draw = random.Random(cfg.seed)
-    examples = examples_for(bb, targets, lambda t: (*blanks.names[: draw.randint(0, cfg.displace)], name)
-                            if blanks is not None else (name,))
+    examples = examples_for(
+        bb,
+        targets,
+        lambda t: (
+            (*blanks.names[: draw.randint(0, cfg.displace)], name)
+            if blanks is not None
+            else (name,)
+        ),
+    )
     init = _init_vector(bb, cfg.init, behavior.paraphrases[0], cfg.seed)
-    record = {"stage": 1, "key": key, "init": cfg.init, "target_source": cfg.targets.source,
-              "n_targets": len(targets), **({"displace": cfg.displace} if cfg.displace else {})}
-    validate = behavior_validator(bb, name, cfg.validation, blanks) if cfg.validation else None
-    trained = fit_token(bb, name, init, examples, cfg, final, record, start, tokens=blanks, validate=validate,
-                        retrain=retrain, progress=progress, stop_after=stop_after)
+    record = {
+        "stage": 1,
+        "key": key,
+        "init": cfg.init,
+        "target_source": cfg.targets.source,
+        "n_targets": len(targets),
+        **({"displace": cfg.displace} if cfg.displace else {}),
+    }
+    validate = (
+        behavior_validator(bb, name, cfg.validation, blanks) if cfg.validation else None
+    )
+    trained = fit_token(
+        bb,
+        name,
+        init,
+        examples,
+        cfg,
+        final,
+        record,
+        start,
+        tokens=blanks,
+        validate=validate,
+        retrain=retrain,
+        progress=progress,
+        stop_after=stop_after,
+    )
     tokens.set(name, trained[name], trained.info[name], trained.losses[name])
     return tokens
 
 
-def stage1_key(name: str, cfg: TrainConfig, questions: Sequence[str] | None = None) -> str:
+def stage1_key(
+    name: str, cfg: TrainConfig, questions: Sequence[str] | None = None
+) -> str:
     """The cache key of a stage-1 run: behavior, config hash and, unless they are the shipped
     train split, a digest of the training questions (the shipped tokens carry this key)."""
     return f"{B.cache_name(name)}-{config_hash(cfg)}{P.cache_tag(questions)}"
@@ -96,9 +142,16 @@ def blank_tokens(bb: Backbone, k: int, seed: int = 0) -> SteeringTokens:
     return blanks
 
 
-def stage1_path(bb: Backbone, name: str, cfg: TrainConfig, questions: Sequence[str] | None = None) -> Path:
+def stage1_path(
+    bb: Backbone, name: str, cfg: TrainConfig, questions: Sequence[str] | None = None
+) -> Path:
     """Where a finished stage-1 run of this model is cached."""
-    return artifacts_root() / bb.fingerprint / "stage1" / f"{stage1_key(name, cfg, questions)}.safetensors"
+    return (
+        artifacts_root()
+        / bb.fingerprint
+        / "stage1"
+        / f"{stage1_key(name, cfg, questions)}.safetensors"
+    )
 
 
 def _init_vector(bb: Backbone, init: Init, text: str, seed: int) -> torch.Tensor:
@@ -109,5 +162,6 @@ def _init_vector(bb: Backbone, init: Init, text: str, seed: int) -> torch.Tensor
         return torch.zeros(bb.hidden_size)
     if init == Init.RANDOM:
         return random_init(bb, seed)
-    raise ValueError(f"init {init!r} is not a stage-1 init; use 'semantic', 'zero' or 'random'")
-
+    raise ValueError(
+        f"init {init!r} is not a stage-1 init; use 'semantic', 'zero' or 'random'"
+    )

@@ -22,6 +22,7 @@ Two things make a long CPU run safe to start and to stop:
   guess (``<french>``: 10% after 16 steps, 83% after 48), while the validation curve
   measures where each token stops improving.
 """
+
 from __future__ import annotations
 
 import json
@@ -74,8 +75,12 @@ class Validation:
 
     def record(self, stopped_at: int) -> dict:
         """What a trained token's metadata keeps of validation."""
-        return {"curve": [[s, r] for s, r in self.curve], "best_step": self.best_step,
-                "best_rate": self.best_rate, "stopped_at": stopped_at}
+        return {
+            "curve": [[s, r] for s, r in self.curve],
+            "best_step": self.best_step,
+            "best_rate": self.best_rate,
+            "stopped_at": stopped_at,
+        }
 
 
 @dataclass
@@ -117,13 +122,24 @@ def batch_order(n: int, cfg: TrainConfig) -> list[list[int]]:
     flat: list[int] = []
     while len(flat) < cfg.steps * cfg.batch_size:
         flat += torch.randperm(n, generator=gen).tolist()
-    return [flat[i * cfg.batch_size:(i + 1) * cfg.batch_size] for i in range(cfg.steps)]
+    return [
+        flat[i * cfg.batch_size : (i + 1) * cfg.batch_size] for i in range(cfg.steps)
+    ]
 
 
-def fit(params: Params, examples: Sequence[T], cfg: TrainConfig, loss_fn: Callable[[list[T]], torch.Tensor], *,
-        size: Callable[[T], int] = lambda example: 1, validate: Validator | None = None,
-        checkpoint: Path | None = None, desc: str = "train", progress: bool | None = None,
-        stop_after: int | None = None) -> TrainResult:
+def fit(
+    params: Params,
+    examples: Sequence[T],
+    cfg: TrainConfig,
+    loss_fn: Callable[[list[T]], torch.Tensor],
+    *,
+    size: Callable[[T], int] = lambda example: 1,
+    validate: Validator | None = None,
+    checkpoint: Path | None = None,
+    desc: str = "train",
+    progress: bool | None = None,
+    stop_after: int | None = None,
+) -> TrainResult:
     """Optimise ``params`` (name -> tensor, updated in place) on ``examples``.
 
     ``loss_fn(batch)`` is one step's loss on a list of examples, computed from the
@@ -138,21 +154,37 @@ def fit(params: Params, examples: Sequence[T], cfg: TrainConfig, loss_fn: Callab
     """
     if not examples:
         raise ValueError("no training examples")
-    with distributed.sole_writer(checkpoint):  # a second live run on this checkpoint is refused
+    with distributed.sole_writer(
+        checkpoint
+    ):  # a second live run on this checkpoint is refused
         vcfg: ValidationConfig | None = cfg.validation if validate is not None else None
         for p in params.values():
             p.requires_grad_(True)
-        opt = torch.optim.AdamW(list(params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        state = _load_checkpoint(checkpoint, params, opt) if checkpoint and checkpoint.is_file() else None
-        start_step, losses, val = state if state else (0, [], Validation() if vcfg else None)
+        opt = torch.optim.AdamW(
+            list(params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay
+        )
+        state = (
+            _load_checkpoint(checkpoint, params, opt)
+            if checkpoint and checkpoint.is_file()
+            else None
+        )
+        start_step, losses, val = (
+            state if state else (0, [], Validation() if vcfg else None)
+        )
         if vcfg is not None and val is None:  # a checkpoint written without validation
             val = Validation()
         if val is not None and not val.curve:
             val.update(start_step, validate(params), params)
         order = batch_order(len(examples), cfg)
         last = min(cfg.steps, stop_after) if stop_after is not None else cfg.steps
-        bar = tqdm(range(start_step, last), desc=desc, initial=start_step, total=cfg.steps,
-                   disable=progress is False or not distributed.is_main(), leave=False)
+        bar = tqdm(
+            range(start_step, last),
+            desc=desc,
+            initial=start_step,
+            total=cfg.steps,
+            disable=progress is False or not distributed.is_main(),
+            leave=False,
+        )
         stopped = _stop(val, vcfg)
         for step in bar:
             if stopped:
@@ -170,8 +202,10 @@ def fit(params: Params, examples: Sequence[T], cfg: TrainConfig, loss_fn: Callab
                 loss = weighted.item()
             loss = distributed.all_reduce_sum(loss)
             if not math.isfinite(loss):
-                raise NonFiniteLossError(f"{desc}: loss is {loss} at step {step + 1}; lower the learning "
-                                         f"rate ({cfg.lr}) or check the inputs; nothing was cached")
+                raise NonFiniteLossError(
+                    f"{desc}: loss is {loss} at step {step + 1}; lower the learning "
+                    f"rate ({cfg.lr}) or check the inputs; nothing was cached"
+                )
             distributed.all_reduce_grads(list(params.values()))
             torch.nn.utils.clip_grad_norm_(list(params.values()), cfg.grad_clip)
             opt.step()
@@ -180,18 +214,31 @@ def fit(params: Params, examples: Sequence[T], cfg: TrainConfig, loss_fn: Callab
             if val is not None and (done % vcfg.every == 0 or done == cfg.steps):
                 val.update(done, validate(params), params)
                 stopped = _stop(val, vcfg)
-                bar.set_postfix(loss=f"{losses[-1]:.3f}", val=f"{val.curve[-1][1]:.2f}", best=val.best_step)
+                bar.set_postfix(
+                    loss=f"{losses[-1]:.3f}",
+                    val=f"{val.curve[-1][1]:.2f}",
+                    best=val.best_step,
+                )
             else:
                 bar.set_postfix(loss=f"{losses[-1]:.3f}")
-            if checkpoint and distributed.is_main() and (done % cfg.checkpoint_every == 0 or done == last or stopped):
+            if (
+                checkpoint
+                and distributed.is_main()
+                and (done % cfg.checkpoint_every == 0 or done == last or stopped)
+            ):
                 _save_checkpoint(checkpoint, params, opt, done, losses, val)
         finished = stopped or len(losses) == cfg.steps
         if val is not None and finished:
             with torch.no_grad():
                 for k, p in params.items():
                     p.copy_(val.best[k])
-            log.info("%s: best validation pass rate %.2f at step %d of %d", desc, val.best_rate, val.best_step,
-                     len(losses))
+            log.info(
+                "%s: best validation pass rate %.2f at step %d of %d",
+                desc,
+                val.best_rate,
+                val.best_step,
+                len(losses),
+            )
         return TrainResult(losses, finished, val)
 
 
@@ -199,25 +246,42 @@ def _stop(val: Validation | None, vcfg: ValidationConfig | None) -> bool:
     return val is not None and val.since_best >= vcfg.patience
 
 
-def _save_checkpoint(path: Path, params: Params, opt: torch.optim.Optimizer, step: int, losses: list[float],
-                     val: Validation | None) -> None:
+def _save_checkpoint(
+    path: Path,
+    params: Params,
+    opt: torch.optim.Optimizer,
+    step: int,
+    losses: list[float],
+    val: Validation | None,
+) -> None:
     """Params, the optimiser's state_dict tensors and the best params as safetensors;
     step, losses, param groups and the validation curve in the metadata. Atomic."""
     opt_state = opt.state_dict()
-    tensors = {f"param/{name}": p.detach().cpu().contiguous() for name, p in params.items()}
+    tensors = {
+        f"param/{name}": p.detach().cpu().contiguous() for name, p in params.items()
+    }
     for idx, slot in opt_state["state"].items():
         for key, value in slot.items():
-            tensors[f"opt/{idx}/{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
+            tensors[f"opt/{idx}/{key}"] = (
+                torch.as_tensor(value).detach().cpu().contiguous()
+            )
     meta = {"step": step, "losses": losses, "param_groups": opt_state["param_groups"]}
     if val is not None:
-        tensors.update({f"best/{name}": p.cpu().contiguous() for name, p in val.best.items()})
-        meta["validation"] = {"curve": val.curve, "best_step": val.best_step, "best_rate": val.best_rate,
-                              "since_best": val.since_best}
+        tensors.update(
+            {f"best/{name}": p.cpu().contiguous() for name, p in val.best.items()}
+        )
+        meta["validation"] = {
+            "curve": val.curve,
+            "best_step": val.best_step,
+            "best_rate": val.best_rate,
+            "since_best": val.since_best,
+        }
     save_safetensors(tensors, path, metadata={"checkpoint": json.dumps(meta)})
 
 
-def _load_checkpoint(path: Path, params: Params, opt: torch.optim.Optimizer
-                     ) -> tuple[int, list[float], Validation | None]:
+def _load_checkpoint(
+    path: Path, params: Params, opt: torch.optim.Optimizer
+) -> tuple[int, list[float], Validation | None]:
     with safe_open(str(path), framework="pt") as f:
         meta = json.loads(f.metadata()["checkpoint"])
         keys = set(f.keys())
@@ -232,10 +296,16 @@ def _load_checkpoint(path: Path, params: Params, opt: torch.optim.Optimizer
         val = None
         if "validation" in meta:
             v = meta["validation"]
-            val = Validation([tuple(c) for c in v["curve"]], v["best_step"], v["best_rate"],
-                             {name: f.get_tensor(f"best/{name}").to(p.device) for name, p in params.items()},
-                             v["since_best"])
+            val = Validation(
+                [tuple(c) for c in v["curve"]],
+                v["best_step"],
+                v["best_rate"],
+                {
+                    name: f.get_tensor(f"best/{name}").to(p.device)
+                    for name, p in params.items()
+                },
+                v["since_best"],
+            )
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
     log.info("resumed %s at step %d", path.name, meta["step"])
     return meta["step"], meta["losses"], val
-

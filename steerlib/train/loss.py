@@ -14,6 +14,7 @@ runs only on the positions that predict answer tokens, not over the whole prompt
 The optimisation loop itself (schedule, checkpoints, resume, validation-guided
 stopping) is ``steerlib.train.loop.fit``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -41,9 +42,13 @@ class Example:
     answer: tuple[int, ...]
 
 
-def answer_hidden(bb: Backbone, rows: Sequence[Rendered], answers: Sequence[Sequence[int]],
-                  vectors: dict[str, torch.Tensor] | None = None, tokens: SteeringTokens | None = None
-                  ) -> torch.Tensor:
+def answer_hidden(
+    bb: Backbone,
+    rows: Sequence[Rendered],
+    answers: Sequence[Sequence[int]],
+    vectors: dict[str, torch.Tensor] | None = None,
+    tokens: SteeringTokens | None = None,
+) -> torch.Tensor:
     """Final hidden states at the positions that predict each answer token, stacked [N, d].
 
     With left padding every sequence ends at the last column, so answer i's predicting
@@ -52,20 +57,27 @@ def answer_hidden(bb: Backbone, rows: Sequence[Rendered], answers: Sequence[Sequ
     batch = embed(bb, rows, tokens, answers, vectors)
     hidden = bb.model.base_model(**batch.model_inputs()).last_hidden_state
     width = hidden.shape[1]
-    picks = [hidden[b, width - 1 - len(a): width - 1] for b, a in enumerate(answers)]
+    picks = [hidden[b, width - 1 - len(a) : width - 1] for b, a in enumerate(answers)]
     return torch.cat(picks)
 
 
-def distill_loss(teacher_logits: torch.Tensor, student_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+def distill_loss(
+    teacher_logits: torch.Tensor, student_logits: torch.Tensor, temperature: float
+) -> torch.Tensor:
     """T^2-scaled KL(teacher || student) of temperature-softened distributions, mean over tokens."""
     t = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
     s = F.log_softmax(student_logits.float() / temperature, dim=-1)
-    return F.kl_div(s, t, log_target=True, reduction="batchmean") * temperature ** 2
+    return F.kl_div(s, t, log_target=True, reduction="batchmean") * temperature**2
 
 
-def step_loss(bb: Backbone, batch: Sequence[Example], params: dict[str, torch.Tensor],
-              tokens: SteeringTokens | None, cfg: TrainConfig,
-              student_context: Callable[[], ContextManager] = contextlib.nullcontext) -> torch.Tensor:
+def step_loss(
+    bb: Backbone,
+    batch: Sequence[Example],
+    params: dict[str, torch.Tensor],
+    tokens: SteeringTokens | None,
+    cfg: TrainConfig,
+    student_context: Callable[[], ContextManager] = contextlib.nullcontext,
+) -> torch.Tensor:
     """The distillation loss (plus the optional CE term) for one batch.
 
     ``student_context`` is entered for the student pass only: methods that steer by
@@ -78,7 +90,9 @@ def step_loss(bb: Backbone, batch: Sequence[Example], params: dict[str, torch.Te
         teacher = head(answer_hidden(bb, [ex.teacher for ex in batch], answers))
     teacher = teacher.clone()  # leave inference mode so autograd may read it
     with student_context():
-        student = head(answer_hidden(bb, [ex.student for ex in batch], answers, params, tokens))
+        student = head(
+            answer_hidden(bb, [ex.student for ex in batch], answers, params, tokens)
+        )
     loss = distill_loss(teacher, student, cfg.temperature)
     if cfg.ce_weight:
         labels = torch.tensor([t for a in answers for t in a], device=student.device)
@@ -86,12 +100,21 @@ def step_loss(bb: Backbone, batch: Sequence[Example], params: dict[str, torch.Te
     return loss
 
 
-def train_vectors(bb: Backbone, params: dict[str, torch.Tensor], examples: Sequence[Example],
-                  cfg: TrainConfig, *, tokens: SteeringTokens | None = None,
-                  extra_loss: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None,
-                  student_context: Callable[[], ContextManager] = contextlib.nullcontext,
-                  validate: Validator | None = None, checkpoint: Path | None = None, desc: str = "train",
-                  progress: bool | None = None, stop_after: int | None = None) -> TrainResult:
+def train_vectors(
+    bb: Backbone,
+    params: dict[str, torch.Tensor],
+    examples: Sequence[Example],
+    cfg: TrainConfig,
+    *,
+    tokens: SteeringTokens | None = None,
+    extra_loss: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None,
+    student_context: Callable[[], ContextManager] = contextlib.nullcontext,
+    validate: Validator | None = None,
+    checkpoint: Path | None = None,
+    desc: str = "train",
+    progress: bool | None = None,
+    stop_after: int | None = None,
+) -> TrainResult:
     """Distil ``params`` (name -> tensor) on ``examples`` with the shared loop (``loop.fit``).
 
     ``tokens`` supplies the frozen vectors of other slots (stage 2's behavior tokens).
@@ -99,15 +122,34 @@ def train_vectors(bb: Backbone, params: dict[str, torch.Tensor], examples: Seque
     ``student_context`` wraps the student pass (see ``step_loss``); params may then be
     any tensors the context uses, not only steering vectors (LM-Steer, LoRA).
     """
+
     def loss_fn(batch: list[Example]) -> torch.Tensor:
         loss = step_loss(bb, batch, params, tokens, cfg, student_context)
         return loss + extra_loss(params) if extra_loss is not None else loss
 
-    return fit(params, examples, cfg, loss_fn, size=lambda ex: len(ex.answer[: cfg.max_answer_tokens]),
-               validate=validate, checkpoint=checkpoint, desc=desc, progress=progress, stop_after=stop_after)
+    return fit(
+        params,
+        examples,
+        cfg,
+        loss_fn,
+        size=lambda ex: len(ex.answer[: cfg.max_answer_tokens]),
+        validate=validate,
+        checkpoint=checkpoint,
+        desc=desc,
+        progress=progress,
+        stop_after=stop_after,
+    )
 
 
-def examples_for(bb: Backbone, targets: Sequence[Target], slots: Callable[[Target], Sequence[str]]) -> list[Example]:
+def examples_for(
+    bb: Backbone, targets: Sequence[Target], slots: Callable[[Target], Sequence[str]]
+) -> list[Example]:
     """Render targets: teacher reads the instructions, student reads ``slots(target)``."""
-    return [Example(render(bb, t.question, (), t.instructions), render(bb, t.question, tuple(slots(t))),
-                    t.answer) for t in targets]
+    return [
+        Example(
+            render(bb, t.question, (), t.instructions),
+            render(bb, t.question, tuple(slots(t))),
+            t.answer,
+        )
+        for t in targets
+    ]

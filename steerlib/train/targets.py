@@ -17,6 +17,7 @@ Targets are cached as JSON lines under the artifacts folder, keyed by the model'
 fingerprint, the behaviors and the target config, and written batch by batch, so an
 interrupted run resumes where it stopped.
 """
+
 from __future__ import annotations
 
 import json
@@ -53,7 +54,12 @@ class Target:
 
 
 def _cache_file(bb: Backbone, key: str, cfg: TargetConfig, seed: int) -> Path:
-    return artifacts_root() / bb.fingerprint / "targets" / f"{key}-{config_hash(cfg)}-s{seed}.jsonl"
+    return (
+        artifacts_root()
+        / bb.fingerprint
+        / "targets"
+        / f"{key}-{config_hash(cfg)}-s{seed}.jsonl"
+    )
 
 
 def _encode_answer(bb: Backbone, text: str) -> tuple[int, ...]:
@@ -62,9 +68,16 @@ def _encode_answer(bb: Backbone, text: str) -> tuple[int, ...]:
     return tuple(ids) + (bb.eos_ids[0],)
 
 
-def make_targets(bb: Backbone, jobs: Sequence[tuple[str, Sequence[str]]], cfg: TargetConfig, *,
-                 key: str, seed: int = 0, progress: bool | None = None,
-                 teacher: Backbone | None = None) -> list[Target]:
+def make_targets(
+    bb: Backbone,
+    jobs: Sequence[tuple[str, Sequence[str]]],
+    cfg: TargetConfig,
+    *,
+    key: str,
+    seed: int = 0,
+    progress: bool | None = None,
+    teacher: Backbone | None = None,
+) -> list[Target]:
     """Targets for ``jobs`` = [(question, ordered behavior names), ...], cached under ``key``.
 
     Jobs of different behaviors are generated together in batches. For filtered and
@@ -75,8 +88,20 @@ def make_targets(bb: Backbone, jobs: Sequence[tuple[str, Sequence[str]]], cfg: T
     if cfg.source == TargetSource.FILTERED:
         # the 'self' answers to the same jobs (same paraphrases), kept where they pass: one
         # generation serves both sources
-        answers = make_targets(bb, jobs, replace(cfg, source=TargetSource.SELF), key=key, seed=seed, progress=progress)
-        return _enough([t for t in answers if all(B.verify_all(t.text, t.names).values())], len(jobs), cfg, key)
+        answers = make_targets(
+            bb,
+            jobs,
+            replace(cfg, source=TargetSource.SELF),
+            key=key,
+            seed=seed,
+            progress=progress,
+        )
+        return _enough(
+            [t for t in answers if all(B.verify_all(t.text, t.names).values())],
+            len(jobs),
+            cfg,
+            key,
+        )
     rng = random.Random(seed)
     plan = []
     for question, names in jobs:
@@ -85,10 +110,16 @@ def make_targets(bb: Backbone, jobs: Sequence[tuple[str, Sequence[str]]], cfg: T
         # what the answering model is asked: constructed targets ask only for what no
         # transform can produce (a language), and build the rest from that answer
         free = tuple(x for x in names if not B.constructible(x))
-        asked = instructions_for(free, rng) if cfg.source == TargetSource.CONSTRUCTED else instr
+        asked = (
+            instructions_for(free, rng)
+            if cfg.source == TargetSource.CONSTRUCTED
+            else instr
+        )
         plan.append((question, names, instr, asked))
     path = _cache_file(bb, key, cfg, seed)
-    with distributed.main_lock(path):  # a second run making these targets waits, then reads them
+    with distributed.main_lock(
+        path
+    ):  # a second run making these targets waits, then reads them
         done = _read(path)
         todo = list(dict.fromkeys(job for job in plan if _key(job) not in done))
         if todo:
@@ -97,19 +128,38 @@ def make_targets(bb: Backbone, jobs: Sequence[tuple[str, Sequence[str]]], cfg: T
             answer = _answerer(bb, cfg, teacher)
             chunk = 64
             for i in range(0, len(todo), chunk):
-                rows = answer(todo[i: i + chunk], progress)
-                distributed.main_only(_append, path, todo[i: i + chunk], rows)
-                done.update((_key(job), row) for job, row in zip(todo[i: i + chunk], rows))
-            log.info("targets %s (%s): %d made in %.0f s", key, cfg.source, len(todo), time.perf_counter() - start)
-    return _enough([done[_key(job)] for job in plan if done[_key(job)] is not None], len(plan), cfg, key)
+                rows = answer(todo[i : i + chunk], progress)
+                distributed.main_only(_append, path, todo[i : i + chunk], rows)
+                done.update(
+                    (_key(job), row) for job, row in zip(todo[i : i + chunk], rows)
+                )
+            log.info(
+                "targets %s (%s): %d made in %.0f s",
+                key,
+                cfg.source,
+                len(todo),
+                time.perf_counter() - start,
+            )
+    return _enough(
+        [done[_key(job)] for job in plan if done[_key(job)] is not None],
+        len(plan),
+        cfg,
+        key,
+    )
 
 
-def _enough(kept: list[Target], n_jobs: int, cfg: TargetConfig, key: str) -> list[Target]:
+def _enough(
+    kept: list[Target], n_jobs: int, cfg: TargetConfig, key: str
+) -> list[Target]:
     """``kept``, after a loud error when fewer than ``min_kept`` survived and a warning when some were dropped."""
-    if cfg.source in (TargetSource.FILTERED, TargetSource.CONSTRUCTED) and len(kept) < cfg.min_kept:
+    if (
+        cfg.source in (TargetSource.FILTERED, TargetSource.CONSTRUCTED)
+        and len(kept) < cfg.min_kept
+    ):
         raise TooFewTargetsError(
             f"only {len(kept)} of {n_jobs} {cfg.source} targets for {key} could be kept (need "
-            f"{cfg.min_kept}); use source='self', give more jobs, or lower min_kept")
+            f"{cfg.min_kept}); use source='self', give more jobs, or lower min_kept"
+        )
     if len(kept) < n_jobs:
         log.warning("%s: %d of %d %s targets kept", key, len(kept), n_jobs, cfg.source)
     return kept
@@ -117,23 +167,54 @@ def _enough(kept: list[Target], n_jobs: int, cfg: TargetConfig, key: str) -> lis
 
 def _answerer(bb: Backbone, cfg: TargetConfig, teacher: Backbone | None):
     """A function: batch of planned jobs -> Target-or-None rows, by source."""
-    gen_kw = dict(max_new_tokens=cfg.max_new_tokens, batch_size=32, do_sample=cfg.do_sample,
-                  temperature=cfg.temperature, desc="targets")
+    gen_kw = dict(
+        max_new_tokens=cfg.max_new_tokens,
+        batch_size=32,
+        do_sample=cfg.do_sample,
+        temperature=cfg.temperature,
+        desc="targets",
+    )
     own = SteeredModel(bb)
-    other = SteeredModel(teacher or load_backbone(cfg.model, device=str(bb.device))) if cfg.source == TargetSource.MODEL else None
+    other = (
+        SteeredModel(teacher or load_backbone(cfg.model, device=str(bb.device)))
+        if cfg.source == TargetSource.MODEL
+        else None
+    )
 
     def answer(batch, progress):
         reqs = [Request(q, (), asked) for q, _, _, asked in batch]
-        if cfg.source == TargetSource.CONSTRUCTED and not any(asked for *_, asked in batch):
+        if cfg.source == TargetSource.CONSTRUCTED and not any(
+            asked for *_, asked in batch
+        ):
             # nothing to ask: transform the plain answers, made once and shared by all behaviors
-            plain = replace(cfg, source=TargetSource.SELF, max_new_tokens=cfg.plain_max_new_tokens)
-            texts = [t.text for t in make_targets(bb, [(q, ()) for q, *_ in batch], plain, key="plain",
-                                                  progress=progress)]
-            return [_construct(bb, q, names, instr, text) for (q, names, instr, _), text in zip(batch, texts)]
+            plain = replace(
+                cfg, source=TargetSource.SELF, max_new_tokens=cfg.plain_max_new_tokens
+            )
+            texts = [
+                t.text
+                for t in make_targets(
+                    bb,
+                    [(q, ()) for q, *_ in batch],
+                    plain,
+                    key="plain",
+                    progress=progress,
+                )
+            ]
+            return [
+                _construct(bb, q, names, instr, text)
+                for (q, names, instr, _), text in zip(batch, texts)
+            ]
         if cfg.source == TargetSource.MODEL:
-            texts = distributed.map_shards(lambda part: other.generate(part, progress=progress, **gen_kw), reqs)
-            return [Target(q, n, i, _encode_answer(bb, t), t) for (q, n, i, _), t in zip(batch, texts)]
-        ids = distributed.map_shards(lambda part: own.generate_ids(part, progress=progress, **gen_kw), reqs)
+            texts = distributed.map_shards(
+                lambda part: other.generate(part, progress=progress, **gen_kw), reqs
+            )
+            return [
+                Target(q, n, i, _encode_answer(bb, t), t)
+                for (q, n, i, _), t in zip(batch, texts)
+            ]
+        ids = distributed.map_shards(
+            lambda part: own.generate_ids(part, progress=progress, **gen_kw), reqs
+        )
         texts = [bb.tokenizer.decode(x, skip_special_tokens=True).strip() for x in ids]
         rows = []
         for (q, names, instr, _), a, text in zip(batch, ids, texts):
@@ -146,14 +227,18 @@ def _answerer(bb: Backbone, cfg: TargetConfig, teacher: Backbone | None):
     return answer
 
 
-def _construct(bb: Backbone, question: str, names: tuple[str, ...], instr: str, text: str) -> Target | None:
+def _construct(
+    bb: Backbone, question: str, names: tuple[str, ...], instr: str, text: str
+) -> Target | None:
     """Transform an answer to satisfy ``names``; None if a behavior without a transform
     (a language) is not already satisfied, or no faithful transform exists."""
     free = [x for x in names if not B.constructible(x)]
     if not all(B.verify_all(text, free).values()):
         return None
     built = transforms.construct([x for x in names if x not in free], text)
-    if built is None or not all(B.verify_all(built, names).values()):  # e.g. a cut left too little French
+    if built is None or not all(
+        B.verify_all(built, names).values()
+    ):  # e.g. a cut left too little French
         return None
     return Target(question, names, instr, _encode_answer(bb, built), built)
 
@@ -168,11 +253,30 @@ def _read(path: Path) -> dict[str, Target | None]:
     out: dict[str, Target | None] = {}
     for obj in read_jsonl(path):
         t = obj["target"]
-        out[obj["key"]] = None if t is None else Target(t["question"], tuple(t["names"]), t["instructions"],
-                                                        tuple(t["answer"]), t["text"])
+        out[obj["key"]] = (
+            None
+            if t is None
+            else Target(
+                t["question"],
+                tuple(t["names"]),
+                t["instructions"],
+                tuple(t["answer"]),
+                t["text"],
+            )
+        )
     return out
 
 
 def _append(path: Path, jobs: list[tuple], rows: list[Target | None]) -> None:
-    append_jsonl(path, ({"key": _key(job), "target": None if r is None else r.__dict__ | {"answer": list(r.answer)}}
-                        for job, r in zip(jobs, rows)))
+    append_jsonl(
+        path,
+        (
+            {
+                "key": _key(job),
+                "target": None
+                if r is None
+                else r.__dict__ | {"answer": list(r.answer)},
+            }
+            for job, r in zip(jobs, rows)
+        ),
+    )

@@ -6,6 +6,7 @@ is chosen without touching the numbers it is later judged on. Stage 1 asks each 
 with the behavior's token and scores its verifier; stage 2 asks each with a pair
 ``<b1><and><b2>`` (both orders in turn) and scores both verifiers (ours).
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -25,43 +26,69 @@ def questions(cfg: ValidationConfig) -> list[str]:
     """The first ``cfg.n_questions`` validation questions."""
     qs = P.load("val")
     if cfg.n_questions > len(qs):
-        raise ValueError(f"ValidationConfig.n_questions={cfg.n_questions} but the val split has {len(qs)} questions")
+        raise ValueError(
+            f"ValidationConfig.n_questions={cfg.n_questions} but the val split has {len(qs)} questions"
+        )
     return qs[: cfg.n_questions]
 
 
-def pass_rate(sm: SteeredModel, jobs: Sequence[tuple[str, tuple[str, ...], tuple[str, ...]]],
-              cfg: ValidationConfig) -> float:
+def pass_rate(
+    sm: SteeredModel,
+    jobs: Sequence[tuple[str, tuple[str, ...], tuple[str, ...]]],
+    cfg: ValidationConfig,
+) -> float:
     """Share of ``jobs`` = [(question, slots, behaviors to verify)] whose greedy answer
     passes every verifier."""
     requests = [Request(q, slots) for q, slots, _ in jobs]
-    texts = sm.generate(requests, cfg.max_new_tokens, batch_size=cfg.batch_size, progress=False)
-    return sum(all(B.verify_all(t, names).values()) for t, (_, _, names) in zip(texts, jobs)) / len(jobs)
+    texts = sm.generate(
+        requests, cfg.max_new_tokens, batch_size=cfg.batch_size, progress=False
+    )
+    return sum(
+        all(B.verify_all(t, names).values()) for t, (_, _, names) in zip(texts, jobs)
+    ) / len(jobs)
 
 
-def _scorer(bb: Backbone, base: SteeringTokens | None, jobs, cfg: ValidationConfig) -> Validator:
+def _scorer(
+    bb: Backbone, base: SteeringTokens | None, jobs, cfg: ValidationConfig
+) -> Validator:
     """A validator for params named like steering slots, on top of the frozen ``base``."""
+
     def score(params: Params) -> float:
         tokens = base.copy() if base is not None else SteeringTokens.for_backbone(bb)
         for name, p in params.items():
             tokens.set(name, p.detach())
         with torch.inference_mode():
             return pass_rate(SteeredModel(bb, tokens), jobs, cfg)
+
     return score
 
 
-def behavior_validator(bb: Backbone, name: str, cfg: ValidationConfig, blanks: SteeringTokens | None = None
-                       ) -> Validator:
+def behavior_validator(
+    bb: Backbone, name: str, cfg: ValidationConfig, blanks: SteeringTokens | None = None
+) -> Validator:
     """Stage 1: the pass rate of ``<name>`` alone on the validation questions. With the
     frozen ``blanks`` of displaced training, question i puts the first i mod (k + 1) of
     them between the question and the token, so the kept step steers from every place."""
     places = len(blanks) + 1 if blanks is not None else 1
     names = blanks.names if blanks is not None else []
-    return _scorer(bb, blanks, [(q, (*names[: i % places], name), (name,)) for i, q in enumerate(questions(cfg))],
-                   cfg)
+    return _scorer(
+        bb,
+        blanks,
+        [
+            (q, (*names[: i % places], name), (name,))
+            for i, q in enumerate(questions(cfg))
+        ],
+        cfg,
+    )
 
 
-def pair_validator(bb: Backbone, tokens: SteeringTokens, pairs: Sequence[tuple[str, str]], cfg: ValidationConfig,
-                   joiner: str = "and") -> Validator:
+def pair_validator(
+    bb: Backbone,
+    tokens: SteeringTokens,
+    pairs: Sequence[tuple[str, str]],
+    cfg: ValidationConfig,
+    joiner: str = "and",
+) -> Validator:
     """Stage 2: the joint pass rate of ``<b1><joiner><b2>``, question i asking pair
     i mod len(pairs), in the pair's order for even cycles and reversed for odd ones."""
     if not pairs:
