@@ -103,8 +103,8 @@ def test_version_is_the_packaging_version():
 LAYERS = [
     {"_version", "errors", "paths", "storage", "guard", "distributed"},
     {"tasks"},
-    {"config"},
     {"model"},
+    {"config"},
     {"train"},
     {"evaluation"},
     {"baselines"},

@@ -25,13 +25,71 @@ token behaves exactly as it was trained and as it always has.
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Sequence
 
 import torch
 
-from steerlib.config import Layout, SlotPositions
+from steerlib.errors import ConfigError
 
 AND = "and"
+
+
+class SlotPositions(StrEnum):
+    """How the position ids of a run of steering slots are numbered."""
+
+    SEQUENTIAL = "sequential"
+    SHARED = "shared"
+    AND_OWN = "and_own"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a prompt's steering slots are read (see the module docstring)."""
+
+    positions: SlotPositions = SlotPositions.SEQUENTIAL
+    """Position ids of the slots: each its own (the paper), all the first's, or behaviors
+    the first's and ``<and>`` the next."""
+    isolate: bool = False
+    """A behavior slot does not attend to the slots before it."""
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "positions", SlotPositions(self.positions))
+        except ValueError:
+            allowed = ", ".join(p.value for p in SlotPositions)
+            raise ConfigError(
+                f"Layout.positions must be one of {allowed}; got {self.positions!r}"
+            ) from None
+        if not isinstance(self.isolate, bool):
+            raise ConfigError(f"Layout.isolate must be a bool; got {self.isolate!r}")
+
+    @property
+    def is_default(self) -> bool:
+        """The paper's layout: ordinary positions and attention."""
+        return self.positions is SlotPositions.SEQUENTIAL and not self.isolate
+
+    @property
+    def label(self) -> str:
+        """A short name for tables and record keys: ``sequential``, ``shared+isolate``, ..."""
+        return self.positions.value + ("+isolate" if self.isolate else "")
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "positions": self.positions.value}
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "Layout":
+        """A layout from token-file metadata; none recorded is the paper's layout."""
+        if not data:
+            return cls()
+        unknown = set(data) - {"positions", "isolate"}
+        if unknown:
+            raise ConfigError(
+                f"unknown layout field(s) {sorted(unknown)}; a layout has 'positions' and 'isolate'"
+            )
+        return cls(**data)
 
 
 DEFAULT = Layout()
