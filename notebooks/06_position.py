@@ -52,7 +52,7 @@ from steerlib.model import layout as L
 from steerlib.model.template import embed, render
 from steerlib.paths import project_root
 from steerlib.study import capable as C
-from steerlib.study import position as Pos
+from steerlib.study.position import selection, stages, testrun, variants
 from steerlib.study import slots
 
 # %matplotlib inline
@@ -117,7 +117,7 @@ row = render(bb, "Why is the sky blue?", ["french", "and", "sentences_1"])
 first = row.slots[0][0]
 view = slice(first - 2, first + 5)
 shown = []
-for layout in Pos.LAYOUTS[:4]:
+for layout in variants.LAYOUTS[:4]:
     batch = embed(bb, [row], toy, layout=layout)
     reads = (
         "all"
@@ -144,9 +144,9 @@ display(show(pd.DataFrame(shown).astype(str)))
 # validation are studied.
 
 # %%
-filter_records = read_records(STUDY / Pos.FILTER_RECORDS)
+filter_records = read_records(STUDY / selection.FILTER_RECORDS)
 candidates = [tuple(c.split("+")) for c in dict.fromkeys(filter_records["combo"])]
-filtered, kept = Pos.filter_table(filter_records, candidates)
+filtered, kept = selection.filter_table(filter_records, candidates)
 display(show(filtered.round(1)))
 
 # %% [markdown]
@@ -171,7 +171,7 @@ shown_cols = [
     "eval_s",
 ]
 display(show(search[shown_cols].round(1).astype(object).fillna("–")))
-print("winner by the plan's rule:", Pos.winner(search))
+print("winner by the plan's rule:", selection.winner(search))
 
 # %% [markdown]
 # **Family B: tokens trained to steer from a later place.** Layout A changes how a
@@ -186,7 +186,10 @@ print("winner by the plan's rule:", Pos.winner(search))
 
 # %% tags=["remove-input"]
 fam_b = search[search["family"] == "B"].sort_values("joint", ascending=False)
-best_b, won = fam_b.iloc[0], search[search["variant"] == Pos.winner(search)].iloc[0]
+best_b, won = (
+    fam_b.iloc[0],
+    search[search["variant"] == selection.winner(search)].iloc[0],
+)
 today_seq = search[search["variant"] == "and@sequential"].iloc[0]
 margin = (best_b["joint"] - won["joint"]) * best_b["n"] / 100
 display(
@@ -219,12 +222,12 @@ today = capable[
     & capable["combo"].isin(["+".join(p) for p in kept])
 ]
 ours = pd.concat(
-    [read_records(STUDY / f"test_{base}.jsonl") for base in Pos.PACK_METHODS],
+    [read_records(STUDY / f"test_{base}.jsonl") for base in testrun.PACK_METHODS],
     ignore_index=True,
 )
 test = pd.concat([today, ours], ignore_index=True)
 display(show(C.joint(test).round(1)))
-tests = C.paired_tests(test, Pos.test_comparisons(Pos.winner(search)))
+tests = C.paired_tests(test, testrun.planned_comparisons(selection.winner(search)))
 display(
     show(
         tests.round({"a_rate": 1, "b_rate": 1}).assign(p=tests["p"].map(st.book.p_text))
@@ -339,7 +342,7 @@ display(
 
 # %%
 pack = (
-    st.SteeringTokens.from_pretrained(STUDY / Pos.PACK, backbone=bb)
+    st.SteeringTokens.from_pretrained(STUDY / stages.PACK, backbone=bb)
     if preset.model is None
     else None
 )

@@ -334,12 +334,12 @@ def cmd_ablations(args) -> None:
 
 def cmd_position(args) -> None:
     from steerlib.study.folders import results_dir
-    from steerlib.study import position
+    from steerlib.study.position import stages
     from steerlib.study.pipeline import load_tokens
 
     preset = _preset(args)
     bb = _backbone(args, preset)
-    table = position.run(
+    table = stages.run(
         bb,
         load_tokens(bb, preset),
         preset,
@@ -569,8 +569,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         metavar="I",
-        help="screen: indexes into position.screen_methods(); retrain: into position.RETRAINS; "
-        "displace: into position.displace_jobs(); test: into position.PACK_METHODS "
+        help="screen: indexes into variants.screen_methods(); retrain: into variants.RETRAINS; "
+        "displace: into runs.displace_jobs(); test: into testrun.PACK_METHODS "
         "(default: all)",
     )
 

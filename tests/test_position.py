@@ -8,7 +8,7 @@ import pytest
 
 import steerlib as st
 from steerlib.model import layout as L
-from steerlib.study import position as Pos
+from steerlib.study.position import report, runs, selection, variants
 from steerlib.study import slots
 from steerlib.tasks import prompts as P
 
@@ -108,18 +108,18 @@ def test_order_variance_sits_beside_the_papers():
 def test_selection_questions_are_neither_targets_nor_test():
     preset = st.presets.cpu()
     train = P.load("train")
-    chosen = Pos.selection_questions(preset)
-    assert len(chosen) == Pos.SELECTION_QUESTIONS == 96
-    assert not set(chosen) & set(train[: Pos.target_questions(preset)])
+    chosen = selection.selection_questions(preset)
+    assert len(chosen) == selection.SELECTION_QUESTIONS == 96
+    assert not set(chosen) & set(train[: selection.target_questions(preset)])
     assert not set(chosen) & set(P.load("test"))
     assert (
-        Pos.target_questions(preset) == 64 * 8 // 2
+        selection.target_questions(preset) == 64 * 8 // 2
     )  # stage 2: 64 steps x 8 examples, half as jobs
     big = dataclasses.replace(
         preset, stage2=dataclasses.replace(preset.stage2, steps=200)
     )
     with pytest.raises(ValueError, match="free of targets"):
-        Pos.selection_questions(big)
+        selection.selection_questions(big)
 
 
 def test_selection_assignment_gives_each_question_one_pair_in_turn():
@@ -129,7 +129,7 @@ def test_selection_assignment_gives_each_question_one_pair_in_turn():
         ("italian", "words_10_50"),
     ]
     qs = [f"q{i}" for i in range(7)]
-    got = Pos.selection_assignment(pairs, qs)
+    got = selection.selection_assignment(pairs, qs)
     assert (
         got[pairs[0]] == ["q0", "q3", "q6"]
         and got[pairs[1]] == ["q1", "q4"]
@@ -142,7 +142,7 @@ def test_layout_methods_are_named_keyed_and_read_in_their_layout(tiny):
     for name in ("french", "and", "words_10_50"):
         toks.set(name, tiny.embeddings[len(name)])
     sm = st.SteeredModel(tiny, toks)
-    methods = Pos.screen_methods()
+    methods = variants.screen_methods()
     assert [m.name for m in methods][:2] == ["and@sequential", "and@shared"]
     assert methods[-1].name == "concat@shared+isolate" and methods[-1].joiner is None
     names = ("french", "words_10_50")
@@ -151,7 +151,7 @@ def test_layout_methods_are_named_keyed_and_read_in_their_layout(tiny):
     )  # the paper's layout: today's key
     assert (
         len({m.digest(sm, names) for m in methods[:-1]})
-        == len(Pos.LAYOUTS)
+        == len(variants.LAYOUTS)
         == len(methods) - 1
     )
     assert methods[3].prepare(sm).tokens.layout == L.Layout(
@@ -168,12 +168,15 @@ def test_winner_must_beat_todays_layout_by_one_generation():
 
     today = ("and@sequential", 30.0, 20.0, 200)
     assert (
-        Pos.winner(table([today, ("and@shared", 30.4, 5.0, 200)])) == "and@sequential"
+        selection.winner(table([today, ("and@shared", 30.4, 5.0, 200)]))
+        == "and@sequential"
     )  # < one of 200
-    assert Pos.winner(table([today, ("and@shared", 30.5, 5.0, 200)])) == "and@shared"
+    assert (
+        selection.winner(table([today, ("and@shared", 30.5, 5.0, 200)])) == "and@shared"
+    )
     # ties on the joint rate go to the smaller order gap
     assert (
-        Pos.winner(
+        selection.winner(
             table(
                 [today, ("and@shared", 40.0, 9.0, 200), ("and@and_own", 40.0, 3.0, 200)]
             )
@@ -190,20 +193,26 @@ def test_family_b_cannot_change_the_plans_winner():
         ("B", "and@sequential|disp2|T10|ce0", 60.0, 1.0, 200),
     ]
     search = pd.DataFrame(rows, columns=["family", "variant", "joint", "gap", "n"])
-    assert Pos.winner(search) == "and@shared"
-    assert Pos.winner(search, families=("A", "B")) == "and@sequential|disp2|T10|ce0"
+    assert selection.winner(search) == "and@shared"
+    assert (
+        selection.winner(search, families=("A", "B")) == "and@sequential|disp2|T10|ce0"
+    )
 
 
-@pytest.mark.parametrize("layout", Pos.LAYOUTS, ids=lambda lay: lay.label)
+@pytest.mark.parametrize("layout", variants.LAYOUTS, ids=lambda lay: lay.label)
 def test_variant_names_parse_back(layout):
-    assert Pos.parse_variant(Pos.layout_method(layout).name) == ("and", layout, None)
-    name = Pos.retrained_name(layout, 2.0, 1.0)
-    assert Pos.parse_variant(name) == (
+    assert variants.parse_variant(variants.layout_method(layout).name) == (
+        "and",
+        layout,
+        None,
+    )
+    name = variants.retrained_name(layout, 2.0, 1.0)
+    assert variants.parse_variant(name) == (
         "and",
         layout,
         {"temperature": 2.0, "ce_weight": 1.0},
     )
-    assert "|" not in Pos.selection_file(Path("f"), name).name
+    assert "|" not in runs.selection_file(Path("f"), name).name
 
 
 def test_the_layout_is_a_preset_option_set_from_the_command_line():
@@ -219,7 +228,7 @@ def test_the_layout_is_a_preset_option_set_from_the_command_line():
     assert preset().layout == L.DEFAULT
     assert (
         preset("layout.positions=shared", "layout.isolate=true").layout
-        == Pos.LAYOUTS[3]
+        == variants.LAYOUTS[3]
     )
     with pytest.raises(ConfigError, match="one of sequential, shared, and_own"):
         preset("layout.positions=diagonal")
@@ -227,20 +236,20 @@ def test_the_layout_is_a_preset_option_set_from_the_command_line():
 
 # -- family B: displaced stage-1 training ---------------------------------------------------
 def test_displaced_variant_names_parse_back():
-    name = Pos.retrained_name(L.DEFAULT, 10.0, 0.0, displace=2)
+    name = variants.retrained_name(L.DEFAULT, 10.0, 0.0, displace=2)
     assert name == "and@sequential|disp2|T10|ce0"
-    assert Pos.parse_variant(name) == (
+    assert variants.parse_variant(name) == (
         "and",
         L.DEFAULT,
         {"displace": 2, "temperature": 10.0, "ce_weight": 0.0},
     )
-    assert Pos.parse_variant("concat@sequential|disp2") == (
+    assert variants.parse_variant("concat@sequential|disp2") == (
         "concat",
         L.DEFAULT,
         {"displace": 2},
     )
     with pytest.raises(ValueError, match="unknown part 'x3'"):
-        Pos.parse_variant("and@sequential|x3")
+        variants.parse_variant("and@sequential|x3")
 
 
 def test_displaced_behaviors_put_the_selection_pairs_first():
@@ -249,14 +258,14 @@ def test_displaced_behaviors_put_the_selection_pairs_first():
         ("german", "sentences_1"),
         ("spanish", "sentences_1"),
     ]
-    assert Pos.displaced_behaviors(kept) == [
+    assert runs.displaced_behaviors(kept) == [
         "french",
         "sentences_1",
         "spanish",
         "words_10_50",
         "german",
     ]
-    jobs = Pos.displace_jobs(kept)
+    jobs = runs.displace_jobs(kept)
     assert jobs[:5] == [
         "<french>",
         "<sentences_1>",
@@ -264,7 +273,7 @@ def test_displaced_behaviors_put_the_selection_pairs_first():
         "<words_10_50>",
         "<german>",
     ]
-    assert [Pos.parse_variant(j)[0] for j in jobs[5:]] == ["and", "concat"]
+    assert [variants.parse_variant(j)[0] for j in jobs[5:]] == ["and", "concat"]
 
 
 def test_search_table_counts_stage1_time_into_family_b(tmp_path):
@@ -277,10 +286,10 @@ def test_search_table_counts_stage1_time_into_family_b(tmp_path):
         )
         for pid in (0, 1)
     ]
-    Pos._note_cost(tmp_path, "stage1|disp2", "french", 100.0)
-    Pos._note_cost(tmp_path, "stage1|disp2", "words_10_50", 50.0)
-    Pos._note_cost(tmp_path, "and@sequential|disp2|T10|ce0", "train_s", 20.0)
-    table = Pos.search_table(pd.DataFrame(rows), tmp_path).set_index("variant")
+    runs.note_cost(tmp_path, "stage1|disp2", "french", 100.0)
+    runs.note_cost(tmp_path, "stage1|disp2", "words_10_50", 50.0)
+    runs.note_cost(tmp_path, "and@sequential|disp2|T10|ce0", "train_s", 20.0)
+    table = report.search_table(pd.DataFrame(rows), tmp_path).set_index("variant")
     assert table.loc[
         "and@sequential|disp2|T10|ce0", ["family", "stage1", "stage2", "train_s"]
     ].tolist() == ["B", "displaced 0-2", "T10 ce0", 170.0]

@@ -1,0 +1,155 @@
+"""``python -m steerlib position --stage <stage>``: one stage of the position study."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from steerlib.config import Preset
+from steerlib.errors import ConfigError
+from steerlib.evaluation.records import read_records
+from steerlib.model.backbone import Backbone
+from steerlib.model.generate import METHODS, SteeredModel
+from steerlib.model.tokens import SteeringTokens
+from steerlib.study.position.report import (
+    best_layout,
+    recorded_search,
+    write_filter,
+    write_search,
+    write_test_report,
+)
+from steerlib.study.position.runs import (
+    displace_jobs,
+    displaced_behaviors,
+    displaced_tokens,
+    retrain,
+    screen,
+    winner_tokens,
+)
+from steerlib.study.position.selection import kept_pairs, seen_pairs, winner
+from steerlib.study.position.testrun import (
+    PACK_METHODS,
+    pair_records_on_test,
+    single_records_on_test,
+)
+from steerlib.study.position.variants import (
+    RETRAINS,
+    parse_variant,
+    retrained_name,
+    screen_methods,
+)
+
+PACK = "pack"
+"""The winner's token pack, under ``results/<preset>/position/``."""
+
+
+FAMILY_B = "family_b"
+"""Family B's vectors, under ``results/<preset>/position/``: the displaced behavior tokens
+and the ``<and>`` trained on them, with their training records."""
+
+
+def run(
+    bb: Backbone,
+    tokens: SteeringTokens,
+    preset: Preset,
+    out: Path,
+    stage: str,
+    variants: Sequence[int] | None = None,
+) -> pd.DataFrame:
+    """One stage of the study (PLAN.md), resumable, its tables written under ``out/position``:
+    ``filter`` (the pairs), ``screen`` (family A, ``variants`` indexes ``screen_methods()``),
+    ``retrain`` (family C in the best A layout, ``variants`` indexes ``RETRAINS``),
+    ``displace`` (family B, ``variants`` indexes ``displace_jobs``: each kept behavior's
+    displaced stage 1, then ``<and>`` on those tokens, saved with them under ``family_b/``,
+    and their concatenation),
+    ``search`` (the search table from records, no generation) and ``test`` (the winner's
+    pack saved, its methods' test generations, ``variants`` indexing ``PACK_METHODS``, and
+    ``test.md`` from every pack method recorded so far)."""
+    folder = out / "position"
+    table, kept = kept_pairs(SteeredModel(bb), tokens, preset, out)
+    write_filter(folder, table)
+    seen = seen_pairs(kept)
+    sm = SteeredModel(bb, tokens)
+    if stage == "filter":
+        return table
+    if not seen:
+        raise ConfigError(
+            f"no seen pair passed the instruction filter ({folder / 'filter.md'}); the search "
+            f"needs at least one"
+        )
+    if stage == "screen":
+        methods = screen_methods()
+        screen(
+            sm,
+            preset,
+            [
+                methods[i]
+                for i in (variants if variants is not None else range(len(methods)))
+            ],
+            seen,
+            folder,
+        )
+    elif stage == "retrain":
+        layout = best_layout(folder)
+        for i in variants if variants is not None else range(len(RETRAINS)):
+            trained = retrain(bb, tokens, preset, layout, **RETRAINS[i], folder=folder)
+            name = retrained_name(layout, **RETRAINS[i])
+            screen(
+                SteeredModel(bb, trained),
+                preset,
+                [replace(METHODS["and"], name=name)],
+                seen,
+                folder,
+            )
+    elif stage == "displace":
+        jobs = displace_jobs(kept)
+        behaviors = displaced_behaviors(kept)
+        for i in variants if variants is not None else range(len(jobs)):
+            if i < len(behaviors):
+                displaced_tokens(bb, tokens, preset, [behaviors[i]], folder)
+                continue
+            pack = winner_tokens(bb, tokens, preset, jobs[i], kept, folder)
+            base = parse_variant(jobs[i])[0]
+            if base == "and":
+                pack.subset([*behaviors, "and"]).save_pretrained(
+                    folder / FAMILY_B, repo_id="steerlib-position-family-b"
+                )
+            screen(
+                SteeredModel(bb, pack),
+                preset,
+                [replace(METHODS[base], name=jobs[i])],
+                seen,
+                folder,
+            )
+    elif stage == "test":
+        search = recorded_search(folder)
+        name = winner(search)
+        pack = winner_tokens(bb, tokens, preset, name, kept, folder)
+        pack.save_pretrained(folder / PACK, repo_id="steerlib-position-pack")
+        bases = (
+            [PACK_METHODS[i] for i in variants]
+            if variants is not None
+            else PACK_METHODS
+        )
+        pairs = pair_records_on_test(bb, tokens, pack, preset, kept, out, bases)
+        made = [
+            read_records(f)
+            for b in PACK_METHODS
+            if b not in bases and (f := folder / f"test_{b}.jsonl").is_file()
+        ]
+        pairs = pd.concat([pairs, *made], ignore_index=True)
+        write_test_report(
+            pairs, single_records_on_test(bb, tokens, preset, kept, out), name, folder
+        )
+        return pairs
+    elif stage != "search":
+        raise ConfigError(
+            f"unknown stage {stage!r}; stages: filter, screen, retrain, displace, search, test"
+        )
+    search = recorded_search(folder)
+    if len(search):
+        write_search(folder, search)
+    return search
