@@ -188,8 +188,8 @@ def ablation_setup(
     (``capable.choose``, validation data only) and the results folder itself, whose
     ``capable_records.jsonl`` the composition study shares; else the paper's protocol
     and ``<results>/ablations``. Falls back to the paper's when no pair is capable."""
-    from steerlib.study.folders import results_dir
     from steerlib.study import capable
+    from steerlib.study.folders import results_dir
 
     results = results or results_dir(preset, bb)
     if capable_pairs:

@@ -21,8 +21,8 @@ from steerlib.config import (
     TARGET_POLICIES,
     Preset,
     TrainConfig,
-    replace,
     policy_config,
+    replace,
 )
 from steerlib.errors import TooFewTargetsError
 from steerlib.evaluation.evaluate import COMPOSITION_METHODS, evaluate

@@ -11,6 +11,8 @@ from steerlib.evaluation.records import read_records, unique_records
 from steerlib.evaluation.stats import wilson
 from steerlib.model.layout import Layout
 from steerlib.storage import write_text
+from steerlib.study import capable
+from steerlib.study.book.formats import p_text
 from steerlib.study.position.runs import SELECTION, STAGE1_COSTS, read_costs
 from steerlib.study.position.selection import (
     FILTER_QUESTIONS,
@@ -147,8 +149,6 @@ def write_test_report(
 ) -> dict:
     """``test.md``: joint rates with intervals and efficiency, the plan's McNemar test and
     the comparisons beside it, per-place pass rates and order variance."""
-    from steerlib.study import book, capable
-
     table = capable.joint_table(pairs, singles)
     tests = capable.paired_tests(pairs, planned_comparisons(winner_name))
     slots = slot_rates(pairs)
@@ -175,7 +175,7 @@ def write_test_report(
         "**Exact McNemar tests (the first row is the plan's one test)**",
         "",
         tests.round({"a_rate": 1, "b_rate": 1})
-        .assign(p=[book.p_text(p) for p in tests["p"]])
+        .assign(p=[p_text(p) for p in tests["p"]])
         .to_markdown(index=False),
         "",
         "**Each behavior's own pass rate (%) by the place its token stands: first / second**",

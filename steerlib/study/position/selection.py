@@ -21,6 +21,7 @@ from steerlib.model.backbone import Backbone
 from steerlib.model.generate import SteeredModel, SteeringMethod
 from steerlib.model.layout import Layout
 from steerlib.model.tokens import SteeringTokens
+from steerlib.study import capable
 from steerlib.tasks import prompts as P
 from steerlib.tasks.combos import split_of
 from steerlib.train.compose import CAPABLE_RATE
@@ -152,7 +153,6 @@ def candidate_pairs(
     bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path
 ) -> list[tuple[str, str]]:
     """The capable pairs of the capable-pairs study, read from its committed validation records."""
-    from steerlib.study import capable
 
     return [tuple(p) for p in capable.choose(bb, tokens, preset, out)[1]]
 

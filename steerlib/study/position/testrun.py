@@ -19,6 +19,7 @@ from steerlib.evaluation.evaluate import evaluate
 from steerlib.model.backbone import Backbone
 from steerlib.model.generate import METHODS, SteeredModel
 from steerlib.model.tokens import SteeringTokens
+from steerlib.study import capable
 from steerlib.study.position.runs import note_cost
 from steerlib.study.position.variants import parse_variant
 from steerlib.tasks import prompts as P
@@ -82,7 +83,6 @@ def single_records_on_test(
     """Each kept behavior alone on the test prompts (the capable-pairs study's committed
     single records), also under the pack's method names: one token reads the same in every
     layout, so a layout's single rate is today's."""
-    from steerlib.study import capable
 
     ev = preset.eval
     behaviors = sorted({(b,) for pair in pairs for b in pair})
