@@ -7,6 +7,7 @@ import pytest
 
 MODULES = [
     "steerlib.tasks.behaviors",
+    "steerlib.tasks.registry",
     "steerlib.tasks.combos",
     "steerlib.config",
     "steerlib.model.template",

@@ -1066,6 +1066,7 @@ def test_a_verifier_answering_none_and_a_non_finite_repetition_penalty_are_error
     from steerlib import SteeredModel
     from steerlib.errors import ConfigError, VerifierError
     from steerlib.tasks import behaviors as B
+    from steerlib.tasks import registry
 
     def short(text: str):
         return np.bool_(len(text) < 40) if text else None  # None on the empty text only
@@ -1088,7 +1089,7 @@ def test_a_verifier_answering_none_and_a_non_finite_repetition_penalty_are_error
     ):
         assert B.verify_all("Paris.", ["short_answer"]) == {"short_answer": True}
         assert type(B.verify_all("Paris.", ["short_answer"])["short_answer"]) is bool
-        B._REGISTRY["short_answer"] = (
+        registry._REGISTRY["short_answer"] = (
             mine  # a checker that changed its mind after registration
         )
         with pytest.raises(
