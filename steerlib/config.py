@@ -127,6 +127,12 @@ class TargetConfig:
         _numbers(self, "temperature", "oversample", positive=True)
 
 
+def _added(default=None):
+    """A field added after artifacts were cached: ``config_hash`` leaves it out while it
+    holds its default, so the keys of existing tokens and targets stay valid."""
+    return field(default=default, metadata={"hash_unless_set": True})
+
+
 @dataclass(frozen=True)
 class ValidationConfig:
     """Validation-guided training (ours; the paper trains a fixed 2 epochs).
@@ -149,11 +155,15 @@ class ValidationConfig:
     long word ranges, which 64 tokens cannot reach (they score 0 until the last step)."""
     batch_size: int = 32
     """Generation batch size of a score."""
+    patience_steps: int | None = _added()
+    """Early stopping counted in optimiser steps (issue 33): stop once this many steps
+    have passed since the best rate was first reached; None counts ``patience`` scores."""
 
     def __post_init__(self) -> None:
         _integers(
             self, 1, "every", "patience", "n_questions", "max_new_tokens", "batch_size"
         )
+        _integers(self, 1, "patience_steps", optional=True)
 
 
 def _integers(cfg, minimum: int | None, *names: str, optional: bool = False) -> None:
@@ -193,12 +203,6 @@ def _numbers(cfg, *names: str, positive: bool = False) -> None:
                 f"{type(cfg).__name__}.{name} must be a finite number {'> 0' if positive else '>= 0'}; "
                 f"got {value!r}"
             )
-
-
-def _added(default=None):
-    """A field added after artifacts were cached: ``config_hash`` leaves it out while it
-    holds its default, so the keys of existing tokens and targets stay valid."""
-    return field(default=default, metadata={"hash_unless_set": True})
 
 
 @dataclass(frozen=True)
@@ -243,10 +247,14 @@ class TrainConfig:
     token being trained, 0..displace drawn per example (ours, the position study's family B;
     0 = the paper: the token right after the question). Trains a token to steer from a later
     place, as it must in ``<b1><and><b2>``."""
+    vectors: int = _added(1)
+    """Vectors the trained token holds (ours, issue 33; the paper: 1). A token of k
+    vectors fills k consecutive prompt slots; Lester et al. (arXiv 2104.08691) found one
+    soft token enough only at 11B, and Tailor's connector between prompts has many."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "init", choice(Init, self.init, "init"))
-        _integers(self, 1, "steps", "batch_size", "checkpoint_every")
+        _integers(self, 1, "steps", "batch_size", "checkpoint_every", "vectors")
         _integers(self, 1, "max_answer_tokens", optional=True)
         _integers(self, 0, "displace")
         _integers(self, None, "seed")

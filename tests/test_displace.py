@@ -52,8 +52,9 @@ def spied(tiny, monkeypatch, tmp_path):
     seen = {}
     real_examples, real_fit = D.examples_for, D.fit_token
 
-    def examples_for(bb, targets, slots):
-        seen["targets"], seen["examples"] = targets, real_examples(bb, targets, slots)
+    def examples_for(bb, targets, slots, **kw):
+        seen["targets"] = targets
+        seen["examples"] = real_examples(bb, targets, slots, **kw)
         return seen["examples"]
 
     def fit_token(*args, **kw):

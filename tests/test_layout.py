@@ -34,13 +34,13 @@ def test_positions_by_hand(tiny):
     assert (p1, p2) == (p + 1, p + 2)  # the run is consecutive
     n = len(row.ids)
     after = list(range(p + 3, n))  # the template tokens after the run
-    assert L.positions(n, row.slots, L.DEFAULT) == list(range(n))
+    assert L.positions(n, row.blocks, L.DEFAULT) == list(range(n))
     # shared: the three slots at p; the rest continue as if the run were one token long
-    assert L.positions(n, row.slots, SHARED) == list(range(p)) + [p, p, p] + [
+    assert L.positions(n, row.blocks, SHARED) == list(range(p)) + [p, p, p] + [
         i - 2 for i in after
     ]
     # and_own: behaviors at p, <and> at p + 1 (where stage 2 trained it), the rest from p + 2
-    assert L.positions(n, row.slots, AND_OWN) == list(range(p)) + [p, p + 1, p] + [
+    assert L.positions(n, row.blocks, AND_OWN) == list(range(p)) + [p, p + 1, p] + [
         i - 1 for i in after
     ]
 
@@ -55,7 +55,7 @@ def test_embed_pads_left_and_numbers_each_row_by_its_layout(tiny, toks):
     short = len(rows[0].ids)
     assert batch.position_ids[0, : width - short].tolist() == [0] * (width - short)
     assert batch.position_ids[0, width - short :].tolist() == L.positions(
-        short, rows[0].slots, SHARED
+        short, rows[0].blocks, SHARED
     )
     assert batch.position_ids[1].tolist() == list(
         range(width)

@@ -319,7 +319,7 @@ def test_wrong_model_is_a_clear_error(tiny, tmp_path):
 
 def test_wrong_width_rejected(tiny):
     toks = st.SteeringTokens.for_backbone(tiny)
-    with pytest.raises(ValueError, match="dims"):
+    with pytest.raises(ValueError, match="a vector of"):
         toks.set("x", torch.zeros(tiny.hidden_size + 1))
 
 

@@ -73,6 +73,18 @@ def test_equal_score_moves_to_later_step_without_resetting_patience():
     assert result.validation.best_step == 4 and torch.equal(params["v"], val.seen[-1])
 
 
+def test_patience_in_steps_counts_from_the_first_step_at_the_best_rate():
+    """patience_steps=4, scores every 2 steps: the best rate is first reached at step 2,
+    equalled at step 4 (the kept step moves, the clock does not), so training stops at
+    step 6, 4 steps after step 2; scored rates after it are never asked for."""
+    val = Scripted([0.0, 0.5, 0.5, 0.25, 0.9, 0.9])
+    params = {"v": torch.zeros(3)}
+    cfg = _cfg(validation=ValidationConfig(every=2, patience=1, patience_steps=4))
+    result = fit(params, list(range(8)), cfg, _loss(params), validate=val, progress=False)
+    assert [s for s, _ in result.validation.curve] == [0, 2, 4, 6]
+    assert result.validation.best_step == 4 and len(result.losses) == 6
+
+
 def test_without_validation_all_steps_run():
     params = {"v": torch.zeros(3)}
     result = fit(
@@ -169,7 +181,7 @@ def test_non_finite_loss_stops_and_caches_nothing(tmp_path):
 
 def test_added_fields_keep_old_hashes_until_set():
     cfg = TrainConfig(steps=16, batch_size=8, lr=5e-2)
-    added_later = {"validation", "displace"}
+    added_later = {"validation", "displace", "vectors"}
     legacy = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in added_later}
     import hashlib
 
@@ -177,6 +189,9 @@ def test_added_fields_keep_old_hashes_until_set():
     assert config_hash(cfg) == old
     assert config_hash(dataclasses.replace(cfg, validation=ValidationConfig())) != old
     assert config_hash(dataclasses.replace(cfg, displace=2)) != old
+    assert config_hash(dataclasses.replace(cfg, vectors=2)) != old
+    patience = ValidationConfig(patience_steps=32)
+    assert config_hash(ValidationConfig()) != config_hash(patience)
 
 
 def test_validation_config_refuses_nonpositive():

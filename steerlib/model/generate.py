@@ -101,7 +101,11 @@ class SteeredModel:
             if self.strict:  # the same composition rules as a prompt in token syntax
                 check_run(prompt.slots)
             return render(
-                self.backbone, prompt.question, prompt.slots, prompt.instructions
+                self.backbone,
+                prompt.question,
+                prompt.slots,
+                prompt.instructions,
+                self.tokens.widths() if self.tokens is not None else None,
             )
         return render_text(self.backbone, prompt, self.tokens, strict=self.strict)
 

@@ -10,17 +10,20 @@ position sharing follows Tailor, arXiv 2204.13362, for concatenated soft prompts
 
 * ``SlotPositions.SEQUENTIAL`` (the paper's layout, the default): each slot its own
   position, as ordinary text.
-* ``SlotPositions.SHARED``: every slot takes the first slot's position id; the tokens
-  after the run (the rest of the chat template, the answer) continue from there, as if
-  the run were one token long.
-* ``SlotPositions.AND_OWN``: the behavior slots share the first slot's position; each
-  ``<and>`` takes the next one, where stage 2 trained it (right after one behavior).
-* ``isolate=True``: a behavior slot does not attend to the slots before it, so it reads
-  exactly its stage-1 context (the prompt up to the question); ``<and>`` and everything
-  after the run attend to all of it.
+* ``SlotPositions.SHARED``: every token starts at the first token's position id; the
+  tokens after the run (the rest of the chat template, the answer) continue from there,
+  as if the run were one token long.
+* ``SlotPositions.AND_OWN``: the behavior tokens start at the first token's position;
+  each ``<and>`` starts right after the token before it, where stage 2 trained it.
+* ``isolate=True``: a behavior token does not attend to the tokens before it, so it
+  reads exactly its stage-1 context (the prompt up to the question); ``<and>`` and
+  everything after the run attend to all of it.
 
-With one slot every layout is the sequential one (same positions, no mask): a single
-token behaves exactly as it was trained and as it always has.
+A token may hold k vectors (``SteeringTokens.width``): it fills k consecutive slots, a
+*block*, whose position ids count up from the block's start in every layout, as stage 1
+trained them. The layout moves and isolates whole blocks. With one token every layout
+is the sequential one (same positions, no mask): a single token behaves exactly as it
+was trained and as it always has.
 """
 
 from __future__ import annotations
@@ -95,37 +98,52 @@ class Layout:
 DEFAULT = Layout()
 
 
-def positions(
-    length: int, slots: Sequence[tuple[int, str]], layout: Layout
-) -> list[int]:
-    """Position ids of one unpadded sequence of ``length`` tokens whose steering slots
-    stand at ``slots`` ((index, name), one consecutive run)."""
-    if layout.positions is SlotPositions.SEQUENTIAL or len(slots) < 2:
+Block = tuple[int, str, int]
+"""One steering token in a rendered prompt: (index of its first slot, name, how many
+consecutive slots it fills; k > 1 for a token of k vectors)."""
+
+
+def positions(length: int, blocks: Sequence[Block], layout: Layout) -> list[int]:
+    """Position ids of one unpadded sequence of ``length`` tokens whose steering tokens
+    stand at ``blocks`` (one consecutive run). A token's k slots always count up from its
+    block's start, as in training; the layout places the blocks: one after the other
+    (sequential), each at the first block's start (shared), or ``<and>`` right after the
+    block before it (and_own)."""
+    if layout.positions is SlotPositions.SEQUENTIAL or len(blocks) < 2:
         return list(range(length))
-    first = slots[0][0]
+    first = blocks[0][0]
     own = layout.positions is SlotPositions.AND_OWN
     out = list(range(first))
-    for _, name in slots:
-        out.append(first + 1 if own and name == AND else first)
+    before = 0  # the width of the previous block: where an own <and> starts
+    for _, name, width in blocks:
+        start = first + (before if own and name == AND else 0)
+        out += range(start, start + width)
+        before = width
     after = max(out[first:]) + 1
     out += range(after, after + length - len(out))
     return out
 
 
-def blocked(slots: Sequence[tuple[int, str]], layout: Layout) -> list[tuple[int, int]]:
-    """(query, key) index pairs a layout forbids: each behavior slot's view of the slots
-    before it, when ``isolate``."""
+def blocked(blocks: Sequence[Block], layout: Layout) -> list[tuple[int, int]]:
+    """(query, key) index pairs a layout forbids: when ``isolate``, each behavior
+    token's slots do not see the slots of the tokens before it (its own earlier slots
+    they see, as in training)."""
     if not layout.isolate:
         return []
     return [
-        (q, k) for i, (q, name) in enumerate(slots) if name != AND for k, _ in slots[:i]
+        (q, k)
+        for i, (start, name, width) in enumerate(blocks)
+        if name != AND
+        for q in range(start, start + width)
+        for s, _, w in blocks[:i]
+        for k in range(s, s + w)
     ]
 
 
 def allowed(
     lengths: Sequence[int],
     width: int,
-    slots: Sequence[Sequence[tuple[int, str]]],
+    blocks: Sequence[Sequence[Block]],
     layout: Layout,
     device: torch.device,
 ) -> torch.Tensor | None:
@@ -137,7 +155,7 @@ def allowed(
     to itself only, so no row is empty (an empty row would put NaN into the keys and
     values every later layer reads).
     """
-    pairs = [blocked(s, layout) for s in slots]
+    pairs = [blocked(b, layout) for b in blocks]
     if not any(pairs):
         return None
     mask = (

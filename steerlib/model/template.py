@@ -31,7 +31,7 @@ from __future__ import annotations
 import re
 import warnings
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 
@@ -157,18 +157,35 @@ class Rendered:
     ids: list[int]
     slots: list[tuple[int, str]] = field(default_factory=list)
     """(position in ids, token name) for every steering slot."""
+    blocks: list[L.Block] = field(default_factory=list)
+    """(position of its first slot, token name, slot count) for every steering token: a
+    token of k vectors fills k consecutive slots. Left empty, one slot per token."""
+
+    def __post_init__(self) -> None:
+        if self.slots and not self.blocks:
+            self.blocks = [(pos, name, 1) for pos, name in self.slots]
 
 
 def render(
-    bb: Backbone, question: str, slots: Sequence[str] = (), instructions: str = ""
+    bb: Backbone,
+    question: str,
+    slots: Sequence[str] = (),
+    instructions: str = "",
+    widths: Mapping[str, int] | None = None,
 ) -> Rendered:
-    """Chat-template ``question [instructions]<slot>...`` as ids with slot positions."""
+    """Chat-template ``question [instructions]<slot>...`` as ids with slot positions.
+
+    ``slots`` names the steering tokens in order; ``widths[name]`` is how many vectors
+    (consecutive slots) a token holds (``SteeringTokens.widths()``; default 1)."""
     if SLOT in question or SLOT in instructions:
         raise ValueError(
             "prompt text contains U+E000, which steerlib reserves for token slots"
         )
+    cells = [
+        (name, j) for name in slots for j in range((widths or {}).get(name, 1))
+    ]  # one per slot: the token and which of its vectors
     content = (
-        question + (f" {instructions}" if instructions else "") + SLOT * len(slots)
+        question + (f" {instructions}" if instructions else "") + SLOT * len(cells)
     )
     text = bb.tokenizer.apply_chat_template(
         [{"role": "user", "content": content}],
@@ -179,6 +196,7 @@ def render(
     pieces = text.split(SLOT)
     ids: list[int] = []
     positions: list[tuple[int, str]] = []
+    blocks: list[L.Block] = []
     for i, piece in enumerate(pieces):
         if piece:
             ids += (
@@ -186,12 +204,15 @@ def render(
                 if i == 0
                 else _tokenize_after_slot(bb.tokenizer, piece)
             )
-        if i < len(slots):
-            positions.append((len(ids), slots[i]))
+        if i < len(cells):
+            name, j = cells[i]
+            if j == 0:
+                blocks.append((len(ids), name, (widths or {}).get(name, 1)))
+            positions.append((len(ids), name))
             ids.append(
                 bb.tokenizer.pad_token_id
             )  # placeholder; its embedding is replaced
-    return Rendered(ids, positions)
+    return Rendered(ids, positions, blocks)
 
 
 def _tokenize(tokenizer, text: str) -> list[int]:
@@ -226,7 +247,13 @@ def render_text(
     """Render a prompt written in token syntax (``"Why? <french><and><upper_case>"``);
     ``strict`` as in ``parse``."""
     question, names = parse(text, tokens.names if tokens is not None else [], strict)
-    return render(bb, question, names, instructions)
+    return render(
+        bb,
+        question,
+        names,
+        instructions,
+        tokens.widths() if tokens is not None else None,
+    )
 
 
 @dataclass
@@ -286,7 +313,7 @@ def embed(
     slot_b, slot_p, slot_vecs = [], [], []
     for b, (row, seq) in enumerate(zip(rows, seqs)):
         offset = width - len(seq)
-        for pos, name in row.slots:
+        for start, name, count in row.blocks:
             vec = vectors[name] if vectors is not None and name in vectors else None
             if vec is None:
                 if tokens is None:
@@ -294,9 +321,15 @@ def embed(
                         f"prompt has a <{name}> slot but no tokens were given"
                     )
                 vec = tokens[name]
-            slot_b.append(b)
-            slot_p.append(offset + pos)
-            slot_vecs.append(vec.to(bb.device, embeds.dtype))
+            block = vec.reshape(-1, vec.shape[-1])
+            if len(block) != count:
+                raise ValueError(
+                    f"<{name}> holds {len(block)} vector(s) but the prompt was rendered "
+                    f"with {count} slot(s) for it; render with the tokens' widths()"
+                )
+            slot_b += [b] * count
+            slot_p += range(offset + start, offset + start + count)
+            slot_vecs += list(block.to(bb.device, embeds.dtype))
     if slot_vecs:
         values = torch.stack(slot_vecs)
         if (
@@ -314,12 +347,12 @@ def embed(
         )
     position_ids = torch.tensor(
         [
-            [0] * (width - len(s)) + L.positions(len(s), r.slots, layout)
+            [0] * (width - len(s)) + L.positions(len(s), r.blocks, layout)
             for r, s in zip(rows, seqs)
         ],
         device=bb.device,
     )
     allowed = L.allowed(
-        [len(s) for s in seqs], width, [r.slots for r in rows], layout, bb.device
+        [len(s) for s in seqs], width, [r.blocks for r in rows], layout, bb.device
     )
     return Batch(embeds, mask, position_ids, allowed)

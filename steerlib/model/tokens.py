@@ -92,11 +92,17 @@ class SteeringTokens:
         info: dict | None = None,
         losses: list[float] | None = None,
     ) -> None:
-        """Store a vector (as float32 on CPU) with its training record; a NaN or inf in it is refused."""
-        vector = vector.detach().to("cpu", torch.float32).reshape(-1)
-        if vector.numel() != self.hidden_size:
+        """Store a token (as float32 on CPU) with its training record: one vector of the
+        model's width, or a ``(k, width)`` block of ``k`` vectors that ``<name>`` stands
+        for in a prompt (its k slots). A NaN or inf in it is refused."""
+        vector = vector.detach().to("cpu", torch.float32)
+        if vector.numel() == self.hidden_size:
+            vector = vector.reshape(-1)  # one vector stays 1-D, as in every older file
+        elif vector.dim() != 2 or vector.shape[1] != self.hidden_size:
             raise ValueError(
-                f"<{name}> has {vector.numel()} dims; this model's embeddings have {self.hidden_size}"
+                f"<{name}> has shape {tuple(vector.shape)}; a steering token is a vector of "
+                f"{self.hidden_size} values (this model's embeddings) or a (k, "
+                f"{self.hidden_size}) block of k vectors"
             )
         if not torch.isfinite(vector).all():
             raise NonFiniteVectorError(
@@ -107,6 +113,19 @@ class SteeringTokens:
             self.info[name] = info
         if losses is not None:
             self.losses[name] = list(losses)
+
+    def width(self, name: str) -> int:
+        """How many vectors (prompt slots) ``<name>`` holds: 1, or k for a block."""
+        vector = self[name]
+        return 1 if vector.dim() == 1 else vector.shape[0]
+
+    def widths(self) -> dict[str, int]:
+        """``width`` of every token: what ``template.render`` needs to lay out slots."""
+        return {name: self.width(name) for name in self.names}
+
+    def rows(self, name: str) -> torch.Tensor:
+        """``<name>``'s vectors as a ``(k, width)`` matrix (k = 1 for a plain token)."""
+        return self[name].reshape(-1, self.hidden_size)
 
     def copy(self) -> SteeringTokens:
         return self.subset(self.names)
@@ -287,6 +306,9 @@ class SteeringTokens:
             not self.layout.is_default
         ):  # files in the paper's layout stay byte-identical to older ones
             meta["layout"] = self.layout.to_dict()
+        blocks = {name: k for name, k in self.widths().items() if k > 1}
+        if blocks:  # so do files whose tokens are all one vector
+            meta["vectors"] = blocks
         return meta
 
     @classmethod
@@ -330,6 +352,7 @@ class SteeringTokens:
                     f"token/{name}",
                     f.get_tensor(f"token/{name}"),
                     meta["hidden_size"],
+                    meta["vectors"].get(name, 1),
                 )
                 curve = f"loss/{name}"
                 losses = (
@@ -413,21 +436,44 @@ def _read_metadata(path: Path, metadata: dict | None) -> dict:
             raise TokenFileError(f"{path}: its metadata has no '{field}' string")
     if not isinstance(meta.setdefault("info", {}), dict):
         raise TokenFileError(f"{path}: its metadata 'info' is not a JSON object")
+    blocks = meta.setdefault("vectors", {})
+    if not isinstance(blocks, dict) or not all(
+        isinstance(k, int) and not isinstance(k, bool) and k > 1
+        for k in blocks.values()
+    ):
+        raise TokenFileError(
+            f"{path}: its metadata 'vectors' is not an object of token name -> vector "
+            f"count (an integer > 1)"
+        )
     return meta
 
 
 def _checked(
-    path: Path, key: str, tensor: torch.Tensor, size: int | None = None
+    path: Path,
+    key: str,
+    tensor: torch.Tensor,
+    size: int | None = None,
+    count: int = 1,
 ) -> torch.Tensor:
-    """``tensor`` when it is a finite floating-point vector (of ``size`` values, if given)."""
+    """``tensor`` when it is finite and floating point: a vector (of ``size`` values, if
+    given), or a ``(count, size)`` block when the metadata says the token has ``count``
+    vectors."""
     if not tensor.dtype.is_floating_point:
         raise TokenFileError(
             f"{path}: tensor {key!r} is {tensor.dtype}; steering vectors are floating point"
         )
-    if tensor.dim() != 1 or (size is not None and tensor.numel() != size):
+    shape = (count, size) if count > 1 else (size,)
+    if tensor.dim() != len(shape) or (
+        size is not None and tuple(tensor.shape) != shape
+    ):
         raise TokenFileError(
-            f"{path}: tensor {key!r} has shape {tuple(tensor.shape)}; expected a vector"
-            + (f" of {size} values (hidden_size)" if size is not None else "")
+            f"{path}: tensor {key!r} has shape {tuple(tensor.shape)}; expected "
+            + (
+                f"shape {shape} ({count} vectors of hidden_size)"
+                if count > 1
+                else "a vector"
+                + (f" of {size} values (hidden_size)" if size is not None else "")
+            )
         )
     if not torch.isfinite(tensor).all():
         raise TokenFileError(f"{path}: tensor {key!r} holds NaN or inf values")
@@ -477,6 +523,28 @@ def text_init(bb: Backbone, text: str) -> torch.Tensor:
     if not ids:
         raise ValueError(f"{text!r} has no tokens to initialise from")
     return bb.embeddings[ids].detach().float().mean(0).cpu()
+
+
+def text_rows(bb: Backbone, text: str, k: int) -> torch.Tensor:
+    """The semantic init of a token of ``k`` vectors: ``text_init`` (the mean) for one
+    vector; for k > 1, the input embeddings of ``text``'s first k tokens, the text
+    repeated when it is shorter (as PEFT's prompt-tuning text init), so each vector
+    starts as a word of the instruction. A ``(k, d)`` block."""
+    if k == 1:
+        return text_init(bb, text)
+    ids = bb.tokenizer(text, add_special_tokens=False)["input_ids"]
+    if not ids:
+        raise ValueError(f"{text!r} has no tokens to initialise from")
+    ids = (ids * -(-k // len(ids)))[:k]
+    return bb.embeddings[ids].detach().float().cpu()
+
+
+def random_rows(bb: Backbone, k: int, seed: int = 0) -> torch.Tensor:
+    """``k`` vectors of ``random_init`` (seeds ``seed``, ``seed + 1``, ...); one vector
+    for k = 1, else a ``(k, d)`` block."""
+    if k == 1:
+        return random_init(bb, seed)
+    return torch.stack([random_init(bb, seed + i) for i in range(k)])
 
 
 def random_init(bb: Backbone, seed: int = 0) -> torch.Tensor:

@@ -13,6 +13,8 @@ which keeps ``<and>`` from drifting into any behavior's direction (paper, lambda
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import random
 import time
@@ -22,25 +24,36 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from steerlib.errors import ConfigError
 from steerlib.config import Init, Stage2Combos, TrainConfig, choice, config_hash
 from steerlib.model.backbone import Backbone
 from steerlib.model.generate import interleave
-from steerlib.model.tokens import SteeringTokens, random_init, text_init
+from steerlib.model.tokens import SteeringTokens, random_rows, text_init
 from steerlib.paths import artifacts_root
 from steerlib.tasks import behaviors as B
 from steerlib.tasks import prompts as P
 from steerlib.train.cache import cached_token, fit_token
 from steerlib.train.loss import examples_for
-from steerlib.train.targets import make_targets
+from steerlib.train.targets import Target, make_targets
 from steerlib.train.validation import pair_validator
 
 log = logging.getLogger("steerlib")
 
 
 def orthogonality(e_and: torch.Tensor, behavior_vectors: torch.Tensor) -> torch.Tensor:
-    """L_orth = sum_b cos(e_and, e_b)^2 over the rows of ``behavior_vectors``."""
+    """L_orth = sum_b cos(e_and, e_b)^2 over the rows of ``behavior_vectors``; for an
+    ``<and>`` of k vectors (a ``(k, d)`` block), summed over every one of them (ours).
+
+    >>> float(orthogonality(torch.tensor([1.0, 0.0]), torch.tensor([[0.0, 2.0]])))
+    0.0
+    >>> float(orthogonality(torch.eye(2), torch.tensor([[3.0, 0.0]])))
+    1.0
+    """
+    rows = e_and.reshape(-1, e_and.shape[-1])
     return (
-        F.cosine_similarity(e_and.unsqueeze(0), behavior_vectors, dim=-1).pow(2).sum()
+        F.cosine_similarity(rows.unsqueeze(1), behavior_vectors.unsqueeze(0), dim=-1)
+        .pow(2)
+        .sum()
     )
 
 
@@ -67,18 +80,54 @@ def composition_jobs(
     return jobs
 
 
+def pair_jobs(
+    pairs: Sequence[tuple[str, str]],
+    questions: Sequence[str],
+    per_question: int,
+    seed: int,
+) -> list[tuple[str, tuple[str, ...]]]:
+    """Stage-2 jobs for chosen ``pairs`` (ours, beyond the recipe's uniform draw): each
+    question asks ``per_question`` of the pairs, the pairs taking turns so each gets the
+    same number of questions, each job in a random order (seeded).
+
+    >>> pair_jobs([("a", "x"), ("b", "x")], ["q1", "q2"], 1, seed=0)[0][0]
+    'q1'
+    >>> sorted(len(set(j[1])) for j in pair_jobs([("a", "x"), ("b", "x")], ["q"], 2, 0))
+    [2, 2]
+    """
+    if not 1 <= per_question <= len(pairs):
+        raise ConfigError(
+            f"per_question must be between 1 and the {len(pairs)} pairs; got {per_question}"
+        )
+    rng = random.Random(seed)
+    jobs = []
+    for i, question in enumerate(questions):
+        for j in range(per_question):
+            order = list(pairs[(i * per_question + j) % len(pairs)])
+            rng.shuffle(order)
+            jobs.append((question, tuple(order)))
+    return jobs
+
+
 def init_and(
-    bb: Backbone, tokens: SteeringTokens, init: Init, seed: int
+    bb: Backbone, tokens: SteeringTokens, init: Init, seed: int, k: int = 1
 ) -> torch.Tensor:
-    """Stage-2 inits: zero (paper default), ' and' word embedding, mean of behavior tokens, random."""
-    if init == Init.ZERO:
-        return torch.zeros(bb.hidden_size)
-    if init == Init.WORD:
-        return text_init(bb, " and")
-    if init == Init.MEAN:
-        return torch.stack([tokens[n] for n in tokens.names if n != "and"]).mean(0)
+    """Stage-2 inits of an ``<and>`` of ``k`` vectors: zero (paper default), ' and' word
+    embedding, mean of behavior tokens, random; every vector of a block starts alike,
+    except random ones (``random_rows``)."""
     if init == Init.RANDOM:
-        return random_init(bb, seed)
+        return random_rows(bb, k, seed)
+    if init == Init.ZERO:
+        vector = torch.zeros(bb.hidden_size)
+    elif init == Init.WORD:
+        vector = text_init(bb, " and")
+    elif init == Init.MEAN:
+        behaviors = [tokens.rows(n) for n in tokens.names if n != "and"]
+        vector = torch.cat(behaviors).mean(0)
+    else:
+        vector = None
+    if vector is not None:
+        return vector.expand(k, -1).clone().squeeze(0)
     raise ValueError(
         f"init {init!r} is not a stage-2 init; use 'zero', 'word', 'mean' or 'random'"
     )
@@ -141,9 +190,13 @@ def _stage2_cache(
     combos: Stage2Combos,
     questions: Sequence[str] | None,
     name: str,
+    targets: Sequence[Target] | None = None,
+    val_pairs: Sequence[tuple[str, str]] | None = None,
 ) -> tuple[str, Path]:
-    """The cache key of a composition token and its file: keyed by config, training combinations and the
-    seen behavior vectors themselves (retrained behavior tokens make another key)."""
+    """The cache key of a composition token and its file: keyed by config, training
+    combinations and the seen behavior vectors themselves (retrained behavior tokens make
+    another key), and by given targets and validation pairs (``-t``, ``-v`` parts; the
+    recipe's keys carry neither)."""
     seen = _seen()
     missing = [b for b in seen if b not in tokens]
     if missing:
@@ -151,7 +204,42 @@ def _stage2_cache(
             f"stage 2 needs the seen behavior tokens first; missing: {missing}"
         )
     key = f"{name}-v{combos.replace('+', 'p')}-{config_hash(cfg)}-{tokens.digest(seen)[:8]}{P.cache_tag(questions)}"
+    if targets is not None:
+        key += f"-t{targets_digest(targets)}"
+    if val_pairs is not None:
+        key += f"-v{_digest(json.dumps([list(p) for p in val_pairs]))}"
     return key, artifacts_root() / bb.fingerprint / "stage2" / f"{key}.safetensors"
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def targets_digest(targets: Sequence[Target]) -> str:
+    """8 hex digits over every target's behaviors, teacher instruction and answer ids."""
+    return _digest(json.dumps([[t.names, t.instructions, t.answer] for t in targets]))
+
+
+def composition_targets(
+    bb: Backbone,
+    cfg: TrainConfig,
+    combos: Stage2Combos | str = Stage2Combos.PAIRS,
+    questions: Sequence[str] | None = None,
+    progress: bool | None = None,
+) -> list[Target]:
+    """The recipe's stage-2 targets: ``composition_jobs`` over the train questions (the
+    number ``cfg`` asks for), made with ``cfg.targets`` and cached."""
+    combos = choice(Stage2Combos, combos, "stage-2 combos")
+    questions = list(questions) if questions is not None else P.load("train")
+    n_jobs = round(max(cfg.batch_size, cfg.n_examples // 2) * cfg.targets.oversample)
+    return make_targets(
+        bb,
+        composition_jobs(n_jobs, combos, cfg.seed, questions),
+        cfg.targets,
+        key=f"compose-v{combos.replace('+', 'p')}",
+        seed=cfg.seed,
+        progress=progress,
+    )
 
 
 def cached_composition_token(
@@ -162,6 +250,8 @@ def cached_composition_token(
     combos: Stage2Combos | str = Stage2Combos.PAIRS,
     questions: Sequence[str] | None = None,
     name: str = "and",
+    targets: Sequence[Target] | None = None,
+    val_pairs: Sequence[tuple[str, str]] | None = None,
 ) -> SteeringTokens | None:
     """The ``<and>`` that ``train_composition_token`` would return, when it is already
     trained (cached or shipped); None otherwise. Trains nothing: a report reads an
@@ -173,6 +263,8 @@ def cached_composition_token(
         choice(Stage2Combos, combos, "stage-2 combos"),
         questions,
         name,
+        targets,
+        val_pairs,
     )
     return cached_token(bb, final, name, key, retrain=False)
 
@@ -188,36 +280,39 @@ def train_composition_token(
     progress: bool | None = None,
     stop_after: int | None = None,
     name: str = "and",
+    targets: Sequence[Target] | None = None,
+    val_pairs: Sequence[tuple[str, str]] | None = None,
 ) -> SteeringTokens:
     """Train ``<and>`` on top of frozen behavior tokens; return a copy of ``tokens`` with it.
 
     Cached like stage 1 under ``artifacts/<fingerprint>/stage2/`` (keyed by config,
     training combinations and the behavior vectors themselves), resumable from checkpoints.
+    ``targets``: train on these instead of the recipe's (``composition_targets``), for
+    example filtered pair targets (``pair_jobs``); ``val_pairs``: score validation on
+    these pairs instead of ``validation_pairs(tokens)``. Both enter the cache key.
     """
     cfg = config or TrainConfig(init=Init.ZERO)
     combos = choice(Stage2Combos, combos, "stage-2 combos")
-    key, final = _stage2_cache(bb, tokens, cfg, combos, questions, name)
+    key, final = _stage2_cache(
+        bb, tokens, cfg, combos, questions, name, targets, val_pairs
+    )
     tokens.check_backbone(bb)
     seen = _seen()
-    frozen = torch.stack([tokens[b] for b in seen]).to(bb.device)
+    frozen = torch.cat([tokens.rows(b) for b in seen]).to(bb.device)
     out = tokens.copy()
     cached = cached_token(bb, final, name, key, retrain)
     if cached is not None:
         out.set(name, cached[name], cached.info[name], cached.losses.get(name))
         return out
     start = time.perf_counter()
-    questions = list(questions) if questions is not None else P.load("train")
-    n_jobs = round(max(cfg.batch_size, cfg.n_examples // 2) * cfg.targets.oversample)
-    jobs = composition_jobs(n_jobs, combos, cfg.seed, questions)
-    targets = make_targets(
+    if targets is None:
+        targets = composition_targets(bb, cfg, combos, questions, progress)
+    examples = examples_for(
         bb,
-        jobs,
-        cfg.targets,
-        key=f"compose-v{combos.replace('+', 'p')}",
-        seed=cfg.seed,
-        progress=progress,
+        targets,
+        lambda t: interleave(t.names, name),
+        widths={**tokens.widths(), name: cfg.vectors},
     )
-    examples = examples_for(bb, targets, lambda t: interleave(t.names, name))
 
     def orth(params):
         return (
@@ -237,13 +332,13 @@ def train_composition_token(
     }
     validate = None
     if cfg.validation:
-        pairs = validation_pairs(tokens)
+        pairs = list(val_pairs) if val_pairs is not None else validation_pairs(tokens)
         record["validation_pairs"] = [list(p) for p in pairs]
         validate = pair_validator(bb, tokens, pairs, cfg.validation, joiner=name)
     trained = fit_token(
         bb,
         name,
-        init_and(bb, tokens, cfg.init, cfg.seed),
+        init_and(bb, tokens, cfg.init, cfg.seed, cfg.vectors),
         examples,
         cfg,
         final,

@@ -16,7 +16,7 @@ import torch
 
 from steerlib.config import Init, TrainConfig, config_hash
 from steerlib.model.backbone import Backbone
-from steerlib.model.tokens import SteeringTokens, random_init, text_init
+from steerlib.model.tokens import SteeringTokens, random_init, random_rows, text_rows
 from steerlib.paths import artifacts_root
 from steerlib.tasks import behaviors as B
 from steerlib.tasks import prompts as P
@@ -87,8 +87,9 @@ def train_behavior_token(
             if blanks is not None
             else (name,)
         ),
+        widths={name: cfg.vectors},
     )
-    init = _init_vector(bb, cfg.init, behavior.paraphrases[0], cfg.seed)
+    init = _init_vector(bb, cfg.init, behavior.paraphrases[0], cfg.seed, cfg.vectors)
     record = {
         "stage": 1,
         "key": key,
@@ -154,14 +155,17 @@ def stage1_path(
     )
 
 
-def _init_vector(bb: Backbone, init: Init, text: str, seed: int) -> torch.Tensor:
-    """Stage-1 inits: the instruction's mean embedding (paper), or zero / random."""
+def _init_vector(
+    bb: Backbone, init: Init, text: str, seed: int, k: int = 1
+) -> torch.Tensor:
+    """Stage-1 inits of a token of ``k`` vectors: the instruction's mean embedding (paper;
+    for k > 1 its first k token embeddings, ``text_rows``), or zero / random."""
     if init == Init.SEMANTIC:
-        return text_init(bb, text)
+        return text_rows(bb, text, k)
     if init == Init.ZERO:
-        return torch.zeros(bb.hidden_size)
+        return torch.zeros(k, bb.hidden_size).squeeze(0)
     if init == Init.RANDOM:
-        return random_init(bb, seed)
+        return random_rows(bb, k, seed)
     raise ValueError(
         f"init {init!r} is not a stage-1 init; use 'semantic', 'zero' or 'random'"
     )

@@ -243,7 +243,14 @@ def fit(
 
 
 def _stop(val: Validation | None, vcfg: ValidationConfig | None) -> bool:
-    return val is not None and val.since_best >= vcfg.patience
+    """Early stopping: ``patience`` scores without a strict gain, or, when
+    ``patience_steps`` is set, that many steps since the best rate was first reached."""
+    if val is None:
+        return False
+    if vcfg.patience_steps is None:
+        return val.since_best >= vcfg.patience
+    gained = min(s for s, r in val.curve if r == val.best_rate)
+    return val.curve[-1][0] - gained >= vcfg.patience_steps
 
 
 def _save_checkpoint(

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, ContextManager, Sequence
+from typing import Callable, ContextManager, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -142,13 +142,17 @@ def train_vectors(
 
 
 def examples_for(
-    bb: Backbone, targets: Sequence[Target], slots: Callable[[Target], Sequence[str]]
+    bb: Backbone,
+    targets: Sequence[Target],
+    slots: Callable[[Target], Sequence[str]],
+    widths: Mapping[str, int] | None = None,
 ) -> list[Example]:
-    """Render targets: teacher reads the instructions, student reads ``slots(target)``."""
+    """Render targets: teacher reads the instructions, student reads ``slots(target)``
+    (``widths[name]`` slots for a token of several vectors)."""
     return [
         Example(
             render(bb, t.question, (), t.instructions),
-            render(bb, t.question, tuple(slots(t))),
+            render(bb, t.question, tuple(slots(t)), widths=widths),
             t.answer,
         )
         for t in targets
