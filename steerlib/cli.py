@@ -354,6 +354,24 @@ def cmd_position(args) -> None:
     )
 
 
+def cmd_stage2(args) -> None:
+    from steerlib.study.folders import results_dir
+    from steerlib.study.stage2 import stages
+    from steerlib.study.pipeline import load_tokens
+
+    preset = _preset(args)
+    bb = _backbone(args, preset)
+    table = stages.run(
+        bb,
+        load_tokens(bb, preset),
+        preset,
+        results_dir(preset, bb),
+        args.stage,
+        args.candidates,
+    )
+    print(table.round(1).to_markdown(index=False))
+
+
 def cmd_reproduce(args) -> None:
     from steerlib.study.pipeline import reproduce
 
@@ -572,6 +590,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="screen: indexes into variants.screen_methods(); retrain: into variants.RETRAINS; "
         "displace: into runs.displace_jobs(); test: into testrun.PACK_METHODS "
         "(default: all)",
+    )
+
+    sp = command(
+        "stage2",
+        cmd_stage2,
+        "the stage-2 study (results/<preset>/stage2/PLAN.md), one stage",
+    )
+    sp.add_argument(
+        "--stage", required=True, choices=["targets", "screen", "search", "test"]
+    )
+    sp.add_argument(
+        "--candidates",
+        nargs="+",
+        type=int,
+        default=None,
+        metavar="I",
+        help="screen: indexes into stage2.candidates.CANDIDATES (default: all)",
     )
 
     sp = command(

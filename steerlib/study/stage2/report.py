@@ -1,0 +1,186 @@
+"""The stage-2 study's tables: the search (every candidate on the selection set, with the
+position study's reference rows), PLAN.md's winner rule, and the test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+from scipy.stats import norm
+
+from steerlib.evaluation.records import read_records
+from steerlib.storage import write_text
+from steerlib.study.position.report import selection_table
+from steerlib.study.position.runs import SELECTION, read_costs
+from steerlib.study.slots import dashes, order_variance, slot_pivot, slot_rates
+from steerlib.study.stage2.candidates import CANDIDATES
+
+REFERENCES = {
+    "and@shared+isolate": "today's pack (shipped <and>)",
+    "concat@shared+isolate": "no <and>",
+    "and@shared+isolate|T10|ce0": "recipe on the 131 targets (position C)",
+    "and@shared+isolate|T2|ce0": "T 2 on the 131 targets (position C)",
+}
+"""Rows of ``position/search.csv`` shown beside the candidates: same selection set and
+metric, not re-run."""
+TODAY = "and@shared+isolate"
+"""Today's pack: the default ``<and>`` unless a candidate beats it (PLAN.md)."""
+WINNER = "and@stage2"
+"""The winner's ``<and>`` in the test records and tables."""
+
+
+def search_table(folder: Path, position: Path) -> pd.DataFrame:
+    """Every candidate (run or not) with its configuration, selection score, Wilson
+    interval, order gap and costs; then the reference rows of ``position/search.csv``."""
+    files = sorted((folder / SELECTION).glob("*.jsonl"))
+    records = [read_records(f) for f in files]
+    scored = selection_table(pd.concat(records, ignore_index=True)) if records else None
+    costs = read_costs(folder)
+    rows = []
+    for c in CANDIDATES:
+        name = c.method.name
+        score = (
+            scored[scored["variant"] == name] if scored is not None else pd.DataFrame()
+        )
+        row = {"candidate": c.name, **c.describe(), **costs.get(name, {})}
+        if len(score):
+            row |= score.iloc[0].drop("variant").to_dict()
+        else:
+            row["note"] = "not run"
+        rows.append(row)
+    refs = pd.read_csv(position / "search.csv")
+    refs = refs[refs["variant"].isin(REFERENCES)]
+    for _, ref in refs.iterrows():
+        rows.append(
+            {
+                "candidate": ref["variant"],
+                "family": "ref",
+                "train_s": ref["train_s"],
+                "eval_s": ref["eval_s"],
+                **{
+                    k: ref[k]
+                    for k in (
+                        "joint",
+                        "joint_lo",
+                        "joint_hi",
+                        "first",
+                        "second",
+                        "gap",
+                        "n",
+                    )
+                },
+                "note": REFERENCES[ref["variant"]],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def winner(search: pd.DataFrame) -> str | None:
+    """PLAN.md's W: the candidate with the highest selection rate, ties to the smaller
+    order gap, then the cheaper training; None when no candidate has run."""
+    ran = search[(search["family"] != "ref") & search["joint"].notna()]
+    if not len(ran):
+        return None
+    ranked = ran.assign(abs_gap=ran["gap"].abs()).sort_values(
+        ["joint", "abs_gap", "train_s"], ascending=[False, True, True], kind="stable"
+    )
+    return ranked.iloc[0]["candidate"]
+
+
+def beats_today(search: pd.DataFrame, name: str) -> bool:
+    """Whether candidate ``name`` beats today's pack on the selection set by at least one
+    generation: then its ``<and>`` ships as the default (PLAN.md)."""
+    today = search[search["candidate"] == TODAY].iloc[0]
+    best = search[search["candidate"] == name].iloc[0]
+    return best["joint"] >= today["joint"] + 100 / today["n"] - 1e-9
+
+
+def write_search(folder: Path, search: pd.DataFrame) -> None:
+    """``search.csv`` and ``search.md``, with the winner and whether it becomes the default."""
+    write_text(folder / "search.csv", search.round(2).to_csv(index=False))
+    w = winner(search)
+    verdict = (
+        "no candidate has run yet"
+        if w is None
+        else f"W = `{w}`; it "
+        + ("beats" if beats_today(search, w) else "does not beat")
+        + " today's pack by at least one generation, so the default `<and>` is "
+        + ("W's" if beats_today(search, w) else "today's")
+    )
+    lines = [
+        "# The stage-2 search: every candidate on the selection set (validation only)",
+        "",
+        "Selection metric: joint pass rate (%) on the position study's selection set (96 "
+        "train questions no target used, each asking one kept seen pair in both orderings; "
+        "PLAN.md). `first`/`second`: the behaviors' own pass rates by the place their "
+        "token stands; `gap` = first - second; `train_s`/`eval_s`: seconds of one core.",
+        "",
+        search.round(2).to_markdown(index=False),
+        "",
+        f"Winner by the plan's rule: {verdict}.",
+        "",
+    ]
+    write_text(folder / "search.md", "\n".join(lines))
+
+
+def detectable_difference(n: int, discordant: int, power: float = 0.8) -> float:
+    """The smallest difference in pass rate (points) a two-sided McNemar test at alpha
+    0.05 detects with ``power`` on ``n`` pairs, given the observed share of discordant
+    pairs (normal approximation: delta = (z_{0.975} + z_power) * sqrt(p_disc / n))."""
+    share = max(discordant, 1) / n
+    return 100 * (norm.ppf(0.975) + norm.ppf(power)) * (share / n) ** 0.5
+
+
+def write_test(
+    folder: Path,
+    name: str,
+    pairs: pd.DataFrame,
+    singles: pd.DataFrame,
+    comparisons: Sequence[tuple[str, str]],
+) -> dict:
+    """``test.md``: joint rates with intervals and efficiency, the one test (first two
+    rows) and the comparisons beside it with the detectable effect, per-place rates and
+    order variance."""
+    from steerlib.study import book, capable
+
+    table = capable.joint_table(pairs, singles)
+    tests = capable.paired_tests(pairs, comparisons)
+    tests["detectable"] = [
+        detectable_difference(n, a + b)
+        for n, a, b in zip(tests["n"], tests["a_only"], tests["b_only"])
+    ]
+    slots = slot_rates(pairs)
+    methods = ["and@pack", WINNER, "concat@pack", "instruction", "hybrid"]
+    lines = [
+        f"# The test: the winner `{name}` (as `{WINNER}`) against concatenation",
+        "",
+        "Test prompts and orderings of the position study's test (the first 30 test "
+        "questions, both orderings, every kept pair). `and@pack`, `concat@pack`: the "
+        "position study's records (shipped tokens, `shared+isolate`); `instruction`, "
+        "`hybrid`: the capable-pairs study's.",
+        "",
+        "**Joint pass rate (%) [95% Wilson] and efficiency [95% bootstrap over prompts]**",
+        "",
+        table.round(2).to_markdown(index=False),
+        "",
+        "**Exact McNemar tests (the first rows are the plan's one test, seen and unseen); "
+        "`detectable`: the difference (points) the test detects with 80% power at this "
+        "discordance**",
+        "",
+        tests.round({"a_rate": 1, "b_rate": 1, "detectable": 1})
+        .assign(p=[book.p_text(p) for p in tests["p"]])
+        .to_markdown(index=False),
+        "",
+        "**Each behavior's own pass rate (%) by the place its token stands: first / second**",
+        "",
+        slot_pivot(slots, methods).to_markdown(index=False),
+        "",
+        "**Order variance (points)**",
+        "",
+        dashes(order_variance(pairs).round(1)).to_markdown(index=False),
+        "",
+    ]
+    write_text(folder / "test.md", "\n".join(lines))
+    write_text(folder / "test_tests.csv", tests.round(4).to_csv(index=False))
+    return {"summary": table, "tests": tests, "slots": slots}

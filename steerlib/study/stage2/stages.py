@@ -1,0 +1,148 @@
+"""``python -m steerlib stage2 --stage ...``: one stage of the study, resumable, its
+tables written under ``results/<preset>/stage2/`` (PLAN.md)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from steerlib.config import Preset
+from steerlib.errors import ConfigError
+from steerlib.evaluation.evaluate import evaluate
+from steerlib.model.backbone import Backbone
+from steerlib.model.generate import METHODS, SteeredModel
+from steerlib.model.tokens import SteeringTokens
+from steerlib.storage import write_text
+from steerlib.study.position.runs import note_cost, screen
+from steerlib.study.position.selection import kept_pairs, seen_pairs
+from steerlib.study.position.testrun import single_records_on_test
+from steerlib.study.stage2 import report
+from steerlib.study.stage2.candidates import (
+    CANDIDATES,
+    LAYOUT,
+    behaviors_in_layout,
+    by_name,
+    trained,
+)
+from steerlib.study.stage2.data import targets_table, training_targets
+from steerlib.tasks import prompts as P
+
+STAGES = ("targets", "screen", "search", "test")
+FOLDER = "stage2"
+PACK = "pack"
+"""The winner's tokens (the shipped behavior tokens and W's ``<and>``, in ``LAYOUT``)."""
+TEST_RECORDS = "test_and.jsonl"
+
+
+def run(
+    bb: Backbone,
+    tokens: SteeringTokens,
+    preset: Preset,
+    out: Path,
+    stage: str,
+    candidates: Sequence[int] | None = None,
+) -> pd.DataFrame:
+    """One stage: ``targets`` (the shared training targets, shardable under torchrun),
+    ``screen`` (train the candidates ``candidates`` indexes, default all, and score each on
+    the selection set), ``search`` (the table from records) or ``test`` (the winner's
+    ``<and>`` on the test prompts, and ``test.md``)."""
+    if stage not in STAGES:
+        raise ConfigError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+    folder = out / FOLDER
+    kept = kept_pairs(SteeredModel(bb), tokens, preset, out)[1]
+    seen = seen_pairs(kept)
+    targets = training_targets(bb, preset, seen)
+    if stage == "targets":
+        table = targets_table(targets)
+        write_text(
+            folder / "targets.md",
+            "# Stage-2 training targets per pair (PLAN.md)\n\n"
+            + table.to_markdown(index=False)
+            + f"\n\n{len(targets)} in all.\n",
+        )
+        return table
+    if stage == "screen":
+        chosen = (
+            CANDIDATES if candidates is None else [CANDIDATES[i] for i in candidates]
+        )
+        for c in chosen:
+            pack = trained(bb, tokens, preset, c, targets, seen, folder)
+            screen(SteeredModel(bb, pack), preset, [c.method], seen, folder)
+    search = report.search_table(folder, out / "position")
+    report.write_search(folder, search)
+    if stage != "test":
+        return search
+    return test(bb, tokens, preset, out, search, kept, targets)
+
+
+def test(
+    bb: Backbone,
+    tokens: SteeringTokens,
+    preset: Preset,
+    out: Path,
+    search: pd.DataFrame,
+    kept: Sequence[tuple[str, str]],
+    targets,
+) -> pd.DataFrame:
+    """PLAN.md's test: the winner's pack saved, its ``<and>`` generated on the test prompts
+    (every kept pair), and ``test.md`` beside the committed records of concatenation,
+    today's pack, the instructions and the hybrid (nothing else is generated)."""
+    folder = out / FOLDER
+    name = report.winner(search)
+    if name is None:
+        raise ConfigError("no candidate has selection records yet; run --stage screen")
+    pack = trained(bb, tokens, preset, by_name(name), targets, seen_pairs(kept), folder)
+    pack.save_pretrained(folder / PACK, repo_id="steerlib-stage2-pack")
+    ev = preset.eval
+    kw = dict(max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, seed=ev.seed)
+    prompts = P.load("test", limit=ev.n_capable)
+    start = time.perf_counter()
+    winner = evaluate(
+        SteeredModel(bb, pack),
+        [replace(METHODS["and"], name=report.WINNER)],
+        kept,
+        prompts,
+        records=folder / TEST_RECORDS,
+        **kw,
+    )
+    if time.perf_counter() - start > 30:
+        note_cost(folder, report.WINNER, "test_s", time.perf_counter() - start)
+    today = evaluate(
+        SteeredModel(bb, tokens),
+        ["instruction", "hybrid"],
+        kept,
+        prompts,
+        records=out / "capable_records.jsonl",
+        **kw,
+    )
+    shipped_pack = SteeredModel(bb, behaviors_in_layout(tokens).with_layout(LAYOUT))
+    shipped_pack.tokens.set("and", tokens["and"])
+    position = [
+        evaluate(
+            shipped_pack,
+            [replace(METHODS[base], name=f"{base}@pack")],
+            kept,
+            prompts,
+            records=out / "position" / f"test_{base}.jsonl",
+            **kw,
+        )
+        for base in ("and", "concat")
+    ]
+    pairs = pd.concat([winner, today, *position], ignore_index=True)
+    singles = single_records_on_test(bb, tokens, preset, kept, out)
+    singles = pd.concat(
+        [singles, singles[singles["method"] == "and"].assign(method=report.WINNER)],
+        ignore_index=True,
+    )
+    comparisons = [
+        (report.WINNER, "concat@pack"),
+        (report.WINNER, "instruction"),
+        (report.WINNER, "hybrid"),
+        (report.WINNER, "and@pack"),
+    ]
+    report.write_test(folder, name, pairs, singles, comparisons)
+    return pairs
