@@ -142,7 +142,8 @@ def write_test(
     """``test.md``: joint rates with intervals and efficiency, the one test (first two
     rows) and the comparisons beside it with the detectable effect, per-place rates and
     order variance."""
-    from steerlib.study import book, capable
+    from steerlib.study import capable
+    from steerlib.study.book.formats import p_text
 
     table = capable.joint_table(pairs, singles)
     tests = capable.paired_tests(pairs, comparisons)
@@ -169,7 +170,7 @@ def write_test(
         "discordance**",
         "",
         tests.round({"a_rate": 1, "b_rate": 1, "detectable": 1})
-        .assign(p=[book.p_text(p) for p in tests["p"]])
+        .assign(p=[p_text(p) for p in tests["p"]])
         .to_markdown(index=False),
         "",
         "**Each behavior's own pass rate (%) by the place its token stands: first / second**",
