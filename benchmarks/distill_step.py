@@ -24,17 +24,18 @@ from __future__ import annotations
 
 import copy
 import warnings
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
 
-from steerlib.tasks import behaviors as B
-from steerlib.tasks import prompts as P
 from steerlib.model.backbone import Backbone
-from steerlib.config import presets, replace
-from steerlib.train.loss import Example, answer_hidden, train_vectors
 from steerlib.model.template import embed, render
 from steerlib.model.tokens import text_init
+from steerlib.presets import presets
+from steerlib.tasks import behaviors as B
+from steerlib.tasks import prompts as P
+from steerlib.train.loss import Example, answer_hidden, train_vectors
 
 from .core import Goal, Section, Sizes, measure, rate_figure
 

@@ -44,10 +44,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from unittest import mock
 
-from steerlib.config import Preset, presets
 from steerlib.model.backbone import Backbone
 from steerlib.model.generate import SteeredModel
 from steerlib.model.tokens import SteeringTokens
+from steerlib.presets import Preset, presets
 from steerlib.tasks import behaviors as B
 from steerlib.train.compose import train_composition_token
 from steerlib.train.distill import train_behavior_token

@@ -31,11 +31,11 @@ from unittest import mock
 import torch
 import torch.nn.functional as F
 
-from steerlib.config import presets
 from steerlib.errors import SteerlibError
 from steerlib.model.backbone import Backbone
 from steerlib.model.generate import METHODS, SteeredModel
 from steerlib.model.tokens import SteeringTokens, random_init
+from steerlib.presets import presets
 from steerlib.tasks import prompts as P
 
 from .core import Goal, Section, Sizes, measure, rate_figure

@@ -39,7 +39,9 @@
 REPOSITORY = (
     "https://github.com/steerlib/steerlib"  # = repository.url in book/_config.yml
 )
-import os, subprocess, sys  # noqa: E401,E402
+import os  # noqa: E401,E402
+import subprocess
+import sys
 
 if "google.colab" in sys.modules and not os.path.isdir("steerlib"):
     subprocess.run(
@@ -53,12 +55,13 @@ if "google.colab" in sys.modules and not os.path.isdir("steerlib"):
     sys.path.insert(0, os.path.abspath("steerlib"))
 
 # %%
+from dataclasses import replace
+
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import display
 
 import steerlib as st
-from steerlib.config import replace
 from steerlib.evaluation.records import read_records
 from steerlib.study import plots
 from steerlib.study.ablations import (

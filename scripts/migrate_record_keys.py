@@ -28,9 +28,9 @@ from pathlib import Path
 
 from safetensors import safe_open
 
-from steerlib.model.backbone import load_backbone
-from steerlib.config import presets
 from steerlib.evaluation.records import prompt_digest
+from steerlib.model.backbone import load_backbone
+from steerlib.presets import presets
 from steerlib.storage import read_jsonl, write_jsonl
 
 FILES = [

@@ -17,12 +17,13 @@ from __future__ import annotations
 import importlib
 
 from ._version import __version__
-from .config import EvalConfig, Preset, TargetConfig, TrainConfig, presets
+from .config import EvalConfig, TargetConfig, TrainConfig
 from .evaluation.evaluate import evaluate
 from .evaluation.stats import metrics
 from .model.backbone import Backbone, load_backbone
 from .model.generate import METHODS, Method, Request, SteeredModel
 from .model.tokens import SteeringTokens
+from .presets import Preset, presets
 from .tasks import behaviors, prompts
 from .train.compose import train_composition_token
 from .train.distill import train_behavior_token

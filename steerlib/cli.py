@@ -26,7 +26,7 @@ log = logging.getLogger("steerlib")
 
 def _preset(args):
     """The preset of ``--preset``, with each ``--set FIELD=VALUE`` applied (validated)."""
-    from steerlib.config import presets
+    from steerlib.presets import presets
 
     preset = presets.get(args.preset)
     for item in args.set or []:
@@ -219,7 +219,8 @@ def cmd_train(args) -> None:
 
 
 def cmd_compose(args) -> None:
-    from steerlib.config import replace
+    from dataclasses import replace
+
     from steerlib.model.tokens import SteeringTokens
     from steerlib.train.compose import train_composition_token
 
@@ -257,8 +258,8 @@ def cmd_targets_compare(args) -> None:
 
 
 def cmd_curves(args) -> None:
-    from steerlib.study.folders import results_dir
     from steerlib.study.curves import measure, peak_steps
+    from steerlib.study.folders import results_dir
     from steerlib.study.plots import save, validation_curves
 
     preset = _preset(args)
@@ -280,8 +281,8 @@ def cmd_curves(args) -> None:
 def cmd_capable(args) -> None:
     from steerlib.baselines import BASELINES
     from steerlib.evaluation.evaluate import COMPOSITION_METHODS
-    from steerlib.study.folders import results_dir
     from steerlib.study import capable
+    from steerlib.study.folders import results_dir
     from steerlib.study.pipeline import capable_baselines, load_tokens
 
     preset = _preset(args)
@@ -334,8 +335,8 @@ def cmd_ablations(args) -> None:
 
 def cmd_position(args) -> None:
     from steerlib.study.folders import results_dir
-    from steerlib.study.position import stages
     from steerlib.study.pipeline import load_tokens
+    from steerlib.study.position import stages
 
     preset = _preset(args)
     bb = _backbone(args, preset)

@@ -16,10 +16,10 @@ import benchmarks.end_to_end as e2e
 from benchmarks import Sizes, render_markdown, render_text, run_suite
 from benchmarks.core import SUMMARY, Goal
 from benchmarks.load import bench_load
-from steerlib.config import presets
 from steerlib.evaluation.evaluate import COMPOSITION_METHODS
 from steerlib.model.tokens import SteeringTokens, random_init
 from steerlib.paths import artifacts_root
+from steerlib.presets import presets
 from steerlib.study.folders import results_dir
 from steerlib.tasks import behaviors as B
 from steerlib.train import cache, compose, distill

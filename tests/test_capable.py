@@ -1,17 +1,18 @@
 """The capable-pairs study's statistics on hand-made records with known answers."""
 
 import itertools
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy.stats import binomtest
 
-from steerlib.tasks import behaviors as B
+from steerlib.config import ValidationConfig
 from steerlib.evaluation.evaluate import COMPOSITION_METHODS
 from steerlib.study import capable
+from steerlib.tasks import behaviors as B
 from steerlib.tasks import prompts as P
-from steerlib.config import ValidationConfig, replace
 
 
 def _rec(method, order, pid, verdicts):
@@ -171,7 +172,7 @@ def test_run_selects_on_validation_and_tests_on_test(tiny, tmp_path, monkeypatch
     import torch
 
     import steerlib as st
-    from steerlib.config import presets
+    from steerlib.presets import presets
 
     asked: dict[str, set] = {}
     real = capable.evaluate
@@ -239,13 +240,13 @@ def test_ablations_on_capable_pairs_reuse_the_study_records_and_test_against_the
     against the recipe counts the discordant prompt-orderings found independently here."""
 
     import steerlib as st
+    from steerlib.evaluation.records import read_records
     from steerlib.study.ablations import (
         RECIPE,
         capable_protocol,
         paired_vs_recipe,
         run_ablations,
     )
-    from steerlib.evaluation.records import read_records
 
     preset = st.presets.smoke()
     behaviors = st.study.train_all_behaviors(tiny, preset)

@@ -7,18 +7,18 @@ from pathlib import Path
 import pytest
 
 import steerlib as st
-from steerlib.model.tokens import PRETRAINED_FILE
 from steerlib.config import (
     TARGET_POLICIES,
     Init,
-    Preset,
     TargetConfig,
-    TargetSource,
     TargetPolicy,
+    TargetSource,
     TrainConfig,
     config_hash,
     policy_config,
 )
+from steerlib.model.tokens import PRETRAINED_FILE
+from steerlib.presets import Preset
 
 
 @pytest.mark.parametrize(
@@ -86,14 +86,20 @@ def test_string_choices_become_enums_and_unknown_ones_are_clear_errors():
     cfg = TrainConfig(init="zero", targets=TargetConfig(source="filtered"))
     assert cfg.init is Init.ZERO and cfg.targets.source is TargetSource.FILTERED
     base = st.presets.cpu()
-    assert base.sources["french"] is TargetPolicy.FILTERED
+    assert base.target_policies["french"] is TargetPolicy.FILTERED
     with pytest.raises(
         ValueError,
         match=r"target variant 'constructed\+sft' unknown; choose one of \['self'",
     ):
         policy_config(base.stage1, "constructed+sft")
     with pytest.raises(ValueError, match="target variant of french 'teacher' unknown"):
-        Preset("x", base.stage1, base.stage2, base.eval, sources={"french": "teacher"})
+        Preset(
+            "x",
+            base.stage1,
+            base.stage2,
+            base.eval,
+            target_policies={"french": "teacher"},
+        )
     with pytest.raises(ValueError, match="init 'ones' unknown; choose one of"):
         TrainConfig(init="ones")
     with pytest.raises(ValueError, match="target source 'teacher' unknown"):
@@ -142,7 +148,9 @@ def test_cpu_preset_trains_each_behavior_on_the_committed_comparisons_best_varia
 
 
 def test_per_behavior_steps_override_only_that_behavior_and_label_its_records():
-    from steerlib.config import ValidationConfig, replace
+    from dataclasses import replace
+
+    from steerlib.config import ValidationConfig
     from steerlib.study.pipeline import token_label
 
     cpu = st.presets.cpu()

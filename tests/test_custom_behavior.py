@@ -16,13 +16,14 @@ import pytest
 import torch
 
 import steerlib as st
-from steerlib.tasks import behaviors as B
-from steerlib.train.compose import train_composition_token
-from steerlib.config import TargetConfig, TrainConfig, config_hash, presets
-from steerlib.train.distill import behavior_targets, train_behavior_token
+from steerlib.config import TargetConfig, TrainConfig, config_hash
 from steerlib.evaluation.evaluate import evaluate
 from steerlib.model.generate import SteeredModel
 from steerlib.model.tokens import PRETRAINED_FILE, SteeringTokens
+from steerlib.presets import presets
+from steerlib.tasks import behaviors as B
+from steerlib.train.compose import train_composition_token
+from steerlib.train.distill import behavior_targets, train_behavior_token
 
 QUESTIONS = [
     "Why is the sky blue?",

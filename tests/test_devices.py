@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 
 import steerlib as st
-from steerlib.config import presets
 from steerlib.model.backbone import _default_device_dtype, tiny_backbone
-from steerlib.train.loss import Example, step_loss
 from steerlib.model.template import render
+from steerlib.presets import presets
+from steerlib.train.loss import Example, step_loss
 
 CUDA = pytest.mark.skipif(
     not torch.cuda.is_available(), reason="no CUDA device on this machine"

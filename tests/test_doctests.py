@@ -9,7 +9,7 @@ MODULES = [
     "steerlib.tasks.behaviors",
     "steerlib.tasks.registry",
     "steerlib.tasks.combos",
-    "steerlib.config",
+    "steerlib.presets",
     "steerlib.model.template",
     "steerlib.model.generate",
     "steerlib.evaluation.records",

@@ -102,9 +102,10 @@ def test_version_is_the_packaging_version():
 
 LAYERS = [
     {"_version", "errors", "paths", "storage", "guard", "distributed"},
+    {"config"},
     {"tasks"},
     {"model"},
-    {"config"},
+    {"presets"},
     {"train"},
     {"evaluation"},
     {"baselines"},

@@ -8,6 +8,7 @@ is about two processes.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import logging
@@ -194,6 +195,7 @@ def test_two_processes_evaluating_one_records_file_write_each_record_once(tmp_pa
 
 def test_metrics_count_duplicate_records_once(tiny, tmp_path):
     import pandas as pd
+
     from steerlib.evaluation.stats import metrics
 
     recs = _eval(tiny, tmp_path / "records.jsonl")
@@ -205,6 +207,7 @@ def test_metrics_count_duplicate_records_once(tiny, tmp_path):
 
 def test_metrics_refuse_conflicting_duplicate_records(tiny, tmp_path):
     import pandas as pd
+
     from steerlib.evaluation.stats import metrics
 
     recs = _eval(tiny, tmp_path / "records.jsonl")
@@ -429,9 +432,9 @@ def test_shipped_tokens_still_resolve_under_the_default_questions():
     from types import SimpleNamespace
 
     import steerlib as st
+    from steerlib.model.tokens import PRETRAINED_FILE, shipped
     from steerlib.tasks import prompts as P
     from steerlib.train.distill import stage1_key
-    from steerlib.model.tokens import PRETRAINED_FILE, shipped
 
     path = ROOT / "steerlib" / "data" / PRETRAINED_FILE
     fingerprint = SteeringTokens.load_file(path).fingerprint
@@ -513,6 +516,7 @@ def _token_file(
 ) -> Path:
     """A token file as ``SteeringTokens.save`` writes it, with parts replaced."""
     from safetensors.torch import save_file
+
     from steerlib.model.tokens import FORMAT
 
     base = {
@@ -602,12 +606,12 @@ def test_non_finite_vectors_are_never_stored():
 
 def test_non_finite_loss_stops_training_and_caches_nothing(tiny):
     import steerlib as st
-    from steerlib.train.distill import stage1_key, train_behavior_token
     from steerlib.errors import NonFiniteLossError
     from steerlib.paths import artifacts_root
+    from steerlib.train.distill import stage1_key, train_behavior_token
 
     cfg = st.presets.smoke().stage1
-    huge = st.config.replace(
+    huge = dataclasses.replace(
         cfg, lr=1e30
     )  # finite, valid settings whose first step blows the vector up
     with pytest.raises(NonFiniteLossError, match=r"loss is (nan|inf) at step \d"):
@@ -1140,7 +1144,8 @@ def test_set_on_a_sub_config_a_mapping_or_a_disabled_sub_config_names_the_fields
 
 def test_set_turns_a_disabled_sub_config_on_from_a_json_object():
     from steerlib.cli import override
-    from steerlib.config import ValidationConfig, presets
+    from steerlib.config import ValidationConfig
+    from steerlib.presets import presets
 
     smoke = presets.smoke()
     assert override(

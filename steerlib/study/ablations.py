@@ -24,14 +24,14 @@ tables can be rebuilt, and an interrupted run resumes.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from steerlib.config import Init, Preset, Stage2Combos, replace
+from steerlib.config import Init, Stage2Combos
 from steerlib.errors import ConfigError
 from steerlib.evaluation.evaluate import evaluate
 from steerlib.evaluation.records import read_records
@@ -39,6 +39,7 @@ from steerlib.evaluation.stats import metrics, paired_test
 from steerlib.model.backbone import Backbone
 from steerlib.model.generate import METHODS, Method, SteeredModel
 from steerlib.model.tokens import SteeringTokens
+from steerlib.presets import Preset
 from steerlib.tasks import prompts as P
 from steerlib.tasks.combos import orderings, sample_combos
 from steerlib.train.compose import cached_composition_token, train_composition_token

@@ -29,7 +29,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from steerlib.config import Preset, ValidationConfig
+from steerlib.config import ValidationConfig
 from steerlib.evaluation.evaluate import COMPOSITION_METHODS, evaluate
 from steerlib.evaluation.records import read_records
 from steerlib.evaluation.stats import (
@@ -41,6 +41,7 @@ from steerlib.evaluation.stats import (
 from steerlib.model.backbone import Backbone
 from steerlib.model.generate import Method, SteeredModel
 from steerlib.model.tokens import SteeringTokens
+from steerlib.presets import Preset
 from steerlib.study import reports
 from steerlib.study.slots import slot_lines
 from steerlib.tasks import behaviors as B

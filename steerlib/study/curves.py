@@ -15,8 +15,9 @@ from typing import Sequence
 import pandas as pd
 
 from steerlib import distributed
-from steerlib.config import Preset, ValidationConfig
+from steerlib.config import ValidationConfig
 from steerlib.model.backbone import Backbone
+from steerlib.presets import Preset
 from steerlib.storage import write_text
 from steerlib.train.distill import train_behavior_token
 

@@ -12,8 +12,8 @@ import re
 from pathlib import Path
 
 from steerlib import paths
-from steerlib.config import SHIPPED_PRESETS, check_preset_name, presets
 from steerlib.model.backbone import model_id_of
+from steerlib.presets import SHIPPED_PRESETS, check_preset_name, presets
 
 
 def results_dir(preset, model=None) -> Path:

@@ -12,18 +12,13 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
 
-from steerlib.config import (
-    TARGET_POLICIES,
-    Preset,
-    TrainConfig,
-    policy_config,
-    replace,
-)
+from steerlib.config import TARGET_POLICIES, TrainConfig, policy_config
 from steerlib.errors import TooFewTargetsError
 from steerlib.evaluation.evaluate import COMPOSITION_METHODS, evaluate
 from steerlib.evaluation.records import read_records
@@ -31,6 +26,7 @@ from steerlib.evaluation.stats import metrics, wilson
 from steerlib.model.backbone import Backbone, load_backbone
 from steerlib.model.generate import METHODS, Method, SteeredModel, SteeringMethod
 from steerlib.model.tokens import SteeringTokens
+from steerlib.presets import Preset
 from steerlib.study import reports
 from steerlib.study.folders import results_dir
 from steerlib.tasks import behaviors as B

@@ -15,10 +15,10 @@ from typing import Sequence
 import pandas as pd
 
 from steerlib import distributed
-from steerlib.config import Preset
 from steerlib.evaluation.records import read_records
 from steerlib.evaluation.stats import format_metrics, interval_cells, per_ordering
 from steerlib.model.tokens import SteeringTokens
+from steerlib.presets import Preset
 from steerlib.storage import write_text
 from steerlib.tasks.combos import orderings, split_of
 

@@ -10,9 +10,9 @@ import matplotlib as mpl
 import pandas as pd
 from IPython.display import HTML, Markdown, display
 
-from steerlib.config import Preset, presets
 from steerlib.model.backbone import Backbone
 from steerlib.model.template import Rendered
+from steerlib.presets import Preset, presets
 from steerlib.study.book.formats import METHOD_NAMES, clip
 
 

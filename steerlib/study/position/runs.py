@@ -17,11 +17,11 @@ from typing import Sequence
 
 import pandas as pd
 
-from steerlib.config import Preset
 from steerlib.model.backbone import Backbone
 from steerlib.model.generate import Method, SteeredModel
 from steerlib.model.layout import Layout
 from steerlib.model.tokens import SteeringTokens
+from steerlib.presets import Preset
 from steerlib.storage import write_text
 from steerlib.study.position.selection import seen_pairs, selection_records
 from steerlib.study.position.variants import (

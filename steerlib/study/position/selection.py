@@ -14,13 +14,13 @@ from typing import Sequence
 
 import pandas as pd
 
-from steerlib.config import Preset
 from steerlib.errors import ConfigError
 from steerlib.evaluation.evaluate import evaluate
 from steerlib.model.backbone import Backbone
 from steerlib.model.generate import SteeredModel, SteeringMethod
 from steerlib.model.layout import Layout
 from steerlib.model.tokens import SteeringTokens
+from steerlib.presets import Preset
 from steerlib.study import capable
 from steerlib.tasks import prompts as P
 from steerlib.tasks.combos import split_of

@@ -8,12 +8,12 @@ from typing import Sequence
 
 import pandas as pd
 
-from steerlib.config import Preset
 from steerlib.errors import ConfigError
 from steerlib.evaluation.records import read_records
 from steerlib.model.backbone import Backbone
 from steerlib.model.generate import METHODS, SteeredModel
 from steerlib.model.tokens import SteeringTokens
+from steerlib.presets import Preset
 from steerlib.study.position.report import (
     best_layout,
     recorded_search,

@@ -14,11 +14,11 @@ from typing import Sequence
 
 import pandas as pd
 
-from steerlib.config import Preset
 from steerlib.evaluation.evaluate import evaluate
 from steerlib.model.backbone import Backbone
 from steerlib.model.generate import METHODS, SteeredModel
 from steerlib.model.tokens import SteeringTokens
+from steerlib.presets import Preset
 from steerlib.study import capable
 from steerlib.study.position.runs import note_cost
 from steerlib.study.position.variants import parse_variant
