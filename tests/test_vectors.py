@@ -9,12 +9,13 @@ import torch
 from safetensors import safe_open
 
 import steerlib as st
-from steerlib.config import TrainConfig, presets
+from steerlib.config import TrainConfig
 from steerlib.errors import TokenFileError
 from steerlib.model import layout as L
 from steerlib.model.generate import Request, SteeredModel
 from steerlib.model.template import embed, render
 from steerlib.model.tokens import tensor_digest
+from steerlib.presets import presets
 from steerlib.train.compose import orthogonality
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,11 +9,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
-from steerlib.config import Preset, TrainConfig, ValidationConfig
+from steerlib.config import TrainConfig, ValidationConfig
 from steerlib.model.backbone import Backbone
 from steerlib.model.generate import METHODS, Method
 from steerlib.model.layout import Layout, SlotPositions
 from steerlib.model.tokens import SteeringTokens
+from steerlib.presets import Preset
 from steerlib.study.position.runs import note_cost
 from steerlib.train.targets import Target
 

@@ -10,12 +10,12 @@ from typing import Sequence
 
 import pandas as pd
 
-from steerlib.config import Preset
 from steerlib.errors import ConfigError
 from steerlib.evaluation.evaluate import evaluate
 from steerlib.model.backbone import Backbone
 from steerlib.model.generate import METHODS, SteeredModel
 from steerlib.model.tokens import SteeringTokens
+from steerlib.presets import Preset
 from steerlib.storage import write_text
 from steerlib.study.position.runs import note_cost, screen
 from steerlib.study.position.selection import kept_pairs, seen_pairs
