@@ -33,7 +33,8 @@ import torch.nn.functional as F
 
 from steerlib.errors import SteerlibError
 from steerlib.model.backbone import Backbone
-from steerlib.model.generate import METHODS, SteeredModel
+from steerlib.model.generate import SteeredModel
+from steerlib.model.methods import METHODS
 from steerlib.model.tokens import SteeringTokens, random_init
 from steerlib.presets import presets
 from steerlib.tasks import prompts as P

@@ -32,7 +32,9 @@
 REPOSITORY = (
     "https://github.com/steerlib/steerlib"  # = repository.url in book/_config.yml
 )
-import os, subprocess, sys  # noqa: E401,E402
+import os  # noqa: E401,E402
+import subprocess
+import sys
 
 if "google.colab" in sys.modules and not os.path.isdir("steerlib"):
     subprocess.run(
@@ -52,13 +54,13 @@ import pandas as pd
 from IPython.display import display
 
 import steerlib as st
-from steerlib.tasks import behaviors as B
-from steerlib.tasks import verifiers as V
 from steerlib.config import policy_config
 from steerlib.evaluation.stats import format_table
-from steerlib.model.generate import Method
+from steerlib.model.methods import Method
 from steerlib.study.folders import results_dir
 from steerlib.study.pipeline import load_tokens
+from steerlib.tasks import behaviors as B
+from steerlib.tasks import verifiers as V
 
 preset = (
     st.book.setup()

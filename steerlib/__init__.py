@@ -21,7 +21,8 @@ from .config import EvalConfig, TargetConfig, TrainConfig
 from .evaluation.evaluate import evaluate
 from .evaluation.stats import metrics
 from .model.backbone import Backbone, load_backbone
-from .model.generate import METHODS, Method, Request, SteeredModel
+from .model.generate import Request, SteeredModel
+from .model.methods import METHODS, Method
 from .model.tokens import SteeringTokens
 from .presets import Preset, presets
 from .tasks import behaviors, prompts

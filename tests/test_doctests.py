@@ -11,7 +11,7 @@ MODULES = [
     "steerlib.tasks.combos",
     "steerlib.presets",
     "steerlib.model.template",
-    "steerlib.model.generate",
+    "steerlib.model.methods",
     "steerlib.evaluation.records",
     "steerlib.evaluation.stats",
     "steerlib.train.compose",

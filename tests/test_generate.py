@@ -8,7 +8,8 @@ from transformers import GenerationConfig
 
 import steerlib as st
 from steerlib.model import decoding
-from steerlib.model.generate import METHODS, _completed
+from steerlib.model.generate import _completed
+from steerlib.model.methods import METHODS
 from steerlib.model.template import Rendered, embed
 
 PROMPTS = [

@@ -13,7 +13,7 @@ import torch
 
 import steerlib as st
 from steerlib.model.backbone import tiny_backbone
-from steerlib.model.generate import METHODS
+from steerlib.model.methods import METHODS
 from steerlib.model.tokens import PRETRAINED_FILE, random_init, text_init
 
 ROOT = Path(__file__).resolve().parent.parent

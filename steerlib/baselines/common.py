@@ -31,7 +31,8 @@ from steerlib._version import __version__
 from steerlib.config import TrainConfig, config_hash
 from steerlib.guard import refuse_work
 from steerlib.model.backbone import Backbone
-from steerlib.model.generate import Method, SteeredModel
+from steerlib.model.generate import SteeredModel
+from steerlib.model.methods import Method
 from steerlib.model.tokens import tensor_digest
 from steerlib.storage import save_safetensors
 from steerlib.tasks import behaviors as B

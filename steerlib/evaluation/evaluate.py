@@ -21,7 +21,8 @@ from steerlib import distributed
 from steerlib.errors import ConfigError
 from steerlib.evaluation import records as R
 from steerlib.guard import refuse_work
-from steerlib.model.generate import METHODS, Request, SteeredModel, SteeringMethod
+from steerlib.model.generate import Request, SteeredModel
+from steerlib.model.methods import METHODS, SteeringMethod
 from steerlib.tasks import behaviors as B
 from steerlib.tasks.combos import orderings
 

@@ -37,7 +37,8 @@ from steerlib.evaluation.evaluate import evaluate
 from steerlib.evaluation.records import read_records
 from steerlib.evaluation.stats import metrics, paired_test
 from steerlib.model.backbone import Backbone
-from steerlib.model.generate import METHODS, Method, SteeredModel
+from steerlib.model.generate import SteeredModel
+from steerlib.model.methods import METHODS, Method
 from steerlib.model.tokens import SteeringTokens
 from steerlib.presets import Preset
 from steerlib.tasks import prompts as P

@@ -39,7 +39,8 @@ from steerlib.evaluation.stats import (
     pass_rates,
 )
 from steerlib.model.backbone import Backbone
-from steerlib.model.generate import Method, SteeredModel
+from steerlib.model.generate import SteeredModel
+from steerlib.model.methods import Method
 from steerlib.model.tokens import SteeringTokens
 from steerlib.presets import Preset
 from steerlib.study import reports

@@ -24,7 +24,8 @@ from steerlib.evaluation.evaluate import COMPOSITION_METHODS, evaluate
 from steerlib.evaluation.records import read_records
 from steerlib.evaluation.stats import metrics, wilson
 from steerlib.model.backbone import Backbone, load_backbone
-from steerlib.model.generate import METHODS, Method, SteeredModel, SteeringMethod
+from steerlib.model.generate import SteeredModel
+from steerlib.model.methods import METHODS, Method, SteeringMethod
 from steerlib.model.tokens import SteeringTokens
 from steerlib.presets import Preset
 from steerlib.study import reports

@@ -24,10 +24,10 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from steerlib.errors import ConfigError
 from steerlib.config import Init, Stage2Combos, TrainConfig, choice, config_hash
+from steerlib.errors import ConfigError
 from steerlib.model.backbone import Backbone
-from steerlib.model.generate import interleave
+from steerlib.model.methods import interleave
 from steerlib.model.tokens import SteeringTokens, random_rows, text_init
 from steerlib.paths import artifacts_root
 from steerlib.tasks import behaviors as B

@@ -33,7 +33,8 @@ from steerlib.config import TargetConfig, TargetSource, config_hash
 from steerlib.errors import TooFewTargetsError
 from steerlib.guard import refuse_work
 from steerlib.model.backbone import Backbone, load_backbone
-from steerlib.model.generate import Request, SteeredModel, instructions_for
+from steerlib.model.generate import Request, SteeredModel
+from steerlib.model.methods import instructions_for
 from steerlib.paths import artifacts_root
 from steerlib.storage import append_jsonl, read_jsonl
 from steerlib.tasks import behaviors as B

@@ -15,7 +15,8 @@ import torch
 
 from steerlib.config import ValidationConfig
 from steerlib.model.backbone import Backbone
-from steerlib.model.generate import Request, SteeredModel, interleave
+from steerlib.model.generate import Request, SteeredModel
+from steerlib.model.methods import interleave
 from steerlib.model.tokens import SteeringTokens
 from steerlib.tasks import behaviors as B
 from steerlib.tasks import prompts as P

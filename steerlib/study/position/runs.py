@@ -18,8 +18,9 @@ from typing import Sequence
 import pandas as pd
 
 from steerlib.model.backbone import Backbone
-from steerlib.model.generate import Method, SteeredModel
+from steerlib.model.generate import SteeredModel
 from steerlib.model.layout import Layout
+from steerlib.model.methods import Method
 from steerlib.model.tokens import SteeringTokens
 from steerlib.presets import Preset
 from steerlib.storage import write_text

@@ -17,8 +17,9 @@ import pandas as pd
 from steerlib.errors import ConfigError
 from steerlib.evaluation.evaluate import evaluate
 from steerlib.model.backbone import Backbone
-from steerlib.model.generate import SteeredModel, SteeringMethod
+from steerlib.model.generate import SteeredModel
 from steerlib.model.layout import Layout
+from steerlib.model.methods import SteeringMethod
 from steerlib.model.tokens import SteeringTokens
 from steerlib.presets import Preset
 from steerlib.study import capable

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from steerlib.model.generate import METHODS, Method
 from steerlib.model.layout import Layout, SlotPositions
+from steerlib.model.methods import METHODS, Method
 
 LAYOUTS = (
     Layout(),

@@ -11,8 +11,8 @@ from typing import Sequence
 
 from steerlib.config import TrainConfig, ValidationConfig
 from steerlib.model.backbone import Backbone
-from steerlib.model.generate import METHODS, Method
 from steerlib.model.layout import Layout, SlotPositions
+from steerlib.model.methods import METHODS, Method
 from steerlib.model.tokens import SteeringTokens
 from steerlib.presets import Preset
 from steerlib.study.position.runs import note_cost

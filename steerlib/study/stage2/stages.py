@@ -13,7 +13,8 @@ import pandas as pd
 from steerlib.errors import ConfigError
 from steerlib.evaluation.evaluate import evaluate
 from steerlib.model.backbone import Backbone
-from steerlib.model.generate import METHODS, SteeredModel
+from steerlib.model.generate import SteeredModel
+from steerlib.model.methods import METHODS
 from steerlib.model.tokens import SteeringTokens
 from steerlib.presets import Preset
 from steerlib.storage import write_text
