@@ -23,7 +23,7 @@ from steerlib.model.layout import Layout
 from steerlib.model.methods import Method
 from steerlib.model.tokens import SteeringTokens
 from steerlib.presets import Preset
-from steerlib.storage import write_text
+from steerlib.storage import lock, write_text
 from steerlib.study.position.selection import seen_pairs, selection_records
 from steerlib.study.position.variants import (
     DISPLACE,
@@ -52,10 +52,12 @@ def read_costs(folder: Path) -> dict:
 
 
 def note_cost(folder: Path, variant: str, kind: str, seconds: float) -> None:
-    """Keep a variant's measured cost; a run that reused its records leaves the first figure."""
-    costs = read_costs(folder)
-    costs.setdefault(variant, {})[kind] = round(seconds, 1)
-    write_text(folder / COSTS, json.dumps(costs, indent=1, sort_keys=True) + "\n")
+    """Keep a variant's measured cost; a run that reused its records leaves the first figure.
+    Read and written under the file's lock: runs side by side note their costs in turn."""
+    with lock(folder / COSTS):
+        costs = read_costs(folder)
+        costs.setdefault(variant, {})[kind] = round(seconds, 1)
+        write_text(folder / COSTS, json.dumps(costs, indent=1, sort_keys=True) + "\n")
 
 
 def selection_file(folder: Path, variant: str) -> Path:

@@ -93,7 +93,11 @@ def beats_today(search: pd.DataFrame, name: str) -> bool:
     generation: then its ``<and>`` ships as the default (PLAN.md)."""
     today = search[search["candidate"] == TODAY].iloc[0]
     best = search[search["candidate"] == name].iloc[0]
-    return best["joint"] >= today["joint"] + 100 / today["n"] - 1e-9
+
+    def passed(row) -> int:  # counted from the rounded rate: generations, not points
+        return round(row["joint"] * row["n"] / 100)
+
+    return bool(passed(best) >= passed(today) + 1)
 
 
 def write_search(folder: Path, search: pd.DataFrame) -> None:
