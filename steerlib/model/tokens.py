@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
+from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -37,7 +38,26 @@ from steerlib.storage import save_safetensors, write_text
 
 FORMAT = "steerlib.tokens/1"
 PRETRAINED_FILE = "tokens_smollm2_135m.safetensors"
-"""Behavior tokens and <and> trained for the embedded model, shipped in the package."""
+"""Behavior tokens and <and> trained for the embedded model by the cpu preset, read in the
+paper's layout, shipped in the package (``Pack.PAPER``; the training caches reuse it)."""
+
+
+class Pack(StrEnum):
+    """The token packs shipped for the embedded model (``SteeringTokens.pretrained``)."""
+
+    DEFAULT = "default"
+    """The best composition measured on the embedded model: the paper pack's behavior
+    tokens with the stage-2 study's ``<and>``, read in the position study's layout
+    (``shared+isolate``): ``results/cpu/stage2/`` says which ``<and>`` and why."""
+    PAPER = "paper"
+    """The cpu preset's stage 1 and stage 2 in the paper's layout (chapters 1-3)."""
+
+
+PACK_FILES = {
+    Pack.DEFAULT: "pack_smollm2_135m.safetensors",
+    Pack.PAPER: PRETRAINED_FILE,
+}
+"""Each shipped pack's file in ``steerlib/data``."""
 WEIGHTS_FILE = "tokens.safetensors"
 """The vectors in a ``save_pretrained`` folder (or Hub repo)."""
 CARD_FILE = "README.md"
@@ -386,13 +406,22 @@ class SteeringTokens:
         return cls.load_file(path, backbone)
 
     @classmethod
-    def pretrained(cls, backbone: Backbone) -> SteeringTokens:
-        """The tokens shipped with steerlib for the embedded model."""
-        return cls.load_file(_shipped_path(), backbone=backbone)
+    def pretrained(
+        cls, backbone: Backbone, pack: Pack | str = Pack.DEFAULT
+    ) -> SteeringTokens:
+        """A token pack shipped with steerlib for the embedded model, read in the layout
+        it was measured in: ``"default"`` (the best composition measured) or ``"paper"``
+        (the paper's layout, as chapters 1-3 train and measure it)."""
+        try:
+            pack = Pack(pack)
+        except ValueError:
+            allowed = ", ".join(repr(p.value) for p in Pack)
+            raise ConfigError(f"no shipped pack {pack!r}; packs: {allowed}") from None
+        return cls.load_file(_shipped_path(PACK_FILES[pack]), backbone=backbone)
 
 
-def _shipped_path() -> Path:
-    return Path(str(resources.files("steerlib") / "data" / PRETRAINED_FILE))
+def _shipped_path(name: str = PRETRAINED_FILE) -> Path:
+    return Path(str(resources.files("steerlib") / "data" / name))
 
 
 def _is_token_file(path: Path) -> bool:
