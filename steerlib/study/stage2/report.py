@@ -73,7 +73,9 @@ def search_table(folder: Path, position: Path) -> pd.DataFrame:
                 "note": REFERENCES[ref["variant"]],
             }
         )
-    return pd.DataFrame(rows)
+    columns = ["candidate", "family", "k", "T", "lambda", "ce", "joint", "joint_lo"]
+    columns += ["joint_hi", "first", "second", "gap", "n", "train_s", "eval_s", "note"]
+    return pd.DataFrame(rows).reindex(columns=columns)
 
 
 def winner(search: pd.DataFrame) -> str | None:

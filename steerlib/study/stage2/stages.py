@@ -56,6 +56,10 @@ def run(
     folder = out / FOLDER
     kept = kept_pairs(SteeredModel(bb), tokens, preset, out)[1]
     seen = seen_pairs(kept)
+    if stage == "search":
+        search = report.search_table(folder, out / "position")
+        report.write_search(folder, search)
+        return search
     targets = training_targets(bb, preset, seen)
     if stage == "targets":
         table = targets_table(targets)
