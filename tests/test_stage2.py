@@ -6,7 +6,8 @@ from collections import Counter
 import pandas as pd
 import pytest
 
-from steerlib.config import config_hash, presets
+from steerlib.config import config_hash
+from steerlib.presets import presets
 from steerlib.errors import ConfigError
 from steerlib.study.stage2 import report
 from steerlib.study.stage2.candidates import CANDIDATES, by_name
