@@ -9,13 +9,16 @@
 evaluation, behaviors, prompts and presets. The study code (``study``, ``reports``,
 ``ablations``, ``baselines``, ``plots``, ``geometry``) and the book's ``book`` helpers
 are imported on first use (``st.study``, ``import steerlib.reports``), so the core stays
-quick to import and changes no global settings.
+quick to import. One global setting changes: torch's intra-op threads become 1 unless
+you chose them (``OMP_NUM_THREADS``, or ``torch.set_num_threads`` before or after the
+import); ``steerlib.cores`` says why.
 """
 
 from __future__ import annotations
 
 import importlib
 
+from . import cores  # first: it notes whether torch was imported before steerlib
 from ._version import __version__
 from .config import EvalConfig, TargetConfig, TrainConfig
 from .evaluation.evaluate import evaluate
@@ -28,6 +31,8 @@ from .presets import Preset, presets
 from .tasks import behaviors, prompts
 from .train.compose import train_composition_token
 from .train.distill import train_behavior_token
+
+cores.apply_thread_default()
 
 _ON_USE = {
     "study": "steerlib.study",

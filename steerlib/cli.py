@@ -11,12 +11,13 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 import traceback
 import typing
 from pathlib import Path
 
-from steerlib import distributed
+from steerlib import distributed, launch
 from steerlib.config import Init, Stage2Combos
 from steerlib.errors import ConfigError, SteerlibError
 from steerlib.tasks import behaviors as B
@@ -417,12 +418,15 @@ def build_parser() -> argparse.ArgumentParser:
             help="override a preset field, e.g. stage1.batch_size=4 (repeatable; checked)",
         )
 
-    def command(name, fn, help, model=True, preset_help=None):
-        """A study subcommand: --model (unless ``model=False``), --preset and --set, then its own."""
+    def command(name, fn, help, model=True, preset_help=None, workers=False):
+        """A study subcommand: --model (unless ``model=False``), --preset and --set,
+        --workers (with ``workers=True``: many generations or training steps), then its own."""
         sp = sub.add_parser(name, parents=[common], help=help)
         if model:
             model_args(sp)
         preset_args(sp, **({"help": preset_help} if preset_help else {}))
+        if workers:
+            launch.add_workers_argument(sp)
         sp.set_defaults(fn=fn)
         return sp
 
@@ -474,7 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
         preset_help="prompts and lengths of this preset; writes its results folder",
     )
 
-    sp = command("train", cmd_train, "stage 1: train behavior tokens")
+    sp = command("train", cmd_train, "stage 1: train behavior tokens", workers=True)
     sp.add_argument("--behaviors", nargs="+", default=["all"], help="'all' or names")
     sp.add_argument(
         "--out",
@@ -483,7 +487,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--retrain", action="store_true", help="ignore cached tokens")
 
-    sp = command("compose", cmd_compose, "stage 2: train <and> on top of a token file")
+    sp = command(
+        "compose",
+        cmd_compose,
+        "stage 2: train <and> on top of a token file",
+        workers=True,
+    )
     sp.add_argument(
         "--tokens",
         required=True,
@@ -506,7 +515,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--retrain", action="store_true")
 
-    sp = command("evaluate", cmd_evaluate, "evaluate compositions (paper protocol)")
+    sp = command(
+        "evaluate", cmd_evaluate, "evaluate compositions (paper protocol)", workers=True
+    )
     sp.add_argument("--tokens", default=None, help=TOKENS_HELP)
     sp.add_argument(
         "--methods",
@@ -540,6 +551,7 @@ def build_parser() -> argparse.ArgumentParser:
         "capable",
         cmd_capable,
         "the capable-pairs study: pairs chosen on validation, paired tests",
+        workers=True,
     )
     sp.add_argument(
         "--baselines",
@@ -553,6 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
         "ablations",
         cmd_ablations,
         "stage-2 ablations: no <and>, init, lambda, 2 vs 2+3 (resumable)",
+        workers=True,
     )
     sp.add_argument(
         "--which",
@@ -576,6 +589,7 @@ def build_parser() -> argparse.ArgumentParser:
         "position",
         cmd_position,
         "the position study (results/<preset>/position/PLAN.md), one stage",
+        workers=True,
     )
     sp.add_argument(
         "--stage",
@@ -615,6 +629,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_reproduce,
         "stage 1, stage 2, evaluation, tables and figures (resumable)",
         model=False,
+        workers=True,
     )
     sp.add_argument(
         "--out",
@@ -643,20 +658,33 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S"
     )
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     try:
+        workers = launch.workers_wanted(args)
+        if workers > 1:  # the same command in that many processes, which run the rest
+            return launch.run_workers(workers, ["-m", "steerlib", *argv])
         distributed.init()  # under torchrun: join the other processes (a no-op otherwise)
+        if not distributed.is_main():
+            _quiet()
         args.fn(args)
     except USER_ERRORS as err:
         if getattr(args, "debug", False):
             traceback.print_exc()
-        else:
+        elif not launch.record_worker_error(one_line(err)):
             print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
     except Exception:  # noqa: BLE001 - a bug: shown whole, never as a one-line "error"
         traceback.print_exc()
         return 1
     return 0
+
+
+def _quiet() -> None:
+    """In a process other than rank 0: no tables on stdout and no progress messages
+    (rank 0 prints them once); warnings and errors still show."""
+    sys.stdout = open(os.devnull, "w")  # for the rest of the process
+    logging.getLogger("steerlib").setLevel(logging.WARNING)
 
 
 USER_ERRORS = (SteerlibError, OSError)

@@ -16,6 +16,18 @@ process computes:
 
 The backend is NCCL on CUDA and gloo on CPUs. Outside torchrun (or with one process)
 every function here is the identity, so single-process code paths are unchanged.
+``--workers`` (``steerlib.launch``) starts the processes for the user.
+
+Why torch.distributed and not accelerate (installed for transformers' GGUF loading):
+its ``PartialState``, ``split_between_processes`` and ``gather_object`` would replace
+``init``, ``shard`` and ``gather`` (20 lines), but ``PartialState()`` on a CPU-only
+torch under torchrun reports one process (``DistributedType.NO``: every rank would do
+all the work and write every file) unless told ``cpu=True``, which on a machine with a
+GPU means CPU; in its multi-CPU mode it sets torch's threads itself (physical cores /
+processes, against ``steerlib.cores``), may pick MPI over gloo and rewrites ``RANK``
+and ``WORLD_SIZE``; and ``import accelerate.state`` takes seconds. The rest of this
+module (one writer under a file lock, the flat gradient all-reduce with absent
+gradients as zeros) has no counterpart there.
 """
 
 from __future__ import annotations
@@ -23,7 +35,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from typing import Callable, Iterator, Sequence, TypeVar
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist

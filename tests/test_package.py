@@ -101,7 +101,16 @@ def test_version_is_the_packaging_version():
 
 
 LAYERS = [
-    {"_version", "errors", "paths", "storage", "guard", "distributed"},
+    {
+        "_version",
+        "cores",
+        "errors",
+        "paths",
+        "storage",
+        "guard",
+        "distributed",
+        "launch",
+    },
     {"config"},
     {"tasks"},
     {"model"},
