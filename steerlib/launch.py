@@ -31,19 +31,29 @@ import sys
 from collections.abc import Iterator, Sequence
 
 from steerlib.cores import usable_cores
+from steerlib.errors import ConfigError
 
 log = logging.getLogger("steerlib")
 
-LAUNCHED = "STEERLIB_WORKERS"
+WORKERS = "STEERLIB_WORKERS"
+"""An environment variable that sets the default of ``--workers`` (e.g. 1: every
+command in its own process, as before)."""
+LAUNCHED = "STEERLIB_LAUNCHED"
 """Set in the environment of the workers ``run_workers`` starts (to their number)."""
 USER_ERROR = 2
 """A worker's exit code for an error it explained (``cli.USER_ERRORS``)."""
 
 
 def default_workers() -> int:
-    """One process per usable core on a CPU; one on a machine with a CUDA GPU."""
+    """``$STEERLIB_WORKERS`` when set; else one process per usable core on a CPU, one
+    on a machine with a CUDA GPU."""
     import torch
 
+    if os.environ.get(WORKERS):
+        try:
+            return _count(os.environ[WORKERS])
+        except argparse.ArgumentTypeError as err:
+            raise ConfigError(f"${WORKERS}: {err}") from None
     return 1 if torch.cuda.is_available() else usable_cores()
 
 
@@ -66,8 +76,8 @@ def add_workers_argument(parser: argparse.ArgumentParser) -> None:
         type=_count,
         default=None,
         metavar="N",
-        help="processes that share the work, one thread each (default: one per usable "
-        "core on a CPU, 1 on a GPU; 1: this process alone)",
+        help="processes that share the work, one thread each (default: $STEERLIB_WORKERS, "
+        "else one per usable core on a CPU, 1 on a GPU; 1: this process alone)",
     )
 
 

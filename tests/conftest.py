@@ -7,8 +7,10 @@ import steerlib as st
 
 @pytest.fixture(autouse=True)
 def _artifacts(tmp_path, monkeypatch):
-    """Every test writes its caches into its own temporary folder, never the repo."""
+    """Every test writes its caches into its own temporary folder, never the repo; CLI
+    commands run in one process unless a test asks for --workers."""
     monkeypatch.setenv("STEERLIB_ARTIFACTS", str(tmp_path / "artifacts"))
+    monkeypatch.setenv("STEERLIB_WORKERS", "1")
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ from torch.distributed.elastic.multiprocessing.errors import (
 )
 
 from steerlib import cli, launch
+from steerlib.errors import ConfigError
 
 
 def _args(*argv):
@@ -18,7 +19,7 @@ def _args(*argv):
 
 @pytest.fixture
 def outside_torchrun(monkeypatch):
-    for name in ("WORLD_SIZE", launch.LAUNCHED):
+    for name in ("WORLD_SIZE", launch.LAUNCHED, launch.WORKERS):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -28,6 +29,16 @@ def test_default_is_a_process_per_usable_core_on_a_cpu(outside_torchrun, monkeyp
     assert launch.workers_wanted(_args("evaluate")) == 6
     assert launch.workers_wanted(_args("evaluate", "--workers", "1")) == 1
     assert launch.workers_wanted(_args("reproduce", "--workers", "3")) == 3
+
+
+def test_the_environment_sets_the_default(outside_torchrun, monkeypatch):
+    monkeypatch.setattr(launch, "usable_cores", lambda: 6)
+    monkeypatch.setenv(launch.WORKERS, "3")
+    assert launch.workers_wanted(_args("evaluate")) == 3
+    assert launch.workers_wanted(_args("evaluate", "--workers", "2")) == 2
+    monkeypatch.setenv(launch.WORKERS, "0")
+    with pytest.raises(ConfigError, match="STEERLIB_WORKERS"):
+        launch.workers_wanted(_args("evaluate"))
 
 
 def test_default_is_one_process_on_a_gpu(outside_torchrun, monkeypatch):
