@@ -101,16 +101,14 @@ def test_version_is_the_packaging_version():
 
 
 LAYERS = [
-    {
-        "_version",
-        "cores",
-        "errors",
-        "paths",
-        "storage",
-        "guard",
-        "distributed",
-        "launch",
-    },
+    {"_version"},
+    {"cores"},
+    {"errors"},
+    {"paths"},
+    {"storage"},
+    {"guard"},
+    {"distributed"},
+    {"launch"},
     {"config"},
     {"tasks"},
     {"model"},
@@ -121,46 +119,89 @@ LAYERS = [
     {"study"},
     {"cli", "__main__"},
 ]
-"""steerlib's layers, lowest first: a module may import its own layer and those below, never one above."""
+"""steerlib's layers, lowest first, by top-level name: a module may import its own layer
+and those below, never one above. The plumbing modules each have a layer of their
+own, so their order is checked too. Inside a layer (the modules of one subpackage) the
+rule is that no import chain comes back to where it started (``test_no_import_cycle``)."""
 
 
-def _imports() -> dict[str, set[str]]:
-    """Every steerlib module but the package root (which re-exports the public API) -> the
-    steerlib modules it imports (at the top or inside a function)."""
-    graph = {}
+def _sources() -> dict[str, str]:
+    """Every steerlib module but the package root (which re-exports the public API), by
+    dotted name (a package by its own name), -> its source."""
+    out = {}
     for path in PACKAGE.rglob("*.py"):
         parts = path.relative_to(PACKAGE).with_suffix("").parts
-        if parts == ("__init__",):
-            continue
-        name = ".".join(
-            ("steerlib", *parts[:-1], *([] if parts[-1] == "__init__" else parts[-1:]))
-        )
-        package = name if parts[-1] == "__init__" else name.rpartition(".")[0]
+        if parts != ("__init__",):
+            name = ".".join(
+                ("steerlib", *(parts[:-1] if parts[-1] == "__init__" else parts))
+            )
+            out[name] = path.read_text()
+    return out
+
+
+def _packages() -> set[str]:
+    return {
+        ".".join(("steerlib", *p.relative_to(PACKAGE).parent.parts))
+        for p in PACKAGE.rglob("__init__.py")
+    }
+
+
+IMPORT_FUNCTIONS = {"import_module", "__import__"}
+"""Calls that import by name (``importlib.import_module``, ``__import__``)."""
+
+
+def _imports(sources: dict[str, str]) -> tuple[dict[str, set[str]], list[str]]:
+    """The import graph: module -> the steerlib modules it imports, at the top, inside a
+    function, or by name through ``importlib.import_module`` / ``__import__``; and the
+    by-name imports whose name is not a literal (they cannot be checked, so they are
+    refused unless the name plainly lies outside steerlib)."""
+    packages = _packages()
+    graph, unresolved = {}, []
+
+    def module_of(name: str) -> str:
+        """``name`` when it is a module or package, else its parent (a name defined in one)."""
+        return name if name in sources or name in packages else name.rpartition(".")[0]
+
+    for name, text in sources.items():
+        package = name if name in packages else name.rpartition(".")[0]
         found = set()
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(ast.parse(text)):
             if isinstance(node, ast.ImportFrom):
                 base = node.module or ""
                 if node.level:
                     up = package.split(".")[: len(package.split(".")) - node.level + 1]
                     base = ".".join([*up, *filter(None, [base])])
-                for alias in node.names:
-                    found.add(
-                        f"{base}.{alias.name}"
-                        if _is_module(f"{base}.{alias.name}")
-                        else base
-                    )
+                found |= {module_of(f"{base}.{a.name}") for a in node.names}
             elif isinstance(node, ast.Import):
-                found.update(a.name for a in node.names)
+                found |= {a.name for a in node.names}
+            elif isinstance(node, ast.Call) and node.args:
+                func = node.func
+                called = (
+                    func.attr
+                    if isinstance(func, ast.Attribute)
+                    else getattr(func, "id", "")
+                )
+                if called not in IMPORT_FUNCTIONS:
+                    continue
+                arg = node.args[0]
+                if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                    target = arg.value
+                    if target.startswith("."):
+                        up = package.split(".")[
+                            : len(package.split("."))
+                            - (len(target) - len(target.lstrip(".")))
+                            + 1
+                        ]
+                        target = ".".join([*up, target.lstrip(".")])
+                    found.add(module_of(target))
+                elif not (
+                    isinstance(arg, ast.JoinedStr)
+                    and isinstance(arg.values[0], ast.Constant)
+                    and not str(arg.values[0].value).startswith(("steerlib", "."))
+                ):
+                    unresolved.append(f"{name}: {ast.unparse(node)}")
         graph[name] = {m for m in found if m.startswith("steerlib.") and m != name}
-    return graph
-
-
-def _is_module(name: str) -> bool:
-    """True when ``name`` is a steerlib module or package (not a name defined in one)."""
-    if not name.startswith("steerlib."):
-        return False
-    path = PACKAGE.joinpath(*name.split(".")[1:])
-    return path.with_suffix(".py").is_file() or path.is_dir()
+    return graph, unresolved
 
 
 def _layer(module: str) -> int:
@@ -168,31 +209,114 @@ def _layer(module: str) -> int:
     return next(i for i, layer in enumerate(LAYERS) if top in layer)
 
 
-def test_no_module_imports_a_higher_layer():
-    graph = _imports()
-    assert set(
-        map(_layer, graph)
-    )  # every module sits in a layer (StopIteration names a new top-level one)
-    upward = {
+def _upward(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(
         f"{m} -> {d}"
         for m, deps in graph.items()
         for d in deps
         if _layer(d) > _layer(m)
-    }
-    assert not upward, sorted(upward)
+    )
 
 
-def test_modules_do_not_import_each_other():
-    """No import cycle between two modules (e.g. a model card and the tokens it describes)."""
-    graph = _imports()
-    cycles = {
-        tuple(sorted((a, b)))
-        for a, deps in graph.items()
-        for b in deps
-        if a in graph.get(b, ())
-        and not (a.startswith(b + ".") or b.startswith(a + "."))
-    }
-    assert not cycles, sorted(cycles)
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import cycles of any length: strongly connected components of more than one
+    module (Tarjan), each sorted."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return sorted(found)
+
+
+def test_every_module_sits_in_a_layer():
+    graph, _ = _imports(_sources())
+    homeless = [
+        m for m in graph if not any(m.split(".")[1] in layer for layer in LAYERS)
+    ]
+    assert not homeless, f"put these top-level names in LAYERS: {homeless}"
+
+
+def test_no_module_imports_a_higher_layer():
+    graph, _ = _imports(_sources())
+    upward = _upward(graph)
+    assert not upward, f"imports of a higher layer: {upward}"
+
+
+def test_no_import_cycle():
+    """No chain of imports, of any length and inside a subpackage too, returns to its start
+    (``card -> tokens -> card``; ``backbone -> decoding -> template -> backbone``)."""
+    graph, _ = _imports(_sources())
+    cycles = _cycles(graph)
+    assert not cycles, f"modules that import each other, through any chain: {cycles}"
+
+
+def test_every_import_by_name_can_be_checked():
+    _, unresolved = _imports(_sources())
+    assert not unresolved, f"imports by a name that is not a literal: {unresolved}"
+
+
+BREAKS = {
+    "paths imports guard (the plumbing order)": (
+        "steerlib.paths",
+        "from steerlib import guard\n",
+        _upward,
+    ),
+    "backbone -> decoding closes a cycle through template": (
+        "steerlib.model.backbone",
+        "from steerlib.model import decoding\n",
+        _cycles,
+    ),
+    "plots -> pipeline closes a cycle through reports": (
+        "steerlib.study.plots",
+        "def f():\n    from steerlib.study import pipeline\n",
+        _cycles,
+    ),
+    "tasks imports study.pipeline by name": (
+        "steerlib.tasks.prompts",
+        'import importlib\nimportlib.import_module("steerlib.study.pipeline")\n',
+        _upward,
+    ),
+    "an import by a computed name": (
+        "steerlib.tasks.prompts",
+        'import importlib\nNAME = "steerlib.study"\nimportlib.import_module(NAME)\n',
+        lambda graph: None,
+    ),
+}
+"""Imports that once passed a weaker version of these checks, and the check that must
+catch each (the last one is caught as unresolved)."""
+
+
+@pytest.mark.parametrize("what", BREAKS)
+def test_the_checks_catch_the_known_breaks(what):
+    module, line, check = BREAKS[what]
+    sources = _sources()
+    clean, unresolved = _imports(sources)
+    assert not check(clean) and not unresolved, "fix the tree first"
+    sources[module] += "\n" + line
+    graph, unresolved = _imports(sources)
+    assert check(graph) or unresolved, f"{what}: not caught"
 
 
 def test_importing_plots_switches_no_matplotlib_backend(monkeypatch):
