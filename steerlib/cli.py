@@ -161,13 +161,51 @@ def _tokens(args, bb):
     return SteeringTokens.from_pretrained(args.tokens, bb)
 
 
-def _write(tokens, out: str) -> Path:
+def _write(tokens, out: str, overwrite: bool = False) -> Path:
     """A bare token file when ``out`` ends in .safetensors, else a ``save_pretrained`` folder."""
     return (
-        tokens.save_file(out)
+        tokens.save_file(out, overwrite=overwrite)
         if out.endswith(".safetensors")
-        else tokens.save_pretrained(out)
+        else tokens.save_pretrained(out, overwrite=overwrite)
     )
+
+
+def _check_write(out: str, bb, keeps: list[str], overwrite: bool) -> None:
+    """Before any training: refuse what ``_write`` would refuse at the end for sure (a
+    file steerlib did not write, another model's tokens, tokens other than ``keeps`` that
+    the new file would drop), so that a refusal costs nothing."""
+    from steerlib.errors import ForeignFileError
+    from steerlib.model.card import CardState, card_state
+    from steerlib.model.tokens import (
+        CARD_FILE,
+        REPLACE_HOW,
+        WEIGHTS_FILE,
+        check_replaceable,
+    )
+
+    if overwrite:
+        return
+    path = Path(out)
+    folder = not out.endswith(".safetensors")
+    if folder and path.exists() and not path.is_dir():
+        raise ForeignFileError(
+            f"--out {out}: a file that is not a .safetensors file; name a .safetensors "
+            f"file or a folder"
+        )
+    old = check_replaceable(
+        path / WEIGHTS_FILE if folder else path, bb.model_id, bb.fingerprint
+    )
+    dropped = [n for n in (old.names if old is not None else ()) if n not in keeps]
+    if dropped:
+        raise ForeignFileError(
+            f"{out} holds {', '.join(f'<{n}>' for n in dropped)}, which the tokens of this "
+            f"run would drop: {REPLACE_HOW}"
+        )
+    if folder and card_state(path / CARD_FILE) is CardState.FOREIGN:
+        raise ForeignFileError(
+            f"{path / CARD_FILE} exists and steerlib did not write it: name another "
+            f"folder, or pass --overwrite"
+        )
 
 
 def cmd_behaviors(args) -> None:
@@ -214,8 +252,9 @@ def cmd_train(args) -> None:
     preset = _preset(args)
     names = B.names() if args.behaviors == ["all"] else args.behaviors
     bb = _backbone(args, preset)
+    _check_write(args.out, bb, names, args.overwrite)
     tokens = train_all_behaviors(bb, preset, names, retrain=args.retrain)
-    if distributed.main_only(_write, tokens, args.out):
+    if distributed.main_only(_write, tokens, args.out, args.overwrite):
         print(f"saved {tokens.names} to {args.out}")
 
 
@@ -228,21 +267,27 @@ def cmd_compose(args) -> None:
     preset = _preset(args)
     bb = _backbone(args, preset)
     tokens = SteeringTokens.from_pretrained(args.tokens, bb)
+    out = args.out or args.tokens
+    _check_write(out, bb, [*tokens.names, "and"], args.overwrite)
     cfg = replace(preset.stage2, init=args.init, orth_weight=args.orth_weight)
     tokens = train_composition_token(
         bb, tokens, cfg, combos=args.combos, retrain=args.retrain
     )
-    if distributed.main_only(_write, tokens, args.out or args.tokens):
+    if distributed.main_only(_write, tokens, out, args.overwrite):
         print(f"saved {tokens.names} to {args.out or args.tokens}")
 
 
 def cmd_evaluate(args) -> None:
-    from steerlib.study.folders import results_dir
+    from steerlib.study.folders import check_out, results_dir
     from steerlib.study.pipeline import composition_eval
 
     preset = _preset(args)
     bb = _backbone(args, preset)
-    out = Path(args.out) if args.out else results_dir(preset, bb) / "evaluate"
+    out = (
+        check_out(args.out, preset, bb, args.overwrite)
+        if args.out
+        else results_dir(preset, bb) / "evaluate"
+    )
     table = composition_eval(bb, _tokens(args, bb), preset, out, methods=args.methods)
     print(table.to_markdown(index=False))
 
@@ -381,7 +426,10 @@ def cmd_reproduce(args) -> None:
         True if args.baselines == [] else (args.baselines or False)
     )  # a bare --baselines: all three
     reproduce(
-        _preset(args), Path(args.out) if args.out else None, with_baselines=baselines
+        _preset(args),
+        Path(args.out) if args.out else None,
+        with_baselines=baselines,
+        overwrite=args.overwrite,
     )
 
 
@@ -442,6 +490,14 @@ def build_parser() -> argparse.ArgumentParser:
             help="allow model code from the hub (off by default)",
         )
 
+    def overwrite_arg(sp):
+        sp.add_argument(
+            "--overwrite",
+            action="store_true",
+            help="let --out replace files steerlib did not write, another model's or "
+            "config's results, or tokens the new file would drop (refused otherwise)",
+        )
+
     sp = sub.add_parser(
         "behaviors",
         parents=[common],
@@ -486,6 +542,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a .safetensors file, or a folder with a model card",
     )
     sp.add_argument("--retrain", action="store_true", help="ignore cached tokens")
+    overwrite_arg(sp)
 
     sp = command(
         "compose",
@@ -511,9 +568,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--orth-weight", type=float, default=0.5, help="lambda of L_orth")
     sp.add_argument(
-        "--out", default=None, help="output token file (default: overwrite --tokens)"
+        "--out",
+        default=None,
+        help="output token file (default: --tokens, which keeps its tokens and gains <and>)",
     )
     sp.add_argument("--retrain", action="store_true")
+    overwrite_arg(sp)
 
     sp = command(
         "evaluate", cmd_evaluate, "evaluate compositions (paper protocol)", workers=True
@@ -531,6 +591,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="records and tables folder (default: the run's results folder, steerlib.study.folders.results_dir, "
         "/evaluate)",
     )
+    overwrite_arg(sp)
 
     sp = command(
         "targets-compare",
@@ -644,6 +705,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="also train and evaluate baselines: caa lm_steer lora_dare (no names: all three)",
     )
+    overwrite_arg(sp)
     return p
 
 

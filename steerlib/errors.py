@@ -17,6 +17,11 @@ class ConfigError(SteerlibError, ValueError):
     """A config value outside what it allows (a zero batch size, a non-finite lr, ...)."""
 
 
+class WrongTypeError(SteerlibError, TypeError):
+    """An argument of the wrong kind (``register`` given something that is not a
+    ``Behavior``, a checker that is not a function); the message says what is expected."""
+
+
 class UnknownNameError(SteerlibError, KeyError):
     """A behavior, token or baseline name that is not known; the message lists the known ones."""
 
@@ -63,6 +68,11 @@ class ModelNotFoundError(SteerlibError, FileNotFoundError):
     """A model that is neither a local folder or file nor a hub id available offline."""
 
 
+class TokensNotFoundError(SteerlibError, FileNotFoundError):
+    """Steering tokens that are neither a local folder or file nor a Hub repo that could be
+    fetched (a mistyped folder, a malformed repo id, no network)."""
+
+
 class StorageError(SteerlibError, OSError):
     """A write failed (disk full, read-only, no permission); the message names the path.
     The artifact that was there before, if any, is intact."""
@@ -79,6 +89,7 @@ class HubCredentialsError(SteerlibError, PermissionError):
 __all__ = [
     "SteerlibError",
     "ConfigError",
+    "WrongTypeError",
     "PromptError",
     "TokenFileError",
     "RecordsError",
@@ -88,6 +99,7 @@ __all__ = [
     "ConcurrentRunError",
     "ModelNotFoundError",
     "StorageError",
+    "TokensNotFoundError",
     "UnknownNameError",
     "TooFewTargetsError",
     "ForeignFileError",

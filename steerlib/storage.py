@@ -107,11 +107,17 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 def save_safetensors(
     tensors: dict, path: str | os.PathLike, metadata: dict[str, str] | None = None
 ) -> Path:
-    """``safetensors.torch.save_file`` through ``atomic_path``."""
+    """``safetensors.torch.save_file`` through ``atomic_path``; its own write error
+    (``SafetensorError: Error while serializing: I/O error: No space left on device``)
+    becomes a ``StorageError`` naming ``path`` like any ``OSError``."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+    try:
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata=metadata)
+    except SafetensorError as err:
+        raise StorageError(f"cannot write {path}: {err}") from err
     return Path(path)
 
 

@@ -343,7 +343,7 @@ def test_disk_full_while_saving_tokens_names_the_path_and_keeps_the_old_file(
     _tokens(1.0).save(path)
     monkeypatch.setattr("safetensors.torch.save_file", _disk_full_after(100))
     with pytest.raises(StorageError, match="tokens.safetensors") as err:
-        _tokens(2.0).save(path)
+        _tokens(2.0).save_file(path, overwrite=True)
     assert err.value.errno == errno.ENOSPC
     assert SteeringTokens.load_file(path)["french"][0] == 1.0  # the old file is intact
     assert [p.name for p in tmp_path.iterdir()] == [
@@ -927,7 +927,8 @@ def test_results_of_another_model_or_preset_are_never_overwritten(
 ):
     """``--set name=cpu`` on the smoke preset and ``--model tiny`` on the cpu preset leave a
     checkout's committed results/cpu byte for byte: each run gets a folder of its own under
-    the artifacts, named from its model id and fingerprint. A name that is a path is refused."""
+    the artifacts, named by its config hash (and the model's id and fingerprint where the
+    model is not the preset's). A name that is a path is refused."""
     from steerlib import paths
 
     checkout = tmp_path / "checkout"
@@ -952,8 +953,9 @@ def test_results_of_another_model_or_preset_are_never_overwritten(
         capsys, "teacher-compliance", "--preset", "cpu", "--model", "tiny", *small
     ) == (0, "")
     assert _snapshot(checkout) == before
-    made = [p.name for p in (tmp_path / "artifacts" / "results").iterdir()]
-    assert len(made) == 1 and made[0].startswith("cpu--tiny-llama-2x64-seed0-"), made
+    made = sorted(p.name for p in (tmp_path / "artifacts" / "results").iterdir())
+    assert len(made) == 2 and all(m.startswith("cpu--") for m in made), made
+    assert sum("--tiny-llama-2x64-seed0-" in m for m in made) == 1, made
     for name in ("../..", "/tmp/x", "a/b", ""):
         code, err = _cli(
             capsys, "teacher-compliance", "--preset", "smoke", "--set", f"name={name}"

@@ -125,7 +125,7 @@ def test_folder_without_token_file_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no tokens.safetensors"):
         st.SteeringTokens.from_pretrained(tmp_path)
     with pytest.raises(
-        FileNotFoundError, match="neither a folder, a token file nor a Hub repo id"
+        FileNotFoundError, match="no folder or file .* and it is not a Hub repo id"
     ):
         st.SteeringTokens.from_pretrained(tmp_path / "missing" / "deeper")
 

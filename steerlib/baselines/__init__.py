@@ -27,6 +27,16 @@ from .lora_dare import LoRAConfig, LoRADare, train_lora
 BASELINES = ("caa", "lm_steer", "lora_dare")
 
 
+def check_names(names: Sequence[str]) -> None:
+    """A ``ConfigError`` naming the unknown ones when ``names`` are not all baselines:
+    checked before any work (``reproduce --baselines``, a preset's ``baseline_lr``)."""
+    unknown = sorted(set(names) - set(BASELINES))
+    if unknown:
+        raise ConfigError(
+            f"unknown baseline(s) {unknown}; choose from {', '.join(BASELINES)}"
+        )
+
+
 def train_baselines(
     bb: Backbone,
     names: Sequence[str],
@@ -47,11 +57,7 @@ def train_baselines(
     rate of every run of that method. CAA draws its prompts with ``cfg.seed``. Each is
     cached per behavior; an interrupted run resumes from its checkpoint.
     """
-    unknown = (set(which) | set(lr or {})) - set(BASELINES)
-    if unknown:
-        raise ConfigError(
-            f"unknown baseline(s) {sorted(unknown)}; choose from {BASELINES}"
-        )
+    check_names([*which, *(lr or {})])
     cfg = cfg or TrainConfig()
 
     def runs(method: str) -> tuple[TrainConfig, Mapping[str, TrainConfig] | None]:
@@ -78,6 +84,7 @@ def train_baselines(
 
 __all__ = [
     "BASELINES",
+    "check_names",
     "Baseline",
     "CAA",
     "CAAConfig",

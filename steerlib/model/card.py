@@ -12,12 +12,17 @@ The card reads the token file's metadata (``SteeringTokens.metadata()``), not th
 
 from __future__ import annotations
 
+import enum
+import hashlib
+import html
 import itertools
+import json
 import re
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from huggingface_hub import ModelCard, ModelCardData
+import yaml
+from huggingface_hub import ModelCardData
 
 from steerlib._version import __version__
 from steerlib.model.backbone import EMBEDDED_ID
@@ -26,6 +31,22 @@ from steerlib.tasks import behaviors as B
 LIBRARY = "steerlib"
 """The card's ``library_name``: how a folder's README.md is recognised as one steerlib wrote."""
 _REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+STAMP = "<!-- steerlib card sha256:{} -->"
+"""The card's last line: a digest of the text above it, so that a card someone edited
+after steerlib wrote it is recognised (and kept) instead of replaced."""
+_STAMPED = re.compile(r"\n<!-- steerlib card sha256:([0-9a-f]{64}) -->\n?\Z")
+HEADINGS = ("# Steering tokens for ", "## How each token was trained", "## Usage")
+"""The headings steerlib's card has (how a card written before the stamp is told apart
+from one someone added sections to)."""
+
+
+class CardState(enum.Enum):
+    """What a folder's README.md is to ``save_pretrained``."""
+
+    MISSING = "missing"
+    OURS = "written by steerlib, unchanged"
+    EDITED = "written by steerlib, then edited"
+    FOREIGN = "not steerlib's"
 
 
 def model_card(
@@ -43,22 +64,22 @@ def model_card(
         tags=[LIBRARY, "steering-tokens"],
         base_model=base if _REPO_ID.match(base) else None,
     )
-    listed = ", ".join(f"`<{n}>`" for n in names) or "none"
+    listed = ", ".join(_code_cell(f"<{n}>") for n in names) or "none"
     lines = [
         "---",
         data.to_yaml(),
         "---",
         "",
-        f"# Steering tokens for {base}",
+        f"# Steering tokens for {_text(base)}",
         "",
-        f"{len(names)} steering tokens made with steerlib {__version__}. Each is one {meta['hidden_size']}-dim "
+        f"{len(names)} steering tokens made with steerlib {__version__}. Each is one {int(meta['hidden_size'])}-dim "
         "vector in the model's input-embedding space that takes the place of a word after the question; "
         "`<and>`, where present, composes behavior tokens (arXiv 2601.05062).",
         "",
         "| | |",
         "|---|---|",
-        f"| model | `{model_id}` |",
-        f"| embedding fingerprint | `{meta['fingerprint']}` (loading checks it) |",
+        f"| model | {_code_cell(model_id)} |",
+        f"| embedding fingerprint | {_code_cell(meta['fingerprint'])} (loading checks it) |",
         f"| tokens | {listed} |",
         "",
         "## How each token was trained",
@@ -75,7 +96,7 @@ def model_card(
     load = (
         "st.load_backbone()"
         if model_id == EMBEDDED_ID
-        else f'st.load_backbone("{base}")'
+        else f"st.load_backbone({_py(base)})"
     )
     lines += [
         "",
@@ -85,21 +106,69 @@ def model_card(
         "import steerlib as st",
         "",
         f"bb = {load}",
-        f'tokens = st.SteeringTokens.from_pretrained("{repo_id}", backbone=bb)',
+        f"tokens = st.SteeringTokens.from_pretrained({_py(repo_id)}, backbone=bb)",
         "sm = st.SteeredModel(bb, tokens)",
-        f'print(sm.generate("Why is the sky blue? {_example(names)}", max_new_tokens=128))',
+        f"print(sm.generate({_py('Why is the sky blue? ' + _example(names))}, "
+        "max_new_tokens=128))",
         "```",
         "",
     ]
-    return "\n".join(lines)
+    text = "\n".join(lines)
+    return text + STAMP.format(_sha(text)) + "\n"
 
 
-def is_steerlib_card(path: Path) -> bool:
-    """True when ``path`` is a model card steerlib wrote (its metadata names steerlib)."""
+def _py(value) -> str:
+    """``value`` as a Python string literal (a JSON string is one: every quote, backslash
+    and control character escaped), so that nothing in it runs when the snippet is pasted."""
+    return json.dumps(str(value))
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _text(value) -> str:
+    """``value`` as inert markdown text on one line: HTML escaped, table pipes escaped."""
+    one = " ".join(str(value).split())
+    return html.escape(one, quote=False).replace("|", "\\|")
+
+
+def _code_cell(value) -> str:
+    """``value`` as inline code in a table cell: one line, no backticks or pipes that
+    could end the code span or the cell."""
+    one = " ".join(str(value).split()).replace("`", "'").replace("|", "/")
+    return f"`{one}`"
+
+
+def card_state(path: Path) -> CardState:
+    """What ``path`` (a folder's README.md) is: missing, steerlib's card unchanged or
+    edited since, or a file steerlib did not write. Its metadata block is read with
+    ``yaml.safe_load`` (never executing a tag); bad YAML is not steerlib's.
+
+    A card without the stamp (written before steerlib stamped its cards) counts as
+    unchanged when it has only steerlib's headings and nothing after its usage snippet.
+    """
+    if not path.exists():
+        return CardState.MISSING
     try:
-        return ModelCard.load(path).data.library_name == LIBRARY
-    except (OSError, ValueError):  # unreadable, or metadata that is not YAML: not ours
-        return False
+        text = path.read_text(encoding="utf-8")
+        meta = (
+            yaml.safe_load(text.split("---", 2)[1]) if text.startswith("---") else None
+        )
+    except (OSError, UnicodeDecodeError, IndexError, yaml.YAMLError):
+        return CardState.FOREIGN
+    if not isinstance(meta, dict) or meta.get("library_name") != LIBRARY:
+        return CardState.FOREIGN
+    stamped = _STAMPED.search(text)
+    if stamped:
+        body = text[: stamped.start() + 1]
+        return CardState.OURS if _sha(body) == stamped.group(1) else CardState.EDITED
+    headings = [line for line in text.splitlines() if line.startswith("#")]
+    ours = len(headings) == len(HEADINGS) and all(
+        h.startswith(want) for h, want in zip(headings, HEADINGS)
+    )
+    after_usage = text.rstrip().endswith("```")
+    return CardState.OURS if ours and after_usage else CardState.EDITED
 
 
 def _row(name: str, info: dict, rate: tuple[float, int] | None) -> str:
@@ -115,10 +184,10 @@ def _row(name: str, info: dict, rate: tuple[float, int] | None) -> str:
         if "steps" in info and "batch_size" in cfg
         else "-"
     )
-    loss = f"{info['final_loss']:.3f}" if "final_loss" in info else "-"
+    loss = f"{float(info['final_loss']):.3f}" if "final_loss" in info else "-"
     passed = f"{rate[0]:.1f}% of {rate[1]}" if rate and rate[1] else "not measured"
     cells = [
-        f"`<{name}>`",
+        _code_cell(f"<{name}>"),
         info.get("stage", "-"),
         info.get("init", "-"),
         targets,
@@ -128,7 +197,7 @@ def _row(name: str, info: dict, rate: tuple[float, int] | None) -> str:
         loss,
         passed,
     ]
-    return "| " + " | ".join(str(c) for c in cells) + " |"
+    return "| " + " | ".join([cells[0], *(_text(c) for c in cells[1:])]) + " |"
 
 
 def _example(names: Sequence[str]) -> str:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import re
 import warnings
 from enum import StrEnum
 from importlib import resources
@@ -28,13 +30,16 @@ from steerlib.errors import (
     HubCredentialsError,
     NonFiniteVectorError,
     TokenFileError,
+    TokensNotFoundError,
     UnknownNameError,
 )
 from steerlib.model.layout import DEFAULT as DEFAULT_LAYOUT
 from steerlib.model.layout import Layout
 from steerlib.model.backbone import Backbone
-from steerlib.model.card import is_steerlib_card, model_card
-from steerlib.storage import save_safetensors, write_text
+from steerlib.model.card import CardState, card_state, model_card
+from steerlib.storage import save_safetensors, storage_errors, write_text
+
+log = logging.getLogger("steerlib")
 
 FORMAT = "steerlib.tokens/1"
 PRETRAINED_FILE = "tokens_smollm2_135m.safetensors"
@@ -199,25 +204,42 @@ class SteeringTokens:
         on ``n`` held-out prompts, where known, for the card; ``repo_id`` names the repository
         in the card's usage snippet (default: the folder's name).
 
-        Only those two files are written; anything else in the folder is left as it is. A
-        token file or card that steerlib wrote is replaced; any other file of those names
-        (your own README.md) is refused with a ``ForeignFileError`` naming it, unless
-        ``overwrite=True``.
+        Only those two files are written; anything else in the folder is left as it is.
+        ``tokens.safetensors`` is replaced only as ``save_file`` replaces a file; a
+        ``README.md`` that steerlib did not write (no steerlib metadata) is refused, and a
+        card steerlib wrote that someone edited since is kept as it is (a log line says
+        so), each unless ``overwrite=True``. Every refusal is a ``ForeignFileError``
+        naming the file, raised before anything is written.
         """
         folder = Path(folder)
         weights, card = folder / WEIGHTS_FILE, folder / CARD_FILE
+        if folder.exists() and not folder.is_dir():
+            raise ForeignFileError(
+                f"{folder} is a file, not a folder; save_pretrained writes a folder "
+                f"(save_file writes a bare .safetensors file)"
+            )
+        text = model_card(self.metadata(), repo_id or folder.name, pass_rates)
+        keep_card = False
         if not overwrite:
-            for path, ours in ((weights, _is_token_file), (card, is_steerlib_card)):
-                if path.exists() and not ours(path):
-                    raise ForeignFileError(
-                        f"{path} exists and steerlib did not write it; save_pretrained would "
-                        f"replace it: save to another folder, or pass overwrite=True"
-                    )
-        folder.mkdir(parents=True, exist_ok=True)
-        self.save_file(weights)
-        write_text(
-            card, model_card(self.metadata(), repo_id or folder.name, pass_rates)
-        )
+            self._check_replace(weights)
+            state = card_state(card)
+            if state is CardState.FOREIGN:
+                raise ForeignFileError(
+                    f"{card} exists and steerlib did not write it; save_pretrained would "
+                    f"replace it: save to another folder, or pass overwrite=True"
+                )
+            keep_card = state is CardState.EDITED
+        with storage_errors(folder):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.save_file(weights, overwrite=True)
+        if keep_card:
+            log.warning(
+                "%s was edited after steerlib wrote it: kept as it is (pass "
+                "overwrite=True to replace it with the card of these tokens)",
+                card,
+            )
+        else:
+            write_text(card, text)
         return folder
 
     @classmethod
@@ -240,19 +262,35 @@ class SteeringTokens:
             return cls.load_file(path, backbone)
         if path.is_dir():
             if not (path / WEIGHTS_FILE).is_file():
-                raise FileNotFoundError(
+                raise TokensNotFoundError(
                     f"{path} has no {WEIGHTS_FILE}; save_pretrained writes one"
                 )
             return cls.load_file(path / WEIGHTS_FILE, backbone)
-        if str(source).count("/") != 1 or str(source).startswith((".", "/", "~")):
-            raise FileNotFoundError(
-                f"{source!r} is neither a folder, a token file nor a Hub repo id ('org/name')"
-            )
         from huggingface_hub import snapshot_download
+        from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-        folder = snapshot_download(
-            str(source), revision=revision, allow_patterns=[WEIGHTS_FILE, CARD_FILE]
-        )
+        nothing_here = f"there is no folder or file {str(source)!r} here ({Path.cwd()})"
+        try:
+            if str(source).count("/") != 1 or str(source).startswith((".", "/", "~")):
+                raise HFValidationError("a Hub repo id is 'org/name'")
+            validate_repo_id(str(source))
+        except HFValidationError as err:
+            raise TokensNotFoundError(
+                f"{nothing_here}, and it is not a Hub repo id ({one_line(err)}): pass a "
+                f"token folder, a .safetensors file or 'org/name'"
+            ) from None
+        try:
+            folder = snapshot_download(
+                str(source),
+                revision=revision,
+                allow_patterns=[WEIGHTS_FILE, CARD_FILE],
+            )
+        except Exception as err:  # noqa: BLE001 - any failure to fetch: offline, no repo, DNS
+            raise TokensNotFoundError(
+                f"{nothing_here}, and the Hub could not provide a repo of that name "
+                f"({type(err).__name__}: {one_line(err)[:120]}); check the folder's name, "
+                f"or the repo id and the network (HF_HUB_OFFLINE=1 reads the local cache only)"
+            ) from None
         return cls.load_file(Path(folder) / WEIGHTS_FILE, backbone)
 
     def push_to_hub(
@@ -290,12 +328,19 @@ class SteeringTokens:
             )
         return str(getattr(info, "commit_url", info))
 
-    def save_file(self, path: str | Path) -> Path:
+    def save_file(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """One safetensors file: ``token/<name>`` vectors, ``loss/<name>`` curves, JSON metadata.
 
         What the training caches write; ``save_pretrained`` adds the model card around it.
+        An existing file is replaced only when nothing in it is lost: a steerlib token file
+        of the same model whose every token this set holds with the same vector (and
+        layout); anything else (not a token file, another model's tokens, a token this set
+        drops or changes) is refused with a ``ForeignFileError`` naming it, unless
+        ``overwrite=True``.
         """
         path = Path(path)
+        if not overwrite:
+            self._check_replace(path)
         tensors = {f"token/{n}": v.contiguous() for n, v in self.vectors.items()}
         tensors.update(
             {
@@ -308,6 +353,22 @@ class SteeringTokens:
         return save_safetensors(
             tensors, path, metadata={"steerlib": json.dumps(self.metadata())}
         )
+
+    def _check_replace(self, path: Path) -> None:
+        """Refuse (``ForeignFileError``) to replace ``path`` when something in it would be
+        lost (``save_file``); a missing file is fine."""
+        old = check_replaceable(path, self.model_id, self.fingerprint)
+        lost = [
+            n
+            for n in (old.names if old is not None else ())
+            if n not in self or old.digest([n]) != self.digest([n])
+        ]
+        if lost:
+            raise ForeignFileError(
+                f"{path} holds {', '.join(f'<{n}>' for n in lost)}, which saving these "
+                f"tokens ({', '.join(f'<{n}>' for n in self.names) or 'none'}) would drop "
+                f"or change: {REPLACE_HOW}"
+            )
 
     def metadata(self) -> dict:
         """The JSON metadata a token file carries (and the model card reads): format, model id,
@@ -344,7 +405,7 @@ class SteeringTokens:
         """
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"token file not found: {path}")
+            raise TokensNotFoundError(f"token file not found: {path}")
         try:
             f = safe_open(str(path), framework="pt")
         except SafetensorError as err:
@@ -424,13 +485,46 @@ def _shipped_path(name: str = PRETRAINED_FILE) -> Path:
     return Path(str(resources.files("steerlib") / "data" / name))
 
 
-def _is_token_file(path: Path) -> bool:
-    """True when ``path`` is a safetensors file carrying steerlib's token metadata."""
+REPLACE_HOW = "save to another path, or pass overwrite=True (--overwrite)"
+
+
+def check_replaceable(
+    path: Path, model_id: str, fingerprint: str
+) -> SteeringTokens | None:
+    """The tokens in ``path`` (None when there is no file), when it is a steerlib token
+    file of the model with ``fingerprint``; else a ``ForeignFileError`` naming it: a
+    save there would replace a file steerlib did not write, or another model's tokens."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        old = SteeringTokens.load_file(path)
+    except (TokenFileError, OSError):
+        raise ForeignFileError(
+            f"{path} exists and is not a steerlib token file; saving would replace it: "
+            f"{REPLACE_HOW}"
+        ) from None
+    if old.fingerprint != fingerprint:
+        raise ForeignFileError(
+            f"{path} holds tokens of another model ({old.model_id!r}, fingerprint "
+            f"{old.fingerprint}, not {model_id!r}'s {fingerprint}): {REPLACE_HOW}"
+        )
+    return old
+
+
+def one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())
+
+
+def read_fingerprint(path: Path) -> str | None:
+    """The embedding fingerprint a token file was made for; None when ``path`` is not a
+    readable steerlib token file."""
     try:
         with safe_open(str(path), framework="pt") as f:
-            return "steerlib" in (f.metadata() or {})
-    except (SafetensorError, OSError):
-        return False
+            meta = json.loads((f.metadata() or {})["steerlib"])
+    except (SafetensorError, OSError, KeyError, ValueError):
+        return None
+    return meta.get("fingerprint") if isinstance(meta, dict) else None
 
 
 def _read_metadata(path: Path, metadata: dict | None) -> dict:
@@ -463,7 +557,28 @@ def _read_metadata(path: Path, metadata: dict | None) -> dict:
     for field in ("model_id", "fingerprint"):
         if not isinstance(meta.get(field), str):
             raise TokenFileError(f"{path}: its metadata has no '{field}' string")
-    if not isinstance(meta.setdefault("info", {}), dict):
+    bad = [n for n in names if not TOKEN_NAME.fullmatch(n)]
+    if bad:
+        raise TokenFileError(
+            f"{path}: token name {bad[0]!r:.80} is not a name: lower-case letters, digits "
+            f"and _, starting with a letter or _, at most 64"
+        )
+    model_id = meta["model_id"]
+    if (
+        not 0 < len(model_id) <= 256
+        or not model_id.isprintable()
+        or MODEL_ID_BANNED & set(model_id)
+    ):
+        raise TokenFileError(
+            f"{path}: model_id {model_id!r:.80} is not a model id: 1 to 256 printable "
+            f"characters without {' '.join(sorted(MODEL_ID_BANNED))}"
+        )
+    if not FINGERPRINT.fullmatch(meta["fingerprint"]):
+        raise TokenFileError(
+            f"{path}: fingerprint {meta['fingerprint']!r:.80} is not 1 to 64 letters, digits, _ or -"
+        )
+    info = meta.setdefault("info", {})
+    if not isinstance(info, dict):
         raise TokenFileError(f"{path}: its metadata 'info' is not a JSON object")
     blocks = meta.setdefault("vectors", {})
     if not isinstance(blocks, dict) or not all(
@@ -474,7 +589,42 @@ def _read_metadata(path: Path, metadata: dict | None) -> dict:
             f"{path}: its metadata 'vectors' is not an object of token name -> vector "
             f"count (an integer > 1)"
         )
+    for name, record in info.items():
+        _check_info(path, name, record)
     return meta
+
+
+TOKEN_NAME = re.compile(r"[a-z_][a-z0-9_]{0,63}")
+"""A token's name: a behavior name (``behaviors.register``'s rule) or ``and``."""
+MODEL_ID_BANNED = frozenset("\"'`\\<>|")
+"""Characters no model id (Hub id, folder path, the embedded model's description) has
+and that could end a quoted string, a code span or a table cell of the model card."""
+FINGERPRINT = re.compile(r"[0-9A-Za-z_-]{1,64}")
+_NUMBERS = {"steps": int, "stage": int, "n_targets": int, "seconds": float}
+"""Fields of a training record that the model card formats as numbers."""
+
+
+def _check_info(path: Path, name: str, record) -> None:
+    """A token's training record: a JSON object whose numeric fields are numbers."""
+    if not isinstance(record, dict):
+        raise TokenFileError(
+            f"{path}: the training record of <{name}> ('info') is not a JSON object "
+            f"(got {record!r:.40})"
+        )
+    for field, kind in {**_NUMBERS, "final_loss": float}.items():
+        value = record.get(field)
+        allowed = (int,) if kind is int else (int, float)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, allowed)
+        ):
+            raise TokenFileError(
+                f"{path}: the training record of <{name}> has {field}={value!r:.40}; "
+                f"it must be a number"
+            )
+    if not isinstance(record.get("config", {}), dict):
+        raise TokenFileError(
+            f"{path}: the training record of <{name}> has a 'config' that is not an object"
+        )
 
 
 def _checked(

@@ -29,7 +29,7 @@ from steerlib.model.methods import METHODS, Method, SteeringMethod
 from steerlib.model.tokens import SteeringTokens
 from steerlib.presets import Preset
 from steerlib.study import reports
-from steerlib.study.folders import results_dir
+from steerlib.study.folders import check_out, results_dir
 from steerlib.tasks import behaviors as B
 from steerlib.tasks import prompts as P
 from steerlib.train.compose import train_composition_token
@@ -545,6 +545,7 @@ def reproduce(
     preset: Preset,
     out: Path | None = None,
     with_baselines: bool | Sequence[str] = False,
+    overwrite: bool = False,
 ) -> dict:
     """Stage 1, stage 2, evaluation, tables and figures; resumable. Returns the tables.
 
@@ -557,11 +558,16 @@ def reproduce(
     timings.json (this run's seconds per stage, which are small for cached stages;
     ``stage1_token_seconds``, what training the behavior tokens cost when they were
     trained; and peak memory).
-    """
-    from steerlib.baselines import BASELINES
 
+    An ``out`` that holds another model's or config's results is refused before any work
+    (``folders.check_out``) unless ``overwrite=True``; baselines are checked by name first.
+    """
+    from steerlib.baselines import BASELINES, check_names
+
+    if with_baselines not in (True, False):
+        check_names(with_baselines)
     bb = load_backbone(preset.model)
-    out = out or results_dir(preset, bb)
+    out = check_out(out, preset, bb, overwrite) if out else results_dir(preset, bb)
     out.mkdir(parents=True, exist_ok=True)
     reports.plan(
         preset, out, with_baselines, preset.composition_combos(), COMPOSITION_METHODS

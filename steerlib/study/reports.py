@@ -17,9 +17,10 @@ import pandas as pd
 from steerlib import distributed
 from steerlib.evaluation.records import read_records
 from steerlib.evaluation.stats import format_metrics, interval_cells, per_ordering
-from steerlib.model.tokens import SteeringTokens
+from steerlib.model.tokens import WEIGHTS_FILE, SteeringTokens
 from steerlib.presets import Preset
 from steerlib.storage import write_text
+from steerlib.study.folders import preset_args
 from steerlib.tasks.combos import orderings, split_of
 
 
@@ -39,7 +40,7 @@ def teacher_compliance(
         out / "teacher_compliance.md",
         table,
         f"Instruction compliance (%) of {model_id}: {ev.n_single} test prompts per behavior, greedy, "
-        f"{ev.max_new_tokens} new tokens. Made by `python -m steerlib teacher-compliance --preset {preset.name}`.",
+        f"{ev.max_new_tokens} new tokens. Made by `python -m steerlib teacher-compliance {preset_args(preset)}`.",
     )
 
 
@@ -53,7 +54,7 @@ def single_behavior(out: Path, table: pd.DataFrame, preset: Preset) -> None:
         f"variant named in the last column ({_budget(preset.stage1)} unless it says otherwise); "
         f"filtered: the filtered-target token of the target comparison (targets_comparison.md), read "
         f"from its records (empty where fewer than {preset.stage1.targets.min_kept} targets passed). "
-        f"Made by `python -m steerlib reproduce --preset {preset.name}`.",
+        f"Made by `python -m steerlib reproduce {preset_args(preset)}`.",
     )
 
 
@@ -77,6 +78,9 @@ def tokens_folder(
         name: (rate, preset.eval.n_single)
         for name, rate in single["token"].dropna().items()
     }
+    # the folder is this run's (keyed by its config), so its tokens are replaced; a card
+    # someone edited there is kept (save_pretrained)
+    distributed.main_only(tokens.save_file, out / WEIGHTS_FILE, overwrite=True)
     distributed.main_only(tokens.save_pretrained, out, pass_rates=rates)
     return out
 
@@ -233,7 +237,7 @@ def targets_comparison(
         f"variant, all trained with the `{preset.name}` preset's stage-1 config. A language has no "
         f"transform: its constructed targets are its filtered ones (constructed+ce: filtered plus the CE "
         f"term). 'too few targets': fewer than {preset.stage1.targets.min_kept} survived, nothing trained. "
-        f"Made by `python -m steerlib targets-compare --preset {preset.name}`; every row, with notes, is "
+        f"Made by `python -m steerlib targets-compare {preset_args(preset)}`; every row, with notes, is "
         f"in targets_comparison.csv.",
     )
 

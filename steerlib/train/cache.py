@@ -97,7 +97,7 @@ def fit_token(
     out = SteeringTokens.for_backbone(bb)
     out.set(name, param, info, losses)
     if result.finished:
-        distributed.main_only(out.save_file, final)
+        distributed.main_only(out.save_file, final, overwrite=True)  # a retrain
         log.info(
             "<%s>: %d steps in %.0f s, loss %.3f -> %.3f",
             name,

@@ -116,7 +116,9 @@ def run(
             base = parse_variant(jobs[i])[0]
             if base == "and":
                 pack.subset([*behaviors, "and"]).save_pretrained(
-                    folder / FAMILY_B, repo_id="steerlib-position-family-b"
+                    folder / FAMILY_B,
+                    repo_id="steerlib-position-family-b",
+                    overwrite=True,
                 )
             screen(
                 SteeredModel(bb, pack),
@@ -129,7 +131,9 @@ def run(
         search = recorded_search(folder)
         name = winner(search)
         pack = winner_tokens(bb, tokens, preset, name, kept, folder)
-        pack.save_pretrained(folder / PACK, repo_id="steerlib-position-pack")
+        pack.save_pretrained(
+            folder / PACK, repo_id="steerlib-position-pack", overwrite=True
+        )
         bases = (
             [PACK_METHODS[i] for i in variants]
             if variants is not None

@@ -101,7 +101,7 @@ def test(
     if name is None:
         raise ConfigError("no candidate has selection records yet; run --stage screen")
     pack = trained(bb, tokens, preset, by_name(name), targets, seen_pairs(kept), folder)
-    pack.save_pretrained(folder / PACK, repo_id="steerlib-stage2-pack")
+    pack.save_pretrained(folder / PACK, repo_id="steerlib-stage2-pack", overwrite=True)
     ev = preset.eval
     kw = dict(max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, seed=ev.seed)
     prompts = P.load("test", limit=ev.n_capable)
