@@ -22,7 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--quick",
         action="store_true",
-        help="shorter answers, fewer new tokens and repeats; the end-to-end workload trains with "
+        help="shorter answers, fewer new tokens and repeats; the end-to-end workload "
+        "trains with "
         "the smoke preset's settings",
     )
     p.add_argument(

@@ -13,13 +13,14 @@ import resource
 import statistics
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 
 @dataclass(frozen=True)
 class Sizes:
-    """How big each benchmark is. The defaults follow the cpu preset where it has a number."""
+    """How big each benchmark is. The defaults follow the cpu preset where it has a
+    number."""
 
     batch: int = 8
     """Distillation examples per step (cpu preset: stage-1 batch size 8)."""
@@ -27,8 +28,9 @@ class Sizes:
     """Length of each teacher-forced answer (cpu preset: stage 1 trains on the first 48
     tokens of each target, ``max_answer_tokens``)."""
     gen_prompts: int = 512
-    """Prompts of the generation benchmark and generations of the end-to-end workload, decoded
-    in batches of the cpu preset's evaluation batch size (512: the ablation protocol's evaluation)."""
+    """Prompts of the generation benchmark and generations of the end-to-end workload,
+    decoded in batches of the cpu preset's evaluation batch size (512: the ablation
+    protocol's evaluation)."""
     new_tokens: int = 128
     """max_new_tokens of every generation run (cpu preset: evaluation uses 128)."""
     repeats: int = 5
@@ -38,16 +40,17 @@ class Sizes:
     load_repeats: int = 2
     """First/second load pairs (a first load de-quantises the GGUF file: slow)."""
     e2e_training: str = "cpu"
-    """Preset whose stage-1 and stage-2 settings the end-to-end workload trains with (cpu:
-    reproduce's, minutes a token on the embedded model, and the only one projected to reproduce)."""
+    """Preset whose stage-1 and stage-2 settings the end-to-end workload trains with
+    (cpu: reproduce's, minutes a token on the embedded model, and the only one
+    projected to reproduce)."""
 
 
 FULL = Sizes()
 QUICK = Sizes(
     gen_prompts=128, new_tokens=48, repeats=3, load_repeats=1, e2e_training="smoke"
 )
-"""Smaller answers, fewer new tokens and repeats, the smoke preset's training settings: the
-embedded model in minutes on 2 cores."""
+"""Smaller answers, fewer new tokens and repeats, the smoke preset's training settings:
+the embedded model in minutes on 2 cores."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,8 @@ def measure(
     for r in range(repeats):
         shift = r % len(names)
         for name in names[shift:] + names[:shift]:
-            gc.collect()  # keep a collection of the previous run's garbage out of this one
+            # keep a collection of the previous run's garbage out of this one
+            gc.collect()
             start = time.perf_counter()
             work = runs[name]()
             samples[name].append((work, time.perf_counter() - start))
@@ -92,7 +96,8 @@ def measure(
 
 @dataclass(frozen=True)
 class Goal:
-    """A measured ratio and the bound it should meet; ``ratio=None`` means not measured."""
+    """A measured ratio and the bound it should meet; ``ratio=None`` means not
+    measured."""
 
     name: str
     ratio: float | None
@@ -136,7 +141,8 @@ def rate_figure(
     """``(label, "1234.5 tok/s (0.812 s/run, 1016 tokens)")``."""
     return (
         label,
-        f"{rate.per_second:,.1f} {unit} ({rate.seconds:.3f} s/{per}, {rate.work:g} tokens)",
+        f"{rate.per_second:,.1f} {unit} ({rate.seconds:.3f} s/{per}, {rate.work:g} "
+        "tokens)",
     )
 
 
@@ -145,7 +151,8 @@ def goals_of(sections: Sequence[Section]) -> list[Goal]:
 
 
 def summary_line(sections: Sequence[Section]) -> str:
-    """``goals met: K/N``, counted from the goals' ratios; unmeasured goals are not in N."""
+    """``goals met: K/N``, counted from the goals' ratios; unmeasured goals are not in
+    N."""
     measured = [g for g in goals_of(sections) if g.measured]
     return f"goals met: {sum(g.met for g in measured)}/{len(measured)}"
 
@@ -154,7 +161,8 @@ SUMMARY = re.compile(r"^goals met: (\d+)/(\d+)$")
 
 
 def peak_rss_gb() -> float:
-    """Peak resident memory of this process so far (ru_maxrss: KiB on Linux, bytes on macOS)."""
+    """Peak resident memory of this process so far (ru_maxrss: KiB on Linux, bytes on
+    macOS)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 1e9 if sys.platform == "darwin" else peak * 1024 / 1e9
 

@@ -1,7 +1,9 @@
-"""Benchmark: steerlib's own decoding loop against ``model.generate(inputs_embeds=...)``.
+"""Benchmark: steerlib's own decoding loop against
+``model.generate(inputs_embeds=...)``.
 
 ``python -m benchmarks.decode [--model embedded] [--batch 64] [--new-tokens 128 256]
-[--repeats 3] [--threads N] [--figure benchmarks/decode.png] [--out benchmarks/decode.md]``
+[--repeats 3] [--threads N] [--figure benchmarks/decode.png] [--out
+benchmarks/decode.md]``
 
 ``python -m benchmarks.decode --from-logs LOG [LOG ...]`` makes the figure and the table
 from the printed output of one or more runs instead (each run prints a line per timed
@@ -42,12 +44,12 @@ from pathlib import Path
 import torch
 from transformers import DynamicCache
 
-from steerlib.tasks import behaviors as B
-from steerlib.tasks import prompts as P
 from steerlib.model.backbone import Backbone, load_backbone
 from steerlib.model.generate import Request, SteeredModel
 from steerlib.model.template import Batch, embed
 from steerlib.model.tokens import SteeringTokens
+from steerlib.tasks import behaviors as B
+from steerlib.tasks import prompts as P
 
 
 @torch.inference_mode()
@@ -56,8 +58,8 @@ def row_dropping_decode(
 ) -> list[list[int]]:
     """Greedy decoding with a KV cache that drops rows as their answers end.
 
-    The loop ``steerlib.model.generate.decode`` ran before this benchmark (greedy path only).
-    Each answer ends with its end token, or stops at ``max_new_tokens``.
+    The loop ``steerlib.model.generate.decode`` ran before this benchmark (greedy path
+    only). Each answer ends with its end token, or stops at ``max_new_tokens``.
     """
     model = bb.model
     cache = DynamicCache(config=model.config)
@@ -105,7 +107,8 @@ def row_dropping_decode(
 def hf_decode(
     bb: Backbone, batch: Batch, max_new_tokens: int, eos: set[int]
 ) -> list[list[int]]:
-    """``model.generate(inputs_embeds=...)``, greedy; each row cut after its first end token."""
+    """``model.generate(inputs_embeds=...)``, greedy; each row cut after its first end
+    token."""
     out = bb.model.generate(
         inputs_embeds=batch.inputs_embeds,
         attention_mask=batch.attention_mask,
@@ -126,7 +129,8 @@ def cut_at_end(row: list[int], eos: set[int]) -> list[int]:
 
 
 def eval_batch(bb: Backbone, n: int) -> Batch:
-    """``n`` test questions, each with one shipped behavior token (behaviors in turn)."""
+    """``n`` test questions, each with one shipped behavior token (behaviors in
+    turn)."""
     tokens = (
         SteeringTokens.pretrained(bb)
         if bb.model_id.endswith("(GGUF Q4_1, embedded)")
@@ -149,7 +153,8 @@ def eval_batch(bb: Backbone, n: int) -> Batch:
 def run(
     bb: Backbone, batch_size: int, new_tokens: list[int], repeats: int
 ) -> list[dict]:
-    """Time both sides ``repeats`` times per length, alternating; one dict per timed run."""
+    """Time both sides ``repeats`` times per length, alternating; one dict per timed
+    run."""
     batch = eval_batch(bb, batch_size)
     eos = set(bb.eos_ids)
     sides = {"loop": row_dropping_decode, "hf": hf_decode}
@@ -179,7 +184,8 @@ def run(
                     }
                 )
                 print(
-                    f"  {side:>4} k={k} repeat {r}: {seconds:6.1f} s, {runs[-1]['tokens']} tokens, "
+                    f"  {side:>4} k={k} repeat {r}: {seconds:6.1f} s, "
+                    f"{runs[-1]['tokens']} tokens, "
                     f"load {load:.1f}, cpu {cpu:.1f} s",
                     flush=True,
                 )
@@ -206,8 +212,8 @@ _RUN_LINE = re.compile(
 
 
 def runs_from_logs(paths: list[Path]) -> list[dict]:
-    """The runs printed in each log; repeats are numbered per log, so that a ratio always
-    pairs two runs of one process."""
+    """The runs printed in each log; repeats are numbered per log, so that a ratio
+    always pairs two runs of one process."""
     runs = []
     for n, path in enumerate(paths):
         for line in path.read_text().splitlines():
@@ -231,7 +237,8 @@ def runs_from_logs(paths: list[Path]) -> list[dict]:
 
 
 def summary(runs: list[dict]) -> list[dict]:
-    """Per length: median seconds per side, the median per-repeat ratio hf / loop, answers."""
+    """Per length: median seconds per side, the median per-repeat ratio hf / loop,
+    answers."""
     out = []
     for k in sorted({r["new_tokens"] for r in runs}):
         timed = [
@@ -289,8 +296,8 @@ def summary(runs: list[dict]) -> list[dict]:
 
 
 def figure(runs: list[dict], rows: list[dict], path: Path, title: str) -> None:
-    """Seconds per batch, CPU time (left) and wall time (right): each run a point, the bar
-    its side's median, the median ratio HF / loop above each pair."""
+    """Seconds per batch, CPU time (left) and wall time (right): each run a point, the
+    bar its side's median, the median ratio HF / loop above each pair."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -352,8 +359,10 @@ def markdown(rows: list[dict], header: str) -> str:
     lines = [
         header,
         "",
-        "| max_new_tokens | loop CPU s | HF CPU s | HF / loop, CPU time (each repeat) | loop wall s | HF wall s | "
-        "HF / loop, wall (median) | wall, each repeat | answer tokens (min / median / max, at cap) | "
+        "| max_new_tokens | loop CPU s | HF CPU s | HF / loop, CPU time (each repeat) "
+        "| loop wall s | HF wall s | "
+        "HF / loop, wall (median) | wall, each repeat | answer tokens (min / median / "
+        "max, at cap) | "
         "identical answers | mean load |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -369,13 +378,16 @@ def markdown(rows: list[dict], header: str) -> str:
             else "not logged"
         )
         cpu = (
-            f"{r['loop_cpu']:.1f} | {r['hf_cpu']:.1f} | {', '.join(f'{x:.2f}' for x in r['cpu_ratios'])}"
+            f"{r['loop_cpu']:.1f} | {r['hf_cpu']:.1f} | "
+            f"{', '.join(f'{x:.2f}' for x in r['cpu_ratios'])}"
             if r["cpu_ratio"]
             else "not measured | not measured | not measured"
         )
         lines.append(
-            f"| {r['new_tokens']} | {cpu} | {r['loop_s']:.1f} | {r['hf_s']:.1f} | {r['ratio']:.2f} | "
-            f"{', '.join(f'{x:.2f}' for x in r['ratios'])} | {lengths} | {same} | {r['load']:.1f} |"
+            f"| {r['new_tokens']} | {cpu} | {r['loop_s']:.1f} | {r['hf_s']:.1f} | "
+            f"{r['ratio']:.2f} | "
+            f"{', '.join(f'{x:.2f}' for x in r['ratios'])} | {lengths} | {same} | "
+            f"{r['load']:.1f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -411,7 +423,8 @@ def main(argv: list[str] | None = None) -> int:
         text = markdown(
             rows,
             f"Decoding, batch {args.batch}, greedy: the runs printed in "
-            f"{', '.join(p.name for p in args.from_logs)} (`python -m benchmarks.decode --from-logs`).",
+            f"{', '.join(p.name for p in args.from_logs)} (`python -m "
+            "benchmarks.decode --from-logs`).",
         )
         args.out.write_text(text)
         print(text)
@@ -421,10 +434,14 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     bb = load_backbone(args.model)
     header = (
-        f"Decoding, batch {args.batch}, greedy, {args.repeats} alternating repeats: {bb.model_id} "
-        f"({bb.device}, {bb.dtype}), torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
-        f"{os.cpu_count()} CPU(s). Made by `python -m benchmarks.decode --model {args.model} --batch "
-        f"{args.batch} --new-tokens {' '.join(map(str, args.new_tokens))} --repeats {args.repeats}"
+        f"Decoding, batch {args.batch}, greedy, {args.repeats} alternating repeats: "
+        f"{bb.model_id} "
+        f"({bb.device}, {bb.dtype}), torch {torch.__version__}, "
+        f"{torch.get_num_threads()} thread(s), "
+        f"{os.cpu_count()} CPU(s). Made by `python -m benchmarks.decode --model "
+        f"{args.model} --batch "
+        f"{args.batch} --new-tokens {' '.join(map(str, args.new_tokens))} --repeats "
+        f"{args.repeats}"
         + (f" --threads {args.threads}" if args.threads else "")
         + "`."
     )

@@ -1,4 +1,5 @@
-"""Benchmark 1: one stage-1 distillation step against a raw ceiling and PEFT prompt tuning.
+"""Benchmark 1: one stage-1 distillation step against a raw ceiling and PEFT prompt
+tuning.
 
 All three runs process the same student sequences (the question's chat prompt, one
 steering position, the answer), so their token counts agree and the tokens/s ratios
@@ -48,7 +49,8 @@ BEHAVIOR = "french"
 def synthetic_batch(
     bb: Backbone, size: int, answer_tokens: int, seed: int = 0
 ) -> list[Example]:
-    """Training questions with random answer ids: a real-shaped batch without generating.
+    """Training questions with random answer ids: a real-shaped batch without
+    generating.
 
     Answers are drawn from the ordinary (non-special) vocabulary, all ``answer_tokens``
     long; the teacher reads the behavior's first instruction paraphrase.
@@ -114,8 +116,9 @@ def ceiling_step(bb: Backbone, batch: list[Example]):
 
 
 def ce_step(bb: Backbone, batch: list[Example]):
-    """steerlib's student forward (answer positions through the LM head), LM cross-entropy
-    on the answers, backward, clip, AdamW step: PEFT's step through steerlib's code."""
+    """steerlib's student forward (answer positions through the LM head), LM
+    cross-entropy on the answers, backward, clip, AdamW step: PEFT's step through
+    steerlib's code."""
     cfg = presets.cpu().stage1
     param = (
         text_init(bb, B.get(BEHAVIOR).paraphrases[0]).to(bb.device).requires_grad_(True)
@@ -206,7 +209,8 @@ def bench_distill_step(bb: Backbone, sizes: Sizes) -> Section:
     )
     s, c, p, e = rates["steerlib"], rates["ceiling"], rates["peft"], rates["ce"]
     return Section(
-        f"Distillation step: batch {sizes.batch}, answers {sizes.answer_tokens} tokens, "
+        f"Distillation step: batch {sizes.batch}, answers {sizes.answer_tokens} "
+        "tokens, "
         f"{student_tokens(batch)} student tokens per step",
         figures=[
             rate_figure("steerlib stage-1 step", s, per="step"),

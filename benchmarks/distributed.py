@@ -1,12 +1,14 @@
-"""``python -m benchmarks.distributed [--model embedded|tiny] [--steps N] [--procs 2]``: one
-process against several (torchrun, gloo) on this machine's CPUs, in the same run.
+"""``python -m benchmarks.distributed [--model embedded|tiny] [--steps N] [--procs
+2]``: one process against several (torchrun, gloo) on this machine's CPUs, in the same
+run.
 
 Each configuration is launched with torchrun: one process with ``OMP_NUM_THREADS`` =
 cores, P processes with cores/P threads each, and one process with cores/P threads (what
-each of the P processes has). All do the same work: ``--steps`` stage-1 steps on a global
-batch of 8 (after one warm-up step), and greedy answers to 32 prompts (32 new tokens,
-batches of 16). Prints seconds per configuration and the speed-up ratios. On a machine
-shared with other work, threads that wait for each other cost more than processes do.
+each of the P processes has). All do the same work: ``--steps`` stage-1 steps on a
+global batch of 8 (after one warm-up step), and greedy answers to 32 prompts (32 new
+tokens, batches of 16). Prints seconds per configuration and the speed-up ratios. On a
+machine shared with other work, threads that wait for each other cost more than
+processes do.
 """
 
 from __future__ import annotations
@@ -24,21 +26,23 @@ BATCH, PROMPTS, NEW_TOKENS = 8, 32, 32
 
 
 def worker(model: str, steps: int) -> dict:
-    """Run under torchrun: time training steps and generation; rank 0 returns the timings."""
+    """Run under torchrun: time training steps and generation; rank 0 returns the
+    timings."""
     from steerlib import distributed
-    from steerlib.tasks import prompts as P
-    from steerlib.model.backbone import load_backbone
     from steerlib.config import TrainConfig
-    from steerlib.train.loss import Example, train_vectors
+    from steerlib.model.backbone import load_backbone
     from steerlib.model.generate import SteeredModel
     from steerlib.model.template import render
+    from steerlib.tasks import prompts as P
+    from steerlib.train.loss import Example, train_vectors
 
     distributed.init()
     bb = load_backbone(model, device="cpu")
     questions = P.load("train")[:BATCH]
     answer = tuple(
         bb.tokenizer(
-            " The answer depends on the light, the air and the time of day; most of the "
+            " The answer depends on the light, the air and the time of day; most of "
+            "the "
             "year it stays the same, but in winter the sky looks paler.",
             add_special_tokens=False,
         )["input_ids"]
@@ -132,18 +136,21 @@ def main() -> int:
     many = launch(args.procs, share, args.model, args.steps)
     thin = launch(1, share, args.model, args.steps)
     print(
-        f"{args.model} model, {cores} cores, {args.steps} stage-1 steps of {BATCH}, {PROMPTS} prompts x "
+        f"{args.model} model, {cores} cores, {args.steps} stage-1 steps of {BATCH}, "
+        f"{PROMPTS} prompts x "
         f"{NEW_TOKENS} new tokens"
     )
     for r in (one, many, thin):
         print(
-            f"  {r['processes']} process(es) x {r['threads']} thread(s): stage 1 {r['train_s']:.1f} s, "
+            f"  {r['processes']} process(es) x {r['threads']} thread(s): stage 1 "
+            f"{r['train_s']:.1f} s, "
             f"generation {r['gen_s']:.1f} s"
         )
     for base in (one, thin):
         print(
             f"  {args.procs} processes over 1 x {base['threads']} thread(s): stage 1 "
-            f"x{base['train_s'] / many['train_s']:.2f}, generation x{base['gen_s'] / many['gen_s']:.2f}"
+            f"x{base['train_s'] / many['train_s']:.2f}, generation "
+            f"x{base['gen_s'] / many['gen_s']:.2f}"
         )
     return 0
 

@@ -1,21 +1,24 @@
-"""Benchmark 4: a fixed, fresh training-and-evaluation workload, projected to the cpu preset's reproduce.
+"""Benchmark 4: a fixed, fresh training-and-evaluation workload, projected to the cpu
+preset's reproduce.
 
-A run of ``python -m steerlib reproduce --preset cpu`` takes hours, and a second run finds
-its tokens and records cached and takes seconds, so timing reproduce itself measures
-nothing after the first time. This benchmark times a small workload that reproduce is made
-of, always from nothing:
+A run of ``python -m steerlib reproduce --preset cpu`` takes hours, and a second run
+finds its tokens and records cached and takes seconds, so timing reproduce itself
+measures nothing after the first time. This benchmark times a small workload that
+reproduce is made of, always from nothing:
 
 1. stage 1: one behavior token, ``<upper_case>``, trained by self-distillation (targets
    generated, training with validation-guided stopping);
-2. stage 2: ``<and>``, trained on pairs with the behavior tokens frozen (the shipped tokens
-   as partners where they fit the model, random vectors otherwise, and the new one);
+2. stage 2: ``<and>``, trained on pairs with the behavior tokens frozen (the shipped
+   tokens as partners where they fit the model, random vectors otherwise, and the new
+   one);
 3. greedy generation of evaluation-style requests (``generation.workload``) with those
    tokens: 512 of 128 new tokens in batches of 64, the cpu preset's evaluation settings.
 
 Every part runs in a new, empty scratch folder that is deleted afterwards
-(``$STEERLIB_ARTIFACTS`` and ``$STEERLIB_LOCKS`` point into it), with ``retrain=True`` so
-that neither the user's artifacts cache nor the tokens shipped in the package (which hold
-exactly the cpu preset's runs) stand in for training: a cached run cannot meet the goal.
+(``$STEERLIB_ARTIFACTS`` and ``$STEERLIB_LOCKS`` point into it), with ``retrain=True``
+so that neither the user's artifacts cache nor the tokens shipped in the package (which
+hold exactly the cpu preset's runs) stand in for training: a cached run cannot meet the
+goal.
 
 The time goal is an extrapolation, not a measurement of reproduce: the cpu preset's
 reproduce time is projected as
@@ -25,10 +28,11 @@ reproduce time is projected as
 
 against the two-hour budget. It assumes every behavior token costs what ``<upper_case>``
 costs (the recorded first-run times of the 18 shipped tokens range from 217 s to 651 s,
-mean 350 s; ``<upper_case>`` took 317 s), and it leaves out loading the model, the reports
-and the figures (seconds). Only full mode, which trains with the cpu preset's settings and
-generates at its evaluation length, projects; ``--quick`` trains with the smoke preset's
-settings and generates fewer, shorter answers, so it reports its parts but not the goal.
+mean 350 s; ``<upper_case>`` took 317 s), and it leaves out loading the model, the
+reports and the figures (seconds). Only full mode, which trains with the cpu preset's
+settings and generates at its evaluation length, projects; ``--quick`` trains with the
+smoke preset's settings and generates fewer, shorter answers, so it reports its parts
+but not the goal.
 
 Peak RSS is this benchmark process's, read after the workload: the process also ran the
 suite's earlier benchmarks, so it bounds the workload's own peak from above.
@@ -60,19 +64,20 @@ BUDGET_S = 7200.0
 BUDGET_RSS_GB = 6.0
 """Peak memory budget of that run."""
 BEHAVIOR = "upper_case"
-"""The behavior token the workload trains: its targets are the model's own answers (so any
-model, the tiny random one too, gives them), the generation workload steers with it, and its
-recorded first-run time is near the mean of the 18 shipped tokens'."""
+"""The behavior token the workload trains: its targets are the model's own answers (so
+any model, the tiny random one too, gives them), the generation workload steers with
+it, and its recorded first-run time is near the mean of the 18 shipped tokens'."""
 REPRODUCE_GENERATIONS = 8380
 """Greedy generations (128 new tokens, batches of 64) of a cpu-preset reproduce without
-baselines, from ``study.pipeline.reproduce`` and the committed results (the capable pairs
-are those of ``results/cpu/capable_pairs.md``): teacher compliance 540 (18 behaviors x 30
-test prompts, by instruction); the single-behavior table 88 plain (the same request for
-every behavior, made once per chunk of 256 jobs), 540 hybrid and 540 by token (instruction
-reuses teacher compliance's); the composition table 1,200 (5 methods x 240 orderings and
-prompts); the capable-pairs study 432 tokens alone on validation questions (18 x 24), 240
-tokens alone on test prompts (the 8 behaviors of the pairs x 30) and 4,800 pairs (16 pairs
-x 2 orders x 30 prompts x 5 methods). Validation during training is in the training times."""
+baselines, from ``study.pipeline.reproduce`` and the committed results (the capable
+pairs are those of ``results/cpu/capable_pairs.md``): teacher compliance 540 (18
+behaviors x 30 test prompts, by instruction); the single-behavior table 88 plain (the
+same request for every behavior, made once per chunk of 256 jobs), 540 hybrid and 540
+by token (instruction reuses teacher compliance's); the composition table 1,200 (5
+methods x 240 orderings and prompts); the capable-pairs study 432 tokens alone on
+validation questions (18 x 24), 240 tokens alone on test prompts (the 8 behaviors of
+the pairs x 30) and 4,800 pairs (16 pairs x 2 orders x 30 prompts x 5 methods).
+Validation during training is in the training times."""
 
 
 @dataclass(frozen=True)
@@ -95,8 +100,8 @@ class Workload:
 
 
 def partner_tokens(bb: Backbone) -> SteeringTokens:
-    """The behavior tokens ``<and>`` composes: the shipped ones where they fit ``bb``, else
-    a random vector per behavior (stage 2 needs every seen behavior's token)."""
+    """The behavior tokens ``<and>`` composes: the shipped ones where they fit ``bb``,
+    else a random vector per behavior (stage 2 needs every seen behavior's token)."""
     return shipped_or_random(bb, B.names())
 
 
@@ -107,9 +112,9 @@ def run_workload(
     new_tokens: int,
     partners: SteeringTokens,
 ) -> Workload:
-    """Train ``<BEHAVIOR>`` and ``<and>`` (beside ``partners``) with ``training``'s settings,
-    then generate ``generations`` answers of up to ``new_tokens`` tokens, all in a new
-    scratch folder."""
+    """Train ``<BEHAVIOR>`` and ``<and>`` (beside ``partners``) with ``training``'s
+    settings, then generate ``generations`` answers of up to ``new_tokens`` tokens, all
+    in a new scratch folder."""
     batch = presets.cpu().eval.batch_size
     with (
         tempfile.TemporaryDirectory(prefix="steerlib-e2e-") as scratch,
@@ -161,7 +166,8 @@ def run_workload(
 
 
 def projected_reproduce_s(w: Workload) -> float:
-    """The cpu preset's reproduce time extrapolated from the workload's parts (module docstring)."""
+    """The cpu preset's reproduce time extrapolated from the workload's parts (module
+    docstring)."""
     return (
         len(B.names()) * w.token_s
         + w.and_s
@@ -170,14 +176,15 @@ def projected_reproduce_s(w: Workload) -> float:
 
 
 def projects_reproduce(w: Workload) -> bool:
-    """Whether ``w`` ran reproduce's settings: the cpu preset's training and evaluation length."""
+    """Whether ``w`` ran reproduce's settings: the cpu preset's training and evaluation
+    length."""
     return w.training == "cpu" and w.new_tokens == presets.cpu().eval.max_new_tokens
 
 
 def end_to_end_section(w: Workload, recorded: SteeringTokens | None = None) -> Section:
-    """The workload's parts, the projection (where ``w`` ran reproduce's settings) and the
-    goals. ``recorded``: tokens whose training records give the first-run times to show
-    beside the measured ones (the shipped tokens)."""
+    """The workload's parts, the projection (where ``w`` ran reproduce's settings) and
+    the goals. ``recorded``: tokens whose training records give the first-run times to
+    show beside the measured ones (the shipped tokens)."""
     figures = [
         (
             f"stage 1: <{BEHAVIOR}> ({w.training} settings)",
@@ -188,8 +195,10 @@ def end_to_end_section(w: Workload, recorded: SteeringTokens | None = None) -> S
             f"{w.and_s:.1f} s ({w.and_steps} steps)",
         ),
         (
-            f"generation: {w.generations} x {w.new_tokens} new tokens, batches of {w.batch}",
-            f"{w.generation_s:.1f} s ({w.generated_tokens} tokens, {w.generated_tokens / w.generation_s:,.1f} tok/s)",
+            f"generation: {w.generations} x {w.new_tokens} new tokens, batches of "
+            f"{w.batch}",
+            f"{w.generation_s:.1f} s ({w.generated_tokens} tokens, "
+            f"{w.generated_tokens / w.generation_s:,.1f} tok/s)",
         ),
         ("workload total", f"{w.token_s + w.and_s + w.generation_s:.1f} s"),
     ]
@@ -198,7 +207,8 @@ def end_to_end_section(w: Workload, recorded: SteeringTokens | None = None) -> S
         figures.append(
             (
                 "first-run training, recorded in the shipped tokens",
-                f"<{BEHAVIOR}> {recorded.info[BEHAVIOR]['seconds']:.0f} s, the {len(firsts)} behavior "
+                f"<{BEHAVIOR}> {recorded.info[BEHAVIOR]['seconds']:.0f} s, the "
+                f"{len(firsts)} behavior "
                 f"tokens {sum(firsts):,.0f} s (mean {statistics.mean(firsts):.0f} s), "
                 f"<and> {recorded.info['and']['seconds']:.0f} s",
             )
@@ -210,19 +220,25 @@ def end_to_end_section(w: Workload, recorded: SteeringTokens | None = None) -> S
         figures.append(
             (
                 "projected cpu reproduce",
-                f"{projected:,.0f} s ({projected / 3600:.2f} h) = {len(B.names())} x {w.token_s:.1f} s "
-                f"+ {w.and_s:.1f} s + {REPRODUCE_GENERATIONS} / {w.generations} x {w.generation_s:.1f} s",
+                f"{projected:,.0f} s ({projected / 3600:.2f} h) = {len(B.names())} x "
+                f"{w.token_s:.1f} s "
+                f"+ {w.and_s:.1f} s + {REPRODUCE_GENERATIONS} / {w.generations} x "
+                f"{w.generation_s:.1f} s",
             )
         )
         notes.append(
-            "the projection is an extrapolation: every behavior token is assumed to cost what "
+            "the projection is an extrapolation: every behavior token is assumed to "
+            "cost what "
             f"<{BEHAVIOR}> cost, and loading, reports and figures are left out"
         )
     else:
         notes.append(
-            f"projection not measured: it needs the cpu preset's training settings and its "
-            f"{presets.cpu().eval.max_new_tokens}-token answers (full mode, without --quick); this workload "
-            f"trained with the {w.training} preset's settings and generated {w.new_tokens} new tokens"
+            "projection not measured: it needs the cpu preset's training settings and "
+            "its "
+            f"{presets.cpu().eval.max_new_tokens}-token answers (full mode, without "
+            "--quick); this workload "
+            f"trained with the {w.training} preset's settings and generated "
+            f"{w.new_tokens} new tokens"
         )
     figures.append(
         ("peak RSS (this process, after the workload)", f"{w.peak_rss_gb:.2f} GB")
@@ -249,8 +265,8 @@ def end_to_end_section(w: Workload, recorded: SteeringTokens | None = None) -> S
 
 
 def bench_end_to_end(bb: Backbone, sizes: Sizes) -> Section:
-    """The workload at ``sizes`` (training settings of ``sizes.e2e_training``, ``sizes.gen_prompts``
-    generations of ``sizes.new_tokens``), as a section."""
+    """The workload at ``sizes`` (training settings of ``sizes.e2e_training``,
+    ``sizes.gen_prompts`` generations of ``sizes.new_tokens``), as a section."""
     partners = partner_tokens(bb)
     w = run_workload(
         bb,

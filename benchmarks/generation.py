@@ -1,13 +1,17 @@
-"""Benchmark 2: greedy steered generation against the machine's GEMM ceiling and today's path.
+"""Benchmark 2: greedy steered generation against the machine's GEMM ceiling and
+today's path.
 
 The workload is an evaluation's: test questions, each asked through the prompt methods
 (plain, instruction, concatenation, ``<and>``, hybrid) with one to three steering tokens
-(the shipped ones on the embedded model, random vectors otherwise), greedy, in batches of
-the evaluation's size. Full size is the ablation protocol's: 512 generations of 128 tokens.
+(the shipped ones on the embedded model, random vectors otherwise), greedy, in batches
+of the evaluation's size. Full size is the ablation protocol's: 512 generations of 128
+tokens.
 
-* steerlib: ``SteeredModel.generate_ids``, which decodes greedily with ``decoding.greedy``;
-* today's path: the same call decoding with transformers' ``generate`` (what steerlib did
-  before ``decoding``), run in the same process on the same prompts, as the reference;
+* steerlib: ``SteeredModel.generate_ids``, which decodes greedily with
+  ``decoding.greedy``;
+* today's path: the same call decoding with transformers' ``generate`` (what steerlib
+  did before ``decoding``), run in the same process on the same prompts, as the
+  reference;
 * ceiling: every ``nn.Linear`` of the model (the LM head included) applied to a batch of
   as many rows as a generation batch holds, timed alone: ``2 x parameters`` FLOPs per
   token at the GEMM rate this machine reaches on the model's own weights and shapes.
@@ -52,7 +56,8 @@ METHOD_NAMES = ["plain", "instruction", "concat", "and", "hybrid"]
 
 
 def answer_length(row: list[int], eos: set[int]) -> int:
-    """Generated tokens up to and including the first end token (all of them if none)."""
+    """Generated tokens up to and including the first end token (all of them if
+    none)."""
     for i, t in enumerate(row):
         if t in eos:
             return i + 1
@@ -72,7 +77,8 @@ def shipped_or_random(bb: Backbone, names: list[str]) -> SteeringTokens:
 
 
 def steered_model(bb: Backbone) -> SteeredModel:
-    """The workload's tokens: the shipped ones when they fit ``bb``, else random vectors."""
+    """The workload's tokens: the shipped ones when they fit ``bb``, else random
+    vectors."""
     return SteeredModel(
         bb, shipped_or_random(bb, sorted({n for c in COMBOS for n in c} | {"and"}))
     )
@@ -98,8 +104,8 @@ def workload(n: int) -> list:
 
 
 def gemm_ceiling(bb: Backbone, rows: int):
-    """A run that applies every ``nn.Linear`` of the model once to ``rows`` rows: one decode
-    step's GEMMs; it returns ``rows`` tokens."""
+    """A run that applies every ``nn.Linear`` of the model once to ``rows`` rows: one
+    decode step's GEMMs; it returns ``rows`` tokens."""
     linears = [m for m in bb.model.modules() if isinstance(m, torch.nn.Linear)]
     inputs = {
         m.in_features: torch.randn(
@@ -128,8 +134,8 @@ class Timed:
 def timed_generation(
     sm: SteeredModel, reqs: list, k: int, batch: int, generate: bool
 ) -> Timed:
-    """One evaluation of ``reqs``: with ``generate``, decoded by transformers' ``generate``
-    (the decision ``decode`` makes is patched to 'not plain greedy')."""
+    """One evaluation of ``reqs``: with ``generate``, decoded by transformers'
+    ``generate`` (the decision ``decode`` makes is patched to 'not plain greedy')."""
     eos = set(sm.backbone.eos_ids)
     patch = mock.patch("steerlib.model.generate.is_plain_greedy", return_value=False)
     with patch if generate else contextlib.nullcontext():
@@ -158,12 +164,14 @@ def bench_generation(bb: Backbone, sizes: Sizes) -> Section:
 
     def fig(label: str, t: Timed) -> tuple[str, str]:
         return label, (
-            f"{t.tokens / t.wall:,.1f} tok/s wall ({t.wall:.1f} s), {t.tokens / t.cpu:,.1f} tok/s CPU "
+            f"{t.tokens / t.wall:,.1f} tok/s wall ({t.wall:.1f} s), "
+            f"{t.tokens / t.cpu:,.1f} tok/s CPU "
             f"({t.cpu:.1f} s), {t.tokens} tokens"
         )
 
     return Section(
-        f"Steered generation: {n} evaluation prompts, batches of {batch}, greedy, max_new_tokens {k}",
+        f"Steered generation: {n} evaluation prompts, batches of {batch}, greedy, "
+        f"max_new_tokens {k}",
         figures=[
             fig("steerlib (decoding.greedy)", ours),
             fig("today's path (transformers generate)", today),

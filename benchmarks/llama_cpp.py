@@ -1,4 +1,5 @@
-"""llama.cpp as a steered-generation engine, against steerlib's fp32 path (issue 27, item 3).
+"""llama.cpp as a steered-generation engine, against steerlib's fp32 path (issue 27,
+item 3).
 
 ``python -m benchmarks.llama_cpp [--prompts 64] [--new-tokens 128] [--threads 2]``
 
@@ -25,8 +26,8 @@ from __future__ import annotations
 import argparse
 import ctypes
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -43,7 +44,8 @@ def _require_llama_cpp():
         import llama_cpp
     except ImportError:
         raise SystemExit(
-            "llama-cpp-python is not installed: `pip install -e '.[llama-cpp]'` builds it from "
+            "llama-cpp-python is not installed: `pip install -e '.[llama-cpp]'` builds "
+            "it from "
             "source (minutes; an optional extra, never needed by steerlib itself)"
         ) from None
     return llama_cpp
@@ -88,7 +90,8 @@ class LlamaCppEngine:
 
     def prefill(self, prompts: Sequence[np.ndarray]) -> np.ndarray:
         """Feed each prompt's embedding rows as its own sequence; the logits after the
-        last row of each prompt, in order (prompts are cut into calls of ``n_batch`` rows)."""
+        last row of each prompt, in order (prompts are cut into calls of ``n_batch``
+        rows)."""
         lc = self.lc
         self._clear()
         entries = [
@@ -177,7 +180,8 @@ def pass_rate(bb: Backbone, asked: Sequence[tuple[str, ...] | None], answers) ->
 
 
 def agreement(a: Sequence[list[int]], b: Sequence[list[int]]) -> tuple[int, float]:
-    """Rows with identical answers, and the mean share of tokens before the first difference."""
+    """Rows with identical answers, and the mean share of tokens before the first
+    difference."""
     same, shares = 0, []
     for x, y in zip(a, b):
         same += x == y
@@ -231,24 +235,29 @@ def main(argv: list[str] | None = None) -> int:
     llama = timed(lambda: engine.greedy(embeds, args.new_tokens, eos))
     same, share = agreement(ours.answers, llama.answers)
     print(
-        f"{len(reqs)} prompts, greedy, max_new_tokens {args.new_tokens}, {args.threads} thread(s)"
+        f"{len(reqs)} prompts, greedy, max_new_tokens {args.new_tokens}, "
+        f"{args.threads} thread(s)"
     )
     print(
-        "| engine | tok/s (wall) | wall s | tokens | behaviors passed |\n|---|---|---|---|---|"
+        "| engine | tok/s (wall) | wall s | tokens | behaviors passed "
+        "|\n|---|---|---|---|---|"
     )
     for name, run in (
-        ("steerlib (fp32 torch, batch %d)" % args.batch, ours),
+        (f"steerlib (fp32 torch, batch {args.batch})", ours),
         ("llama.cpp (Q4_1, all sequences)", llama),
     ):
         print(
-            f"| {name} | {run.tokens / run.wall:,.1f} | {run.wall:,.1f} | {run.tokens} | "
+            f"| {name} | {run.tokens / run.wall:,.1f} | {run.wall:,.1f} | {run.tokens} "
+            "| "
             f"{100 * pass_rate(bb, asked, run.answers):.1f}% |"
         )
     print(
-        f"\nllama.cpp / steerlib tok/s: {(llama.tokens / llama.wall) / (ours.tokens / ours.wall):.2f}"
+        "\nllama.cpp / steerlib tok/s: "
+        f"{(llama.tokens / llama.wall) / (ours.tokens / ours.wall):.2f}"
     )
     print(
-        f"identical answers: {same} of {len(reqs)}; mean share of tokens before the first difference: {share:.2f}"
+        f"identical answers: {same} of {len(reqs)}; mean share of tokens before the "
+        f"first difference: {share:.2f}"
     )
     return 0
 

@@ -13,8 +13,8 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from steerlib.model.backbone import load_backbone
 
@@ -45,9 +45,10 @@ def _timed_load(model: str | None) -> float:
 
 
 def bench_load(model: str | None, repeats: int) -> Section:
-    """Median first and second load time of ``model`` (None = embedded) over ``repeats`` fresh caches."""
-    # the GGUF readers are imported on the first GGUF load; import them now so that one-time
-    # cost does not count as first-load work of the first repeat only
+    """Median first and second load time of ``model`` (None = embedded) over
+    ``repeats`` fresh caches."""
+    # the GGUF readers are imported on the first GGUF load; import them now so that
+    # one-time cost does not count as first-load work of the first repeat only
     import gguf  # noqa: F401
     import transformers.modeling_gguf_pytorch_utils  # noqa: F401
 
@@ -61,7 +62,8 @@ def bench_load(model: str | None, repeats: int) -> Section:
             seconds.append(_timed_load(model))
     first, second = statistics.median(firsts), statistics.median(seconds)
     return Section(
-        f"Load: {model or 'embedded'} model, first vs second load ({repeats} fresh cache folder(s))",
+        f"Load: {model or 'embedded'} model, first vs second load ({repeats} fresh "
+        "cache folder(s))",
         figures=[
             ("first load (empty cache)", f"{first:.2f} s"),
             ("second load (cache filled)", f"{second:.2f} s"),

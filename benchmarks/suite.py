@@ -19,7 +19,8 @@ def run_suite(
     bb: Backbone, sizes: Sizes, *, model: str, log=sys.stderr
 ) -> list[Section]:
     """Every benchmark's section. ``model`` names the backbone ("tiny" or "embedded");
-    the load benchmark runs only for "embedded", whose first load has a cache to fill."""
+    the load benchmark runs only for "embedded", whose first load has a cache to
+    fill."""
     sections = []
     steps = [
         ("distillation step", lambda: bench_distill_step(bb, sizes)),

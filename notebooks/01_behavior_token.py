@@ -43,10 +43,11 @@
 
 # %% tags=["remove-cell"]
 # In Colab only: clone the project (shipped tokens and results included) and install it.
-REPOSITORY = (
-    "https://github.com/steerlib/steerlib"  # = repository.url in book/_config.yml
-)
-import os, subprocess, sys  # noqa: E401,E402
+# the same URL as repository.url in book/_config.yml
+REPOSITORY = "https://github.com/steerlib/steerlib"
+import os
+import subprocess
+import sys
 
 if "google.colab" in sys.modules and not os.path.isdir("steerlib"):
     subprocess.run(
@@ -65,12 +66,11 @@ import pandas as pd
 from IPython.display import display
 
 import steerlib as st
-from steerlib.tasks import behaviors as B
-from steerlib.study import plots
-from steerlib.study.book import show, text_table
-from steerlib.train.distill import train_behavior_token
 from steerlib.evaluation.stats import paired_test
 from steerlib.model.generate import DEMO_REPETITION_PENALTY, Request, SteeredModel
+from steerlib.model.template import render
+from steerlib.study import plots
+from steerlib.study.book import show, text_table
 from steerlib.study.folders import results_dir
 from steerlib.study.pipeline import (
     single_behavior_records,
@@ -80,7 +80,8 @@ from steerlib.study.pipeline import (
     token_label,
     train_all_behaviors,
 )
-from steerlib.model.template import render
+from steerlib.tasks import behaviors as B
+from steerlib.train.distill import train_behavior_token
 
 # %matplotlib inline
 
@@ -116,9 +117,9 @@ print("embedding matrix:", tuple(bb.embeddings.shape))
 # $$
 # \begin{aligned}
 # \mathcal{L}(e_b) &= T^2 \,\frac{1}{|y|} \sum_{t=1}^{|y|}
-#   \mathrm{KL}\!\left(\,p_\theta(\cdot \mid x, I_b, y_{<t};\,T)\;\middle\|\;p_\theta(\cdot \mid x, e_b, y_{<t};\,T)\right), \\
-# p(\cdot\,;T) &= \mathrm{softmax}(z / T), \qquad T = 10 .
-# \end{aligned}
+#   \mathrm{KL}\!\left(\,p_\theta(\cdot \mid x, I_b,
+# y_{<t};\,T)\;\middle\|\;p_\theta(\cdot \mid x, e_b, y_{<t};\,T)\right), \\
+# p(\cdot\,;T) &= \mathrm{softmax}(z / T), \qquad T = 10 . \end{aligned}
 # $$
 #
 # Only $e_b$ receives gradients. It starts at the mean input embedding of the
@@ -188,7 +189,8 @@ print("passes the French verifier:", french.verify(y))
 # %%
 cfg = preset.stage1_config("french")
 print(
-    f"{cfg.steps} steps x {cfg.batch_size} examples, lr {cfg.lr}, T = {cfg.temperature}, "
+    f"{cfg.steps} steps x {cfg.batch_size} examples, lr {cfg.lr}, T = "
+    f"{cfg.temperature}, "
     f"init '{cfg.init}', targets '{cfg.targets.source}'"
 )
 tokens_fr = train_behavior_token(bb, "french", cfg)
@@ -232,7 +234,8 @@ if plots.token_validation(info, "french"):
     plt.show()
     print(
         f"kept step {record['best_step']} ({100 * record['best_rate']:.0f}% of "
-        f"{cfg.validation.n_questions} validation questions); stopped at step {record['stopped_at']} "
+        f"{cfg.validation.n_questions} validation questions); stopped at step "
+        f"{record['stopped_at']} "
         f"of at most {cfg.steps}"
     )
 else:
@@ -320,9 +323,12 @@ single["kept step / stop"] = [
 display(single.astype(object).fillna("–"))
 print(
     f"pass rate (%): {preset.eval.n_single} held-out prompts per behavior, greedy, "
-    f"{preset.eval.max_new_tokens} new tokens; filtered '–': fewer than min_kept answers passed, no token; "
-    f"kept step / stop: the step validation kept and where early stopping ended the run "
-    f"(at most {preset.stage1.steps}); the instruction column is the model's own compliance"
+    f"{preset.eval.max_new_tokens} new tokens; filtered '–': fewer than min_kept "
+    "answers passed, no token; "
+    "kept step / stop: the step validation kept and where early stopping ended the "
+    "run "
+    f"(at most {preset.stage1.steps}); the instruction column is the model's own "
+    "compliance"
 )
 
 # %% [markdown]
@@ -363,7 +369,8 @@ wide["chosen"] = [preset.target_source(n) for n in wide.index]
 display(wide.astype(object).fillna("too few targets"))
 plots.rate_dots(
     comparison[comparison["n"] > 0],
-    title=f"pass rate by target variant, {preset.eval.n_single} prompts each (95% Wilson intervals)",
+    title=f"pass rate by target variant, {preset.eval.n_single} prompts each (95% "
+    "Wilson intervals)",
 )
 plt.show()
 
@@ -396,19 +403,23 @@ def cite(n, r):
         if n in untrained
         else ""
     )
-    return f"{n} ({r['token %']:.0f}% vs {r['instruction %']:.0f}%, {st.book.p_phrase(r['p'])}{note})"
+    rates = f"{r['token %']:.0f}% vs {r['instruction %']:.0f}%"
+    return f"{n} ({rates}, {st.book.p_phrase(r['p'])}{note})"
 
 
 beats = [cite(n, r) for n, r in sig.iterrows() if r["a_only"] > r["b_only"]]
 lags = [cite(n, r) for n, r in sig.iterrows() if r["a_only"] < r["b_only"]]
 lines = [
-    f"- Mean pass rate: plain {single['plain'].mean():.1f}%, instruction {single['instruction'].mean():.1f}%, "
+    f"- Mean pass rate: plain {single['plain'].mean():.1f}%, instruction "
+    f"{single['instruction'].mean():.1f}%, "
     f"token {single['token'].mean():.1f}%, hybrid {single['hybrid'].mean():.1f}%.",
     f"- Tokens below 50%: {', '.join(below) if below else 'none'}.",
     f"- Behaviors the model itself follows by instruction less than half the time: "
     f"{', '.join(weak_teacher) if weak_teacher else 'none'}.",
-    f"- Token better than the instruction (paired test, p < 0.05): {', '.join(beats) if beats else 'none'}.",
-    f"- Token worse than the instruction (p < 0.05): {', '.join(lags) if lags else 'none'}.",
+    "- Token better than the instruction (paired test, p < 0.05): "
+    f"{', '.join(beats) if beats else 'none'}.",
+    "- Token worse than the instruction (p < 0.05): "
+    f"{', '.join(lags) if lags else 'none'}.",
     f"- No significant difference between token and instruction for the other "
     f"{len(tests) - len(beats) - len(lags)} of {len(tests)} behaviors.",
     *(st.book.caveat_lines(out) if preset.name == "cpu" else []),
@@ -417,7 +428,8 @@ lines = [
 st.book.summary(
     lines,
     preset,
-    about="these rates say nothing about the method. Run with `STEERLIB_PRESET=cpu` for real numbers.",
+    about="these rates say nothing about the method. Run with `STEERLIB_PRESET=cpu` "
+    "for real numbers.",
 )
 
 # %% [markdown]

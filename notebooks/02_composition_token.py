@@ -32,10 +32,11 @@
 
 # %% tags=["remove-cell"]
 # In Colab only: clone the project (shipped tokens and results included) and install it.
-REPOSITORY = (
-    "https://github.com/steerlib/steerlib"  # = repository.url in book/_config.yml
-)
-import os, subprocess, sys  # noqa: E401,E402
+# the same URL as repository.url in book/_config.yml
+REPOSITORY = "https://github.com/steerlib/steerlib"
+import os
+import subprocess
+import sys
 
 if "google.colab" in sys.modules and not os.path.isdir("steerlib"):
     subprocess.run(
@@ -100,7 +101,8 @@ st.book.show_caveats(results_dir("cpu"))
 #
 # $$
 # \begin{aligned}
-# \mathcal{L}(e_\wedge) &= T^2\,\mathrm{KL}\!\left(p_\theta(\cdot \mid x, I_{b_1}, I_{b_2}) \,\middle\|\,
+# \mathcal{L}(e_\wedge) &= T^2\,\mathrm{KL}\!\left(p_\theta(\cdot \mid x, I_{b_1},
+# I_{b_2}) \,\middle\|\,
 #   p_\theta(\cdot \mid x, e_{b_1}, e_\wedge, e_{b_2})\right)
 #   + \lambda\,\mathcal{L}_\text{orth}(e_\wedge), \\
 # \mathcal{L}_\text{orth}(e_\wedge) &= \sum_{b \in S} \cos(e_\wedge, e_b)^2,
@@ -145,7 +147,8 @@ tokens = st.train_composition_token(
 )  # stage 2: <and>
 cfg = preset.stage2
 print(
-    f"stage 2: {cfg.steps} steps x {cfg.batch_size} pairs, lr {cfg.lr}, T = {cfg.temperature}, "
+    f"stage 2: {cfg.steps} steps x {cfg.batch_size} pairs, lr {cfg.lr}, T = "
+    f"{cfg.temperature}, "
     f"init '{cfg.init}', lambda = {cfg.orth_weight}, targets '{cfg.targets.source}'"
 )
 info = tokens.info["and"]
@@ -169,8 +172,10 @@ if plots.token_validation(
 ):
     plt.show()
     print(
-        f"kept step {record['best_step']} ({100 * record['best_rate']:.0f}% of the validation questions, "
-        f"each asking one of {len(info['validation_pairs'])} capable training pairs); stopped at step "
+        f"kept step {record['best_step']} ({100 * record['best_rate']:.0f}% of the "
+        "validation questions, "
+        f"each asking one of {len(info['validation_pairs'])} capable training pairs); "
+        "stopped at step "
         f"{record['stopped_at']}"
     )
 
@@ -220,10 +225,10 @@ display(
 #
 # $$
 # \begin{aligned}
-# \text{mean acc} &= \frac{1}{|C|}\sum_{c}\frac{1}{k!}\sum_{\pi}\mathrm{acc}(c,\pi), \qquad
-# \text{best acc} = \frac{1}{|C|}\sum_{c}\max_{\pi}\mathrm{acc}(c,\pi), \\
-# \text{OV} &= \frac{1}{|C|}\sum_{c}\Big(\max_{\pi}\mathrm{acc}(c,\pi) - \min_{\pi}\mathrm{acc}(c,\pi)\Big).
-# \end{aligned}
+# \text{mean acc} &= \frac{1}{|C|}\sum_{c}\frac{1}{k!}\sum_{\pi}\mathrm{acc}(c,\pi),
+# \qquad \text{best acc} = \frac{1}{|C|}\sum_{c}\max_{\pi}\mathrm{acc}(c,\pi), \\
+# \text{OV} &= \frac{1}{|C|}\sum_{c}\Big(\max_{\pi}\mathrm{acc}(c,\pi) -
+# \min_{\pi}\mathrm{acc}(c,\pi)\Big). \end{aligned}
 # $$
 #
 # The methods: **instruction** (the instructions as text), **concatenation**
@@ -237,8 +242,10 @@ display(
 ev = preset.eval
 table = composition_eval(bb, tokens, preset, out)
 print(
-    f"pairs: {ev.n_combos} combinations per split x {ev.n_prompts} prompts per ordering; "
-    f"triples: {ev.n_combos_3} per split x {ev.n_prompts_3} prompts; {ev.max_new_tokens} new tokens, greedy"
+    f"pairs: {ev.n_combos} combinations per split x {ev.n_prompts} prompts per "
+    "ordering; "
+    f"triples: {ev.n_combos_3} per split x {ev.n_prompts_3} prompts; "
+    f"{ev.max_new_tokens} new tokens, greedy"
 )
 
 # %% [markdown]
@@ -394,7 +401,8 @@ lines = (
     st.book.capable_answer(tests, summary_table)
     if selected
     else [
-        "- No pair qualified on validation, so this run cannot say whether `<and>` composes."
+        "- No pair qualified on validation, so this run cannot say whether `<and>` "
+        "composes."
     ]
 )
 st.book.summary([*lines, st.book.training_line(info)], preset)
@@ -438,7 +446,8 @@ ch2 = st.book.exercises(2)  # the checks (and the solutions, shown folded below)
 
 # %%
 def order_variance(records: pd.DataFrame, method: str) -> float:
-    """Order variance (points) of ``method``: per combination, best minus worst ordering."""
+    """Order variance (points) of ``method``: per combination, best minus worst
+    ordering."""
     raise NotImplementedError  # your code here
 
 

@@ -36,10 +36,9 @@
 
 # %% tags=["remove-cell"]
 # In Colab only: clone the project (shipped tokens and results included) and install it.
-REPOSITORY = (
-    "https://github.com/steerlib/steerlib"  # = repository.url in book/_config.yml
-)
-import os  # noqa: E401,E402
+# the same URL as repository.url in book/_config.yml
+REPOSITORY = "https://github.com/steerlib/steerlib"
+import os
 import subprocess
 import sys
 
@@ -87,9 +86,10 @@ preset = (
 #
 # $$
 # \begin{aligned}
-# &\min_{e_\wedge}\; \mathcal{L}_\text{KD}(e_\wedge) + \lambda\,\mathcal{L}_\text{orth}(e_\wedge),
-# \qquad \mathcal{L}_\text{orth} = \sum_{b \in S} \cos(e_\wedge, e_b)^2, \\
-# &e_\wedge^{(0)} \in \Big\{\,0,\;\; E_{\text{" and"}},\;\; \tfrac{1}{|B|}\textstyle\sum_b e_b,\;\; \text{random}\,\Big\}.
+# &\min_{e_\wedge}\; \mathcal{L}_\text{KD}(e_\wedge) +
+# \lambda\,\mathcal{L}_\text{orth}(e_\wedge), \qquad \mathcal{L}_\text{orth} = \sum_{b
+# \in S} \cos(e_\wedge, e_b)^2, \\ &e_\wedge^{(0)} \in \Big\{\,0,\;\; E_{\text{"
+# and"}},\;\; \tfrac{1}{|B|}\textstyle\sum_b e_b,\;\; \text{random}\,\Big\}.
 # \end{aligned}
 # $$
 #
@@ -138,7 +138,8 @@ else:
     )  # what the call above trained for the cpu run
 info = trained.info["and"]
 print(
-    f"{st.book.variant_name(v)}: {info.get('steps')} steps, {info.get('seconds', 0) / 60:.0f} min to train"
+    f"{st.book.variant_name(v)}: {info.get('steps')} steps, "
+    f"{info.get('seconds', 0) / 60:.0f} min to train"
 )
 if trained.losses.get("and"):
     plots.loss_curve(
@@ -193,8 +194,10 @@ missing = [
     if not ((table["ablation"] == v.ablation) & (table["setting"] == v.setting)).any()
 ]
 print(
-    f"protocol: {protocol.name}; {len(protocol.pairs)} pairs x 2 orders x {protocol.n_pairs} prompts, "
-    f"{len(protocol.triples)} triples x 6 orders x {protocol.n_triples} prompts; variants missing: "
+    f"protocol: {protocol.name}; {len(protocol.pairs)} pairs x 2 orders x "
+    f"{protocol.n_pairs} prompts, "
+    f"{len(protocol.triples)} triples x 6 orders x {protocol.n_triples} prompts; "
+    "variants missing: "
     f"{', '.join(missing) or 'none'}"
 )
 
@@ -214,9 +217,12 @@ cut = table[(table["ablation"] == "no_and") & (table["split"] == "seen-2")].set_
 if len(cut) == 2:
     st.book.summary(
         [
-            f"- Same method, other sample: on these {int(cut['n'].iloc[0])} seen-pair answers "
-            f"concatenation passes {cut.loc['concatenation', 'mean_acc']:.1f}% and the recipe "
-            f"{cut.loc['<and>', 'mean_acc']:.1f}%; chapter 2's Table 2.4 uses all 30 prompts per "
+            f"- Same method, other sample: on these {int(cut['n'].iloc[0])} seen-pair "
+            "answers "
+            f"concatenation passes {cut.loc['concatenation', 'mean_acc']:.1f}% and the "
+            "recipe "
+            f"{cut.loc['<and>', 'mean_acc']:.1f}%; chapter 2's Table 2.4 uses all 30 "
+            "prompts per "
             "ordering, hence its slightly different rates."
         ],
         preset,

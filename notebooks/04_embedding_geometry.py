@@ -29,10 +29,11 @@
 
 # %%
 # In Colab only: clone the project (shipped tokens and results included) and install it.
-REPOSITORY = (
-    "https://github.com/steerlib/steerlib"  # = repository.url in book/_config.yml
-)
-import os, subprocess, sys  # noqa: E401,E402
+# the same URL as repository.url in book/_config.yml
+REPOSITORY = "https://github.com/steerlib/steerlib"
+import os
+import subprocess
+import sys
 
 if "google.colab" in sys.modules and not os.path.isdir("steerlib"):
     subprocess.run(
@@ -52,10 +53,10 @@ import pandas as pd
 from IPython.display import display
 
 import steerlib as st
-from steerlib.tasks import behaviors as B
 from steerlib.evaluation import geometry
 from steerlib.study import plots
 from steerlib.study.pipeline import load_tokens
+from steerlib.tasks import behaviors as B
 
 # %matplotlib inline
 
@@ -72,7 +73,8 @@ preset = (
 # %%
 RETRAIN = False
 bb = st.load_backbone(preset.model)
-# trained here, or loaded: from artifacts/, or (embedded model) from the tokens shipped in the package
+# trained here, or loaded: from artifacts/, or (embedded model) from the tokens shipped
+# in the package
 tokens = load_tokens(bb, preset, retrain=RETRAIN)
 behaviors = [n for n in tokens.names if n != "and"]
 print(tokens)
@@ -80,11 +82,11 @@ print(tokens)
 # %% [markdown]
 # ## Cosine similarity, tokens and instruction words
 #
-# The cosine between two vectors $u, v$ is $\cos(u, v) = u^\top v / (\lVert u\rVert\,\lVert v\rVert)$.
-# The map below holds every steering token and, for comparison, the vocabulary
-# embedding of the key word of each behavior's instruction (quoted labels).
-# Behavior tokens start at the mean embedding of their instruction, so some
-# resemblance to those words is inherited from the initialisation; `<and>` starts
+# The cosine between two vectors $u, v$ is $\cos(u, v) = u^\top v / (\lVert
+# u\rVert\,\lVert v\rVert)$. The map below holds every steering token and, for
+# comparison, the vocabulary embedding of the key word of each behavior's instruction
+# (quoted labels). Behavior tokens start at the mean embedding of their instruction, so
+# some resemblance to those words is inherited from the initialisation; `<and>` starts
 # at zero, so whatever direction it has, it learned.
 
 # %%
@@ -99,7 +101,8 @@ tok_labels = [f"<{n}>" for n in behaviors]
 if "and" in tokens:
     and_cos = cos.loc["<and>", tok_labels]
     print(
-        f"cos(<and>, behavior tokens): max |cos| {and_cos.abs().max():.3f}, mean {and_cos.mean():.3f} "
+        f"cos(<and>, behavior tokens): max |cos| {and_cos.abs().max():.3f}, mean "
+        f"{and_cos.mean():.3f} "
         f"(L_orth pushes these towards 0)"
     )
 category = {f"<{n}>": B.get(n).category for n in behaviors}
@@ -109,7 +112,8 @@ same = np.array(
 )
 diff = np.array([[category[a] != category[b] for b in tok_labels] for a in tok_labels])
 print(
-    f"mean cosine between behavior tokens: same category {block.values[same].mean():.3f}, "
+    "mean cosine between behavior tokens: same category "
+    f"{block.values[same].mean():.3f}, "
     f"different categories {block.values[diff].mean():.3f}"
 )
 
@@ -170,7 +174,8 @@ hits = [
 ]
 lang_top = ", ".join(f"{top.loc['<' + n + '>', 'top_cosine']:.2f}" for n in langs)
 lines.append(
-    f"- *Language tokens lie near their language's name* (paper: cosine about 0.45-0.5). Ours: the "
+    "- *Language tokens lie near their language's name* (paper: cosine about "
+    "0.45-0.5). Ours: the "
     f"English name is among the 8 nearest words for {len(hits)} of {len(langs)} "
     f"({', '.join(hits) or 'none'}); top cosines {lang_top}."
 )
@@ -181,14 +186,16 @@ digits = [
     if any(any(ch.isdigit() for ch in w) for w in top.loc[f"<{n}>", "nearest"])
 ]
 lines.append(
-    f"- *Length tokens lie near digits.* Ours: a digit token is among the 8 nearest for {len(digits)} "
+    "- *Length tokens lie near digits.* Ours: a digit token is among the 8 nearest "
+    f"for {len(digits)} "
     f"of {len(lengths)} length tokens."
 )
 if "and" in tokens:
     and_top = top.loc["<and>", "top_cosine"]
     median_top = top.loc[tok_labels, "top_cosine"].median()
     lines.append(
-        f"- *`<and>` has no close vocabulary neighbour* (paper: top cosine about 0.1). Ours: {and_top:.2f}, "
+        "- *`<and>` has no close vocabulary neighbour* (paper: top cosine about 0.1). "
+        f"Ours: {and_top:.2f}, "
         f"against a median of {median_top:.2f} for the behavior tokens."
     )
     pts = points[points["category"] != "vocabulary"].set_index("label")[["pc1", "pc2"]]
@@ -196,17 +203,21 @@ if "and" in tokens:
     dist = ((pts - centre) ** 2).sum(axis=1) ** 0.5
     rank = int((dist > dist["<and>"]).sum()) + 1
     lines.append(
-        f"- *`<and>` is an outlier in the PCA.* Ours: ranked by distance from the behavior tokens' "
-        f"centroid in the 2-D projection, `<and>` is number {rank} of {len(dist)} (1 = farthest)."
+        "- *`<and>` is an outlier in the PCA.* Ours: ranked by distance from the "
+        "behavior tokens' "
+        f"centroid in the 2-D projection, `<and>` is number {rank} of {len(dist)} (1 = "
+        "farthest)."
     )
 lines.append(
-    f"- *Tokens cluster by category.* Ours: mean cosine within a category {block.values[same].mean():.2f} "
+    "- *Tokens cluster by category.* Ours: mean cosine within a category "
+    f"{block.values[same].mean():.2f} "
     f"vs {block.values[diff].mean():.2f} across categories."
 )
 st.book.summary(
     lines,
     preset,
-    about="its embedding space has no meaning, so none of these comparisons does either.",
+    about="its embedding space has no meaning, so none of these comparisons does "
+    "either.",
 )
 
 # %% [markdown]
@@ -239,7 +250,8 @@ ch4 = st.book.exercises(4)  # the checks (and the solutions, shown folded below)
 
 # %%
 def vocabulary_rank(bb, vector, word: str) -> int:
-    """Rank (1 = nearest) of word's first token among all vocabulary embeddings, by cosine."""
+    """Rank (1 = nearest) of word's first token among all vocabulary embeddings, by
+    cosine."""
     raise NotImplementedError  # your code here
 
 

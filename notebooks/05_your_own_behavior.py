@@ -29,10 +29,9 @@
 # chapter says what the numbers are and how to train longer.
 
 # %% tags=["remove-cell"]
-REPOSITORY = (
-    "https://github.com/steerlib/steerlib"  # = repository.url in book/_config.yml
-)
-import os  # noqa: E401,E402
+# the same URL as repository.url in book/_config.yml
+REPOSITORY = "https://github.com/steerlib/steerlib"
+import os
 import subprocess
 import sys
 
@@ -92,7 +91,8 @@ CLOSERS = "\"'”’»*_) \t\n"
 
 
 def ends_with_question(text: str) -> bool:
-    """True when the answer's last character, closing quotes and emphasis aside, is '?'."""
+    """True when the answer's last character, closing quotes and emphasis aside, is
+    '?'."""
     return text.rstrip(CLOSERS).endswith("?")
 
 
@@ -153,7 +153,8 @@ def ask_back(answer: str) -> str | None:
 
 print(
     ask_back(
-        "The sky is blue because air scatters blue light more than red. At sunset, light travels further."
+        "The sky is blue because air scatters blue light more than red. At sunset, "
+        "light travels further."
     )
 )
 
@@ -233,7 +234,8 @@ print(
 RETRAIN = False
 cfg = policy_config(preset.stage1, "constructed+ce")
 print(
-    f"{cfg.steps} steps x {cfg.batch_size} examples, lr {cfg.lr}, targets '{cfg.targets.source}', "
+    f"{cfg.steps} steps x {cfg.batch_size} examples, lr {cfg.lr}, targets "
+    f"'{cfg.targets.source}', "
     f"CE weight {cfg.ce_weight}"
 )
 out = results_dir(preset.name)
@@ -331,26 +333,31 @@ print(f"{example['order']}: {example['prompt']}\n  -> {st.book.clip(example['tex
 rate = single["pass rate (%)"]
 acc = table.set_index("method")["mean_acc"]
 lines = [
-    f"- Alone: plain {rate['plain']:.1f}%, instruction {rate['instruction']:.1f}%, token {rate['token']:.1f}% "
+    f"- Alone: plain {rate['plain']:.1f}%, instruction {rate['instruction']:.1f}%, "
+    f"token {rate['token']:.1f}% "
     f"of {len(questions)} held-out questions end with a question.",
-    f"- With French (both orders, {int(table['n'].iloc[0])} generations per method): instruction "
+    f"- With French (both orders, {int(table['n'].iloc[0])} generations per method): "
+    "instruction "
     f"{acc['instruction']:.1f}%, `<and>` {acc['and']:.1f}% satisfy both.",
 ]
 losses = tokens.losses.get("ends_with_question") or []
 if losses:
     lines.append(
-        f"- Training loss (distillation + CE) {losses[0]:.2f} at step 1, {losses[-1]:.2f} at step "
+        f"- Training loss (distillation + CE) {losses[0]:.2f} at step 1, "
+        f"{losses[-1]:.2f} at step "
         f"{len(losses)}."
     )
 if rate["token"] <= rate["plain"]:
     lines.append(
-        f"- The token does not beat the unsteered model here: with {info['steps']} steps it has not "
+        f"- The token does not beat the unsteered model here: with {info['steps']} "
+        "steps it has not "
         "learned the behavior."
     )
 st.book.summary(
     lines,
     preset,
-    about="these rates say nothing about the method. Run with `STEERLIB_PRESET=cpu` for real numbers.",
+    about="these rates say nothing about the method. Run with `STEERLIB_PRESET=cpu` "
+    "for real numbers.",
 )
 
 # %% [markdown]
@@ -361,8 +368,8 @@ st.book.summary(
 # is small for a behavior the model never shows on its own. If the token fails
 # alone, the composition cannot pass either; a reader with time can train
 # longer, e.g. `replace(cfg, steps=64)`, and evaluate again (records of other
-# vectors are regenerated, not reused). The composition is the harder test even for a good
-# token, since `<and>` never saw this behavior; chapter 2's unseen split asks
+# vectors are regenerated, not reused). The composition is the harder test even for a
+# good token, since `<and>` never saw this behavior; chapter 2's unseen split asks
 # the same question of the four held-out built-ins.
 
 # %% [markdown]

@@ -25,10 +25,11 @@
 
 # %% tags=["remove-cell"]
 # In Colab only: clone the project (shipped tokens and results included) and install it.
-REPOSITORY = (
-    "https://github.com/steerlib/steerlib"  # = repository.url in book/_config.yml
-)
-import os, subprocess, sys  # noqa: E401,E402
+# the same URL as repository.url in book/_config.yml
+REPOSITORY = "https://github.com/steerlib/steerlib"
+import os
+import subprocess
+import sys
 
 if "google.colab" in sys.modules and not os.path.isdir("steerlib"):
     subprocess.run(
@@ -48,12 +49,11 @@ from IPython.display import Markdown, display
 
 import steerlib as st
 from steerlib.evaluation.records import read_records
-from steerlib.model import layout as L
 from steerlib.model.template import embed, render
 from steerlib.paths import project_root
 from steerlib.study import capable as C
-from steerlib.study.position import selection, stages, testrun, variants
 from steerlib.study import slots
+from steerlib.study.position import selection, stages, testrun, variants
 
 # %matplotlib inline
 
@@ -194,12 +194,18 @@ today_seq = search[search["variant"] == "and@sequential"].iloc[0]
 margin = (best_b["joint"] - won["joint"]) * best_b["n"] / 100
 display(
     Markdown(
-        f"- Displaced training moves the paper's layout from {today_seq['joint']:.1f}% to {best_b['joint']:.1f}% joint "
-        f"[{best_b['joint_lo']:.1f}, {best_b['joint_hi']:.1f}] (`{best_b['variant']}`), and the order gap from "
-        f"{today_seq['gap']:.1f} to {best_b['gap']:.1f} points: the tokens did learn to steer from second place.\n"
-        f"- It stays {won['joint'] - best_b['joint']:.1f} points below re-reading today's tokens in the winning layout "
-        f"(`{won['variant']}`, {won['joint']:.1f}%), at {best_b['train_s'] / 3600:.1f} CPU hours of training against none.\n"
-        f"- By the amendment's rule (beat the winner by at least one of {best_b['n']:.0f} generations) B "
+        f"- Displaced training moves the paper's layout from {today_seq['joint']:.1f}% "
+        f"to {best_b['joint']:.1f}% joint "
+        f"[{best_b['joint_lo']:.1f}, {best_b['joint_hi']:.1f}] "
+        f"(`{best_b['variant']}`), and the order gap from "
+        f"{today_seq['gap']:.1f} to {best_b['gap']:.1f} points: the tokens did learn "
+        "to steer from second place.\n"
+        f"- It stays {won['joint'] - best_b['joint']:.1f} points below re-reading "
+        "today's tokens in the winning layout "
+        f"(`{won['variant']}`, {won['joint']:.1f}%), at {best_b['train_s'] / 3600:.1f} "
+        "CPU hours of training against none.\n"
+        "- By the amendment's rule (beat the winner by at least one of "
+        f"{best_b['n']:.0f} generations) B "
         + (
             "earns an exploratory test."
             if margin >= 1
@@ -305,12 +311,17 @@ ratios = test_rates[
 short = ratios[ratios["ratio"] < 0.8]
 display(
     Markdown(
-        f"- **The plan's test:** `{one['a']}` passes both behaviors in {one['a_rate']:.1f}% of {one['n']} test "
-        f"generations against {one['b_rate']:.1f}% for today's `<and>` (exact McNemar p {'' if '<' in p_text else '= '}{p_text}; "
-        f"{one['a_only']} generations pass only with the pack, {one['b_only']} only today).\n"
-        f"- **Against the instructions:** {inst['a_rate']:.1f}% vs {inst['b_rate']:.1f}%, "
+        f"- **The plan's test:** `{one['a']}` passes both behaviors in "
+        f"{one['a_rate']:.1f}% of {one['n']} test "
+        f"generations against {one['b_rate']:.1f}% for today's `<and>` (exact McNemar "
+        f"p {'' if '<' in p_text else '= '}{p_text}; "
+        f"{one['a_only']} generations pass only with the pack, {one['b_only']} only "
+        "today).\n"
+        f"- **Against the instructions:** {inst['a_rate']:.1f}% vs "
+        f"{inst['b_rate']:.1f}%, "
         f"{inst['b_rate'] - inst['a_rate']:.1f} points short (the aim was within 10).\n"
-        f"- **Second place:** {len(ratios) - len(short)} of {len(ratios)} behaviors pass in second place at least "
+        f"- **Second place:** {len(ratios) - len(short)} of {len(ratios)} behaviors "
+        "pass in second place at least "
         f"0.8 times as often as in first"
         + (f"; not: {', '.join(short['behavior'])}." if len(short) else ".")
     )
@@ -335,7 +346,8 @@ display(
 #
 # ```python
 # tokens = st.SteeringTokens.from_pretrained("results/cpu/position/pack", backbone=bb)
-# st.SteeredModel(bb, tokens).generate("Why is the sky blue? <french><and><sentences_1>")
+# st.SteeredModel(bb, tokens).generate("Why is the sky blue?
+# <french><and><sentences_1>")
 # ```
 #
 # or, for a preset, `--set layout.positions=shared --set layout.isolate=true`.

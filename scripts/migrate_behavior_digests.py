@@ -1,4 +1,5 @@
-"""One-off migration (issue 28): stamp chapter 5's committed records with its behavior's definition.
+"""One-off migration (issue 28): stamp chapter 5's committed records with its
+behavior's definition.
 
 ``evaluate.KEY_FIELDS`` now holds ``behaviors``, the ``cache_name`` of each of your own
 behaviors in a record's order (``behaviors.definitions_stamp``), so that a behavior
@@ -7,13 +8,14 @@ built-ins only have an empty stamp and keep their keys; the one committed file w
 own behavior in it, ``results/cpu/own_behavior_records.jsonl`` (chapter 5's
 ``<ends_with_question>``), is stamped here without regenerating anything:
 
-* the behavior is registered from the chapter's own cells (``notebooks/05_your_own_behavior.py``:
-  its verifier, paraphrases, rule and transform, the text its digest is taken over);
+* the behavior is registered from the chapter's own cells
+  (``notebooks/05_your_own_behavior.py``: its verifier, paraphrases, rule and
+  transform, the text its digest is taken over);
 * its ``cache_name`` must be the one the committed token was trained under
   (``results/cpu/ends_with_question.safetensors``), so the records and the token agree.
 
-Run from the repo root: ``python scripts/migrate_behavior_digests.py``. Rewrites the file
-atomically; running it again changes nothing.
+Run from the repo root: ``python scripts/migrate_behavior_digests.py``. Rewrites the
+file atomically; running it again changes nothing.
 """
 
 from __future__ import annotations
@@ -28,14 +30,18 @@ from steerlib.tasks import behaviors as B
 
 CHAPTER = Path("notebooks/05_your_own_behavior.py")
 CELLS = ("CLOSERS =", "PARAPHRASES = (", "FOLLOW_UP =", "question = B.Behavior")
-"""The chapter's cells that define the behavior (the rest loads models and evaluates)."""
+"""The chapter's cells that define the behavior (the rest loads models and
+evaluates)."""
 
 
 def chapter_behavior() -> B.Behavior:
-    """The chapter's ``question`` behavior, its functions loaded from a file so that their
-    source, which the digest covers, is the chapter's text."""
+    """The chapter's ``question`` behavior, its functions loaded from a file so that
+    their source, which the digest covers, is the chapter's text."""
     cells = [c for c in CHAPTER.read_text().split("# %%") if any(k in c for k in CELLS)]
-    head = "from dataclasses import replace\nfrom steerlib.tasks import behaviors as B, verifiers as V\n"
+    head = (
+        "from dataclasses import replace\n"
+        "from steerlib.tasks import behaviors as B, verifiers as V\n"
+    )
     path = Path(tempfile.mkdtemp()) / "chapter5.py"
     path.write_text(head + "\n".join(cells))
     spec = importlib.util.spec_from_file_location("chapter5", path)
@@ -66,7 +72,8 @@ def main(results: Path = Path("results/cpu")) -> None:
     ]
     write_jsonl(path, new)
     print(
-        f"{path}: {sum('behaviors' in r for r in new)} of {len(rows)} records stamped {name}"
+        f"{path}: {sum('behaviors' in r for r in new)} of {len(rows)} records stamped "
+        f"{name}"
     )
 
 

@@ -8,13 +8,13 @@ known and are added here without regenerating anything:
 
 * ``model``: the fingerprint of the embedded model (loaded here, and checked against the
   fingerprint stored in ``results/cpu/tokens.safetensors``);
-* ``max_new_tokens``: the cpu preset's ``eval.max_new_tokens`` (128 since before the first
-  record was committed). Checked loosely: re-encoding a decoded answer does not give back
-  exactly its generated ids (answers cut at 128 re-encode to up to 136 tokens here), so no
-  answer may exceed the cap by more than ``SLACK`` tokens; the preset's earlier cap of 160
-  would show answers far longer;
-* ``seed``: the cpu preset's ``eval.seed`` (every evaluation of the study passes it or the
-  default 0, which is the same);
+* ``max_new_tokens``: the cpu preset's ``eval.max_new_tokens`` (128 since before the
+  first record was committed). Checked loosely: re-encoding a decoded answer does not
+  give back exactly its generated ids (answers cut at 128 re-encode to up to 136 tokens
+  here), so no answer may exceed the cap by more than ``SLACK`` tokens; the preset's
+  earlier cap of 160 would show answers far longer;
+* ``seed``: the cpu preset's ``eval.seed`` (every evaluation of the study passes it or
+  the default 0, which is the same);
 * ``prompt_sha``: ``prompt_digest`` of the record's own prompt text.
 
 Run from the repo root: ``python scripts/migrate_record_keys.py``. Rewrites each file
@@ -51,7 +51,8 @@ def main(results: Path = Path("results/cpu")) -> None:
         shipped = json.loads(f.metadata()["steerlib"])["fingerprint"]
     if shipped != bb.fingerprint:
         raise SystemExit(
-            f"embedded model fingerprint {bb.fingerprint} != {shipped} of the cpu results"
+            f"embedded model fingerprint {bb.fingerprint} != {shipped} of the cpu "
+            "results"
         )
     for name in FILES:
         path = results / name
@@ -62,7 +63,8 @@ def main(results: Path = Path("results/cpu")) -> None:
         )
         if longest > ev.max_new_tokens + SLACK:
             raise SystemExit(
-                f"{path}: an answer of {longest} tokens cannot come from max_new_tokens="
+                f"{path}: an answer of {longest} tokens cannot come from "
+                "max_new_tokens="
                 f"{ev.max_new_tokens}"
             )
         new = [

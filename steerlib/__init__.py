@@ -43,7 +43,8 @@ _ON_USE = {
     "geometry": "steerlib.evaluation.geometry",
     "book": "steerlib.study.book",
 }
-"""``st.<name>``: modules imported the first time they are read, not by ``import steerlib``."""
+"""``st.<name>``: modules imported the first time they are read, not by ``import
+steerlib``."""
 
 
 def __getattr__(name: str):

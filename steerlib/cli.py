@@ -1,4 +1,5 @@
-"""Command line: ``python -m steerlib COMMAND [options]``, and under ``torchrun`` for several processes.
+"""Command line: ``python -m steerlib COMMAND [options]``, and under ``torchrun`` for
+several processes.
 
 Each command is a ``cmd_<name>`` function registered in ``build_parser``;
 ``python -m steerlib --help`` lists them all with one line each (so no list here can
@@ -26,7 +27,8 @@ log = logging.getLogger("steerlib")
 
 
 def _preset(args):
-    """The preset of ``--preset``, with each ``--set FIELD=VALUE`` applied (validated)."""
+    """The preset of ``--preset``, with each ``--set FIELD=VALUE`` applied
+    (validated)."""
     from steerlib.presets import presets
 
     preset = presets.get(args.preset)
@@ -36,13 +38,14 @@ def _preset(args):
 
 
 def override(config, item: str):
-    """``config`` (a dataclass) with one dotted field set from ``"stage1.batch_size=4"``.
+    """``config`` (a dataclass) with one dotted field set from
+    ``"stage1.batch_size=4"``.
 
     The value is read as JSON (numbers, true/false, null, quoted strings, objects), else
     taken as a string; the config's own checks then refuse values it does not allow. A
-    sub-config (``stage1``, ``stage1.validation``) is set field by field, or whole from a
-    JSON object (how a sub-config that is off, None, is turned on); a mapping (``steps``,
-    ``sources``) is set whole. Anything else names the fields there are.
+    sub-config (``stage1``, ``stage1.validation``) is set field by field, or whole from
+    a JSON object (how a sub-config that is off, None, is turned on); a mapping
+    (``steps``, ``sources``) is set whole. Anything else names the fields there are.
     """
     path, sep, raw = item.partition("=")
     if not sep or not path:
@@ -58,16 +61,19 @@ def override(config, item: str):
         return ConfigError(f"--set {item!r}: {what}")
 
     def build(cls, where: str, data):
-        """A ``cls`` config from a JSON object (nested sub-configs from nested objects)."""
+        """A ``cls`` config from a JSON object (nested sub-configs from nested
+        objects)."""
         if not isinstance(data, dict):
             raise refuse(
                 f"{where} is a {cls.__name__}, not a value; set one of its fields ("
-                f"{', '.join(f'{where}.{n}' for n in _fields(cls))}) or all of it as a JSON object"
+                f"{', '.join(f'{where}.{n}' for n in _fields(cls))}) or all of it as a "
+                "JSON object"
             )
         unknown = sorted(set(data) - set(_fields(cls)))
         if unknown:
             raise refuse(
-                f"{cls.__name__} has no field {unknown[0]!r}; its fields: {', '.join(_fields(cls))}"
+                f"{cls.__name__} has no field {unknown[0]!r}; its fields: "
+                f"{', '.join(_fields(cls))}"
             )
         return cls(
             **{
@@ -82,7 +88,8 @@ def override(config, item: str):
         names = _fields(type(obj))
         if parts[0] not in names:
             raise refuse(
-                f"{type(obj).__name__} has no field {parts[0]!r}; its fields: {', '.join(names)}"
+                f"{type(obj).__name__} has no field {parts[0]!r}; its fields: "
+                f"{', '.join(names)}"
             )
         here = f"{where}.{parts[0]}" if where else parts[0]
         current, (kind, optional) = (
@@ -92,18 +99,22 @@ def override(config, item: str):
         if len(parts) == 1:
             if value is None and kind is not None and not optional:
                 raise refuse(
-                    f"{here} is a {kind.__name__} and cannot be null; set one of its fields"
+                    f"{here} is a {kind.__name__} and cannot be null; set one of its "
+                    "fields"
                 )
             new = value if kind is None or value is None else build(kind, here, value)
         elif isinstance(current, dict):
             raise refuse(
-                f"{here} is a mapping, not a config: set it whole as a JSON object, e.g. "
+                f"{here} is a mapping, not a config: set it whole as a JSON object, "
+                "e.g. "
                 f"{here}='{{\"{parts[1]}\": ...}}' (now {json.dumps(current)})"
             )
         elif current is None and kind is not None:
             raise refuse(
-                f"{here} is off (None) in this preset, so it has no fields to set; turn it on with "
-                f"{here}='{{...}}', a JSON object of {kind.__name__}'s fields: {', '.join(_fields(kind))}"
+                f"{here} is off (None) in this preset, so it has no fields to set; "
+                "turn it on with "
+                f"{here}='{{...}}', a JSON object of {kind.__name__}'s fields: "
+                f"{', '.join(_fields(kind))}"
             )
         elif kind is None:
             raise refuse(
@@ -121,8 +132,8 @@ def _fields(cls) -> list[str]:
 
 
 def _sub_config(cls, name: str) -> tuple[type | None, bool]:
-    """The config dataclass field ``name`` of ``cls`` holds (``X`` or ``X | None``; else None),
-    and whether the field may be None."""
+    """The config dataclass field ``name`` of ``cls`` holds (``X`` or ``X | None``;
+    else None), and whether the field may be None."""
     hint = typing.get_type_hints(cls)[name]
     args = typing.get_args(hint)
     return next((t for t in (hint, *args) if dataclasses.is_dataclass(t)), None), type(
@@ -131,7 +142,8 @@ def _sub_config(cls, name: str) -> tuple[type | None, bool]:
 
 
 def _backbone(args, preset=None):
-    """The model of ``--model``, else the preset's (the smoke preset's is the tiny random model)."""
+    """The model of ``--model``, else the preset's (the smoke preset's is the tiny
+    random model)."""
     from steerlib.model.backbone import load_backbone
 
     model = args.model if args.model is not None or preset is None else preset.model
@@ -141,8 +153,9 @@ def _backbone(args, preset=None):
 def _tokens(args, bb):
     from steerlib.model.tokens import SteeringTokens
 
-    """The tokens of ``--tokens``. Left out, the shipped ones; for a ``--model`` they were not
-    trained for, none, which a warning says at once (a tag then names the missing token)."""
+    """The tokens of ``--tokens``. Left out, the shipped ones; for a ``--model`` they
+    were not trained for, none, which a warning says at once (a tag then names the
+    missing token)."""
     if args.tokens == "none":
         return None
     if args.tokens in (None, "pretrained"):
@@ -152,8 +165,10 @@ def _tokens(args, bb):
             if args.tokens is not None or args.model is None:
                 raise
             log.warning(
-                "%s has no shipped steering tokens (steerlib ships them for the embedded model): "
-                "generating without any; pass --tokens FILE for tokens trained on this model (%s)",
+                "%s has no shipped steering tokens (steerlib ships them for the "
+                "embedded model): "
+                "generating without any; pass --tokens FILE for tokens trained on this "
+                "model (%s)",
                 bb.model_id,
                 one_line(err),
             )
@@ -162,7 +177,8 @@ def _tokens(args, bb):
 
 
 def _write(tokens, out: str, overwrite: bool = False) -> Path:
-    """A bare token file when ``out`` ends in .safetensors, else a ``save_pretrained`` folder."""
+    """A bare token file when ``out`` ends in .safetensors, else a ``save_pretrained``
+    folder."""
     return (
         tokens.save_file(out, overwrite=overwrite)
         if out.endswith(".safetensors")
@@ -172,8 +188,8 @@ def _write(tokens, out: str, overwrite: bool = False) -> Path:
 
 def _check_write(out: str, bb, keeps: list[str], overwrite: bool) -> None:
     """Before any training: refuse what ``_write`` would refuse at the end for sure (a
-    file steerlib did not write, another model's tokens, tokens other than ``keeps`` that
-    the new file would drop), so that a refusal costs nothing."""
+    file steerlib did not write, another model's tokens, tokens other than ``keeps``
+    that the new file would drop), so that a refusal costs nothing."""
     from steerlib.errors import ForeignFileError
     from steerlib.model.card import CardState, card_state
     from steerlib.model.tokens import (
@@ -198,7 +214,8 @@ def _check_write(out: str, bb, keeps: list[str], overwrite: bool) -> None:
     dropped = [n for n in (old.names if old is not None else ()) if n not in keeps]
     if dropped:
         raise ForeignFileError(
-            f"{out} holds {', '.join(f'<{n}>' for n in dropped)}, which the tokens of this "
+            f"{out} holds {', '.join(f'<{n}>' for n in dropped)}, which the tokens of "
+            "this "
             f"run would drop: {REPLACE_HOW}"
         )
     if folder and card_state(path / CARD_FILE) is CardState.FOREIGN:
@@ -212,13 +229,14 @@ def cmd_behaviors(args) -> None:
     for name in B.names():
         b = B.get(name)
         print(
-            f"<{name}>  [{b.category}{'' if b.seen else ', unseen'}]  e.g. {b.paraphrases[0]!r}\n    rule: {b.rule}"
+            f"<{name}>  [{b.category}{'' if b.seen else ', unseen'}]  e.g. "
+            f"{b.paraphrases[0]!r}\n    rule: {b.rule}"
         )
 
 
 def cmd_generate(args) -> None:
-    """Answers on stdout (each under its prompt when there are several); loading messages
-    and progress bars stay on stderr, or off."""
+    """Answers on stdout (each under its prompt when there are several); loading
+    messages and progress bars stay on stderr, or off."""
     from transformers.utils import logging as hf_logging
 
     from steerlib.model.generate import DEMO_REPETITION_PENALTY, SteeredModel
@@ -403,8 +421,8 @@ def cmd_position(args) -> None:
 
 def cmd_stage2(args) -> None:
     from steerlib.study.folders import results_dir
-    from steerlib.study.stage2 import stages
     from steerlib.study.pipeline import load_tokens
+    from steerlib.study.stage2 import stages
 
     preset = _preset(args)
     bb = _backbone(args, preset)
@@ -434,7 +452,8 @@ def cmd_reproduce(args) -> None:
 
 
 TOKENS_HELP = (
-    "token folder, file or Hub repo id, 'pretrained' (shipped) or 'none' (default: the shipped ones; "
+    "token folder, file or Hub repo id, 'pretrained' (shipped) or 'none' (default: the "
+    "shipped ones; "
     "none, with a warning, for a --model they were not trained for)"
 )
 
@@ -463,12 +482,14 @@ def build_parser() -> argparse.ArgumentParser:
             action="append",
             default=None,
             metavar="FIELD=VALUE",
-            help="override a preset field, e.g. stage1.batch_size=4 (repeatable; checked)",
+            help="override a preset field, e.g. stage1.batch_size=4 (repeatable; "
+            "checked)",
         )
 
     def command(name, fn, help, model=True, preset_help=None, workers=False):
         """A study subcommand: --model (unless ``model=False``), --preset and --set,
-        --workers (with ``workers=True``: many generations or training steps), then its own."""
+        --workers (with ``workers=True``: many generations or training steps), then its
+        own."""
         sp = sub.add_parser(name, parents=[common], help=help)
         if model:
             model_args(sp)
@@ -522,7 +543,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="divide the logits of tokens already generated by this (default: "
-        "steerlib.model.generate.DEMO_REPETITION_PENALTY, demo decoding; 1.0 = plain greedy "
+        "steerlib.model.generate.DEMO_REPETITION_PENALTY, demo decoding; 1.0 = plain "
+        "greedy "
         "decoding, as in every evaluation)",
     )
     sp.set_defaults(fn=cmd_generate)
@@ -570,7 +592,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--out",
         default=None,
-        help="output token file (default: --tokens, which keeps its tokens and gains <and>)",
+        help="output token file (default: --tokens, which keeps its tokens and gains "
+        "<and>)",
     )
     sp.add_argument("--retrain", action="store_true")
     overwrite_arg(sp)
@@ -588,7 +611,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--out",
         default=None,
-        help="records and tables folder (default: the run's results folder, steerlib.study.folders.results_dir, "
+        help="records and tables folder (default: the run's results folder, "
+        "steerlib.study.folders.results_dir, "
         "/evaluate)",
     )
     overwrite_arg(sp)
@@ -619,7 +643,8 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="*",
         default=None,
         metavar="NAME",
-        help="also train (for the chosen pairs' behaviors) and evaluate baselines (no names: all)",
+        help="also train (for the chosen pairs' behaviors) and evaluate baselines (no "
+        "names: all)",
     )
 
     sp = command(
@@ -637,13 +662,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--capable",
         action="store_true",
-        help="test on the capable pairs of the composition study (chosen on validation data) with "
+        help="test on the capable pairs of the composition study (chosen on validation "
+        "data) with "
         "eval.n_ablation prompts, instead of the paper protocol's sampled combinations",
     )
     sp.add_argument(
         "--cached-only",
         action="store_true",
-        help="train and generate nothing: report the variants whose records are complete",
+        help="train and generate nothing: report the variants whose records are "
+        "complete",
     )
 
     sp = command(
@@ -663,7 +690,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         metavar="I",
-        help="screen: indexes into variants.screen_methods(); retrain: into variants.RETRAINS; "
+        help="screen: indexes into variants.screen_methods(); retrain: into "
+        "variants.RETRAINS; "
         "displace: into runs.displace_jobs(); test: into testrun.PACK_METHODS "
         "(default: all)",
     )
@@ -703,7 +731,8 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="*",
         default=None,
         metavar="NAME",
-        help="also train and evaluate baselines: caa lm_steer lora_dare (no names: all three)",
+        help="also train and evaluate baselines: caa lm_steer lora_dare (no names: all "
+        "three)",
     )
     overwrite_arg(sp)
     return p
@@ -712,10 +741,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run a command; returns the exit code.
 
-    An error steerlib explains (a ``SteerlibError``: bad input, a refused file, a missing
-    artifact) or one of the machine (an ``OSError``: disk full, no permission, a missing
-    file) is one line on stderr, ``error: ...``, exit code 2; ``--debug`` adds its
-    traceback. Anything else is a bug: its full traceback, exit code 1.
+    An error steerlib explains (a ``SteerlibError``: bad input, a refused file, a
+    missing artifact) or one of the machine (an ``OSError``: disk full, no permission,
+    a missing file) is one line on stderr, ``error: ...``, exit code 2; ``--debug``
+    adds its traceback. Anything else is a bug: its full traceback, exit code 1.
     """
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S"
@@ -726,7 +755,8 @@ def main(argv: list[str] | None = None) -> int:
         workers = launch.workers_wanted(args)
         if workers > 1:  # the same command in that many processes, which run the rest
             return launch.run_workers(workers, ["-m", "steerlib", *argv])
-        distributed.init()  # under torchrun: join the other processes (a no-op otherwise)
+        # under torchrun: join the other processes (a no-op otherwise)
+        distributed.init()
         if not distributed.is_main():
             _quiet()
         args.fn(args)
@@ -736,7 +766,7 @@ def main(argv: list[str] | None = None) -> int:
         elif not launch.record_worker_error(one_line(err)):
             print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
-    except Exception:  # noqa: BLE001 - a bug: shown whole, never as a one-line "error"
+    except Exception:
         traceback.print_exc()
         return 1
     return 0

@@ -44,8 +44,9 @@ TargetPolicy = StrEnum(
     + [("CONSTRUCTED_CE", "constructed+ce")],
     module=__name__,
 )
-TargetPolicy.__doc__ = """A stage-1 target policy compared per behavior: a target source of the model's own
-answers (self, filtered, constructed), or constructed+ce (constructed plus the CE term)."""
+TargetPolicy.__doc__ = """A stage-1 target policy compared per behavior: a target
+source of the model's own answers (self, filtered, constructed), or constructed+ce
+(constructed plus the CE term)."""
 
 
 class Stage2Combos(StrEnum):
@@ -61,7 +62,8 @@ TARGET_POLICIES = {
     TargetPolicy.CONSTRUCTED: (TargetSource.CONSTRUCTED, 0.0),
     TargetPolicy.CONSTRUCTED_CE: (TargetSource.CONSTRUCTED, 1.0),
 }
-"""Stage-1 target policies compared per behavior: policy -> (target source, CE weight)."""
+"""Stage-1 target policies compared per behavior: policy -> (target source, CE
+weight)."""
 
 
 def choice(enum: type[StrEnum], value, what: str) -> StrEnum:
@@ -86,21 +88,25 @@ class TargetConfig:
     """'self': the steered model answers under the instruction (ours; the paper uses a
     larger model). 'filtered': 'self' kept only where the verifier passes (ours).
     'constructed': the model's plain answer transformed to satisfy the behavior, where a
-    faithful transform exists, else 'filtered' (ours). 'model': another model's answers."""
+    faithful transform exists, else 'filtered' (ours). 'model': another model's
+    answers."""
     model: str | None = None
     """Hub id or local path of the answering model when source == 'model'."""
     max_new_tokens: int = 256
     """Longest target; the paper evaluates with 256 new tokens."""
     plain_max_new_tokens: int = 256
-    """Length cap of the plain answers that constructed targets are cut and transformed from."""
+    """Length cap of the plain answers that constructed targets are cut and transformed
+    from."""
     do_sample: bool = False
     """Greedy targets by default (ours): deterministic and cacheable."""
     temperature: float = 1.0
     """Sampling temperature when do_sample is True."""
     min_kept: int = 8
-    """'filtered'/'constructed': fewer surviving targets than this is an error (ours)."""
+    """'filtered'/'constructed': fewer surviving targets than this is an error
+    (ours)."""
     oversample: float = 1.0
-    """Ask this many times more questions than targets needed (filtered/constructed drop some)."""
+    """Ask this many times more questions than targets needed (filtered/constructed
+    drop some)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(
@@ -137,15 +143,18 @@ class ValidationConfig:
     patience: int = 3
     """Scores without a strict improvement before training stops."""
     n_questions: int = 24
-    """Validation questions (the issue asks for at least 16; 24 = 4.2 points per pass)."""
+    """Validation questions (the issue asks for at least 16; 24 = 4.2 points per
+    pass)."""
     max_new_tokens: int = 64
-    """Short answers keep a score cheap; every behavior is visible within them except the
-    long word ranges, which 64 tokens cannot reach (they score 0 until the last step)."""
+    """Short answers keep a score cheap; every behavior is visible within them except
+    the long word ranges, which 64 tokens cannot reach (they score 0 until the last
+    step)."""
     batch_size: int = 32
     """Generation batch size of a score."""
     patience_steps: int | None = _added()
     """Early stopping counted in optimiser steps (issue 33): stop once this many steps
-    have passed since the best rate was first reached; None counts ``patience`` scores."""
+    have passed since the best rate was first reached; None counts ``patience``
+    scores."""
 
     def __post_init__(self) -> None:
         _integers(
@@ -155,7 +164,8 @@ class ValidationConfig:
 
 
 def _integers(cfg, minimum: int | None, *names: str, optional: bool = False) -> None:
-    """Refuse a field that is not an integer >= ``minimum`` (None where ``optional``)."""
+    """Refuse a field that is not an integer >= ``minimum`` (None where
+    ``optional``)."""
     for name in names:
         value = getattr(cfg, name)
         if optional and value is None:
@@ -176,8 +186,8 @@ def _integers(cfg, minimum: int | None, *names: str, optional: bool = False) -> 
 
 
 def _numbers(cfg, *names: str, positive: bool = False) -> None:
-    """Refuse a field that is not a finite number > 0 (``positive``) or >= 0: NaN, inf and
-    negative values would train NaN vectors, or none at all, without an error."""
+    """Refuse a field that is not a finite number > 0 (``positive``) or >= 0: NaN, inf
+    and negative values would train NaN vectors, or none at all, without an error."""
     for name in names:
         value = getattr(cfg, name)
         ok = (
@@ -188,7 +198,8 @@ def _numbers(cfg, *names: str, positive: bool = False) -> None:
         )
         if not ok:
             raise ConfigError(
-                f"{type(cfg).__name__}.{name} must be a finite number {'> 0' if positive else '>= 0'}; "
+                f"{type(cfg).__name__}.{name} must be a finite number "
+                f"{'> 0' if positive else '>= 0'}; "
                 f"got {value!r}"
             )
 
@@ -212,8 +223,8 @@ class TrainConfig:
     temperature: float = 10.0
     """Distillation temperature T; the loss is multiplied by T^2 (paper)."""
     max_answer_tokens: int | None = None
-    """Train on the first this-many answer tokens only (ours; None = whole answers, as the
-    paper). The first tokens carry most of the signal: once an answer has started in
+    """Train on the first this-many answer tokens only (ours; None = whole answers, as
+    the paper). The first tokens carry most of the signal: once an answer has started in
     French, teacher and student agree on its continuation anyway."""
     ce_weight: float = 0.0
     """Weight of an extra cross-entropy term on the target tokens (ours; 0 = paper)."""
@@ -221,7 +232,8 @@ class TrainConfig:
     """lambda of L_orth = sum_b cos(e_and, e_b)^2, stage 2 only (paper: 0.5)."""
     init: Init = Init.SEMANTIC
     """Stage 1: 'semantic' (mean embedding of the instruction's tokens, paper). Stage 2:
-    'zero' (paper), 'word' (the vocabulary ' and'), 'mean' (of behavior tokens), 'random'."""
+    'zero' (paper), 'word' (the vocabulary ' and'), 'mean' (of behavior tokens),
+    'random'."""
     checkpoint_every: int = 50
     """Save a resumable checkpoint every this many steps."""
     seed: int = 0
@@ -231,10 +243,10 @@ class TrainConfig:
     """Validation-guided stopping (ours); None trains exactly ``steps`` steps (paper).
     With it, ``steps`` is the maximum."""
     displace: int = _added(0)
-    """Stage 1 only: up to this many frozen blank slots stand between the question and the
-    token being trained, 0..displace drawn per example (ours, the position study's family B;
-    0 = the paper: the token right after the question). Trains a token to steer from a later
-    place, as it must in ``<b1><and><b2>``."""
+    """Stage 1 only: up to this many frozen blank slots stand between the question and
+    the token being trained, 0..displace drawn per example (ours, the position study's
+    family B; 0 = the paper: the token right after the question). Trains a token to
+    steer from a later place, as it must in ``<b1><and><b2>``."""
     vectors: int = _added(1)
     """Vectors the trained token holds (ours, issue 33; the paper: 1). A token of k
     vectors fills k consecutive prompt slots; Lester et al. (arXiv 2104.08691) found one
@@ -251,7 +263,8 @@ class TrainConfig:
         _numbers(self, "weight_decay", "ce_weight", "orth_weight", "warmup")
         if self.warmup > 1:
             raise ConfigError(
-                f"TrainConfig.warmup must be a share of the steps, in [0, 1]; got {self.warmup!r}"
+                "TrainConfig.warmup must be a share of the steps, in [0, 1]; got "
+                f"{self.warmup!r}"
             )
 
     @property
@@ -273,7 +286,8 @@ class EvalConfig:
     n_prompts_3: int = 1000
     """Held-out prompts per ordering for 3- and 4-behavior combinations."""
     n_combos: int | None = None
-    """2-behavior combinations sampled per split (None = all; sampling is ours, for the cpu preset)."""
+    """2-behavior combinations sampled per split (None = all; sampling is ours, for the
+    cpu preset)."""
     n_combos_3: int | None = None
     """3-behavior combinations sampled per split."""
     n_combos_4: int | None = None
@@ -284,8 +298,9 @@ class EvalConfig:
     n_capable: int = _added(1000)
     """Test prompts per ordering in the capable-pairs study (ours; ``capable.py``)."""
     n_ablation: int | None = _added()
-    """Test prompts per ordering for the ablations on the capable pairs (None = ``n_capable``;
-    ours: each ``<and>`` variant costs this many generations per ordering of every pair)."""
+    """Test prompts per ordering for the ablations on the capable pairs (None =
+    ``n_capable``; ours: each ``<and>`` variant costs this many generations per
+    ordering of every pair)."""
 
     def __post_init__(self) -> None:
         _integers(
@@ -307,7 +322,8 @@ class EvalConfig:
 def policy_config(
     base: TrainConfig, variant: TargetPolicy | str, constructible: bool = True
 ) -> TrainConfig:
-    """``base`` with the target source and CE weight of ``variant`` (a TARGET_POLICIES label).
+    """``base`` with the target source and CE weight of ``variant`` (a TARGET_POLICIES
+    label).
 
     A behavior without a faithful transform (``constructible=False``: languages) has
     constructed targets that are its filtered ones, so it gets the filtered config and

@@ -31,15 +31,16 @@ import os
 import sys
 
 TORCH_IMPORTED_FIRST = "torch" in sys.modules
-"""Whether torch was imported before steerlib (this module is the first steerlib imports),
-so that a ``torch.set_num_threads`` call can have come before."""
+"""Whether torch was imported before steerlib (this module is the first steerlib
+imports), so that a ``torch.set_num_threads`` call can have come before."""
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 """Environment variables torch reads for its intra-op thread count (at its import)."""
 
 
 def usable_cores() -> int:
     """The cores this process may run on: its CPU affinity (``taskset``, a container's
-    cpuset), which ``os.cpu_count()`` ignores; ``os.cpu_count()`` where there is none."""
+    cpuset), which ``os.cpu_count()`` ignores; ``os.cpu_count()`` where there is
+    none."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
@@ -55,7 +56,8 @@ def torch_default_threads() -> int:
 
 
 def default_threads() -> int:
-    """steerlib's intra-op thread count for a process: 1 (the module docstring says why)."""
+    """steerlib's intra-op thread count for a process: 1 (the module docstring says
+    why)."""
     return 1
 
 
@@ -74,7 +76,8 @@ def threads_chosen_by_user(torch_was_imported: bool) -> bool:
 
 def apply_thread_default(torch_was_imported: bool = TORCH_IMPORTED_FIRST) -> int | None:
     """Set torch's intra-op threads to ``default_threads()`` unless the user chose them;
-    returns the count set, or None when the user's stands (``import steerlib`` calls it)."""
+    returns the count set, or None when the user's stands (``import steerlib`` calls
+    it)."""
     if threads_chosen_by_user(torch_was_imported):
         return None
     import torch

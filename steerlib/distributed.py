@@ -1,13 +1,14 @@
 """Several processes, one model each: data parallelism on ``torch.distributed``.
 
-``torchrun --nproc_per_node N -m steerlib ...`` starts N copies of the same program; each
-loads the frozen model on its own device. Three rules make N processes compute what one
-process computes:
+``torchrun --nproc_per_node N -m steerlib ...`` starts N copies of the same program;
+each loads the frozen model on its own device. Three rules make N processes compute
+what one process computes:
 
 * **Training.** Each rank takes its share of every global batch (``shard``). Its loss is
   weighted by its share of the batch's answer tokens, and the gradients of the trainable
-  tensors are summed over ranks (``all_reduce_grads``): every rank then holds the gradient
-  of the whole batch's mean loss and takes the same optimiser step a single process would.
+  tensors are summed over ranks (``all_reduce_grads``): every rank then holds the
+  gradient of the whole batch's mean loss and takes the same optimiser step a single
+  process would.
 * **Generation.** Each rank answers its share of the jobs (``map_shards``); every rank
   gets all the answers back in job order, and rank 0 appends them to the cache or
   records file, which therefore equals a single process's.
@@ -80,13 +81,15 @@ def is_main() -> bool:
 
 
 def shard(items: Sequence[T]) -> list[T]:
-    """This rank's contiguous share of ``items`` (sizes differ by at most one; may be empty)."""
+    """This rank's contiguous share of ``items`` (sizes differ by at most one; may be
+    empty)."""
     n, r, w = len(items), rank(), world_size()
     return list(items[r * n // w : (r + 1) * n // w])
 
 
 def gather(local: Sequence[T]) -> list[T]:
-    """Every rank's ``shard`` result, concatenated in rank order: the inverse of ``shard``."""
+    """Every rank's ``shard`` result, concatenated in rank order: the inverse of
+    ``shard``."""
     if not active():
         return list(local)
     parts: list[list[T] | None] = [None] * world_size()
@@ -95,9 +98,9 @@ def gather(local: Sequence[T]) -> list[T]:
 
 
 def map_shards(fn: Callable[[list[T]], Sequence[R]], items: Sequence[T]) -> list[R]:
-    """``fn(items)``, computed by all ranks together: each runs ``fn`` on its shard and every
-    rank gets all the results in input order. ``fn`` must map a list to a list of the same
-    length (a batch of prompts to their answers)."""
+    """``fn(items)``, computed by all ranks together: each runs ``fn`` on its shard and
+    every rank gets all the results in input order. ``fn`` must map a list to a list of
+    the same length (a batch of prompts to their answers)."""
     return gather(fn(shard(items)))
 
 
@@ -111,7 +114,8 @@ def all_reduce_sum(value: float) -> float:
 
 
 def all_reduce_grads(params: Sequence[torch.Tensor]) -> None:
-    """Replace each tensor's gradient by its sum over ranks (a rank without a gradient adds 0).
+    """Replace each tensor's gradient by its sum over ranks (a rank without a gradient
+    adds 0).
 
     One flat all-reduce for all tensors: a token is one vector, a LoRA adapter a few
     dozen small matrices, and many small messages would cost more than the data.
@@ -134,9 +138,9 @@ def barrier() -> None:
 
 @contextlib.contextmanager
 def main_lock(path: str | os.PathLike) -> Iterator[None]:
-    """Rank 0 holds ``path``'s file lock (another run on the same cache waits for it); the
-    other ranks enter once it holds it, so every rank then reads the same file, which only
-    rank 0 writes (``main_only``) until the block ends."""
+    """Rank 0 holds ``path``'s file lock (another run on the same cache waits for it);
+    the other ranks enter once it holds it, so every rank then reads the same file,
+    which only rank 0 writes (``main_only``) until the block ends."""
     from steerlib.storage import lock
 
     with lock(path) if is_main() else contextlib.nullcontext():
@@ -146,13 +150,15 @@ def main_lock(path: str | os.PathLike) -> Iterator[None]:
 
 @contextlib.contextmanager
 def sole_writer(path: str | os.PathLike | None) -> Iterator[None]:
-    """Rank 0 holds ``path``'s lock for the whole block, without waiting for it; when another
-    live process holds it, every rank raises ``ConcurrentRunError`` naming the file.
+    """Rank 0 holds ``path``'s lock for the whole block, without waiting for it; when
+    another live process holds it, every rank raises ``ConcurrentRunError`` naming the
+    file.
 
-    A checkpoint has one writer: torchrun starts each worker in a session of its own, so a
-    ``kill -9`` of the launcher leaves them running (stop a run with Ctrl-C or a plain
-    ``kill`` of the launcher, which passes it on), and a second run started meanwhile would
-    write the same checkpoint in turns with them. Nothing when ``path`` is None.
+    A checkpoint has one writer: torchrun starts each worker in a session of its own,
+    so a ``kill -9`` of the launcher leaves them running (stop a run with Ctrl-C or a
+    plain ``kill`` of the launcher, which passes it on), and a second run started
+    meanwhile would write the same checkpoint in turns with them. Nothing when ``path``
+    is None.
     """
     from filelock import Timeout
 
@@ -173,8 +179,10 @@ def sole_writer(path: str | os.PathLike | None) -> Iterator[None]:
         holder = held.lock_file if held is not None else "rank 0's lock"
         raise ConcurrentRunError(
             f"another live process is writing {path} (it holds {holder}): a run still "
-            f"going, e.g. the workers of a torchrun whose launcher was killed with -9, which run "
-            f"on (find them: ps -eo pid,args | grep steerlib). Stop it or wait for it, then "
+            "going, e.g. the workers of a torchrun whose launcher was killed with -9, "
+            "which run "
+            "on (find them: ps -eo pid,args | grep steerlib). Stop it or wait for it, "
+            "then "
             f"run again"
         )
     try:

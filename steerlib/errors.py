@@ -14,41 +14,47 @@ class SteerlibError(Exception):
 
 
 class ConfigError(SteerlibError, ValueError):
-    """A config value outside what it allows (a zero batch size, a non-finite lr, ...)."""
+    """A config value outside what it allows (a zero batch size, a non-finite lr,
+    ...)."""
 
 
 class WrongTypeError(SteerlibError, TypeError):
     """An argument of the wrong kind (``register`` given something that is not a
-    ``Behavior``, a checker that is not a function); the message says what is expected."""
+    ``Behavior``, a checker that is not a function); the message says what is
+    expected."""
 
 
 class UnknownNameError(SteerlibError, KeyError):
-    """A behavior, token or baseline name that is not known; the message lists the known ones."""
+    """A behavior, token or baseline name that is not known; the message lists the
+    known ones."""
 
     def __str__(self) -> str:  # the message as written, without KeyError's quotes
         return str(self.args[0]) if self.args else ""
 
 
 class TooFewTargetsError(SteerlibError, RuntimeError):
-    """Fewer teacher targets survived the verifier (or the transform) than a token needs:
-    nothing is trained; the study leaves that table cell empty."""
+    """Fewer teacher targets survived the verifier (or the transform) than a token
+    needs: nothing is trained; the study leaves that table cell empty."""
 
 
 class PromptError(SteerlibError, ValueError):
-    """A prompt steerlib will not run: unknown or conflicting tags, too long for the model."""
+    """A prompt steerlib will not run: unknown or conflicting tags, too long for the
+    model."""
 
 
 class TokenFileError(SteerlibError, ValueError):
-    """A steering-token file that is not one: truncated, bad metadata, missing or bad tensors,
-    or made for another model."""
+    """A steering-token file that is not one: truncated, bad metadata, missing or bad
+    tensors, or made for another model."""
 
 
 class NonFiniteVectorError(SteerlibError, ValueError):
-    """A steering vector holding NaN or inf: it would steer to garbage, so it is never kept."""
+    """A steering vector holding NaN or inf: it would steer to garbage, so it is never
+    kept."""
 
 
 class RecordsError(SteerlibError, ValueError):
-    """A records or cache file that cannot be trusted: corrupt lines, conflicting duplicates."""
+    """A records or cache file that cannot be trusted: corrupt lines, conflicting
+    duplicates."""
 
 
 class VerifierError(SteerlibError, TypeError):
@@ -69,8 +75,8 @@ class ModelNotFoundError(SteerlibError, FileNotFoundError):
 
 
 class TokensNotFoundError(SteerlibError, FileNotFoundError):
-    """Steering tokens that are neither a local folder or file nor a Hub repo that could be
-    fetched (a mistyped folder, a malformed repo id, no network)."""
+    """Steering tokens that are neither a local folder or file nor a Hub repo that
+    could be fetched (a mistyped folder, a malformed repo id, no network)."""
 
 
 class StorageError(SteerlibError, OSError):
@@ -79,11 +85,13 @@ class StorageError(SteerlibError, OSError):
 
 
 class ForeignFileError(SteerlibError, FileExistsError):
-    """A file steerlib would replace but did not write (your own README.md in a token folder)."""
+    """A file steerlib would replace but did not write (your own README.md in a token
+    folder)."""
 
 
 class HubCredentialsError(SteerlibError, PermissionError):
-    """A Hub upload without a token: none passed, none in HF_TOKEN, none stored by a login."""
+    """A Hub upload without a token: none passed, none in HF_TOKEN, none stored by a
+    login."""
 
 
 __all__ = [

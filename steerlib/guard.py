@@ -19,10 +19,11 @@ NO_TRAIN_ENV = "STEERLIB_NO_TRAIN"
 
 
 class TrainingDisabled(SteerlibError):
-    """Raised instead of training or generating for a cache while ``STEERLIB_NO_TRAIN=1``.
+    """Raised instead of training or generating for a cache while
+    ``STEERLIB_NO_TRAIN=1``.
 
-    Not a ``TooFewTargetsError``: the study's "too few targets, leave the cell empty" must
-    not swallow it.
+    Not a ``TooFewTargetsError``: the study's "too few targets, leave the cell empty"
+    must not swallow it.
     """
 
 
@@ -36,19 +37,23 @@ def training_disabled() -> bool:
     value = os.environ.get(NO_TRAIN_ENV, "").strip().lower()
     if value not in ON + OFF:
         raise ConfigError(
-            f"{NO_TRAIN_ENV}={os.environ[NO_TRAIN_ENV]!r} is neither on ({', '.join(ON)}) nor off "
+            f"{NO_TRAIN_ENV}={os.environ[NO_TRAIN_ENV]!r} is neither on "
+            f"({', '.join(ON)}) nor off "
             f"({', '.join(OFF[1:])}, empty or unset)"
         )
     return value in ON
 
 
 def refuse_work(what: str) -> None:
-    """Raise ``TrainingDisabled`` naming ``what`` (the artifact that would be made) when the
-    guard is on; do nothing otherwise."""
+    """Raise ``TrainingDisabled`` naming ``what`` (the artifact that would be made)
+    when the guard is on; do nothing otherwise."""
     if training_disabled():
         raise TrainingDisabled(
-            f"steerlib would have to make {what}, which is neither cached nor shipped, but "
-            f"{NO_TRAIN_ENV}={os.environ[NO_TRAIN_ENV]} forbids training and generating here (`make book` "
-            f"sets it: the book reads only the committed tokens and records). Commit the missing artifact, "
+            f"steerlib would have to make {what}, which is neither cached nor shipped, "
+            "but "
+            f"{NO_TRAIN_ENV}={os.environ[NO_TRAIN_ENV]} forbids training and "
+            "generating here (`make book` "
+            "sets it: the book reads only the committed tokens and records). Commit "
+            "the missing artifact, "
             f"or unset {NO_TRAIN_ENV} to make it."
         )

@@ -76,7 +76,8 @@ def add_workers_argument(parser: argparse.ArgumentParser) -> None:
         type=_count,
         default=None,
         metavar="N",
-        help="processes that share the work, one thread each (default: $STEERLIB_WORKERS, "
+        help="processes that share the work, one thread each (default: "
+        "$STEERLIB_WORKERS, "
         "else one per usable core on a CPU, 1 on a GPU; 1: this process alone)",
     )
 
@@ -94,7 +95,8 @@ def workers_wanted(args: argparse.Namespace) -> int:
     if under_torchrun():
         if args.workers not in (None, 1) and LAUNCHED not in os.environ:
             log.warning(
-                "--workers %d ignored: this is one of the %s processes torchrun started",
+                "--workers %d ignored: this is one of the %s processes "
+                "torchrun started",
                 args.workers,
                 os.environ["WORLD_SIZE"],
             )

@@ -17,14 +17,16 @@ _PACKAGE = Path(__file__).resolve().parent
 
 
 def project_root() -> Path:
-    """The checkout holding this package (editable installs, Colab clones), else the cwd."""
+    """The checkout holding this package (editable installs, Colab clones), else the
+    cwd."""
     root = _PACKAGE.parent
     return root if (root / "pyproject.toml").is_file() else Path.cwd()
 
 
 def cache_root() -> Path:
-    """Per-machine caches: converted weights, lock files (``$STEERLIB_CACHE``, default the
-    platform's user cache folder, ``~/.cache/steerlib`` on Linux, by ``platformdirs``)."""
+    """Per-machine caches: converted weights, lock files (``$STEERLIB_CACHE``, default
+    the platform's user cache folder, ``~/.cache/steerlib`` on Linux, by
+    ``platformdirs``)."""
     return Path(
         os.environ.get("STEERLIB_CACHE") or platformdirs.user_cache_path("steerlib")
     )
@@ -33,8 +35,8 @@ def cache_root() -> Path:
 def locks_root() -> Path:
     """Lock files (``$STEERLIB_LOCKS``, default ``~/.cache/steerlib/locks``).
 
-    Not under ``$STEERLIB_CACHE``: a lock works only when every process that writes a file
-    takes it in the same place, and two runs may well point their caches elsewhere.
+    Not under ``$STEERLIB_CACHE``: a lock works only when every process that writes a
+    file takes it in the same place, and two runs may well point their caches elsewhere.
     """
     return Path(
         os.environ.get("STEERLIB_LOCKS", Path.home() / ".cache" / "steerlib" / "locks")

@@ -39,16 +39,19 @@ PRESET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 """A preset's name: it names a results folder, so a plain identifier, never a path."""
 
 SHIPPED_PRESETS = ("cpu", "colab", "paper")
-"""Presets whose results, made with their own model, live in the checkout's ``results/<name>/``
-(``study.folders.results_dir``); every other run writes under the git-ignored artifacts folder."""
+"""Presets whose results, made with their own model, live in the checkout's
+``results/<name>/`` (``study.folders.results_dir``); every other run writes under the
+git-ignored artifacts folder."""
 
 
 def check_preset_name(name) -> str:
-    """``name`` when it can name a results folder (``PRESET_NAME``), else a ConfigError: a name
-    like ``../..`` or ``/tmp/x`` would write tables and records wherever it points."""
+    """``name`` when it can name a results folder (``PRESET_NAME``), else a
+    ConfigError: a name like ``../..`` or ``/tmp/x`` would write tables and records
+    wherever it points."""
     if not isinstance(name, str) or not PRESET_NAME.fullmatch(name):
         raise ConfigError(
-            f"Preset.name must be a preset ({', '.join(PRESET_NAMES)}) or a plain identifier "
+            f"Preset.name must be a preset ({', '.join(PRESET_NAMES)}) or a plain "
+            "identifier "
             f"(letters, digits, _ and -, at most 64), never a path; got {name!r}"
         )
     return name
@@ -63,23 +66,25 @@ class Preset:
     stage2: TrainConfig
     eval: EvalConfig
     model: str | None = None
-    """None = the embedded SmolLM2-135M-Instruct; "tiny" = a random tiny LLaMA (tests)."""
+    """None = the embedded SmolLM2-135M-Instruct; "tiny" = a random tiny LLaMA
+    (tests)."""
     target_policies: dict[str, TargetPolicy] = field(default_factory=dict)
-    """Per-behavior target policy, a ``TARGET_POLICIES`` label; others use ``stage1`` as it is."""
+    """Per-behavior target policy, a ``TARGET_POLICIES`` label; others use ``stage1``
+    as it is."""
 
     steps: dict[str, int] = field(default_factory=dict)
-    """Per-behavior stage-1 step count overriding ``stage1.steps`` (ours: a budget for the
-    behaviors that need more)."""
+    """Per-behavior stage-1 step count overriding ``stage1.steps`` (ours: a budget for
+    the behaviors that need more)."""
     validation: ValidationConfig | None = None
     """Validation settings of this preset's validation-guided runs (``curves``, and the
     tokens trained with them); None where the preset has none."""
     baseline_lr: dict[str, float] = field(default_factory=dict)
-    """Learning rate of a trained baseline ("lm_steer", "lora_dare") where it differs from
-    stage 1's; they otherwise train exactly like each behavior's token."""
+    """Learning rate of a trained baseline ("lm_steer", "lora_dare") where it differs
+    from stage 1's; they otherwise train exactly like each behavior's token."""
     layout: Layout = field(default_factory=Layout)
     """How prompts read this preset's tokens (``steerlib.model.layout``): the paper's by
-    default; ``--set layout.positions=shared --set layout.isolate=true`` is the layout the
-    position study chose (``results/cpu/position``), applied by ``load_tokens``."""
+    default; ``--set layout.positions=shared --set layout.isolate=true`` is the layout
+    the position study chose (``results/cpu/position``), applied by ``load_tokens``."""
 
     def __post_init__(self) -> None:
         check_preset_name(self.name)
@@ -93,12 +98,13 @@ class Preset:
         )
 
     def target_source(self, behavior: str) -> TargetPolicy | TargetSource:
-        """The target policy stage 1 uses for ``behavior``: its variant, else stage 1's source."""
+        """The target policy stage 1 uses for ``behavior``: its variant, else stage 1's
+        source."""
         return self.target_policies.get(behavior, self.stage1.targets.source)
 
     def stage1_config(self, name: str) -> TrainConfig:
-        """The stage-1 config of behavior ``name``: ``stage1`` with its per-behavior target
-        policy (``target_policies``) and step count (``steps``)."""
+        """The stage-1 config of behavior ``name``: ``stage1`` with its per-behavior
+        target policy (``target_policies``) and step count (``steps``)."""
         cfg = self.stage1
         if name in self.target_policies:
             cfg = policy_config(cfg, self.target_policies[name], B.constructible(name))
@@ -126,20 +132,23 @@ class presets:  # noqa: N801 - used as a namespace: st.presets.cpu()
 
     @staticmethod
     def paper() -> Preset:
-        """The paper's model and hyper-parameters, on several GPUs (not run in this project).
+        """The paper's model and hyper-parameters, on several GPUs (not run in this
+        project).
 
-        Qwen3-8B (the paper's main table) steered, targets written under the instruction by
-        Qwen3-30B-A3B (the paper's), AdamW at 1e-4 for 2 epochs over 50k examples per
-        behavior, evaluation on 1,000 prompts per ordering: every default of the configs.
+        Qwen3-8B (the paper's main table) steered, targets written under the
+        instruction by Qwen3-30B-A3B (the paper's), AdamW at 1e-4 for 2 epochs over 50k
+        examples per behavior, evaluation on 1,000 prompts per ordering: every default
+        of the configs.
 
-        Launch with ``torchrun --nproc_per_node N -m steerlib reproduce --preset paper``: each
-        rank takes its shard of every global batch of 16 and of every generation job
-        (``steerlib.distributed``). Memory per rank, estimated in bf16 (not measured): the
-        two models' weights, 8.2B x 2 B = 16 GB and 30.5B x 2 B = 61 GB, so 80 GB GPUs; with
-        ``TargetConfig(source="self")`` (our default elsewhere) the 30B model is never
-        loaded. A step's activations (16/N examples of about 300 tokens, 36 layers of width
-        4,096 and MLP 12,288: about 5.9 MB a token kept for the backward pass, plus fp32
-        logits over 152k words at each answer token) come to about 2.4 GB an example, 16/N of them per rank.
+        Launch with ``torchrun --nproc_per_node N -m steerlib reproduce --preset
+        paper``: each rank takes its shard of every global batch of 16 and of every
+        generation job (``steerlib.distributed``). Memory per rank, estimated in bf16
+        (not measured): the two models' weights, 8.2B x 2 B = 16 GB and 30.5B x 2 B =
+        61 GB, so 80 GB GPUs; with ``TargetConfig(source="self")`` (our default
+        elsewhere) the 30B model is never loaded. A step's activations (16/N examples
+        of about 300 tokens, 36 layers of width 4,096 and MLP 12,288: about 5.9 MB a
+        token kept for the backward pass, plus fp32 logits over 152k words at each
+        answer token) come to about 2.4 GB an example, 16/N of them per rank.
         """
         targets = TargetConfig(source="model", model="Qwen/Qwen3-30B-A3B")
         return Preset(
@@ -155,29 +164,33 @@ class presets:  # noqa: N801 - used as a namespace: st.presets.cpu()
         """One free Colab GPU: a T4 with 16 GB (about 15 usable) and no native bfloat16.
 
         An estimate, not a measurement: this project has run no GPU. The model is
-        SmolLM2-1.7B-Instruct, the embedded model's 12x larger sibling (same tokenizer and
-        chat template, 24 layers of width 2,048, MLP 8,192, 49,152 words, 1.71B parameters).
-        ``load_backbone`` gives it float16 weights on a T4; the steering vectors, AdamW
-        and the distillation KL stay in float32 (``distill_loss`` upcasts the logits).
+        SmolLM2-1.7B-Instruct, the embedded model's 12x larger sibling (same tokenizer
+        and chat template, 24 layers of width 2,048, MLP 8,192, 49,152 words, 1.71B
+        parameters). ``load_backbone`` gives it float16 weights on a T4; the steering
+        vectors, AdamW and the distillation KL stay in float32 (``distill_loss``
+        upcasts the logits).
 
         Memory, float16 (2 bytes):
 
         * weights: 1.71B x 2 B = 3.4 GB;
-        * training, per example of about 300 tokens (a 50-token prompt, a 256-token answer):
-          the student's activations kept for the backward pass, about (8 x 2,048 + 4 x 8,192)
-          values x 2 B = 98 KB a token and layer, x 24 layers x 300 tokens = 0.71 GB; the
-          fp32 logits at 256 answer positions, 49,152 x 4 B x 4 live copies = 0.2 GB. So about
-          0.9 GB an example: batch 8 needs about 7.4 GB, 12 GB with the weights and CUDA's own
-          use; batch 16 (the paper's global batch in our configs) would need about 19 GB;
-        * generation: the KV cache holds 2 x 24 layers x 2,048 x 2 B = 0.2 MB a token, so a
-          batch of 64 answers of up to 300 tokens holds 3.8 GB: 7.2 GB with the weights.
+        * training, per example of about 300 tokens (a 50-token prompt, a 256-token
+          answer): the student's activations kept for the backward pass, about (8 x
+          2,048 + 4 x 8,192) values x 2 B = 98 KB a token and layer, x 24 layers x 300
+          tokens = 0.71 GB; the fp32 logits at 256 answer positions, 49,152 x 4 B x 4
+          live copies = 0.2 GB. So about 0.9 GB an example: batch 8 needs about 7.4 GB,
+          12 GB with the weights and CUDA's own use; batch 16 (the paper's global batch
+          in our configs) would need about 19 GB;
+        * generation: the KV cache holds 2 x 24 layers x 2,048 x 2 B = 0.2 MB a token,
+          so a batch of 64 answers of up to 300 tokens holds 3.8 GB: 7.2 GB with the
+          weights.
 
-        Time, at an assumed 16 TFLOP/s (a quarter of the T4's fp16 peak): a step costs the
-        teacher's forward pass, the student's and its backward pass to the input, about
-        6 x 1.71B x 8 x 300 = 2.5e13 FLOP, so about 1.5 s; 96 steps take under 3 minutes a
-        token. Steps and learning rate are a budget (ours): 96 steps of 8 over 384 targets
-        (2 epochs), at lr 1e-2, between the cpu preset's 5e-2 for at most 32 steps and the paper's
-        1e-4 for 6,250. Untuned: check the learning curves before trusting them.
+        Time, at an assumed 16 TFLOP/s (a quarter of the T4's fp16 peak): a step costs
+        the teacher's forward pass, the student's and its backward pass to the input,
+        about 6 x 1.71B x 8 x 300 = 2.5e13 FLOP, so about 1.5 s; 96 steps take under 3
+        minutes a token. Steps and learning rate are a budget (ours): 96 steps of 8
+        over 384 targets (2 epochs), at lr 1e-2, between the cpu preset's 5e-2 for at
+        most 32 steps and the paper's 1e-4 for 6,250. Untuned: check the learning
+        curves before trusting them.
         """
         targets = TargetConfig(max_new_tokens=256)
         stage1 = TrainConfig(
@@ -205,52 +218,58 @@ class presets:  # noqa: N801 - used as a namespace: st.presets.cpu()
 
     @staticmethod
     def cpu() -> Preset:
-        """The embedded model on a 2-core CPU (ours; every number here is a compute budget).
+        """The embedded model on a 2-core CPU (ours; every number here is a compute
+        budget).
 
-        Learning rate. Exploratory trials on <french> (scripts around train_behavior_token,
-        not kept in the repo; 16 test prompts, one run each): lr 1e-2 for 24 steps gave 0%
-        French; with 16 steps on the first 48 answer tokens, lr 5e-2 gave 56% and lr 1e-1 0%
-        (it overshoots). So: lr 5e-2, batches of 8, the first 48 answer tokens (they carry
-        most of the signal and halve a step's cost).
+        Learning rate. Exploratory trials on <french> (scripts around
+        train_behavior_token, not kept in the repo; 16 test prompts, one run each): lr
+        1e-2 for 24 steps gave 0% French; with 16 steps on the first 48 answer tokens,
+        lr 5e-2 gave 56% and lr 1e-1 0% (it overshoots). So: lr 5e-2, batches of 8, the
+        first 48 answer tokens (they carry most of the signal and halve a step's cost).
 
-        Steps: validation-guided, one budget for every behavior. ``python -m steerlib curves
-        --preset cpu --behaviors french sentences_1 words_10_50 --max-steps 64`` trained three
-        behaviors of different kinds for 64 steps, scored on the 24 validation questions
-        every 8 steps (results/cpu/validation_curves.csv/.png). Their pass rates peaked at
-        step 32 (<french>, 96%), 16 (<sentences_1>, 88%) and 24 (<words_10_50>, 88%) and
-        did not rise after (<french> 83-92%, <sentences_1> 79-88%, <words_10_50> 58-75%). So
-        stage 1 trains at most 32 steps over 128 targets and keeps the best-scoring step
-        (``ValidationConfig``; the test split is never read). Stage 2 trains at most 64 steps
-        over 256 pair targets (every seen cross-category pair; 4x the 96 of the fixed-step
-        run), scored on validation pairs, and keeps its best step the same way.
+        Steps: validation-guided, one budget for every behavior. ``python -m steerlib
+        curves
+        --preset cpu --behaviors french sentences_1 words_10_50 --max-steps 64``
+        trained three behaviors of different kinds for 64 steps, scored on the 24
+        validation questions every 8 steps (results/cpu/validation_curves.csv/.png).
+        Their pass rates peaked at step 32 (<french>, 96%), 16 (<sentences_1>, 88%) and
+        24 (<words_10_50>, 88%) and did not rise after (<french> 83-92%, <sentences_1>
+        79-88%, <words_10_50> 58-75%). So stage 1 trains at most 32 steps over 128
+        targets and keeps the best-scoring step (``ValidationConfig``; the test split
+        is never read). Stage 2 trains at most 64 steps over 256 pair targets (every
+        seen cross-category pair; 4x the 96 of the fixed-step run), scored on
+        validation pairs, and keeps its best step the same way.
 
-        Targets. ``python -m steerlib targets-compare --preset cpu`` trained every behavior
-        on every target variant at the earlier fixed budget of 16 steps
-        (results/cpu/targets_comparison.md, 30 held-out prompts per cell); ``target_policies`` holds
-        each behavior's best variant there (``study.best_variants``; a test keeps the two in
-        step). No single variant wins everywhere: the CE term lifts Spanish, Italian and
-        German from 40/3/0% to 73/50/57% and 90-120 words to 90%; filtered targets lift
-        <french> from 10% to 77%; constructed ones help 10-50 words and 2-3 sentences.
-        Stage 2 trains <and> on constructed pair targets (both transforms where both exist;
-        a language asked for by instruction and kept where the answer is in it), without
-        the CE term (the paper's loss).
+        Targets. ``python -m steerlib targets-compare --preset cpu`` trained every
+        behavior on every target variant at the earlier fixed budget of 16 steps
+        (results/cpu/targets_comparison.md, 30 held-out prompts per cell);
+        ``target_policies`` holds each behavior's best variant there
+        (``study.best_variants``; a test keeps the two in step). No single variant wins
+        everywhere: the CE term lifts Spanish, Italian and German from 40/3/0% to
+        73/50/57% and 90-120 words to 90%; filtered targets lift <french> from 10% to
+        77%; constructed ones help 10-50 words and 2-3 sentences. Stage 2 trains <and>
+        on constructed pair targets (both transforms where both exist; a language asked
+        for by instruction and kept where the answer is in it), without the CE term
+        (the paper's loss).
 
         Baselines. LM-Steer and LoRA learn each behavior with its token's config, but a
         token's lr makes LoRA diverge (one exploratory <french> run at 5e-2: KL 0.48 ->
         7.1 after 2 steps, 10-30 after): a rank-8 update of every MLP moves the whole
-        model, a token one input vector. On <spanish> (16 steps, script not kept) lr 1e-3
-        took the training KL from 2.08 to about 1.0 and 5e-3 to about 0.8, both smoothly,
-        so LoRA trains at 5e-3. LM-Steer keeps 5e-2 (its eps 1e-3 scales the map down).
-        The evaluation samples combinations and prompts; intervals say what that costs.
+        model, a token one input vector. On <spanish> (16 steps, script not kept) lr
+        1e-3 took the training KL from 2.08 to about 1.0 and 5e-3 to about 0.8, both
+        smoothly, so LoRA trains at 5e-3. LM-Steer keeps 5e-2 (its eps 1e-3 scales the
+        map down). The evaluation samples combinations and prompts; intervals say what
+        that costs.
 
-        Ablations. Each ``<and>`` variant on the 16 capable pairs is tested on the first 16 of
-        the study's 30 prompts per ordering: 416 seen and 96 unseen pair generations (a 95%
-        interval of about +-4 and +-9 points at a 25% pass rate, so seen intervals part at
-        about 9 points, unseen ones at about 17), about 6 minutes of one core per variant.
+        Ablations. Each ``<and>`` variant on the 16 capable pairs is tested on the
+        first 16 of the study's 30 prompts per ordering: 416 seen and 96 unseen pair
+        generations (a 95% interval of about +-4 and +-9 points at a 25% pass rate, so
+        seen intervals part at about 9 points, unseen ones at about 17), about 6
+        minutes of one core per variant.
         """
         targets = TargetConfig(max_new_tokens=96, plain_max_new_tokens=160)
-        # Validation: 24 questions (4.2 points a pass), scored every 8 steps at the evaluation's
-        # 128-token cap, so the long word ranges are visible too.
+        # Validation: 24 questions (4.2 points a pass), scored every 8 steps at the
+        # evaluation's 128-token cap, so the long word ranges are visible too.
         validation = ValidationConfig(
             every=8, patience=3, n_questions=24, max_new_tokens=128, batch_size=24
         )
@@ -313,7 +332,8 @@ class presets:  # noqa: N801 - used as a namespace: st.presets.cpu()
 
     @staticmethod
     def smoke() -> Preset:
-        """Seconds: a tiny random LLaMA on the embedded tokenizer (tests, CI notebooks)."""
+        """Seconds: a tiny random LLaMA on the embedded tokenizer (tests, CI
+        notebooks)."""
         targets = TargetConfig(max_new_tokens=12, plain_max_new_tokens=24, min_kept=1)
         stage1 = TrainConfig(
             steps=3, batch_size=2, lr=5e-2, checkpoint_every=2, targets=targets
@@ -352,7 +372,7 @@ class presets:  # noqa: N801 - used as a namespace: st.presets.cpu()
         >>> presets.get("gpu")
         Traceback (most recent call last):
         ...
-        steerlib.errors.ConfigError: unknown preset 'gpu'; choose one of ['colab', 'cpu', 'paper', 'smoke']
+        steerlib.errors.ConfigError: unknown preset 'gpu'; choose one of [...]
         """
         name = name or os.environ.get("STEERLIB_PRESET", "cpu")
         if name not in presets.NAMES:

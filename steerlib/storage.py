@@ -1,14 +1,15 @@
-"""Writing files so that nothing is lost: atomic replaces, locks, and JSON-lines that survive a crash.
+"""Writing files so that nothing is lost: atomic replaces, locks, and JSON-lines that
+survive a crash.
 
 * ``atomic_path`` / ``save_safetensors``: write to a temp file with a unique name next
-  to the target, then ``os.replace`` it; a crash or a full disk leaves the old file as it
-  was, and two processes saving the same file never share a temp name. A temp file a
+  to the target, then ``os.replace`` it; a crash or a full disk leaves the old file as
+  it was, and two processes saving the same file never share a temp name. A temp file a
   killed process left behind is never read (its name is unique), and ``build_once``
   deletes leftover ones of the artifact it builds.
 * ``lock``: an exclusive inter-process lock (``filelock``) on a file or folder; the OS
   releases it when its holder dies, even by kill -9.
-* ``read_jsonl`` / ``append_jsonl``: one JSON object per line, each line flushed as it is
-  written. A torn *last* line (a crash or a full disk mid-append) is dropped with a
+* ``read_jsonl`` / ``append_jsonl``: one JSON object per line, each line flushed as it
+  is written. A torn *last* line (a crash or a full disk mid-append) is dropped with a
   warning naming the file; a bad line anywhere else is refused with its file and line.
 
 Every ``OSError`` of a write becomes a ``StorageError`` naming the path.
@@ -25,8 +26,8 @@ import secrets
 import shutil
 import stat
 import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
 
 from filelock import FileLock
 
@@ -39,16 +40,18 @@ TEMP_SUFFIX = ".tmp"
 
 
 def _temp_prefix(path: Path) -> str:
-    """Temp files of ``path`` are ``.<name>.<random>.tmp`` in its folder (hidden, unique)."""
+    """Temp files of ``path`` are ``.<name>.<random>.tmp`` in its folder (hidden,
+    unique)."""
     return f".{path.name}."
 
 
 def _make_temp(path: Path, folder: bool = False) -> tuple[Path, int]:
-    """A new temp file (or folder) of ``path``, and the mode ``path`` must have once the temp
-    replaces it: the existing ``path``'s, else the process umask applied, as ``open()`` and
-    ``mkdir`` create files. (``tempfile`` makes them 0600/0700 and ``os.replace`` carries that
-    to ``path``: tables and tokens unreadable to the group.) Set it just before the replace:
-    a writer such as safetensors may create the temp file anew, with a mode of its own."""
+    """A new temp file (or folder) of ``path``, and the mode ``path`` must have once
+    the temp replaces it: the existing ``path``'s, else the process umask applied, as
+    ``open()`` and ``mkdir`` create files. (``tempfile`` makes them 0600/0700 and
+    ``os.replace`` carries that to ``path``: tables and tokens unreadable to the
+    group.) Set it just before the replace: a writer such as safetensors may create the
+    temp file anew, with a mode of its own."""
     while True:
         tmp = path.parent / f"{_temp_prefix(path)}{secrets.token_hex(6)}{TEMP_SUFFIX}"
         try:
@@ -67,7 +70,8 @@ def _make_temp(path: Path, folder: bool = False) -> tuple[Path, int]:
 
 @contextlib.contextmanager
 def storage_errors(path: str | os.PathLike) -> Iterator[None]:
-    """Turn an ``OSError`` (disk full, read-only, permission) into a ``StorageError`` naming ``path``."""
+    """Turn an ``OSError`` (disk full, read-only, permission) into a ``StorageError``
+    naming ``path``."""
     try:
         yield
     except StorageError:
@@ -80,7 +84,8 @@ def storage_errors(path: str | os.PathLike) -> Iterator[None]:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """A unique temp path next to ``path``; on a clean exit it atomically replaces ``path``.
+    """A unique temp path next to ``path``; on a clean exit it atomically replaces
+    ``path``.
 
     On an exception the temp file is deleted and ``path`` keeps its old content.
     """
@@ -125,9 +130,10 @@ def lock(path: str | os.PathLike, timeout: float = -1) -> FileLock:
     """An exclusive lock guarding ``path``, for ``with lock(p): ...``.
 
     Re-entrant within one process; other processes on this machine wait for it. The lock
-    file lives in ``paths.locks_root()``, not next to ``path``: result folders stay free of
-    lock files, and a read-only folder can be locked. It is named after ``path`` resolved
-    (symlinks, ``..``), so every spelling of one file takes the same lock.
+    file lives in ``paths.locks_root()``, not next to ``path``: result folders stay
+    free of lock files, and a read-only folder can be locked. It is named after
+    ``path`` resolved (symlinks, ``..``), so every spelling of one file takes the same
+    lock.
     """
     path = Path(path).resolve()
     folder = locks_root()
@@ -139,10 +145,11 @@ def lock(path: str | os.PathLike, timeout: float = -1) -> FileLock:
 
 @contextlib.contextmanager
 def atomic_folder(folder: str | os.PathLike) -> Iterator[Path]:
-    """A unique temp folder next to ``folder``; on a clean exit it takes ``folder``'s place.
+    """A unique temp folder next to ``folder``; on a clean exit it takes ``folder``'s
+    place.
 
-    An existing ``folder`` is swapped out under ``folder``'s lock and deleted only once the
-    new one is in place, so readers see the old folder or the new one, never a mix.
+    An existing ``folder`` is swapped out under ``folder``'s lock and deleted only once
+    the new one is in place, so readers see the old folder or the new one, never a mix.
     """
     folder = Path(folder)
     with storage_errors(folder):
@@ -171,11 +178,12 @@ def atomic_folder(folder: str | os.PathLike) -> Iterator[Path]:
 
 
 def build_once(folder: str | os.PathLike, build: Callable[[Path], None]) -> Path:
-    """Make ``folder`` with ``build(tmp_folder)`` unless it exists, once across processes.
+    """Make ``folder`` with ``build(tmp_folder)`` unless it exists, once across
+    processes.
 
-    Holds the folder's build lock meanwhile, so a second process waits and then finds the
-    folder made; temp folders left by killed builds are deleted first (no one else can be
-    writing them while the lock is held).
+    Holds the folder's build lock meanwhile, so a second process waits and then finds
+    the folder made; temp folders left by killed builds are deleted first (no one else
+    can be writing them while the lock is held).
     """
     folder = Path(folder)
     with lock(folder.with_name(folder.name + ".build")):
@@ -189,15 +197,18 @@ def build_once(folder: str | os.PathLike, build: Callable[[Path], None]) -> Path
     return folder
 
 
-# -- JSON lines ------------------------------------------------------------------------------
+# -- JSON lines
+# ------------------------------------------------------------------------------
 def read_jsonl(path: str | os.PathLike, required: Sequence[str] = ()) -> list[dict]:
-    """The objects of a JSON-lines file ([] when it does not exist), each holding the keys in
-    ``required``: a line that is valid JSON but not such an object (``42``, ``{"foo": 1}``)
-    raises ``RecordsError`` naming the file and line, not a KeyError far from it.
+    """The objects of a JSON-lines file ([] when it does not exist), each holding the
+    keys in ``required``: a line that is valid JSON but not such an object (``42``,
+    ``{"foo": 1}``) raises ``RecordsError`` naming the file and line, not a KeyError
+    far from it.
 
-    A torn last line is dropped with a warning; any other bad line raises ``RecordsError``
-    naming the file and line number. Lines are split as bytes and decoded one by one: a
-    write cut inside a multi-byte character (any non-English text) tears only its own line.
+    A torn last line is dropped with a warning; any other bad line raises
+    ``RecordsError`` naming the file and line number. Lines are split as bytes and
+    decoded one by one: a write cut inside a multi-byte character (any non-English
+    text) tears only its own line.
     """
     path = Path(path)
     if not path.is_file():
@@ -235,9 +246,12 @@ def read_jsonl(path: str | os.PathLike, required: Sequence[str] = ()) -> list[di
         if missing is None or missing:
             shown = line.decode("utf-8")
             raise RecordsError(
-                f"{path}, line {i + 1}: not a record ({shown[:60]}{'...' if len(shown) > 60 else ''}"
-                f"{f'; missing {missing}' if missing else '; not a JSON object'}): each line holds an "
-                f"object with {', '.join(required) or 'fields'}; repair or delete the line"
+                f"{path}, line {i + 1}: not a record "
+                f"({shown[:60]}{'...' if len(shown) > 60 else ''}"
+                f"{f'; missing {missing}' if missing else '; not a JSON object'}): "
+                "each line holds an "
+                f"object with {', '.join(required) or 'fields'}; repair or delete the "
+                "line"
             )
     return rows
 

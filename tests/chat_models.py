@@ -3,11 +3,13 @@
 Tokenizers, trained here on the shipped questions and behavior instructions:
 
 * a SentencePiece BPE model (byte fallback, a dummy prefix space, as Llama 2 and Mistral
-  ship), loaded from its ``tokenizer.model`` file exactly as a hub folder holding only that
-  file would be, three ways: ``sentencepiece`` (``LlamaTokenizer``, word-start space only at
-  the start of the text), ``sentencepiece-legacy`` (``legacy=True``: a word-start space
-  after every special token too) and ``sentencepiece-gemma`` (``GemmaTokenizer``: none);
-* ``bytelevel``: a byte-level BPE trained with ``tokenizers`` (GPT-2, Llama 3, Qwen, SmolLM).
+  ship), loaded from its ``tokenizer.model`` file exactly as a hub folder holding only
+  that file would be, three ways: ``sentencepiece`` (``LlamaTokenizer``, word-start
+  space only at the start of the text), ``sentencepiece-legacy`` (``legacy=True``: a
+  word-start space after every special token too) and ``sentencepiece-gemma``
+  (``GemmaTokenizer``: none);
+* ``bytelevel``: a byte-level BPE trained with ``tokenizers`` (GPT-2, Llama 3, Qwen,
+  SmolLM).
 
 Chat templates of the shapes Llama 3, Qwen 2, Qwen 3, Gemma and Mistral ship (Jinja, as
 in their ``tokenizer_config.json``, trimmed to the user/system/assistant turns), each
@@ -46,8 +48,8 @@ from transformers import (
     Qwen3ForCausalLM,
 )
 
-from steerlib.tasks import behaviors as B
 from steerlib.model.backbone import Backbone, _finish
+from steerlib.tasks import behaviors as B
 
 TOKENIZERS = (
     "sentencepiece",
@@ -70,11 +72,14 @@ class ChatFormat:
 FORMATS: dict[str, ChatFormat] = {
     "llama3": ChatFormat(
         "{% for message in messages %}"
-        "{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'"
+        "{% set content = '<|start_header_id|>' + message['role'] + "
+        "'<|end_header_id|>\n\n'"
         " + message['content'] | trim + '<|eot_id|>' %}"
-        "{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}"
+        "{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ "
+        "content }}"
         "{% endfor %}"
-        "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}",
+        "{% if add_generation_prompt %}{{ "
+        "'<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}",
         "<|begin_of_text|>",
         "<|eot_id|>",
         ("<|start_header_id|>", "<|end_header_id|>"),
@@ -82,8 +87,10 @@ FORMATS: dict[str, ChatFormat] = {
     "qwen2": ChatFormat(
         "{%- for message in messages %}"
         "{%- if loop.first and message['role'] != 'system' %}"
-        "{{- '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}{%- endif %}"
-        "{{- '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+        "{{- '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}{%- "
+        "endif %}"
+        "{{- '<|im_start|>' + message['role'] + '\n' + message['content'] + "
+        "'<|im_end|>' + '\n' }}"
         "{%- endfor %}"
         "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}{%- endif %}",
         None,
@@ -92,10 +99,12 @@ FORMATS: dict[str, ChatFormat] = {
     ),
     "qwen3": ChatFormat(
         "{%- for message in messages %}"
-        "{{- '<|im_start|>' + message.role + '\n' + message.content + '<|im_end|>' + '\n' }}"
+        "{{- '<|im_start|>' + message.role + '\n' + message.content + '<|im_end|>' + "
+        "'\n' }}"
         "{%- endfor %}"
         "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}"
-        "{%- if enable_thinking is defined and enable_thinking is false %}{{- '<think>\n\n</think>\n\n' }}"
+        "{%- if enable_thinking is defined and enable_thinking is false %}{{- "
+        "'<think>\n\n</think>\n\n' }}"
         "{%- endif %}{%- endif %}",
         None,
         "<|im_end|>",
@@ -103,17 +112,22 @@ FORMATS: dict[str, ChatFormat] = {
     ),
     "gemma": ChatFormat(
         "{{ bos_token }}{% for message in messages %}"
-        "{% if message['role'] == 'assistant' %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}"
-        "{% endif %}{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}"
-        "{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}",
+        "{% if message['role'] == 'assistant' %}{% set role = 'model' %}{% else %}{% "
+        "set role = message['role'] %}"
+        "{% endif %}{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + "
+        "'<end_of_turn>\n' }}"
+        "{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% "
+        "endif %}",
         "<bos>",
         "<end_of_turn>",
         ("<start_of_turn>", "<eos>"),
     ),
     "mistral": ChatFormat(
         "{{ bos_token }}{% for message in messages %}"
-        "{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}"
-        "{% elif message['role'] == 'assistant' %}{{ ' ' + message['content'] + eos_token }}{% endif %}"
+        "{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' "
+        "[/INST]' }}"
+        "{% elif message['role'] == 'assistant' %}{{ ' ' + message['content'] + "
+        "eos_token }}{% endif %}"
         "{% endfor %}",
         "<s>",
         "</s>",
@@ -122,8 +136,10 @@ FORMATS: dict[str, ChatFormat] = {
     "plain": ChatFormat(
         "{{ bos_token }}{% for message in messages %}"
         "{% if message['role'] == 'user' %}{{ 'User: ' + message['content'] + '\n\n' }}"
-        "{% elif message['role'] == 'assistant' %}{{ 'Assistant: ' + message['content'] + eos_token }}"
-        "{% endif %}{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}",
+        "{% elif message['role'] == 'assistant' %}{{ 'Assistant: ' + "
+        "message['content'] + eos_token }}"
+        "{% endif %}{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% "
+        "endif %}",
         "<｜begin▁of▁sentence｜>",
         "<｜end▁of▁sentence｜>",
         (),
@@ -138,9 +154,10 @@ def _corpus() -> list[str]:
     return texts + [p for name in B.names() for p in B.get(name).paraphrases]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _sentencepiece_model() -> bytes:
-    """A Llama-2-style SentencePiece BPE model (the ``tokenizer.model`` file's bytes)."""
+    """A Llama-2-style SentencePiece BPE model (the ``tokenizer.model`` file's
+    bytes)."""
     import sentencepiece as spm
 
     out = io.BytesIO()
@@ -165,7 +182,7 @@ def _sentencepiece_model() -> bytes:
     return out.getvalue()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _base_tokenizer(kind: str):
     if kind.startswith("sentencepiece"):
         with tempfile.TemporaryDirectory() as folder:
@@ -194,7 +211,8 @@ def _base_tokenizer(kind: str):
 
 
 def chat_tokenizer(kind: str, fmt: str):
-    """A ``kind`` tokenizer carrying chat format ``fmt``'s template and special tokens."""
+    """A ``kind`` tokenizer carrying chat format ``fmt``'s template and special
+    tokens."""
     chat = FORMATS[fmt]
     tok = copy.deepcopy(_base_tokenizer(kind))
     named = [t for t in (chat.bos, chat.eos) if t is not None]
@@ -223,7 +241,8 @@ def tiny_model(
     hidden: int = 64,
     seed: int = 0,
 ):
-    """A random 2-layer model of ``arch`` (init scale 0.2: peaked next-token distributions)."""
+    """A random 2-layer model of ``arch`` (init scale 0.2: peaked next-token
+    distributions)."""
     common = dict(
         vocab_size=vocab_size,
         hidden_size=hidden,
@@ -254,7 +273,8 @@ def tiny_model(
 
 
 def chat_backbone(kind: str, fmt: str, arch: str = "llama", seed: int = 0) -> Backbone:
-    """A frozen tiny ``arch`` model on a ``kind`` tokenizer speaking chat format ``fmt``."""
+    """A frozen tiny ``arch`` model on a ``kind`` tokenizer speaking chat format
+    ``fmt``."""
     tok = chat_tokenizer(kind, fmt)
     model = tiny_model(arch, len(tok), tok.bos_token_id, tok.eos_token_id, seed=seed)
     return _finish(model, tok, f"tiny-{arch}-{kind}-{fmt}", "cpu", torch.float32)

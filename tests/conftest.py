@@ -24,10 +24,10 @@ def embedded():
 
 
 def pytest_collection_modifyitems(items):
-    """Every test that loads the real (embedded) model, and every notebook run by nbmake, is
-    ``slow``, so that ``pytest -m "not slow"`` (``make test-fast``) leaves them out; ``make
-    test`` still runs them all. Tests that start other processes (subprocesses, torchrun, two
-    processes at once) carry the marker themselves."""
+    """Every test that loads the real (embedded) model, and every notebook run by
+    nbmake, is ``slow``, so that ``pytest -m "not slow"`` (``make test-fast``) leaves
+    them out; ``make test`` still runs them all. Tests that start other processes
+    (subprocesses, torchrun, two processes at once) carry the marker themselves."""
     for item in items:
         if (
             "embedded" in getattr(item, "fixturenames", ())

@@ -1,7 +1,7 @@
-"""Launched under torchrun by test_distributed.py (and imported by it for the single-process
-side). ``train``: one vector on fixed examples whose answers differ in length, so that
-ranks hold different shares of each batch's answer tokens. ``generate``: teacher targets
-and evaluation records, each rank generating its share."""
+"""Launched under torchrun by test_distributed.py (and imported by it for the
+single-process side). ``train``: one vector on fixed examples whose answers differ in
+length, so that ranks hold different shares of each batch's answer tokens.
+``generate``: teacher targets and evaluation records, each rank generating its share."""
 
 import os
 import sys
@@ -11,14 +11,14 @@ import torch
 from safetensors.torch import save_file
 
 from steerlib import distributed
-from steerlib.model.backbone import tiny_backbone
 from steerlib.config import TargetConfig, TrainConfig
-from steerlib.train.loss import Example, train_vectors
 from steerlib.evaluation.evaluate import evaluate
+from steerlib.model.backbone import tiny_backbone
 from steerlib.model.generate import SteeredModel
-from steerlib.train.targets import make_targets
-from steerlib.model.tokens import SteeringTokens
 from steerlib.model.template import render
+from steerlib.model.tokens import SteeringTokens
+from steerlib.train.loss import Example, train_vectors
+from steerlib.train.targets import make_targets
 
 QUESTIONS = [
     "Why is the sky blue?",
@@ -67,8 +67,8 @@ def train(checkpoint: Path | None = None, stop_after: int | None = None):
 
 
 def generate(records: Path) -> None:
-    """Targets for two behaviors, then records of five methods on two pairs x 2 orderings x 8
-    prompts (160 records, appended method by method)."""
+    """Targets for two behaviors, then records of five methods on two pairs x 2
+    orderings x 8 prompts (160 records, appended method by method)."""
     if distributed.active():  # the test kills a rank by its process id
         records.with_name(f"pid{distributed.rank()}").write_text(str(os.getpid()))
     bb = tiny_backbone()

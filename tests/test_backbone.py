@@ -1,4 +1,5 @@
-"""Bring your own model: Backbone.from_model, and load_backbone's from_pretrained pass-through."""
+"""Bring your own model: Backbone.from_model, and load_backbone's from_pretrained
+pass-through."""
 
 import hashlib
 
@@ -11,8 +12,8 @@ from steerlib.model.backbone import _embedded_tokenizer, tiny_backbone
 
 
 def _raw_tiny(seed: int = 0):
-    """The tiny test model's weights and tokenizer, as a user would hold them: right padding,
-    no pad token, trainable weights."""
+    """The tiny test model's weights and tokenizer, as a user would hold them: right
+    padding, no pad token, trainable weights."""
     bb = tiny_backbone(seed=seed)
     model = transformers.LlamaForCausalLM(bb.model.config)
     model.load_state_dict(bb.model.state_dict())
@@ -32,7 +33,8 @@ def test_from_model_freezes_pads_left_and_fingerprints():
         tokenizer.padding_side == "left" and tokenizer.pad_token == tokenizer.eos_token
     )
     assert model.generation_config.pad_token_id == tokenizer.eos_token_id
-    # the fingerprint is the bfloat16 embedding matrix's hash: the same weights give the same one
+    # the fingerprint is the bfloat16 embedding matrix's hash: the same weights give
+    # the same one
     emb = (
         model.get_input_embeddings()
         .weight.detach()

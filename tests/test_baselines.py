@@ -15,7 +15,6 @@ import peft
 import pytest
 import torch
 
-from steerlib.model.backbone import load_backbone
 from steerlib.baselines import (
     CAA,
     CAAConfig,
@@ -34,10 +33,11 @@ from steerlib.baselines.common import distill_examples
 from steerlib.baselines.lm_steer import steer_final_hidden
 from steerlib.baselines.lora_dare import MLP, attach, student_pass
 from steerlib.config import TargetConfig, TrainConfig
-from steerlib.train.loss import step_loss
 from steerlib.evaluation.evaluate import evaluate
+from steerlib.model.backbone import load_backbone
 from steerlib.model.generate import SteeredModel
 from steerlib.model.template import render
+from steerlib.train.loss import step_loss
 
 QUESTIONS = [
     "Why is the sky blue?",
@@ -86,7 +86,8 @@ def hooks(bb) -> dict[str, tuple]:
 
 
 def snapshot(bb) -> dict:
-    """What must be exactly as before once a context exits: logits, weights, modules, hooks."""
+    """What must be exactly as before once a context exits: logits, weights, modules,
+    hooks."""
     return {
         "logits": logits(bb),
         "params": {k: v.clone() for k, v in bb.model.state_dict().items()},
@@ -116,7 +117,8 @@ def random_caa(bb, **kw) -> CAA:
     return CAA(params=vectors, model_id=bb.model_id, fingerprint=bb.fingerprint, **kw)
 
 
-# -- CAA -----------------------------------------------------------------------------------
+# -- CAA
+# -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("layer", [0, None])
 def test_caa_adds_alpha_times_summed_vectors_to_layer_output(bb, layer):
     caa = random_caa(bb, layer=layer, alpha=2.5)
@@ -240,9 +242,10 @@ def test_caa_sweep_table(bb):
 
 
 def test_order_free_methods_generate_once_per_combination(bb, monkeypatch):
-    """CAA's steering is one sum taken in a fixed order, the same bits for every ordering, so
-    ``evaluate`` enters its context once per combination and every ordering gets the text
-    generated there; a method that is not order-free gets one context per ordering."""
+    """CAA's steering is one sum taken in a fixed order, the same bits for every
+    ordering, so ``evaluate`` enters its context once per combination and every
+    ordering gets the text generated there; a method that is not order-free gets one
+    context per ordering."""
     gen = torch.Generator().manual_seed(1)
     names = ("french", "upper_case", "german")
     caa = CAA(
@@ -304,7 +307,8 @@ def test_order_free_methods_generate_once_per_combination(bb, monkeypatch):
     assert sorted(entered) == sorted(itertools.permutations(names[:2]))
 
 
-# -- LM-Steer ------------------------------------------------------------------------------
+# -- LM-Steer
+# ------------------------------------------------------------------------------
 def test_lm_steer_zero_factors_leave_logits_unchanged(bb):
     d = bb.hidden_size
     zero = LMSteer(
@@ -374,7 +378,8 @@ def test_lm_steer_training_lowers_loss_and_keeps_model(bb):
     )
 
 
-# -- LoRA + DARE ---------------------------------------------------------------------------
+# -- LoRA + DARE
+# ---------------------------------------------------------------------------
 def random_lora(bb) -> LoRADare:
     """Adapters with random A and B (PEFT's init_lora_weights=False), as if trained."""
     config = peft.LoraConfig(
@@ -482,7 +487,8 @@ def test_lora_training_distills_and_keeps_model(bb):
     with torch.no_grad():
         plain = step_loss(bb, examples, {}, None, cfg.train).item()
         with attach(bb, lora.configs, lora.params) as model:
-            model.base_model.disable_adapter_layers()  # as in training: the teacher is the plain model
+            # as in training: the teacher is the plain model
+            model.base_model.disable_adapter_layers()
             trained = step_loss(
                 bb,
                 examples,
@@ -494,7 +500,8 @@ def test_lora_training_distills_and_keeps_model(bb):
     assert trained < plain
 
 
-# -- all three ----------------------------------------------------------------------------
+# -- all three
+# ----------------------------------------------------------------------------
 @pytest.mark.parametrize("make", [random_caa, random_lm_steer, random_lora])
 def test_context_restores_model_on_error_and_checks_names(bb, make):
     method = make(bb)
@@ -603,7 +610,8 @@ def test_train_for_gives_each_behavior_its_own_training_run(bb, artifacts):
     } == {TRAIN.lr}
     with pytest.raises(ValueError, match="unknown baseline.*lora"):
         train_baselines(bb, ["french"], TRAIN, lr={"lora": 1e-3}, questions=QUESTIONS)
-    # each config has its own cache entry: the plain run of upper_case is not the longer one
+    # each config has its own cache entry: the plain run of upper_case is not the
+    # longer one
     plain = train_lm_steer(
         bb,
         ["upper_case"],

@@ -1,4 +1,5 @@
-"""The behavior registry: names, paraphrases, conflicts, splits and the composition verdict."""
+"""The behavior registry: names, paraphrases, conflicts, splits and the composition
+verdict."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import itertools
 import json
 import random
 import re
-
 from pathlib import Path
 
 import pytest
@@ -25,14 +25,15 @@ NAMES = [
 
 
 def test_names_in_registry_order():
-    """The order is part of the results: it orders each record's combination name and the
-    combinations ``sample_combos`` draws, so a reordering would silently change both."""
+    """The order is part of the results: it orders each record's combination name and
+    the combinations ``sample_combos`` draws, so a reordering would silently change
+    both."""
     assert B.names() == NAMES
 
 
 def _method_page_table() -> list[tuple[int, int | None]]:
-    """Per row of book/method.md's behavior table: how many behaviors, and the position of the
-    one held out of ``<and>`` training (None: none named)."""
+    """Per row of book/method.md's behavior table: how many behaviors, and the position
+    of the one held out of ``<and>`` training (None: none named)."""
     rows = []
     for line in (ROOT / "book" / "method.md").read_text().splitlines():
         cells = [c.strip() for c in line.strip("|").split("|")]
@@ -48,8 +49,9 @@ def _method_page_table() -> list[tuple[int, int | None]]:
 
 
 def test_registry_matches_the_method_pages_table():
-    """The categories, their sizes and the unseen behavior of each, as the book tells the reader
-    (the paper's split): German, 70-90 words, title case and 3 sentences are held out."""
+    """The categories, their sizes and the unseen behavior of each, as the book tells
+    the reader (the paper's split): German, 70-90 words, title case and 3 sentences are
+    held out."""
     categories = list(B.categories().values())
     documented = _method_page_table()
     assert [len(c) for c in categories] == [n for n, _ in documented]
@@ -164,8 +166,9 @@ def test_compatible_rejects_unknown_names():
 
 def test_training_pairs():
     pairs = B.training_pairs()
-    # seen members per category 4, 3, 2, 4: 4*3 + 4*2 + 4*4 + 3*2 + 3*4 + 2*4 = 62 cross-category
-    # pairs, less the 3 excluded pairs of seen behaviors (words 50-70 & 1 sentence, 90-120 & 1, 90-120 & 2)
+    # seen members per category 4, 3, 2, 4: 4*3 + 4*2 + 4*4 + 3*2 + 3*4 + 2*4 = 62
+    # cross-category pairs, less the 3 excluded pairs of seen behaviors (words 50-70 &
+    # 1 sentence, 90-120 & 1, 90-120 & 2)
     assert len(pairs) == 4 * 3 + 4 * 2 + 4 * 4 + 3 * 2 + 3 * 4 + 2 * 4 - 3
     assert len(set(pairs)) == len(pairs)
     for a, b in pairs:
@@ -183,22 +186,25 @@ def test_combination_counts():
         for k in (2, 3)
         for split in ("all", "seen", "unseen")
     }
-    # Derivation. Categories (all / seen): language 5/4, length 4/3, case 3/2, sentences 5/4
-    # (german, words_70_90, title_case, sentences_3 are unseen; json is not in the pool). A
-    # combination takes at most one behavior per category, so k behaviors = k categories,
-    # one member each. Excluded length x sentences pairs: 50-70 & 1, 70-90 & 1, 90-120 & 1,
-    # 90-120 & 2 (4 in all; 3 seen, 70-90 being unseen).
+    # Derivation. Categories (all / seen): language 5/4, length 4/3, case 3/2,
+    # sentences 5/4 (german, words_70_90, title_case, sentences_3 are unseen; json is
+    # not in the pool). A combination takes at most one behavior per category, so k
+    # behaviors = k categories, one member each. Excluded length x sentences pairs:
+    # 50-70 & 1, 70-90 & 1, 90-120 & 1, 90-120 & 2 (4 in all; 3 seen, 70-90 being
+    # unseen).
     pairs_all = (
         5 * 4 + 5 * 3 + 5 * 5 + 4 * 3 + 4 * 5 + 3 * 5 - 4
     )  # 107 cross-category pairs, less 4
     pairs_seen = 4 * 3 + 4 * 2 + 4 * 4 + 3 * 2 + 3 * 4 + 2 * 4 - 3
-    # triples: choose 3 of the 4 categories; then drop the triples holding an excluded pair,
-    # whose third member comes from language or case
+    # triples: choose 3 of the 4 categories; then drop the triples holding an excluded
+    # pair, whose third member comes from language or case
     triples_all = 5 * 4 * 3 + 5 * 4 * 5 + 5 * 3 * 5 + 4 * 3 * 5 - 4 * (5 + 3)
     triples_seen = 4 * 3 * 2 + 4 * 3 * 4 + 4 * 2 * 4 + 3 * 2 * 4 - 3 * (4 + 2)
     assert counts == {
-        (2, "all"): pairs_all, (2, "seen"): pairs_seen, (2, "unseen"): pairs_all - pairs_seen,
-        (3, "all"): triples_all, (3, "seen"): triples_seen, (3, "unseen"): triples_all - triples_seen,
+        (2, "all"): pairs_all, (2, "seen"): pairs_seen,
+        (2, "unseen"): pairs_all - pairs_seen,
+        (3, "all"): triples_all, (3, "seen"): triples_seen,
+        (3, "unseen"): triples_all - triples_seen,
     }  # fmt: skip
     assert (pairs_all, pairs_seen, triples_all, triples_seen) == (103, 59, 263, 110)
 

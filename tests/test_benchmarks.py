@@ -1,8 +1,9 @@
-"""The benchmark suite's report: every ratio present, and ``goals met: K/N`` counted from them.
+"""The benchmark suite's report: every ratio present, and ``goals met: K/N`` counted
+from them.
 
-Timings of the tiny model mean nothing, so the report's structure is checked, and what the
-end-to-end workload does: it trains both tokens every run, in a new scratch folder, and its
-projection is the formula of its figures.
+Timings of the tiny model mean nothing, so the report's structure is checked, and what
+the end-to-end workload does: it trains both tokens every run, in a new scratch folder,
+and its projection is the formula of its figures.
 """
 
 import io
@@ -45,7 +46,8 @@ SPEED_GOALS = [
 ]
 TIME_GOAL, RSS_GOAL = "projected reproduce / 7200 s", "peak RSS / 6 GB"
 RATIO_LINE = re.compile(
-    r"^  ratio (.+?)\s+(\d+\.\d+|not measured)  \(goal (>=|<=) ([\d.]+)\)  (met|MISSED|not measured)$"
+    r"^  ratio (.+?)\s+(\d+\.\d+|not measured)  \(goal (>=|<=) ([\d.]+)\)  "
+    r"(met|MISSED|not measured)$"
 )
 
 
@@ -81,8 +83,8 @@ def test_suite_reports_every_ratio_and_counts_goals(tiny):
 
 @pytest.fixture
 def fits(monkeypatch):
-    """Every training run of stage 1 or 2 (``fit_token`` calls): the token's name and the
-    artifacts folder it trained in."""
+    """Every training run of stage 1 or 2 (``fit_token`` calls): the token's name and
+    the artifacts folder it trained in."""
     calls = []
 
     def spy(bb, name, *args, **kwargs):
@@ -101,8 +103,9 @@ def _run(tiny) -> e2e.Workload:
 def test_end_to_end_trains_in_an_empty_scratch_folder(
     tiny, fits, tmp_path, monkeypatch
 ):
-    """Both tokens train in a folder that is empty when the workload starts and gone after
-    it; the artifacts folder the user set (conftest: tmp_path/artifacts) is never touched."""
+    """Both tokens train in a folder that is empty when the workload starts and gone
+    after it; the artifacts folder the user set (conftest: tmp_path/artifacts) is never
+    touched."""
     real = artifacts_root()
     assert real == tmp_path / "artifacts" and not real.exists()
     at_start = []
@@ -125,7 +128,8 @@ def test_end_to_end_trains_in_an_empty_scratch_folder(
 
 
 def test_end_to_end_trains_again_on_a_second_run(tiny, fits):
-    """A second run is not a cache hit: it trains both tokens again, in another new folder."""
+    """A second run is not a cache hit: it trains both tokens again, in another new
+    folder."""
     first, second = _run(tiny), _run(tiny)
     assert [name for name, _ in fits] == [e2e.BEHAVIOR, "and"] * 2
     assert fits[0][1] != fits[2][1]
@@ -163,8 +167,9 @@ def _seconds(section, start: str) -> float:
     [(312.5, 130.5, 407.5, "MISSED"), (200.0, 100.0, 200.0, "met")],
 )
 def test_end_to_end_projection_is_the_formula(token_s, and_s, generation_s, verdict):
-    """Projected reproduce = 18 tokens x the token's time + <and>'s + reproduce's generations
-    / 512 x the generation time, against 7200 s; computed here from the section's figures."""
+    """Projected reproduce = 18 tokens x the token's time + <and>'s + reproduce's
+    generations / 512 x the generation time, against 7200 s; computed here from the
+    section's figures."""
     w = e2e.Workload(
         "cpu", token_s, 32, and_s, 24, 512, 128, 64, generation_s, 40_000, 1.5
     )
@@ -184,7 +189,8 @@ def test_end_to_end_projection_is_the_formula(token_s, and_s, generation_s, verd
 
 
 def test_end_to_end_quick_workload_does_not_project():
-    """Smoke training settings, or answers shorter than the evaluation's: figures, no time goal."""
+    """Smoke training settings, or answers shorter than the evaluation's: figures, no
+    time goal."""
     for w in (
         e2e.Workload("smoke", 3.0, 3, 2.0, 3, 128, 48, 64, 20.0, 5000, 1.0),
         e2e.Workload("cpu", 300.0, 32, 130.0, 24, 128, 48, 64, 20.0, 5000, 1.0),
@@ -196,7 +202,8 @@ def test_end_to_end_quick_workload_does_not_project():
 
 
 def test_reproduce_generation_count_follows_the_cpu_preset():
-    """REPRODUCE_GENERATIONS, counted again from the cpu preset and the committed capable pairs."""
+    """REPRODUCE_GENERATIONS, counted again from the cpu preset and the committed
+    capable pairs."""
     from steerlib.study.capable import selection_questions
     from steerlib.tasks.combos import orderings
 
@@ -257,7 +264,8 @@ def test_cli_prints_summary_last_and_writes_markdown(monkeypatch, capsys, tmp_pa
 
 
 def test_generation_workload_obeys_the_composition_rules(tiny):
-    """Every request of the generation benchmark renders under the default (strict) rules."""
+    """Every request of the generation benchmark renders under the default (strict)
+    rules."""
     from benchmarks.generation import COMBOS, METHOD_NAMES, steered_model, workload
 
     sm = steered_model(tiny)

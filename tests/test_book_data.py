@@ -1,11 +1,13 @@
-"""The book's cpu-preset data path needs nothing that does not ship: no training, no generation.
+"""The book's cpu-preset data path needs nothing that does not ship: no training, no
+generation.
 
-`make book` builds on a fresh clone with an empty artifacts folder under STEERLIB_NO_TRAIN=1.
-This test makes the same calls the chapters make for their tables and tokens (the live
-demo generations aside), under the same guard, from an empty artifacts folder, on a copy
-of the committed results: each token must come from the shipped file, each record the
-chapters read must be committed and stamped with the digest of a shipped vector (else
-`evaluate` would regenerate it), and nothing committed may change.
+`make book` builds on a fresh clone with an empty artifacts folder under
+STEERLIB_NO_TRAIN=1. This test makes the same calls the chapters make for their tables
+and tokens (the live demo generations aside), under the same guard, from an empty
+artifacts folder, on a copy of the committed results: each token must come from the
+shipped file, each record the chapters read must be committed and stamped with the
+digest of a shipped vector (else `evaluate` would regenerate it), and nothing committed
+may change.
 """
 
 import shutil
@@ -15,18 +17,18 @@ import pandas as pd
 import pytest
 
 import steerlib as st
+from steerlib.baselines import BASELINES
+from steerlib.evaluation.evaluate import COMPOSITION_METHODS
+from steerlib.guard import NO_TRAIN_ENV
 from steerlib.study import capable
 from steerlib.study.ablations import ABLATIONS, ablation_setup, run_ablations, settings
-from steerlib.baselines import BASELINES
-from steerlib.train.distill import train_behavior_token
-from steerlib.guard import NO_TRAIN_ENV
-from steerlib.evaluation.evaluate import COMPOSITION_METHODS
 from steerlib.study.pipeline import (
     composition_eval,
     load_tokens,
     single_behavior_eval,
     teacher_compliance,
 )
+from steerlib.train.distill import train_behavior_token
 
 COMMITTED = Path(__file__).resolve().parent.parent / "results" / "cpu"
 
@@ -51,7 +53,8 @@ def _contents(folder: Path) -> dict[str, bytes]:
 def test_book_chapters_read_only_shipped_artifacts(embedded, results):
     preset = st.presets.cpu()
     before = _contents(results)
-    # chapter 1: the French token, the single-behavior table (filtered column from its records)
+    # chapter 1: the French token, the single-behavior table (filtered column from its
+    # records)
     french = train_behavior_token(embedded, "french", preset.stage1_config("french"))
     tokens = load_tokens(embedded, preset)  # chapters 2-4
     assert tokens.names == [*st.behaviors.names(), "and"]
@@ -67,7 +70,8 @@ def test_book_chapters_read_only_shipped_artifacts(embedded, results):
     compliance = teacher_compliance(embedded, preset, results)
     assert single.notna()[["plain", "instruction", "token", "hybrid"]].all().all()
     assert (compliance["n"] == preset.eval.n_single).all()
-    # an empty filtered cell is one the committed comparison reports as "too few targets"
+    # an empty filtered cell is one the committed comparison reports as "too few
+    # targets"
     comparison = pd.read_csv(results / "targets_comparison.csv")
     too_few = set(
         comparison[(comparison["method"] == "filtered") & (comparison["n"] == 0)][

@@ -30,8 +30,9 @@ def _rec(method, order, pid, verdicts):
 
 
 def test_paired_tests_run_each_comparison_per_split():
-    """Each comparison, per split, on the prompt-orderings both methods share: `<and>` vs
-    concat finds a passed / b failed 9 times and the reverse once (p = exact binomial)."""
+    """Each comparison, per split, on the prompt-orderings both methods share: `<and>`
+    vs concat finds a passed / b failed 9 times and the reverse once (p = exact
+    binomial)."""
     recs = []
     a_ok = [1] * 9 + [0] * 1 + [1] * 5 + [0] * 15  # 30 prompts
     b_ok = [0] * 9 + [1] * 1 + [1] * 5 + [0] * 15  # a only: 9, b only: 1, both: 5
@@ -58,8 +59,9 @@ def test_paired_tests_run_each_comparison_per_split():
 
 
 def test_efficiency_and_retention_known_answer():
-    """Singles: french 80%, sentences_1 50% (5 prompts x 2 = 10 single generations each).
-    Pairs: joint 40% -> efficiency 0.4 / (0.8 x 0.5) = 1.0; french kept in 60% -> retention 0.75."""
+    """Singles: french 80%, sentences_1 50% (5 prompts x 2 = 10 single generations
+    each). Pairs: joint 40% -> efficiency 0.4 / (0.8 x 0.5) = 1.0; french kept in 60%
+    -> retention 0.75."""
     recs, singles = [], []
     fr = [1, 1, 1, 1, 0, 1, 1, 1, 1, 0]
     s1 = [1, 0, 1, 0, 1, 0, 1, 0, 1, 0]
@@ -168,7 +170,8 @@ def test_efficiency_interval_narrows_with_more_prompts():
 
 def test_run_selects_on_validation_and_tests_on_test(tiny, tmp_path, monkeypatch):
     """End to end on the tiny model: the selection step generates for validation
-    questions only, the pairs and singles for test prompts only; the report is written."""
+    questions only, the pairs and singles for test prompts only; the report is
+    written."""
     import torch
 
     import steerlib as st
@@ -212,8 +215,8 @@ def test_run_selects_on_validation_and_tests_on_test(tiny, tmp_path, monkeypatch
     ).is_file()
     assert set(report["summary"]["method"]) == set(COMPOSITION_METHODS)
     assert len(report["tests"]) == 2 * len(capable.TESTS)  # seen and unseen pairs
-    # a run without one method keeps its recorded rows (as reproduce keeps the baselines'),
-    # generating nothing
+    # a run without one method keeps its recorded rows (as reproduce keeps the
+    # baselines'), generating nothing
     before = (tmp_path / "capable_records.jsonl").read_text()
     again = capable.run(
         tiny,
@@ -234,10 +237,11 @@ def test_run_selects_on_validation_and_tests_on_test(tiny, tmp_path, monkeypatch
 def test_ablations_on_capable_pairs_reuse_the_study_records_and_test_against_the_recipe(
     tiny, tmp_path
 ):
-    """The capable protocol tests each <and> variant on the chosen pairs with n_capable prompts
-    per ordering; the recipe and concatenation are the composition study's own records
-    ("and", "concat"), so a study run first leaves nothing to make for them; McNemar
-    against the recipe counts the discordant prompt-orderings found independently here."""
+    """The capable protocol tests each <and> variant on the chosen pairs with n_capable
+    prompts per ordering; the recipe and concatenation are the composition study's own
+    records ("and", "concat"), so a study run first leaves nothing to make for them;
+    McNemar against the recipe counts the discordant prompt-orderings found
+    independently here."""
 
     import steerlib as st
     from steerlib.evaluation.records import read_records
@@ -320,8 +324,9 @@ def test_ablations_on_capable_pairs_reuse_the_study_records_and_test_against_the
 
 
 def test_paired_vs_recipe_pairs_each_setting_with_its_recipe_on_the_same_prompts():
-    """Hand-made records: lambda=0.0 passes where the recipe (lambda=0.5) fails on 6 prompts and
-    the reverse on 2; a setting of another ablation, and prompts only one side has, stay out."""
+    """Hand-made records: lambda=0.0 passes where the recipe (lambda=0.5) fails on 6
+    prompts and the reverse on 2; a setting of another ablation, and prompts only one
+    side has, stay out."""
     from steerlib.study.ablations import paired_vs_recipe
 
     table = pd.DataFrame(
@@ -363,13 +368,14 @@ def test_paired_vs_recipe_pairs_each_setting_with_its_recipe_on_the_same_prompts
 
 
 def test_beside_paper_sets_paired_differences_against_the_papers_with_known_verdicts():
-    """Hand-made McNemar rows: the paired difference, its Wald interval (worked out here by
-    hand) and the verdict against the paper's unseen differences (METHOD.md)."""
+    """Hand-made McNemar rows: the paired difference, its Wald interval (worked out
+    here by hand) and the verdict against the paper's unseen differences (METHOD.md)."""
     from steerlib.study.ablations import beside_paper
 
     tests = pd.DataFrame(
         [
-            # concat vs <and>: -20 points, interval -20 +- 1.96 * sqrt(26) = [-30.0, -10.0]; paper 49.7 - 69.1 = -19.4
+            # concat vs <and>: -20 points, interval -20 +- 1.96 * sqrt(26) = [-30.0,
+            # -10.0]; paper 49.7 - 69.1 = -19.4
             {
                 "ablation": "no_and",
                 "setting": "concatenation",
@@ -380,7 +386,8 @@ def test_beside_paper_sets_paired_differences_against_the_papers_with_known_verd
                 "b_only": 25,
                 "p": binomtest(5, 30).pvalue,
             },
-            # lambda 0.25: 0 +- 1.96 * sqrt(20) = +-8.77; paper 65.0 - 69.1 = -4.1, inside, not significant
+            # lambda 0.25: 0 +- 1.96 * sqrt(20) = +-8.77; paper 65.0 - 69.1 = -4.1,
+            # inside, not significant
             {
                 "ablation": "lambda",
                 "setting": "lambda=0.25",
@@ -391,7 +398,8 @@ def test_beside_paper_sets_paired_differences_against_the_papers_with_known_verd
                 "b_only": 10,
                 "p": 1.0,
             },
-            # " and" init without L_orth: 0 +- 1.96 * sqrt(20) / 4 = +-2.19; paper 55.2 - 69.1 = -13.9, outside
+            # " and" init without L_orth: 0 +- 1.96 * sqrt(20) / 4 = +-2.19; paper 55.2
+            # - 69.1 = -13.9, outside
             {
                 "ablation": "init",
                 "setting": "word, without L_orth",
@@ -429,11 +437,11 @@ def test_beside_paper_sets_paired_differences_against_the_papers_with_known_verd
     assert np.isnan(out["paper diff"].iloc[3])
 
 
-def test_recorded_reads_the_studys_records_of_the_chosen_methods_and_pairs_without_generating(
+def test_recorded_reads_the_chosen_methods_and_pairs_records_without_generating(
     tiny, tmp_path
 ):
-    """What the book shows for the baselines: the study's own records of a method, for the
-    selected pairs (both orders) and their behaviors alone, read back unchanged."""
+    """What the book shows for the baselines: the study's own records of a method, for
+    the selected pairs (both orders) and their behaviors alone, read back unchanged."""
     import steerlib as st
 
     preset = st.presets.smoke()

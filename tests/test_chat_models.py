@@ -4,19 +4,19 @@ architecture (all built in-process: tests/chat_models.py)."""
 
 import pytest
 import torch
+from chat_models import ARCHITECTURES, FORMATS, TOKENIZERS, chat_backbone
 
 import steerlib as st
+from steerlib.model.template import embed, render, render_text
 from steerlib.train.loss import Example, train_vectors
 from steerlib.train.targets import make_targets
-from steerlib.model.template import embed, render, render_text
-
-from chat_models import ARCHITECTURES, FORMATS, TOKENIZERS, chat_backbone
 
 QUESTIONS = ["Why is the sky blue?", "How do plants grow?", "What is rain?"]
 WORDS = [" French", " and", " water"]
 """One vocabulary token each in every test tokenizer (checked): the slot stand-ins."""
 
-# The foundation test's architecture for the matrix; the architectures get their own test.
+# The foundation test's architecture for the matrix; the architectures get their own
+# test.
 MATRIX = [(kind, fmt) for kind in TOKENIZERS for fmt in FORMATS]
 
 
@@ -85,7 +85,8 @@ def test_slot_holding_a_word_reproduces_it(bb):
     assert torch.equal(e_written, e_steered)
 
 
-# -- architectures ------------------------------------------------------------------------
+# -- architectures
+# ------------------------------------------------------------------------
 ARCH_FORMATS = {
     "llama": ("bytelevel", "llama3"),
     "qwen2": ("bytelevel", "qwen2"),

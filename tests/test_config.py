@@ -31,8 +31,9 @@ from steerlib.presets import Preset
     ],
 )
 def test_policies_set_source_and_ce_weight(label, source, ce):
-    """Each label trains on what its name says (the chapter-1 table's columns), the rest of the
-    stage-1 config untouched; the policy the base config already has returns it as it is."""
+    """Each label trains on what its name says (the chapter-1 table's columns), the
+    rest of the stage-1 config untouched; the policy the base config already has
+    returns it as it is."""
     base = st.presets.cpu().stage1
     cfg = policy_config(base, label)
     assert (cfg.targets.source, cfg.ce_weight) == (source, ce)
@@ -55,7 +56,8 @@ def test_constructed_without_a_transform_is_filtered():
 
 def test_cpu_preset_configs_hash_as_when_the_shipped_tokens_were_trained():
     """Enum-valued fields serialise as the strings they replaced: the cache key of every
-    shipped token, recorded when it was trained, is still the key of the preset's config."""
+    shipped token, recorded when it was trained, is still the key of the preset's
+    config."""
     tokens = st.SteeringTokens.load_file(
         Path(st.__file__).parent / "data" / PRETRAINED_FILE
     )

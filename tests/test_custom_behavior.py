@@ -208,7 +208,8 @@ def test_verify_all_uses_the_checker_and_json_rule():
             "french": B.get("french").verify("Est-ce clair ?"),
             "ends_with_question": True,
         }
-        # with json, the other behaviors are checked on the answer's value (built-in rule)
+        # with json, the other behaviors are checked on the answer's value (built-in
+        # rule)
         assert B.verify_all('{"answer": "Is it?"}', ["json", "ends_with_question"]) == {
             "json": True,
             "ends_with_question": True,
@@ -252,7 +253,8 @@ def test_cache_name_follows_the_definition():
     assert re.fullmatch(r"ends_with_question-[0-9a-f]{8}", first)
 
 
-# ---------------------------------------------------------------- the path on the tiny model
+# ---------------------------------------------------------------- the path on the tiny
+# model
 
 
 def test_constructed_targets_use_the_transform(tiny):
@@ -306,12 +308,14 @@ def test_train_compose_evaluate_on_tiny(tiny, tmp_path):
         assert not torch.equal(
             mine["ends_with_question"], torch.zeros(tiny.hidden_size)
         )
-        # the custom behavior is unseen: <and>'s key, and so the trained <and>, are unchanged
+        # the custom behavior is unseen: <and>'s key, and so the trained <and>, are
+        # unchanged
         again = train_composition_token(
             tiny, mine, _cfg(init="zero"), questions=QUESTIONS, progress=False
         )
         assert torch.equal(again["and"], with_and["and"])
-        # a token file holding this run (e.g. a committed result) is found, not retrained
+        # a token file holding this run (e.g. a committed result) is found, not
+        # retrained
         saved = mine.subset(["ends_with_question"]).save_file(
             tmp_path / "mine.safetensors"
         )
@@ -362,7 +366,8 @@ def test_seen_behavior_needs_its_token_for_stage_2(tiny):
             )
 
 
-# ---------------------------------------------------------------- chapter 5's committed artifacts
+# ---------------------------------------------------------------- chapter 5's
+# committed artifacts
 
 CHAPTER5 = Path(__file__).resolve().parent.parent / "results" / "cpu"
 

@@ -1,7 +1,7 @@
-"""Devices and presets beyond the CPU: which dtype loading picks, half-precision training
-steps and CUDA generation against float32 on the CPU (tiny random model), and the path a
-hub model takes (the colab and paper presets name one). The CUDA cases are the GPU check
-of issue 15: they run where a GPU is present and are skipped elsewhere."""
+"""Devices and presets beyond the CPU: which dtype loading picks, half-precision
+training steps and CUDA generation against float32 on the CPU (tiny random model), and
+the path a hub model takes (the colab and paper presets name one). The CUDA cases are
+the GPU check of issue 15: they run where a GPU is present and are skipped elsewhere."""
 
 import pytest
 import torch
@@ -23,8 +23,9 @@ QUESTIONS = ["Why is the sky blue?", "How do plants grow?", "What is rain?"]
     "native_bf16, expected", [(True, torch.bfloat16), (False, torch.float16)]
 )
 def test_cuda_loads_bf16_where_native_else_fp16(monkeypatch, native_bf16, expected):
-    """A T4 reports bfloat16 as supported when emulation counts (torch's default) but computes it
-    slowly: it must get float16. The fake answers as such a GPU does for both questions."""
+    """A T4 reports bfloat16 as supported when emulation counts (torch's default) but
+    computes it slowly: it must get float16. The fake answers as such a GPU does for
+    both questions."""
     monkeypatch.setattr(
         torch.cuda,
         "is_bf16_supported",
@@ -93,8 +94,9 @@ def test_colab_preset_by_environment(monkeypatch):
 
 
 def test_hub_format_folder_loads_like_a_hub_id(tmp_path):
-    """Preset models are hub ids: ``load_backbone`` reads them with ``from_pretrained``, as
-    it reads this folder (offline), then frames prompts with the folder's chat template."""
+    """Preset models are hub ids: ``load_backbone`` reads them with
+    ``from_pretrained``, as it reads this folder (offline), then frames prompts with
+    the folder's chat template."""
     from chat_models import chat_backbone
 
     source = chat_backbone("bytelevel", "qwen3", "qwen3")

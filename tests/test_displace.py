@@ -1,6 +1,7 @@
 """Displaced stage-1 training (``TrainConfig.displace``, the position study's family B):
-the student reads 0..k frozen blank slots between the question and the token, the teacher
-is unchanged, only the token trains, and a config without it keeps its cache key."""
+the student reads 0..k frozen blank slots between the question and the token, the
+teacher is unchanged, only the token trains, and a config without it keeps its cache
+key."""
 
 import dataclasses
 from collections import Counter
@@ -13,7 +14,6 @@ from steerlib.config import TrainConfig, config_hash
 from steerlib.errors import ConfigError
 from steerlib.model.template import render
 from steerlib.train import distill as D
-from steerlib.train import loss as L
 from steerlib.train import validation as V
 
 
@@ -47,7 +47,8 @@ def test_blanks_are_fixed_vectors_of_the_vocabulary_norm(tiny):
 
 @pytest.fixture
 def spied(tiny, monkeypatch, tmp_path):
-    """Train <french> displaced on the tiny model; keep its targets, examples and frozen tokens."""
+    """Train <french> displaced on the tiny model; keep its targets, examples and
+    frozen tokens."""
     monkeypatch.setenv("STEERLIB_ARTIFACTS", str(tmp_path))
     seen = {}
     real_examples, real_fit = D.examples_for, D.fit_token

@@ -4,8 +4,9 @@ import pytest
 import torch
 
 import steerlib as st
-from steerlib.train.compose import orthogonality, train_composition_token
 from steerlib.config import TargetConfig, TrainConfig
+from steerlib.model.template import render
+from steerlib.train.compose import orthogonality, train_composition_token
 from steerlib.train.distill import train_behavior_token
 from steerlib.train.loss import (
     Example,
@@ -15,7 +16,6 @@ from steerlib.train.loss import (
     train_vectors,
 )
 from steerlib.train.targets import make_targets
-from steerlib.model.template import render
 
 QUESTIONS = [
     "Why is the sky blue?",
@@ -59,7 +59,8 @@ def test_distill_loss_scaling():
 
 
 def test_answer_positions_predict_answer_tokens(tiny):
-    """Hidden states picked for the loss are those whose logits predict each answer token."""
+    """Hidden states picked for the loss are those whose logits predict each answer
+    token."""
     row = render(tiny, "Why is the sky blue?")
     answer = tiny.tokenizer(" Because of scattering.", add_special_tokens=False)[
         "input_ids"

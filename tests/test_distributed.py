@@ -1,4 +1,5 @@
-"""Several processes on torch.distributed (gloo, 2 processes on this CPU) compute what one does."""
+"""Several processes on torch.distributed (gloo, 2 processes on this CPU) compute what
+one does."""
 
 import json
 import os
@@ -8,13 +9,12 @@ import sys
 import time
 from pathlib import Path
 
+import distributed_worker as worker
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from steerlib import distributed
-
-import distributed_worker as worker
 
 pytestmark = pytest.mark.slow  # every test here starts torchrun or other processes
 
@@ -41,7 +41,8 @@ def _torchrun_cmd(args, n=2, env=None):
 
 
 def torchrun(args, n=2, env=None, timeout=600):
-    """``torchrun --standalone --nproc_per_node n ...`` from the repository root; its output on failure."""
+    """``torchrun --standalone --nproc_per_node n ...`` from the repository root; its
+    output on failure."""
     cmd, env = _torchrun_cmd(args, n, env)
     done = subprocess.run(
         cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
@@ -70,7 +71,8 @@ def test_two_processes_train_the_vector_one_process_trains(tmp_path):
 
 
 def test_checkpoint_of_two_processes_resumes_in_one(tmp_path):
-    """Rank 0's checkpoint after 3 steps of 2 processes; one process finishes the run."""
+    """Rank 0's checkpoint after 3 steps of 2 processes; one process finishes the
+    run."""
     ckpt = tmp_path / "v.ckpt.safetensors"
     torchrun([WORKER, "train", str(tmp_path / "part.safetensors"), str(ckpt), "3"])
     resumed, losses = worker.train(ckpt)
@@ -161,9 +163,10 @@ def _reproduce_outputs(folder):
 
 
 def test_reproduce_smoke_in_two_processes_equals_one(tmp_path):
-    """``torchrun --nproc_per_node 2 -m steerlib reproduce --preset smoke`` end to end: the
-    same tables and records (records stamp the digest of the vectors they used, which
-    differ in the last float bits, so the stamps are left out) and the same tokens."""
+    """``torchrun --nproc_per_node 2 -m steerlib reproduce --preset smoke`` end to end:
+    the same tables and records (records stamp the digest of the vectors they used,
+    which differ in the last float bits, so the stamps are left out) and the same
+    tokens."""
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),

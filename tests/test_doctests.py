@@ -1,4 +1,5 @@
-"""The examples in the public API's docstrings run, offline and in seconds, and say what they show."""
+"""The examples in the public API's docstrings run, offline and in seconds, and say
+what they show."""
 
 import doctest
 import importlib
@@ -27,5 +28,6 @@ def test_docstring_examples(name):
     )
     assert result.attempted, f"{name} has no examples"
     assert not result.failed, (
-        f"{result.failed} of {result.attempted} examples of {name} failed (printed above)"
+        f"{result.failed} of {result.attempted} examples of {name} failed (printed "
+        "above)"
     )

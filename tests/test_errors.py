@@ -1,5 +1,6 @@
-"""One error policy: steerlib's own errors (and the machine's) are one line, everything else is a bug
-shown whole, and the study leaves a table cell empty only for "too few targets"."""
+"""One error policy: steerlib's own errors (and the machine's) are one line, everything
+else is a bug shown whole, and the study leaves a table cell empty only for "too few
+targets"."""
 
 import pytest
 
@@ -43,7 +44,8 @@ def test_cli_prints_one_line_only_for_steerlib_and_os_errors(
 
 
 def test_only_too_few_targets_leaves_a_variant_cell_empty(monkeypatch, tmp_path):
-    """An out-of-memory or shape error while training a variant is a bug to see, not an empty cell."""
+    """An out-of-memory or shape error while training a variant is a bug to see, not an
+    empty cell."""
     preset = object()
 
     def too_few(*args):

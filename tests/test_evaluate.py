@@ -144,7 +144,8 @@ def test_records_of_other_vectors_are_stale_and_regenerated(tiny, tmp_path):
 def test_paired_test_counts_discordant_pairs_and_gives_the_exact_p():
     from steerlib.evaluation.stats import paired_test
 
-    # 10 prompts: a passes on 0-7, b on 6-9 -> pairs (a only) 0-5 = 6, (b only) 8-9 = 2, both 6-7
+    # 10 prompts: a passes on 0-7, b on 6-9 -> pairs (a only) 0-5 = 6, (b only) 8-9 =
+    # 2, both 6-7
     rows = [
         {"method": m, "split": "seen-2", "order": "x+y", "prompt_id": i, "ok": ok}
         for i in range(10)
@@ -153,5 +154,6 @@ def test_paired_test_counts_discordant_pairs_and_gives_the_exact_p():
     out = paired_test(pd.DataFrame(rows), "a", "b").iloc[0]
     assert (out["n"], out["a_only"], out["b_only"]) == (10, 6, 2)
     assert out["a %"] == 80 and out["b %"] == 40
-    # two-sided exact binomial: P(X <= 2 or X >= 6), X ~ Bin(8, 1/2) = 2 * (1 + 8 + 28) / 256
+    # two-sided exact binomial: P(X <= 2 or X >= 6), X ~ Bin(8, 1/2) = 2 * (1 + 8 + 28)
+    # / 256
     assert abs(out["p"] - 2 * 37 / 256) < 1e-12

@@ -1,5 +1,5 @@
-"""Every exercise solution of the book (notebooks/exercises/), run on the tiny model or on
-records made up here, with answers worked out by hand."""
+"""Every exercise solution of the book (notebooks/exercises/), run on the tiny model or
+on records made up here, with answers worked out by hand."""
 
 from __future__ import annotations
 
@@ -12,18 +12,19 @@ import torch
 import torch.nn.functional as F
 
 import steerlib as st
-from steerlib.tasks import behaviors as B
 from steerlib.model.tokens import text_init
+from steerlib.tasks import behaviors as B
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "notebooks"))
-from exercises import ch1, ch2, ch3, ch4, ch5  # noqa: E402
+from exercises import ch1, ch2, ch3, ch4, ch5
 
 QUESTIONS = ["Why is the sky blue?", "How do bees make honey?"]
 
 
 @pytest.fixture(scope="module")
 def tiny_tokens(tiny):
-    """Random behavior tokens and <and> for the tiny model (the exercises need vectors, not skill)."""
+    """Random behavior tokens and <and> for the tiny model (the exercises need vectors,
+    not skill)."""
     tokens = st.SteeringTokens.for_backbone(tiny)
     g = torch.Generator().manual_seed(0)
     for name in [*B.names(), "and"]:
@@ -109,7 +110,8 @@ def _records(
 
 
 def test_ch2_order_variance_by_hand():
-    # combination 1: orderings at 100%, 50%, 0% -> gap 100; combination 2: both at 50% -> gap 0; mean 50
+    # combination 1: orderings at 100%, 50%, 0% -> gap 100; combination 2: both at 50%
+    # -> gap 0; mean 50
     recs = _records(
         {
             ("a+b+c", "a+b+c"): [True, True],
@@ -129,8 +131,8 @@ def test_ch2_order_variance_by_hand():
 
 
 def test_ch2_excluded_with_reason():
-    # worked out from the ranges: 50/1, 70/1, 90/1 and 90/2 = 45 words per sentence at least, all > 40;
-    # no range has hi / n < 4 (the smallest is 50 / 5 = 10)
+    # worked out from the ranges: 50/1, 70/1, 90/1 and 90/2 = 45 words per sentence at
+    # least, all > 40; no range has hi / n < 4 (the smallest is 50 / 5 = 10)
     found = ch2.excluded_with_reason()
     assert [(a, b) for a, b, _ in found] == [
         ("words_50_70", "sentences_1"),
@@ -281,8 +283,8 @@ def _wrong(*args, **kwargs):
 
 
 def test_checks_pass_the_solutions_and_fail_stubs(tiny, tiny_tokens, capsys):
-    """Each chapter's check cell, run on its solution: pass; on the stub the page shows: not
-    attempted; on a wrong answer: fail (the check is not a formality)."""
+    """Each chapter's check cell, run on its solution: pass; on the stub the page
+    shows: not attempted; on a wrong answer: fail (the check is not a formality)."""
     sm = st.SteeredModel(tiny, tiny_tokens)
     checks = [
         (ch1.check_mentions_a_number, ch1.mentions_a_number, ()),

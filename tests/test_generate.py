@@ -1,6 +1,7 @@
-"""Decoding: the greedy loop gives transformers' generate's tokens (batched == unbatched == generate
-== the old loop, on the tiny and the embedded model, also when prompts join a running batch as
-others end), and GenerationConfig goes through generate."""
+"""Decoding: the greedy loop gives transformers' generate's tokens (batched ==
+unbatched == generate == the old loop, on the tiny and the embedded model, also when
+prompts join a running batch as others end), and GenerationConfig goes through
+generate."""
 
 import pytest
 import torch
@@ -30,7 +31,8 @@ def sm(tiny):
 
 
 def hf_generate(sm, prompt, **kwargs) -> list[int]:
-    """``model.generate(inputs_embeds=...)`` on one prompt alone (no padding), cut after its end."""
+    """``model.generate(inputs_embeds=...)`` on one prompt alone (no padding), cut
+    after its end."""
     bb = sm.backbone
     batch = embed(bb, [sm.render(prompt)], sm.tokens)
     with torch.inference_mode():
@@ -57,7 +59,8 @@ def test_greedy_batched_equals_unbatched_equals_the_old_loop(sm):
     assert batched == [
         hf_generate(sm, p, max_new_tokens=12, do_sample=False) for p in PROMPTS
     ]
-    # the row-dropping loop steerlib decoded with before (kept in the benchmark) gives the same answers
+    # the row-dropping loop steerlib decoded with before (kept in the benchmark) gives
+    # the same answers
     bb = sm.backbone
     old = row_dropping_decode(
         bb, embed(bb, [sm.render(p) for p in PROMPTS], sm.tokens), 12, set(bb.eos_ids)
@@ -76,8 +79,8 @@ REFILL_PROMPTS = [
 
 
 def early_ends(sm, k: int) -> list[int]:
-    """End tokens that make the tiny random model's answers end at different steps: tokens
-    its answers hold (taken from answers decoded alone, without them)."""
+    """End tokens that make the tiny random model's answers end at different steps:
+    tokens its answers hold (taken from answers decoded alone, without them)."""
     alone = [
         hf_generate(sm, p, max_new_tokens=k, do_sample=False) for p in REFILL_PROMPTS
     ]
@@ -102,12 +105,12 @@ def hf_generate_rendered(sm, row, **kwargs) -> list[int]:
 def test_rows_join_as_others_end_and_answers_equal_each_prompt_alone(
     sm, monkeypatch, slots
 ):
-    """Continuous batching: 7 prompts through 1-3 slots; each answer equals transformers'
-    generate on that prompt alone, with the same end tokens, though prompts join rows that
-    are running (their cache written into a free slot, their prompt read after the shared
-    chat-template start) and the cache window moves within its buffers. The last prompt is
-    raw text without the chat template: it does not start with the shared prefix and is read
-    whole."""
+    """Continuous batching: 7 prompts through 1-3 slots; each answer equals
+    transformers' generate on that prompt alone, with the same end tokens, though
+    prompts join rows that are running (their cache written into a free slot, their
+    prompt read after the shared chat-template start) and the cache window moves within
+    its buffers. The last prompt is raw text without the chat template: it does not
+    start with the shared prefix and is read whole."""
     shared, moves = [], []
     read_after_prefix = decoding._Prefix.read
 
@@ -199,8 +202,9 @@ def test_configs_beyond_plain_greedy_go_through_generate():
 
 
 def test_embedded_greedy_loop_gives_generates_tokens(embedded):
-    """The shipped tokens on the embedded model, prompt methods that read 0-3 steering vectors
-    and instructions: the loop (batched, and one prompt at a time) == transformers' generate."""
+    """The shipped tokens on the embedded model, prompt methods that read 0-3 steering
+    vectors and instructions: the loop (batched, and one prompt at a time) ==
+    transformers' generate."""
     sm = st.SteeredModel(embedded, st.SteeringTokens.pretrained(embedded))
     questions = st.prompts.load("test", limit=6)
     combos = [("french", "words_10_50"), ("json",), ("upper_case", "sentences_1")]
@@ -286,8 +290,9 @@ def test_top_p_that_keeps_one_token_samples_the_greedy_answer(sm):
 
 
 def test_sampling_is_seeded(sm):
-    """Same seed, same samples; another seed, other samples; and neither is the greedy answer
-    (a sampler that silently decoded greedily would pass the first check alone)."""
+    """Same seed, same samples; another seed, other samples; and neither is the greedy
+    answer (a sampler that silently decoded greedily would pass the first check
+    alone)."""
     cfg = GenerationConfig(max_new_tokens=8, do_sample=True, top_k=50, top_p=0.9)
     first = sm.generate_ids(PROMPTS, generation_config=cfg, seed=1)
     assert first == sm.generate_ids(PROMPTS, generation_config=cfg, seed=1)

@@ -1,16 +1,16 @@
-"""STEERLIB_NO_TRAIN=1: every place that trains or generates for a cache refuses, by name;
-what is cached is still read."""
+"""STEERLIB_NO_TRAIN=1: every place that trains or generates for a cache refuses, by
+name; what is cached is still read."""
 
 import pytest
 import torch
 
 import steerlib as st
 from steerlib.baselines import train_lm_steer
-from steerlib.train.compose import train_composition_token
 from steerlib.config import TargetConfig, TrainConfig
-from steerlib.train.distill import train_behavior_token
 from steerlib.evaluation.evaluate import evaluate
 from steerlib.guard import NO_TRAIN_ENV, TrainingDisabled
+from steerlib.train.compose import train_composition_token
+from steerlib.train.distill import train_behavior_token
 from steerlib.train.targets import make_targets
 
 QUESTIONS = ["Why is the sky blue?", "How do bees make honey?"]

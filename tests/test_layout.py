@@ -39,7 +39,8 @@ def test_positions_by_hand(tiny):
     assert L.positions(n, row.blocks, SHARED) == list(range(p)) + [p, p, p] + [
         i - 2 for i in after
     ]
-    # and_own: behaviors at p, <and> at p + 1 (where stage 2 trained it), the rest from p + 2
+    # and_own: behaviors at p, <and> at p + 1 (where stage 2 trained it), the rest from
+    # p + 2
     assert L.positions(n, row.blocks, AND_OWN) == list(range(p)) + [p, p + 1, p] + [
         i - 1 for i in after
     ]
@@ -104,7 +105,8 @@ def test_a_single_token_gives_the_same_logits_in_every_layout(tiny, toks, layout
 
 
 def test_isolated_slot_reads_what_it_reads_alone(tiny, toks):
-    """<b> in ``<a><and><b>`` under isolation has the hidden state of <b> alone at its position."""
+    """<b> in ``<a><and><b>`` under isolation has the hidden state of <b> alone at its
+    position."""
     alone = render(tiny, "Why is the sky blue?", ["b"])
     run = render(tiny, "Why is the sky blue?", ["a", "and", "b"])
     with torch.inference_mode():
@@ -135,7 +137,8 @@ def test_layout_generation_batched_equals_unbatched(tiny, toks, layout):
 
 
 def test_greedy_loop_matches_transformers_generate(tiny, toks):
-    """The loop that carries an isolation mask decodes as ``generate`` does when the mask is plain."""
+    """The loop that carries an isolation mask decodes as ``generate`` does when the
+    mask is plain."""
     rows = [
         render(tiny, "Hi?", ["a", "and", "b"]),
         render(tiny, "Why is the sky blue, really?", ["b"]),

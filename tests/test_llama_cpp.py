@@ -12,11 +12,11 @@ import torch
 
 pytest.importorskip("llama_cpp")
 
-from benchmarks.llama_cpp import LlamaCppEngine, agreement  # noqa: E402
-from steerlib.model.backbone import embedded_gguf_path  # noqa: E402
-from steerlib.model.generate import Request, SteeredModel  # noqa: E402
-from steerlib.model.tokens import SteeringTokens  # noqa: E402
-from steerlib.tasks import prompts as P  # noqa: E402
+from benchmarks.llama_cpp import LlamaCppEngine, agreement
+from steerlib.model.backbone import embedded_gguf_path
+from steerlib.model.generate import Request, SteeredModel
+from steerlib.model.tokens import SteeringTokens
+from steerlib.tasks import prompts as P
 
 
 @pytest.fixture(scope="module")

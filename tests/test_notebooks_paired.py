@@ -42,9 +42,12 @@ def test_ipynb_matches_py(source: Path):
             min(len(actual), len(expected)),
         )
         raise AssertionError(
-            f"{ipynb.name} has drifted from {source.name} (first difference at cell {first}; "
-            f"{len(actual)} cells vs {len(expected)}). Run `{SYNC.format(name=source.stem)}` (it updates the older "
-            f"file of the pair from the newer one), check the diff, and keep the .ipynb free of outputs."
+            f"{ipynb.name} has drifted from {source.name} (first difference at cell "
+            f"{first}; "
+            f"{len(actual)} cells vs {len(expected)}). Run "
+            f"`{SYNC.format(name=source.stem)}` (it updates the older "
+            "file of the pair from the newer one), check the diff, and keep the "
+            ".ipynb free of outputs."
         )
 
 
@@ -88,6 +91,7 @@ def test_colab_cell_clones_the_configured_repository(source: Path):
     assert (
         lines[0].split("=", 1)[1].split("#")[0].strip().strip('"') == _repository_url()
     ), (
-        f"{source.name} clones another repository than book/_config.yml's repository.url; set both to the "
+        f"{source.name} clones another repository than book/_config.yml's "
+        "repository.url; set both to the "
         f"published URL"
     )

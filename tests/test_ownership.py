@@ -1,10 +1,11 @@
 """Nothing a user owns is overwritten (issue 34, cases 1-6).
 
-A run writes the committed ``results/<preset>/`` only when it is that preset, every field,
-on its own model; an ``--out`` holding another run's results, a file steerlib did not
-write, another model's tokens, tokens a save would drop, and a card someone edited are
-refused or kept unless the user asks to overwrite. Each test failed on the main branch
-before the fix (the note in each says how). Fast: the tiny model, files of a few bytes.
+A run writes the committed ``results/<preset>/`` only when it is that preset, every
+field, on its own model; an ``--out`` holding another run's results, a file steerlib
+did not write, another model's tokens, tokens a save would drop, and a card someone
+edited are refused or kept unless the user asks to overwrite. Each test failed on the
+main branch before the fix (the note in each says how). Fast: the tiny model, files of
+a few bytes.
 """
 
 from __future__ import annotations
@@ -18,17 +19,18 @@ import torch
 
 from steerlib import paths
 from steerlib.cli import main, override
-from steerlib.presets import presets
 from steerlib.errors import ForeignFileError
 from steerlib.model.backbone import EMBEDDED_ID
 from steerlib.model.tokens import SteeringTokens
+from steerlib.presets import presets
 from steerlib.study import folders
 from steerlib.study.folders import results_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "steerlib" / "data" / "tokens_smollm2_135m.safetensors"
 EMBEDDED = SimpleNamespace(model_id=EMBEDDED_ID, fingerprint="0c8d76d0178f771e")
-"""The embedded model as ``results_dir`` sees it (id and fingerprint), without loading it."""
+"""The embedded model as ``results_dir`` sees it (id and fingerprint), without loading
+it."""
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
@@ -61,7 +63,8 @@ def checkout(tmp_path, monkeypatch) -> Path:
     return root
 
 
-# -- 1, 2: the committed results folder is the preset's itself, every field --------------------
+# -- 1, 2: the committed results folder is the preset's itself, every field
+# --------------------
 def test_a_preset_renamed_to_cpu_on_the_embedded_model_is_not_the_cpu_preset(checkout):
     """Case 1: ``--preset smoke --set name=cpu --set model=null`` (main: results/cpu, as
     its name and model matched)."""
@@ -109,12 +112,13 @@ def test_the_teacher_compliance_table_says_its_set_values(checkout, capsys):
     assert "--set 'eval.max_new_tokens=4' --set 'eval.n_single=1'" in text
 
 
-# -- 3: an --out holding another run's results --------------------------------------------------
+# -- 3: an --out holding another run's results
+# --------------------------------------------------
 def test_evaluate_into_the_committed_results_of_another_preset_is_refused(
     checkout, capsys
 ):
-    """Case 3: ``evaluate --preset smoke --out results/cpu`` (main: the committed records
-    of the embedded model were replaced by tiny-model ones, as "stale")."""
+    """Case 3: ``evaluate --preset smoke --out results/cpu`` (main: the committed
+    records of the embedded model were replaced by tiny-model ones, as "stale")."""
     before = _snapshot(checkout)
     out = checkout / "results" / "cpu"
     argv = ["evaluate", "--preset", "smoke", "--tokens", "none"]
@@ -156,13 +160,14 @@ def test_an_out_folder_of_this_run_or_a_new_one_is_accepted(tmp_path):
         )
 
 
-# -- 4, 5: token files -----------------------------------------------------------------------------
+# -- 4, 5: token files
+# -----------------------------------------------------------------------------
 def test_train_with_the_default_out_never_replaces_another_models_token_file(
     tmp_path, monkeypatch, capsys
 ):
     """Case 4: ``cd results/cpu && train --preset smoke --behaviors french`` (main: the
-    19-token file of the embedded model became a 1-token tiny-model file). Refused before
-    any training."""
+    19-token file of the embedded model became a 1-token tiny-model file). Refused
+    before any training."""
     monkeypatch.chdir(tmp_path)
     shutil.copy(SHIPPED, tmp_path / "tokens.safetensors")
     before = _snapshot(tmp_path)
@@ -184,7 +189,8 @@ def _tokens(values: dict[str, float], fingerprint: str = "f" * 16) -> SteeringTo
 
 
 def test_save_file_refuses_a_file_steerlib_did_not_write(tmp_path):
-    """Case 5: ``save_file("precious.safetensors")`` (main: replaced, whatever it was)."""
+    """Case 5: ``save_file("precious.safetensors")`` (main: replaced, whatever it
+    was)."""
     precious = tmp_path / "precious.safetensors"
     precious.write_bytes(b"my own weights")
     with pytest.raises(ForeignFileError, match="not a steerlib token file") as err:
@@ -210,7 +216,8 @@ def test_save_file_replaces_a_token_file_only_when_nothing_in_it_is_lost(tmp_pat
     assert SteeringTokens.load_file(path).names == ["french", "json", "and"]
 
 
-# -- 6: cards --------------------------------------------------------------------------------------
+# -- 6: cards
+# --------------------------------------------------------------------------------------
 def test_save_pretrained_keeps_a_steerlib_card_the_user_added_notes_to(tmp_path):
     """Case 6: a README.md with ``library_name: steerlib`` and the user's own notes
     (main: replaced without notice)."""

@@ -34,12 +34,17 @@ def test_import_loads_the_core_only_and_sets_no_display_options():
     seen = _in_fresh_interpreter(
         "import json, sys\n"
         "import pandas as pd\n"
-        "defaults = {k: pd.get_option(k) for k in ('display.width', 'display.max_colwidth')}\n"
+        "defaults = {k: pd.get_option(k) for k in ('display.width', "
+        "'display.max_colwidth')}\n"
         "import steerlib as st\n"
-        "print(json.dumps({'modules': sorted(m for m in sys.modules if m.startswith('steerlib')),\n"
-        "                  'options_kept': defaults == {k: pd.get_option(k) for k in defaults},\n"
-        "                  'core': [hasattr(st, n) for n in ('SteeredModel', 'train_behavior_token',\n"
-        "                           'train_composition_token', 'evaluate', 'metrics', 'presets')]}))"
+        "print(json.dumps({'modules': sorted(m for m in sys.modules if "
+        "m.startswith('steerlib')),\n"
+        "                  'options_kept': defaults == {k: pd.get_option(k) for k in "
+        "defaults},\n"
+        "                  'core': [hasattr(st, n) for n in ('SteeredModel', "
+        "'train_behavior_token',\n"
+        "                           'train_composition_token', 'evaluate', 'metrics', "
+        "'presets')]}))"
     )
     assert not set(STUDY) & set(seen["modules"]), seen["modules"]
     assert seen["options_kept"]
@@ -50,7 +55,8 @@ def test_import_loads_the_core_only_and_sets_no_display_options():
 def test_study_modules_are_imported_on_use():
     seen = _in_fresh_interpreter(
         "import json, sys\nimport steerlib as st\nst.ablations\n"
-        "print(json.dumps({'modules': sorted(m for m in sys.modules if m.startswith('steerlib'))}))"
+        "print(json.dumps({'modules': sorted(m for m in sys.modules if "
+        "m.startswith('steerlib'))}))"
     )
     assert "steerlib.study.ablations" in seen["modules"]
 
@@ -63,8 +69,8 @@ def test_unknown_attribute_is_an_attribute_error():
 
 
 def test_no_module_imports_the_package_root():
-    """The version lives in ``_version``; a module reading ``steerlib``'s root would import
-    every core module (and itself, half-initialised)."""
+    """The version lives in ``_version``; a module reading ``steerlib``'s root would
+    import every core module (and itself, half-initialised)."""
     offenders = []
     for path in PACKAGE.rglob("*.py"):
         if path.name == "__init__.py" and path.parent == PACKAGE:
@@ -122,7 +128,8 @@ LAYERS = [
 """steerlib's layers, lowest first, by top-level name: a module may import its own layer
 and those below, never one above. The plumbing modules each have a layer of their
 own, so their order is checked too. Inside a layer (the modules of one subpackage) the
-rule is that no import chain comes back to where it started (``test_no_import_cycle``)."""
+rule is that no import chain comes back to where it started
+(``test_no_import_cycle``)."""
 
 
 def _sources() -> dict[str, str]:
@@ -159,7 +166,8 @@ def _imports(sources: dict[str, str]) -> tuple[dict[str, set[str]], list[str]]:
     graph, unresolved = {}, []
 
     def module_of(name: str) -> str:
-        """``name`` when it is a module or package, else its parent (a name defined in one)."""
+        """``name`` when it is a module or package, else its parent (a name defined in
+        one)."""
         return name if name in sources or name in packages else name.rpartition(".")[0]
 
     for name, text in sources.items():
@@ -265,8 +273,9 @@ def test_no_module_imports_a_higher_layer():
 
 
 def test_no_import_cycle():
-    """No chain of imports, of any length and inside a subpackage too, returns to its start
-    (``card -> tokens -> card``; ``backbone -> decoding -> template -> backbone``)."""
+    """No chain of imports, of any length and inside a subpackage too, returns to its
+    start (``card -> tokens -> card``; ``backbone -> decoding -> template ->
+    backbone``)."""
     graph, _ = _imports(_sources())
     cycles = _cycles(graph)
     assert not cycles, f"modules that import each other, through any chain: {cycles}"

@@ -70,7 +70,8 @@ def test_cli_behaviors(capsys):
 
 
 def test_cli_generate_on_tiny(tiny, capsys):
-    """The command prints the library's answer to the prompt, with the demo decoding settings."""
+    """The command prints the library's answer to the prompt, with the demo decoding
+    settings."""
     from steerlib.model.generate import DEMO_REPETITION_PENALTY
 
     assert (
@@ -127,7 +128,8 @@ def test_targets_comparison_reports_every_source(tmp_path):
         "constructed",
         "constructed+ce",
     ]
-    # the tiny random model never writes upper case: filtered targets are reported, not faked
+    # the tiny random model never writes upper case: filtered targets are reported, not
+    # faked
     filtered = table[table["method"] == "filtered"].iloc[0]
     assert filtered["note"] == "too few targets" and filtered["n"] == 0
     assert (table[table["method"] != "filtered"]["n"] == preset.eval.n_single).all()
@@ -144,13 +146,15 @@ def test_ablations_cached_only_reads_records_and_trains_nothing(tmp_path):
     )
     first = run_ablations(bb, tokens, preset, tmp_path, which=("no_and",))
     lines = (tmp_path / "records.jsonl").read_text()
-    # the variant's <and> is saved next to the records (the recipe: the <and> trained above)
+    # the variant's <and> is saved next to the records (the recipe: the <and> trained
+    # above)
     saved = st.SteeringTokens.load_file(
         tmp_path / "ablation_tokens" / "paper-and_2_zero_0.5.safetensors", bb
     )
     assert saved.names == ["and"] and torch.equal(saved["and"], tokens["and"])
-    # cached_only: the no_and variants are complete and reported; everything else is skipped,
-    # including "<and> trained on 2" whose pair records exist but whose triples do not
+    # cached_only: the no_and variants are complete and reported; everything else is
+    # skipped, including "<and> trained on 2" whose pair records exist but whose
+    # triples do not
     again = run_ablations(
         bb,
         tokens.subset([n for n in tokens.names if n != "and"]),
@@ -165,7 +169,8 @@ def test_ablations_cached_only_reads_records_and_trains_nothing(tmp_path):
         "lambda",
     }  # init/lambda share the <and> records
     assert "variant" not in set(again["ablation"])
-    # the same metrics, and the training seconds read back from the cached <and> (none for concatenation)
+    # the same metrics, and the training seconds read back from the cached <and> (none
+    # for concatenation)
     assert first.set_index("setting")["train_s"].notna().to_dict() == {
         "concatenation": False,
         "<and>": True,
@@ -187,7 +192,8 @@ def test_cli_ablations_runs_the_chosen_ablation_on_the_presets_model(
     assert report.strip() in out and "Beside the paper" in report
     table = pd.read_csv(tmp_path / "smoke" / "ablations" / "ablations.csv")
     assert set(table["setting"]) == {"concatenation", "<and>"}
-    # --cached-only: the same report from the records (and the cached <and>), nothing trained or generated
+    # --cached-only: the same report from the records (and the cached <and>), nothing
+    # trained or generated
     records = (tmp_path / "smoke" / "ablations" / "records.jsonl").read_text()
     assert main(["ablations", "--preset", "smoke", "--cached-only"]) == 0
     assert (tmp_path / "smoke" / "ablations" / "records.jsonl").read_text() == records
@@ -205,7 +211,8 @@ def test_cli_unknown_ablation_is_a_clear_error(capsys):
 def test_reproduce_with_baselines_sweeps_caa_and_adds_their_rows(tmp_path, monkeypatch):
     from steerlib.study import capable
 
-    # the tiny model's tokens pass nothing alone: one capable pair, as if it had qualified
+    # the tiny model's tokens pass nothing alone: one capable pair, as if it had
+    # qualified
     monkeypatch.setattr(
         capable, "select_pairs", lambda rates, threshold: [("french", "words_10_50")]
     )
@@ -219,11 +226,13 @@ def test_reproduce_with_baselines_sweeps_caa_and_adds_their_rows(tmp_path, monke
     # baseline records carry the digest of the settings they were made with
     comp = pd.read_json(out / "records.jsonl", lines=True)
     assert comp[comp["method"] == "caa"]["tokens"].notna().all()
-    # what each baseline cost per behavior, and the settings it steered with (DARE's drop rate)
+    # what each baseline cost per behavior, and the settings it steered with (DARE's
+    # drop rate)
     costs = (out / "baselines.md").read_text()
     assert '"drop_rate": 0.5' in costs and '"alpha": ' in costs
     assert all(f"| {n} " in costs for n in [*st.behaviors.names(), "total"])
-    # on the capable pairs, CAA is swept again over their behaviors alone, as `capable --baselines` does
+    # on the capable pairs, CAA is swept again over their behaviors alone, as `capable
+    # --baselines` does
     swept = pd.read_json(out / "capable_caa_sweep_records.jsonl", lines=True)
     assert set(swept["order"]) == {"french", "words_10_50"}
     best = (out / "capable_caa_sweep.md").read_text().splitlines()[4].split("|")
@@ -268,9 +277,10 @@ def test_cli_generate_labels_several_answers_and_prints_only_answers(capsys):
 def test_cli_capable_baselines_are_reported_and_kept_by_a_later_run_without_them(
     capsys, tmp_path, monkeypatch
 ):
-    """``capable --baselines lm_steer`` trains LM-Steer for the capable pairs' behaviors,
-    writes its costs and its rows; a later ``capable`` without --baselines keeps its rows
-    (read from the records) instead of dropping them, and generates nothing new for it."""
+    """``capable --baselines lm_steer`` trains LM-Steer for the capable pairs'
+    behaviors, writes its costs and its rows; a later ``capable`` without --baselines
+    keeps its rows (read from the records) instead of dropping them, and generates
+    nothing new for it."""
     monkeypatch.setenv("STEERLIB_RESULTS", str(tmp_path))
     out = tmp_path / "smoke"
     assert main(["capable", "--preset", "smoke", "--baselines", "lm_steer"]) == 0
@@ -300,7 +310,8 @@ def test_caa_sweeps_of_two_behavior_sets_keep_their_own_records(tiny, tmp_path):
     )
     caa_sweep(tiny, caa, preset, tmp_path)
     first = (tmp_path / "caa_sweep_records.jsonl").read_text()
-    # the same behavior, extracted again with its last bits changed (as another thread count does)
+    # the same behavior, extracted again with its last bits changed (as another thread
+    # count does)
     again = replace(
         caa, params={"french": {"vector": caa.params["french"]["vector"] + 1e-6}}
     )

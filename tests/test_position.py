@@ -8,8 +8,8 @@ import pytest
 
 import steerlib as st
 from steerlib.model import layout as L
-from steerlib.study.position import report, runs, selection, variants
 from steerlib.study import slots
+from steerlib.study.position import report, runs, selection, variants
 from steerlib.tasks import prompts as P
 
 
@@ -77,7 +77,8 @@ def test_slot_rates_by_hand():
     assert words["gap"] == pytest.approx(100 / 3) and words["ratio"] == pytest.approx(
         0.5
     )
-    # the languages pooled: first french 2/2 + german 0/1, second french 1/2 + german 0/1
+    # the languages pooled: first french 2/2 + german 0/1, second french 1/2 + german
+    # 0/1
     lang = t.loc[("and", "language (all)")]
     assert (lang["first"], lang["second"], lang["first_n"]) == pytest.approx(
         (200 / 3, 100 / 3, 3)
@@ -186,7 +187,8 @@ def test_winner_must_beat_todays_layout_by_one_generation():
 
 
 def test_family_b_cannot_change_the_plans_winner():
-    """PLAN.md's amendment 1: family B ran after the test, so it is reported, not chosen."""
+    """PLAN.md's amendment 1: family B ran after the test, so it is reported, not
+    chosen."""
     rows = [
         ("A", "and@sequential", 30.0, 20.0, 200),
         ("A", "and@shared", 40.0, 9.0, 200),
@@ -234,7 +236,8 @@ def test_the_layout_is_a_preset_option_set_from_the_command_line():
         preset("layout.positions=diagonal")
 
 
-# -- family B: displaced stage-1 training ---------------------------------------------------
+# -- family B: displaced stage-1 training
+# ---------------------------------------------------
 def test_displaced_variant_names_parse_back():
     name = variants.retrained_name(L.DEFAULT, 10.0, 0.0, displace=2)
     assert name == "and@sequential|disp2|T10|ce0"

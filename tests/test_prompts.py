@@ -17,7 +17,8 @@ CONSTRAINTS = [
     r"\bin (one|two|three|a few|\d+) (sentence|word|paragraph|line|bullet)s?\b",
     r"\b(at most|at least|no more than|fewer than|under) \d+\b",
     r"\b\d+ (words|sentences|paragraphs)\b",
-    r"\b(in|into) (French|Spanish|German|Italian|Portuguese|Chinese|Japanese|Russian)\b",
+    r"\b(in|into) (French|Spanish|German|Italian|Portuguese|Chinese|Japanese|"
+    r"Russian)\b",
     r"\bbrief(ly)?\b",
     r"\bconcise(ly)?\b",
     r"\bsummar(y|ise|ize)\b",
@@ -33,8 +34,10 @@ CONSTRAINTS = [
 ]
 YES_NO_OPENERS = set("is are can could do does did should will would has have".split())
 STOPWORDS = set(
-    "a an the of in on to and or is are do does how why what which when where who whom i my "
-    "me we our it its for with at by from be can so some as that this there their they you your".split()
+    "a an the of in on to and or is are do does how why what which when where who whom "
+    "i my "
+    "me we our it its for with at by from be can so some as that this there their they "
+    "you your".split()
 )
 
 

@@ -1,4 +1,5 @@
-"""The README's quick start is quickstart.py, word for word (so the file a user runs is the one they read)."""
+"""The README's quick start is quickstart.py, word for word (so the file a user runs is
+the one they read)."""
 
 import re
 from pathlib import Path
@@ -35,7 +36,8 @@ def _table_after(text: str, heading: str) -> list[list[str]]:
 
 
 def test_readme_headline_table_is_the_results_file():
-    """Every number in the README's headline table equals results/cpu/capable_pairs.csv."""
+    """Every number in the README's headline table equals
+    results/cpu/capable_pairs.csv."""
     import pandas as pd
 
     from steerlib.study.reports import capable_headline

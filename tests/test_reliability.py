@@ -38,8 +38,8 @@ def _tokens(value: float = 1.0, d: int = 8) -> SteeringTokens:
 def _run_together(
     script: str, n: int = 2, timeout: float = 240
 ) -> list[subprocess.CompletedProcess]:
-    """Start ``n`` real Python processes on ``script`` at once (argv[1] = the process index);
-    they import steerlib from this checkout."""
+    """Start ``n`` real Python processes on ``script`` at once (argv[1] = the process
+    index); they import steerlib from this checkout."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     procs = [
         subprocess.Popen(
@@ -58,7 +58,8 @@ def _run_together(
     return out
 
 
-# -- 1. records are reused only for the same model, settings, prompt and vectors --------------------
+# -- 1. records are reused only for the same model, settings, prompt and vectors
+# --------------------
 PROMPTS = ["Why is the sky blue?", "Name a fruit."]
 
 
@@ -136,7 +137,8 @@ def test_records_of_another_prompt_at_the_same_index_are_regenerated(
 
 
 def test_committed_records_carry_the_full_key_and_are_reused():
-    """The migrated cpu records: every key field present, model and settings of the cpu preset."""
+    """The migrated cpu records: every key field present, model and settings of the cpu
+    preset."""
     import steerlib as st
     from steerlib.evaluation.records import KEY_FIELDS, prompt_digest
 
@@ -167,16 +169,18 @@ def test_committed_records_carry_the_full_key_and_are_reused():
         assert {r["model"] for r in rows} == {shipped}, path
 
 
-# -- 2. concurrent evaluations count each generation once -----------------------------------------
+# -- 2. concurrent evaluations count each generation once
+# -----------------------------------------
 @pytest.mark.slow
 def test_two_processes_evaluating_one_records_file_write_each_record_once(tmp_path):
     path = tmp_path / "records.jsonl"
     script = f"""
         import steerlib as st
         bb = st.load_backbone("tiny")
-        st.evaluate(st.SteeredModel(bb), ["plain", "instruction"], [("french",), ("german",)],
-                    ["Why is the sky blue?", "Name a fruit.", "What is rain?"], max_new_tokens=4,
-                    records={str(path)!r}, progress=False)
+        st.evaluate(st.SteeredModel(bb), ["plain", "instruction"],
+                    [("french",), ("german",)],
+                    ["Why is the sky blue?", "Name a fruit.", "What is rain?"],
+                    max_new_tokens=4, records={str(path)!r}, progress=False)
     """
     for result in _run_together(script):
         assert result.returncode == 0, result.stderr[-2000:]
@@ -216,7 +220,8 @@ def test_metrics_refuse_conflicting_duplicate_records(tiny, tmp_path):
         metrics(pd.concat([recs, other], ignore_index=True))
 
 
-# -- 7. torn files ---------------------------------------------------------------------------
+# -- 7. torn files
+# ---------------------------------------------------------------------------
 def test_torn_last_line_is_dropped_with_a_warning_naming_the_file(tmp_path, caplog):
     path = tmp_path / "records.jsonl"
     path.write_text(
@@ -267,7 +272,8 @@ def test_torn_targets_cache_resumes(tiny):
     assert make_targets(tiny, jobs, cfg, key="torn", progress=False) == first
 
 
-# -- 8. temp names, locks and full disks ---------------------------------------------------------
+# -- 8. temp names, locks and full disks
+# ---------------------------------------------------------
 @pytest.mark.slow
 def test_two_processes_saving_tokens_never_collide(tmp_path):
     script = f"""
@@ -278,7 +284,8 @@ def test_two_processes_saving_tokens_never_collide(tmp_path):
             t = SteeringTokens(8, "m", "f" * 16)
             t.set("french", torch.full((8,), float(i)))
             t.save_file({str(tmp_path / "tokens.safetensors")!r})
-            assert SteeringTokens.load_file({str(tmp_path / "tokens.safetensors")!r})["french"][0] in (0.0, 1.0)
+            loaded = SteeringTokens.load_file({str(tmp_path / "tokens.safetensors")!r})
+            assert loaded["french"][0] in (0.0, 1.0)
     """
     for result in _run_together(script):
         assert result.returncode == 0, result.stderr[-2000:]
@@ -289,14 +296,16 @@ def test_two_processes_saving_tokens_never_collide(tmp_path):
 
 @pytest.mark.slow
 def test_two_processes_build_a_cache_folder_once(tmp_path):
-    """The GGUF conversion's mechanism: two first loads at once convert once; the second waits."""
+    """The GGUF conversion's mechanism: two first loads at once convert once; the
+    second waits."""
     script = f"""
         import sys, time
         from pathlib import Path
         from steerlib.storage import build_once
         def build(folder):
             (folder / "weights").write_text("half")
-            time.sleep(1.0)  # a slow conversion: the other process must not see it half-done
+            # a slow conversion: the other process must not see it half-done
+            time.sleep(1.0)
             (folder / "weights").write_text("done")
             (folder / "builder").write_text(sys.argv[1])
         out = build_once(Path({str(tmp_path / "model")!r}), build)
@@ -327,7 +336,8 @@ def test_stale_temp_folder_of_a_killed_conversion_is_removed(tmp_path):
 
 
 def _disk_full_after(n_bytes: int):
-    """A ``save_file`` stand-in that writes ``n_bytes`` and then fails like a full disk."""
+    """A ``save_file`` stand-in that writes ``n_bytes`` and then fails like a full
+    disk."""
 
     def save_file(tensors, filename, metadata=None):
         Path(filename).write_bytes(b"\0" * n_bytes)
@@ -352,7 +362,8 @@ def test_disk_full_while_saving_tokens_names_the_path_and_keeps_the_old_file(
 
 
 class _FullDiskFile:
-    """A text file whose ``write`` stores half of what it is given and then raises ENOSPC."""
+    """A text file whose ``write`` stores half of what it is given and then raises
+    ENOSPC."""
 
     def __init__(self, f):
         self.f = f
@@ -403,7 +414,8 @@ def test_storage_errors_are_steerlib_and_os_errors():
     assert issubclass(StorageError, SteerlibError) and issubclass(StorageError, OSError)
 
 
-# -- 3. the stage-1 cache covers the training questions ---------------------------------------------
+# -- 3. the stage-1 cache covers the training questions
+# ---------------------------------------------
 def test_stage1_cache_covers_the_training_questions(tiny):
     import steerlib as st
     from steerlib.train.distill import train_behavior_token
@@ -428,7 +440,8 @@ def test_stage1_cache_covers_the_training_questions(tiny):
 
 
 def test_shipped_tokens_still_resolve_under_the_default_questions():
-    """Keys made before questions were part of them are unchanged for the shipped train split."""
+    """Keys made before questions were part of them are unchanged for the shipped train
+    split."""
     from types import SimpleNamespace
 
     import steerlib as st
@@ -449,7 +462,8 @@ def test_shipped_tokens_still_resolve_under_the_default_questions():
         assert shipped(bb, name, stage1_key(name, cfg, P.load("train")[:-1])) is None
 
 
-# -- 4. configs that would train NaN or nothing are refused ---------------------------------------------
+# -- 4. configs that would train NaN or nothing are refused
+# ---------------------------------------------
 @pytest.mark.parametrize(
     "field, value",
     [
@@ -497,8 +511,9 @@ def test_other_configs_refuse_values_that_do_nothing(cls, field, value):
 
 
 def test_every_preset_passes_validation():
-    """Each named preset, and each of its configs built again from its own values, passes the
-    checks that refuse bad values (``__post_init__``): what a preset ships is a valid input."""
+    """Each named preset, and each of its configs built again from its own values,
+    passes the checks that refuse bad values (``__post_init__``): what a preset ships
+    is a valid input."""
     import dataclasses
 
     import steerlib as st
@@ -510,7 +525,8 @@ def test_every_preset_passes_validation():
             assert dataclasses.replace(cfg) == cfg, (name, type(cfg).__name__)
 
 
-# -- 4. non-finite and malformed token files are never loaded ------------------------------------------
+# -- 4. non-finite and malformed token files are never loaded
+# ------------------------------------------
 def _token_file(
     path: Path, tensors: dict | None = None, meta: dict | str | None = None
 ) -> Path:
@@ -620,7 +636,8 @@ def test_non_finite_loss_stops_training_and_caches_nothing(tiny):
     assert not (stage1 / f"{stage1_key('french', huge, PROMPTS)}.safetensors").exists()
 
 
-# -- 5. prompts longer than the context are refused ------------------------------------------------------
+# -- 5. prompts longer than the context are refused
+# ------------------------------------------------------
 def test_prompt_longer_than_the_context_is_refused_naming_the_limit(tiny, monkeypatch):
     from steerlib import SteeredModel
     from steerlib.errors import PromptError
@@ -639,7 +656,8 @@ def test_prompt_longer_than_the_context_is_refused_naming_the_limit(tiny, monkey
         SteeredModel(tiny).generate("word " * 30, max_new_tokens=1000)
 
 
-# -- 6. tags: near-misses warn, rule-breaking runs are refused, escapes are text ---------------------------
+# -- 6. tags: near-misses warn, rule-breaking runs are refused, escapes are text
+# ---------------------------
 KNOWN = ["french", "spanish", "upper_case", "json", "and"]
 
 
@@ -701,7 +719,8 @@ def test_escaped_tags_are_literal_text():
     assert parse(r"Show me \<json> <french>", KNOWN) == ("Show me <json>", ["french"])
 
 
-# -- 10. one bad prompt in a batch: nothing is generated ------------------------------------------------
+# -- 10. one bad prompt in a batch: nothing is generated
+# ------------------------------------------------
 def test_one_bad_prompt_in_a_batch_raises_before_any_generation(tiny, monkeypatch):
     from steerlib import SteeredModel
     from steerlib.errors import PromptError
@@ -719,7 +738,8 @@ def test_one_bad_prompt_in_a_batch_raises_before_any_generation(tiny, monkeypatc
     assert calls == []
 
 
-# -- 9. the CLI: one line, exit code 2, a traceback only with --debug --------------------------------------
+# -- 9. the CLI: one line, exit code 2, a traceback only with --debug
+# --------------------------------------
 def _cli(capsys, *argv) -> tuple[int, str]:
     from steerlib.cli import main
 
@@ -913,7 +933,8 @@ def test_cli_traceback_only_with_debug(tmp_path):
     assert "Traceback" in debug.stderr and "ModelNotFoundError" in debug.stderr
 
 
-# -- issue 28: nothing committed is overwritten by another run; the last silent cases ------------------
+# -- issue 28: nothing committed is overwritten by another run; the last silent cases
+# ------------------
 def _snapshot(folder: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(folder)): p.read_bytes()
@@ -925,10 +946,11 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 def test_results_of_another_model_or_preset_are_never_overwritten(
     tmp_path, monkeypatch, capsys
 ):
-    """``--set name=cpu`` on the smoke preset and ``--model tiny`` on the cpu preset leave a
-    checkout's committed results/cpu byte for byte: each run gets a folder of its own under
-    the artifacts, named by its config hash (and the model's id and fingerprint where the
-    model is not the preset's). A name that is a path is refused."""
+    """``--set name=cpu`` on the smoke preset and ``--model tiny`` on the cpu preset
+    leave a checkout's committed results/cpu byte for byte: each run gets a folder of
+    its own under the artifacts, named by its config hash (and the model's id and
+    fingerprint where the model is not the preset's). A name that is a path is
+    refused."""
     from steerlib import paths
 
     checkout = tmp_path / "checkout"
@@ -967,9 +989,9 @@ def test_results_of_another_model_or_preset_are_never_overwritten(
 def test_torn_line_cut_inside_a_multibyte_character_is_dropped_and_resumes(
     tiny, tmp_path, caplog
 ):
-    """A full disk can cut a French answer inside "é" (b"\\xc3" + b"\\xa9"): that line alone is
-    torn. It is dropped with the warning naming the file, and the evaluation resumes; the
-    same cut before the last line is refused with the file and line."""
+    """A full disk can cut a French answer inside "é" (b"\\xc3" + b"\\xa9"): that line
+    alone is torn. It is dropped with the warning naming the file, and the evaluation
+    resumes; the same cut before the last line is refused with the file and line."""
     path = tmp_path / "records.jsonl"
     complete = _eval(tiny, path)
     data = path.read_bytes()
@@ -986,8 +1008,8 @@ def test_torn_line_cut_inside_a_multibyte_character_is_dropped_and_resumes(
 
 
 def test_every_spelling_of_a_file_takes_the_same_lock(tmp_path, monkeypatch):
-    """``c2/r.jsonl``, ``c2/sub/../r.jsonl``, a symlink to ``c2``, and another cache root
-    ($STEERLIB_CACHE) all lock the same file, so two of them never run at once."""
+    """``c2/r.jsonl``, ``c2/sub/../r.jsonl``, a symlink to ``c2``, and another cache
+    root ($STEERLIB_CACHE) all lock the same file, so two of them never run at once."""
     (tmp_path / "c2" / "sub").mkdir(parents=True)
     (tmp_path / "link").symlink_to(tmp_path / "c2")
     target = tmp_path / "c2" / "r.jsonl"
@@ -1020,8 +1042,8 @@ def umask():
 
 
 def test_file_modes_follow_the_umask_and_a_replace_keeps_the_mode(tmp_path, umask):
-    """New files and folders are created as ``open()``/``mkdir`` would under the umask (not
-    tempfile's 0600); replacing an existing file keeps its mode."""
+    """New files and folders are created as ``open()``/``mkdir`` would under the umask
+    (not tempfile's 0600); replacing an existing file keeps its mode."""
 
     def mode(p: Path) -> int:
         return p.stat().st_mode & 0o777
@@ -1046,7 +1068,8 @@ def test_file_modes_follow_the_umask_and_a_replace_keeps_the_mode(tmp_path, umas
 
 
 def test_request_runs_obey_strict(tiny):
-    """A ``Request`` is held to the composition rules a prompt in token syntax is held to."""
+    """A ``Request`` is held to the composition rules a prompt in token syntax is held
+    to."""
     from steerlib import Request, SteeredModel
     from steerlib.errors import PromptError
 
@@ -1065,8 +1088,9 @@ def test_request_runs_obey_strict(tiny):
 
 
 def test_a_verifier_answering_none_and_a_non_finite_repetition_penalty_are_errors(tiny):
-    """A checker's None is not a fail: it is an error naming the behavior (numpy bools count as
-    bools, at registration too). An infinite or NaN repetition penalty is refused."""
+    """A checker's None is not a fail: it is an error naming the behavior (numpy bools
+    count as bools, at registration too). An infinite or NaN repetition penalty is
+    refused."""
     import numpy as np
 
     from steerlib import SteeredModel
@@ -1117,7 +1141,8 @@ def test_a_verifier_answering_none_and_a_non_finite_repetition_penalty_are_error
     [
         (
             "stage1=5",
-            "stage1 is a TrainConfig, not a value; set one of its fields (stage1.steps,",
+            "stage1 is a TrainConfig, not a value; set one of its fields "
+            "(stage1.steps,",
         ),
         (
             "steps.french=5",
@@ -1125,8 +1150,10 @@ def test_a_verifier_answering_none_and_a_non_finite_repetition_penalty_are_error
         ),
         (
             "stage1.validation.every=0",
-            "stage1.validation is off (None) in this preset, so it has no fields to set; "
-            "turn it on with stage1.validation='{...}', a JSON object of ValidationConfig's "
+            "stage1.validation is off (None) in this preset, so it has no fields to "
+            "set; "
+            "turn it on with stage1.validation='{...}', a JSON object of "
+            "ValidationConfig's "
             "fields: every, patience",
         ),
         ("stage1.steps.x=1", "stage1.steps is a value (3), it has no field 'x'"),
@@ -1258,12 +1285,13 @@ def test_a_records_line_that_is_json_but_not_a_record_is_one_line_naming_file_an
     assert f"{out / 'records.jsonl'}, line 1: not a record" in err
 
 
-def test_a_behavior_registered_again_with_another_definition_gets_new_records_and_verdicts(
+def test_a_behavior_registered_again_differently_gets_new_records_and_verdicts(
     tiny, tmp_path
 ):
-    """The records key carries each own behavior's definition (``definitions_stamp``): the same
-    name with a checker that now says False, or another instruction, is generated and verified
-    again, and the first definition's records are reused when it comes back."""
+    """The records key carries each own behavior's definition (``definitions_stamp``):
+    the same name with a checker that now says False, or another instruction, is
+    generated and verified again, and the first definition's records are reused when it
+    comes back."""
     from steerlib import SteeredModel, evaluate
     from steerlib.tasks import behaviors as B
 
@@ -1298,7 +1326,8 @@ def test_a_behavior_registered_again_with_another_definition_gets_new_records_an
 
 
 def test_committed_records_of_your_own_behavior_carry_its_definition():
-    """Chapter 5's records are stamped with the definition its committed token was trained under."""
+    """Chapter 5's records are stamped with the definition its committed token was
+    trained under."""
     from safetensors import safe_open
 
     with safe_open(
@@ -1310,9 +1339,10 @@ def test_committed_records_of_your_own_behavior_carry_its_definition():
 
 
 def test_a_second_live_writer_of_a_checkpoint_is_refused(tmp_path):
-    """A run still writing a checkpoint (here a thread holding its lock, as the orphaned workers
-    of a killed torchrun launcher would) makes a second run on it stop at once, naming the
-    file and how to stop the first; once it is gone, the second run trains."""
+    """A run still writing a checkpoint (here a thread holding its lock, as the
+    orphaned workers of a killed torchrun launcher would) makes a second run on it stop
+    at once, naming the file and how to stop the first; once it is gone, the second run
+    trains."""
     import threading
 
     from steerlib.config import TrainConfig
@@ -1345,7 +1375,8 @@ def test_a_second_live_writer_of_a_checkpoint_is_refused(tmp_path):
     try:
         with pytest.raises(
             ConcurrentRunError,
-            match=rf"another live process is writing {checkpoint}.*torchrun.*ps -eo pid,args",
+            match=rf"another live process is writing {checkpoint}.*torchrun.*ps -eo "
+            r"pid,args",
         ):
             train()
         assert not checkpoint.exists()

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from steerlib.config import config_hash
-from steerlib.presets import presets
 from steerlib.errors import ConfigError
+from steerlib.presets import presets
 from steerlib.study.stage2 import report
 from steerlib.study.stage2.candidates import CANDIDATES, by_name
 from steerlib.train.compose import pair_jobs

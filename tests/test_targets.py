@@ -1,13 +1,14 @@
-"""Target sources: self, filtered (fails loudly), constructed (passes verifiers), model."""
+"""Target sources: self, filtered (fails loudly), constructed (passes verifiers),
+model."""
 
 import json
 
 import pytest
 
 import steerlib as st
-from steerlib.model.backbone import tiny_backbone
 from steerlib.config import TargetConfig
 from steerlib.errors import TooFewTargetsError
+from steerlib.model.backbone import tiny_backbone
 from steerlib.train.targets import make_targets
 
 QUESTIONS = ["Why is the sky blue?", "How do bees make honey?", "What causes tides?"]
@@ -50,7 +51,8 @@ def test_filtered_targets_are_the_passing_self_targets_without_new_generation(
     cfg = TargetConfig(max_new_tokens=6, min_kept=1)
     jobs = [(q, ("french",)) for q in QUESTIONS]
     answers = make_targets(tiny, jobs, cfg, key="fr")
-    # a verifier that passes exactly the answers of even length: which ones survive is known
+    # a verifier that passes exactly the answers of even length: which ones survive is
+    # known
     monkeypatch.setattr(
         st.behaviors,
         "verify_all",
@@ -71,9 +73,10 @@ def test_filtered_targets_are_the_passing_self_targets_without_new_generation(
 
 
 def test_constructed_targets_are_the_plain_answers_rewritten(tiny):
-    """Constructed targets are the model's own plain answers (no instruction asked), rewritten:
-    every question yields one (case and JSON can be made of any answer) and its text is
-    that answer upper-cased, wrapped in {"answer": ...}, or both, ending in end-of-sequence."""
+    """Constructed targets are the model's own plain answers (no instruction asked),
+    rewritten: every question yields one (case and JSON can be made of any answer) and
+    its text is that answer upper-cased, wrapped in {"answer": ...}, or both, ending in
+    end-of-sequence."""
     cfg = TargetConfig(
         source="constructed", max_new_tokens=6, plain_max_new_tokens=40, min_kept=1
     )
@@ -118,14 +121,16 @@ def test_bad_source_is_a_clear_error():
         TargetConfig(source="model")
 
 
-def test_constructed_pair_with_a_language_transforms_the_rest_of_an_answer_in_that_language(
+def test_constructed_pair_with_a_language_transforms_the_rest_of_its_answer(
     tiny,
 ):
     from steerlib.train.targets import _construct
 
     french = (
-        "Les chats ronronnent surtout quand ils sont détendus et heureux. Ce son vient de leur "
-        "larynx, qui vibre très vite. Ils ronronnent aussi pour se calmer quand ils ont mal."
+        "Les chats ronronnent surtout quand ils sont détendus et heureux. Ce son vient "
+        "de leur "
+        "larynx, qui vibre très vite. Ils ronronnent aussi pour se calmer quand ils "
+        "ont mal."
     )
     target = _construct(
         tiny,

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import steerlib as st
-from steerlib.model.template import parse, render, render_text, embed
+from steerlib.model.template import embed, parse, render, render_text
 
 
 def test_parse_trailing_tags():
@@ -93,7 +93,8 @@ def test_embedding_equal_to_word_reproduces_its_generation(tiny):
 
 
 def test_composition_places_each_vector(tiny):
-    """<b1><and><b2>: each slot holds its own vector, in order, right after the question."""
+    """<b1><and><b2>: each slot holds its own vector, in order, right after the
+    question."""
     words = [" French", " and", " short"]
     ids = [_word_token(tiny, w) for w in words]
     toks = st.SteeringTokens.for_backbone(tiny)
@@ -143,9 +144,9 @@ def test_unknown_token_in_generate(tiny):
 
 
 def test_repetition_penalty_matches_a_plain_reference_loop(tiny):
-    """Batched decoding with the demo penalty equals a step-by-step loop that recomputes the
-    whole sequence and divides (positive) or multiplies (negative) the logits of the tokens
-    already generated; penalty 1.0 is plain greedy decoding."""
+    """Batched decoding with the demo penalty equals a step-by-step loop that
+    recomputes the whole sequence and divides (positive) or multiplies (negative) the
+    logits of the tokens already generated; penalty 1.0 is plain greedy decoding."""
     import torch
 
     from steerlib.model.generate import SteeredModel

@@ -1,4 +1,5 @@
-"""SteeringTokens: inits, files and folders (Hub-style), fingerprint checks, the shipped tokens."""
+"""SteeringTokens: inits, files and folders (Hub-style), fingerprint checks, the
+shipped tokens."""
 
 import json
 import os
@@ -107,7 +108,8 @@ def test_model_card_says_what_the_tokens_are_and_how_they_were_trained(tiny, tmp
 
 
 def test_model_card_example_is_a_composition_the_conflict_rule_accepts(tiny):
-    """Two languages may not be composed: the snippet joins the first compatible pair."""
+    """Two languages may not be composed: the snippet joins the first compatible
+    pair."""
     from steerlib.model.card import model_card
     from steerlib.model.template import parse
 
@@ -136,7 +138,8 @@ def _hub_cache(
     folder: Path,
     revision: str = "0123456789abcdef0123456789abcdef01234567",
 ):
-    """``folder``'s files in a cache laid out as huggingface_hub lays it out (refs/main -> snapshot)."""
+    """``folder``'s files in a cache laid out as huggingface_hub lays it out (refs/main
+    -> snapshot)."""
     repo = root / f"models--{repo_id.replace('/', '--')}"
     snapshot = repo / "snapshots" / revision
     snapshot.mkdir(parents=True)
@@ -155,7 +158,8 @@ def test_repo_id_resolves_offline_from_the_hub_cache(tiny, tmp_path):
     code = (
         "import json, steerlib as st\n"
         "t = st.SteeringTokens.from_pretrained('someone/steer-tiny')\n"
-        "print(json.dumps({'names': t.names, 'digest': t.digest(t.names), 'fp': t.fingerprint}))\n"
+        "print(json.dumps({'names': t.names, 'digest': t.digest(t.names), 'fp': "
+        "t.fingerprint}))\n"
         "try:\n    st.SteeringTokens.from_pretrained('someone/not-cached')\n"
         "except Exception as err:\n    print(type(err).__name__)\n"
     )
@@ -222,8 +226,9 @@ def test_push_to_hub_uploads_the_pretrained_folder(tiny, monkeypatch):
 def test_save_pretrained_refuses_a_file_it_did_not_write_unless_overwrite(
     tiny, tmp_path
 ):
-    """Your own README.md (or a foreign tokens.safetensors) is never silently replaced; files
-    of other names are left alone; steerlib's own folder saves again without asking."""
+    """Your own README.md (or a foreign tokens.safetensors) is never silently replaced;
+    files of other names are left alone; steerlib's own folder saves again without
+    asking."""
     from safetensors.torch import save_file
 
     from steerlib.errors import ForeignFileError
@@ -288,8 +293,9 @@ def test_save_and_load_are_deprecated_aliases(tiny, tmp_path):
 
 
 def test_committed_results_tokens_are_the_shipped_tokens_and_match_the_records():
-    """results/cpu is a from_pretrained folder holding the shipped vectors, and every committed
-    record of a token method carries the digest of exactly the vectors its prompt read."""
+    """results/cpu is a from_pretrained folder holding the shipped vectors, and every
+    committed record of a token method carries the digest of exactly the vectors its
+    prompt read."""
     shipped = st.SteeringTokens.load_file(
         Path(st.__file__).parent / "data" / PRETRAINED_FILE
     )
@@ -312,7 +318,8 @@ def test_wrong_model_is_a_clear_error(tiny, tmp_path):
     path = toks.save_pretrained(tmp_path / "t")
     with pytest.raises(
         ValueError,
-        match="trained for 'tiny-llama-2x64-seed1'.*backbone is 'tiny-llama-2x64-seed0'",
+        match="trained for 'tiny-llama-2x64-seed1'.*"
+        "backbone is 'tiny-llama-2x64-seed0'",
     ):
         st.SteeringTokens.from_pretrained(path, backbone=tiny)
 
@@ -365,7 +372,8 @@ def test_shipped_tokens_load_on_the_embedded_model(embedded):
             cfg.targets.source,
             cfg.ce_weight,
         )
-        # validation-guided: a loss per step run, up to the budget; the kept step within them
+        # validation-guided: a loss per step run, up to the budget; the kept step
+        # within them
         assert len(tokens.losses[name]) == info["steps"] <= cfg.steps
         record = info["validation"]
         assert (

@@ -1,4 +1,5 @@
-"""The shared training loop: validation-guided stopping, checkpoints, non-finite losses."""
+"""The shared training loop: validation-guided stopping, checkpoints, non-finite
+losses."""
 
 import dataclasses
 import json
@@ -7,9 +8,9 @@ import pytest
 import torch
 
 import steerlib as st
+from steerlib.config import TrainConfig, ValidationConfig, config_hash
 from steerlib.tasks import prompts
 from steerlib.train.compose import passing_pairs, validation_pairs
-from steerlib.config import TrainConfig, ValidationConfig, config_hash
 from steerlib.train.loop import NonFiniteLossError, fit
 
 TARGET = torch.tensor([1.0, -2.0, 0.5])
@@ -33,7 +34,8 @@ def _loss(params):
 
 
 class Scripted:
-    """A validator returning scripted pass rates, and keeping a copy of the params it saw."""
+    """A validator returning scripted pass rates, and keeping a copy of the params it
+    saw."""
 
     def __init__(self, rates):
         self.rates, self.seen = list(rates), []
@@ -44,7 +46,8 @@ class Scripted:
 
 
 def test_early_stopping_keeps_best_validation_step():
-    # scores at steps 0, 2, 4, 6, 8: best (0.6) at step 4, then two scores without improvement
+    # scores at steps 0, 2, 4, 6, 8: best (0.6) at step 4, then two scores without
+    # improvement
     val = Scripted([0.1, 0.3, 0.6, 0.4, 0.5, 0.9, 0.9])
     params = {"v": torch.zeros(3)}
     result = fit(
@@ -80,7 +83,9 @@ def test_patience_in_steps_counts_from_the_first_step_at_the_best_rate():
     val = Scripted([0.0, 0.5, 0.5, 0.25, 0.9, 0.9])
     params = {"v": torch.zeros(3)}
     cfg = _cfg(validation=ValidationConfig(every=2, patience=1, patience_steps=4))
-    result = fit(params, list(range(8)), cfg, _loss(params), validate=val, progress=False)
+    result = fit(
+        params, list(range(8)), cfg, _loss(params), validate=val, progress=False
+    )
     assert [s for s, _ in result.validation.curve] == [0, 2, 4, 6]
     assert result.validation.best_step == 4 and len(result.losses) == 6
 
@@ -124,7 +129,8 @@ def test_resume_preserves_best_and_curve(tmp_path):
         stop_after=6,
     )  # the best step (4) is behind it, the stop is not yet due
     assert not cut.finished and cut.steps == 6
-    # a new process: fresh params, a validator that must continue the script where it was
+    # a new process: fresh params, a validator that must continue the script where it
+    # was
     params = {"v": torch.zeros(3)}
     rest = Scripted(rates[len(first.seen) :])
     resumed = fit(
@@ -144,7 +150,8 @@ def test_resume_preserves_best_and_curve(tmp_path):
 
 
 def test_resume_restores_optimiser_state(tmp_path):
-    """AdamW's moments travel through state_dict(): the resumed run equals the uninterrupted."""
+    """AdamW's moments travel through state_dict(): the resumed run equals the
+    uninterrupted."""
     cfg = _cfg(validation=None, lr=0.05)
     full = {"v": torch.zeros(3)}
     fit(full, list(range(8)), cfg, _loss(full), progress=False)
@@ -208,7 +215,8 @@ def test_val_split_is_disjoint_and_keeps_train_order():
     )
     everything = prompts.load(None)
     assert len(train) + len(val) + len(test) == len(everything)
-    # the val questions are the last train rows of the file: the train list is a prefix of the old one
+    # the val questions are the last train rows of the file: the train list is a prefix
+    # of the old one
     old_train = [q for q in everything if q not in set(test)]
     assert old_train[: len(train)] == train and old_train[len(train) :] == val
 
@@ -246,10 +254,10 @@ def test_validation_pairs_from_token_metadata():
 
 
 def test_stage1_and_stage2_keep_their_validation_curves(tiny):
-    """End to end on the tiny model: the curve and chosen step land in the token metadata,
-    and the cached token loads back with them."""
-    from steerlib.train.compose import train_composition_token
+    """End to end on the tiny model: the curve and chosen step land in the token
+    metadata, and the cached token loads back with them."""
     from steerlib.config import TargetConfig
+    from steerlib.train.compose import train_composition_token
     from steerlib.train.distill import train_behavior_token
 
     vcfg = ValidationConfig(every=2, patience=1, n_questions=4, max_new_tokens=4)

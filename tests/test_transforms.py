@@ -1,6 +1,6 @@
-"""Constructed targets: outputs have their behaviors' properties, checked here without the
-verifiers (``construct`` already runs them and returns None when they fail, so asserting
-that they pass could not fail); impossible cases give None."""
+"""Constructed targets: outputs have their behaviors' properties, checked here without
+the verifiers (``construct`` already runs them and returns None when they fail, so
+asserting that they pass could not fail); impossible cases give None."""
 
 from __future__ import annotations
 
@@ -17,20 +17,30 @@ from steerlib.train.transforms import construct, to_title_case
 # Realistic plain answers, as a chat model writes them.
 ANSWERS = {
     "sky": (
-        "The sky looks blue because of Rayleigh scattering. Sunlight contains all colours, "
+        "The sky looks blue because of Rayleigh scattering. Sunlight contains all "
+        "colours, "
         "but air molecules scatter short blue wavelengths far more than red ones. That "
-        "scattered blue light reaches our eyes from every direction! At sunset the light "
+        "scattered blue light reaches our eyes from every direction! At sunset the "
+        "light "
         "crosses more air, so the blue is scattered away and reds dominate."
     ),
     "photosynthesis": (
-        "Photosynthesis is the process by which green plants turn light into chemical energy. "
-        "Inside the chloroplasts, chlorophyll absorbs mostly red and blue light. The plant "
-        "takes in carbon dioxide through small pores called stomata. It also draws water up "
-        "from its roots. Using the captured energy, it splits water molecules and releases "
-        "oxygen. The hydrogen and carbon dioxide are then combined into glucose. This happens "
-        "during the Calvin cycle. Glucose feeds the plant and is stored as starch. Nearly all "
-        "life on Earth depends on this process. It supplies the oxygen we breathe. It also "
-        "provides the food at the base of every food chain. Without it, our planet would be "
+        "Photosynthesis is the process by which green plants turn light into chemical "
+        "energy. "
+        "Inside the chloroplasts, chlorophyll absorbs mostly red and blue light. The "
+        "plant "
+        "takes in carbon dioxide through small pores called stomata. It also draws "
+        "water up "
+        "from its roots. Using the captured energy, it splits water molecules and "
+        "releases "
+        "oxygen. The hydrogen and carbon dioxide are then combined into glucose. This "
+        "happens "
+        "during the Calvin cycle. Glucose feeds the plant and is stored as starch. "
+        "Nearly all "
+        "life on Earth depends on this process. It supplies the oxygen we breathe. It "
+        "also "
+        "provides the food at the base of every food chain. Without it, our planet "
+        "would be "
         "a very different place. Scientists still study it to improve crops."
     ),
     "sleep_tips": (
@@ -49,66 +59,106 @@ ANSWERS = {
         "**Tip:** older eggs are easier to peel."
     ),
     "pi": (
-        "Pi is approximately 3.14159. It appears in many formulas, e.g. the area of a circle. "
-        "Dr. Smith explained that it is irrational, i.e. its digits never repeat. The U.S. "
+        "Pi is approximately 3.14159. It appears in many formulas, e.g. the area of a "
+        "circle. "
+        "Dr. Smith explained that it is irrational, i.e. its digits never repeat. The "
+        "U.S. "
         "even celebrates Pi Day on March 14!"
     ),
     "water": (
-        "**Short answer:** yes. Drinking water is healthy 💧. Most adults need about 2 litres "
-        "a day, though needs vary with climate and activity. Thirst is usually a good guide."
+        "**Short answer:** yes. Drinking water is healthy 💧. Most adults need about 2 "
+        "litres "
+        "a day, though needs vary with climate and activity. Thirst is usually a good "
+        "guide."
     ),
     "rome": (
-        "Ancient Rome began as a small settlement on the Tiber around 753 BC. It grew into a "
-        "republic ruled by elected magistrates and a senate. Over several centuries, Roman "
-        "armies conquered Italy and then the whole Mediterranean. Julius Caesar's rise ended "
-        "the republic in the first century BC. His heir Augustus became the first emperor in "
-        "27 BC. The empire reached its greatest size under Trajan. Roads, aqueducts and laws "
-        "spread Roman culture across Europe. Latin, the language of Rome, became the root of "
-        "French, Spanish and Italian. The western empire fell in 476 AD. The eastern half "
-        "survived as the Byzantine Empire until 1453. Its legacy still shapes our alphabet, "
+        "Ancient Rome began as a small settlement on the Tiber around 753 BC. It grew "
+        "into a "
+        "republic ruled by elected magistrates and a senate. Over several centuries, "
+        "Roman "
+        "armies conquered Italy and then the whole Mediterranean. Julius Caesar's rise "
+        "ended "
+        "the republic in the first century BC. His heir Augustus became the first "
+        "emperor in "
+        "27 BC. The empire reached its greatest size under Trajan. Roads, aqueducts "
+        "and laws "
+        "spread Roman culture across Europe. Latin, the language of Rome, became the "
+        "root of "
+        "French, Spanish and Italian. The western empire fell in 476 AD. The eastern "
+        "half "
+        "survived as the Byzantine Empire until 1453. Its legacy still shapes our "
+        "alphabet, "
         "our calendar and our legal systems."
     ),
     "cats": (
-        "Why do cats purr?! Nobody knows for sure... Some scientists think purring helps "
+        "Why do cats purr?! Nobody knows for sure... Some scientists think purring "
+        "helps "
         "bones heal. Others believe it is simply a sign of contentment."
     ),
     # Long sentences, so that every word range meets every compatible sentence count.
     "climate": (
-        "Climate change refers to the long-term shift in global temperatures and weather "
-        "patterns, which today is driven mainly by the burning of coal, oil and gas that "
-        "releases carbon dioxide and other heat-trapping gases into the atmosphere. These "
-        "gases act like a blanket around the planet, letting sunlight in but slowing the "
-        "escape of heat, so the average surface temperature has already risen by about 1.1 °C "
-        "since the late nineteenth century. The consequences include rising sea levels, more "
-        "intense heatwaves and heavier rainfall in some regions, while other areas face longer "
-        "droughts that threaten harvests, water supplies and the ecosystems that people rely on."
+        "Climate change refers to the long-term shift in global temperatures and "
+        "weather "
+        "patterns, which today is driven mainly by the burning of coal, oil and gas "
+        "that "
+        "releases carbon dioxide and other heat-trapping gases into the atmosphere. "
+        "These "
+        "gases act like a blanket around the planet, letting sunlight in but slowing "
+        "the "
+        "escape of heat, so the average surface temperature has already risen by about "
+        "1.1 °C "
+        "since the late nineteenth century. The consequences include rising sea "
+        "levels, more "
+        "intense heatwaves and heavier rainfall in some regions, while other areas "
+        "face longer "
+        "droughts that threaten harvests, water supplies and the ecosystems that "
+        "people rely on."
     ),
     "internet": (
-        "The internet is a global network of computers that exchange data using a shared set "
-        "of rules called protocols. When you open a web page, your browser sends a request "
-        "through your router to servers that may be thousands of kilometres away. The data "
-        "travels in small packets, each of which can take a different route before being "
-        "reassembled at the destination. Undersea fibre-optic cables carry most of this traffic "
-        "between continents at close to the speed of light. Domain names such as example.com "
-        "are translated into numeric addresses by the Domain Name System before any connection "
+        "The internet is a global network of computers that exchange data using a "
+        "shared set "
+        "of rules called protocols. When you open a web page, your browser sends a "
+        "request "
+        "through your router to servers that may be thousands of kilometres away. The "
+        "data "
+        "travels in small packets, each of which can take a different route before "
+        "being "
+        "reassembled at the destination. Undersea fibre-optic cables carry most of "
+        "this traffic "
+        "between continents at close to the speed of light. Domain names such as "
+        "example.com "
+        "are translated into numeric addresses by the Domain Name System before any "
+        "connection "
         "is made."
     ),
     "exercise": (
-        "Regular exercise strengthens the heart and improves blood circulation throughout the "
-        "whole body. It also helps you control your weight by burning the extra calories you "
-        "eat. Strength training keeps your muscles and bones strong as you get older. Many "
-        "people find that a brisk daily walk lifts their mood in a noticeable way. Exercise "
-        "also improves the quality of your sleep, as long as it is not too close to bedtime. "
+        "Regular exercise strengthens the heart and improves blood circulation "
+        "throughout the "
+        "whole body. It also helps you control your weight by burning the extra "
+        "calories you "
+        "eat. Strength training keeps your muscles and bones strong as you get older. "
+        "Many "
+        "people find that a brisk daily walk lifts their mood in a noticeable way. "
+        "Exercise "
+        "also improves the quality of your sleep, as long as it is not too close to "
+        "bedtime. "
         "Even ten minutes of activity a day brings measurable benefits."
     ),
     "coffee": (
-        "Coffee is made from the roasted seeds of the coffee plant, which grows best in tropical "
-        "highlands of Africa, Asia and Latin America with steady rainfall and mild temperatures. "
-        "After harvesting, the cherries are processed to remove the fruit, dried in the sun or "
-        "by machine, and then shipped green to roasters around the world. Roasting develops "
-        "hundreds of aroma compounds and turns the beans brown, while grinding and brewing with "
-        "hot water extract the flavours and the caffeine that so many people enjoy. Light "
-        "roasts keep more of the fruity acidity, whereas dark roasts taste more bitter and smoky."
+        "Coffee is made from the roasted seeds of the coffee plant, which grows best "
+        "in tropical "
+        "highlands of Africa, Asia and Latin America with steady rainfall and mild "
+        "temperatures. "
+        "After harvesting, the cherries are processed to remove the fruit, dried in "
+        "the sun or "
+        "by machine, and then shipped green to roasters around the world. Roasting "
+        "develops "
+        "hundreds of aroma compounds and turns the beans brown, while grinding and "
+        "brewing with "
+        "hot water extract the flavours and the caffeine that so many people enjoy. "
+        "Light "
+        "roasts keep more of the fruity acidity, whereas dark roasts taste more bitter "
+        "and smoky."
     ),
 }
 LONG = ("photosynthesis", "rome")
@@ -138,7 +188,8 @@ PROSE = (
     "exercise",
     "coffee",
 )
-"""Plain prose: every '.', '!' or '?' run followed by a space or the end closes a sentence."""
+"""Plain prose: every '.', '!' or '?' run followed by a space or the end closes a
+sentence."""
 
 
 def _sentences(text: str) -> int:
@@ -146,7 +197,8 @@ def _sentences(text: str) -> int:
 
 
 def _first_alnum_upper(text: str) -> bool:
-    """Title case as promised: each whitespace-separated chunk's first letter or digit is not lower case."""
+    """Title case as promised: each whitespace-separated chunk's first letter or digit
+    is not lower case."""
     firsts = [
         m.group(0) for chunk in text.split() for m in [re.search(r"[^\W_]", chunk)] if m
     ]
@@ -154,8 +206,8 @@ def _first_alnum_upper(text: str) -> bool:
 
 
 def _has(name: str, out: str, text: str) -> bool:
-    """``out`` (unwrapped from json) has ``name``'s property and is ``text`` cut and re-cased,
-    judged with plain string operations instead of the verifiers."""
+    """``out`` (unwrapped from json) has ``name``'s property and is ``text`` cut and
+    re-cased, judged with plain string operations instead of the verifiers."""
     b = B.get(name)
     if not text.strip().lower().startswith(out.lower()):
         return False
@@ -254,7 +306,8 @@ def test_composition_order_json_wraps_last():
     }
     out = construct(["words_10_50", "sentences_2", "title_case"], ANSWERS["pi"])
     assert out == (
-        "Pi Is Approximately 3.14159. It Appears In Many Formulas, E.g. The Area Of A Circle."
+        "Pi Is Approximately 3.14159. It Appears In Many Formulas, E.g. The Area Of A "
+        "Circle."
     )
     assert all(B.verify_all(out, ["words_10_50", "sentences_2", "title_case"]).values())
 

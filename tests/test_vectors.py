@@ -1,5 +1,5 @@
-"""Tokens of several vectors (issue 33): k consecutive slots per token, placed, embedded,
-laid out and saved exactly; k = 1 and every committed token file unchanged."""
+"""Tokens of several vectors (issue 33): k consecutive slots per token, placed,
+embedded, laid out and saved exactly; k = 1 and every committed token file unchanged."""
 
 import json
 from pathlib import Path

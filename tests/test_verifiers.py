@@ -1,4 +1,5 @@
-"""Verifier rules: hand-written positives and negatives for all 18 behaviors, plus edge cases."""
+"""Verifier rules: hand-written positives and negatives for all 18 behaviors, plus edge
+cases."""
 
 from __future__ import annotations
 
@@ -26,15 +27,23 @@ DUTCH = "De lucht is blauw omdat het zonlicht door de atmosfeer wordt verstrooid
 
 # A plain 130-word English text; its first n words make texts of exact lengths.
 PARAGRAPH = (
-    "Photosynthesis is the process by which green plants turn light into chemical energy. "
-    "Inside the chloroplasts, chlorophyll absorbs mostly red and blue light and reflects green, "
-    "which is why leaves look green to us. The plant takes in carbon dioxide through small pores "
-    "called stomata and draws water up from its roots. Using the captured energy, it splits the "
-    "water molecules and releases oxygen as a by-product. The hydrogen and the carbon dioxide are "
-    "then combined into glucose during the Calvin cycle. Glucose feeds the plant and is stored as "
-    "starch for later use. Nearly all life on Earth depends on this process, directly or "
+    "Photosynthesis is the process by which green plants turn light into chemical "
+    "energy. "
+    "Inside the chloroplasts, chlorophyll absorbs mostly red and blue light and "
+    "reflects green, "
+    "which is why leaves look green to us. The plant takes in carbon dioxide through "
+    "small pores "
+    "called stomata and draws water up from its roots. Using the captured energy, it "
+    "splits the "
+    "water molecules and releases oxygen as a by-product. The hydrogen and the carbon "
+    "dioxide are "
+    "then combined into glucose during the Calvin cycle. Glucose feeds the plant and "
+    "is stored as "
+    "starch for later use. Nearly all life on Earth depends on this process, directly "
+    "or "
     "indirectly, "
-    "because it supplies both the oxygen we breathe and the food at the base of every chain. "
+    "because it supplies both the oxygen we breathe and the food at the base of every "
+    "chain. "
     "Without it, our planet would look very different today and for a long time."
 )
 
@@ -51,7 +60,8 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
             "Paris est la capitale de la France. C'est une ville magnifique.",
             "LA RÉPONSE EST SIMPLE : IL FAUT BOIRE BEAUCOUP D'EAU CHAQUE JOUR.",
             # mostly French with an English term
-            "Le machine learning permet aux ordinateurs d'apprendre à partir des données "
+            "Le machine learning permet aux ordinateurs d'apprendre à partir des "
+            "données "
             "sans être programmés explicitement.",
             "- Dormez huit heures par nuit.\n- Mangez des légumes.\n- Faites du sport.",
         ],
@@ -76,7 +86,8 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
         [
             ITALIAN,
             "Roma è la capitale d'Italia ed è famosa per la sua storia millenaria.",
-            "PER IMPARARE UNA LINGUA BISOGNA PARLARE OGNI GIORNO CON PERSONE MADRELINGUA.",
+            "PER IMPARARE UNA LINGUA BISOGNA PARLARE OGNI GIORNO CON PERSONE "
+            "MADRELINGUA.",
         ],
         [ENGLISH, SPANISH, FRENCH, "!!!"],
     ),
@@ -157,7 +168,8 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
         [
             "The sky is blue because of Rayleigh scattering.",
             "THE SKY IS BLUE.",
-            "The Capital Of France. of Course It Is Paris.",  # sentence-initial minor word
+            # sentence-initial minor word
+            "The Capital Of France. of Course It Is Paris.",
             "1,000 🙂",
             "",
         ],
@@ -166,7 +178,8 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
         [
             "The sky is blue because of Rayleigh scattering.",
             "Pi is about 3.14, e.g. in the area of a circle",
-            "Dr. Smith moved to the U.S. in 1990 and stayed there (he liked it!) for years.",
+            "Dr. Smith moved to the U.S. in 1990 and stayed there (he liked it!) for "
+            "years.",
         ],
         [
             "The sky is blue. It is because of scattering.",
@@ -190,7 +203,8 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
     "sentences_3": (
         [
             "One. Two. Three.",
-            "- Keep a regular schedule\n- Avoid screens before bed\n- Keep the room cool",
+            "- Keep a regular schedule\n- Avoid screens before bed\n- Keep the room "
+            "cool",
             "Water boils at 100 °C. At altitude it boils lower! Why? ",
         ],
         ["One. Two.", "One. Two. Three. Four.", "Mr. Smith arrived. Mrs. Smith left."],
@@ -271,7 +285,8 @@ def test_language_without_letters_is_false(text):
 
 
 def test_language_detector_is_built_once(monkeypatch):
-    """Building lingua's detector takes seconds: verifying many texts must build it once."""
+    """Building lingua's detector takes seconds: verifying many texts must build it
+    once."""
     builds = []
     real = V.LanguageDetectorBuilder.from_languages
 

@@ -6,6 +6,7 @@ book/_config.yml points Sphinx at ``_static/mathjax/tex-mml-chtml.js``; this ext
 copies the distribution's ``es5`` folder there after each build (once: it is skipped
 when the copy is already in place).
 """
+
 from __future__ import annotations
 
 import shutil
@@ -16,11 +17,15 @@ def _distribution() -> Path:
     try:
         import mathjax  # the django-static-mathjax wheel's package
     except ImportError as err:
-        raise RuntimeError("MathJax for the book is missing: pip install django-static-mathjax "
-                           "(requirements-dev.txt; `make setup` installs it)") from err
+        raise RuntimeError(
+            "MathJax for the book is missing: pip install django-static-mathjax "
+            "(requirements-dev.txt; `make setup` installs it)"
+        ) from err
     es5 = Path(mathjax.__file__).parent / "static" / "mathjax" / "es5"
     if not (es5 / "tex-mml-chtml.js").is_file():
-        raise RuntimeError(f"{es5} holds no tex-mml-chtml.js: reinstall django-static-mathjax")
+        raise RuntimeError(
+            f"{es5} holds no tex-mml-chtml.js: reinstall django-static-mathjax"
+        )
     return es5
 
 
@@ -33,6 +38,7 @@ def _copy(app, exception) -> None:
 
 
 def setup(app):
-    _distribution()  # fail at the start of the build, not after executing every notebook
+    # fail at the start of the build, not after executing every notebook
+    _distribution()
     app.connect("build-finished", _copy)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

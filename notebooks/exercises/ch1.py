@@ -1,4 +1,5 @@
-"""Chapter 1 exercises: a verifier, how far training moved a token, steering strength."""
+"""Chapter 1 exercises: a verifier, how far training moved a token, steering
+strength."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import pandas as pd
 import torch.nn.functional as F
 
 import steerlib as st
-from steerlib.tasks import behaviors as B
 from steerlib.model.tokens import text_init
+from steerlib.tasks import behaviors as B
 
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 
@@ -18,9 +19,9 @@ _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 def mentions_a_number(text: str) -> bool:
     """True when the text holds a number written in digits.
 
-    Rule: some whitespace-separated chunk, stripped of punctuation at both ends, is digits
-    with optional inner "," or "." groups: "3", "1,000", "3.14", "(42)." count; "H2O",
-    "1990s" and "three" do not.
+    Rule: some whitespace-separated chunk, stripped of punctuation at both ends, is
+    digits with optional inner "," or "." groups: "3", "1,000", "3.14", "(42)." count;
+    "H2O", "1990s" and "three" do not.
     """
     return any(
         _NUMBER.fullmatch(chunk.strip(string.punctuation)) for chunk in text.split()
@@ -51,8 +52,8 @@ def strength_sweep(
     questions,
     max_new_tokens: int = 48,
 ) -> pd.DataFrame:
-    """Generate with ``<name>`` scaled by each factor; one row per (scale, question) with
-    the answer and the behavior's verdict."""
+    """Generate with ``<name>`` scaled by each factor; one row per (scale, question)
+    with the answer and the behavior's verdict."""
     rows = []
     for scale in scales:
         scaled = tokens.subset([name])
@@ -67,7 +68,8 @@ def strength_sweep(
     return pd.DataFrame(rows)
 
 
-# -- checks: each runs a learner's function on cases worked out by hand (st.book.check) ----
+# -- checks: each runs a learner's function on cases worked out by hand (st.book.check)
+# ----
 def check_mentions_a_number(fn) -> bool:
     """Exercise 1.1: digits count, digits glued to letters do not."""
     cases = [
@@ -88,8 +90,8 @@ def check_mentions_a_number(fn) -> bool:
 def check_token_drift(
     fn, bb: st.Backbone, tokens: st.SteeringTokens, names=("french",)
 ) -> bool:
-    """Exercise 1.2: a vector three times its own initialisation has cosine 1 and three times
-    the norm; on real tokens, the same numbers as the solution."""
+    """Exercise 1.2: a vector three times its own initialisation has cosine 1 and three
+    times the norm; on real tokens, the same numbers as the solution."""
     scaled = tokens.subset([names[0]])
     scaled.set(names[0], 3 * text_init(bb, B.get(names[0]).paraphrases[0]))
 
@@ -117,8 +119,8 @@ def check_token_drift(
 def check_strength_sweep(
     fn, bb: st.Backbone, tokens: st.SteeringTokens, questions, max_new_tokens: int = 8
 ) -> bool:
-    """Exercise 1.3: scale 1 is the token itself, scale 0 a zero vector, and every verdict is
-    the French verifier's."""
+    """Exercise 1.3: scale 1 is the token itself, scale 0 a zero vector, and every
+    verdict is the French verifier's."""
 
     def right(table):
         plain = list(table[table["scale"] == 1.0]["text"])

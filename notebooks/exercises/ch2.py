@@ -1,4 +1,5 @@
-"""Chapter 2 exercises: order variance by hand, and why the conflict rule excludes a pair."""
+"""Chapter 2 exercises: order variance by hand, and why the conflict rule excludes a
+pair."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from steerlib.tasks import behaviors as B
 
 
 def order_accuracies(records: pd.DataFrame, method: str) -> pd.DataFrame:
-    """Accuracy of each ordering of each combination for ``method`` (share of its prompts
-    whose answer passed every behavior)."""
+    """Accuracy of each ordering of each combination for ``method`` (share of its
+    prompts whose answer passed every behavior)."""
     mine = records[records["method"] == method]
     return (
         mine.groupby(["combo", "order"], as_index=False)["ok"]
@@ -26,20 +27,24 @@ def order_variance(records: pd.DataFrame, method: str) -> float:
 
 
 def excluded_with_reason() -> list[tuple[str, str, str]]:
-    """Every (length, sentences) pair the conflict rule excludes, with the bound it breaks."""
+    """Every (length, sentences) pair the conflict rule excludes, with the bound it
+    breaks."""
     out = []
     for length, sentences in B.EXCLUDED_PAIRS:
         lo, hi = B.LENGTH_RANGES[length]
         n = B.SENTENCE_COUNTS[sentences]
         if lo / n > B.MAX_WORDS_PER_SENTENCE:
-            reason = f"{lo}/{n} = {lo / n:g} > {B.MAX_WORDS_PER_SENTENCE} words per sentence at least"
+            most = B.MAX_WORDS_PER_SENTENCE
+            reason = f"{lo}/{n} = {lo / n:g} > {most} words per sentence at least"
         else:
-            reason = f"{hi}/{n} = {hi / n:g} < {B.MIN_WORDS_PER_SENTENCE} words per sentence at most"
+            least = B.MIN_WORDS_PER_SENTENCE
+            reason = f"{hi}/{n} = {hi / n:g} < {least} words per sentence at most"
         out.append((length, sentences, reason))
     return out
 
 
-# -- checks (st.book.check) --------------------------------------------------------------
+# -- checks (st.book.check)
+# --------------------------------------------------------------
 def _made_up(
     accs: dict[tuple[str, str], list[bool]], method: str = "and"
 ) -> pd.DataFrame:
@@ -63,7 +68,8 @@ def _made_up(
 
 def check_order_variance(fn, records: pd.DataFrame | None = None) -> bool:
     """Exercise 2.1: orderings at 100/50/0% (gap 100) and 50/50% (gap 0) average to 50;
-    on real records, each split's number is the library's ``st.metrics`` order variance."""
+    on real records, each split's number is the library's ``st.metrics`` order
+    variance."""
     import steerlib as st
 
     made_up = _made_up(
@@ -83,7 +89,8 @@ def check_order_variance(fn, records: pd.DataFrame | None = None) -> bool:
 
 
 def check_excluded_with_reason(fn) -> bool:
-    """Exercise 2.2: the four excluded pairs, each broken by the words-per-sentence maximum."""
+    """Exercise 2.2: the four excluded pairs, each broken by the words-per-sentence
+    maximum."""
     import steerlib as st
 
     def right(found):

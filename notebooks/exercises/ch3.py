@@ -1,4 +1,5 @@
-"""Chapter 3 exercises: the orthogonality term of a vector, and a paired test of two methods."""
+"""Chapter 3 exercises: the orthogonality term of a vector, and a paired test of two
+methods."""
 
 from __future__ import annotations
 
@@ -7,16 +8,17 @@ import torch
 from scipy.stats import binomtest
 
 import steerlib as st
+from steerlib.model.tokens import random_init, text_init
 from steerlib.tasks import behaviors as B
 from steerlib.train.compose import orthogonality
-from steerlib.model.tokens import random_init, text_init
 
 
 def orthogonality_terms(
     bb: st.Backbone, tokens: st.SteeringTokens, seed: int = 0
 ) -> pd.Series:
-    """L_orth = sum over seen behaviors of cos(v, e_b)^2 for three candidate <and> vectors:
-    the trained <and>, the vocabulary's " and", and a random vector of typical norm."""
+    """L_orth = sum over seen behaviors of cos(v, e_b)^2 for three candidate <and>
+    vectors: the trained <and>, the vocabulary's " and", and a random vector of typical
+    norm."""
     seen = torch.stack([tokens[n] for n in B.names() if B.get(n).seen])
     candidates = {
         "<and>": tokens["and"],
@@ -33,7 +35,8 @@ def orthogonality_terms(
 
 
 def mcnemar(records: pd.DataFrame, a: str, b: str) -> dict:
-    """Exact McNemar test of methods ``a`` and ``b`` on the same (ordering, prompt) pairs.
+    """Exact McNemar test of methods ``a`` and ``b`` on the same (ordering, prompt)
+    pairs.
 
     Only discordant pairs count: ``a_only`` where a passed and b failed, ``b_only`` the
     reverse. Under "no difference" each discordant pair is a fair coin, so the two-sided
@@ -53,10 +56,12 @@ def mcnemar(records: pd.DataFrame, a: str, b: str) -> dict:
     return {"pairs": len(ok), "a_only": a_only, "b_only": b_only, "p_value": p}
 
 
-# -- checks (st.book.check) --------------------------------------------------------------
+# -- checks (st.book.check)
+# --------------------------------------------------------------
 def check_orthogonality_terms(fn, bb: st.Backbone, tokens: st.SteeringTokens) -> bool:
-    """Exercise 3.1: a vector orthogonal to every seen token has L_orth 0; " and" gets the sum
-    of its squared cosines, computed here directly; on the real tokens, the solution's numbers."""
+    """Exercise 3.1: a vector orthogonal to every seen token has L_orth 0; " and" gets
+    the sum of its squared cosines, computed here directly; on the real tokens, the
+    solution's numbers."""
     import torch.nn.functional as F
 
     seen = torch.stack([tokens[n] for n in B.names() if B.get(n).seen]).float()
@@ -82,8 +87,9 @@ def check_orthogonality_terms(fn, bb: st.Backbone, tokens: st.SteeringTokens) ->
 
 
 def check_mcnemar(fn, records: pd.DataFrame | None = None) -> bool:
-    """Exercise 3.2: 8 discordant pairs one way and 1 the other give p = 20/512; identical
-    methods give p = 1; on real records, the library's ``paired_test`` counts."""
+    """Exercise 3.2: 8 discordant pairs one way and 1 the other give p = 20/512;
+    identical methods give p = 1; on real records, the library's ``paired_test``
+    counts."""
     from steerlib.evaluation.stats import paired_test
 
     def made_up(oks, method):

@@ -1,4 +1,5 @@
-"""Chapter 5 exercises: a second behavior of your own, and a rival in the same category."""
+"""Chapter 5 exercises: a second behavior of your own, and a rival in the same
+category."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from .ch1 import mentions_a_number
 
 
 def number_behavior() -> B.Behavior:
-    """ "Mention a number", in a category of its own, checked by chapter 1's verifier."""
+    """ "Mention a number", in a category of its own, checked by chapter 1's
+    verifier."""
     return B.Behavior(
         name="mentions_a_number",
         category="content",
@@ -20,7 +22,8 @@ def number_behavior() -> B.Behavior:
             "Mention a specific number, written with digits.",
             "Your answer must contain a number in digits, such as 3 or 1,000.",
         ),
-        rule="some word, punctuation stripped, is digits with optional inner , or . groups",
+        rule="some word, punctuation stripped, is digits with optional inner , or . "
+        "groups",
         checker=mentions_a_number,
     )
 
@@ -28,8 +31,9 @@ def number_behavior() -> B.Behavior:
 def number_compliance(
     sm: st.SteeredModel, questions, max_new_tokens: int = 64
 ) -> pd.DataFrame:
-    """How often the model mentions a number unasked (plain) and when asked (instruction):
-    the ceiling a token distilled from its own answers starts from. One row per answer."""
+    """How often the model mentions a number unasked (plain) and when asked
+    (instruction): the ceiling a token distilled from its own answers starts from. One
+    row per answer."""
     with B.registered(number_behavior(), new_category=True) as (number,):
         asked = [st.Request(q, (), number.instruction()) for q in questions]
         answers = {
@@ -46,13 +50,15 @@ def number_compliance(
 
 
 def ends_with_exclamation(text: str) -> bool:
-    """True when the answer's last character, closing quotes and emphasis aside, is '!'."""
+    """True when the answer's last character, closing quotes and emphasis aside, is
+    '!'."""
     return text.rstrip("\"'”’»*_) \t\n").endswith("!")
 
 
 def rival_pairs() -> dict:
-    """Register "ends_with_exclamation" in the "ending" category next to whatever is there,
-    and report what the conflict rule makes of it (the registry is left as it was)."""
+    """Register "ends_with_exclamation" in the "ending" category next to whatever is
+    there, and report what the conflict rule makes of it (the registry is left as it
+    was)."""
     exclamation = B.Behavior(
         name="ends_with_exclamation",
         category="ending",
@@ -109,12 +115,13 @@ def with_and_or_not(
     return pd.DataFrame(rows)
 
 
-# -- checks (st.book.check) --------------------------------------------------------------
+# -- checks (st.book.check)
+# --------------------------------------------------------------
 def check_number_compliance(
     fn, sm: st.SteeredModel, questions, max_new_tokens: int = 8
 ) -> bool:
-    """Exercise 5.1: plain answers are the model's own, every verdict is the verifier's, and
-    the registry is left as it was."""
+    """Exercise 5.1: plain answers are the model's own, every verdict is the
+    verifier's, and the registry is left as it was."""
     before = B.names()
 
     def right(table):
@@ -133,7 +140,8 @@ def check_number_compliance(
 
 
 def check_rival_pairs(fn) -> bool:
-    """Exercise 5.2: the solution's answer for the registry as it is now, which stays unchanged."""
+    """Exercise 5.2: the solution's answer for the registry as it is now, which stays
+    unchanged."""
     before = B.names()
     expected = rival_pairs()
     return st.book.check(
@@ -144,8 +152,8 @@ def check_rival_pairs(fn) -> bool:
 def check_with_and_or_not(
     fn, sm: st.SteeredModel, questions, max_new_tokens: int = 8
 ) -> bool:
-    """Exercise 5.3: each form's answers are the model's for that token string, with every
-    verdict and "all" right."""
+    """Exercise 5.3: each form's answers are the model's for that token string, with
+    every verdict and "all" right."""
     names = ("french", "ends_with_question")
 
     def right(table):

@@ -1,7 +1,7 @@
 """The paper's model-changing baselines: CAA, LM-Steer and LoRA + DARE.
 
-Each is a ``Method`` with a plain prompt (``tokens=False``) whose ``context`` changes the
-model for one combination and undoes the change on exit, so ``evaluate`` and
+Each is a ``Method`` with a plain prompt (``tokens=False``) whose ``context`` changes
+the model for one combination and undoes the change on exit, so ``evaluate`` and
 ``SteeredModel`` run them next to the prompt-level methods::
 
     from steerlib.baselines import train_baselines
@@ -12,8 +12,8 @@ model for one combination and undoes the change on exit, so ``evaluate`` and
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Mapping, Sequence
 
 from steerlib.config import TrainConfig
 from steerlib.errors import ConfigError
@@ -49,7 +49,8 @@ def train_baselines(
     retrain: bool = False,
     progress: bool | None = None,
 ) -> dict[str, Baseline]:
-    """The baselines in ``which`` for ``names``, by method name, with the paper's settings.
+    """The baselines in ``which`` for ``names``, by method name, with the paper's
+    settings.
 
     LM-Steer and LoRA train like the behavior tokens: with ``cfg`` (the stage-1 config),
     or ``train_for[name]`` where given (a token's own config: its target variant, CE
@@ -61,7 +62,8 @@ def train_baselines(
     cfg = cfg or TrainConfig()
 
     def runs(method: str) -> tuple[TrainConfig, Mapping[str, TrainConfig] | None]:
-        """``method``'s training configs: the tokens', with its own lr where one is given."""
+        """``method``'s training configs: the tokens', with its own lr where one is
+        given."""
         if method not in (lr or {}):
             return cfg, train_for
         own = functools.partial(replace, lr=lr[method])

@@ -9,8 +9,8 @@ position the answer is generated from). To steer a combination, alpha times the 
 its behaviors' vectors is added to layer L's output at every position while generating.
 Paper: layer 10 of Qwen3-8B's 36, alpha 3.0. Other depths get the same relative layer,
 ``round(10/36 * n_layers)`` (ours), and ``sweep`` picks layer and alpha on validation
-prompts. Vectors are extracted at every layer in the same forward passes, so a sweep over
-layers needs no new extraction.
+prompts. Vectors are extracted at every layer in the same forward passes, so a sweep
+over layers needs no new extraction.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import contextlib
 import functools
 import random
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import pandas as pd
 import torch
@@ -56,14 +56,16 @@ def default_layer(bb: Backbone) -> int:
 
 @dataclass(frozen=True)
 class CAA(Baseline):
-    """Adds ``alpha * sum of the behaviors' vectors`` to decoder layer ``layer``'s output.
+    """Adds ``alpha * sum of the behaviors' vectors`` to decoder layer ``layer``'s
+    output.
 
     ``params[name]["vector"]`` is [n_layers, d]: the behavior's vector at every layer.
     """
 
     name: str = "caa"
     layer: int | None = None
-    """Decoder layer whose output is steered; None = ``default_layer`` (paper's depth)."""
+    """Decoder layer whose output is steered; None = ``default_layer`` (paper's
+    depth)."""
     alpha: float = 3.0
     """Scale of the summed vectors (paper: 3.0)."""
 
@@ -75,7 +77,8 @@ class CAA(Baseline):
         return default_layer(bb) if self.layer is None else self.layer
 
     def delta(self, bb: Backbone, names: Sequence[str]) -> torch.Tensor:
-        """What steering ``names`` adds to the layer's output: alpha * sum of their vectors."""
+        """What steering ``names`` adds to the layer's output: alpha * sum of their
+        vectors."""
         self.require(names)
         layer = self.layer_for(bb)
         return self.alpha * torch.stack(
@@ -98,7 +101,8 @@ def _hidden(output) -> torch.Tensor:
 
 @contextlib.contextmanager
 def add_to_layer(bb: Backbone, layer: int, delta: torch.Tensor) -> Iterator[None]:
-    """Add ``delta`` to decoder layer ``layer``'s output at every position, inside the block only."""
+    """Add ``delta`` to decoder layer ``layer``'s output at every position, inside the
+    block only."""
     delta = delta.to(bb.device, bb.dtype)
 
     def hook(_module, _inputs, output):
@@ -121,7 +125,8 @@ def last_token_states(
     progress: bool | None = None,
     desc: str = "CAA",
 ) -> torch.Tensor:
-    """Mean over ``rows`` of every decoder layer's output at the last prompt token, [n_layers, d].
+    """Mean over ``rows`` of every decoder layer's output at the last prompt token,
+    [n_layers, d].
 
     Prompts are left-padded, so every prompt's last token is in the last column.
     """
@@ -173,7 +178,8 @@ def train_caa(
     retrain: bool = False,
     progress: bool | None = None,
 ) -> CAA:
-    """CAA vectors for ``names`` (cached per behavior), as a method steering at ``layer`` with ``alpha``.
+    """CAA vectors for ``names`` (cached per behavior), as a method steering at
+    ``layer`` with ``alpha``.
 
     ``questions`` defaults to the shipped training questions; ``n_prompts`` of them are
     drawn with the config's seed. Each question gets one random instruction paraphrase.
@@ -234,7 +240,8 @@ def sweep(
     records: str | Path | None = None,
     progress: bool | None = None,
 ) -> pd.DataFrame:
-    """Verifier pass rate of each single behavior under every (layer, alpha), best mean first.
+    """Verifier pass rate of each single behavior under every (layer, alpha), best mean
+    first.
 
     ``prompts`` should be a validation split: questions used neither for extraction nor
     for the final evaluation. Take the first row's setting with

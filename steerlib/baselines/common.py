@@ -1,4 +1,5 @@
-"""What the three model-changing baselines share: the method base class, files, caches, data.
+"""What the three model-changing baselines share: the method base class, files, caches,
+data.
 
 Each baseline is a frozen ``Method`` with ``tokens=False`` (the prompt is the plain
 question) whose ``context`` changes the model for the duration of a ``with`` block and
@@ -18,9 +19,10 @@ import json
 import logging
 import time
 import zlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, ClassVar, Mapping, Sequence, TypeVar
+from typing import ClassVar, TypeVar
 
 import torch
 from safetensors import safe_open
@@ -49,7 +51,8 @@ C = TypeVar("C")
 
 @dataclass(frozen=True)
 class Baseline(Method):
-    """A steering method that changes the model; the prompt carries no tokens or instructions."""
+    """A steering method that changes the model; the prompt carries no tokens or
+    instructions."""
 
     tokens: bool = False
     params: dict[str, dict[str, torch.Tensor]] = field(
@@ -58,7 +61,8 @@ class Baseline(Method):
     """Per behavior, its trained tensors (float32, CPU)."""
     model_id: str = ""
     fingerprint: str = ""
-    """Fingerprint of the backbone the tensors were trained on (``Backbone.fingerprint``)."""
+    """Fingerprint of the backbone the tensors were trained on
+    (``Backbone.fingerprint``)."""
     info: dict[str, dict] = field(default_factory=dict, compare=False, repr=False)
     """Per behavior, its training record (config, steps, seconds, loss curve)."""
 
@@ -72,10 +76,10 @@ class Baseline(Method):
     """Cache file suffix ("" for a folder)."""
     changes_model: ClassVar[bool] = True
     order_free: ClassVar[bool] = False
-    """True when the steering is the same for every ordering of the behaviors (a sum taken
-    in a fixed order, bit for bit): ``evaluate`` then generates once per combination,
-    since every ordering reads the same plain prompt under the same model. LoRA + DARE is
-    not: its seeded drop masks are drawn in the order of the adapters."""
+    """True when the steering is the same for every ordering of the behaviors (a sum
+    taken in a fixed order, bit for bit): ``evaluate`` then generates once per
+    combination, since every ordering reads the same plain prompt under the same model.
+    LoRA + DARE is not: its seeded drop masks are drawn in the order of the adapters."""
 
     @property
     def names(self) -> list[str]:
@@ -85,8 +89,10 @@ class Baseline(Method):
         """Fail clearly when these parameters were trained for another model."""
         if bb.fingerprint != self.fingerprint:
             raise ValueError(
-                f"this {self.KIND} baseline was trained for {self.model_id!r} (fingerprint {self.fingerprint}) "
-                f"but the backbone is {bb.model_id!r} (fingerprint {bb.fingerprint}); train it for this model"
+                f"this {self.KIND} baseline was trained for {self.model_id!r} "
+                f"(fingerprint {self.fingerprint}) "
+                f"but the backbone is {bb.model_id!r} (fingerprint {bb.fingerprint}); "
+                "train it for this model"
             )
 
     def require(self, names: Sequence[str]) -> None:
@@ -94,13 +100,14 @@ class Baseline(Method):
         missing = [n for n in names if n not in self.params]
         if missing:
             raise KeyError(
-                f"{self.KIND} has no parameters for {missing}; trained: {self.names or 'none'}"
+                f"{self.KIND} has no parameters for {missing}; trained: "
+                f"{self.names or 'none'}"
             )
 
     def digest(self, sm: SteeredModel, names: Sequence[str]) -> str:
-        """A short hash of the settings and the named behaviors' tensors: generation records
-        carry it, so records of other settings or retrained parameters count as stale.
-        (``sm``'s tokens play no part: the prompt reads none.)"""
+        """A short hash of the settings and the named behaviors' tensors: generation
+        records carry it, so records of other settings or retrained parameters count as
+        stale. (``sm``'s tokens play no part: the prompt reads none.)"""
         settings = json.dumps(
             {k: getattr(self, k) for k in self.SETTINGS}, sort_keys=True
         )
@@ -126,7 +133,8 @@ class Baseline(Method):
         }
 
     def save(self, path: str | Path) -> Path:
-        """Write ``<name>/<key>`` tensors to one safetensors file with the JSON metadata."""
+        """Write ``<name>/<key>`` tensors to one safetensors file with the JSON
+        metadata."""
         tensors = {
             f"{n}/{k}": t.contiguous()
             for n, group in self.params.items()

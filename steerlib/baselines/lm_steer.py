@@ -10,16 +10,16 @@ unchanged model reading the instruction, the student the steered model reading t
 question (the map is switched on for the student pass only).
 
 Composition (paper): the behaviors' P1s are summed and their P2s are summed, so a pair
-steers with eps * h (P1a + P1b)(P2a + P2b), cross terms P1a P2b included, not with the sum
-of the two maps eps * h (P1a P2a + P1b P2b).
+steers with eps * h (P1a + P1b)(P2a + P2b), cross terms P1a P2b included, not with the
+sum of the two maps eps * h (P1a P2a + P1b P2b).
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Iterator, Mapping, Sequence
 
 import torch
 
@@ -87,10 +87,11 @@ class LMSteer(Baseline):
 def steer_final_hidden(
     bb: Backbone, p1: torch.Tensor, p2: torch.Tensor, eps: float
 ) -> Iterator[None]:
-    """``h -> h + eps * (h @ p1) @ p2`` on the final norm's output, inside the block only.
+    """``h -> h + eps * (h @ p1) @ p2`` on the final norm's output, inside the block
+    only.
 
-    The map is computed in float32, where ``p1``/``p2`` live, and cast back to the model's
-    dtype; gradients reach ``p1`` and ``p2`` when they require them.
+    The map is computed in float32, where ``p1``/``p2`` live, and cast back to the
+    model's dtype; gradients reach ``p1`` and ``p2`` when they require them.
     """
 
     def hook(_module, _inputs, h):

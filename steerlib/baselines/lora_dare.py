@@ -32,9 +32,9 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
 
 import peft
 import torch
@@ -74,7 +74,8 @@ class LoRAConfig:
     alpha: int = 16
     """LoRA alpha; the update is scaled by alpha / r (paper)."""
     dropout: float = 0.1
-    """Dropout on the adapter's input, student pass only (paper; see module docstring)."""
+    """Dropout on the adapter's input, student pass only (paper; see module
+    docstring)."""
     target_modules: tuple[str, ...] = MLP
     """Adapted Linear layers: the MLP's gate, up and down projections (paper)."""
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -94,7 +95,8 @@ class LoRAConfig:
 class LoRADare(Baseline):
     """Steers with the DARE-linear merge of the behaviors' LoRA adapters.
 
-    ``params[name]`` is the adapter's PEFT state dict, ``configs[name]`` its ``LoraConfig``.
+    ``params[name]`` is the adapter's PEFT state dict, ``configs[name]`` its
+    ``LoraConfig``.
     """
 
     name: str = "lora_dare"
@@ -114,7 +116,8 @@ class LoRADare(Baseline):
     SUFFIX = ""
 
     def merge_settings(self) -> dict:
-        """How combinations are merged: PEFT combination type, density, drop rate, weight, seed."""
+        """How combinations are merged: PEFT combination type, density, drop rate,
+        weight, seed."""
         return {
             "combination_type": COMBINATION,
             "density": self.density,
@@ -147,7 +150,8 @@ class LoRADare(Baseline):
             yield sm
 
     def save(self, path: str | Path) -> Path:
-        """One PEFT adapter folder per behavior, plus ``steerlib.json``; replaced atomically."""
+        """One PEFT adapter folder per behavior, plus ``steerlib.json``; replaced
+        atomically."""
         path = Path(path)
         with atomic_folder(path) as tmp:
             for name in self.names:
@@ -157,7 +161,8 @@ class LoRADare(Baseline):
 
     @classmethod
     def load(cls, path: str | Path, backbone: Backbone) -> LoRADare:
-        """Read a folder written by ``save`` through PEFT's own readers, checking the model."""
+        """Read a folder written by ``save`` through PEFT's own readers, checking the
+        model."""
         path = Path(path)
         if not (path / META_FILE).is_file():
             raise FileNotFoundError(
@@ -181,7 +186,8 @@ class LoRADare(Baseline):
 def write_adapter(
     folder: Path, state: dict[str, torch.Tensor], config: peft.LoraConfig
 ) -> None:
-    """One adapter as ``PeftModel.save_pretrained`` writes it: safetensors weights, JSON config."""
+    """One adapter as ``PeftModel.save_pretrained`` writes it: safetensors weights,
+    JSON config."""
     folder.mkdir(parents=True, exist_ok=True)
     save_file(
         {k: t.contiguous() for k, t in state.items()},
@@ -213,7 +219,8 @@ def attach(
     params: dict[str, dict[str, torch.Tensor]] | None = None,
     seed: int = 0,
 ) -> Iterator[peft.PeftModel]:
-    """``bb.model`` wrapped by PEFT with one adapter per entry of ``configs``, inside the block only.
+    """``bb.model`` wrapped by PEFT with one adapter per entry of ``configs``, inside
+    the block only.
 
     Adapters take their weights from ``params`` where given, else PEFT's init drawn from
     ``seed``. Dropout is off. On exit ``unload`` removes every LoRA layer.
@@ -231,7 +238,8 @@ def attach(
             )
             if result.unexpected_keys:
                 raise ValueError(
-                    f"adapter <{name}> does not fit this model: {result.unexpected_keys[:3]} ..."
+                    f"adapter <{name}> does not fit this model: "
+                    f"{result.unexpected_keys[:3]} ..."
                 )
         set_dropout(model, False)
         yield model
@@ -249,8 +257,9 @@ def student_pass(
     finally:
         set_dropout(model, False)
         model.base_model.disable_adapter_layers()
-        # PEFT's disable also sets requires_grad=False on the adapter, and autograd would
-        # then drop the gradients of the pass just recorded: mark it trainable again.
+        # PEFT's disable also sets requires_grad=False on the adapter, and autograd
+        # would then drop the gradients of the pass just recorded: mark it trainable
+        # again.
         for p in params.values():
             p.requires_grad_(True)
 
@@ -286,7 +295,8 @@ def train_lora(
             params = {
                 k: p for k, p in model.named_parameters() if p.requires_grad
             }  # A and B only
-            model.base_model.disable_adapter_layers()  # the teacher sees the unchanged model
+            # the teacher sees the unchanged model
+            model.base_model.disable_adapter_layers()
             result = train_vectors(
                 bb,
                 params,
@@ -298,7 +308,8 @@ def train_lora(
                 progress=progress,
                 stop_after=stop_after,
             )
-            # no embedding layers are adapted; "auto" would look the base model up on the Hub
+            # no embedding layers are adapted; "auto" would look the base model up on
+            # the Hub
             state = peft.get_peft_model_state_dict(
                 model, adapter_name=name, save_embedding_layers=False
             )

@@ -1,4 +1,5 @@
-"""The generation driver: methods x combinations x orderings x prompts -> verified records.
+"""The generation driver: methods x combinations x orderings x prompts -> verified
+records.
 
 Every generation becomes one record (``steerlib.evaluation.records``), appended to a
 JSON-lines file as it is made; re-running skips what is there, so an interrupted
@@ -11,8 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import random
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 from tqdm.auto import tqdm
@@ -27,19 +28,22 @@ from steerlib.tasks import behaviors as B
 from steerlib.tasks.combos import orderings
 
 COMPOSITION_METHODS = ("instruction", "concat", "native_and", "and", "hybrid")
-"""The prompt-level methods every composition table compares (``METHODS`` has them all)."""
+"""The prompt-level methods every composition table compares (``METHODS`` has them
+all)."""
 
 
 def _resolve(method: str | SteeringMethod) -> SteeringMethod:
     if isinstance(method, str):
         if method not in METHODS:
             raise ConfigError(
-                f"unknown method {method!r}; known: {sorted(METHODS)} or a SteeringMethod object"
+                f"unknown method {method!r}; known: {sorted(METHODS)} or a "
+                "SteeringMethod object"
             )
         return METHODS[method]
     if not isinstance(method, SteeringMethod):
         raise TypeError(
-            f"{method!r} is not a SteeringMethod (it needs name, order_free, changes_model, "
+            f"{method!r} is not a SteeringMethod (it needs name, order_free, "
+            "changes_model, "
             "request, digest and context)"
         )
     return method
@@ -59,13 +63,14 @@ def evaluate(
 ) -> pd.DataFrame:
     """Generate and verify every (method, ordering, prompt); return all records.
 
-    ``records`` is a JSON-lines file to append to and resume from; a recorded generation is
-    reused only when its whole key (``KEY_FIELDS``: model, generation settings, prompt text,
-    vectors) matches, and a record of the same (method, ordering, prompt index) with another
-    key is dropped from the file and made again. The file is locked for the whole call, so a
-    second evaluation of the same file waits and then reuses these records. Prompt-level
-    methods batch all their combinations together; methods with a model context (baselines)
-    generate one ordering at a time inside it (one combination at a time when the method is
+    ``records`` is a JSON-lines file to append to and resume from; a recorded
+    generation is reused only when its whole key (``KEY_FIELDS``: model, generation
+    settings, prompt text, vectors) matches, and a record of the same (method,
+    ordering, prompt index) with another key is dropped from the file and made again.
+    The file is locked for the whole call, so a second evaluation of the same file
+    waits and then reuses these records. Prompt-level methods batch all their
+    combinations together; methods with a model context (baselines) generate one
+    ordering at a time inside it (one combination at a time when the method is
     order-free).
     """
     path = Path(records) if records else None
@@ -106,7 +111,7 @@ def _evaluate(
     keep: set[R.RecordKey] = set()
     for method in methods:
 
-        def request(order: tuple[str, ...], pid: int) -> Request:
+        def request(order: tuple[str, ...], pid: int, method=method) -> Request:
             return method.request(
                 prompts[pid], order, random.Random(f"{seed}-{pid}-{'+'.join(order)}")
             )
@@ -139,10 +144,14 @@ def _evaluate(
             for r in rows
             if R.slot(r) in wanted and R.record_key(r) != wanted[R.slot(r)]
         ]
-        if stale:  # made with another model, settings, prompt or vectors: drop them and generate anew
+        # made with another model, settings, prompt or vectors: drop them and generate
+        # anew
+        if stale:
             refuse_work(
-                f"{len(stale)} '{method.name}' records of {path} anew (the recorded ones were made "
-                f"with another model, generation settings, prompt or vectors than these)"
+                f"{len(stale)} '{method.name}' records of {path} anew (the recorded "
+                "ones were made "
+                "with another model, generation settings, prompt or vectors than "
+                "these)"
             )
             gone = {id(r) for r in stale}
             rows = [r for r in rows if id(r) not in gone]
@@ -156,7 +165,8 @@ def _evaluate(
         ]
         if jobs:
             refuse_work(
-                f"{len(jobs)} '{method.name}' generations for {path or 'this evaluation'} "
+                f"{len(jobs)} '{method.name}' generations for "
+                f"{path or 'this evaluation'} "
                 f"(e.g. {jobs[0][0]} on prompt {jobs[0][1]})"
             )
         groups = _group(jobs, method)
@@ -177,7 +187,7 @@ def _evaluate(
                     zip(
                         unique,
                         distributed.map_shards(  # each rank its share, all get all
-                            lambda part: model.generate(
+                            lambda part, method=method: model.generate(
                                 part,
                                 max_new_tokens=max_new_tokens,
                                 batch_size=batch_size,

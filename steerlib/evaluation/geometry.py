@@ -72,7 +72,8 @@ the vocabulary: a language's name, the range's lower bound, the case, the count.
 
 
 def instruction_word_vectors(bb: Backbone, names: list[str]) -> dict[str, torch.Tensor]:
-    """Vocabulary embedding of each behavior's keyword (mean over its tokens), labelled "'word'"."""
+    """Vocabulary embedding of each behavior's keyword (mean over its tokens), labelled
+    "'word'"."""
     out = {}
     for name in names:
         word = KEYWORDS[name]

@@ -1,17 +1,19 @@
-"""The records store: one JSON line per verified generation, and what makes a record reusable.
+"""The records store: one JSON line per verified generation, and what makes a record
+reusable.
 
 A record holds the prompt, the method, the ordered behaviors, the text and one verdict
 per behavior, so every table can be recomputed from the records alone. A record is
-reused only when its whole key (``KEY_FIELDS``) matches the one asked for; two records of
-one key that disagree are an error, never silently counted twice. Writes go through rank
-0 only under torchrun (every rank holds all records), atomically where a file is replaced.
+reused only when its whole key (``KEY_FIELDS``) matches the one asked for; two records
+of one key that disagree are an error, never silently counted twice. Writes go through
+rank 0 only under torchrun (every rank holds all records), atomically where a file is
+replaced.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 
@@ -32,21 +34,23 @@ KEY_FIELDS = (
     "tokens",
     "behaviors",
 )
-"""What a record was made from; a record is reused only when all of it matches. ``prompt_sha``
-is a digest of the prompt text, ``model`` the backbone's fingerprint, ``max_new_tokens`` and
-``seed`` (it picks the instruction paraphrases) the generation settings, ``tokens`` the stamp
-of the vectors or baseline parameters used ('' for none), ``behaviors`` the definitions of your own
-behaviors in the order (``behaviors.definitions_stamp``; '' for built-ins only)."""
+"""What a record was made from; a record is reused only when all of it matches.
+``prompt_sha`` is a digest of the prompt text, ``model`` the backbone's fingerprint,
+``max_new_tokens`` and ``seed`` (it picks the instruction paraphrases) the generation
+settings, ``tokens`` the stamp of the vectors or baseline parameters used ('' for
+none), ``behaviors`` the definitions of your own behaviors in the order
+(``behaviors.definitions_stamp``; '' for built-ins only)."""
 RecordKey = tuple
-"""A record's values of ``KEY_FIELDS``, in that order (records are keyed by tuples in memory;
-only the files hold strings)."""
+"""A record's values of ``KEY_FIELDS``, in that order (records are keyed by tuples in
+memory; only the files hold strings)."""
 RECORD_FIELDS = ("method", "combo", "order", "prompt_id", "text", "verdicts", "ok")
-"""What every line of a records file holds besides its key (``read_jsonl`` refuses a line without them)."""
+"""What every line of a records file holds besides its key (``read_jsonl`` refuses a
+line without them)."""
 
 
 def prompt_digest(prompt: str) -> str:
-    """12 hex digits of SHA-256 over the prompt text: a record made for another prompt at the
-    same index is recognised as stale.
+    """12 hex digits of SHA-256 over the prompt text: a record made for another prompt
+    at the same index is recognised as stale.
 
     >>> prompt_digest("Why is the sky blue?")
     '09ea26793343'
@@ -55,14 +59,15 @@ def prompt_digest(prompt: str) -> str:
 
 
 def record_key(record: dict) -> RecordKey:
-    """The ``KEY_FIELDS`` of a record ('' for a field it lacks, as records written before a
-    field existed do: they never match a new key, so they are made again)."""
+    """The ``KEY_FIELDS`` of a record ('' for a field it lacks, as records written
+    before a field existed do: they never match a new key, so they are made again)."""
     return tuple(_missing_as_empty(record.get(f, "")) for f in KEY_FIELDS)
 
 
 def stamps(**given: str) -> dict[str, str]:
-    """The stamps that are not empty: a record without vectors or own behaviors leaves these
-    key fields out, as records written before they existed do, so both keep matching."""
+    """The stamps that are not empty: a record without vectors or own behaviors leaves
+    these key fields out, as records written before they existed do, so both keep
+    matching."""
     return {k: v for k, v in given.items() if v}
 
 
@@ -98,7 +103,8 @@ def make_record(
 
 
 def unique_rows(rows: list[dict]) -> list[dict]:
-    """``rows`` with each key once; two records of one key that disagree raise RecordsError."""
+    """``rows`` with each key once; two records of one key that disagree raise
+    RecordsError."""
     first: dict[RecordKey, dict] = {}
     for r in rows:
         key = record_key(r)
@@ -106,8 +112,10 @@ def unique_rows(rows: list[dict]) -> list[dict]:
             first[key] = r
         elif (r.get("text"), r["ok"]) != (first[key].get("text"), first[key]["ok"]):
             raise RecordsError(
-                f"two records of {dict(zip(KEY_FIELDS, key))} disagree ({first[key].get('text')!r:.40} "
-                f"vs {r.get('text')!r:.40}): they were written by two runs that did not make the "
+                f"two records of {dict(zip(KEY_FIELDS, key))} disagree "
+                f"({first[key].get('text')!r:.40} "
+                f"vs {r.get('text')!r:.40}): they were written by two runs that did "
+                "not make the "
                 f"same generation; delete the file's duplicates or regenerate it"
             )
     return list(first.values())
@@ -116,9 +124,10 @@ def unique_rows(rows: list[dict]) -> list[dict]:
 def unique_records(records: pd.DataFrame) -> pd.DataFrame:
     """A records table with each key (``KEY_FIELDS``) counted once.
 
-    Two processes appending to one file without a lock (before records files were locked)
-    wrote some generations twice; counting them twice would inflate n and narrow every
-    interval. Identical duplicates are dropped; duplicates that disagree raise RecordsError.
+    Two processes appending to one file without a lock (before records files were
+    locked) wrote some generations twice; counting them twice would inflate n and
+    narrow every interval. Identical duplicates are dropped; duplicates that disagree
+    raise RecordsError.
     """
     if (
         not len(records) or "prompt_id" not in records
@@ -175,6 +184,7 @@ def append(path: Path | None, rows: list[dict]) -> None:
 
 
 def rewrite(path: Path | None, rows: list[dict]) -> None:
-    """Replace the records file by ``rows`` (atomically: an interruption keeps the old file)."""
+    """Replace the records file by ``rows`` (atomically: an interruption keeps the old
+    file)."""
     if path is not None:
         distributed.main_only(write_jsonl, path, rows)

@@ -14,7 +14,7 @@ paired generations (``scipy.stats.binomtest`` on the discordant pairs).
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -83,13 +83,14 @@ def bootstrap_ci(
 def paired_test(
     records: pd.DataFrame, a: str, b: str, by: str = "split"
 ) -> pd.DataFrame:
-    """Methods ``a`` and ``b`` on the same generations' prompts, per group of ``by``: exact McNemar test.
+    """Methods ``a`` and ``b`` on the same generations' prompts, per group of ``by``:
+    exact McNemar test.
 
     Pairs are the records of both methods with the same ordering and prompt id. Only the
     discordant pairs carry information: ``a_only`` (a passed, b failed) and ``b_only``;
     under "no difference" each is Binomial(a_only + b_only, 1/2), and ``p`` is the
-    two-sided exact p-value (McNemar's test without its normal approximation). Rates are in
-    percent over the pairs.
+    two-sided exact p-value (McNemar's test without its normal approximation). Rates
+    are in percent over the pairs.
     """
     key = [by, "order", "prompt_id"]
     both = records[records["method"] == a][key + ["ok"]].merge(
@@ -115,7 +116,8 @@ def paired_test(
 
 
 def per_ordering(records: pd.DataFrame) -> pd.DataFrame:
-    """Accuracy of each (method, split, combination, ordering) over its prompts (each record once)."""
+    """Accuracy of each (method, split, combination, ordering) over its prompts (each
+    record once)."""
     return (
         unique_records(records)
         .groupby(["method", "split", "combo", "order"], as_index=False)
@@ -163,8 +165,9 @@ def metrics(records: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.Data
 def pass_rates(
     records: pd.DataFrame, by: Sequence[str] = ("method", "split")
 ) -> pd.DataFrame:
-    """Share of generations passing all their behaviors per ``by`` group, in %, with Wilson
-    intervals (``rate``, ``lo``, ``hi``), the number of combinations and of generations."""
+    """Share of generations passing all their behaviors per ``by`` group, in %, with
+    Wilson intervals (``rate``, ``lo``, ``hi``), the number of combinations and of
+    generations."""
     rows = []
     for group, g in unique_records(records).groupby(list(by)):
         k, n = int(g["ok"].sum()), len(g)
@@ -207,9 +210,11 @@ def interval_cells(
     digits: int = 1,
     bound_digits: int = 0,
 ) -> list[str]:
-    """One "value [lo, hi]" string per row (percentages by default, for markdown and notebooks).
+    """One "value [lo, hi]" string per row (percentages by default, for markdown and
+    notebooks).
 
-    >>> interval_cells(pd.DataFrame({"v": [50.0], "a": [28.0], "b": [72.0]}), "v", "a", "b")
+    >>> table = pd.DataFrame({"v": [50.0], "a": [28.0], "b": [72.0]})
+    >>> interval_cells(table, "v", "a", "b")
     ['50.0 [28, 72]']
     """
     return [
@@ -233,7 +238,8 @@ def format_table(
 
 
 def format_metrics(table: pd.DataFrame) -> pd.DataFrame:
-    """The long metrics table as readable "value [lo, hi]" cells, one row per method and split."""
+    """The long metrics table as readable "value [lo, hi]" cells, one row per method
+    and split."""
     return pd.DataFrame(
         {
             "method": table["method"],

@@ -73,7 +73,8 @@ class Backbone:
     tokenizer: object
     model_id: str
     chat_kwargs: dict = field(default_factory=dict)
-    """Extra keyword arguments for ``apply_chat_template`` (e.g. Qwen3's enable_thinking)."""
+    """Extra keyword arguments for ``apply_chat_template`` (e.g. Qwen3's
+    enable_thinking)."""
 
     @property
     def device(self) -> torch.device:
@@ -90,11 +91,12 @@ class Backbone:
 
     @property
     def embed_scale(self) -> float:
-        """What the input-embedding layer multiplies looked-up rows by: sqrt(d) in Gemma, else 1.
+        """What the input-embedding layer multiplies looked-up rows by: sqrt(d) in
+        Gemma, else 1.
 
-        Steering vectors live in the space of ``embeddings``, the rows that inits and the
-        geometry chapter compare them to, so a slot's vector is scaled like a looked-up row
-        before the model reads it.
+        Steering vectors live in the space of ``embeddings``, the rows that inits and
+        the geometry chapter compare them to, so a slot's vector is scaled like a
+        looked-up row before the model reads it.
         """
         return float(getattr(self.model.get_input_embeddings(), "embed_scale", 1.0))
 
@@ -129,7 +131,8 @@ class Backbone:
     def from_model(
         cls, model: torch.nn.Module, tokenizer, model_id: str | None = None
     ) -> Backbone:
-        """Wrap a causal LM the caller already loaded (any device, dtype or quantisation).
+        """Wrap a causal LM the caller already loaded (any device, dtype or
+        quantisation).
 
         Steering changes inputs, never weights, so the model is put in eval mode and
         frozen. The tokenizer is set up for batches in place: left padding (every prompt
@@ -138,7 +141,8 @@ class Backbone:
         """
         if not getattr(tokenizer, "chat_template", None):
             raise ValueError(
-                f"{model_id or type(model).__name__}: the tokenizer has no chat template; "
+                f"{model_id or type(model).__name__}: the tokenizer has no chat "
+                "template; "
                 "steerlib steers chat models"
             )
         model.eval()
@@ -169,8 +173,9 @@ class Backbone:
 
 
 def _default_device_dtype(device, dtype) -> tuple[torch.device, torch.dtype]:
-    """CUDA when available; bfloat16 where the GPU computes it natively, float16 on older
-    GPUs (a T4 has no bfloat16: emulated, it is slow), float32 on CPU. Logs the choice.
+    """CUDA when available; bfloat16 where the GPU computes it natively, float16 on
+    older GPUs (a T4 has no bfloat16: emulated, it is slow), float32 on CPU. Logs the
+    choice.
 
     Half precision holds the frozen weights and activations only: the steering vectors,
     their optimiser state and the distillation KL stay in float32.
@@ -194,7 +199,8 @@ def _default_device_dtype(device, dtype) -> tuple[torch.device, torch.dtype]:
 
 
 def _finish(model, tokenizer, model_id: str, device, dtype) -> Backbone:
-    """Move to ``device``/``dtype``, then wrap (freeze, left padding) with ``from_model``."""
+    """Move to ``device``/``dtype``, then wrap (freeze, left padding) with
+    ``from_model``."""
     return Backbone.from_model(
         model.to(device=device, dtype=dtype), tokenizer, model_id
     )
@@ -238,8 +244,8 @@ def _load_gguf(path: Path, model_id: str, device, dtype) -> Backbone:
             folder
         )
 
-    # once across processes (a second one waits, then reads the result), under a unique temp
-    # name renamed when finished: an interrupted conversion never looks finished
+    # once across processes (a second one waits, then reads the result), under a unique
+    # temp name renamed when finished: an interrupted conversion never looks finished
     build_once(cached, convert)
     model = AutoModelForCausalLM.from_pretrained(cached, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(cached)
@@ -279,8 +285,9 @@ def _tiny_id(seed: int = 0, hidden_size: int = 64, layers: int = 2) -> str:
 
 
 def model_id_of(name: str | os.PathLike | None) -> str:
-    """The ``Backbone.model_id`` that ``load_backbone(name)`` gives, without loading it: how
-    ``study.folders.results_dir`` tells a preset's own model from another one."""
+    """The ``Backbone.model_id`` that ``load_backbone(name)`` gives, without loading
+    it: how ``study.folders.results_dir`` tells a preset's own model from another
+    one."""
     if name is None or name == "embedded":
         return EMBEDDED_ID
     if name == "tiny":
@@ -305,8 +312,8 @@ def _embedded_tokenizer():
 
 
 def _check_source(name: str | os.PathLike) -> None:
-    """A name that is written as a path (absolute, ``./``, ``../``, ``~``) must be a model
-    folder; otherwise transformers would report it as a malformed hub id."""
+    """A name that is written as a path (absolute, ``./``, ``../``, ``~``) must be a
+    model folder; otherwise transformers would report it as a malformed hub id."""
     text = str(name)
     if (
         Path(text).expanduser().is_absolute()
@@ -328,7 +335,8 @@ def _offline() -> bool:
 
 
 TOKENIZER_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "subfolder")
-"""``from_pretrained`` arguments that concern the tokenizer's files as much as the model's."""
+"""``from_pretrained`` arguments that concern the tokenizer's files as much as the
+model's."""
 
 
 def load_backbone(
@@ -342,14 +350,17 @@ def load_backbone(
     """Load a frozen chat model.
 
     Args:
-        name: None or "embedded" for the shipped SmolLM2-135M-Instruct; "tiny" for a random
+        name: None or "embedded" for the shipped SmolLM2-135M-Instruct; "tiny" for a
+        random
             test model; a hub id, a local model folder, or a ``.gguf`` file path.
         device: "cpu", "cuda", ...; default CUDA when available. Ignored when
             ``device_map`` or ``quantization_config`` places the model.
-        dtype: default bfloat16 on GPUs with native bfloat16, else float16; float32 on CPU
+        dtype: default bfloat16 on GPUs with native bfloat16, else float16; float32 on
+        CPU
             (``torch_dtype`` is accepted too).
         trust_remote_code: passed to transformers; off by default on purpose.
-        **from_pretrained_kwargs: passed to ``AutoModelForCausalLM.from_pretrained`` for a
+        **from_pretrained_kwargs: passed to ``AutoModelForCausalLM.from_pretrained``
+        for a
             hub id or folder: ``device_map``, ``revision``, ``quantization_config``,
             ``attn_implementation``, ... (``revision``, ``cache_dir``, ``token``,
             ``local_files_only`` and ``subfolder`` reach the tokenizer too).
@@ -362,7 +373,8 @@ def load_backbone(
         dtype = dtype or kwargs.pop("torch_dtype")
     if kwargs and (name in (None, "embedded", "tiny") or str(name).endswith(".gguf")):
         raise ValueError(
-            f"from_pretrained arguments {sorted(kwargs)} apply to a hub id or a model folder, "
+            f"from_pretrained arguments {sorted(kwargs)} apply to a hub id or a model "
+            "folder, "
             f"not to {name or 'the embedded model'!r}"
         )
     if name == "tiny":
@@ -390,10 +402,13 @@ def load_backbone(
             if Path(name).is_dir():
                 raise
             raise ModelNotFoundError(
-                f"{name!r} is not a local folder and could not be loaded as a Hugging Face hub id: it is not in "
+                f"{name!r} is not a local folder and could not be loaded as a Hugging "
+                "Face hub id: it is not in "
                 f"the local cache and the hub could not provide it "
-                f"({'HF_HUB_OFFLINE is set' if _offline() else 'no network, or no such repo'}). "
-                f"Download it where there is a network (huggingface-cli download {name}) or pass a local "
+                f"({'HF_HUB_OFFLINE is set' if _offline() else 'no network'}"
+                f"{'' if _offline() else ', or no such repo'}). "
+                "Download it where there is a network (huggingface-cli download "
+                f"{name}) or pass a local "
                 f"folder"
             ) from err
         if (

@@ -1,4 +1,5 @@
-"""The model card of a steering-token folder: the README.md that ``save_pretrained`` writes.
+"""The model card of a steering-token folder: the README.md that ``save_pretrained``
+writes.
 
 It says what the vectors are for (model id, embedding fingerprint, behaviors), how each
 token was trained (read from the training record each token carries), how often it
@@ -18,8 +19,8 @@ import html
 import itertools
 import json
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import yaml
 from huggingface_hub import ModelCardData
@@ -29,7 +30,8 @@ from steerlib.model.backbone import EMBEDDED_ID
 from steerlib.tasks import behaviors as B
 
 LIBRARY = "steerlib"
-"""The card's ``library_name``: how a folder's README.md is recognised as one steerlib wrote."""
+"""The card's ``library_name``: how a folder's README.md is recognised as one steerlib
+wrote."""
 _REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 STAMP = "<!-- steerlib card sha256:{} -->"
 """The card's last line: a digest of the text above it, so that a card someone edited
@@ -72,23 +74,29 @@ def model_card(
         "",
         f"# Steering tokens for {_text(base)}",
         "",
-        f"{len(names)} steering tokens made with steerlib {__version__}. Each is one {int(meta['hidden_size'])}-dim "
-        "vector in the model's input-embedding space that takes the place of a word after the question; "
+        f"{len(names)} steering tokens made with steerlib {__version__}. Each is one "
+        f"{int(meta['hidden_size'])}-dim "
+        "vector in the model's input-embedding space that takes the place of a word "
+        "after the question; "
         "`<and>`, where present, composes behavior tokens (arXiv 2601.05062).",
         "",
         "| | |",
         "|---|---|",
         f"| model | {_code_cell(model_id)} |",
-        f"| embedding fingerprint | {_code_cell(meta['fingerprint'])} (loading checks it) |",
+        f"| embedding fingerprint | {_code_cell(meta['fingerprint'])} (loading checks "
+        "it) |",
         f"| tokens | {listed} |",
         "",
         "## How each token was trained",
         "",
-        "Stage 1 distils a behavior token from the model's answers under the behavior's instruction; "
-        "stage 2 trains `<and>` on pairs of frozen behavior tokens. The pass rate is the share of held-out "
+        "Stage 1 distils a behavior token from the model's answers under the "
+        "behavior's instruction; "
+        "stage 2 trains `<and>` on pairs of frozen behavior tokens. The pass rate is "
+        "the share of held-out "
         "prompts whose answer, with the token alone, passed the behavior's verifier.",
         "",
-        "| token | stage | init | targets | steps x batch | lr | CE weight | final loss | pass rate |",
+        "| token | stage | init | targets | steps x batch | lr | CE weight | final "
+        "loss | pass rate |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name in names:
@@ -118,8 +126,9 @@ def model_card(
 
 
 def _py(value) -> str:
-    """``value`` as a Python string literal (a JSON string is one: every quote, backslash
-    and control character escaped), so that nothing in it runs when the snippet is pasted."""
+    """``value`` as a Python string literal (a JSON string is one: every quote,
+    backslash and control character escaped), so that nothing in it runs when the
+    snippet is pasted."""
     return json.dumps(str(value))
 
 
@@ -128,7 +137,8 @@ def _sha(text: str) -> str:
 
 
 def _text(value) -> str:
-    """``value`` as inert markdown text on one line: HTML escaped, table pipes escaped."""
+    """``value`` as inert markdown text on one line: HTML escaped, table pipes
+    escaped."""
     one = " ".join(str(value).split())
     return html.escape(one, quote=False).replace("|", "\\|")
 
@@ -172,13 +182,17 @@ def card_state(path: Path) -> CardState:
 
 
 def _row(name: str, info: dict, rate: tuple[float, int] | None) -> str:
-    """One table row from a token's training record ('-' where the record says nothing)."""
+    """One table row from a token's training record ('-' where the record says
+    nothing)."""
     cfg = info.get("config", {})
     targets = info.get("target_source", "-")
     if "n_targets" in info:
         targets = f"{targets} ({info['n_targets']})"
     if info.get("stage") == 2 and "variant" in info:
-        targets += f", trained on {info['variant']}, L_orth weight {info.get('orth_weight', '-')}"
+        targets += (
+            f", trained on {info['variant']}, "
+            f"L_orth weight {info.get('orth_weight', '-')}"
+        )
     steps = (
         f"{info['steps']} x {cfg['batch_size']}"
         if "steps" in info and "batch_size" in cfg

@@ -31,8 +31,8 @@ transformers' ``generate`` instead (``spliceable``).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
@@ -57,12 +57,13 @@ GREEDY_FIELDS = frozenset(
 )
 """The ``GenerationConfig`` fields this loop honours or that greedy decoding ignores
 (sampling parameters). A config that sets anything else (stop strings, a minimum length,
-banned words, ...) needs transformers' logits processors and goes through ``generate``."""
+banned words, ...) needs transformers' logits processors and goes through
+``generate``."""
 
 PREFILL_PROMPTS = 16
 """Prompts read per forward when slots fill. Prompts come sorted by length, and 16 of
-them pad less than 64 would, while 16 prompts of 20-50 tokens are still GEMMs of hundreds
-of rows."""
+them pad less than 64 would, while 16 prompts of 20-50 tokens are still GEMMs of
+hundreds of rows."""
 
 
 def is_plain_greedy(cfg) -> bool:
@@ -81,8 +82,9 @@ cache, where ``DynamicLayer`` copies it every step)."""
 
 
 def spliceable(model) -> bool:
-    """Whether ``model``'s cache is made of plain ``DynamicLayer``s, whose rows and columns
-    this loop may rearrange (a sliding-window layer keeps its own bookkeeping)."""
+    """Whether ``model``'s cache is made of plain ``DynamicLayer``s, whose rows and
+    columns this loop may rearrange (a sliding-window layer keeps its own
+    bookkeeping)."""
     return all(
         type(layer) is DynamicLayer
         for layer in DynamicCache(config=model.config).layers
@@ -91,7 +93,8 @@ def spliceable(model) -> bool:
 
 @dataclass
 class _Read:
-    """Prompts just read: their cache, attention mask, last positions and next-token logits."""
+    """Prompts just read: their cache, attention mask, last positions and next-token
+    logits."""
 
     cache: Cache
     mask: torch.Tensor
@@ -99,23 +102,24 @@ class _Read:
     logits: torch.Tensor
 
     @staticmethod
-    def of(out, mask: torch.Tensor, positions: torch.Tensor) -> "_Read":
+    def of(out, mask: torch.Tensor, positions: torch.Tensor) -> _Read:
         return _Read(out.cache, mask, positions[:, -1:], out.logits[:, -1])
 
 
 class _Prefix:
-    """The start every prompt shares, computed once and read by every prefill whose prompts
-    all begin with it: they feed the model only what follows it, over its keys and values
-    repeated for each row. Found in the first prefill's prompts."""
+    """The start every prompt shares, computed once and read by every prefill whose
+    prompts all begin with it: they feed the model only what follows it, over its keys
+    and values repeated for each row. Found in the first prefill's prompts."""
 
     def __init__(self, embeds: torch.Tensor, cache: Cache) -> None:
         self.embeds = embeds
         self.layers = [(layer.keys, layer.values) for layer in cache.layers]
 
     @staticmethod
-    def find(model, batch: Batch) -> "_Prefix | None":
-        """The longest start all of ``batch``'s prompts share, leaving each at least one token
-        of its own; None when there is none or the layout restricts attention."""
+    def find(model, batch: Batch) -> _Prefix | None:
+        """The longest start all of ``batch``'s prompts share, leaving each at least
+        one token of its own; None when there is none or the layout restricts
+        attention."""
         if batch.prefill_mask is not None or len(batch.attention_mask) < 2:
             return None
         rows = _real_rows(batch)
@@ -139,7 +143,8 @@ class _Prefix:
         return _Prefix(embeds, out.cache)
 
     def read(self, model, batch: Batch) -> _Read | None:
-        """``batch``'s prompts read after this prefix; None unless all of them begin with it."""
+        """``batch``'s prompts read after this prefix; None unless all of them begin
+        with it."""
         length = len(self.embeds)
         rows = _real_rows(batch)
         if batch.prefill_mask is not None or any(
@@ -194,19 +199,19 @@ def _pad_left(t: torch.Tensor, width: int, dim: int) -> torch.Tensor:
 
 
 class _BufferLayer(DynamicLayer):
-    """One layer's keys and values in buffers of ``(slots, heads, capacity, head_dim)``; the
-    model sees the columns ``[start, end)`` of its ``_Slots``, and a step writes column ``end``."""
+    """One layer's keys and values in buffers of ``(slots, heads, capacity,
+    head_dim)``; the model sees the columns ``[start, end)`` of its ``_Slots``, and a
+    step writes column ``end``."""
 
-    def __init__(
-        self, keys: torch.Tensor, values: torch.Tensor, slots: "_Slots"
-    ) -> None:
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, slots: _Slots) -> None:
         super().__init__()
         self.key_buffer, self.value_buffer, self.slots = keys, values, slots
         self.is_initialized, self.device = True, keys.device
         self.show()
 
     def show(self) -> None:
-        """Point ``keys``/``values`` (what ``get_seq_length`` and the model read) at the window."""
+        """Point ``keys``/``values`` (what ``get_seq_length`` and the model read) at
+        the window."""
         start, end = self.slots.start, self.slots.end
         self.keys, self.values = (
             self.key_buffer[:, :, start:end],
@@ -226,9 +231,9 @@ class _BufferLayer(DynamicLayer):
 
 
 class _Slots:
-    """The rows in flight: a cache, mask and next position per slot, and which prompt each
-    slot answers (-1: free). Columns ``[start, end)`` hold every live row's tokens; each row's
-    own tokens end at column ``end - 1``."""
+    """The rows in flight: a cache, mask and next position per slot, and which prompt
+    each slot answers (-1: free). Columns ``[start, end)`` hold every live row's
+    tokens; each row's own tokens end at column ``end - 1``."""
 
     def __init__(self, read: _Read, slots: int, room: int) -> None:
         first = read.cache.layers[0].keys
@@ -260,7 +265,8 @@ class _Slots:
         return [s for s, p in enumerate(self.prompt) if p >= 0]
 
     def place(self, slots: list[int], prompts: list[int], read: _Read) -> None:
-        """Write prompts just read into free ``slots``: their cache ends at column ``end - 1``."""
+        """Write prompts just read into free ``slots``: their cache ends at column
+        ``end - 1``."""
         width = read.mask.shape[1]
         self._room(before=width, after=0)
         index = torch.tensor(slots, device=self.mask.device)
@@ -286,8 +292,9 @@ class _Slots:
             self._show()
 
     def shrink(self) -> None:
-        """Keep only the live rows (no prompt is waiting to take the free ones): they move up
-        to the buffers' first rows, in place, and the buffers become views of those rows."""
+        """Keep only the live rows (no prompt is waiting to take the free ones): they
+        move up to the buffers' first rows, in place, and the buffers become views of
+        those rows."""
         live = self.live()
         tensors = [
             t for layer in self.layers for t in (layer.key_buffer, layer.value_buffer)
@@ -327,9 +334,9 @@ class _Slots:
         self._show()
 
     def _room(self, before: int, after: int) -> None:
-        """Make ``end >= before`` and ``end + after <= capacity``: move the window within the
-        buffers, or into larger ones when it does not fit (rare: it spans one prompt and its
-        answer)."""
+        """Make ``end >= before`` and ``end + after <= capacity``: move the window
+        within the buffers, or into larger ones when it does not fit (rare: it spans
+        one prompt and its answer)."""
         capacity = self.mask.shape[1]
         if self.end >= before and self.end + after <= capacity:
             return
@@ -376,12 +383,13 @@ def greedy(
     eos: Sequence[int],
     done: Callable[[int], None] | None = None,
 ) -> list[list[int]]:
-    """Greedy answers to prompts ``0 .. n-1``, taken in that order, at most ``slots`` at a time.
+    """Greedy answers to prompts ``0 .. n-1``, taken in that order, at most ``slots``
+    at a time.
 
-    ``prefill(indices)`` embeds those prompts as one left-padded ``Batch``. Each answer is
-    its token ids, ending with its end token when it ended before ``max_new_tokens``.
-    ``done(k)`` is called when ``k`` more answers are complete (a progress bar). The model's
-    cache must be ``spliceable``.
+    ``prefill(indices)`` embeds those prompts as one left-padded ``Batch``. Each answer
+    is its token ids, ending with its end token when it ended before ``max_new_tokens``.
+    ``done(k)`` is called when ``k`` more answers are complete (a progress bar). The
+    model's cache must be ``spliceable``.
     """
     ends = set(eos)
     answers: list[list[int]] = [[] for _ in range(n)]

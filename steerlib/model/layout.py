@@ -29,9 +29,9 @@ was trained and as it always has.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Sequence
 
 import torch
 
@@ -83,7 +83,7 @@ class Layout:
         return {**dataclasses.asdict(self), "positions": self.positions.value}
 
     @classmethod
-    def from_dict(cls, data: dict | None) -> "Layout":
+    def from_dict(cls, data: dict | None) -> Layout:
         """A layout from token-file metadata; none recorded is the paper's layout."""
         if not data:
             return cls()

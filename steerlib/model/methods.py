@@ -11,15 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import random
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import (
-    ClassVar,
-    ContextManager,
-    Iterator,
-    Protocol,
-    Sequence,
-    runtime_checkable,
-)
+from typing import ClassVar, Protocol, runtime_checkable
 
 from steerlib.model.generate import Request, SteeredModel
 from steerlib.model.layout import Layout
@@ -50,7 +45,8 @@ def instructions_for(names: Sequence[str], rng: random.Random | None) -> str:
 
 @runtime_checkable
 class SteeringMethod(Protocol):
-    """What ``evaluate`` asks of a way to steer: prompt methods and model-changing baselines alike.
+    """What ``evaluate`` asks of a way to steer: prompt methods and model-changing
+    baselines alike.
 
     For a combination's ordered behavior ``names``: ``request`` is the prompt,
     ``context`` the model to generate it with (entered around the generation and undone
@@ -74,7 +70,7 @@ class SteeringMethod(Protocol):
 
     def context(
         self, sm: SteeredModel, names: Sequence[str]
-    ) -> ContextManager[SteeredModel]: ...
+    ) -> AbstractContextManager[SteeredModel]: ...
 
 
 @dataclass(frozen=True)
@@ -84,7 +80,8 @@ class Method:
 
     ``joiner`` is the token between behavior tokens (None = concatenation);
     ``tokens=False`` uses no steering tokens; ``instructions`` appends the text;
-    ``layout`` reads the tokens in other places than their own (``steerlib.model.layout``).
+    ``layout`` reads the tokens in other places than their own
+    (``steerlib.model.layout``).
 
     >>> Method("and").request("Why?", ("french", "sentences_1"))
     Request(question='Why?', slots=('french', 'and', 'sentences_1'), instructions='')
@@ -138,7 +135,8 @@ class Method:
 
     @contextlib.contextmanager
     def context(self, sm: SteeredModel, names: Sequence[str]) -> Iterator[SteeredModel]:
-        """The model for every combination: ``sm``, with the vocabulary's " and" for native_and."""
+        """The model for every combination: ``sm``, with the vocabulary's " and" for
+        native_and."""
         yield self.prepare(sm)
 
 

@@ -15,10 +15,10 @@ import json
 import logging
 import re
 import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -33,10 +33,10 @@ from steerlib.errors import (
     TokensNotFoundError,
     UnknownNameError,
 )
-from steerlib.model.layout import DEFAULT as DEFAULT_LAYOUT
-from steerlib.model.layout import Layout
 from steerlib.model.backbone import Backbone
 from steerlib.model.card import CardState, card_state, model_card
+from steerlib.model.layout import DEFAULT as DEFAULT_LAYOUT
+from steerlib.model.layout import Layout
 from steerlib.storage import save_safetensors, storage_errors, write_text
 
 log = logging.getLogger("steerlib")
@@ -285,7 +285,7 @@ class SteeringTokens:
                 revision=revision,
                 allow_patterns=[WEIGHTS_FILE, CARD_FILE],
             )
-        except Exception as err:  # noqa: BLE001 - any failure to fetch: offline, no repo, DNS
+        except Exception as err:
             raise TokensNotFoundError(
                 f"{nothing_here}, and the Hub could not provide a repo of that name "
                 f"({type(err).__name__}: {one_line(err)[:120]}); check the folder's name, "

@@ -1,5 +1,5 @@
-"""The study: its steps (``pipeline``), reports, ablations, curves, the capable-pairs study,
-figures and the book's helpers.
+"""The study: its steps (``pipeline``), reports, ablations, curves, the capable-pairs
+study, figures and the book's helpers.
 
 ``st.study.<name>`` is the pipeline's ``<name>`` (``st.study.reproduce``,
 ``st.study.train_all_behaviors``): once any module of this package is imported, Python

@@ -24,9 +24,9 @@ tables can be rebuilt, and an interrupted run resumes.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -89,7 +89,8 @@ RECIPE = {
     "lambda": "lambda=0.5",
     "variant": "trained on 2",
 }
-"""Per ablation, the setting that is the paper's recipe (what every other one is tested against)."""
+"""Per ablation, the setting that is the paper's recipe (what every other one is tested
+against)."""
 
 
 PAPER_UNSEEN = {
@@ -117,8 +118,9 @@ def label(v: Setting) -> str:
 
 @dataclass(frozen=True)
 class Protocol:
-    """Where the ablations are tested: the combinations, prompts per ordering and records
-    file of the 2-behavior ablations (``pairs``) and of the "variant" ablation (``triples``)."""
+    """Where the ablations are tested: the combinations, prompts per ordering and
+    records file of the 2-behavior ablations (``pairs``) and of the "variant" ablation
+    (``triples``)."""
 
     name: str
     pairs: tuple[tuple[str, ...], ...]
@@ -128,18 +130,21 @@ class Protocol:
     records: str = "records.jsonl"
     study_labels: bool = False
     """Record the recipe and concatenation under the composition study's method names
-    ("and", "concat"): with the shipped ``<and>`` (the recipe under this preset) they are
-    the very generations the capable-pairs study made, so they are not made twice."""
+    ("and", "concat"): with the shipped ``<and>`` (the recipe under this preset) they
+    are the very generations the capable-pairs study made, so they are not made
+    twice."""
 
     def label(self, v: Setting, recipe: bool) -> str:
-        """The records label of ``v`` (``recipe``: its ``<and>`` is the preset's own)."""
+        """The records label of ``v`` (``recipe``: its ``<and>`` is the preset's
+        own)."""
         if self.study_labels and (v.method == "concat" or recipe):
             return v.method
         return label(v)
 
 
 def paper_protocol(preset: Preset) -> Protocol:
-    """The main composition table's sampled combinations and prompts (paper's protocol)."""
+    """The main composition table's sampled combinations and prompts (paper's
+    protocol)."""
     combos = preset.composition_combos()
     return Protocol(
         "paper",
@@ -151,10 +156,11 @@ def paper_protocol(preset: Preset) -> Protocol:
 
 
 def capable_protocol(preset: Preset, pairs: Sequence[tuple[str, str]]) -> Protocol:
-    """The capable pairs (``capable.choose``) on ``eval.n_ablation`` prompts per ordering
-    (default ``eval.n_capable``: the study's first prompts, so every test is paired); the
-    "variant" ablation on triples whose three pairs are all capable (at most
-    ``eval.n_combos_3`` per split, drawn like the main table's), on as many prompts."""
+    """The capable pairs (``capable.choose``) on ``eval.n_ablation`` prompts per
+    ordering (default ``eval.n_capable``: the study's first prompts, so every test is
+    paired); the "variant" ablation on triples whose three pairs are all capable (at
+    most ``eval.n_combos_3`` per split, drawn like the main table's), on as many
+    prompts."""
     chosen = {frozenset(p) for p in pairs}
 
     def capable_triple(c: tuple[str, ...]) -> bool:
@@ -211,17 +217,19 @@ def run_ablations(
     cached_only: bool = False,
     protocol: Protocol | None = None,
 ) -> pd.DataFrame:
-    """Train and evaluate every setting of the chosen ablations; one metrics row per split.
+    """Train and evaluate every setting of the chosen ablations; one metrics row per
+    split.
 
     ``tokens`` must hold the behavior tokens (an ``<and>`` in it is ignored). The
     "variant" ablation is tested on ``protocol.triples``, the others on its pairs
     (default: ``paper_protocol``); records go to ``out / protocol.records``.
     ``cached_only`` trains and generates nothing: it reports the settings whose
-    records are already complete in ``out`` (e.g. the committed ones) and skips the rest;
-    ``train_s`` (the seconds a setting's ``<and>`` took to train) is then read from the
-    setting's vector where there is one. Each ``<and>`` setting at hand (trained, or in the
-    artifacts cache) is saved once to ``out/ablation_tokens/<protocol>-<label>.safetensors``,
-    to be committed with the records.
+    records are already complete in ``out`` (e.g. the committed ones) and skips the
+    rest; ``train_s`` (the seconds a setting's ``<and>`` took to train) is then read
+    from the setting's vector where there is one. Each ``<and>`` setting at hand
+    (trained, or in the artifacts cache) is saved once to
+    ``out/ablation_tokens/<protocol>-<label>.safetensors``, to be committed with the
+    records.
     """
     unknown = set(which) - set(ABLATIONS)
     if unknown:
@@ -232,7 +240,8 @@ def run_ablations(
     protocol = protocol or paper_protocol(preset)
     behaviors = tokens.subset([n for n in tokens.names if n != "and"])
     path = out / protocol.records
-    if cached_only:  # records of this model, these prompts and settings (the vectors are not at hand)
+    # records of this model, these prompts and settings (the vectors are not at hand)
+    if cached_only:
         done = read_records(
             path,
             model=bb.fingerprint,
@@ -393,17 +402,18 @@ def paired_vs_recipe(table: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame
 
 
 def beside_paper(tests: pd.DataFrame) -> pd.DataFrame:
-    """Each setting's paired difference from the recipe (``paired_vs_recipe``) beside the
-    paper's (``PAPER_UNSEEN``), per split.
+    """Each setting's paired difference from the recipe (``paired_vs_recipe``) beside
+    the paper's (``PAPER_UNSEEN``), per split.
 
-    ``diff`` is setting minus recipe in points on the paired generations, with a 95% Wald
-    interval for a paired difference of proportions, sqrt(b + c - (b - c)^2 / n) / n for
-    the discordant counts b, c. The verdict asks whether the paper's difference is
+    ``diff`` is setting minus recipe in points on the paired generations, with a 95%
+    Wald interval for a paired difference of proportions, sqrt(b + c - (b - c)^2 / n) /
+    n for the discordant counts b, c. The verdict asks whether the paper's difference is
     compatible with ours: "agrees" (it lies inside our interval and ours is significant,
     p < 0.05, in the same direction), "compatible" (inside our interval, ours not
     significant: this n cannot tell the two apart), "differs" (outside our interval), or
-    "no paper number". The paper's numbers are for unseen pairs on a 4B model, so the seen
-    rows compare another split and every row another model: a guide, not a replication test.
+    "no paper number". The paper's numbers are for unseen pairs on a 4B model, so the
+    seen rows compare another split and every row another model: a guide, not a
+    replication test.
     """
     rows = []
     for _, r in tests.iterrows():

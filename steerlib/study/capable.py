@@ -23,8 +23,8 @@ intervals overlap.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -53,9 +53,9 @@ from steerlib.train.compose import CAPABLE_RATE, passing_pairs
 log = logging.getLogger("steerlib")
 
 TOKEN_ALONE = "and"
-"""The method name of a token's single-behavior records in this study. With one behavior the
-"and" method has no ``<and>`` to insert and renders the token alone; the committed records
-carry this name, so it stays."""
+"""The method name of a token's single-behavior records in this study. With one
+behavior the "and" method has no ``<and>`` to insert and renders the token alone; the
+committed records carry this name, so it stays."""
 SINGLE_OF = {"concat": TOKEN_ALONE, "native_and": TOKEN_ALONE}
 """The single-behavior method whose rate a composition method is compared with: with
 one behavior, concatenation and native " and" are the token alone (``TOKEN_ALONE``);
@@ -72,13 +72,15 @@ TESTS = (
 def selection_questions(
     validation: ValidationConfig | None, limit: int | None = None
 ) -> list[str]:
-    """Validation questions for pair selection (at most ``limit``): the val split without
-    the ones that chose each token's training step (those are biased upward by that choice)."""
+    """Validation questions for pair selection (at most ``limit``): the val split
+    without the ones that chose each token's training step (those are biased upward by
+    that choice)."""
     val = P.load("val")
     used = validation.n_questions if validation is not None else 0
     if used >= len(val):
         raise ValueError(
-            f"no validation questions left for pair selection ({used} of {len(val)} choose steps)"
+            f"no validation questions left for pair selection ({used} of {len(val)} "
+            "choose steps)"
         )
     return val[used:][:limit]
 
@@ -92,8 +94,9 @@ def single_rate(records: pd.DataFrame) -> pd.Series:
 def select_pairs(
     val_rates: pd.Series, threshold: float = CAPABLE_RATE
 ) -> list[tuple[str, str]]:
-    """Every compatible cross-category pair (registry order) whose two behaviors each pass
-    ``threshold`` on validation (``val_rates``: behavior -> rate, validation records only)."""
+    """Every compatible cross-category pair (registry order) whose two behaviors each
+    pass ``threshold`` on validation (``val_rates``: behavior -> rate, validation
+    records only)."""
     return passing_pairs(B.combinations(2, "all"), val_rates.get, threshold)
 
 
@@ -109,7 +112,8 @@ def _single_method(method: str) -> str:
 
 
 def retention(pairs: pd.DataFrame, singles: pd.DataFrame) -> pd.DataFrame:
-    """Per method, split and behavior: its pass rate inside the pairs against alone (in %)."""
+    """Per method, split and behavior: its pass rate inside the pairs against alone (in
+    %)."""
     inside = behavior_pass_rates(pairs, by=("method", "split")).rename(
         columns={"pass_rate": "in_pair", "n": "n_pair"}
     )
@@ -155,7 +159,7 @@ def efficiency(
     rows = []
     for (method, split), g in pairs.groupby(["method", "split"]):
 
-        def of_prompts(draw: np.ndarray) -> float:
+        def of_prompts(draw: np.ndarray, g=g, method=method) -> float:
             sub = resample(g, draw)
             return (
                 _efficiency(sub, alone_of(resample(singles, draw)), method)
@@ -181,7 +185,8 @@ def paired_tests(
 ) -> pd.DataFrame:
     """``stats.paired_test`` (exact McNemar on identical prompt-orderings) for each
     comparison and split where both methods were run; ``a_rate``/``b_rate`` in %.
-    Default: ``TESTS``, then ``<and>`` against every other method recorded (the baselines)."""
+    Default: ``TESTS``, then ``<and>`` against every other method recorded (the
+    baselines)."""
     if comparisons is None:
         others = (
             sorted(set(records["method"]) - set(COMPOSITION_METHODS))
@@ -271,12 +276,14 @@ def study_records(
     keep_recorded: Sequence[str] = (),
 ) -> tuple[pd.Series, list[tuple], pd.DataFrame, pd.DataFrame]:
     """The study's generations, resumable (records in ``out``): ``choose``, then every
-    selected pair under ``methods`` and each of their behaviors alone on ``eval.n_capable``
-    test prompts (pairs in ``capable_records.jsonl``, singles in ``single_records.jsonl``). Returns (validation rates, selected pairs, pair records, single
-    records); the records are empty when no pair qualified. Writes no report, so the book
-    reads the committed records through it without changing a file. ``keep_recorded``:
-    methods not in ``methods`` whose records in ``out`` join the returned ones as they are
-    (``recorded``), so the baselines' committed rows are read without their weights."""
+    selected pair under ``methods`` and each of their behaviors alone on
+    ``eval.n_capable`` test prompts (pairs in ``capable_records.jsonl``, singles in
+    ``single_records.jsonl``). Returns (validation rates, selected pairs, pair records,
+    single records); the records are empty when no pair qualified. Writes no report, so
+    the book reads the committed records through it without changing a file.
+    ``keep_recorded``: methods not in ``methods`` whose records in ``out`` join the
+    returned ones as they are (``recorded``), so the baselines' committed rows are read
+    without their weights."""
     ev = preset.eval
     val_rates, selected = choose(bb, tokens, preset, out, threshold)
     if not selected:
@@ -285,8 +292,9 @@ def study_records(
     kw = dict(max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, seed=ev.seed)
     test = P.load("test", limit=ev.n_capable)
     single_methods = list(dict.fromkeys(SINGLE_OF.get(_name(m), m) for m in methods))
-    # one records file for every single-behavior generation: where the single-behavior table
-    # asked the same (method, behavior, prompt) with the same vectors, its record is reused
+    # one records file for every single-behavior generation: where the single-behavior
+    # table asked the same (method, behavior, prompt) with the same vectors, its record
+    # is reused
     singles = evaluate(
         sm,
         single_methods,
@@ -313,10 +321,11 @@ def recorded(
     methods: Sequence[str],
     model: str,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The pair and single records of ``methods`` that the study already made in ``out`` for
-    ``selected``, with this model and the preset's prompts and generation settings;
-    generates nothing. The book shows the baselines this way: their weights stay in the
-    artifacts cache (not committed), and their generations do not depend on the tokens."""
+    """The pair and single records of ``methods`` that the study already made in
+    ``out`` for ``selected``, with this model and the preset's prompts and generation
+    settings; generates nothing. The book shows the baselines this way: their weights
+    stay in the artifacts cache (not committed), and their generations do not depend on
+    the tokens."""
     ev = preset.eval
     kw = dict(
         model=model,
@@ -345,7 +354,8 @@ def run(
 ) -> dict[str, pd.DataFrame]:
     """The whole study, resumable: ``study_records``, then the report (``write_report``)
     and the retention figure. ``methods`` may include baselines (Method objects).
-    ``keep_recorded`` (``study_records``): a run without the baselines keeps their rows."""
+    ``keep_recorded`` (``study_records``): a run without the baselines keeps their
+    rows."""
     from steerlib.study import plots
 
     val_rates, selected, pairs, singles = study_records(

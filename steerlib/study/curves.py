@@ -8,9 +8,9 @@ set where the curves have stopped rising. Only validation questions are read.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 
@@ -43,9 +43,10 @@ def measure(
     out: Path | None = None,
     progress: bool | None = None,
 ) -> pd.DataFrame:
-    """Train each behavior of ``names`` for ``max_steps`` (cached, resumable) and return its
-    validation curve: one row per (behavior, step) with the pass rate and the training
-    loss at that step. With ``out``, also writes ``validation_curves.csv`` there."""
+    """Train each behavior of ``names`` for ``max_steps`` (cached, resumable) and
+    return its validation curve: one row per (behavior, step) with the pass rate and
+    the training loss at that step. With ``out``, also writes ``validation_curves.csv``
+    there."""
     rows = []
     for name in names:
         tokens = train_behavior_token(

@@ -1,11 +1,13 @@
-"""Where a study's results go, keyed by what made them: the preset's config and the model.
+"""Where a study's results go, keyed by what made them: the preset's config and the
+model.
 
-``results/<name>/`` in the checkout holds a shipped preset's results made with exactly that
-preset (every field) and its own model; any other run gets a folder of its own under the
-git-ignored artifacts, named by its config hash (and model), and says so in one log line
-(``$STEERLIB_RESULTS`` replaces the artifacts' results folder). ``check_out`` guards a
-folder the user names (``--out``): one that holds another run's records is refused.
-The roots themselves (project checkout, artifacts) are ``steerlib.paths``'s.
+``results/<name>/`` in the checkout holds a shipped preset's results made with exactly
+that preset (every field) and its own model; any other run gets a folder of its own
+under the git-ignored artifacts, named by its config hash (and model), and says so in
+one log line (``$STEERLIB_RESULTS`` replaces the artifacts' results folder).
+``check_out`` guards a folder the user names (``--out``): one that holds another run's
+records is refused. The roots themselves (project checkout, artifacts) are
+``steerlib.paths``'s.
 """
 
 from __future__ import annotations
@@ -26,31 +28,33 @@ from steerlib.presets import SHIPPED_PRESETS, check_preset_name, presets
 log = logging.getLogger("steerlib")
 
 _told: set[Path] = set()
-"""Folders whose "results go to" line this process has logged (said once, not per step)."""
+"""Folders whose "results go to" line this process has logged (said once, not per
+step)."""
 
 
 def is_preset_itself(preset) -> bool:
-    """True when ``preset`` equals the named preset of its name in every field (no ``--set``
-    changed it); a preset of another name is never one."""
+    """True when ``preset`` equals the named preset of its name in every field (no
+    ``--set`` changed it); a preset of another name is never one."""
     return preset.name in presets.NAMES and preset == presets.get(preset.name)
 
 
 def results_dir(preset, model=None) -> Path:
     """Tables, figures and generation records of a preset's run with ``model``.
 
-    ``preset`` is a ``Preset`` or a preset's name (validated: ``config.check_preset_name``;
-    a name means that preset as it ships); ``model`` the ``Backbone`` the run uses, or None
-    for the preset's own model (the caller vouches for it). A folder belongs to one config
-    and one model, so that nothing a run does replaces the records of another run: a
-    record of another model or settings in the folder would be taken as stale and made
-    again.
+    ``preset`` is a ``Preset`` or a preset's name (validated:
+    ``config.check_preset_name``; a name means that preset as it ships); ``model`` the
+    ``Backbone`` the run uses, or None for the preset's own model (the caller vouches
+    for it). A folder belongs to one config and one model, so that nothing a run does
+    replaces the records of another run: a record of another model or settings in the
+    folder would be taken as stale and made again.
 
-    * ``results/<name>/`` (committed: the cpu preset's) is written only by a shipped preset
-      (cpu, colab, paper), unchanged, running its own model.
+    * ``results/<name>/`` (committed: the cpu preset's) is written only by a shipped
+      preset (cpu, colab, paper), unchanged, running its own model.
     * A preset changed by ``--set`` (even ``--set name=cpu`` on the smoke preset) gets
-      ``<name>--<config hash>``, another model (``--model``) ``--<model id>-<fingerprint>``
-      after that, both under the git-ignored artifacts folder; the smoke preset itself
-      (tests, CI) gets ``smoke`` there. A run never leaves files a checkout shows as changed.
+      ``<name>--<config hash>``, another model (``--model``) ``--<model
+      id>-<fingerprint>`` after that, both under the git-ignored artifacts folder; the
+      smoke preset itself (tests, CI) gets ``smoke`` there. A run never leaves files a
+      checkout shows as changed.
 
     ``$STEERLIB_RESULTS`` holds every non-committed folder when it is set (and the
     committed ones too, so a test or a scratch run can redirect everything).
@@ -85,8 +89,8 @@ def results_dir(preset, model=None) -> Path:
 
 
 def committed_owner(folder: Path) -> str | None:
-    """The shipped preset whose committed results ``folder`` is (``results/<name>`` of the
-    checkout), else None."""
+    """The shipped preset whose committed results ``folder`` is (``results/<name>`` of
+    the checkout), else None."""
     root = (paths.project_root() / "results").resolve()
     folder = folder.resolve()
     if folder.parent == root and folder.name in SHIPPED_PRESETS:
@@ -97,12 +101,12 @@ def committed_owner(folder: Path) -> str | None:
 def check_out(out: str | Path, preset, model, overwrite: bool = False) -> Path:
     """``out``, a results folder the user named, unless it holds another run's results.
 
-    Refused with a ``ForeignFileError`` (one line naming the folder and the way out) when
-    ``out`` is the committed ``results/<name>`` of a shipped preset and this run is not that
-    preset, unchanged, on its own model; or when a records file there (``*.jsonl``) or its
-    ``tokens.safetensors`` was made with another model (fingerprint) or another
-    ``max_new_tokens``. ``overwrite=True`` (``--overwrite``) lets the run replace them.
-    Checked before any work, so a refusal costs nothing.
+    Refused with a ``ForeignFileError`` (one line naming the folder and the way out)
+    when ``out`` is the committed ``results/<name>`` of a shipped preset and this run
+    is not that preset, unchanged, on its own model; or when a records file there
+    (``*.jsonl``) or its ``tokens.safetensors`` was made with another model
+    (fingerprint) or another ``max_new_tokens``. ``overwrite=True`` (``--overwrite``)
+    lets the run replace them. Checked before any work, so a refusal costs nothing.
     """
     out = Path(out)
     if overwrite:
@@ -130,7 +134,8 @@ def check_out(out: str | Path, preset, model, overwrite: bool = False) -> Path:
         if made.get("max_new_tokens") not in (None, preset.eval.max_new_tokens):
             raise ForeignFileError(
                 f"{path} holds records of another config (max_new_tokens "
-                f"{made['max_new_tokens']}, not {preset.eval.max_new_tokens}): {way_out}"
+                f"{made['max_new_tokens']}, not {preset.eval.max_new_tokens}): "
+                f"{way_out}"
             )
     return out
 
@@ -158,8 +163,9 @@ def _made_with(folder: Path):
 
 def preset_args(preset) -> str:
     """The command-line arguments that make ``preset``: ``--preset <name>``, and a
-    ``--set FIELD=VALUE`` for each field that differs from the named preset's, so that the
-    "Made by" line of a table says what made it, not only which preset it started from."""
+    ``--set FIELD=VALUE`` for each field that differs from the named preset's, so that
+    the "Made by" line of a table says what made it, not only which preset it started
+    from."""
     base_name = preset.name if preset.name in presets.NAMES else None
     if base_name is None:  # --set name=...: which preset it started from is unknown
         return f"--set name={preset.name} (config {config_hash(preset)})"

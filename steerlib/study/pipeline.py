@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 
@@ -59,8 +59,9 @@ def train_all_behaviors(
 
 
 def token_label(preset: Preset, name: str) -> str:
-    """The records label of ``name``'s token: its target variant, its step count where that
-    differs from the preset's, and "+val" when validation chose its step (``records_label``)."""
+    """The records label of ``name``'s token: its target variant, its step count where
+    that differs from the preset's, and "+val" when validation chose its step
+    (``records_label``)."""
     cfg = preset.stage1_config(name)
     variant = preset.target_source(name)
     return records_label(
@@ -70,17 +71,19 @@ def token_label(preset: Preset, name: str) -> str:
 
 
 def records_label(label: str, cfg: TrainConfig) -> str:
-    """``label`` + "+val" for a validation-guided token. A token's held-out records are stored
-    as ``token:<label>``, and ``evaluate`` replaces a record of the same label made with
-    other vectors; the suffix keeps the records of fixed-step tokens (the target comparison
-    of the shipped results) apart from those of validation-guided ones."""
+    """``label`` + "+val" for a validation-guided token. A token's held-out records are
+    stored as ``token:<label>``, and ``evaluate`` replaces a record of the same label
+    made with other vectors; the suffix keeps the records of fixed-step tokens (the
+    target comparison of the shipped results) apart from those of validation-guided
+    ones."""
     return f"{label}+val" if cfg.validation is not None else label
 
 
 def load_tokens(bb: Backbone, preset: Preset, retrain: bool = False) -> SteeringTokens:
-    """Behavior tokens and <and> for this preset: trained (or loaded from the caches and the
-    shipped file, which hold exactly what this preset's training would produce), read in
-    the preset's layout (``<and>`` trained in it: stage 2 reads its behavior tokens there)."""
+    """Behavior tokens and <and> for this preset: trained (or loaded from the caches
+    and the shipped file, which hold exactly what this preset's training would
+    produce), read in the preset's layout (``<and>`` trained in it: stage 2 reads its
+    behavior tokens there)."""
     tokens = train_all_behaviors(bb, preset, retrain=retrain).with_layout(preset.layout)
     return train_composition_token(bb, tokens, preset.stage2, retrain=retrain)
 
@@ -91,7 +94,8 @@ def teacher_compliance(
     """Share of answers that pass each behavior's verifier when asked by instruction.
 
     This is the ceiling a token distilled from the model's own answers starts from. The
-    generations are the 'instruction' records of the single-behavior table (same prompts).
+    generations are the 'instruction' records of the single-behavior table (same
+    prompts).
     """
     out = out or results_dir(preset, bb)
     ev = preset.eval
@@ -124,8 +128,8 @@ def single_behavior_eval(
     variants: Sequence[str] = (),
     recorded_variants: bool = False,
 ) -> pd.DataFrame:
-    """The single-behavior table: pass rate per behavior for each method (paper Table 9 shape);
-    ``single_behavior_records`` pivoted by ``single_table``."""
+    """The single-behavior table: pass rate per behavior for each method (paper Table 9
+    shape); ``single_behavior_records`` pivoted by ``single_table``."""
     return single_table(
         single_behavior_records(bb, tokens, preset, out, variants, recorded_variants),
         variants,
@@ -133,7 +137,8 @@ def single_behavior_eval(
 
 
 def single_table(records: pd.DataFrame, variants: Sequence[str] = ()) -> pd.DataFrame:
-    """Pass rate (%) per behavior (rows) and method (columns) of ``single_behavior_records``."""
+    """Pass rate (%) per behavior (rows) and method (columns) of
+    ``single_behavior_records``."""
     table = (
         records.assign(ok=100 * records["ok"])
         .pivot_table(index="combo", columns="method", values="ok")
@@ -152,15 +157,17 @@ def single_behavior_records(
     variants: Sequence[str] = (),
     recorded_variants: bool = False,
 ) -> pd.DataFrame:
-    """Every held-out generation behind the single-behavior table, one record per prompt.
+    """Every held-out generation behind the single-behavior table, one record per
+    prompt.
 
-    Methods: plain, instruction, token (each behavior's token in ``tokens``), hybrid, and
-    one column per target variant in ``variants`` (e.g. "filtered": tokens trained on
-    filtered targets; empty where too few targets survive). Token generations are
+    Methods: plain, instruction, token (each behavior's token in ``tokens``), hybrid,
+    and one column per target variant in ``variants`` (e.g. "filtered": tokens trained
+    on filtered targets; empty where too few targets survive). Token generations are
     recorded under ``token:<variant>`` in ``targets_records.jsonl``, shared with
     ``targets_comparison``, so a token is evaluated once for both tables.
     ``recorded_variants`` reads the variant columns from those records alone (see
-    ``recorded_token_records``): the variant tokens need not be at hand, and nothing is trained.
+    ``recorded_token_records``): the variant tokens need not be at hand, and nothing is
+    trained.
     """
     questions = P.load("test", limit=preset.eval.n_single)
     kw = dict(
@@ -199,7 +206,8 @@ def single_behavior_records(
 def variant_token(
     bb: Backbone, preset: Preset, name: str, variant: str
 ) -> SteeringTokens:
-    """``<name>`` trained with the preset's stage-1 config under one target variant (cached).
+    """``<name>`` trained with the preset's stage-1 config under one target variant
+    (cached).
 
     Raises TooFewTargetsError when the variant's source leaves too few targets.
     """
@@ -211,8 +219,8 @@ def variant_token(
 def variant_records(
     bb: Backbone, preset: Preset, name: str, variant: str, out: Path
 ) -> pd.DataFrame | None:
-    """The held-out records of ``variant_token``, or None (with a warning) when its source
-    leaves too few targets to train on."""
+    """The held-out records of ``variant_token``, or None (with a warning) when its
+    source leaves too few targets to train on."""
     try:
         tokens = variant_token(bb, preset, name, variant)
     except TooFewTargetsError as err:
@@ -224,16 +232,16 @@ def variant_records(
 def recorded_token_records(
     preset: Preset, name: str, variant: str, out: Path
 ) -> pd.DataFrame | None:
-    """The recorded held-out generations of ``<name>`` trained on ``variant`` targets, read
-    from ``targets_records.jsonl`` without the token's vector (so their stamps cannot be
-    checked against it); None when no record of it exists ("too few targets": nothing was
-    trained). A partial set, or records of other prompts, is an error.
+    """The recorded held-out generations of ``<name>`` trained on ``variant`` targets,
+    read from ``targets_records.jsonl`` without the token's vector (so their stamps
+    cannot be checked against it); None when no record of it exists ("too few targets":
+    nothing was trained). A partial set, or records of other prompts, is an error.
 
-    This is how the book and ``reproduce`` show the filtered column of the single-behavior
-    table: those tokens are not shipped (only each behavior's chosen token is), their
-    records are. ``variant`` is the records label as written: the committed target
-    comparison's tokens trained a fixed number of steps, so their label is the bare
-    variant (validation-guided ones carry "+val", ``records_label``).
+    This is how the book and ``reproduce`` show the filtered column of the
+    single-behavior table: those tokens are not shipped (only each behavior's chosen
+    token is), their records are. ``variant`` is the records label as written: the
+    committed target comparison's tokens trained a fixed number of steps, so their
+    label is the bare variant (validation-guided ones carry "+val", ``records_label``).
     """
     questions = P.load("test", limit=preset.eval.n_single)
     path = out / "targets_records.jsonl"
@@ -254,8 +262,10 @@ def recorded_token_records(
         or mine["prompt"].tolist() != questions
     ):
         raise ValueError(
-            f"{path} holds {len(mine)} 'token:{variant}' records of <{name}>, not one for each of the "
-            f"{len(questions)} test prompts of the {preset.name} preset: regenerate them with "
+            f"{path} holds {len(mine)} 'token:{variant}' records of <{name}>, not one "
+            "for each of the "
+            f"{len(questions)} test prompts of the {preset.name} preset: regenerate "
+            "them with "
             f"`python -m steerlib targets-compare --preset {preset.name}`"
         )
     return mine
@@ -264,7 +274,8 @@ def recorded_token_records(
 def token_records(
     bb: Backbone, tokens: SteeringTokens, variant: str, preset: Preset, out: Path
 ) -> pd.DataFrame:
-    """Held-out generations of the one behavior token in ``tokens``, recorded as ``token:<variant>``."""
+    """Held-out generations of the one behavior token in ``tokens``, recorded as
+    ``token:<variant>``."""
     (name,) = tokens.names
     return evaluate(
         SteeredModel(bb, tokens),
@@ -284,7 +295,8 @@ def targets_comparison(
     out: Path,
     variants: Sequence[str] = tuple(TARGET_POLICIES),
 ) -> pd.DataFrame:
-    """Instruction compliance next to tokens trained on each target variant, per behavior.
+    """Instruction compliance next to tokens trained on each target variant, per
+    behavior.
 
     Each token is trained with the preset's stage-1 config and only the target source
     (and CE weight) changed; pass rates on the same held-out prompts with 95% Wilson
@@ -343,8 +355,9 @@ def targets_comparison(
 
 
 def best_variants(table: pd.DataFrame) -> dict[str, str]:
-    """Per behavior of a ``targets_comparison`` table, the token variant with the highest
-    pass rate; a tie goes to the earlier (simpler) variant in ``TARGET_POLICIES`` order."""
+    """Per behavior of a ``targets_comparison`` table, the token variant with the
+    highest pass rate; a tie goes to the earlier (simpler) variant in
+    ``TARGET_POLICIES`` order."""
     tokens = table[table["method"].isin(list(TARGET_POLICIES))].dropna(
         subset=["pass_rate"]
     )
@@ -423,7 +436,8 @@ def recorded_composition(
 
     ``reproduce`` without ``--baselines`` keeps the baselines' rows this way: their
     generations do not depend on the tokens, so retrained tokens leave them valid (they
-    stay the baselines as they were trained when recorded). Empty when none were recorded.
+    stay the baselines as they were trained when recorded). Empty when none were
+    recorded.
     """
     ev = preset.eval
     rows = read_records(
@@ -451,15 +465,16 @@ CAA_ALPHAS = (1.0, 3.0, 6.0)
 
 
 def caa_sweep(bb: Backbone, caa, preset: Preset, out: Path, name: str = "caa_sweep"):
-    """CAA with the layer and alpha that pass most of its single behaviors on validation questions.
+    """CAA with the layer and alpha that pass most of its single behaviors on
+    validation questions.
 
     Validation questions are training-split questions the CAA vectors were not averaged
-    over (the first ``eval.n_prompts`` of them); the layers tried are the paper's relative
-    depth and four layers either side. Writes the sweep to ``<name>.md`` and its
-    generations to ``<name>_records.jsonl`` (another ``name`` for a sweep over another set
-    of behaviors, so that the two sweeps keep their own records: vectors extracted again,
-    e.g. under another thread count, differ in their last bits and would make the other
-    sweep's records stale) and returns CAA at the best setting.
+    over (the first ``eval.n_prompts`` of them); the layers tried are the paper's
+    relative depth and four layers either side. Writes the sweep to ``<name>.md`` and
+    its generations to ``<name>_records.jsonl`` (another ``name`` for a sweep over
+    another set of behaviors, so that the two sweeps keep their own records: vectors
+    extracted again, e.g. under another thread count, differ in their last bits and
+    would make the other sweep's records stale) and returns CAA at the best setting.
     """
     from steerlib.baselines import CAAConfig, sweep
     from steerlib.baselines.caa import default_layer, extraction_questions
@@ -495,11 +510,12 @@ def preset_baselines(
     out: Path,
     sweep_name: str = "caa_sweep",
 ) -> dict:
-    """The baselines in ``which`` for ``names``, trained as this preset trains them: LM-Steer
-    and LoRA with each behavior token's own stage-1 config (same targets, CE weight and
-    steps; at their own lr where ``preset.baseline_lr`` gives one), CAA at the layer and
-    alpha its sweep over ``names`` picks on validation questions (``caa_sweep``, written
-    to ``<sweep_name>.md``). Cached and resumable like the tokens."""
+    """The baselines in ``which`` for ``names``, trained as this preset trains them:
+    LM-Steer and LoRA with each behavior token's own stage-1 config (same targets, CE
+    weight and steps; at their own lr where ``preset.baseline_lr`` gives one), CAA at
+    the layer and alpha its sweep over ``names`` picks on validation questions
+    (``caa_sweep``, written to ``<sweep_name>.md``). Cached and resumable like the
+    tokens."""
     from steerlib.baselines import train_baselines
 
     baselines = train_baselines(
@@ -522,12 +538,12 @@ def capable_baselines(
     out: Path,
     which: Sequence[str],
 ) -> list:
-    """The baselines in ``which`` for the behaviors of the capable pairs (``capable.choose``),
-    CAA at the layer and alpha its sweep over those behaviors alone picks
-    (``capable_caa_sweep.md``), their costs in ``capable_baselines.md``; [] when no pair
-    qualified. ``reproduce --baselines`` and ``capable --baselines`` both call it, so the two
-    commands record the same baseline rows on the capable pairs (a sweep over all behaviors
-    may pick another CAA setting)."""
+    """The baselines in ``which`` for the behaviors of the capable pairs
+    (``capable.choose``), CAA at the layer and alpha its sweep over those behaviors
+    alone picks (``capable_caa_sweep.md``), their costs in ``capable_baselines.md``; []
+    when no pair qualified. ``reproduce --baselines`` and ``capable --baselines`` both
+    call it, so the two commands record the same baseline rows on the capable pairs (a
+    sweep over all behaviors may pick another CAA setting)."""
     from steerlib.study import capable
 
     _, selected = capable.choose(bb, tokens, preset, out)
@@ -549,18 +565,19 @@ def reproduce(
 ) -> dict:
     """Stage 1, stage 2, evaluation, tables and figures; resumable. Returns the tables.
 
-    Writes into ``out`` (default ``folders.results_dir(preset, its model)``): teacher_compliance.md,
-    single_behavior.md, composition.md/.csv, pair_heatmap.png, the generation records,
-    where the preset has validation settings the capable-pairs study (capable_pairs.md/.csv,
-    capable_tests.csv, capable_retention.csv/.png; ``steerlib.study.capable``),
-    with ``with_baselines`` also caa_sweep.md and baselines.md (training seconds and
-    settings of each baseline; on the capable pairs ``capable_baselines``' files), and
-    timings.json (this run's seconds per stage, which are small for cached stages;
-    ``stage1_token_seconds``, what training the behavior tokens cost when they were
-    trained; and peak memory).
+    Writes into ``out`` (default ``folders.results_dir(preset, its model)``):
+    teacher_compliance.md, single_behavior.md, composition.md/.csv, pair_heatmap.png,
+    the generation records, where the preset has validation settings the capable-pairs
+    study (capable_pairs.md/.csv, capable_tests.csv, capable_retention.csv/.png;
+    ``steerlib.study.capable``), with ``with_baselines`` also caa_sweep.md and
+    baselines.md (training seconds and settings of each baseline; on the capable pairs
+    ``capable_baselines``' files), and timings.json (this run's seconds per stage,
+    which are small for cached stages; ``stage1_token_seconds``, what training the
+    behavior tokens cost when they were trained; and peak memory).
 
     An ``out`` that holds another model's or config's results is refused before any work
-    (``folders.check_out``) unless ``overwrite=True``; baselines are checked by name first.
+    (``folders.check_out``) unless ``overwrite=True``; baselines are checked by name
+    first.
     """
     from steerlib.baselines import BASELINES, check_names
 
@@ -583,7 +600,8 @@ def reproduce(
 
     tokens = train_all_behaviors(bb, preset)
     lap("stage1")
-    # what training the tokens cost when they were trained (this run may have loaded them)
+    # what training the tokens cost when they were trained (this run may have loaded
+    # them)
     timings["stage1_token_seconds"] = round(
         sum(tokens.info[n].get("seconds", 0.0) for n in tokens.names), 1
     )

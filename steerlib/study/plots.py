@@ -1,4 +1,5 @@
-"""The figures the book shows. Each function takes tables steerlib computed and returns a Figure.
+"""The figures the book shows. Each function takes tables steerlib computed and returns
+a Figure.
 
 Importing this module changes no global setting: matplotlib picks its backend as usual
 (inline in a notebook, a non-interactive one on a machine without a display). Scripts
@@ -30,8 +31,8 @@ def validation_curves(
     chosen: dict[str, int] | None = None,
     title: str = "validation pass rate while training",
 ) -> plt.Figure:
-    """Validation pass rate (%) against step, one line per behavior (``curves.measure``);
-    ``chosen`` marks the step each token kept."""
+    """Validation pass rate (%) against step, one line per behavior
+    (``curves.measure``); ``chosen`` marks the step each token kept."""
     fig, ax = plt.subplots(figsize=(6.4, 3.4))
     for name, rows in table.groupby("behavior", sort=False):
         (line,) = ax.plot(
@@ -66,8 +67,9 @@ def validation_curves(
 def token_validation(
     info: dict, name: str, title: str | None = None
 ) -> plt.Figure | None:
-    """The validation curve a trained token carries in its metadata (``info["validation"]``),
-    the step it kept starred; None for a token trained without validation."""
+    """The validation curve a trained token carries in its metadata
+    (``info["validation"]``), the step it kept starred; None for a token trained
+    without validation."""
     record = info.get("validation")
     if not record:
         return None
@@ -84,8 +86,9 @@ def token_validation(
 def retention(
     table: pd.DataFrame, title: str = "each behavior inside its capable pairs vs alone"
 ) -> plt.Figure:
-    """Pass rate (%) of each behavior inside the pairs (bars) against its rate alone under
-    the same method (markers), per method (``capable.retention``), seen and unseen pairs pooled."""
+    """Pass rate (%) of each behavior inside the pairs (bars) against its rate alone
+    under the same method (markers), per method (``capable.retention``), seen and
+    unseen pairs pooled."""
     pooled = table.assign(k=table["in_pair"] / 100 * table["n_pair"]).groupby(
         ["method", "behavior"], as_index=False
     )
@@ -214,8 +217,9 @@ def rate_dots(
     hi: str = "hi",
     title: str = "pass rate",
 ) -> plt.Figure:
-    """One line per ``row`` (behaviors), one dot per method with its 95% interval: many rows
-    and a few methods stay readable at the text column's width, where grouped bars do not."""
+    """One line per ``row`` (behaviors), one dot per method with its 95% interval: many
+    rows and a few methods stay readable at the text column's width, where grouped bars
+    do not."""
     rows = list(dict.fromkeys(table[row]))
     methods = list(dict.fromkeys(table["method"]))
     fig, ax = plt.subplots(figsize=(7, 0.8 + 0.34 * len(rows)))
@@ -265,9 +269,9 @@ def cosine_heatmap(cos: pd.DataFrame, title: str = "cosine similarity") -> plt.F
 
 
 def pca_scatter(points: pd.DataFrame) -> plt.Figure:
-    """PCA of steering tokens over a grey vocabulary cloud: left, the whole cloud; right,
-    the steering tokens close up, each named in a column of labels beside the points
-    (in the points' vertical order, joined by thin lines), so that tokens of one
+    """PCA of steering tokens over a grey vocabulary cloud: left, the whole cloud;
+    right, the steering tokens close up, each named in a column of labels beside the
+    points (in the points' vertical order, joined by thin lines), so that tokens of one
     category, which sit together, stay legible. Legend below the axes."""
     fig, (whole, zoom) = plt.subplots(
         1, 2, figsize=(9, 5.6), gridspec_kw={"width_ratios": [1, 1.5]}

@@ -1,4 +1,5 @@
-"""The study's tables and figures: what ``steerlib.study.pipeline`` leaves in a results folder.
+"""The study's tables and figures: what ``steerlib.study.pipeline`` leaves in a results
+folder.
 
 Each function takes a table the study computed and writes it, with a caption saying
 what it shows and which command made it, as markdown (and CSV or PNG where the book
@@ -9,8 +10,8 @@ from __future__ import annotations
 
 import json
 import resource
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 
@@ -39,21 +40,29 @@ def teacher_compliance(
     write_md(
         out / "teacher_compliance.md",
         table,
-        f"Instruction compliance (%) of {model_id}: {ev.n_single} test prompts per behavior, greedy, "
-        f"{ev.max_new_tokens} new tokens. Made by `python -m steerlib teacher-compliance {preset_args(preset)}`.",
+        f"Instruction compliance (%) of {model_id}: {ev.n_single} test prompts per "
+        "behavior, greedy, "
+        f"{ev.max_new_tokens} new tokens. Made by `python -m steerlib "
+        f"teacher-compliance {preset_args(preset)}`.",
     )
 
 
 def single_behavior(out: Path, table: pd.DataFrame, preset: Preset) -> None:
-    """The single-behavior table, its ``variant`` column naming what each token trained on."""
+    """The single-behavior table, its ``variant`` column naming what each token trained
+    on."""
     write_md(
         out / "single_behavior.md",
         table.reset_index(),
-        f"Pass rate (%) per behavior, {preset.eval.n_single} held-out prompts each, greedy, "
-        f"{preset.eval.max_new_tokens} new tokens. token: the behavior token, trained on the target "
-        f"variant named in the last column ({_budget(preset.stage1)} unless it says otherwise); "
-        f"filtered: the filtered-target token of the target comparison (targets_comparison.md), read "
-        f"from its records (empty where fewer than {preset.stage1.targets.min_kept} targets passed). "
+        f"Pass rate (%) per behavior, {preset.eval.n_single} held-out prompts each, "
+        "greedy, "
+        f"{preset.eval.max_new_tokens} new tokens. token: the behavior token, trained "
+        "on the target "
+        f"variant named in the last column ({_budget(preset.stage1)} unless it says "
+        "otherwise); "
+        "filtered: the filtered-target token of the target comparison "
+        "(targets_comparison.md), read "
+        f"from its records (empty where fewer than {preset.stage1.targets.min_kept} "
+        "targets passed). "
         f"Made by `python -m steerlib reproduce {preset_args(preset)}`.",
     )
 
@@ -64,16 +73,19 @@ def _budget(cfg) -> str:
         return f"for {cfg.steps} steps"
     v = cfg.validation
     return (
-        f"at most {cfg.steps} steps, keeping the step with the best pass rate on {v.n_questions} validation "
-        f"questions scored every {v.every} steps, stopping after {v.patience} scores without improvement"
+        f"at most {cfg.steps} steps, keeping the step with the best pass rate on "
+        f"{v.n_questions} validation "
+        f"questions scored every {v.every} steps, stopping after {v.patience} scores "
+        "without improvement"
     )
 
 
 def tokens_folder(
     out: Path, tokens: SteeringTokens, single: pd.DataFrame, preset: Preset
 ) -> Path:
-    """``tokens.safetensors`` and its model card (README.md), with each token's pass rate
-    alone from the single-behavior table: ``out`` loads with ``SteeringTokens.from_pretrained``."""
+    """``tokens.safetensors`` and its model card (README.md), with each token's pass
+    rate alone from the single-behavior table: ``out`` loads with
+    ``SteeringTokens.from_pretrained``."""
     rates = {
         name: (rate, preset.eval.n_single)
         for name, rate in single["token"].dropna().items()
@@ -86,16 +98,20 @@ def tokens_folder(
 
 
 def composition(out: Path, table: pd.DataFrame) -> None:
-    """composition.csv and .md (the metrics table) and pair_heatmap.png (from records.jsonl)."""
+    """composition.csv and .md (the metrics table) and pair_heatmap.png (from
+    records.jsonl)."""
     from steerlib.study import plots
 
     distributed.main_only(table.to_csv, out / "composition.csv", index=False)
     write_md(
         out / "composition.md",
         format_metrics(table),
-        "Composition accuracy (%), mean over orderings [95% Wilson interval]; best ordering; order "
-        "variance [bootstrap interval over combinations]; combinations and generations per cell. "
-        "Baseline rows (caa, lm_steer, lora_dare) are their recorded generations when `reproduce` ran "
+        "Composition accuracy (%), mean over orderings [95% Wilson interval]; best "
+        "ordering; order "
+        "variance [bootstrap interval over combinations]; combinations and generations "
+        "per cell. "
+        "Baseline rows (caa, lm_steer, lora_dare) are their recorded generations when "
+        "`reproduce` ran "
         "without --baselines; baselines.md says how they were trained.",
     )
     fig = plots.pair_heatmap(
@@ -105,8 +121,8 @@ def composition(out: Path, table: pd.DataFrame) -> None:
 
 
 def timings(out: Path, seconds: dict[str, float]) -> dict[str, float]:
-    """timings.json: the given seconds per stage, their total, and this process's peak memory.
-    Returns what it wrote (``seconds`` itself is left as it was)."""
+    """timings.json: the given seconds per stage, their total, and this process's peak
+    memory. Returns what it wrote (``seconds`` itself is left as it was)."""
     written = {
         **seconds,
         "total": round(
@@ -123,12 +139,15 @@ def timings(out: Path, seconds: dict[str, float]) -> dict[str, float]:
 
 
 def baselines(out: Path, baselines: dict, name: str = "baselines") -> None:
-    """<name>.md: training seconds per behavior and baseline, and each one's settings."""
+    """<name>.md: training seconds per behavior and baseline, and each one's
+    settings."""
     write_md(
         out / f"{name}.md",
         baseline_costs(baselines).reset_index(),
-        "Seconds each baseline took to train per behavior, as recorded when it was trained (cached "
-        "ones keep their first run's time); LM-Steer and LoRA train for the steps of the behavior's "
+        "Seconds each baseline took to train per behavior, as recorded when it was "
+        "trained (cached "
+        "ones keep their first run's time); LM-Steer and LoRA train for the steps of "
+        "the behavior's "
         "token. Settings: "
         + "; ".join(
             f"{m.name} {json.dumps(baseline_settings(m))}" for m in baselines.values()
@@ -147,7 +166,8 @@ def baseline_costs(baselines: dict) -> pd.DataFrame:
 
 
 def baseline_settings(method) -> dict:
-    """What shapes a baseline's steering at generation: its settings, and how LoRA merges."""
+    """What shapes a baseline's steering at generation: its settings, and how LoRA
+    merges."""
     meta = method.metadata()
     return {k: v for k, v in meta["settings"].items() if k != "name"} | meta.get(
         "merge", {}
@@ -161,8 +181,8 @@ def ablations(
     tests: pd.DataFrame,
     paper: pd.DataFrame,
 ) -> None:
-    """ablations.md (the metrics per setting, the McNemar tests against the recipe and the
-    comparison with the paper's numbers) and ablations.csv (the metrics, with each
+    """ablations.md (the metrics per setting, the McNemar tests against the recipe and
+    the comparison with the paper's numbers) and ablations.csv (the metrics, with each
     ``<and>`` variant's training seconds)."""
     distributed.main_only(write_text, out / "ablations.csv", table.to_csv(index=False))
     cols = [
@@ -176,19 +196,23 @@ def ablations(
         "train_s",
     ]
     lines = [
-        f"Ablations of `<and>` ({protocol} protocol; `python -m steerlib ablations`). Mean accuracy (%) "
-        "[95% Wilson]; `train_s`: seconds the variant's `<and>` took to train, as recorded when it was "
+        f"Ablations of `<and>` ({protocol} protocol; `python -m steerlib ablations`). "
+        "Mean accuracy (%) "
+        "[95% Wilson]; `train_s`: seconds the variant's `<and>` took to train, as "
+        "recorded when it was "
         "trained.",
         "",
         table[cols].round(1).to_markdown(index=False),
         "",
-        "**Each setting against the recipe: exact McNemar on the same prompts and orderings**",
+        "**Each setting against the recipe: exact McNemar on the same prompts and "
+        "orderings**",
         "",
         tests.round({"setting %": 1, "recipe %": 1, "p": 4}).to_markdown(index=False)
         if len(tests)
         else "none",
         "",
-        "**Beside the paper** (setting minus recipe, points, 95% paired interval; the paper's "
+        "**Beside the paper** (setting minus recipe, points, 95% paired interval; the "
+        "paper's "
         "difference is Qwen3-4B, unseen pairs)",
         "",
         paper.round({"diff": 1, "lo": 1, "hi": 1, "p": 4, "paper diff": 1}).to_markdown(
@@ -205,8 +229,10 @@ def caa_sweep(path: Path, table: pd.DataFrame, n_questions: int) -> None:
     write_md(
         path,
         (table.set_index(["layer", "alpha"]) * 100).round(1).reset_index(),
-        f"CAA pass rate (%) per single behavior on {n_questions} validation questions for every layer "
-        f"and alpha tried, best mean first; the first row is the setting the composition table uses.",
+        f"CAA pass rate (%) per single behavior on {n_questions} validation questions "
+        "for every layer "
+        "and alpha tried, best mean first; the first row is the setting the "
+        "composition table uses.",
     )
 
 
@@ -232,12 +258,18 @@ def targets_comparison(
     write_md(
         out / "targets_comparison.md",
         wide.reset_index(),
-        f"Pass rate (%) [95% Wilson interval], {ev.n_single} held-out prompts per cell, greedy, "
-        f"{ev.max_new_tokens} new tokens: the model's instruction compliance, and a token per target "
-        f"variant, all trained with the `{preset.name}` preset's stage-1 config. A language has no "
-        f"transform: its constructed targets are its filtered ones (constructed+ce: filtered plus the CE "
-        f"term). 'too few targets': fewer than {preset.stage1.targets.min_kept} survived, nothing trained. "
-        f"Made by `python -m steerlib targets-compare {preset_args(preset)}`; every row, with notes, is "
+        f"Pass rate (%) [95% Wilson interval], {ev.n_single} held-out prompts per "
+        "cell, greedy, "
+        f"{ev.max_new_tokens} new tokens: the model's instruction compliance, and a "
+        "token per target "
+        f"variant, all trained with the `{preset.name}` preset's stage-1 config. A "
+        "language has no "
+        "transform: its constructed targets are its filtered ones (constructed+ce: "
+        "filtered plus the CE "
+        f"term). 'too few targets': fewer than {preset.stage1.targets.min_kept} "
+        "survived, nothing trained. "
+        f"Made by `python -m steerlib targets-compare {preset_args(preset)}`; every "
+        "row, with notes, is "
         f"in targets_comparison.csv.",
     )
 
@@ -245,9 +277,11 @@ def targets_comparison(
 def selection_lines(
     val_rates: pd.Series, selected: Sequence[tuple], threshold: float
 ) -> list[str]:
-    """The capable-pairs report's head: which pairs were chosen, from which validation rates."""
+    """The capable-pairs report's head: which pairs were chosen, from which validation
+    rates."""
     return [
-        f"Pairs chosen on validation questions (each behavior's token alone >= {100 * threshold:.0f}%):",
+        "Pairs chosen on validation questions (each behavior's token alone >= "
+        f"{100 * threshold:.0f}%):",
         ", ".join(f"{a}+{b} ({split_of((a, b))})" for a, b in selected)
         or "none qualified",
         "",
@@ -279,9 +313,9 @@ def capable_pairs(
     threshold: float,
     extra: Sequence[str] = (),
 ) -> None:
-    """``capable_pairs.md`` (selection, joint rates and efficiency, McNemar tests, retention,
-    then the ``extra`` lines) and ``capable_pairs.csv``, ``capable_retention.csv``,
-    ``capable_tests.csv`` (the study's tables)."""
+    """``capable_pairs.md`` (selection, joint rates and efficiency, McNemar tests,
+    retention, then the ``extra`` lines) and ``capable_pairs.csv``,
+    ``capable_retention.csv``, ``capable_tests.csv`` (the study's tables)."""
     table, ret, tests = report["summary"], report["retention"], report["tests"]
     for name, frame in (
         ("capable_pairs", table),
@@ -304,7 +338,8 @@ def capable_pairs(
         }
     )
     lines = selection_lines(val_rates, selected, threshold) + [
-        "**Joint pass rate (%) [95% Wilson] and efficiency [95% bootstrap over prompts]**",
+        "**Joint pass rate (%) [95% Wilson] and efficiency [95% bootstrap over "
+        "prompts]**",
         "",
         cells.to_markdown(index=False),
         "",
@@ -333,9 +368,9 @@ HEADLINE_METHODS = {
 
 
 def capable_headline(table: pd.DataFrame) -> pd.DataFrame:
-    """The README's headline: joint pass rate (%) [95% Wilson interval] on the seen and unseen
-    capable pairs of ``HEADLINE_METHODS``, from ``capable_pairs.csv`` (tests/test_readme.py
-    checks the README's table against it)."""
+    """The README's headline: joint pass rate (%) [95% Wilson interval] on the seen and
+    unseen capable pairs of ``HEADLINE_METHODS``, from ``capable_pairs.csv``
+    (tests/test_readme.py checks the README's table against it)."""
     rows = table.set_index("method")
     out = {"method": [HEADLINE_METHODS[m] for m in HEADLINE_METHODS]}
     for split, label in (("seen-2", "seen pairs"), ("unseen-2", "unseen pairs")):
@@ -369,16 +404,22 @@ def plan(
     )
     print(
         f"steerlib reproduce --preset {preset.name} -> {out}\n"
-        f"  stage 1: {len(B.names())} behavior tokens, batches of {preset.stage1.batch_size}, "
+        f"  stage 1: {len(B.names())} behavior tokens, batches of "
+        f"{preset.stage1.batch_size}, "
         f"{_budget(preset.stage1)}"
         + "".join(f", <{n}> {k} steps" for n, k in preset.steps.items())
         + " (cached ones are loaded)\n"
-        f"  stage 2: <and>, batches of {preset.stage2.batch_size}, {_budget(preset.stage2)}\n"
-        f"  evaluation: {len(B.names())} behaviors x {ev.n_single} prompts alone; {len(combos)} combinations "
-        f"({n_orders} orderings) x {len(methods)} methods; about {n_gen} generations of "
+        f"  stage 2: <and>, batches of {preset.stage2.batch_size}, "
+        f"{_budget(preset.stage2)}\n"
+        f"  evaluation: {len(B.names())} behaviors x {ev.n_single} prompts alone; "
+        f"{len(combos)} combinations "
+        f"({n_orders} orderings) x {len(methods)} methods; about {n_gen} generations "
+        "of "
         f"<= {ev.max_new_tokens} tokens (cached ones are reused)"
         + (
-            f"\n  baselines: {'all three' if with_baselines is True else ', '.join(with_baselines)}, for every "
+            "\n  baselines: "
+            f"{'all three' if with_baselines is True else ', '.join(with_baselines)}, "
+            "for every "
             f"behavior"
             if with_baselines
             else ""

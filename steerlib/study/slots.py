@@ -1,4 +1,5 @@
-"""Per-place pass rates of a behavior by where its token stands, from records (no generation).
+"""Per-place pass rates of a behavior by where its token stands, from records (no
+generation).
 
 In a composition ``<b1><and><b2>`` each behavior's token (or instruction) stands in a
 place of the ordering: place 1 right after the question, place 2 after ``<b1><and>``
@@ -11,7 +12,7 @@ capable-pairs report (``capable_pairs.md``).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import pandas as pd
 
@@ -26,12 +27,14 @@ PAPER_ORDER_VARIANCE = {
     "and": 5.3,
     "hybrid": 4.4,
 }
-"""The paper's order variance (points) of 2-behavior compositions on Qwen3-8B (its Table 1)."""
+"""The paper's order variance (points) of 2-behavior compositions on Qwen3-8B (its
+Table 1)."""
 
 
 def places(records: pd.DataFrame) -> pd.DataFrame:
-    """One row per (generation, behavior): ``method``, ``k``, ``combo``, ``behavior``, its
-    ``place`` in the ordering (1 = right after the question) and its own verdict ``ok``."""
+    """One row per (generation, behavior): ``method``, ``k``, ``combo``, ``behavior``,
+    its ``place`` in the ordering (1 = right after the question) and its own verdict
+    ``ok``."""
     rows = [
         {
             "method": r["method"],
@@ -95,7 +98,8 @@ def slot_rates(records: pd.DataFrame, pool_categories: bool = True) -> pd.DataFr
 
 
 def slot_pivot(table: pd.DataFrame, methods: Sequence[str]) -> pd.DataFrame:
-    """``slot_rates`` as issue 24's table: one row per behavior, "first / second" per method."""
+    """``slot_rates`` as issue 24's table: one row per behavior, "first / second" per
+    method."""
     table = table[table["method"].isin(methods)]
     cells = table.assign(
         cell=[f"{a:.0f} / {b:.0f}" for a, b in zip(table["first"], table["second"])]
@@ -120,20 +124,25 @@ def slot_lines(
         "lora_dare",
     ),
 ) -> list[str]:
-    """The per-place table and the order variance as markdown lines (``capable_pairs.md``)."""
+    """The per-place table and the order variance as markdown lines
+    (``capable_pairs.md``)."""
     if not len(records):
         return []
     rates = slot_rates(records)
     ov = order_variance(records[records["method"].isin(methods)])
     return [
-        "**Each behavior's own pass rate (%) by the place its token or instruction stands: first / second**",
+        "**Each behavior's own pass rate (%) by the place its token or instruction "
+        "stands: first / second**",
         "",
-        "First = right after the question, where stage 1 trains every token; second = after `<b1><and>` "
-        "(or `<b1>`, or the first instruction). Intervals, gaps and ratios: `position.slot_rates`.",
+        "First = right after the question, where stage 1 trains every token; second = "
+        "after `<b1><and>` "
+        "(or `<b1>`, or the first instruction). Intervals, gaps and ratios: "
+        "`position.slot_rates`.",
         "",
         slot_pivot(rates, methods).to_markdown(index=False),
         "",
-        "**Order variance (points; the largest gap between a pair's two orderings, mean over pairs), "
+        "**Order variance (points; the largest gap between a pair's two orderings, "
+        "mean over pairs), "
         "beside the paper's on Qwen3-8B**",
         "",
         dashes(ov.round(1)).to_markdown(index=False),

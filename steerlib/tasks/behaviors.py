@@ -104,7 +104,8 @@ def compatible(a: str, b: str) -> bool:
 
 
 def _is_seen(combo: tuple[str, ...]) -> bool:
-    """Seen when all members are; format behaviors (json) are left out of the judgement."""
+    """Seen when all members are; format behaviors (json) are left out of the
+    judgement."""
     judged = [n for n in combo if get(n).category != "format"] or combo
     return all(get(n).seen for n in judged)
 
@@ -175,4 +176,5 @@ __all__ = [
     "cache_name",
     "definitions_stamp",
 ]
-"""``st.behaviors``: the built-ins and the registry's names, with the composition rules here."""
+"""``st.behaviors``: the built-ins and the registry's names, with the composition rules
+here."""

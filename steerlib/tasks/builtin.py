@@ -30,7 +30,8 @@ class Behavior:
     name: str
     """Token name, e.g. "french", "words_10_50", "upper_case", "sentences_2", "json"."""
     category: str
-    """"language" | "length" | "case" | "sentences" | "format", or a category of your own."""
+    """"language" | "length" | "case" | "sentences" | "format", or a category of your
+    own."""
     paraphrases: tuple[str, ...]
     """Instructions a user could append after a question (ten for the built-ins); the
     teacher reads one at random per training example."""
@@ -39,19 +40,23 @@ class Behavior:
     checker: Callable[[str], bool] = field(repr=False, compare=False)
     """The verifier: ``text -> bool``."""
     seen: bool = False
-    """True: in the ``<and>`` training pairs. False (the default, and every behavior added
-    after ``<and>`` was trained): held out, so it is tested as an unseen behavior."""
+    """True: in the ``<and>`` training pairs. False (the default, and every behavior
+    added after ``<and>`` was trained): held out, so it is tested as an unseen
+    behavior."""
     transform: Callable[[str], str | None] | None = field(
         default=None, repr=False, compare=False
     )
     """Your own behaviors only: ``plain answer -> an answer that passes the verifier``
-    (None where it cannot), for constructed targets; see :mod:`steerlib.train.transforms`."""
+    (None where it cannot), for constructed targets; see
+    :mod:`steerlib.train.transforms`."""
     conflicts: tuple[str, ...] = ()
-    """Behaviors of other categories it never composes with (same category never does)."""
+    """Behaviors of other categories it never composes with (same category never
+    does)."""
 
     def verify(self, text: str) -> bool:
-        """True when ``text`` satisfies this behavior alone; a checker answering anything but
-        a bool (numpy's counts) raises ``VerifierError`` naming the behavior."""
+        """True when ``text`` satisfies this behavior alone; a checker answering
+        anything but a bool (numpy's counts) raises ``VerifierError`` naming the
+        behavior."""
         return _as_bool(self.name, self.checker(text), text)
 
     def instruction(self, rng: random.Random | None = None) -> str:
@@ -60,7 +65,8 @@ class Behavior:
 
 
 def _as_bool(name: str, out, text: str) -> bool:
-    """A checker's answer as a bool: True/False or numpy's bools, else a VerifierError."""
+    """A checker's answer as a bool: True/False or numpy's bools, else a
+    VerifierError."""
     if isinstance(out, (bool, np.bool_)):
         return bool(out)
     raise VerifierError(
@@ -144,9 +150,11 @@ _CASE_PARAPHRASES = {
         "Start every word of your response with an uppercase letter.",
         "Use title case for your entire answer.",
         "Make each word in your reply begin with a capital letter.",
-        "Your whole response must be in title case, With Every Word Capitalized Like This.",
+        "Your whole response must be in title case, With Every Word Capitalized Like "
+        "This.",
         "Answer with the first letter of every word in uppercase.",
-        "Format your answer in title case, so that each word begins with a capital letter.",
+        "Format your answer in title case, so that each word begins with a capital "
+        "letter.",
         "Respond so that every single word starts with an uppercase letter.",
     ),
 }
@@ -206,7 +214,8 @@ def _length(name: str) -> Behavior:
         category="length",
         paraphrases=tuple(t.format(lo=lo, hi=hi) for t in _LENGTH_TEMPLATES),
         seen=name not in _UNSEEN,
-        rule=f"{lo} <= word count <= {hi}; a word is a whitespace chunk with a letter or digit",
+        rule=f"{lo} <= word count <= {hi}; a word is a whitespace chunk with a letter "
+        "or digit",
         checker=partial(V.words_in_range, lo=lo, hi=hi),
     )
 

@@ -1,5 +1,5 @@
-"""Combinations of behaviors as the evaluation protocol draws them: their orderings, their
-split (seen / unseen, by size), and seeded samples of one split.
+"""Combinations of behaviors as the evaluation protocol draws them: their orderings,
+their split (seen / unseen, by size), and seeded samples of one split.
 
 These depend on the behavior registry only, so a preset (``Preset.composition_combos``)
 and the evaluation both use them without importing each other.
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from steerlib.tasks import behaviors as B
 

@@ -36,10 +36,10 @@ FILE_SUFFIXES = (".jsonl", ".txt")
 def cache_tag(questions: Sequence[str] | None, split: str = "train") -> str:
     """The part of a cache key that names the questions a run trains on.
 
-    '' for the default (None, or exactly the shipped ``split``), so every key made before
-    questions were part of keys, the shipped tokens' included, stays valid; else ``-q``
-    and 12 hex digits of SHA-256 over the question list, so training on other questions
-    never reuses a result made from these.
+    '' for the default (None, or exactly the shipped ``split``), so every key made
+    before questions were part of keys, the shipped tokens' included, stays valid; else
+    ``-q`` and 12 hex digits of SHA-256 over the question list, so training on other
+    questions never reuses a result made from these.
     """
     if questions is None or list(questions) == load(split):
         return ""
@@ -166,14 +166,16 @@ def _load_hf(name: str, split: str, text_field: str | None) -> list[str]:
         from datasets import load_dataset
     except ImportError as err:
         raise ImportError(
-            f"loading the dataset {name!r} needs the datasets package: pip install datasets"
+            f"loading the dataset {name!r} needs the datasets package: pip install "
+            "datasets"
         ) from err
     dataset = load_dataset(name, split=split)
     candidates = (text_field,) if text_field else TEXT_FIELDS
     column = next((c for c in candidates if c in dataset.column_names), None)
     if column is None:
         raise ValueError(
-            f"{name!r} has no column among {candidates}; columns are {dataset.column_names}, "
+            f"{name!r} has no column among {candidates}; columns are "
+            f"{dataset.column_names}, "
             f"pick one with text_field="
         )
     return [text for text in dataset[column] if isinstance(text, str) and text.strip()]

@@ -5,20 +5,20 @@ Your own behaviors (ours): ``register(Behavior(name, category, paraphrases, rule
 checker, transform=...))`` adds one next to the built-ins, ``unregister(name)`` or the
 ``registered(...)`` context manager removes it again. Then:
 
-  * training: ``train_behavior_token(bb, name, cfg)`` trains its token like a built-in's;
-    constructed targets use its ``transform`` (a behavior without one is not
+  * training: ``train_behavior_token(bb, name, cfg)`` trains its token like a
+    built-in's; constructed targets use its ``transform`` (a behavior without one is not
     constructible); its caches are filed under :func:`cache_name`, the name plus a
     digest of its definition, while the built-ins' cache keys stay what they were;
   * seen / unseen: ``seen`` defaults to False. A behavior added after ``<and>`` was
-    trained is, truly, one ``<and>`` never saw, so it composes with the shipped ``<and>``
-    as an unseen behavior and every combination holding it is in the unseen split.
-    ``seen=True`` puts it in ``<and>``'s training pairs (and so changes ``<and>``'s cache
-    key: stage 2 then needs its token and trains a new ``<and>``);
+    trained is, truly, one ``<and>`` never saw, so it composes with the shipped
+    ``<and>`` as an unseen behavior and every combination holding it is in the unseen
+    split. ``seen=True`` puts it in ``<and>``'s training pairs (and so changes
+    ``<and>``'s cache key: stage 2 then needs its token and trains a new ``<and>``);
   * conflicts: the same rules as the built-ins. It never composes with a behavior of its
     own category (a new language in "language" conflicts with French), nor with the
     names listed in its ``conflicts``; a new category conflicts with nothing else;
-  * evaluation and composition: ``behaviors.combinations``, ``behaviors.verify_all`` and the
-    evaluation records include it by name.
+  * evaluation and composition: ``behaviors.combinations``, ``behaviors.verify_all``
+    and the evaluation records include it by name.
 """
 
 from __future__ import annotations
@@ -50,11 +50,12 @@ def names() -> list[str]:
 
 
 def get(name: str) -> Behavior:
-    """The behavior called ``name``; an unknown name is an ``UnknownNameError`` (a KeyError)
-    listing the known ones.
+    """The behavior called ``name``; an unknown name is an ``UnknownNameError`` (a
+    KeyError) listing the known ones.
 
     >>> b = get("sentences_1")
-    >>> b.category, b.seen, b.verify("The sky is blue."), b.verify("It is blue. It is vast.")
+    >>> one, two = "The sky is blue.", "It is blue. It is vast."
+    >>> b.category, b.seen, b.verify(one), b.verify(two)
     ('sentences', True, True, False)
     """
     try:
@@ -111,22 +112,26 @@ with True or False, so a bad checker fails there, not in the middle of an evalua
 
 
 def register(behavior: Behavior, *, new_category: bool = False) -> Behavior:
-    """Add your own behavior; training, composition and evaluation then treat it as a built-in.
+    """Add your own behavior; training, composition and evaluation then treat it as a
+    built-in.
 
-    Checked before anything is added (each failure is a ValueError or TypeError saying what
-    is allowed): the name is a new lower-case identifier (not ``and``); the category is a
-    known one, or ``new_category=True`` (a guard against typos); the paraphrases are
-    non-empty strings (a list is accepted and stored as a tuple); the rule is one line;
-    the checker, tried on a few texts, returns a bool; the transform, if any, returns a
-    string or None; every name in ``conflicts`` is registered. Returns the stored record.
+    Checked before anything is added (each failure is a ValueError or TypeError saying
+    what is allowed): the name is a new lower-case identifier (not ``and``); the
+    category is a known one, or ``new_category=True`` (a guard against typos); the
+    paraphrases are non-empty strings (a list is accepted and stored as a tuple); the
+    rule is one line; the checker, tried on a few texts, returns a bool; the transform,
+    if any, returns a string or None; every name in ``conflicts`` is registered.
+    Returns the stored record.
     """
     if not isinstance(behavior, Behavior):
         raise TypeError(f"register() takes a Behavior, got {type(behavior).__name__}")
     b = behavior
     if not isinstance(b.name, str) or not _NAME.fullmatch(b.name) or b.name in RESERVED:
         raise ValueError(
-            f"behavior name {b.name!r} is not allowed: use lower-case letters, digits and _, "
-            f"starting with a letter or _ (it is written <{b.name}>), and not {sorted(RESERVED)}"
+            f"behavior name {b.name!r} is not allowed: use lower-case letters, digits "
+            "and _, "
+            f"starting with a letter or _ (it is written <{b.name}>), and not "
+            f"{sorted(RESERVED)}"
         )
     if b.name in _REGISTRY:
         kind = "a built-in" if is_builtin(b.name) else "already registered"
@@ -137,7 +142,8 @@ def register(behavior: Behavior, *, new_category: bool = False) -> Behavior:
     known = list(categories())
     if b.category not in known and not new_category:
         raise ValueError(
-            f"unknown category {b.category!r}; known: {', '.join(known)}. To start a new one, "
+            f"unknown category {b.category!r}; known: {', '.join(known)}. To start a "
+            "new one, "
             f"register(..., new_category=True)"
         )
     if not isinstance(b.category, str) or not _NAME.fullmatch(b.category):
@@ -149,7 +155,8 @@ def register(behavior: Behavior, *, new_category: bool = False) -> Behavior:
         isinstance(p, str) and p.strip() for p in paraphrases
     ):
         raise ValueError(
-            f"<{b.name}> needs at least one paraphrase, each a non-empty string; got {b.paraphrases!r}"
+            f"<{b.name}> needs at least one paraphrase, each a non-empty string; got "
+            f"{b.paraphrases!r}"
         )
     if not isinstance(b.rule, str) or not b.rule.strip() or "\n" in b.rule:
         raise ValueError(
@@ -178,16 +185,18 @@ def _probe(name: str, what: str, fn, returns) -> None:
     for text in _PROBES:
         try:
             out = fn(text)
-        except Exception as err:  # noqa: BLE001 - any failure here is the user's function's
+        except Exception as err:
             raise ValueError(
-                f"<{name}>'s {what} raised {type(err).__name__}: {err} on the text {text!r}; "
+                f"<{name}>'s {what} raised {type(err).__name__}: {err} on the text "
+                f"{text!r}; "
                 f"it must accept any string"
             ) from err
         if returns is bool:
             _as_bool(name, out, text)
         elif not isinstance(out, returns):
             raise TypeError(
-                f"<{name}>'s {what} returned {type(out).__name__} ({out!r}) for {text!r}; "
+                f"<{name}>'s {what} returned {type(out).__name__} ({out!r}) for "
+                f"{text!r}; "
                 "it must return a string or None"
             )
 
@@ -243,20 +252,23 @@ def cache_name(name: str) -> str:
 
 
 def definitions_stamp(names: Sequence[str]) -> str:
-    """What a generation record of ``names`` owes to their definitions: the ``cache_name`` of
-    each of your own behaviors among them, joined by "+" ('' when all are built-ins).
+    """What a generation record of ``names`` owes to their definitions: the
+    ``cache_name`` of each of your own behaviors among them, joined by "+" ('' when all
+    are built-ins).
 
     The paraphrases shape an instruction prompt and the checker every verdict, so a
-    behavior registered again under its name with another checker, rule or instruction gets
-    records of its own instead of the old verdicts. A built-in cannot be registered again;
-    its definition changes only with steerlib's code, whose committed records are migrated
-    with it, so it adds nothing (the records of built-ins keep their keys).
+    behavior registered again under its name with another checker, rule or instruction
+    gets records of its own instead of the old verdicts. A built-in cannot be
+    registered again; its definition changes only with steerlib's code, whose committed
+    records are migrated with it, so it adds nothing (the records of built-ins keep
+    their keys).
     """
     return "+".join(cache_name(n) for n in names if not is_builtin(n))
 
 
 def _code(fn) -> str:
-    """A function's source (a partial's function and arguments), or its qualified name."""
+    """A function's source (a partial's function and arguments), or its qualified
+    name."""
     if fn is None:
         return ""
     if isinstance(fn, partial):

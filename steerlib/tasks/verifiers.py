@@ -138,7 +138,8 @@ _CLOSERS = "\"'”’»*_"
 # in answers than a middle initial.
 _INITIALS = re.compile(r"(?:[^\W\d_]\.){2,}")
 _ABBREVIATIONS = frozenset(
-    "mr. mrs. ms. dr. dra. prof. sr. sra. jr. st. vs. cf. ca. approx. fig. nr. bzw.".split()
+    "mr. mrs. ms. dr. dra. prof. sr. sra. jr. st. vs. cf. ca. approx. fig. nr. "
+    "bzw.".split()
 )
 
 

@@ -18,9 +18,9 @@ stopping) is ``steerlib.train.loop.fit``.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, ContextManager, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -76,7 +76,9 @@ def step_loss(
     params: dict[str, torch.Tensor],
     tokens: SteeringTokens | None,
     cfg: TrainConfig,
-    student_context: Callable[[], ContextManager] = contextlib.nullcontext,
+    student_context: Callable[
+        [], contextlib.AbstractContextManager
+    ] = contextlib.nullcontext,
 ) -> torch.Tensor:
     """The distillation loss (plus the optional CE term) for one batch.
 
@@ -108,7 +110,9 @@ def train_vectors(
     *,
     tokens: SteeringTokens | None = None,
     extra_loss: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None,
-    student_context: Callable[[], ContextManager] = contextlib.nullcontext,
+    student_context: Callable[
+        [], contextlib.AbstractContextManager
+    ] = contextlib.nullcontext,
     validate: Validator | None = None,
     checkpoint: Path | None = None,
     desc: str = "train",

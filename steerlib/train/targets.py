@@ -24,9 +24,9 @@ import json
 import logging
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
 
 from steerlib import distributed
 from steerlib.config import TargetConfig, TargetSource, config_hash

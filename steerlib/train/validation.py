@@ -9,7 +9,7 @@ with the behavior's token and scores its verifier; stage 2 asks each with a pair
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

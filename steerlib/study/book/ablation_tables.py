@@ -19,8 +19,8 @@ INIT_NAMES = {
 
 
 def variant_name(v) -> str:
-    """One display name per ``<and>`` variant (``ablations.Variant``), whichever ablation lists it:
-    the recipe is "zero init, λ 0.5, pairs" in all four."""
+    """One display name per ``<and>`` variant (``ablations.Variant``), whichever
+    ablation lists it: the recipe is "zero init, λ 0.5, pairs" in all four."""
     if v.method == "concat":
         return "no <and> (concatenation)"
     name = f"{INIT_NAMES.get(str(v.init), str(v.init))}, λ {v.orth_weight:g}"
@@ -39,9 +39,10 @@ def _names_by_setting() -> dict[tuple[str, str], str]:
 def ablation_table(
     table: pd.DataFrame, tests: pd.DataFrame, splits=("seen-2", "unseen-2")
 ) -> pd.DataFrame:
-    """One row per ``<and>`` variant (each once, by ``variant_name``), for ``splits``: its rate
-    [Wilson interval] and the paired p against the recipe on the same generations, and the
-    minutes its ``<and>`` took to train. "–": the recipe itself, or no test on that split."""
+    """One row per ``<and>`` variant (each once, by ``variant_name``), for ``splits``:
+    its rate [Wilson interval] and the paired p against the recipe on the same
+    generations, and the minutes its ``<and>`` took to train. "–": the recipe itself,
+    or no test on that split."""
     names = _names_by_setting()
     rows = {}
     for _, r in table[table["split"].isin(splits)].iterrows():
@@ -69,8 +70,9 @@ def ablation_table(
 
 
 def ablation_conclusion(tests: pd.DataFrame) -> list[str]:
-    """Chapter 3's conclusion from its paired tests: each difference at p < 0.05 in words,
-    then whether any survives a correction for the number of comparisons (bullets)."""
+    """Chapter 3's conclusion from its paired tests: each difference at p < 0.05 in
+    words, then whether any survives a correction for the number of comparisons
+    (bullets)."""
     names = _names_by_setting()
     tests = tests.drop_duplicates(
         ["split", "setting %", "recipe %", "a_only", "b_only"]
@@ -81,17 +83,22 @@ def ablation_conclusion(tests: pd.DataFrame) -> list[str]:
             "<and>", "`<and>`"
         )
         lines.append(
-            f"- {name} {'beats' if t['a_only'] > t['b_only'] else 'falls below'} the recipe on "
-            f"{t['split']}: {t['setting %']:.1f}% vs {t['recipe %']:.1f}% on {t['n']} paired answers "
+            f"- {name} {'beats' if t['a_only'] > t['b_only'] else 'falls below'} the "
+            "recipe on "
+            f"{t['split']}: {t['setting %']:.1f}% vs {t['recipe %']:.1f}% on {t['n']} "
+            "paired answers "
             f"({p_phrase(t['p'])})."
         )
     survives, adjusted, _, _ = multipletests(tests["p"], alpha=0.05, method="holm")
     survive = int(survives.sum())
     lines.append(
-        f"- {len(tests) - len(lines)} of the {len(tests)} distinct comparisons show no difference at p < 0.05. "
-        f"At that level about {0.05 * len(tests):.1f} would pass by chance alone; after Holm's correction for "
+        f"- {len(tests) - len(lines)} of the {len(tests)} distinct comparisons show no "
+        "difference at p < 0.05. "
+        f"At that level about {0.05 * len(tests):.1f} would pass by chance alone; "
+        "after Holm's correction for "
         f"all {len(tests)}, {survive if survive else 'none'} "
-        f"{'survives' if survive == 1 else 'survive'} (smallest adjusted p: {p_text(min(adjusted))})."
+        f"{'survives' if survive == 1 else 'survive'} (smallest adjusted p: "
+        f"{p_text(min(adjusted))})."
     )
     recipe = tests.drop_duplicates("split").set_index("split")
     half = {}  # half the width of the recipe rate's Wilson interval, in points
@@ -104,14 +111,16 @@ def ablation_conclusion(tests: pd.DataFrame) -> list[str]:
             f"±{h:.0f} points on {split} ({int(recipe.loc[split, 'n'])} answers)"
             for split, h in half.items()
         )
-        + " around the recipe's rate; the paper's ablation effects are mostly a few points."
+        + " around the recipe's rate; the paper's ablation effects are mostly a few "
+        "points."
     )
     return lines
 
 
 def paper_table(paper: pd.DataFrame) -> pd.DataFrame:
-    """``ablations.beside_paper`` as the page shows it: one name per variant, differences in
-    points with their interval, p as text, and "–" where the paper has no number."""
+    """``ablations.beside_paper`` as the page shows it: one name per variant,
+    differences in points with their interval, p as text, and "–" where the paper has
+    no number."""
     names = _names_by_setting()
     shown = paper[paper["verdict"] != "no paper number"]
     return (

@@ -1,5 +1,5 @@
-"""How a chapter shows things: display defaults, computed summaries, rendered prompts and
-tables of free text."""
+"""How a chapter shows things: display defaults, computed summaries, rendered prompts
+and tables of free text."""
 
 from __future__ import annotations
 
@@ -17,11 +17,12 @@ from steerlib.study.book.formats import METHOD_NAMES, clip
 
 
 def setup() -> Preset:
-    """Display defaults for a chapter; returns the preset of ``$STEERLIB_PRESET`` ("cpu" unless told).
+    """Display defaults for a chapter; returns the preset of ``$STEERLIB_PRESET``
+    ("cpu" unless told).
 
     Quiets the widget warning (text progress bars are fine), keeps pandas tables to the
-    page width, and sizes figures for the book's text column (about 7 inches at 110 dpi),
-    so a figure is never shrunk until its labels are unreadable.
+    page width, and sizes figures for the book's text column (about 7 inches at 110
+    dpi), so a figure is never shrunk until its labels are unreadable.
     """
     warnings.filterwarnings("ignore", message="IProgress not found")
     pd.set_option("display.width", 110)
@@ -39,7 +40,8 @@ def setup() -> Preset:
     )
     preset = presets.get()
     print(
-        f"preset {preset.name!r}: model {preset.model or 'embedded SmolLM2-135M-Instruct'}"
+        f"preset {preset.name!r}: model "
+        f"{preset.model or 'embedded SmolLM2-135M-Instruct'}"
     )
     return preset
 
@@ -49,8 +51,8 @@ def summary(
     preset: Preset,
     about: str = "the numbers say nothing about the method.",
 ) -> None:
-    """Show a chapter's computed summary (markdown bullets). On the smoke preset's tiny random
-    model, end it by saying what its numbers are worth (``about``)."""
+    """Show a chapter's computed summary (markdown bullets). On the smoke preset's tiny
+    random model, end it by saying what its numbers are worth (``about``)."""
     if preset.model == "tiny":
         lines = [
             *lines,
@@ -60,8 +62,9 @@ def summary(
 
 
 def show(bb: Backbone, rendered: Rendered) -> str:
-    """A rendered prompt as text, each steering slot written ``[<name> vector]`` instead of
-    its placeholder id (the model reads the learned vector there, not any text)."""
+    """A rendered prompt as text, each steering slot written ``[<name> vector]``
+    instead of its placeholder id (the model reads the learned vector there, not any
+    text)."""
     parts, last = [], 0
     for pos, name in rendered.slots:
         parts += [bb.tokenizer.decode(rendered.ids[last:pos]), f"[<{name}> vector]"]

@@ -14,8 +14,9 @@ from steerlib.paths import project_root
 
 
 def exercises(chapter: int) -> ModuleType:
-    """The solutions of a chapter's exercises (``notebooks/exercises/ch<chapter>.py``), imported
-    from the checkout, also in Colab's clone; each chapter's last cells show and run them."""
+    """The solutions of a chapter's exercises (``notebooks/exercises/ch<chapter>.py``),
+    imported from the checkout, also in Colab's clone; each chapter's last cells show
+    and run them."""
     folder = project_root() / "notebooks"
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
@@ -23,7 +24,8 @@ def exercises(chapter: int) -> ModuleType:
 
 
 def _same(got, expected, tol: float = 1e-6) -> bool:
-    """Equal up to float tolerance: numbers, strings, bools, sequences, dicts, pandas objects."""
+    """Equal up to float tolerance: numbers, strings, bools, sequences, dicts, pandas
+    objects."""
     if isinstance(expected, (pd.DataFrame, pd.Series)):
         try:
             (
@@ -63,22 +65,25 @@ def _short(value, limit: int = 120) -> str:
 
 
 def check(name: str, fn, cases) -> bool:
-    """Run a learner's ``fn`` on each case ``(args, expected)`` and say pass or fail, with the
-    first case that failed; ``expected`` may be a predicate (a callable taking the result).
-    A stub that still raises ``NotImplementedError`` is reported as not attempted. Returns
-    True only when every case passed (``tests/test_exercises.py`` runs the solutions here)."""
+    """Run a learner's ``fn`` on each case ``(args, expected)`` and say pass or fail,
+    with the first case that failed; ``expected`` may be a predicate (a callable taking
+    the result). A stub that still raises ``NotImplementedError`` is reported as not
+    attempted. Returns True only when every case passed (``tests/test_exercises.py``
+    runs the solutions here)."""
     cases = list(cases)
     for i, (args, expected) in enumerate(cases, 1):
         try:
             got = fn(*args)
         except NotImplementedError:
             print(
-                f"[not yet] {name}: the stub still raises NotImplementedError. Fill it in and rerun this cell."
+                f"[not yet] {name}: the stub still raises NotImplementedError. Fill it "
+                "in and rerun this cell."
             )
             return False
         except Exception as e:  # the learner's bug, shown in one line
             print(
-                f"[FAIL] {name}, case {i} of {len(cases)}: raised {type(e).__name__}: {e}"
+                f"[FAIL] {name}, case {i} of {len(cases)}: raised {type(e).__name__}: "
+                f"{e}"
             )
             return False
         try:

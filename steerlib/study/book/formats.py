@@ -17,11 +17,13 @@ METHOD_NAMES = {
     "plain": "plain",
     "token": "token",
 }
-"""One display name per method on every page (the records keep the short ids on the left)."""
+"""One display name per method on every page (the records keep the short ids on the
+left)."""
 
 
 def p_text(p: float) -> str:
-    """A p-value as the pages print it: "< 0.001", else three decimals; "–" when there is none."""
+    """A p-value as the pages print it: "< 0.001", else three decimals; "–" when there
+    is none."""
     if p is None or pd.isna(p):
         return "–"
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
@@ -41,8 +43,9 @@ def interval(value: float, lo: float, hi: float, digits: int = 1) -> str:
 
 
 def clip(text: str, limit: int = 200) -> str:
-    """A generation cut to ``limit`` characters for a table cell: whitespace runs collapsed,
-    a line repeated right after itself shown once with a count, "…" where it was cut."""
+    """A generation cut to ``limit`` characters for a table cell: whitespace runs
+    collapsed, a line repeated right after itself shown once with a count, "…" where it
+    was cut."""
     lines, out = [line.strip() for line in str(text).splitlines() if line.strip()], []
     for line in lines:
         if out and out[-1][0] == line:

@@ -1,6 +1,6 @@
 """The book's headline: on the capable pairs, each method's joint pass rate against
-``<and>``, with the caveats of the committed run; ``results/<preset>/headline.md`` and its
-display in a chapter (``python -m steerlib.study.book`` rewrites the file)."""
+``<and>``, with the caveats of the committed run; ``results/<preset>/headline.md`` and
+its display in a chapter (``python -m steerlib.study.book`` rewrites the file)."""
 
 from __future__ import annotations
 
@@ -16,14 +16,15 @@ from steerlib.storage import write_text
 from steerlib.study.book.formats import METHOD_NAMES, interval, p_text, split_label
 
 HEADLINE_METHODS = ("instruction", "hybrid", "lora_dare", "concat", "and", "native_and")
-"""The headline table's rows: the prompt-side methods of the paper, and the best baseline."""
+"""The headline table's rows: the prompt-side methods of the paper, and the best
+baseline."""
 
 
 def headline(records: pd.DataFrame, methods=HEADLINE_METHODS) -> pd.DataFrame:
-    """The book's answer in one table: on the capable pairs, each method's joint pass rate
-    [95% Wilson interval] per split, and the exact McNemar p-value of its paired
-    difference from ``<and>`` (same prompts and orderings). ``records``: the capable-pairs
-    study's 2-behavior records (``capable_records.jsonl``)."""
+    """The book's answer in one table: on the capable pairs, each method's joint pass
+    rate [95% Wilson interval] per split, and the exact McNemar p-value of its paired
+    difference from ``<and>`` (same prompts and orderings). ``records``: the
+    capable-pairs study's 2-behavior records (``capable_records.jsonl``)."""
     records = records[(records["k"] == 2) & records["method"].isin(methods)]
     rows = []
     for method in [m for m in methods if m in set(records["method"])]:
@@ -59,8 +60,8 @@ def headline_counts(records: pd.DataFrame) -> dict[str, tuple[int, int]]:
 
 
 def caveats(out, tokens=None) -> list[str]:
-    """What to keep in mind when reading any table of the book, computed from the committed
-    results in ``out`` and the shipped tokens' metadata (markdown bullets)."""
+    """What to keep in mind when reading any table of the book, computed from the
+    committed results in ``out`` and the shipped tokens' metadata (markdown bullets)."""
     out = Path(out)
     tokens = (
         tokens
@@ -79,10 +80,14 @@ def caveats(out, tokens=None) -> list[str]:
     for n in [n for n in names if val[n].get("best_step") == 0]:
         inside = [c for c in chosen if n in c.split("+")]
         lines.append(
-            f"- **`<{n}>` was never trained.** Validation kept step 0, its initialisation (the mean "
-            f"embedding of an instruction), so it is not a learned token; the plain model, unsteered, "
-            f"already passes it on {100 * plain.get(n, float('nan')):.0f}% of the test prompts. It sits in "
-            f"{len(inside)} of the {len(chosen)} capable pairs: there a token method passes the length by doing "
+            f"- **`<{n}>` was never trained.** Validation kept step 0, its "
+            "initialisation (the mean "
+            "embedding of an instruction), so it is not a learned token; the plain "
+            "model, unsteered, "
+            f"already passes it on {100 * plain.get(n, float('nan')):.0f}% of the test "
+            "prompts. It sits in "
+            f"{len(inside)} of the {len(chosen)} capable pairs: there a token method "
+            "passes the length by doing "
             "nothing, so those pairs test the other behavior more than composition."
         )
     comparison = pd.read_csv(out / "targets_comparison.csv").pivot(
@@ -96,28 +101,38 @@ def caveats(out, tokens=None) -> list[str]:
         lines.append(
             "- **Pure self-distillation, the paper's recipe, fails at 135M** for "
             + ", ".join(
-                f"{n} ({comparison.loc[n, 'self']:.0f}% vs {comparison.loc[n, 'instruction']:.0f}% "
+                f"{n} ({comparison.loc[n, 'self']:.0f}% vs "
+                f"{comparison.loc[n, 'instruction']:.0f}% "
                 "by instruction)"
                 for n in failed.index
             )
-            + ": a token trained on the model's own answers under the instruction. The shipped tokens are "
-            "rescued by other training targets (filtered, constructed, or with a cross-entropy term)."
+            + ": a token trained on the model's own answers under the instruction. The "
+            "shipped tokens are "
+            "rescued by other training targets (filtered, constructed, or with a "
+            "cross-entropy term)."
         )
     lines.append(
-        f"- **The target variant of each token was chosen on the test prompts** (chapter 1's comparison of "
-        f"target variants, {int(single[single['method'] == 'plain'].groupby('combo').size().max())} prompts "
-        "per behavior): every token rate, alone or composed, is optimistic by that choice."
+        "- **The target variant of each token was chosen on the test prompts** "
+        "(chapter 1's comparison of "
+        "target variants, "
+        f"{int(single[single['method'] == 'plain'].groupby('combo').size().max())} "
+        "prompts "
+        "per behavior): every token rate, alone or composed, is optimistic by that "
+        "choice."
     )
     at_cap = [n for n in names if val[n].get("best_step") == cap]
     lines.append(
-        f"- **{len(at_cap)} of {len(names)} tokens kept the last allowed step ({cap})**: validation was still "
-        f"improving, or flat, when the budget ended ({', '.join(at_cap)}); they might do better with more steps."
+        f"- **{len(at_cap)} of {len(names)} tokens kept the last allowed step "
+        f"({cap})**: validation was still "
+        f"improving, or flat, when the budget ended ({', '.join(at_cap)}); they might "
+        "do better with more steps."
     )
     return lines
 
 
 def caveat_lines(out) -> list[str]:
-    """``caveats(out)``, or no line where the run's files are not there (the smoke preset)."""
+    """``caveats(out)``, or no line where the run's files are not there (the smoke
+    preset)."""
     out = Path(out)
     needed = (
         "tokens.safetensors",
@@ -129,21 +144,23 @@ def caveat_lines(out) -> list[str]:
 
 
 def show_caveats(out) -> None:
-    """The caveats of the committed run (``caveats``) as bullets, or nothing where the run's
-    files are not there."""
+    """The caveats of the committed run (``caveats``) as bullets, or nothing where the
+    run's files are not there."""
     lines = caveat_lines(out)
     if lines:
         display(Markdown("\n".join(lines)))
 
 
 def headline_markdown(out) -> str:
-    """``results/<preset>/headline.md``: the headline table with its caption, then the caveats."""
+    """``results/<preset>/headline.md``: the headline table with its caption, then the
+    caveats."""
 
     out = Path(out)
     records = read_records(out / "capable_records.jsonl")
     counts = headline_counts(records)
     where = "; ".join(
-        f"{split}: {p} pairs x 2 orders x {n // (2 * p)} prompts = {n} generations per method"
+        f"{split}: {p} pairs x 2 orders x {n // (2 * p)} prompts = {n} generations per "
+        "method"
         for split, (p, n) in counts.items()
     )
     table = headline(records)
@@ -160,8 +177,10 @@ def headline_markdown(out) -> str:
                 for row in table.itertuples(index=False)
             ),
             "",
-            f"Share of answers (%) that satisfy both behaviors of a capable pair [95% Wilson interval] ({where}); "
-            "p: exact McNemar test of the method against `<and>` on the same prompts and orderings. "
+            "Share of answers (%) that satisfy both behaviors of a capable pair [95% "
+            f"Wilson interval] ({where}); "
+            "p: exact McNemar test of the method against `<and>` on the same prompts "
+            "and orderings. "
             "Made by `steerlib.study.book.write_headline` from the committed records.",
             "",
             "Read it with these caveats:",
@@ -173,14 +192,16 @@ def headline_markdown(out) -> str:
 
 
 def write_headline(out) -> None:
-    """Write ``headline.md`` next to the records it is computed from (``python -m steerlib.study.book``)."""
+    """Write ``headline.md`` next to the records it is computed from (``python -m
+    steerlib.study.book``)."""
 
     write_text(Path(out) / "headline.md", headline_markdown(out))
 
 
 def show_headline(out) -> None:
-    """Display the headline table computed from ``out/capable_records.jsonl`` with its caption,
-    or say that the capable-pairs study has not run yet (the smoke preset, before chapter 2)."""
+    """Display the headline table computed from ``out/capable_records.jsonl`` with its
+    caption, or say that the capable-pairs study has not run yet (the smoke preset,
+    before chapter 2)."""
 
     path = Path(out) / "capable_records.jsonl"
     records = read_records(path) if path.is_file() else None
@@ -194,7 +215,8 @@ def show_headline(out) -> None:
     )
     display(
         Markdown(
-            f"Share of answers (%) that satisfy both behaviors [95% Wilson interval] ({counts}); "
+            "Share of answers (%) that satisfy both behaviors [95% Wilson interval] "
+            f"({counts}); "
             "p: exact McNemar test against `<and>` on the same prompts and orderings."
         )
     )

@@ -18,13 +18,14 @@ from steerlib.study.book.formats import (
 )
 
 MIN_EXPECTED = 10.0
-"""Efficiency (joint / product of the single rates) is shown only where that product is at
-least this many percent: below it, a few chance passes make the ratio explode."""
+"""Efficiency (joint / product of the single rates) is shown only where that product is
+at least this many percent: below it, a few chance passes make the ratio explode."""
 
 
 def expected_joint(pairs: pd.DataFrame, singles: pd.DataFrame) -> pd.Series:
-    """Per (method, split): the joint rate (%) two independent behaviors would reach, the mean
-    over the pair generations of the product of the two single rates (same method)."""
+    """Per (method, split): the joint rate (%) two independent behaviors would reach,
+    the mean over the pair generations of the product of the two single rates (same
+    method)."""
     alone = (
         singles[singles["k"] == 1].groupby(["method", "combo"])["ok"].mean().to_dict()
     )
@@ -54,8 +55,8 @@ def capable_table(
         "caa",
     ),
 ) -> pd.DataFrame:
-    """Table 2.1: joint rate [Wilson] per method and split, and efficiency [bootstrap] where
-    the single rates allow it (``MIN_EXPECTED``), else "–"."""
+    """Table 2.1: joint rate [Wilson] per method and split, and efficiency [bootstrap]
+    where the single rates allow it (``MIN_EXPECTED``), else "–"."""
     expected = expected_joint(pairs, singles)
     rows = []
     for method in [m for m in order if m in set(summary["method"])]:
@@ -79,10 +80,10 @@ def capable_table(
 
 
 def capable_summary(pairs: pd.DataFrame, singles: pd.DataFrame, out) -> pd.DataFrame:
-    """``capable.joint_table`` (joint rate and bootstrap efficiency per method and split), read
-    from ``out/capable_pairs.csv`` when that file holds exactly these records' methods,
-    splits and counts: the bootstrap takes minutes on a busy CPU, and the committed file
-    is what it computed from the same records. Computed otherwise."""
+    """``capable.joint_table`` (joint rate and bootstrap efficiency per method and
+    split), read from ``out/capable_pairs.csv`` when that file holds exactly these
+    records' methods, splits and counts: the bootstrap takes minutes on a busy CPU, and
+    the committed file is what it computed from the same records. Computed otherwise."""
 
     path = Path(out) / "capable_pairs.csv"
     counts = pairs.groupby(["method", "split"]).size()
@@ -98,7 +99,8 @@ def capable_summary(pairs: pd.DataFrame, singles: pd.DataFrame, out) -> pd.DataF
 
 
 def tests_table(tests: pd.DataFrame) -> pd.DataFrame:
-    """Paired McNemar tests as the page shows them: names, rates, discordant counts, p."""
+    """Paired McNemar tests as the page shows them: names, rates, discordant counts,
+    p."""
     return pd.DataFrame(
         {
             "pairs": [split_label(s).split()[0] for s in tests["split"]],
@@ -131,7 +133,8 @@ def retention_table(
         "caa",
     ),
 ) -> pd.DataFrame:
-    """Figure 2.1 as a table: per behavior (rows) and method (columns), "in pairs / alone" (%)."""
+    """Figure 2.1 as a table: per behavior (rows) and method (columns), "in pairs /
+    alone" (%)."""
     cells = retained.assign(
         cell=[
             f"{a:.0f} / {b:.0f}" if pd.notna(b) else f"{a:.0f} / –"
@@ -151,14 +154,16 @@ def retention_table(
 
 
 def verdict(a_only: int, b_only: int, p: float, a: str, b: str) -> str:
-    """Plain words for a paired test: which method is higher, or no significant difference."""
+    """Plain words for a paired test: which method is higher, or no significant
+    difference."""
     if p >= 0.05:
         return f"{a} and {b} are not distinguishable ({p_phrase(p)})"
     return f"{a} {'beats' if a_only > b_only else 'trails'} {b} ({p_phrase(p)})"
 
 
 def capable_answer(tests: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
-    """Chapter 2's answer in plain words, from the capable pairs' paired tests (bullets)."""
+    """Chapter 2's answer in plain words, from the capable pairs' paired tests
+    (bullets)."""
     rate = summary.set_index(["method", "split"])["joint"]
     t = {(r["a"], r["b"], r["split"]): r for _, r in tests.iterrows()}
     lines = []
@@ -193,8 +198,9 @@ def capable_answer(tests: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
 
 
 def protocol_tests(records: pd.DataFrame) -> pd.DataFrame:
-    """The paper's protocol, paired: per split (rows) ``<and>`` against each method (columns),
-    "<and> % vs other %, p" on the same prompts and orderings (exact McNemar)."""
+    """The paper's protocol, paired: per split (rows) ``<and>`` against each method
+    (columns), "<and> % vs other %, p" on the same prompts and orderings (exact
+    McNemar)."""
     cells = {}
     for other in ("concat", "native_and", "instruction"):
         for _, r in paired_test(records, "and", other).iterrows():
@@ -205,8 +211,8 @@ def protocol_tests(records: pd.DataFrame) -> pd.DataFrame:
 
 
 def training_line(info: dict, name: str = "and") -> str:
-    """One bullet on what validation-guided training did to a token: the score of the step
-    kept against the score of its starting point (step 0)."""
+    """One bullet on what validation-guided training did to a token: the score of the
+    step kept against the score of its starting point (step 0)."""
     v = info.get("validation") or {}
     curve = dict(v.get("curve") or [])
     if not curve or 0 not in curve:
@@ -217,10 +223,14 @@ def training_line(info: dict, name: str = "and") -> str:
     if v["best_step"] == 0:
         how = "so validation kept its initialisation: it is untrained"
     elif best <= start:
-        how = "no better than its starting point: training did not improve it on validation"
+        how = (
+            "no better than its starting point: "
+            "training did not improve it on validation"
+        )
     else:
         how = f"{best - start:.0f} points above its starting point"
     return (
-        f"- `<{name}>` kept step {v['best_step']} of {v['stopped_at']}: {best:.0f}% of the validation questions "
+        f"- `<{name}>` kept step {v['best_step']} of {v['stopped_at']}: {best:.0f}% of "
+        "the validation questions "
         f"at that step against {start:.0f}% at step 0, {how}."
     )

@@ -5,9 +5,9 @@ Stage 1 trains each behavior token right after the question. In a composition
 ``<b1><and><b2>`` the second token stands two slots later, and on the 135M model it
 mostly stops working there. The study
 
-1. **measures it from records** (no generation, ``steerlib.study.slots``): each behavior's
-   own verdict split by the place its token (or instruction) stands in the ordering
-   (``slots.slot_rates``), and the paper's order variance beside ours
+1. **measures it from records** (no generation, ``steerlib.study.slots``): each
+   behavior's own verdict split by the place its token (or instruction) stands in the
+   ordering (``slots.slot_rates``), and the paper's order variance beside ours
    (``slots.order_variance``);
 2. **selects on validation only** (``results/cpu/position/PLAN.md``, committed before
    any test generation): the pairs whose *instructions* pass both behaviors on

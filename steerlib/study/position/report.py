@@ -25,9 +25,9 @@ from steerlib.study.slots import dashes, order_variance, slot_pivot, slot_rates
 
 
 def selection_table(records: pd.DataFrame) -> pd.DataFrame:
-    """Per method on the selection set: the joint pass rate (%) with its Wilson interval,
-    the language/length/sentence tokens' pass rates in first and second place, and the
-    order gap: the search's table (selection metric: ``joint``)."""
+    """Per method on the selection set: the joint pass rate (%) with its Wilson
+    interval, the language/length/sentence tokens' pass rates in first and second
+    place, and the order gap: the search's table (selection metric: ``joint``)."""
     rows = []
     slots = slot_rates(records, pool_categories=False)
     for method, g in unique_records(records).groupby("method", sort=False):
@@ -109,13 +109,16 @@ def best_layout(folder: Path) -> Layout:
 
 
 def write_search(folder: Path, search: pd.DataFrame) -> None:
-    """``search.csv`` (every variant's config, selection score with interval, cost) and its markdown."""
+    """``search.csv`` (every variant's config, selection score with interval, cost) and
+    its markdown."""
     write_text(folder / "search.csv", search.round(2).to_csv(index=False))
     lines = [
         "# The search: every variant on the selection set (validation only)",
         "",
-        "Selection metric: joint pass rate (%) on 96 train questions no target used, each asking one "
-        "kept seen pair in both orderings (PLAN.md). `first`/`second`: the behaviors' own pass rates by "
+        "Selection metric: joint pass rate (%) on 96 train questions no target used, "
+        "each asking one "
+        "kept seen pair in both orderings (PLAN.md). `first`/`second`: the behaviors' "
+        "own pass rates by "
         "the place their token stands; `gap` = first - second.",
         "",
         search.round(1).to_markdown(index=False),
@@ -134,8 +137,10 @@ def write_filter(folder: Path, table: pd.DataFrame) -> None:
             [
                 "# Instruction filter (validation questions; PLAN.md)",
                 "",
-                f"The instructions of each capable pair on {FILTER_QUESTIONS} selection questions, both orderings; "
-                f"kept when each behavior passes >= {100 * INSTRUCTION_THRESHOLD:.0f}%.",
+                f"The instructions of each capable pair on {FILTER_QUESTIONS} "
+                "selection questions, both orderings; "
+                "kept when each behavior passes "
+                f">= {100 * INSTRUCTION_THRESHOLD:.0f}%.",
                 "",
                 table.round(1).to_markdown(index=False),
                 "",
@@ -147,8 +152,8 @@ def write_filter(folder: Path, table: pd.DataFrame) -> None:
 def write_test_report(
     pairs: pd.DataFrame, singles: pd.DataFrame, winner_name: str, folder: Path
 ) -> dict:
-    """``test.md``: joint rates with intervals and efficiency, the plan's McNemar test and
-    the comparisons beside it, per-place pass rates and order variance."""
+    """``test.md``: joint rates with intervals and efficiency, the plan's McNemar test
+    and the comparisons beside it, per-place pass rates and order variance."""
     table = capable.joint_table(pairs, singles)
     tests = capable.paired_tests(pairs, planned_comparisons(winner_name))
     slots = slot_rates(pairs)
@@ -164,11 +169,14 @@ def write_test_report(
     lines = [
         f"# The test run: `{winner_name}` (as `<base>@pack`) against today's methods",
         "",
-        "Test prompts and orderings of the capable-pairs study (the first 30 test questions, both orderings), "
-        "on the pairs kept by the instruction filter (PLAN.md). Today's `and`, `concat`, `instruction` and "
+        "Test prompts and orderings of the capable-pairs study (the first 30 test "
+        "questions, both orderings), "
+        "on the pairs kept by the instruction filter (PLAN.md). Today's `and`, "
+        "`concat`, `instruction` and "
         "`hybrid` are the committed records of `capable_records.jsonl`.",
         "",
-        "**Joint pass rate (%) [95% Wilson] and efficiency [95% bootstrap over prompts]**",
+        "**Joint pass rate (%) [95% Wilson] and efficiency [95% bootstrap over "
+        "prompts]**",
         "",
         table.round(2).to_markdown(index=False),
         "",
@@ -178,11 +186,13 @@ def write_test_report(
         .assign(p=[p_text(p) for p in tests["p"]])
         .to_markdown(index=False),
         "",
-        "**Each behavior's own pass rate (%) by the place its token stands: first / second**",
+        "**Each behavior's own pass rate (%) by the place its token stands: first / "
+        "second**",
         "",
         slot_pivot(slots, methods).to_markdown(index=False),
         "",
-        "**Order variance (points) beside the paper's (Qwen3-8B; – where the paper has no such method)**",
+        "**Order variance (points) beside the paper's (Qwen3-8B; – where the paper has "
+        "no such method)**",
         "",
         dashes(order_variance(pairs).round(1)).to_markdown(index=False),
         "",

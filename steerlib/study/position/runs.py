@@ -1,5 +1,5 @@
-"""The search's runs: screening variants on the selection set, training families B and C,
-and each run's measured cost in ``costs.json``.
+"""The search's runs: screening variants on the selection set, training families B and
+C, and each run's measured cost in ``costs.json``.
 
 Every run is cached and resumable (records per variant under ``selection/``, tokens in
 the training caches); ``costs.json`` keeps the first measured figure of each, so a rerun
@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 
@@ -36,7 +36,8 @@ from steerlib.study.position.variants import (
 log = logging.getLogger("steerlib")
 
 SELECTION = "selection"
-"""The folder of the selection records, one file per variant (so variants run side by side)."""
+"""The folder of the selection records, one file per variant (so variants run side by
+side)."""
 
 
 COSTS = "costs.json"
@@ -52,8 +53,9 @@ def read_costs(folder: Path) -> dict:
 
 
 def note_cost(folder: Path, variant: str, kind: str, seconds: float) -> None:
-    """Keep a variant's measured cost; a run that reused its records leaves the first figure.
-    Read and written under the file's lock: runs side by side note their costs in turn."""
+    """Keep a variant's measured cost; a run that reused its records leaves the first
+    figure. Read and written under the file's lock: runs side by side note their costs
+    in turn."""
     with lock(folder / COSTS):
         costs = read_costs(folder)
         costs.setdefault(variant, {})[kind] = round(seconds, 1)
@@ -71,8 +73,8 @@ def screen(
     pairs: Sequence[tuple[str, str]],
     folder: Path,
 ) -> pd.DataFrame:
-    """Each method on the selection set, one at a time (its generation time noted when it
-    generated anything); returns all their selection records."""
+    """Each method on the selection set, one at a time (its generation time noted when
+    it generated anything); returns all their selection records."""
     parts = []
     for method in methods:
         start = time.perf_counter()
@@ -89,15 +91,16 @@ def screen(
 
 
 def displaced_behaviors(pairs: Sequence[tuple[str, str]]) -> list[str]:
-    """The behaviors family B retrains: those of the kept seen pairs (the selection set's),
-    then those only the kept unseen pairs use (needed for the test alone)."""
+    """The behaviors family B retrains: those of the kept seen pairs (the selection
+    set's), then those only the kept unseen pairs use (needed for the test alone)."""
     seen = sorted({b for p in seen_pairs(pairs) for b in p})
     return seen + sorted({b for p in pairs for b in p} - set(seen))
 
 
 def displace_jobs(pairs: Sequence[tuple[str, str]]) -> list[str]:
     """``--stage displace`` jobs in order: each behavior's stage-1 run, then the two B
-    variants screened on top of them (their names), so two processes can share the work."""
+    variants screened on top of them (their names), so two processes can share the
+    work."""
     return [f"<{b}>" for b in displaced_behaviors(pairs)] + [
         retrained_name(Layout(), **DISPLACED_STAGE2, displace=DISPLACE),
         f"concat@{Layout().label}{displace_part(DISPLACE)}",
@@ -112,8 +115,9 @@ def displaced_tokens(
     folder: Path,
     displace: int = DISPLACE,
 ) -> SteeringTokens:
-    """``tokens`` with ``behaviors`` retrained at stage 1 (the preset's config for each, and
-    ``displace``), cached and resumable like any stage-1 run; each training time noted."""
+    """``tokens`` with ``behaviors`` retrained at stage 1 (the preset's config for
+    each, and ``displace``), cached and resumable like any stage-1 run; each training
+    time noted."""
     from steerlib.train.distill import stage1_path, train_behavior_token
 
     out = tokens.copy()
@@ -142,9 +146,10 @@ def retrain(
     folder: Path,
     displace: int = 0,
 ) -> SteeringTokens:
-    """Family C: ``<and>`` trained anew (stage 2 of the preset, cached and resumable) with
-    the behavior tokens read in ``layout``, at distillation temperature ``temperature``
-    and cross-entropy weight ``ce_weight``; its training time is noted."""
+    """Family C: ``<and>`` trained anew (stage 2 of the preset, cached and resumable)
+    with the behavior tokens read in ``layout``, at distillation temperature
+    ``temperature`` and cross-entropy weight ``ce_weight``; its training time is
+    noted."""
     from steerlib.train.compose import cached_composition_token, train_composition_token
 
     cfg = replace(preset.stage2, temperature=temperature, ce_weight=ce_weight)
@@ -168,8 +173,9 @@ def winner_tokens(
     pairs: Sequence[tuple[str, str]],
     folder: Path,
 ) -> SteeringTokens:
-    """The winning variant's pack: the behavior tokens (shipped, or displaced for the kept
-    pairs' behaviors), its ``<and>`` (shipped or retrained) and its layout in the pack's metadata."""
+    """The winning variant's pack: the behavior tokens (shipped, or displaced for the
+    kept pairs' behaviors), its ``<and>`` (shipped or retrained) and its layout in the
+    pack's metadata."""
     _, layout, train = parse_variant(name)
     train = dict(train or {})
     if displace := train.pop("displace", 0):

@@ -1,5 +1,5 @@
-"""Selection on validation only (PLAN.md): the questions, the instruction filter, the kept
-pairs and the plan's rule that picks the winning variant.
+"""Selection on validation only (PLAN.md): the questions, the instruction filter, the
+kept pairs and the plan's rule that picks the winning variant.
 
 The selection questions are train questions no stage-1 or stage-2 target used, so a
 variant is chosen without reading a test prompt; the instruction filter keeps the pairs
@@ -9,8 +9,8 @@ learn what the instruction does not do).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 
@@ -32,11 +32,13 @@ SELECTION_QUESTIONS = 96
 
 
 FILTER_QUESTIONS = 24
-"""Questions per pair, in both orderings, on which the instruction filter is measured."""
+"""Questions per pair, in both orderings, on which the instruction filter is
+measured."""
 
 
 INSTRUCTION_THRESHOLD = CAPABLE_RATE
-"""A pair is studied when its instructions pass both behaviors on at least this share."""
+"""A pair is studied when its instructions pass both behaviors on at least this
+share."""
 
 
 FILTER_RECORDS = "filter_records.jsonl"
@@ -71,9 +73,9 @@ def instruction_filter(
     n: int = FILTER_QUESTIONS,
     threshold: float = INSTRUCTION_THRESHOLD,
 ) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
-    """The instructions of each pair on the first ``n`` selection questions, both orderings
-    (records resumable in ``records``), and ``filter_table`` of them. A token distilled
-    from its instruction cannot learn what the instruction does not do."""
+    """The instructions of each pair on the first ``n`` selection questions, both
+    orderings (records resumable in ``records``), and ``filter_table`` of them. A token
+    distilled from its instruction cannot learn what the instruction does not do."""
     ev = preset.eval
     recs = evaluate(
         sm,
@@ -93,8 +95,9 @@ def filter_table(
     pairs: Sequence[tuple[str, str]],
     threshold: float = INSTRUCTION_THRESHOLD,
 ) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
-    """Per pair: each behavior's pass rate (%) and the joint rate under the instructions,
-    and whether it is kept (each behavior >= ``threshold``); and the kept pairs."""
+    """Per pair: each behavior's pass rate (%) and the joint rate under the
+    instructions, and whether it is kept (each behavior >= ``threshold``); and the kept
+    pairs."""
     rows = []
     for a, b in pairs:
         g = records[records["combo"] == f"{a}+{b}"]
@@ -121,7 +124,8 @@ def filter_table(
 def selection_assignment(
     pairs: Sequence[tuple[str, str]], questions: Sequence[str]
 ) -> dict[tuple, list[str]]:
-    """Each selection question asks one pair (in both orderings), the pairs taking turns."""
+    """Each selection question asks one pair (in both orderings), the pairs taking
+    turns."""
     return {pair: list(questions[i :: len(pairs)]) for i, pair in enumerate(pairs)}
 
 
@@ -132,7 +136,8 @@ def selection_records(
     pairs: Sequence[tuple[str, str]],
     records: Path,
 ) -> pd.DataFrame:
-    """Every method on the selection set (``selection_assignment``), resumable in ``records``."""
+    """Every method on the selection set (``selection_assignment``), resumable in
+    ``records``."""
     ev = preset.eval
     parts = [
         evaluate(
@@ -153,7 +158,8 @@ def selection_records(
 def candidate_pairs(
     bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path
 ) -> list[tuple[str, str]]:
-    """The capable pairs of the capable-pairs study, read from its committed validation records."""
+    """The capable pairs of the capable-pairs study, read from its committed validation
+    records."""
 
     return [tuple(p) for p in capable.choose(bb, tokens, preset, out)[1]]
 
@@ -181,9 +187,10 @@ and cannot change the plan's winner."""
 
 
 def winner(search: pd.DataFrame, families: Sequence[str] = PLANNED_FAMILIES) -> str:
-    """The selection rule of PLAN.md: the highest joint rate, ties to the smaller order gap;
-    it must beat today's layout by at least one generation, else today's layout wins.
-    Only variants of ``families`` compete (a table without a family column: all)."""
+    """The selection rule of PLAN.md: the highest joint rate, ties to the smaller order
+    gap; it must beat today's layout by at least one generation, else today's layout
+    wins. Only variants of ``families`` compete (a table without a family column:
+    all)."""
     if "family" in search:
         search = search[search["family"].isin(families)]
     ranked = search.sort_values(

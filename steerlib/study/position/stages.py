@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 
@@ -48,8 +48,8 @@ PACK = "pack"
 
 
 FAMILY_B = "family_b"
-"""Family B's vectors, under ``results/<preset>/position/``: the displaced behavior tokens
-and the ``<and>`` trained on them, with their training records."""
+"""Family B's vectors, under ``results/<preset>/position/``: the displaced behavior
+tokens and the ``<and>`` trained on them, with their training records."""
 
 
 def run(
@@ -60,15 +60,15 @@ def run(
     stage: str,
     variants: Sequence[int] | None = None,
 ) -> pd.DataFrame:
-    """One stage of the study (PLAN.md), resumable, its tables written under ``out/position``:
-    ``filter`` (the pairs), ``screen`` (family A, ``variants`` indexes ``screen_methods()``),
-    ``retrain`` (family C in the best A layout, ``variants`` indexes ``RETRAINS``),
-    ``displace`` (family B, ``variants`` indexes ``displace_jobs``: each kept behavior's
-    displaced stage 1, then ``<and>`` on those tokens, saved with them under ``family_b/``,
-    and their concatenation),
+    """One stage of the study (PLAN.md), resumable, its tables written under
+    ``out/position``: ``filter`` (the pairs), ``screen`` (family A, ``variants``
+    indexes ``screen_methods()``), ``retrain`` (family C in the best A layout,
+    ``variants`` indexes ``RETRAINS``), ``displace`` (family B, ``variants`` indexes
+    ``displace_jobs``: each kept behavior's displaced stage 1, then ``<and>`` on those
+    tokens, saved with them under ``family_b/``, and their concatenation),
     ``search`` (the search table from records, no generation) and ``test`` (the winner's
-    pack saved, its methods' test generations, ``variants`` indexing ``PACK_METHODS``, and
-    ``test.md`` from every pack method recorded so far)."""
+    pack saved, its methods' test generations, ``variants`` indexing ``PACK_METHODS``,
+    and ``test.md`` from every pack method recorded so far)."""
     folder = out / "position"
     table, kept = kept_pairs(SteeredModel(bb), tokens, preset, out)
     write_filter(folder, table)
@@ -78,7 +78,8 @@ def run(
         return table
     if not seen:
         raise ConfigError(
-            f"no seen pair passed the instruction filter ({folder / 'filter.md'}); the search "
+            f"no seen pair passed the instruction filter ({folder / 'filter.md'}); the "
+            "search "
             f"needs at least one"
         )
     if stage == "screen":
@@ -152,7 +153,8 @@ def run(
         return pairs
     elif stage != "search":
         raise ConfigError(
-            f"unknown stage {stage!r}; stages: filter, screen, retrain, displace, search, test"
+            f"unknown stage {stage!r}; stages: filter, screen, retrain, displace, "
+            "search, test"
         )
     search = recorded_search(folder)
     if len(search):

@@ -1,4 +1,5 @@
-"""The test run (PLAN.md): the winner's pack against today's methods on the test prompts.
+"""The test run (PLAN.md): the winner's pack against today's methods on the test
+prompts.
 
 Today's methods come from the capable-pairs study's committed records (same prompts and
 settings, nothing generated); the pack's methods are generated once each into
@@ -8,9 +9,9 @@ settings, nothing generated); the pack's methods are generated once each into
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 
@@ -38,11 +39,11 @@ def pair_records_on_test(
     out: Path,
     bases: Sequence[str] = PACK_METHODS,
 ) -> pd.DataFrame:
-    """The test generations: today's ``<and>``, concatenation, instructions and hybrid from
-    the capable-pairs study's records (same prompts and settings; nothing generated when they
-    are committed), and the winner's ``<and>``, concatenation and hybrid in its layout
-    (``position/test_<base>.jsonl``, one file per method so they can run side by side).
-    Methods of the pack are named ``<base>@pack``."""
+    """The test generations: today's ``<and>``, concatenation, instructions and hybrid
+    from the capable-pairs study's records (same prompts and settings; nothing
+    generated when they are committed), and the winner's ``<and>``, concatenation and
+    hybrid in its layout (``position/test_<base>.jsonl``, one file per method so they
+    can run side by side). Methods of the pack are named ``<base>@pack``."""
     ev = preset.eval
     kw = dict(max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, seed=ev.seed)
     test = P.load("test", limit=ev.n_capable)
@@ -82,8 +83,8 @@ def single_records_on_test(
     out: Path,
 ) -> pd.DataFrame:
     """Each kept behavior alone on the test prompts (the capable-pairs study's committed
-    single records), also under the pack's method names: one token reads the same in every
-    layout, so a layout's single rate is today's."""
+    single records), also under the pack's method names: one token reads the same in
+    every layout, so a layout's single rate is today's."""
 
     ev = preset.eval
     behaviors = sorted({(b,) for pair in pairs for b in pair})
@@ -107,8 +108,8 @@ def single_records_on_test(
 
 
 def planned_comparisons(winner_name: str) -> list[tuple[str, str]]:
-    """The plan's one test (first: the winner's method in its pack vs today's ``<and>``),
-    then the comparisons reported beside it."""
+    """The plan's one test (first: the winner's method in its pack vs today's
+    ``<and>``), then the comparisons reported beside it."""
     best = f"{parse_variant(winner_name)[0]}@pack"
     other = "concat@pack" if best == "and@pack" else "and@pack"
     return [

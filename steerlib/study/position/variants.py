@@ -26,8 +26,8 @@ LAYOUTS = (
 
 
 def layout_method(layout: Layout, base: str = "and") -> Method:
-    """``base`` ("and", "concat" or "hybrid") with the tokens read in ``layout``'s places,
-    named ``base@layout`` (``and@shared+isolate``)."""
+    """``base`` ("and", "concat" or "hybrid") with the tokens read in ``layout``'s
+    places, named ``base@layout`` (``and@shared+isolate``)."""
     return replace(METHODS[base], name=f"{base}@{layout.label}", layout=layout)
 
 
@@ -45,8 +45,8 @@ RETRAINS = (
     {"temperature": 1.0, "ce_weight": 0.0},
     {"temperature": 2.0, "ce_weight": 1.0},
 )
-"""Family C in screening order: stage 2 retrained in the best A layout, the recipe's T = 10
-first, then lower temperatures and a cross-entropy term on the pair targets."""
+"""Family C in screening order: stage 2 retrained in the best A layout, the recipe's T
+= 10 first, then lower temperatures and a cross-entropy term on the pair targets."""
 
 
 DISPLACE = 2
@@ -55,7 +55,8 @@ DISPLACE = 2
 
 
 DISPLACED_STAGE2 = RETRAINS[0]
-"""Family B's ``<and>`` on top of the displaced tokens: the recipe's stage 2 (T = 10)."""
+"""Family B's ``<and>`` on top of the displaced tokens: the recipe's stage 2 (T =
+10)."""
 
 
 def retrained_name(
@@ -75,13 +76,14 @@ TRAIN_PARTS = {
     "T": ("temperature", float),
     "ce": ("ce_weight", float),
 }
-"""The training parts of a variant name after its layout: ``|disp2`` (family B), ``|T2|ce0``
-(a retrained ``<and>``)."""
+"""The training parts of a variant name after its layout: ``|disp2`` (family B),
+``|T2|ce0`` (a retrained ``<and>``)."""
 
 
 def parse_variant(name: str) -> tuple[str, Layout, dict | None]:
-    """``"and@shared+isolate|T2|ce0"`` -> ("and", its Layout, {"temperature": 2, "ce_weight": 0});
-    ``"concat@sequential|disp2"`` -> ("concat", Layout(), {"displace": 2}); None: no training."""
+    """``"and@shared+isolate|T2|ce0"`` -> ("and", its Layout, {"temperature": 2,
+    "ce_weight": 0}); ``"concat@sequential|disp2"`` -> ("concat", Layout(),
+    {"displace": 2}); None: no training."""
     base, _, rest = name.partition("@")
     label, *parts = rest.split("|")
     positions, _, isolate = label.partition("+")

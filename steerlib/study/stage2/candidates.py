@@ -5,9 +5,9 @@ their training config, and their training on the shared targets, cached and resu
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
 
 from steerlib.config import TrainConfig, ValidationConfig
 from steerlib.model.backbone import Backbone

@@ -3,8 +3,8 @@ position study's reference rows), PLAN.md's winner rule, and the test."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 from scipy.stats import norm

@@ -4,9 +4,9 @@ tables written under ``results/<preset>/stage2/`` (PLAN.md)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 
