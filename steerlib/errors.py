@@ -113,3 +113,8 @@ __all__ = [
     "ForeignFileError",
     "HubCredentialsError",
 ]
+
+
+class DependencyError(SteerlibError, ImportError):
+    """An installed library older than steerlib needs (the message names the version
+    found, the version needed and the pip command)."""

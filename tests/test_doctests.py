@@ -12,6 +12,7 @@ MODULES = [
     "steerlib.tasks.combos",
     "steerlib.presets",
     "steerlib.model.template",
+    "steerlib.model",
     "steerlib.model.methods",
     "steerlib.evaluation.records",
     "steerlib.evaluation.stats",

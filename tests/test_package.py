@@ -340,3 +340,33 @@ def test_importing_plots_switches_no_matplotlib_backend(monkeypatch):
 
     monkeypatch.setattr(matplotlib, "use", refuse)
     importlib.reload(plots)
+
+
+def test_an_older_transformers_is_refused_at_import_in_one_line():
+    """``model.decoding`` uses the KV-cache API of transformers >= 5.24; an older one
+    stops ``import steerlib`` with one line naming both versions, before anything fails
+    in the middle of a generation."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import transformers; transformers.__version__ = '5.23.0'; import steerlib",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    last = out.stderr.strip().splitlines()[-1]
+    assert out.returncode != 0
+    assert last.startswith(
+        "steerlib.errors.DependencyError: steerlib needs transformers"
+    )
+    assert "found 5.23.0" in last and ">= 5.24" in last
+
+
+def test_the_declared_transformers_floor_is_the_one_checked():
+    from steerlib.model import TRANSFORMERS_FLOOR
+
+    root = PACKAGE.parent
+    for name in ("requirements.txt", "pyproject.toml"):
+        text = (root / name).read_text()
+        assert f"transformers>={TRANSFORMERS_FLOOR},<6" in text, name

@@ -24,6 +24,8 @@ from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
 
+from steerlib.errors import DependencyError
+
 SPLITS = ("train", "val", "test")
 N_VAL = 48
 """The last N_VAL train questions of the shipped file form the "val" split (ours): the
@@ -165,9 +167,9 @@ def _load_hf(name: str, split: str, text_field: str | None) -> list[str]:
     try:
         from datasets import load_dataset
     except ImportError as err:
-        raise ImportError(
+        raise DependencyError(
             f"loading the dataset {name!r} needs the datasets package: pip install "
-            "datasets"
+            "'steerlib[datasets]'"
         ) from err
     dataset = load_dataset(name, split=split)
     candidates = (text_field,) if text_field else TEXT_FIELDS
