@@ -1,4 +1,5 @@
-"""Where the steering slots of a prompt stand: their position ids and what they attend to.
+"""Where the steering slots of a prompt stand: their position ids and what they attend
+to.
 
 Stage 1 trains every behavior token in one place: directly after the question, at
 position ``q + 1``, reading the question and nothing else. A composed prompt
@@ -53,8 +54,8 @@ class Layout:
     """How a prompt's steering slots are read (see the module docstring)."""
 
     positions: SlotPositions = SlotPositions.SEQUENTIAL
-    """Position ids of the slots: each its own (the paper), all the first's, or behaviors
-    the first's and ``<and>`` the next."""
+    """Position ids of the slots: each its own (the paper), all the first's, or
+    behaviors the first's and ``<and>`` the next."""
     isolate: bool = False
     """A behavior slot does not attend to the slots before it."""
 
@@ -76,7 +77,8 @@ class Layout:
 
     @property
     def label(self) -> str:
-        """A short name for tables and record keys: ``sequential``, ``shared+isolate``, ..."""
+        """A short name for tables and record keys: ``sequential``,
+        ``shared+isolate``, ..."""
         return self.positions.value + ("+isolate" if self.isolate else "")
 
     def to_dict(self) -> dict:
@@ -90,7 +92,8 @@ class Layout:
         unknown = set(data) - {"positions", "isolate"}
         if unknown:
             raise ConfigError(
-                f"unknown layout field(s) {sorted(unknown)}; a layout has 'positions' and 'isolate'"
+                f"unknown layout field(s) {sorted(unknown)}; a layout has 'positions' "
+                f"and 'isolate'"
             )
         return cls(**data)
 
@@ -105,8 +108,8 @@ consecutive slots it fills; k > 1 for a token of k vectors)."""
 
 def positions(length: int, blocks: Sequence[Block], layout: Layout) -> list[int]:
     """Position ids of one unpadded sequence of ``length`` tokens whose steering tokens
-    stand at ``blocks`` (one consecutive run). A token's k slots always count up from its
-    block's start, as in training; the layout places the blocks: one after the other
+    stand at ``blocks`` (one consecutive run). A token's k slots always count up from
+    its block's start, as in training; the layout places the blocks: one after the other
     (sequential), each at the first block's start (shared), or ``<and>`` right after the
     block before it (and_own)."""
     if layout.positions is SlotPositions.SEQUENTIAL or len(blocks) < 2:
@@ -151,9 +154,9 @@ def allowed(
     a bool ``(batch, 1, width, width)`` mask, or None when plain causal attention with
     padding is all it needs.
 
-    Causal, no padded keys, and not the pairs ``blocked`` forbids. A padded query attends
-    to itself only, so no row is empty (an empty row would put NaN into the keys and
-    values every later layer reads).
+    Causal, no padded keys, and not the pairs ``blocked`` forbids. A padded query
+    attends to itself only, so no row is empty (an empty row would put NaN into the keys
+    and values every later layer reads).
     """
     pairs = [blocked(b, layout) for b in blocks]
     if not any(pairs):
@@ -174,7 +177,8 @@ def allowed(
 
 def additive(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """A bool attention mask as the additive one every attention implementation takes
-    (0 where allowed, the dtype's minimum elsewhere; eager attention adds a bool mask as 0/1)."""
+    (0 where allowed, the dtype's minimum elsewhere; eager attention adds a bool mask as
+    0/1)."""
     return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(
         ~mask, torch.finfo(dtype).min
     )

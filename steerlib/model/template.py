@@ -8,8 +8,8 @@ We render the chat template with one private-use character per slot, cut the tex
 those characters, tokenise the pieces without adding special tokens (the template
 already wrote BOS where the model wants one, so there is never a second), each piece
 after a slot as mid-text (SentencePiece would start it with a word-start space), and
-remember the slot positions. The embeddings of a batch are the model's word embeddings with the
-slot rows replaced by the steering vectors: gradients reach only those vectors.
+remember the slot positions. The embeddings of a batch are the model's word embeddings
+with the slot rows replaced by the steering vectors: gradients reach only those vectors.
 
 Token syntax: a trailing run of ``<name>`` tags is steering syntax and every name in
 it must be a known token (else an error lists the known ones). Any other ``<`` text
@@ -46,12 +46,14 @@ _TRAILING_TAGS = re.compile(r"(?:\s*(?<!\\)<[A-Za-z_][A-Za-z0-9_]*>)+\s*$")
 _TAG = re.compile(r"<([A-Za-z_][A-Za-z0-9_]*)>")
 _ESCAPED_TAG = re.compile(r"\\(<[A-Za-z_][A-Za-z0-9_]*>)")
 _TAG_LIKE = re.compile(r"(?<!\\)<\s*([A-Za-z_][A-Za-z0-9_]*)\s*(>?)")
-"""Anything that may be meant as a tag: ``<name>``, ``<name``, ``< name >`` (not escaped)."""
+"""Anything that may be meant as a tag: ``<name>``, ``<name``, ``< name >`` (not
+escaped)."""
 AND = "and"
 
 
 class TagWarning(UserWarning):
-    """Prompt text that looks like a steering token but is plain text (it steers nothing)."""
+    """Prompt text that looks like a steering token but is plain text (it steers
+    nothing)."""
 
 
 def parse(
@@ -61,9 +63,9 @@ def parse(
 
     ``known`` lists the allowed token names; a tag outside it raises a PromptError that
     names the known tokens. With ``strict`` (the default), a run against the composition
-    rules raises a PromptError naming the rule (``check_run``). Text without trailing tags
-    returns no names. Escaped tags (``\\<json>``) become literal text; near-misses of
-    known tokens draw a ``TagWarning``.
+    rules raises a PromptError naming the rule (``check_run``). Text without trailing
+    tags returns no names. Escaped tags (``\\<json>``) become literal text; near-misses
+    of known tokens draw a ``TagWarning``.
 
     >>> parse("Why is the sky blue? <french><and><sentences_1>")
     ('Why is the sky blue?', ['french', 'and', 'sentences_1'])
@@ -80,8 +82,9 @@ def parse(
         unknown = [n for n in names if n not in known]
         if unknown:
             raise PromptError(
-                f"unknown steering token(s) {', '.join(f'<{n}>' for n in unknown)} in {text!r}; "
-                f"known tokens: {', '.join(f'<{n}>' for n in known) or 'none (no tokens loaded)'}"
+                f"unknown steering token(s) {', '.join(f'<{n}>' for n in unknown)} in "
+                f"{text!r}; known tokens: "
+                f"{', '.join(f'<{n}>' for n in known) or 'none (no tokens loaded)'}"
             )
         _warn_near_misses(question, known)
     if strict:
@@ -90,12 +93,13 @@ def parse(
 
 
 def check_run(names: Sequence[str]) -> None:
-    """Refuse a run of steering tokens that breaks the composition rules, naming the rule.
+    """Refuse a run of steering tokens that breaks the composition rules, naming the
+    rule.
 
-    ``<and>`` joins two behavior tokens (never first, last or twice in a row); a behavior
-    appears once; two behaviors compose only when ``behaviors.compatible`` allows it
-    (never two of one category). Names that are not registered behaviors are checked for
-    the first two rules only.
+    ``<and>`` joins two behavior tokens (never first, last or twice in a row); a
+    behavior appears once; two behaviors compose only when ``behaviors.compatible``
+    allows it (never two of one category). Names that are not registered behaviors are
+    checked for the first two rules only.
     """
     if not names:
         return
@@ -107,14 +111,15 @@ def check_run(names: Sequence[str]) -> None:
     for a, b in zip(names, names[1:]):
         if a == b == AND:
             raise PromptError(
-                f"{_run(names)}: <and><and> joins nothing; one <and> between two behaviors{hint}"
+                f"{_run(names)}: <and><and> joins nothing; one <and> between two "
+                f"behaviors{hint}"
             )
     behaviors = [n for n in names if n != AND]
     twice = sorted({n for n in behaviors if behaviors.count(n) > 1})
     if twice:
         raise PromptError(
-            f"{_run(names)}: {', '.join(f'<{n}>' for n in twice)} given twice; each behavior "
-            f"appears once{hint}"
+            f"{_run(names)}: {', '.join(f'<{n}>' for n in twice)} given twice; each "
+            f"behavior appears once{hint}"
         )
     registered = [n for n in dict.fromkeys(behaviors) if n in B.names()]
     for i, a in enumerate(registered):
@@ -136,15 +141,17 @@ def _run(names: Sequence[str]) -> str:
 
 
 def _warn_near_misses(question: str, known: Sequence[str]) -> None:
-    """Warn about text in ``question`` that looks like a known token but steers nothing."""
+    """Warn about text in ``question`` that looks like a known token but steers
+    nothing."""
     lower = {n.lower(): n for n in known}
     for match in _TAG_LIKE.finditer(question):
         name = lower.get(match.group(1).lower())
         if name is not None:
             warnings.warn(
-                f"{match.group(0)!r} in the prompt looks like the steering token <{name}> but is plain text: "
-                f"steering tokens go at the end of the prompt, written exactly <{name}>; write \\<{name}> for "
-                f"the literal text",
+                f"{match.group(0)!r} in the prompt looks like the steering token "
+                f"<{name}> but is plain text: steering tokens go at the end of the "
+                f"prompt, written exactly <{name}>; write \\<{name}> for the literal "
+                f"text",
                 TagWarning,
                 stacklevel=3,
             )
@@ -223,16 +230,18 @@ def _tokenize_after_slot(tokenizer, piece: str) -> list[int]:
     """Ids of ``piece`` as it tokenizes in mid-text, after a steering slot.
 
     Tokenized alone, a piece counts as the start of a text, and SentencePiece-style
-    tokenizers (Llama 2, Mistral) prepend their word-start space to it: ``"\\n\\nAssistant:"``
-    after a slot would gain a token that the same text after a word never has. So the
-    piece is tokenized behind a slot character, whose own ids are then dropped.
+    tokenizers (Llama 2, Mistral) prepend their word-start space to it:
+    ``"\\n\\nAssistant:"`` after a slot would gain a token that the same text after a
+    word never has. So the piece is tokenized behind a slot character, whose own ids are
+    then dropped.
     """
     anchor = _tokenize(tokenizer, SLOT)
     ids = _tokenize(tokenizer, SLOT + piece)
     if ids[: len(anchor)] != anchor:
         raise ValueError(
-            f"{type(tokenizer).__name__} merges the text after a steering slot with the slot "
-            f"marker U+E000 ({piece[:20]!r}); steerlib cannot place slots in this chat template"
+            f"{type(tokenizer).__name__} merges the text after a steering slot with "
+            f"the slot marker U+E000 ({piece[:20]!r}); steerlib cannot place slots in "
+            f"this chat template"
         )
     return ids[len(anchor) :]
 
@@ -258,16 +267,19 @@ def render_text(
 
 @dataclass
 class Batch:
-    """Left-padded model inputs for a list of rendered prompts (plus optional answers)."""
+    """Left-padded model inputs for a list of rendered prompts (plus optional
+    answers)."""
 
     inputs_embeds: torch.Tensor
     attention_mask: torch.Tensor
     """(batch, width): 1 on real tokens, 0 on the left padding."""
     position_ids: torch.Tensor
-    """(batch, width): each row's positions from 0 at its first real token, as its ``Layout`` numbers them."""
+    """(batch, width): each row's positions from 0 at its first real token, as its
+    ``Layout`` numbers them."""
     prefill_mask: torch.Tensor | None = None
     """(batch, 1, width, width) bool, True where a query may attend to a key, when the
-    layout restricts attention beyond causal + padding (``Layout.isolate``); else None."""
+    layout restricts attention beyond causal + padding (``Layout.isolate``); else
+    None."""
 
     def model_inputs(self) -> dict[str, torch.Tensor]:
         """Keyword arguments of one forward pass over the whole batch."""
@@ -324,8 +336,9 @@ def embed(
             block = vec.reshape(-1, vec.shape[-1])
             if len(block) != count:
                 raise ValueError(
-                    f"<{name}> holds {len(block)} vector(s) but the prompt was rendered "
-                    f"with {count} slot(s) for it; render with the tokens' widths()"
+                    f"<{name}> holds {len(block)} vector(s) but the prompt was "
+                    f"rendered with {count} slot(s) for it; render with the tokens' "
+                    f"widths()"
                 )
             slot_b += [b] * count
             slot_p += range(offset + start, offset + start + count)

@@ -43,12 +43,14 @@ log = logging.getLogger("steerlib")
 
 FORMAT = "steerlib.tokens/1"
 PRETRAINED_FILE = "tokens_smollm2_135m.safetensors"
-"""Behavior tokens and <and> trained for the embedded model by the cpu preset, read in the
-paper's layout, shipped in the package (``Pack.PAPER``; the training caches reuse it)."""
+"""Behavior tokens and <and> trained for the embedded model by the cpu preset, read in
+the paper's layout, shipped in the package (``Pack.PAPER``; the training caches reuse
+it)."""
 
 
 class Pack(StrEnum):
-    """The token packs shipped for the embedded model (``SteeringTokens.pretrained``)."""
+    """The token packs shipped for the embedded model
+    (``SteeringTokens.pretrained``)."""
 
     DEFAULT = "default"
     """The best composition measured on the embedded model: the paper pack's behavior
@@ -78,12 +80,14 @@ class SteeringTokens:
         self.fingerprint = fingerprint
         self.vectors: dict[str, torch.Tensor] = {}
         self.info: dict[str, dict] = {}
-        """Per-token training record: init, config, target source, steps, time, final loss."""
+        """Per-token training record: init, config, target source, steps, time, final
+        loss."""
         self.losses: dict[str, list[float]] = {}
         """Per-token loss curve (one value per optimiser step)."""
         self.layout: Layout = DEFAULT_LAYOUT
-        """How prompts read these tokens (slot positions, attention): saved with them, so
-        ``SteeredModel(bb, tokens)`` reads a pack the way it was measured (``model.layout``)."""
+        """How prompts read these tokens (slot positions, attention): saved with them,
+        so ``SteeredModel(bb, tokens)`` reads a pack the way it was measured
+        (``model.layout``)."""
 
     @classmethod
     def for_backbone(cls, bb: Backbone) -> SteeringTokens:
@@ -100,7 +104,8 @@ class SteeringTokens:
     def __getitem__(self, name: str) -> torch.Tensor:
         if name not in self.vectors:
             raise UnknownNameError(
-                f"no token <{name}>; known tokens: {', '.join(f'<{n}>' for n in self.names) or 'none'}"
+                f"no token <{name}>; known tokens: "
+                f"{', '.join(f'<{n}>' for n in self.names) or 'none'}"
             )
         return self.vectors[name]
 
@@ -108,7 +113,10 @@ class SteeringTokens:
         return len(self.vectors)
 
     def __repr__(self) -> str:
-        return f"SteeringTokens({self.model_id!r}, d={self.hidden_size}, names={self.names})"
+        return (
+            f"SteeringTokens({self.model_id!r}, d={self.hidden_size}, "
+            f"names={self.names})"
+        )
 
     def set(
         self,
@@ -125,9 +133,9 @@ class SteeringTokens:
             vector = vector.reshape(-1)  # one vector stays 1-D, as in every older file
         elif vector.dim() != 2 or vector.shape[1] != self.hidden_size:
             raise ValueError(
-                f"<{name}> has shape {tuple(vector.shape)}; a steering token is a vector of "
-                f"{self.hidden_size} values (this model's embeddings) or a (k, "
-                f"{self.hidden_size}) block of k vectors"
+                f"<{name}> has shape {tuple(vector.shape)}; a steering token is a "
+                f"vector of {self.hidden_size} values (this model's embeddings) or a "
+                f"(k, {self.hidden_size}) block of k vectors"
             )
         if not torch.isfinite(vector).all():
             raise NonFiniteVectorError(
@@ -172,10 +180,10 @@ class SteeringTokens:
         return new
 
     def digest(self, names: Sequence[str]) -> str:
-        """A short hash of the named vectors and of the layout they are read with: generation
-        records carry it, so a record made with other vectors (a retrained token) or in
-        other places is recognised as stale, not reused. The paper's layout adds nothing
-        (records made before layouts existed keep matching)."""
+        """A short hash of the named vectors and of the layout they are read with:
+        generation records carry it, so a record made with other vectors (a retrained
+        token) or in other places is recognised as stale, not reused. The paper's layout
+        adds nothing (records made before layouts existed keep matching)."""
         salt = "" if self.layout.is_default else f"layout:{self.layout.label}"
         return tensor_digest(((name, self[name]) for name in sorted(set(names))), salt)
 
@@ -183,9 +191,10 @@ class SteeringTokens:
         """Fail clearly when these tokens were trained for another embedding space."""
         if bb.fingerprint != self.fingerprint or bb.hidden_size != self.hidden_size:
             raise TokenFileError(
-                f"these tokens were trained for {self.model_id!r} (fingerprint {self.fingerprint}, "
-                f"d={self.hidden_size}) but the backbone is {bb.model_id!r} (fingerprint "
-                f"{bb.fingerprint}, d={bb.hidden_size}); train tokens for this model instead"
+                f"these tokens were trained for {self.model_id!r} (fingerprint "
+                f"{self.fingerprint}, d={self.hidden_size}) but the backbone is "
+                f"{bb.model_id!r} (fingerprint {bb.fingerprint}, d={bb.hidden_size}); "
+                f"train tokens for this model instead"
             )
 
     # -- files -------------------------------------------------------------------
@@ -197,19 +206,19 @@ class SteeringTokens:
         repo_id: str | None = None,
         overwrite: bool = False,
     ) -> Path:
-        """Write a folder that ``from_pretrained`` (and the Hub) read: ``tokens.safetensors``
-        and a ``README.md`` model card.
+        """Write a folder that ``from_pretrained`` (and the Hub) read:
+        ``tokens.safetensors`` and a ``README.md`` model card.
 
         ``pass_rates[name] = (percent, n)``: the single-behavior pass rate of ``<name>``
-        on ``n`` held-out prompts, where known, for the card; ``repo_id`` names the repository
-        in the card's usage snippet (default: the folder's name).
+        on ``n`` held-out prompts, where known, for the card; ``repo_id`` names the
+        repository in the card's usage snippet (default: the folder's name).
 
         Only those two files are written; anything else in the folder is left as it is.
         ``tokens.safetensors`` is replaced only as ``save_file`` replaces a file; a
-        ``README.md`` that steerlib did not write (no steerlib metadata) is refused, and a
-        card steerlib wrote that someone edited since is kept as it is (a log line says
-        so), each unless ``overwrite=True``. Every refusal is a ``ForeignFileError``
-        naming the file, raised before anything is written.
+        ``README.md`` that steerlib did not write (no steerlib metadata) is refused, and
+        a card steerlib wrote that someone edited since is kept as it is (a log line
+        says so), each unless ``overwrite=True``. Every refusal is a
+        ``ForeignFileError`` naming the file, raised before anything is written.
         """
         folder = Path(folder)
         weights, card = folder / WEIGHTS_FILE, folder / CARD_FILE
@@ -225,8 +234,8 @@ class SteeringTokens:
             state = card_state(card)
             if state is CardState.FOREIGN:
                 raise ForeignFileError(
-                    f"{card} exists and steerlib did not write it; save_pretrained would "
-                    f"replace it: save to another folder, or pass overwrite=True"
+                    f"{card} exists and steerlib did not write it; save_pretrained "
+                    f"would replace it: save to another folder, or pass overwrite=True"
                 )
             keep_card = state is CardState.EDITED
         with storage_errors(folder):
@@ -250,12 +259,14 @@ class SteeringTokens:
         *,
         revision: str | None = None,
     ) -> SteeringTokens:
-        """Tokens from a folder written by ``save_pretrained``, a Hub repo id, or a token file.
+        """Tokens from a folder written by ``save_pretrained``, a Hub repo id, or a
+        token file.
 
-        A repo id (``"org/name"``) resolves through ``huggingface_hub.snapshot_download``:
-        the local Hub cache first, the network only when the files are not cached, never
-        with ``HF_HUB_OFFLINE=1``. With ``backbone``, the tokens must have been trained for
-        that model (same embedding fingerprint), else a ValueError says which model they are for.
+        A repo id (``"org/name"``) resolves through
+        ``huggingface_hub.snapshot_download``: the local Hub cache first, the network
+        only when the files are not cached, never with ``HF_HUB_OFFLINE=1``. With
+        ``backbone``, the tokens must have been trained for that model (same embedding
+        fingerprint), else a ValueError says which model they are for.
         """
         path = Path(source)
         if path.is_file():
@@ -276,8 +287,8 @@ class SteeringTokens:
             validate_repo_id(str(source))
         except HFValidationError as err:
             raise TokensNotFoundError(
-                f"{nothing_here}, and it is not a Hub repo id ({one_line(err)}): pass a "
-                f"token folder, a .safetensors file or 'org/name'"
+                f"{nothing_here}, and it is not a Hub repo id ({one_line(err)}): pass "
+                f"a token folder, a .safetensors file or 'org/name'"
             ) from None
         try:
             folder = snapshot_download(
@@ -288,8 +299,9 @@ class SteeringTokens:
         except Exception as err:
             raise TokensNotFoundError(
                 f"{nothing_here}, and the Hub could not provide a repo of that name "
-                f"({type(err).__name__}: {one_line(err)[:120]}); check the folder's name, "
-                f"or the repo id and the network (HF_HUB_OFFLINE=1 reads the local cache only)"
+                f"({type(err).__name__}: {one_line(err)[:120]}); check the folder's "
+                f"name, or the repo id and the network (HF_HUB_OFFLINE=1 reads the "
+                f"local cache only)"
             ) from None
         return cls.load_file(Path(folder) / WEIGHTS_FILE, backbone)
 
@@ -302,7 +314,8 @@ class SteeringTokens:
         token: str | None = None,
         commit_message: str = "Upload steering tokens",
     ) -> str:
-        """Create ``repo_id`` on the Hub (if needed) and upload the ``save_pretrained`` folder.
+        """Create ``repo_id`` on the Hub (if needed) and upload the ``save_pretrained``
+        folder.
 
         Returns the URL of the commit.
         """
@@ -314,8 +327,9 @@ class SteeringTokens:
             token is None and get_token() is None
         ):  # fail here, not as a connection error of the upload
             raise HubCredentialsError(
-                f"push_to_hub({repo_id!r}) needs a Hugging Face token with write access "
-                f"and found none: pass token=..., set HF_TOKEN, or run `hf auth login`"
+                f"push_to_hub({repo_id!r}) needs a Hugging Face token with write "
+                f"access and found none: pass token=..., set HF_TOKEN, or run `hf auth "
+                f"login`"
             )
         api = HfApi(token=token)
         api.create_repo(repo_id, private=private, exist_ok=True)
@@ -329,14 +343,15 @@ class SteeringTokens:
         return str(getattr(info, "commit_url", info))
 
     def save_file(self, path: str | Path, *, overwrite: bool = False) -> Path:
-        """One safetensors file: ``token/<name>`` vectors, ``loss/<name>`` curves, JSON metadata.
+        """One safetensors file: ``token/<name>`` vectors, ``loss/<name>`` curves, JSON
+        metadata.
 
-        What the training caches write; ``save_pretrained`` adds the model card around it.
-        An existing file is replaced only when nothing in it is lost: a steerlib token file
-        of the same model whose every token this set holds with the same vector (and
-        layout); anything else (not a token file, another model's tokens, a token this set
-        drops or changes) is refused with a ``ForeignFileError`` naming it, unless
-        ``overwrite=True``.
+        What the training caches write; ``save_pretrained`` adds the model card around
+        it. An existing file is replaced only when nothing in it is lost: a steerlib
+        token file of the same model whose every token this set holds with the same
+        vector (and layout); anything else (not a token file, another model's tokens, a
+        token this set drops or changes) is refused with a ``ForeignFileError`` naming
+        it, unless ``overwrite=True``.
         """
         path = Path(path)
         if not overwrite:
@@ -355,8 +370,8 @@ class SteeringTokens:
         )
 
     def _check_replace(self, path: Path) -> None:
-        """Refuse (``ForeignFileError``) to replace ``path`` when something in it would be
-        lost (``save_file``); a missing file is fine."""
+        """Refuse (``ForeignFileError``) to replace ``path`` when something in it would
+        be lost (``save_file``); a missing file is fine."""
         old = check_replaceable(path, self.model_id, self.fingerprint)
         lost = [
             n
@@ -366,14 +381,14 @@ class SteeringTokens:
         if lost:
             raise ForeignFileError(
                 f"{path} holds {', '.join(f'<{n}>' for n in lost)}, which saving these "
-                f"tokens ({', '.join(f'<{n}>' for n in self.names) or 'none'}) would drop "
-                f"or change: {REPLACE_HOW}"
+                f"tokens ({', '.join(f'<{n}>' for n in self.names) or 'none'}) would "
+                f"drop or change: {REPLACE_HOW}"
             )
 
     def metadata(self) -> dict:
-        """The JSON metadata a token file carries (and the model card reads): format, model id,
-        fingerprint, width, names, per-token training records, library version, and the
-        layout where it is not the paper's."""
+        """The JSON metadata a token file carries (and the model card reads): format,
+        model id, fingerprint, width, names, per-token training records, library
+        version, and the layout where it is not the paper's."""
         meta = {
             "format": FORMAT,
             "model_id": self.model_id,
@@ -396,7 +411,8 @@ class SteeringTokens:
     def load_file(
         cls, path: str | Path, backbone: Backbone | None = None
     ) -> SteeringTokens:
-        """Read a file written by ``save_file``; with ``backbone``, check it was trained for that model.
+        """Read a file written by ``save_file``; with ``backbone``, check it was trained
+        for that model.
 
         Refused with a ``TokenFileError`` naming the file: anything that is not a whole
         safetensors file, metadata that is not steerlib's (bad JSON, no ``names``, an
@@ -426,7 +442,8 @@ class SteeringTokens:
             for name in meta["names"]:
                 if f"token/{name}" not in keys:
                     raise TokenFileError(
-                        f"{path}: its metadata names <{name}> but it holds no tensor 'token/{name}'"
+                        f"{path}: its metadata names <{name}> but it holds no tensor "
+                        f"'token/{name}'"
                     )
                 vector = _checked(
                     path,
@@ -447,10 +464,11 @@ class SteeringTokens:
         return tokens
 
     def save(self, path: str | Path) -> Path:
-        """Deprecated (removed after 0.2): ``save_pretrained(folder)``, or ``save_file(path)``."""
+        """Deprecated (removed after 0.2): ``save_pretrained(folder)``, or
+        ``save_file(path)``."""
         warnings.warn(
-            "SteeringTokens.save is deprecated; use save_pretrained(folder) (or save_file(path) "
-            "for a bare file)",
+            "SteeringTokens.save is deprecated; use save_pretrained(folder) (or "
+            "save_file(path) for a bare file)",
             DeprecationWarning,
             stacklevel=2,
         )
@@ -458,9 +476,11 @@ class SteeringTokens:
 
     @classmethod
     def load(cls, path: str | Path, backbone: Backbone | None = None) -> SteeringTokens:
-        """Deprecated (removed after 0.2): ``from_pretrained(folder_file_or_repo_id, backbone)``."""
+        """Deprecated (removed after 0.2):
+        ``from_pretrained(folder_file_or_repo_id, backbone)``."""
         warnings.warn(
-            "SteeringTokens.load is deprecated; use SteeringTokens.from_pretrained(path, backbone)",
+            "SteeringTokens.load is deprecated; use "
+            "SteeringTokens.from_pretrained(path, backbone)",
             DeprecationWarning,
             stacklevel=2,
         )
@@ -493,7 +513,8 @@ def check_replaceable(
 ) -> SteeringTokens | None:
     """The tokens in ``path`` (None when there is no file), when it is a steerlib token
     file of the model with ``fingerprint``; else a ``ForeignFileError`` naming it: a
-    save there would replace a file steerlib did not write, or another model's tokens."""
+    save there would replace a file steerlib did not write, or another model's
+    tokens."""
     path = Path(path)
     if not path.exists():
         return None
@@ -544,7 +565,8 @@ def _read_metadata(path: Path, metadata: dict | None) -> dict:
         raise TokenFileError(f"{path}: its 'steerlib' metadata is not a JSON object")
     if meta.get("format") != FORMAT:
         raise TokenFileError(
-            f"{path}: unknown format {meta.get('format')!r}; this steerlib reads {FORMAT!r}"
+            f"{path}: unknown format {meta.get('format')!r}; this steerlib reads "
+            f"{FORMAT!r}"
         )
     names = meta.get("names")
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
@@ -552,7 +574,8 @@ def _read_metadata(path: Path, metadata: dict | None) -> dict:
     hidden = meta.get("hidden_size")
     if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
         raise TokenFileError(
-            f"{path}: its metadata has no positive integer 'hidden_size' (got {hidden!r})"
+            f"{path}: its metadata has no positive integer 'hidden_size' (got "
+            f"{hidden!r})"
         )
     for field in ("model_id", "fingerprint"):
         if not isinstance(meta.get(field), str):
@@ -560,8 +583,8 @@ def _read_metadata(path: Path, metadata: dict | None) -> dict:
     bad = [n for n in names if not TOKEN_NAME.fullmatch(n)]
     if bad:
         raise TokenFileError(
-            f"{path}: token name {bad[0]!r:.80} is not a name: lower-case letters, digits "
-            f"and _, starting with a letter or _, at most 64"
+            f"{path}: token name {bad[0]!r:.80} is not a name: lower-case letters, "
+            f"digits and _, starting with a letter or _, at most 64"
         )
     model_id = meta["model_id"]
     if (
@@ -575,7 +598,8 @@ def _read_metadata(path: Path, metadata: dict | None) -> dict:
         )
     if not FINGERPRINT.fullmatch(meta["fingerprint"]):
         raise TokenFileError(
-            f"{path}: fingerprint {meta['fingerprint']!r:.80} is not 1 to 64 letters, digits, _ or -"
+            f"{path}: fingerprint {meta['fingerprint']!r:.80} is not 1 to 64 letters, "
+            f"digits, _ or -"
         )
     info = meta.setdefault("info", {})
     if not isinstance(info, dict):
@@ -623,7 +647,8 @@ def _check_info(path: Path, name: str, record) -> None:
             )
     if not isinstance(record.get("config", {}), dict):
         raise TokenFileError(
-            f"{path}: the training record of <{name}> has a 'config' that is not an object"
+            f"{path}: the training record of <{name}> has a 'config' that is not an "
+            f"object"
         )
 
 
@@ -639,7 +664,8 @@ def _checked(
     vectors."""
     if not tensor.dtype.is_floating_point:
         raise TokenFileError(
-            f"{path}: tensor {key!r} is {tensor.dtype}; steering vectors are floating point"
+            f"{path}: tensor {key!r} is {tensor.dtype}; steering vectors are floating "
+            f"point"
         )
     shape = (count, size) if count > 1 else (size,)
     if tensor.dim() != len(shape) or (
@@ -666,7 +692,8 @@ def shipped(
 
     Lets a fresh clone (and the book) reuse the committed tokens instead of retraining
     them, exactly when the training run asked for is the one that made them. ``path``:
-    another committed token file to look in (default: the tokens shipped in the package).
+    another committed token file to look in (default: the tokens shipped in the
+    package).
     """
     path = Path(path) if path is not None else _shipped_path()
     if not path.is_file():
@@ -683,7 +710,8 @@ def shipped(
 
 # -- initialisations ------------------------------------------------------------------
 def tensor_digest(named: Iterable[tuple[str, torch.Tensor]], salt: str = "") -> str:
-    """12 hex digits of SHA-256 over ``salt`` and each (name, float32 values) in the given order."""
+    """12 hex digits of SHA-256 over ``salt`` and each (name, float32 values) in the
+    given order."""
     h = hashlib.sha256(salt.encode())
     for name, tensor in named:
         h.update(

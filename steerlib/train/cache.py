@@ -35,8 +35,8 @@ def cached_token(
     retrain: bool,
     from_file: str | Path | None = None,
 ) -> SteeringTokens | None:
-    """A finished training run's token: from the artifacts cache, else ``from_file`` or the
-    shipped file when they hold it under ``key``."""
+    """A finished training run's token: from the artifacts cache, else ``from_file`` or
+    the shipped file when they hold it under ``key``."""
     if retrain:
         return None
     if final.is_file():
@@ -63,9 +63,10 @@ def fit_token(
     progress: bool | None = None,
     stop_after: int | None = None,
 ) -> SteeringTokens:
-    """Train one vector from ``init`` with checkpoints next to ``final``; save it to ``final``
-    once the run has finished (all steps, or early stopping on validation). Returns it as a
-    one-token set carrying ``record``, timing and the validation curve."""
+    """Train one vector from ``init`` with checkpoints next to ``final``; save it to
+    ``final`` once the run has finished (all steps, or early stopping on validation).
+    Returns it as a one-token set carrying ``record``, timing and the validation
+    curve."""
     refuse_work(f"token <{name}> ({final.name})")
     param = init.to(bb.device, torch.float32).clone()
     ckpt = final.with_suffix(".ckpt.safetensors")

@@ -60,10 +60,11 @@ def orthogonality(e_and: torch.Tensor, behavior_vectors: torch.Tensor) -> torch.
 def composition_jobs(
     n: int, combos: Stage2Combos | str, seed: int, questions: Sequence[str]
 ) -> list[tuple[str, tuple[str, ...]]]:
-    """``n`` (question, ordered combination) jobs: seen cross-category pairs (and triples).
+    """``n`` (question, ordered combination) jobs: seen cross-category pairs (and
+    triples).
 
-    Each job draws a combination uniformly and shuffles its order, so the token sees every
-    ordering; in "2+3" a third of the jobs are triples (ours).
+    Each job draws a combination uniformly and shuffles its order, so the token sees
+    every ordering; in "2+3" a third of the jobs are triples (ours).
     """
     combos = choice(Stage2Combos, combos, "stage-2 combos")
     rng = random.Random(seed)
@@ -97,7 +98,8 @@ def pair_jobs(
     """
     if not 1 <= per_question <= len(pairs):
         raise ConfigError(
-            f"per_question must be between 1 and the {len(pairs)} pairs; got {per_question}"
+            f"per_question must be between 1 and the {len(pairs)} pairs; got "
+            f"{per_question}"
         )
     rng = random.Random(seed)
     jobs = []
@@ -141,8 +143,9 @@ def validation_rate(tokens: SteeringTokens, name: str) -> float | None:
 
 
 CAPABLE_RATE = 0.5
-"""A behavior is capable when its token alone passes at least this share of its validation
-questions (ours): the bar for the pairs stage 2 is scored on and for the capable-pairs study."""
+"""A behavior is capable when its token alone passes at least this share of its
+validation questions (ours): the bar for the pairs stage 2 is scored on and for the
+capable-pairs study."""
 
 
 def passing_pairs(
@@ -153,8 +156,8 @@ def passing_pairs(
     """The pairs whose every behavior passes at least ``threshold`` alone, as ``rate``
     reports it (validation data only; a behavior without a rate is not capable).
 
-    >>> passing_pairs([("french", "upper_case"), ("french", "sentences_1")], {"french": 0.9, "upper_case": 0.2,
-    ...               "sentences_1": 0.6}.get)
+    >>> passing_pairs([("french", "upper_case"), ("french", "sentences_1")],
+    ...               {"french": 0.9, "upper_case": 0.2, "sentences_1": 0.6}.get)
     [('french', 'sentences_1')]
     """
 
@@ -194,16 +197,19 @@ def _stage2_cache(
     val_pairs: Sequence[tuple[str, str]] | None = None,
 ) -> tuple[str, Path]:
     """The cache key of a composition token and its file: keyed by config, training
-    combinations and the seen behavior vectors themselves (retrained behavior tokens make
-    another key), and by given targets and validation pairs (``-t``, ``-v`` parts; the
-    recipe's keys carry neither)."""
+    combinations and the seen behavior vectors themselves (retrained behavior tokens
+    make another key), and by given targets and validation pairs (``-t``, ``-v`` parts;
+    the recipe's keys carry neither)."""
     seen = _seen()
     missing = [b for b in seen if b not in tokens]
     if missing:
         raise ValueError(
             f"stage 2 needs the seen behavior tokens first; missing: {missing}"
         )
-    key = f"{name}-v{combos.replace('+', 'p')}-{config_hash(cfg)}-{tokens.digest(seen)[:8]}{P.cache_tag(questions)}"
+    key = (
+        f"{name}-v{combos.replace('+', 'p')}-{config_hash(cfg)}-"
+        f"{tokens.digest(seen)[:8]}{P.cache_tag(questions)}"
+    )
     if targets is not None:
         key += f"-t{targets_digest(targets)}"
     if val_pairs is not None:
@@ -216,7 +222,8 @@ def _digest(text: str) -> str:
 
 
 def targets_digest(targets: Sequence[Target]) -> str:
-    """8 hex digits over every target's behaviors, teacher instruction and answer ids."""
+    """8 hex digits over every target's behaviors, teacher instruction and answer
+    ids."""
     return _digest(json.dumps([[t.names, t.instructions, t.answer] for t in targets]))
 
 
@@ -283,13 +290,15 @@ def train_composition_token(
     targets: Sequence[Target] | None = None,
     val_pairs: Sequence[tuple[str, str]] | None = None,
 ) -> SteeringTokens:
-    """Train ``<and>`` on top of frozen behavior tokens; return a copy of ``tokens`` with it.
+    """Train ``<and>`` on top of frozen behavior tokens; return a copy of ``tokens``
+    with it.
 
     Cached like stage 1 under ``artifacts/<fingerprint>/stage2/`` (keyed by config,
-    training combinations and the behavior vectors themselves), resumable from checkpoints.
-    ``targets``: train on these instead of the recipe's (``composition_targets``), for
-    example filtered pair targets (``pair_jobs``); ``val_pairs``: score validation on
-    these pairs instead of ``validation_pairs(tokens)``. Both enter the cache key.
+    training combinations and the behavior vectors themselves), resumable from
+    checkpoints. ``targets``: train on these instead of the recipe's
+    (``composition_targets``), for example filtered pair targets (``pair_jobs``);
+    ``val_pairs``: score validation on these pairs instead of
+    ``validation_pairs(tokens)``. Both enter the cache key.
     """
     cfg = config or TrainConfig(init=Init.ZERO)
     combos = choice(Stage2Combos, combos, "stage-2 combos")

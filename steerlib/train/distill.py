@@ -33,7 +33,8 @@ def behavior_targets(
     questions: Sequence[str] | None = None,
     progress: bool | None = None,
 ) -> list[Target]:
-    """The (cached) targets a behavior trains on: one job per example for 2 epochs (ours).
+    """The (cached) targets a behavior trains on: one job per example for 2 epochs
+    (ours).
 
     Shared with the LM-Steer and LoRA baselines, which distill on exactly these.
     """
@@ -61,10 +62,10 @@ def train_behavior_token(
 
     The result is cached under ``artifacts/<fingerprint>/stage1/``: a second call with
     the same model, config and training questions loads it instead of training
-    (``retrain=True`` forces it), and an interrupted call resumes from its last checkpoint.
-    ``from_file``: a token file (one committed next to a chapter's results) to load
-    ``<name>`` from when it holds the run asked for, same model and same cache key,
-    instead of training it.
+    (``retrain=True`` forces it), and an interrupted call resumes from its last
+    checkpoint. ``from_file``: a token file (one committed next to a chapter's results)
+    to load ``<name>`` from when it holds the run asked for, same model and same cache
+    key, instead of training it.
     """
     cfg = config or TrainConfig()
     behavior = B.get(name)
@@ -123,8 +124,9 @@ def train_behavior_token(
 def stage1_key(
     name: str, cfg: TrainConfig, questions: Sequence[str] | None = None
 ) -> str:
-    """The cache key of a stage-1 run: behavior, config hash and, unless they are the shipped
-    train split, a digest of the training questions (the shipped tokens carry this key)."""
+    """The cache key of a stage-1 run: behavior, config hash and, unless they are the
+    shipped train split, a digest of the training questions (the shipped tokens carry
+    this key)."""
     return f"{B.cache_name(name)}-{config_hash(cfg)}{P.cache_tag(questions)}"
 
 
@@ -134,9 +136,10 @@ BLANK = "blank_{}"
 
 def blank_tokens(bb: Backbone, k: int, seed: int = 0) -> SteeringTokens:
     """``k`` frozen blank slots for displaced stage-1 training: Gaussian directions with
-    the vocabulary's mean embedding norm (``random_init``), fixed by ``seed``. They carry
-    no behavior, so the teacher (reading only the token's instruction) is unchanged, and
-    the token learns to steer with anything between the question and itself."""
+    the vocabulary's mean embedding norm (``random_init``), fixed by ``seed``. They
+    carry no behavior, so the teacher (reading only the token's instruction) is
+    unchanged, and the token learns to steer with anything between the question and
+    itself."""
     blanks = SteeringTokens.for_backbone(bb)
     for i in range(1, k + 1):
         blanks.set(BLANK.format(i), random_init(bb, seed + 1_000 + i))
@@ -158,8 +161,8 @@ def stage1_path(
 def _init_vector(
     bb: Backbone, init: Init, text: str, seed: int, k: int = 1
 ) -> torch.Tensor:
-    """Stage-1 inits of a token of ``k`` vectors: the instruction's mean embedding (paper;
-    for k > 1 its first k token embeddings, ``text_rows``), or zero / random."""
+    """Stage-1 inits of a token of ``k`` vectors: the instruction's mean embedding
+    (paper; for k > 1 its first k token embeddings, ``text_rows``), or zero / random."""
     if init == Init.SEMANTIC:
         return text_rows(bb, text, k)
     if init == Init.ZERO:

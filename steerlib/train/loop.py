@@ -2,10 +2,10 @@
 LM-Steer maps and LoRA adapters.
 
 What is trained is a dict of named tensors (``params``); everything else is frozen. Each
-step takes a batch of rendered examples, computes the distillation loss (``steerlib.train.loss``)
-(plus an optional extra term) and takes one AdamW step under the paper's schedule:
-linear warm-up for ``warmup`` of the steps, then linear decay to 0 (``lr_at``),
-grad-norm clip.
+step takes a batch of rendered examples, computes the distillation loss
+(``steerlib.train.loss``) (plus an optional extra term) and takes one AdamW step under
+the paper's schedule: linear warm-up for ``warmup`` of the steps, then linear decay to 0
+(``lr_at``), grad-norm clip.
 
 Two things make a long CPU run safe to start and to stop:
 
@@ -63,9 +63,10 @@ class Validation:
     """Evaluations since the last strict improvement (early stopping's counter)."""
 
     def update(self, step: int, rate: float, params: Params) -> None:
-        """Record ``rate`` at ``step``. A strictly better rate resets the patience counter;
-        an equal one moves the kept params to this (longer-trained) step without resetting
-        it, so a curve that stays flat (0% from start to end) still stops early."""
+        """Record ``rate`` at ``step``. A strictly better rate resets the patience
+        counter; an equal one moves the kept params to this (longer-trained) step
+        without resetting it, so a curve that stays flat (0% from start to end) still
+        stops early."""
         self.curve.append((step, rate))
         if rate >= self.best_rate:
             self.since_best = 0 if rate > self.best_rate else self.since_best + 1
@@ -103,10 +104,11 @@ class TrainResult:
 def lr_at(step: int, cfg: TrainConfig) -> float:
     """Linear warm-up over ``warmup`` of the steps, then linear decay to 0 (paper).
 
-    Not ``transformers.get_linear_schedule_with_warmup``: its first step runs at learning
-    rate 0 (step / warm-up), ours at 1 / warm-up (from step 2 on the two agree). Every
-    shipped token was trained with this one, and its cache key promises that training
-    again reproduces it. A function of the step alone, it needs no state in a checkpoint.
+    Not ``transformers.get_linear_schedule_with_warmup``: its first step runs at
+    learning rate 0 (step / warm-up), ours at 1 / warm-up (from step 2 on the two
+    agree). Every shipped token was trained with this one, and its cache key promises
+    that training again reproduces it. A function of the step alone, it needs no state
+    in a checkpoint.
 
     >>> [round(lr_at(s, TrainConfig(steps=4, lr=1.0, warmup=0.5)), 2) for s in range(4)]
     [0.5, 1.0, 1.0, 0.5]
@@ -118,7 +120,8 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 def batch_order(n: int, cfg: TrainConfig) -> list[list[int]]:
-    """Example indices for every step: seeded epoch-wise permutations, cut into batches."""
+    """Example indices for every step: seeded epoch-wise permutations, cut into
+    batches."""
     gen = torch.Generator().manual_seed(cfg.seed)
     flat: list[int] = []
     while len(flat) < cfg.steps * cfg.batch_size:
@@ -145,13 +148,14 @@ def fit(
 
     ``loss_fn(batch)`` is one step's loss on a list of examples, computed from the
     params it closes over; nothing but ``params`` receives updates.
-    ``size(example)`` is the example's weight in the batch's mean loss (its answer tokens,
-    for a mean over tokens). Under torchrun each rank computes the loss of its shard of
-    every batch, weighted by its share of the batch's size, and the gradients are summed
-    over ranks (``steerlib.distributed``): that is the gradient of the whole batch's mean,
-    so N processes take the steps one process takes. Only rank 0 writes checkpoints.
-    ``validate`` with ``cfg.validation`` turns on validation-guided stopping (module doc).
-    ``stop_after`` ends the run early after that many steps (tests of resume use it).
+    ``size(example)`` is the example's weight in the batch's mean loss (its answer
+    tokens, for a mean over tokens). Under torchrun each rank computes the loss of its
+    shard of every batch, weighted by its share of the batch's size, and the gradients
+    are summed over ranks (``steerlib.distributed``): that is the gradient of the whole
+    batch's mean, so N processes take the steps one process takes. Only rank 0 writes
+    checkpoints. ``validate`` with ``cfg.validation`` turns on validation-guided
+    stopping (module doc). ``stop_after`` ends the run early after that many steps
+    (tests of resume use it).
     """
     if not examples:
         raise ValueError("no training examples")

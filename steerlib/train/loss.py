@@ -1,8 +1,9 @@
-"""The distillation objective every trained method shares: stage 1, stage 2 and the trained baselines.
+"""The distillation objective every trained method shares: stage 1, stage 2 and the
+trained baselines.
 
 Teacher: the frozen model reading ``question + instruction``. Student: the same model
-reading ``question + <token>`` (or changed by a baseline). Both are teacher-forced on the
-same answer y; the loss is
+reading ``question + <token>`` (or changed by a baseline). Both are teacher-forced on
+the same answer y; the loss is
 
     T^2 * KL( softmax(z_teacher / T) || softmax(z_student / T) ),  T = 10,
 
@@ -49,7 +50,8 @@ def answer_hidden(
     vectors: dict[str, torch.Tensor] | None = None,
     tokens: SteeringTokens | None = None,
 ) -> torch.Tensor:
-    """Final hidden states at the positions that predict each answer token, stacked [N, d].
+    """Final hidden states at the positions that predict each answer token, stacked
+    [N, d].
 
     With left padding every sequence ends at the last column, so answer i's predicting
     positions are the ``len(answer)`` columns before the last one.
@@ -64,7 +66,8 @@ def answer_hidden(
 def distill_loss(
     teacher_logits: torch.Tensor, student_logits: torch.Tensor, temperature: float
 ) -> torch.Tensor:
-    """T^2-scaled KL(teacher || student) of temperature-softened distributions, mean over tokens."""
+    """T^2-scaled KL(teacher || student) of temperature-softened distributions, mean
+    over tokens."""
     t = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
     s = F.log_softmax(student_logits.float() / temperature, dim=-1)
     return F.kl_div(s, t, log_target=True, reduction="batchmean") * temperature**2
@@ -119,7 +122,8 @@ def train_vectors(
     progress: bool | None = None,
     stop_after: int | None = None,
 ) -> TrainResult:
-    """Distil ``params`` (name -> tensor) on ``examples`` with the shared loop (``loop.fit``).
+    """Distil ``params`` (name -> tensor) on ``examples`` with the shared loop
+    (``loop.fit``).
 
     ``tokens`` supplies the frozen vectors of other slots (stage 2's behavior tokens).
     ``extra_loss(params)`` is added to each step's loss (stage 2's orthogonality term).

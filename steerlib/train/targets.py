@@ -3,14 +3,15 @@
 The paper forces both on answers a larger model wrote under the instruction. Our
 sources (``TargetConfig.source``):
 
-* ``self``: the steered model itself answers under the instruction (true self-distillation;
-  the default);
+* ``self``: the steered model itself answers under the instruction (true
+  self-distillation; the default);
 * ``filtered``: ``self`` answers (the same cached generations) kept only where every
-  behavior's verifier passes, so a token can beat a weak teacher; too few survivors is an
-  error, not a silent tiny run;
-* ``constructed``: the model's answer transformed so it satisfies the behaviors that have
-  a faithful transform (case, sentence count, word range, JSON; see ``transforms``);
-  behaviors without one (languages) are asked for by instruction and filtered first;
+  behavior's verifier passes, so a token can beat a weak teacher; too few survivors is
+  an error, not a silent tiny run;
+* ``constructed``: the model's answer transformed so it satisfies the behaviors that
+  have a faithful transform (case, sentence count, word range, JSON; see
+  ``transforms``); behaviors without one (languages) are asked for by instruction and
+  filtered first;
 * ``model``: another model's answers under the instruction (the paper's setting).
 
 Targets are cached as JSON lines under the artifacts folder, keyed by the model's
@@ -45,7 +46,8 @@ log = logging.getLogger("steerlib")
 
 @dataclass(frozen=True)
 class Target:
-    """One training example: a question, the instruction the teacher read, the answer ids."""
+    """One training example: a question, the instruction the teacher read, the answer
+    ids."""
 
     question: str
     names: tuple[str, ...]
@@ -79,7 +81,8 @@ def make_targets(
     progress: bool | None = None,
     teacher: Backbone | None = None,
 ) -> list[Target]:
-    """Targets for ``jobs`` = [(question, ordered behavior names), ...], cached under ``key``.
+    """Targets for ``jobs`` = [(question, ordered behavior names), ...], cached under
+    ``key``.
 
     Jobs of different behaviors are generated together in batches. For filtered and
     constructed sources, jobs whose answer cannot be kept are dropped, and too few
@@ -87,8 +90,8 @@ def make_targets(
     (loaded from ``cfg.model`` when not given).
     """
     if cfg.source == TargetSource.FILTERED:
-        # the 'self' answers to the same jobs (same paraphrases), kept where they pass: one
-        # generation serves both sources
+        # the 'self' answers to the same jobs (same paraphrases), kept where they pass:
+        # one generation serves both sources
         answers = make_targets(
             bb,
             jobs,
@@ -152,14 +155,16 @@ def make_targets(
 def _enough(
     kept: list[Target], n_jobs: int, cfg: TargetConfig, key: str
 ) -> list[Target]:
-    """``kept``, after a loud error when fewer than ``min_kept`` survived and a warning when some were dropped."""
+    """``kept``, after a loud error when fewer than ``min_kept`` survived and a warning
+    when some were dropped."""
     if (
         cfg.source in (TargetSource.FILTERED, TargetSource.CONSTRUCTED)
         and len(kept) < cfg.min_kept
     ):
         raise TooFewTargetsError(
-            f"only {len(kept)} of {n_jobs} {cfg.source} targets for {key} could be kept (need "
-            f"{cfg.min_kept}); use source='self', give more jobs, or lower min_kept"
+            f"only {len(kept)} of {n_jobs} {cfg.source} targets for {key} could be "
+            f"kept (need {cfg.min_kept}); use source='self', give more jobs, or lower "
+            f"min_kept"
         )
     if len(kept) < n_jobs:
         log.warning("%s: %d of %d %s targets kept", key, len(kept), n_jobs, cfg.source)
@@ -187,7 +192,8 @@ def _answerer(bb: Backbone, cfg: TargetConfig, teacher: Backbone | None):
         if cfg.source == TargetSource.CONSTRUCTED and not any(
             asked for *_, asked in batch
         ):
-            # nothing to ask: transform the plain answers, made once and shared by all behaviors
+            # nothing to ask: transform the plain answers, made once and shared by all
+            # behaviors
             plain = replace(
                 cfg, source=TargetSource.SELF, max_new_tokens=cfg.plain_max_new_tokens
             )
@@ -245,7 +251,8 @@ def _construct(
 
 
 def _key(job: tuple) -> str:
-    """Cache key of a planned job: question, behaviors, teacher instruction, what was asked."""
+    """Cache key of a planned job: question, behaviors, teacher instruction, what was
+    asked."""
     return json.dumps(job, ensure_ascii=False)
 
 

@@ -58,7 +58,8 @@ _CASE_TRANSFORMS: dict[str, Callable[[str], str]] = {
 
 
 def _cut(text: str, names: Sequence[str]) -> str | None:
-    """The longest prefix of whole sentences allowed by the sentence and length behaviors."""
+    """The longest prefix of whole sentences allowed by the sentence and length
+    behaviors."""
     counts = [B.SENTENCE_COUNTS[n] for n in names if n in B.SENTENCE_COUNTS]
     ranges = [B.LENGTH_RANGES[n] for n in names if n in B.LENGTH_RANGES]
     if not counts and not ranges:

@@ -28,7 +28,8 @@ def questions(cfg: ValidationConfig) -> list[str]:
     qs = P.load("val")
     if cfg.n_questions > len(qs):
         raise ValueError(
-            f"ValidationConfig.n_questions={cfg.n_questions} but the val split has {len(qs)} questions"
+            f"ValidationConfig.n_questions={cfg.n_questions} but the val split has "
+            f"{len(qs)} questions"
         )
     return qs[: cfg.n_questions]
 
@@ -52,7 +53,8 @@ def pass_rate(
 def _scorer(
     bb: Backbone, base: SteeringTokens | None, jobs, cfg: ValidationConfig
 ) -> Validator:
-    """A validator for params named like steering slots, on top of the frozen ``base``."""
+    """A validator for params named like steering slots, on top of the frozen
+    ``base``."""
 
     def score(params: Params) -> float:
         tokens = base.copy() if base is not None else SteeringTokens.for_backbone(bb)
@@ -69,7 +71,8 @@ def behavior_validator(
 ) -> Validator:
     """Stage 1: the pass rate of ``<name>`` alone on the validation questions. With the
     frozen ``blanks`` of displaced training, question i puts the first i mod (k + 1) of
-    them between the question and the token, so the kept step steers from every place."""
+    them between the question and the token, so the kept step steers from every
+    place."""
     places = len(blanks) + 1 if blanks is not None else 1
     names = blanks.names if blanks is not None else []
     return _scorer(
