@@ -32,3 +32,26 @@ def test_docstring_examples(name):
         f"{result.failed} of {result.attempted} examples of {name} failed (printed "
         "above)"
     )
+
+
+PUBLIC_API = [
+    ("steerlib.model.tokens", "SteeringTokens"),
+    ("steerlib.model.generate", "SteeredModel"),
+    ("steerlib.model.backbone", "load_backbone"),
+    ("steerlib.train.distill", "train_behavior_token"),
+    ("steerlib.train.compose", "train_composition_token"),
+]
+"""The public API's entry points, whose examples run on the tiny random model in seconds
+(training: the smoke preset's 3 steps; the artifacts go to the test's own folder)."""
+
+
+@pytest.mark.parametrize("module, name", PUBLIC_API, ids=[n for _, n in PUBLIC_API])
+def test_public_api_examples(module, name):
+    mod = importlib.import_module(module)
+    tests = doctest.DocTestFinder(recurse=False).find(getattr(mod, name), module=mod)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    for test in tests:
+        runner.run(test)
+    result = runner.summarize(verbose=False)
+    assert result.attempted, f"{name} has no examples"
+    assert not result.failed, f"{result.failed} of {result.attempted} examples failed"

@@ -351,21 +351,25 @@ def load_backbone(
 
     Args:
         name: None or "embedded" for the shipped SmolLM2-135M-Instruct; "tiny" for a
-        random
-            test model; a hub id, a local model folder, or a ``.gguf`` file path.
+            random test model; a hub id, a local model folder, or a ``.gguf`` file path.
         device: "cpu", "cuda", ...; default CUDA when available. Ignored when
             ``device_map`` or ``quantization_config`` places the model.
         dtype: default bfloat16 on GPUs with native bfloat16, else float16; float32 on
-        CPU
-            (``torch_dtype`` is accepted too).
+            CPU (``torch_dtype`` is accepted too).
         trust_remote_code: passed to transformers; off by default on purpose.
         **from_pretrained_kwargs: passed to ``AutoModelForCausalLM.from_pretrained``
-        for a
-            hub id or folder: ``device_map``, ``revision``, ``quantization_config``,
-            ``attn_implementation``, ... (``revision``, ``cache_dir``, ``token``,
-            ``local_files_only`` and ``subfolder`` reach the tokenizer too).
+            for a hub id or folder: ``device_map``, ``revision``,
+            ``quantization_config``, ``attn_implementation``, ... (``revision``,
+            ``cache_dir``, ``token``, ``local_files_only`` and ``subfolder`` reach the
+            tokenizer too).
 
     To wrap a model you loaded yourself, use ``Backbone.from_model(model, tokenizer)``.
+
+    >>> bb = load_backbone("tiny")  # built here from a seed: nothing is downloaded
+    >>> bb.model_id, bb.hidden_size, bb.model.training
+    ('tiny-llama-2x64-seed0', 64, False)
+    >>> all(not p.requires_grad for p in bb.model.parameters())  # frozen
+    True
     """
     start = time.perf_counter()
     kwargs = dict(from_pretrained_kwargs)

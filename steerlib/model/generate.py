@@ -61,6 +61,24 @@ class SteeredModel:
     ``strict=False`` lets prompts in token syntax break the composition rules
     (``template.check_run``: ``<french><and><spanish>``, ``<and>`` alone, ...), for
     experiments on what such runs do; by default they are refused.
+
+    >>> import torch
+    >>> from steerlib import SteeringTokens, load_backbone
+    >>> bb = load_backbone("tiny")
+    >>> tokens = SteeringTokens.for_backbone(bb)
+    >>> for name in ("french", "and", "upper_case"):
+    ...     tokens.set(name, torch.zeros(bb.hidden_size))
+    >>> sm = SteeredModel(bb, tokens)
+    >>> answers = sm.generate(
+    ...     ["Why is the sky blue? <french><and><upper_case>", "Name a fruit."],
+    ...     max_new_tokens=4,
+    ... )
+    >>> len(answers), all(isinstance(a, str) for a in answers)
+    (2, True)
+    >>> sm.generate("Why? <spanish>")
+    Traceback (most recent call last):
+    ...
+    steerlib.errors.PromptError: ...<spanish>...
     """
 
     def __init__(

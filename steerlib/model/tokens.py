@@ -72,7 +72,21 @@ CARD_FILE = "README.md"
 
 
 class SteeringTokens:
-    """An ordered set of named steering vectors for one backbone."""
+    """An ordered set of named steering vectors for one backbone.
+
+    >>> import tempfile, torch
+    >>> from steerlib import load_backbone
+    >>> bb = load_backbone("tiny")
+    >>> tokens = SteeringTokens.for_backbone(bb)
+    >>> tokens.set("french", torch.ones(bb.hidden_size), {"init": "ones"})
+    >>> tokens.names, tuple(tokens["french"].shape)
+    (['french'], (64,))
+    >>> folder = tempfile.mkdtemp()
+    >>> path = tokens.save_file(f"{folder}/tokens.safetensors")
+    >>> again = SteeringTokens.load_file(path, backbone=bb)  # checks the model
+    >>> torch.equal(again["french"], tokens["french"]), again.info["french"]["init"]
+    (True, 'ones')
+    """
 
     def __init__(self, hidden_size: int, model_id: str, fingerprint: str) -> None:
         self.hidden_size = hidden_size

@@ -299,6 +299,19 @@ def train_composition_token(
     (``composition_targets``), for example filtered pair targets (``pair_jobs``);
     ``val_pairs``: score validation on these pairs instead of
     ``validation_pairs(tokens)``. Both enter the cache key.
+
+    >>> import torch
+    >>> from steerlib import SteeringTokens, behaviors, load_backbone, presets
+    >>> bb = load_backbone("tiny")
+    >>> tokens = SteeringTokens.for_backbone(bb)
+    >>> for name in behaviors.names():  # stand-ins for trained behavior tokens
+    ...     tokens.set(name, 0.01 * torch.randn(bb.hidden_size))
+    >>> config = presets.smoke().stage2  # <and> from zero, 3 steps of 2 pair examples
+    >>> composed = train_composition_token(bb, tokens, config, progress=False)
+    >>> "and" in composed.names, len(composed.losses["and"])
+    (True, 3)
+    >>> all(torch.equal(composed[n], tokens[n]) for n in tokens.names)  # frozen
+    True
     """
     cfg = config or TrainConfig(init=Init.ZERO)
     combos = choice(Stage2Combos, combos, "stage-2 combos")

@@ -66,6 +66,16 @@ def train_behavior_token(
     checkpoint. ``from_file``: a token file (one committed next to a chapter's results)
     to load ``<name>`` from when it holds the run asked for, same model and same cache
     key, instead of training it.
+
+    >>> from steerlib import load_backbone, presets
+    >>> bb = load_backbone("tiny")
+    >>> config = presets.smoke().stage1  # 3 steps of 2 examples
+    >>> tokens = train_behavior_token(bb, "french", config, progress=False)
+    >>> tokens.names, len(tokens.losses["french"])
+    (['french'], 3)
+    >>> again = train_behavior_token(bb, "french", config, progress=False)  # cached
+    >>> bool((again["french"] == tokens["french"]).all())
+    True
     """
     cfg = config or TrainConfig()
     behavior = B.get(name)
