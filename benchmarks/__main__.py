@@ -9,9 +9,14 @@ import argparse
 import logging
 from pathlib import Path
 
+import torch
+
+from steerlib.cores import threads_chosen_by_user, torch_default_threads
+from steerlib.launch import default_workers
 from steerlib.model.backbone import load_backbone
 
 from .core import FULL, QUICK, render_markdown, render_text
+from .generation import threads
 from .suite import header, run_suite
 
 
@@ -35,6 +40,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out", type=Path, default=None, help="also write the report as markdown here"
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes of one thread that generation and the end-to-end "
+        "workload also run in (default: --workers' default, one per usable core on a "
+        "CPU; 1: this process only)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="this process's torch threads, the single-process side of every ratio "
+        "(default: $OMP_NUM_THREADS, else torch's own default, one per physical core: "
+        "the figures before steerlib chose one thread)",
+    )
     return p
 
 
@@ -44,9 +65,14 @@ def main(argv: list[str] | None = None) -> int:
         logging.ERROR
     )  # generation-flag chatter from HF generate
     sizes = QUICK if args.quick else FULL
+    here = torch.get_num_threads()
+    if args.threads is not None or not threads_chosen_by_user(False):
+        here = args.threads or torch_default_threads()
+    workers = default_workers() if args.workers is None else args.workers
     bb = load_backbone(args.model)
-    sections = run_suite(bb, sizes, model=args.model)
-    head = header(bb, sizes, args.quick)
+    with threads(here):
+        sections = run_suite(bb, sizes, model=args.model, workers=workers)
+        head = header(bb, sizes, args.quick, workers)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(render_markdown(sections, head))

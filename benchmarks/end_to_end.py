@@ -34,6 +34,13 @@ settings and generates at its evaluation length, projects; ``--quick`` trains wi
 smoke preset's settings and generates fewer, shorter answers, so it reports its parts
 but not the goal.
 
+With ``--workers`` N > 1 the same fresh workload runs a second time in N processes of
+one thread each (``benchmarks.workers``: targets, both trainings and the generations
+shared as a study command's default workers share them), against this process's run
+(``--workers 1``, at this process's threads): the speed-up of the parts' total (goal
+>= 1.15x), answers compared one by one, and the projection recomputed from the workers'
+parts (goal <= 2 h).
+
 Peak RSS is this benchmark process's, read after the workload: the process also ran the
 suite's earlier benchmarks, so it bounds the workload's own peak from above.
 """
@@ -44,10 +51,13 @@ import os
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from unittest import mock
 
+import torch
+
+from steerlib import distributed
 from steerlib.model.backbone import Backbone
 from steerlib.model.generate import SteeredModel
 from steerlib.model.tokens import SteeringTokens
@@ -97,6 +107,8 @@ class Workload:
     generated_tokens: int
     """Tokens generated up to and including each answer's end token."""
     peak_rss_gb: float
+    answers: list = field(default_factory=list, repr=False)
+    """The token ids of each answer (to compare runs)."""
 
 
 def partner_tokens(bb: Backbone) -> SteeringTokens:
@@ -112,22 +124,44 @@ def run_workload(
     new_tokens: int,
     partners: SteeringTokens,
 ) -> Workload:
-    """Train ``<BEHAVIOR>`` and ``<and>`` (beside ``partners``) with ``training``'s
-    settings, then generate ``generations`` answers of up to ``new_tokens`` tokens, all
-    in a new scratch folder."""
-    batch = presets.cpu().eval.batch_size
+    """``timed_parts`` in a new scratch folder, deleted afterwards."""
     with (
         tempfile.TemporaryDirectory(prefix="steerlib-e2e-") as scratch,
-        mock.patch.dict(
-            os.environ,
-            {
-                "STEERLIB_ARTIFACTS": str(Path(scratch) / "artifacts"),
-                "STEERLIB_LOCKS": str(Path(scratch) / "locks"),
-            },
-        ),
+        mock.patch.dict(os.environ, scratch_environment(Path(scratch))),
     ):
+        return timed_parts(bb, training, generations, new_tokens, partners)
+
+
+def scratch_environment(scratch: Path) -> dict[str, str]:
+    """The variables that point steerlib's caches and locks into ``scratch``."""
+    return {
+        "STEERLIB_ARTIFACTS": str(scratch / "artifacts"),
+        "STEERLIB_LOCKS": str(scratch / "locks"),
+    }
+
+
+def timed_parts(
+    bb: Backbone,
+    training: Preset,
+    generations: int,
+    new_tokens: int,
+    partners: SteeringTokens,
+) -> Workload:
+    """Train ``<BEHAVIOR>`` and ``<and>`` (beside ``partners``) with ``training``'s
+    settings, then generate ``generations`` answers of up to ``new_tokens`` tokens.
+    Under several processes (``--workers``) they share each part as a study command's
+    workers do, and each part is timed from a barrier (identities in one process)."""
+    batch = presets.cpu().eval.batch_size
+
+    def timed(part):
+        distributed.barrier()
         start = time.perf_counter()
-        tokens = train_behavior_token(
+        result = part()
+        distributed.barrier()
+        return result, time.perf_counter() - start
+
+    tokens, token_s = timed(
+        lambda: train_behavior_token(
             bb,
             BEHAVIOR,
             training.stage1_config(BEHAVIOR),
@@ -135,20 +169,21 @@ def run_workload(
             retrain=True,
             progress=False,
         )
-        token_s = time.perf_counter() - start
-        start = time.perf_counter()
-        tokens = train_composition_token(
+    )
+    tokens, and_s = timed(
+        lambda: train_composition_token(
             bb, tokens, training.stage2, retrain=True, progress=False
         )
-        and_s = time.perf_counter() - start
-        start = time.perf_counter()
-        answers = SteeredModel(bb, tokens).generate_ids(
+    )
+    sm = SteeredModel(bb, tokens)
+    answers, generation_s = timed(
+        lambda: distributed.map_shards(
+            lambda part: sm.generate_ids(
+                part, max_new_tokens=new_tokens, batch_size=batch, progress=False
+            ),
             workload(generations),
-            max_new_tokens=new_tokens,
-            batch_size=batch,
-            progress=False,
         )
-        generation_s = time.perf_counter() - start
+    )
     eos = set(bb.eos_ids)
     return Workload(
         training.name,
@@ -162,6 +197,7 @@ def run_workload(
         generation_s,
         sum(answer_length(a, eos) for a in answers),
         peak_rss_gb(),
+        answers,
     )
 
 
@@ -264,20 +300,123 @@ def end_to_end_section(w: Workload, recorded: SteeringTokens | None = None) -> S
     )
 
 
-def bench_end_to_end(bb: Backbone, sizes: Sizes) -> Section:
+def bench_end_to_end(bb: Backbone, sizes: Sizes, model: str, workers: int) -> Section:
     """The workload at ``sizes`` (training settings of ``sizes.e2e_training``,
-    ``sizes.gen_prompts`` generations of ``sizes.new_tokens``), as a section."""
+    ``sizes.gen_prompts`` generations of ``sizes.new_tokens``) in this process, then
+    (``workers`` > 1) in that many worker processes, as one section."""
     partners = partner_tokens(bb)
-    w = run_workload(
-        bb,
-        presets.get(sizes.e2e_training),
-        sizes.gen_prompts,
-        sizes.new_tokens,
-        partners,
-    )
-    return end_to_end_section(
+    training = presets.get(sizes.e2e_training)
+    w = run_workload(bb, training, sizes.gen_prompts, sizes.new_tokens, partners)
+    section = end_to_end_section(
         w, partners if partners.info.get(BEHAVIOR) else None
     )  # random ones have no records
+    many, launch_s = (
+        run_workload_in_workers(model, workers, training, sizes)
+        if workers > 1
+        else (None, None)
+    )
+    workers_comparison(section, w, many, workers, launch_s)
+    return section
+
+
+def run_workload_in_workers(
+    model: str, workers: int, training: Preset, sizes: Sizes
+) -> tuple[Workload, float]:
+    """The workload run by ``workers`` processes of one thread (what a study
+    command's default ``--workers`` does) in a new scratch folder, and the launch's
+    wall seconds."""
+    from . import workers as launched
+
+    with tempfile.TemporaryDirectory(prefix="steerlib-e2e-") as scratch:
+        result, launch_s = launched.run(
+            "end-to-end",
+            workers,
+            model,
+            env=scratch_environment(Path(scratch)),
+            prompts=sizes.gen_prompts,
+            new_tokens=sizes.new_tokens,
+            training=training.name,
+        )
+    return Workload(**result), launch_s
+
+
+def total_s(w: Workload) -> float:
+    return w.token_s + w.and_s + w.generation_s
+
+
+def workers_comparison(
+    section: Section,
+    one: Workload,
+    many: Workload | None,
+    workers: int,
+    launch_s: float | None,
+) -> None:
+    """Add to ``section`` the workload run by ``workers`` processes (``many``) against
+    this process's run (``one``): parts, answers compared, the projection, goals (not
+    measured when ``many`` is None, i.e. ``--workers 1``)."""
+    label = f"{workers} workers x 1 thread"
+    same = None
+    if many is not None:
+        same = sum(a == b for a, b in zip(one.answers, many.answers))
+        section.figures += [
+            (
+                f"{label}: stage 1, stage 2, generation",
+                (
+                    f"{many.token_s:.1f} s ({many.token_steps} steps), "
+                    f"{many.and_s:.1f} s ({many.and_steps} steps), "
+                    f"{many.generation_s:.1f} s "
+                    f"({many.generated_tokens} tokens)"
+                ),
+            ),
+            (
+                f"{label}: workload total",
+                (
+                    f"{total_s(many):.1f} s against {total_s(one):.1f} s in this "
+                    f"process ({torch.get_num_threads()} threads); the launch, process "
+                    f"start and model loads included: {launch_s:.1f} s"
+                ),
+            ),
+            (f"{label}: identical answers", f"{same} of {len(one.answers)}"),
+        ]
+    projected = None
+    if many is not None and projects_reproduce(many):
+        projected = projected_reproduce_s(many)
+        section.figures.append(
+            (
+                f"projected cpu reproduce, {label}",
+                (
+                    f"{projected:,.0f} s ({projected / 3600:.2f} h) = "
+                    f"{len(B.names())} x {many.token_s:.1f} s + {many.and_s:.1f} s + "
+                    f"{REPRODUCE_GENERATIONS} / {many.generations} x "
+                    f"{many.generation_s:.1f} s"
+                ),
+            )
+        )
+    if many is None:
+        section.notes.append(
+            f"--workers {workers}: the workload ran in this process only, so the "
+            f"comparison with worker processes is not measured"
+        )
+    section.goals += [
+        Goal(
+            f"end to end, {label} / this process (speed)",
+            None if many is None else total_s(one) / total_s(many),
+            ">=",
+            1.15,
+        ),
+        Goal(
+            "end to end, identical answers with workers",
+            None if same is None else same / len(one.answers),
+            ">=",
+            1.0,
+        ),
+        Goal(
+            f"projected reproduce with workers / {BUDGET_S:g} s",
+            None if projected is None else projected / BUDGET_S,
+            "<=",
+            1.0,
+        ),
+    ]
 
 
 def process_memory() -> Section:

@@ -16,6 +16,13 @@ tokens.
   as many rows as a generation batch holds, timed alone: ``2 x parameters`` FLOPs per
   token at the GEMM rate this machine reaches on the model's own weights and shapes.
   Attention, norms and the prompt's prefill are not in it, so no decoder reaches it.
+  Measured twice: at this process's threads (today's figure: torch's default, one per
+  physical core) and at one thread; the machine's ceiling is the one-thread rate times
+  the workers, what processes of one thread each can reach;
+* workers (``--workers``, when more than one): the same requests answered by that many
+  processes of one thread, each its share (``benchmarks.workers``), timed between
+  barriers after loading; against this process's steerlib run (goal >= 1.15x, the same
+  answers) and against the machine's ceiling (aim >= 0.6).
 
 Throughput counts the tokens each row generated up to and including its end token (what
 a user gets), so a batch that keeps computing finished rows pays for it. Each side is
@@ -145,13 +152,30 @@ def timed_generation(
     return Timed(sum(answer_length(a, eos) for a in answers), wall, cpu, answers)
 
 
-def bench_generation(bb: Backbone, sizes: Sizes) -> Section:
+@contextlib.contextmanager
+def threads(n: int):
+    """torch's intra-op threads set to ``n`` inside the block."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def bench_generation(bb: Backbone, sizes: Sizes, model: str, workers: int) -> Section:
     sm = steered_model(bb)
     reqs = workload(sizes.gen_prompts)
     n, k, batch = len(reqs), sizes.new_tokens, presets.cpu().eval.batch_size
+    here = torch.get_num_threads()
     ceiling = measure(
         {"ceiling": gemm_ceiling(bb, batch)}, max(3, sizes.repeats), sizes.warmup
     )["ceiling"]
+    with threads(1):
+        per_core = measure(
+            {"ceiling": gemm_ceiling(bb, batch)}, max(3, sizes.repeats), sizes.warmup
+        )["ceiling"]
+    machine = per_core.per_second * workers
     cpu_start = time.process_time()
     gemm_ceiling(bb, batch)()
     ceiling_cpu = batch / max(time.process_time() - cpu_start, 1e-9)
@@ -161,29 +185,85 @@ def bench_generation(bb: Backbone, sizes: Sizes) -> Section:
     today = timed_generation(sm, reqs, k, batch, generate=True)
     ours = timed_generation(sm, reqs, k, batch, generate=False)
     same = sum(a == b for a, b in zip(ours.answers, today.answers))
+    many = (
+        in_workers(model, workers, sizes, batch, set(bb.eos_ids))
+        if workers > 1
+        else None
+    )
 
     def fig(label: str, t: Timed) -> tuple[str, str]:
         return label, (
             f"{t.tokens / t.wall:,.1f} tok/s wall ({t.wall:.1f} s), "
-            f"{t.tokens / t.cpu:,.1f} tok/s CPU "
-            f"({t.cpu:.1f} s), {t.tokens} tokens"
+            f"{t.tokens / t.cpu:,.1f} tok/s CPU ({t.cpu:.1f} s), {t.tokens} tokens"
         )
 
+    figures = [
+        fig(f"steerlib (decoding.greedy), {here} threads", ours),
+        fig("today's path (transformers generate)", today),
+        rate_figure(f"GEMM ceiling, {batch} rows, {here} threads", ceiling, per="step"),
+        rate_figure(f"GEMM ceiling, {batch} rows, 1 thread", per_core, per="step"),
+        (
+            f"machine ceiling: 1 thread x {workers} workers",
+            (
+                f"{machine:,.1f} tok/s (today's {here}-thread ceiling: "
+                f"{ceiling.per_second:,.1f} tok/s)"
+            ),
+        ),
+        ("GEMM ceiling, CPU time", f"{ceiling_cpu:,.1f} tok/s"),
+        (
+            "CPU-time ratios",
+            (
+                f"steerlib / ceiling {ours.tokens / ours.cpu / ceiling_cpu:.3f}, "
+                f"steerlib / today {today.cpu / ours.cpu:.3f}"
+            ),
+        ),
+        (
+            "steerlib against both ceilings",
+            (
+                f"{ours.tokens / ours.wall / ceiling.per_second:.3f} of today's "
+                f"{here}-thread ceiling, {ours.tokens / ours.wall / machine:.3f} of "
+                f"the machine's (1 thread x {workers})"
+            ),
+        ),
+        ("identical answers", f"{same} of {n}"),
+    ]
+    workers_goals = [None, None, None]
+    if many is not None:
+        rate = many.tokens / many.seconds
+        many_same = sum(a == b for a, b in zip(ours.answers, many.answers))
+        figures += [
+            (
+                f"{workers} workers x 1 thread (--workers default)",
+                (
+                    f"{rate:,.1f} tok/s ({many.seconds:.1f} s, {many.tokens} tokens; "
+                    f"the launch, process start and model loads included: "
+                    f"{many.launch_s:.1f} s)"
+                ),
+            ),
+            (
+                f"{workers} workers against both ceilings",
+                (
+                    f"{rate / machine:.3f} of the machine's, "
+                    f"{rate / ceiling.per_second:.3f} of today's {here}-thread ceiling"
+                ),
+            ),
+            (
+                f"{workers} workers: answers identical to one process's",
+                f"{many_same} of {n}",
+            ),
+        ]
+        workers_goals = [
+            rate / (ours.tokens / ours.wall),
+            rate / machine,
+            many_same / n,
+        ]
     return Section(
         f"Steered generation: {n} evaluation prompts, batches of {batch}, greedy, "
         f"max_new_tokens {k}",
-        figures=[
-            fig("steerlib (decoding.greedy)", ours),
-            fig("today's path (transformers generate)", today),
-            rate_figure(f"GEMM ceiling, {batch} rows", ceiling, per="step"),
-            ("GEMM ceiling, CPU time", f"{ceiling_cpu:,.1f} tok/s"),
-            (
-                "CPU-time ratios",
-                f"steerlib / ceiling {ours.tokens / ours.cpu / ceiling_cpu:.3f}, "
-                f"steerlib / today {today.cpu / ours.cpu:.3f}",
-            ),
-            ("identical answers", f"{same} of {n}"),
-        ],
+        figures=figures,
+        notes=[]
+        if many is not None
+        else [f"--workers {workers}: generation by worker processes not measured"],
         goals=[
             Goal(
                 "steerlib / GEMM ceiling",
@@ -201,5 +281,47 @@ def bench_generation(bb: Backbone, sizes: Sizes) -> Section:
                 "steerlib / today's path (wall time)", ours.wall / today.wall, "<=", 0.6
             ),
             Goal("identical answers", same / n, ">=", 1.0),
+            Goal("workers / one process (tok/s)", workers_goals[0], ">=", 1.15),
+            Goal(
+                "workers / machine ceiling (1 thread x workers)",
+                workers_goals[1],
+                ">=",
+                0.6,
+            ),
+            Goal("workers' identical answers", workers_goals[2], ">=", 1.0),
         ],
+    )
+
+
+@dataclass(frozen=True)
+class InWorkers:
+    tokens: int
+    seconds: float
+    """Generation alone, timed between barriers."""
+    launch_s: float
+    answers: list
+
+
+def in_workers(
+    model: str, workers: int, sizes: Sizes, batch: int, eos: set[int]
+) -> InWorkers:
+    """The same requests answered by ``workers`` processes of one thread
+    (``--workers``); tokens counted up to each answer's end token (``eos``), as in
+    this process."""
+    from . import workers as launched
+
+    result, launch_s = launched.run(
+        "generation",
+        workers,
+        model,
+        prompts=sizes.gen_prompts,
+        new_tokens=sizes.new_tokens,
+        batch=batch,
+    )
+    answers = result["answers"]
+    return InWorkers(
+        sum(answer_length(a, eos) for a in answers),
+        result["seconds"],
+        launch_s,
+        answers,
     )

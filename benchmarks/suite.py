@@ -6,6 +6,7 @@ import sys
 
 import torch
 
+from steerlib.cores import usable_cores
 from steerlib.model.backbone import Backbone
 
 from .core import Section, Sizes
@@ -16,15 +17,16 @@ from .load import bench_load, load_not_measured
 
 
 def run_suite(
-    bb: Backbone, sizes: Sizes, *, model: str, log=sys.stderr
+    bb: Backbone, sizes: Sizes, *, model: str, workers: int = 1, log=sys.stderr
 ) -> list[Section]:
     """Every benchmark's section. ``model`` names the backbone ("tiny" or "embedded");
-    the load benchmark runs only for "embedded", whose first load has a cache to
-    fill."""
+    the load benchmark runs only for "embedded", whose first load has a cache to fill.
+    ``workers`` > 1: generation and the end-to-end workload also run in that many
+    worker processes of one thread (``--workers``), against this process."""
     sections = []
     steps = [
         ("distillation step", lambda: bench_distill_step(bb, sizes)),
-        ("steered generation", lambda: bench_generation(bb, sizes)),
+        ("steered generation", lambda: bench_generation(bb, sizes, model, workers)),
         (
             "load",
             lambda: (
@@ -33,7 +35,7 @@ def run_suite(
                 else load_not_measured(model)
             ),
         ),
-        ("end to end", lambda: bench_end_to_end(bb, sizes)),
+        ("end to end", lambda: bench_end_to_end(bb, sizes, model, workers)),
     ]
     for name, step in steps:
         print(f"[benchmarks] {name} ...", file=log, flush=True)
@@ -42,10 +44,13 @@ def run_suite(
     return sections
 
 
-def header(bb: Backbone, sizes: Sizes, quick: bool) -> list[str]:
-    """What the numbers were measured on: model, threads, sizes."""
+def header(bb: Backbone, sizes: Sizes, quick: bool, workers: int = 1) -> list[str]:
+    """What the numbers were measured on: model, threads, workers, sizes."""
     return [
-        f"model: {bb.model_id} ({bb.device}, {bb.dtype}); torch {torch.__version__}, "
-        f"{torch.get_num_threads()} thread(s)",
+        (
+            f"model: {bb.model_id} ({bb.device}, {bb.dtype}); torch "
+            f"{torch.__version__}, {torch.get_num_threads()} thread(s) in this "
+            f"process, {workers} worker(s) of 1 thread ({usable_cores()} usable cores)"
+        ),
         f"mode: {'quick' if quick else 'full'}; {sizes}",
     ]

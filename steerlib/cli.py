@@ -766,8 +766,9 @@ def main(argv: list[str] | None = None) -> int:
         elif not launch.record_worker_error(one_line(err)):
             print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
-    except Exception:
-        traceback.print_exc()
+    except Exception as err:  # a bug: shown whole, never as one line
+        if not launch.record_worker_failure(err):  # a worker's: the launcher shows it
+            traceback.print_exc()
         return 1
     return 0
 
@@ -775,7 +776,7 @@ def main(argv: list[str] | None = None) -> int:
 def _quiet() -> None:
     """In a process other than rank 0: no tables on stdout and no progress messages
     (rank 0 prints them once); warnings and errors still show."""
-    sys.stdout = open(os.devnull, "w")  # for the rest of the process
+    sys.stdout = open(os.devnull, "w")
     logging.getLogger("steerlib").setLevel(logging.WARNING)
 
 

@@ -122,9 +122,7 @@ def run_workers(n: int, python_args: Sequence[str]) -> int:
     """Run ``python <python_args>`` as ``n`` processes of one process group (torchrun
     standalone: a rendezvous on a free local port, no restarts); returns the exit code.
 
-    A worker's failure is one line on stderr: the error it recorded
-    (``record_worker_error``), else its exit code or signal, and that the command
-    resumes from what was written.
+    A worker's failure ends the run with what ``failure_report`` makes of it.
     """
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
@@ -132,7 +130,7 @@ def run_workers(n: int, python_args: Sequence[str]) -> int:
 
     for name in list(logging.root.manager.loggerDict):
         if name.startswith(("torch.distributed.elastic", "torch.distributed.run")):
-            # the agent's own account of a failure: the line below replaces it
+            # the agent's own account of a failure: failure_report replaces it
             logging.getLogger(name).setLevel(logging.CRITICAL)
     argv = ["--standalone", f"--nproc-per-node={n}", "--max-restarts=0", *python_args]
     log.info("%d workers of one thread each (--workers)", n)
@@ -140,8 +138,8 @@ def run_workers(n: int, python_args: Sequence[str]) -> int:
         with _worker_environment(n):
             run(parse_args(argv))
     except ChildFailedError as failed:
-        code, line = failure_line(failed, n)
-        print(f"error: {line}", file=sys.stderr)
+        code, report = failure_report(failed, n)
+        print(report, file=sys.stderr)
         return code
     except SignalException as stopped:  # Ctrl-C or a kill of this process
         print(
@@ -153,39 +151,69 @@ def run_workers(n: int, python_args: Sequence[str]) -> int:
     return 0
 
 
-def failure_line(failed, n: int) -> tuple[int, str]:
-    """The exit code and the one line that end a run whose worker failed: the first
-    error a worker recorded, else what ended the first failed worker."""
-    recorded = [
-        _message(f.message).partition(": ")[2]
-        for _, f in sorted(failed.failures.items())
-        if f.exitcode == USER_ERROR and f.error_file_data.get("message")
+RESUME = "what they wrote is kept: run the same command again to resume"
+
+
+def failure_report(failed, n: int) -> tuple[int, str]:
+    """The exit code and what ends a run whose worker failed, the cause first:
+
+    * a worker killed by a signal (``kill -9``, the kernel out of memory): one line
+      naming it, exit code 2 (the others then fail to reach it, and the agent stops
+      them with SIGTERM: consequences);
+    * an error a worker explained (``record_worker_error``, e.g. bad input, which every
+      worker meets): that line, once, exit code 2;
+    * else a bug: the traceback each failed worker recorded
+      (``record_worker_failure``), then one line, exit code 1.
+    """
+    failures = sorted(failed.failures.items())
+    stopped = [(r, f) for r, f in failures if f.exitcode == -signal.SIGTERM]
+    failures = [(r, f) for r, f in failures if f.exitcode != -signal.SIGTERM]
+    for rank, f in failures or stopped:
+        if f.exitcode < 0:
+            name = (
+                signal.Signals(-f.exitcode).name
+                if -f.exitcode in signal.valid_signals()
+                else f"signal {-f.exitcode}"
+            )
+            return USER_ERROR, (
+                f"error: worker {rank} of {n} was killed by {name}, so the others were "
+                f"stopped; {RESUME}"
+            )
+    for _, f in failures:
+        if f.exitcode == USER_ERROR and f.error_file_data.get("message"):
+            return USER_ERROR, f"error: {_recorded(f)['message'].partition(': ')[2]}"
+    tracebacks = [
+        f"worker {rank}: {_recorded(f)['extraInfo']['py_callstack']}"
+        for rank, f in failures
+        if f.error_file_data.get("message")
     ]
-    if recorded:
-        return USER_ERROR, recorded[0]
-    rank, first = failed.get_first_failure()
-    how = (
-        f"was killed by {signal.Signals(-first.exitcode).name}"
-        if first.exitcode < 0 and -first.exitcode in signal.valid_signals()
-        else f"ended with exit code {first.exitcode}"
-    )
-    return USER_ERROR if first.exitcode < 0 else 1, (
-        f"worker {rank} of {n} {how}, so the others were stopped; what they wrote is "
-        f"kept: run the same command again to resume"
+    rank, first = failures[0]
+    return 1, "\n".join(
+        [
+            *tracebacks,
+            (
+                f"error: worker {rank} of {n} ended with exit code {first.exitcode}, "
+                f"so the others were stopped; {RESUME}"
+            ),
+        ]
     )
 
 
-def _message(message) -> str:
-    """A failure's message: the text ``record_exception`` wrote (it is kept as a dict
-    with its details), or the text torch made up."""
-    return message["message"] if isinstance(message, dict) else message
+def _recorded(failure) -> dict:
+    """What a worker recorded with ``ErrorHandler.record_exception``: its message and
+    ``extraInfo`` (the traceback, the time)."""
+    return failure.error_file_data["message"]
+
+
+def _in_worker() -> bool:
+    return LAUNCHED in os.environ and "TORCHELASTIC_ERROR_FILE" in os.environ
 
 
 def record_worker_error(line: str) -> bool:
     """In a worker ``run_workers`` started: keep the one-line error ``line`` for the
     launcher (torch elastic's error file) instead of printing it in every worker;
     returns False elsewhere (the caller prints it)."""
-    if LAUNCHED not in os.environ or "TORCHELASTIC_ERROR_FILE" not in os.environ:
+    if not _in_worker():
         return False
     from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
 
@@ -193,4 +221,17 @@ def record_worker_error(line: str) -> bool:
         pass
 
     ErrorHandler().record_exception(WorkerError(line))
+    return True
+
+
+def record_worker_failure(err: BaseException) -> bool:
+    """In a worker ``run_workers`` started, inside ``except``: keep ``err`` and its
+    traceback for the launcher, which shows it unless another worker's death caused
+    it (a peer that stops answering fails every collective); False elsewhere (the
+    caller prints it)."""
+    if not _in_worker():
+        return False
+    from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
+
+    ErrorHandler().record_exception(err)
     return True

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from steerlib import distributed
+from steerlib import distributed, launch
 from steerlib.config import TargetConfig, TrainConfig
 from steerlib.evaluation.evaluate import evaluate
 from steerlib.model.backbone import tiny_backbone
@@ -94,11 +94,11 @@ def generate(records: Path) -> None:
     )
 
 
-if __name__ == "__main__":
+def main() -> None:
     distributed.init()
     if sys.argv[1] == "generate":
         generate(Path(sys.argv[2]))
-        sys.exit(0)
+        return
     out, ckpt, stop = (
         Path(sys.argv[2]),
         sys.argv[3],
@@ -110,3 +110,12 @@ if __name__ == "__main__":
     distributed.main_only(
         save_file, {"vector": vector, "losses": torch.tensor(losses)}, str(out)
     )
+
+
+if __name__ == "__main__":
+    try:  # as python -m steerlib does (cli.main)
+        main()
+    except Exception as err:
+        if not launch.record_worker_failure(err):
+            raise
+        sys.exit(1)

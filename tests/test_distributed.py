@@ -22,15 +22,26 @@ ROOT = Path(__file__).resolve().parents[1]
 WORKER = str(ROOT / "tests" / "distributed_worker.py")
 
 
-def _torchrun_cmd(args, n=2, env=None):
-    cmd = [
-        sys.executable,
+LAUNCHERS = {
+    "torchrun": lambda n: [
         "-m",
         "torch.distributed.run",
         "--standalone",
         f"--nproc_per_node={n}",
-        *args,
-    ]
+    ],
+    "workers": lambda n: [  # what --workers runs (steerlib.launch)
+        "-c",
+        (
+            f"import sys; from steerlib import launch; "
+            f"sys.exit(launch.run_workers({n}, sys.argv[1:]))"
+        ),
+    ],
+}
+"""Two ways to start n processes: the torchrun a user types, and steerlib's own."""
+
+
+def _torchrun_cmd(args, n=2, env=None, launcher="torchrun"):
+    cmd = [sys.executable, *LAUNCHERS[launcher](n), *args]
     env = {
         **os.environ,
         "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}",
@@ -40,12 +51,18 @@ def _torchrun_cmd(args, n=2, env=None):
     return cmd, env
 
 
-def torchrun(args, n=2, env=None, timeout=600):
-    """``torchrun --standalone --nproc_per_node n ...`` from the repository root; its
-    output on failure."""
-    cmd, env = _torchrun_cmd(args, n, env)
+def torchrun(args, n=2, env=None, timeout=600, launcher="torchrun"):
+    """``torchrun --standalone --nproc_per_node n ...`` (or ``launch.run_workers``) from
+    the repository root; its output on failure."""
+    cmd, env = _torchrun_cmd(args, n, env, launcher)
     done = subprocess.run(
-        cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+        cmd,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done
@@ -76,7 +93,7 @@ def test_checkpoint_of_two_processes_resumes_in_one(tmp_path):
     ckpt = tmp_path / "v.ckpt.safetensors"
     torchrun([WORKER, "train", str(tmp_path / "part.safetensors"), str(ckpt), "3"])
     resumed, losses = worker.train(ckpt)
-    single, single_losses = worker.train()
+    single, _single_losses = worker.train()
     assert len(losses) == worker.CONFIG.steps
     assert torch.allclose(resumed, single, atol=1e-5)
 
@@ -106,30 +123,42 @@ def single_run(tmp_path_factory):
     return _lines(folder / "records.jsonl"), _lines(_targets_file(folder / "artifacts"))
 
 
-def test_two_processes_generate_the_files_one_process_makes(tmp_path, single_run):
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+def test_two_processes_generate_the_files_one_process_makes(
+    tmp_path, single_run, launcher
+):
     records, targets = single_run
     assert len(records) == 160
     torchrun(
         [WORKER, "generate", str(tmp_path / "records.jsonl")],
         env={"STEERLIB_ARTIFACTS": str(tmp_path / "artifacts")},
+        launcher=launcher,
     )
     assert _lines(_targets_file(tmp_path / "artifacts")) == targets
     assert _lines(tmp_path / "records.jsonl") == records
 
 
-@pytest.mark.parametrize("victim", [0, 1])
-def test_generation_resumes_after_a_rank_is_killed(tmp_path, single_run, victim):
+@pytest.mark.parametrize(
+    "victim, launcher", [(0, "torchrun"), (1, "torchrun"), (1, "workers")]
+)
+def test_generation_resumes_after_a_rank_is_killed(
+    tmp_path, single_run, victim, launcher
+):
     """kill -9 of one rank mid-evaluation (torchrun then stops the other), then the same
-    command: the records end equal to one process's, without duplicates or losses."""
+    command: the records end equal to one process's, without duplicates or losses.
+    Started by steerlib's launcher, the run ends with one line naming the worker."""
     records_file = tmp_path / "records.jsonl"
     env = {"STEERLIB_ARTIFACTS": str(tmp_path / "artifacts")}
-    cmd, full_env = _torchrun_cmd([WORKER, "generate", str(records_file)], env=env)
+    cmd, full_env = _torchrun_cmd(
+        [WORKER, "generate", str(records_file)], env=env, launcher=launcher
+    )
     run = subprocess.Popen(
         cmd,
         cwd=ROOT,
         env=full_env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.time() + 300
     while not (
@@ -140,10 +169,17 @@ def test_generation_resumes_after_a_rank_is_killed(tmp_path, single_run, victim)
         )
         time.sleep(0.05)
     os.kill(int((tmp_path / f"pid{victim}").read_text()), signal.SIGKILL)
-    assert run.wait(timeout=120) != 0
+    _, err = run.communicate(timeout=120)
+    assert run.returncode != 0
+    if launcher == "workers":
+        assert run.returncode == 2
+        assert err.splitlines()[-1].startswith(
+            f"error: worker {victim} of 2 was killed by SIGKILL"
+        ), err[-2000:]
+        assert "Traceback" not in err, err[-2000:]  # rank 0's: a consequence
     partial = records_file.read_text().count("\n")
     assert 32 <= partial < 160, partial
-    torchrun([WORKER, "generate", str(records_file)], env=env)
+    torchrun([WORKER, "generate", str(records_file)], env=env, launcher=launcher)
     assert _lines(records_file) == single_run[0]
 
 
@@ -162,11 +198,14 @@ def _reproduce_outputs(folder):
     }
 
 
+REPRODUCE = [sys.executable, "-m", "steerlib", "reproduce", "--preset", "smoke"]
+
+
 def test_reproduce_smoke_in_two_processes_equals_one(tmp_path):
-    """``torchrun --nproc_per_node 2 -m steerlib reproduce --preset smoke`` end to end:
-    the same tables and records (records stamp the digest of the vectors they used,
-    which differ in the last float bits, so the stamps are left out) and the same
-    tokens."""
+    """``python -m steerlib reproduce --preset smoke --workers 2`` end to end against
+    ``--workers 1``: the same tables and records (records stamp the digest of the
+    vectors they used, which differ in the last float bits, so the stamps are left
+    out) and the same tokens."""
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
@@ -174,16 +213,22 @@ def test_reproduce_smoke_in_two_processes_equals_one(tmp_path):
         "STEERLIB_ARTIFACTS": str(tmp_path / "one"),
     }
     subprocess.run(
-        [sys.executable, "-m", "steerlib", "reproduce", "--preset", "smoke"],
+        [*REPRODUCE, "--workers", "1"],
         cwd=ROOT,
         env=env,
         check=True,
         capture_output=True,
     )
-    torchrun(
-        ["-m", "steerlib", "reproduce", "--preset", "smoke"],
-        env={"STEERLIB_ARTIFACTS": str(tmp_path / "two")},
+    two = subprocess.run(
+        [*REPRODUCE, "--workers", "2"],
+        check=False,
+        cwd=ROOT,
+        env={**env, "STEERLIB_ARTIFACTS": str(tmp_path / "two")},
+        capture_output=True,
+        text=True,
     )
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert "2 workers" in two.stderr
     one, two = (
         _reproduce_outputs(tmp_path / "one"),
         _reproduce_outputs(tmp_path / "two"),
@@ -193,3 +238,32 @@ def test_reproduce_smoke_in_two_processes_equals_one(tmp_path):
     assert two["tokens"].keys() == one["tokens"].keys()
     for name, vector in one["tokens"].items():
         assert torch.allclose(two["tokens"][name], vector, atol=1e-5), name
+
+
+def test_a_bad_input_under_workers_is_one_line(tmp_path):
+    """Both workers refuse the value; the run ends with the error once, exit code 2."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "steerlib",
+            "evaluate",
+            "--preset",
+            "smoke",
+            "--workers",
+            "2",
+            "--set",
+            "eval.batch_size=-1",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr[-3000:]
+    errors = [line for line in done.stderr.splitlines() if "error" in line.lower()]
+    assert errors == ["error: EvalConfig.batch_size must be an integer >= 1; got -1"], (
+        done.stderr[-3000:]
+    )

@@ -1,7 +1,5 @@
 """--workers (steerlib.launch): how many processes, no nesting, one line per failure."""
 
-import json
-
 import pytest
 import torch
 from torch.distributed.elastic.multiprocessing.errors import (
@@ -81,45 +79,82 @@ def test_a_bad_count_is_one_line(bad, capsys):
     assert "whole number >= 1" in capsys.readouterr().err
 
 
-def _failure(tmp_path, rank, exitcode, line=None, monkeypatch=None):
+def _failure(tmp_path, rank, exitcode, monkeypatch=None, line=None, bug=None):
     """The ProcessFailure the agent makes of a worker that ended with ``exitcode``,
-    after ``record_worker_error(line)`` when ``line`` is given."""
+    after ``record_worker_error(line)`` or ``record_worker_failure(bug)`` if given."""
     error_file = tmp_path / f"error{rank}.json"
-    if line is not None:
+    if line is not None or bug is not None:
         monkeypatch.setenv("TORCHELASTIC_ERROR_FILE", str(error_file))
         monkeypatch.setenv(launch.LAUNCHED, "2")
-        assert launch.record_worker_error(line)
-        assert line in json.loads(error_file.read_text())["message"]["message"]
+        if line is not None:
+            assert launch.record_worker_error(line)
+        else:
+            try:
+                raise bug
+            except (RuntimeError, ArithmeticError) as err:
+                assert launch.record_worker_failure(err)
+        assert error_file.is_file()
     return ProcessFailure(rank, 1000 + rank, exitcode, str(error_file))
 
 
+LINE = "EvalConfig.batch_size must be an integer >= 1; got -1"
+
+
 def test_a_recorded_error_is_the_run_s_one_line(tmp_path, monkeypatch):
-    line = "EvalConfig.batch_size must be an integer >= 1; got -1"
     failed = ChildFailedError(
         "steerlib",
         {
-            0: _failure(tmp_path, 0, 2, line, monkeypatch),
-            1: _failure(tmp_path, 1, -15),
+            0: _failure(tmp_path, 0, -15),  # stopped by the agent
+            1: _failure(tmp_path, 1, 2, monkeypatch, line=LINE),
         },
     )
-    assert launch.failure_line(failed, 2) == (2, line)
+    assert launch.failure_report(failed, 2) == (2, f"error: {LINE}")
 
 
-def test_a_killed_worker_is_named_and_the_run_is_resumable(tmp_path):
-    failed = ChildFailedError("steerlib", {1: _failure(tmp_path, 1, -9)})
-    code, line = launch.failure_line(failed, 2)
-    assert code == 2 and "\n" not in line
-    assert line.startswith("worker 1 of 2 was killed by SIGKILL")
-    assert "run the same command again to resume" in line
+def test_a_killed_worker_is_the_cause_not_its_peer_s_error(tmp_path, monkeypatch):
+    """Rank 0 fails to reach the killed rank 1 (a RuntimeError it recorded): one line
+    naming rank 1, that the run resumes, and no traceback."""
+    peer = RuntimeError("gloo: Connection reset by peer")
+    failed = ChildFailedError(
+        "steerlib",
+        {
+            0: _failure(tmp_path, 0, 1, monkeypatch, bug=peer),
+            1: _failure(tmp_path, 1, -9),
+            2: _failure(tmp_path, 2, -15),  # stopped by the agent
+        },
+    )
+    code, report = launch.failure_report(failed, 3)
+    assert code == 2 and "\n" not in report
+    assert report.startswith("error: worker 1 of 3 was killed by SIGKILL")
+    assert "run the same command again to resume" in report
 
 
-def test_a_worker_s_bug_keeps_exit_code_1(tmp_path):
-    failed = ChildFailedError("steerlib", {0: _failure(tmp_path, 0, 1)})
-    code, line = launch.failure_line(failed, 3)
-    assert code == 1 and line.startswith("worker 0 of 3 ended with exit code 1")
+def test_a_worker_s_bug_shows_its_traceback(tmp_path, monkeypatch):
+    bug = ZeroDivisionError("division by zero")
+    failed = ChildFailedError(
+        "steerlib",
+        {
+            0: _failure(tmp_path, 0, -15),  # stopped by the agent
+            2: _failure(tmp_path, 2, 1, monkeypatch, bug=bug),
+        },
+    )
+    code, report = launch.failure_report(failed, 3)
+    assert code == 1
+    assert "Traceback" in report and "ZeroDivisionError: division by zero" in report
+    assert report.splitlines()[-1].startswith(
+        "error: worker 2 of 3 ended with exit code 1"
+    )
 
 
 def test_errors_print_outside_workers(monkeypatch):
     """In this process (or under a torchrun the user typed) the error is printed."""
     monkeypatch.delenv(launch.LAUNCHED, raising=False)
     assert not launch.record_worker_error("anything")
+    assert not launch.record_worker_failure(ValueError("anything"))
+
+
+def test_a_worker_stopped_by_a_plain_kill_is_named(tmp_path):
+    failed = ChildFailedError("steerlib", {1: _failure(tmp_path, 1, -15)})
+    assert launch.failure_report(failed, 2)[1].startswith(
+        "error: worker 1 of 2 was killed by SIGTERM"
+    )
