@@ -2,8 +2,8 @@
 default's candidates. Timings of the tiny model mean nothing: the tests check what
 is compared and how the ratios are made."""
 
+import contextlib
 import io
-import re
 import time
 
 import psutil
@@ -118,12 +118,43 @@ def test_the_busy_process_takes_a_core_while_the_block_runs():
     assert busy.poll() is not None
 
 
-@pytest.mark.slow  # starts six processes
-def test_thread_benchmark_runs_quick(capsys):
-    assert threads.main(["--quick"]) == 0
-    text = capsys.readouterr().out
-    assert text.count("generate (tiny model), ") == 6
-    assert re.search(r"goals met: \d/2$", text.strip())
+def test_every_candidate_runs_in_every_cell(monkeypatch):
+    """measure_all: each workload x scenario x candidate run once per repeat, the busy
+    process alive exactly during the second scenario; the median kept."""
+    runs = []
+    busy = []
+
+    @contextlib.contextmanager
+    def fake_busy():
+        busy.append(True)
+        yield
+        busy.append(False)
+
+    def fake_seconds(cmd, variables):
+        runs.append(
+            (tuple(cmd), tuple(sorted(variables.items())), bool(busy and busy[-1]))
+        )
+        return float(len(runs))
+
+    monkeypatch.setattr(threads, "seconds", fake_seconds)
+    monkeypatch.setattr(threads, "busy_process", fake_busy)
+    cells = threads.measure_all(quick=False, repeats=3, log=io.StringIO())
+    candidates = threads.candidates()
+    assert len(runs) == 2 * 2 * 3 * len(candidates) and len(cells) == 2 * 2 * 3
+    assert [r[2] for r in runs] == [False] * 18 + [True] * 18
+    assert busy == [True, False]
+    first = cells[0]
+    assert (first.workload, first.scenario, first.candidate) == (
+        "quick start",
+        "alone",
+        threads.DEFAULT,
+    )
+    assert first.seconds == 4.0  # runs 1, 4, 7 of the default: the median
+
+
+@pytest.mark.slow  # starts a process
+def test_a_candidate_runs_the_tiny_generate():
+    assert threads.seconds(threads.TINY_GENERATE, {"OMP_NUM_THREADS": "1"}) > 0
 
 
 @pytest.mark.slow  # starts two workers twice
