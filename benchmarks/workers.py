@@ -62,7 +62,9 @@ def _generation(args) -> dict:
 
     sm = steered_model(load_backbone(args.model))
     reqs = workload(args.prompts)
-    sm.generate_ids(reqs[: args.batch], max_new_tokens=8, batch_size=args.batch)
+    sm.generate_ids(  # warm-up, as in this process
+        reqs[: args.batch], max_new_tokens=8, batch_size=args.batch, progress=False
+    )
     distributed.barrier()
     start = time.perf_counter()
     answers = distributed.map_shards(
