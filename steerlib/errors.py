@@ -79,6 +79,11 @@ class TokensNotFoundError(SteerlibError, FileNotFoundError):
     could be fetched (a mistyped folder, a malformed repo id, no network)."""
 
 
+class UnsafeModelError(SteerlibError, ValueError):
+    """A model whose weights steerlib will not read: pickle files (``pytorch_model.bin``),
+    which can run code when loaded. steerlib reads safetensors weights only."""
+
+
 class StorageError(SteerlibError, OSError):
     """A write failed (disk full, read-only, no permission); the message names the path.
     The artifact that was there before, if any, is intact."""
@@ -107,6 +112,7 @@ __all__ = [
     "ConcurrentRunError",
     "ModelNotFoundError",
     "StorageError",
+    "UnsafeModelError",
     "TokensNotFoundError",
     "UnknownNameError",
     "TooFewTargetsError",

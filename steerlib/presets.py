@@ -13,6 +13,7 @@ preset's docstring is its record: the measurements and estimates behind its budg
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field, replace
@@ -37,6 +38,9 @@ PRESET_NAMES = ("paper", "colab", "cpu", "smoke")
 
 PRESET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 """A preset's name: it names a results folder, so a plain identifier, never a path."""
+
+TRAINED_BASELINES = ("lm_steer", "lora_dare")
+"""The baselines that train with a learning rate (``Preset.baseline_lr``'s keys)."""
 
 SHIPPED_PRESETS = ("cpu", "colab", "paper")
 """Presets whose results, made with their own model, live in the checkout's
@@ -88,6 +92,7 @@ class Preset:
 
     def __post_init__(self) -> None:
         check_preset_name(self.name)
+        self._check_mappings()
         object.__setattr__(
             self,
             "target_policies",
@@ -96,6 +101,46 @@ class Preset:
                 for name, v in self.target_policies.items()
             },
         )
+
+    def _check_mappings(self) -> None:
+        """``steps``, ``target_policies`` and ``baseline_lr`` name behaviors and baselines
+        that exist, with values they allow: a key misspelled (``{"frnch": 50}``) would
+        otherwise be ignored without a word."""
+        for field_ in ("steps", "target_policies"):
+            mapping = getattr(self, field_)
+            if not isinstance(mapping, dict):
+                raise ConfigError(
+                    f"Preset.{field_} must be a mapping of behavior names; got {mapping!r}"
+                )
+            unknown = sorted(set(mapping) - set(B.names()))
+            if unknown:
+                raise ConfigError(
+                    f"Preset.{field_} names unknown behavior(s) {unknown}; known: "
+                    f"{', '.join(B.names())}"
+                )
+        for name, steps in self.steps.items():
+            if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+                raise ConfigError(
+                    f"Preset.steps[{name!r}] must be an integer >= 1; got {steps!r}"
+                )
+        if not isinstance(self.baseline_lr, dict):
+            raise ConfigError(
+                f"Preset.baseline_lr must be a mapping; got {self.baseline_lr!r}"
+            )
+        for name, lr in self.baseline_lr.items():
+            if name not in TRAINED_BASELINES:
+                raise ConfigError(
+                    f"Preset.baseline_lr names {name!r}, not a baseline trained with a "
+                    f"learning rate; known: {', '.join(TRAINED_BASELINES)}"
+                )
+            if (
+                isinstance(lr, bool)
+                or not isinstance(lr, (int, float))
+                or not (math.isfinite(lr) and lr > 0)
+            ):
+                raise ConfigError(
+                    f"Preset.baseline_lr[{name!r}] must be a finite number > 0; got {lr!r}"
+                )
 
     def target_source(self, behavior: str) -> TargetPolicy | TargetSource:
         """The target policy stage 1 uses for ``behavior``: its variant, else stage 1's

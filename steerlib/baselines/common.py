@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from steerlib import distributed
 from steerlib._version import __version__
 from steerlib.config import TrainConfig, config_hash
+from steerlib.errors import ConfigError, TokenFileError, UnknownNameError
 from steerlib.guard import refuse_work
 from steerlib.model.backbone import Backbone
 from steerlib.model.generate import SteeredModel
@@ -88,7 +89,7 @@ class Baseline(Method):
     def check_backbone(self, bb: Backbone) -> None:
         """Fail clearly when these parameters were trained for another model."""
         if bb.fingerprint != self.fingerprint:
-            raise ValueError(
+            raise ConfigError(
                 f"this {self.KIND} baseline was trained for {self.model_id!r} "
                 f"(fingerprint {self.fingerprint}) "
                 f"but the backbone is {bb.model_id!r} (fingerprint {bb.fingerprint}); "
@@ -99,7 +100,7 @@ class Baseline(Method):
         """Every behavior of a combination must have trained parameters."""
         missing = [n for n in names if n not in self.params]
         if missing:
-            raise KeyError(
+            raise UnknownNameError(
                 f"{self.KIND} has no parameters for {missing}; trained: "
                 f"{self.names or 'none'}"
             )
@@ -188,9 +189,9 @@ def read_metadata(raw: dict | None, path: Path, kind: str) -> dict:
     text = (raw or {}).get("steerlib")
     meta = json.loads(text) if text else {}
     if meta.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a steerlib baseline file")
+        raise TokenFileError(f"{path} is not a steerlib baseline file")
     if meta["kind"] != kind:
-        raise ValueError(f"{path} holds a {meta['kind']} baseline, not {kind}")
+        raise TokenFileError(f"{path} holds a {meta['kind']} baseline, not {kind}")
     return meta
 
 
@@ -219,7 +220,7 @@ def train_each(
     run finished; an unfinished run (``stop_after``) is returned but not cached.
     """
     if not names:
-        raise ValueError("no behaviors to train")
+        raise ConfigError("no behaviors to train")
     folder = cache_dir(bb, cls.KIND)
     parts = []
     for name in tqdm(

@@ -43,6 +43,7 @@ from peft.utils import SAFETENSORS_WEIGHTS_NAME, load_peft_weights
 from safetensors.torch import save_file
 
 from steerlib.config import TrainConfig
+from steerlib.errors import ConfigError
 from steerlib.model.backbone import Backbone
 from steerlib.model.generate import SteeredModel
 from steerlib.storage import atomic_folder
@@ -237,7 +238,7 @@ def attach(
                 model, {k: t.to(bb.device) for k, t in state.items()}, adapter_name=name
             )
             if result.unexpected_keys:
-                raise ValueError(
+                raise ConfigError(
                     f"adapter <{name}> does not fit this model: "
                     f"{result.unexpected_keys[:3]} ..."
                 )

@@ -19,7 +19,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from steerlib import distributed
-from steerlib.errors import ConfigError
+from steerlib.errors import ConfigError, VerifierError, WrongTypeError
 from steerlib.evaluation import records as R
 from steerlib.guard import refuse_work
 from steerlib.model.generate import Request, SteeredModel
@@ -41,7 +41,7 @@ def _resolve(method: str | SteeringMethod) -> SteeringMethod:
             )
         return METHODS[method]
     if not isinstance(method, SteeringMethod):
-        raise TypeError(
+        raise WrongTypeError(
             f"{method!r} is not a SteeringMethod (it needs name, order_free, "
             "changes_model, "
             "request, digest and context)"
@@ -199,17 +199,22 @@ def _evaluate(
                     )
                 )
                 texts = [answers[r] for r in reqs]
-            new = [
-                R.make_record(
-                    method.name,
-                    order,
-                    pid,
-                    prompts[pid],
-                    text,
-                    fields[(method.name, "+".join(order), pid)],
-                )
-                for (order, pid), text in zip(group, texts)
-            ]
+            new = []
+            try:
+                for (order, pid), text in zip(group, texts):
+                    key = (method.name, "+".join(order), pid)
+                    new.append(
+                        R.make_record(
+                            *key[:1], order, pid, prompts[pid], text, fields[key]
+                        )
+                    )
+            except VerifierError as err:  # a checker failed: keep what was verified
+                R.append(path, new)
+                raise VerifierError(
+                    f"{err} ('{method.name}', prompt {pid}; the {len(new)} generations "
+                    f"verified before it are saved{f' in {path}' if path else ''}, so a "
+                    f"rerun resumes after fixing the checker)"
+                ) from err
             R.append(path, new)
             rows += new
     return R.unique_rows([r for r in rows if R.record_key(r) in keep])

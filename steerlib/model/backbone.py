@@ -35,7 +35,7 @@ from transformers import (
     LlamaForCausalLM,
 )
 
-from steerlib.errors import ModelNotFoundError
+from steerlib.errors import ConfigError, ModelNotFoundError, UnsafeModelError
 from steerlib.paths import cache_root
 from steerlib.storage import build_once
 
@@ -140,7 +140,7 @@ class Backbone:
         a pad token (eos). ``model_id`` defaults to the name the model was loaded from.
         """
         if not getattr(tokenizer, "chat_template", None):
-            raise ValueError(
+            raise ConfigError(
                 f"{model_id or type(model).__name__}: the tokenizer has no chat "
                 "template; "
                 "steerlib steers chat models"
@@ -328,6 +328,25 @@ def _check_source(name: str | os.PathLike) -> None:
             )
 
 
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+
+
+def _refuse_pickle(folder: Path) -> None:
+    """An ``UnsafeModelError`` when ``folder`` holds its weights only as pickle files:
+    reading one can run any code it carries, so steerlib reads safetensors weights only
+    (transformers would read them with ``torch.load``, and on failure suggest the unsafe
+    switch)."""
+    if any(folder.glob("*.safetensors")):
+        return
+    pickled = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if pickled:
+        raise UnsafeModelError(
+            f"refused {folder}: its weights are pickle files ({', '.join(pickled)}), which "
+            f"can run code when read, and steerlib reads safetensors weights only; convert "
+            f"them to model.safetensors where you trust their source"
+        )
+
+
 def _offline() -> bool:
     from huggingface_hub import constants
 
@@ -376,7 +395,7 @@ def load_backbone(
     if "torch_dtype" in kwargs:  # the name transformers used before 4.56
         dtype = dtype or kwargs.pop("torch_dtype")
     if kwargs and (name in (None, "embedded", "tiny") or str(name).endswith(".gguf")):
-        raise ValueError(
+        raise ConfigError(
             f"from_pretrained arguments {sorted(kwargs)} apply to a hub id or a model "
             "folder, "
             f"not to {name or 'the embedded model'!r}"
@@ -393,6 +412,8 @@ def load_backbone(
         bb = _load_gguf(path, model_id_of(path), device, dtype)
     else:
         _check_source(name)
+        if Path(name).is_dir():
+            _refuse_pickle(Path(name))
         try:
             model = AutoModelForCausalLM.from_pretrained(
                 name, dtype=dtype, trust_remote_code=trust_remote_code, **kwargs
@@ -420,5 +441,6 @@ def load_backbone(
         ):  # else already placed
             model = model.to(device)
         bb = Backbone.from_model(model, tokenizer, model_id_of(name))
-    log.info("loaded %s in %.1f s", bb.model_id, time.perf_counter() - start)
+    # debug, not info: a command refusing its input after the load prints one line
+    log.debug("loaded %s in %.1f s", bb.model_id, time.perf_counter() - start)
     return bb

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from steerlib.errors import PromptError
+from steerlib.errors import ConfigError, PromptError
 from steerlib.model import layout as L
 from steerlib.model.backbone import Backbone
 from steerlib.model.tokens import SteeringTokens
@@ -185,7 +185,7 @@ def render(
     ``slots`` names the steering tokens in order; ``widths[name]`` is how many vectors
     (consecutive slots) a token holds (``SteeringTokens.widths()``; default 1)."""
     if SLOT in question or SLOT in instructions:
-        raise ValueError(
+        raise PromptError(
             "prompt text contains U+E000, which steerlib reserves for token slots"
         )
     cells = [
@@ -238,7 +238,7 @@ def _tokenize_after_slot(tokenizer, piece: str) -> list[int]:
     anchor = _tokenize(tokenizer, SLOT)
     ids = _tokenize(tokenizer, SLOT + piece)
     if ids[: len(anchor)] != anchor:
-        raise ValueError(
+        raise ConfigError(
             f"{type(tokenizer).__name__} merges the text after a steering slot with "
             f"the slot marker U+E000 ({piece[:20]!r}); steerlib cannot place slots in "
             f"this chat template"
@@ -329,13 +329,13 @@ def embed(
             vec = vectors[name] if vectors is not None and name in vectors else None
             if vec is None:
                 if tokens is None:
-                    raise ValueError(
+                    raise PromptError(
                         f"prompt has a <{name}> slot but no tokens were given"
                     )
                 vec = tokens[name]
             block = vec.reshape(-1, vec.shape[-1])
             if len(block) != count:
-                raise ValueError(
+                raise ConfigError(
                     f"<{name}> holds {len(block)} vector(s) but the prompt was "
                     f"rendered with {count} slot(s) for it; render with the tokens' "
                     f"widths()"

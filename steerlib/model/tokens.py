@@ -146,7 +146,7 @@ class SteeringTokens:
         if vector.numel() == self.hidden_size:
             vector = vector.reshape(-1)  # one vector stays 1-D, as in every older file
         elif vector.dim() != 2 or vector.shape[1] != self.hidden_size:
-            raise ValueError(
+            raise ConfigError(
                 f"<{name}> has shape {tuple(vector.shape)}; a steering token is a "
                 f"vector of {self.hidden_size} values (this model's embeddings) or a "
                 f"(k, {self.hidden_size}) block of k vectors"
@@ -742,7 +742,7 @@ def text_init(bb: Backbone, text: str) -> torch.Tensor:
     """
     ids = bb.tokenizer(text, add_special_tokens=False)["input_ids"]
     if not ids:
-        raise ValueError(f"{text!r} has no tokens to initialise from")
+        raise ConfigError(f"{text!r} has no tokens to initialise from")
     return bb.embeddings[ids].detach().float().mean(0).cpu()
 
 
@@ -755,7 +755,7 @@ def text_rows(bb: Backbone, text: str, k: int) -> torch.Tensor:
         return text_init(bb, text)
     ids = bb.tokenizer(text, add_special_tokens=False)["input_ids"]
     if not ids:
-        raise ValueError(f"{text!r} has no tokens to initialise from")
+        raise ConfigError(f"{text!r} has no tokens to initialise from")
     ids = (ids * -(-k // len(ids)))[:k]
     return bb.embeddings[ids].detach().float().cpu()
 

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from steerlib.config import ValidationConfig
+from steerlib.errors import ConfigError
 from steerlib.evaluation.evaluate import COMPOSITION_METHODS, evaluate
 from steerlib.evaluation.records import read_records
 from steerlib.evaluation.stats import (
@@ -78,7 +79,7 @@ def selection_questions(
     val = P.load("val")
     used = validation.n_questions if validation is not None else 0
     if used >= len(val):
-        raise ValueError(
+        raise ConfigError(
             f"no validation questions left for pair selection ({used} of {len(val)} "
             "choose steps)"
         )

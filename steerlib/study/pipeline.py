@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from steerlib.config import TARGET_POLICIES, TrainConfig, policy_config
-from steerlib.errors import TooFewTargetsError
+from steerlib.errors import RecordsError, TooFewTargetsError
 from steerlib.evaluation.evaluate import COMPOSITION_METHODS, evaluate
 from steerlib.evaluation.records import read_records
 from steerlib.evaluation.stats import metrics, wilson
@@ -261,7 +261,7 @@ def recorded_token_records(
         mine["prompt_id"].tolist() != list(range(len(questions)))
         or mine["prompt"].tolist() != questions
     ):
-        raise ValueError(
+        raise RecordsError(
             f"{path} holds {len(mine)} 'token:{variant}' records of <{name}>, not one "
             "for each of the "
             f"{len(questions)} test prompts of the {preset.name} preset: regenerate "

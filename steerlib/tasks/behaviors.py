@@ -45,6 +45,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 
+from steerlib.errors import ConfigError
 from steerlib.tasks import verifiers as V
 from steerlib.tasks.builtin import LENGTH_RANGES, SENTENCE_COUNTS, Behavior
 from steerlib.tasks.registry import (
@@ -124,7 +125,7 @@ def combinations(
     the pool only when ``include_json`` is True.
     """
     if split not in _SPLITS:
-        raise ValueError(f"split must be one of {_SPLITS}, got {split!r}")
+        raise ConfigError(f"split must be one of {_SPLITS}, got {split!r}")
     pool = [n for n in names() if include_json or n != "json"]
     return [
         combo

@@ -56,8 +56,16 @@ class Behavior:
     def verify(self, text: str) -> bool:
         """True when ``text`` satisfies this behavior alone; a checker answering
         anything but a bool (numpy's counts) raises ``VerifierError`` naming the
-        behavior."""
-        return _as_bool(self.name, self.checker(text), text)
+        behavior, and one that raises a ``VerifierError`` naming it and the text."""
+        try:
+            answer = self.checker(text)
+        except Exception as err:  # the user's checker's failure, named
+            raise VerifierError(
+                f"<{self.name}>'s checker raised {type(err).__name__} "
+                f"({' '.join(str(err).split())[:120]}) on the text {text!r:.80}; a checker "
+                f"must answer True or False for any text"
+            ) from err
+        return _as_bool(self.name, answer, text)
 
     def instruction(self, rng: random.Random | None = None) -> str:
         """A random paraphrase (the first one when ``rng`` is None, for determinism)."""

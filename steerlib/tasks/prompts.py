@@ -24,7 +24,7 @@ from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
 
-from steerlib.errors import DependencyError
+from steerlib.errors import ConfigError, DependencyError, WrongTypeError
 
 SPLITS = ("train", "val", "test")
 N_VAL = 48
@@ -35,22 +35,35 @@ TEXT_FIELDS = ("prompt", "question", "instruction", "text")
 FILE_SUFFIXES = (".jsonl", ".txt")
 
 
+SHIPPED_DIGESTS = {
+    "train": "58778949c9321733adec53a6a710ee8ca44e85ae486c3a6eb9879e480ca14e75",
+    "val": "66917384d97db7c2b245741f4553c9e4759eede814191144c3fed25cba66feb6",
+    "test": "909ef3964b78b83ceefe334f849e795dab6be0b44bf246bcb293deb3d22e62cd",
+}
+"""SHA-256 of each split of the prompts file as it shipped when the cached and committed
+tokens were trained (``questions_digest``). Pinned, not computed from the file: a split
+edited in place (your own questions in ``steerlib/data/prompts.jsonl``) no longer matches,
+so its cache keys change and no token trained on the old questions is reused."""
+
+
+def questions_digest(questions: Sequence[str]) -> str:
+    """SHA-256 over a question list (JSON, in order)."""
+    return hashlib.sha256(
+        json.dumps(list(questions), ensure_ascii=False).encode()
+    ).hexdigest()
+
+
 def cache_tag(questions: Sequence[str] | None, split: str = "train") -> str:
     """The part of a cache key that names the questions a run trains on.
 
-    '' for the default (None, or exactly the shipped ``split``), so every key made
-    before questions were part of keys, the shipped tokens' included, stays valid; else
-    ``-q`` and 12 hex digits of SHA-256 over the question list, so training on other
-    questions never reuses a result made from these.
+    '' for the questions of ``split`` exactly as they shipped (``SHIPPED_DIGESTS``; None
+    means the shipped file's ``split`` as it is now), so every key made before questions
+    were part of keys, the shipped tokens' included, stays valid; else ``-q`` and 12 hex
+    digits of their SHA-256, so training on other questions, an edited shipped file's
+    included, never reuses a result made from these.
     """
-    if questions is None or list(questions) == load(split):
-        return ""
-    return (
-        "-q"
-        + hashlib.sha256(
-            json.dumps(list(questions), ensure_ascii=False).encode()
-        ).hexdigest()[:12]
-    )
+    digest = questions_digest(load(split) if questions is None else questions)
+    return "" if digest == SHIPPED_DIGESTS.get(split) else "-q" + digest[:12]
 
 
 def load(
@@ -86,7 +99,7 @@ def load(
     elif isinstance(source, str):
         texts = _load_hf(source, split or "train", text_field)
     else:
-        raise TypeError(
+        raise WrongTypeError(
             f"source must be None, a list of strings, a path or a dataset name, "
             f"not {type(source).__name__}"
         )
@@ -119,15 +132,17 @@ def _shipped() -> tuple[tuple[str, str, str], ...]:
 
 def _check_split(split: str | None) -> None:
     if split is not None and split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS} or None, got {split!r}")
+        raise ConfigError(f"split must be one of {SPLITS} or None, got {split!r}")
 
 
 def _check_texts(texts: Sequence[object]) -> list[str]:
     for i, text in enumerate(texts):
         if not isinstance(text, str):
-            raise TypeError(f"source[{i}] must be a str, got {type(text).__name__}")
+            raise WrongTypeError(
+                f"source[{i}] must be a str, got {type(text).__name__}"
+            )
         if not text.strip():
-            raise ValueError(f"source[{i}] is an empty string")
+            raise ConfigError(f"source[{i}] is an empty string")
     return list(texts)
 
 
@@ -143,7 +158,7 @@ def _is_local_file(source: str | Path) -> bool:
 def _read_file(path: Path, split: str | None) -> list[str]:
     suffix = path.suffix.lower()
     if suffix not in FILE_SUFFIXES:
-        raise ValueError(f"{path}: expected a {' or '.join(FILE_SUFFIXES)} file")
+        raise ConfigError(f"{path}: expected a {' or '.join(FILE_SUFFIXES)} file")
     lines = path.read_text(encoding="utf-8").splitlines()
     if suffix == ".txt":
         return [line.strip() for line in lines if line.strip()]
@@ -154,7 +169,7 @@ def _read_file(path: Path, split: str | None) -> list[str]:
         row = json.loads(line)
         text = row.get("text") if isinstance(row, dict) else None
         if not isinstance(text, str) or not text.strip():
-            raise ValueError(
+            raise ConfigError(
                 f"{path}, line {number}: expected an object with a non-empty 'text'"
             )
         if split is None or row.get("split") in (None, split):
@@ -175,7 +190,7 @@ def _load_hf(name: str, split: str, text_field: str | None) -> list[str]:
     candidates = (text_field,) if text_field else TEXT_FIELDS
     column = next((c for c in candidates if c in dataset.column_names), None)
     if column is None:
-        raise ValueError(
+        raise ConfigError(
             f"{name!r} has no column among {candidates}; columns are "
             f"{dataset.column_names}, "
             f"pick one with text_field="
@@ -185,7 +200,7 @@ def _load_hf(name: str, split: str, text_field: str | None) -> list[str]:
 
 def _take(texts: list[str], limit: int | None, seed: int | None) -> list[str]:
     if limit is not None and limit < 0:
-        raise ValueError(f"limit must be >= 0 or None, got {limit}")
+        raise ConfigError(f"limit must be >= 0 or None, got {limit}")
     if seed is not None:
         texts = texts.copy()
         random.Random(seed).shuffle(texts)

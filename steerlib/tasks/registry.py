@@ -25,15 +25,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import inspect
 import json
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
-from functools import partial
 
-from steerlib.errors import UnknownNameError
+from steerlib.errors import ConfigError, UnknownNameError, WrongTypeError
 from steerlib.tasks.builtin import BUILTINS, Behavior, _as_bool
+from steerlib.tasks.digests import code_text
 
 _REGISTRY: dict[str, Behavior] = {b.name: b for b in BUILTINS}
 _BUILTIN = frozenset(_REGISTRY)
@@ -94,7 +93,7 @@ def constructible(name: str) -> bool:
     return behavior.category != "language"
 
 
-_NAME = re.compile(r"[a-z_][a-z0-9_]*")
+_NAME = re.compile(r"[a-z_][a-z0-9_]{0,63}")
 """A behavior name must be writable as a steering tag ``<name>`` (lower-case)."""
 
 
@@ -124,10 +123,12 @@ def register(behavior: Behavior, *, new_category: bool = False) -> Behavior:
     Returns the stored record.
     """
     if not isinstance(behavior, Behavior):
-        raise TypeError(f"register() takes a Behavior, got {type(behavior).__name__}")
+        raise WrongTypeError(
+            f"register() takes a Behavior, got {type(behavior).__name__}"
+        )
     b = behavior
     if not isinstance(b.name, str) or not _NAME.fullmatch(b.name) or b.name in RESERVED:
-        raise ValueError(
+        raise ConfigError(
             f"behavior name {b.name!r} is not allowed: use lower-case letters, digits "
             "and _, "
             f"starting with a letter or _ (it is written <{b.name}>), and not "
@@ -135,39 +136,41 @@ def register(behavior: Behavior, *, new_category: bool = False) -> Behavior:
         )
     if b.name in _REGISTRY:
         kind = "a built-in" if is_builtin(b.name) else "already registered"
-        raise ValueError(
+        raise ConfigError(
             f"behavior {b.name!r} is {kind}; choose another name"
             + ("" if is_builtin(b.name) else f" or unregister({b.name!r}) first")
         )
     known = list(categories())
     if b.category not in known and not new_category:
-        raise ValueError(
+        raise ConfigError(
             f"unknown category {b.category!r}; known: {', '.join(known)}. To start a "
             "new one, "
             f"register(..., new_category=True)"
         )
     if not isinstance(b.category, str) or not _NAME.fullmatch(b.category):
-        raise ValueError(f"category {b.category!r} must be a lower-case identifier")
+        raise ConfigError(f"category {b.category!r} must be a lower-case identifier")
     paraphrases = (
         (b.paraphrases,) if isinstance(b.paraphrases, str) else tuple(b.paraphrases)
     )
     if not paraphrases or not all(
         isinstance(p, str) and p.strip() for p in paraphrases
     ):
-        raise ValueError(
+        raise ConfigError(
             f"<{b.name}> needs at least one paraphrase, each a non-empty string; got "
             f"{b.paraphrases!r}"
         )
     if not isinstance(b.rule, str) or not b.rule.strip() or "\n" in b.rule:
-        raise ValueError(
+        raise ConfigError(
             f"<{b.name}> needs a one-line rule describing its verifier; got {b.rule!r}"
         )
     _probe(b.name, "checker", b.checker, bool)
     if b.transform is not None:
         _probe(b.name, "transform", b.transform, (str, type(None)))
+    code_text(b.checker, f"<{b.name}>'s checker")  # refuses what it cannot digest, now
+    code_text(b.transform, f"<{b.name}>'s transform")
     unknown = [n for n in b.conflicts if n not in _REGISTRY]
     if unknown or b.name in b.conflicts:
-        raise ValueError(
+        raise ConfigError(
             f"<{b.name}> conflicts with unknown or itself: {unknown or [b.name]}; "
             f"known: {', '.join(_REGISTRY)}"
         )
@@ -179,14 +182,14 @@ def register(behavior: Behavior, *, new_category: bool = False) -> Behavior:
 def _probe(name: str, what: str, fn, returns) -> None:
     """Call ``fn`` on the probe texts; it must not raise and must return ``returns``."""
     if not callable(fn):
-        raise TypeError(
+        raise WrongTypeError(
             f"<{name}>'s {what} must be a function text -> ..., got {type(fn).__name__}"
         )
     for text in _PROBES:
         try:
             out = fn(text)
         except Exception as err:
-            raise ValueError(
+            raise ConfigError(
                 f"<{name}>'s {what} raised {type(err).__name__}: {err} on the text "
                 f"{text!r}; "
                 f"it must accept any string"
@@ -194,7 +197,7 @@ def _probe(name: str, what: str, fn, returns) -> None:
         if returns is bool:
             _as_bool(name, out, text)
         elif not isinstance(out, returns):
-            raise TypeError(
+            raise WrongTypeError(
                 f"<{name}>'s {what} returned {type(out).__name__} ({out!r}) for "
                 f"{text!r}; "
                 "it must return a string or None"
@@ -204,10 +207,10 @@ def _probe(name: str, what: str, fn, returns) -> None:
 def unregister(name: str) -> None:
     """Remove a behavior added with :func:`register` (built-ins stay)."""
     if is_builtin(name):
-        raise ValueError(f"{name!r} is a built-in behavior and cannot be unregistered")
+        raise ConfigError(f"{name!r} is a built-in behavior and cannot be unregistered")
     if name not in _REGISTRY:
         custom = [n for n in _REGISTRY if not is_builtin(n)]
-        raise KeyError(
+        raise UnknownNameError(
             f"no registered behavior {name!r}; your own: {', '.join(custom) or 'none'}"
         )
     del _REGISTRY[name]
@@ -233,9 +236,10 @@ def cache_name(name: str) -> str:
 
     A built-in's own name (its cache keys never change). Your own behavior's name plus a
     digest of what its training data depends on: paraphrases, rule, and the source code
-    of its checker and transform, so that editing the behavior retrains it instead of
-    reusing a stale token. (Values a function reads from outside its body, such as a
-    global constant, are not in the digest: change the rule text when they change.)
+    of its checker and transform with the values they close over and their defaults
+    (``digests.code_text``), so that editing the behavior retrains it instead of reusing a
+    stale token. (Globals a function reads, such as a module constant, are not in the
+    digest: change the rule text when they change.)
     """
     b = get(name)
     if is_builtin(name):
@@ -244,8 +248,8 @@ def cache_name(name: str) -> str:
         "category": b.category,
         "paraphrases": list(b.paraphrases),
         "rule": b.rule,
-        "checker": _code(b.checker),
-        "transform": _code(b.transform),
+        "checker": code_text(b.checker, f"<{name}>'s checker"),
+        "transform": code_text(b.transform, f"<{name}>'s transform"),
     }
     digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:8]
     return f"{name}-{digest}"
@@ -264,18 +268,3 @@ def definitions_stamp(names: Sequence[str]) -> str:
     their keys).
     """
     return "+".join(cache_name(n) for n in names if not is_builtin(n))
-
-
-def _code(fn) -> str:
-    """A function's source (a partial's function and arguments), or its qualified
-    name."""
-    if fn is None:
-        return ""
-    if isinstance(fn, partial):
-        return f"{_code(fn.func)}{fn.args!r}{sorted(fn.keywords.items())!r}"
-    try:
-        return inspect.getsource(fn)
-    except (OSError, TypeError):
-        return (
-            f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}"
-        )

@@ -20,6 +20,8 @@ import re
 
 from lingua import Language, LanguageDetector, LanguageDetectorBuilder
 
+from steerlib.errors import ConfigError
+
 # ---------------------------------------------------------------- language
 
 LANGUAGES: dict[str, Language] = {
@@ -70,7 +72,7 @@ def is_language(text: str, lang: str) -> bool:
     usually English).
     """
     if lang not in LANGUAGES:
-        raise ValueError(f"unknown language {lang!r}; known: {sorted(LANGUAGES)}")
+        raise ConfigError(f"unknown language {lang!r}; known: {sorted(LANGUAGES)}")
     if not any(ch.isalpha() for ch in text):
         return False
     return _detector().detect_language_of(text) == LANGUAGES[lang]

@@ -130,7 +130,7 @@ def init_and(
         vector = None
     if vector is not None:
         return vector.expand(k, -1).clone().squeeze(0)
-    raise ValueError(
+    raise ConfigError(
         f"init {init!r} is not a stage-2 init; use 'zero', 'word', 'mean' or 'random'"
     )
 
@@ -203,7 +203,7 @@ def _stage2_cache(
     seen = _seen()
     missing = [b for b in seen if b not in tokens]
     if missing:
-        raise ValueError(
+        raise ConfigError(
             f"stage 2 needs the seen behavior tokens first; missing: {missing}"
         )
     key = (

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from steerlib.config import Init, TrainConfig, config_hash
+from steerlib.errors import ConfigError
 from steerlib.model.backbone import Backbone
 from steerlib.model.tokens import SteeringTokens, random_init, random_rows, text_rows
 from steerlib.paths import artifacts_root
@@ -179,6 +180,6 @@ def _init_vector(
         return torch.zeros(k, bb.hidden_size).squeeze(0)
     if init == Init.RANDOM:
         return random_rows(bb, k, seed)
-    raise ValueError(
+    raise ConfigError(
         f"init {init!r} is not a stage-1 init; use 'semantic', 'zero' or 'random'"
     )

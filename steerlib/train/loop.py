@@ -28,18 +28,20 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from tqdm.auto import tqdm
 
 from steerlib import distributed
 from steerlib.config import TrainConfig, ValidationConfig
-from steerlib.errors import NonFiniteLossError
+from steerlib.errors import ConfigError, NonFiniteLossError
 from steerlib.storage import save_safetensors
 
 log = logging.getLogger("steerlib")
@@ -95,6 +97,9 @@ class TrainResult:
     """True when the run ended by itself (all steps, or early stopping), so its result
     may be cached; False when cut short by ``stop_after``."""
     validation: Validation | None = None
+    earlier_seconds: float = 0.0
+    """Training seconds of the interrupted runs this one resumed (up to their last
+    checkpoint), so a resumed token's ``seconds`` counts every leg, not only the last."""
 
     @property
     def steps(self) -> int:
@@ -158,7 +163,7 @@ def fit(
     (tests of resume use it).
     """
     if not examples:
-        raise ValueError("no training examples")
+        raise ConfigError("no training examples")
     with distributed.sole_writer(
         checkpoint
     ):  # a second live run on this checkpoint is refused
@@ -168,13 +173,14 @@ def fit(
         opt = torch.optim.AdamW(
             list(params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay
         )
+        leg_start = time.perf_counter()
         state = (
             _load_checkpoint(checkpoint, params, opt)
             if checkpoint and checkpoint.is_file()
             else None
         )
-        start_step, losses, val = (
-            state if state else (0, [], Validation() if vcfg else None)
+        start_step, losses, val, earlier = (
+            state if state else (0, [], Validation() if vcfg else None, 0.0)
         )
         if vcfg is not None and val is None:  # a checkpoint written without validation
             val = Validation()
@@ -231,7 +237,8 @@ def fit(
                 and distributed.is_main()
                 and (done % cfg.checkpoint_every == 0 or done == last or stopped)
             ):
-                _save_checkpoint(checkpoint, params, opt, done, losses, val)
+                seconds = earlier + time.perf_counter() - leg_start
+                _save_checkpoint(checkpoint, params, opt, done, losses, val, seconds)
         finished = stopped or len(losses) == cfg.steps
         if val is not None and finished:
             with torch.no_grad():
@@ -244,7 +251,7 @@ def fit(
                 val.best_step,
                 len(losses),
             )
-        return TrainResult(losses, finished, val)
+        return TrainResult(losses, finished, val, earlier)
 
 
 def _stop(val: Validation | None, vcfg: ValidationConfig | None) -> bool:
@@ -265,9 +272,11 @@ def _save_checkpoint(
     step: int,
     losses: list[float],
     val: Validation | None,
+    seconds: float = 0.0,
 ) -> None:
     """Params, the optimiser's state_dict tensors and the best params as safetensors;
-    step, losses, param groups and the validation curve in the metadata. Atomic."""
+    step, losses, param groups, training seconds so far and the validation curve in the
+    metadata. Atomic."""
     opt_state = opt.state_dict()
     tensors = {
         f"param/{name}": p.detach().cpu().contiguous() for name, p in params.items()
@@ -277,7 +286,12 @@ def _save_checkpoint(
             tensors[f"opt/{idx}/{key}"] = (
                 torch.as_tensor(value).detach().cpu().contiguous()
             )
-    meta = {"step": step, "losses": losses, "param_groups": opt_state["param_groups"]}
+    meta = {
+        "step": step,
+        "losses": losses,
+        "param_groups": opt_state["param_groups"],
+        "seconds": round(seconds, 3),
+    }
     if val is not None:
         tensors.update(
             {f"best/{name}": p.cpu().contiguous() for name, p in val.best.items()}
@@ -293,13 +307,33 @@ def _save_checkpoint(
 
 def _load_checkpoint(
     path: Path, params: Params, opt: torch.optim.Optimizer
-) -> tuple[int, list[float], Validation | None]:
+) -> tuple[int, list[float], Validation | None, float] | None:
+    """The run a checkpoint holds (step, losses, validation, seconds so far), loaded into
+    ``params`` and ``opt``; None when the file is not a whole checkpoint (truncated by a
+    full disk, say): it is set aside as ``<name>.corrupt`` with a warning naming both, and
+    the run starts over, instead of failing on every rerun."""
+    try:
+        return _read_checkpoint(path, params, opt)
+    except (SafetensorError, KeyError, ValueError, TypeError, RuntimeError) as err:
+        aside = path.with_name(path.name + ".corrupt")
+        distributed.main_only(os.replace, path, aside)
+        log.warning(
+            "%s is not a whole checkpoint (%s): set aside as %s; training starts over",
+            path,
+            " ".join(str(err).split())[:120],
+            aside.name,
+        )
+        return None
+
+
+def _read_checkpoint(
+    path: Path, params: Params, opt: torch.optim.Optimizer
+) -> tuple[int, list[float], Validation | None, float]:
+    """Read all of a checkpoint, then load it: a file that fails half-way changes nothing."""
     with safe_open(str(path), framework="pt") as f:
         meta = json.loads(f.metadata()["checkpoint"])
         keys = set(f.keys())
-        with torch.no_grad():
-            for name, p in params.items():
-                p.copy_(f.get_tensor(f"param/{name}"))
+        saved = {name: f.get_tensor(f"param/{name}") for name in params}
         state: dict[int, dict] = {}
         for key in keys:
             if key.startswith("opt/"):
@@ -319,5 +353,8 @@ def _load_checkpoint(
                 v["since_best"],
             )
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    with torch.no_grad():
+        for name, p in params.items():
+            p.copy_(saved[name])
     log.info("resumed %s at step %d", path.name, meta["step"])
-    return meta["step"], meta["losses"], val
+    return meta["step"], meta["losses"], val, float(meta.get("seconds", 0.0))

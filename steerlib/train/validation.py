@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import torch
 
 from steerlib.config import ValidationConfig
+from steerlib.errors import ConfigError
 from steerlib.model.backbone import Backbone
 from steerlib.model.generate import Request, SteeredModel
 from steerlib.model.methods import interleave
@@ -27,7 +28,7 @@ def questions(cfg: ValidationConfig) -> list[str]:
     """The first ``cfg.n_questions`` validation questions."""
     qs = P.load("val")
     if cfg.n_questions > len(qs):
-        raise ValueError(
+        raise ConfigError(
             f"ValidationConfig.n_questions={cfg.n_questions} but the val split has "
             f"{len(qs)} questions"
         )
@@ -96,7 +97,7 @@ def pair_validator(
     """Stage 2: the joint pass rate of ``<b1><joiner><b2>``, question i asking pair
     i mod len(pairs), in the pair's order for even cycles and reversed for odd ones."""
     if not pairs:
-        raise ValueError("stage-2 validation needs at least one pair")
+        raise ConfigError("stage-2 validation needs at least one pair")
     jobs = []
     for i, q in enumerate(questions(cfg)):
         pair = tuple(pairs[i % len(pairs)])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from steerlib.errors import ConfigError
 from steerlib.model.layout import Layout, SlotPositions
 from steerlib.model.methods import METHODS, Method
 
@@ -94,7 +95,7 @@ def parse_variant(name: str) -> tuple[str, Layout, dict | None]:
             (p for p in TRAIN_PARTS if part.startswith(p) and part[len(p) :]), None
         )
         if prefix is None:
-            raise ValueError(
+            raise ConfigError(
                 f"variant {name!r}: unknown part {part!r}; parts: disp<k>, T<t>, ce<w>"
             )
         key, kind = TRAIN_PARTS[prefix]
