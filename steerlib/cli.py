@@ -458,15 +458,64 @@ TOKENS_HELP = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error in one line like every other error (exit code 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _behavior(name: str) -> str:
+    """A ``--behaviors`` value: 'all' or a behavior's name, checked before any work."""
+    if name != "all" and name not in B.names():
+        raise argparse.ArgumentTypeError(
+            f"unknown behavior {name!r}; known: all, {', '.join(B.names())}"
+        )
+    return name
+
+
+def _baseline(name: str) -> str:
+    """A ``--baselines`` value, checked before any work."""
+    from steerlib.baselines import check_names
+
+    try:
+        check_names([name])
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return name
+
+
+def _ablation(name: str) -> str:
+    """An ``ablations --which`` value, checked before any work."""
+    from steerlib.study.ablations import ABLATIONS
+
+    if name not in ABLATIONS:
+        raise argparse.ArgumentTypeError(
+            f"unknown ablation {name!r}; known: {', '.join(ABLATIONS)}"
+        )
+    return name
+
+
+def _method(name: str) -> str:
+    """An ``evaluate --methods`` value, checked before any work."""
+    from steerlib.model.methods import METHODS
+
+    if name not in METHODS:
+        raise argparse.ArgumentTypeError(
+            f"unknown method {name!r}; known: {', '.join(METHODS)}"
+        )
+    return name
+
+
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "--debug",
         action="store_true",
         default=argparse.SUPPRESS,
         help="show the full traceback of an error",
     )
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="python -m steerlib",
         description="Compositional steering tokens.",
         parents=[common],
@@ -557,7 +606,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     sp = command("train", cmd_train, "stage 1: train behavior tokens", workers=True)
-    sp.add_argument("--behaviors", nargs="+", default=["all"], help="'all' or names")
+    sp.add_argument(
+        "--behaviors", nargs="+", default=["all"], type=_behavior, help="'all' or names"
+    )
     sp.add_argument(
         "--out",
         default="tokens.safetensors",
@@ -606,6 +657,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--methods",
         nargs="+",
         default=None,
+        type=_method,
         help="default: instruction concat native_and and hybrid",
     )
     sp.add_argument(
@@ -622,14 +674,18 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_targets_compare,
         "tokens trained on self / filtered / constructed targets, per behavior",
     )
-    sp.add_argument("--behaviors", nargs="+", default=["all"], help="'all' or names")
+    sp.add_argument(
+        "--behaviors", nargs="+", default=["all"], type=_behavior, help="'all' or names"
+    )
 
     sp = command(
         "curves",
         cmd_curves,
         "validation curves of a few behaviors trained without early stopping",
     )
-    sp.add_argument("--behaviors", nargs="+", required=True, help="behavior names")
+    sp.add_argument(
+        "--behaviors", nargs="+", required=True, type=_behavior, help="behavior names"
+    )
     sp.add_argument("--max-steps", type=int, default=64)
 
     sp = command(
@@ -642,6 +698,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--baselines",
         nargs="*",
         default=None,
+        type=_baseline,
         metavar="NAME",
         help="also train (for the chosen pairs' behaviors) and evaluate baselines (no "
         "names: all)",
@@ -657,6 +714,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--which",
         nargs="+",
         default=None,
+        type=_ablation,
         help="no_and | init | lambda | variant (default: all four)",
     )
     sp.add_argument(
@@ -730,6 +788,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--baselines",
         nargs="*",
         default=None,
+        type=_baseline,
         metavar="NAME",
         help="also train and evaluate baselines: caa lm_steer lora_dare (no names: all "
         "three)",
@@ -750,7 +809,10 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S"
     )
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help (0) or a usage error, printed in one line (2)
+        return done.code if isinstance(done.code, int) else 2
     try:
         workers = launch.workers_wanted(args)
         if workers > 1:  # the same command in that many processes, which run the rest

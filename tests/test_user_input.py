@@ -451,3 +451,18 @@ def test_a_prompt_with_the_reserved_slot_character_is_one_line(capsys):
     )
     assert code == 2 and len(err) == 1 and "U+E000" in err[0], err
     assert issubclass(st.errors.PromptError, SteerlibError)
+
+
+def test_every_test_the_guarantees_page_names_exists():
+    """book/guarantees.md names a test for each promise; each must exist, so the page
+    cannot go on citing a test that was renamed or removed."""
+    page = (ROOT / "book" / "guarantees.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"\b(test_\w+)\b", page)) - {
+        "test_user_input",
+        "test_ownership",
+        "test_reliability",
+        "test_cli_fuzz",
+    }
+    sources = "".join(p.read_text() for p in (ROOT / "tests").glob("test_*.py"))
+    defined = set(re.findall(r"^def (test_\w+)", sources, re.M))
+    assert len(named) > 40 and sorted(named - defined) == []

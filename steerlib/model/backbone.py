@@ -186,7 +186,7 @@ def _default_device_dtype(device, dtype) -> tuple[torch.device, torch.dtype]:
     if device.type == "cuda":
         native_bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
         dtype = torch.bfloat16 if native_bf16 else torch.float16
-        log.info(
+        log.debug(  # debug: a command that refuses its input prints one line, not this
             "%s: %s weights (%s)",
             torch.cuda.get_device_name(device),
             str(dtype).removeprefix("torch."),
@@ -194,7 +194,7 @@ def _default_device_dtype(device, dtype) -> tuple[torch.device, torch.dtype]:
         )
     else:
         dtype = torch.float32
-        log.info("%s: float32 weights", device.type)
+        log.debug("%s: float32 weights", device.type)
     return device, dtype
 
 
