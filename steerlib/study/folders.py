@@ -105,8 +105,9 @@ def check_out(out: str | Path, preset, model, overwrite: bool = False) -> Path:
     when ``out`` is the committed ``results/<name>`` of a shipped preset and this run
     is not that preset, unchanged, on its own model; or when a records file there
     (``*.jsonl``) or its ``tokens.safetensors`` was made with another model
-    (fingerprint) or another ``max_new_tokens``. ``overwrite=True`` (``--overwrite``)
-    lets the run replace them. Checked before any work, so a refusal costs nothing.
+    (fingerprint), or a records file at its top level (the evaluation's) with another
+    ``max_new_tokens``. ``overwrite=True`` (``--overwrite``) lets the run replace them.
+    Checked before any work, so a refusal costs nothing.
     """
     out = Path(out)
     if overwrite:
@@ -131,7 +132,14 @@ def check_out(out: str | Path, preset, model, overwrite: bool = False) -> Path:
                 f"{path} holds results of another model (fingerprint {made['model']}, "
                 f"not {model.model_id}'s {model.fingerprint}): {way_out}"
             )
-        if made.get("max_new_tokens") not in (None, preset.eval.max_new_tokens):
+        if (
+            path.parent == out
+            and made.get("max_new_tokens")
+            not in (
+                None,
+                preset.eval.max_new_tokens,
+            )
+        ):  # the top level's records are the evaluation's (studies in subfolders differ)
             raise ForeignFileError(
                 f"{path} holds records of another config (max_new_tokens "
                 f"{made['max_new_tokens']}, not {preset.eval.max_new_tokens}): "
