@@ -80,8 +80,9 @@ class TokensNotFoundError(SteerlibError, FileNotFoundError):
 
 
 class UnsafeModelError(SteerlibError, ValueError):
-    """A model whose weights steerlib will not read: pickle files (``pytorch_model.bin``),
-    which can run code when loaded. steerlib reads safetensors weights only."""
+    """A model whose weights steerlib will not read: pickle files
+    (``pytorch_model.bin``), which can run code when loaded. steerlib reads safetensors
+    weights only."""
 
 
 class StorageError(SteerlibError, OSError):

@@ -103,14 +103,15 @@ class Preset:
         )
 
     def _check_mappings(self) -> None:
-        """``steps``, ``target_policies`` and ``baseline_lr`` name behaviors and baselines
-        that exist, with values they allow: a key misspelled (``{"frnch": 50}``) would
-        otherwise be ignored without a word."""
+        """``steps``, ``target_policies`` and ``baseline_lr`` name behaviors and
+        baselines that exist, with values they allow: a key misspelled (``{"frnch":
+        50}``) would otherwise be ignored without a word."""
         for field_ in ("steps", "target_policies"):
             mapping = getattr(self, field_)
             if not isinstance(mapping, dict):
                 raise ConfigError(
-                    f"Preset.{field_} must be a mapping of behavior names; got {mapping!r}"
+                    f"Preset.{field_} must be a mapping of behavior names; got "
+                    f"{mapping!r}"
                 )
             unknown = sorted(set(mapping) - set(B.names()))
             if unknown:
@@ -139,7 +140,8 @@ class Preset:
                 or not (math.isfinite(lr) and lr > 0)
             ):
                 raise ConfigError(
-                    f"Preset.baseline_lr[{name!r}] must be a finite number > 0; got {lr!r}"
+                    f"Preset.baseline_lr[{name!r}] must be a finite number > 0; got "
+                    f"{lr!r}"
                 )
 
     def target_source(self, behavior: str) -> TargetPolicy | TargetSource:

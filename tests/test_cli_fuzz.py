@@ -273,7 +273,9 @@ def scratch(tmp_path_factory, tiny) -> Path:
     for name, readme in {
         "notes": "# My notes\n\nNothing of steerlib's.\n",
         "bad_yaml": "---\nlibrary_name: [steerlib\n---\n",
-        "python_tag": "---\nlibrary_name: !!python/object/apply:os.system ['true']\n---\n",
+        "python_tag": (
+            "---\nlibrary_name: !!python/object/apply:os.system ['true']\n---\n"
+        ),
     }.items():
         (repo / name).mkdir()
         (repo / name / "README.md").write_text(readme)

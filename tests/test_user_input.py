@@ -1,4 +1,5 @@
-"""No stale verdict, no code in a card, every user error in one line (issue 34, cases 7-21).
+"""No stale verdict, no code in a card, every user error in one line (issue 34, cases
+7-21).
 
 Each test names its case; each failed on the main branch before the fix (checked once
 against main's code). Fast: the tiny random model, a few generations of a few tokens.
@@ -64,10 +65,11 @@ def _token_file(path: Path, **meta) -> Path:
     return path
 
 
-# -- 7. the shipped questions, edited in place --------------------------------------------------
+# -- 7. the shipped questions, edited in place -----------------------------------------
 def test_edited_shipped_train_questions_get_a_cache_key_of_their_own(monkeypatch):
-    """Case 7: 300 of the 472 train questions replaced in the shipped file; main reused the
-    cached token (the cache tag was empty whenever the questions equalled the file's split)."""
+    """Case 7: 300 of the 472 train questions replaced in the shipped file; main reused
+    the cached token (the cache tag was empty whenever the questions equalled the file's
+    split)."""
     from steerlib.train.distill import stage1_key
 
     cfg = presets.get("cpu").stage1_config("french")
@@ -84,7 +86,7 @@ def test_edited_shipped_train_questions_get_a_cache_key_of_their_own(monkeypatch
     assert stage1_key("french", cfg) == shipped  # the shipped split keeps its key
 
 
-# -- 8. a checker that is a closure -------------------------------------------------------------
+# -- 8. a checker that is a closure ----------------------------------------------------
 def _behavior(checker, name: str = "short_enough"):
     return st.behaviors.Behavior(
         name=name,
@@ -100,8 +102,8 @@ def make_checker(n: int):
 
 
 def test_a_closure_checker_with_another_value_gets_new_verdicts(tiny, tmp_path):
-    """Case 8: evaluate with make_checker(100000), then make_checker(1): main reused the first
-    run's verdicts (only the source text was digested)."""
+    """Case 8: evaluate with make_checker(100000), then make_checker(1): main reused the
+    first run's verdicts (only the source text was digested)."""
     records = tmp_path / "records.jsonl"
     runs = []
     for n in (100000, 1):
@@ -144,7 +146,7 @@ def test_default_arguments_are_digested_and_undigestable_closures_refused():
     assert "limits" in str(err.value) and "short_enough" not in st.behaviors.names()
 
 
-# -- 9. mappings of a preset -----------------------------------------------------------------------
+# -- 9. mappings of a preset -----------------------------------------------------------
 @pytest.mark.parametrize(
     "item, words",
     [
@@ -161,7 +163,7 @@ def test_set_of_a_mapping_with_an_unknown_name_is_refused(item, words):
     assert words in str(err.value)
 
 
-# -- 10. seconds of a resumed run ------------------------------------------------------------------
+# -- 10. seconds of a resumed run ------------------------------------------------------
 def test_a_resumed_tokens_seconds_count_every_leg(tiny, monkeypatch):
     """Case 10: main counted only the last leg. The first leg runs on a clock that moves
     100 s per reading, the second on one that moves 1 ms."""
@@ -183,7 +185,7 @@ def test_a_resumed_tokens_seconds_count_every_leg(tiny, monkeypatch):
     assert tokens.info["french"]["seconds"] >= 100
 
 
-# -- 11. a hostile token file, and a card that quotes what it renders ------------------------------
+# -- 11. a hostile token file, and a card that quotes what it renders ------------------
 HOSTILE_ID = 'x"if(__import__("os").system("touch pwned"))else"tiny'
 
 
@@ -230,7 +232,7 @@ def test_the_card_quotes_a_hostile_model_id_and_escapes_names(tmp_path):
     assert "\n# injected" not in card  # a name cannot start a heading
 
 
-# -- 12. a truncated checkpoint ----------------------------------------------------------------
+# -- 12. a truncated checkpoint --------------------------------------------------------
 def test_a_truncated_checkpoint_is_set_aside_and_training_starts_over(tiny, caplog):
     """Case 12: main raised SafetensorError (no path) on every rerun."""
     from steerlib.train.distill import stage1_path, train_behavior_token
@@ -246,7 +248,7 @@ def test_a_truncated_checkpoint_is_set_aside_and_training_starts_over(tiny, capl
     assert ckpt.with_name(ckpt.name + ".corrupt").is_file()
 
 
-# -- 13. a full disk while saving tokens -------------------------------------------------------
+# -- 13. a full disk while saving tokens -----------------------------------------------
 def _disk_full(*args, **kwargs):
     raise SafetensorError(
         "Error while serializing: I/O error: No space left on device (os error 28)"
@@ -282,10 +284,10 @@ def test_train_out_on_a_full_disk_is_one_line_naming_the_file(
     assert str(out) in err[0] and "No space left" in err[0]
 
 
-# -- 14. a token source that is no folder, no file and no repo --------------------------------
+# -- 14. a token source that is no folder, no file and no repo -------------------------
 def test_a_malformed_repo_id_or_a_mistyped_folder_says_so(monkeypatch, tmp_path):
-    """Case 14: main showed HFValidationError, or a ConnectError never saying that no such
-    folder exists."""
+    """Case 14: main showed HFValidationError, or a ConnectError never saying that no
+    such folder exists."""
     from steerlib.errors import TokensNotFoundError
 
     monkeypatch.chdir(tmp_path)
@@ -303,7 +305,7 @@ def test_a_malformed_repo_id_or_a_mistyped_folder_says_so(monkeypatch, tmp_path)
     assert "Name or service not known" in str(err.value)
 
 
-# -- 15. metadata a card cannot render -----------------------------------------------------------
+# -- 15. metadata a card cannot render -------------------------------------------------
 @pytest.mark.parametrize(
     "info, words",
     [
@@ -315,14 +317,15 @@ def test_a_malformed_repo_id_or_a_mistyped_folder_says_so(monkeypatch, tmp_path)
 def test_training_records_that_are_not_records_are_refused_on_load(
     tmp_path, info, words
 ):
-    """Case 15: main loaded them, then save_pretrained crashed after writing the tokens."""
+    """Case 15: main loaded them, then save_pretrained crashed after writing the
+    tokens."""
     path = _token_file(tmp_path / "t.safetensors", info=info)
     with pytest.raises(TokenFileError) as err:
         SteeringTokens.load_file(path)
     assert words in str(err.value) and str(path) in str(err.value)
 
 
-# -- 16. a README that is not steerlib's --------------------------------------------------------
+# -- 16. a README that is not steerlib's -----------------------------------------------
 @pytest.mark.parametrize(
     "readme",
     [
@@ -341,15 +344,16 @@ def test_a_readme_with_bad_yaml_or_a_python_tag_is_a_foreign_file(tmp_path, read
     assert not marker.exists() and not (folder / "tokens.safetensors").exists()
 
 
-# -- 17. a behavior name too long for a file name ---------------------------------------------------
+# -- 17. a behavior name too long for a file name --------------------------------------
 def test_a_behavior_name_longer_than_64_is_refused_at_registration():
-    """Case 17: main accepted it; training failed later with OSError: File name too long."""
+    """Case 17: main accepted it; training failed later with OSError: File name too
+    long."""
     with pytest.raises(ConfigError, match="at most 64"):
         st.behaviors.register(_behavior(lambda text: True, name="a" * 250))
     assert "a" * 250 not in st.behaviors.names()
 
 
-# -- 18. a checker that raises mid-evaluation ----------------------------------------------------
+# -- 18. a checker that raises mid-evaluation ------------------------------------------
 _CALLS = {"n": 0}
 
 
@@ -386,7 +390,7 @@ def test_a_checker_raising_mid_evaluation_names_the_behavior_and_keeps_what_was_
     assert len(records.read_text().splitlines()) == 1  # the answer verified before it
 
 
-# -- 19. a model folder whose weights are a pickle ---------------------------------------------
+# -- 19. a model folder whose weights are a pickle -------------------------------------
 class _Payload:
     def __init__(self, marker: Path):
         self.marker = marker
@@ -398,7 +402,8 @@ class _Payload:
 def test_a_model_folder_with_pickled_weights_is_refused_without_the_unsafe_switch(
     tiny, tmp_path, capsys
 ):
-    """Case 19: main's traceback advised re-running torch.load with weights_only=False."""
+    """Case 19: main's traceback advised re-running torch.load with
+    weights_only=False."""
     folder = tmp_path / "model"
     tiny.model.config.save_pretrained(folder)
     tiny.tokenizer.save_pretrained(folder)
@@ -410,7 +415,7 @@ def test_a_model_folder_with_pickled_weights_is_refused_without_the_unsafe_switc
     assert "weights_only" not in err[0] and not marker.exists()
 
 
-# -- 20. arguments checked before any work -----------------------------------------------------------
+# -- 20. arguments checked before any work ---------------------------------------------
 def test_reproduce_refuses_an_unknown_baseline_before_any_work(monkeypatch, capsys):
     """Case 20: main refused it only after stage 1, teacher compliance and the single-
     behavior evaluation had run and written 6 files."""
@@ -423,10 +428,10 @@ def test_reproduce_refuses_an_unknown_baseline_before_any_work(monkeypatch, caps
     assert loaded == []
 
 
-# -- 21. every error on user input is a SteerlibError -----------------------------------------------
+# -- 21. every error on user input is a SteerlibError ----------------------------------
 def test_steerlib_raises_no_bare_value_type_or_key_error():
-    """Case 21: main raised 38 ValueError, 6 TypeError and 2 KeyError on user input outside
-    the SteerlibError family, which the CLI shows as bugs (a traceback)."""
+    """Case 21: main raised 38 ValueError, 6 TypeError and 2 KeyError on user input
+    outside the SteerlibError family, which the CLI shows as bugs (a traceback)."""
     bare = []
     for path in sorted((ROOT / "steerlib").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):

@@ -212,8 +212,8 @@ def _evaluate(
                 R.append(path, new)
                 raise VerifierError(
                     f"{err} ('{method.name}', prompt {pid}; the {len(new)} generations "
-                    f"verified before it are saved{f' in {path}' if path else ''}, so a "
-                    f"rerun resumes after fixing the checker)"
+                    f"verified before it are saved{f' in {path}' if path else ''}, so "
+                    f"a rerun resumes after fixing the checker)"
                 ) from err
             R.append(path, new)
             rows += new

@@ -142,8 +142,7 @@ class Backbone:
         if not getattr(tokenizer, "chat_template", None):
             raise ConfigError(
                 f"{model_id or type(model).__name__}: the tokenizer has no chat "
-                "template; "
-                "steerlib steers chat models"
+                "template; steerlib steers chat models"
             )
         model.eval()
         model.requires_grad_(False)
@@ -341,9 +340,9 @@ def _refuse_pickle(folder: Path) -> None:
     pickled = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
     if pickled:
         raise UnsafeModelError(
-            f"refused {folder}: its weights are pickle files ({', '.join(pickled)}), which "
-            f"can run code when read, and steerlib reads safetensors weights only; convert "
-            f"them to model.safetensors where you trust their source"
+            f"refused {folder}: its weights are pickle files ({', '.join(pickled)}), "
+            "which can run code when read, and steerlib reads safetensors weights "
+            "only; convert them to model.safetensors where you trust their source"
         )
 
 
@@ -397,8 +396,7 @@ def load_backbone(
     if kwargs and (name in (None, "embedded", "tiny") or str(name).endswith(".gguf")):
         raise ConfigError(
             f"from_pretrained arguments {sorted(kwargs)} apply to a hub id or a model "
-            "folder, "
-            f"not to {name or 'the embedded model'!r}"
+            f"folder, not to {name or 'the embedded model'!r}"
         )
     if name == "tiny":
         return tiny_backbone()

@@ -132,18 +132,12 @@ def check_out(out: str | Path, preset, model, overwrite: bool = False) -> Path:
                 f"{path} holds results of another model (fingerprint {made['model']}, "
                 f"not {model.model_id}'s {model.fingerprint}): {way_out}"
             )
-        if (
-            path.parent == out
-            and made.get("max_new_tokens")
-            not in (
-                None,
-                preset.eval.max_new_tokens,
-            )
-        ):  # the top level's records are the evaluation's (studies in subfolders differ)
+        # the top level's records are the evaluation's (a study's subfolder may differ)
+        steps = made.get("max_new_tokens")
+        if path.parent == out and steps not in (None, preset.eval.max_new_tokens):
             raise ForeignFileError(
-                f"{path} holds records of another config (max_new_tokens "
-                f"{made['max_new_tokens']}, not {preset.eval.max_new_tokens}): "
-                f"{way_out}"
+                f"{path} holds records of another config (max_new_tokens {steps}, "
+                f"not {preset.eval.max_new_tokens}): {way_out}"
             )
     return out
 

@@ -62,8 +62,8 @@ class Behavior:
         except Exception as err:  # the user's checker's failure, named
             raise VerifierError(
                 f"<{self.name}>'s checker raised {type(err).__name__} "
-                f"({' '.join(str(err).split())[:120]}) on the text {text!r:.80}; a checker "
-                f"must answer True or False for any text"
+                f"({' '.join(str(err).split())[:120]}) on the text {text!r:.80}; a "
+                f"checker must answer True or False for any text"
             ) from err
         return _as_bool(self.name, answer, text)
 

@@ -55,10 +55,11 @@ def code_text(fn, where: str = "a function") -> str:
 
 
 def value_text(value, where: str) -> str:
-    """A text of ``value`` that changes exactly when it does: plain values and containers
-    of them, compiled patterns, functions (``code_text``) and modules. Anything else is a
-    ``ConfigError`` naming ``where``: its ``repr`` may stay the same when its content
-    changes, and a changed checker would then keep old verdicts and tokens."""
+    """A text of ``value`` that changes exactly when it does: plain values and
+    containers of them, compiled patterns, functions (``code_text``) and modules.
+    Anything else is a ``ConfigError`` naming ``where``: its ``repr`` may stay the same
+    when its content changes, and a changed checker would then keep old verdicts and
+    tokens."""
     if isinstance(value, _PLAIN):
         return repr(value)
     if isinstance(value, (tuple, list)):
@@ -79,7 +80,8 @@ def value_text(value, where: str) -> str:
     if inspect.isroutine(value) or isinstance(value, partial):
         return code_text(value, where)
     raise ConfigError(
-        f"{where} reads a {type(value).__name__} ({value!r:.40}), which steerlib cannot "
-        f"digest, so a changed value would keep old verdicts and tokens: pass plain values "
-        f"(numbers, strings, tuples, dicts, compiled patterns, functions) instead"
+        f"{where} reads a {type(value).__name__} ({value!r:.40}), which steerlib "
+        "cannot digest, so a changed value would keep old verdicts and tokens: pass "
+        "plain values (numbers, strings, tuples, dicts, compiled patterns, functions) "
+        "instead"
     )

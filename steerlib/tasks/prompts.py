@@ -42,8 +42,9 @@ SHIPPED_DIGESTS = {
 }
 """SHA-256 of each split of the prompts file as it shipped when the cached and committed
 tokens were trained (``questions_digest``). Pinned, not computed from the file: a split
-edited in place (your own questions in ``steerlib/data/prompts.jsonl``) no longer matches,
-so its cache keys change and no token trained on the old questions is reused."""
+edited in place (your own questions in ``steerlib/data/prompts.jsonl``) no longer
+matches, so its cache keys change and no token trained on the old questions is
+reused."""
 
 
 def questions_digest(questions: Sequence[str]) -> str:

@@ -89,7 +89,8 @@ def fit_token(
     info = {
         **record,
         "steps": result.steps,
-        # every leg of a resumed run (each up to its last checkpoint), not the last alone
+        # every leg of a resumed run (each up to its last checkpoint), not the
+        # last alone
         "seconds": round(time.perf_counter() - start + result.earlier_seconds, 1),
         "final_loss": losses[-1],
         "config": asdict(cfg),

@@ -99,7 +99,8 @@ class TrainResult:
     validation: Validation | None = None
     earlier_seconds: float = 0.0
     """Training seconds of the interrupted runs this one resumed (up to their last
-    checkpoint), so a resumed token's ``seconds`` counts every leg, not only the last."""
+    checkpoint), so a resumed token's ``seconds`` counts every leg, not only the
+    last."""
 
     @property
     def steps(self) -> int:
@@ -308,10 +309,10 @@ def _save_checkpoint(
 def _load_checkpoint(
     path: Path, params: Params, opt: torch.optim.Optimizer
 ) -> tuple[int, list[float], Validation | None, float] | None:
-    """The run a checkpoint holds (step, losses, validation, seconds so far), loaded into
-    ``params`` and ``opt``; None when the file is not a whole checkpoint (truncated by a
-    full disk, say): it is set aside as ``<name>.corrupt`` with a warning naming both, and
-    the run starts over, instead of failing on every rerun."""
+    """The run a checkpoint holds (step, losses, validation, seconds so far), loaded
+    into ``params`` and ``opt``; None when the file is not a whole checkpoint (truncated
+    by a full disk, say): it is set aside as ``<name>.corrupt`` with a warning naming
+    both, and the run starts over, instead of failing on every rerun."""
     try:
         return _read_checkpoint(path, params, opt)
     except (SafetensorError, KeyError, ValueError, TypeError, RuntimeError) as err:
@@ -329,7 +330,8 @@ def _load_checkpoint(
 def _read_checkpoint(
     path: Path, params: Params, opt: torch.optim.Optimizer
 ) -> tuple[int, list[float], Validation | None, float]:
-    """Read all of a checkpoint, then load it: a file that fails half-way changes nothing."""
+    """Read all of a checkpoint, then load it: a file that fails half-way changes
+    nothing."""
     with safe_open(str(path), framework="pt") as f:
         meta = json.loads(f.metadata()["checkpoint"])
         keys = set(f.keys())
