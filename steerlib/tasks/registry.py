@@ -129,10 +129,9 @@ def register(behavior: Behavior, *, new_category: bool = False) -> Behavior:
     b = behavior
     if not isinstance(b.name, str) or not _NAME.fullmatch(b.name) or b.name in RESERVED:
         raise ConfigError(
-            f"behavior name {b.name!r} is not allowed: use lower-case letters, digits "
-            "and _, "
-            f"starting with a letter or _ (it is written <{b.name}>), and not "
-            f"{sorted(RESERVED)}"
+            f"behavior name {b.name!r:.80} is not allowed: use lower-case letters, "
+            "digits and _, starting with a letter or _, at most 64 in all (it is "
+            f"written <name>), and not {sorted(RESERVED)}"
         )
     if b.name in _REGISTRY:
         kind = "a built-in" if is_builtin(b.name) else "already registered"
