@@ -17,7 +17,7 @@ from steerlib.model.backbone import load_backbone
 
 from .core import FULL, QUICK, render_markdown, render_text
 from .generation import threads
-from .suite import header, run_suite
+from .suite import STEPS, header, run_suite
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
         "CPU; 1: this process only)",
     )
     p.add_argument(
+        "--only",
+        nargs="+",
+        choices=STEPS,
+        default=STEPS,
+        metavar="STEP",
+        help=f"run only these benchmarks (of: {', '.join(STEPS)}; default: all)",
+    )
+    p.add_argument(
         "--threads",
         type=int,
         default=None,
@@ -71,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     workers = default_workers() if args.workers is None else args.workers
     bb = load_backbone(args.model)
     with threads(here):
-        sections = run_suite(bb, sizes, model=args.model, workers=workers)
+        sections = run_suite(
+            bb, sizes, model=args.model, workers=workers, only=tuple(args.only)
+        )
         head = header(bb, sizes, args.quick, workers)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -15,18 +15,28 @@ from .end_to_end import bench_end_to_end, process_memory
 from .generation import bench_generation
 from .load import bench_load, load_not_measured
 
+STEPS = ("distill", "generation", "load", "end-to-end")
+"""The benchmarks, in the order they run (``--only`` names them)."""
+
 
 def run_suite(
-    bb: Backbone, sizes: Sizes, *, model: str, workers: int = 1, log=sys.stderr
+    bb: Backbone,
+    sizes: Sizes,
+    *,
+    model: str,
+    workers: int = 1,
+    only: tuple[str, ...] = STEPS,
+    log=sys.stderr,
 ) -> list[Section]:
-    """Every benchmark's section. ``model`` names the backbone ("tiny" or "embedded");
-    the load benchmark runs only for "embedded", whose first load has a cache to fill.
-    ``workers`` > 1: generation and the end-to-end workload also run in that many
-    worker processes of one thread (``--workers``), against this process."""
+    """Every benchmark's section (those named in ``only``, from ``STEPS``). ``model``
+    names the backbone ("tiny" or "embedded"); the load benchmark runs only for
+    "embedded", whose first load has a cache to fill. ``workers`` > 1: generation and
+    the end-to-end workload also run in that many worker processes of one thread
+    (``--workers``), against this process."""
     sections = []
     steps = [
-        ("distillation step", lambda: bench_distill_step(bb, sizes)),
-        ("steered generation", lambda: bench_generation(bb, sizes, model, workers)),
+        ("distill", lambda: bench_distill_step(bb, sizes)),
+        ("generation", lambda: bench_generation(bb, sizes, model, workers)),
         (
             "load",
             lambda: (
@@ -35,9 +45,12 @@ def run_suite(
                 else load_not_measured(model)
             ),
         ),
-        ("end to end", lambda: bench_end_to_end(bb, sizes, model, workers)),
+        ("end-to-end", lambda: bench_end_to_end(bb, sizes, model, workers)),
     ]
+    assert [name for name, _ in steps] == list(STEPS)
     for name, step in steps:
+        if name not in only:
+            continue
         print(f"[benchmarks] {name} ...", file=log, flush=True)
         sections.append(step())
     sections.append(process_memory())

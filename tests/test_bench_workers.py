@@ -169,3 +169,11 @@ def test_suite_with_two_workers_compares_them(tiny, monkeypatch):
     assert goals["workers' identical answers"].ratio == 1.0
     assert goals["end to end, identical answers with workers"].ratio == 1.0
     assert "2 workers x 1 thread (--workers default)" in render_text(sections)
+
+
+def test_the_suite_runs_only_the_steps_asked_for(tiny):
+    sections = run_suite(tiny, TINY, model="tiny", only=("load",), log=io.StringIO())
+    assert [s.title for s in sections] == [
+        "Load: first vs second load",
+        "This benchmark process",
+    ]
