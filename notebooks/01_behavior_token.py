@@ -72,7 +72,7 @@ from steerlib.model.template import render
 from steerlib.study import plots
 from steerlib.study.book import show, text_table
 from steerlib.study.folders import results_dir
-from steerlib.study.pipeline import (
+from steerlib.study.singles import (
     single_behavior_records,
     single_table,
     targets_comparison,

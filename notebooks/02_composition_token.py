@@ -62,7 +62,8 @@ from steerlib.evaluation.stats import format_table, per_ordering
 from steerlib.model.generate import DEMO_REPETITION_PENALTY
 from steerlib.study import capable, plots
 from steerlib.study.folders import results_dir
-from steerlib.study.pipeline import composition_eval, train_all_behaviors
+from steerlib.study.pipeline import composition_eval
+from steerlib.study.singles import train_all_behaviors
 
 # %matplotlib inline
 

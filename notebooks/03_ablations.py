@@ -73,7 +73,7 @@ from steerlib.study.ablations import (
     settings,
 )
 from steerlib.study.folders import results_dir
-from steerlib.study.pipeline import train_all_behaviors
+from steerlib.study.singles import train_all_behaviors
 
 # %matplotlib inline
 

@@ -257,7 +257,7 @@ def cmd_generate(args) -> None:
 
 
 def cmd_teacher_compliance(args) -> None:
-    from steerlib.study.pipeline import teacher_compliance
+    from steerlib.study.singles import teacher_compliance
 
     preset = _preset(args)
     table = teacher_compliance(_backbone(args, preset), preset)
@@ -265,7 +265,7 @@ def cmd_teacher_compliance(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from steerlib.study.pipeline import train_all_behaviors
+    from steerlib.study.singles import train_all_behaviors
 
     preset = _preset(args)
     names = B.names() if args.behaviors == ["all"] else args.behaviors
@@ -312,7 +312,7 @@ def cmd_evaluate(args) -> None:
 
 def cmd_targets_compare(args) -> None:
     from steerlib.study.folders import results_dir
-    from steerlib.study.pipeline import targets_comparison
+    from steerlib.study.singles import targets_comparison
 
     preset = _preset(args)
     names = B.names() if args.behaviors == ["all"] else args.behaviors
@@ -346,8 +346,9 @@ def cmd_capable(args) -> None:
     from steerlib.baselines import BASELINES
     from steerlib.evaluation.evaluate import COMPOSITION_METHODS
     from steerlib.study import capable
+    from steerlib.study.baseline_runs import capable_baselines
     from steerlib.study.folders import results_dir
-    from steerlib.study.pipeline import capable_baselines, load_tokens
+    from steerlib.study.pipeline import load_tokens
 
     preset = _preset(args)
     bb = _backbone(args, preset)

@@ -22,12 +22,8 @@ from steerlib.evaluation.evaluate import COMPOSITION_METHODS
 from steerlib.guard import NO_TRAIN_ENV
 from steerlib.study import capable
 from steerlib.study.ablations import ABLATIONS, ablation_setup, run_ablations, settings
-from steerlib.study.pipeline import (
-    composition_eval,
-    load_tokens,
-    single_behavior_eval,
-    teacher_compliance,
-)
+from steerlib.study.pipeline import composition_eval, load_tokens
+from steerlib.study.singles import single_behavior_eval, teacher_compliance
 from steerlib.train.distill import train_behavior_token
 
 COMMITTED = Path(__file__).resolve().parent.parent / "results" / "cpu"

@@ -115,7 +115,7 @@ def test_string_choices_become_enums_and_unknown_ones_are_clear_errors():
 def test_best_variants_takes_the_highest_rate_and_the_simpler_on_ties():
     import pandas as pd
 
-    from steerlib.study.pipeline import best_variants
+    from steerlib.study.singles import best_variants
 
     table = pd.DataFrame(
         [
@@ -139,7 +139,7 @@ def test_cpu_preset_trains_each_behavior_on_the_committed_comparisons_best_varia
     import pandas as pd
 
     from steerlib.paths import project_root
-    from steerlib.study.pipeline import best_variants
+    from steerlib.study.singles import best_variants
 
     table = pd.read_csv(project_root() / "results" / "cpu" / "targets_comparison.csv")
     assert set(table["behavior"]) == set(st.behaviors.names())
@@ -153,7 +153,7 @@ def test_per_behavior_steps_override_only_that_behavior_and_label_its_records():
     from dataclasses import replace
 
     from steerlib.config import ValidationConfig
-    from steerlib.study.pipeline import token_label
+    from steerlib.study.singles import token_label
 
     cpu = st.presets.cpu()
     base = replace(cpu, stage1=replace(cpu.stage1, validation=None), steps={})

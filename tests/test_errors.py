@@ -7,7 +7,7 @@ import pytest
 from steerlib import cli
 from steerlib.errors import ConfigError, SteerlibError, TooFewTargetsError
 from steerlib.guard import TrainingDisabled
-from steerlib.study import pipeline
+from steerlib.study import singles
 
 
 def test_training_disabled_and_too_few_targets_are_steerlib_errors():
@@ -53,14 +53,12 @@ def test_only_too_few_targets_leaves_a_variant_cell_empty(monkeypatch, tmp_path)
             "only 3 of 40 filtered targets for french could be kept (need 8)"
         )
 
-    monkeypatch.setattr(pipeline, "variant_token", too_few)
-    assert (
-        pipeline.variant_records(None, preset, "french", "filtered", tmp_path) is None
-    )
+    monkeypatch.setattr(singles, "variant_token", too_few)
+    assert singles.variant_records(None, preset, "french", "filtered", tmp_path) is None
 
     def out_of_memory(*args):
         raise RuntimeError("CUDA out of memory")
 
-    monkeypatch.setattr(pipeline, "variant_token", out_of_memory)
+    monkeypatch.setattr(singles, "variant_token", out_of_memory)
     with pytest.raises(RuntimeError, match="out of memory"):
-        pipeline.variant_records(None, preset, "french", "filtered", tmp_path)
+        singles.variant_records(None, preset, "french", "filtered", tmp_path)

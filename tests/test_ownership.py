@@ -173,7 +173,7 @@ def test_train_with_the_default_out_never_replaces_another_models_token_file(
     before = _snapshot(tmp_path)
     trained = []
     monkeypatch.setattr(
-        "steerlib.study.pipeline.train_all_behaviors", lambda *a, **k: trained.append(1)
+        "steerlib.study.singles.train_all_behaviors", lambda *a, **k: trained.append(1)
     )
     code, err = _cli(capsys, "train", "--preset", "smoke", "--behaviors", "french")
     assert code == 2 and len(err) == 1, err

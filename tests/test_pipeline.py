@@ -115,7 +115,7 @@ def test_cli_unknown_token_is_a_clear_error(capsys):
 
 
 def test_targets_comparison_reports_every_source(tmp_path):
-    from steerlib.study.pipeline import targets_comparison
+    from steerlib.study.singles import targets_comparison
 
     preset = st.presets.smoke()
     table = targets_comparison(
@@ -302,7 +302,7 @@ def test_caa_sweeps_of_two_behavior_sets_keep_their_own_records(tiny, tmp_path):
     from dataclasses import replace
 
     from steerlib.baselines import CAAConfig, train_caa
-    from steerlib.study.pipeline import caa_sweep
+    from steerlib.study.baseline_runs import caa_sweep
 
     preset = st.presets.smoke()
     caa = train_caa(
