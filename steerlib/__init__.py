@@ -8,10 +8,10 @@
 ``import steerlib`` loads the core only: backbone, tokens, generation, the two trainers,
 evaluation, behaviors, prompts and presets. The study code (``study``, ``reports``,
 ``ablations``, ``baselines``, ``plots``, ``geometry``) and the book's ``book`` helpers
-are imported on first use (``st.study``, ``import steerlib.reports``), so the core stays
-quick to import. One global setting changes: torch's intra-op threads become 1 unless
-you chose them (``OMP_NUM_THREADS``, or ``torch.set_num_threads`` before or after the
-import); ``steerlib.cores`` says why.
+are imported on first use (``st.study``, ``import steerlib.study.reports``), so the
+core stays quick to import. One global setting changes: torch's intra-op threads become
+1 unless you chose them (``OMP_NUM_THREADS``, or ``torch.set_num_threads`` before or
+after the import); ``steerlib.cores`` says why.
 """
 
 from __future__ import annotations

@@ -151,11 +151,11 @@ def _backbone(args, preset=None):
 
 
 def _tokens(args, bb):
-    from steerlib.model.tokens import SteeringTokens
-
     """The tokens of ``--tokens``. Left out, the shipped ones; for a ``--model`` they
     were not trained for, none, which a warning says at once (a tag then names the
     missing token)."""
+    from steerlib.model.tokens import SteeringTokens
+
     if args.tokens == "none":
         return None
     if args.tokens in (None, "pretrained"):

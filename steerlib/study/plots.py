@@ -174,41 +174,6 @@ def pair_heatmap(per_order: pd.DataFrame, method: str = "and") -> plt.Figure:
     return fig
 
 
-def method_bars(
-    table: pd.DataFrame,
-    value: str = "mean_acc",
-    lo: str = "mean_lo",
-    hi: str = "mean_hi",
-    title: str = "accuracy by split",
-    ylabel: str = "accuracy (%)",
-    xlabel: str = "split",
-) -> plt.Figure:
-    """Grouped bars of a metric (in %) per method and split, with 95% interval whiskers.
-
-    The y axis ends a little above the highest interval, not at 100: values of a few
-    percent stay readable (the axis label says it is a percentage)."""
-    splits = list(dict.fromkeys(table["split"]))
-    methods = list(dict.fromkeys(table["method"]))
-    width = 0.8 / len(methods)
-    fig, ax = plt.subplots(figsize=(7, 3.6))
-    for i, m in enumerate(methods):
-        d = table[table["method"] == m].set_index("split").reindex(splits)
-        x = np.arange(len(splits)) + i * width
-        err = np.vstack([d[value] - d[lo], d[hi] - d[value]])
-        ax.bar(x, d[value], width, yerr=err, capsize=2, label=m)
-    ax.set_xticks(np.arange(len(splits)) + 0.4 - width / 2, splits)
-    top = float(np.nanmax(table[hi].to_numpy(dtype=float))) if len(table) else 100.0
-    ax.set(
-        xlabel=xlabel,
-        ylabel=ylabel,
-        title=title,
-        ylim=(0, min(100.0, max(5.0, 1.15 * top))),
-    )
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
-    fig.tight_layout()
-    return fig
-
-
 def rate_dots(
     table: pd.DataFrame,
     row: str = "behavior",

@@ -358,7 +358,7 @@ def capable_pairs(
     distributed.main_only(write_text, out / "capable_pairs.md", "\n".join(lines))
 
 
-HEADLINE_METHODS = {
+README_METHODS = {
     "instruction": "instructions as text",
     "concat": "tokens side by side",
     "and": "tokens joined by `<and>`",
@@ -369,12 +369,12 @@ HEADLINE_METHODS = {
 
 def capable_headline(table: pd.DataFrame) -> pd.DataFrame:
     """The README's headline: joint pass rate (%) [95% Wilson interval] on the seen and
-    unseen capable pairs of ``HEADLINE_METHODS``, from ``capable_pairs.csv``
+    unseen capable pairs of ``README_METHODS``, from ``capable_pairs.csv``
     (tests/test_readme.py checks the README's table against it)."""
     rows = table.set_index("method")
-    out = {"method": [HEADLINE_METHODS[m] for m in HEADLINE_METHODS]}
+    out = {"method": [README_METHODS[m] for m in README_METHODS]}
     for split, label in (("seen-2", "seen pairs"), ("unseen-2", "unseen pairs")):
-        part = rows[rows["split"] == split].loc[list(HEADLINE_METHODS)]
+        part = rows[rows["split"] == split].loc[list(README_METHODS)]
         out[f"{label} (n = {part['n'].iloc[0]})"] = interval_cells(
             part, "joint", "joint_lo", "joint_hi"
         )

@@ -34,6 +34,7 @@ from steerlib.study.book.exercises import (
 )
 from steerlib.study.book.formats import (
     METHOD_NAMES,
+    PAGE_METHODS,
     clip,
     interval,
     p_phrase,
@@ -66,6 +67,7 @@ from steerlib.study.book.pairs import (
 
 __all__ = [
     "METHOD_NAMES",
+    "PAGE_METHODS",
     "p_text",
     "p_phrase",
     "interval",

@@ -13,7 +13,7 @@ from IPython.display import HTML, Markdown, display
 from steerlib.model.backbone import Backbone
 from steerlib.model.template import Rendered
 from steerlib.presets import Preset, presets
-from steerlib.study.book.formats import METHOD_NAMES, clip
+from steerlib.study.book.formats import METHOD_NAMES, PAGE_METHODS, clip
 
 
 def setup() -> Preset:
@@ -86,16 +86,7 @@ def answers_table(
     order: str,
     prompt_ids=(0,),
     limit: int = 200,
-    methods=(
-        "instruction",
-        "hybrid",
-        "lora_dare",
-        "concat",
-        "and",
-        "native_and",
-        "lm_steer",
-        "caa",
-    ),
+    methods=PAGE_METHODS,
 ):
     """What each method wrote for one ordering of a pair: verdicts first, answers cut at
     ``limit`` characters (as HTML, so line breaks do not show as ``\\n``)."""

@@ -20,6 +20,19 @@ METHOD_NAMES = {
 """One display name per method on every page (the records keep the short ids on the
 left)."""
 
+PAGE_METHODS = (
+    "instruction",
+    "hybrid",
+    "lora_dare",
+    "concat",
+    "and",
+    "native_and",
+    "lm_steer",
+    "caa",
+)
+"""The order methods take in chapter 2's tables: prompt-side methods first, then the
+trained and activation baselines."""
+
 
 def p_text(p: float) -> str:
     """A p-value as the pages print it: "< 0.001", else three decimals; "–" when there

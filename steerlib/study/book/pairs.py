@@ -11,6 +11,7 @@ from steerlib.evaluation.stats import paired_test
 from steerlib.study import capable
 from steerlib.study.book.formats import (
     METHOD_NAMES,
+    PAGE_METHODS,
     interval,
     p_phrase,
     p_text,
@@ -44,16 +45,7 @@ def capable_table(
     summary: pd.DataFrame,
     pairs: pd.DataFrame,
     singles: pd.DataFrame,
-    order=(
-        "instruction",
-        "hybrid",
-        "lora_dare",
-        "concat",
-        "and",
-        "native_and",
-        "lm_steer",
-        "caa",
-    ),
+    order=PAGE_METHODS,
 ) -> pd.DataFrame:
     """Table 2.1: joint rate [Wilson] per method and split, and efficiency [bootstrap]
     where the single rates allow it (``MIN_EXPECTED``), else "–"."""
@@ -122,16 +114,7 @@ def tests_table(tests: pd.DataFrame) -> pd.DataFrame:
 
 def retention_table(
     retained: pd.DataFrame,
-    order=(
-        "instruction",
-        "hybrid",
-        "lora_dare",
-        "concat",
-        "and",
-        "native_and",
-        "lm_steer",
-        "caa",
-    ),
+    order=PAGE_METHODS,
 ) -> pd.DataFrame:
     """Figure 2.1 as a table: per behavior (rows) and method (columns), "in pairs /
     alone" (%)."""
