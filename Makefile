@@ -39,12 +39,10 @@ test-fast: setup
 
 # STEERLIB_NO_TRAIN=1: the book only reads the shipped tokens and committed records; a
 # missing one is an error naming it (steerlib/guard.py), never a silent training run.
-# OMP_NUM_THREADS=1: the chapters' live cells are a few short generations; on a machine
-# whose cores are busy with other work, torch's second thread spins waiting for a core
-# (2 short answers of 16 tokens: 25 s on one thread, 251 s on two, measured on a shared
-# 2-core machine), while on an idle one it would save a few seconds at most.
+# Threads: `import steerlib` runs torch on one thread unless told otherwise
+# (steerlib/cores.py), so the chapters need no OMP_NUM_THREADS.
 book: setup
-	$(KERNELS) STEERLIB_NO_TRAIN=1 OMP_NUM_THREADS=1 $(BIN)/jupyter-book build . --config book/_config.yml --toc book/_toc.yml
+	$(KERNELS) STEERLIB_NO_TRAIN=1 $(BIN)/jupyter-book build . --config book/_config.yml --toc book/_toc.yml
 	@echo "book: open _build/html/index.html"
 
 reproduce: setup

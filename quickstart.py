@@ -3,26 +3,13 @@
 import steerlib as st
 
 bb = st.load_backbone()  # the embedded SmolLM2-135M-Instruct (no download)
-sm = st.SteeredModel(
-    bb, st.SteeringTokens.pretrained(bb)
-)  # the shipped behavior tokens and <and>
-print(
-    sm.generate(
-        "How do vaccines work? <spanish><and><sentences_1>",
-        max_new_tokens=64,
-        repetition_penalty=1.3,
-    )
-)  # demo decoding; evaluations are plain greedy
+tokens = st.SteeringTokens.pretrained(bb)  # the default pack: tokens, <and>, layout
+sm = st.SteeredModel(bb, tokens)
+prompt = "How do vaccines work? <spanish><and><sentences_1>"
+print(sm.generate(prompt, max_new_tokens=64))  # greedy, as every evaluation
 # the paper's protocol on one pair: 2 methods x 2 orderings x 5 prompts
-records = st.evaluate(
-    sm,
-    ["instruction", "and"],
-    [("french", "sentences_1")],
-    st.prompts.load("test", limit=5),
-    max_new_tokens=64,
-)
-print(
-    st.metrics(records)[
-        ["method", "split", "mean_acc", "mean_lo", "mean_hi", "n"]
-    ].round(1)
-)
+questions = st.prompts.load("test", limit=5)
+pair = [("french", "sentences_1")]
+records = st.evaluate(sm, ["instruction", "and"], pair, questions, max_new_tokens=64)
+columns = ["method", "split", "mean_acc", "mean_lo", "mean_hi", "n"]
+print(st.metrics(records)[columns].round(1))

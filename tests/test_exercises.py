@@ -16,7 +16,7 @@ from steerlib.model.tokens import text_init
 from steerlib.tasks import behaviors as B
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "notebooks"))
-from exercises import ch1, ch2, ch3, ch4, ch5
+from exercises import ch1, ch2, ch3, ch4, ch5, ch6
 
 QUESTIONS = ["Why is the sky blue?", "How do bees make honey?"]
 
@@ -271,6 +271,37 @@ def test_ch5_with_and_or_not(tiny, tiny_tokens):
         assert r["all"] == (r["french"] and r["ends_with_question"])
 
 
+# ---------------------------------------------------------------- chapter 6
+
+
+def test_ch6_place_rates_by_hand():
+    # french: first in 2 generations (both pass), second in 1 (fails); json the reverse
+    recs = pd.DataFrame(
+        [
+            {"method": "and", "k": 2, "order": o, "verdicts": v}
+            for o, v in [
+                ("french+json", {"french": True, "json": False}),
+                ("french+json", {"french": True, "json": True}),
+                ("json+french", {"json": False, "french": False}),
+            ]
+        ]
+        + [{"method": "concat", "k": 2, "order": "json+french", "verdicts": {}}]
+    )
+    table = ch6.place_rates(recs, "and")
+    assert table.loc["french", "first"] == 100.0
+    assert table.loc["french", "second"] == 0.0
+    assert table.loc["json", "first"] == 0.0
+    assert table.loc["json", "second"] == 50.0
+
+
+def test_ch6_shared_positions_by_hand(tiny):
+    # question tokens 0-2, slots at 3-5, two tokens after: the run counts as one
+    slots = [(3, "french"), (4, "and"), (5, "json")]
+    assert ch6.shared_positions(8, slots) == [0, 1, 2, 3, 3, 3, 4, 5]
+    assert ch6.shared_positions(4, [(1, "french")]) == [0, 1, 2, 3]
+    assert ch6.check_shared_positions(ch6.shared_positions, tiny)
+
+
 # ---------------------------------------------------------------- the check cells
 
 
@@ -302,6 +333,8 @@ def test_checks_pass_the_solutions_and_fail_stubs(tiny, tiny_tokens, capsys):
         (ch4.check_top_cosine_vs_random, ch4.top_cosine_vs_random, (tiny, tiny_tokens)),
         (ch5.check_number_compliance, ch5.number_compliance, (sm, QUESTIONS, 4)),
         (ch5.check_rival_pairs, ch5.rival_pairs, ()),
+        (ch6.check_place_rates, ch6.place_rates, ()),
+        (ch6.check_shared_positions, ch6.shared_positions, (tiny,)),
     ]
     for check, solution, args in checks:
         assert check(solution, *args), check.__name__
@@ -344,3 +377,20 @@ def test_checks_on_records(capsys):
     assert not ch3.check_mcnemar(
         lambda r, a, b: {**ch3.mcnemar(r, a, b), "p_value": 0.5}, pair
     )
+
+
+def test_a_failed_check_shows_the_input_that_failed(capsys):
+    """The learner sees which input broke their function, named as they named it."""
+    assert not ch1.check_mentions_a_number(lambda answer: True)
+    out = capsys.readouterr().out
+    assert "[FAIL] mentions_a_number, case 5 of 8" in out
+    assert "input: answer='Water is H2O.'" in out
+
+    def raises(records, method):
+        raise KeyError("verdicts")
+
+    assert not ch6.check_place_rates(raises)
+    out = capsys.readouterr().out
+    assert "raised KeyError" in out
+    assert "input: records=<a table of 6 rows: method, " in out
+    assert "method='and'" in out

@@ -1,16 +1,15 @@
-"""Chapter 2 exercises: order variance by hand, and why the conflict rule excludes a
-pair."""
+"""Chapter 2 exercises: order variance by hand, and why the conflict rule
+excludes a pair."""
 
 from __future__ import annotations
 
 import pandas as pd
-
 from steerlib.tasks import behaviors as B
 
 
 def order_accuracies(records: pd.DataFrame, method: str) -> pd.DataFrame:
-    """Accuracy of each ordering of each combination for ``method`` (share of its
-    prompts whose answer passed every behavior)."""
+    """Accuracy of each ordering of each combination for ``method`` (share of
+    its prompts whose answer passed every behavior)."""
     mine = records[records["method"] == method]
     return (
         mine.groupby(["combo", "order"], as_index=False)["ok"]
@@ -20,31 +19,34 @@ def order_accuracies(records: pd.DataFrame, method: str) -> pd.DataFrame:
 
 
 def order_variance(records: pd.DataFrame, method: str) -> float:
-    """The paper's order variance in percent: per combination, best ordering's accuracy
-    minus worst ordering's, averaged over combinations."""
+    """The paper's order variance in percent: per combination, best ordering's
+    accuracy minus worst ordering's, averaged over combinations."""
     per_combo = order_accuracies(records, method).groupby("combo")["acc"]
     return 100 * (per_combo.max() - per_combo.min()).mean()
 
 
 def excluded_with_reason() -> list[tuple[str, str, str]]:
-    """Every (length, sentences) pair the conflict rule excludes, with the bound it
-    breaks."""
+    """Every (length, sentences) pair the conflict rule excludes, with the bound
+    it breaks."""
     out = []
     for length, sentences in B.EXCLUDED_PAIRS:
         lo, hi = B.LENGTH_RANGES[length]
         n = B.SENTENCE_COUNTS[sentences]
         if lo / n > B.MAX_WORDS_PER_SENTENCE:
             most = B.MAX_WORDS_PER_SENTENCE
-            reason = f"{lo}/{n} = {lo / n:g} > {most} words per sentence at least"
+            reason = (
+                f"{lo}/{n} = {lo / n:g} > {most} words per sentence at least"
+            )
         else:
             least = B.MIN_WORDS_PER_SENTENCE
-            reason = f"{hi}/{n} = {hi / n:g} < {least} words per sentence at most"
+            reason = (
+                f"{hi}/{n} = {hi / n:g} < {least} words per sentence at most"
+            )
         out.append((length, sentences, reason))
     return out
 
 
-# -- checks (st.book.check)
-# --------------------------------------------------------------
+# -- checks (st.book.check) ----------------------------------------------------
 def _made_up(
     accs: dict[tuple[str, str], list[bool]], method: str = "and"
 ) -> pd.DataFrame:
@@ -67,9 +69,9 @@ def _made_up(
 
 
 def check_order_variance(fn, records: pd.DataFrame | None = None) -> bool:
-    """Exercise 2.1: orderings at 100/50/0% (gap 100) and 50/50% (gap 0) average to 50;
-    on real records, each split's number is the library's ``st.metrics`` order
-    variance."""
+    """Exercise 2.1: orderings at 100/50/0% (gap 100) and 50/50% (gap 0) average
+    to 50; on real records, each split's number is the library's ``st.metrics``
+    order variance."""
     import steerlib as st
 
     made_up = _made_up(
@@ -84,13 +86,15 @@ def check_order_variance(fn, records: pd.DataFrame | None = None) -> bool:
     cases = [((made_up, "and"), 50.0)]
     if records is not None:
         for _, part in records[records["method"] == "and"].groupby("split"):
-            cases.append(((part, "and"), float(st.metrics(part)["order_var"].iloc[0])))
+            cases.append(
+                ((part, "and"), float(st.metrics(part)["order_var"].iloc[0]))
+            )
     return st.book.check("order_variance", fn, cases)
 
 
 def check_excluded_with_reason(fn) -> bool:
-    """Exercise 2.2: the four excluded pairs, each broken by the words-per-sentence
-    maximum."""
+    """Exercise 2.2: the four excluded pairs, each broken by the
+    words-per-sentence maximum."""
     import steerlib as st
 
     def right(found):
@@ -99,6 +103,8 @@ def check_excluded_with_reason(fn) -> bool:
             ("words_70_90", "sentences_1"),
             ("words_90_120", "sentences_1"),
             ("words_90_120", "sentences_2"),
-        ] and all(str(B.MAX_WORDS_PER_SENTENCE) in reason for *_, reason in found)
+        ] and all(
+            str(B.MAX_WORDS_PER_SENTENCE) in reason for *_, reason in found
+        )
 
     return st.book.check("excluded_with_reason", fn, [((), right)])

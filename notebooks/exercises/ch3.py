@@ -1,13 +1,12 @@
-"""Chapter 3 exercises: the orthogonality term of a vector, and a paired test of two
-methods."""
+"""Chapter 3 exercises: the orthogonality term of a vector, and a paired test of
+two methods."""
 
 from __future__ import annotations
 
 import pandas as pd
+import steerlib as st
 import torch
 from scipy.stats import binomtest
-
-import steerlib as st
 from steerlib.model.tokens import random_init, text_init
 from steerlib.tasks import behaviors as B
 from steerlib.train.compose import orthogonality
@@ -16,9 +15,9 @@ from steerlib.train.compose import orthogonality
 def orthogonality_terms(
     bb: st.Backbone, tokens: st.SteeringTokens, seed: int = 0
 ) -> pd.Series:
-    """L_orth = sum over seen behaviors of cos(v, e_b)^2 for three candidate <and>
-    vectors: the trained <and>, the vocabulary's " and", and a random vector of typical
-    norm."""
+    """L_orth = sum over seen behaviors of cos(v, e_b)^2 for three candidate
+    <and> vectors: the trained <and>, the vocabulary's " and", and a random
+    vector of typical norm."""
     seen = torch.stack([tokens[n] for n in B.names() if B.get(n).seen])
     candidates = {
         "<and>": tokens["and"],
@@ -35,33 +34,41 @@ def orthogonality_terms(
 
 
 def mcnemar(records: pd.DataFrame, a: str, b: str) -> dict:
-    """Exact McNemar test of methods ``a`` and ``b`` on the same (ordering, prompt)
-    pairs.
+    """Exact McNemar test of methods ``a`` and ``b`` on the same (ordering,
+    prompt) pairs.
 
-    Only discordant pairs count: ``a_only`` where a passed and b failed, ``b_only`` the
-    reverse. Under "no difference" each discordant pair is a fair coin, so the two-sided
-    p-value is a binomial test of a_only out of a_only + b_only at 0.5.
-    """
+    Only discordant pairs count: ``a_only`` where a passed and b failed,
+    ``b_only`` the reverse. Under "no difference" each discordant pair is a fair
+    coin, so the two-sided p-value is a binomial test of a_only out of a_only +
+    b_only at 0.5."""
     ok = (
         records[records["method"].isin([a, b])]
         .pivot_table(
-            index=["order", "prompt_id"], columns="method", values="ok", aggfunc="first"
+            index=["order", "prompt_id"],
+            columns="method",
+            values="ok",
+            aggfunc="first",
         )
         .dropna()
     )
     ok = ok.astype(bool)
     a_only = int((ok[a] & ~ok[b]).sum())
     b_only = int((ok[b] & ~ok[a]).sum())
-    p = binomtest(a_only, a_only + b_only, 0.5).pvalue if a_only + b_only else 1.0
+    p = (
+        binomtest(a_only, a_only + b_only, 0.5).pvalue
+        if a_only + b_only
+        else 1.0
+    )
     return {"pairs": len(ok), "a_only": a_only, "b_only": b_only, "p_value": p}
 
 
-# -- checks (st.book.check)
-# --------------------------------------------------------------
-def check_orthogonality_terms(fn, bb: st.Backbone, tokens: st.SteeringTokens) -> bool:
-    """Exercise 3.1: a vector orthogonal to every seen token has L_orth 0; " and" gets
-    the sum of its squared cosines, computed here directly; on the real tokens, the
-    solution's numbers."""
+# -- checks (st.book.check) ----------------------------------------------------
+def check_orthogonality_terms(
+    fn, bb: st.Backbone, tokens: st.SteeringTokens
+) -> bool:
+    """Exercise 3.1: a vector orthogonal to every seen token has L_orth 0; "
+    and" gets the sum of its squared cosines, computed here directly; on the
+    real tokens, the solution's numbers."""
     import torch.nn.functional as F
 
     seen = torch.stack([tokens[n] for n in B.names() if B.get(n).seen]).float()
@@ -110,11 +117,19 @@ def check_mcnemar(fn, records: pd.DataFrame | None = None) -> bool:
     b = [False] * 8 + [True] + [True] * 3 + [False] * 2
     cases = [
         (
-            (pd.concat([made_up(a, "and"), made_up(b, "concat")]), "and", "concat"),
+            (
+                pd.concat([made_up(a, "and"), made_up(b, "concat")]),
+                "and",
+                "concat",
+            ),
             {"pairs": 14, "a_only": 8, "b_only": 1, "p_value": 20 / 512},
         ),
         (
-            (pd.concat([made_up(a, "and"), made_up(a, "concat")]), "and", "concat"),
+            (
+                pd.concat([made_up(a, "and"), made_up(a, "concat")]),
+                "and",
+                "concat",
+            ),
             {"pairs": 14, "a_only": 0, "b_only": 0, "p_value": 1.0},
         ),
     ]

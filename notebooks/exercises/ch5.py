@@ -4,7 +4,6 @@ category."""
 from __future__ import annotations
 
 import pandas as pd
-
 import steerlib as st
 from steerlib.tasks import behaviors as B
 
@@ -22,8 +21,8 @@ def number_behavior() -> B.Behavior:
             "Mention a specific number, written with digits.",
             "Your answer must contain a number in digits, such as 3 or 1,000.",
         ),
-        rule="some word, punctuation stripped, is digits with optional inner , or . "
-        "groups",
+        rule="some word, punctuation stripped, is digits with optional inner"
+        " , or . groups",
         checker=mentions_a_number,
     )
 
@@ -32,17 +31,24 @@ def number_compliance(
     sm: st.SteeredModel, questions, max_new_tokens: int = 64
 ) -> pd.DataFrame:
     """How often the model mentions a number unasked (plain) and when asked
-    (instruction): the ceiling a token distilled from its own answers starts from. One
-    row per answer."""
+    (instruction): the ceiling a token distilled from its own answers starts
+    from. One row per answer."""
     with B.registered(number_behavior(), new_category=True) as (number,):
         asked = [st.Request(q, (), number.instruction()) for q in questions]
         answers = {
-            "plain": sm.generate(list(questions), max_new_tokens=max_new_tokens),
+            "plain": sm.generate(
+                list(questions), max_new_tokens=max_new_tokens
+            ),
             "instruction": sm.generate(asked, max_new_tokens=max_new_tokens),
         }
         return pd.DataFrame(
             [
-                {"method": method, "question": q, "text": a, "ok": number.verify(a)}
+                {
+                    "method": method,
+                    "question": q,
+                    "text": a,
+                    "ok": number.verify(a),
+                }
                 for method, texts in answers.items()
                 for q, a in zip(questions, texts)
             ]
@@ -50,15 +56,15 @@ def number_compliance(
 
 
 def ends_with_exclamation(text: str) -> bool:
-    """True when the answer's last character, closing quotes and emphasis aside, is
-    '!'."""
+    """True when the answer's last character, closing quotes and emphasis aside,
+    is '!'."""
     return text.rstrip("\"'”’»*_) \t\n").endswith("!")
 
 
 def rival_pairs() -> dict:
-    """Register "ends_with_exclamation" in the "ending" category next to whatever is
-    there, and report what the conflict rule makes of it (the registry is left as it
-    was)."""
+    """Register "ends_with_exclamation" in the "ending" category next to
+    whatever is there, and report what the conflict rule makes of it (the
+    registry is left as it was)."""
     exclamation = B.Behavior(
         name="ends_with_exclamation",
         category="ending",
@@ -88,8 +94,8 @@ def with_and_or_not(
     names=("french", "ends_with_question"),
     max_new_tokens: int = 64,
 ) -> pd.DataFrame:
-    """Each question steered by ``<a><and><b>`` and by ``<a><b>`` (concatenation), with
-    every behavior's verdict and whether all passed."""
+    """Each question steered by ``<a><and><b>`` and by ``<a><b>``
+    (concatenation), with every behavior's verdict and whether all passed."""
     forms = {
         "<and>": "<and>".join(f"<{n}>" for n in names),
         "concat": "".join(f"<{n}>" for n in names),
@@ -99,7 +105,8 @@ def with_and_or_not(
         for q, text in zip(
             questions,
             sm.generate(
-                [f"{q} {tags}" for q in questions], max_new_tokens=max_new_tokens
+                [f"{q} {tags}" for q in questions],
+                max_new_tokens=max_new_tokens,
             ),
         ):
             verdicts = B.verify_all(text, names)
@@ -115,8 +122,7 @@ def with_and_or_not(
     return pd.DataFrame(rows)
 
 
-# -- checks (st.book.check)
-# --------------------------------------------------------------
+# -- checks (st.book.check) ----------------------------------------------------
 def check_number_compliance(
     fn, sm: st.SteeredModel, questions, max_new_tokens: int = 8
 ) -> bool:
@@ -130,36 +136,42 @@ def check_number_compliance(
             == ["plain"] * len(questions) + ["instruction"] * len(questions)
             and list(table[table["method"] == "plain"]["text"])
             == sm.generate(list(questions), max_new_tokens=max_new_tokens)
-            and list(table["ok"]) == [mentions_a_number(t) for t in table["text"]]
+            and list(table["ok"])
+            == [mentions_a_number(t) for t in table["text"]]
             and B.names() == before
         )
 
     return st.book.check(
-        "number_compliance", fn, [((sm, list(questions), max_new_tokens), right)]
+        "number_compliance",
+        fn,
+        [((sm, list(questions), max_new_tokens), right)],
     )
 
 
 def check_rival_pairs(fn) -> bool:
-    """Exercise 5.2: the solution's answer for the registry as it is now, which stays
-    unchanged."""
+    """Exercise 5.2: the solution's answer for the registry as it is now, which
+    stays unchanged."""
     before = B.names()
     expected = rival_pairs()
     return st.book.check(
-        "rival_pairs", fn, [((), lambda got: got == expected and B.names() == before)]
+        "rival_pairs",
+        fn,
+        [((), lambda got: got == expected and B.names() == before)],
     )
 
 
 def check_with_and_or_not(
     fn, sm: st.SteeredModel, questions, max_new_tokens: int = 8
 ) -> bool:
-    """Exercise 5.3: each form's answers are the model's for that token string, with
-    every verdict and "all" right."""
+    """Exercise 5.3: each form's answers are the model's for that token string,
+    with every verdict and "all" right."""
     names = ("french", "ends_with_question")
 
     def right(table):
         texts = {
             form: sm.generate(
-                [f"{q} {tags}" for q in questions], max_new_tokens=max_new_tokens
+                [f"{q} {tags}" for q in questions],
+                max_new_tokens=max_new_tokens,
             )
             for form, tags in (
                 ("<and>", "<french><and><ends_with_question>"),
@@ -170,16 +182,22 @@ def check_with_and_or_not(
             list(table["form"])
             == ["<and>"] * len(questions) + ["concat"] * len(questions)
             and all(
-                list(table[table["form"] == f]["text"]) == t for f, t in texts.items()
+                list(table[table["form"] == f]["text"]) == t
+                for f, t in texts.items()
             )
             and all(
                 r[n] == B.get(n).verify(r["text"])
                 for _, r in table.iterrows()
                 for n in names
             )
-            and all(r["all"] == all(r[n] for n in names) for _, r in table.iterrows())
+            and all(
+                r["all"] == all(r[n] for n in names)
+                for _, r in table.iterrows()
+            )
         )
 
     return st.book.check(
-        "with_and_or_not", fn, [((sm, list(questions), names, max_new_tokens), right)]
+        "with_and_or_not",
+        fn,
+        [((sm, list(questions), names, max_new_tokens), right)],
     )

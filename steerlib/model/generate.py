@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -35,6 +36,7 @@ from steerlib.model.template import (
 )
 from steerlib.model.tokens import SteeringTokens
 
+_PENALTY_ON_EMBEDS = "Passing `repetition_penalty` with `inputs_embeds`"
 DEMO_REPETITION_PENALTY = 1.3
 """``repetition_penalty`` for demos only: ``python -m steerlib generate`` and the
 example answers printed in the book (ours). Greedy decoding of a 135M model often loops
@@ -351,13 +353,17 @@ def sample(
             seed
         )  # sampling draws from the global generator: seeded, and restored after
         # position_ids: the layout's (generate continues each row at its last + 1)
-        out = bb.model.generate(
-            inputs_embeds=batch.inputs_embeds,
-            attention_mask=batch.attention_mask,
-            position_ids=batch.position_ids,
-            generation_config=cfg,
-            tokenizer=bb.tokenizer if cfg.stop_strings else None,
-        )
+        with warnings.catch_warnings():
+            # the prompt is embeddings, so a repetition penalty can only see the
+            # answer's tokens, which is what the demos want: no warning for it
+            warnings.filterwarnings("ignore", message=_PENALTY_ON_EMBEDS)
+            out = bb.model.generate(
+                inputs_embeds=batch.inputs_embeds,
+                attention_mask=batch.attention_mask,
+                position_ids=batch.position_ids,
+                generation_config=cfg,
+                tokenizer=bb.tokenizer if cfg.stop_strings else None,
+            )
     answers = []
     for row in out.tolist():
         end = next((i for i, t in enumerate(row) if t in eos), None)

@@ -64,12 +64,33 @@ def _short(value, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _shown(value) -> str:
+    """One argument of a failed case, as a learner can read it: plain values as Python
+    writes them, a table by its size, a model or token pack by its kind."""
+    if isinstance(value, pd.DataFrame):
+        return f"<a table of {len(value)} rows: {', '.join(map(str, value.columns))}>"
+    if value is None or isinstance(value, (str, int, float, bool, list, tuple, dict)):
+        return _short(value, 80)
+    return f"<{type(value).__name__}>"
+
+
+def _inputs(fn, args) -> str:
+    """The arguments of a failed case, named as the learner's function names them."""
+    import inspect
+
+    try:
+        named = inspect.signature(fn).bind(*args).arguments.items()
+    except (TypeError, ValueError):  # a signature that does not take them: by position
+        named = ((f"argument {i}", a) for i, a in enumerate(args, 1))
+    return ", ".join(f"{k}={_shown(v)}" for k, v in named) or "no arguments"
+
+
 def check(name: str, fn, cases) -> bool:
     """Run a learner's ``fn`` on each case ``(args, expected)`` and say pass or fail,
-    with the first case that failed; ``expected`` may be a predicate (a callable taking
-    the result). A stub that still raises ``NotImplementedError`` is reported as not
-    attempted. Returns True only when every case passed (``tests/test_exercises.py``
-    runs the solutions here)."""
+    with the first case that failed and its input (named as ``fn`` names them);
+    ``expected`` may be a predicate (a callable taking the result). A stub that still
+    raises ``NotImplementedError`` is reported as not attempted. Returns True only when
+    every case passed (``tests/test_exercises.py`` runs the solutions here)."""
     cases = list(cases)
     for i, (args, expected) in enumerate(cases, 1):
         try:
@@ -83,7 +104,7 @@ def check(name: str, fn, cases) -> bool:
         except Exception as e:  # the learner's bug, shown in one line
             print(
                 f"[FAIL] {name}, case {i} of {len(cases)}: raised {type(e).__name__}: "
-                f"{e}"
+                f"{e}\n  input: {_inputs(fn, args)}"
             )
             return False
         try:
@@ -92,7 +113,10 @@ def check(name: str, fn, cases) -> bool:
             ok = False
         if not ok:
             shown = "" if callable(expected) else f", expected {_short(expected)}"
-            print(f"[FAIL] {name}, case {i} of {len(cases)}: got {_short(got)}{shown}")
+            print(
+                f"[FAIL] {name}, case {i} of {len(cases)}: got {_short(got)}{shown}"
+                f"\n  input: {_inputs(fn, args)}"
+            )
             return False
     print(f"[PASS] {name}: all {len(cases)} checks passed.")
     return True
