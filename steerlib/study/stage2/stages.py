@@ -37,6 +37,13 @@ FOLDER = "stage2"
 PACK = "pack"
 """The winner's tokens (the shipped behavior tokens and W's ``<and>``, in ``LAYOUT``)."""
 TEST_RECORDS = "test_and.jsonl"
+CANDIDATES_FOLDER = "candidates"
+"""Each trained candidate's ``<and>`` with its training record and validation curve."""
+
+
+def candidate_file(folder: Path, name: str) -> Path:
+    """Where the candidate ``name``'s ``<and>`` is kept (``E1.safetensors``)."""
+    return folder / CANDIDATES_FOLDER / f"{name}.safetensors"
 
 
 def run(
@@ -76,6 +83,7 @@ def run(
         )
         for c in chosen:
             pack = trained(bb, tokens, preset, c, targets, seen, folder)
+            pack.subset(["and"]).save_file(candidate_file(folder, c.name))
             screen(SteeredModel(bb, pack), preset, [c.method], seen, folder)
     search = report.search_table(folder, out / "position")
     report.write_search(folder, search)
