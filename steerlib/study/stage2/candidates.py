@@ -100,6 +100,15 @@ def by_name(name: str) -> Candidate:
     raise ConfigError(f"no stage-2 candidate {name!r}; candidates: {known}")
 
 
+CANDIDATES_FOLDER = "candidates"
+"""Each trained candidate's ``<and>`` with its training record and validation curve."""
+
+
+def candidate_file(folder: Path, name: str) -> Path:
+    """Where the candidate ``name``'s ``<and>`` is kept (``E1.safetensors``)."""
+    return folder / CANDIDATES_FOLDER / f"{name}.safetensors"
+
+
 def behaviors_in_layout(tokens: SteeringTokens) -> SteeringTokens:
     """The frozen behavior tokens (no ``<and>``), read in the study's layout."""
     return tokens.subset([n for n in tokens.names if n != "and"]).with_layout(LAYOUT)

@@ -10,11 +10,12 @@ import pandas as pd
 from scipy.stats import norm
 
 from steerlib.evaluation.records import read_records
+from steerlib.model.tokens import SteeringTokens
 from steerlib.storage import write_text
 from steerlib.study.position.report import selection_table
 from steerlib.study.position.runs import SELECTION, read_costs
 from steerlib.study.slots import dashes, order_variance, slot_pivot, slot_rates
-from steerlib.study.stage2.candidates import CANDIDATES
+from steerlib.study.stage2.candidates import CANDIDATES, candidate_file
 
 REFERENCES = {
     "and@shared+isolate": "today's pack (shipped <and>)",
@@ -191,3 +192,19 @@ def write_test(
     write_text(folder / "test.md", "\n".join(lines))
     write_text(folder / "test_tests.csv", tests.round(4).to_csv(index=False))
     return {"summary": table, "tests": tests, "slots": slots}
+
+
+def curves(folder: Path, shipped: SteeringTokens) -> pd.DataFrame:
+    """Validation curves (step, joint pass rate %) of the shipped ``<and>`` (from its
+    metadata) and of every trained candidate (``candidates/<name>.safetensors``)."""
+    tokens = {"shipped": shipped}
+    for c in CANDIDATES:
+        path = candidate_file(folder, c.name)
+        if path.is_file():
+            tokens[c.name] = SteeringTokens.load_file(path)
+    rows = [
+        {"candidate": name, "step": step, "rate": 100 * rate}
+        for name, t in tokens.items()
+        for step, rate in t.info["and"]["validation"]["curve"]
+    ]
+    return pd.DataFrame(rows)

@@ -27,6 +27,7 @@ from steerlib.study.stage2.candidates import (
     LAYOUT,
     behaviors_in_layout,
     by_name,
+    candidate_file,
     trained,
 )
 from steerlib.study.stage2.data import targets_table, training_targets
@@ -37,13 +38,6 @@ FOLDER = "stage2"
 PACK = "pack"
 """The winner's tokens (the shipped behavior tokens and W's ``<and>``, in ``LAYOUT``)."""
 TEST_RECORDS = "test_and.jsonl"
-CANDIDATES_FOLDER = "candidates"
-"""Each trained candidate's ``<and>`` with its training record and validation curve."""
-
-
-def candidate_file(folder: Path, name: str) -> Path:
-    """Where the candidate ``name``'s ``<and>`` is kept (``E1.safetensors``)."""
-    return folder / CANDIDATES_FOLDER / f"{name}.safetensors"
 
 
 def run(
