@@ -783,7 +783,9 @@ def build_parser() -> argparse.ArgumentParser:
         "the stage-2 study (results/<preset>/stage2/PLAN.md), one stage",
     )
     sp.add_argument(
-        "--stage", required=True, choices=["targets", "screen", "search", "test"]
+        "--stage",
+        required=True,
+        choices=["targets", "screen", "search", "test", "ship"],
     )
     sp.add_argument(
         "--candidates",

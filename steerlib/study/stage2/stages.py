@@ -25,7 +25,6 @@ from steerlib.study.stage2 import report
 from steerlib.study.stage2.candidates import (
     CANDIDATES,
     LAYOUT,
-    behaviors_in_layout,
     by_name,
     candidate_file,
     trained,
@@ -33,7 +32,7 @@ from steerlib.study.stage2.candidates import (
 from steerlib.study.stage2.data import targets_table, training_targets
 from steerlib.tasks import prompts as P
 
-STAGES = ("targets", "screen", "search", "test")
+STAGES = ("targets", "screen", "search", "test", "ship")
 FOLDER = "stage2"
 PACK = "pack"
 """The winner's tokens (the shipped behavior tokens and W's ``<and>``, in ``LAYOUT``)."""
@@ -50,11 +49,15 @@ def run(
 ) -> pd.DataFrame:
     """One stage: ``targets`` (the shared training targets, shardable under torchrun),
     ``screen`` (train the candidates ``candidates`` indexes, default all, and score each on
-    the selection set), ``search`` (the table from records) or ``test`` (the winner's
-    ``<and>`` on the test prompts, and ``test.md``)."""
+    the selection set), ``search`` (the table from records), ``test`` (the winner's
+    ``<and>`` on the test prompts, ``test.md`` and the default pack) or ``ship`` (the
+    default pack copied into the package)."""
     if stage not in STAGES:
         raise ConfigError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
     folder = out / FOLDER
+    if stage == "ship":
+        ship(folder)
+        return pd.DataFrame()
     kept = kept_pairs(SteeredModel(bb), tokens, preset, out)[1]
     seen = seen_pairs(kept)
     if stage == "search":
@@ -86,6 +89,20 @@ def run(
     return test(bb, tokens, preset, out, search, kept, targets)
 
 
+def today_pack(tokens: SteeringTokens) -> SteeringTokens:
+    """Today's pack: the shipped behavior tokens and ``<and>``, read in ``LAYOUT``."""
+    return tokens.subset(tokens.names).with_layout(LAYOUT)
+
+
+def ship(folder: Path) -> Path:
+    """Copy the study's default pack (``PACK``) into the package, where
+    ``SteeringTokens.pretrained(bb)`` reads it."""
+    from steerlib.model.tokens import PACK_FILES, Pack, _shipped_path
+
+    pack = SteeringTokens.load_file(folder / PACK / "tokens.safetensors")
+    return pack.save_file(_shipped_path(PACK_FILES[Pack.DEFAULT]))
+
+
 def test(
     bb: Backbone,
     tokens: SteeringTokens,
@@ -95,7 +112,8 @@ def test(
     kept: Sequence[tuple[str, str]],
     targets,
 ) -> pd.DataFrame:
-    """PLAN.md's test: the winner's pack saved, its ``<and>`` generated on the test prompts
+    """PLAN.md's test: the default pack saved (W's when it beats today's pack on the
+    selection set, else today's), W's ``<and>`` generated on the test prompts
     (every kept pair), and ``test.md`` beside the committed records of concatenation,
     today's pack, the instructions and the hybrid (nothing else is generated)."""
     folder = out / FOLDER
@@ -103,7 +121,6 @@ def test(
     if name is None:
         raise ConfigError("no candidate has selection records yet; run --stage screen")
     pack = trained(bb, tokens, preset, by_name(name), targets, seen_pairs(kept), folder)
-    pack.save_pretrained(folder / PACK, repo_id="steerlib-stage2-pack", overwrite=True)
     ev = preset.eval
     kw = dict(max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, seed=ev.seed)
     prompts = P.load("test", limit=ev.n_capable)
@@ -126,8 +143,11 @@ def test(
         records=out / "capable_records.jsonl",
         **kw,
     )
-    shipped_pack = SteeredModel(bb, behaviors_in_layout(tokens).with_layout(LAYOUT))
-    shipped_pack.tokens.set("and", tokens["and"])
+    shipped_pack = SteeredModel(bb, today_pack(tokens))
+    default = pack if report.beats_today(search, name) else shipped_pack.tokens
+    default.save_pretrained(
+        folder / PACK, repo_id="steerlib-default-pack", overwrite=True
+    )
     position = [
         evaluate(
             shipped_pack,
