@@ -781,6 +781,7 @@ def build_parser() -> argparse.ArgumentParser:
         "stage2",
         cmd_stage2,
         "the stage-2 study (results/<preset>/stage2/PLAN.md), one stage",
+        workers=True,
     )
     sp.add_argument(
         "--stage",
