@@ -103,18 +103,54 @@ def beats_today(search: pd.DataFrame, name: str) -> bool:
     return bool(passed(best) >= passed(today) + 1)
 
 
+def verdict(search: pd.DataFrame) -> str:
+    """The plan's rule applied to ``search``, in a sentence."""
+    w = winner(search)
+    if w is None:
+        return "no candidate has run yet"
+    beats = beats_today(search, w)
+    return (
+        f"W = `{w}`; it {'beats' if beats else 'does not beat'} today's pack by at "
+        f"least one generation, so the default `<and>` is {'W' if beats else 'today'}'s"
+    )
+
+
+def findings(search: pd.DataFrame, tests: pd.DataFrame) -> str:
+    """The chapter's answer-first box: the winner, the one test on seen and unseen pairs
+    with what it could detect, and the distance to the instructions."""
+    w = winner(search)
+    row = search[search["candidate"] == w].iloc[0]
+    today = search[search["candidate"] == TODAY].iloc[0]
+    lines = [
+        f"- **Winner on validation: `{w}`** ({row['family']}: k = {row['k']:g}, "
+        f"T = {row['T']:g}, lambda = {row['lambda']:g}, CE {row['ce']:g}), "
+        f"{row['joint']:.1f}% joint on the selection set against {today['joint']:.1f}% "
+        f"for today's pack; {verdict(search)}.",
+    ]
+    for split in ("seen-2", "unseen-2"):
+        for other, what in (
+            ("concat@pack", "concatenation"),
+            ("instruction", "the instructions"),
+        ):
+            t = tests[
+                (tests["a"] == WINNER)
+                & (tests["b"] == other)
+                & (tests["split"] == split)
+            ]
+            if not len(t):
+                continue
+            t = t.iloc[0]
+            lines.append(
+                f"- {split.split('-')[0]} pairs (n = {t['n']}): `<and>` {t['a_rate']:.1f}% "
+                f"vs {what} {t['b_rate']:.1f}% (exact McNemar p = {t['p']:.3g}; "
+                f"detectable with 80% power: {t['detectable']:.1f} points)"
+            )
+    return "\n".join(lines)
+
+
 def write_search(folder: Path, search: pd.DataFrame) -> None:
     """``search.csv`` and ``search.md``, with the winner and whether it becomes the default."""
     write_text(folder / "search.csv", search.round(2).to_csv(index=False))
-    w = winner(search)
-    verdict = (
-        "no candidate has run yet"
-        if w is None
-        else f"W = `{w}`; it "
-        + ("beats" if beats_today(search, w) else "does not beat")
-        + " today's pack by at least one generation, so the default `<and>` is "
-        + ("W's" if beats_today(search, w) else "today's")
-    )
     lines = [
         "# The stage-2 search: every candidate on the selection set (validation only)",
         "",
@@ -125,7 +161,7 @@ def write_search(folder: Path, search: pd.DataFrame) -> None:
         "",
         search.round(2).to_markdown(index=False),
         "",
-        f"Winner by the plan's rule: {verdict}.",
+        f"Winner by the plan's rule: {verdict(search)}.",
         "",
     ]
     write_text(folder / "search.md", "\n".join(lines))
