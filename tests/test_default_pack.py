@@ -1,0 +1,70 @@
+"""The shipped default pack is the stage-2 study's choice, read in its layout; the
+paper's pack stays one argument away (issue 33)."""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+import steerlib as st
+from steerlib.errors import ConfigError
+from steerlib.model import layout as L
+from steerlib.model.tokens import PACK_FILES, Pack
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "steerlib" / "data"
+STUDY = ROOT / "results" / "cpu" / "stage2"
+PACK_LAYOUT = L.Layout(L.SlotPositions.SHARED, isolate=True)
+
+
+def _load(pack: Pack) -> st.SteeringTokens:
+    return st.SteeringTokens.load_file(DATA / PACK_FILES[pack])
+
+
+def test_default_pack_is_the_papers_behavior_tokens_read_in_the_pack_layout():
+    default, paper = _load(Pack.DEFAULT), _load(Pack.PAPER)
+    assert default.layout == PACK_LAYOUT and paper.layout == L.DEFAULT
+    assert default.names == paper.names
+    for name in paper.names:
+        if name != "and":
+            assert torch.equal(default[name], paper[name]), name
+
+
+def test_default_and_is_the_one_the_plans_rule_chose():
+    """Read the search table and apply PLAN.md's rule by hand: the winner's <and> ships
+    only when it passed at least one more selection generation than today's pack."""
+    search = pd.read_csv(STUDY / "search.csv")
+    ran = search[(search["family"] != "ref") & search["joint"].notna()]
+    best = ran.sort_values("joint", ascending=False).iloc[0]
+    today = search[search["candidate"] == "and@shared+isolate"].iloc[0]
+    passed = round(best["joint"] * best["n"] / 100)
+    shipped_and = _load(Pack.DEFAULT)["and"]
+    if passed >= round(today["joint"] * today["n"] / 100) + 1:
+        chosen = st.SteeringTokens.load_file(
+            STUDY / "candidates" / f"{best['candidate']}.safetensors"
+        )
+        assert torch.equal(shipped_and, chosen["and"])
+    else:
+        assert torch.equal(shipped_and, _load(Pack.PAPER)["and"])
+    pack = st.SteeringTokens.load_file(STUDY / "pack" / "tokens.safetensors")
+    assert torch.equal(pack["and"], shipped_and) and pack.layout == PACK_LAYOUT
+
+
+def test_unknown_pack_is_refused_with_the_packs():
+    with pytest.raises(ConfigError, match="packs: 'default', 'paper'"):
+        st.SteeringTokens.pretrained(None, "best")
+
+
+def test_pretrained_reads_the_default_in_its_layout(embedded):
+    default = st.SteeringTokens.pretrained(embedded)
+    paper = st.SteeringTokens.pretrained(embedded, "paper")
+    assert default.layout == PACK_LAYOUT and paper.layout == L.DEFAULT
+    prompt = "Why is the sky blue? <french><and><sentences_1>"
+    by_hand = paper.with_layout(PACK_LAYOUT)
+    by_hand.set("and", default["and"])
+    ours = st.SteeredModel(embedded, default).generate(prompt, max_new_tokens=16)
+    assert ours == st.SteeredModel(embedded, by_hand).generate(
+        prompt, max_new_tokens=16
+    )
+    assert ours != st.SteeredModel(embedded, paper).generate(prompt, max_new_tokens=16)
