@@ -100,7 +100,7 @@ def ship(folder: Path) -> Path:
     from steerlib.model.tokens import PACK_FILES, Pack, _shipped_path
 
     pack = SteeringTokens.load_file(folder / PACK / "tokens.safetensors")
-    return pack.save_file(_shipped_path(PACK_FILES[Pack.DEFAULT]))
+    return pack.save_file(_shipped_path(PACK_FILES[Pack.DEFAULT]), overwrite=True)
 
 
 def test(
