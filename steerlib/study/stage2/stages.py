@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from steerlib import distributed
 from steerlib.errors import ConfigError
 from steerlib.evaluation.evaluate import evaluate
 from steerlib.model.backbone import Backbone
@@ -145,8 +146,11 @@ def test(
     )
     shipped_pack = SteeredModel(bb, today_pack(tokens))
     default = pack if report.beats_today(search, name) else shipped_pack.tokens
-    default.save_pretrained(
-        folder / PACK, repo_id="steerlib-default-pack", overwrite=True
+    distributed.main_only(
+        default.save_pretrained,
+        folder / PACK,
+        repo_id="steerlib-default-pack",
+        overwrite=True,
     )
     position = [
         evaluate(
