@@ -30,8 +30,9 @@ VALIDATION = ValidationConfig(
     batch_size=24,
     patience_steps=32,
 )
-"""Scored every 16 steps on 24 val questions at the evaluation's 128 tokens; stop 32 steps
-after the best rate was first reached (``patience`` is unused once ``patience_steps`` is set)."""
+"""Scored every 16 steps on 24 val questions at the evaluation's 128 tokens; stop 32
+steps after the best rate was first reached (``patience`` is unused once
+``patience_steps`` is set)."""
 
 
 @dataclass(frozen=True)
@@ -48,13 +49,13 @@ class Candidate:
 
     @property
     def method(self) -> Method:
-        """The candidate's ``<and>`` as an evaluation method, named for tables and records:
-        ``and@shared+isolate|E1``."""
+        """The candidate's ``<and>`` as an evaluation method, named for tables and
+        records: ``and@shared+isolate|E1``."""
         return replace(METHODS["and"], name=f"and@{LAYOUT.label}|{self.name}")
 
     def config(self, preset: Preset) -> TrainConfig:
-        """The preset's stage 2 with this candidate's changes, the study's step budget and
-        validation."""
+        """The preset's stage 2 with this candidate's changes, the study's step budget
+        and validation."""
         return replace(
             preset.stage2,
             steps=STEPS,
@@ -123,9 +124,9 @@ def trained(
     pairs: Sequence[tuple[str, str]],
     folder: Path,
 ) -> SteeringTokens:
-    """The behavior tokens with the candidate's ``<and>``, in the study's layout: trained
-    on ``targets`` and validated on ``pairs`` (cached and resumable); the training
-    seconds noted in ``folder/costs.json`` when it trained."""
+    """The behavior tokens with the candidate's ``<and>``, in the study's layout:
+    trained on ``targets`` and validated on ``pairs`` (cached and resumable); the
+    training seconds noted in ``folder/costs.json`` when it trained."""
     from steerlib.train.compose import (
         cached_composition_token,
         train_composition_token,

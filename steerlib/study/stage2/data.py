@@ -23,9 +23,9 @@ from steerlib.train.targets import Target, make_targets
 log = logging.getLogger("steerlib")
 
 PER_QUESTION = 4
-"""Kept seen pairs each pair-target question asks (the pairs take turns): 376 questions x 4
-= 1,504 jobs, enough for at least 1,000 filtered targets at the instructions' ~70% joint
-pass rate on these pairs."""
+"""Kept seen pairs each pair-target question asks (the pairs take turns): 376
+questions x 4 = 1,504 jobs, enough for at least 1,000 filtered targets at the
+instructions' ~70% joint pass rate on these pairs."""
 PAIR_TARGETS = "pairs"
 """The targets cache key of the pair targets."""
 
@@ -51,7 +51,8 @@ def pair_targets(
     pairs: Sequence[tuple[str, str]],
     progress: bool | None = None,
 ) -> list[Target]:
-    """Filtered pair targets for ``pairs`` (cached and resumable, shardable under torchrun)."""
+    """Filtered pair targets for ``pairs`` (cached and resumable, shardable under
+    torchrun)."""
     jobs = pair_jobs(pairs, pair_questions(preset), PER_QUESTION, preset.stage2.seed)
     return make_targets(
         bb,
@@ -79,7 +80,8 @@ def training_targets(
 def kept_seen_pairs(
     bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path
 ) -> list[tuple[str, str]]:
-    """The position study's kept seen pairs (its instruction filter, from its records)."""
+    """The position study's kept seen pairs (its instruction filter, from its
+    records)."""
     from steerlib.study.position.selection import kept_pairs, seen_pairs
 
     return seen_pairs(kept_pairs(SteeredModel(bb), tokens, preset, out)[1])

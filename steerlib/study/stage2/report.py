@@ -1,5 +1,5 @@
-"""The stage-2 study's tables: the search (every candidate on the selection set, with the
-position study's reference rows), PLAN.md's winner rule, and the test."""
+"""The stage-2 study's tables: the search (every candidate on the selection set, with
+the position study's reference rows), PLAN.md's winner rule, and the test."""
 
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ WINNER = "and@stage2"
 
 def search_table(folder: Path, position: Path) -> pd.DataFrame:
     """Every candidate (run or not) with its configuration, selection score, Wilson
-    interval, order gap and costs; then the reference rows of ``position/search.csv``."""
+    interval, order gap and costs; then the reference rows of
+    ``position/search.csv``."""
     files = sorted((folder / SELECTION).glob("*.jsonl"))
     records = [read_records(f) for f in files]
     scored = selection_table(pd.concat(records, ignore_index=True)) if records else None
@@ -92,8 +93,8 @@ def winner(search: pd.DataFrame) -> str | None:
 
 
 def beats_today(search: pd.DataFrame, name: str) -> bool:
-    """Whether candidate ``name`` beats today's pack on the selection set by at least one
-    generation: then its ``<and>`` ships as the default (PLAN.md)."""
+    """Whether candidate ``name`` beats today's pack on the selection set by at least
+    one generation: then its ``<and>`` ships as the default (PLAN.md)."""
     today = search[search["candidate"] == TODAY].iloc[0]
     best = search[search["candidate"] == name].iloc[0]
 
@@ -141,7 +142,8 @@ def findings(search: pd.DataFrame, tests: pd.DataFrame) -> str:
                 continue
             t = t.iloc[0]
             lines.append(
-                f"- {split.split('-')[0]} pairs (n = {t['n']}): `<and>` {t['a_rate']:.1f}% "
+                f"- {split.split('-')[0]} pairs (n = {t['n']}): "
+                f"`<and>` {t['a_rate']:.1f}% "
                 f"vs {what} {t['b_rate']:.1f}% (exact McNemar p = {t['p']:.3g}; "
                 f"detectable with 80% power: {t['detectable']:.1f} points)"
             )
@@ -149,15 +151,17 @@ def findings(search: pd.DataFrame, tests: pd.DataFrame) -> str:
 
 
 def write_search(folder: Path, search: pd.DataFrame) -> None:
-    """``search.csv`` and ``search.md``, with the winner and whether it becomes the default."""
+    """``search.csv`` and ``search.md``, with the winner and whether it becomes the
+    default."""
     write_text(folder / "search.csv", search.round(2).to_csv(index=False))
     lines = [
         "# The stage-2 search: every candidate on the selection set (validation only)",
         "",
-        "Selection metric: joint pass rate (%) on the position study's selection set (96 "
-        "train questions no target used, each asking one kept seen pair in both orderings; "
-        "PLAN.md). `first`/`second`: the behaviors' own pass rates by the place their "
-        "token stands; `gap` = first - second; `train_s`/`eval_s`: seconds of one core.",
+        "Selection metric: joint pass rate (%) on the position study's selection set "
+        "(96 train questions no target used, each asking one kept seen pair in both "
+        "orderings; PLAN.md). `first`/`second`: the behaviors' own pass rates by the "
+        "place their token stands; `gap` = first - second; `train_s`/`eval_s`: "
+        "seconds of one core.",
         "",
         search.round(2).to_markdown(index=False),
         "",
@@ -204,11 +208,13 @@ def write_test(
         "position study's records (shipped tokens, `shared+isolate`); `instruction`, "
         "`hybrid`: the capable-pairs study's.",
         "",
-        "**Joint pass rate (%) [95% Wilson] and efficiency [95% bootstrap over prompts]**",
+        "**Joint pass rate (%) [95% Wilson] and efficiency "
+        "[95% bootstrap over prompts]**",
         "",
         table.round(2).to_markdown(index=False),
         "",
-        "**Exact McNemar tests (the first rows are the plan's one test, seen and unseen); "
+        "**Exact McNemar tests (the first rows are the plan's one test, seen and "
+        "unseen); "
         "`detectable`: the difference (points) the test detects with 80% power at this "
         "discordance**",
         "",
@@ -216,7 +222,8 @@ def write_test(
         .assign(p=[p_text(p) for p in tests["p"]])
         .to_markdown(index=False),
         "",
-        "**Each behavior's own pass rate (%) by the place its token stands: first / second**",
+        "**Each behavior's own pass rate (%) by the place its token stands: "
+        "first / second**",
         "",
         slot_pivot(slots, methods).to_markdown(index=False),
         "",

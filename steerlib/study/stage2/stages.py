@@ -36,7 +36,8 @@ from steerlib.tasks import prompts as P
 STAGES = ("targets", "screen", "search", "test", "ship")
 FOLDER = "stage2"
 PACK = "pack"
-"""The winner's tokens (the shipped behavior tokens and W's ``<and>``, in ``LAYOUT``)."""
+"""The default pack: the shipped behavior tokens and the ``<and>`` the plan's rule
+chose (W's or today's), in ``LAYOUT``."""
 TEST_RECORDS = "test_and.jsonl"
 
 
@@ -48,11 +49,11 @@ def run(
     stage: str,
     candidates: Sequence[int] | None = None,
 ) -> pd.DataFrame:
-    """One stage: ``targets`` (the shared training targets, shardable under torchrun),
-    ``screen`` (train the candidates ``candidates`` indexes, default all, and score each on
-    the selection set), ``search`` (the table from records), ``test`` (the winner's
-    ``<and>`` on the test prompts, ``test.md`` and the default pack) or ``ship`` (the
-    default pack copied into the package)."""
+    """One stage: ``targets`` (the shared training targets, shardable under
+    torchrun), ``screen`` (train the candidates ``candidates`` indexes, default all,
+    and score each on the selection set), ``search`` (the table from records),
+    ``test`` (the winner's ``<and>`` on the test prompts, ``test.md`` and the default
+    pack) or ``ship`` (the default pack copied into the package)."""
     if stage not in STAGES:
         raise ConfigError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
     folder = out / FOLDER
