@@ -68,3 +68,33 @@ def test_pretrained_reads_the_default_in_its_layout(embedded):
         prompt, max_new_tokens=16
     )
     assert ours != st.SteeredModel(embedded, paper).generate(prompt, max_new_tokens=16)
+
+
+def _usage(readme: Path) -> str:
+    text = readme.read_text()
+    return text.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_card_of_a_shipped_pack_loads_it_by_name(tiny, tmp_path):
+    tokens = st.SteeringTokens.for_backbone(tiny)
+    tokens.set("french", torch.ones(tiny.hidden_size))
+    tokens.set("and", torch.ones(3, tiny.hidden_size))
+    tokens = tokens.with_layout(PACK_LAYOUT)
+    folder = tokens.save_pretrained(tmp_path / "pack", pack="default")
+    card = (folder / "README.md").read_text()
+    assert 'st.SteeringTokens.pretrained(bb, "default")' in _usage(folder / "README.md")
+    assert "`<and>`: 3" in card and "`shared+isolate` layout" in card
+    plain = st.SteeringTokens.for_backbone(tiny)
+    plain.set("french", torch.ones(tiny.hidden_size))
+    other = (plain.save_pretrained(tmp_path / "plain") / "README.md").read_text()
+    assert 'from_pretrained("plain"' in other and "layout" not in other
+
+
+def test_the_default_packs_card_runs_from_any_directory(
+    embedded, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    code = _usage(STUDY / "pack" / "README.md").replace("128", "8")
+    scope = {}
+    exec(code, scope)  # the card's own lines: load, steer, print
+    assert scope["tokens"].layout == PACK_LAYOUT

@@ -55,9 +55,12 @@ def model_card(
     meta: Mapping,
     repo_id: str,
     pass_rates: Mapping[str, tuple[float, int]] | None = None,
+    pack: str | None = None,
 ) -> str:
     """Markdown (with Hub metadata) describing a token file; ``meta`` is its metadata
-    (``SteeringTokens.metadata()``), ``pass_rates[name] = (percent, n prompts)``."""
+    (``SteeringTokens.metadata()``), ``pass_rates[name] = (percent, n prompts)``.
+    ``pack``: the shipped pack these tokens are (``tokens.Pack``), whose usage line
+    loads them with ``SteeringTokens.pretrained``: it works from any directory."""
     pass_rates = pass_rates or {}
     model_id, names, info = meta["model_id"], list(meta["names"]), meta.get("info", {})
     base = model_id.split(" ")[0]
@@ -78,7 +81,8 @@ def model_card(
         f"{int(meta['hidden_size'])}-dim "
         "vector in the model's input-embedding space that takes the place of a word "
         "after the question; "
-        "`<and>`, where present, composes behavior tokens (arXiv 2601.05062).",
+        "`<and>`, where present, composes behavior tokens (arXiv 2601.05062)."
+        + _blocks_and_layout(meta),
         "",
         "| | |",
         "|---|---|",
@@ -114,7 +118,12 @@ def model_card(
         "import steerlib as st",
         "",
         f"bb = {load}",
-        f"tokens = st.SteeringTokens.from_pretrained({_py(repo_id)}, backbone=bb)",
+        (
+            f"tokens = st.SteeringTokens.pretrained(bb, {_py(pack)})"
+            if pack is not None
+            else f"tokens = st.SteeringTokens.from_pretrained({_py(repo_id)}, "
+            "backbone=bb)"
+        ),
         "sm = st.SteeredModel(bb, tokens)",
         f"print(sm.generate({_py('Why is the sky blue? ' + _example(names))}, "
         "max_new_tokens=128))",
@@ -141,6 +150,28 @@ def _text(value) -> str:
     escaped."""
     one = " ".join(str(value).split())
     return html.escape(one, quote=False).replace("|", "\\|")
+
+
+def _blocks_and_layout(meta: Mapping) -> str:
+    """The sentences a card adds for tokens of several vectors and for a layout other
+    than the paper's (both recorded in the file, and applied when it loads)."""
+    out = ""
+    blocks = meta.get("vectors") or {}
+    if blocks:
+        listed = ", ".join(
+            f"{_code_cell(f'<{n}>')}: {int(k)}" for n, k in blocks.items()
+        )
+        out += f" Some tokens hold several vectors, one prompt slot each ({listed})."
+    layout = meta.get("layout")
+    if layout:
+        label = str(layout.get("positions", "")) + (
+            "+isolate" if layout.get("isolate") else ""
+        )
+        out += (
+            f" The tokens are read in the {_code_cell(label)} layout "
+            "(`steerlib.model.layout`), recorded in the file and applied when it loads."
+        )
+    return out
 
 
 def _code_cell(value) -> str:

@@ -219,13 +219,16 @@ class SteeringTokens:
         pass_rates: Mapping[str, tuple[float, int]] | None = None,
         repo_id: str | None = None,
         overwrite: bool = False,
+        pack: Pack | str | None = None,
     ) -> Path:
         """Write a folder that ``from_pretrained`` (and the Hub) read:
         ``tokens.safetensors`` and a ``README.md`` model card.
 
         ``pass_rates[name] = (percent, n)``: the single-behavior pass rate of ``<name>``
         on ``n`` held-out prompts, where known, for the card; ``repo_id`` names the
-        repository in the card's usage snippet (default: the folder's name).
+        repository in the card's usage snippet (default: the folder's name); ``pack``:
+        these tokens are that shipped pack, and the snippet loads it with
+        ``pretrained`` instead (a line that works from any directory).
 
         Only those two files are written; anything else in the folder is left as it is.
         ``tokens.safetensors`` is replaced only as ``save_file`` replaces a file; a
@@ -241,7 +244,12 @@ class SteeringTokens:
                 f"{folder} is a file, not a folder; save_pretrained writes a folder "
                 f"(save_file writes a bare .safetensors file)"
             )
-        text = model_card(self.metadata(), repo_id or folder.name, pass_rates)
+        text = model_card(
+            self.metadata(),
+            repo_id or folder.name,
+            pass_rates,
+            Pack(pack).value if pack is not None else None,
+        )
         keep_card = False
         if not overwrite:
             self._check_replace(weights)

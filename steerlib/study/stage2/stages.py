@@ -150,8 +150,8 @@ def test(
     distributed.main_only(
         default.save_pretrained,
         folder / PACK,
-        repo_id="steerlib-default-pack",
         overwrite=True,
+        pack="default",
     )
     position = [
         evaluate(
