@@ -10,6 +10,7 @@ import torch
 import steerlib as st
 from steerlib.errors import ConfigError
 from steerlib.model import layout as L
+from steerlib.model.template import embed
 from steerlib.model.tokens import PACK_FILES, Pack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,7 +68,14 @@ def test_pretrained_reads_the_default_in_its_layout(embedded):
     assert ours == st.SteeredModel(embedded, by_hand).generate(
         prompt, max_new_tokens=16
     )
-    assert ours != st.SteeredModel(embedded, paper).generate(prompt, max_new_tokens=16)
+    # read in its layout: the three slots share one position id (the paper's count up)
+    for tokens, ids in ((default, {0}), (paper, {0, 1, 2})):
+        sm = st.SteeredModel(embedded, tokens)
+        row = sm.render(prompt)
+        batch = embed(embedded, [row], tokens)
+        first = row.slots[0][0]
+        slot_ids = {int(batch.position_ids[0, p]) - first for p, _ in row.slots}
+        assert slot_ids == ids
 
 
 def _usage(readme: Path) -> str:
