@@ -188,13 +188,64 @@ def test_generate_ids_with_fewer_slots_than_prompts_equals_one_batch(sm):
     assert sm.generate_ids(REFILL_PROMPTS, max_new_tokens=10, batch_size=2) == one_batch
 
 
+def test_greedy_with_a_repetition_penalty_gives_generates_tokens(sm, monkeypatch):
+    """The loop applies the penalty as generate does: batched, with rows joining as
+    others end, every answer equals generate's on its prompt alone."""
+    calls = []
+    real = decoding.greedy
+    monkeypatch.setattr(
+        "steerlib.model.generate.greedy",
+        lambda *a, **k: calls.append(k["penalty"]) or real(*a, **k),
+    )
+    ours = sm.generate_ids(
+        REFILL_PROMPTS, max_new_tokens=30, batch_size=2, repetition_penalty=1.5
+    )
+    assert calls == [1.5]  # the loop decoded, not generate
+    plain = sm.generate_ids(REFILL_PROMPTS, max_new_tokens=30, batch_size=2)
+    assert ours != plain  # the penalty changed some answer
+    assert ours == [
+        hf_generate(sm, p, max_new_tokens=30, do_sample=False, repetition_penalty=1.5)
+        for p in REFILL_PROMPTS
+    ]
+
+
+def test_penalize_matches_transformers_repetition_processor():
+    from transformers import RepetitionPenaltyLogitsProcessor
+
+    logits = torch.randn(3, 50, generator=torch.Generator().manual_seed(0))
+    answers = [[1, 2, 2, 5], [], [7, 49]]
+    expected = logits.clone()
+    processor = RepetitionPenaltyLogitsProcessor(1.3)
+    for row, answer in enumerate(answers):
+        if answer:
+            expected[row : row + 1] = processor(
+                torch.tensor([answer]), expected[row : row + 1].clone()
+            )
+    decoding.penalize(logits, answers, 1.3)
+    assert torch.equal(logits, expected)
+
+
+def test_an_isolated_layout_decodes_with_a_repetition_penalty(sm):
+    from steerlib.model.layout import Layout, SlotPositions
+
+    iso = st.SteeredModel(
+        sm.backbone, sm.tokens.with_layout(Layout(SlotPositions.SHARED, isolate=True))
+    )
+    texts = iso.generate(PROMPTS, max_new_tokens=6, repetition_penalty=1.3)
+    assert texts == [
+        iso.generate(p, max_new_tokens=6, repetition_penalty=1.3) for p in PROMPTS
+    ]
+
+
 def test_configs_beyond_plain_greedy_go_through_generate():
     assert decoding.is_plain_greedy(
         GenerationConfig(max_new_tokens=4, do_sample=False, temperature=0.7)
     )
+    assert decoding.is_plain_greedy(
+        GenerationConfig(max_new_tokens=4, repetition_penalty=1.3)
+    )
     for extra in (
         {"do_sample": True},
-        {"repetition_penalty": 1.3},
         {"stop_strings": ["x"]},
         {"min_new_tokens": 2},
     ):

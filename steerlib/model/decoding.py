@@ -67,12 +67,22 @@ hundreds of rows."""
 
 
 def is_plain_greedy(cfg) -> bool:
-    """Whether ``cfg`` asks for plain greedy decoding, which ``greedy`` reproduces."""
-    return (
-        not cfg.do_sample
-        and (cfg.repetition_penalty or 1.0) == 1.0
-        and set(cfg.to_diff_dict()) <= GREEDY_FIELDS
-    )
+    """Whether ``cfg`` asks for greedy decoding, plain or with a repetition penalty,
+    which ``greedy`` reproduces."""
+    return not cfg.do_sample and set(cfg.to_diff_dict()) <= GREEDY_FIELDS
+
+
+def penalize(logits: torch.Tensor, answers: Sequence[Sequence[int]], penalty: float):
+    """Apply a repetition penalty in place, as transformers'
+    ``RepetitionPenaltyLogitsProcessor`` does on ``generate``'s ids: for each row, the
+    logits of the tokens already in its answer are divided by ``penalty`` where
+    positive and multiplied where negative. (With ``inputs_embeds``, ``generate`` sees
+    no prompt ids, so only the answer's tokens count, as here.)"""
+    for row, answer in enumerate(answers):
+        if answer:
+            ids = torch.tensor(sorted(set(answer)), device=logits.device)
+            seen = logits[row, ids]
+            logits[row, ids] = torch.where(seen < 0, seen * penalty, seen / penalty)
 
 
 SLACK = 32
@@ -382,13 +392,15 @@ def greedy(
     max_new_tokens: int,
     eos: Sequence[int],
     done: Callable[[int], None] | None = None,
+    penalty: float = 1.0,
 ) -> list[list[int]]:
     """Greedy answers to prompts ``0 .. n-1``, taken in that order, at most ``slots``
     at a time.
 
     ``prefill(indices)`` embeds those prompts as one left-padded ``Batch``. Each answer
     is its token ids, ending with its end token when it ended before ``max_new_tokens``.
-    ``done(k)`` is called when ``k`` more answers are complete (a progress bar). The
+    ``done(k)`` is called when ``k`` more answers are complete (a progress bar).
+    ``penalty``: a repetition penalty on each answer's own tokens (``penalize``). The
     model's cache must be ``spliceable``.
     """
     ends = set(eos)
@@ -419,6 +431,12 @@ def greedy(
                 )
             rows.place(free[: len(chunk)], chunk, read)
             free = free[len(chunk) :]
+        if penalty != 1.0:
+            penalize(
+                rows.logits,
+                [answers[p] if p >= 0 else () for p in rows.prompt],
+                penalty,
+            )
         tokens = rows.logits.argmax(-1)
         finished = []
         for s, t in enumerate(tokens.tolist()):

@@ -232,6 +232,7 @@ class SteeredModel:
                     cfg.max_new_tokens,
                     _ends(cfg),
                     done=bar.update,
+                    penalty=cfg.repetition_penalty or 1.0,
                 )
                 for i, seq in zip(order, answers):
                     out[i] = seq
