@@ -117,37 +117,43 @@ def verdict(search: pd.DataFrame) -> str:
 
 
 def findings(search: pd.DataFrame, tests: pd.DataFrame) -> str:
-    """The chapter's answer-first box: the winner, the one test on seen and unseen pairs
-    with what it could detect, and the distance to the instructions."""
+    """The chapter's answer-first box: the winner and whether it ships, then per split
+    the one test against concatenation (with what it could detect) and the distance
+    to the instructions."""
+    from steerlib.study.book.formats import p_text
+
     w = winner(search)
     row = search[search["candidate"] == w].iloc[0]
     today = search[search["candidate"] == TODAY].iloc[0]
+    ships = (
+        "ships as the default `<and>`"
+        if beats_today(search, w)
+        else ("does not beat it, so today's `<and>` stays the default")
+    )
     lines = [
-        f"- **Winner on validation: `{w}`** ({row['family']}: k = {row['k']:g}, "
-        f"T = {row['T']:g}, lambda = {row['lambda']:g}, CE {row['ce']:g}), "
+        f"- **Winner on validation: `{w}`** (family {row['family']}: k = {row['k']:g}, "
+        f"T = {row['T']:g}, lambda = {row['lambda']:g}, CE weight {row['ce']:g}): "
         f"{row['joint']:.1f}% joint on the selection set against {today['joint']:.1f}% "
-        f"for today's pack; {verdict(search)}.",
+        f"for today's pack; it {ships}."
     ]
     for split in ("seen-2", "unseen-2"):
-        for other, what in (
-            ("concat@pack", "concatenation"),
-            ("instruction", "the instructions"),
-        ):
-            t = tests[
-                (tests["a"] == WINNER)
-                & (tests["b"] == other)
-                & (tests["split"] == split)
-            ]
-            if not len(t):
-                continue
-            t = t.iloc[0]
-            lines.append(
-                f"- {split.split('-')[0]} pairs (n = {t['n']}): "
-                f"`<and>` {t['a_rate']:.1f}% "
-                f"vs {what} {t['b_rate']:.1f}% (exact McNemar p = {t['p']:.3g}; "
-                f"detectable with 80% power: {t['detectable']:.1f} points)"
-            )
+        mine = tests[(tests["a"] == WINNER) & (tests["split"] == split)]
+        concat = mine[mine["b"] == "concat@pack"].iloc[0]
+        instr = mine[mine["b"] == "instruction"].iloc[0]
+        lines.append(
+            f"- **{split.split('-')[0]} pairs** (n = {concat['n']}): the learned "
+            f"`<and>` {concat['a_rate']:.1f}% against concatenation "
+            f"{concat['b_rate']:.1f}% (exact McNemar p {_p(p_text(concat['p']))}; "
+            f"the test detects {concat['detectable']:.1f} points with 80% power), "
+            f"{instr['b_rate'] - instr['a_rate']:.1f} points below the instructions "
+            f"({instr['b_rate']:.1f}%)."
+        )
     return "\n".join(lines)
+
+
+def _p(text: str) -> str:
+    """``= 0.002`` or ``< 0.001``: a p-value after the letter p."""
+    return text if text.startswith("<") else f"= {text}"
 
 
 def write_search(folder: Path, search: pd.DataFrame) -> None:
