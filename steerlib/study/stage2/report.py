@@ -25,6 +25,11 @@ REFERENCES = {
 }
 """Rows of ``position/search.csv`` shown beside the candidates: same selection set and
 metric, not re-run."""
+NOT_RUN = {
+    "H": "not run: stage 1 again with k in {2, 4} for the kept pairs' behaviors did "
+    "not fit this session's budget (PLAN.md runs it only if the rest finished in time)"
+}
+"""PLAN.md's families that did not run, with why (in the table, never guessed)."""
 TODAY = "and@shared+isolate"
 """Today's pack: the default ``<and>`` unless a candidate beats it (PLAN.md)."""
 WINNER = "and@stage2"
@@ -51,6 +56,7 @@ def search_table(folder: Path, position: Path) -> pd.DataFrame:
         else:
             row["note"] = "not run"
         rows.append(row)
+    rows += [{"candidate": f, "family": f, "note": why} for f, why in NOT_RUN.items()]
     refs = pd.read_csv(position / "search.csv")
     refs = refs[refs["variant"].isin(REFERENCES)]
     for _, ref in refs.iterrows():
@@ -77,7 +83,8 @@ def search_table(folder: Path, position: Path) -> pd.DataFrame:
         )
     columns = ["candidate", "family", "k", "T", "lambda", "ce", "joint", "joint_lo"]
     columns += ["joint_hi", "first", "second", "gap", "n", "train_s", "eval_s", "note"]
-    return pd.DataFrame(rows).reindex(columns=columns)
+    table = pd.DataFrame(rows).reindex(columns=columns)
+    return table.astype({"n": "Int64"})  # a count, also beside rows that did not run
 
 
 def winner(search: pd.DataFrame) -> str | None:
