@@ -3,6 +3,7 @@ selection score, configuration and cost) and the test run."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -149,6 +150,26 @@ def write_filter(folder: Path, table: pd.DataFrame) -> None:
     )
 
 
+def place_and_order(
+    pairs: pd.DataFrame, slots: pd.DataFrame, methods: Sequence[str]
+) -> list[str]:
+    """The last two sections of a test report (markdown lines): each behavior's pass
+    rate by the place its token stands (``slots``: ``slot_rates(pairs)``), and the
+    order variance beside the paper's."""
+    return [
+        "**Each behavior's own pass rate (%) by the place its token stands: first / "
+        "second**",
+        "",
+        slot_pivot(slots, methods).to_markdown(index=False),
+        "",
+        "**Order variance (points) beside the paper's (Qwen3-8B; – where the paper has "
+        "no such method)**",
+        "",
+        dashes(order_variance(pairs).round(1)).to_markdown(index=False),
+        "",
+    ]
+
+
 def write_test_report(
     pairs: pd.DataFrame, singles: pd.DataFrame, winner_name: str, folder: Path
 ) -> dict:
@@ -186,16 +207,7 @@ def write_test_report(
         .assign(p=[p_text(p) for p in tests["p"]])
         .to_markdown(index=False),
         "",
-        "**Each behavior's own pass rate (%) by the place its token stands: first / "
-        "second**",
-        "",
-        slot_pivot(slots, methods).to_markdown(index=False),
-        "",
-        "**Order variance (points) beside the paper's (Qwen3-8B; – where the paper has "
-        "no such method)**",
-        "",
-        dashes(order_variance(pairs).round(1)).to_markdown(index=False),
-        "",
+        *place_and_order(pairs, slots, methods),
     ]
     write_text(folder / "test.md", "\n".join(lines))
     write_text(folder / "test_slots.csv", slots.round(2).to_csv(index=False))

@@ -12,9 +12,9 @@ from scipy.stats import norm
 from steerlib.evaluation.records import read_records
 from steerlib.model.tokens import SteeringTokens
 from steerlib.storage import write_text
-from steerlib.study.position.report import selection_table
+from steerlib.study.position.report import place_and_order, selection_table
 from steerlib.study.position.runs import SELECTION, read_costs
-from steerlib.study.slots import dashes, order_variance, slot_pivot, slot_rates
+from steerlib.study.slots import slot_rates
 from steerlib.study.stage2.candidates import CANDIDATES, candidate_file
 
 REFERENCES = {
@@ -235,15 +235,7 @@ def write_test(
         .assign(p=[p_text(p) for p in tests["p"]])
         .to_markdown(index=False),
         "",
-        "**Each behavior's own pass rate (%) by the place its token stands: "
-        "first / second**",
-        "",
-        slot_pivot(slots, methods).to_markdown(index=False),
-        "",
-        "**Order variance (points)**",
-        "",
-        dashes(order_variance(pairs).round(1)).to_markdown(index=False),
-        "",
+        *place_and_order(pairs, slots, methods),
     ]
     write_text(folder / "test.md", "\n".join(lines))
     write_text(folder / "test_tests.csv", tests.round(4).to_csv(index=False))
