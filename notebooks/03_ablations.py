@@ -73,12 +73,11 @@ import steerlib as st
 from IPython.display import display
 from steerlib.evaluation.records import read_records
 from steerlib.study import plots
+from steerlib.study.ablation_tests import beside_paper, paired_vs_recipe
 from steerlib.study.ablations import (
     ABLATIONS,
     ablation_setup,
-    beside_paper,
     label,
-    paired_vs_recipe,
     run_ablations,
     settings,
 )

@@ -393,13 +393,8 @@ def cmd_capable(args) -> None:
 def cmd_ablations(args) -> None:
     from steerlib.evaluation.records import read_records
     from steerlib.study import reports
-    from steerlib.study.ablations import (
-        ABLATIONS,
-        ablation_setup,
-        beside_paper,
-        paired_vs_recipe,
-        run_ablations,
-    )
+    from steerlib.study.ablation_tests import beside_paper, paired_vs_recipe
+    from steerlib.study.ablations import ABLATIONS, ablation_setup, run_ablations
     from steerlib.study.pipeline import load_tokens
 
     preset = _preset(args)

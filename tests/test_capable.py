@@ -245,12 +245,8 @@ def test_ablations_on_capable_pairs_reuse_the_study_records_and_test_against_the
 
     import steerlib as st
     from steerlib.evaluation.records import read_records
-    from steerlib.study.ablations import (
-        RECIPE,
-        capable_protocol,
-        paired_vs_recipe,
-        run_ablations,
-    )
+    from steerlib.study.ablation_tests import paired_vs_recipe
+    from steerlib.study.ablations import RECIPE, capable_protocol, run_ablations
 
     preset = st.presets.smoke()
     behaviors = st.study.train_all_behaviors(tiny, preset)
@@ -327,7 +323,7 @@ def test_paired_vs_recipe_pairs_each_setting_with_its_recipe_on_the_same_prompts
     """Hand-made records: lambda=0.0 passes where the recipe (lambda=0.5) fails on 6
     prompts and the reverse on 2; a setting of another ablation, and prompts only one
     side has, stay out."""
-    from steerlib.study.ablations import paired_vs_recipe
+    from steerlib.study.ablation_tests import paired_vs_recipe
 
     table = pd.DataFrame(
         [
@@ -370,7 +366,7 @@ def test_paired_vs_recipe_pairs_each_setting_with_its_recipe_on_the_same_prompts
 def test_beside_paper_sets_paired_differences_against_the_papers_with_known_verdicts():
     """Hand-made McNemar rows: the paired difference, its Wald interval (worked out
     here by hand) and the verdict against the paper's unseen differences (METHOD.md)."""
-    from steerlib.study.ablations import beside_paper
+    from steerlib.study.ablation_tests import beside_paper
 
     tests = pd.DataFrame(
         [

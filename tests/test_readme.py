@@ -47,7 +47,7 @@ def test_readme_headline_table_is_the_results_file():
     results/cpu/capable_pairs.csv."""
     import pandas as pd
 
-    from steerlib.study.reports import capable_headline
+    from steerlib.study.capable_reports import capable_headline
 
     expected = capable_headline(
         pd.read_csv(ROOT / "results" / "cpu" / "capable_pairs.csv")

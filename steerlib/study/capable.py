@@ -44,7 +44,7 @@ from steerlib.model.generate import SteeredModel
 from steerlib.model.methods import Method
 from steerlib.model.tokens import SteeringTokens
 from steerlib.presets import Preset
-from steerlib.study import reports
+from steerlib.study import capable_reports
 from steerlib.study.slots import slot_lines
 from steerlib.tasks import behaviors as B
 from steerlib.tasks import prompts as P
@@ -226,13 +226,14 @@ def write_report(
     out: Path,
     threshold: float = CAPABLE_RATE,
 ) -> dict[str, pd.DataFrame]:
-    """The study's tables from its records, written by ``reports.capable_pairs``."""
+    """The study's tables from its records, written by
+    ``capable_reports.capable_pairs``."""
     report = {
         "summary": joint_table(pairs, singles),
         "retention": retention(pairs, singles),
         "tests": paired_tests(pairs),
     }
-    reports.capable_pairs(
+    capable_reports.capable_pairs(
         out, report, val_rates, selected, threshold, slot_lines(pairs)
     )
     return report
@@ -363,7 +364,7 @@ def run(
         bb, tokens, preset, out, methods, threshold, keep_recorded
     )
     if not selected:  # nothing to compose: say so, with the rates that decided it
-        reports.capable_selection(out, val_rates, selected, threshold)
+        capable_reports.capable_selection(out, val_rates, selected, threshold)
         return {}
     report = write_report(pairs, singles, val_rates, selected, out, threshold)
     plots.save(plots.retention(report["retention"]), out / "capable_retention.png")

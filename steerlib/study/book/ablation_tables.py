@@ -118,7 +118,7 @@ def ablation_conclusion(tests: pd.DataFrame) -> list[str]:
 
 
 def paper_table(paper: pd.DataFrame) -> pd.DataFrame:
-    """``ablations.beside_paper`` as the page shows it: one name per variant,
+    """``ablation_tests.beside_paper`` as the page shows it: one name per variant,
     differences in points with their interval, p as text, and "–" where the paper has
     no number."""
     names = _names_by_setting()
