@@ -283,7 +283,8 @@ def test_two_processes_saving_tokens_never_collide(tmp_path):
         for step in range(300):
             t = SteeringTokens(8, "m", "f" * 16)
             t.set("french", torch.full((8,), float(i)))
-            t.save_file({str(tmp_path / "tokens.safetensors")!r})
+            # overwrite: the two processes replace each other's vector on purpose
+            t.save_file({str(tmp_path / "tokens.safetensors")!r}, overwrite=True)
             loaded = SteeringTokens.load_file({str(tmp_path / "tokens.safetensors")!r})
             assert loaded["french"][0] in (0.0, 1.0)
     """
