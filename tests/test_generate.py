@@ -122,7 +122,7 @@ def test_rows_join_as_others_end_and_answers_equal_each_prompt_alone(
         return read
 
     monkeypatch.setattr(decoding._Prefix, "read", read_spy)
-    room = decoding._Slots._room
+    room = decoding._Rows._room
 
     def spy(
         self, before, after
@@ -131,7 +131,7 @@ def test_rows_join_as_others_end_and_answers_equal_each_prompt_alone(
         room(self, before, after)
         moves.extend([was] if was != (self.start, self.end, self.mask.shape[1]) else [])
 
-    monkeypatch.setattr(decoding._Slots, "_room", spy)
+    monkeypatch.setattr(decoding._Rows, "_room", spy)
     bb, k = sm.backbone, 16
     ends = early_ends(sm, k)
     rows = [sm.render(p) for p in REFILL_PROMPTS] + [

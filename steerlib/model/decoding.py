@@ -7,14 +7,14 @@ argmax, the next token; no logits processors, stopping criteria or ``generate``'
 per-step bookkeeping. Three things make it cheaper than decoding static batches
 (benchmarks/RESULTS.md):
 
-* **Continuous batching.** Up to ``slots`` answers are in flight. When one ends (its end
-  token, or ``max_new_tokens``), the next waiting prompt is read and takes its slot, so
-  steps are not spent on rows that have finished: a 135M model's answers end anywhere
+* **Continuous batching.** Up to ``max_rows`` answers are in flight. When one ends (its
+  end token, or ``max_new_tokens``), the next waiting prompt is read and takes its row,
+  so steps are not spent on rows that have finished: a 135M model's answers end anywhere
   between 8 tokens and the cap.
 * **A cache that is written, not copied.** Keys and values live in buffers with spare
   columns; a step writes its one new column, where transformers' ``DynamicLayer`` copies
   the whole cache (``torch.cat``: 30% of decoding time at batch 64). A joining prompt's
-  cache is written into its slot's row.
+  cache is written into its row.
 * **The shared start read once.** Every chat prompt begins with the same tokens (the
   template's system turn and user header: 24 of the 35-76 tokens of an evaluation prompt
   on SmolLM2); they are computed once and each prompt reads only what follows.
@@ -61,7 +61,7 @@ banned words, ...) needs transformers' logits processors and goes through
 ``generate``."""
 
 PREFILL_PROMPTS = 16
-"""Prompts read per forward when slots fill. Prompts come sorted by length, and 16 of
+"""Prompts read per forward when rows free up. Prompts come sorted by length, and 16 of
 them pad less than 64 would, while 16 prompts of 20-50 tokens are still GEMMs of
 hundreds of rows."""
 
@@ -209,20 +209,20 @@ def _pad_left(t: torch.Tensor, width: int, dim: int) -> torch.Tensor:
 
 
 class _BufferLayer(DynamicLayer):
-    """One layer's keys and values in buffers of ``(slots, heads, capacity,
-    head_dim)``; the model sees the columns ``[start, end)`` of its ``_Slots``, and a
+    """One layer's keys and values in buffers of ``(rows, heads, capacity,
+    head_dim)``; the model sees the columns ``[start, end)`` of its ``_Rows``, and a
     step writes column ``end``."""
 
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor, slots: _Slots) -> None:
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, rows: _Rows) -> None:
         super().__init__()
-        self.key_buffer, self.value_buffer, self.slots = keys, values, slots
+        self.key_buffer, self.value_buffer, self.rows = keys, values, rows
         self.is_initialized, self.device = True, keys.device
         self.show()
 
     def show(self) -> None:
         """Point ``keys``/``values`` (what ``get_seq_length`` and the model read) at
         the window."""
-        start, end = self.slots.start, self.slots.end
+        start, end = self.rows.start, self.rows.end
         self.keys, self.values = (
             self.key_buffer[:, :, start:end],
             self.value_buffer[:, :, start:end],
@@ -231,23 +231,23 @@ class _BufferLayer(DynamicLayer):
     def update(
         self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs
     ):
-        end = self.slots.end
+        end = self.rows.end
         self.key_buffer[:, :, end : end + 1] = key_states
         self.value_buffer[:, :, end : end + 1] = value_states
-        start = self.slots.start
+        start = self.rows.start
         return self.key_buffer[:, :, start : end + 1], self.value_buffer[
             :, :, start : end + 1
         ]
 
 
-class _Slots:
-    """The rows in flight: a cache, mask and next position per slot, and which prompt
-    each slot answers (-1: free). Columns ``[start, end)`` hold every live row's
+class _Rows:
+    """The rows in flight: a cache, mask and next position per row, and which prompt
+    each row answers (-1: free). Columns ``[start, end)`` hold every live row's
     tokens; each row's own tokens end at column ``end - 1``."""
 
-    def __init__(self, read: _Read, slots: int, room: int) -> None:
+    def __init__(self, read: _Read, count: int, room: int) -> None:
         first = read.cache.layers[0].keys
-        shape = (slots, first.shape[1], room, first.shape[3])
+        shape = (count, first.shape[1], room, first.shape[3])
         self.start = self.end = read.mask.shape[
             1
         ]  # room for the first prompts' columns
@@ -258,11 +258,11 @@ class _Slots:
             ]
         )
         self.mask = read.mask.new_ones(
-            slots, room
+            count, room
         )  # free rows read their own columns: no empty softmax
-        self.position = read.position.new_zeros(slots, 1)
-        self.logits = read.logits.new_zeros(slots, read.logits.shape[1])
-        self.prompt = [-1] * slots
+        self.position = read.position.new_zeros(count, 1)
+        self.logits = read.logits.new_zeros(count, read.logits.shape[1])
+        self.prompt = [-1] * count
 
     @property
     def layers(self) -> list[_BufferLayer]:
@@ -274,26 +274,26 @@ class _Slots:
     def live(self) -> list[int]:
         return [s for s, p in enumerate(self.prompt) if p >= 0]
 
-    def place(self, slots: list[int], prompts: list[int], read: _Read) -> None:
-        """Write prompts just read into free ``slots``: their cache ends at column
+    def place(self, indices: list[int], prompts: list[int], read: _Read) -> None:
+        """Write prompts just read into free ``indices``: their cache ends at column
         ``end - 1``."""
         width = read.mask.shape[1]
         self._room(before=width, after=0)
-        index = torch.tensor(slots, device=self.mask.device)
+        index = torch.tensor(indices, device=self.mask.device)
         for layer, new in zip(self.layers, read.cache.layers):
             layer.key_buffer[index, :, self.end - width : self.end] = new.keys
             layer.value_buffer[index, :, self.end - width : self.end] = new.values
         self.mask[index] = 0
         self.mask[index, self.end - width : self.end] = read.mask
         self.position[index], self.logits[index] = read.position, read.logits
-        for s, p in zip(slots, prompts):
+        for s, p in zip(indices, prompts):
             self.prompt[s] = p
         self.start = min(self.start, self.end - width)
         self._show()
 
-    def finish(self, slots: list[int]) -> None:
-        """Free ``slots``; the window starts at the first column a live row uses."""
-        for s in slots:
+    def finish(self, indices: list[int]) -> None:
+        """Free ``indices``; the window starts at the first column a live row uses."""
+        for s in indices:
             self.prompt[s] = -1
         live = self.live()
         if live:
@@ -388,13 +388,13 @@ def greedy(
     model,
     prefill: Callable[[list[int]], Batch],
     n: int,
-    slots: int,
+    max_rows: int,
     max_new_tokens: int,
     eos: Sequence[int],
     done: Callable[[int], None] | None = None,
     penalty: float = 1.0,
 ) -> list[list[int]]:
-    """Greedy answers to prompts ``0 .. n-1``, taken in that order, at most ``slots``
+    """Greedy answers to prompts ``0 .. n-1``, taken in that order, at most ``max_rows``
     at a time.
 
     ``prefill(indices)`` embeds those prompts as one left-padded ``Batch``. Each answer
@@ -406,10 +406,10 @@ def greedy(
     ends = set(eos)
     answers: list[list[int]] = [[] for _ in range(n)]
     waiting = 0  # the next prompt to read
-    rows: _Slots | None = None
+    rows: _Rows | None = None
     prefix: _Prefix | None = None
     while True:
-        free = rows.free() if rows is not None else list(range(min(slots, n)))
+        free = rows.free() if rows is not None else list(range(min(max_rows, n)))
         while free and waiting < n:
             chunk = list(
                 range(waiting, min(n, waiting + len(free), waiting + PREFILL_PROMPTS))
@@ -426,7 +426,7 @@ def greedy(
                     batch.position_ids,
                 )
             if rows is None:
-                rows = _Slots(
+                rows = _Rows(
                     read, len(free), read.mask.shape[1] + max_new_tokens + SLACK
                 )
             rows.place(free[: len(chunk)], chunk, read)
