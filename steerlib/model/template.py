@@ -1,6 +1,6 @@
 """From "question <french><and><words_10_50>" to ``inputs_embeds``.
 
-Layout (paper): the steering tokens sit right after the question, inside the user turn
+Placement (paper): the steering tokens sit right after the question, in the user turn
 of the model's own chat template; the teacher reads the instruction text there instead.
 The hybrid form has both: ``question instructions <tokens>`` (that order is ours).
 
