@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: tags,-all
+#     cell_metadata_filter: tags,cellView,jupyter,-all
 #     notebook_metadata_filter: kernelspec,jupytext,colab
 #     text_representation:
 #       extension: .py
@@ -47,9 +47,8 @@ if "google.colab" in sys.modules and not os.path.isdir("steerlib"):
 # %%
 import matplotlib.pyplot as plt
 import pandas as pd
-from IPython.display import Markdown, display
-
 import steerlib as st
+from IPython.display import Markdown, display
 from steerlib.model.generate import DEMO_REPETITION_PENALTY
 from steerlib.study.folders import results_dir
 from steerlib.study.stage2 import report
