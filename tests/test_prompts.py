@@ -11,6 +11,7 @@ from importlib.resources import files
 
 import pytest
 
+from steerlib.errors import DependencyError
 from steerlib.tasks import prompts
 
 CONSTRAINTS = [
@@ -241,7 +242,7 @@ def test_file_source_checks(tmp_path):
 
 def test_dataset_name_without_datasets_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "datasets", None)
-    with pytest.raises(ImportError, match="pip install datasets"):
+    with pytest.raises(DependencyError, match=r"pip install 'steerlib\[datasets\]'"):
         prompts.load(source="some-org/some-dataset")
 
 
