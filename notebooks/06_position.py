@@ -376,7 +376,8 @@ display(
 # than a learned composition token; the paper's larger models may not need it.
 #
 # The winner ships as a token pack that records its layout, so loading it is
-# enough; it is what steerlib loads by default for the embedded model:
+# enough. steerlib's default pack for the embedded model reads its tokens in this
+# layout too, with the `<and>` chapter 7 trains for it:
 #
 # ```python
 # tokens = st.SteeringTokens.pretrained(bb)  # the default pack, in its layout
