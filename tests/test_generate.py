@@ -255,8 +255,10 @@ def test_configs_beyond_plain_greedy_go_through_generate():
 def test_embedded_greedy_loop_gives_generates_tokens(embedded):
     """The shipped tokens on the embedded model, prompt methods that read 0-3 steering
     vectors and instructions: the loop (batched, and one prompt at a time) ==
-    transformers' generate."""
-    sm = st.SteeredModel(embedded, st.SteeringTokens.pretrained(embedded))
+    transformers' generate. The paper-layout pack, which transformers can read (the
+    default pack's isolated layout decodes in the loop only: test_default_pack), and
+    whose answers end early enough for later prompts to join."""
+    sm = st.SteeredModel(embedded, st.SteeringTokens.pretrained(embedded, "paper"))
     questions = st.prompts.load("test", limit=6)
     combos = [("french", "words_10_50"), ("json",), ("upper_case", "sentences_1")]
     reqs = [

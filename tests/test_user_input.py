@@ -274,7 +274,7 @@ def test_train_out_on_a_full_disk_is_one_line_naming_the_file(
     tiny, tmp_path, monkeypatch, capsys
 ):
     monkeypatch.setattr(
-        "steerlib.study.pipeline.train_all_behaviors",
+        "steerlib.study.singles.train_all_behaviors",
         lambda bb, *a, **k: _tokens(bb.hidden_size),
     )
     monkeypatch.setattr("safetensors.torch.save_file", _disk_full)
