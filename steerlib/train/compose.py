@@ -127,12 +127,11 @@ def init_and(
         behaviors = [tokens.rows(n) for n in tokens.names if n != "and"]
         vector = torch.cat(behaviors).mean(0)
     else:
-        vector = None
-    if vector is not None:
-        return vector.expand(k, -1).clone().squeeze(0)
-    raise ConfigError(
-        f"init {init!r} is not a stage-2 init; use 'zero', 'word', 'mean' or 'random'"
-    )
+        raise ConfigError(
+            f"init {init!r} is not a stage-2 init; use 'zero', 'word', 'mean' or "
+            "'random'"
+        )
+    return vector.expand(k, -1).clone().squeeze(0)
 
 
 def validation_rate(tokens: SteeringTokens, name: str) -> float | None:
