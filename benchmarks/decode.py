@@ -47,7 +47,7 @@ from transformers import DynamicCache
 from steerlib.model.backbone import Backbone, load_backbone
 from steerlib.model.generate import Request, SteeredModel
 from steerlib.model.template import Batch, embed
-from steerlib.model.tokens import SteeringTokens
+from steerlib.model.tokens import Pack, SteeringTokens
 from steerlib.tasks import behaviors as B
 from steerlib.tasks import prompts as P
 
@@ -132,7 +132,7 @@ def eval_batch(bb: Backbone, n: int) -> Batch:
     """``n`` test questions, each with one shipped behavior token (behaviors in
     turn)."""
     tokens = (
-        SteeringTokens.pretrained(bb)
+        SteeringTokens.pretrained(bb, Pack.PAPER)
         if bb.model_id.endswith("(GGUF Q4_1, embedded)")
         else None
     )

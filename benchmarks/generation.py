@@ -46,7 +46,7 @@ from steerlib.errors import SteerlibError
 from steerlib.model.backbone import Backbone
 from steerlib.model.generate import SteeredModel
 from steerlib.model.methods import METHODS
-from steerlib.model.tokens import SteeringTokens, random_init
+from steerlib.model.tokens import Pack, SteeringTokens, random_init
 from steerlib.presets import presets
 from steerlib.tasks import prompts as P
 
@@ -72,10 +72,12 @@ def answer_length(row: list[int], eos: set[int]) -> int:
 
 
 def shipped_or_random(bb: Backbone, names: list[str]) -> SteeringTokens:
-    """The shipped tokens when they fit ``bb``, else a random vector (seed: its index in
-    ``names``) under each of ``names``."""
+    """The paper pack when it fits ``bb``, else a random vector (seed: its index in
+    ``names``) under each of ``names``. The paper pack, not the default: its layout is
+    one transformers' ``generate`` reads too, the baseline every ratio here is against
+    (the default pack's isolated slots decode in steerlib's loop only)."""
     try:
-        return SteeringTokens.pretrained(bb)
+        return SteeringTokens.pretrained(bb, Pack.PAPER)
     except SteerlibError:
         tokens = SteeringTokens.for_backbone(bb)
         for i, name in enumerate(names):
