@@ -32,8 +32,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from steerlib.model.backbone import Backbone, embedded_gguf_path, load_backbone
+from steerlib.model.backbone import Backbone, load_backbone
 from steerlib.model.generate import SteeredModel
+from steerlib.model.gguf import embedded_gguf_path
 from steerlib.tasks import behaviors as B
 
 from .generation import answer_length, steered_model, workload, workload_names

@@ -8,7 +8,8 @@ import torch
 import transformers
 
 import steerlib as st
-from steerlib.model.backbone import _embedded_tokenizer, tiny_backbone
+from steerlib.model.backbone import tiny_backbone
+from steerlib.model.gguf import embedded_tokenizer
 
 
 def _raw_tiny(seed: int = 0):
@@ -18,7 +19,7 @@ def _raw_tiny(seed: int = 0):
     model = transformers.LlamaForCausalLM(bb.model.config)
     model.load_state_dict(bb.model.state_dict())
     model.train()
-    tokenizer = _embedded_tokenizer()
+    tokenizer = embedded_tokenizer()
     tokenizer.padding_side = "right"
     tokenizer.pad_token = None
     return model, tokenizer

