@@ -8,7 +8,7 @@ import torch
 from transformers import GenerationConfig
 
 import steerlib as st
-from steerlib.model import decoding
+from steerlib.model import decoding, kv_cache
 from steerlib.model.generate import _completed
 from steerlib.model.methods import METHODS
 from steerlib.model.template import Rendered, embed
@@ -112,7 +112,7 @@ def test_rows_join_as_others_end_and_answers_equal_each_prompt_alone(
     its buffers. The last prompt is raw text without the chat template: it does not
     start with the shared prefix and is read whole."""
     shared, moves = [], []
-    read_after_prefix = decoding._Prefix.read
+    read_after_prefix = kv_cache.Prefix.read
 
     def read_spy(
         self, *a
@@ -121,8 +121,8 @@ def test_rows_join_as_others_end_and_answers_equal_each_prompt_alone(
         shared.append(read is not None)
         return read
 
-    monkeypatch.setattr(decoding._Prefix, "read", read_spy)
-    room = decoding._Rows._room
+    monkeypatch.setattr(kv_cache.Prefix, "read", read_spy)
+    room = kv_cache.Rows._room
 
     def spy(
         self, before, after
@@ -131,7 +131,7 @@ def test_rows_join_as_others_end_and_answers_equal_each_prompt_alone(
         room(self, before, after)
         moves.extend([was] if was != (self.start, self.end, self.mask.shape[1]) else [])
 
-    monkeypatch.setattr(decoding._Rows, "_room", spy)
+    monkeypatch.setattr(kv_cache.Rows, "_room", spy)
     bb, k = sm.backbone, 16
     ends = early_ends(sm, k)
     rows = [sm.render(p) for p in REFILL_PROMPTS] + [

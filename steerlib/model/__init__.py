@@ -1,8 +1,8 @@
 """The steered model: the frozen backbone, the steering tokens, the chat template with
 token slots, and generation for every steering method.
 
-Importing it checks the installed transformers first: ``model.decoding`` uses its
-KV-cache API, which older releases name differently.
+Importing it checks the installed transformers first: ``model.decoding`` and its cache
+(``model.kv_cache``) use its KV-cache API, which older releases name differently.
 """
 
 import transformers
@@ -11,9 +11,10 @@ from packaging.version import Version
 from steerlib.errors import DependencyError
 
 TRANSFORMERS_FLOOR = "5.24"
-"""The oldest transformers whose cache API ``decoding`` uses: a model's forward takes
-``cache=`` and returns ``.cache`` (5.24 renamed them from ``past_key_values``), and a
-``Cache`` is built from ``DynamicLayer``s (requirements.txt holds the same floor)."""
+"""The oldest transformers whose cache API ``decoding`` and ``kv_cache`` use: a
+model's forward takes ``cache=`` and returns ``.cache`` (5.24 renamed them from
+``past_key_values``), and a ``Cache`` is built from ``DynamicLayer``s (requirements.txt
+holds the same floor)."""
 
 
 def require_transformers(version: str) -> None:
