@@ -46,8 +46,9 @@ from transformers import DynamicCache
 
 from steerlib.model.backbone import Backbone, load_backbone
 from steerlib.model.generate import Request, SteeredModel
+from steerlib.model.packs import Pack
 from steerlib.model.template import Batch, embed
-from steerlib.model.tokens import Pack, SteeringTokens
+from steerlib.model.tokens import SteeringTokens
 from steerlib.tasks import behaviors as B
 from steerlib.tasks import prompts as P
 

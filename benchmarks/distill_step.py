@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 
 from steerlib.model.backbone import Backbone
+from steerlib.model.inits import text_init
 from steerlib.model.template import embed, render
-from steerlib.model.tokens import text_init
 from steerlib.presets import presets
 from steerlib.tasks import behaviors as B
 from steerlib.tasks import prompts as P

@@ -45,8 +45,10 @@ import torch.nn.functional as F
 from steerlib.errors import SteerlibError
 from steerlib.model.backbone import Backbone
 from steerlib.model.generate import SteeredModel
+from steerlib.model.inits import random_init
 from steerlib.model.methods import METHODS
-from steerlib.model.tokens import Pack, SteeringTokens, random_init
+from steerlib.model.packs import Pack
+from steerlib.model.tokens import SteeringTokens
 from steerlib.presets import presets
 from steerlib.tasks import prompts as P
 

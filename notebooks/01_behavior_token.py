@@ -522,7 +522,7 @@ ch1.check_mentions_a_number(mentions_a_number)
 # %% [markdown]
 # **Exercise 1.2: how far did training move each token?** (easy, about 10
 # min). A behavior token starts at the mean embedding of its first paraphrase
-# (`steerlib.model.tokens.text_init(bb, B.get(name).paraphrases[0])`). Return
+# (`steerlib.model.inits.text_init(bb, B.get(name).paraphrases[0])`). Return
 # a dict with the cosine between the trained vector and that initialisation
 # (`cosine_to_init`), the trained norm (`norm`), the initialisation's norm
 # (`init_norm`) and the vocabulary's median embedding norm
@@ -543,7 +543,7 @@ ch1.check_token_drift(token_drift, bb, tokens, names=("french", "words_90_120"))
 # @title Solution 1.2 { display-mode: "form" }
 import steerlib as st
 import torch.nn.functional as F
-from steerlib.model.tokens import text_init
+from steerlib.model.inits import text_init
 from steerlib.tasks import behaviors as B
 
 

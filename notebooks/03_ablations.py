@@ -321,7 +321,7 @@ tokens = st.train_composition_token(
 # **Exercise 3.1: the orthogonality term** (easy, about 10 min). Compute
 # $L_{orth} = \sum_b \cos(v, e_b)^2$ over the seen behavior tokens for the
 # trained `<and>` (`tokens["and"]`), for the vocabulary's `" and"`
-# (`steerlib.model.tokens.text_init(bb, " and")`), and for a random vector
+# (`steerlib.model.inits.text_init(bb, " and")`), and for a random vector
 # (`random_init(bb, seed)`), as a Series indexed `"<and>"`, `"' and'"`,
 # `"random"`. How much did $\lambda = 0.5$ keep `<and>` out of the behaviors'
 # directions?
@@ -341,7 +341,7 @@ ch3.check_orthogonality_terms(orthogonality_terms, bb, tokens)
 import pandas as pd
 import steerlib as st
 import torch
-from steerlib.model.tokens import random_init, text_init
+from steerlib.model.inits import random_init, text_init
 from steerlib.tasks import behaviors as B
 from steerlib.train.compose import orthogonality
 

@@ -302,7 +302,7 @@ ch4.check_vocabulary_rank(vocabulary_rank, bb)
 # **Exercise 4.2: closer to words than chance?** (medium, about 15 min). For
 # every token, compare its highest cosine to any vocabulary embedding
 # (`geometry.nearest_vocabulary(bb, tokens, k=1)`) with that of a random
-# vector of typical norm (`steerlib.model.tokens.random_init(bb, seed + i)`,
+# vector of typical norm (`steerlib.model.inits.random_init(bb, seed + i)`,
 # one per token). Return a table indexed like `nearest_vocabulary`'s `token`
 # column with columns `top_cosine` and `random_top_cosine`. Which tokens sit
 # nearer the vocabulary than a random direction does?
@@ -322,7 +322,7 @@ ch4.check_top_cosine_vs_random(top_cosine_vs_random, bb, tokens)
 import pandas as pd
 import steerlib as st
 from steerlib.evaluation import geometry
-from steerlib.model.tokens import random_init
+from steerlib.model.inits import random_init
 
 
 def top_cosine_vs_random(

@@ -213,12 +213,8 @@ def _check_write(out: str, bb, keeps: list[str], overwrite: bool) -> None:
     that the new file would drop), so that a refusal costs nothing."""
     from steerlib.errors import ForeignFileError
     from steerlib.model.card import CardState, card_state
-    from steerlib.model.tokens import (
-        CARD_FILE,
-        REPLACE_HOW,
-        WEIGHTS_FILE,
-        check_replaceable,
-    )
+    from steerlib.model.hub import CARD_FILE, WEIGHTS_FILE
+    from steerlib.model.tokens import REPLACE_HOW, check_replaceable
 
     if overwrite:
         return

@@ -18,7 +18,8 @@ from benchmarks import Sizes, render_markdown, render_text, run_suite
 from benchmarks.core import SUMMARY, Goal
 from benchmarks.load import bench_load
 from steerlib.evaluation.evaluate import COMPOSITION_METHODS
-from steerlib.model.tokens import SteeringTokens, random_init
+from steerlib.model.inits import random_init
+from steerlib.model.tokens import SteeringTokens
 from steerlib.paths import artifacts_root
 from steerlib.presets import presets
 from steerlib.study.folders import results_dir

@@ -25,7 +25,7 @@ from safetensors.torch import save_file
 
 from steerlib import paths
 from steerlib.cli import main
-from steerlib.model.tokens import FORMAT
+from steerlib.model.token_file import FORMAT
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "steerlib" / "data" / "tokens_smollm2_135m.safetensors"

@@ -17,7 +17,7 @@ from steerlib.config import (
     config_hash,
     policy_config,
 )
-from steerlib.model.tokens import PRETRAINED_FILE
+from steerlib.model.packs import PRETRAINED_FILE
 from steerlib.presets import Preset
 
 

@@ -19,7 +19,8 @@ import steerlib as st
 from steerlib.config import TargetConfig, TrainConfig, config_hash
 from steerlib.evaluation.evaluate import evaluate
 from steerlib.model.generate import SteeredModel
-from steerlib.model.tokens import PRETRAINED_FILE, SteeringTokens
+from steerlib.model.packs import PRETRAINED_FILE
+from steerlib.model.tokens import SteeringTokens
 from steerlib.presets import presets
 from steerlib.tasks import behaviors as B
 from steerlib.train.compose import train_composition_token

@@ -10,8 +10,8 @@ import torch
 import steerlib as st
 from steerlib.errors import ConfigError
 from steerlib.model import layout as L
+from steerlib.model.packs import PACK_FILES, Pack
 from steerlib.model.template import embed
-from steerlib.model.tokens import PACK_FILES, Pack
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "steerlib" / "data"

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import steerlib as st
-from steerlib.model.tokens import text_init
+from steerlib.model.inits import text_init
 from steerlib.tasks import behaviors as B
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "notebooks"))

@@ -446,7 +446,8 @@ def test_shipped_tokens_still_resolve_under_the_default_questions():
     from types import SimpleNamespace
 
     import steerlib as st
-    from steerlib.model.tokens import PRETRAINED_FILE, shipped
+    from steerlib.model.packs import PRETRAINED_FILE
+    from steerlib.model.tokens import shipped
     from steerlib.tasks import prompts as P
     from steerlib.train.distill import stage1_key
 
@@ -534,7 +535,7 @@ def _token_file(
     """A token file as ``SteeringTokens.save`` writes it, with parts replaced."""
     from safetensors.torch import save_file
 
-    from steerlib.model.tokens import FORMAT
+    from steerlib.model.token_file import FORMAT
 
     base = {
         "format": FORMAT,

@@ -14,8 +14,9 @@ import torch
 
 import steerlib as st
 from steerlib.model.backbone import tiny_backbone
+from steerlib.model.inits import random_init, text_init
 from steerlib.model.methods import METHODS
-from steerlib.model.tokens import PRETRAINED_FILE, random_init, text_init
+from steerlib.model.packs import PRETRAINED_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "results" / "cpu"

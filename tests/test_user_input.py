@@ -28,7 +28,8 @@ from steerlib.errors import (
     TokenFileError,
     VerifierError,
 )
-from steerlib.model.tokens import FORMAT, SteeringTokens
+from steerlib.model.token_file import FORMAT
+from steerlib.model.tokens import SteeringTokens
 from steerlib.presets import presets
 from steerlib.tasks import prompts as P
 

@@ -9,7 +9,7 @@ import string
 import pandas as pd
 import steerlib as st
 import torch.nn.functional as F
-from steerlib.model.tokens import text_init
+from steerlib.model.inits import text_init
 from steerlib.tasks import behaviors as B
 
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")

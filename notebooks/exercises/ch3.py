@@ -7,7 +7,7 @@ import pandas as pd
 import steerlib as st
 import torch
 from scipy.stats import binomtest
-from steerlib.model.tokens import random_init, text_init
+from steerlib.model.inits import random_init, text_init
 from steerlib.tasks import behaviors as B
 from steerlib.train.compose import orthogonality
 

@@ -8,7 +8,7 @@ import steerlib as st
 import torch
 import torch.nn.functional as F
 from steerlib.evaluation import geometry
-from steerlib.model.tokens import random_init
+from steerlib.model.inits import random_init
 
 
 def vocabulary_rank(bb: st.Backbone, vector: torch.Tensor, word: str) -> int:

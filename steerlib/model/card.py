@@ -59,7 +59,7 @@ def model_card(
 ) -> str:
     """Markdown (with Hub metadata) describing a token file; ``meta`` is its metadata
     (``SteeringTokens.metadata()``), ``pass_rates[name] = (percent, n prompts)``.
-    ``pack``: the shipped pack these tokens are (``tokens.Pack``), whose usage line
+    ``pack``: the shipped pack these tokens are (``packs.Pack``), whose usage line
     loads them with ``SteeringTokens.pretrained``: it works from any directory."""
     pass_rates = pass_rates or {}
     model_id, names, info = meta["model_id"], list(meta["names"]), meta.get("info", {})

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from typing import ClassVar, Protocol, runtime_checkable
 
 from steerlib.model.generate import Request, SteeredModel
+from steerlib.model.inits import text_init
 from steerlib.model.layout import Layout
-from steerlib.model.tokens import SteeringTokens, text_init
+from steerlib.model.tokens import SteeringTokens
 from steerlib.tasks import behaviors as B
 
 

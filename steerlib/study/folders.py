@@ -158,7 +158,7 @@ def _made_with(folder: Path):
             yield path, {k: record.get(k) for k in ("model", "max_new_tokens")}
     tokens = folder / "tokens.safetensors"
     if tokens.is_file():
-        from steerlib.model.tokens import read_fingerprint
+        from steerlib.model.token_file import read_fingerprint
 
         yield tokens, {"model": read_fingerprint(tokens)}
 

@@ -18,7 +18,8 @@ import pandas as pd
 from steerlib import distributed
 from steerlib.evaluation.records import read_records
 from steerlib.evaluation.stats import format_metrics, interval_cells, per_ordering
-from steerlib.model.tokens import WEIGHTS_FILE, SteeringTokens
+from steerlib.model.hub import WEIGHTS_FILE
+from steerlib.model.tokens import SteeringTokens
 from steerlib.presets import Preset
 from steerlib.storage import write_text
 from steerlib.study.folders import preset_args

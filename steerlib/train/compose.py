@@ -27,8 +27,9 @@ import torch.nn.functional as F
 from steerlib.config import Init, Stage2Combos, TrainConfig, choice, config_hash
 from steerlib.errors import ConfigError
 from steerlib.model.backbone import Backbone
+from steerlib.model.inits import random_rows, text_init
 from steerlib.model.methods import interleave
-from steerlib.model.tokens import SteeringTokens, random_rows, text_init
+from steerlib.model.tokens import SteeringTokens
 from steerlib.paths import artifacts_root
 from steerlib.tasks import behaviors as B
 from steerlib.tasks import prompts as P

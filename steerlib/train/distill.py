@@ -17,7 +17,8 @@ import torch
 from steerlib.config import Init, TrainConfig, config_hash
 from steerlib.errors import ConfigError
 from steerlib.model.backbone import Backbone
-from steerlib.model.tokens import SteeringTokens, random_init, random_rows, text_rows
+from steerlib.model.inits import random_init, random_rows, text_rows
+from steerlib.model.tokens import SteeringTokens
 from steerlib.paths import artifacts_root
 from steerlib.tasks import behaviors as B
 from steerlib.tasks import prompts as P

@@ -99,10 +99,10 @@ def today_pack(tokens: SteeringTokens) -> SteeringTokens:
 def ship(folder: Path) -> Path:
     """Copy the study's default pack (``PACK``) into the package, where
     ``SteeringTokens.pretrained(bb)`` reads it."""
-    from steerlib.model.tokens import PACK_FILES, Pack, _shipped_path
+    from steerlib.model.packs import PACK_FILES, Pack, shipped_path
 
     pack = SteeringTokens.load_file(folder / PACK / "tokens.safetensors")
-    return pack.save_file(_shipped_path(PACK_FILES[Pack.DEFAULT]), overwrite=True)
+    return pack.save_file(shipped_path(PACK_FILES[Pack.DEFAULT]), overwrite=True)
 
 
 def test(
