@@ -1,8 +1,10 @@
 """Launched under torchrun by test_distributed.py (and imported by it for the
 single-process side). ``train``: one vector on fixed examples whose answers differ in
 length, so that ranks hold different shares of each batch's answer tokens.
-``generate``: teacher targets and evaluation records, each rank generating its share."""
+``generate``: teacher targets and evaluation records, each rank generating its share.
+``validate``: one validation score, and how many answers this rank generated for it."""
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -11,7 +13,7 @@ import torch
 from safetensors.torch import save_file
 
 from steerlib import distributed, launch
-from steerlib.config import TargetConfig, TrainConfig
+from steerlib.config import TargetConfig, TrainConfig, ValidationConfig
 from steerlib.evaluation.evaluate import evaluate
 from steerlib.model.backbone import tiny_backbone
 from steerlib.model.generate import SteeredModel
@@ -19,6 +21,7 @@ from steerlib.model.template import render
 from steerlib.model.tokens import SteeringTokens
 from steerlib.train.loss import Example, train_vectors
 from steerlib.train.targets import make_targets
+from steerlib.train.validation import pass_rate
 
 QUESTIONS = [
     "Why is the sky blue?",
@@ -94,10 +97,40 @@ def generate(records: Path) -> None:
     )
 
 
+class CountingModel(SteeredModel):
+    """A steered model that counts the prompts it answers."""
+
+    answered = 0
+
+    def generate(self, requests, *args, **kwargs):
+        self.answered += len(requests)
+        return super().generate(requests, *args, **kwargs)
+
+
+def validate() -> dict:
+    """A validation score of random ``<french>`` and ``<upper_case>`` vectors on the
+    questions, and the number of answers this process generated for it."""
+    bb = tiny_backbone()
+    tokens = SteeringTokens.for_backbone(bb)
+    g = torch.Generator().manual_seed(0)
+    for name in ("french", "upper_case"):
+        tokens.set(name, torch.randn(bb.hidden_size, generator=g))
+    sm = CountingModel(bb, tokens)
+    jobs = [
+        (q, (name,), (name,)) for q in QUESTIONS for name in ("french", "upper_case")
+    ]
+    rate = pass_rate(sm, jobs, ValidationConfig(max_new_tokens=12, batch_size=4))
+    return {"rate": rate, "answered": sm.answered, "jobs": len(jobs)}
+
+
 def main() -> None:
     distributed.init()
     if sys.argv[1] == "generate":
         generate(Path(sys.argv[2]))
+        return
+    if sys.argv[1] == "validate":
+        out = Path(sys.argv[2]) / f"rank{distributed.rank()}.json"
+        out.write_text(json.dumps(validate()))
         return
     out, ckpt, stop = (
         Path(sys.argv[2]),

@@ -87,6 +87,18 @@ def test_two_processes_train_the_vector_one_process_trains(tmp_path):
     assert not torch.equal(single, torch.zeros_like(single))
 
 
+def test_two_processes_share_a_validation_score(tmp_path):
+    """Each rank answers its half of the validation questions (not all of them, as
+    before: under --workers every rank repeated the whole score), and both get the
+    score one process computes."""
+    single = worker.validate()
+    torchrun([WORKER, "validate", str(tmp_path)])
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["answered"] for r in ranks] == [single["jobs"] // 2] * 2
+    assert single["answered"] == single["jobs"]
+    assert [r["rate"] for r in ranks] == [single["rate"]] * 2
+
+
 def test_checkpoint_of_two_processes_resumes_in_one(tmp_path):
     """Rank 0's checkpoint after 3 steps of 2 processes; one process finishes the
     run."""

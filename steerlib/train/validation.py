@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
+from steerlib import distributed
 from steerlib.config import ValidationConfig
 from steerlib.errors import ConfigError
 from steerlib.model.backbone import Backbone
@@ -41,10 +42,17 @@ def pass_rate(
     cfg: ValidationConfig,
 ) -> float:
     """Share of ``jobs`` = [(question, slots, behaviors to verify)] whose greedy answer
-    passes every verifier."""
+    passes every verifier.
+
+    Under several processes each answers its share of the questions and all get every
+    answer (``distributed.map_shards``): the params are the same on every rank, so the
+    score, and the early stop it decides, are too, for the cost of one share."""
     requests = [Request(q, slots) for q, slots, _ in jobs]
-    texts = sm.generate(
-        requests, cfg.max_new_tokens, batch_size=cfg.batch_size, progress=False
+    texts = distributed.map_shards(
+        lambda part: sm.generate(
+            part, cfg.max_new_tokens, batch_size=cfg.batch_size, progress=False
+        ),
+        requests,
     )
     return sum(
         all(B.verify_all(t, names).values()) for t, (_, _, names) in zip(texts, jobs)
