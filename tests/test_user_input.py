@@ -165,25 +165,59 @@ def test_set_of_a_mapping_with_an_unknown_name_is_refused(item, words):
 
 
 # -- 10. seconds of a resumed run ------------------------------------------------------
-def test_a_resumed_tokens_seconds_count_every_leg(tiny, monkeypatch):
-    """Case 10: main counted only the last leg. The first leg runs on a clock that moves
-    100 s per reading, the second on one that moves 1 ms."""
+def test_a_resumed_token_is_the_uninterrupted_one_and_its_seconds_count_every_leg(
+    tiny, monkeypatch
+):
+    """Case 10: main counted only the last leg (8.1 vs 18.4 s), and no killed leg's
+    target generation. A fake clock moves 1 ms per reading; making the targets, the
+    first time only (then they are cached), costs 1000 s on it. The first leg stops
+    after its last checkpoint, as a kill -9 there would."""
     import time
 
-    from steerlib.train.distill import train_behavior_token
+    from safetensors import safe_open
+
+    from steerlib.train import distill
 
     cfg = presets.get("smoke").stage1_config("french")
-    clock = {"now": 0.0, "step": 100.0}
+    clock = {"now": 0.0}
 
-    def fake():
-        clock["now"] += clock["step"]
+    def tick() -> float:
+        clock["now"] += 0.001
         return clock["now"]
 
-    monkeypatch.setattr(time, "perf_counter", fake)
-    train_behavior_token(tiny, "french", cfg, stop_after=cfg.steps - 1, progress=False)
-    clock["step"] = 0.001
-    tokens = train_behavior_token(tiny, "french", cfg, progress=False)
-    assert tokens.info["french"]["seconds"] >= 100
+    make_targets, made = distill.behavior_targets, []
+
+    def slow_targets(*args, **kwargs):
+        if not made:
+            clock["now"] += 1000.0
+        made.append(1)
+        return make_targets(*args, **kwargs)
+
+    monkeypatch.setattr(time, "perf_counter", tick)
+    monkeypatch.setattr(distill, "behavior_targets", slow_targets)
+    final = distill.stage1_path(tiny, "french", cfg)
+    ckpt = final.with_suffix(".ckpt.safetensors")
+    train = distill.train_behavior_token
+    train(tiny, "french", cfg, stop_after=cfg.steps - 1, progress=False)
+    assert ckpt.is_file() and not final.is_file()  # cut short, not finished
+    with safe_open(str(ckpt), framework="pt") as f:
+        first_leg = json.loads(f.metadata()["checkpoint"])["seconds"]
+    resumed = train(tiny, "french", cfg, progress=False)
+    whole = train(tiny, "french", cfg, retrain=True, progress=False)
+    assert len(made) == 3  # each run asked for its targets; only the first made them
+    assert first_leg >= 1000  # the checkpoint carries its leg's targets
+    assert resumed.info["french"]["seconds"] >= first_leg
+    assert whole.info["french"]["seconds"] < 1000  # its targets were cached
+
+    def rest(info: dict) -> dict:
+        return {k: v for k, v in info.items() if k not in ("seconds", "final_loss")}
+
+    assert rest(resumed.info["french"]) == rest(whole.info["french"])
+    assert resumed.info["french"]["final_loss"] == pytest.approx(
+        whole.info["french"]["final_loss"], rel=1e-5
+    )
+    assert resumed.losses["french"] == pytest.approx(whole.losses["french"], rel=1e-5)
+    assert torch.allclose(resumed["french"], whole["french"], atol=1e-6)
 
 
 # -- 11. a hostile token file, and a card that quotes what it renders ------------------

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -41,6 +40,7 @@ from steerlib.storage import save_safetensors
 from steerlib.tasks import behaviors as B
 from steerlib.tasks import prompts as P
 from steerlib.train.distill import behavior_targets
+from steerlib.train.loop import TrainResult
 from steerlib.train.loss import Example, examples_for
 from steerlib.train.targets import artifacts_root
 
@@ -277,10 +277,11 @@ def behavior_seed(seed: int, name: str) -> int:
 
 
 def training_record(
-    kind: str, name: str, config, losses: list[float], n_examples: int, start: float
+    kind: str, name: str, config, result: TrainResult, n_examples: int
 ) -> dict:
-    """The per-behavior ``info`` entry, and a log line saying what was done."""
-    seconds = round(time.perf_counter() - start, 1)
+    """The per-behavior ``info`` entry, and a log line saying what was done; its
+    ``seconds`` count every leg of a resumed run (``TrainResult.seconds``)."""
+    losses, seconds = result.losses, round(result.seconds, 1)
     log.info(
         "%s <%s>: %d steps in %.0f s, loss %.3f -> %.3f",
         kind,

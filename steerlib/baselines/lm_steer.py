@@ -147,11 +147,10 @@ def train_lm_steer(
             ),
             progress=progress,
             stop_after=stop_after,
+            started=start,
         )
         trained = {k: p.detach().cpu() for k, p in params.items()}
-        info = training_record(
-            LMSteer.KIND, name, cfg, result.losses, len(examples), start
-        )
+        info = training_record(LMSteer.KIND, name, cfg, result, len(examples))
         return (
             LMSteer(
                 eps=cfg.eps,

@@ -308,6 +308,7 @@ def train_lora(
                 student_context=lambda: student_pass(model, params),
                 progress=progress,
                 stop_after=stop_after,
+                started=start,
             )
             # no embedding layers are adapted; "auto" would look the base model up on
             # the Hub
@@ -315,9 +316,7 @@ def train_lora(
                 model, adapter_name=name, save_embedding_layers=False
             )
         state = {k: t.detach().cpu() for k, t in state.items()}
-        info = training_record(
-            LoRADare.KIND, name, cfg, result.losses, len(examples), start
-        )
+        info = training_record(LoRADare.KIND, name, cfg, result, len(examples))
         return (
             LoRADare(
                 params={name: state},

@@ -9,7 +9,6 @@ same key loads instead of training and an interrupted one resumes.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -66,7 +65,8 @@ def fit_token(
     """Train one vector from ``init`` with checkpoints next to ``final``; save it to
     ``final`` once the run has finished (all steps, or early stopping on validation).
     Returns it as a one-token set carrying ``record``, timing and the validation
-    curve."""
+    curve. ``start``: when the caller began work on this token (``perf_counter``,
+    before its targets), so its ``seconds`` include them, every leg's."""
     refuse_work(f"token <{name}> ({final.name})")
     param = init.to(bb.device, torch.float32).clone()
     ckpt = final.with_suffix(".ckpt.safetensors")
@@ -84,14 +84,15 @@ def fit_token(
         desc=f"<{name}>",
         progress=progress,
         stop_after=stop_after,
+        started=start,
     )
     losses = result.losses
     info = {
         **record,
         "steps": result.steps,
-        # every leg of a resumed run (each up to its last checkpoint), not the
-        # last alone
-        "seconds": round(time.perf_counter() - start + result.earlier_seconds, 1),
+        # every leg of a resumed run (each up to its last checkpoint), targets
+        # included, not the last alone
+        "seconds": round(result.seconds, 1),
         "final_loss": losses[-1],
         "config": asdict(cfg),
     }

@@ -97,10 +97,11 @@ class TrainResult:
     """True when the run ended by itself (all steps, or early stopping), so its result
     may be cached; False when cut short by ``stop_after``."""
     validation: Validation | None = None
-    earlier_seconds: float = 0.0
-    """Training seconds of the interrupted runs this one resumed (up to their last
-    checkpoint), so a resumed token's ``seconds`` counts every leg, not only the
-    last."""
+    seconds: float = 0.0
+    """Seconds of every leg of the run, each from its ``started`` (its targets
+    included): an interrupted leg up to its last checkpoint, which carries them, and
+    this one to its end. A resumed token's ``seconds`` is their sum, not the last leg
+    alone."""
 
     @property
     def steps(self) -> int:
@@ -149,6 +150,7 @@ def fit(
     desc: str = "train",
     progress: bool | None = None,
     stop_after: int | None = None,
+    started: float | None = None,
 ) -> TrainResult:
     """Optimise ``params`` (name -> tensor, updated in place) on ``examples``.
 
@@ -161,7 +163,9 @@ def fit(
     batch's mean, so N processes take the steps one process takes. Only rank 0 writes
     checkpoints. ``validate`` with ``cfg.validation`` turns on validation-guided
     stopping (module doc). ``stop_after`` ends the run early after that many steps
-    (tests of resume use it).
+    (tests of resume use it). ``started``: the ``time.perf_counter()`` reading when
+    this leg's work on the result began (its targets, say; default: now), so that the
+    seconds a checkpoint carries, and the result's, count that work too.
     """
     if not examples:
         raise ConfigError("no training examples")
@@ -174,7 +178,7 @@ def fit(
         opt = torch.optim.AdamW(
             list(params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay
         )
-        leg_start = time.perf_counter()
+        leg_start = time.perf_counter() if started is None else started
         state = (
             _load_checkpoint(checkpoint, params, opt)
             if checkpoint and checkpoint.is_file()
@@ -252,7 +256,9 @@ def fit(
                 val.best_step,
                 len(losses),
             )
-        return TrainResult(losses, finished, val, earlier)
+        return TrainResult(
+            losses, finished, val, earlier + time.perf_counter() - leg_start
+        )
 
 
 def _stop(val: Validation | None, vcfg: ValidationConfig | None) -> bool:

@@ -121,6 +121,7 @@ def train_vectors(
     desc: str = "train",
     progress: bool | None = None,
     stop_after: int | None = None,
+    started: float | None = None,
 ) -> TrainResult:
     """Distil ``params`` (name -> tensor) on ``examples`` with the shared loop
     (``loop.fit``).
@@ -129,6 +130,7 @@ def train_vectors(
     ``extra_loss(params)`` is added to each step's loss (stage 2's orthogonality term).
     ``student_context`` wraps the student pass (see ``step_loss``); params may then be
     any tensors the context uses, not only steering vectors (LM-Steer, LoRA).
+    ``started``: when the run's work began (``loop.fit``), for its seconds.
     """
 
     def loss_fn(batch: list[Example]) -> torch.Tensor:
@@ -146,6 +148,7 @@ def train_vectors(
         desc=desc,
         progress=progress,
         stop_after=stop_after,
+        started=started,
     )
 
 
