@@ -274,9 +274,8 @@ print(
 )
 kept = st.SteeringTokens.load_file(committed) if committed.is_file() else None
 if kept is None or kept.info["ends_with_question"]["key"] != info["key"]:
-    tokens.subset(["ends_with_question"]).save_file(
-        committed
-    )  # keep it with the results (commit it)
+    # keep it with the results (commit it), in place of the token of an older key
+    tokens.subset(["ends_with_question"]).save_file(committed, overwrite=True)
 
 # %% [markdown]
 # `seconds` is what the run that made this token took on a 2-core CPU, target
