@@ -206,7 +206,8 @@ def test_a_resumed_token_is_the_uninterrupted_one_and_its_seconds_count_every_le
     whole = train(tiny, "french", cfg, retrain=True, progress=False)
     assert len(made) == 3  # each run asked for its targets; only the first made them
     assert first_leg >= 1000  # the checkpoint carries its leg's targets
-    assert resumed.info["french"]["seconds"] >= first_leg
+    # (the token keeps seconds to 0.1: rounding keeps the order)
+    assert resumed.info["french"]["seconds"] >= round(first_leg, 1)
     assert whole.info["french"]["seconds"] < 1000  # its targets were cached
 
     def rest(info: dict) -> dict:
