@@ -17,6 +17,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+import steerlib as st
 from steerlib import paths
 from steerlib.cli import main, override
 from steerlib.errors import ForeignFileError
@@ -259,3 +260,62 @@ def test_a_card_written_before_cards_were_stamped_with_added_notes_is_kept(tmp_p
     kept = card.read_text()
     _tokens({"french": 1.0, "json": 2.0}).save_pretrained(folder)
     assert card.read_text() == kept
+
+
+def test_an_unstamped_card_with_an_edit_inside_steerlibs_own_text_is_kept(
+    tmp_path, caplog
+):
+    """Case 6, a card written before cards were stamped in which the user changed one
+    of steerlib's own sentences (main: it had only steerlib's headings and ended with
+    the usage snippet, so it counted as steerlib's and was replaced)."""
+    folder = tmp_path / "tokens"
+    _tokens({"french": 1.0}).save_pretrained(folder)
+    card = folder / "README.md"
+    unstamped = card.read_text().rsplit("<!-- steerlib card", 1)[0]
+    edited = unstamped.replace("made with steerlib", "that I made with steerlib")
+    assert edited != unstamped
+    card.write_text(edited)
+    with caplog.at_level("WARNING", logger="steerlib"):
+        _tokens({"french": 1.0, "json": 2.0}).save_pretrained(folder)
+    assert card.read_text() == edited
+    said = [r.getMessage() for r in caplog.records if str(card) in r.getMessage()]
+    assert len(said) == 1 and "overwrite=True" in said[0]
+    assert "\n" not in said[0]
+    assert SteeringTokens.load_file(folder / "tokens.safetensors").names == [
+        "french",
+        "json",
+    ]
+    _tokens({"french": 1.0, "json": 2.0}).save_pretrained(folder, overwrite=True)
+    assert "`<json>`" in card.read_text() and "that I made" not in card.read_text()
+
+
+# -- chapter 5 keeps a retrained token with the results
+# ------------------------------------------
+def test_chapter_5_replaces_the_committed_token_of_an_older_key(tmp_path):
+    """Chapter 5's retrain path (``RETRAIN = True``, or an edited behavior: a new cache
+    key) files the new token in place of the committed one (main: ``save_file``
+    without ``overwrite=True`` refused it, as it changes <ends_with_question>). The
+    chapter's own two statements run here, on tokens of a few numbers."""
+    import ast
+
+    source = (ROOT / "notebooks" / "05_your_own_behavior.py").read_text()
+    body = ast.parse(source).body
+    at = next(
+        i
+        for i, node in enumerate(body)
+        if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "kept"
+    )
+    cell = ast.Module(body=body[at : at + 2], type_ignores=[])
+    assert ast.unparse(cell.body[1]).startswith("if kept is None")
+    committed = tmp_path / "ends_with_question.safetensors"
+    old = SteeringTokens(8, "test-model", "f" * 16)
+    old.set("ends_with_question", torch.ones(8), {"key": "old"})
+    old.save_file(committed)
+    new = SteeringTokens(8, "test-model", "f" * 16)
+    new.set("ends_with_question", torch.full((8,), 2.0), {"key": "new"})
+    scope = {"st": st, "committed": committed, "tokens": new}
+    scope["info"] = new.info["ends_with_question"]
+    exec(compile(cell, "05_your_own_behavior.py", "exec"), scope)
+    saved = SteeringTokens.load_file(committed)
+    assert saved.info["ends_with_question"]["key"] == "new"
+    assert torch.equal(saved["ends_with_question"], torch.full((8,), 2.0))

@@ -37,9 +37,6 @@ STAMP = "<!-- steerlib card sha256:{} -->"
 """The card's last line: a digest of the text above it, so that a card someone edited
 after steerlib wrote it is recognised (and kept) instead of replaced."""
 _STAMPED = re.compile(r"\n<!-- steerlib card sha256:([0-9a-f]{64}) -->\n?\Z")
-HEADINGS = ("# Steering tokens for ", "## How each token was trained", "## Usage")
-"""The headings steerlib's card has (how a card written before the stamp is told apart
-from one someone added sections to)."""
 
 
 class CardState(enum.Enum):
@@ -48,6 +45,10 @@ class CardState(enum.Enum):
     MISSING = "missing"
     OURS = "written by steerlib, unchanged"
     EDITED = "written by steerlib, then edited"
+    UNSTAMPED = (
+        "an unstamped card (an older steerlib's) that is not the one steerlib writes "
+        "for the tokens there"
+    )
     FOREIGN = "not steerlib's"
 
 
@@ -181,13 +182,16 @@ def _code_cell(value) -> str:
     return f"`{one}`"
 
 
-def card_state(path: Path) -> CardState:
+def card_state(path: Path, unstamped: str | None = None) -> CardState:
     """What ``path`` (a folder's README.md) is: missing, steerlib's card unchanged or
     edited since, or a file steerlib did not write. Its metadata block is read with
     ``yaml.safe_load`` (never executing a tag); bad YAML is not steerlib's.
 
-    A card without the stamp (written before steerlib stamped its cards) counts as
-    unchanged when it has only steerlib's headings and nothing after its usage snippet.
+    A card without the stamp (written before steerlib stamped its cards) is steerlib's
+    unchanged only when it is, byte for byte, ``unstamped``: the card this steerlib
+    writes for the tokens in that folder, less its stamp (``without_stamp``). Any other
+    is ``UNSTAMPED`` and kept: an edit inside steerlib's own sentences reads like
+    steerlib's text, so nothing short of the whole text tells it apart.
     """
     if not path.exists():
         return CardState.MISSING
@@ -204,12 +208,14 @@ def card_state(path: Path) -> CardState:
     if stamped:
         body = text[: stamped.start() + 1]
         return CardState.OURS if _sha(body) == stamped.group(1) else CardState.EDITED
-    headings = [line for line in text.splitlines() if line.startswith("#")]
-    ours = len(headings) == len(HEADINGS) and all(
-        h.startswith(want) for h, want in zip(headings, HEADINGS)
-    )
-    after_usage = text.rstrip().endswith("```")
-    return CardState.OURS if ours and after_usage else CardState.EDITED
+    return CardState.OURS if text == unstamped else CardState.UNSTAMPED
+
+
+def without_stamp(card: str) -> str:
+    """A card as steerlib wrote it before it stamped its cards: ``card`` (a
+    ``model_card``) less its last line, the stamp."""
+    stamped = _STAMPED.search(card)
+    return card[: stamped.start() + 1] if stamped else card
 
 
 def _row(name: str, info: dict, rate: tuple[float, int] | None) -> str:

@@ -22,7 +22,7 @@ from steerlib.errors import (
     TokensNotFoundError,
 )
 from steerlib.model.backbone import Backbone
-from steerlib.model.card import CardState, card_state, model_card
+from steerlib.model.card import CardState, card_state, model_card, without_stamp
 from steerlib.model.packs import Pack
 from steerlib.storage import storage_errors, write_text
 
@@ -59,8 +59,10 @@ class FolderMixin:
         ``tokens.safetensors`` is replaced only as ``save_file`` replaces a file; a
         ``README.md`` that steerlib did not write (no steerlib metadata) is refused, and
         a card steerlib wrote that someone edited since is kept as it is (a log line
-        says so), each unless ``overwrite=True``. Every refusal is a
-        ``ForeignFileError`` naming the file, raised before anything is written.
+        says so), as is a card without steerlib's stamp (an older steerlib's) that is
+        not, byte for byte, the card of the tokens in the folder, each unless
+        ``overwrite=True``. Every refusal is a ``ForeignFileError`` naming the file,
+        raised before anything is written.
         """
         folder = Path(folder)
         weights, card = folder / WEIGHTS_FILE, folder / CARD_FILE
@@ -69,30 +71,39 @@ class FolderMixin:
                 f"{folder} is a file, not a folder; save_pretrained writes a folder "
                 f"(save_file writes a bare .safetensors file)"
             )
-        text = model_card(
-            self.metadata(),
+        args = (
             repo_id or folder.name,
             pass_rates,
             Pack(pack).value if pack is not None else None,
         )
-        keep_card = False
+        text = model_card(self.metadata(), *args)
+        kept = None
         if not overwrite:
             self._check_replace(weights)
-            state = card_state(card)
+            # an unstamped card is steerlib's only as the card of the tokens there
+            old = self.load_file(weights) if weights.is_file() else None
+            state = card_state(
+                card,
+                without_stamp(model_card(old.metadata(), *args))
+                if old is not None
+                else None,
+            )
             if state is CardState.FOREIGN:
                 raise ForeignFileError(
                     f"{card} exists and steerlib did not write it; save_pretrained "
                     f"would replace it: save to another folder, or pass overwrite=True"
                 )
-            keep_card = state is CardState.EDITED
+            if state in (CardState.EDITED, CardState.UNSTAMPED):
+                kept = state
         with storage_errors(folder):
             folder.mkdir(parents=True, exist_ok=True)
         self.save_file(weights, overwrite=True)
-        if keep_card:
+        if kept is not None:
             log.warning(
-                "%s was edited after steerlib wrote it: kept as it is (pass "
-                "overwrite=True to replace it with the card of these tokens)",
+                "%s is %s: kept as it is (pass overwrite=True to replace it with the "
+                "card of these tokens)",
                 card,
+                kept.value,
             )
         else:
             write_text(card, text)
