@@ -274,7 +274,7 @@ print(
 )
 kept = st.SteeringTokens.load_file(committed) if committed.is_file() else None
 if kept is None or kept.info["ends_with_question"]["key"] != info["key"]:
-    # keep it with the results (commit it), in place of the token of an older key
+    # keep it with the results (commit it), replacing an older key's token
     tokens.subset(["ends_with_question"]).save_file(committed, overwrite=True)
 
 # %% [markdown]
