@@ -135,7 +135,7 @@ print("embedding matrix:", tuple(bb.embeddings.shape))
 # trains on better targets (ours; see `steerlib.train.targets`): only the answers that
 # pass the verifier (*filtered*), or the model's plain answer transformed so that
 # it satisfies the rule (*constructed*), optionally with a cross-entropy term.
-# Each behavior's target variant is the best one of the comparison at the end of
+# Each behavior's target policy is the best one of the comparison at the end of
 # this chapter, and is listed in the single-behavior table. That comparison ran
 # on the test prompts, so the choice flatters the token column. In the records a
 # token's label ends in "+val" when validation chose its step, as for every
@@ -322,12 +322,12 @@ records = single_behavior_records(
     tokens,
     preset,
     out,
-    variants=("filtered",),
-    recorded_variants=preset.name == "cpu",
+    policies=("filtered",),
+    recorded_policies=preset.name == "cpu",
 )
-single = single_table(records, variants=("filtered",))
+single = single_table(records, policies=("filtered",))
 compliance = teacher_compliance(bb, preset, out).set_index("behavior")
-single["target variant"] = [
+single["target policy"] = [
     token_label(preset, n).removesuffix("+val") for n in single.index
 ]
 validation = {n: tokens.info[n].get("validation") or {} for n in single.index}
@@ -353,7 +353,7 @@ print(
 # verifier, and most can also be *constructed*: the model's plain answer cut to
 # N sentences or into a word range, recased, or wrapped as JSON (the rules are
 # in `steerlib/train/transforms.py`). The comparison trains one token per behavior and
-# target variant, all with the same stage-1 config:
+# target policy, all with the same stage-1 config:
 #
 # - **self**: the model's answers under the instruction (the paper's loss, our
 #   teacher);
@@ -391,13 +391,13 @@ wide["chosen"] = [preset.target_source(n) for n in wide.index]
 display(wide.astype(object).fillna("too few targets"))
 plots.rate_dots(
     comparison[comparison["n"] > 0],
-    title=f"pass rate by target variant, {preset.eval.n_single} prompts each"
+    title=f"pass rate by target policy, {preset.eval.n_single} prompts each"
     " (95% Wilson intervals)",
 )
 plt.show()
 
 # %% [markdown]
-# The **chosen** column is the variant the preset trains each shipped token with.
+# The **chosen** column is the policy the preset trains each shipped token with.
 
 # %% [markdown]
 # ## What the numbers say

@@ -228,7 +228,7 @@ print(
 # ## Training its token
 #
 # The token trains with the preset's stage-1 settings on *constructed* targets
-# plus the cross-entropy term (the `constructed+ce` variant of chapter 1): the
+# plus the cross-entropy term (the `constructed+ce` target policy of chapter 1): the
 # distillation term makes the token mean what the instruction means to the
 # model, and the CE term teaches the follow-up question the model would not
 # write on its own.

@@ -299,7 +299,7 @@ class EvalConfig:
     """Test prompts per ordering in the capable-pairs study (ours; ``capable.py``)."""
     n_ablation: int | None = _added()
     """Test prompts per ordering for the ablations on the capable pairs (None =
-    ``n_capable``; ours: each ``<and>`` variant costs this many generations per
+    ``n_capable``; ours: each ``<and>`` setting costs this many generations per
     ordering of every pair)."""
 
     def __post_init__(self) -> None:
@@ -320,16 +320,16 @@ class EvalConfig:
 
 
 def policy_config(
-    base: TrainConfig, variant: TargetPolicy | str, constructible: bool = True
+    base: TrainConfig, policy: TargetPolicy | str, constructible: bool = True
 ) -> TrainConfig:
-    """``base`` with the target source and CE weight of ``variant`` (a TARGET_POLICIES
+    """``base`` with the target source and CE weight of ``policy`` (a TARGET_POLICIES
     label).
 
     A behavior without a faithful transform (``constructible=False``: languages) has
     constructed targets that are its filtered ones, so it gets the filtered config and
     shares its cached targets and token.
     """
-    source, ce = TARGET_POLICIES[choice(TargetPolicy, variant, "target variant")]
+    source, ce = TARGET_POLICIES[choice(TargetPolicy, policy, "target policy")]
     if source == TargetSource.CONSTRUCTED and not constructible:
         source = TargetSource.FILTERED
     if source == base.targets.source and ce == base.ce_weight:

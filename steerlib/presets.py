@@ -97,7 +97,7 @@ class Preset:
             self,
             "target_policies",
             {
-                name: choice(TargetPolicy, v, f"target variant of {name}")
+                name: choice(TargetPolicy, v, f"target policy of {name}")
                 for name, v in self.target_policies.items()
             },
         )
@@ -145,8 +145,8 @@ class Preset:
                 )
 
     def target_source(self, behavior: str) -> TargetPolicy | TargetSource:
-        """The target policy stage 1 uses for ``behavior``: its variant, else stage 1's
-        source."""
+        """The target policy stage 1 uses for ``behavior``: its entry in
+        ``target_policies``, else stage 1's target source."""
         return self.target_policies.get(behavior, self.stage1.targets.source)
 
     def stage1_config(self, name: str) -> TrainConfig:
@@ -288,10 +288,10 @@ class presets:  # noqa: N801 - used as a namespace: st.presets.cpu()
         validation pairs, and keeps its best step the same way.
 
         Targets. ``python -m steerlib targets-compare --preset cpu`` trained every
-        behavior on every target variant at the earlier fixed budget of 16 steps
+        behavior on every target policy at the earlier fixed budget of 16 steps
         (results/cpu/targets_comparison.md, 30 held-out prompts per cell);
-        ``target_policies`` holds each behavior's best variant there
-        (``study.best_variants``; a test keeps the two in step). No single variant wins
+        ``target_policies`` holds each behavior's best policy there
+        (``study.singles.best_policies``; a test keeps the two in step). No policy wins
         everywhere: the CE term lifts Spanish, Italian and German from 40/3/0% to
         73/50/57% and 90-120 words to 90%; filtered targets lift <french> from 10% to
         77%; constructed ones help 10-50 words and 2-3 sentences. Stage 2 trains <and>
@@ -308,11 +308,11 @@ class presets:  # noqa: N801 - used as a namespace: st.presets.cpu()
         map down). The evaluation samples combinations and prompts; intervals say what
         that costs.
 
-        Ablations. Each ``<and>`` variant on the 16 capable pairs is tested on the
+        Ablations. Each ``<and>`` setting on the 16 capable pairs is tested on the
         first 16 of the study's 30 prompts per ordering: 416 seen and 96 unseen pair
         generations (a 95% interval of about +-4 and +-9 points at a 25% pass rate, so
         seen intervals part at about 9 points, unseen ones at about 17), about 6
-        minutes of one core per variant.
+        minutes of one core per setting.
         """
         targets = TargetConfig(max_new_tokens=96, plain_max_new_tokens=160)
         # Validation: 24 questions (4.2 points a pass), scored every 8 steps at the

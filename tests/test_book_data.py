@@ -60,8 +60,8 @@ def test_book_chapters_read_only_shipped_artifacts(embedded, results):
         tokens,
         preset,
         results,
-        variants=("filtered",),
-        recorded_variants=True,
+        policies=("filtered",),
+        recorded_policies=True,
     )
     compliance = teacher_compliance(embedded, preset, results)
     assert single.notna()[["plain", "instruction", "token", "hybrid"]].all().all()
@@ -109,7 +109,7 @@ def test_book_chapters_read_only_shipped_artifacts(embedded, results):
         "and",
         "hybrid",
     }
-    # chapter 3: the ablation variants whose records are committed
+    # chapter 3: the ablation settings whose records are committed
     protocol, where = ablation_setup(
         embedded, tokens, preset, capable_pairs=True, results=results
     )

@@ -1,4 +1,4 @@
-"""Presets and target variants: what each label trains on, and clear errors."""
+"""Presets and target policies: what each label trains on, and clear errors."""
 
 import dataclasses
 import json
@@ -91,10 +91,10 @@ def test_string_choices_become_enums_and_unknown_ones_are_clear_errors():
     assert base.target_policies["french"] is TargetPolicy.FILTERED
     with pytest.raises(
         ValueError,
-        match=r"target variant 'constructed\+sft' unknown; choose one of \['self'",
+        match=r"target policy 'constructed\+sft' unknown; choose one of \['self'",
     ):
         policy_config(base.stage1, "constructed+sft")
-    with pytest.raises(ValueError, match="target variant of french 'teacher' unknown"):
+    with pytest.raises(ValueError, match="target policy of french 'teacher' unknown"):
         Preset(
             "x",
             base.stage1,
@@ -112,10 +112,10 @@ def test_string_choices_become_enums_and_unknown_ones_are_clear_errors():
         st.train_composition_token(None, st.SteeringTokens(4, "m", "f"), combos="3")
 
 
-def test_best_variants_takes_the_highest_rate_and_the_simpler_on_ties():
+def test_best_policies_takes_the_highest_rate_and_the_simpler_on_ties():
     import pandas as pd
 
-    from steerlib.study.singles import best_variants
+    from steerlib.study.singles import best_policies
 
     table = pd.DataFrame(
         [
@@ -132,19 +132,19 @@ def test_best_variants_takes_the_highest_rate_and_the_simpler_on_ties():
         ],
         columns=["behavior", "method", "pass_rate"],
     )
-    assert best_variants(table) == {"french": "filtered", "upper_case": "self"}
+    assert best_policies(table) == {"french": "filtered", "upper_case": "self"}
 
 
-def test_cpu_preset_trains_each_behavior_on_the_committed_comparisons_best_variant():
+def test_cpu_preset_trains_each_behavior_on_the_committed_comparisons_best_policy():
     import pandas as pd
 
     from steerlib.paths import project_root
-    from steerlib.study.singles import best_variants
+    from steerlib.study.singles import best_policies
 
     table = pd.read_csv(project_root() / "results" / "cpu" / "targets_comparison.csv")
     assert set(table["behavior"]) == set(st.behaviors.names())
     preset = st.presets.cpu()
-    assert {n: preset.target_source(n) for n in st.behaviors.names()} == best_variants(
+    assert {n: preset.target_source(n) for n in st.behaviors.names()} == best_policies(
         table
     )
 

@@ -43,9 +43,9 @@ def test_cli_prints_one_line_only_for_steerlib_and_os_errors(
     )
 
 
-def test_only_too_few_targets_leaves_a_variant_cell_empty(monkeypatch, tmp_path):
-    """An out-of-memory or shape error while training a variant is a bug to see, not an
-    empty cell."""
+def test_only_too_few_targets_leaves_a_policy_cell_empty(monkeypatch, tmp_path):
+    """An out-of-memory or shape error while training a target policy's token is a bug
+    to see, not an empty cell."""
     preset = object()
 
     def too_few(*args):
@@ -53,12 +53,12 @@ def test_only_too_few_targets_leaves_a_variant_cell_empty(monkeypatch, tmp_path)
             "only 3 of 40 filtered targets for french could be kept (need 8)"
         )
 
-    monkeypatch.setattr(singles, "variant_token", too_few)
-    assert singles.variant_records(None, preset, "french", "filtered", tmp_path) is None
+    monkeypatch.setattr(singles, "policy_token", too_few)
+    assert singles.policy_records(None, preset, "french", "filtered", tmp_path) is None
 
     def out_of_memory(*args):
         raise RuntimeError("CUDA out of memory")
 
-    monkeypatch.setattr(singles, "variant_token", out_of_memory)
+    monkeypatch.setattr(singles, "policy_token", out_of_memory)
     with pytest.raises(RuntimeError, match="out of memory"):
-        singles.variant_records(None, preset, "french", "filtered", tmp_path)
+        singles.policy_records(None, preset, "french", "filtered", tmp_path)

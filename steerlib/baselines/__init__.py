@@ -53,7 +53,7 @@ def train_baselines(
     settings.
 
     LM-Steer and LoRA train like the behavior tokens: with ``cfg`` (the stage-1 config),
-    or ``train_for[name]`` where given (a token's own config: its target variant, CE
+    or ``train_for[name]`` where given (a token's own config: its target policy, CE
     weight and steps), on the tokens' very targets; ``lr[method]`` replaces the learning
     rate of every run of that method. CAA draws its prompts with ``cfg.seed``. Each is
     cached per behavior; an interrupted run resumes from its checkpoint.

@@ -1,6 +1,6 @@
 """The study: the steps behind the CLI and the book, each resumable.
 
-Training every behavior token, the single-behavior table, the target-variant
+Training every behavior token, the single-behavior table, the target-policy
 comparison, the composition evaluation, the CAA sweep, and ``reproduce``, which runs
 them all. Each step caches what it makes (tokens under ``artifacts/``, generations as
 JSON-lines records in the results folder), so running it again, or building the book,
@@ -178,11 +178,11 @@ def reproduce(
     # the filtered column is read from the target comparison's records (targets-compare
     # makes them); reproduce trains only the tokens it ships
     single = single_behavior_eval(
-        bb, tokens, preset, out, variants=("filtered",), recorded_variants=True
+        bb, tokens, preset, out, policies=("filtered",), recorded_policies=True
     )
     reports.single_behavior(
         out,
-        single.assign(variant=[token_label(preset, n) for n in single.index]),
+        single.assign(policy=[token_label(preset, n) for n in single.index]),
         preset,
     )
     lap("single_eval")

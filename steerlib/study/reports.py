@@ -49,7 +49,7 @@ def teacher_compliance(
 
 
 def single_behavior(out: Path, table: pd.DataFrame, preset: Preset) -> None:
-    """The single-behavior table, its ``variant`` column naming what each token trained
+    """The single-behavior table, its ``policy`` column naming what each token trained
     on."""
     write_md(
         out / "single_behavior.md",
@@ -58,7 +58,7 @@ def single_behavior(out: Path, table: pd.DataFrame, preset: Preset) -> None:
         "greedy, "
         f"{preset.eval.max_new_tokens} new tokens. token: the behavior token, trained "
         "on the target "
-        f"variant named in the last column ({_budget(preset.stage1)} unless it says "
+        f"policy named in the last column ({_budget(preset.stage1)} unless it says "
         "otherwise); "
         "filtered: the filtered-target token of the target comparison "
         "(targets_comparison.md), read "
@@ -184,7 +184,7 @@ def ablations(
 ) -> None:
     """ablations.md (the metrics per setting, the McNemar tests against the recipe and
     the comparison with the paper's numbers) and ablations.csv (the metrics, with each
-    ``<and>`` variant's training seconds)."""
+    ``<and>`` setting's training seconds)."""
     distributed.main_only(write_text, out / "ablations.csv", table.to_csv(index=False))
     cols = [
         "ablation",
@@ -199,7 +199,7 @@ def ablations(
     lines = [
         f"Ablations of `<and>` ({protocol} protocol; `python -m steerlib ablations`). "
         "Mean accuracy (%) "
-        "[95% Wilson]; `train_s`: seconds the variant's `<and>` took to train, as "
+        "[95% Wilson]; `train_s`: seconds the setting's `<and>` took to train, as "
         "recorded when it was "
         "trained.",
         "",
@@ -242,9 +242,10 @@ def targets_comparison(
     table: pd.DataFrame,
     preset: Preset,
     names: Sequence[str],
-    variants: Sequence[str],
+    policies: Sequence[str],
 ) -> None:
-    """targets_comparison.csv (every row, with notes) and .md (behaviors x variants)."""
+    """targets_comparison.csv (every row, with notes) and .md (behaviors x target
+    policies)."""
     ev = preset.eval
     distributed.main_only(table.to_csv, out / "targets_comparison.csv", index=False)
     cells = [
@@ -254,7 +255,7 @@ def targets_comparison(
     wide = (
         table.assign(cell=cells)
         .pivot(index="behavior", columns="method", values="cell")
-        .reindex(index=list(names), columns=["instruction", *variants])
+        .reindex(index=list(names), columns=["instruction", *policies])
     )
     write_md(
         out / "targets_comparison.md",
@@ -263,7 +264,7 @@ def targets_comparison(
         "cell, greedy, "
         f"{ev.max_new_tokens} new tokens: the model's instruction compliance, and a "
         "token per target "
-        f"variant, all trained with the `{preset.name}` preset's stage-1 config. A "
+        f"policy, all trained with the `{preset.name}` preset's stage-1 config. A "
         "language has no "
         "transform: its constructed targets are its filtered ones (constructed+ce: "
         "filtered plus the CE "

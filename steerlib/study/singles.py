@@ -50,13 +50,13 @@ def train_all_behaviors(
 
 
 def token_label(preset: Preset, name: str) -> str:
-    """The records label of ``name``'s token: its target variant, its step count where
+    """The records label of ``name``'s token: its target policy, its step count where
     that differs from the preset's, and "+val" when validation chose its step
     (``records_label``)."""
     cfg = preset.stage1_config(name)
-    variant = preset.target_source(name)
+    policy = preset.target_source(name)
     return records_label(
-        variant if cfg.steps == preset.stage1.steps else f"{variant}@{cfg.steps}steps",
+        policy if cfg.steps == preset.stage1.steps else f"{policy}@{cfg.steps}steps",
         cfg,
     )
 
@@ -107,18 +107,18 @@ def single_behavior_eval(
     tokens: SteeringTokens,
     preset: Preset,
     out: Path,
-    variants: Sequence[str] = (),
-    recorded_variants: bool = False,
+    policies: Sequence[str] = (),
+    recorded_policies: bool = False,
 ) -> pd.DataFrame:
     """The single-behavior table: pass rate per behavior for each method (paper Table 9
     shape); ``single_behavior_records`` pivoted by ``single_table``."""
     return single_table(
-        single_behavior_records(bb, tokens, preset, out, variants, recorded_variants),
-        variants,
+        single_behavior_records(bb, tokens, preset, out, policies, recorded_policies),
+        policies,
     )
 
 
-def single_table(records: pd.DataFrame, variants: Sequence[str] = ()) -> pd.DataFrame:
+def single_table(records: pd.DataFrame, policies: Sequence[str] = ()) -> pd.DataFrame:
     """Pass rate (%) per behavior (rows) and method (columns) of
     ``single_behavior_records``."""
     table = (
@@ -128,7 +128,7 @@ def single_table(records: pd.DataFrame, variants: Sequence[str] = ()) -> pd.Data
         .round(1)
     )
     table.index.name = "behavior"
-    return table.reindex(columns=["plain", "instruction", "token", "hybrid", *variants])
+    return table.reindex(columns=["plain", "instruction", "token", "hybrid", *policies])
 
 
 def single_behavior_records(
@@ -136,19 +136,19 @@ def single_behavior_records(
     tokens: SteeringTokens,
     preset: Preset,
     out: Path,
-    variants: Sequence[str] = (),
-    recorded_variants: bool = False,
+    policies: Sequence[str] = (),
+    recorded_policies: bool = False,
 ) -> pd.DataFrame:
     """Every held-out generation behind the single-behavior table, one record per
     prompt.
 
     Methods: plain, instruction, token (each behavior's token in ``tokens``), hybrid,
-    and one column per target variant in ``variants`` (e.g. "filtered": tokens trained
+    and one column per target policy in ``policies`` (e.g. "filtered": tokens trained
     on filtered targets; empty where too few targets survive). Token generations are
-    recorded under ``token:<variant>`` in ``targets_records.jsonl``, shared with
+    recorded under ``token:<policy>`` in ``targets_records.jsonl``, shared with
     ``targets_comparison``, so a token is evaluated once for both tables.
-    ``recorded_variants`` reads the variant columns from those records alone (see
-    ``recorded_token_records``): the variant tokens need not be at hand, and nothing is
+    ``recorded_policies`` reads the policy columns from those records alone (see
+    ``recorded_token_records``): the policy tokens need not be at hand, and nothing is
     trained.
     """
     questions = P.load("test", limit=preset.eval.n_single)
@@ -172,11 +172,11 @@ def single_behavior_records(
                 bb, tokens.subset([name]), token_label(preset, name), preset, out
             ).assign(method="token")
         )
-        for label in variants:
+        for label in policies:
             found = (
                 recorded_token_records(preset, name, label, out)
-                if recorded_variants
-                else variant_records(bb, preset, name, label, out)
+                if recorded_policies
+                else policy_records(bb, preset, name, label, out)
             )
             if (
                 found is not None
@@ -185,52 +185,53 @@ def single_behavior_records(
     return pd.concat(recs, ignore_index=True)
 
 
-def variant_token(
-    bb: Backbone, preset: Preset, name: str, variant: str
+def policy_token(
+    bb: Backbone, preset: Preset, name: str, policy: str
 ) -> SteeringTokens:
-    """``<name>`` trained with the preset's stage-1 config under one target variant
+    """``<name>`` trained with the preset's stage-1 config under one target policy
     (cached).
 
-    Raises TooFewTargetsError when the variant's source leaves too few targets.
+    Raises TooFewTargetsError when the policy's source leaves too few targets.
     """
     return train_behavior_token(
-        bb, name, policy_config(preset.stage1, variant, B.constructible(name))
+        bb, name, policy_config(preset.stage1, policy, B.constructible(name))
     )
 
 
-def variant_records(
-    bb: Backbone, preset: Preset, name: str, variant: str, out: Path
+def policy_records(
+    bb: Backbone, preset: Preset, name: str, policy: str, out: Path
 ) -> pd.DataFrame | None:
-    """The held-out records of ``variant_token``, or None (with a warning) when its
+    """The held-out records of ``policy_token``, or None (with a warning) when its
     source leaves too few targets to train on."""
     try:
-        tokens = variant_token(bb, preset, name, variant)
+        tokens = policy_token(bb, preset, name, policy)
     except TooFewTargetsError as err:
-        log.warning("%s / %s: %s", name, variant, err)
+        log.warning("%s / %s: %s", name, policy, err)
         return None
-    return token_records(bb, tokens, records_label(variant, preset.stage1), preset, out)
+    return token_records(bb, tokens, records_label(policy, preset.stage1), preset, out)
 
 
 def recorded_token_records(
-    preset: Preset, name: str, variant: str, out: Path
+    preset: Preset, name: str, label: str, out: Path
 ) -> pd.DataFrame | None:
-    """The recorded held-out generations of ``<name>`` trained on ``variant`` targets,
+    """The recorded held-out generations of ``<name>`` recorded as ``token:<label>``,
     read from ``targets_records.jsonl`` without the token's vector (so their stamps
     cannot be checked against it); None when no record of it exists ("too few targets":
     nothing was trained). A partial set, or records of other prompts, is an error.
 
     This is how the book and ``reproduce`` show the filtered column of the
     single-behavior table: those tokens are not shipped (only each behavior's chosen
-    token is), their records are. ``variant`` is the records label as written: the
+    token is), their records are. ``label`` is the records label as written: the
     committed target comparison's tokens trained a fixed number of steps, so their
-    label is the bare variant (validation-guided ones carry "+val", ``records_label``).
+    label is the bare target policy (validation-guided ones carry "+val",
+    ``records_label``).
     """
     questions = P.load("test", limit=preset.eval.n_single)
     path = out / "targets_records.jsonl"
     rows = read_records(path, max_new_tokens=preset.eval.max_new_tokens)
     mine = (
         rows[
-            (rows["method"] == f"token:{variant}")
+            (rows["method"] == f"token:{label}")
             & (rows["order"] == name)
             & (rows["prompt_id"] < len(questions))
         ]
@@ -244,7 +245,7 @@ def recorded_token_records(
         or mine["prompt"].tolist() != questions
     ):
         raise RecordsError(
-            f"{path} holds {len(mine)} 'token:{variant}' records of <{name}>, not one "
+            f"{path} holds {len(mine)} 'token:{label}' records of <{name}>, not one "
             "for each of the "
             f"{len(questions)} test prompts of the {preset.name} preset: regenerate "
             "them with "
@@ -254,14 +255,14 @@ def recorded_token_records(
 
 
 def token_records(
-    bb: Backbone, tokens: SteeringTokens, variant: str, preset: Preset, out: Path
+    bb: Backbone, tokens: SteeringTokens, label: str, preset: Preset, out: Path
 ) -> pd.DataFrame:
     """Held-out generations of the one behavior token in ``tokens``, recorded as
-    ``token:<variant>``."""
+    ``token:<label>``."""
     (name,) = tokens.names
     return evaluate(
         SteeredModel(bb, tokens),
-        [Method(f"token:{variant}", joiner=None)],
+        [Method(f"token:{label}", joiner=None)],
         [(name,)],
         P.load("test", limit=preset.eval.n_single),
         max_new_tokens=preset.eval.max_new_tokens,
@@ -275,15 +276,15 @@ def targets_comparison(
     preset: Preset,
     names: Sequence[str],
     out: Path,
-    variants: Sequence[str] = tuple(TARGET_POLICIES),
+    policies: Sequence[str] = tuple(TARGET_POLICIES),
 ) -> pd.DataFrame:
-    """Instruction compliance next to tokens trained on each target variant, per
+    """Instruction compliance next to tokens trained on each target policy, per
     behavior.
 
     Each token is trained with the preset's stage-1 config and only the target source
     (and CE weight) changed; pass rates on the same held-out prompts with 95% Wilson
     intervals. A source that cannot give enough targets (filtered, for a behavior the
-    model never follows) is reported as such instead of trained; a variant that reduces
+    model never follows) is reported as such instead of trained; a policy that reduces
     to an earlier one (constructed, for a language) shares its row.
     """
     ev = preset.eval
@@ -300,7 +301,7 @@ def targets_comparison(
         )
         rows.append(_rate_row(name, "instruction", recs))
         done: dict[TrainConfig, dict] = {}
-        for label in variants:
+        for label in policies:
             cfg = policy_config(preset.stage1, label, B.constructible(name))
             if cfg in done:
                 rows.append(
@@ -311,7 +312,7 @@ def targets_comparison(
                     }
                 )
                 continue
-            found = variant_records(bb, preset, name, label, out)
+            found = policy_records(bb, preset, name, label, out)
             row = (
                 _rate_row(name, label, found)
                 if found is not None
@@ -332,13 +333,13 @@ def targets_comparison(
             done[cfg] = row
             rows.append(row)
     table = pd.DataFrame(rows)
-    reports.targets_comparison(out, table, preset, names, variants)
+    reports.targets_comparison(out, table, preset, names, policies)
     return table
 
 
-def best_variants(table: pd.DataFrame) -> dict[str, str]:
-    """Per behavior of a ``targets_comparison`` table, the token variant with the
-    highest pass rate; a tie goes to the earlier (simpler) variant in
+def best_policies(table: pd.DataFrame) -> dict[str, str]:
+    """Per behavior of a ``targets_comparison`` table, the target policy whose
+    token has the highest pass rate; a tie goes to the earlier (simpler) policy in
     ``TARGET_POLICIES`` order."""
     tokens = table[table["method"].isin(list(TARGET_POLICIES))].dropna(
         subset=["pass_rate"]
@@ -347,7 +348,7 @@ def best_variants(table: pd.DataFrame) -> dict[str, str]:
     for name, group in tokens.groupby("behavior", sort=False):
         rates = group.set_index("method")["pass_rate"]
         best[name] = rates.reindex(
-            [v for v in TARGET_POLICIES if v in rates.index]
+            [p for p in TARGET_POLICIES if p in rates.index]
         ).idxmax()
     return best
 

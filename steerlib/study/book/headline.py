@@ -112,9 +112,9 @@ def caveats(out, tokens=None) -> list[str]:
             "cross-entropy term)."
         )
     lines.append(
-        "- **The target variant of each token was chosen on the test prompts** "
+        "- **The target policy of each token was chosen on the test prompts** "
         "(chapter 1's comparison of "
-        "target variants, "
+        "target policies, "
         f"{int(single[single['method'] == 'plain'].groupby('combo').size().max())} "
         "prompts "
         "per behavior): every token rate, alone or composed, is optimistic by that "
