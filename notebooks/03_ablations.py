@@ -103,8 +103,8 @@ preset = (
 # $$
 #
 # The random init (a Gaussian vector scaled to the vocabulary's mean norm) is
-# ours; the paper compares zero, " and" and mean-of-tokens. Each variant gets
-# one name on every page, built from its three settings; the recipe is
+# ours; the paper compares zero, " and" and mean-of-tokens. Each setting gets
+# one name on every page, built from its three choices (init, λ, combos); the recipe is
 # "zero init, λ 0.5, pairs" in all four ablations (the records and
 # `ablations.settings()` list it once per ablation).
 
@@ -112,7 +112,7 @@ preset = (
 by_ablation = {}
 for v in settings():
     by_ablation.setdefault(v.ablation, []).append(
-        st.book.variant_name(v).replace("<and>", "`<and>`")
+        st.book.setting_name(v).replace("<and>", "`<and>`")
     )
 st.book.summary(
     [f"- **{a}**: " + "; ".join(names) for a, names in by_ablation.items()],
@@ -120,9 +120,9 @@ st.book.summary(
 )
 
 # %% [markdown]
-# ## Training one variant
+# ## Training one setting
 #
-# A variant is the recipe's config with one field changed, trained by the same
+# A setting is the recipe's config with one field changed, trained by the same
 # call as chapter 2's `<and>`. Here $\lambda = 0$ (no orthogonality term). On
 # 2 cores it trains for about a quarter of an hour, so in the `cpu` preset the
 # cell loads the vector that this call trained for the committed run (its loss
@@ -156,13 +156,13 @@ else:
     )  # what the call above trained for the cpu run
 info = trained.info["and"]
 print(
-    f"{st.book.variant_name(v)}: {info.get('steps')} steps, "
+    f"{st.book.setting_name(v)}: {info.get('steps')} steps, "
     f"{info.get('seconds', 0) / 60:.0f} min to train"
 )
 if trained.losses.get("and"):
     plots.loss_curve(
         {"and": trained.losses["and"]},
-        title=f"<and>, {st.book.variant_name(v)}",
+        title=f"<and>, {st.book.setting_name(v)}",
     )
     plt.show()
 if plots.token_validation(
@@ -175,10 +175,10 @@ st.book.summary([st.book.training_line(info)], preset)
 # ## Where the ablations are tested
 #
 # On chapter 2's capable pairs: pairs whose two behavior tokens each pass at
-# least half of the validation questions alone. Every variant answers them in
+# least half of the validation questions alone. Every setting answers them in
 # both orders on the first `eval.n_ablation` test prompts (16 of the study's
-# 30 in the `cpu` preset, so each variant costs about 6 minutes of generation
-# on one core); the pairs + triples variant is tested on triples whose three
+# 30 in the `cpu` preset, so each setting costs about 6 minutes of generation
+# on one core); the pairs + triples setting is tested on triples whose three
 # pairs are all capable. The recipe and concatenation are the study's own
 # generations, cut to the same prompts, so **every number in this chapter
 # rests on the same sample**: where chapter 2 reports the recipe and
@@ -186,10 +186,10 @@ st.book.summary([st.book.training_line(info)], preset)
 # Table 3.1). Without capable pairs (the `smoke` preset's tiny random model)
 # the ablations use the paper's protocol.
 #
-# In the `cpu` preset this notebook reads the variants whose records are
+# In the `cpu` preset this notebook reads the settings whose records are
 # committed (`cached_only=True`); `RUN_ALL = True`, or `python -m steerlib
 # ablations --preset cpu --capable`, trains and evaluates all of them (hours
-# on 2 cores; each finished variant is cached, so a run resumes).
+# on 2 cores; each finished setting is cached, so a run resumes).
 
 # %%
 protocol, where = ablation_setup(
@@ -210,7 +210,7 @@ records = records[
 ]  # one sample for all
 tests = paired_vs_recipe(table, records)
 missing = [
-    st.book.variant_name(v)
+    st.book.setting_name(v)
     for v in settings()
     if not (
         (table["ablation"] == v.ablation) & (table["setting"] == v.setting)
@@ -219,12 +219,12 @@ missing = [
 print(
     f"protocol: {protocol.name}; {len(protocol.pairs)} pairs x 2 orders x "
     f"{protocol.n_pairs} prompts, {len(protocol.triples)} triples x 6 orders "
-    f"x {protocol.n_triples} prompts; variants missing: "
+    f"x {protocol.n_triples} prompts; settings missing: "
     f"{', '.join(missing) or 'none'}"
 )
 
 # %% [markdown]
-# **Table 3.1.** Each variant on the capable pairs: share of answers that pass
+# **Table 3.1.** Each setting on the capable pairs: share of answers that pass
 # both behaviors [95% Wilson interval], the exact McNemar p against the recipe
 # on the same prompt-orderings, and the minutes its `<and>` took to train
 # ("–": the recipe itself, or concatenation, which trains nothing).
@@ -257,7 +257,7 @@ if len(cut) == 2:
 # %%
 display(
     st.book.ablation_table(
-        table[table["ablation"] == "variant"],
+        table[table["ablation"] == "combos"],
         tests,
         splits=("seen-3", "unseen-3"),
     )
@@ -267,7 +267,7 @@ display(
 # ## Beside the paper
 #
 # The paper's ablation table (Qwen3-4B, unseen pairs, 1,000 prompts per
-# ordering) gives each setting's accuracy; here each variant's paired
+# ordering) gives each setting's accuracy; here each setting's paired
 # difference from the recipe, with its 95% interval, beside the paper's
 # difference. "agrees": the paper's difference lies inside our interval and
 # ours is significant in the same direction; "compatible": inside our

@@ -237,7 +237,7 @@ def test_run_selects_on_validation_and_tests_on_test(tiny, tmp_path, monkeypatch
 def test_ablations_on_capable_pairs_reuse_the_study_records_and_test_against_the_recipe(
     tiny, tmp_path
 ):
-    """The capable protocol tests each <and> variant on the chosen pairs with n_capable
+    """The capable protocol tests each <and> setting on the chosen pairs with n_capable
     prompts per ordering; the recipe and concatenation are the composition study's own
     records ("and", "concat"), so a study run first leaves nothing to make for them;
     McNemar against the recipe counts the discordant prompt-orderings found
@@ -407,7 +407,7 @@ def test_beside_paper_sets_paired_differences_against_the_papers_with_known_verd
                 "p": 1.0,
             },
             {
-                "ablation": "variant",
+                "ablation": "combos",
                 "setting": "trained on 2+3",
                 "recipe": "trained on 2",
                 "split": "seen",

@@ -145,6 +145,8 @@ def test_stage2_freezes_behavior_tokens(tiny, monkeypatch):
         tiny, toks, _cfg(init="zero"), questions=QUESTIONS, progress=False
     )
     assert "and" in out.names and out["and"].abs().sum() > 0
+    # what <and> trained on, under the key cards read (not the pre-issue-35 "variant")
+    assert out.info["and"]["combos"] == "2" and "variant" not in out.info["and"]
     assert all(torch.equal(before[n], out[n]) for n in before)
     assert all(torch.equal(before[n], toks[n]) for n in before)
 

@@ -146,13 +146,13 @@ def test_ablations_cached_only_reads_records_and_trains_nothing(tmp_path):
     )
     first = run_ablations(bb, tokens, preset, tmp_path, which=("no_and",))
     lines = (tmp_path / "records.jsonl").read_text()
-    # the variant's <and> is saved next to the records (the recipe: the <and> trained
+    # the setting's <and> is saved next to the records (the recipe: the <and> trained
     # above)
     saved = st.SteeringTokens.load_file(
         tmp_path / "ablation_tokens" / "paper-and_2_zero_0.5.safetensors", bb
     )
     assert saved.names == ["and"] and torch.equal(saved["and"], tokens["and"])
-    # cached_only: the no_and variants are complete and reported; everything else is
+    # cached_only: the no_and settings are complete and reported; everything else is
     # skipped, including "<and> trained on 2" whose pair records exist but whose
     # triples do not
     again = run_ablations(
@@ -168,7 +168,7 @@ def test_ablations_cached_only_reads_records_and_trains_nothing(tmp_path):
         "init",
         "lambda",
     }  # init/lambda share the <and> records
-    assert "variant" not in set(again["ablation"])
+    assert "combos" not in set(again["ablation"])
     # the same metrics, and the training seconds read back from the cached <and> (none
     # for concatenation)
     assert first.set_index("setting")["train_s"].notna().to_dict() == {

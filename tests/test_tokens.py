@@ -16,7 +16,7 @@ import steerlib as st
 from steerlib.model.backbone import tiny_backbone
 from steerlib.model.inits import random_init, text_init
 from steerlib.model.methods import METHODS
-from steerlib.model.packs import PRETRAINED_FILE
+from steerlib.model.packs import PACK_FILES, PRETRAINED_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "results" / "cpu"
@@ -122,6 +122,30 @@ def test_model_card_example_is_a_composition_the_conflict_rule_accepts(tiny):
     parse(
         "Why is the sky blue? <french><and><sentences_1>", toks.names
     )  # accepted (raises if refused)
+
+
+@pytest.mark.parametrize("pack", list(PACK_FILES))
+def test_model_card_says_what_and_trained_on_under_the_old_key_and_the_new(pack):
+    """A stage-2 record names what ``<and>`` trained on "combos"; the shipped files,
+    written before issue 35 and kept byte for byte, name it "variant". The card reads
+    both, and says nothing where a record has neither."""
+    from safetensors import safe_open
+
+    from steerlib.model.card import model_card
+
+    with safe_open(str(ROOT / "steerlib" / "data" / PACK_FILES[pack]), "pt") as f:
+        meta = json.loads(f.metadata()["steerlib"])
+    old = meta["info"]["and"]
+    assert old["variant"] == "2" and "combos" not in old  # the old key, as shipped
+
+    def and_row(record: dict) -> str:
+        card = model_card({**meta, "info": {**meta["info"], "and": record}}, "me/tok")
+        return next(line for line in card.splitlines() if line.startswith("| `<and>`"))
+
+    assert f", trained on 2, L_orth weight {old['orth_weight']} |" in and_row(old)
+    new = {k: v for k, v in old.items() if k != "variant"}
+    assert ", trained on 2+3, L_orth weight" in and_row({**new, "combos": "2+3"})
+    assert "trained on" not in and_row(new)
 
 
 def test_folder_without_token_file_is_a_clear_error(tmp_path):

@@ -37,6 +37,11 @@ STAMP = "<!-- steerlib card sha256:{} -->"
 """The card's last line: a digest of the text above it, so that a card someone edited
 after steerlib wrote it is recognised (and kept) instead of replaced."""
 _STAMPED = re.compile(r"\n<!-- steerlib card sha256:([0-9a-f]{64}) -->\n?\Z")
+OLD_COMBOS_KEY = "variant"
+"""Where a stage-2 training record kept ``combos`` (what ``<and>`` trained on: "2" or
+"2+3") before issue 35 renamed it: token files written before then, among them the
+shipped ones in ``steerlib/data``, whose bytes stay as they are (their digests are
+checked), carry it. Cards read either."""
 
 
 class CardState(enum.Enum):
@@ -225,10 +230,10 @@ def _row(name: str, info: dict, rate: tuple[float, int] | None) -> str:
     targets = info.get("target_source", "-")
     if "n_targets" in info:
         targets = f"{targets} ({info['n_targets']})"
-    if info.get("stage") == 2 and "variant" in info:
+    combos = info.get("combos", info.get(OLD_COMBOS_KEY))
+    if info.get("stage") == 2 and combos is not None:
         targets += (
-            f", trained on {info['variant']}, "
-            f"L_orth weight {info.get('orth_weight', '-')}"
+            f", trained on {combos}, L_orth weight {info.get('orth_weight', '-')}"
         )
     steps = (
         f"{info['steps']} x {cfg['batch_size']}"

@@ -6,8 +6,8 @@ evaluates them on the same sampled combinations and prompts as the main table:
 * ``no_and``: concatenated behavior tokens vs ``<and>`` (2-behavior, seen and unseen);
 * ``init``: zero, " and", mean-of-tokens and random inits, each with and without L_orth;
 * ``lambda``: the weight of L_orth in {0, 0.25, 0.5, 1.0};
-* ``variant``: ``<and>`` trained on pairs ("2") vs pairs and triples ("2+3"), tested on
-  3 behaviors and on 3 + json.
+* ``combos``: ``<and>`` trained on pairs ("2") vs pairs and triples ("2+3")
+  (``Stage2Combos``), tested on 3 behaviors and on 3 + json.
 
 Where they are tested is a ``Protocol``: the paper's (``paper_protocol``: the main
 table's sampled combinations and prompts), or the capable pairs of the composition study
@@ -48,7 +48,7 @@ from steerlib.train.compose import cached_composition_token, train_composition_t
 @dataclass(frozen=True)
 class Setting:
     """One ``<and>`` training setting, named by the ablation it belongs to (the ablation
-    named "variant" compares what ``<and>`` trains on: ``combos``)."""
+    named "combos" compares what ``<and>`` trains on)."""
 
     ablation: str
     setting: str
@@ -77,16 +77,16 @@ def settings() -> list[Setting]:
     out += [
         Setting("lambda", f"lambda={w}", orth_weight=w) for w in (0.0, 0.25, 0.5, 1.0)
     ]
-    out += [Setting("variant", f"trained on {v}", combos=v) for v in Stage2Combos]
+    out += [Setting("combos", f"trained on {c}", combos=c) for c in Stage2Combos]
     return out
 
 
-ABLATIONS = ("no_and", "init", "lambda", "variant")
+ABLATIONS = ("no_and", "init", "lambda", "combos")
 RECIPE = {
     "no_and": "<and>",
     "init": "zero, with L_orth",
     "lambda": "lambda=0.5",
-    "variant": "trained on 2",
+    "combos": "trained on 2",
 }
 """Per ablation, the setting that is the paper's recipe (what every other one is tested
 against)."""
@@ -100,7 +100,7 @@ def label(v: Setting) -> str:
 @dataclass(frozen=True)
 class Protocol:
     """Where the ablations are tested: the combinations, prompts per ordering and
-    records file of the 2-behavior ablations (``pairs``) and of the "variant" ablation
+    records file of the 2-behavior ablations (``pairs``) and of the "combos" ablation
     (``triples``)."""
 
     name: str
@@ -139,7 +139,7 @@ def paper_protocol(preset: Preset) -> Protocol:
 def capable_protocol(preset: Preset, pairs: Sequence[tuple[str, str]]) -> Protocol:
     """The capable pairs (``capable.choose``) on ``eval.n_ablation`` prompts per
     ordering (default ``eval.n_capable``: the study's first prompts, so every test is
-    paired); the "variant" ablation on triples whose three pairs are all capable (at
+    paired); the "combos" ablation on triples whose three pairs are all capable (at
     most ``eval.n_combos_3`` per split, drawn like the main table's), on as many
     prompts."""
     chosen = {frozenset(p) for p in pairs}
@@ -202,7 +202,7 @@ def run_ablations(
     split.
 
     ``tokens`` must hold the behavior tokens (an ``<and>`` in it is ignored). The
-    "variant" ablation is tested on ``protocol.triples``, the others on its pairs
+    "combos" ablation is tested on ``protocol.triples``, the others on its pairs
     (default: ``paper_protocol``); records go to ``out / protocol.records``.
     ``cached_only`` trains and generates nothing: it reports the settings whose
     records are already complete in ``out`` (e.g. the committed ones) and skips the
@@ -234,7 +234,7 @@ def run_ablations(
     for v in (v for v in settings() if v.ablation in which):
         test, n_prompts = (
             (protocol.triples, protocol.n_triples)
-            if v.ablation == "variant"
+            if v.ablation == "combos"
             else (protocol.pairs, protocol.n_pairs)
         )
         cfg = replace(preset.stage2, init=v.init, orth_weight=v.orth_weight)

@@ -106,7 +106,7 @@ def chapter2(out: Path, preset: Preset) -> list[str]:
 
 
 def chapter3(out: Path, preset: Preset) -> list[str]:
-    """The ablations of ``<and>``: the best variant against the recipe, and the
+    """The ablations of ``<and>``: the best setting against the recipe, and the
     instructions."""
     table = pd.read_csv(out / "ablations.csv")
     seen = table[(table["split"] == "seen-2") & (table["label"] != "concat")]

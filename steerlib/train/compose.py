@@ -346,7 +346,7 @@ def train_composition_token(
     record = {
         "stage": 2,
         "key": key,
-        "variant": combos,  # the key token files and model cards read
+        "combos": combos,  # what <and> trained on; model cards read it (card._row)
         "init": cfg.init,
         "orth_weight": cfg.orth_weight,
         "target_source": cfg.targets.source,

@@ -19,7 +19,7 @@ from steerlib.study.book.ablation_tables import (
     ablation_conclusion,
     ablation_table,
     paper_table,
-    variant_name,
+    setting_name,
 )
 from steerlib.study.book.display import (
     answers_table,
@@ -98,7 +98,7 @@ __all__ = [
     "protocol_tests",
     "training_line",
     "INIT_NAMES",
-    "variant_name",
+    "setting_name",
     "ablation_table",
     "ablation_conclusion",
     "paper_table",

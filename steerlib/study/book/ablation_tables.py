@@ -18,8 +18,8 @@ INIT_NAMES = {
 }
 
 
-def variant_name(v) -> str:
-    """One display name per ``<and>`` variant (``ablations.Variant``), whichever
+def setting_name(v) -> str:
+    """One display name per ``<and>`` setting (``ablations.Setting``), whichever
     ablation lists it: the recipe is "zero init, λ 0.5, pairs" in all four."""
     if v.method == "concat":
         return "no <and> (concatenation)"
@@ -33,13 +33,13 @@ def variant_name(v) -> str:
 
 
 def _names_by_setting() -> dict[tuple[str, str], str]:
-    return {(v.ablation, v.setting): variant_name(v) for v in settings()}
+    return {(v.ablation, v.setting): setting_name(v) for v in settings()}
 
 
 def ablation_table(
     table: pd.DataFrame, tests: pd.DataFrame, splits=("seen-2", "unseen-2")
 ) -> pd.DataFrame:
-    """One row per ``<and>`` variant (each once, by ``variant_name``), for ``splits``:
+    """One row per ``<and>`` setting (each once, by ``setting_name``), for ``splits``:
     its rate [Wilson interval] and the paired p against the recipe on the same
     generations, and the minutes its ``<and>`` took to train. "–": the recipe itself,
     or no test on that split."""
@@ -47,7 +47,7 @@ def ablation_table(
     rows = {}
     for _, r in table[table["split"].isin(splits)].iterrows():
         name = names.get((r["ablation"], r["setting"]), r["setting"])
-        row = rows.setdefault(name, {"variant": name})
+        row = rows.setdefault(name, {"setting": name})
         row[f"{r['split']} (%)"] = interval(r["mean_acc"], r["mean_lo"], r["mean_hi"])
         row[f"{r['split']}: p vs recipe"] = "–"
         if pd.notna(r.get("train_s")):
@@ -58,9 +58,9 @@ def ablation_table(
             rows[name][f"{t['split']}: p vs recipe"] = p_text(t["p"])
     if not rows:
         return pd.DataFrame(
-            {"note": [f"no variant was tested on {', '.join(splits)} here"]}
+            {"note": [f"no setting was tested on {', '.join(splits)} here"]}
         )
-    out = pd.DataFrame(list(rows.values())).set_index("variant")
+    out = pd.DataFrame(list(rows.values())).set_index("setting")
     cols = [
         c for s in splits for c in (f"{s} (%)", f"{s}: p vs recipe") if c in out.columns
     ]
@@ -118,7 +118,7 @@ def ablation_conclusion(tests: pd.DataFrame) -> list[str]:
 
 
 def paper_table(paper: pd.DataFrame) -> pd.DataFrame:
-    """``ablation_tests.beside_paper`` as the page shows it: one name per variant,
+    """``ablation_tests.beside_paper`` as the page shows it: one name per setting,
     differences in points with their interval, p as text, and "–" where the paper has
     no number."""
     names = _names_by_setting()
@@ -126,7 +126,7 @@ def paper_table(paper: pd.DataFrame) -> pd.DataFrame:
     return (
         pd.DataFrame(
             {
-                "variant": [
+                "setting": [
                     names.get((a, s), s)
                     for a, s in zip(shown["ablation"], shown["setting"])
                 ],
@@ -141,6 +141,6 @@ def paper_table(paper: pd.DataFrame) -> pd.DataFrame:
                 "verdict": shown["verdict"],
             }
         )
-        .drop_duplicates(["variant", "split"])
-        .set_index("variant")
+        .drop_duplicates(["setting", "split"])
+        .set_index("setting")
     )
