@@ -59,7 +59,8 @@ from steerlib.model.template import embed, render
 from steerlib.study import capable as C
 from steerlib.study import slots
 from steerlib.study.folders import results_dir
-from steerlib.study.position import selection, stages, testrun, variants
+from steerlib.study.position import selection, stages, testrun
+from steerlib.study.position.candidates import LAYOUTS
 
 # %matplotlib inline
 
@@ -128,7 +129,7 @@ row = render(bb, "Why is the sky blue?", ["french", "and", "sentences_1"])
 first = row.slots[0][0]
 view = slice(first - 2, first + 5)
 shown = []
-for layout in variants.LAYOUTS[:4]:
+for layout in LAYOUTS[:4]:
     batch = embed(bb, [row], toy, layout=layout)
     mask = batch.prefill_mask
     # what the last slot (<b2>, at first + 2) may read of the three slots
@@ -149,7 +150,7 @@ display(show(pd.DataFrame(shown).astype(str)))
 # ## 3. A search chosen on validation, one test
 #
 # The plan (`results/cpu/position/PLAN.md`) was committed before any test
-# generation: which pairs, which variants, the selection set (96 train questions
+# generation: which pairs, which candidates, the selection set (96 train questions
 # that no target ever used), the selection metric (joint pass rate) and the single
 # test. First, the pairs: a token distilled from its instruction cannot do what the
 # instruction does not, so only pairs whose *instructions* pass both behaviors on
@@ -157,14 +158,12 @@ display(show(pd.DataFrame(shown).astype(str)))
 
 # %%
 filter_records = read_records(STUDY / selection.FILTER_RECORDS)
-candidates = [
-    tuple(c.split("+")) for c in dict.fromkeys(filter_records["combo"])
-]
-filtered, kept = selection.filter_table(filter_records, candidates)
+studied = [tuple(c.split("+")) for c in dict.fromkeys(filter_records["combo"])]
+filtered, kept = selection.filter_table(filter_records, studied)
 display(show(filtered.round(1)))
 
 # %% [markdown]
-# The search: each variant on the selection set, with its cost (`search.csv`). Family
+# The search: each candidate on the selection set, with its cost (`search.csv`). Family
 # A re-reads today's tokens in a new layout; C retrains `<and>` in the best A layout
 # (temperature 10 or 2); B, below, retrains the behavior tokens themselves. The plan's
 # winner is chosen among the families it screened before its test (A and C).
@@ -173,7 +172,7 @@ display(show(filtered.round(1)))
 search = pd.read_csv(STUDY / "search.csv")
 shown_cols = [
     "family",
-    "variant",
+    "candidate",
     "stage1",
     "joint",
     "joint_lo",
@@ -202,21 +201,22 @@ print("winner by the plan's rule:", selection.winner(search))
 fam_b = search[search["family"] == "B"].sort_values("joint", ascending=False)
 best_b, won = (
     fam_b.iloc[0],
-    search[search["variant"] == selection.winner(search)].iloc[0],
+    search[search["candidate"] == selection.winner(search)].iloc[0],
 )
-today_seq = search[search["variant"] == "and@sequential"].iloc[0]
+today_seq = search[search["candidate"] == "and@sequential"].iloc[0]
 margin = (best_b["joint"] - won["joint"]) * best_b["n"] / 100
 display(
     Markdown(
         f"- Displaced training moves the paper's layout from {today_seq['joint']:.1f}% "
         f"to {best_b['joint']:.1f}% joint "
         f"[{best_b['joint_lo']:.1f}, {best_b['joint_hi']:.1f}] "
-        f"(`{best_b['variant']}`), and the order gap from "
+        f"(`{best_b['candidate']}`), and the order gap from "
         f"{today_seq['gap']:.1f} to {best_b['gap']:.1f} points: the tokens did learn "
         "to steer from second place.\n"
         f"- It stays {won['joint'] - best_b['joint']:.1f} points below re-reading "
         "today's tokens in the winning layout "
-        f"(`{won['variant']}`, {won['joint']:.1f}%), at {best_b['train_s'] / 3600:.1f} "
+        f"(`{won['candidate']}`, {won['joint']:.1f}%), at "
+        f"{best_b['train_s'] / 3600:.1f} "
         "CPU hours of training against none.\n"
         "- By the amendment's rule (beat the winner by at least one of "
         f"{best_b['n']:.0f} generations) B "

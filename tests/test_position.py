@@ -9,7 +9,7 @@ import pytest
 import steerlib as st
 from steerlib.model import layout as L
 from steerlib.study import slots
-from steerlib.study.position import report, runs, selection, variants
+from steerlib.study.position import candidates, report, runs, selection
 from steerlib.tasks import prompts as P
 
 
@@ -143,7 +143,7 @@ def test_layout_methods_are_named_keyed_and_read_in_their_layout(tiny):
     for name in ("french", "and", "words_10_50"):
         toks.set(name, tiny.embeddings[len(name)])
     sm = st.SteeredModel(tiny, toks)
-    methods = variants.screen_methods()
+    methods = candidates.screen_methods()
     assert [m.name for m in methods][:2] == ["and@sequential", "and@shared"]
     assert methods[-1].name == "concat@shared+isolate" and methods[-1].joiner is None
     names = ("french", "words_10_50")
@@ -152,7 +152,7 @@ def test_layout_methods_are_named_keyed_and_read_in_their_layout(tiny):
     )  # the paper's layout: today's key
     assert (
         len({m.digest(sm, names) for m in methods[:-1]})
-        == len(variants.LAYOUTS)
+        == len(candidates.LAYOUTS)
         == len(methods) - 1
     )
     assert methods[3].prepare(sm).tokens.layout == L.Layout(
@@ -165,7 +165,7 @@ def test_layout_methods_are_named_keyed_and_read_in_their_layout(tiny):
 
 def test_winner_must_beat_todays_layout_by_one_generation():
     def table(rows):
-        return pd.DataFrame(rows, columns=["variant", "joint", "gap", "n"])
+        return pd.DataFrame(rows, columns=["candidate", "joint", "gap", "n"])
 
     today = ("and@sequential", 30.0, 20.0, 200)
     assert (
@@ -194,22 +194,22 @@ def test_family_b_cannot_change_the_plans_winner():
         ("A", "and@shared", 40.0, 9.0, 200),
         ("B", "and@sequential|disp2|T10|ce0", 60.0, 1.0, 200),
     ]
-    search = pd.DataFrame(rows, columns=["family", "variant", "joint", "gap", "n"])
+    search = pd.DataFrame(rows, columns=["family", "candidate", "joint", "gap", "n"])
     assert selection.winner(search) == "and@shared"
     assert (
         selection.winner(search, families=("A", "B")) == "and@sequential|disp2|T10|ce0"
     )
 
 
-@pytest.mark.parametrize("layout", variants.LAYOUTS, ids=lambda lay: lay.label)
-def test_variant_names_parse_back(layout):
-    assert variants.parse_variant(variants.layout_method(layout).name) == (
+@pytest.mark.parametrize("layout", candidates.LAYOUTS, ids=lambda lay: lay.label)
+def test_candidate_names_parse_back(layout):
+    assert candidates.parse_candidate(candidates.layout_method(layout).name) == (
         "and",
         layout,
         None,
     )
-    name = variants.retrained_name(layout, 2.0, 1.0)
-    assert variants.parse_variant(name) == (
+    name = candidates.retrained_name(layout, 2.0, 1.0)
+    assert candidates.parse_candidate(name) == (
         "and",
         layout,
         {"temperature": 2.0, "ce_weight": 1.0},
@@ -230,7 +230,7 @@ def test_the_layout_is_a_preset_option_set_from_the_command_line():
     assert preset().layout == L.DEFAULT
     assert (
         preset("layout.positions=shared", "layout.isolate=true").layout
-        == variants.LAYOUTS[3]
+        == candidates.LAYOUTS[3]
     )
     with pytest.raises(ConfigError, match="one of sequential, shared, and_own"):
         preset("layout.positions=diagonal")
@@ -238,21 +238,21 @@ def test_the_layout_is_a_preset_option_set_from_the_command_line():
 
 # -- family B: displaced stage-1 training
 # ---------------------------------------------------
-def test_displaced_variant_names_parse_back():
-    name = variants.retrained_name(L.DEFAULT, 10.0, 0.0, displace=2)
+def test_displaced_candidate_names_parse_back():
+    name = candidates.retrained_name(L.DEFAULT, 10.0, 0.0, displace=2)
     assert name == "and@sequential|disp2|T10|ce0"
-    assert variants.parse_variant(name) == (
+    assert candidates.parse_candidate(name) == (
         "and",
         L.DEFAULT,
         {"displace": 2, "temperature": 10.0, "ce_weight": 0.0},
     )
-    assert variants.parse_variant("concat@sequential|disp2") == (
+    assert candidates.parse_candidate("concat@sequential|disp2") == (
         "concat",
         L.DEFAULT,
         {"displace": 2},
     )
     with pytest.raises(ValueError, match="unknown part 'x3'"):
-        variants.parse_variant("and@sequential|x3")
+        candidates.parse_candidate("and@sequential|x3")
 
 
 def test_displaced_behaviors_put_the_selection_pairs_first():
@@ -276,7 +276,7 @@ def test_displaced_behaviors_put_the_selection_pairs_first():
         "<words_10_50>",
         "<german>",
     ]
-    assert [variants.parse_variant(j)[0] for j in jobs[5:]] == ["and", "concat"]
+    assert [candidates.parse_candidate(j)[0] for j in jobs[5:]] == ["and", "concat"]
 
 
 def test_search_table_counts_stage1_time_into_family_b(tmp_path):
@@ -292,7 +292,7 @@ def test_search_table_counts_stage1_time_into_family_b(tmp_path):
     runs.note_cost(tmp_path, "stage1|disp2", "french", 100.0)
     runs.note_cost(tmp_path, "stage1|disp2", "words_10_50", 50.0)
     runs.note_cost(tmp_path, "and@sequential|disp2|T10|ce0", "train_s", 20.0)
-    table = report.search_table(pd.DataFrame(rows), tmp_path).set_index("variant")
+    table = report.search_table(pd.DataFrame(rows), tmp_path).set_index("candidate")
     assert table.loc[
         "and@sequential|disp2|T10|ce0", ["family", "stage1", "stage2", "train_s"]
     ].tolist() == ["B", "displaced 0-2", "T10 ce0", 170.0]

@@ -202,8 +202,8 @@ def chapter6(out: Path, preset: Preset) -> list[str]:
 
     study = out / "position"
     filter_records = read_records(study / selection.FILTER_RECORDS)
-    candidates = [tuple(c.split("+")) for c in dict.fromkeys(filter_records["combo"])]
-    kept = selection.filter_table(filter_records, candidates)[1]
+    studied = [tuple(c.split("+")) for c in dict.fromkeys(filter_records["combo"])]
+    kept = selection.filter_table(filter_records, studied)[1]
     search = pd.read_csv(study / "search.csv")
     won = selection.winner(search)
     capable = read_records(out / "capable_records.jsonl")

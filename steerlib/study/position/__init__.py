@@ -11,8 +11,8 @@ mostly stops working there. The study
    (``slots.order_variance``);
 2. **selects on validation only** (``results/cpu/position/PLAN.md``, committed before
    any test generation): the pairs whose *instructions* pass both behaviors on
-   validation questions, and the variant of the search with the best joint pass rate on
-   train questions that no target ever used;
+   validation questions, and the candidate of the search with the best joint pass rate
+   on train questions that no target ever used;
 3. **tests the winner once** on the test prompts against today's methods.
 
 Place 1 is the slot right after the question; for instructions, place 1 is the first
@@ -20,7 +20,7 @@ instruction of the two, the same ordering the tokens of that record follow.
 
 One job per module, each importing only those listed before it:
 
-* ``variants``: the variant-name language and the families A, B, C it names;
+* ``candidates``: the candidate-name language and the families A, B, C it names;
 * ``selection``: the selection questions, the instruction filter, the kept pairs and
   the plan's winner rule;
 * ``runs``: screening on the selection set, the training runs of families B and C, and

@@ -1,4 +1,4 @@
-"""The position study's tables: the instruction filter, the search (every variant's
+"""The position study's tables: the instruction filter, the search (every candidate's
 selection score, configuration and cost) and the test run."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from steerlib.model.layout import Layout
 from steerlib.storage import write_text
 from steerlib.study import capable
 from steerlib.study.book.formats import p_text
+from steerlib.study.position.candidates import displace_part, parse_candidate
 from steerlib.study.position.runs import SELECTION, STAGE1_COSTS, read_costs
 from steerlib.study.position.selection import (
     FILTER_QUESTIONS,
@@ -21,7 +22,6 @@ from steerlib.study.position.selection import (
     winner,
 )
 from steerlib.study.position.testrun import planned_comparisons
-from steerlib.study.position.variants import displace_part, parse_variant
 from steerlib.study.slots import dashes, order_variance, slot_pivot, slot_rates
 
 
@@ -39,7 +39,7 @@ def selection_table(records: pd.DataFrame) -> pd.DataFrame:
         second = (s["second"] * s["second_n"]).sum() / s["second_n"].sum()
         rows.append(
             {
-                "variant": method,
+                "candidate": method,
                 "joint": 100 * k / n,
                 "joint_lo": 100 * lo,
                 "joint_hi": 100 * hi,
@@ -57,13 +57,14 @@ def selection_table(records: pd.DataFrame) -> pd.DataFrame:
 
 
 def search_table(records: pd.DataFrame, folder: Path) -> pd.DataFrame:
-    """``selection_table`` with each variant's family, configuration and measured costs
-    (a family-B variant's training time includes its behaviors' stage-1 runs)."""
+    """``selection_table`` with each candidate's family, configuration and measured
+    costs (a family-B candidate's training time includes its behaviors' stage-1
+    runs)."""
     table = selection_table(records)
     costs = read_costs(folder)
     config = []
-    for name in table["variant"]:
-        base, layout, train = parse_variant(name)
+    for name in table["candidate"]:
+        base, layout, train = parse_candidate(name)
         train = train or {}
         displace = train.get("displace", 0)
         stage2 = (
@@ -94,7 +95,7 @@ def search_table(records: pd.DataFrame, folder: Path) -> pd.DataFrame:
 
 
 def recorded_search(folder: Path) -> pd.DataFrame:
-    """``search_table`` of every variant whose selection records are in ``folder``."""
+    """``search_table`` of every candidate whose selection records are in ``folder``."""
     files = sorted((folder / SELECTION).glob("*.jsonl"))
     if not files:
         return pd.DataFrame()
@@ -106,15 +107,15 @@ def best_layout(folder: Path) -> Layout:
     """The family-A layout with the best selection metric (``winner`` among A only)."""
     search = recorded_search(folder)
     a = search[(search["family"] == "A") & (search["method"] == "and")]
-    return parse_variant(winner(a))[1]
+    return parse_candidate(winner(a))[1]
 
 
 def write_search(folder: Path, search: pd.DataFrame) -> None:
-    """``search.csv`` (every variant's config, selection score with interval, cost) and
-    its markdown."""
+    """``search.csv`` (every candidate's config, selection score with interval, cost)
+    and its markdown."""
     write_text(folder / "search.csv", search.round(2).to_csv(index=False))
     lines = [
-        "# The search: every variant on the selection set (validation only)",
+        "# The search: every candidate on the selection set (validation only)",
         "",
         "Selection metric: joint pass rate (%) on 96 train questions no target used, "
         "each asking one "

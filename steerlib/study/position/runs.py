@@ -1,7 +1,7 @@
-"""The search's runs: screening variants on the selection set, training families B and
+"""The search's runs: screening candidates on the selection set, training families B and
 C, and each run's measured cost in ``costs.json``.
 
-Every run is cached and resumable (records per variant under ``selection/``, tokens in
+Every run is cached and resumable (records per candidate under ``selection/``, tokens in
 the training caches); ``costs.json`` keeps the first measured figure of each, so a rerun
 that reuses records leaves the cost of the run that made them.
 """
@@ -24,20 +24,20 @@ from steerlib.model.methods import Method
 from steerlib.model.tokens import SteeringTokens
 from steerlib.presets import Preset
 from steerlib.storage import lock, write_text
-from steerlib.study.position.selection import seen_pairs, selection_records
-from steerlib.study.position.variants import (
+from steerlib.study.position.candidates import (
     DISPLACE,
     DISPLACED_STAGE2,
     displace_part,
-    parse_variant,
+    parse_candidate,
     retrained_name,
 )
+from steerlib.study.position.selection import seen_pairs, selection_records
 
 log = logging.getLogger("steerlib")
 
 SELECTION = "selection"
-"""The folder of the selection records, one file per variant (so variants run side by
-side)."""
+"""The folder of the selection records, one file per candidate (so candidates run side
+by side)."""
 
 
 COSTS = "costs.json"
@@ -52,18 +52,18 @@ def read_costs(folder: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def note_cost(folder: Path, variant: str, kind: str, seconds: float) -> None:
-    """Keep a variant's measured cost; a run that reused its records leaves the first
+def note_cost(folder: Path, candidate: str, kind: str, seconds: float) -> None:
+    """Keep a candidate's measured cost; a run that reused its records leaves the first
     figure. Read and written under the file's lock: runs side by side note their costs
     in turn."""
     with lock(folder / COSTS):
         costs = read_costs(folder)
-        costs.setdefault(variant, {})[kind] = round(seconds, 1)
+        costs.setdefault(candidate, {})[kind] = round(seconds, 1)
         write_text(folder / COSTS, json.dumps(costs, indent=1, sort_keys=True) + "\n")
 
 
-def selection_file(folder: Path, variant: str) -> Path:
-    return folder / SELECTION / f"{variant.replace('|', '_')}.jsonl"
+def selection_file(folder: Path, candidate: str) -> Path:
+    return folder / SELECTION / f"{candidate.replace('|', '_')}.jsonl"
 
 
 def screen(
@@ -99,7 +99,7 @@ def displaced_behaviors(pairs: Sequence[tuple[str, str]]) -> list[str]:
 
 def displace_jobs(pairs: Sequence[tuple[str, str]]) -> list[str]:
     """``--stage displace`` jobs in order: each behavior's stage-1 run, then the two B
-    variants screened on top of them (their names), so two processes can share the
+    candidates screened on top of them (their names), so two processes can share the
     work."""
     return [f"<{b}>" for b in displaced_behaviors(pairs)] + [
         retrained_name(Layout(), **DISPLACED_STAGE2, displace=DISPLACE),
@@ -173,10 +173,10 @@ def winner_tokens(
     pairs: Sequence[tuple[str, str]],
     folder: Path,
 ) -> SteeringTokens:
-    """The winning variant's pack: the behavior tokens (shipped, or displaced for the
+    """The winning candidate's pack: the behavior tokens (shipped, or displaced for the
     kept pairs' behaviors), its ``<and>`` (shipped or retrained) and its layout in the
     pack's metadata."""
-    _, layout, train = parse_variant(name)
+    _, layout, train = parse_candidate(name)
     train = dict(train or {})
     if displace := train.pop("displace", 0):
         tokens = displaced_tokens(

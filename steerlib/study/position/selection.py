@@ -1,10 +1,10 @@
 """Selection on validation only (PLAN.md): the questions, the instruction filter, the
-kept pairs and the plan's rule that picks the winning variant.
+kept pairs and the plan's rule that picks the winning candidate.
 
 The selection questions are train questions no stage-1 or stage-2 target used, so a
-variant is chosen without reading a test prompt; the instruction filter keeps the pairs
-whose *instructions* pass both behaviors (a token distilled from its instruction cannot
-learn what the instruction does not do).
+candidate is chosen without reading a test prompt; the instruction filter keeps the
+pairs whose *instructions* pass both behaviors (a token distilled from its instruction
+cannot learn what the instruction does not do).
 """
 
 from __future__ import annotations
@@ -189,18 +189,18 @@ and cannot change the plan's winner."""
 def winner(search: pd.DataFrame, families: Sequence[str] = PLANNED_FAMILIES) -> str:
     """The selection rule of PLAN.md: the highest joint rate, ties to the smaller order
     gap; it must beat today's layout by at least one generation, else today's layout
-    wins. Only variants of ``families`` compete (a table without a family column:
+    wins. Only candidates of ``families`` compete (a table without a family column:
     all)."""
     if "family" in search:
         search = search[search["family"].isin(families)]
     ranked = search.sort_values(
         ["joint", "gap"], ascending=[False, True], kind="stable"
     )
-    reference = search.loc[search["variant"] == f"and@{Layout().label}"].iloc[0]
+    reference = search.loc[search["candidate"] == f"and@{Layout().label}"].iloc[0]
     best = ranked.iloc[0]
     one = 100 / reference["n"]
     return (
-        best["variant"]
+        best["candidate"]
         if best["joint"] >= reference["joint"] + one - 1e-9
-        else reference["variant"]
+        else reference["candidate"]
     )

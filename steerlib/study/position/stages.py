@@ -15,6 +15,12 @@ from steerlib.model.generate import SteeredModel
 from steerlib.model.methods import METHODS
 from steerlib.model.tokens import SteeringTokens
 from steerlib.presets import Preset
+from steerlib.study.position.candidates import (
+    RETRAINS,
+    parse_candidate,
+    retrained_name,
+    screen_methods,
+)
 from steerlib.study.position.report import (
     best_layout,
     recorded_search,
@@ -36,12 +42,6 @@ from steerlib.study.position.testrun import (
     pair_records_on_test,
     single_records_on_test,
 )
-from steerlib.study.position.variants import (
-    RETRAINS,
-    parse_variant,
-    retrained_name,
-    screen_methods,
-)
 
 PACK = "pack"
 """The winner's token pack, under ``results/<preset>/position/``."""
@@ -58,16 +58,16 @@ def run(
     preset: Preset,
     out: Path,
     stage: str,
-    variants: Sequence[int] | None = None,
+    candidates: Sequence[int] | None = None,
 ) -> pd.DataFrame:
     """One stage of the study (PLAN.md), resumable, its tables written under
-    ``out/position``: ``filter`` (the pairs), ``screen`` (family A, ``variants``
+    ``out/position``: ``filter`` (the pairs), ``screen`` (family A, ``candidates``
     indexes ``screen_methods()``), ``retrain`` (family C in the best A layout,
-    ``variants`` indexes ``RETRAINS``), ``displace`` (family B, ``variants`` indexes
+    ``candidates`` indexes ``RETRAINS``), ``displace`` (family B, ``candidates`` indexes
     ``displace_jobs``: each kept behavior's displaced stage 1, then ``<and>`` on those
     tokens, saved with them under ``family_b/``, and their concatenation),
     ``search`` (the search table from records, no generation) and ``test`` (the winner's
-    pack saved, its methods' test generations, ``variants`` indexing ``PACK_METHODS``,
+    pack saved, its methods' test generations, ``candidates`` indexing ``PACK_METHODS``,
     and ``test.md`` from every pack method recorded so far)."""
     folder = out / "position"
     table, kept = kept_pairs(SteeredModel(bb), tokens, preset, out)
@@ -89,14 +89,14 @@ def run(
             preset,
             [
                 methods[i]
-                for i in (variants if variants is not None else range(len(methods)))
+                for i in (candidates if candidates is not None else range(len(methods)))
             ],
             seen,
             folder,
         )
     elif stage == "retrain":
         layout = best_layout(folder)
-        for i in variants if variants is not None else range(len(RETRAINS)):
+        for i in candidates if candidates is not None else range(len(RETRAINS)):
             trained = retrain(bb, tokens, preset, layout, **RETRAINS[i], folder=folder)
             name = retrained_name(layout, **RETRAINS[i])
             screen(
@@ -109,12 +109,12 @@ def run(
     elif stage == "displace":
         jobs = displace_jobs(kept)
         behaviors = displaced_behaviors(kept)
-        for i in variants if variants is not None else range(len(jobs)):
+        for i in candidates if candidates is not None else range(len(jobs)):
             if i < len(behaviors):
                 displaced_tokens(bb, tokens, preset, [behaviors[i]], folder)
                 continue
             pack = winner_tokens(bb, tokens, preset, jobs[i], kept, folder)
-            base = parse_variant(jobs[i])[0]
+            base = parse_candidate(jobs[i])[0]
             if base == "and":
                 pack.subset([*behaviors, "and"]).save_pretrained(
                     folder / FAMILY_B,
@@ -136,8 +136,8 @@ def run(
             folder / PACK, repo_id="steerlib-position-pack", overwrite=True
         )
         bases = (
-            [PACK_METHODS[i] for i in variants]
-            if variants is not None
+            [PACK_METHODS[i] for i in candidates]
+            if candidates is not None
             else PACK_METHODS
         )
         pairs = pair_records_on_test(bb, tokens, pack, preset, kept, out, bases)

@@ -22,8 +22,8 @@ from steerlib.model.methods import METHODS
 from steerlib.model.tokens import SteeringTokens
 from steerlib.presets import Preset
 from steerlib.study import capable
+from steerlib.study.position.candidates import parse_candidate
 from steerlib.study.position.runs import note_cost
-from steerlib.study.position.variants import parse_variant
 from steerlib.tasks import prompts as P
 
 PACK_METHODS = ("and", "concat", "hybrid")
@@ -110,7 +110,7 @@ def single_records_on_test(
 def planned_comparisons(winner_name: str) -> list[tuple[str, str]]:
     """The plan's one test (first: the winner's method in its pack vs today's
     ``<and>``), then the comparisons reported beside it."""
-    best = f"{parse_variant(winner_name)[0]}@pack"
+    best = f"{parse_candidate(winner_name)[0]}@pack"
     other = "concat@pack" if best == "and@pack" else "and@pack"
     return [
         (best, "and"),

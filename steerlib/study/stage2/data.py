@@ -32,7 +32,8 @@ PAIR_TARGETS = "pairs"
 
 def pair_questions(preset: Preset) -> list[str]:
     """The train questions that are not the position study's selection set: every
-    question a stage-2 target may come from (the selection set scores the variants)."""
+    question a stage-2 target may come from (the selection set scores the
+    candidates)."""
     from steerlib.study.position.selection import selection_questions
 
     selection = set(selection_questions(preset))
@@ -70,7 +71,7 @@ def training_targets(
     pairs: Sequence[tuple[str, str]],
     progress: bool | None = None,
 ) -> list[Target]:
-    """What every trained variant learns from: the filtered pair targets, then the
+    """What every trained candidate learns from: the filtered pair targets, then the
     recipe's constructed targets (the 131 today's ``<and>`` was trained on)."""
     return pair_targets(bb, preset, pairs, progress) + composition_targets(
         bb, preset.stage2, progress=progress

@@ -48,21 +48,23 @@ def search_table(folder: Path, position: Path) -> pd.DataFrame:
     for c in CANDIDATES:
         name = c.method.name
         score = (
-            scored[scored["variant"] == name] if scored is not None else pd.DataFrame()
+            scored[scored["candidate"] == name]
+            if scored is not None
+            else pd.DataFrame()
         )
         row = {"candidate": c.name, **c.describe(), **costs.get(name, {})}
         if len(score):
-            row |= score.iloc[0].drop("variant").to_dict()
+            row |= score.iloc[0].drop("candidate").to_dict()
         else:
             row["note"] = "not run"
         rows.append(row)
     rows += [{"candidate": f, "family": f, "note": why} for f, why in NOT_RUN.items()]
     refs = pd.read_csv(position / "search.csv")
-    refs = refs[refs["variant"].isin(REFERENCES)]
+    refs = refs[refs["candidate"].isin(REFERENCES)]
     for _, ref in refs.iterrows():
         rows.append(
             {
-                "candidate": ref["variant"],
+                "candidate": ref["candidate"],
                 "family": "ref",
                 "train_s": ref["train_s"],
                 "eval_s": ref["eval_s"],
@@ -78,7 +80,7 @@ def search_table(folder: Path, position: Path) -> pd.DataFrame:
                         "n",
                     )
                 },
-                "note": REFERENCES[ref["variant"]],
+                "note": REFERENCES[ref["candidate"]],
             }
         )
     columns = ["candidate", "family", "k", "T", "lambda", "ce", "joint", "joint_lo"]

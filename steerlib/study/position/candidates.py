@@ -1,9 +1,9 @@
-"""The variant-name language of the position search, and the families it names.
+"""The candidate-name language of the position search, and the families it names.
 
-A variant is one candidate of the search, named by a string that says how to make it:
+A candidate of the search is named by a string that says how to make it:
 ``<method>@<layout label>`` for family A (today's tokens read in a layout),
 ``|disp<k>`` for family B (behavior tokens trained ``0..k`` slots behind the question),
-``|T<t>|ce<w>`` for family C (``<and>`` trained anew). ``parse_variant`` reads a name
+``|T<t>|ce<w>`` for family C (``<and>`` trained anew). ``parse_candidate`` reads a name
 back; each record's method and each selection file carries it.
 """
 
@@ -77,11 +77,11 @@ TRAIN_PARTS = {
     "T": ("temperature", float),
     "ce": ("ce_weight", float),
 }
-"""The training parts of a variant name after its layout: ``|disp2`` (family B),
+"""The training parts of a candidate name after its layout: ``|disp2`` (family B),
 ``|T2|ce0`` (a retrained ``<and>``)."""
 
 
-def parse_variant(name: str) -> tuple[str, Layout, dict | None]:
+def parse_candidate(name: str) -> tuple[str, Layout, dict | None]:
     """``"and@shared+isolate|T2|ce0"`` -> ("and", its Layout, {"temperature": 2,
     "ce_weight": 0}); ``"concat@sequential|disp2"`` -> ("concat", Layout(),
     {"displace": 2}); None: no training."""
@@ -96,7 +96,8 @@ def parse_variant(name: str) -> tuple[str, Layout, dict | None]:
         )
         if prefix is None:
             raise ConfigError(
-                f"variant {name!r}: unknown part {part!r}; parts: disp<k>, T<t>, ce<w>"
+                f"candidate {name!r}: unknown part {part!r}; parts: disp<k>, T<t>, "
+                "ce<w>"
             )
         key, kind = TRAIN_PARTS[prefix]
         train[key] = kind(part[len(prefix) :])
