@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import TypedDict, TypeVar
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -50,6 +50,19 @@ T = TypeVar("T")
 Params = dict[str, torch.Tensor]
 Validator = Callable[[Params], float]
 """Pass rate in [0, 1] of the params as they are now, on validation questions."""
+
+
+class RunOptions(TypedDict, total=False):
+    """``fit``'s options for one run (its keyword arguments of the same names, whose
+    defaults ``fit`` sets): what the trainers built on ``fit`` pass through unchanged
+    (``loss.train_vectors``), declared once here."""
+
+    validate: Validator | None
+    checkpoint: Path | None
+    desc: str
+    progress: bool | None
+    stop_after: int | None
+    started: float | None
 
 
 @dataclass

@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Unpack
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +30,7 @@ from steerlib.config import TrainConfig
 from steerlib.model.backbone import Backbone
 from steerlib.model.template import Rendered, embed, render
 from steerlib.model.tokens import SteeringTokens
-from steerlib.train.loop import TrainResult, Validator, fit
+from steerlib.train.loop import RunOptions, TrainResult, fit
 from steerlib.train.targets import Target
 
 
@@ -116,12 +116,7 @@ def train_vectors(
     student_context: Callable[
         [], contextlib.AbstractContextManager
     ] = contextlib.nullcontext,
-    validate: Validator | None = None,
-    checkpoint: Path | None = None,
-    desc: str = "train",
-    progress: bool | None = None,
-    stop_after: int | None = None,
-    started: float | None = None,
+    **run: Unpack[RunOptions],
 ) -> TrainResult:
     """Distil ``params`` (name -> tensor) on ``examples`` with the shared loop
     (``loop.fit``).
@@ -129,8 +124,9 @@ def train_vectors(
     ``tokens`` supplies the frozen vectors of other slots (stage 2's behavior tokens).
     ``extra_loss(params)`` is added to each step's loss (stage 2's orthogonality term).
     ``student_context`` wraps the student pass (see ``step_loss``); params may then be
-    any tensors the context uses, not only steering vectors (LM-Steer, LoRA).
-    ``started``: when the run's work began (``loop.fit``), for its seconds.
+    any tensors the context uses, not only steering vectors (LM-Steer, LoRA). ``run``:
+    ``fit``'s options (validation, checkpoint, progress bar label, early stop, when the
+    run's work began).
     """
 
     def loss_fn(batch: list[Example]) -> torch.Tensor:
@@ -143,12 +139,7 @@ def train_vectors(
         cfg,
         loss_fn,
         size=lambda ex: len(ex.answer[: cfg.max_answer_tokens]),
-        validate=validate,
-        checkpoint=checkpoint,
-        desc=desc,
-        progress=progress,
-        stop_after=stop_after,
-        started=started,
+        **run,
     )
 
 
