@@ -562,8 +562,7 @@ def test_train_baselines_caches_and_resumes(bb, monkeypatch, artifacts):
     def fail(*_a, **_k):
         raise AssertionError("cached baselines must not be retrained")
 
-    for module in ("lm_steer", "lora_dare"):
-        monkeypatch.setattr(f"steerlib.baselines.{module}.train_vectors", fail)
+    monkeypatch.setattr("steerlib.baselines.common.train_vectors", fail)
     monkeypatch.setattr(caa_module, "last_token_states", fail)
     again = train_baselines(bb, names, TRAIN, questions=QUESTIONS, progress=False)
     assert all(

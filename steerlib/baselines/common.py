@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import ClassVar, TypeVar
+from typing import ClassVar, TypedDict, TypeVar
 
 import torch
 from safetensors import safe_open
@@ -41,7 +43,7 @@ from steerlib.tasks import behaviors as B
 from steerlib.tasks import prompts as P
 from steerlib.train.distill import behavior_targets
 from steerlib.train.loop import TrainResult
-from steerlib.train.loss import Example, examples_for
+from steerlib.train.loss import Example, examples_for, train_vectors
 from steerlib.train.targets import artifacts_root
 
 log = logging.getLogger("steerlib")
@@ -257,6 +259,91 @@ def distill_examples(
     """
     return examples_for(
         bb, behavior_targets(bb, name, cfg, questions, progress), lambda t: ()
+    )
+
+
+class DistillRun(TypedDict, total=False):
+    """How a distilled baseline trains (``distill_each``'s keyword arguments of the same
+    names, whose defaults it sets): ``train_lm_steer`` and ``train_lora`` pass them
+    through, declared once here."""
+
+    train_for: Mapping[str, TrainConfig] | None
+    questions: Sequence[str] | None
+    retrain: bool
+    progress: bool | None
+    stop_after: int | None
+
+
+Train = Callable[
+    [dict[str, torch.Tensor], Callable[[], AbstractContextManager]], TrainResult
+]
+"""``train(params, student_context)``: one behavior's distillation of ``params``, the
+student pass inside ``student_context()`` (``distill_each``)."""
+
+
+def distill_each(
+    bb: Backbone,
+    names: Sequence[str],
+    cls: type[T],
+    config: C,
+    fit: Callable[[str, C, Train], tuple[TrainResult, dict]],
+    *,
+    train_for: Mapping[str, TrainConfig] | None = None,
+    questions: Sequence[str] | None = None,
+    retrain: bool = False,
+    progress: bool | None = None,
+    stop_after: int | None = None,
+) -> T:
+    """``train_each`` for the baselines that learn the behavior tokens'
+    self-distillation (LM-Steer, LoRA): one recipe, where only the trained tensors and
+    the student pass differ.
+
+    Per behavior: its config (``config`` with ``train_for[name]`` as its training run,
+    where given, as the behavior token of that name trained), its examples
+    (``distill_examples``), then ``fit(name, config, train)``, which sets up what it
+    trains, calls ``train(params, student_context)`` (the shared loop, checkpointed and
+    resumable; ``stop_after`` ends it early) and returns the run's result and the fields
+    of its one-behavior method (``params``, settings); the training record and the
+    model's identity are added here.
+    """
+
+    def one(name: str, cfg: C, checkpoint: Path) -> tuple[T, bool]:
+        start = time.perf_counter()
+        examples = distill_examples(bb, name, cfg.train, questions, progress)
+
+        def train(params, student_context) -> TrainResult:
+            return train_vectors(
+                bb,
+                params,
+                examples,
+                cfg.train,
+                checkpoint=checkpoint,
+                desc=f"{cls.KIND} <{name}>",
+                student_context=student_context,
+                progress=progress,
+                stop_after=stop_after,
+                started=start,
+            )
+
+        result, fields = fit(name, cfg, train)
+        info = training_record(cls.KIND, name, cfg, result, len(examples))
+        method = cls(
+            model_id=bb.model_id,
+            fingerprint=bb.fingerprint,
+            info={name: info},
+            **fields,
+        )
+        return method, result.finished
+
+    return train_each(
+        bb,
+        names,
+        cls,
+        lambda name: per_behavior(config, train_for, name),
+        one,
+        questions=questions,
+        retrain=retrain,
+        progress=progress,
     )
 
 

@@ -17,25 +17,18 @@ sum of the two maps eps * h (P1a P2a + P1b P2b).
 from __future__ import annotations
 
 import contextlib
-import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Unpack
 
 import torch
 
 from steerlib.config import TrainConfig
 from steerlib.model.backbone import Backbone
 from steerlib.model.generate import SteeredModel
-from steerlib.train.loss import train_vectors
+from steerlib.train.loop import TrainResult
 
-from .common import (
-    Baseline,
-    behavior_seed,
-    distill_examples,
-    per_behavior,
-    train_each,
-    training_record,
-)
+from .common import Baseline, DistillRun, Train, behavior_seed, distill_each
 
 
 @dataclass(frozen=True)
@@ -108,23 +101,18 @@ def train_lm_steer(
     bb: Backbone,
     names: Sequence[str],
     config: LMSteerConfig | None = None,
-    *,
-    train_for: Mapping[str, TrainConfig] | None = None,
-    questions: Sequence[str] | None = None,
-    retrain: bool = False,
-    progress: bool | None = None,
-    stop_after: int | None = None,
+    **run: Unpack[DistillRun],
 ) -> LMSteer:
     """Train one LM-Steer map per behavior by self-distillation (cached, resumable).
 
-    ``train_for[name]``, where given, replaces ``config.train`` for that behavior: pass
-    each behavior token's own stage-1 config so the map learns from the same targets.
+    ``run``: ``train_for``, ``questions``, ``retrain``, ``progress``, ``stop_after``
+    (``common.distill_each``). ``train_for[name]``, where given, replaces
+    ``config.train`` for that behavior: pass each behavior token's own stage-1 config
+    so the map learns from the same targets.
     """
     config = config or LMSteerConfig()
 
-    def one(name: str, cfg: LMSteerConfig, checkpoint) -> tuple[LMSteer, bool]:
-        start = time.perf_counter()
-        examples = distill_examples(bb, name, cfg.train, questions, progress)
+    def fit(name: str, cfg: LMSteerConfig, train: Train) -> tuple[TrainResult, dict]:
         gen = torch.Generator().manual_seed(behavior_seed(cfg.train.seed, name))
         d = bb.hidden_size
         params = {
@@ -135,40 +123,11 @@ def train_lm_steer(
                 bb.device
             ),
         }
-        result = train_vectors(
-            bb,
+        result = train(
             params,
-            examples,
-            cfg.train,
-            checkpoint=checkpoint,
-            desc=f"LM-Steer <{name}>",
-            student_context=lambda: steer_final_hidden(
-                bb, params["P1"], params["P2"], cfg.eps
-            ),
-            progress=progress,
-            stop_after=stop_after,
-            started=start,
+            lambda: steer_final_hidden(bb, params["P1"], params["P2"], cfg.eps),
         )
         trained = {k: p.detach().cpu() for k, p in params.items()}
-        info = training_record(LMSteer.KIND, name, cfg, result, len(examples))
-        return (
-            LMSteer(
-                eps=cfg.eps,
-                params={name: trained},
-                model_id=bb.model_id,
-                fingerprint=bb.fingerprint,
-                info={name: info},
-            ),
-            result.finished,
-        )
+        return result, {"eps": cfg.eps, "params": {name: trained}}
 
-    return train_each(
-        bb,
-        names,
-        LMSteer,
-        lambda n: per_behavior(config, train_for, n),
-        one,
-        questions=questions,
-        retrain=retrain,
-        progress=progress,
-    )
+    return distill_each(bb, names, LMSteer, config, fit, **run)

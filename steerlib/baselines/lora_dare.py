@@ -31,10 +31,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Unpack
 
 import peft
 import torch
@@ -47,16 +47,15 @@ from steerlib.errors import ConfigError
 from steerlib.model.backbone import Backbone
 from steerlib.model.generate import SteeredModel
 from steerlib.storage import atomic_folder
-from steerlib.train.loss import train_vectors
+from steerlib.train.loop import TrainResult
 
 from .common import (
     Baseline,
+    DistillRun,
+    Train,
     behavior_seed,
-    distill_examples,
-    per_behavior,
+    distill_each,
     read_metadata,
-    train_each,
-    training_record,
 )
 
 MLP = ("gate_proj", "up_proj", "down_proj")
@@ -272,23 +271,19 @@ def train_lora(
     *,
     density: float = 0.5,
     weight: float = 1.0,
-    train_for: Mapping[str, TrainConfig] | None = None,
-    questions: Sequence[str] | None = None,
-    retrain: bool = False,
-    progress: bool | None = None,
-    stop_after: int | None = None,
+    **run: Unpack[DistillRun],
 ) -> LoRADare:
     """Train one LoRA adapter per behavior by self-distillation (cached, resumable).
 
-    ``train_for[name]``, where given, replaces ``config.train`` for that behavior (the
-    behavior token's own stage-1 config: same targets). ``density`` and ``weight`` only
-    shape the merge at generation time; they are not part of the cache key.
+    ``run``: ``train_for``, ``questions``, ``retrain``, ``progress``, ``stop_after``
+    (``common.distill_each``). ``train_for[name]``, where given, replaces
+    ``config.train`` for that behavior (the behavior token's own stage-1 config: same
+    targets). ``density`` and ``weight`` only shape the merge at generation time; they
+    are not part of the cache key.
     """
     config = config or LoRAConfig()
 
-    def one(name: str, cfg: LoRAConfig, checkpoint) -> tuple[LoRADare, bool]:
-        start = time.perf_counter()
-        examples = distill_examples(bb, name, cfg.train, questions, progress)
+    def fit(name: str, cfg: LoRAConfig, train: Train) -> tuple[TrainResult, dict]:
         lora = cfg.peft_config(bb)
         with attach(
             bb, {name: lora}, seed=behavior_seed(cfg.train.seed, name)
@@ -298,44 +293,14 @@ def train_lora(
             }  # A and B only
             # the teacher sees the unchanged model
             model.base_model.disable_adapter_layers()
-            result = train_vectors(
-                bb,
-                params,
-                examples,
-                cfg.train,
-                checkpoint=checkpoint,
-                desc=f"LoRA <{name}>",
-                student_context=lambda: student_pass(model, params),
-                progress=progress,
-                stop_after=stop_after,
-                started=start,
-            )
+            result = train(params, lambda: student_pass(model, params))
             # no embedding layers are adapted; "auto" would look the base model up on
             # the Hub
             state = peft.get_peft_model_state_dict(
                 model, adapter_name=name, save_embedding_layers=False
             )
         state = {k: t.detach().cpu() for k, t in state.items()}
-        info = training_record(LoRADare.KIND, name, cfg, result, len(examples))
-        return (
-            LoRADare(
-                params={name: state},
-                configs={name: lora},
-                model_id=bb.model_id,
-                fingerprint=bb.fingerprint,
-                info={name: info},
-            ),
-            result.finished,
-        )
+        return result, {"params": {name: state}, "configs": {name: lora}}
 
-    out = train_each(
-        bb,
-        names,
-        LoRADare,
-        lambda n: per_behavior(config, train_for, n),
-        one,
-        questions=questions,
-        retrain=retrain,
-        progress=progress,
-    )
+    out = distill_each(bb, names, LoRADare, config, fit, **run)
     return replace(out, density=density, weight=weight, seed=config.train.seed)
