@@ -88,9 +88,9 @@ def fits(monkeypatch):
     the artifacts folder it trained in."""
     calls = []
 
-    def spy(bb, name, *args, **kwargs):
-        calls.append((name, artifacts_root()))
-        return fit_token(bb, name, *args, **kwargs)
+    def spy(run, *args, **kwargs):
+        calls.append((run.name, artifacts_root()))
+        return fit_token(run, *args, **kwargs)
 
     monkeypatch.setattr(distill, "fit_token", spy)
     monkeypatch.setattr(compose, "fit_token", spy)

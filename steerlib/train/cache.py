@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -26,51 +26,59 @@ from steerlib.train.loss import Example, train_vectors
 log = logging.getLogger("steerlib")
 
 
+@dataclass(frozen=True)
+class TokenRun:
+    """One token's training run as the cache sees it: which token of which model, its
+    cache ``key`` and the file it is filed in (``final``), and how the run goes (the
+    trainers' arguments ``retrain``, ``progress`` and ``stop_after``). Stage 1 and
+    stage 2 each make one and hand it to ``cached_token`` and ``fit_token``."""
+
+    bb: Backbone
+    name: str
+    key: str
+    final: Path
+    retrain: bool = False
+    progress: bool | None = None
+    stop_after: int | None = None
+
+
 def cached_token(
-    bb: Backbone,
-    final: Path,
-    name: str,
-    key: str,
-    retrain: bool,
-    from_file: str | Path | None = None,
+    run: TokenRun, from_file: str | Path | None = None
 ) -> SteeringTokens | None:
     """A finished training run's token: from the artifacts cache, else ``from_file`` or
-    the shipped file when they hold it under ``key``."""
-    if retrain:
+    the shipped file when they hold it under ``run.key``; None when ``run.retrain``."""
+    bb, name, key = run.bb, run.name, run.key
+    if run.retrain:
         return None
-    if final.is_file():
-        return SteeringTokens.load_file(final, bb)
+    if run.final.is_file():
+        return SteeringTokens.load_file(run.final, bb)
     return (
         shipped(bb, name, key, from_file) if from_file is not None else None
     ) or shipped(bb, name, key)
 
 
 def fit_token(
-    bb: Backbone,
-    name: str,
+    run: TokenRun,
     init: torch.Tensor,
     examples: Sequence[Example],
     cfg: TrainConfig,
-    final: Path,
     record: dict,
     start: float,
     *,
     tokens: SteeringTokens | None = None,
     extra_loss: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None,
     validate: Validator | None = None,
-    retrain: bool = False,
-    progress: bool | None = None,
-    stop_after: int | None = None,
 ) -> SteeringTokens:
-    """Train one vector from ``init`` with checkpoints next to ``final``; save it to
-    ``final`` once the run has finished (all steps, or early stopping on validation).
-    Returns it as a one-token set carrying ``record``, timing and the validation
-    curve. ``start``: when the caller began work on this token (``perf_counter``,
-    before its targets), so its ``seconds`` include them, every leg's."""
+    """Train one vector from ``init`` with checkpoints next to ``run.final``; save it
+    there once the run has finished (all steps, or early stopping on validation).
+    Returns it as a one-token set carrying ``record``, timing and the validation curve.
+    ``start``: when the caller began work on this token (``perf_counter``, before its
+    targets), so its ``seconds`` include them, every leg's."""
+    bb, name, final = run.bb, run.name, run.final
     refuse_work(f"token <{name}> ({final.name})")
     param = init.to(bb.device, torch.float32).clone()
     ckpt = final.with_suffix(".ckpt.safetensors")
-    if retrain:
+    if run.retrain:
         distributed.main_only(ckpt.unlink, missing_ok=True)
     result = train_vectors(
         bb,
@@ -82,8 +90,8 @@ def fit_token(
         validate=validate,
         checkpoint=ckpt,
         desc=f"<{name}>",
-        progress=progress,
-        stop_after=stop_after,
+        progress=run.progress,
+        stop_after=run.stop_after,
         started=start,
     )
     losses = result.losses

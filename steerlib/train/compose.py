@@ -33,7 +33,7 @@ from steerlib.model.tokens import SteeringTokens
 from steerlib.paths import artifacts_root
 from steerlib.tasks import behaviors as B
 from steerlib.tasks import prompts as P
-from steerlib.train.cache import cached_token, fit_token
+from steerlib.train.cache import TokenRun, cached_token, fit_token
 from steerlib.train.loss import examples_for
 from steerlib.train.targets import Target, make_targets
 from steerlib.train.validation import pair_validator
@@ -273,7 +273,7 @@ def cached_composition_token(
         targets,
         val_pairs,
     )
-    return cached_token(bb, final, name, key, retrain=False)
+    return cached_token(TokenRun(bb, name, key, final))
 
 
 def train_composition_token(
@@ -322,7 +322,8 @@ def train_composition_token(
     seen = _seen()
     frozen = torch.cat([tokens.rows(b) for b in seen]).to(bb.device)
     out = tokens.copy()
-    cached = cached_token(bb, final, name, key, retrain)
+    run = TokenRun(bb, name, key, final, retrain, progress, stop_after)
+    cached = cached_token(run)
     if cached is not None:
         out.set(name, cached[name], cached.info[name], cached.losses.get(name))
         return out
@@ -358,20 +359,15 @@ def train_composition_token(
         record["validation_pairs"] = [list(p) for p in pairs]
         validate = pair_validator(bb, tokens, pairs, cfg.validation, joiner=name)
     trained = fit_token(
-        bb,
-        name,
+        run,
         init_and(bb, tokens, cfg.init, cfg.seed, cfg.vectors),
         examples,
         cfg,
-        final,
         record,
         start,
         tokens=tokens,
         extra_loss=orth,
         validate=validate,
-        retrain=retrain,
-        progress=progress,
-        stop_after=stop_after,
     )
     out.set(name, trained[name], trained.info[name], trained.losses[name])
     return out

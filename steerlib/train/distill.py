@@ -22,7 +22,7 @@ from steerlib.model.tokens import SteeringTokens
 from steerlib.paths import artifacts_root
 from steerlib.tasks import behaviors as B
 from steerlib.tasks import prompts as P
-from steerlib.train.cache import cached_token, fit_token
+from steerlib.train.cache import TokenRun, cached_token, fit_token
 from steerlib.train.loss import examples_for
 from steerlib.train.targets import Target, make_targets
 from steerlib.train.validation import behavior_validator
@@ -84,7 +84,8 @@ def train_behavior_token(
     tokens = tokens.copy() if tokens is not None else SteeringTokens.for_backbone(bb)
     key = stage1_key(name, cfg, questions)
     final = stage1_path(bb, name, cfg, questions)
-    cached = cached_token(bb, final, name, key, retrain, from_file)
+    run = TokenRun(bb, name, key, final, retrain, progress, stop_after)
+    cached = cached_token(run, from_file)
     if cached is not None:
         tokens.set(name, cached[name], cached.info[name], cached.losses.get(name))
         return tokens
@@ -115,19 +116,7 @@ def train_behavior_token(
         behavior_validator(bb, name, cfg.validation, blanks) if cfg.validation else None
     )
     trained = fit_token(
-        bb,
-        name,
-        init,
-        examples,
-        cfg,
-        final,
-        record,
-        start,
-        tokens=blanks,
-        validate=validate,
-        retrain=retrain,
-        progress=progress,
-        stop_after=stop_after,
+        run, init, examples, cfg, record, start, tokens=blanks, validate=validate
     )
     tokens.set(name, trained[name], trained.info[name], trained.losses[name])
     return tokens
