@@ -125,3 +125,9 @@ __all__ = [
 class DependencyError(SteerlibError, ImportError):
     """An installed library older than steerlib needs (the message names the version
     found, the version needed and the pip command)."""
+
+
+def one_line(err: BaseException) -> str:
+    """The error's message on one line (its type's name when it has none): how the
+    CLI prints an error it explains, ``error: ...``."""
+    return " ".join(str(err).split()) or type(err).__name__

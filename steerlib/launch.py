@@ -41,7 +41,7 @@ command in its own process, as before)."""
 LAUNCHED = "STEERLIB_LAUNCHED"
 """Set in the environment of the workers ``run_workers`` starts (to their number)."""
 USER_ERROR = 2
-"""A worker's exit code for an error it explained (``cli.USER_ERRORS``)."""
+"""A worker's exit code for an error it explained (``cli.run.USER_ERRORS``)."""
 
 
 def default_workers() -> int:

@@ -5,6 +5,7 @@ targets"."""
 import pytest
 
 from steerlib import cli
+from steerlib.cli import parser
 from steerlib.errors import ConfigError, SteerlibError, TooFewTargetsError
 from steerlib.guard import TrainingDisabled
 from steerlib.study import singles
@@ -33,7 +34,7 @@ def test_cli_prints_one_line_only_for_steerlib_and_os_errors(
     def fail(args):
         raise error
 
-    monkeypatch.setattr(cli, "cmd_behaviors", fail)
+    monkeypatch.setattr(parser, "cmd_behaviors", fail)
     assert cli.main(["behaviors"]) == code
     err = capsys.readouterr().err
     assert (

@@ -7,12 +7,13 @@ from torch.distributed.elastic.multiprocessing.errors import (
     ProcessFailure,
 )
 
-from steerlib import cli, launch
+from steerlib import launch
+from steerlib.cli.parser import build_parser
 from steerlib.errors import ConfigError
 
 
 def _args(*argv):
-    return cli.build_parser().parse_args(list(argv))
+    return build_parser().parse_args(list(argv))
 
 
 @pytest.fixture
@@ -74,7 +75,7 @@ def test_no_nesting_under_torchrun(monkeypatch, caplog):
 @pytest.mark.parametrize("bad", ["0", "-1", "two"])
 def test_a_bad_count_is_one_line(bad, capsys):
     with pytest.raises(SystemExit) as stop:
-        cli.build_parser().parse_args(["evaluate", "--workers", bad])
+        build_parser().parse_args(["evaluate", "--workers", bad])
     assert stop.value.code == 2
     assert "whole number >= 1" in capsys.readouterr().err
 

@@ -19,7 +19,8 @@ import torch
 
 import steerlib as st
 from steerlib import paths
-from steerlib.cli import main, override
+from steerlib.cli import main
+from steerlib.cli.overrides import override
 from steerlib.errors import ForeignFileError
 from steerlib.model.backbone import EMBEDDED_ID
 from steerlib.model.tokens import SteeringTokens

@@ -218,14 +218,15 @@ def test_candidate_names_parse_back(layout):
 
 
 def test_the_layout_is_a_preset_option_set_from_the_command_line():
-    from steerlib import cli
+    from steerlib.cli.overrides import preset_of
+    from steerlib.cli.parser import build_parser
     from steerlib.errors import ConfigError
 
     def preset(*sets):
         args = ["position", "--preset", "cpu", "--stage", "search"] + [
             a for s in sets for a in ("--set", s)
         ]
-        return cli._preset(cli.build_parser().parse_args(args))
+        return preset_of(build_parser().parse_args(args))
 
     assert preset().layout == L.DEFAULT
     assert (

@@ -1174,7 +1174,7 @@ def test_set_on_a_sub_config_a_mapping_or_a_disabled_sub_config_names_the_fields
 
 
 def test_set_turns_a_disabled_sub_config_on_from_a_json_object():
-    from steerlib.cli import override
+    from steerlib.cli.overrides import override
     from steerlib.config import ValidationConfig
     from steerlib.presets import presets
 

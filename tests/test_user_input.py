@@ -19,7 +19,8 @@ from safetensors import SafetensorError
 from safetensors.torch import save_file
 
 import steerlib as st
-from steerlib.cli import main, override
+from steerlib.cli import main
+from steerlib.cli.overrides import override
 from steerlib.errors import (
     ConfigError,
     ForeignFileError,
