@@ -61,7 +61,8 @@ from steerlib import distributed
 from steerlib.model.backbone import Backbone
 from steerlib.model.generate import SteeredModel
 from steerlib.model.tokens import SteeringTokens
-from steerlib.presets import Preset, presets
+from steerlib.preset import Preset
+from steerlib.presets import presets
 from steerlib.tasks import behaviors as B
 from steerlib.train.compose import train_composition_token
 from steerlib.train.distill import train_behavior_token

@@ -27,7 +27,8 @@ from .model.backbone import Backbone, load_backbone
 from .model.generate import Request, SteeredModel
 from .model.methods import METHODS, Method
 from .model.tokens import SteeringTokens
-from .presets import Preset, presets
+from .preset import Preset
+from .presets import presets
 from .tasks import behaviors, prompts
 from .train.compose import train_composition_token
 from .train.distill import train_behavior_token

@@ -18,7 +18,7 @@ from steerlib.config import (
     policy_config,
 )
 from steerlib.model.packs import PRETRAINED_FILE
-from steerlib.presets import Preset
+from steerlib.preset import Preset
 
 
 @pytest.mark.parametrize(

@@ -118,6 +118,7 @@ LAYERS = [
     {"config"},
     {"tasks"},
     {"model"},
+    {"preset"},
     {"presets"},
     {"train"},
     {"evaluation"},
@@ -302,6 +303,11 @@ BREAKS = {
         "def f():\n    from steerlib.study import pipeline\n",
         _cycles,
     ),
+    "preset imports the named presets (presets -> preset is the order)": (
+        "steerlib.preset",
+        "def f():\n    from steerlib.presets import presets\n",
+        _upward,
+    ),
     "cli.artifacts -> cli.run closes a cycle through the parser and a command": (
         "steerlib.cli.artifacts",
         "def f():\n    from steerlib.cli.run import main\n",
@@ -319,8 +325,8 @@ BREAKS = {
     ),
 }
 """Imports that once passed a weaker version of these checks, or that would undo a split
-(the ``cli`` package), and the check that must catch each (the last one is caught as
-unresolved)."""
+(``preset``/``presets``, the ``cli`` package), and the check that must catch each (the
+last one is caught as unresolved)."""
 
 
 @pytest.mark.parametrize("what", BREAKS)

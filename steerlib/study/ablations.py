@@ -39,7 +39,7 @@ from steerlib.model.backbone import Backbone
 from steerlib.model.generate import SteeredModel
 from steerlib.model.methods import METHODS, Method
 from steerlib.model.tokens import SteeringTokens
-from steerlib.presets import Preset
+from steerlib.preset import Preset
 from steerlib.tasks import prompts as P
 from steerlib.tasks.combos import orderings, sample_combos
 from steerlib.train.compose import cached_composition_token, train_composition_token

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from steerlib.model.backbone import Backbone
 from steerlib.model.tokens import SteeringTokens
-from steerlib.presets import Preset
+from steerlib.preset import Preset
 from steerlib.study import reports
 from steerlib.tasks import behaviors as B
 from steerlib.tasks import prompts as P

@@ -43,7 +43,7 @@ from steerlib.model.backbone import Backbone
 from steerlib.model.generate import SteeredModel
 from steerlib.model.methods import Method
 from steerlib.model.tokens import SteeringTokens
-from steerlib.presets import Preset
+from steerlib.preset import Preset
 from steerlib.study import capable_reports
 from steerlib.study.slots import slot_lines
 from steerlib.tasks import behaviors as B

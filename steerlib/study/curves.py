@@ -17,7 +17,7 @@ import pandas as pd
 from steerlib import distributed
 from steerlib.config import ValidationConfig
 from steerlib.model.backbone import Backbone
-from steerlib.presets import Preset
+from steerlib.preset import Preset
 from steerlib.storage import write_text
 from steerlib.train.distill import train_behavior_token
 

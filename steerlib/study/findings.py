@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from steerlib.paths import project_root
-from steerlib.presets import Preset
+from steerlib.preset import Preset
 
 TITLE = "What this chapter finds"
 

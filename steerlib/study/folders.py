@@ -23,7 +23,8 @@ from steerlib import paths
 from steerlib.config import config_hash
 from steerlib.errors import ForeignFileError
 from steerlib.model.backbone import model_id_of
-from steerlib.presets import SHIPPED_PRESETS, check_preset_name, presets
+from steerlib.preset import check_preset_name
+from steerlib.presets import SHIPPED_PRESETS, presets
 
 log = logging.getLogger("steerlib")
 
@@ -42,7 +43,7 @@ def results_dir(preset, model=None) -> Path:
     """Tables, figures and generation records of a preset's run with ``model``.
 
     ``preset`` is a ``Preset`` or a preset's name (validated:
-    ``config.check_preset_name``; a name means that preset as it ships); ``model`` the
+    ``preset.check_preset_name``; a name means that preset as it ships); ``model`` the
     ``Backbone`` the run uses, or None for the preset's own model (the caller vouches
     for it). A folder belongs to one config and one model, so that nothing a run does
     replaces the records of another run: a record of another model or settings in the

@@ -24,7 +24,7 @@ from steerlib.model.backbone import Backbone, load_backbone
 from steerlib.model.generate import SteeredModel
 from steerlib.model.methods import SteeringMethod
 from steerlib.model.tokens import SteeringTokens
-from steerlib.presets import Preset
+from steerlib.preset import Preset
 from steerlib.study import reports
 from steerlib.study.baseline_runs import capable_baselines, preset_baselines
 from steerlib.study.folders import check_out, results_dir

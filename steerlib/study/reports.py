@@ -20,7 +20,7 @@ from steerlib.evaluation.records import read_records
 from steerlib.evaluation.stats import format_metrics, interval_cells, per_ordering
 from steerlib.model.hub import WEIGHTS_FILE
 from steerlib.model.tokens import SteeringTokens
-from steerlib.presets import Preset
+from steerlib.preset import Preset
 from steerlib.storage import write_text
 from steerlib.study.folders import preset_args
 from steerlib.tasks.combos import orderings

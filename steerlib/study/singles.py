@@ -19,7 +19,7 @@ from steerlib.model.backbone import Backbone
 from steerlib.model.generate import SteeredModel
 from steerlib.model.methods import METHODS, Method
 from steerlib.model.tokens import SteeringTokens
-from steerlib.presets import Preset
+from steerlib.preset import Preset
 from steerlib.study import reports
 from steerlib.study.folders import results_dir
 from steerlib.tasks import behaviors as B

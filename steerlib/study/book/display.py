@@ -12,7 +12,8 @@ from IPython.display import HTML, Markdown, display
 
 from steerlib.model.backbone import Backbone
 from steerlib.model.template import Rendered
-from steerlib.presets import Preset, presets
+from steerlib.preset import Preset
+from steerlib.presets import presets
 from steerlib.study.book.formats import METHOD_NAMES, PAGE_METHODS, clip
 
 

@@ -22,7 +22,7 @@ from steerlib.model.generate import SteeredModel
 from steerlib.model.layout import Layout
 from steerlib.model.methods import Method
 from steerlib.model.tokens import SteeringTokens
-from steerlib.presets import Preset
+from steerlib.preset import Preset
 from steerlib.storage import lock, write_text
 from steerlib.study.position.candidates import (
     DISPLACE,

@@ -21,7 +21,7 @@ from steerlib.model.generate import SteeredModel
 from steerlib.model.layout import Layout
 from steerlib.model.methods import SteeringMethod
 from steerlib.model.tokens import SteeringTokens
-from steerlib.presets import Preset
+from steerlib.preset import Preset
 from steerlib.study import capable
 from steerlib.tasks import prompts as P
 from steerlib.tasks.combos import split_of

@@ -20,7 +20,7 @@ from steerlib.model.backbone import Backbone
 from steerlib.model.generate import SteeredModel
 from steerlib.model.methods import METHODS
 from steerlib.model.tokens import SteeringTokens
-from steerlib.presets import Preset
+from steerlib.preset import Preset
 from steerlib.study import capable
 from steerlib.study.position.candidates import parse_candidate
 from steerlib.study.position.runs import note_cost

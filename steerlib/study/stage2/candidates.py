@@ -9,12 +9,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from steerlib.config import TrainConfig, ValidationConfig
+from steerlib.config import TrainConfig
 from steerlib.model.backbone import Backbone
 from steerlib.model.layout import Layout, SlotPositions
 from steerlib.model.methods import METHODS, Method
 from steerlib.model.tokens import SteeringTokens
-from steerlib.presets import Preset
+from steerlib.preset import Preset
+from steerlib.presets import presets
 from steerlib.study.position.runs import note_cost
 from steerlib.train.targets import Target
 
@@ -22,17 +23,10 @@ LAYOUT = Layout(SlotPositions.SHARED, isolate=True)
 """Every candidate is trained and read in the position study's winning layout."""
 STEPS = 64
 """At most 64 steps of 8: 512 examples, no target seen twice (PLAN.md)."""
-VALIDATION = ValidationConfig(
-    every=16,
-    patience=2,
-    n_questions=24,
-    max_new_tokens=128,
-    batch_size=24,
-    patience_steps=32,
-)
-"""Scored every 16 steps on 24 val questions at the evaluation's 128 tokens; stop 32
-steps after the best rate was first reached (``patience`` is unused once
-``patience_steps`` is set)."""
+VALIDATION = replace(presets.cpu().validation, every=16, patience=2, patience_steps=32)
+"""The cpu preset's validation scoring (24 val questions at the evaluation's 128
+tokens), every 16 steps; stop 32 steps after the best rate was first reached
+(``patience`` is unused once ``patience_steps`` is set)."""
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from steerlib.config import TargetConfig, TargetSource
 from steerlib.model.backbone import Backbone
 from steerlib.model.generate import SteeredModel
 from steerlib.model.tokens import SteeringTokens
-from steerlib.presets import Preset
+from steerlib.preset import Preset
 from steerlib.tasks import prompts as P
 from steerlib.train.compose import composition_targets, pair_jobs
 from steerlib.train.targets import Target, make_targets

@@ -17,7 +17,7 @@ from steerlib.model.backbone import Backbone
 from steerlib.model.generate import SteeredModel
 from steerlib.model.methods import METHODS
 from steerlib.model.tokens import SteeringTokens
-from steerlib.presets import Preset
+from steerlib.preset import Preset
 from steerlib.storage import write_text
 from steerlib.study.position.runs import note_cost, screen
 from steerlib.study.position.selection import kept_pairs, seen_pairs
