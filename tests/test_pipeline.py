@@ -208,6 +208,18 @@ def test_cli_unknown_ablation_is_a_clear_error(capsys):
     assert "unknown ablation" in capsys.readouterr().err
 
 
+def test_cli_ablation_combos_is_also_read_under_its_old_name():
+    """``--which combos``; "variant", its name before issue 35, still reads as it for
+    one release."""
+    from steerlib.cli.parser import build_parser
+
+    def which(*names):
+        return build_parser().parse_args(["ablations", "--which", *names]).which
+
+    assert which("combos") == which("variant") == ["combos"]
+    assert which("no_and", "variant") == ["no_and", "combos"]
+
+
 def test_reproduce_with_baselines_sweeps_caa_and_adds_their_rows(tmp_path, monkeypatch):
     from steerlib.study import capable
 

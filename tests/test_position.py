@@ -237,6 +237,23 @@ def test_the_layout_is_a_preset_option_set_from_the_command_line():
         preset("layout.positions=diagonal")
 
 
+def test_position_command_takes_candidates_and_reads_the_old_flag_unlisted(capsys):
+    """``--candidates`` (as the stage2 command's); ``--variants``, its name before issue
+    35, still works for one release but is not in the help."""
+    from steerlib.cli.parser import build_parser
+
+    def chosen(*flag):
+        return build_parser().parse_args(["position", "--stage", "screen", *flag])
+
+    assert chosen("--candidates", "0", "2").candidates == [0, 2]
+    assert chosen("--variants", "0", "2").candidates == [0, 2]
+    assert chosen().candidates is None  # all of them
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["position", "--help"])
+    shown = capsys.readouterr().out
+    assert "--candidates" in shown and "--variants" not in shown
+
+
 # -- family B: displaced stage-1 training
 # ---------------------------------------------------
 def test_displaced_candidate_names_parse_back():

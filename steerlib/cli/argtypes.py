@@ -35,10 +35,15 @@ def baseline(name: str) -> str:
     return name
 
 
+OLD_ABLATION_NAMES = {"variant": "combos"}
+"""``--which`` names before issue 35 renamed them, still read (removed after 0.2)."""
+
+
 def ablation(name: str) -> str:
     """An ``ablations --which`` value, checked before any work."""
     from steerlib.study.ablations import ABLATIONS
 
+    name = OLD_ABLATION_NAMES.get(name, name)
     if name not in ABLATIONS:
         raise argparse.ArgumentTypeError(
             f"unknown ablation {name!r}; known: {', '.join(ABLATIONS)}"

@@ -263,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         default=None,
         type=ablation,
-        help="no_and | init | lambda | variant (default: all four)",
+        help="no_and | init | lambda | combos (default: all four)",
     )
     sp.add_argument(
         "--capable",
@@ -275,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--cached-only",
         action="store_true",
-        help="train and generate nothing: report the variants whose records are "
+        help="train and generate nothing: report the settings whose records are "
         "complete",
     )
 
@@ -291,15 +291,22 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["filter", "screen", "retrain", "displace", "search", "test"],
     )
     sp.add_argument(
-        "--variants",
+        "--candidates",
         nargs="+",
         type=int,
         default=None,
         metavar="I",
-        help="screen: indexes into variants.screen_methods(); retrain: into "
-        "variants.RETRAINS; "
+        help="screen: indexes into candidates.screen_methods(); retrain: into "
+        "candidates.RETRAINS; "
         "displace: into runs.displace_jobs(); test: into testrun.PACK_METHODS "
         "(default: all)",
+    )
+    sp.add_argument(  # the flag's name before issue 35: hidden, removed after 0.2
+        "--variants",
+        nargs="+",
+        type=int,
+        dest="candidates",
+        help=argparse.SUPPRESS,
     )
 
     sp = command(

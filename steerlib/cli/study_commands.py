@@ -148,11 +148,11 @@ def _one_stage(args, stages, chosen):
 def cmd_position(args) -> None:
     from steerlib.study.position import stages
 
-    table = _one_stage(args, stages, args.variants)
+    table = _one_stage(args, stages, args.candidates)
     print(
         table.round(1).to_markdown(index=False)
         if len(table)
-        else "no variant has selection records yet"
+        else "no candidate has selection records yet"
     )
 
 
