@@ -20,6 +20,7 @@ from steerlib.errors import (
     ForeignFileError,
     HubCredentialsError,
     TokensNotFoundError,
+    one_line,
 )
 from steerlib.model.backbone import Backbone
 from steerlib.model.card import CardState, card_state, model_card, without_stamp
@@ -199,7 +200,3 @@ class FolderMixin:
                 repo_id=repo_id, folder_path=str(folder), commit_message=commit_message
             )
         return str(getattr(info, "commit_url", info))
-
-
-def one_line(err: BaseException) -> str:
-    return " ".join(str(err).split())
