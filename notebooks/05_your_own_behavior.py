@@ -98,7 +98,8 @@ CLOSERS = "\"'”’»*_) \t\n"
 
 
 def ends_with_question(text: str) -> bool:
-    """True when the answer's last character, closing quotes and emphasis aside, is '?'."""
+    """True when the answer's last character, closing quotes and emphasis
+    aside, is '?'."""
     return text.rstrip(CLOSERS).endswith("?")
 
 
@@ -237,8 +238,8 @@ print(
 # kept with the results (`results/cpu/ends_with_question.safetensors`, a few
 # KB) under its cache key: the key holds the config and a digest of the
 # behavior's definition (paraphrases, rule, and the code of the verifier and the
-# transform), so the book loads the committed token, and any edit above trains a
-# new one. `RETRAIN = True` trains it again.
+# transform, docstrings aside), so the book loads the committed token, and any
+# edit above trains a new one. `RETRAIN = True` trains it again.
 
 # %%
 RETRAIN = False

@@ -254,6 +254,32 @@ def test_cache_name_follows_the_definition():
     assert re.fullmatch(r"ends_with_question-[0-9a-f]{8}", first)
 
 
+def test_a_checker_keyed_by_its_code_not_its_docstring(tmp_path):
+    """Rewording a checker's docstring keeps the key (its tokens and verdicts stay
+    valid); changing a line of its code, a comment included, gives a new one."""
+    import importlib.util
+
+    body = '    return text.rstrip().endswith("?")\n'
+    versions = {
+        "plain": "def check(text):\n" + body,
+        "doc": 'def check(text):\n    """Ends with a question\n    mark."""\n' + body,
+        "reworded": 'def check(text):\n    """Asks back."""\n' + body,
+        "comment": "def check(text):\n    # the last character\n" + body,
+        "code": 'def check(text):\n    return text.endswith("?")\n',
+    }
+    keys = {}
+    for name, source in versions.items():
+        path = tmp_path / f"check_{name}.py"
+        path.write_text(source)
+        spec = importlib.util.spec_from_file_location(f"check_{name}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        with B.registered(question_behavior(checker=module.check), new_category=True):
+            keys[name] = B.cache_name("ends_with_question")
+    assert keys["plain"] == keys["doc"] == keys["reworded"]
+    assert len({keys["plain"], keys["comment"], keys["code"]}) == 3
+
+
 # ---------------------------------------------------------------- the path on the tiny
 # model
 

@@ -1,5 +1,8 @@
 """What a user's function computes, as text for a cache key: source, closure, defaults.
 
+The source is taken without its docstring: a docstring says what the function is for
+and changes nothing it computes, so rewording one does not retrain a token.
+
 Your own behavior's checker and transform decide every verdict and every constructed
 target, so their definitions are part of the keys of its tokens and records
 (``registry.cache_name``). The source text alone is not enough: ``make_checker(100000)``
@@ -12,9 +15,11 @@ digested (book/guarantees.md says so).
 
 from __future__ import annotations
 
+import ast
 import inspect
 import json
 import re
+import textwrap
 from functools import partial
 
 from steerlib.errors import ConfigError
@@ -23,18 +28,16 @@ _PLAIN = (type(None), bool, int, float, complex, str, bytes)
 
 
 def code_text(fn, where: str = "a function") -> str:
-    """``fn``'s source (a partial's function and arguments), then the values of its
-    closure cells and its defaults where it has any (``value_text``); '' for None.
-
-    A function without closure values or defaults gives its source alone, as before
-    closures were digested, so the keys of existing behaviors do not change."""
+    """``fn``'s source without its docstring (``source_text``; a partial's function and
+    arguments), then the values of its closure cells and its defaults where it has any
+    (``value_text``); '' for None."""
     if fn is None:
         return ""
     if isinstance(fn, partial):  # the arguments checked, written as before (same keys)
         value_text((fn.args, dict(fn.keywords)), where)
         return f"{code_text(fn.func, where)}{fn.args!r}{sorted(fn.keywords.items())!r}"
     try:
-        source = inspect.getsource(fn)
+        source = source_text(inspect.getsource(fn))
     except (OSError, TypeError):
         source = (
             f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}"
@@ -52,6 +55,27 @@ def code_text(fn, where: str = "a function") -> str:
         + (json.dumps(bound, sort_keys=True) if bound else "")
         + "".join(value_text(d, where) for d in defaults if d)
     )
+
+
+def source_text(source: str) -> str:
+    """``source`` (one function's definition, as ``inspect.getsource`` gives it) with
+    the lines of its docstring removed; comments and layout are kept, so the text is
+    the same on every Python version (``ast.unparse``'s layout is not). A source that
+    does not parse on its own (a lambda inside an expression) is returned as it is."""
+    try:
+        tree = ast.parse(textwrap.dedent(source))
+    except SyntaxError:
+        return source
+    node = tree.body[0] if tree.body else None
+    if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or (
+        ast.get_docstring(node, clean=False) is None
+    ):
+        return source
+    doc, after = node.body[0], node.body[1:2]
+    if doc.lineno == node.lineno or (after and after[0].lineno == doc.end_lineno):
+        return source  # the docstring shares a line with code: keep it all
+    lines = source.splitlines(keepends=True)
+    return "".join(lines[: doc.lineno - 1] + lines[doc.end_lineno :])
 
 
 def value_text(value, where: str) -> str:

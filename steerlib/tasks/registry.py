@@ -235,10 +235,10 @@ def cache_name(name: str) -> str:
 
     A built-in's own name (its cache keys never change). Your own behavior's name plus a
     digest of what its training data depends on: paraphrases, rule, and the source code
-    of its checker and transform with the values they close over and their defaults
-    (``digests.code_text``), so that editing the behavior retrains it instead of reusing
-    a stale token. (Globals a function reads, such as a module constant, are not in the
-    digest: change the rule text when they change.)"""
+    of its checker and transform (docstrings aside) with the values they close over and
+    their defaults (``digests.code_text``), so that editing the behavior retrains it
+    instead of reusing a stale token. (Globals a function reads, such as a module
+    constant, are not in the digest: change the rule text when they change.)"""
     b = get(name)
     if is_builtin(name):
         return name
