@@ -281,7 +281,7 @@ if kept is None or kept.info["ends_with_question"]["key"] != info["key"]:
 # %% [markdown]
 # `seconds` is what the run that made this token took on a 2-core CPU, target
 # generation and validation scoring included (the committed token was trained
-# beside other jobs on that machine: about 200 s when alone); `steps` is where
+# while other jobs shared that machine, so it is slow); `steps` is where
 # validation stopped it (at most 32 steps of 8 in the `cpu` preset).
 #
 # ## Does it work alone?
