@@ -108,6 +108,20 @@ def build_parser() -> argparse.ArgumentParser:
             "config's results, or tokens the new file would drop (refused otherwise)",
         )
 
+    def candidates_arg(sp, help, *names):
+        """``--candidates I [I ...]``: which of a study stage's candidates to run, by
+        index (``names``: older spellings of the flag, accepted but not shown)."""
+        for flag in ("--candidates", *names):
+            sp.add_argument(
+                flag,
+                nargs="+",
+                type=int,
+                default=None,
+                dest="candidates",
+                metavar="I",
+                help=help if flag == "--candidates" else argparse.SUPPRESS,
+            )
+
     def baselines_arg(sp, help):
         """``--baselines [NAME ...]``: baselines to train and evaluate too (no names:
         all)."""
@@ -290,23 +304,12 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         choices=["filter", "screen", "retrain", "displace", "search", "test"],
     )
-    sp.add_argument(
-        "--candidates",
-        nargs="+",
-        type=int,
-        default=None,
-        metavar="I",
-        help="screen: indexes into candidates.screen_methods(); retrain: into "
-        "candidates.RETRAINS; "
-        "displace: into runs.displace_jobs(); test: into testrun.PACK_METHODS "
-        "(default: all)",
-    )
-    sp.add_argument(  # the flag's name before issue 35: hidden, removed after 0.2
-        "--variants",
-        nargs="+",
-        type=int,
-        dest="candidates",
-        help=argparse.SUPPRESS,
+    candidates_arg(
+        sp,
+        "screen: indexes into candidates.screen_methods(); retrain: into "
+        "candidates.RETRAINS; displace: into runs.displace_jobs(); test: into "
+        "testrun.PACK_METHODS (default: all)",
+        "--variants",  # the flag's name before issue 35, removed after 0.2
     )
 
     sp = command(
@@ -320,13 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         choices=["targets", "screen", "search", "test", "ship"],
     )
-    sp.add_argument(
-        "--candidates",
-        nargs="+",
-        type=int,
-        default=None,
-        metavar="I",
-        help="screen: indexes into stage2.candidates.CANDIDATES (default: all)",
+    candidates_arg(
+        sp, "screen: indexes into stage2.candidates.CANDIDATES (default: all)"
     )
 
     sp = command(
