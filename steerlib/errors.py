@@ -95,6 +95,11 @@ class ForeignFileError(SteerlibError, FileExistsError):
     folder)."""
 
 
+class CheckoutError(SteerlibError, ValueError):
+    """An output path inside the project checkout that ``git status`` would show (a
+    token file where git does not ignore it): a command leaves a clone clean."""
+
+
 class HubCredentialsError(SteerlibError, PermissionError):
     """A Hub upload without a token: none passed, none in HF_TOKEN, none stored by a
     login."""
@@ -118,6 +123,7 @@ __all__ = [
     "UnknownNameError",
     "TooFewTargetsError",
     "ForeignFileError",
+    "CheckoutError",
     "HubCredentialsError",
 ]
 

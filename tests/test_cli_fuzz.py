@@ -25,7 +25,9 @@ from safetensors.torch import save_file
 
 from steerlib import paths
 from steerlib.cli import main
+from steerlib.errors import ConfigError
 from steerlib.model.token_file import FORMAT
+from steerlib.model.tokens import SteeringTokens
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "steerlib" / "data" / "tokens_smollm2_135m.safetensors"
@@ -111,6 +113,14 @@ CASES = {
         "french",
         "--out",
         "tokens.safetensors",
+    ],
+    "--out a new token file git would show": [
+        "train",
+        *SMOKE,
+        "--behaviors",
+        "french",
+        "--out",
+        "mine.safetensors",
     ],
     "--out a folder with the user's README": [
         "train",
@@ -263,6 +273,29 @@ def _git(repo: Path, *args: str) -> str:
     ).stdout
 
 
+def _commit(repo: Path) -> None:
+    _git(repo, "init", "-q")
+    _git(repo, "add", "-A")
+    _git(
+        repo,
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@t",
+        "commit",
+        "-q",
+        "-m",
+        "scratch",
+    )
+
+
+def _in_checkout(repo: Path, monkeypatch) -> None:
+    """Run the CLI from ``repo`` as if it were the steerlib checkout."""
+    monkeypatch.chdir(repo)
+    monkeypatch.setattr(paths, "project_root", lambda: repo)
+    monkeypatch.delenv("STEERLIB_RESULTS", raising=False)
+
+
 @pytest.fixture(scope="module")
 def scratch(tmp_path_factory, tiny) -> Path:
     """A committed git repository holding what the cases point at."""
@@ -294,19 +327,7 @@ def scratch(tmp_path_factory, tiny) -> Path:
     tiny.model.config.save_pretrained(pickled)
     tiny.tokenizer.save_pretrained(pickled)
     (pickled / "pytorch_model.bin").write_bytes(pickle.dumps({"w": [1.0]}))
-    _git(repo, "init", "-q")
-    _git(repo, "add", "-A")
-    _git(
-        repo,
-        "-c",
-        "user.name=t",
-        "-c",
-        "user.email=t@t",
-        "commit",
-        "-q",
-        "-m",
-        "scratch",
-    )
+    _commit(repo)
     return repo
 
 
@@ -318,9 +339,7 @@ def test_the_table_has_at_least_40_cases():
 def test_a_bad_invocation_is_one_line_exit_2_and_changes_nothing(
     case, scratch, monkeypatch, capsys
 ):
-    monkeypatch.chdir(scratch)
-    monkeypatch.setattr(paths, "project_root", lambda: scratch)
-    monkeypatch.delenv("STEERLIB_RESULTS", raising=False)
+    _in_checkout(scratch, monkeypatch)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
     handler = logging.StreamHandler(sys.stderr)  # log lines count as stderr lines
@@ -333,9 +352,91 @@ def test_a_bad_invocation_is_one_line_exit_2_and_changes_nothing(
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
+        status = _git(scratch, "status", "--porcelain", "--untracked-files=all")
+        _git(scratch, "checkout", "-q", "--", ".")  # the next case starts clean
+        _git(scratch, "clean", "-qfdx")
     err = capsys.readouterr().err
     lines = err.splitlines()
     assert code == 2, err
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     assert "Traceback" not in err
-    assert _git(scratch, "status", "--porcelain", "--untracked-files=all") == ""
+    assert status == "", status
+
+
+# -- commands that succeed: what they write in the checkout stays out of git status --
+WRITES = {
+    "train --out a new folder": (
+        ["train", *SMOKE, "--behaviors", "french", "--out", "new/tokens"],
+        "new/tokens/README.md",
+    ),
+    "train --out a file git ignores": (
+        ["train", *SMOKE, "--behaviors", "french", "--out", "ignored/f.safetensors"],
+        "ignored/f.safetensors",
+    ),
+    "compose --out a new folder": (
+        ["compose", *SMOKE, "--tokens", "ignored/given.safetensors", "--out", "and"],
+        "and/tokens.safetensors",
+    ),
+    "evaluate --out a new folder": (
+        [
+            "evaluate",
+            *SMOKE,
+            "--tokens",
+            "none",
+            "--methods",
+            "instruction",
+            "--out",
+            "evals/mine",
+        ],
+        "evals/mine/records.jsonl",
+    ),
+    "reproduce --out a new folder": (
+        ["reproduce", *SMOKE, "--out", "runs/mine"],
+        "runs/mine/plan.txt",
+    ),
+}
+"""Each command, and a file it must have made (the user gets their files)."""
+
+
+def _trained(bb, names) -> SteeringTokens:
+    tokens = SteeringTokens.for_backbone(bb)
+    for i, name in enumerate(names):
+        tokens.set(name, torch.full((bb.hidden_size,), 0.01 * (i + 1)))
+    return tokens
+
+
+def _plan_then_stop(preset, out, *args):
+    (out / "plan.txt").write_text("the run's first file\n")
+    raise ConfigError("stand-in: the rest of the run writes into the same folder")
+
+
+@pytest.mark.parametrize("case", list(WRITES))
+def test_a_command_writing_inside_the_checkout_leaves_git_status_clean(
+    case, tiny, tmp_path, monkeypatch, capsys
+):
+    """Issue 34's "git status stays clean on a fresh clone after any CLI command with
+    any --out inside the repo" (main: a new --out folder or file showed as untracked).
+    Training stands in by tokens of a few numbers (its writing is the CLI's own), and
+    ``reproduce``, past the folder it makes, by one file written into it."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / ".gitignore").write_text("/ignored/\n")
+    (repo / "README.md").write_text("# a clone\n")
+    _trained(tiny, ["french"]).save_file(repo / "ignored" / "given.safetensors")
+    _commit(repo)
+    _in_checkout(repo, monkeypatch)
+    monkeypatch.setattr(
+        "steerlib.study.singles.train_all_behaviors",
+        lambda bb, preset, names, **kw: _trained(bb, names),
+    )
+    monkeypatch.setattr(
+        "steerlib.train.compose.train_composition_token",
+        lambda bb, tokens, cfg, **kw: _trained(bb, [*tokens.names, "and"]),
+    )
+    monkeypatch.setattr("steerlib.study.reports.plan", _plan_then_stop)
+    argv, made = WRITES[case]
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == (2 if case.startswith("reproduce") else 0), err
+    assert (repo / made).is_file()
+    assert _git(repo, "status", "--porcelain", "--untracked-files=all") == ""

@@ -114,6 +114,7 @@ LAYERS = [
     {"storage"},
     {"guard"},
     {"distributed"},
+    {"checkout"},
     {"launch"},
     {"config"},
     {"tasks"},

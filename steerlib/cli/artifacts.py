@@ -89,13 +89,25 @@ def write_tokens(tokens, out: str, overwrite: bool = False) -> Path:
 def check_writable(out: str, bb, keeps: list[str], overwrite: bool) -> None:
     """Before any training: refuse what ``write_tokens`` would refuse at the end for
     sure (a file steerlib did not write, another model's tokens, tokens other than
-    ``keeps`` that the new file would drop), so that a refusal costs nothing."""
+    ``keeps`` that the new file would drop), and a token file ``git status`` would
+    show in the checkout, so that a refusal costs nothing; a new folder there is made
+    git-ignored (``steerlib.checkout``)."""
+    from steerlib.checkout import check_output_file, output_folder
+
+    if not overwrite:
+        _refuse_replacing(out, bb, keeps)
+    if out.endswith(".safetensors"):
+        check_output_file(out, overwrite)
+    else:
+        output_folder(out)
+
+
+def _refuse_replacing(out: str, bb, keeps: list[str]) -> None:
+    """``check_writable``'s refusals of what ``write_tokens`` would replace."""
     from steerlib.model.card import CardState, card_state
     from steerlib.model.hub import CARD_FILE, WEIGHTS_FILE
     from steerlib.model.tokens import REPLACE_HOW, check_replaceable
 
-    if overwrite:
-        return
     path = Path(out)
     folder = not out.endswith(".safetensors")
     if folder and path.exists() and not path.is_dir():

@@ -20,6 +20,7 @@ import re
 from pathlib import Path
 
 from steerlib import paths
+from steerlib.checkout import output_folder
 from steerlib.config import config_hash
 from steerlib.errors import ForeignFileError
 from steerlib.model.backbone import model_id_of
@@ -108,11 +109,17 @@ def check_out(out: str | Path, preset, model, overwrite: bool = False) -> Path:
     (``*.jsonl``) or its ``tokens.safetensors`` was made with another model
     (fingerprint), or a records file at its top level (the evaluation's) with another
     ``max_new_tokens``. ``overwrite=True`` (``--overwrite``) lets the run replace them.
-    Checked before any work, so a refusal costs nothing.
+    Checked before any work, so a refusal costs nothing. A new folder inside the
+    checkout is made git-ignored (``checkout.output_folder``).
     """
     out = Path(out)
-    if overwrite:
-        return out
+    if not overwrite:
+        _refuse_others(out, preset, model)
+    return output_folder(out)
+
+
+def _refuse_others(out: Path, preset, model) -> None:
+    """``check_out``'s refusals."""
     way_out = (
         "name another folder, leave --out out (this run's own folder is "
         f"{results_dir(preset, model)}), or pass --overwrite to replace them"
@@ -126,7 +133,7 @@ def check_out(out: str | Path, preset, model, overwrite: bool = False) -> Path:
                 f"{'' if is_preset_itself(preset) else ' changed by --set'}, model "
                 f"{model.model_id}) would replace them: {way_out}"
             )
-        return out
+        return
     for path, made in _made_with(out):
         if made.get("model") not in (None, model.fingerprint):
             raise ForeignFileError(
@@ -140,7 +147,6 @@ def check_out(out: str | Path, preset, model, overwrite: bool = False) -> Path:
                 f"{path} holds records of another config (max_new_tokens {steps}, "
                 f"not {preset.eval.max_new_tokens}): {way_out}"
             )
-    return out
 
 
 def _made_with(folder: Path):
