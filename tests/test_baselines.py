@@ -517,6 +517,29 @@ def test_context_restores_model_on_error_and_checks_names(bb, make):
     assert_model_restored(bb, before)
 
 
+def test_a_resumed_baselines_seconds_count_every_leg(bb, monkeypatch, artifacts):
+    """Issue 34, case 10, for the baselines: main's training record counted the last
+    leg alone. The first leg (cut short after its last checkpoint) runs on a clock that
+    moves 100 s per reading, the second on one that moves 1 ms."""
+    import time
+
+    clock = {"now": 0.0, "step": 100.0}
+
+    def tick() -> float:
+        clock["now"] += clock["step"]
+        return clock["now"]
+
+    monkeypatch.setattr(time, "perf_counter", tick)
+    cfg = LMSteerConfig(train=TRAIN)
+    kw = dict(questions=QUESTIONS, progress=False)
+    first = train_lm_steer(bb, ["french"], cfg, stop_after=2, **kw)
+    assert len(first.info["french"]["losses"]) == 2
+    clock["step"] = 0.001
+    resumed = train_lm_steer(bb, ["french"], cfg, **kw).info["french"]
+    assert len(resumed["losses"]) == TRAIN.steps  # resumed, not started over
+    assert resumed["seconds"] >= 100
+
+
 def test_train_baselines_caches_and_resumes(bb, monkeypatch, artifacts):
     names = ["french", "upper_case"]
     first = train_lm_steer(
