@@ -26,6 +26,21 @@ PAPER_UNSEEN = {
 """The paper's ablation table (Qwen3-4B, 2-behavior unseen mean accuracy, %; METHOD.md).
 It has no random init and no number for training on 2+3."""
 
+TEST_COLUMNS = [
+    "ablation",
+    "setting",
+    "recipe",
+    "split",
+    "n",
+    "setting %",
+    "recipe %",
+    "a_only",
+    "b_only",
+    "p",
+]
+"""The columns of ``paired_vs_recipe``, in order, also when no setting has a recipe to
+be tested against."""
+
 
 def paired_vs_recipe(table: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
     """Every setting of ``table`` (``run_ablations``) against its ablation's recipe
@@ -46,35 +61,8 @@ def paired_vs_recipe(table: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame
             ).assign(ablation=ablation, setting=setting, recipe=RECIPE[ablation])
         )
     if not rows:
-        return pd.DataFrame(
-            columns=[
-                "ablation",
-                "setting",
-                "recipe",
-                "split",
-                "n",
-                "setting %",
-                "recipe %",
-                "a_only",
-                "b_only",
-                "p",
-            ]
-        )
-    out = pd.concat(rows, ignore_index=True)
-    return out[
-        [
-            "ablation",
-            "setting",
-            "recipe",
-            "split",
-            "n",
-            "setting %",
-            "recipe %",
-            "a_only",
-            "b_only",
-            "p",
-        ]
-    ]
+        return pd.DataFrame(columns=TEST_COLUMNS)
+    return pd.concat(rows, ignore_index=True)[TEST_COLUMNS]
 
 
 def beside_paper(tests: pd.DataFrame) -> pd.DataFrame:
