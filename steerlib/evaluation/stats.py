@@ -125,6 +125,24 @@ def per_ordering(records: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+METRIC_COLUMNS = [
+    "method",
+    "split",
+    "mean_acc",
+    "mean_lo",
+    "mean_hi",
+    "best_acc",
+    "best_lo",
+    "best_hi",
+    "order_var",
+    "ov_lo",
+    "ov_hi",
+    "combos",
+    "n",
+]
+"""The columns of ``metrics``, in order (also those of a table with no records)."""
+
+
 def metrics(records: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Paper metrics per method and split, in percent, with 95% intervals.
 
@@ -159,7 +177,7 @@ def metrics(records: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.Data
                 "n": len(sub),
             }
         )
-    return pd.DataFrame(out)
+    return pd.DataFrame(out, columns=METRIC_COLUMNS)
 
 
 def pass_rates(

@@ -34,7 +34,7 @@ from steerlib.config import Init, Stage2Combos
 from steerlib.errors import ConfigError
 from steerlib.evaluation.evaluate import evaluate
 from steerlib.evaluation.records import read_records
-from steerlib.evaluation.stats import metrics
+from steerlib.evaluation.stats import METRIC_COLUMNS, metrics
 from steerlib.model.backbone import Backbone
 from steerlib.model.generate import SteeredModel
 from steerlib.model.methods import METHODS, Method
@@ -301,26 +301,10 @@ def run_ablations(
                 ablation=v.ablation, setting=v.setting, label=name, train_s=seconds
             )
         )
-    if not rows:
+    if not rows:  # the table's columns, with no setting to fill them
+        metric = [c for c in METRIC_COLUMNS if c != "method"]
         return pd.DataFrame(
-            columns=[
-                "ablation",
-                "setting",
-                "split",
-                "mean_acc",
-                "mean_lo",
-                "mean_hi",
-                "best_acc",
-                "best_lo",
-                "best_hi",
-                "order_var",
-                "ov_lo",
-                "ov_hi",
-                "combos",
-                "n",
-                "label",
-                "train_s",
-            ]
+            columns=["ablation", "setting", *metric, "label", "train_s"]
         )
     table = pd.concat(rows, ignore_index=True)
     return table[
