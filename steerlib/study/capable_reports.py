@@ -13,6 +13,7 @@ import pandas as pd
 from steerlib import distributed
 from steerlib.evaluation.stats import interval_cells
 from steerlib.storage import write_text
+from steerlib.study.reports import markdown_or_none
 from steerlib.tasks.combos import split_of
 
 
@@ -87,9 +88,7 @@ def capable_pairs(
         "",
         "**Paired exact McNemar tests (same prompts and orderings)**",
         "",
-        tests.round({"a_rate": 1, "b_rate": 1, "p": 4}).to_markdown(index=False)
-        if len(tests)
-        else "none",
+        markdown_or_none(tests, {"a_rate": 1, "b_rate": 1, "p": 4}),
         "",
         "**Retention: each behavior inside its pairs vs alone (%)**",
         "",

@@ -34,6 +34,12 @@ def write_md(path: Path, table: pd.DataFrame, caption: str) -> None:
     )
 
 
+def markdown_or_none(table: pd.DataFrame, decimals: dict[str, int]) -> str:
+    """``table`` rounded to ``decimals`` (column -> digits) as a markdown table, or
+    "none" when it has no rows: a report section whose tests had nothing to compare."""
+    return table.round(decimals).to_markdown(index=False) if len(table) else "none"
+
+
 def teacher_compliance(
     out: Path, table: pd.DataFrame, model_id: str, preset: Preset
 ) -> None:
@@ -208,19 +214,13 @@ def ablations(
         "**Each setting against the recipe: exact McNemar on the same prompts and "
         "orderings**",
         "",
-        tests.round({"setting %": 1, "recipe %": 1, "p": 4}).to_markdown(index=False)
-        if len(tests)
-        else "none",
+        markdown_or_none(tests, {"setting %": 1, "recipe %": 1, "p": 4}),
         "",
         "**Beside the paper** (setting minus recipe, points, 95% paired interval; the "
         "paper's "
         "difference is Qwen3-4B, unseen pairs)",
         "",
-        paper.round({"diff": 1, "lo": 1, "hi": 1, "p": 4, "paper diff": 1}).to_markdown(
-            index=False
-        )
-        if len(paper)
-        else "none",
+        markdown_or_none(paper, {"diff": 1, "lo": 1, "hi": 1, "p": 4, "paper diff": 1}),
         "",
     ]
     distributed.main_only(write_text, out / "ablations.md", "\n".join(lines))
