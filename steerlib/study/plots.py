@@ -175,16 +175,12 @@ def pair_heatmap(per_order: pd.DataFrame, method: str = "and") -> plt.Figure:
 
 
 def rate_dots(
-    table: pd.DataFrame,
-    row: str = "behavior",
-    value: str = "pass_rate",
-    lo: str = "lo",
-    hi: str = "hi",
-    title: str = "pass rate",
+    table: pd.DataFrame, row: str = "behavior", title: str = "pass rate"
 ) -> plt.Figure:
     """One line per ``row`` (behaviors), one dot per method with its 95% interval: many
     rows and a few methods stay readable at the text column's width, where grouped bars
-    do not."""
+    do not. ``table``: a ``pass_rate`` (%) with its interval ``lo``, ``hi`` per ``row``
+    and method, as ``singles.targets_comparison`` writes it."""
     rows = list(dict.fromkeys(table[row]))
     methods = list(dict.fromkeys(table["method"]))
     fig, ax = plt.subplots(figsize=(7, 0.8 + 0.34 * len(rows)))
@@ -193,9 +189,9 @@ def rate_dots(
         d = table[table["method"] == m].set_index(row).reindex(rows)
         y = np.arange(len(rows)) - 0.35 + i * step
         ax.errorbar(
-            d[value],
+            d["pass_rate"],
             y,
-            xerr=np.vstack([d[value] - d[lo], d[hi] - d[value]]),
+            xerr=np.vstack([d["pass_rate"] - d["lo"], d["hi"] - d["pass_rate"]]),
             fmt="o",
             ms=3.5,
             elinewidth=0.8,
