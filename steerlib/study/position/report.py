@@ -151,17 +151,54 @@ def write_filter(folder: Path, table: pd.DataFrame) -> None:
     )
 
 
-def place_and_order(
-    pairs: pd.DataFrame, slots: pd.DataFrame, methods: Sequence[str]
-) -> list[str]:
-    """The last two sections of a test report (markdown lines): each behavior's pass
-    rate by the place its token stands (``slots``: ``slot_rates(pairs)``), and the
-    order variance beside the paper's."""
-    return [
+def tables_on_test(
+    pairs: pd.DataFrame, singles: pd.DataFrame, comparisons: Sequence[tuple[str, str]]
+) -> dict[str, pd.DataFrame]:
+    """A test report's tables from its pair and single records: ``summary`` (joint rates
+    with intervals and efficiency, ``capable.joint_table``), ``tests`` (exact McNemar
+    on ``comparisons``, ``capable.paired_tests``) and ``slots`` (each behavior's pass
+    rate by the place its token stands, ``slot_rates``)."""
+    return {
+        "summary": capable.joint_table(pairs, singles),
+        "tests": capable.paired_tests(pairs, comparisons),
+        "slots": slot_rates(pairs),
+    }
+
+
+def write_test_md(
+    folder: Path,
+    title: str,
+    scope: str,
+    tables: dict[str, pd.DataFrame],
+    tests_heading: str,
+    pairs: pd.DataFrame,
+    methods: Sequence[str],
+) -> None:
+    """``test.md``: ``title`` and ``scope``, then the ``tables_on_test``: joint rates
+    and efficiency, the McNemar tests under ``tests_heading`` (rates and any
+    ``detectable`` column to one decimal), per-place pass rates of ``methods`` and
+    the order variance of ``pairs`` beside the paper's."""
+    tests = tables["tests"]
+    lines = [
+        f"# {title}",
+        "",
+        scope,
+        "",
+        "**Joint pass rate (%) [95% Wilson] and efficiency [95% bootstrap over "
+        "prompts]**",
+        "",
+        tables["summary"].round(2).to_markdown(index=False),
+        "",
+        f"**{tests_heading}**",
+        "",
+        tests.round({"a_rate": 1, "b_rate": 1, "detectable": 1})
+        .assign(p=[p_text(p) for p in tests["p"]])
+        .to_markdown(index=False),
+        "",
         "**Each behavior's own pass rate (%) by the place its token stands: first / "
         "second**",
         "",
-        slot_pivot(slots, methods).to_markdown(index=False),
+        slot_pivot(tables["slots"], methods).to_markdown(index=False),
         "",
         "**Order variance (points) beside the paper's (Qwen3-8B; – where the paper has "
         "no such method)**",
@@ -169,16 +206,15 @@ def place_and_order(
         dashes(order_variance(pairs).round(1)).to_markdown(index=False),
         "",
     ]
+    write_text(folder / "test.md", "\n".join(lines))
 
 
 def write_test_report(
     pairs: pd.DataFrame, singles: pd.DataFrame, winner_name: str, folder: Path
 ) -> dict:
-    """``test.md``: joint rates with intervals and efficiency, the plan's McNemar test
-    and the comparisons beside it, per-place pass rates and order variance."""
-    table = capable.joint_table(pairs, singles)
-    tests = capable.paired_tests(pairs, planned_comparisons(winner_name))
-    slots = slot_rates(pairs)
+    """``test.md`` (``write_test_md``): the plan's McNemar test and the comparisons
+    beside it; ``test_slots.csv``: the per-place pass rates."""
+    tables = tables_on_test(pairs, singles, planned_comparisons(winner_name))
     methods = [
         "and",
         "and@pack",
@@ -188,28 +224,17 @@ def write_test_report(
         "hybrid",
         "hybrid@pack",
     ]
-    lines = [
-        f"# The test run: `{winner_name}` (as `<base>@pack`) against today's methods",
-        "",
+    write_test_md(
+        folder,
+        f"The test run: `{winner_name}` (as `<base>@pack`) against today's methods",
         "Test prompts and orderings of the capable-pairs study (the first 30 test "
-        "questions, both orderings), "
-        "on the pairs kept by the instruction filter (PLAN.md). Today's `and`, "
-        "`concat`, `instruction` and "
-        "`hybrid` are the committed records of `capable_records.jsonl`.",
-        "",
-        "**Joint pass rate (%) [95% Wilson] and efficiency [95% bootstrap over "
-        "prompts]**",
-        "",
-        table.round(2).to_markdown(index=False),
-        "",
-        "**Exact McNemar tests (the first row is the plan's one test)**",
-        "",
-        tests.round({"a_rate": 1, "b_rate": 1})
-        .assign(p=[p_text(p) for p in tests["p"]])
-        .to_markdown(index=False),
-        "",
-        *place_and_order(pairs, slots, methods),
-    ]
-    write_text(folder / "test.md", "\n".join(lines))
-    write_text(folder / "test_slots.csv", slots.round(2).to_csv(index=False))
-    return {"summary": table, "tests": tests, "slots": slots}
+        "questions, both orderings), on the pairs kept by the instruction filter "
+        "(PLAN.md). Today's `and`, `concat`, `instruction` and `hybrid` are the "
+        "committed records of `capable_records.jsonl`.",
+        tables,
+        "Exact McNemar tests (the first row is the plan's one test)",
+        pairs,
+        methods,
+    )
+    write_text(folder / "test_slots.csv", tables["slots"].round(2).to_csv(index=False))
+    return tables

@@ -12,9 +12,12 @@ from scipy.stats import norm
 from steerlib.evaluation.records import read_records
 from steerlib.model.tokens import SteeringTokens
 from steerlib.storage import write_text
-from steerlib.study.position.report import place_and_order, selection_table
+from steerlib.study.position.report import (
+    selection_table,
+    tables_on_test,
+    write_test_md,
+)
 from steerlib.study.position.runs import SELECTION, read_costs
-from steerlib.study.slots import slot_rates
 from steerlib.study.stage2.candidates import CANDIDATES, candidate_file
 
 REFERENCES = {
@@ -201,47 +204,30 @@ def write_test(
     singles: pd.DataFrame,
     comparisons: Sequence[tuple[str, str]],
 ) -> dict:
-    """``test.md``: joint rates with intervals and efficiency, the one test (first two
-    rows) and the comparisons beside it with the detectable effect, per-place rates and
-    order variance."""
-    from steerlib.study import capable
-    from steerlib.study.book.formats import p_text
-
-    table = capable.joint_table(pairs, singles)
-    tests = capable.paired_tests(pairs, comparisons)
+    """``test.md`` (``write_test_md``): the one test (first two rows) and the
+    comparisons beside it with the detectable effect; ``test_tests.csv``: the tests."""
+    tables = tables_on_test(pairs, singles, comparisons)
+    tests = tables["tests"]
     tests["detectable"] = [
         detectable_difference(n, a + b)
         for n, a, b in zip(tests["n"], tests["a_only"], tests["b_only"])
     ]
-    slots = slot_rates(pairs)
-    methods = ["and@pack", WINNER, "concat@pack", "instruction", "hybrid"]
-    lines = [
-        f"# The test: the winner `{name}` (as `{WINNER}`) against concatenation",
-        "",
+    write_test_md(
+        folder,
+        f"The test: the winner `{name}` (as `{WINNER}`) against concatenation",
         "Test prompts and orderings of the position study's test (the first 30 test "
         "questions, both orderings, every kept pair). `and@pack`, `concat@pack`: the "
         "position study's records (shipped tokens, `shared+isolate`); `instruction`, "
         "`hybrid`: the capable-pairs study's.",
-        "",
-        "**Joint pass rate (%) [95% Wilson] and efficiency "
-        "[95% bootstrap over prompts]**",
-        "",
-        table.round(2).to_markdown(index=False),
-        "",
-        "**Exact McNemar tests (the first rows are the plan's one test, seen and "
-        "unseen); "
-        "`detectable`: the difference (points) the test detects with 80% power at this "
-        "discordance**",
-        "",
-        tests.round({"a_rate": 1, "b_rate": 1, "detectable": 1})
-        .assign(p=[p_text(p) for p in tests["p"]])
-        .to_markdown(index=False),
-        "",
-        *place_and_order(pairs, slots, methods),
-    ]
-    write_text(folder / "test.md", "\n".join(lines))
+        tables,
+        "Exact McNemar tests (the first rows are the plan's one test, seen and "
+        "unseen); `detectable`: the difference (points) the test detects with 80% "
+        "power at this discordance",
+        pairs,
+        ["and@pack", WINNER, "concat@pack", "instruction", "hybrid"],
+    )
     write_text(folder / "test_tests.csv", tests.round(4).to_csv(index=False))
-    return {"summary": table, "tests": tests, "slots": slots}
+    return tables
 
 
 def curves(folder: Path, shipped: SteeringTokens) -> pd.DataFrame:
