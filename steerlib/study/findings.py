@@ -21,10 +21,6 @@ from steerlib.preset import Preset
 TITLE = "What this chapter finds"
 
 
-def _p(p: float) -> str:
-    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
-
-
 def _test(tests: pd.DataFrame, split: str, a: str, b: str) -> pd.Series:
     return tests[
         (tests["split"] == split) & (tests["a"] == a) & (tests["b"] == b)
@@ -79,18 +75,22 @@ def chapter1(out: Path, preset: Preset) -> list[str]:
 
 def chapter2(out: Path, preset: Preset) -> list[str]:
     """``<and>`` against concatenation and the instructions on the capable pairs."""
+    from steerlib.study.book.formats import p_phrase
+
     rates = pd.read_csv(out / "capable_pairs.csv").set_index(["method", "split"])
     tests = pd.read_csv(out / "capable_tests.csv")
     lines = []
     for split, words in (("seen-2", "seen"), ("unseen-2", "unseen")):
         r = rates["joint"].xs(split, level="split")
+        vs_concat = p_phrase(_test(tests, split, "and", "concat")["p"])
+        vs_instructions = p_phrase(_test(tests, split, "and", "instruction")["p"])
         pairs = int(rates.loc[("and", split), "pairs"])
         lines.append(
             f"On the {pairs} capable {words} pairs, `<and>` satisfies both behaviors "
             f"in **{r['and']:.1f}%** of the answers, concatenation in "
-            f"{r['concat']:.1f}% ({_p(_test(tests, split, 'and', 'concat')['p'])}), "
+            f"{r['concat']:.1f}% ({vs_concat}), "
             f"the instructions in {r['instruction']:.1f}% "
-            f"({_p(_test(tests, split, 'and', 'instruction')['p'])})."
+            f"({vs_instructions})."
         )
     lines.append(
         "At 135M `<and>` does not beat plain concatenation: the paper's `<and>` effect "
@@ -198,6 +198,7 @@ def chapter6(out: Path, preset: Preset) -> list[str]:
     from steerlib.evaluation.records import read_records
     from steerlib.study import capable as C
     from steerlib.study import slots
+    from steerlib.study.book.formats import p_phrase
     from steerlib.study.position import selection, testrun
 
     study = out / "position"
@@ -231,7 +232,7 @@ def chapter6(out: Path, preset: Preset) -> list[str]:
             f"Read in the `{layout}` layout (no retraining), `<and>` passes both "
             f"behaviors in **{one['a_rate']:.1f}%** of {one['n']} answers on the "
             f"{one['split'].split('-')[0]} pairs the instructions can do, against "
-            f"{one['b_rate']:.1f}% in the paper's layout ({_p(one['p'])})."
+            f"{one['b_rate']:.1f}% in the paper's layout ({p_phrase(one['p'])})."
         ),
         (
             f"The instructions still pass {inst['b_rate']:.1f}%: "

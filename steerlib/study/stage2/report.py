@@ -132,7 +132,7 @@ def findings(search: pd.DataFrame, tests: pd.DataFrame) -> str:
     """The chapter's answer-first box: the winner and whether it ships, then per split
     the one test against concatenation (with what it could detect) and the distance
     to the instructions."""
-    from steerlib.study.book.formats import p_text
+    from steerlib.study.book.formats import p_phrase
 
     w = winner(search)
     row = search[search["candidate"] == w].iloc[0]
@@ -155,17 +155,12 @@ def findings(search: pd.DataFrame, tests: pd.DataFrame) -> str:
         lines.append(
             f"- **{split.split('-')[0]} pairs** (n = {concat['n']}): the learned "
             f"`<and>` {concat['a_rate']:.1f}% against concatenation "
-            f"{concat['b_rate']:.1f}% (exact McNemar p {_p(p_text(concat['p']))}; "
+            f"{concat['b_rate']:.1f}% (exact McNemar {p_phrase(concat['p'])}; "
             f"the test detects {concat['detectable']:.1f} points with 80% power), "
             f"{instr['b_rate'] - instr['a_rate']:.1f} points below the instructions "
             f"({instr['b_rate']:.1f}%)."
         )
     return "\n".join(lines)
-
-
-def _p(text: str) -> str:
-    """``= 0.002`` or ``< 0.001``: a p-value after the letter p."""
-    return text if text.startswith("<") else f"= {text}"
 
 
 def write_search(folder: Path, search: pd.DataFrame) -> None:
