@@ -94,7 +94,9 @@ def cmd_capable(args) -> None:
             bb, tokens, preset, out, args.baselines or BASELINES
         )
     # the baselines not asked for this time keep their recorded rows
-    report = capable.run(bb, tokens, preset, out, methods, keep_recorded=BASELINES)
+    report = capable.run(
+        bb, tokens, preset, out, methods=methods, keep_recorded=BASELINES
+    )
     if not report:
         print(f"no pair qualified on validation: see {out / 'capable_pairs.md'}")
         return

@@ -346,22 +346,17 @@ def recorded(
 
 
 def run(
-    bb: Backbone,
-    tokens: SteeringTokens,
-    preset: Preset,
-    out: Path,
-    methods: Sequence[str | Method] = COMPOSITION_METHODS,
-    threshold: float = CAPABLE_RATE,
-    keep_recorded: Sequence[str] = (),
+    bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path, **options
 ) -> dict[str, pd.DataFrame]:
-    """The whole study, resumable: ``study_records``, then the report (``write_report``)
-    and the retention figure. ``methods`` may include baselines (Method objects).
-    ``keep_recorded`` (``study_records``): a run without the baselines keeps their
-    rows."""
+    """The whole study, resumable: ``study_records`` (``options``: its ``methods``,
+    ``threshold`` and ``keep_recorded``), then the report (``write_report``) and the
+    retention figure. ``methods`` may include baselines (Method objects);
+    ``keep_recorded``: a run without the baselines keeps their rows."""
     from steerlib.study import plots
 
+    threshold = options.get("threshold", CAPABLE_RATE)
     val_rates, selected, pairs, singles = study_records(
-        bb, tokens, preset, out, methods, threshold, keep_recorded
+        bb, tokens, preset, out, **options
     )
     if not selected:  # nothing to compose: say so, with the rates that decided it
         capable_reports.capable_selection(out, val_rates, selected, threshold)

@@ -211,7 +211,7 @@ def reproduce(
             tokens,
             preset,
             out,
-            [*COMPOSITION_METHODS, *extra],
+            methods=[*COMPOSITION_METHODS, *extra],
             keep_recorded=BASELINES,
         )
         lap("capable_pairs")
