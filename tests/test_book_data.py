@@ -23,7 +23,11 @@ from steerlib.guard import NO_TRAIN_ENV
 from steerlib.study import capable
 from steerlib.study.ablations import ABLATIONS, ablation_setup, run_ablations, settings
 from steerlib.study.pipeline import composition_eval, load_tokens
-from steerlib.study.singles import single_behavior_eval, teacher_compliance
+from steerlib.study.singles import (
+    single_behavior_records,
+    single_table,
+    teacher_compliance,
+)
 from steerlib.train.distill import train_behavior_token
 
 COMMITTED = Path(__file__).resolve().parent.parent / "results" / "cpu"
@@ -55,13 +59,16 @@ def test_book_chapters_read_only_shipped_artifacts(embedded, results):
     tokens = load_tokens(embedded, preset)  # chapters 2-4
     assert tokens.names == [*st.behaviors.names(), "and"]
     assert pd.Series(french["french"]).equals(pd.Series(tokens["french"]))
-    single = single_behavior_eval(
-        embedded,
-        tokens,
-        preset,
-        results,
+    single = single_table(
+        single_behavior_records(
+            embedded,
+            tokens,
+            preset,
+            results,
+            policies=("filtered",),
+            recorded_policies=True,
+        ),
         policies=("filtered",),
-        recorded_policies=True,
     )
     compliance = teacher_compliance(embedded, preset, results)
     assert single.notna()[["plain", "instruction", "token", "hybrid"]].all().all()

@@ -29,7 +29,8 @@ from steerlib.study import reports
 from steerlib.study.baseline_runs import capable_baselines, preset_baselines
 from steerlib.study.folders import check_out, results_dir
 from steerlib.study.singles import (
-    single_behavior_eval,
+    single_behavior_records,
+    single_table,
     teacher_compliance,
     token_label,
     train_all_behaviors,
@@ -177,8 +178,12 @@ def reproduce(
     teacher_compliance(bb, preset, out)
     # the filtered column is read from the target comparison's records (targets-compare
     # makes them); reproduce trains only the tokens it ships
-    single = single_behavior_eval(
-        bb, tokens, preset, out, policies=("filtered",), recorded_policies=True
+    filtered = ("filtered",)
+    single = single_table(
+        single_behavior_records(
+            bb, tokens, preset, out, policies=filtered, recorded_policies=True
+        ),
+        policies=filtered,
     )
     reports.single_behavior(
         out,

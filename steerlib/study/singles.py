@@ -102,25 +102,10 @@ def teacher_compliance(
     return table
 
 
-def single_behavior_eval(
-    bb: Backbone,
-    tokens: SteeringTokens,
-    preset: Preset,
-    out: Path,
-    policies: Sequence[str] = (),
-    recorded_policies: bool = False,
-) -> pd.DataFrame:
-    """The single-behavior table: pass rate per behavior for each method (paper Table 9
-    shape); ``single_behavior_records`` pivoted by ``single_table``."""
-    return single_table(
-        single_behavior_records(bb, tokens, preset, out, policies, recorded_policies),
-        policies,
-    )
-
-
 def single_table(records: pd.DataFrame, policies: Sequence[str] = ()) -> pd.DataFrame:
-    """Pass rate (%) per behavior (rows) and method (columns) of
-    ``single_behavior_records``."""
+    """The single-behavior table (paper Table 9 shape): pass rate (%) per behavior
+    (rows) and method (columns) of ``single_behavior_records`` made with the same
+    ``policies``."""
     table = (
         records.assign(ok=100 * records["ok"])
         .pivot_table(index="combo", columns="method", values="ok")
