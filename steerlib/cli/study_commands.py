@@ -134,14 +134,12 @@ def _one_stage(args, stages, chosen):
     preset's tokens, in its results folder, for the indexes ``chosen`` (None: all)."""
     from steerlib.study.folders import results_dir
     from steerlib.study.pipeline import load_tokens
+    from steerlib.study.position.selection import StageInputs
 
     preset = preset_of(args)
     bb = backbone_of(args, preset)
     return stages.run(
-        bb,
-        load_tokens(bb, preset),
-        preset,
-        results_dir(preset, bb),
+        StageInputs(bb, load_tokens(bb, preset), preset, results_dir(preset, bb)),
         args.stage,
         chosen,
     )

@@ -10,6 +10,7 @@ cannot learn what the instruction does not do).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -179,6 +180,24 @@ def kept_pairs(
         candidate_pairs(sm.backbone, tokens, preset, out),
         folder / FILTER_RECORDS,
     )
+
+
+@dataclass(frozen=True)
+class StageInputs:
+    """What every stage of the position and stage-2 studies runs on: the backbone, its
+    shipped ``tokens``, the ``preset`` and the results folder ``out``
+    (``results/<preset>/``), under whose ``position/`` the instruction filter keeps the
+    pairs both studies use."""
+
+    bb: Backbone
+    tokens: SteeringTokens
+    preset: Preset
+    out: Path
+
+    def kept(self) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+        """The instruction filter's table and the pairs it kept (``kept_pairs``, from
+        its records)."""
+        return kept_pairs(SteeredModel(self.bb), self.tokens, self.preset, self.out)
 
 
 PLANNED_FAMILIES = ("A", "C")

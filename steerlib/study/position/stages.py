@@ -4,17 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 
 import pandas as pd
 
 from steerlib.errors import ConfigError
 from steerlib.evaluation.records import read_records
-from steerlib.model.backbone import Backbone
 from steerlib.model.generate import SteeredModel
 from steerlib.model.methods import METHODS
-from steerlib.model.tokens import SteeringTokens
-from steerlib.preset import Preset
 from steerlib.study.position.candidates import (
     RETRAINS,
     parse_candidate,
@@ -36,7 +32,7 @@ from steerlib.study.position.runs import (
     screen,
     winner_tokens,
 )
-from steerlib.study.position.selection import kept_pairs, seen_pairs, winner
+from steerlib.study.position.selection import StageInputs, seen_pairs, winner
 from steerlib.study.position.testrun import (
     PACK_METHODS,
     pair_records_on_test,
@@ -53,24 +49,21 @@ tokens and the ``<and>`` trained on them, with their training records."""
 
 
 def run(
-    bb: Backbone,
-    tokens: SteeringTokens,
-    preset: Preset,
-    out: Path,
-    stage: str,
-    candidates: Sequence[int] | None = None,
+    inputs: StageInputs, stage: str, candidates: Sequence[int] | None = None
 ) -> pd.DataFrame:
     """One stage of the study (PLAN.md), resumable, its tables written under
-    ``out/position``: ``filter`` (the pairs), ``screen`` (family A, ``candidates``
-    indexes ``screen_methods()``), ``retrain`` (family C in the best A layout,
-    ``candidates`` indexes ``RETRAINS``), ``displace`` (family B, ``candidates`` indexes
-    ``displace_jobs``: each kept behavior's displaced stage 1, then ``<and>`` on those
-    tokens, saved with them under ``family_b/``, and their concatenation),
-    ``search`` (the search table from records, no generation) and ``test`` (the winner's
-    pack saved, its methods' test generations, ``candidates`` indexing ``PACK_METHODS``,
-    and ``test.md`` from every pack method recorded so far)."""
+    ``inputs.out/position``: ``filter`` (the pairs), ``screen`` (family A,
+    ``candidates`` indexes ``screen_methods()``), ``retrain`` (family C in the best A
+    layout, ``candidates`` indexes ``RETRAINS``), ``displace`` (family B,
+    ``candidates`` indexes ``displace_jobs``: each kept behavior's displaced stage 1,
+    then ``<and>`` on those tokens, saved with them under ``family_b/``, and their
+    concatenation), ``search`` (the search table from records, no generation) and
+    ``test`` (the winner's pack saved, its methods' test generations, ``candidates``
+    indexing ``PACK_METHODS``, and ``test.md`` from every pack method recorded so
+    far)."""
+    bb, tokens, preset, out = inputs.bb, inputs.tokens, inputs.preset, inputs.out
     folder = out / "position"
-    table, kept = kept_pairs(SteeredModel(bb), tokens, preset, out)
+    table, kept = inputs.kept()
     write_filter(folder, table)
     seen = seen_pairs(kept)
     sm = SteeredModel(bb, tokens)

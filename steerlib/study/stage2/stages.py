@@ -20,7 +20,7 @@ from steerlib.model.tokens import SteeringTokens
 from steerlib.preset import Preset
 from steerlib.storage import write_text
 from steerlib.study.position.runs import note_cost, screen
-from steerlib.study.position.selection import kept_pairs, seen_pairs
+from steerlib.study.position.selection import StageInputs, seen_pairs
 from steerlib.study.position.testrun import single_records_on_test
 from steerlib.study.stage2 import report
 from steerlib.study.stage2.candidates import (
@@ -42,25 +42,21 @@ TEST_RECORDS = "test_and.jsonl"
 
 
 def run(
-    bb: Backbone,
-    tokens: SteeringTokens,
-    preset: Preset,
-    out: Path,
-    stage: str,
-    candidates: Sequence[int] | None = None,
+    inputs: StageInputs, stage: str, candidates: Sequence[int] | None = None
 ) -> pd.DataFrame:
     """One stage: ``targets`` (the shared training targets, shardable under
     torchrun), ``screen`` (train the candidates ``candidates`` indexes, default all,
     and score each on the selection set), ``search`` (the table from records),
     ``test`` (the winner's ``<and>`` on the test prompts, ``test.md`` and the default
     pack) or ``ship`` (the default pack copied into the package)."""
+    bb, tokens, preset, out = inputs.bb, inputs.tokens, inputs.preset, inputs.out
     if stage not in STAGES:
         raise ConfigError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
     folder = out / FOLDER
     if stage == "ship":
         ship(folder)
         return pd.DataFrame()
-    kept = kept_pairs(SteeredModel(bb), tokens, preset, out)[1]
+    kept = inputs.kept()[1]
     seen = seen_pairs(kept)
     if stage == "search":
         search = report.search_table(folder, out / "position")
