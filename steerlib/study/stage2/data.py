@@ -7,14 +7,11 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 
 import pandas as pd
 
 from steerlib.config import TargetConfig, TargetSource
 from steerlib.model.backbone import Backbone
-from steerlib.model.generate import SteeredModel
-from steerlib.model.tokens import SteeringTokens
 from steerlib.preset import Preset
 from steerlib.tasks import prompts as P
 from steerlib.train.compose import composition_targets, pair_jobs
@@ -66,26 +63,11 @@ def pair_targets(
 
 
 def training_targets(
-    bb: Backbone,
-    preset: Preset,
-    pairs: Sequence[tuple[str, str]],
-    progress: bool | None = None,
+    bb: Backbone, preset: Preset, pairs: Sequence[tuple[str, str]]
 ) -> list[Target]:
     """What every trained candidate learns from: the filtered pair targets, then the
     recipe's constructed targets (the 131 today's ``<and>`` was trained on)."""
-    return pair_targets(bb, preset, pairs, progress) + composition_targets(
-        bb, preset.stage2, progress=progress
-    )
-
-
-def kept_seen_pairs(
-    bb: Backbone, tokens: SteeringTokens, preset: Preset, out: Path
-) -> list[tuple[str, str]]:
-    """The position study's kept seen pairs (its instruction filter, from its
-    records)."""
-    from steerlib.study.position.selection import kept_pairs, seen_pairs
-
-    return seen_pairs(kept_pairs(SteeredModel(bb), tokens, preset, out)[1])
+    return pair_targets(bb, preset, pairs) + composition_targets(bb, preset.stage2)
 
 
 def targets_table(targets: Sequence[Target]) -> pd.DataFrame:
