@@ -110,25 +110,40 @@ def best_layout(folder: Path) -> Layout:
     return parse_candidate(winner(a))[1]
 
 
-def write_search(folder: Path, search: pd.DataFrame) -> None:
-    """``search.csv`` (every candidate's config, selection score with interval, cost)
-    and its markdown."""
+def write_search_files(
+    folder: Path, search: pd.DataFrame, title: str, about: str, digits: int, last: str
+) -> None:
+    """``search.csv`` (``search`` to two decimals) and ``search.md``: ``title``,
+    ``about`` (the metric and the columns), the table to ``digits`` decimals and the
+    ``last`` line (the plan's winner)."""
     write_text(folder / "search.csv", search.round(2).to_csv(index=False))
     lines = [
-        "# The search: every candidate on the selection set (validation only)",
+        f"# {title}",
         "",
-        "Selection metric: joint pass rate (%) on 96 train questions no target used, "
-        "each asking one "
-        "kept seen pair in both orderings (PLAN.md). `first`/`second`: the behaviors' "
-        "own pass rates by "
-        "the place their token stands; `gap` = first - second.",
+        about,
         "",
-        search.round(1).to_markdown(index=False),
+        search.round(digits).to_markdown(index=False),
         "",
-        f"Winner by the plan's rule: `{winner(search)}`",
+        last,
         "",
     ]
     write_text(folder / "search.md", "\n".join(lines))
+
+
+def write_search(folder: Path, search: pd.DataFrame) -> None:
+    """``search.csv`` (every candidate's config, selection score with interval, cost)
+    and its markdown (``write_search_files``)."""
+    write_search_files(
+        folder,
+        search,
+        "The search: every candidate on the selection set (validation only)",
+        "Selection metric: joint pass rate (%) on 96 train questions no target used, "
+        "each asking one kept seen pair in both orderings (PLAN.md). `first`/`second`: "
+        "the behaviors' own pass rates by the place their token stands; `gap` = first "
+        "- second.",
+        1,
+        f"Winner by the plan's rule: `{winner(search)}`",
+    )
 
 
 def write_filter(folder: Path, table: pd.DataFrame) -> None:

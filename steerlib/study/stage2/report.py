@@ -15,6 +15,7 @@ from steerlib.storage import write_text
 from steerlib.study.position.report import (
     selection_table,
     tables_on_test,
+    write_search_files,
     write_test_md,
 )
 from steerlib.study.position.runs import SELECTION, read_costs
@@ -164,24 +165,20 @@ def findings(search: pd.DataFrame, tests: pd.DataFrame) -> str:
 
 
 def write_search(folder: Path, search: pd.DataFrame) -> None:
-    """``search.csv`` and ``search.md``, with the winner and whether it becomes the
-    default."""
-    write_text(folder / "search.csv", search.round(2).to_csv(index=False))
-    lines = [
-        "# The stage-2 search: every candidate on the selection set (validation only)",
-        "",
+    """``search.csv`` and ``search.md`` (``write_search_files``), with the winner and
+    whether it becomes the default."""
+    write_search_files(
+        folder,
+        search,
+        "The stage-2 search: every candidate on the selection set (validation only)",
         "Selection metric: joint pass rate (%) on the position study's selection set "
         "(96 train questions no target used, each asking one kept seen pair in both "
         "orderings; PLAN.md). `first`/`second`: the behaviors' own pass rates by the "
         "place their token stands; `gap` = first - second; `train_s`/`eval_s`: "
         "seconds of one core.",
-        "",
-        search.round(2).to_markdown(index=False),
-        "",
+        2,
         f"Winner by the plan's rule: {verdict(search)}.",
-        "",
-    ]
-    write_text(folder / "search.md", "\n".join(lines))
+    )
 
 
 def detectable_difference(n: int, discordant: int, power: float = 0.8) -> float:
