@@ -11,7 +11,6 @@ before any training or generation, so the whole table runs on the tiny model in 
 
 from __future__ import annotations
 
-import json
 import logging
 import pickle
 import shutil
@@ -21,12 +20,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from token_files import token_file
 
 from steerlib import paths
 from steerlib.cli import main
 from steerlib.errors import ConfigError
-from steerlib.model.token_file import FORMAT
 from steerlib.model.tokens import SteeringTokens
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -250,23 +248,6 @@ CASES = {
 }
 
 
-def _token_file(path: Path, **meta) -> None:
-    base = {
-        "format": FORMAT,
-        "model_id": "m",
-        "fingerprint": "f" * 16,
-        "hidden_size": 8,
-        "names": ["french"],
-        "info": {},
-    }
-    names = meta.get("names", base["names"])
-    save_file(
-        {f"token/{n}": torch.ones(8) for n in names},
-        str(path),
-        metadata={"steerlib": json.dumps({**base, **meta})},
-    )
-
-
 def _git(repo: Path, *args: str) -> str:
     return subprocess.run(
         ["git", *args], cwd=repo, check=True, capture_output=True, text=True
@@ -317,10 +298,10 @@ def scratch(tmp_path_factory, tiny) -> Path:
     for folder in ("results/cpu", "theirs"):
         (repo / folder).mkdir(parents=True)
         (repo / folder / "single_records.jsonl").write_text(lines, encoding="utf-8")
-    _token_file(repo / "hostile.safetensors", model_id='x"if(1)else"tiny')
-    _token_file(repo / "newline.safetensors", names=["fr\nench"])
-    _token_file(repo / "info.safetensors", info={"french": {"final_loss": "abc"}})
-    _token_file(repo / "truncated.safetensors")
+    token_file(repo / "hostile.safetensors", {"model_id": 'x"if(1)else"tiny'})
+    token_file(repo / "newline.safetensors", {"names": ["fr\nench"]})
+    token_file(repo / "info.safetensors", {"info": {"french": {"final_loss": "abc"}}})
+    token_file(repo / "truncated.safetensors")
     data = (repo / "truncated.safetensors").read_bytes()
     (repo / "truncated.safetensors").write_bytes(data[:-9])
     pickled = repo / "pickled"

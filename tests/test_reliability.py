@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from token_files import token_file
 
 import steerlib.storage as sio
 from steerlib.errors import ConfigError, RecordsError, SteerlibError, StorageError
@@ -529,32 +530,6 @@ def test_every_preset_passes_validation():
 
 # -- 4. non-finite and malformed token files are never loaded
 # ------------------------------------------
-def _token_file(
-    path: Path, tensors: dict | None = None, meta: dict | str | None = None
-) -> Path:
-    """A token file as ``SteeringTokens.save`` writes it, with parts replaced."""
-    from safetensors.torch import save_file
-
-    from steerlib.model.token_file import FORMAT
-
-    base = {
-        "format": FORMAT,
-        "model_id": "m",
-        "fingerprint": "f" * 16,
-        "hidden_size": 8,
-        "names": ["french"],
-        "info": {},
-    }
-    meta = (
-        json.dumps(base | meta)
-        if isinstance(meta, dict)
-        else (meta if meta is not None else json.dumps(base))
-    )
-    tensors = tensors if tensors is not None else {"token/french": torch.ones(8)}
-    save_file(tensors, str(path), metadata={"steerlib": meta})
-    return path
-
-
 @pytest.mark.parametrize(
     "case, tensors, meta, message",
     [
@@ -579,7 +554,7 @@ def _token_file(
         ("bad json", None, "{not json", "not valid JSON"),
         (
             "missing tensor",
-            None,
+            {"token/french": torch.ones(8)},
             {"names": ["french", "german"]},
             "no tensor 'token/german'",
         ),
@@ -590,7 +565,7 @@ def test_token_files_that_are_not_finite_float_vectors_are_refused(
 ):
     from steerlib.errors import TokenFileError
 
-    path = _token_file(tmp_path / "tokens.safetensors", tensors, meta)
+    path = token_file(tmp_path / "tokens.safetensors", meta, tensors)
     with pytest.raises(TokenFileError, match=message) as err:
         SteeringTokens.load(path)
     assert str(path) in str(err.value)
@@ -799,9 +774,8 @@ def test_cli_bad_token_file_is_one_line_naming_the_file(tiny, tmp_path, capsys, 
             "nan": {},
         }[case]
         vector = torch.full((tiny.hidden_size,), float("nan") if case == "nan" else 1.0)
-        _token_file(
+        token_file(
             path,
-            {"token/french": vector},
             meta
             if isinstance(meta, str)
             else {
@@ -809,6 +783,7 @@ def test_cli_bad_token_file_is_one_line_naming_the_file(tiny, tmp_path, capsys, 
                 "fingerprint": tiny.fingerprint,
                 **meta,
             },
+            {"token/french": vector},
         )
     code, err = _cli(capsys, *_generate(path))
     assert (

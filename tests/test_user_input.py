@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import save_file
+from token_files import token_file
 
 import steerlib as st
 from steerlib.cli import main
@@ -29,7 +29,6 @@ from steerlib.errors import (
     TokenFileError,
     VerifierError,
 )
-from steerlib.model.token_file import FORMAT
 from steerlib.model.tokens import SteeringTokens
 from steerlib.presets import presets
 from steerlib.tasks import prompts as P
@@ -46,25 +45,6 @@ def _tokens(d: int = 8, model_id: str = "test-model") -> SteeringTokens:
     tokens = SteeringTokens(d, model_id, "f" * 16)
     tokens.set("french", torch.ones(d))
     return tokens
-
-
-def _token_file(path: Path, **meta) -> Path:
-    """A token file holding <french>, its metadata with ``meta`` replaced."""
-    base = {
-        "format": FORMAT,
-        "model_id": "m",
-        "fingerprint": "f" * 16,
-        "hidden_size": 8,
-        "names": ["french"],
-        "info": {},
-    }
-    names = meta.get("names", base["names"])
-    save_file(
-        {f"token/{n}": torch.ones(8) for n in names},
-        str(path),
-        metadata={"steerlib": json.dumps({**base, **meta})},
-    )
-    return path
 
 
 # -- 7. the shipped questions, edited in place -----------------------------------------
@@ -239,7 +219,7 @@ def test_a_token_file_with_a_hostile_model_id_or_name_is_refused_on_load(
     tmp_path, meta, words
 ):
     """Case 11: main loaded them (only fingerprint and width were checked)."""
-    path = _token_file(tmp_path / "t.safetensors", **meta)
+    path = token_file(tmp_path / "t.safetensors", meta)
     with pytest.raises(TokenFileError, match=words) as err:
         SteeringTokens.load_file(path)
     assert str(path) in str(err.value)
@@ -356,7 +336,7 @@ def test_training_records_that_are_not_records_are_refused_on_load(
 ):
     """Case 15: main loaded them, then save_pretrained crashed after writing the
     tokens."""
-    path = _token_file(tmp_path / "t.safetensors", info=info)
+    path = token_file(tmp_path / "t.safetensors", {"info": info})
     with pytest.raises(TokenFileError) as err:
         SteeringTokens.load_file(path)
     assert words in str(err.value) and str(path) in str(err.value)
