@@ -105,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
             "--overwrite",
             action="store_true",
             help="let --out replace files steerlib did not write, another model's or "
-            "config's results, or tokens the new file would drop (refused otherwise)",
+            "config's results, or tokens the new file would drop, and write a token "
+            "file that git would show inside the checkout (refused otherwise)",
         )
 
     def candidates_arg(sp, help, *names):
