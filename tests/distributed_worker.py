@@ -2,7 +2,8 @@
 single-process side). ``train``: one vector on fixed examples whose answers differ in
 length, so that ranks hold different shares of each batch's answer tokens.
 ``generate``: teacher targets and evaluation records, each rank generating its share.
-``validate``: one validation score, and how many answers this rank generated for it."""
+``validate``: one validation score, and how many answers this rank generated for it
+with how many threads."""
 
 import json
 import os
@@ -98,18 +99,22 @@ def generate(records: Path) -> None:
 
 
 class CountingModel(SteeredModel):
-    """A steered model that counts the prompts it answers."""
+    """A steered model that counts the prompts it answers and notes torch's thread
+    count while it answers them."""
 
     answered = 0
+    threads = None
 
     def generate(self, requests, *args, **kwargs):
         self.answered += len(requests)
+        self.threads = torch.get_num_threads()
         return super().generate(requests, *args, **kwargs)
 
 
-def validate() -> dict:
+def validate(rounds: int = 1) -> dict:
     """A validation score of random ``<french>`` and ``<upper_case>`` vectors on the
-    questions, and the number of answers this process generated for it."""
+    questions asked ``rounds`` times, the number of answers this process generated for
+    it, and its thread count then and now."""
     bb = tiny_backbone()
     tokens = SteeringTokens.for_backbone(bb)
     g = torch.Generator().manual_seed(0)
@@ -117,10 +122,18 @@ def validate() -> dict:
         tokens.set(name, torch.randn(bb.hidden_size, generator=g))
     sm = CountingModel(bb, tokens)
     jobs = [
-        (q, (name,), (name,)) for q in QUESTIONS for name in ("french", "upper_case")
+        (q, (name,), (name,))
+        for q in QUESTIONS * rounds
+        for name in ("french", "upper_case")
     ]
     rate = pass_rate(sm, jobs, ValidationConfig(max_new_tokens=12, batch_size=4))
-    return {"rate": rate, "answered": sm.answered, "jobs": len(jobs)}
+    return {
+        "rate": rate,
+        "answered": sm.answered,
+        "jobs": len(jobs),
+        "threads_answering": sm.threads,
+        "threads_after": torch.get_num_threads(),
+    }
 
 
 def main() -> None:
@@ -128,9 +141,9 @@ def main() -> None:
     if sys.argv[1] == "generate":
         generate(Path(sys.argv[2]))
         return
-    if sys.argv[1] == "validate":
+    if sys.argv[1] == "validate":  # validate FOLDER ROUNDS
         out = Path(sys.argv[2]) / f"rank{distributed.rank()}.json"
-        out.write_text(json.dumps(validate()))
+        out.write_text(json.dumps(validate(int(sys.argv[3]))))
         return
     out, ckpt, stop = (
         Path(sys.argv[2]),

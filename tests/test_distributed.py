@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from steerlib import distributed
+from steerlib import cores, distributed
 
 pytestmark = pytest.mark.slow  # every test here starts torchrun or other processes
 
@@ -88,15 +88,32 @@ def test_two_processes_train_the_vector_one_process_trains(tmp_path):
 
 
 def test_two_processes_share_a_validation_score(tmp_path):
-    """Each rank answers its half of the validation questions (not all of them, as
+    """Each rank answers its half of enough validation questions (not all of them, as
     before: under --workers every rank repeated the whole score), and both get the
     score one process computes."""
-    single = worker.validate()
-    torchrun([WORKER, "validate", str(tmp_path)])
+    rounds = 3  # 36 jobs: 18 a rank, at least distributed.FEW_ROWS
+    single = worker.validate(rounds)
+    torchrun([WORKER, "validate", str(tmp_path), str(rounds)])
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["answered"] for r in ranks] == [single["jobs"] // 2] * 2
     assert single["answered"] == single["jobs"]
     assert [r["rate"] for r in ranks] == [single["rate"]] * 2
+    assert [r["threads_answering"] for r in ranks] == [1, 1]
+
+
+def test_a_few_validation_questions_are_answered_by_rank_0_with_both_threads(
+    tmp_path,
+):
+    """12 jobs, 6 a rank (under distributed.FEW_ROWS): rank 0 answers all of them with
+    the threads of both one-thread workers (on a machine of at least two cores), rank 1
+    none, both get the one-process score, and rank 0 is back to one thread after."""
+    single = worker.validate(1)
+    torchrun([WORKER, "validate", str(tmp_path), "1"])
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["answered"] for r in ranks] == [single["jobs"], 0]
+    assert [r["rate"] for r in ranks] == [single["rate"]] * 2
+    assert ranks[0]["threads_answering"] == min(2, cores.usable_cores())
+    assert [r["threads_after"] for r in ranks] == [1, 1]
 
 
 def test_checkpoint_of_two_processes_resumes_in_one(tmp_path):

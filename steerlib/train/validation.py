@@ -44,9 +44,10 @@ def pass_rate(
     """Share of ``jobs`` = [(question, slots, behaviors to verify)] whose greedy answer
     passes every verifier.
 
-    Under several processes each answers its share of the questions and all get every
-    answer (``distributed.map_shards``): the params are the same on every rank, so the
-    score, and the early stop it decides, are too, for the cost of one share."""
+    Under several processes each answers its share of the questions, or rank 0 answers
+    a few with every rank's threads, and all get every answer
+    (``distributed.map_shards``): the params are the same on every rank, so the score,
+    and the early stop it decides, are too."""
     requests = [Request(q, slots) for q, slots, _ in jobs]
     texts = distributed.map_shards(
         lambda part: sm.generate(
