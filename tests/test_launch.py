@@ -1,5 +1,8 @@
 """--workers (steerlib.launch): how many processes, no nesting, one line per failure."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch.distributed.elastic.multiprocessing.errors import (
@@ -152,6 +155,21 @@ def test_errors_print_outside_workers(monkeypatch):
     monkeypatch.delenv(launch.LAUNCHED, raising=False)
     assert not launch.record_worker_error("anything")
     assert not launch.record_worker_failure(ValueError("anything"))
+
+
+def test_a_worker_other_than_rank_0_prints_errors_but_no_warnings():
+    """Every rank computes the same warnings (a cache line set aside, targets dropped),
+    so only rank 0 prints them: the workers other than rank 0 keep errors only."""
+    code = (
+        "import logging; from steerlib.cli.run import _quiet; logging.basicConfig(); "
+        "_quiet(); log = logging.getLogger('steerlib'); log.warning('a warning'); "
+        "log.error('an error')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert "an error" in done.stderr
+    assert "a warning" not in done.stderr
 
 
 def test_a_worker_stopped_by_a_plain_kill_is_named(tmp_path):

@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _quiet() -> None:
-    """In a process other than rank 0: no tables on stdout and no progress messages
-    (rank 0 prints them once); warnings and errors still show."""
+    """In a process other than rank 0: no tables on stdout, no progress messages and no
+    warnings, which rank 0 prints once (every rank reads the same caches and computes
+    the same targets, so its warnings are rank 0's again); errors still show."""
     sys.stdout = open(os.devnull, "w")
-    logging.getLogger("steerlib").setLevel(logging.WARNING)
+    logging.getLogger("steerlib").setLevel(logging.ERROR)
