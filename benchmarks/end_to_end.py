@@ -34,12 +34,10 @@ settings and generates at its evaluation length, projects; ``--quick`` trains wi
 smoke preset's settings and generates fewer, shorter answers, so it reports its parts
 but not the goal.
 
-With ``--workers`` N > 1 the same fresh workload runs a second time in N processes of
-one thread each (``benchmarks.workers``: targets, both trainings and the generations
-shared as a study command's default workers share them), against this process's run
-(``--workers 1``, at this process's threads): the speed-up of the parts' total (goal
->= 1.15x), answers compared one by one, and the projection recomputed from the workers'
-parts (goal <= 2 h).
+With ``--workers`` N > 1 the same fresh workload also runs in N processes of one thread
+each, against this process's run (``benchmarks.e2e_workers``). Each training part's
+time is split into its target generation, its validation and its steps
+(``benchmarks.phases``), to show where processes gain and where they do not.
 
 Peak RSS is this benchmark process's, read after the workload: the process also ran the
 suite's earlier benchmarks, so it bounds the workload's own peak from above.
@@ -55,8 +53,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from unittest import mock
 
-import torch
-
 from steerlib import distributed
 from steerlib.model.backbone import Backbone
 from steerlib.model.generate import SteeredModel
@@ -67,8 +63,9 @@ from steerlib.tasks import behaviors as B
 from steerlib.train.compose import train_composition_token
 from steerlib.train.distill import train_behavior_token
 
-from .core import Goal, Section, Sizes, peak_rss_gb
+from .core import Goal, Section, peak_rss_gb
 from .generation import answer_length, shipped_or_random, workload
+from .phases import phases_text, timed_phases
 
 BUDGET_S = 7200.0
 """The cpu preset's end-to-end budget: two hours on a 2-core machine."""
@@ -110,6 +107,10 @@ class Workload:
     peak_rss_gb: float
     answers: list = field(default_factory=list, repr=False)
     """The token ids of each answer (to compare runs)."""
+    token_phases: dict = field(default_factory=dict)
+    """Stage 1's seconds in target generation and validation (``phases``)."""
+    and_phases: dict = field(default_factory=dict)
+    """Stage 2's, the same way."""
 
 
 def partner_tokens(bb: Backbone) -> SteeringTokens:
@@ -161,21 +162,23 @@ def timed_parts(
         distributed.barrier()
         return result, time.perf_counter() - start
 
-    tokens, token_s = timed(
-        lambda: train_behavior_token(
-            bb,
-            BEHAVIOR,
-            training.stage1_config(BEHAVIOR),
-            tokens=partners,
-            retrain=True,
-            progress=False,
+    with timed_phases() as token_phases:
+        tokens, token_s = timed(
+            lambda: train_behavior_token(
+                bb,
+                BEHAVIOR,
+                training.stage1_config(BEHAVIOR),
+                tokens=partners,
+                retrain=True,
+                progress=False,
+            )
         )
-    )
-    tokens, and_s = timed(
-        lambda: train_composition_token(
-            bb, tokens, training.stage2, retrain=True, progress=False
+    with timed_phases() as and_phases:
+        tokens, and_s = timed(
+            lambda: train_composition_token(
+                bb, tokens, training.stage2, retrain=True, progress=False
+            )
         )
-    )
     sm = SteeredModel(bb, tokens)
     answers, generation_s = timed(
         lambda: distributed.map_shards(
@@ -199,6 +202,8 @@ def timed_parts(
         sum(answer_length(a, eos) for a in answers),
         peak_rss_gb(),
         answers,
+        token_phases,
+        and_phases,
     )
 
 
@@ -231,6 +236,8 @@ def end_to_end_section(w: Workload, recorded: SteeringTokens | None = None) -> S
             f"stage 2: <and> ({w.training} settings)",
             f"{w.and_s:.1f} s ({w.and_steps} steps)",
         ),
+        ("phases of stage 1", phases_text(w.token_s, w.token_phases)),
+        ("phases of stage 2", phases_text(w.and_s, w.and_phases)),
         (
             f"generation: {w.generations} x {w.new_tokens} new tokens, batches of "
             f"{w.batch}",
@@ -299,125 +306,6 @@ def end_to_end_section(w: Workload, recorded: SteeringTokens | None = None) -> S
             ),
         ],
     )
-
-
-def bench_end_to_end(bb: Backbone, sizes: Sizes, model: str, workers: int) -> Section:
-    """The workload at ``sizes`` (training settings of ``sizes.e2e_training``,
-    ``sizes.gen_prompts`` generations of ``sizes.new_tokens``) in this process, then
-    (``workers`` > 1) in that many worker processes, as one section."""
-    partners = partner_tokens(bb)
-    training = presets.get(sizes.e2e_training)
-    w = run_workload(bb, training, sizes.gen_prompts, sizes.new_tokens, partners)
-    section = end_to_end_section(
-        w, partners if partners.info.get(BEHAVIOR) else None
-    )  # random ones have no records
-    many, launch_s = (
-        run_workload_in_workers(model, workers, training, sizes)
-        if workers > 1
-        else (None, None)
-    )
-    workers_comparison(section, w, many, workers, launch_s)
-    return section
-
-
-def run_workload_in_workers(
-    model: str, workers: int, training: Preset, sizes: Sizes
-) -> tuple[Workload, float]:
-    """The workload run by ``workers`` processes of one thread (what a study
-    command's default ``--workers`` does) in a new scratch folder, and the launch's
-    wall seconds."""
-    from . import workers as launched
-
-    with tempfile.TemporaryDirectory(prefix="steerlib-e2e-") as scratch:
-        result, launch_s = launched.run(
-            "end-to-end",
-            workers,
-            model,
-            env=scratch_environment(Path(scratch)),
-            prompts=sizes.gen_prompts,
-            new_tokens=sizes.new_tokens,
-            training=training.name,
-        )
-    return Workload(**result), launch_s
-
-
-def total_s(w: Workload) -> float:
-    return w.token_s + w.and_s + w.generation_s
-
-
-def workers_comparison(
-    section: Section,
-    one: Workload,
-    many: Workload | None,
-    workers: int,
-    launch_s: float | None,
-) -> None:
-    """Add to ``section`` the workload run by ``workers`` processes (``many``) against
-    this process's run (``one``): parts, answers compared, the projection, goals (not
-    measured when ``many`` is None, i.e. ``--workers 1``)."""
-    label = f"{workers} workers x 1 thread"
-    same = None
-    if many is not None:
-        same = sum(a == b for a, b in zip(one.answers, many.answers))
-        section.figures += [
-            (
-                f"{label}: stage 1, stage 2, generation",
-                (
-                    f"{many.token_s:.1f} s ({many.token_steps} steps), "
-                    f"{many.and_s:.1f} s ({many.and_steps} steps), "
-                    f"{many.generation_s:.1f} s "
-                    f"({many.generated_tokens} tokens)"
-                ),
-            ),
-            (
-                f"{label}: workload total",
-                (
-                    f"{total_s(many):.1f} s against {total_s(one):.1f} s in this "
-                    f"process ({torch.get_num_threads()} threads); the launch, process "
-                    f"start and model loads included: {launch_s:.1f} s"
-                ),
-            ),
-            (f"{label}: identical answers", f"{same} of {len(one.answers)}"),
-        ]
-    projected = None
-    if many is not None and projects_reproduce(many):
-        projected = projected_reproduce_s(many)
-        section.figures.append(
-            (
-                f"projected cpu reproduce, {label}",
-                (
-                    f"{projected:,.0f} s ({projected / 3600:.2f} h) = "
-                    f"{len(B.names())} x {many.token_s:.1f} s + {many.and_s:.1f} s + "
-                    f"{REPRODUCE_GENERATIONS} / {many.generations} x "
-                    f"{many.generation_s:.1f} s"
-                ),
-            )
-        )
-    if many is None:
-        section.notes.append(
-            f"--workers {workers}: the workload ran in this process only, so the "
-            f"comparison with worker processes is not measured"
-        )
-    section.goals += [
-        Goal(
-            f"end to end, {label} / this process (speed)",
-            None if many is None else total_s(one) / total_s(many),
-            ">=",
-            1.15,
-        ),
-        Goal(
-            "end to end, identical answers with workers",
-            None if same is None else same / len(one.answers),
-            ">=",
-            1.0,
-        ),
-        Goal(
-            f"projected reproduce with workers / {BUDGET_S:g} s",
-            None if projected is None else projected / BUDGET_S,
-            "<=",
-            1.0,
-        ),
-    ]
 
 
 def process_memory() -> Section:

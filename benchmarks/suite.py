@@ -11,7 +11,8 @@ from steerlib.model.backbone import Backbone
 
 from .core import Section, Sizes
 from .distill_step import bench_distill_step
-from .end_to_end import bench_end_to_end, process_memory
+from .e2e_workers import bench_end_to_end
+from .end_to_end import process_memory
 from .generation import bench_generation
 from .load import bench_load, load_not_measured
 

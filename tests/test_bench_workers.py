@@ -9,6 +9,7 @@ import time
 import psutil
 import pytest
 
+import benchmarks.e2e_workers as e2e_workers
 import benchmarks.end_to_end as e2e
 from benchmarks import Sizes, render_text, run_suite, threads
 
@@ -33,8 +34,22 @@ WORKER_GOALS = [
 
 def _workload(total_s: float, answers, training="smoke") -> e2e.Workload:
     third = total_s / 3
+    phases = {"targets": third / 4, "validation": third / 4}
     return e2e.Workload(
-        training, third, 3, third, 3, len(answers), 4, 64, third, 10, 1.0, answers
+        training,
+        third,
+        3,
+        third,
+        3,
+        len(answers),
+        4,
+        64,
+        third,
+        10,
+        1.0,
+        answers,
+        phases,
+        phases,
     )
 
 
@@ -43,7 +58,7 @@ def test_workers_comparison_ratios():
     section = e2e.Section("x")
     one = _workload(30.0, [[1, 2], [3], [4]])
     many = _workload(20.0, [[1, 2], [3], [5]])
-    e2e.workers_comparison(section, one, many, 2, 25.0)
+    e2e_workers.workers_comparison(section, one, many, 2, 25.0)
     goals = {g.name: g for g in section.goals}
     assert goals[
         "end to end, 2 workers x 1 thread / this process (speed)"
@@ -53,15 +68,32 @@ def test_workers_comparison_ratios():
     )
     assert not goals["projected reproduce with workers / 7200 s"].measured  # smoke
     assert ("2 workers x 1 thread: identical answers", "2 of 3") in section.figures
+    assert (
+        "2 workers x 1 thread: phases of stage 1",
+        "targets 1.7 s, validation 1.7 s, steps 3.3 s",
+    ) in section.figures
 
 
 def test_workers_projection_is_the_formula():
     section = e2e.Section("x")
     one = _workload(900.0, [[1]] * 512, training="cpu")
     many = e2e.Workload(
-        "cpu", 200.0, 24, 100.0, 24, 512, 128, 64, 150.0, 9, 1.0, [[1]] * 512
+        "cpu",
+        200.0,
+        24,
+        100.0,
+        24,
+        512,
+        128,
+        64,
+        150.0,
+        9,
+        1.0,
+        [[1]] * 512,
+        {"targets": 50.0, "validation": 60.0},
+        {"targets": 40.0, "validation": 20.0},
     )
-    e2e.workers_comparison(section, one, many, 2, 500.0)
+    e2e_workers.workers_comparison(section, one, many, 2, 500.0)
     goal = {g.name: g for g in section.goals}[
         "projected reproduce with workers / 7200 s"
     ]
@@ -71,7 +103,7 @@ def test_workers_projection_is_the_formula():
 
 def test_one_worker_measures_no_comparison():
     section = e2e.Section("x")
-    e2e.workers_comparison(section, _workload(3.0, [[1]]), None, 1, None)
+    e2e_workers.workers_comparison(section, _workload(3.0, [[1]]), None, 1, None)
     assert section.goals and not any(g.measured for g in section.goals)
     assert "not measured" in " ".join(section.notes)
 

@@ -11,12 +11,15 @@ import json
 import re
 
 import pytest
+import torch
 
 import benchmarks.__main__ as cli
 import benchmarks.end_to_end as e2e
 from benchmarks import Sizes, render_markdown, render_text, run_suite
 from benchmarks.core import SUMMARY, Goal
 from benchmarks.load import bench_load
+from benchmarks.phases import PHASES, steps_s, timed_phases
+from steerlib.config import ValidationConfig
 from steerlib.evaluation.evaluate import COMPOSITION_METHODS
 from steerlib.model.inits import random_init
 from steerlib.model.tokens import SteeringTokens
@@ -26,6 +29,7 @@ from steerlib.study.folders import results_dir
 from steerlib.tasks import behaviors as B
 from steerlib.train import cache, compose, distill
 from steerlib.train.cache import fit_token
+from steerlib.train.validation import behavior_validator
 
 TINY = Sizes(
     batch=2,
@@ -99,6 +103,26 @@ def fits(monkeypatch):
 
 def _run(tiny) -> e2e.Workload:
     return e2e.run_workload(tiny, presets.smoke(), 2, 4, e2e.partner_tokens(tiny))
+
+
+def test_end_to_end_splits_each_training_part_into_its_phases(tiny):
+    """Stage 1 and stage 2 each spend time generating targets; the smoke preset does
+    not validate, so that phase is 0; what is left for the steps is positive."""
+    w = _run(tiny)
+    for part_s, phases in ((w.token_s, w.token_phases), (w.and_s, w.and_phases)):
+        assert set(phases) == set(PHASES)
+        assert phases["targets"] > 0 and phases["validation"] == 0, phases
+        assert 0 < steps_s(part_s, phases) < part_s
+
+
+def test_a_validation_score_counts_as_validation(tiny):
+    """The scorer training calls (``behavior_validator``) is timed as validation."""
+    score = behavior_validator(
+        tiny, "french", ValidationConfig(n_questions=2, max_new_tokens=2, batch_size=2)
+    )
+    with timed_phases() as seconds:
+        score({"french": torch.zeros(tiny.hidden_size)})
+    assert seconds["validation"] > 0 and seconds["targets"] == 0
 
 
 def test_end_to_end_trains_in_an_empty_scratch_folder(
