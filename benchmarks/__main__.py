@@ -44,9 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         default=None,
-        help="worker processes of one thread that generation and the end-to-end "
-        "workload also run in (default: --workers' default, one per usable core on a "
-        "CPU; 1: this process only)",
+        help="worker processes of one thread that generation, the few-rows score and "
+        "the end-to-end workload also run in (default: --workers' default, one per "
+        "usable core on a CPU; 1: this process only)",
     )
     p.add_argument(
         "--only",

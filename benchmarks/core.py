@@ -39,6 +39,11 @@ class Sizes:
     """Untimed runs of each side first (allocator, lazy init, caches)."""
     load_repeats: int = 2
     """First/second load pairs (a first load de-quantises the GGUF file: slow)."""
+    val_questions: int = 24
+    """Questions of one validation score in the few-rows benchmark (cpu preset:
+    ``ValidationConfig.n_questions``)."""
+    val_new_tokens: int = 64
+    """Their max_new_tokens (cpu preset: ``ValidationConfig.max_new_tokens``)."""
     e2e_training: str = "cpu"
     """Preset whose stage-1 and stage-2 settings the end-to-end workload trains with
     (cpu: reproduce's, minutes a token on the embedded model, and the only one
@@ -47,7 +52,13 @@ class Sizes:
 
 FULL = Sizes()
 QUICK = Sizes(
-    gen_prompts=128, new_tokens=48, repeats=3, load_repeats=1, e2e_training="smoke"
+    gen_prompts=128,
+    new_tokens=48,
+    repeats=3,
+    load_repeats=1,
+    val_questions=8,
+    val_new_tokens=16,
+    e2e_training="smoke",
 )
 """Smaller answers, fewer new tokens and repeats, the smoke preset's training settings:
 the embedded model in minutes on 2 cores."""

@@ -1,4 +1,5 @@
-"""The whole suite in order: distillation step, generation, load, end to end, memory."""
+"""The whole suite in order: distillation step, generation, a few rows, load, end to
+end, memory."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ from .core import Section, Sizes
 from .distill_step import bench_distill_step
 from .e2e_workers import bench_end_to_end
 from .end_to_end import process_memory
+from .few_rows import bench_few_rows
 from .generation import bench_generation
 from .load import bench_load, load_not_measured
 
-STEPS = ("distill", "generation", "load", "end-to-end")
+STEPS = ("distill", "generation", "few-rows", "load", "end-to-end")
 """The benchmarks, in the order they run (``--only`` names them)."""
 
 
@@ -31,13 +33,14 @@ def run_suite(
 ) -> list[Section]:
     """Every benchmark's section (those named in ``only``, from ``STEPS``). ``model``
     names the backbone ("tiny" or "embedded"); the load benchmark runs only for
-    "embedded", whose first load has a cache to fill. ``workers`` > 1: generation and
-    the end-to-end workload also run in that many worker processes of one thread
-    (``--workers``), against this process."""
+    "embedded", whose first load has a cache to fill. ``workers`` > 1: generation, the
+    few-rows score and the end-to-end workload also run in that many worker processes
+    of one thread (``--workers``), against this process."""
     sections = []
     steps = [
         ("distill", lambda: bench_distill_step(bb, sizes)),
         ("generation", lambda: bench_generation(bb, sizes, model, workers)),
+        ("few-rows", lambda: bench_few_rows(bb, sizes, model, workers)),
         (
             "load",
             lambda: (

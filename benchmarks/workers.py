@@ -10,7 +10,9 @@ of the whole launch (starting the processes and loading the model included).
   worker answering its share (``distributed.map_shards``, as ``evaluate`` does), timed
   between barriers after a warm-up batch;
 * ``end-to-end``: the end-to-end workload (``end_to_end.timed_parts``): targets and both
-  trainings shared as under torchrun, then its generations shared.
+  trainings shared as under torchrun, then its generations shared;
+* ``few-rows``: one validation score split over the workers and as steerlib runs it
+  (``few_rows.split_and_steerlib``).
 """
 
 from __future__ import annotations
@@ -98,7 +100,21 @@ def _end_to_end(args) -> dict:
     return dataclasses.asdict(w)
 
 
-KINDS = {"generation": _generation, "end-to-end": _end_to_end}
+def _few_rows(args) -> dict:
+    from steerlib.model.backbone import load_backbone
+
+    from .few_rows import split_and_steerlib
+
+    return split_and_steerlib(
+        load_backbone(args.model), args.prompts, args.new_tokens, args.repeats
+    )
+
+
+KINDS = {
+    "generation": _generation,
+    "end-to-end": _end_to_end,
+    "few-rows": _few_rows,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--new-tokens", type=int, required=True)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--training", default="smoke")
+    p.add_argument("--repeats", type=int, default=1)
     args = p.parse_args(argv)
     distributed.init()
     result = KINDS[args.kind](args)

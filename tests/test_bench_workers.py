@@ -21,6 +21,8 @@ TINY = Sizes(
     repeats=1,
     warmup=0,
     load_repeats=1,
+    val_questions=4,
+    val_new_tokens=4,
     e2e_training="smoke",
 )
 WORKER_GOALS = [
@@ -29,6 +31,7 @@ WORKER_GOALS = [
     "workers' identical answers",
     "end to end, 2 workers x 1 thread / this process (speed)",
     "end to end, identical answers with workers",
+    "few rows, steerlib's workers / split workers (time)",
 ]
 
 
@@ -191,8 +194,9 @@ def test_a_candidate_runs_the_tiny_generate():
 
 @pytest.mark.slow  # starts two workers twice
 def test_suite_with_two_workers_compares_them(tiny, monkeypatch):
-    """Generation and the end-to-end workload in 2 worker processes: every worker goal
-    measured, and the workers' answers equal one process's."""
+    """Generation, the few-rows score and the end-to-end workload in 2 worker
+    processes: every worker goal measured, and the workers' answers equal one
+    process's."""
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     sections = run_suite(tiny, TINY, model="tiny", workers=2, log=io.StringIO())
     goals = {g.name: g for s in sections for g in s.goals}

@@ -39,6 +39,8 @@ TINY = Sizes(
     repeats=1,
     warmup=0,
     load_repeats=1,
+    val_questions=4,
+    val_new_tokens=4,
     e2e_training="smoke",
 )
 SPEED_GOALS = [
