@@ -101,10 +101,11 @@ def gather(local: Sequence[T]) -> list[T]:
 
 
 FEW_ROWS = 16
-"""Fewer items than this per rank are answered by one process (``map_shards``): on the
-embedded model, 12 rows per rank were decoded 1.55x faster by one process of two
-threads than by two one-thread processes, 32 rows per rank 1.25x faster by the two
-processes (issue 37)."""
+"""Fewer items than this per rank are answered by one process (``map_shards``). On the
+embedded model on 2 cores (``python -m benchmarks``, issue 37): a validation score of 24
+questions, 12 a rank, took 9.75 s split over two one-thread workers and 6.13 s answered
+by rank 0 with both threads; target generation, 32 rows a rank, ran 1.14-1.44x faster
+split over the workers than in one process of two threads."""
 
 
 def map_shards(fn: Callable[[list[T]], Sequence[R]], items: Sequence[T]) -> list[R]:
@@ -115,8 +116,7 @@ def map_shards(fn: Callable[[list[T]], Sequence[R]], items: Sequence[T]) -> list
     On CPUs, fewer than ``FEW_ROWS`` items per rank are answered by rank 0 alone with
     every local rank's threads (``solo``): a decode step of a few rows is paced by
     reading the weights, and two processes each read all of them where two threads of
-    one process share the reading. 24 validation questions of 64 tokens took 10.2 s
-    split over two one-thread processes, 6.6 s in one process of two threads.
+    one process share the reading (figures: ``FEW_ROWS``).
     """
     if active() and _on_cpu() and len(items) < world_size() * FEW_ROWS:
         return solo(lambda: list(fn(list(items))))
