@@ -3,28 +3,20 @@ default's candidates. Timings of the tiny model mean nothing: the tests check wh
 is compared and how the ratios are made."""
 
 import contextlib
+import dataclasses
 import io
 import time
 
 import psutil
 import pytest
+import test_benchmarks
 
 import benchmarks.e2e_workers as e2e_workers
 import benchmarks.end_to_end as e2e
-from benchmarks import Sizes, render_text, run_suite, threads
+from benchmarks import render_text, run_suite, threads
 
-TINY = Sizes(
-    batch=2,
-    answer_tokens=4,
-    gen_prompts=4,
-    new_tokens=4,
-    repeats=1,
-    warmup=0,
-    load_repeats=1,
-    val_questions=4,
-    val_new_tokens=4,
-    e2e_training="smoke",
-)
+TINY = dataclasses.replace(test_benchmarks.TINY, gen_prompts=4)
+"""The benchmarks' tiny sizes, with a generation to share among two workers each."""
 WORKER_GOALS = [
     "workers / one process (tok/s)",
     "workers / machine ceiling (1 thread x workers)",
