@@ -8,15 +8,14 @@ fewer than ``FEW_ROWS`` items per rank to rank 0, which decodes them with every 
 threads while the others wait (``distributed.solo``).
 
 This benchmark times one validation score of ``<upper_case>`` (the stage-1 scorer the
-training loop calls) four ways: this process at one thread and at its own threads, and
-in worker processes both split (``FEW_ROWS`` set to 0) and as steerlib runs them. The
-goal: steerlib's way is no slower than the split.
+training loop calls) four ways, each pair in turns (``core.measure``): this process at
+one thread and at its own threads, and in worker processes both split (``FEW_ROWS`` set
+to 0) and as steerlib runs them. The goal: steerlib's way is no slower than the split.
 """
 
 from __future__ import annotations
 
-import statistics
-import time
+from collections.abc import Callable
 from unittest import mock
 
 import torch
@@ -26,45 +25,44 @@ from steerlib.config import ValidationConfig
 from steerlib.model.backbone import Backbone
 from steerlib.train.validation import behavior_validator
 
-from .core import Goal, Section, Sizes
+from .core import Goal, Section, Sizes, measure
+from .end_to_end import BEHAVIOR
 from .generation import shipped_or_random, threads
 
-BEHAVIOR = "upper_case"
 
-
-def score_seconds(bb: Backbone, questions: int, new_tokens: int, repeats: int) -> float:
-    """Median seconds of one validation score of ``<BEHAVIOR>`` on ``questions``
-    validation questions, after an untimed one; each timed between barriers (all ranks
-    call it together)."""
+def scorer(bb: Backbone, questions: int, new_tokens: int) -> Callable[[], int]:
+    """One validation score of ``<BEHAVIOR>`` on ``questions`` validation questions,
+    between barriers (all ranks call it together), as a ``measure`` run: it returns
+    the questions answered."""
     vector = shipped_or_random(bb, [BEHAVIOR])[BEHAVIOR]
     score = behavior_validator(
         bb,
         BEHAVIOR,
         ValidationConfig(n_questions=questions, max_new_tokens=new_tokens),
     )
-    params = {BEHAVIOR: vector}
-    score(params)
-    seconds = []
-    for _ in range(repeats):
+
+    def run() -> int:
         distributed.barrier()
-        start = time.perf_counter()
-        score(params)
+        score({BEHAVIOR: vector})
         distributed.barrier()
-        seconds.append(time.perf_counter() - start)
-    return statistics.median(seconds)
+        return questions
+
+    return run
 
 
 def split_and_steerlib(
-    bb: Backbone, questions: int, new_tokens: int, repeats: int
-) -> dict:
-    """In worker processes: the score split over the ranks, then as ``map_shards``
-    decides."""
-    with mock.patch.object(distributed, "FEW_ROWS", 0):
-        split = score_seconds(bb, questions, new_tokens, repeats)
-    return {
-        "split": split,
-        "steerlib": score_seconds(bb, questions, new_tokens, repeats),
-    }
+    bb: Backbone, questions: int, new_tokens: int, repeats: int, warmup: int
+) -> dict[str, float]:
+    """In worker processes: the median seconds of the score split over the ranks
+    (``FEW_ROWS`` set to 0) and as ``map_shards`` decides, timed in turns."""
+    run = scorer(bb, questions, new_tokens)
+
+    def split() -> int:
+        with mock.patch.object(distributed, "FEW_ROWS", 0):
+            return run()
+
+    rates = measure({"split": split, "steerlib": run}, repeats, warmup)
+    return {name: rate.seconds for name, rate in rates.items()}
 
 
 def bench_few_rows(bb: Backbone, sizes: Sizes, model: str, workers: int) -> Section:
@@ -73,12 +71,16 @@ def bench_few_rows(bb: Backbone, sizes: Sizes, model: str, workers: int) -> Sect
 
     n, new = sizes.val_questions, sizes.val_new_tokens
     here = torch.get_num_threads()
-    with threads(1):
-        one = score_seconds(bb, n, new, sizes.repeats)
-    own = score_seconds(bb, n, new, sizes.repeats)
+    run = scorer(bb, n, new)
+
+    def one_thread() -> int:
+        with threads(1):
+            return run()
+
+    rates = measure({"one": one_thread, "own": run}, sizes.repeats, sizes.warmup)
     figures = [
-        ("one process, 1 thread", f"{one:.2f} s"),
-        (f"one process, {here} threads", f"{own:.2f} s"),
+        ("one process, 1 thread", f"{rates['one'].seconds:.2f} s"),
+        (f"one process, {here} threads", f"{rates['own'].seconds:.2f} s"),
     ]
     section = Section(
         f"A few rows: one validation score, {n} questions x {new} new tokens",
@@ -93,6 +95,7 @@ def bench_few_rows(bb: Backbone, sizes: Sizes, model: str, workers: int) -> Sect
             prompts=n,
             new_tokens=new,
             repeats=sizes.repeats,
+            warmup=sizes.warmup,
         )
         figures += [
             (

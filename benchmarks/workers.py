@@ -106,7 +106,11 @@ def _few_rows(args) -> dict:
     from .few_rows import split_and_steerlib
 
     return split_and_steerlib(
-        load_backbone(args.model), args.prompts, args.new_tokens, args.repeats
+        load_backbone(args.model),
+        args.prompts,
+        args.new_tokens,
+        args.repeats,
+        args.warmup,
     )
 
 
@@ -130,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--training", default="smoke")
     p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--warmup", type=int, default=1)
     args = p.parse_args(argv)
     distributed.init()
     result = KINDS[args.kind](args)
