@@ -250,7 +250,7 @@ def _on_cpu() -> bool:
 
 def _device() -> torch.device:
     return (
-        torch.device("cuda", torch.cuda.current_device())
-        if dist.get_backend() == "nccl"
-        else torch.device("cpu")
+        torch.device("cpu")
+        if _on_cpu()
+        else torch.device("cuda", torch.cuda.current_device())
     )
